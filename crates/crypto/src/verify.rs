@@ -1,0 +1,332 @@
+//! Single and batch verification under one rule set (see the crate docs).
+
+use aidledger_types::{
+    codec, ChainId, CommitCertificate, Hash, PublicKey, Signature, SignedTx, ValidatorSet,
+};
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
+use sha2::{Digest, Sha512};
+
+use crate::{signing_bytes, CryptoError, Purpose};
+
+/// One signature to check: a key, the full signed bytes, and the signature.
+#[derive(Clone, Copy, Debug)]
+pub struct SigItem<'a> {
+    pub public: &'a PublicKey,
+    /// The bytes that were signed, as built by [`signing_bytes`].
+    pub signed_bytes: &'a [u8],
+    pub signature: &'a Signature,
+}
+
+/// A signature whose encodings passed the structural rules, ready for the
+/// group equation.
+struct Prepared {
+    a: EdwardsPoint,
+    r: EdwardsPoint,
+    s: Scalar,
+    k: Scalar,
+    s_bytes: [u8; 32],
+    r_bytes: [u8; 32],
+    a_bytes: [u8; 32],
+}
+
+/// Decompresses a point, refusing non-canonical encodings and small-order
+/// points. Both paths go through here, so both refuse the same inputs.
+fn strict_point(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
+    let p = CompressedEdwardsY(*bytes).decompress()?;
+    if p.compress().as_bytes() != bytes || p.is_small_order() {
+        return None;
+    }
+    Some(p)
+}
+
+fn prepare(item: &SigItem<'_>) -> Result<Prepared, CryptoError> {
+    let a = strict_point(&item.public.0).ok_or(CryptoError::BadPublicKey)?;
+    let mut r_bytes = [0u8; 32];
+    let mut s_bytes = [0u8; 32];
+    r_bytes.copy_from_slice(&item.signature.0[..32]);
+    s_bytes.copy_from_slice(&item.signature.0[32..]);
+    let r = strict_point(&r_bytes).ok_or(CryptoError::BadSignature)?;
+    let s: Option<Scalar> = Scalar::from_canonical_bytes(s_bytes).into();
+    let s = s.ok_or(CryptoError::BadSignature)?;
+    let mut h = Sha512::new();
+    h.update(r_bytes);
+    h.update(item.public.0);
+    h.update(item.signed_bytes);
+    let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+    Ok(Prepared {
+        a,
+        r,
+        s,
+        k,
+        s_bytes,
+        r_bytes,
+        a_bytes: item.public.0,
+    })
+}
+
+/// The cofactored equation `[8]([s]B - R - [k]A) = 0`.
+fn check_single(p: &Prepared) -> bool {
+    let sb_minus_ka = EdwardsPoint::vartime_double_scalar_mul_basepoint(&p.k, &(-p.a), &p.s);
+    (sb_minus_ka - p.r).mul_by_cofactor().is_identity()
+}
+
+/// Verifies one signature.
+pub fn verify(
+    public: &PublicKey,
+    chain_id: &ChainId,
+    purpose: Purpose,
+    message: &[u8],
+    signature: &Signature,
+) -> Result<(), CryptoError> {
+    let bytes = signing_bytes(chain_id, purpose, message);
+    verify_item(&SigItem {
+        public,
+        signed_bytes: &bytes,
+        signature,
+    })
+}
+
+fn verify_item(item: &SigItem<'_>) -> Result<(), CryptoError> {
+    let p = prepare(item)?;
+    if check_single(&p) {
+        Ok(())
+    } else {
+        Err(CryptoError::BadSignature)
+    }
+}
+
+/// Below this many signatures the batch equation saves nothing.
+const BATCH_MIN: usize = 4;
+/// Largest batch combined into one multiscalar multiplication; longer
+/// inputs are checked in chunks of this size.
+const BATCH_CHUNK: usize = 256;
+
+/// Verifies many signatures. The verdict for each item is exactly the
+/// verdict [`verify`] would give it.
+pub fn verify_batch(items: &[SigItem<'_>]) -> Vec<Result<(), CryptoError>> {
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(BATCH_CHUNK) {
+        out.extend(verify_chunk(chunk));
+    }
+    out
+}
+
+fn verify_chunk(items: &[SigItem<'_>]) -> Vec<Result<(), CryptoError>> {
+    let prepared: Vec<Result<Prepared, CryptoError>> = items.iter().map(prepare).collect();
+    let ok: Vec<&Prepared> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
+    if ok.len() >= BATCH_MIN && check_combined(&ok) {
+        // Every structurally valid item satisfies its equation.
+        return prepared.into_iter().map(|p| p.map(|_| ())).collect();
+    }
+    // Small batch, or some item is bad: fall back to the single rule so the
+    // caller learns exactly which items fail.
+    prepared
+        .into_iter()
+        .map(|p| {
+            let p = p?;
+            if check_single(&p) {
+                Ok(())
+            } else {
+                Err(CryptoError::BadSignature)
+            }
+        })
+        .collect()
+}
+
+/// Checks `[8](Σ z_i s_i B - Σ z_i R_i - Σ z_i k_i A_i) = 0`, with 128-bit
+/// coefficients `z_i` derived by hashing every input in the batch. The
+/// coefficients are deterministic, so every node reaches the same verdict,
+/// and unpredictable to anyone who has not fixed the whole batch first.
+fn check_combined(items: &[&Prepared]) -> bool {
+    let mut transcript = Sha512::new();
+    transcript.update(b"aidledger/v1/batch-verify");
+    transcript.update((items.len() as u64).to_le_bytes());
+    for p in items {
+        transcript.update(p.r_bytes);
+        transcript.update(p.a_bytes);
+        transcript.update(p.s_bytes);
+        transcript.update(p.k.as_bytes());
+    }
+    let seed: [u8; 64] = transcript.finalize().into();
+
+    let mut scalars = Vec::with_capacity(2 * items.len() + 1);
+    let mut points = Vec::with_capacity(2 * items.len() + 1);
+    let mut b_coeff = Scalar::ZERO;
+    for (i, p) in items.iter().enumerate() {
+        let mut h = Sha512::new();
+        h.update(seed);
+        h.update((i as u64).to_le_bytes());
+        let d: [u8; 64] = h.finalize().into();
+        let mut z_bytes = [0u8; 32];
+        z_bytes[..16].copy_from_slice(&d[..16]);
+        let z = Scalar::from_bytes_mod_order(z_bytes);
+        b_coeff += z * p.s;
+        scalars.push(-z);
+        points.push(p.r);
+        scalars.push(-(z * p.k));
+        points.push(p.a);
+    }
+    scalars.push(b_coeff);
+    points.push(ED25519_BASEPOINT_POINT);
+    EdwardsPoint::vartime_multiscalar_mul(scalars, points)
+        .mul_by_cofactor()
+        .is_identity()
+}
+
+/// A transaction whose signature and chain id have been checked. The only
+/// way to get one is [`verify_tx`] or [`verify_txs`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedTx {
+    tx: SignedTx,
+    id: Hash,
+}
+
+impl VerifiedTx {
+    pub fn tx(&self) -> &SignedTx {
+        &self.tx
+    }
+    pub fn id(&self) -> Hash {
+        self.id
+    }
+    pub fn into_inner(self) -> SignedTx {
+        self.tx
+    }
+}
+
+fn check_chain(tx: &SignedTx, id: Hash, chain_id: &ChainId) -> Result<(), CryptoError> {
+    if &tx.body.chain_id != chain_id {
+        return Err(CryptoError::WrongChain {
+            id,
+            expected: chain_id.to_string(),
+            got: tx.body.chain_id.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a transaction's chain id and signature.
+pub fn verify_tx(tx: SignedTx, chain_id: &ChainId) -> Result<VerifiedTx, CryptoError> {
+    let id = tx.id();
+    check_chain(&tx, id, chain_id)?;
+    verify(
+        &tx.body.signer,
+        chain_id,
+        Purpose::Tx,
+        id.as_bytes(),
+        &tx.signature,
+    )?;
+    Ok(VerifiedTx { tx, id })
+}
+
+/// Checks many transactions with the batch equation. Each result is what
+/// [`verify_tx`] would return for that transaction.
+pub fn verify_txs(
+    txs: Vec<SignedTx>,
+    chain_id: &ChainId,
+) -> Vec<Result<VerifiedTx, (SignedTx, CryptoError)>> {
+    let ids: Vec<Hash> = txs.iter().map(SignedTx::id).collect();
+    let bytes: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| signing_bytes(chain_id, Purpose::Tx, id.as_bytes()))
+        .collect();
+    let items: Vec<SigItem<'_>> = txs
+        .iter()
+        .zip(&bytes)
+        .map(|(tx, b)| SigItem {
+            public: &tx.body.signer,
+            signed_bytes: b,
+            signature: &tx.signature,
+        })
+        .collect();
+    let verdicts = verify_batch(&items);
+    txs.into_iter()
+        .zip(ids)
+        .zip(verdicts)
+        .map(|((tx, id), v)| {
+            if let Err(e) = check_chain(&tx, id, chain_id) {
+                return Err((tx, e));
+            }
+            match v {
+                Ok(()) => Ok(VerifiedTx { tx, id }),
+                Err(e) => Err((tx, e)),
+            }
+        })
+        .collect()
+}
+
+/// Checks a commit certificate against the validator set in force at its
+/// height: the expected height and block, strictly ascending known signer
+/// indices, at least a quorum of them, and every signature valid.
+pub fn verify_certificate(
+    cert: &CommitCertificate,
+    chain_id: &ChainId,
+    validators: &ValidatorSet,
+    expected_height: u64,
+    expected_block: &Hash,
+) -> Result<(), CryptoError> {
+    if cert.height != expected_height {
+        return Err(CryptoError::CertHeight {
+            expected: expected_height,
+            got: cert.height,
+        });
+    }
+    if &cert.block_hash != expected_block {
+        return Err(CryptoError::CertBlock {
+            expected: *expected_block,
+            got: cert.block_hash,
+        });
+    }
+    let mut last: Option<u16> = None;
+    for s in &cert.signatures {
+        if validators.get(s.validator as usize).is_none() {
+            return Err(CryptoError::CertUnknownSigner {
+                index: s.validator,
+                len: validators.len(),
+            });
+        }
+        if last.is_some_and(|l| s.validator <= l) {
+            return Err(CryptoError::CertUnsorted { index: s.validator });
+        }
+        last = Some(s.validator);
+    }
+    let required = validators.quorum();
+    if cert.signatures.len() < required {
+        return Err(CryptoError::CertTooFewSignatures {
+            got: cert.signatures.len(),
+            required,
+        });
+    }
+    let vote = codec::encode(&cert.vote(chain_id));
+    let bytes = signing_bytes(chain_id, Purpose::Commit, &vote);
+    let keys: Vec<&PublicKey> = cert
+        .signatures
+        .iter()
+        .filter_map(|s| validators.get(s.validator as usize).map(|v| &v.key))
+        .collect();
+    let items: Vec<SigItem<'_>> = cert
+        .signatures
+        .iter()
+        .zip(keys)
+        .map(|(s, public)| SigItem {
+            public,
+            signed_bytes: &bytes,
+            signature: &s.signature,
+        })
+        .collect();
+    for (s, v) in cert.signatures.iter().zip(verify_batch(&items)) {
+        if v.is_err() {
+            let org = validators
+                .get(s.validator as usize)
+                .map(|v| v.org.to_string())
+                .unwrap_or_default();
+            return Err(CryptoError::CertBadSignature {
+                index: s.validator,
+                org,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,336 @@
+//! Storage for aidledger: blocks, commit certificates, state, the
+//! transaction index, the consensus safety state and metadata.
+//!
+//! [`Store`] is the interface the rest of the node codes against. It has two
+//! implementations with the same semantics, including validation:
+//!
+//! * [`RocksStore`], the durable one, with one column family per kind of data;
+//! * [`MemStore`], BTreeMaps behind a lock, for tests and the simulator.
+//!
+//! Architecture Invariant: a block, its certificate, the state writes it
+//! causes, its transaction index entries, the new accumulator and the new
+//! head are written in one atomic, synced write. A process killed at any
+//! moment restarts at a consistent head: every height up to the head is
+//! complete and nothing above it exists.
+//!
+//! Architecture Invariant: every call that would break the chain (wrong
+//! height, wrong parent, a certificate for another block, a state root that
+//! disagrees with the accumulator, anything over a limit) is refused with an
+//! error before anything is written.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use aidledger_types::block::{BLOCK_MAX_BYTES, BLOCK_MAX_TXS, VALIDATORS_MAX};
+use aidledger_types::{codec, merkle, Block, CommitCertificate, Hash, StateAccumulator};
+
+mod error;
+mod mem;
+mod rocks;
+
+pub use error::StorageError;
+pub use mem::MemStore;
+pub use rocks::{keys, Cf, RocksStore};
+
+/// Most entries one `state_scan` returns; larger limits are clamped.
+pub const SCAN_LIMIT_MAX: usize = 10_000;
+/// Most blocks one `blocks_range` returns; larger ranges are truncated.
+pub const BLOCKS_RANGE_MAX: usize = 1_000;
+/// Longest state key.
+pub const STATE_KEY_MAX_BYTES: usize = 1024;
+/// Longest state value.
+pub const STATE_VALUE_MAX_BYTES: usize = 1024 * 1024;
+/// Most state writes in one block, and most entries in the initial state.
+pub const STATE_WRITES_MAX: usize = 1_000_000;
+/// Longest encoded receipt.
+pub const RECEIPT_MAX_BYTES: usize = 64 * 1024;
+/// Longest genesis document.
+pub const GENESIS_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Longest consensus safety state.
+pub const SAFETY_STATE_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Longest metadata key.
+pub const META_KEY_MAX_BYTES: usize = 128;
+/// Longest metadata value.
+pub const META_VALUE_MAX_BYTES: usize = 1024 * 1024;
+/// Largest stored certificate: enough for `VALIDATORS_MAX` signatures.
+pub(crate) const CERTIFICATE_MAX_BYTES: usize = 64 * 1024;
+
+/// Key/value pairs returned by [`Store::state_scan`], in key order.
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The last committed block.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Head {
+    pub height: u64,
+    pub block_hash: Hash,
+    /// The state root after the head block; equal to the stored
+    /// accumulator's root.
+    pub state_root: Hash,
+}
+
+/// Where a committed transaction is: its block height and its index in the
+/// block.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct TxLocation {
+    pub height: u64,
+    pub index: u32,
+}
+
+/// Everything one committed block writes, applied atomically by
+/// [`Store::commit_block`].
+#[derive(Clone, Debug)]
+pub struct CommitBatch {
+    pub block: Block,
+    pub certificate: CommitCertificate,
+    /// State writes caused by the block; `None` deletes the key.
+    pub state_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// One opaque encoded receipt per transaction, in the order of
+    /// `block.txs`. Stored in the tx index next to the location.
+    pub receipts: Vec<Vec<u8>>,
+    /// The state accumulator after this block. Persisted so a restart needs
+    /// no recomputation; its root must equal `block.header.state_root`.
+    pub accumulator: StateAccumulator,
+}
+
+/// The storage interface. Both implementations validate identically.
+pub trait Store: Send + Sync {
+    /// The last committed block, or `None` before block 1 is committed.
+    fn head(&self) -> Result<Option<Head>, StorageError>;
+    fn block(&self, height: u64) -> Result<Option<Block>, StorageError>;
+    /// The hash of the block at `height`, read from its certificate so the
+    /// block body is not decoded. Height 0 gives the genesis hash.
+    fn block_hash(&self, height: u64) -> Result<Option<Hash>, StorageError>;
+    fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>, StorageError>;
+    /// The location of a committed transaction and its receipt.
+    fn tx_location(&self, id: &Hash) -> Result<Option<(TxLocation, Vec<u8>)>, StorageError>;
+    fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Ordered scan of keys starting with `prefix`, strictly after
+    /// `start_after` if given, at most `limit` entries (clamped to
+    /// [`SCAN_LIMIT_MAX`]).
+    fn state_scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StorageError>;
+    /// The accumulator of the current state; the empty accumulator when
+    /// nothing is stored.
+    fn accumulator(&self) -> Result<StateAccumulator, StorageError>;
+    /// Atomically stores a block with everything it writes and moves the
+    /// head. Refuses, changing nothing, unless the block's height is
+    /// head + 1 (1 when empty), its parent is the head's hash (the genesis
+    /// hash for height 1), the certificate is for this block, the body
+    /// matches the header, there is one receipt per transaction, the
+    /// accumulator's root is the header's state root, no transaction is
+    /// already indexed and everything is within the limits.
+    fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError>;
+    /// Atomically stores the genesis document and the initial state.
+    /// Idempotent with the same hash; refused with a different one. The
+    /// accumulator must be the initial state's accumulator.
+    fn put_genesis(
+        &self,
+        genesis_hash: Hash,
+        genesis_bytes: Vec<u8>,
+        initial_state: BTreeMap<Vec<u8>, Vec<u8>>,
+        accumulator: StateAccumulator,
+    ) -> Result<(), StorageError>;
+    fn genesis(&self) -> Result<Option<(Hash, Vec<u8>)>, StorageError>;
+    /// Consensus safety state: opaque bytes, written with a synced write.
+    /// The caller writes it BEFORE sending any message that depends on it.
+    fn put_safety_state(&self, bytes: &[u8]) -> Result<(), StorageError>;
+    fn safety_state(&self) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Free-form metadata for other crates. Its key space is separate from
+    /// the store's own bookkeeping, so it cannot overwrite the head.
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StorageError>;
+
+    /// Blocks `from..=to_inclusive` in order, for block sync. Stops at the
+    /// first missing height and returns at most [`BLOCKS_RANGE_MAX`] blocks.
+    /// Height 0 is the genesis, which is not a block, so it is skipped.
+    fn blocks_range(&self, from: u64, to_inclusive: u64) -> Result<Vec<Block>, StorageError> {
+        let mut out = Vec::new();
+        let mut h = from.max(1);
+        while h <= to_inclusive && out.len() < BLOCKS_RANGE_MAX {
+            match self.block(h)? {
+                Some(b) => out.push(b),
+                None => break,
+            }
+            h = match h.checked_add(1) {
+                Some(n) => n,
+                None => break,
+            };
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn too_large(what: &'static str, len: usize, limit: usize) -> Result<(), StorageError> {
+    if len > limit {
+        Err(StorageError::TooLarge { what, len, limit })
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a commit batch against the current head and genesis, without
+/// writing. `indexed_at` reports where a transaction id is already indexed.
+/// Returns the transaction ids, in block order, for the index.
+pub(crate) fn check_commit(
+    batch: &CommitBatch,
+    head: Option<&Head>,
+    genesis: Option<Hash>,
+    indexed_at: &mut dyn FnMut(&Hash) -> Result<Option<u64>, StorageError>,
+) -> Result<Vec<Hash>, StorageError> {
+    let genesis = genesis.ok_or(StorageError::NoGenesis)?;
+    let header = &batch.block.header;
+    let height = header.height;
+    let (expected_height, expected_parent) = match head {
+        Some(h) => (h.height.saturating_add(1), h.block_hash),
+        None => (1, genesis),
+    };
+    if height != expected_height {
+        return Err(StorageError::HeightMismatch {
+            expected: expected_height,
+            got: height,
+        });
+    }
+    if header.parent_hash != expected_parent {
+        return Err(StorageError::ParentMismatch {
+            height,
+            expected: expected_parent,
+            got: header.parent_hash,
+        });
+    }
+
+    too_large(
+        "block transaction count",
+        batch.block.txs.len(),
+        BLOCK_MAX_TXS,
+    )?;
+    too_large(
+        "encoded block size in bytes",
+        codec::encoded_len(&batch.block),
+        BLOCK_MAX_BYTES,
+    )?;
+    too_large(
+        "certificate signature count",
+        batch.certificate.signatures.len(),
+        VALIDATORS_MAX,
+    )?;
+    too_large(
+        "state writes in one block",
+        batch.state_writes.len(),
+        STATE_WRITES_MAX,
+    )?;
+    for (k, v) in &batch.state_writes {
+        too_large("state key size in bytes", k.len(), STATE_KEY_MAX_BYTES)?;
+        if let Some(v) = v {
+            too_large("state value size in bytes", v.len(), STATE_VALUE_MAX_BYTES)?;
+        }
+    }
+    for r in &batch.receipts {
+        too_large("receipt size in bytes", r.len(), RECEIPT_MAX_BYTES)?;
+    }
+
+    let ids: Vec<Hash> = batch.block.txs.iter().map(|t| t.id()).collect();
+    if !batch.block.body_matches_header() {
+        return Err(StorageError::BodyMismatch { height });
+    }
+    let block_hash = header.hash();
+    let cert = &batch.certificate;
+    if cert.height != height || cert.block_hash != block_hash {
+        return Err(StorageError::CertificateMismatch {
+            height,
+            block_hash,
+            cert_height: cert.height,
+            cert_block: cert.block_hash,
+        });
+    }
+    if batch.receipts.len() != ids.len() {
+        return Err(StorageError::ReceiptCountMismatch {
+            height,
+            txs: ids.len(),
+            receipts: batch.receipts.len(),
+        });
+    }
+    let root = batch.accumulator.root();
+    if root != header.state_root {
+        return Err(StorageError::StateRootMismatch {
+            height,
+            header: header.state_root,
+            accumulator: root,
+        });
+    }
+
+    // A repeated id would overwrite the earlier location in the index and
+    // break the promise that an id names one committed transaction.
+    let mut seen = std::collections::BTreeSet::new();
+    for id in &ids {
+        if !seen.insert(*id) {
+            return Err(StorageError::DuplicateTx {
+                id: *id,
+                height,
+                existing_height: height,
+            });
+        }
+        if let Some(existing_height) = indexed_at(id)? {
+            return Err(StorageError::DuplicateTx {
+                id: *id,
+                height,
+                existing_height,
+            });
+        }
+    }
+    Ok(ids)
+}
+
+/// Checks a genesis call's sizes and that the accumulator is the initial
+/// state's, so the state root at height 0 is right by construction.
+pub(crate) fn check_genesis(
+    genesis_bytes: &[u8],
+    initial_state: &BTreeMap<Vec<u8>, Vec<u8>>,
+    accumulator: &StateAccumulator,
+) -> Result<(), StorageError> {
+    too_large(
+        "genesis size in bytes",
+        genesis_bytes.len(),
+        GENESIS_MAX_BYTES,
+    )?;
+    too_large(
+        "initial state entry count",
+        initial_state.len(),
+        STATE_WRITES_MAX,
+    )?;
+    let mut computed = StateAccumulator::new();
+    for (k, v) in initial_state {
+        too_large("state key size in bytes", k.len(), STATE_KEY_MAX_BYTES)?;
+        too_large("state value size in bytes", v.len(), STATE_VALUE_MAX_BYTES)?;
+        computed.insert(k, v);
+    }
+    if &computed != accumulator {
+        return Err(StorageError::GenesisAccumulatorMismatch {
+            given: accumulator.root(),
+            computed: computed.root(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_meta(key: &str, value: &[u8]) -> Result<(), StorageError> {
+    too_large("metadata key size in bytes", key.len(), META_KEY_MAX_BYTES)?;
+    too_large(
+        "metadata value size in bytes",
+        value.len(),
+        META_VALUE_MAX_BYTES,
+    )
+}
+
+/// The head a committed block produces.
+pub(crate) fn head_of(block: &Block) -> Head {
+    Head {
+        height: block.header.height,
+        block_hash: block.hash(),
+        state_root: block.header.state_root,
+    }
+}

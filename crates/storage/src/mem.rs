@@ -1,0 +1,214 @@
+//! The in-memory store, for tests and the simulator.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use aidledger_types::{Block, CommitCertificate, Hash, StateAccumulator};
+
+use crate::{
+    check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch, Head, KeyValues,
+    StorageError, Store, TxLocation, SAFETY_STATE_MAX_BYTES, SCAN_LIMIT_MAX,
+};
+
+#[derive(Clone, Default)]
+struct Inner {
+    genesis: Option<(Hash, Vec<u8>)>,
+    head: Option<Head>,
+    blocks: BTreeMap<u64, Block>,
+    certificates: BTreeMap<u64, CommitCertificate>,
+    state: BTreeMap<Vec<u8>, Vec<u8>>,
+    tx_index: BTreeMap<Hash, (TxLocation, Vec<u8>)>,
+    accumulator: StateAccumulator,
+    safety: Option<Vec<u8>>,
+    meta: BTreeMap<String, Vec<u8>>,
+}
+
+/// BTreeMaps behind a lock, with the same validation as [`crate::RocksStore`].
+///
+/// Every write is applied whole or not at all, which models a synced write:
+/// the simulator models a crash by keeping a [`MemStore::snapshot`] and
+/// dropping the live store.
+#[derive(Default)]
+pub struct MemStore {
+    inner: RwLock<Inner>,
+}
+
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    /// A deep copy of everything stored now.
+    pub fn snapshot(&self) -> MemStore {
+        MemStore {
+            inner: RwLock::new(self.read().clone()),
+        }
+    }
+
+    // A panic while holding the lock cannot leave a half-applied write
+    // behind (writes are built first and swapped in last), so a poisoned
+    // lock still guards consistent data and is safe to use.
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Ordered prefix scan over a map, shared by the in-memory store and tests.
+pub(crate) fn scan_map(
+    map: &BTreeMap<Vec<u8>, Vec<u8>>,
+    prefix: &[u8],
+    start_after: Option<&[u8]>,
+    limit: usize,
+) -> KeyValues {
+    let limit = limit.min(SCAN_LIMIT_MAX);
+    let lower: Bound<&[u8]> = match start_after {
+        Some(s) if s >= prefix => Bound::Excluded(s),
+        _ => Bound::Included(prefix),
+    };
+    map.range::<[u8], _>((lower, Bound::Unbounded))
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+impl Store for MemStore {
+    fn head(&self) -> Result<Option<Head>, StorageError> {
+        Ok(self.read().head)
+    }
+
+    fn block(&self, height: u64) -> Result<Option<Block>, StorageError> {
+        Ok(self.read().blocks.get(&height).cloned())
+    }
+
+    fn block_hash(&self, height: u64) -> Result<Option<Hash>, StorageError> {
+        let inner = self.read();
+        if height == 0 {
+            return Ok(inner.genesis.as_ref().map(|g| g.0));
+        }
+        Ok(inner.certificates.get(&height).map(|c| c.block_hash))
+    }
+
+    fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>, StorageError> {
+        Ok(self.read().certificates.get(&height).cloned())
+    }
+
+    fn tx_location(&self, id: &Hash) -> Result<Option<(TxLocation, Vec<u8>)>, StorageError> {
+        Ok(self.read().tx_index.get(id).cloned())
+    }
+
+    fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.read().state.get(key).cloned())
+    }
+
+    fn state_scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StorageError> {
+        Ok(scan_map(&self.read().state, prefix, start_after, limit))
+    }
+
+    fn accumulator(&self) -> Result<StateAccumulator, StorageError> {
+        Ok(self.read().accumulator.clone())
+    }
+
+    fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError> {
+        let mut inner = self.write();
+        let genesis = inner.genesis.as_ref().map(|g| g.0);
+        let ids = {
+            let tx_index = &inner.tx_index;
+            check_commit(&batch, inner.head.as_ref(), genesis, &mut |id| {
+                Ok(tx_index.get(id).map(|(loc, _)| loc.height))
+            })?
+        };
+        let CommitBatch {
+            block,
+            certificate,
+            state_writes,
+            receipts,
+            accumulator,
+        } = batch;
+        let height = block.header.height;
+        // Nothing below can fail, so the write is all or nothing.
+        for (i, (id, receipt)) in ids.into_iter().zip(receipts).enumerate() {
+            let loc = TxLocation {
+                height,
+                index: i as u32,
+            };
+            inner.tx_index.insert(id, (loc, receipt));
+        }
+        for (k, v) in state_writes {
+            match v {
+                Some(v) => inner.state.insert(k, v),
+                None => inner.state.remove(&k),
+            };
+        }
+        inner.head = Some(head_of(&block));
+        inner.accumulator = accumulator;
+        inner.certificates.insert(height, certificate);
+        inner.blocks.insert(height, block);
+        Ok(())
+    }
+
+    fn put_genesis(
+        &self,
+        genesis_hash: Hash,
+        genesis_bytes: Vec<u8>,
+        initial_state: BTreeMap<Vec<u8>, Vec<u8>>,
+        accumulator: StateAccumulator,
+    ) -> Result<(), StorageError> {
+        let mut inner = self.write();
+        if let Some((stored, _)) = &inner.genesis {
+            if *stored == genesis_hash {
+                return Ok(());
+            }
+            return Err(StorageError::GenesisMismatch {
+                stored: *stored,
+                given: genesis_hash,
+            });
+        }
+        check_genesis(&genesis_bytes, &initial_state, &accumulator)?;
+        if inner.head.is_some() || !inner.state.is_empty() {
+            return Err(StorageError::NotEmpty);
+        }
+        inner.genesis = Some((genesis_hash, genesis_bytes));
+        inner.state = initial_state;
+        inner.accumulator = accumulator;
+        Ok(())
+    }
+
+    fn genesis(&self) -> Result<Option<(Hash, Vec<u8>)>, StorageError> {
+        Ok(self.read().genesis.clone())
+    }
+
+    fn put_safety_state(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        too_large(
+            "safety state size in bytes",
+            bytes.len(),
+            SAFETY_STATE_MAX_BYTES,
+        )?;
+        self.write().safety = Some(bytes.to_vec());
+        Ok(())
+    }
+
+    fn safety_state(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.read().safety.clone())
+    }
+
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.read().meta.get(key).cloned())
+    }
+
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        check_meta(key, value)?;
+        self.write().meta.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+}

@@ -1,0 +1,610 @@
+//! The RocksDB store.
+//!
+//! One column family per kind of data, keys chosen so RocksDB's byte order
+//! is the order we iterate in:
+//!
+//! | column family  | key                        | value                                   |
+//! |----------------|----------------------------|-----------------------------------------|
+//! | `blocks`       | height, big-endian u64     | `codec::encode(&Block)`                 |
+//! | `certificates` | height, big-endian u64     | `codec::encode(&CommitCertificate)`     |
+//! | `state`        | the state key              | the state value, raw                    |
+//! | `tx_index`     | the 32-byte transaction id | `codec::encode` of location and receipt |
+//! | `safety`       | `safety`                   | the consensus safety state, raw         |
+//! | `meta`         | see [`keys`]               | head, genesis, accumulator, user data   |
+//!
+//! State values, the safety state and user metadata are opaque bytes owned
+//! by other crates, so they are stored as given; everything the store itself
+//! interprets goes through the canonical codec and its strict decoder, and a
+//! value that fails to decode is reported as [`StorageError::Corrupt`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
+    IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
+use serde::{Deserialize, Serialize};
+use tracing::debug;
+
+use aidledger_types::codec::{self, CodecError};
+use aidledger_types::state_root::AccumulatorBytes;
+use aidledger_types::{Block, CommitCertificate, Hash, StateAccumulator};
+
+use crate::error::corrupt;
+use crate::{
+    check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch, Head, KeyValues,
+    StorageError, Store, TxLocation, BLOCKS_RANGE_MAX, CERTIFICATE_MAX_BYTES, RECEIPT_MAX_BYTES,
+    SAFETY_STATE_MAX_BYTES, SCAN_LIMIT_MAX,
+};
+
+/// Shared LRU block cache for all column families.
+const BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Total memtable memory across all column families.
+const WRITE_BUFFERS_BYTES: usize = 64 * 1024 * 1024;
+/// Memtable size of one column family.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+const MAX_OPEN_FILES: i32 = 512;
+const MAX_TOTAL_WAL_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The column families.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Cf {
+    Blocks,
+    Certificates,
+    State,
+    TxIndex,
+    Safety,
+    Meta,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 6] = [
+        Cf::Blocks,
+        Cf::Certificates,
+        Cf::State,
+        Cf::TxIndex,
+        Cf::Safety,
+        Cf::Meta,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Blocks => "blocks",
+            Cf::Certificates => "certificates",
+            Cf::State => "state",
+            Cf::TxIndex => "tx_index",
+            Cf::Safety => "safety",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+/// Keys, public so tamper tests and tools can address raw entries.
+pub mod keys {
+    use aidledger_types::Hash;
+
+    /// The key of a height in `blocks` and `certificates`. Big-endian, so
+    /// byte order is height order.
+    pub fn height(h: u64) -> [u8; 8] {
+        h.to_be_bytes()
+    }
+
+    /// The key of a transaction in `tx_index`.
+    pub fn tx(id: &Hash) -> [u8; 32] {
+        id.0
+    }
+
+    /// The key of the safety state in `safety`.
+    pub const SAFETY: &[u8] = b"safety";
+    /// `meta`: the encoded [`crate::Head`].
+    pub const HEAD: &[u8] = b"sys/head";
+    /// `meta`: the encoded genesis hash.
+    pub const GENESIS_HASH: &[u8] = b"sys/genesis-hash";
+    /// `meta`: the genesis document, raw.
+    pub const GENESIS_DOC: &[u8] = b"sys/genesis-doc";
+    /// `meta`: the encoded state accumulator after the head block.
+    pub const ACCUMULATOR: &[u8] = b"sys/accumulator";
+
+    /// `meta`: a key of [`crate::Store::meta_put`]. The prefix keeps user
+    /// keys away from the `sys/` keys above.
+    pub fn meta_user(key: &str) -> Vec<u8> {
+        [b"user/".as_slice(), key.as_bytes()].concat()
+    }
+}
+
+/// A transaction index entry.
+#[derive(Serialize, Deserialize)]
+struct TxEntry {
+    location: TxLocation,
+    receipt: Vec<u8>,
+}
+
+/// The durable store. Writes are synced; `commit_block` and `put_genesis`
+/// are one atomic `WriteBatch` each.
+pub struct RocksStore {
+    db: DB,
+    read_only: bool,
+    /// Serialises the read-validate-write of `commit_block` and
+    /// `put_genesis`, so two writers cannot both extend the same head.
+    write_lock: Mutex<()>,
+    path: PathBuf,
+    // Held so the cache's lifetime visibly covers the database's.
+    _cache: Cache,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+fn options() -> (Options, Cache) {
+    let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+    // Index and filter blocks count against the cache, so memory stays
+    // bounded however large the database grows.
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_bloom_filter(10.0, false);
+
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_max_open_files(MAX_OPEN_FILES);
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_block_based_table_factory(&table);
+    opts.set_db_write_buffer_size(WRITE_BUFFERS_BYTES);
+    opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+    opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+    opts.set_keep_log_file_num(4);
+    opts.set_max_log_file_size(8 * 1024 * 1024);
+    (opts, cache)
+}
+
+fn descriptors(opts: &Options) -> Vec<ColumnFamilyDescriptor> {
+    Cf::ALL
+        .iter()
+        .map(|cf| ColumnFamilyDescriptor::new(cf.name(), opts.clone()))
+        .collect()
+}
+
+fn synced() -> WriteOptions {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    wo
+}
+
+fn decoded<T>(cf: Cf, key: &[u8], r: Result<T, CodecError>) -> Result<T, StorageError> {
+    r.map_err(|e| corrupt(cf.name(), key, e))
+}
+
+impl RocksStore {
+    /// Opens the store read-write, creating it if missing, and checks that
+    /// the head is consistent (see [`RocksStore::check_head`]).
+    pub fn open(path: impl AsRef<Path>) -> Result<RocksStore, StorageError> {
+        let path = path.as_ref();
+        let (opts, cache) = options();
+        let db = DB::open_cf_descriptors(&opts, path, descriptors(&opts))?;
+        let store = RocksStore {
+            db,
+            read_only: false,
+            write_lock: Mutex::new(()),
+            path: path.to_path_buf(),
+            _cache: cache,
+        };
+        let head = store.check_head()?;
+        debug!(path = %path.display(), height = head.map(|h| h.height), "store opened");
+        Ok(store)
+    }
+
+    /// Opens the store read-only. This takes no lock, so it works while a
+    /// node has the same directory open; it sees the data as of the moment
+    /// it opened (reopen to see more). Writes return
+    /// [`StorageError::ReadOnly`]. The head is not checked here, so an
+    /// auditor can open a damaged store and report what is wrong itself.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<RocksStore, StorageError> {
+        let path = path.as_ref();
+        let (mut opts, cache) = options();
+        opts.create_if_missing(false);
+        opts.create_missing_column_families(false);
+        let db = DB::open_cf_descriptors_read_only(&opts, path, descriptors(&opts), false)?;
+        Ok(RocksStore {
+            db,
+            read_only: true,
+            write_lock: Mutex::new(()),
+            path: path.to_path_buf(),
+            _cache: cache,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Checks the invariants a restart relies on: the head block exists
+    /// with the head's hash, nothing exists above it, and the accumulator's
+    /// root is the head's state root. Returns the head.
+    pub fn check_head(&self) -> Result<Option<Head>, StorageError> {
+        let head = self.head()?;
+        let acc = self.accumulator()?;
+        let next = head.map_or(1, |h| h.height.saturating_add(1));
+        let next_key = keys::height(next);
+        if self.raw_get(Cf::Blocks, &next_key)?.is_some() {
+            return Err(corrupt(
+                Cf::Blocks.name(),
+                &next_key,
+                "a block exists above the head",
+            ));
+        }
+        if let Some(h) = head {
+            let key = keys::height(h.height);
+            let block = self
+                .block(h.height)?
+                .ok_or_else(|| corrupt(Cf::Blocks.name(), &key, "the head block is missing"))?;
+            if block.hash() != h.block_hash {
+                return Err(corrupt(
+                    Cf::Blocks.name(),
+                    &key,
+                    "the head block's hash differs from the head",
+                ));
+            }
+            if acc.root() != h.state_root || block.header.state_root != h.state_root {
+                return Err(corrupt(
+                    Cf::Meta.name(),
+                    keys::ACCUMULATOR,
+                    "the accumulator root differs from the head's state root",
+                ));
+            }
+        }
+        Ok(head)
+    }
+
+    /// Reads a raw stored value, for tamper tests and tools.
+    pub fn raw_get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.handle(cf)?, key)?)
+    }
+
+    /// Writes a raw value with no validation at all, for tamper tests.
+    pub fn raw_put(&self, cf: Cf, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.writable()?;
+        Ok(self
+            .db
+            .put_cf_opt(self.handle(cf)?, key, value, &synced())?)
+    }
+
+    /// Deletes a raw value with no validation at all, for tamper tests.
+    pub fn raw_delete(&self, cf: Cf, key: &[u8]) -> Result<(), StorageError> {
+        self.writable()?;
+        Ok(self.db.delete_cf_opt(self.handle(cf)?, key, &synced())?)
+    }
+
+    fn handle(&self, cf: Cf) -> Result<&ColumnFamily, StorageError> {
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| StorageError::Rocks(format!("column family {} is missing", cf.name())))
+    }
+
+    fn writable(&self) -> Result<(), StorageError> {
+        if self.read_only {
+            Err(StorageError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        Ok(self.db.write_opt(batch, &synced())?)
+    }
+
+    fn genesis_hash(&self) -> Result<Option<Hash>, StorageError> {
+        let key = keys::GENESIS_HASH;
+        self.raw_get(Cf::Meta, key)?
+            .map(|b| decoded(Cf::Meta, key, codec::decode::<Hash>(&b)))
+            .transpose()
+    }
+
+    fn decode_block(height: u64, key: &[u8], bytes: &[u8]) -> Result<Block, StorageError> {
+        let block = Block::decode(bytes).map_err(|e| corrupt(Cf::Blocks.name(), key, e))?;
+        if block.header.height != height {
+            return Err(corrupt(
+                Cf::Blocks.name(),
+                key,
+                format!("block claims height {}", block.header.height),
+            ));
+        }
+        Ok(block)
+    }
+}
+
+impl Store for RocksStore {
+    fn head(&self) -> Result<Option<Head>, StorageError> {
+        let key = keys::HEAD;
+        self.raw_get(Cf::Meta, key)?
+            .map(|b| decoded(Cf::Meta, key, codec::decode::<Head>(&b)))
+            .transpose()
+    }
+
+    fn block(&self, height: u64) -> Result<Option<Block>, StorageError> {
+        let key = keys::height(height);
+        self.raw_get(Cf::Blocks, &key)?
+            .map(|b| Self::decode_block(height, &key, &b))
+            .transpose()
+    }
+
+    fn block_hash(&self, height: u64) -> Result<Option<Hash>, StorageError> {
+        if height == 0 {
+            return self.genesis_hash();
+        }
+        Ok(self.certificate(height)?.map(|c| c.block_hash))
+    }
+
+    fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>, StorageError> {
+        let key = keys::height(height);
+        let Some(bytes) = self.raw_get(Cf::Certificates, &key)? else {
+            return Ok(None);
+        };
+        let cert: CommitCertificate = decoded(
+            Cf::Certificates,
+            &key,
+            codec::decode_with_limit(&bytes, CERTIFICATE_MAX_BYTES),
+        )?;
+        if cert.height != height {
+            return Err(corrupt(
+                Cf::Certificates.name(),
+                &key,
+                format!("certificate claims height {}", cert.height),
+            ));
+        }
+        Ok(Some(cert))
+    }
+
+    fn tx_location(&self, id: &Hash) -> Result<Option<(TxLocation, Vec<u8>)>, StorageError> {
+        let key = keys::tx(id);
+        let Some(bytes) = self.raw_get(Cf::TxIndex, &key)? else {
+            return Ok(None);
+        };
+        let entry: TxEntry = decoded(
+            Cf::TxIndex,
+            &key,
+            codec::decode_with_limit(&bytes, RECEIPT_MAX_BYTES + 64),
+        )?;
+        Ok(Some((entry.location, entry.receipt)))
+    }
+
+    fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.raw_get(Cf::State, key)
+    }
+
+    fn state_scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StorageError> {
+        let limit = limit.min(SCAN_LIMIT_MAX);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let start = match start_after {
+            Some(s) if s >= prefix => s,
+            _ => prefix,
+        };
+        let iter = self.db.iterator_cf(
+            self.handle(Cf::State)?,
+            IteratorMode::From(start, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if Some(&*k) == start_after {
+                continue;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn accumulator(&self) -> Result<StateAccumulator, StorageError> {
+        let key = keys::ACCUMULATOR;
+        let Some(bytes) = self.raw_get(Cf::Meta, key)? else {
+            return Ok(StateAccumulator::new());
+        };
+        let raw: AccumulatorBytes = decoded(Cf::Meta, key, codec::decode(&bytes))?;
+        StateAccumulator::from_bytes(&raw.0)
+            .ok_or_else(|| corrupt(Cf::Meta.name(), key, "accumulator has the wrong length"))
+    }
+
+    fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError> {
+        self.writable()?;
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let head = self.head()?;
+        let genesis = self.genesis_hash()?;
+        let ids = check_commit(&batch, head.as_ref(), genesis, &mut |id| {
+            Ok(self.tx_location(id)?.map(|(loc, _)| loc.height))
+        })?;
+
+        let CommitBatch {
+            block,
+            certificate,
+            state_writes,
+            receipts,
+            accumulator,
+        } = batch;
+        let height = block.header.height;
+        let new_head = head_of(&block);
+        let (blocks, certs, state, txs, meta) = (
+            self.handle(Cf::Blocks)?,
+            self.handle(Cf::Certificates)?,
+            self.handle(Cf::State)?,
+            self.handle(Cf::TxIndex)?,
+            self.handle(Cf::Meta)?,
+        );
+        let hkey = keys::height(height);
+        let mut wb = WriteBatch::default();
+        wb.put_cf(blocks, hkey, codec::encode(&block));
+        wb.put_cf(certs, hkey, codec::encode(&certificate));
+        let writes = state_writes.len();
+        for (k, v) in state_writes {
+            match v {
+                Some(v) => wb.put_cf(state, k, v),
+                None => wb.delete_cf(state, k),
+            }
+        }
+        for (i, (id, receipt)) in ids.iter().zip(receipts).enumerate() {
+            let location = TxLocation {
+                height,
+                index: i as u32,
+            };
+            wb.put_cf(
+                txs,
+                keys::tx(id),
+                codec::encode(&TxEntry { location, receipt }),
+            );
+        }
+        wb.put_cf(
+            meta,
+            keys::ACCUMULATOR,
+            codec::encode(&AccumulatorBytes(accumulator.to_bytes())),
+        );
+        wb.put_cf(meta, keys::HEAD, codec::encode(&new_head));
+        self.write(wb)?;
+        debug!(
+            height,
+            txs = ids.len(),
+            writes,
+            block = %new_head.block_hash.short(),
+            "block stored"
+        );
+        Ok(())
+    }
+
+    fn put_genesis(
+        &self,
+        genesis_hash: Hash,
+        genesis_bytes: Vec<u8>,
+        initial_state: BTreeMap<Vec<u8>, Vec<u8>>,
+        accumulator: StateAccumulator,
+    ) -> Result<(), StorageError> {
+        self.writable()?;
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(stored) = self.genesis_hash()? {
+            if stored == genesis_hash {
+                return Ok(());
+            }
+            return Err(StorageError::GenesisMismatch {
+                stored,
+                given: genesis_hash,
+            });
+        }
+        check_genesis(&genesis_bytes, &initial_state, &accumulator)?;
+        let state = self.handle(Cf::State)?;
+        let state_empty = self
+            .db
+            .iterator_cf(state, IteratorMode::Start)
+            .next()
+            .transpose()?
+            .is_none();
+        if self.head()?.is_some() || !state_empty {
+            return Err(StorageError::NotEmpty);
+        }
+        let meta = self.handle(Cf::Meta)?;
+        let mut wb = WriteBatch::default();
+        for (k, v) in &initial_state {
+            wb.put_cf(state, k, v);
+        }
+        wb.put_cf(meta, keys::GENESIS_HASH, codec::encode(&genesis_hash));
+        wb.put_cf(meta, keys::GENESIS_DOC, &genesis_bytes);
+        wb.put_cf(
+            meta,
+            keys::ACCUMULATOR,
+            codec::encode(&AccumulatorBytes(accumulator.to_bytes())),
+        );
+        self.write(wb)?;
+        debug!(genesis = %genesis_hash.short(), entries = initial_state.len(), "genesis stored");
+        Ok(())
+    }
+
+    fn genesis(&self) -> Result<Option<(Hash, Vec<u8>)>, StorageError> {
+        let Some(hash) = self.genesis_hash()? else {
+            return Ok(None);
+        };
+        let doc = self.raw_get(Cf::Meta, keys::GENESIS_DOC)?.ok_or_else(|| {
+            corrupt(
+                Cf::Meta.name(),
+                keys::GENESIS_DOC,
+                "genesis hash stored without its document",
+            )
+        })?;
+        Ok(Some((hash, doc)))
+    }
+
+    fn put_safety_state(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.writable()?;
+        too_large(
+            "safety state size in bytes",
+            bytes.len(),
+            SAFETY_STATE_MAX_BYTES,
+        )?;
+        self.raw_put(Cf::Safety, keys::SAFETY, bytes)
+    }
+
+    fn safety_state(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        self.raw_get(Cf::Safety, keys::SAFETY)
+    }
+
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.raw_get(Cf::Meta, &keys::meta_user(key))
+    }
+
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.writable()?;
+        check_meta(key, value)?;
+        self.raw_put(Cf::Meta, &keys::meta_user(key), value)
+    }
+
+    /// Reads the range with one iterator, so the blocks come from one
+    /// consistent view of the database.
+    fn blocks_range(&self, from: u64, to_inclusive: u64) -> Result<Vec<Block>, StorageError> {
+        let mut out = Vec::new();
+        let first = from.max(1);
+        if first > to_inclusive {
+            return Ok(out);
+        }
+        let start = keys::height(first);
+        let iter = self.db.iterator_cf(
+            self.handle(Cf::Blocks)?,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut expected = first;
+        for item in iter {
+            let (k, v) = item?;
+            if expected > to_inclusive
+                || out.len() >= BLOCKS_RANGE_MAX
+                || *k != keys::height(expected)
+            {
+                break;
+            }
+            out.push(Self::decode_block(expected, &k, &v)?);
+            expected = match expected.checked_add(1) {
+                Some(n) => n,
+                None => break,
+            };
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,256 @@
+//! The conformance suite against both stores, and the RocksDB-only checks:
+//! persistence across reopen, corruption detection and read-only access.
+
+// Test helpers outside #[test] functions panic on failure, as the tests do.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use aidledger_storage::{keys, Cf, MemStore, RocksStore, StorageError, Store, BLOCKS_RANGE_MAX};
+use aidledger_types::codec;
+use common::*;
+
+fn rocks() -> (tempfile::TempDir, RocksStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RocksStore::open(dir.path().join("db")).unwrap();
+    (dir, store)
+}
+
+/// A store at genesis with a few blocks, and the model that built it.
+fn populated(store: &dyn Store, blocks: u64) -> Chain {
+    let mut chain = Chain::new(genesis_hash(), &initial_state());
+    store
+        .put_genesis(
+            genesis_hash(),
+            genesis_doc(),
+            initial_state(),
+            from_scratch(&initial_state()),
+        )
+        .unwrap();
+    for h in 1..=blocks {
+        let v = h.to_string();
+        chain.commit(store, w(&[("k", Some(v.as_str())), ("init/b", None)]), 2);
+    }
+    chain
+}
+
+#[test]
+fn mem_store_conforms() {
+    run_conformance(&MemStore::new());
+}
+
+#[test]
+fn rocks_store_conforms() {
+    let (_dir, store) = rocks();
+    run_conformance(&store);
+}
+
+#[test]
+fn rocks_store_keeps_everything_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut chain = {
+        let store = RocksStore::open(&path).unwrap();
+        let chain = populated(&store, 5);
+        store.put_safety_state(b"safety").unwrap();
+        store.meta_put("m", b"v").unwrap();
+        chain
+    };
+    let store = RocksStore::open(&path).unwrap();
+    assert_matches_model(&store, &chain);
+    assert_eq!(store.safety_state().unwrap(), Some(b"safety".to_vec()));
+    assert_eq!(store.meta_get("m").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(
+        store.genesis().unwrap(),
+        Some((genesis_hash(), genesis_doc()))
+    );
+    chain.commit(&store, w(&[("after-reopen", Some("x"))]), 1);
+    assert_matches_model(&store, &chain);
+}
+
+#[test]
+fn mem_snapshot_is_a_deep_copy() {
+    let store = MemStore::new();
+    let mut chain = populated(&store, 3);
+    let snap = store.snapshot();
+    let at_snapshot = chain.clone();
+    chain.commit(&store, w(&[("later", Some("y"))]), 1);
+    assert_matches_model(&store, &chain);
+    assert_matches_model(&snap, &at_snapshot);
+}
+
+#[test]
+fn mem_blocks_range_is_capped() {
+    let store = MemStore::new();
+    let chain = populated(&store, BLOCKS_RANGE_MAX as u64 + 5);
+    let got = store.blocks_range(1, u64::MAX).unwrap();
+    assert_eq!(got.len(), BLOCKS_RANGE_MAX);
+    assert_eq!(got[0], chain.batches[0].block);
+    let rest = store
+        .blocks_range(BLOCKS_RANGE_MAX as u64 + 1, u64::MAX)
+        .unwrap();
+    assert_eq!(rest.len(), 5);
+}
+
+fn assert_corrupt(r: Result<impl std::fmt::Debug, StorageError>, want_cf: &str) {
+    match r {
+        Err(StorageError::Corrupt { cf, .. }) => assert_eq!(cf, want_cf),
+        other => panic!("expected corruption in {want_cf}, got {other:?}"),
+    }
+}
+
+#[test]
+fn rocks_corrupt_bytes_are_detected() {
+    let (_dir, store) = rocks();
+    let chain = populated(&store, 3);
+    let with_extra = |cf: Cf, key: &[u8]| {
+        let mut b = store.raw_get(cf, key).unwrap().unwrap();
+        b.push(0);
+        store.raw_put(cf, key, &b).unwrap();
+    };
+    let truncate = |cf: Cf, key: &[u8]| {
+        let mut b = store.raw_get(cf, key).unwrap().unwrap();
+        b.pop();
+        store.raw_put(cf, key, &b).unwrap();
+    };
+
+    with_extra(Cf::Blocks, &keys::height(2));
+    assert_corrupt(store.block(2), "blocks");
+    assert_corrupt(store.blocks_range(1, 3), "blocks");
+    assert!(store.block(1).unwrap().is_some());
+
+    // A well-formed block stored under the wrong height.
+    let b1 = store
+        .raw_get(Cf::Blocks, &keys::height(1))
+        .unwrap()
+        .unwrap();
+    store.raw_put(Cf::Blocks, &keys::height(3), &b1).unwrap();
+    assert_corrupt(store.block(3), "blocks");
+
+    truncate(Cf::Certificates, &keys::height(1));
+    assert_corrupt(store.certificate(1), "certificates");
+    assert_corrupt(store.block_hash(1), "certificates");
+
+    let id = chain.batches[0].block.txs[0].id();
+    with_extra(Cf::TxIndex, &keys::tx(&id));
+    assert_corrupt(store.tx_location(&id), "tx_index");
+
+    with_extra(Cf::Meta, keys::ACCUMULATOR);
+    assert_corrupt(store.accumulator(), "meta");
+    store
+        .raw_put(
+            Cf::Meta,
+            keys::ACCUMULATOR,
+            &codec::encode(&aidledger_types::state_root::AccumulatorBytes(vec![0; 3])),
+        )
+        .unwrap();
+    assert_corrupt(store.accumulator(), "meta");
+
+    truncate(Cf::Meta, keys::GENESIS_HASH);
+    assert_corrupt(store.genesis(), "meta");
+
+    with_extra(Cf::Meta, keys::HEAD);
+    assert_corrupt(store.head(), "meta");
+    // A corrupt head also stops commits rather than extending garbage.
+    let mut next = chain.clone();
+    let txs = next.fresh_txs(1);
+    assert_corrupt(store.commit_block(next.build(w(&[]), txs)), "meta");
+}
+
+#[test]
+fn rocks_open_refuses_an_inconsistent_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let store = RocksStore::open(&path).unwrap();
+        populated(&store, 3);
+        store.raw_delete(Cf::Blocks, &keys::height(3)).unwrap();
+    }
+    assert_corrupt(RocksStore::open(&path), "blocks");
+    {
+        let ro = RocksStore::open_read_only(&path).unwrap();
+        assert_corrupt(ro.check_head(), "blocks");
+        assert_eq!(ro.head().unwrap().map(|h| h.height), Some(3));
+    }
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let path2 = dir2.path().join("db");
+    {
+        let store = RocksStore::open(&path2).unwrap();
+        populated(&store, 2);
+        let b = store
+            .raw_get(Cf::Blocks, &keys::height(2))
+            .unwrap()
+            .unwrap();
+        store.raw_put(Cf::Blocks, &keys::height(3), &b).unwrap();
+    }
+    assert_corrupt(RocksStore::open(&path2), "blocks");
+}
+
+#[test]
+fn rocks_read_only_opens_while_a_writer_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let writer = RocksStore::open(&path).unwrap();
+    let mut chain = populated(&writer, 3);
+    writer.put_safety_state(b"s").unwrap();
+
+    let ro = RocksStore::open_read_only(&path).unwrap();
+    assert!(ro.is_read_only());
+    assert_matches_model(&ro, &chain);
+    assert_eq!(ro.check_head().unwrap(), chain.head());
+    assert_eq!(ro.safety_state().unwrap(), Some(b"s".to_vec()));
+
+    // Every write path is refused and the writer is unaffected.
+    let txs = chain.fresh_txs(1);
+    let next = chain.build(w(&[("x", Some("1"))]), txs);
+    assert_eq!(ro.commit_block(next.clone()), Err(StorageError::ReadOnly));
+    assert_eq!(ro.put_safety_state(b"t"), Err(StorageError::ReadOnly));
+    assert_eq!(ro.meta_put("m", b"v"), Err(StorageError::ReadOnly));
+    assert_eq!(
+        ro.raw_put(Cf::Meta, b"x", b"y"),
+        Err(StorageError::ReadOnly)
+    );
+    assert_eq!(
+        ro.raw_delete(Cf::Meta, keys::HEAD),
+        Err(StorageError::ReadOnly)
+    );
+    assert_eq!(
+        ro.put_genesis(
+            genesis_hash(),
+            genesis_doc(),
+            initial_state(),
+            from_scratch(&initial_state())
+        ),
+        Err(StorageError::ReadOnly)
+    );
+
+    writer.commit_block(next.clone()).unwrap();
+    chain.apply(&next);
+    assert_matches_model(&writer, &chain);
+    // A read-only view is fixed at open; a new one sees the new block.
+    assert_eq!(ro.head().unwrap().map(|h| h.height), Some(3));
+    let ro2 = RocksStore::open_read_only(&path).unwrap();
+    assert_matches_model(&ro2, &chain);
+}
+
+#[test]
+fn rocks_read_only_of_a_missing_store_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        RocksStore::open_read_only(dir.path().join("nothing")),
+        Err(StorageError::Rocks(_))
+    ));
+}
+
+#[test]
+fn stores_are_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<RocksStore>();
+    assert_send_sync::<MemStore>();
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemStore::new());
+    populated(store.as_ref(), 1);
+    let s2 = store.clone();
+    let h = std::thread::spawn(move || s2.head().unwrap().map(|h| h.height));
+    assert_eq!(h.join().unwrap(), Some(1));
+}

@@ -1,0 +1,221 @@
+//! Blocks, validator sets, commit votes and commit certificates.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::hash::{domain, hash_parts, Hash};
+use crate::merkle;
+use crate::time::Timestamp;
+use crate::tx::SignedTx;
+use crate::values::{ChainId, OrgId, PublicKey, Signature};
+
+/// Most transactions in one block.
+pub const BLOCK_MAX_TXS: usize = 20_000;
+/// Largest encoded block: 16 MiB.
+pub const BLOCK_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Most validators in a set.
+pub const VALIDATORS_MAX: usize = 100;
+
+/// A block header. The block hash is the hash of this header alone; the
+/// header commits to the body through `tx_root`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BlockHeader {
+    pub chain_id: ChainId,
+    pub height: u64,
+    /// The PBFT view in which the block was proposed.
+    pub view: u64,
+    /// Hash of the previous block's header; the genesis hash for height 1.
+    pub parent_hash: Hash,
+    /// Set by the proposer; validators check it is monotonic and within the
+    /// allowed drift of their own clocks. Contracts read time only from here.
+    pub timestamp: Timestamp,
+    /// The proposing validator's consensus key.
+    pub proposer: PublicKey,
+    /// Merkle root over the block's signed transactions (witness hashes:
+    /// id and signature), in order.
+    pub tx_root: Hash,
+    pub tx_count: u32,
+    /// The state root after executing this block.
+    pub state_root: Hash,
+    /// Hash of the validator set that must certify this block.
+    pub validator_set_hash: Hash,
+}
+
+impl BlockHeader {
+    pub fn hash(&self) -> Hash {
+        hash_parts(domain::BLOCK_HASH, &[&codec::encode(self)])
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Block {
+    pub header: BlockHeader,
+    pub txs: Vec<SignedTx>,
+}
+
+impl Block {
+    pub fn hash(&self) -> Hash {
+        self.header.hash()
+    }
+    pub fn height(&self) -> u64 {
+        self.header.height
+    }
+
+    /// Merkle root over the witness hashes of `txs`, in order.
+    ///
+    /// A leaf covers the whole signed transaction, signature included, not
+    /// just its id (the id leaves the signature out so it can be known
+    /// before signing). Otherwise two bodies with the same ids but different
+    /// signature bytes would share one block hash, and a byzantine relay
+    /// could swap a valid body for an invalid one under a certified hash.
+    pub fn compute_tx_root(txs: &[SignedTx]) -> Hash {
+        let leaves: Vec<Hash> = txs.iter().map(SignedTx::witness_hash).collect();
+        merkle::root(&leaves)
+    }
+
+    /// Checks that the body matches the header's commitment to it.
+    pub fn body_matches_header(&self) -> bool {
+        self.txs.len() == self.header.tx_count as usize
+            && Self::compute_tx_root(&self.txs) == self.header.tx_root
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Block, crate::TypeError> {
+        let b: Block = codec::decode_with_limit(bytes, BLOCK_MAX_BYTES)?;
+        if b.txs.len() > BLOCK_MAX_TXS {
+            return Err(crate::TypeError::Invalid {
+                what: "block",
+                reason: format!(
+                    "{} transactions, over the limit of {BLOCK_MAX_TXS}",
+                    b.txs.len()
+                ),
+            });
+        }
+        Ok(b)
+    }
+}
+
+/// One validator: the organisation that runs it and its consensus key.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Validator {
+    pub org: OrgId,
+    pub key: PublicKey,
+}
+
+/// The ordered validator set. Order matters: it fixes leader rotation and
+/// the indices used in certificates. Deserialisation runs the same checks
+/// as [`ValidatorSet::new`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(try_from = "RawValidatorSet")]
+pub struct ValidatorSet {
+    validators: Vec<Validator>,
+}
+
+#[derive(Deserialize)]
+struct RawValidatorSet {
+    validators: Vec<Validator>,
+}
+
+impl TryFrom<RawValidatorSet> for ValidatorSet {
+    type Error = crate::TypeError;
+    fn try_from(raw: RawValidatorSet) -> Result<Self, crate::TypeError> {
+        ValidatorSet::new(raw.validators)
+    }
+}
+
+impl ValidatorSet {
+    /// A set must be non-empty, bounded, and have distinct orgs and keys.
+    pub fn new(validators: Vec<Validator>) -> Result<ValidatorSet, crate::TypeError> {
+        let bad = |r: String| crate::TypeError::Invalid {
+            what: "validator set",
+            reason: r,
+        };
+        if validators.is_empty() || validators.len() > VALIDATORS_MAX {
+            return Err(bad(format!("must have 1 to {VALIDATORS_MAX} validators")));
+        }
+        let mut keys: Vec<_> = validators.iter().map(|v| v.key).collect();
+        keys.sort();
+        keys.dedup();
+        let mut orgs: Vec<_> = validators.iter().map(|v| v.org.clone()).collect();
+        orgs.sort();
+        orgs.dedup();
+        if keys.len() != validators.len() || orgs.len() != validators.len() {
+            return Err(bad("validator orgs and keys must be distinct".into()));
+        }
+        Ok(ValidatorSet { validators })
+    }
+
+    pub fn validators(&self) -> &[Validator] {
+        &self.validators
+    }
+    pub fn len(&self) -> usize {
+        self.validators.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.validators.is_empty()
+    }
+    /// Most byzantine validators tolerated: f = floor((n - 1) / 3).
+    pub fn max_faulty(&self) -> usize {
+        (self.validators.len() - 1) / 3
+    }
+    /// Votes needed for a quorum: the smallest q with 2q - n > f, so any two
+    /// quorums share an honest validator. For n = 3f + 1 this is 2f + 1; for
+    /// n = 1, 2, 3 (f = 0) it is 1, 2, 2.
+    pub fn quorum(&self) -> usize {
+        (self.validators.len() + self.max_faulty()) / 2 + 1
+    }
+    /// The leader of a view rotates round-robin through the set.
+    pub fn leader(&self, view: u64) -> &Validator {
+        &self.validators[(view % self.validators.len() as u64) as usize]
+    }
+    pub fn leader_index(&self, view: u64) -> usize {
+        (view % self.validators.len() as u64) as usize
+    }
+    pub fn index_of(&self, key: &PublicKey) -> Option<usize> {
+        self.validators.iter().position(|v| &v.key == key)
+    }
+    pub fn get(&self, index: usize) -> Option<&Validator> {
+        self.validators.get(index)
+    }
+    pub fn hash(&self) -> Hash {
+        hash_parts(domain::VALIDATOR_SET, &[&codec::encode(self)])
+    }
+}
+
+/// What a validator signs when it commits to a block (PBFT's COMMIT).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct CommitVote {
+    pub chain_id: ChainId,
+    pub height: u64,
+    pub view: u64,
+    pub block_hash: Hash,
+}
+
+/// One validator's signature inside a certificate.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ValidatorSignature {
+    /// Index into the validator set in force at the block's height.
+    pub validator: u16,
+    pub signature: Signature,
+}
+
+/// Proof that a quorum committed a block: quorum signed `CommitVote`s for
+/// the same (height, view, block hash). Signatures are sorted by validator
+/// index with no repeats, so a certificate has one encoding per signer set.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct CommitCertificate {
+    pub height: u64,
+    pub view: u64,
+    pub block_hash: Hash,
+    pub signatures: Vec<ValidatorSignature>,
+}
+
+impl CommitCertificate {
+    pub fn vote(&self, chain_id: &ChainId) -> CommitVote {
+        CommitVote {
+            chain_id: chain_id.clone(),
+            height: self.height,
+            view: self.view,
+            block_hash: self.block_hash,
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The one place that knows the wire and disk encoding.
+//!
+//! Everything that is hashed, signed, gossiped or stored goes through
+//! [`encode`] and [`decode`]. The encoding is bincode 1.3.3 (pinned in the
+//! workspace) with fixed-width little-endian integers. Decoding is strict:
+//!
+//! * input longer than the limit is refused before any allocation;
+//! * trailing bytes after the value are refused;
+//! * the value must re-encode to exactly the input bytes, so every value has
+//!   one encoding (maps with unsorted or repeated keys, for example, are
+//!   refused rather than silently normalised).
+//!
+//! Architecture Invariant: no other module in the workspace imports bincode.
+
+use bincode::Options;
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Default upper bound for any single decoded value: 8 MiB.
+pub const MAX_DECODE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Why bytes were refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    #[error("encoded value is {len} bytes, over the limit of {limit} bytes")]
+    TooLarge { len: usize, limit: usize },
+    #[error("malformed encoding: {0}")]
+    Malformed(String),
+    #[error("{trailing} trailing bytes after the encoded value")]
+    TrailingBytes { trailing: usize },
+    #[error("non-canonical encoding: the value re-encodes to different bytes")]
+    NonCanonical,
+}
+
+fn options() -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+}
+
+/// Encodes a value canonically.
+///
+/// Encoding our own types cannot fail: they contain no maps with
+/// non-serialisable keys and no sequences of unknown length.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    match options().serialize(value) {
+        Ok(bytes) => bytes,
+        // Only reachable with a Serialize impl that errors on purpose, which
+        // would be a programming error in this workspace.
+        Err(e) => panic!("canonical encoding failed: {e}"),
+    }
+}
+
+/// Size of the canonical encoding without allocating it.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    match options().serialized_size(value) {
+        Ok(n) => n as usize,
+        Err(e) => panic!("canonical sizing failed: {e}"),
+    }
+}
+
+/// Decodes with the default limit, [`MAX_DECODE_BYTES`].
+pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_with_limit(bytes, MAX_DECODE_BYTES)
+}
+
+/// Decodes a value, refusing input over `limit` bytes, trailing bytes and
+/// non-canonical encodings.
+pub fn decode_with_limit<T: Serialize + DeserializeOwned>(
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, CodecError> {
+    if bytes.len() > limit {
+        return Err(CodecError::TooLarge {
+            len: bytes.len(),
+            limit,
+        });
+    }
+    let mut reader = bytes;
+    let value: T = options()
+        .with_limit(limit as u64)
+        .deserialize_from(&mut reader)
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if !reader.is_empty() {
+        return Err(CodecError::TrailingBytes {
+            trailing: reader.len(),
+        });
+    }
+    // Canonicality: the cheapest complete check is to re-encode and compare.
+    if encoded_len(&value) != bytes.len() || encode(&value) != bytes {
+        return Err(CodecError::NonCanonical);
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut b = encode(&7u32);
+        b.push(0);
+        assert_eq!(
+            decode::<u32>(&b),
+            Err(CodecError::TrailingBytes { trailing: 1 })
+        );
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_decoding() {
+        let b = encode(&vec![0u8; 100]);
+        assert!(matches!(
+            decode_with_limit::<Vec<u8>>(&b, 50),
+            Err(CodecError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn huge_length_prefix_does_not_allocate() {
+        // A Vec<u8> claiming u64::MAX elements, with no body.
+        let b = encode(&u64::MAX);
+        assert!(matches!(
+            decode::<Vec<u8>>(&b),
+            Err(CodecError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn unsorted_map_is_non_canonical() {
+        let mut m = BTreeMap::new();
+        m.insert(1u8, 0u8);
+        m.insert(2u8, 0u8);
+        let mut b = encode(&m);
+        // Swap the two keys: length 8 bytes, then (k, v) pairs.
+        b.swap(8, 10);
+        assert_eq!(
+            decode::<BTreeMap<u8, u8>>(&b),
+            Err(CodecError::NonCanonical)
+        );
+    }
+
+    #[test]
+    fn bad_bool_and_option_tags_are_malformed() {
+        assert!(matches!(
+            decode::<bool>(&[2]),
+            Err(CodecError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<Option<u8>>(&[2, 0]),
+            Err(CodecError::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Checks for, and where possible installs, what building aidledger needs on a
+# fresh Debian machine: a Rust toolchain, a C/C++ compiler, and libclang
+# (rocksdb's bindgen needs it). Sourced by the other scripts.
+set -euo pipefail
+
+need_apt=()
+command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+  need_apt+=(libclang-dev)
+fi
+for extra in "$@"; do
+  case "$extra" in
+    xmllint) command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils) ;;
+  esac
+done
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing: ${need_apt[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "error: missing packages: ${need_apt[*]}" >&2
+    echo "install them with: sudo apt-get install -y ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit, property, simulation and end-to-end tests.
+# Everything builds in the release profile only (docs/adr/005-release-only-builds.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/prereqs.sh xmllint
+exec cargo test --workspace --release --locked "$@"
