@@ -1,0 +1,104 @@
+//! Anomalies: raised by the cross-check rules of the other modules (never
+//! by a transaction directly), resolved by an auditor or a program officer
+//! with a note. While a subject has an open anomaly, releases and
+//! entitlement payments to it are held.
+//!
+//! Owns `anomaly/`, `anomaly-open/`, `anomaly-meta/`.
+
+use aidledger_types::TxKind;
+
+use crate::ctx::Ctx;
+use crate::events::EventBody;
+use crate::keys;
+use crate::model::{Anomaly, AnomalyKind, AnomalyStatus, Subject};
+use crate::payload::Payload;
+use crate::{ContractError, Module};
+
+pub struct Anomalies;
+
+/// Raises an anomaly and indexes it as open under its subject.
+pub fn raise(
+    ctx: &mut Ctx<'_, '_>,
+    subject: Subject,
+    kind: AnomalyKind,
+) -> Result<u64, ContractError> {
+    let id = ctx.next_seq(keys::ANOMALY_SEQ)?;
+    let code = kind.code().to_string();
+    let a = Anomaly {
+        id,
+        subject: subject.clone(),
+        kind,
+        raised_height: ctx.height,
+        raised_time: ctx.time,
+        status: AnomalyStatus::Open,
+    };
+    ctx.put(keys::anomaly(id), &a)?;
+    ctx.put(keys::anomaly_open(&subject, id), &())?;
+    ctx.emit(EventBody::AnomalyRaised {
+        anomaly: id,
+        subject,
+        code,
+    });
+    Ok(id)
+}
+
+pub fn has_open(ctx: &mut Ctx<'_, '_>, subject: &Subject) -> Result<bool, ContractError> {
+    Ok(!ctx
+        .scan(&keys::anomaly_open_prefix(subject), None, 1)?
+        .is_empty())
+}
+
+impl Module for Anomalies {
+    fn name(&self) -> &'static str {
+        "anomalies"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn prefixes(&self) -> &'static [&'static [u8]] {
+        &[
+            keys::ANOMALY_PREFIX,
+            keys::ANOMALY_OPEN_PREFIX,
+            b"anomaly-meta/",
+        ]
+    }
+    fn kinds(&self) -> &'static [TxKind] {
+        &[TxKind::ResolveAnomaly]
+    }
+
+    fn apply(&self, ctx: &mut Ctx<'_, '_>, payload: &Payload) -> Result<(), ContractError> {
+        let Payload::ResolveAnomaly(r) = payload else {
+            return Err(ContractError::Invariant {
+                what: "anomalies got a foreign payload".into(),
+            });
+        };
+        let signer = ctx.signer()?.clone();
+        let mut a: Anomaly = ctx
+            .get(&keys::anomaly(r.anomaly))?
+            .ok_or_else(|| ContractError::not_found("anomaly", r.anomaly))?;
+        if a.status != AnomalyStatus::Open {
+            return Err(ContractError::WrongStatus {
+                what: "anomaly",
+                id: r.anomaly.to_string(),
+                status: "resolved".into(),
+                expected: "open",
+            });
+        }
+        if r.note.as_str().trim().is_empty() {
+            return Err(ContractError::invalid("note", "a resolution needs a note"));
+        }
+        a.status = AnomalyStatus::Resolved {
+            by: signer.key,
+            org: signer.org.clone(),
+            note: r.note.clone(),
+            height: ctx.height,
+        };
+        ctx.delete(keys::anomaly_open(&a.subject, a.id))?;
+        ctx.put(keys::anomaly(a.id), &a)?;
+        ctx.emit(EventBody::AnomalyResolved {
+            anomaly: a.id,
+            org: signer.org,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,227 @@
+//! Receipts and events: every state change leaves one.
+
+use aidledger_types::{Amount, Currency, Hash, OrgId, PublicKey, Slug, Timestamp, TxKind};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ApplicationStatus, SettlementStatus, Subject};
+
+/// How money moved, in IATI 2.03 terms (TransactionType codelist).
+///
+/// Reversals (a cancelled commitment, funds returned on close) use the
+/// code of the flow they reverse and are exported with a negative value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MoneyFlow {
+    /// A deposit into a program: IATI 1, incoming funds.
+    IncomingFunds,
+    /// A plan committing funds: IATI 2, outgoing commitment.
+    Commitment,
+    /// A release by the contracts: IATI 3, disbursement.
+    Disbursement,
+    /// A bank's confirmed settlement: IATI 4, expenditure.
+    Expenditure,
+    /// A cancelled tranche: IATI 2 with a negative value.
+    CommitmentCancelled,
+    /// The available balance returned when a program closes: IATI 1 with a
+    /// negative value.
+    FundsReturned,
+}
+
+impl MoneyFlow {
+    pub fn iati_code(self) -> u8 {
+        match self {
+            MoneyFlow::IncomingFunds | MoneyFlow::FundsReturned => 1,
+            MoneyFlow::Commitment | MoneyFlow::CommitmentCancelled => 2,
+            MoneyFlow::Disbursement => 3,
+            MoneyFlow::Expenditure => 4,
+        }
+    }
+    pub fn is_reversal(self) -> bool {
+        matches!(
+            self,
+            MoneyFlow::CommitmentCancelled | MoneyFlow::FundsReturned
+        )
+    }
+}
+
+/// A party to a money movement.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Party {
+    Org(OrgId),
+    Household(Hash),
+    /// The program's own pool of funds.
+    Program(Slug),
+}
+
+/// One money movement, with everything needed to trace it. These are also
+/// persisted in state under `ledger/<program>/<seq>` so a report can be
+/// built from state alone.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct MoneyEvent {
+    pub program: Slug,
+    /// Position in the program's ledger, from 0.
+    pub seq: u64,
+    pub flow: MoneyFlow,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub from: Party,
+    pub to: Party,
+    pub plan: Option<Slug>,
+    pub tranche: Option<Slug>,
+    pub entitlement: Option<Slug>,
+    pub period: Option<u32>,
+    pub release: Option<u64>,
+    pub height: u64,
+    pub time: Timestamp,
+    /// The transaction that caused it; `None` for end-of-block actions.
+    pub tx: Option<Hash>,
+}
+
+/// Everything else that changes state.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventBody {
+    Money(MoneyEvent),
+    ProposalCreated {
+        proposal: u64,
+        org: OrgId,
+    },
+    ProposalApproved {
+        proposal: u64,
+        org: OrgId,
+        approvals: u32,
+    },
+    ProposalExecuted {
+        proposal: u64,
+    },
+    OrgChanged {
+        org: OrgId,
+    },
+    AccountChanged {
+        key: PublicKey,
+    },
+    KeyRotated {
+        old: PublicKey,
+        new: PublicKey,
+    },
+    ValidatorSetChanged {
+        hash: Hash,
+    },
+    ParamChanged {
+        name: String,
+    },
+    ProgramCreated {
+        program: Slug,
+    },
+    ProgramClosed {
+        program: Slug,
+    },
+    ApplicationSubmitted {
+        application: Slug,
+        program: Slug,
+    },
+    ApplicationVoted {
+        application: Slug,
+        org: OrgId,
+        approve: bool,
+    },
+    ApplicationStatusChanged {
+        application: Slug,
+        status: ApplicationStatus,
+    },
+    PlanCreated {
+        plan: Slug,
+        program: Slug,
+        total: Amount,
+    },
+    TrancheHeld {
+        plan: Slug,
+        tranche: Slug,
+        reason: String,
+    },
+    HouseholdRegistered {
+        household: Hash,
+    },
+    HouseholdUpdated {
+        household: Hash,
+    },
+    Attested {
+        subject: Subject,
+        claim: Slug,
+        org: OrgId,
+    },
+    EntitlementSet {
+        entitlement: Slug,
+        program: Slug,
+    },
+    EntitlementHeld {
+        entitlement: Slug,
+        household: Hash,
+        period: u32,
+        reason: String,
+    },
+    EntitlementEnded {
+        entitlement: Slug,
+    },
+    Settled {
+        release: u64,
+        amount: Amount,
+        status: SettlementStatus,
+    },
+    AnomalyRaised {
+        anomaly: u64,
+        subject: Subject,
+        code: String,
+    },
+    AnomalyResolved {
+        anomaly: u64,
+        org: OrgId,
+    },
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Event {
+    pub height: u64,
+    /// The transaction that caused it; `None` at the end of a block.
+    pub tx: Option<Hash>,
+    pub body: EventBody,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxOutcome {
+    Applied,
+    /// Nothing the transaction did was kept and its nonce was not used.
+    Rejected {
+        code: String,
+        reason: String,
+    },
+}
+
+/// The result of one transaction in a block.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Position in the block.
+    pub index: u32,
+    pub tx_id: Hash,
+    pub kind: TxKind,
+    pub signer: PublicKey,
+    pub height: u64,
+    pub outcome: TxOutcome,
+    /// Empty when rejected.
+    pub events: Vec<Event>,
+}
+
+impl Receipt {
+    pub fn is_applied(&self) -> bool {
+        self.outcome == TxOutcome::Applied
+    }
+    /// The rejection code, if rejected.
+    pub fn rejection_code(&self) -> Option<&str> {
+        match &self.outcome {
+            TxOutcome::Applied => None,
+            TxOutcome::Rejected { code, .. } => Some(code),
+        }
+    }
+}

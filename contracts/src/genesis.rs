@@ -1,0 +1,228 @@
+//! Genesis: the consortium's starting state. It pins the chain id, the
+//! starting time, the organisations and accounts, the validator set, the
+//! contract modules and their versions, and the parameters.
+//!
+//! `genesis.json` is a file people read and sign off on, so the struct is
+//! plain serde JSON; its hash is over the canonical binary encoding.
+
+use aidledger_types::hash::{domain, hash_parts};
+use aidledger_types::{
+    codec, ChainId, Hash, OrgId, PublicKey, Role, Text, Timestamp, ValidatorSet,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::keys;
+use crate::model::{Account, ModuleVersion, Org, OrgKind, Params, Status};
+use crate::store::Overlay;
+use crate::ContractError;
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct GenesisOrg {
+    pub id: OrgId,
+    pub name: Text,
+    pub kind: OrgKind,
+    /// Keys of the nodes this organisation runs without being a validator
+    /// (an audit office's observer, say). With the validators' keys they
+    /// form the network allow-list: no other peer may connect.
+    #[serde(default)]
+    pub node_keys: Vec<PublicKey>,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct GenesisAccount {
+    pub key: PublicKey,
+    pub org: OrgId,
+    pub roles: Vec<Role>,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Genesis {
+    pub chain_id: ChainId,
+    pub genesis_time: Timestamp,
+    pub orgs: Vec<GenesisOrg>,
+    pub accounts: Vec<GenesisAccount>,
+    pub validators: ValidatorSet,
+    pub modules: Vec<ModuleVersion>,
+    pub params: Params,
+}
+
+fn bad(reason: impl Into<String>) -> ContractError {
+    ContractError::Genesis {
+        reason: reason.into(),
+    }
+}
+
+impl Genesis {
+    /// Every node key in the consortium, with its organisation: validators
+    /// first, then observers. The network admits exactly these peers.
+    pub fn network_keys(&self) -> Vec<(OrgId, PublicKey)> {
+        let mut out: Vec<(OrgId, PublicKey)> = self
+            .validators
+            .validators()
+            .iter()
+            .map(|v| (v.org.clone(), v.key))
+            .collect();
+        for o in &self.orgs {
+            for k in &o.node_keys {
+                if !out.iter().any(|(_, have)| have == k) {
+                    out.push((o.id.clone(), *k));
+                }
+            }
+        }
+        out
+    }
+
+    /// The genesis hash: the parent hash of block 1.
+    pub fn hash(&self) -> Hash {
+        hash_parts(domain::GENESIS, &[&codec::encode(self)])
+    }
+
+    /// Checks everything a node must refuse to start from.
+    pub fn validate(&self) -> Result<(), ContractError> {
+        let mut orgs: Vec<&OrgId> = self.orgs.iter().map(|o| &o.id).collect();
+        orgs.sort();
+        if let Some(w) = orgs.windows(2).find(|w| w[0] == w[1]) {
+            return Err(bad(format!("organisation {} is listed twice", w[0])));
+        }
+        if orgs.is_empty() {
+            return Err(bad("no organisations"));
+        }
+        let mut keys: Vec<&PublicKey> = self.accounts.iter().map(|a| &a.key).collect();
+        keys.sort();
+        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+            return Err(bad(format!("account key {} is listed twice", w[0])));
+        }
+        for a in &self.accounts {
+            if orgs.binary_search(&&a.org).is_err() {
+                return Err(bad(format!(
+                    "account {} belongs to unknown organisation {}",
+                    a.key, a.org
+                )));
+            }
+            if a.roles.is_empty() {
+                return Err(bad(format!("account {} has no roles", a.key)));
+            }
+        }
+        // Deserialisation does not run ValidatorSet::new; run its checks.
+        ValidatorSet::new(self.validators.validators().to_vec())
+            .map_err(|e| bad(format!("validators: {e}")))?;
+        for v in self.validators.validators() {
+            if orgs.binary_search(&&v.org).is_err() {
+                return Err(bad(format!(
+                    "validator {} belongs to unknown organisation {}",
+                    v.key, v.org
+                )));
+            }
+        }
+        // Node keys: few per organisation, and no key serves two nodes.
+        let mut node_keys: Vec<&PublicKey> = self
+            .validators
+            .validators()
+            .iter()
+            .map(|v| &v.key)
+            .collect();
+        for o in &self.orgs {
+            if o.node_keys.len() > 16 {
+                return Err(bad(format!(
+                    "organisation {} lists more than 16 node keys",
+                    o.id
+                )));
+            }
+            for k in &o.node_keys {
+                let is_own_validator = self
+                    .validators
+                    .validators()
+                    .iter()
+                    .any(|v| &v.key == k && v.org == o.id);
+                if !is_own_validator {
+                    node_keys.push(k);
+                }
+            }
+        }
+        node_keys.sort();
+        if let Some(w) = node_keys.windows(2).find(|w| w[0] == w[1]) {
+            return Err(bad(format!("node key {} is listed twice", w[0])));
+        }
+        let expected = crate::module_versions();
+        if self.modules != expected {
+            let show = |m: &[ModuleVersion]| {
+                m.iter()
+                    .map(|m| format!("{}@{}", m.name, m.version))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(bad(format!(
+                "modules [{}] do not match this build's modules [{}]",
+                show(&self.modules),
+                show(&expected)
+            )));
+        }
+        let p = &self.params;
+        let mut admin_orgs: Vec<&OrgId> = self
+            .accounts
+            .iter()
+            .filter(|a| a.roles.contains(&Role::Admin))
+            .map(|a| &a.org)
+            .collect();
+        admin_orgs.sort();
+        admin_orgs.dedup();
+        if p.governance_threshold == 0 || p.governance_threshold as usize > admin_orgs.len() {
+            return Err(bad(format!(
+                "governance threshold {} must be 1 to the {} organisations with an admin account",
+                p.governance_threshold,
+                admin_orgs.len()
+            )));
+        }
+        if p.block_time_drift_ms == 0
+            || p.settlement_deadline_ms == 0
+            || p.max_pending_tranches == 0
+            || p.entitlement_batch == 0
+        {
+            return Err(bad("parameters must be greater than zero"));
+        }
+        Ok(())
+    }
+
+    /// Writes the initial state into `store`, after validating.
+    pub fn init(&self, store: &mut Overlay<'_>) -> Result<(), ContractError> {
+        self.validate()?;
+        let put = |store: &mut Overlay<'_>, k: Vec<u8>, v: Vec<u8>| store.put(k, v);
+        put(
+            store,
+            keys::CHAIN_ID.to_vec(),
+            codec::encode(&self.chain_id),
+        );
+        put(
+            store,
+            keys::GENESIS_HASH.to_vec(),
+            codec::encode(&self.hash()),
+        );
+        put(store, keys::MODULES.to_vec(), codec::encode(&self.modules));
+        put(store, keys::PARAMS.to_vec(), codec::encode(&self.params));
+        put(
+            store,
+            keys::VALIDATORS.to_vec(),
+            codec::encode(&self.validators),
+        );
+        for o in &self.orgs {
+            let org = Org {
+                id: o.id.clone(),
+                name: o.name.clone(),
+                kind: o.kind,
+                status: Status::Active,
+            };
+            put(store, keys::org(&o.id), codec::encode(&org));
+        }
+        for a in &self.accounts {
+            let acct = Account {
+                key: a.key,
+                org: a.org.clone(),
+                roles: crate::gov::normalise_roles(a.roles.clone())?,
+                nonce: 0,
+                status: Status::Active,
+            };
+            put(store, keys::account(&a.key), codec::encode(&acct));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,299 @@
+//! Governance: organisations, accounts, roles, key rotation, the validator
+//! set and parameters. Every change is a proposal that applies once the
+//! admins of `params.governance_threshold` distinct organisations approved.
+//!
+//! Owns `gov/`.
+
+use aidledger_types::{OrgId, PublicKey, Role, TxKind};
+
+use crate::ctx::Ctx;
+use crate::events::EventBody;
+use crate::keys;
+use crate::model::{Account, GovAction, Org, ParamValue, Params, Proposal, ProposalStatus, Status};
+use crate::payload::Payload;
+use crate::{ContractError, Module};
+
+/// Most proposals open at once is not limited: each costs its proposer a
+/// transaction and a nonce, and nothing iterates over them.
+pub struct Governance;
+
+pub fn params(ctx: &mut Ctx<'_, '_>) -> Result<Params, ContractError> {
+    ctx.get(keys::PARAMS)?
+        .ok_or_else(|| ContractError::Invariant {
+            what: "parameters missing from state".into(),
+        })
+}
+
+pub fn org(ctx: &mut Ctx<'_, '_>, id: &OrgId) -> Result<Org, ContractError> {
+    ctx.get(&keys::org(id))?
+        .ok_or_else(|| ContractError::not_found("organisation", id))
+}
+
+/// The organisation, which must exist and be active.
+pub fn active_org(ctx: &mut Ctx<'_, '_>, id: &OrgId) -> Result<Org, ContractError> {
+    let o = org(ctx, id)?;
+    if o.status != Status::Active {
+        return Err(ContractError::OrgNotActive { org: id.clone() });
+    }
+    Ok(o)
+}
+
+pub fn account(ctx: &mut Ctx<'_, '_>, key: &PublicKey) -> Result<Option<Account>, ContractError> {
+    ctx.get(&keys::account(key))
+}
+
+/// Sorts and de-duplicates roles; an account with no role is refused
+/// because it could never sign anything.
+pub fn normalise_roles(mut roles: Vec<Role>) -> Result<Vec<Role>, ContractError> {
+    roles.sort();
+    roles.dedup();
+    if roles.is_empty() {
+        return Err(ContractError::invalid(
+            "roles",
+            "an account needs at least one role",
+        ));
+    }
+    Ok(roles)
+}
+
+fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractError> {
+    match action {
+        GovAction::AddOrg { id, .. } => {
+            if ctx.exists(&keys::org(id))? {
+                return Err(ContractError::exists("organisation", id));
+            }
+        }
+        GovAction::UpdateOrg { id, .. } => {
+            org(ctx, id)?;
+        }
+        GovAction::AddAccount { key, org: o, roles } => {
+            if ctx.exists(&keys::account(key))? {
+                return Err(ContractError::exists("account", key));
+            }
+            active_org(ctx, o)?;
+            normalise_roles(roles.clone())?;
+        }
+        GovAction::SetRoles { key, roles } => {
+            account(ctx, key)?.ok_or_else(|| ContractError::not_found("account", key))?;
+            normalise_roles(roles.clone())?;
+        }
+        GovAction::SetAccountStatus { key, .. } => {
+            account(ctx, key)?.ok_or_else(|| ContractError::not_found("account", key))?;
+        }
+        GovAction::RotateKey { old, new } => {
+            account(ctx, old)?.ok_or_else(|| ContractError::not_found("account", old))?;
+            if ctx.exists(&keys::account(new))? {
+                return Err(ContractError::exists("account", new));
+            }
+        }
+        GovAction::SetValidators { validators } => {
+            // Deserialisation skips ValidatorSet::new's checks (non-empty,
+            // bounded, distinct orgs and keys); a bad set would halt the chain.
+            aidledger_types::ValidatorSet::new(validators.validators().to_vec())
+                .map_err(|e| ContractError::invalid("validator set", e.to_string()))?;
+            for v in validators.validators() {
+                active_org(ctx, &v.org)?;
+            }
+        }
+        GovAction::SetParam { param } => match param {
+            ParamValue::GovernanceThreshold(t) if *t == 0 || *t > 100 => {
+                return Err(ContractError::invalid(
+                    "governance threshold",
+                    "must be 1 to 100",
+                ))
+            }
+            ParamValue::BlockTimeDriftMs(0)
+            | ParamValue::SettlementDeadlineMs(0)
+            | ParamValue::MaxPendingTranches(0)
+            | ParamValue::EntitlementBatch(0) => {
+                return Err(ContractError::invalid(
+                    "parameter",
+                    "must be greater than zero",
+                ))
+            }
+            _ => {}
+        },
+    }
+    Ok(())
+}
+
+fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractError> {
+    check_action(ctx, action)?;
+    match action {
+        GovAction::AddOrg { id, name, kind } => {
+            let o = Org {
+                id: id.clone(),
+                name: name.clone(),
+                kind: *kind,
+                status: Status::Active,
+            };
+            ctx.put(keys::org(id), &o)?;
+            ctx.emit(EventBody::OrgChanged { org: id.clone() });
+        }
+        GovAction::UpdateOrg {
+            id,
+            name,
+            kind,
+            status,
+        } => {
+            let o = Org {
+                id: id.clone(),
+                name: name.clone(),
+                kind: *kind,
+                status: *status,
+            };
+            ctx.put(keys::org(id), &o)?;
+            ctx.emit(EventBody::OrgChanged { org: id.clone() });
+        }
+        GovAction::AddAccount { key, org, roles } => {
+            let a = Account {
+                key: *key,
+                org: org.clone(),
+                roles: normalise_roles(roles.clone())?,
+                nonce: 0,
+                status: Status::Active,
+            };
+            ctx.put(keys::account(key), &a)?;
+            ctx.emit(EventBody::AccountChanged { key: *key });
+        }
+        GovAction::SetRoles { key, roles } => {
+            let mut a =
+                account(ctx, key)?.ok_or_else(|| ContractError::not_found("account", key))?;
+            a.roles = normalise_roles(roles.clone())?;
+            ctx.put(keys::account(key), &a)?;
+            ctx.emit(EventBody::AccountChanged { key: *key });
+        }
+        GovAction::SetAccountStatus { key, status } => {
+            let mut a =
+                account(ctx, key)?.ok_or_else(|| ContractError::not_found("account", key))?;
+            a.status = *status;
+            ctx.put(keys::account(key), &a)?;
+            ctx.emit(EventBody::AccountChanged { key: *key });
+        }
+        GovAction::RotateKey { old, new } => {
+            let mut a =
+                account(ctx, old)?.ok_or_else(|| ContractError::not_found("account", old))?;
+            // The nonce carries over so the account's history stays one
+            // sequence; the old key can sign nothing from now on.
+            a.key = *new;
+            ctx.delete(keys::account(old))?;
+            ctx.put(keys::account(new), &a)?;
+            ctx.emit(EventBody::KeyRotated {
+                old: *old,
+                new: *new,
+            });
+        }
+        GovAction::SetValidators { validators } => {
+            ctx.put(keys::VALIDATORS.to_vec(), validators)?;
+            ctx.emit(EventBody::ValidatorSetChanged {
+                hash: validators.hash(),
+            });
+        }
+        GovAction::SetParam { param } => {
+            let mut p = params(ctx)?;
+            let name = match param {
+                ParamValue::GovernanceThreshold(v) => {
+                    p.governance_threshold = *v;
+                    "governance-threshold"
+                }
+                ParamValue::BlockTimeDriftMs(v) => {
+                    p.block_time_drift_ms = *v;
+                    "block-time-drift-ms"
+                }
+                ParamValue::SettlementDeadlineMs(v) => {
+                    p.settlement_deadline_ms = *v;
+                    "settlement-deadline-ms"
+                }
+                ParamValue::MaxPendingTranches(v) => {
+                    p.max_pending_tranches = *v;
+                    "max-pending-tranches"
+                }
+                ParamValue::EntitlementBatch(v) => {
+                    p.entitlement_batch = *v;
+                    "entitlement-batch"
+                }
+            };
+            ctx.put(keys::PARAMS.to_vec(), &p)?;
+            ctx.emit(EventBody::ParamChanged { name: name.into() });
+        }
+    }
+    Ok(())
+}
+
+/// Executes the proposal if it has enough approvals.
+fn maybe_execute(ctx: &mut Ctx<'_, '_>, mut p: Proposal) -> Result<(), ContractError> {
+    let threshold = params(ctx)?.governance_threshold as usize;
+    if p.approvals.len() >= threshold {
+        execute(ctx, &p.action)?;
+        p.status = ProposalStatus::Executed;
+        ctx.emit(EventBody::ProposalExecuted { proposal: p.id });
+    }
+    ctx.put(keys::proposal(p.id), &p)
+}
+
+impl Module for Governance {
+    fn name(&self) -> &'static str {
+        "governance"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn prefixes(&self) -> &'static [&'static [u8]] {
+        &[keys::GOV]
+    }
+    fn kinds(&self) -> &'static [TxKind] {
+        &[TxKind::GovPropose, TxKind::GovApprove]
+    }
+
+    fn apply(&self, ctx: &mut Ctx<'_, '_>, payload: &Payload) -> Result<(), ContractError> {
+        let signer_org = ctx.signer()?.org.clone();
+        match payload {
+            Payload::GovPropose(p) => {
+                check_action(ctx, &p.action)?;
+                let id = ctx.next_seq(keys::PROPOSAL_SEQ)?;
+                let proposal = Proposal {
+                    id,
+                    action: p.action.clone(),
+                    approvals: vec![signer_org.clone()],
+                    status: ProposalStatus::Open,
+                    created_height: ctx.height,
+                };
+                ctx.emit(EventBody::ProposalCreated {
+                    proposal: id,
+                    org: signer_org,
+                });
+                maybe_execute(ctx, proposal)
+            }
+            Payload::GovApprove(a) => {
+                let mut p: Proposal = ctx
+                    .get(&keys::proposal(a.proposal))?
+                    .ok_or_else(|| ContractError::not_found("proposal", a.proposal))?;
+                if p.status != ProposalStatus::Open {
+                    return Err(ContractError::WrongStatus {
+                        what: "proposal",
+                        id: a.proposal.to_string(),
+                        status: "executed".into(),
+                        expected: "open",
+                    });
+                }
+                if p.approvals.contains(&signer_org) {
+                    return Err(ContractError::AlreadyVoted {
+                        org: signer_org,
+                        proposal: p.id,
+                    });
+                }
+                p.approvals.push(signer_org.clone());
+                p.approvals.sort();
+                ctx.emit(EventBody::ProposalApproved {
+                    proposal: p.id,
+                    org: signer_org,
+                    approvals: p.approvals.len() as u32,
+                });
+                maybe_execute(ctx, p)
+            }
+            _ => Err(ContractError::Invariant {
+                what: "governance got a foreign payload".into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Household files: a salted-hash id computed off-chain, a region code and
+//! a status. No personal data ever goes on chain.
+//!
+//! Registering an id that already exists is a cross-check failure, not a
+//! mistake to hide: the transaction is applied, the existing file is left
+//! untouched, and a `duplicate-household` anomaly is raised against the
+//! household, which holds its payments until someone resolves it.
+//!
+//! Owns `hh/` and `hh-region/`.
+
+use aidledger_types::{Hash, TxKind};
+
+use crate::ctx::Ctx;
+use crate::events::EventBody;
+use crate::keys;
+use crate::model::{AnomalyKind, Household, HouseholdStatus, Subject};
+use crate::payload::Payload;
+use crate::{anomalies, ContractError, Module};
+
+pub struct Households;
+
+pub fn get(ctx: &mut Ctx<'_, '_>, id: &Hash) -> Result<Option<Household>, ContractError> {
+    ctx.get(&keys::household(id))
+}
+
+impl Module for Households {
+    fn name(&self) -> &'static str {
+        "households"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn prefixes(&self) -> &'static [&'static [u8]] {
+        &[keys::HOUSEHOLD_PREFIX, keys::HOUSEHOLD_REGION_PREFIX]
+    }
+    fn kinds(&self) -> &'static [TxKind] {
+        &[TxKind::RegisterHousehold, TxKind::UpdateHousehold]
+    }
+
+    fn apply(&self, ctx: &mut Ctx<'_, '_>, payload: &Payload) -> Result<(), ContractError> {
+        let signer = ctx.signer()?.clone();
+        match payload {
+            Payload::RegisterHousehold(r) => {
+                if r.id == Hash::ZERO {
+                    return Err(ContractError::invalid(
+                        "household id",
+                        "the zero hash is not a salted id",
+                    ));
+                }
+                if let Some(existing) = get(ctx, &r.id)? {
+                    anomalies::raise(
+                        ctx,
+                        Subject::Household(r.id),
+                        AnomalyKind::DuplicateHousehold {
+                            first_by: existing.registered_by,
+                            second_by: signer.org,
+                        },
+                    )?;
+                    return Ok(());
+                }
+                let h = Household {
+                    id: r.id,
+                    region: r.region.clone(),
+                    status: HouseholdStatus::Active,
+                    registered_by: signer.org,
+                    registered_height: ctx.height,
+                    updated_height: ctx.height,
+                };
+                ctx.put(keys::household(&h.id), &h)?;
+                ctx.put(keys::household_region(&h.region, &h.id), &())?;
+                ctx.emit(EventBody::HouseholdRegistered { household: h.id });
+                Ok(())
+            }
+            Payload::UpdateHousehold(u) => {
+                let mut h =
+                    get(ctx, &u.id)?.ok_or_else(|| ContractError::not_found("household", u.id))?;
+                if h.region == u.region && h.status == u.status {
+                    return Err(ContractError::invalid("update", "nothing changes"));
+                }
+                if h.region != u.region {
+                    ctx.delete(keys::household_region(&h.region, &h.id))?;
+                    ctx.put(keys::household_region(&u.region, &h.id), &())?;
+                    h.region = u.region.clone();
+                }
+                h.status = u.status;
+                h.updated_height = ctx.height;
+                ctx.put(keys::household(&h.id), &h)?;
+                ctx.emit(EventBody::HouseholdUpdated { household: h.id });
+                Ok(())
+            }
+            _ => Err(ContractError::Invariant {
+                what: "households got a foreign payload".into(),
+            }),
+        }
+    }
+}

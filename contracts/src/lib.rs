@@ -1,0 +1,193 @@
+//! The aid-fund contract modules and the release-condition language.
+//!
+//! Architecture Invariant: this crate is a pure function of the state it
+//! reads and the block height and time it is given. It does no IO, reads no
+//! clock, draws no randomness, uses no hash-ordered collections, and does
+//! all money arithmetic with checked operations. It depends only on
+//! `aidledger-types`, serde and thiserror.
+//!
+//! # Modules
+//! Each [`Module`] owns a slice of state (its key prefixes, see [`keys`])
+//! and the transaction kinds it handles, and may act at the end of every
+//! block. [`MODULES`] is the fixed, ordered registry; genesis pins its names
+//! and versions. [`apply_tx`] is the one path a transaction takes: envelope
+//! checks, authorisation, strict payload decoding, nonce, then the owning
+//! module. [`end_block`] runs every module's end-of-block step in registry
+//! order. See docs/contracts.md.
+
+pub mod anomalies;
+pub mod applications;
+pub mod attestations;
+pub mod condition;
+pub mod condition_text;
+pub mod ctx;
+pub mod entitlements;
+mod error;
+pub mod events;
+pub mod genesis;
+pub mod gov;
+pub mod households;
+pub mod keys;
+pub mod model;
+pub mod payload;
+pub mod plans;
+pub mod programs;
+pub mod settlements;
+pub mod store;
+
+use aidledger_types::{codec, ChainId, Hash, Timestamp, TxBody, TxKind};
+
+pub use condition::Condition;
+pub use ctx::{Ctx, Signer, TX_STEP_LIMIT};
+pub use error::ContractError;
+pub use events::{Event, EventBody, MoneyEvent, MoneyFlow, Party, Receipt, TxOutcome};
+pub use genesis::{Genesis, GenesisAccount, GenesisOrg};
+pub use model::*;
+pub use payload::Payload;
+pub use store::{Overlay, StoreRead};
+
+/// A contract module.
+pub trait Module: Sync {
+    fn name(&self) -> &'static str;
+    fn version(&self) -> u32;
+    /// The key prefixes this module owns.
+    fn prefixes(&self) -> &'static [&'static [u8]];
+    /// The transaction kinds this module handles.
+    fn kinds(&self) -> &'static [TxKind];
+    /// Applies one authorised transaction with a decoded payload.
+    fn apply(&self, ctx: &mut Ctx<'_, '_>, payload: &Payload) -> Result<(), ContractError>;
+    /// Runs at the end of every block, after all transactions.
+    fn end_block(&self, _ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
+        Ok(())
+    }
+}
+
+/// The modules, in end-of-block order: releases from plans first, then
+/// entitlement payments, then overdue-settlement checks (which then see the
+/// releases of this block, not yet overdue).
+pub static MODULES: [&dyn Module; 9] = [
+    &gov::Governance,
+    &programs::Programs,
+    &applications::Applications,
+    &households::Households,
+    &attestations::Attestations,
+    &anomalies::Anomalies,
+    &plans::Plans,
+    &entitlements::Entitlements,
+    &settlements::Settlements,
+];
+
+/// The names and versions genesis must pin.
+pub fn module_versions() -> Vec<ModuleVersion> {
+    MODULES
+        .iter()
+        .map(|m| ModuleVersion {
+            name: m.name().to_string(),
+            version: m.version(),
+        })
+        .collect()
+}
+
+fn module_for(kind: TxKind) -> Result<&'static dyn Module, ContractError> {
+    MODULES
+        .iter()
+        .copied()
+        .find(|m| m.kinds().contains(&kind))
+        .ok_or_else(|| ContractError::Invariant {
+            what: format!("no module handles {kind}"),
+        })
+}
+
+/// The chain id recorded at genesis.
+pub fn chain_id(store: &dyn StoreRead) -> Result<ChainId, ContractError> {
+    let bytes = store
+        .get(keys::CHAIN_ID)?
+        .ok_or_else(|| ContractError::Invariant {
+            what: "chain id missing from state".into(),
+        })?;
+    codec::decode(&bytes).map_err(|e| ContractError::Corrupt {
+        key: "gov/chain-id".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// The account that must sign a transaction, after the envelope checks
+/// that need no payload: chain id, known and active account and
+/// organisation, and role. The nonce is returned for the caller to check.
+pub fn check_envelope(store: &mut Overlay<'_>, body: &TxBody) -> Result<Account, ContractError> {
+    let mut ctx = Ctx::new(store, 0, Timestamp(0), None, TX_STEP_LIMIT);
+    let chain = chain_id(ctx.store)?;
+    if body.chain_id != chain {
+        return Err(ContractError::WrongChain {
+            expected: chain.to_string(),
+            got: body.chain_id.to_string(),
+        });
+    }
+    let account = gov::account(&mut ctx, &body.signer)?
+        .ok_or(ContractError::UnknownAccount { key: body.signer })?;
+    if account.status != Status::Active {
+        return Err(ContractError::AccountSuspended { key: body.signer });
+    }
+    gov::active_org(&mut ctx, &account.org)?;
+    let allowed = body.kind.allowed_roles();
+    if !account.roles.iter().any(|r| allowed.contains(r)) {
+        return Err(ContractError::RoleNotAllowed {
+            kind: body.kind,
+            key: body.signer,
+            allowed: allowed.to_vec(),
+            held: account.roles.clone(),
+        });
+    }
+    Ok(account)
+}
+
+/// Applies one transaction to `store`. On `Err` the caller must discard
+/// every write this call made (execution applies each transaction on its
+/// own overlay); on `Ok` the events describe the change.
+pub fn apply_tx(
+    store: &mut Overlay<'_>,
+    height: u64,
+    time: Timestamp,
+    body: &TxBody,
+    id: Hash,
+) -> Result<Vec<Event>, ContractError> {
+    let mut account = check_envelope(store, body)?;
+    if body.nonce != account.nonce {
+        return Err(ContractError::WrongNonce {
+            expected: account.nonce,
+            got: body.nonce,
+        });
+    }
+    let payload = Payload::decode(body.kind, &body.payload)?;
+    let signer = Signer {
+        key: account.key,
+        org: account.org.clone(),
+        roles: account.roles.clone(),
+    };
+    let mut ctx = Ctx::new(store, height, time, Some((id, signer)), TX_STEP_LIMIT);
+    // The nonce is bumped before the module runs, so an action that
+    // rewrites this very account (a key rotation) sees the new nonce.
+    account.nonce = account
+        .nonce
+        .checked_add(1)
+        .ok_or(ContractError::Overflow { what: "nonce" })?;
+    ctx.put(keys::account(&account.key), &account)?;
+    module_for(body.kind)?.apply(&mut ctx, &payload)?;
+    Ok(ctx.take_events())
+}
+
+/// Runs every module's end-of-block step. Its work is bounded by the
+/// parameters and module limits, not by a step meter, so it never fails
+/// for lack of steps; an error here is a broken invariant or a storage
+/// failure and invalidates the block.
+pub fn end_block(
+    store: &mut Overlay<'_>,
+    height: u64,
+    time: Timestamp,
+) -> Result<Vec<Event>, ContractError> {
+    let mut ctx = Ctx::new(store, height, time, None, u64::MAX);
+    for m in MODULES.iter() {
+        m.end_block(&mut ctx)?;
+    }
+    Ok(ctx.take_events())
+}

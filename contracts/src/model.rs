@@ -1,0 +1,542 @@
+//! The records the modules keep in state. Every record is stored in the
+//! canonical encoding (`aidledger_types::codec`), so equal states have equal
+//! bytes and equal state roots.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use aidledger_types::{
+    Amount, Currency, Hash, OrgId, PublicKey, RegionCode, Role, Slug, Text, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+
+/// What kind of institution an organisation is.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrgKind {
+    Bank,
+    DevelopmentBank,
+    PovertyOffice,
+    FinanceBureau,
+    Auditor,
+    ImplementingUnit,
+}
+
+/// Whether an organisation or account may sign transactions.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Active,
+    Suspended,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Org {
+    pub id: OrgId,
+    pub name: Text,
+    pub kind: OrgKind,
+    pub status: Status,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Account {
+    pub key: PublicKey,
+    pub org: OrgId,
+    /// Sorted, without repeats.
+    pub roles: Vec<Role>,
+    /// The nonce the account's next transaction must carry.
+    pub nonce: u64,
+    pub status: Status,
+}
+
+/// Consortium parameters, changed only by governance.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Params {
+    /// Distinct organisations whose admins must approve a governance action.
+    pub governance_threshold: u32,
+    /// Furthest a block's timestamp may run ahead of a validator's clock.
+    pub block_time_drift_ms: u64,
+    /// A release without a confirmed settlement after this long is overdue.
+    pub settlement_deadline_ms: u64,
+    /// Most tranches waiting for their condition, consortium-wide. Bounds
+    /// the work done at the end of every block.
+    pub max_pending_tranches: u32,
+    /// Most households one entitlement visits per block; the rest of a
+    /// period's payments continue in the next block.
+    pub entitlement_batch: u32,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            governance_threshold: 2,
+            block_time_drift_ms: 10_000,
+            settlement_deadline_ms: 7 * aidledger_types::time::MS_PER_DAY,
+            max_pending_tranches: 10_000,
+            entitlement_batch: 1_000,
+        }
+    }
+}
+
+/// One parameter change.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamValue {
+    GovernanceThreshold(u32),
+    BlockTimeDriftMs(u64),
+    SettlementDeadlineMs(u64),
+    MaxPendingTranches(u32),
+    EntitlementBatch(u32),
+}
+
+/// An action that needs a threshold of organisations' admins.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GovAction {
+    AddOrg {
+        id: OrgId,
+        name: Text,
+        kind: OrgKind,
+    },
+    UpdateOrg {
+        id: OrgId,
+        name: Text,
+        kind: OrgKind,
+        status: Status,
+    },
+    AddAccount {
+        key: PublicKey,
+        org: OrgId,
+        roles: Vec<Role>,
+    },
+    SetRoles {
+        key: PublicKey,
+        roles: Vec<Role>,
+    },
+    SetAccountStatus {
+        key: PublicKey,
+        status: Status,
+    },
+    /// Moves an account (org, roles, nonce) from one key to another.
+    RotateKey {
+        old: PublicKey,
+        new: PublicKey,
+    },
+    SetValidators {
+        validators: aidledger_types::ValidatorSet,
+    },
+    SetParam {
+        param: ParamValue,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProposalStatus {
+    Open,
+    Executed,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: u64,
+    pub action: GovAction,
+    /// Organisations whose admins approved, sorted; the proposer's org first
+    /// approves implicitly.
+    pub approvals: Vec<OrgId>,
+    pub status: ProposalStatus,
+    pub created_height: u64,
+}
+
+/// k of the named organisations must approve.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ApprovalPolicy {
+    pub threshold: u32,
+    /// Sorted, without repeats.
+    pub orgs: Vec<OrgId>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProgramStatus {
+    Open,
+    Closed,
+}
+
+/// A program's money, in minor units of its currency.
+///
+/// Invariant: `deposited = available + committed + released + returned`,
+/// and `settled <= released` (settled is a part of released).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct Balances {
+    pub deposited: Amount,
+    pub available: Amount,
+    pub committed: Amount,
+    pub released: Amount,
+    pub settled: Amount,
+    pub returned: Amount,
+}
+
+impl Balances {
+    /// True when the conservation invariant holds.
+    pub fn conserved(&self) -> bool {
+        let sum = self
+            .available
+            .checked_add(self.committed)
+            .and_then(|s| s.checked_add(self.released))
+            .and_then(|s| s.checked_add(self.returned));
+        sum == Some(self.deposited) && self.settled <= self.released
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Program {
+    pub id: Slug,
+    pub title: Text,
+    pub currency: Currency,
+    /// Fractional digits of the currency's minor unit, for display only.
+    pub decimals: u8,
+    /// The organisation whose program officers manage the program.
+    pub owner: OrgId,
+    /// Organisations whose disbursers may deposit into and settle for it.
+    pub funding_orgs: Vec<OrgId>,
+    pub budget_ceiling: Amount,
+    pub policy: ApprovalPolicy,
+    pub region_scope: RegionCode,
+    pub status: ProgramStatus,
+    pub balances: Balances,
+    /// Next sequence number in the program's money ledger.
+    pub ledger_seq: u64,
+    pub created_height: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApplicationStatus {
+    Submitted,
+    Approved,
+    Rejected,
+    Funded,
+    Completed,
+    Cancelled,
+}
+
+impl fmt::Display for ApplicationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ApplicationStatus::Submitted => "submitted",
+            ApplicationStatus::Approved => "approved",
+            ApplicationStatus::Rejected => "rejected",
+            ApplicationStatus::Funded => "funded",
+            ApplicationStatus::Completed => "completed",
+            ApplicationStatus::Cancelled => "cancelled",
+        };
+        f.write_str(s)
+    }
+}
+
+/// One organisation's vote on an application.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Vote {
+    pub approve: bool,
+    pub by: PublicKey,
+    pub height: u64,
+    pub note: Text,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Application {
+    pub id: Slug,
+    pub program: Slug,
+    pub applicant: OrgId,
+    pub region: RegionCode,
+    pub requested: Amount,
+    pub purpose: Text,
+    /// SHA-256 of the off-chain documents.
+    pub doc_hash: Hash,
+    pub status: ApplicationStatus,
+    /// One vote per organisation.
+    pub votes: BTreeMap<OrgId, Vote>,
+    pub plan: Option<Slug>,
+    pub submitted_height: u64,
+}
+
+impl Application {
+    pub fn approvals_among(&self, orgs: &[OrgId]) -> usize {
+        orgs.iter()
+            .filter(|o| self.votes.get(*o).is_some_and(|v| v.approve))
+            .count()
+    }
+}
+
+/// Who receives a tranche or payment.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recipient {
+    Org(OrgId),
+    Household(Hash),
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrancheStatus {
+    /// Waiting for its condition. `held` is set while the condition holds
+    /// but an open anomaly keeps the money back.
+    Pending {
+        held: bool,
+    },
+    Released {
+        release: u64,
+    },
+    Cancelled,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Tranche {
+    pub id: Slug,
+    pub amount: Amount,
+    pub recipient: Recipient,
+    pub condition: Condition,
+    pub status: TrancheStatus,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Plan {
+    pub id: Slug,
+    pub program: Slug,
+    pub application: Option<Slug>,
+    pub tranches: Vec<Tranche>,
+    pub created_height: u64,
+}
+
+/// Where a release came from.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseSource {
+    Tranche { plan: Slug, tranche: Slug },
+    Entitlement { entitlement: Slug, period: u32 },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SettlementStatus {
+    /// The bank's amount matches the release.
+    Confirmed,
+    /// The amounts differ; an anomaly was raised and the bank may settle
+    /// again with the right amount.
+    Disputed,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SettlementRecord {
+    pub amount: Amount,
+    /// SHA-256 of the bank's own payment reference.
+    pub bank_ref: Hash,
+    pub org: OrgId,
+    pub height: u64,
+    pub status: SettlementStatus,
+}
+
+/// A disbursement made by the contracts at the end of a block.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Release {
+    pub id: u64,
+    pub program: Slug,
+    pub source: ReleaseSource,
+    pub recipient: Recipient,
+    pub amount: Amount,
+    pub height: u64,
+    pub time: Timestamp,
+    pub settlement: Option<SettlementRecord>,
+    pub overdue_flagged: bool,
+}
+
+impl Release {
+    pub fn is_settled(&self) -> bool {
+        self.settlement
+            .as_ref()
+            .is_some_and(|s| s.status == SettlementStatus::Confirmed)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HouseholdStatus {
+    Active,
+    Inactive,
+}
+
+/// A household file. The id is a salted hash computed off-chain; no
+/// personal data is ever stored.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Household {
+    pub id: Hash,
+    pub region: RegionCode,
+    pub status: HouseholdStatus,
+    pub registered_by: OrgId,
+    pub registered_height: u64,
+    pub updated_height: u64,
+}
+
+/// What an attestation, an anomaly or a hold is about.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Subject {
+    Household(Hash),
+    Application(Slug),
+    Release(u64),
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Household(h) => write!(f, "hh:{}", h.to_hex()),
+            Subject::Application(a) => write!(f, "app:{a}"),
+            Subject::Release(r) => write!(f, "release:{r}"),
+        }
+    }
+}
+
+/// The value of an attestation: a coded value or a hash.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttestValue {
+    Code(Slug),
+    Hash(Hash),
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Attestation {
+    pub subject: Subject,
+    pub claim: Slug,
+    pub org: OrgId,
+    pub value: AttestValue,
+    pub by: PublicKey,
+    pub height: u64,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnomalyKind {
+    ConflictingAttestation {
+        claim: Slug,
+        first_org: OrgId,
+        first: AttestValue,
+        second_org: OrgId,
+        second: AttestValue,
+    },
+    DuplicateHousehold {
+        first_by: OrgId,
+        second_by: OrgId,
+    },
+    IneligibleRecipient {
+        program: Slug,
+        reason: String,
+    },
+    SettlementMismatch {
+        release: u64,
+        expected: Amount,
+        got: Amount,
+    },
+    SettlementOverdue {
+        release: u64,
+        released_at: Timestamp,
+        deadline_ms: u64,
+    },
+}
+
+impl AnomalyKind {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AnomalyKind::ConflictingAttestation { .. } => "conflicting-attestation",
+            AnomalyKind::DuplicateHousehold { .. } => "duplicate-household",
+            AnomalyKind::IneligibleRecipient { .. } => "ineligible-recipient",
+            AnomalyKind::SettlementMismatch { .. } => "settlement-mismatch",
+            AnomalyKind::SettlementOverdue { .. } => "settlement-overdue",
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnomalyStatus {
+    Open,
+    Resolved {
+        by: PublicKey,
+        org: OrgId,
+        note: Text,
+        height: u64,
+    },
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Anomaly {
+    pub id: u64,
+    pub subject: Subject,
+    pub kind: AnomalyKind,
+    pub raised_height: u64,
+    pub raised_time: Timestamp,
+    pub status: AnomalyStatus,
+}
+
+/// Which households an entitlement pays.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Eligibility {
+    /// Every active household registered in the region.
+    Region(RegionCode),
+    /// Exactly these households (sorted, no repeats).
+    List(Vec<Hash>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EntitlementStatus {
+    Active,
+    Ended,
+}
+
+/// A periodic subsidy: `amount` to each eligible household at the start of
+/// each of `periods` periods of `period_ms`, the first starting at `start`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Entitlement {
+    pub id: Slug,
+    pub program: Slug,
+    pub amount: Amount,
+    pub period_ms: u64,
+    pub start: Timestamp,
+    pub periods: u32,
+    pub eligibility: Eligibility,
+    pub status: EntitlementStatus,
+    /// The last period whose scan over households finished.
+    pub scanned_through: Option<u32>,
+    /// Where an unfinished scan resumes (a household index key).
+    pub cursor: Option<Vec<u8>>,
+    /// Set when the last scan held some payment back, so the next block
+    /// scans again and pays it once the anomaly is resolved.
+    pub has_held: bool,
+}
+
+impl Entitlement {
+    /// The period in force at `t`, if any.
+    pub fn period_at(&self, t: Timestamp) -> Option<u32> {
+        if t < self.start || self.period_ms == 0 {
+            return None;
+        }
+        let k = (t.0 - self.start.0) / self.period_ms;
+        if k < u64::from(self.periods) {
+            u32::try_from(k).ok()
+        } else {
+            None
+        }
+    }
+}
+
+/// A module's name and version, pinned by genesis.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct ModuleVersion {
+    pub name: String,
+    pub version: u32,
+}

@@ -1,0 +1,326 @@
+//! Building and validating blocks in one place, shared by the proposer,
+//! the validators and the auditor's replay.
+
+use std::collections::BTreeSet;
+
+use aidledger_contracts::Genesis;
+use aidledger_crypto::{verify_txs, VerifiedTx};
+use aidledger_types::block::BLOCK_MAX_TXS;
+use aidledger_types::{
+    Block, BlockHeader, ChainId, Hash, PublicKey, StateAccumulator, Timestamp, ValidatorSet,
+};
+
+use crate::exec::{
+    apply_block, genesis_state, Base, BlockContext, BlockExec, BlockOutcome, StateRead,
+};
+use crate::ExecError;
+
+/// What a block is checked against: the previous block (or genesis).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentInfo {
+    pub chain_id: ChainId,
+    /// 0 for genesis.
+    pub height: u64,
+    /// The previous header's hash; the genesis hash for height 1.
+    pub hash: Hash,
+    pub timestamp: Timestamp,
+    /// The set that must certify the next block (the previous block's
+    /// `BlockOutcome::validator_set`, or genesis's).
+    pub validator_set: ValidatorSet,
+    /// The state root after the parent, for callers that track it.
+    pub state_root: Hash,
+}
+
+impl ParentInfo {
+    /// The parent of block 1.
+    pub fn genesis(g: &Genesis) -> Result<ParentInfo, ExecError> {
+        let (_, acc) = genesis_state(g)?;
+        Ok(ParentInfo {
+            chain_id: g.chain_id.clone(),
+            height: 0,
+            hash: g.hash(),
+            timestamp: g.genesis_time,
+            validator_set: g.validators.clone(),
+            state_root: acc.root(),
+        })
+    }
+
+    /// The parent of the block after `block`, once it has executed.
+    pub fn child_of(block: &Block, outcome: &BlockOutcome) -> ParentInfo {
+        ParentInfo {
+            chain_id: block.header.chain_id.clone(),
+            height: block.header.height,
+            hash: block.hash(),
+            timestamp: block.header.timestamp,
+            validator_set: outcome.validator_set.clone(),
+            state_root: outcome.state_root,
+        }
+    }
+}
+
+/// Why a block is invalid. Every variant names the height.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockInvalid {
+    #[error("block {height}: chain id {got:?}, expected {expected:?}")]
+    WrongChain {
+        height: u64,
+        expected: String,
+        got: String,
+    },
+    #[error("block {got}: expected height {expected}")]
+    WrongHeight { expected: u64, got: u64 },
+    #[error("block {height}: parent hash {got}, expected {expected}")]
+    WrongParent {
+        height: u64,
+        expected: Hash,
+        got: Hash,
+    },
+    #[error("block {height}: timestamp {got} is not after the parent's {parent}")]
+    TimestampNotMonotonic {
+        height: u64,
+        parent: Timestamp,
+        got: Timestamp,
+    },
+    #[error("block {height}: timestamp {got} is more than {max_drift_ms} ms ahead of local time {now_ms}")]
+    TimestampTooFarAhead {
+        height: u64,
+        got: Timestamp,
+        now_ms: u64,
+        max_drift_ms: u64,
+    },
+    #[error("block {height}: proposer {proposer} is not in the validator set")]
+    UnknownProposer { height: u64, proposer: PublicKey },
+    #[error("block {height}: validator set hash {got}, expected {expected}")]
+    ValidatorSetMismatch {
+        height: u64,
+        expected: Hash,
+        got: Hash,
+    },
+    #[error("block {height}: {count} transactions, the limit is {limit}")]
+    TooManyTxs {
+        height: u64,
+        count: usize,
+        limit: usize,
+    },
+    #[error("block {height}: header says {header} transactions, body has {body}")]
+    TxCount {
+        height: u64,
+        header: u32,
+        body: usize,
+    },
+    #[error("block {height}: tx root {got} does not match the body's {expected}")]
+    TxRoot {
+        height: u64,
+        expected: Hash,
+        got: Hash,
+    },
+    #[error("block {height}: tx {index} ({id}) signature invalid: {reason}")]
+    TxSignature {
+        height: u64,
+        index: usize,
+        id: Hash,
+        reason: String,
+    },
+    #[error("block {height}: tx {index} ({id}) appears twice")]
+    DuplicateTx { height: u64, index: usize, id: Hash },
+    #[error("block {height}: execution failed: {source}")]
+    Execution { height: u64, source: ExecError },
+    #[error("block {height}: state root mismatch: header {header}, computed {computed}")]
+    StateRootMismatch {
+        height: u64,
+        header: Hash,
+        computed: Hash,
+    },
+}
+
+/// Checks a block against its parent and executes it. `now_ms` is the
+/// validator's clock: the drift check runs only when it is given (live
+/// voting), never during replay. Only running ahead is checked; a block
+/// that is old when re-proposed after a view change is still valid, and
+/// monotonicity stops time from going back.
+pub fn validate_block(
+    block: &Block,
+    parent: &ParentInfo,
+    now_ms: Option<u64>,
+    max_drift_ms: u64,
+    state: &dyn StateRead,
+    acc: &StateAccumulator,
+) -> Result<(Vec<VerifiedTx>, BlockOutcome), BlockInvalid> {
+    let h = &block.header;
+    let height = h.height;
+    if h.chain_id != parent.chain_id {
+        return Err(BlockInvalid::WrongChain {
+            height,
+            expected: parent.chain_id.to_string(),
+            got: h.chain_id.to_string(),
+        });
+    }
+    let expected_height = parent.height.saturating_add(1);
+    if height != expected_height {
+        return Err(BlockInvalid::WrongHeight {
+            expected: expected_height,
+            got: height,
+        });
+    }
+    if h.parent_hash != parent.hash {
+        return Err(BlockInvalid::WrongParent {
+            height,
+            expected: parent.hash,
+            got: h.parent_hash,
+        });
+    }
+    if h.timestamp <= parent.timestamp {
+        return Err(BlockInvalid::TimestampNotMonotonic {
+            height,
+            parent: parent.timestamp,
+            got: h.timestamp,
+        });
+    }
+    if let Some(now_ms) = now_ms {
+        if h.timestamp.0 > now_ms.saturating_add(max_drift_ms) {
+            return Err(BlockInvalid::TimestampTooFarAhead {
+                height,
+                got: h.timestamp,
+                now_ms,
+                max_drift_ms,
+            });
+        }
+    }
+    if parent.validator_set.index_of(&h.proposer).is_none() {
+        return Err(BlockInvalid::UnknownProposer {
+            height,
+            proposer: h.proposer,
+        });
+    }
+    let vs_hash = parent.validator_set.hash();
+    if h.validator_set_hash != vs_hash {
+        return Err(BlockInvalid::ValidatorSetMismatch {
+            height,
+            expected: vs_hash,
+            got: h.validator_set_hash,
+        });
+    }
+    if block.txs.len() > BLOCK_MAX_TXS {
+        return Err(BlockInvalid::TooManyTxs {
+            height,
+            count: block.txs.len(),
+            limit: BLOCK_MAX_TXS,
+        });
+    }
+    if h.tx_count as usize != block.txs.len() {
+        return Err(BlockInvalid::TxCount {
+            height,
+            header: h.tx_count,
+            body: block.txs.len(),
+        });
+    }
+    let root = Block::compute_tx_root(&block.txs);
+    if root != h.tx_root {
+        return Err(BlockInvalid::TxRoot {
+            height,
+            expected: root,
+            got: h.tx_root,
+        });
+    }
+    let mut verified = Vec::with_capacity(block.txs.len());
+    let mut seen = BTreeSet::new();
+    for (index, r) in verify_txs(block.txs.clone(), &h.chain_id)
+        .into_iter()
+        .enumerate()
+    {
+        match r {
+            Ok(v) => {
+                if !seen.insert(v.id()) {
+                    return Err(BlockInvalid::DuplicateTx {
+                        height,
+                        index,
+                        id: v.id(),
+                    });
+                }
+                verified.push(v);
+            }
+            Err((tx, e)) => {
+                return Err(BlockInvalid::TxSignature {
+                    height,
+                    index,
+                    id: tx.id(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    let ctx = BlockContext {
+        chain_id: h.chain_id.clone(),
+        height,
+        timestamp: h.timestamp,
+        proposer: h.proposer,
+    };
+    let outcome = apply_block(state, acc, &ctx, &verified)
+        .map_err(|source| BlockInvalid::Execution { height, source })?;
+    if outcome.state_root != h.state_root {
+        return Err(BlockInvalid::StateRootMismatch {
+            height,
+            header: h.state_root,
+            computed: outcome.state_root,
+        });
+    }
+    Ok((verified, outcome))
+}
+
+/// Assembles a block for a proposer from candidate transactions, in order.
+///
+/// Transactions whose nonce is not the signer's next nonce (given the ones
+/// already included) are skipped, as are repeats and anything past the
+/// block size limit, so blocks are not filled with transactions that could
+/// only be refused for being out of sequence. Every other transaction is
+/// included even if the contracts will refuse it: its receipt then tells
+/// the submitter why, and consuming block space is the price of that.
+pub fn build_block(
+    parent: &ParentInfo,
+    ctx: &BlockContext,
+    view: u64,
+    candidates: &[VerifiedTx],
+    state: &dyn StateRead,
+    acc: &StateAccumulator,
+) -> Result<(Block, BlockOutcome), ExecError> {
+    let expected = parent.height.saturating_add(1);
+    if ctx.height != expected {
+        return Err(ExecError::WrongHeight {
+            expected,
+            got: ctx.height,
+        });
+    }
+    let base = Base(state);
+    let mut exec = BlockExec::new(&base, ctx)?;
+    let mut txs = Vec::new();
+    for tx in candidates {
+        if txs.len() >= BLOCK_MAX_TXS {
+            break;
+        }
+        let body = &tx.tx().body;
+        if exec.seen(&tx.id()) {
+            continue;
+        }
+        if let Some(n) = exec.expected_nonce(&body.signer)? {
+            if n != body.nonce {
+                continue;
+            }
+        }
+        exec.apply(tx)?;
+        txs.push(tx.tx().clone());
+    }
+    let outcome = exec.finish(state, acc)?;
+    let header = BlockHeader {
+        chain_id: ctx.chain_id.clone(),
+        height: ctx.height,
+        view,
+        parent_hash: parent.hash,
+        timestamp: ctx.timestamp,
+        proposer: ctx.proposer,
+        tx_root: Block::compute_tx_root(&txs),
+        tx_count: txs.len() as u32,
+        state_root: outcome.state_root,
+        validator_set_hash: parent.validator_set.hash(),
+    };
+    Ok((Block { header, txs }, outcome))
+}

@@ -1,0 +1,269 @@
+//! Executing a block's transactions and end-of-block step.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aidledger_contracts::{
+    self as contracts, ContractError, Genesis, Overlay, Receipt, StoreRead, TxOutcome,
+};
+use aidledger_crypto::VerifiedTx;
+use aidledger_types::{codec, ChainId, Hash, PublicKey, StateAccumulator, Timestamp, ValidatorSet};
+
+use crate::ExecError;
+
+/// A block's writes: `None` deletes the key.
+pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// A full state: every key and its value.
+pub type StateMap = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Read access to committed state. Implemented by the storage crate's
+/// stores and by [`crate::MemState`].
+pub trait StateRead {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError>;
+    /// Up to `limit` pairs under `prefix` in key order, strictly after
+    /// `start_after` when given.
+    #[allow(clippy::type_complexity)]
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError>;
+}
+
+/// Adapts committed state to the contracts' read interface. A backend
+/// failure becomes `ContractError::Storage`, which the contracts treat as
+/// fatal, and which is turned back into `ExecError::Storage` here.
+pub(crate) struct Base<'a>(pub(crate) &'a dyn StateRead);
+
+impl StoreRead for Base<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ContractError> {
+        self.0.get(key).map_err(|e| ContractError::Storage {
+            reason: e.to_string(),
+        })
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<contracts::store::Entries, ContractError> {
+        self.0
+            .scan(prefix, start_after, limit)
+            .map_err(|e| ContractError::Storage {
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// What a block is executed at. Contracts read time only from here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockContext {
+    pub chain_id: ChainId,
+    pub height: u64,
+    pub timestamp: Timestamp,
+    pub proposer: PublicKey,
+}
+
+/// Everything executing a block produced.
+#[derive(Clone, Debug)]
+pub struct BlockOutcome {
+    /// Every key written; `None` deletes. Apply these to get the new state.
+    pub writes: Writes,
+    /// One per transaction, in block order.
+    pub receipts: Vec<Receipt>,
+    /// Events of the end-of-block step (releases, payments, anomalies).
+    pub events: Vec<aidledger_contracts::Event>,
+    pub accumulator: StateAccumulator,
+    pub state_root: Hash,
+    /// The validator set in force for the next height.
+    pub validator_set: ValidatorSet,
+}
+
+fn fatal(height: u64, e: ContractError) -> ExecError {
+    match e {
+        ContractError::Storage { reason } => ExecError::Storage { reason },
+        other => ExecError::Contract {
+            height,
+            source: other,
+        },
+    }
+}
+
+/// A block being executed, one transaction at a time.
+pub(crate) struct BlockExec<'a> {
+    overlay: Overlay<'a>,
+    ctx: BlockContext,
+    receipts: Vec<Receipt>,
+    seen: BTreeSet<Hash>,
+}
+
+impl<'a> BlockExec<'a> {
+    pub(crate) fn new(base: &'a Base<'a>, ctx: &BlockContext) -> Result<Self, ExecError> {
+        let chain = contracts::chain_id(base).map_err(|e| fatal(ctx.height, e))?;
+        if chain != ctx.chain_id {
+            return Err(ExecError::WrongChain {
+                expected: chain.to_string(),
+                got: ctx.chain_id.to_string(),
+            });
+        }
+        Ok(BlockExec {
+            overlay: Overlay::new(base),
+            ctx: ctx.clone(),
+            receipts: Vec::new(),
+            seen: BTreeSet::new(),
+        })
+    }
+
+    /// The nonce the signer's next transaction must carry, given the
+    /// transactions applied so far; `None` for an unknown account.
+    pub(crate) fn expected_nonce(&self, key: &PublicKey) -> Result<Option<u64>, ExecError> {
+        let bytes = self
+            .overlay
+            .get(&contracts::keys::account(key))
+            .map_err(|e| fatal(self.ctx.height, e))?;
+        match bytes {
+            None => Ok(None),
+            Some(b) => codec::decode::<contracts::Account>(&b)
+                .map(|a| Some(a.nonce))
+                .map_err(|e| {
+                    fatal(
+                        self.ctx.height,
+                        ContractError::Corrupt {
+                            key: "account".into(),
+                            reason: e.to_string(),
+                        },
+                    )
+                }),
+        }
+    }
+
+    pub(crate) fn seen(&self, id: &Hash) -> bool {
+        self.seen.contains(id)
+    }
+
+    /// Applies one transaction on its own overlay; keeps its writes only if
+    /// the contracts accept it.
+    pub(crate) fn apply(&mut self, tx: &VerifiedTx) -> Result<(), ExecError> {
+        let body = &tx.tx().body;
+        let id = tx.id();
+        let index = self.receipts.len() as u32;
+        let result = if !self.seen.insert(id) {
+            Err(ContractError::DuplicateTx { id })
+        } else {
+            let mut tx_overlay = Overlay::new(&self.overlay);
+            contracts::apply_tx(
+                &mut tx_overlay,
+                self.ctx.height,
+                self.ctx.timestamp,
+                body,
+                id,
+            )
+            .map(|events| (events, tx_overlay.into_writes()))
+        };
+        let (outcome, events) = match result {
+            Ok((events, writes)) => {
+                self.overlay.absorb(writes);
+                (TxOutcome::Applied, events)
+            }
+            Err(e) if e.is_fatal() => return Err(fatal(self.ctx.height, e)),
+            Err(e) => (
+                TxOutcome::Rejected {
+                    code: e.code().to_string(),
+                    reason: e.to_string(),
+                },
+                Vec::new(),
+            ),
+        };
+        self.receipts.push(Receipt {
+            index,
+            tx_id: id,
+            kind: body.kind,
+            signer: body.signer,
+            height: self.ctx.height,
+            outcome,
+            events,
+        });
+        Ok(())
+    }
+
+    /// Runs the end-of-block step and computes the new state root.
+    pub(crate) fn finish(
+        mut self,
+        state: &dyn StateRead,
+        acc: &StateAccumulator,
+    ) -> Result<BlockOutcome, ExecError> {
+        let height = self.ctx.height;
+        let events = contracts::end_block(&mut self.overlay, height, self.ctx.timestamp)
+            .map_err(|e| fatal(height, e))?;
+        let vs_bytes = self
+            .overlay
+            .get(contracts::keys::VALIDATORS)
+            .map_err(|e| fatal(height, e))?
+            .ok_or_else(|| {
+                fatal(
+                    height,
+                    ContractError::Invariant {
+                        what: "validator set missing".into(),
+                    },
+                )
+            })?;
+        let validator_set: ValidatorSet = codec::decode(&vs_bytes).map_err(|e| {
+            fatal(
+                height,
+                ContractError::Corrupt {
+                    key: "gov/validators".into(),
+                    reason: e.to_string(),
+                },
+            )
+        })?;
+        let writes = self.overlay.into_writes();
+        let mut accumulator = acc.clone();
+        for (k, new) in &writes {
+            let old = state.get(k)?;
+            accumulator.apply(k, old.as_deref(), new.as_deref());
+        }
+        let state_root = accumulator.root();
+        Ok(BlockOutcome {
+            writes,
+            receipts: self.receipts,
+            events,
+            accumulator,
+            state_root,
+            validator_set,
+        })
+    }
+}
+
+/// Executes `txs` on `state` at `ctx`. `acc` is the accumulator of `state`.
+/// Never fails because of a transaction: a refused transaction gets a
+/// rejection receipt and changes nothing else.
+pub fn apply_block(
+    state: &dyn StateRead,
+    acc: &StateAccumulator,
+    ctx: &BlockContext,
+    txs: &[VerifiedTx],
+) -> Result<BlockOutcome, ExecError> {
+    let base = Base(state);
+    let mut exec = BlockExec::new(&base, ctx)?;
+    for tx in txs {
+        exec.apply(tx)?;
+    }
+    exec.finish(state, acc)
+}
+
+/// The state and accumulator genesis describes.
+pub fn genesis_state(g: &Genesis) -> Result<(StateMap, StateAccumulator), ExecError> {
+    let empty: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut overlay = Overlay::new(&empty);
+    g.init(&mut overlay).map_err(ExecError::Genesis)?;
+    let mut map = BTreeMap::new();
+    let mut acc = StateAccumulator::new();
+    for (k, v) in overlay.into_writes() {
+        if let Some(v) = v {
+            acc.insert(&k, &v);
+            map.insert(k, v);
+        }
+    }
+    Ok((map, acc))
+}

@@ -1,0 +1,31 @@
+//! Block execution: the one entry point used by validators, the simulator
+//! and the auditor's replay.
+//!
+//! [`apply_block`] runs a block's verified transactions through the
+//! contract modules, each on its own overlay so a rejected transaction
+//! leaves no trace but its receipt, then runs the modules' end-of-block
+//! step, and returns the writes, receipts, events and new state root.
+//! [`validate_block`] checks everything about a proposed block and then
+//! executes it; [`build_block`] assembles one for a proposer. Both share
+//! [`apply_block`], so the proposer, the validators and the auditor can
+//! never disagree about what a block does.
+//!
+//! Architecture Invariant: no IO, no clock, no tokio, rocksdb or libp2p.
+//! State comes in through [`StateRead`]; writes go out in [`BlockOutcome`].
+
+mod block;
+mod error;
+mod exec;
+mod mem;
+mod queries;
+pub mod testkit;
+
+pub use aidledger_contracts as contracts;
+pub use aidledger_contracts::{Event, Genesis, Receipt, TxOutcome};
+pub use block::{build_block, validate_block, BlockInvalid, ParentInfo};
+pub use error::ExecError;
+pub use exec::{
+    apply_block, genesis_state, BlockContext, BlockOutcome, StateMap, StateRead, Writes,
+};
+pub use mem::MemState;
+pub use queries::{admission, read_params, read_validator_set};

@@ -1,0 +1,66 @@
+//! An in-memory state for tests and the simulator.
+
+use std::collections::BTreeMap;
+
+use aidledger_types::StateAccumulator;
+
+use crate::exec::{StateRead, Writes};
+use crate::ExecError;
+
+/// A `BTreeMap` state. Ordered, so scans are deterministic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemState {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl MemState {
+    pub fn new(map: BTreeMap<Vec<u8>, Vec<u8>>) -> Self {
+        MemState { map }
+    }
+
+    /// Applies a block's writes (`None` deletes).
+    pub fn apply(&mut self, writes: &Writes) {
+        for (k, v) in writes {
+            match v {
+                Some(v) => {
+                    self.map.insert(k.clone(), v.clone());
+                }
+                None => {
+                    self.map.remove(k);
+                }
+            }
+        }
+    }
+
+    pub fn map(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
+        &self.map
+    }
+
+    /// The accumulator recomputed from scratch over every pair; an auditor's
+    /// check that the incremental one did not drift.
+    pub fn accumulator(&self) -> StateAccumulator {
+        let mut a = StateAccumulator::new();
+        for (k, v) in &self.map {
+            a.insert(k, v);
+        }
+        a
+    }
+}
+
+impl StateRead for MemState {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        Ok(self.map.get(key).cloned())
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError> {
+        aidledger_contracts::StoreRead::scan(&self.map, prefix, start_after, limit).map_err(|e| {
+            ExecError::Storage {
+                reason: e.to_string(),
+            }
+        })
+    }
+}

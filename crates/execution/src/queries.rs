@@ -1,0 +1,48 @@
+//! Typed reads of committed state for the node, the mempool and the
+//! simulator, so none of them needs to know the key layout.
+
+use aidledger_contracts::{self as contracts, Account, ContractError, Overlay, Params};
+use aidledger_types::{codec, TxBody, ValidatorSet};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::exec::{Base, StateRead};
+use crate::ExecError;
+
+fn read<T: Serialize + DeserializeOwned>(
+    state: &dyn StateRead,
+    key: &[u8],
+    what: &str,
+) -> Result<T, ExecError> {
+    let bytes = state.get(key)?.ok_or_else(|| ExecError::Storage {
+        reason: format!("{what} missing from state"),
+    })?;
+    codec::decode(&bytes).map_err(|e| ExecError::Storage {
+        reason: format!("{what} does not decode: {e}"),
+    })
+}
+
+/// The consortium parameters in force (for example the block-time drift to
+/// pass to `validate_block`).
+pub fn read_params(state: &dyn StateRead) -> Result<Params, ExecError> {
+    read(state, contracts::keys::PARAMS, "parameters")
+}
+
+/// The validator set that certifies the next block.
+pub fn read_validator_set(state: &dyn StateRead) -> Result<ValidatorSet, ExecError> {
+    read(state, contracts::keys::VALIDATORS, "validator set")
+}
+
+/// The admission check a mempool runs before queueing a transaction: the
+/// same envelope rules execution applies (chain id, known active account and
+/// organisation, role). The account is returned so the caller can compare
+/// nonces (a mempool may hold future nonces; execution will not apply
+/// them out of order). A refusal is `ExecError::Refused` with the same
+/// reason a receipt would carry.
+pub fn admission(state: &dyn StateRead, body: &TxBody) -> Result<Account, ExecError> {
+    let base = Base(state);
+    let mut overlay = Overlay::new(&base);
+    contracts::check_envelope(&mut overlay, body).map_err(|e| match e {
+        ContractError::Storage { reason } => ExecError::Storage { reason },
+        other => ExecError::Refused(other),
+    })
+}

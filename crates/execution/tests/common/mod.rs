@@ -1,0 +1,154 @@
+//! A small chain driver for the execution tests: executes blocks with
+//! `apply_block`, checks each with `validate_block`, commits the writes.
+#![allow(dead_code)]
+
+use aidledger_contracts::{keys, Account, Application, Plan, Program, Release};
+use aidledger_execution::testkit::{dev_genesis, TxFactory, DEV_GENESIS_TIME};
+use aidledger_execution::{
+    apply_block, genesis_state, validate_block, BlockContext, BlockOutcome, Genesis, MemState,
+    ParentInfo, StateRead,
+};
+use aidledger_types::{
+    codec, Block, BlockHeader, Hash, PublicKey, SignedTx, StateAccumulator, Timestamp,
+};
+use serde::{de::DeserializeOwned, Serialize};
+
+pub const DAY: u64 = aidledger_types::time::MS_PER_DAY;
+
+pub struct Chain {
+    pub genesis: Genesis,
+    pub state: MemState,
+    pub acc: StateAccumulator,
+    pub parent: ParentInfo,
+    pub f: TxFactory,
+    pub blocks: Vec<Block>,
+}
+
+impl Chain {
+    pub fn new() -> Chain {
+        Chain::with(|_| {})
+    }
+
+    /// A chain whose development genesis is adjusted by `edit` first.
+    pub fn with(edit: impl FnOnce(&mut Genesis)) -> Chain {
+        let (mut genesis, keys) = dev_genesis(4, 7);
+        edit(&mut genesis);
+        let (map, acc) = genesis_state(&genesis).expect("genesis");
+        let parent = ParentInfo::genesis(&genesis).expect("parent");
+        let f = TxFactory::new(&genesis, keys);
+        Chain {
+            genesis,
+            state: MemState::new(map),
+            acc,
+            parent,
+            f,
+            blocks: Vec::new(),
+        }
+    }
+
+    pub fn time(&self) -> Timestamp {
+        self.parent.timestamp
+    }
+
+    pub fn root(&self) -> Hash {
+        self.acc.root()
+    }
+
+    /// Executes a block at `time` with exactly `txs`, validates it as a
+    /// validator would, and commits it.
+    pub fn block_at(&mut self, time: Timestamp, txs: Vec<SignedTx>) -> BlockOutcome {
+        let verified: Vec<_> = txs.iter().cloned().map(|t| self.f.verified(t)).collect();
+        let proposer = self.f.keys.validators[0].1.public();
+        let ctx = BlockContext {
+            chain_id: self.genesis.chain_id.clone(),
+            height: self.parent.height + 1,
+            timestamp: time,
+            proposer,
+        };
+        let outcome = apply_block(&self.state, &self.acc, &ctx, &verified).expect("apply_block");
+        let header = BlockHeader {
+            chain_id: ctx.chain_id.clone(),
+            height: ctx.height,
+            view: 0,
+            parent_hash: self.parent.hash,
+            timestamp: time,
+            proposer,
+            tx_root: Block::compute_tx_root(&txs),
+            tx_count: txs.len() as u32,
+            state_root: outcome.state_root,
+            validator_set_hash: self.parent.validator_set.hash(),
+        };
+        let block = Block { header, txs };
+        let (_, again) = validate_block(
+            &block,
+            &self.parent,
+            Some(time.0),
+            10_000,
+            &self.state,
+            &self.acc,
+        )
+        .expect("validate_block");
+        assert_eq!(again.state_root, outcome.state_root);
+        assert_eq!(again.receipts, outcome.receipts);
+        self.state.apply(&outcome.writes);
+        self.acc = outcome.accumulator.clone();
+        assert_eq!(
+            self.state.accumulator(),
+            self.acc,
+            "incremental accumulator drifted"
+        );
+        self.parent = ParentInfo::child_of(&block, &outcome);
+        self.blocks.push(block);
+        outcome
+    }
+
+    /// A block one second after the previous one.
+    pub fn block(&mut self, txs: Vec<SignedTx>) -> BlockOutcome {
+        let t = self.parent.timestamp.saturating_add_ms(1000);
+        self.block_at(t, txs)
+    }
+
+    /// Asserts every transaction in the block applied.
+    pub fn ok(&mut self, txs: Vec<SignedTx>) -> BlockOutcome {
+        let out = self.block(txs);
+        for r in &out.receipts {
+            assert!(
+                r.is_applied(),
+                "tx {} ({}) rejected: {:?}",
+                r.index,
+                r.kind,
+                r.outcome
+            );
+        }
+        out
+    }
+
+    pub fn get<T: Serialize + DeserializeOwned>(&self, key: &[u8]) -> Option<T> {
+        self.state
+            .get(key)
+            .expect("get")
+            .map(|b| codec::decode(&b).expect("decode"))
+    }
+
+    pub fn program(&self, id: &str) -> Program {
+        self.get(&keys::program(&id.parse().expect("slug")))
+            .expect("program")
+    }
+    pub fn plan(&self, id: &str) -> Plan {
+        self.get(&keys::plan(&id.parse().expect("slug")))
+            .expect("plan")
+    }
+    pub fn application(&self, id: &str) -> Application {
+        self.get(&keys::application(&id.parse().expect("slug")))
+            .expect("application")
+    }
+    pub fn release(&self, id: u64) -> Release {
+        self.get(&keys::release(id)).expect("release")
+    }
+    pub fn account(&self, key: &PublicKey) -> Account {
+        self.get(&keys::account(key)).expect("account")
+    }
+    pub fn genesis_time() -> Timestamp {
+        DEV_GENESIS_TIME
+    }
+}
