@@ -1,0 +1,109 @@
+//! Replica configuration and the limits that bound every buffer.
+
+use aidledger_crypto::Keypair;
+use aidledger_types::block::BLOCK_MAX_BYTES;
+use aidledger_types::{ChainId, ValidatorSet};
+
+use crate::ConsensusError;
+
+/// Largest encoded consensus message: one block plus room for a NewView's
+/// view-change certificates (about 4.5 KiB each for 100 validators).
+pub const MESSAGE_MAX_BYTES: usize = BLOCK_MAX_BYTES + 2 * 1024 * 1024;
+
+/// Largest encoded [`crate::SafetyState`]: one prepared block plus its
+/// certificate and a few counters.
+pub const SAFETY_STATE_MAX_BYTES: usize = BLOCK_MAX_BYTES + 64 * 1024;
+
+/// Everything a replica needs to know that does not change while it runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub chain_id: ChainId,
+    /// The validator set; its order fixes leader rotation.
+    pub validators: ValidatorSet,
+    /// This replica's consensus key; it must be in `validators`.
+    pub key: Keypair,
+    /// Round timeout in the first view of a height. Doubles with every view
+    /// change at the same height, up to `timeout_max_ms`.
+    pub timeout_base_ms: u64,
+    pub timeout_max_ms: u64,
+    /// Messages for heights `h+1 ..= h+height_window` (h = the height in
+    /// flight) are buffered; further ones are dropped (they only trigger a
+    /// sync request).
+    pub height_window: u64,
+    /// Messages for views more than this far above the current view are
+    /// dropped.
+    pub view_window: u64,
+    /// Commits for views this far below the current view are still counted
+    /// (a certificate from an older view is as good as any).
+    pub view_lookback: u64,
+    /// Buffered messages per future height.
+    pub future_per_height_max: usize,
+    /// Least time between two sync requests.
+    pub sync_retry_ms: u64,
+    /// Largest message accepted from the wire.
+    pub message_max_bytes: usize,
+    /// PLANTED BUG for the simulator's self-test: accept one vote fewer than
+    /// a quorum (2f instead of 2f+1) for prepared and committed. Never set
+    /// outside tests.
+    #[doc(hidden)]
+    pub bug_accept_2f_votes: bool,
+}
+
+impl Config {
+    /// A configuration with the default timeouts and limits.
+    pub fn new(chain_id: ChainId, validators: ValidatorSet, key: Keypair) -> Config {
+        Config {
+            chain_id,
+            validators,
+            key,
+            timeout_base_ms: 2_000,
+            timeout_max_ms: 32_000,
+            height_window: 4,
+            view_window: 16,
+            view_lookback: 4,
+            future_per_height_max: 0,
+            sync_retry_ms: 1_000,
+            message_max_bytes: MESSAGE_MAX_BYTES,
+            bug_accept_2f_votes: false,
+        }
+    }
+
+    /// This replica's index in the validator set.
+    pub(crate) fn my_index(&self) -> Result<u16, ConsensusError> {
+        let me = self.key.public();
+        self.validators
+            .index_of(&me)
+            .map(|i| i as u16)
+            .ok_or(ConsensusError::NotAValidator { key: me })
+    }
+
+    /// Buffered messages per future height: the configured bound, or by
+    /// default room for a pre-prepare, prepares and commits from everyone
+    /// in a few views.
+    pub(crate) fn future_cap(&self) -> usize {
+        if self.future_per_height_max > 0 {
+            self.future_per_height_max
+        } else {
+            8 * self.validators.len() + 8
+        }
+    }
+
+    /// Votes needed for prepared (counting the primary's pre-prepare) and
+    /// for committed: a quorum, 2f+1 for n = 3f+1.
+    pub(crate) fn quorum(&self) -> usize {
+        let q = self.validators.quorum();
+        if self.bug_accept_2f_votes {
+            q.saturating_sub(1).max(1)
+        } else {
+            q
+        }
+    }
+
+    /// Timeout for the `k`-th view at one height (k = 0 for the first).
+    pub fn timeout_ms(&self, k: u64) -> u64 {
+        let shift = k.min(32) as u32;
+        self.timeout_base_ms
+            .saturating_mul(1u64 << shift)
+            .min(self.timeout_max_ms.max(self.timeout_base_ms))
+    }
+}

@@ -1,0 +1,551 @@
+//! The replica: state, dispatch and the normal case (PBFT §4.2-§4.3).
+
+use std::collections::BTreeMap;
+
+use aidledger_types::{Block, CommitCertificate, Hash, Signature};
+
+use crate::config::Config;
+use crate::io::{Input, Output, TimeoutKind};
+use crate::message::{Envelope, Payload, SignedViewChange};
+use crate::safety::SafetyState;
+use crate::ConsensusError;
+
+type Res = Result<(), ConsensusError>;
+
+/// The last committed block, as far as the driver's storage knows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CommittedTip {
+    /// 0 for genesis.
+    pub height: u64,
+    /// The block hash (the genesis hash at height 0).
+    pub hash: Hash,
+    /// The view of its commit certificate (0 at genesis).
+    pub view: u64,
+}
+
+impl CommittedTip {
+    pub fn genesis(genesis_hash: Hash) -> CommittedTip {
+        CommittedTip {
+            height: 0,
+            hash: genesis_hash,
+            view: 0,
+        }
+    }
+}
+
+/// What the driver said about a block.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Validation {
+    Pending,
+    Valid,
+}
+
+/// Most messages buffered per future height from one sender: a pre-prepare,
+/// a prepare and a commit in a couple of views, a view change and a new-view.
+const FUTURE_PER_SENDER_MAX: usize = 8;
+
+/// Most committed blocks from catch-up held for later heights.
+pub(crate) const SYNC_BUFFER_MAX: u64 = 16;
+
+/// Messages for one view at the height in flight (PBFT's log, §4.2).
+#[derive(Default, Debug)]
+pub(crate) struct Slot {
+    pub(crate) pre_prepare: Option<(Hash, Signature)>,
+    /// At most one entry per validator: the first vote counts.
+    pub(crate) prepares: BTreeMap<u16, (Hash, Signature)>,
+    pub(crate) commits: BTreeMap<u16, (Hash, Signature)>,
+}
+
+/// One PBFT replica. See the crate docs for the driver's contract.
+pub struct Replica {
+    pub(crate) cfg: Config,
+    pub(crate) me: u16,
+    pub(crate) vset_hash: Hash,
+    pub(crate) tip: CommittedTip,
+    /// The safety state; `dirty` when it differs from the last persisted one.
+    pub(crate) s: SafetyState,
+    pub(crate) dirty: bool,
+    /// By view, for the height in flight.
+    pub(crate) slots: BTreeMap<u64, Slot>,
+    /// Candidate blocks for the height in flight, by hash.
+    pub(crate) blocks: BTreeMap<Hash, Block>,
+    pub(crate) validation: BTreeMap<Hash, Validation>,
+    /// View changes for the height in flight: view -> sender -> message.
+    pub(crate) view_changes: BTreeMap<u64, BTreeMap<u16, SignedViewChange>>,
+    /// Verified messages for future heights, replayed on entering them.
+    pub(crate) future: BTreeMap<u64, Vec<Envelope>>,
+    /// Certified blocks from catch-up, by height, waiting for validation.
+    pub(crate) synced: BTreeMap<u64, (Block, CommitCertificate)>,
+    pub(crate) awaiting_proposal: Option<u64>,
+    pub(crate) my_new_view: Option<Envelope>,
+    /// This replica's own view changes at the height in flight, by view,
+    /// to resend to stragglers (bounded by the view window).
+    pub(crate) my_view_changes: BTreeMap<u64, Envelope>,
+    /// When an old view change was last resent to each peer: resends are
+    /// rate-limited, or two replicas that both left a view would keep
+    /// answering each other's answers.
+    pub(crate) last_resend_ms: BTreeMap<u16, u64>,
+    /// When a sync was last requested from each peer. Per peer, so a
+    /// byzantine peer that lures requests to itself cannot starve requests
+    /// to correct ones. At most one entry per validator.
+    pub(crate) last_sync_ms: BTreeMap<u16, u64>,
+    pub(crate) now_ms: u64,
+    pub(crate) out: Vec<Output>,
+    last_rejection: Option<ConsensusError>,
+    rejections: u64,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("me", &self.me)
+            .field("height", &self.s.height)
+            .field("view", &self.s.view)
+            .field("active", &self.s.view_active)
+            .finish()
+    }
+}
+
+impl Replica {
+    /// A replica starting right after `tip` (genesis: [`CommittedTip::genesis`]).
+    pub fn new(cfg: Config, tip: CommittedTip) -> Result<Replica, ConsensusError> {
+        let me = cfg.my_index()?;
+        let vset_hash = cfg.validators.hash();
+        Ok(Replica {
+            cfg,
+            me,
+            vset_hash,
+            tip,
+            s: SafetyState::fresh(tip.height + 1, tip.view),
+            dirty: true,
+            slots: BTreeMap::new(),
+            blocks: BTreeMap::new(),
+            validation: BTreeMap::new(),
+            view_changes: BTreeMap::new(),
+            future: BTreeMap::new(),
+            synced: BTreeMap::new(),
+            awaiting_proposal: None,
+            my_new_view: None,
+            my_view_changes: BTreeMap::new(),
+            last_resend_ms: BTreeMap::new(),
+            last_sync_ms: BTreeMap::new(),
+            now_ms: 0,
+            out: Vec::new(),
+            last_rejection: None,
+            rejections: 0,
+        })
+    }
+
+    /// Rebuilds a replica after a crash from its last persisted safety state
+    /// and the driver's committed tip. Messages it sent before the crash are
+    /// never contradicted: its votes and view are in `safety`.
+    pub fn restore(
+        cfg: Config,
+        safety: SafetyState,
+        tip: CommittedTip,
+    ) -> Result<Replica, ConsensusError> {
+        let mut r = Replica::new(cfg, tip)?;
+        if safety.height == tip.height + 1 {
+            if safety.start_view > safety.view {
+                return Err(ConsensusError::Restore {
+                    reason: format!(
+                        "start view {} above view {}",
+                        safety.start_view, safety.view
+                    ),
+                });
+            }
+            r.s = safety;
+            r.dirty = false;
+        } else if safety.height > tip.height + 1 {
+            // The driver persists commits before the safety state of the
+            // next height, so this means committed blocks were lost.
+            return Err(ConsensusError::Restore {
+                reason: format!(
+                    "safety state is for height {} but the committed tip is {}",
+                    safety.height, tip.height
+                ),
+            });
+        }
+        // Otherwise the state is about a height that has since committed:
+        // start the next one fresh.
+        Ok(r)
+    }
+
+    /// Handles one input at driver time `now_ms` and returns what to do, in
+    /// order (see [`crate::io`] for the contract).
+    pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
+        self.now_ms = now_ms;
+        let result = match input {
+            // §4.5.2 (timers) and §4.4 (a replica changing views keeps
+            // sending its view change): (re)start from the safety state.
+            Input::Start => {
+                self.on_start();
+                Ok(())
+            }
+            // §4.2-§4.4: every protocol message, checked and verified here.
+            Input::Message(bytes) => self.on_message(&bytes),
+            // §4.4/§4.5.2: the view-change timers.
+            Input::Timeout { kind, view, height } => self.on_timeout(kind, view, height),
+            // §4.2: the primary assigns the next sequence number to a request
+            // (here: a block its driver built and executed).
+            Input::ProposalReady { block } => self.on_proposal_ready(block),
+            // §4.6: backups check the primary's non-deterministic choices
+            // (timestamp, state root) before accepting its pre-prepare.
+            Input::BlockValidated {
+                height,
+                block_hash,
+                valid,
+            } => self.on_block_validated(height, block_hash, valid),
+            // §4.3 and TOCS §6.2: state transfer to a replica that fell behind.
+            Input::Synced { block, certificate } => self.on_synced(block, certificate),
+        };
+        if let Err(e) = result {
+            tracing::debug!(replica = self.me, height = self.s.height, view = self.s.view, error = %e, "input rejected");
+            self.rejections += 1;
+            self.last_rejection = Some(e);
+        }
+        self.flush_persist();
+        std::mem::take(&mut self.out)
+    }
+
+    // ----- accessors -------------------------------------------------------
+
+    pub fn index(&self) -> u16 {
+        self.me
+    }
+    pub fn height(&self) -> u64 {
+        self.s.height
+    }
+    pub fn view(&self) -> u64 {
+        self.s.view
+    }
+    pub fn is_view_active(&self) -> bool {
+        self.s.view_active
+    }
+    pub fn committed_tip(&self) -> CommittedTip {
+        self.tip
+    }
+    pub fn safety_state(&self) -> &SafetyState {
+        &self.s
+    }
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    /// Why the last refused input was refused.
+    pub fn last_rejection(&self) -> Option<&ConsensusError> {
+        self.last_rejection.as_ref()
+    }
+    /// How many inputs were refused so far.
+    pub fn rejections(&self) -> u64 {
+        self.rejections
+    }
+    /// Clears [`Replica::last_rejection`].
+    pub fn take_rejection(&mut self) -> Option<ConsensusError> {
+        self.last_rejection.take()
+    }
+
+    // ----- output helpers --------------------------------------------------
+
+    /// Emits the safety state if it changed. Called before every send, so
+    /// persisting always precedes the messages that depend on it.
+    pub(crate) fn flush_persist(&mut self) {
+        if self.dirty {
+            self.dirty = false;
+            self.out.push(Output::PersistSafetyState(self.s.clone()));
+        }
+    }
+    pub(crate) fn broadcast(&mut self, env: Envelope) {
+        self.flush_persist();
+        self.out.push(Output::Broadcast(env));
+    }
+    pub(crate) fn send(&mut self, to: u16, env: Envelope) {
+        self.flush_persist();
+        self.out.push(Output::Send { to, message: env });
+    }
+    pub(crate) fn sign(&self, payload: Payload, block: Option<Block>) -> Envelope {
+        Envelope::sign(&self.cfg.key, &self.cfg.chain_id, self.me, payload, block)
+    }
+    pub(crate) fn leader(&self, view: u64) -> u16 {
+        self.cfg.validators.leader_index(view) as u16
+    }
+    pub(crate) fn f(&self) -> usize {
+        self.cfg.validators.max_faulty()
+    }
+    pub(crate) fn schedule(&mut self, kind: TimeoutKind) {
+        let k = self.s.view.saturating_sub(self.s.start_view);
+        self.out.push(Output::ScheduleTimeout {
+            kind,
+            view: self.s.view,
+            height: self.s.height,
+            after_ms: self.cfg.timeout_ms(k),
+        });
+    }
+    pub(crate) fn maybe_sync(&mut self, peer: u16) {
+        if peer == self.me {
+            return;
+        }
+        let due = self
+            .last_sync_ms
+            .get(&peer)
+            .is_none_or(|t| self.now_ms.saturating_sub(*t) >= self.cfg.sync_retry_ms);
+        if due && (peer as usize) < self.cfg.validators.len() {
+            self.last_sync_ms.insert(peer, self.now_ms);
+            self.out.push(Output::RequestSync {
+                from_height: self.s.height,
+                peer,
+            });
+        }
+    }
+
+    // ----- entering heights and views --------------------------------------
+
+    /// §4.2: sequence numbers advance after a commit. The next height starts
+    /// in the view of the certificate that committed this one.
+    pub(crate) fn enter_height(&mut self, height: u64, view: u64) {
+        self.s = SafetyState::fresh(height, view);
+        self.dirty = true;
+        self.slots.clear();
+        self.blocks.clear();
+        self.validation.clear();
+        self.view_changes.clear();
+        self.awaiting_proposal = None;
+        self.my_new_view = None;
+        self.my_view_changes.clear();
+        self.future.retain(|h, _| *h >= height);
+        self.synced.retain(|h, _| *h >= height);
+        let buffered = self.future.remove(&height).unwrap_or_default();
+        self.start_round();
+        for env in buffered {
+            if self.s.height != height {
+                break;
+            }
+            if let Err(e) = self.dispatch(env) {
+                tracing::trace!(error = %e, "buffered message refused");
+            }
+        }
+    }
+
+    /// Starts work in the current (active) view: the round timer, the
+    /// primary's proposal request, and any pre-prepare already received.
+    pub(crate) fn start_round(&mut self) {
+        self.schedule(TimeoutKind::Round);
+        let view = self.s.view;
+        if self.leader(view) == self.me && self.s.pre_prepared.map(|p| p.0) != Some(view) {
+            self.awaiting_proposal = Some(view);
+            self.out.push(Output::RequestProposal {
+                height: self.s.height,
+                view,
+                parent_hash: self.tip.hash,
+                now_ms: self.now_ms,
+            });
+        }
+        if let Some((hash, _)) = self.slots.get(&view).and_then(|s| s.pre_prepare) {
+            self.request_validation(hash);
+        }
+        self.progress();
+    }
+
+    fn on_start(&mut self) {
+        if self.s.view_active {
+            self.start_round();
+        } else {
+            // §4.4: still changing view; resend the (persisted) view change.
+            self.send_view_change();
+            self.schedule(TimeoutKind::ViewChange);
+        }
+    }
+
+    // ----- messages --------------------------------------------------------
+
+    fn on_message(&mut self, bytes: &[u8]) -> Res {
+        let env = Envelope::decode(bytes, self.cfg.message_max_bytes)?;
+        let n = self.cfg.validators.len();
+        if env.from as usize >= n {
+            return Err(ConsensusError::UnknownSender { from: env.from, n });
+        }
+        if env.from == self.me {
+            return Err(ConsensusError::FromSelf { from: env.from });
+        }
+        let h = env.payload.height();
+        let current = self.s.height;
+        // Cheap window checks before the signature check.
+        if h < current {
+            return Err(ConsensusError::StaleHeight { got: h, current });
+        }
+        let v = env.payload.view();
+        if v > self.s.view.saturating_add(self.cfg.view_window) && h == current {
+            return Err(ConsensusError::ViewOutOfWindow {
+                got: v,
+                current: self.s.view,
+            });
+        }
+        if h == current && self.is_duplicate(&env) {
+            // The first vote of each sender counts; a repeat (network
+            // duplicate or a byzantine second vote) changes nothing, so it
+            // is not worth a signature check.
+            return Err(ConsensusError::Ignored {
+                reason: "duplicate",
+            });
+        }
+        env.verify_signature(&self.cfg.chain_id, &self.cfg.validators)?;
+        if h > current {
+            // A signed message from a later height: the sender committed
+            // blocks this replica has not. Sync when it is clearly ahead.
+            let changing = matches!(env.payload, Payload::ViewChange(_) | Payload::NewView(_));
+            if h >= current + 2 || changing {
+                self.maybe_sync(env.from);
+            }
+            if h > current + self.cfg.height_window {
+                return Err(ConsensusError::FutureHeight { got: h, current });
+            }
+            let cap = self.cfg.future_cap();
+            let q = self.future.entry(h).or_default();
+            if q.len() >= cap {
+                return Err(ConsensusError::BufferFull {
+                    what: "future-height messages",
+                    limit: cap,
+                });
+            }
+            if q.iter()
+                .any(|e| e.signature == env.signature && e.from == env.from)
+            {
+                return Err(ConsensusError::Ignored {
+                    reason: "duplicate",
+                });
+            }
+            // A share per sender, so one byzantine replica cannot crowd out
+            // the messages of the others.
+            if q.iter().filter(|e| e.from == env.from).count() >= FUTURE_PER_SENDER_MAX {
+                return Err(ConsensusError::BufferFull {
+                    what: "future-height messages from one sender",
+                    limit: FUTURE_PER_SENDER_MAX,
+                });
+            }
+            q.push(env);
+            return Ok(());
+        }
+        self.dispatch(env)
+    }
+
+    /// True if a message of this kind from this sender for this view is
+    /// already logged at the height in flight.
+    fn is_duplicate(&self, env: &Envelope) -> bool {
+        let slot = |v: &u64| self.slots.get(v);
+        match &env.payload {
+            Payload::PrePrepare {
+                view, block_hash, ..
+            } => {
+                slot(view)
+                    .and_then(|s| s.pre_prepare)
+                    .is_some_and(|(h, _)| h == *block_hash)
+                    && self.blocks.contains_key(block_hash)
+            }
+            Payload::Prepare { view, .. } => {
+                slot(view).is_some_and(|s| s.prepares.contains_key(&env.from))
+            }
+            Payload::Commit { view, .. } => {
+                slot(view).is_some_and(|s| s.commits.contains_key(&env.from))
+            }
+            Payload::ViewChange(vc) => self
+                .view_changes
+                .get(&vc.new_view)
+                .is_some_and(|m| m.contains_key(&env.from)),
+            Payload::NewView(_) => false,
+        }
+    }
+
+    /// Routes a verified message for the height in flight.
+    pub(crate) fn dispatch(&mut self, env: Envelope) -> Res {
+        let v = env.payload.view();
+        let lo = self.s.view.saturating_sub(self.cfg.view_lookback);
+        if v < lo || v > self.s.view.saturating_add(self.cfg.view_window) {
+            return Err(ConsensusError::ViewOutOfWindow {
+                got: v,
+                current: self.s.view,
+            });
+        }
+        let Envelope {
+            from,
+            payload,
+            signature,
+            block,
+        } = env;
+        match payload {
+            // §4.2: a backup accepts a pre-prepare if it is in view v, the
+            // signature is right, it has not accepted another pre-prepare for
+            // (v, n) with a different digest, and n is within the window.
+            Payload::PrePrepare {
+                view, block_hash, ..
+            } => self.on_pre_prepare(from, view, block_hash, signature, block),
+            // §4.2: prepares are accepted from backups, logged per (v, n).
+            Payload::Prepare {
+                view, block_hash, ..
+            } => self.on_prepare(from, view, block_hash, signature),
+            // §4.3: commits are accepted from any replica, logged per (v, n).
+            Payload::Commit {
+                view, block_hash, ..
+            } => self.on_commit(from, view, block_hash, signature),
+            // §4.4: view-change messages.
+            Payload::ViewChange(vc) => self.on_view_change(from, vc, signature, block),
+            // §4.4: new-view messages.
+            Payload::NewView(nv) => self.on_new_view(from, nv, block),
+        }
+    }
+
+    /// Checks a block header against what this replica knows. `fresh`
+    /// blocks were proposed in `view` by its primary; re-proposed ones come
+    /// from an earlier view, through a new-view.
+    pub(crate) fn check_block(&self, block: &Block, view: u64, fresh: bool) -> Res {
+        let h = &block.header;
+        let bad = |r: String| ConsensusError::BadBlock { reason: r };
+        if h.chain_id != self.cfg.chain_id {
+            return Err(bad("wrong chain id".into()));
+        }
+        if h.height != self.s.height {
+            return Err(bad(format!("height {} != {}", h.height, self.s.height)));
+        }
+        if h.parent_hash != self.tip.hash {
+            return Err(bad("parent is not the committed tip".into()));
+        }
+        if h.validator_set_hash != self.vset_hash {
+            return Err(bad("wrong validator set".into()));
+        }
+        let proposed_in = if fresh {
+            if h.view != view {
+                return Err(bad(format!("header view {} != {}", h.view, view)));
+            }
+            view
+        } else {
+            if h.view > view {
+                return Err(bad("re-proposed block from a later view".into()));
+            }
+            h.view
+        };
+        let leader = self.leader(proposed_in) as usize;
+        if self.cfg.validators.get(leader).map(|v| v.key) != Some(h.proposer) {
+            return Err(bad("proposer is not the primary of its view".into()));
+        }
+        if !block.body_matches_header() {
+            return Err(bad("body does not match header".into()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn insert_block(&mut self, block: Block) -> Res {
+        let hash = block.hash();
+        if self.blocks.contains_key(&hash) {
+            return Ok(());
+        }
+        let cap = 2 * (self.cfg.view_window + self.cfg.view_lookback) as usize
+            + self.cfg.validators.len()
+            + 4;
+        if self.blocks.len() >= cap {
+            return Err(ConsensusError::BufferFull {
+                what: "candidate blocks",
+                limit: cap,
+            });
+        }
+        self.blocks.insert(hash, block);
+        Ok(())
+    }
+}
