@@ -1,0 +1,320 @@
+//! The mempool: admission, dedup, bounds, fair selection and eviction.
+//!
+//! Admission is a cheap filter, not the authority: every check made here is
+//! made again during block execution, where it decides. Its job is to keep
+//! junk out of blocks and to keep memory bounded.
+//!
+//! * Size: the encoded transaction must fit `TX_MAX_BYTES`.
+//! * Signature and chain id: only a [`VerifiedTx`] can be admitted.
+//! * Account: the signer must be a known, active account, holding a role
+//!   allowed for the transaction's kind.
+//! * Nonce window: `next_nonce <= nonce < next_nonce + nonce_window`.
+//! * Dedup: by transaction id, and one transaction per (signer, nonce).
+//! * Bounds: total count, total bytes, and count per signer.
+//!
+//! Selection for a block is fair: senders take turns, one transaction each
+//! per round, in the order their oldest pending transaction arrived; each
+//! sender's transactions go in nonce order and only while contiguous from
+//! the account's next nonce, so every selected transaction can execute.
+
+use std::collections::BTreeMap;
+
+use aidledger_crypto::VerifiedTx;
+use aidledger_types::tx::TX_MAX_BYTES;
+use aidledger_types::{Hash, PublicKey, Role, TxKind};
+
+/// What admission needs to know about an account, read from committed state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountInfo {
+    pub roles: Vec<Role>,
+    pub next_nonce: u64,
+    pub active: bool,
+}
+
+/// Read access to committed accounts.
+pub trait AccountView {
+    fn account(&self, key: &PublicKey) -> Option<AccountInfo>;
+}
+
+#[derive(Clone, Debug)]
+pub struct MempoolConfig {
+    pub max_txs: usize,
+    pub max_bytes: usize,
+    pub max_per_sender: usize,
+    /// How far ahead of the account's next nonce a transaction may be.
+    pub nonce_window: u64,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_txs: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_per_sender: 4096,
+            nonce_window: 4096,
+        }
+    }
+}
+
+/// Why a transaction was not admitted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AdmitError {
+    #[error("transaction is {len} bytes, over the limit of {limit}")]
+    TooLarge { len: usize, limit: usize },
+    #[error("transaction {0} is already pending")]
+    Duplicate(Hash),
+    #[error("unknown account {0}")]
+    UnknownAccount(PublicKey),
+    #[error("account {0} is not active")]
+    InactiveAccount(PublicKey),
+    #[error("role not allowed: {kind} needs one of [{needed}]")]
+    RoleNotAllowed { kind: TxKind, needed: String },
+    #[error("nonce {got} is already used (next is {next})")]
+    NonceTooLow { got: u64, next: u64 },
+    #[error("nonce {got} is too far ahead (next is {next}, window {window})")]
+    NonceTooHigh { got: u64, next: u64, window: u64 },
+    #[error("another transaction with nonce {nonce} from this account is pending")]
+    NonceTaken { nonce: u64 },
+    #[error("mempool is full ({what})")]
+    Full { what: &'static str },
+    #[error("account has {limit} pending transactions already")]
+    SenderFull { limit: usize },
+}
+
+struct Entry {
+    tx: VerifiedTx,
+    bytes: usize,
+    seq: u64,
+}
+
+#[derive(Default)]
+struct Sender {
+    /// Pending transactions by nonce.
+    by_nonce: BTreeMap<u64, Hash>,
+}
+
+/// The pool. Not thread-safe by itself; the node owns it in one task.
+pub struct Mempool {
+    config: MempoolConfig,
+    entries: BTreeMap<Hash, Entry>,
+    senders: BTreeMap<PublicKey, Sender>,
+    bytes: usize,
+    next_seq: u64,
+}
+
+impl Mempool {
+    pub fn new(config: MempoolConfig) -> Mempool {
+        Mempool {
+            config,
+            entries: BTreeMap::new(),
+            senders: BTreeMap::new(),
+            bytes: 0,
+            next_seq: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+    pub fn contains(&self, id: &Hash) -> bool {
+        self.entries.contains_key(id)
+    }
+    pub fn get(&self, id: &Hash) -> Option<&VerifiedTx> {
+        self.entries.get(id).map(|e| &e.tx)
+    }
+
+    /// Admits a verified transaction whose canonical encoding is
+    /// `encoded_len` bytes.
+    pub fn admit(
+        &mut self,
+        tx: VerifiedTx,
+        encoded_len: usize,
+        accounts: &dyn AccountView,
+    ) -> Result<Hash, AdmitError> {
+        let id = tx.id();
+        if encoded_len > TX_MAX_BYTES {
+            return Err(AdmitError::TooLarge {
+                len: encoded_len,
+                limit: TX_MAX_BYTES,
+            });
+        }
+        if self.entries.contains_key(&id) {
+            return Err(AdmitError::Duplicate(id));
+        }
+        let body = &tx.tx().body;
+        let acct = accounts
+            .account(&body.signer)
+            .ok_or(AdmitError::UnknownAccount(body.signer))?;
+        if !acct.active {
+            return Err(AdmitError::InactiveAccount(body.signer));
+        }
+        let allowed = body.kind.allowed_roles();
+        if !allowed.iter().any(|r| acct.roles.contains(r)) {
+            return Err(AdmitError::RoleNotAllowed {
+                kind: body.kind,
+                needed: allowed
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        if body.nonce < acct.next_nonce {
+            return Err(AdmitError::NonceTooLow {
+                got: body.nonce,
+                next: acct.next_nonce,
+            });
+        }
+        if body.nonce - acct.next_nonce >= self.config.nonce_window {
+            return Err(AdmitError::NonceTooHigh {
+                got: body.nonce,
+                next: acct.next_nonce,
+                window: self.config.nonce_window,
+            });
+        }
+        let sender = self.senders.get(&body.signer);
+        if let Some(s) = sender {
+            if s.by_nonce.contains_key(&body.nonce) {
+                return Err(AdmitError::NonceTaken { nonce: body.nonce });
+            }
+            if s.by_nonce.len() >= self.config.max_per_sender {
+                return Err(AdmitError::SenderFull {
+                    limit: self.config.max_per_sender,
+                });
+            }
+        }
+        if self.entries.len() >= self.config.max_txs {
+            return Err(AdmitError::Full { what: "count" });
+        }
+        if self.bytes + encoded_len > self.config.max_bytes {
+            return Err(AdmitError::Full { what: "bytes" });
+        }
+        let signer = body.signer;
+        let nonce = body.nonce;
+        self.senders
+            .entry(signer)
+            .or_default()
+            .by_nonce
+            .insert(nonce, id);
+        self.bytes += encoded_len;
+        self.entries.insert(
+            id,
+            Entry {
+                tx,
+                bytes: encoded_len,
+                seq: self.next_seq,
+            },
+        );
+        self.next_seq += 1;
+        Ok(id)
+    }
+
+    /// Picks up to `max_txs` transactions and `max_bytes` bytes for a block,
+    /// fairly across senders (see the module docs). Does not remove them:
+    /// they leave when the block commits.
+    pub fn select(
+        &self,
+        max_txs: usize,
+        max_bytes: usize,
+        accounts: &dyn AccountView,
+    ) -> Vec<VerifiedTx> {
+        // Each sender's executable run: contiguous nonces from next_nonce.
+        let mut runs: Vec<(u64, Vec<&Entry>)> = Vec::new();
+        for (key, s) in &self.senders {
+            let Some(acct) = accounts.account(key) else {
+                continue;
+            };
+            let mut run = Vec::new();
+            for ((&n, id), want) in s.by_nonce.range(acct.next_nonce..).zip(acct.next_nonce..) {
+                if n != want {
+                    break;
+                }
+                if let Some(e) = self.entries.get(id) {
+                    run.push(e);
+                }
+            }
+            if let Some(first) = run.first() {
+                runs.push((first.seq, run));
+            }
+        }
+        runs.sort_by_key(|(seq, _)| *seq);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut round = 0usize;
+        let mut exhausted: Vec<bool> = vec![false; runs.len()];
+        'rounds: loop {
+            let mut progressed = false;
+            for (i, (_, run)) in runs.iter().enumerate() {
+                if exhausted[i] {
+                    continue;
+                }
+                let Some(e) = run.get(round) else {
+                    exhausted[i] = true;
+                    continue;
+                };
+                if out.len() >= max_txs {
+                    break 'rounds;
+                }
+                if bytes + e.bytes > max_bytes {
+                    // This sender's next tx doesn't fit; a later one can't
+                    // be taken without it, so the sender is done.
+                    exhausted[i] = true;
+                    continue;
+                }
+                bytes += e.bytes;
+                out.push(e.tx.clone());
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+            round += 1;
+        }
+        out
+    }
+
+    fn remove(&mut self, id: &Hash) -> Option<VerifiedTx> {
+        let e = self.entries.remove(id)?;
+        self.bytes -= e.bytes;
+        let body = &e.tx.tx().body;
+        if let Some(s) = self.senders.get_mut(&body.signer) {
+            s.by_nonce.remove(&body.nonce);
+            if s.by_nonce.is_empty() {
+                self.senders.remove(&body.signer);
+            }
+        }
+        Some(e.tx)
+    }
+
+    /// After a block commits: drops the included transactions, then every
+    /// transaction whose nonce is now below its account's next nonce or
+    /// whose account is gone. Returns how many were removed.
+    pub fn on_commit(&mut self, included: &[Hash], accounts: &dyn AccountView) -> usize {
+        let mut removed = 0;
+        for id in included {
+            removed += usize::from(self.remove(id).is_some());
+        }
+        let mut stale = Vec::new();
+        for (key, s) in &self.senders {
+            match accounts.account(key) {
+                Some(a) if a.active => {
+                    stale.extend(s.by_nonce.range(..a.next_nonce).map(|(_, id)| *id));
+                }
+                _ => stale.extend(s.by_nonce.values().copied()),
+            }
+        }
+        for id in stale {
+            removed += usize::from(self.remove(&id).is_some());
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+use super::*;
+use aidledger_crypto::{verify_tx, Keypair, Purpose};
+use aidledger_types::{ChainId, SignedTx, TxBody};
+use std::cell::RefCell;
+
+fn chain() -> ChainId {
+    ChainId::new("mempool-test").unwrap()
+}
+
+fn key(i: u8) -> Keypair {
+    Keypair::from_seed([i; 32])
+}
+
+fn tx(signer: u8, nonce: u64, kind: TxKind, payload_len: usize) -> VerifiedTx {
+    let k = key(signer);
+    let body = TxBody {
+        chain_id: chain(),
+        nonce,
+        signer: k.public(),
+        kind,
+        payload: vec![0; payload_len],
+    };
+    let signature = k.sign(&chain(), Purpose::Tx, body.id().as_bytes());
+    verify_tx(SignedTx { body, signature }, &chain()).unwrap()
+}
+
+fn len(t: &VerifiedTx) -> usize {
+    t.tx().encode().len()
+}
+
+/// Accounts 1..=9 exist with the disburser role; 5 is inactive.
+struct Accounts(RefCell<BTreeMap<PublicKey, AccountInfo>>);
+
+impl Accounts {
+    fn new() -> Accounts {
+        let mut m = BTreeMap::new();
+        for i in 1..=9u8 {
+            m.insert(
+                key(i).public(),
+                AccountInfo {
+                    roles: vec![Role::Disburser],
+                    next_nonce: 0,
+                    active: i != 5,
+                },
+            );
+        }
+        Accounts(RefCell::new(m))
+    }
+    fn set_next(&self, i: u8, n: u64) {
+        self.0
+            .borrow_mut()
+            .get_mut(&key(i).public())
+            .unwrap()
+            .next_nonce = n;
+    }
+}
+
+impl AccountView for Accounts {
+    fn account(&self, key: &PublicKey) -> Option<AccountInfo> {
+        self.0.borrow().get(key).cloned()
+    }
+}
+
+fn pool() -> Mempool {
+    Mempool::new(MempoolConfig {
+        max_txs: 50,
+        max_bytes: 100_000,
+        max_per_sender: 10,
+        nonce_window: 16,
+    })
+}
+
+#[test]
+fn admission_rejects_each_bad_case_with_its_reason() {
+    let a = Accounts::new();
+    let mut p = pool();
+    let ok = tx(1, 0, TxKind::Deposit, 10);
+    p.admit(ok.clone(), len(&ok), &a).unwrap();
+    let cases: Vec<(VerifiedTx, AdmitError)> = vec![
+        (ok.clone(), AdmitError::Duplicate(ok.id())),
+        (
+            tx(20, 0, TxKind::Deposit, 0),
+            AdmitError::UnknownAccount(key(20).public()),
+        ),
+        (
+            tx(5, 0, TxKind::Deposit, 0),
+            AdmitError::InactiveAccount(key(5).public()),
+        ),
+        (
+            tx(2, 0, TxKind::CreateProgram, 0),
+            AdmitError::RoleNotAllowed {
+                kind: TxKind::CreateProgram,
+                needed: "program-officer".into(),
+            },
+        ),
+        (
+            tx(1, 0, TxKind::Settle, 1),
+            AdmitError::NonceTaken { nonce: 0 },
+        ),
+        (
+            tx(2, 16, TxKind::Deposit, 0),
+            AdmitError::NonceTooHigh {
+                got: 16,
+                next: 0,
+                window: 16,
+            },
+        ),
+    ];
+    for (t, want) in cases {
+        let l = len(&t);
+        assert_eq!(p.admit(t, l, &a), Err(want));
+    }
+    a.set_next(3, 4);
+    let t = tx(3, 3, TxKind::Deposit, 0);
+    let l = len(&t);
+    assert_eq!(
+        p.admit(t, l, &a),
+        Err(AdmitError::NonceTooLow { got: 3, next: 4 })
+    );
+    let t = tx(3, 4, TxKind::Deposit, 0);
+    assert_eq!(
+        p.admit(t.clone(), TX_MAX_BYTES + 1, &a),
+        Err(AdmitError::TooLarge {
+            len: TX_MAX_BYTES + 1,
+            limit: TX_MAX_BYTES
+        })
+    );
+    // Nothing bad got in.
+    assert_eq!(p.len(), 1);
+}
+
+#[test]
+fn bounded_by_count_bytes_and_sender() {
+    let a = Accounts::new();
+    let mut p = Mempool::new(MempoolConfig {
+        max_txs: 12,
+        max_bytes: 100_000,
+        max_per_sender: 10,
+        nonce_window: 100,
+    });
+    for n in 0..10 {
+        let t = tx(1, n, TxKind::Deposit, 0);
+        let l = len(&t);
+        p.admit(t, l, &a).unwrap();
+    }
+    let t = tx(1, 10, TxKind::Deposit, 0);
+    let l = len(&t);
+    assert_eq!(p.admit(t, l, &a), Err(AdmitError::SenderFull { limit: 10 }));
+    for n in 0..2 {
+        let t = tx(2, n, TxKind::Deposit, 0);
+        let l = len(&t);
+        p.admit(t, l, &a).unwrap();
+    }
+    let t = tx(3, 0, TxKind::Deposit, 0);
+    let l = len(&t);
+    assert_eq!(p.admit(t, l, &a), Err(AdmitError::Full { what: "count" }));
+
+    let mut p = Mempool::new(MempoolConfig {
+        max_txs: 100,
+        max_bytes: 3000,
+        max_per_sender: 10,
+        nonce_window: 100,
+    });
+    let t = tx(1, 0, TxKind::Deposit, 2000);
+    let l = len(&t);
+    p.admit(t, l, &a).unwrap();
+    let t = tx(2, 0, TxKind::Deposit, 2000);
+    let l = len(&t);
+    assert_eq!(p.admit(t, l, &a), Err(AdmitError::Full { what: "bytes" }));
+    assert!(p.bytes() <= 3000);
+}
+
+#[test]
+fn selection_takes_turns_and_respects_nonce_order() {
+    let a = Accounts::new();
+    let mut p = pool();
+    // Sender 1 floods first, sender 2 and 3 arrive later.
+    for n in 0..6 {
+        let t = tx(1, n, TxKind::Deposit, 0);
+        let l = len(&t);
+        p.admit(t, l, &a).unwrap();
+    }
+    for s in [2u8, 3] {
+        for n in (0..2).rev() {
+            let t = tx(s, n, TxKind::Deposit, 0);
+            let l = len(&t);
+            p.admit(t, l, &a).unwrap();
+        }
+    }
+    let picked = p.select(6, usize::MAX, &a);
+    let order: Vec<(PublicKey, u64)> = picked
+        .iter()
+        .map(|t| (t.tx().body.signer, t.tx().body.nonce))
+        .collect();
+    let k = |i: u8| key(i).public();
+    // Sender 1 arrived first, so it leads each round, then 2, then 3; the
+    // flood from 1 does not push the others out of the block.
+    assert_eq!(
+        order,
+        vec![
+            (k(1), 0),
+            (k(2), 0),
+            (k(3), 0),
+            (k(1), 1),
+            (k(2), 1),
+            (k(3), 1)
+        ]
+    );
+}
+
+#[test]
+fn selection_skips_gaps() {
+    let a = Accounts::new();
+    let mut p = pool();
+    for n in [0u64, 1, 3] {
+        let t = tx(1, n, TxKind::Deposit, 0);
+        let l = len(&t);
+        p.admit(t, l, &a).unwrap();
+    }
+    let picked = p.select(10, usize::MAX, &a);
+    assert_eq!(picked.len(), 2, "nonce 3 waits for nonce 2");
+}
+
+#[test]
+fn commit_evicts_included_and_stale() {
+    let a = Accounts::new();
+    let mut p = pool();
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let t = tx(1, n, TxKind::Deposit, 0);
+        let l = len(&t);
+        ids.push(p.admit(t, l, &a).unwrap());
+    }
+    let t = tx(2, 0, TxKind::Deposit, 0);
+    let l = len(&t);
+    p.admit(t, l, &a).unwrap();
+    // A block included 1/0 and 1/1; another node's block also used 1/2
+    // with a different tx, so the pool's 1/2 is now stale.
+    a.set_next(1, 3);
+    let removed = p.on_commit(&ids[..2], &a);
+    assert_eq!(removed, 3);
+    assert_eq!(p.len(), 2);
+    assert!(p.contains(&ids[3]));
+    let before = p.bytes();
+    assert!(before > 0);
+}

@@ -1,0 +1,661 @@
+//! The only crate that imports libp2p.
+//!
+//! A permissioned network for one consortium:
+//!
+//! * TCP, optionally wrapped in a pre-shared-key private network (pnet),
+//!   then noise and yamux;
+//! * gossipsub on two topics, transactions and consensus, with signed
+//!   messages, strict validation, content-addressed message ids and an
+//!   explicit maximum message size;
+//! * request-response for block sync; identify and ping;
+//! * an allow-list: only peers whose keys are in the consortium's genesis
+//!   may hold a connection. A connection from any other peer is closed as
+//!   soon as the noise handshake reveals its key, so nothing it sends reaches
+//!   the mempool or consensus. Gossip authored by a non-member (forwarded by
+//!   a member) is rejected too.
+//!
+//! The node talks to the network through a bounded command channel and two
+//! bounded event channels: consensus and sync events apply backpressure;
+//! transaction gossip is dropped and counted when the node is behind.
+
+mod codec;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{allow_block_list, identify, identity, noise, ping, pnet, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, Transport};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+pub use codec::{SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES};
+pub use libp2p::{Multiaddr as Addr, PeerId as NetPeerId};
+
+/// Largest gossip message: a consensus message may carry a full block.
+pub const GOSSIP_MAX_BYTES: usize = 17 * 1024 * 1024;
+/// Capacity of each channel between the network task and the node.
+pub const CHANNEL_CAPACITY: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("invalid network key: {0}")]
+    Key(String),
+    #[error("invalid address {addr:?}: {reason}")]
+    Address { addr: String, reason: String },
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("network task has stopped")]
+    Stopped,
+}
+
+/// The two gossip topics.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Topic {
+    Txs,
+    Consensus,
+}
+
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    /// Chain id: part of every topic and protocol name, so two consortia on
+    /// one host never mix.
+    pub chain_id: String,
+    pub listen: Multiaddr,
+    /// Peers to dial, each with a `/p2p/<peer id>` suffix.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Every peer allowed to connect (all consortium members but us).
+    pub allowed: Vec<PeerId>,
+    /// Optional pre-shared consortium key for a libp2p private network.
+    pub psk: Option<[u8; 32]>,
+    pub gossip_max_bytes: usize,
+    /// How often to redial bootstrap peers that are not connected.
+    pub redial_interval: Duration,
+}
+
+/// What the network tells the node.
+#[derive(Debug)]
+pub enum NetEvent {
+    Gossip {
+        topic: Topic,
+        /// The member that authored the message.
+        author: PeerId,
+        data: Vec<u8>,
+    },
+    SyncRequest {
+        peer: PeerId,
+        data: Vec<u8>,
+        reply: ReplyToken,
+    },
+    SyncResponse {
+        peer: PeerId,
+        request: u64,
+        data: Vec<u8>,
+    },
+    SyncFailed {
+        peer: PeerId,
+        request: u64,
+        reason: String,
+    },
+    PeerConnected(PeerId),
+    PeerDisconnected(PeerId),
+    /// The network is listening on this address (with port 0 in the
+    /// config, this says which port the OS chose).
+    Listening(Multiaddr),
+}
+
+/// An inbound sync request's reply slot. Dropping it without replying
+/// tells the requester the request failed.
+#[derive(Debug)]
+pub struct ReplyToken(ResponseChannel<Vec<u8>>);
+
+#[derive(Debug)]
+enum Command {
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+    },
+    Request {
+        peer: PeerId,
+        data: Vec<u8>,
+        id: u64,
+    },
+    Reply {
+        token: ReplyToken,
+        data: Vec<u8>,
+    },
+    SetBlocked {
+        peer: PeerId,
+        blocked: bool,
+    },
+    Shutdown,
+}
+
+/// Counters the node exports as metrics.
+#[derive(Debug, Default)]
+pub struct NetStats {
+    pub gossip_in: AtomicU64,
+    pub gossip_rejected: AtomicU64,
+    pub tx_gossip_dropped: AtomicU64,
+    pub publish_failed: AtomicU64,
+    pub denied_connections: AtomicU64,
+}
+
+/// The node's handle on the network task. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NetworkHandle {
+    commands: mpsc::Sender<Command>,
+    peers: Arc<Mutex<BTreeSet<PeerId>>>,
+    next_request: Arc<AtomicU64>,
+    pub stats: Arc<NetStats>,
+    pub local_peer_id: PeerId,
+}
+
+impl NetworkHandle {
+    pub async fn publish(&self, topic: Topic, data: Vec<u8>) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Publish { topic, data })
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Publishes without waiting; returns false if the queue is full.
+    pub fn try_publish(&self, topic: Topic, data: Vec<u8>) -> bool {
+        self.commands
+            .try_send(Command::Publish { topic, data })
+            .is_ok()
+    }
+
+    /// Sends a sync request; the answer arrives as `SyncResponse` or
+    /// `SyncFailed` with the returned id.
+    pub async fn request(&self, peer: PeerId, data: Vec<u8>) -> Result<u64, NetError> {
+        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        self.commands
+            .send(Command::Request { peer, data, id })
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        Ok(id)
+    }
+
+    pub async fn reply(&self, token: ReplyToken, data: Vec<u8>) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Reply { token, data })
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Blocks or unblocks a member at the application layer (used by fault
+    /// drills to partition a node without touching the host's firewall).
+    pub async fn set_blocked(&self, peer: PeerId, blocked: bool) -> Result<(), NetError> {
+        self.commands
+            .send(Command::SetBlocked { peer, blocked })
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
+
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.peers
+            .lock()
+            .map(|p| p.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The libp2p identity for a node key seed (the node's ed25519 consensus
+/// key doubles as its network identity, so genesis fixes both).
+pub fn identity_from_seed(seed: [u8; 32]) -> Result<identity::Keypair, NetError> {
+    let mut seed = seed;
+    identity::Keypair::ed25519_from_bytes(&mut seed).map_err(|e| NetError::Key(e.to_string()))
+}
+
+/// The peer id that belongs to an ed25519 node key.
+pub fn peer_id_of(key: &aidledger_types::PublicKey) -> Result<PeerId, NetError> {
+    let pk = identity::ed25519::PublicKey::try_from_bytes(&key.0)
+        .map_err(|e| NetError::Key(e.to_string()))?;
+    Ok(identity::PublicKey::from(pk).to_peer_id())
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    gossip: gossipsub::Behaviour,
+    sync: request_response::Behaviour<codec::SyncCodec>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+fn topic_name(chain: &str, t: Topic) -> String {
+    match t {
+        Topic::Txs => format!("/aidledger/{chain}/txs/1"),
+        Topic::Consensus => format!("/aidledger/{chain}/consensus/1"),
+    }
+}
+
+fn build_transport(
+    key: &identity::Keypair,
+    psk: Option<[u8; 32]>,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetError> {
+    let noise = noise::Config::new(key).map_err(|e| NetError::Transport(e.to_string()))?;
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let mut yamux_cfg = yamux::Config::default();
+    yamux_cfg.set_max_num_streams(256);
+    Ok(match psk {
+        Some(psk) => {
+            let psk = pnet::PreSharedKey::new(psk);
+            tcp.and_then(move |socket, _| pnet::PnetConfig::new(psk).handshake(socket))
+                .upgrade(Version::V1)
+                .authenticate(noise)
+                .multiplex(yamux_cfg)
+                .timeout(Duration::from_secs(20))
+                .boxed()
+        }
+        None => tcp
+            .upgrade(Version::V1)
+            .authenticate(noise)
+            .multiplex(yamux_cfg)
+            .timeout(Duration::from_secs(20))
+            .boxed(),
+    })
+}
+
+/// Starts the network task on the current tokio runtime.
+///
+/// Returns the handle and the event receiver.
+pub fn spawn(
+    config: NetworkConfig,
+    key: identity::Keypair,
+) -> Result<(NetworkHandle, mpsc::Receiver<NetEvent>), NetError> {
+    let local_peer_id = key.public().to_peer_id();
+    let max = config.gossip_max_bytes.min(GOSSIP_MAX_BYTES);
+    let gossip_cfg = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(max)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .heartbeat_interval(Duration::from_millis(500))
+        // A consortium is small: keep every member in the mesh.
+        .mesh_n_low(1)
+        .mesh_n(8)
+        .mesh_n_high(16)
+        .mesh_outbound_min(0)
+        .flood_publish(true)
+        .duplicate_cache_time(Duration::from_secs(120))
+        .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
+        .build()
+        .map_err(|e| NetError::Transport(e.to_string()))?;
+
+    let transport = build_transport(&key, config.psk)?;
+    let mut allow = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+    for p in &config.allowed {
+        allow.allow_peer(*p);
+    }
+    let gossip = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_cfg)
+        .map_err(|e| NetError::Transport(e.to_string()))?;
+    let sync_protocol =
+        StreamProtocol::try_from_owned(format!("/aidledger/{}/sync/1", config.chain_id))
+            .map_err(|e| NetError::Transport(e.to_string()))?;
+    let sync = request_response::Behaviour::new(
+        [(sync_protocol, ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(30))
+            .with_max_concurrent_streams(32),
+    );
+    let identify = identify::Behaviour::new(identify::Config::new(
+        format!("/aidledger/{}/1", config.chain_id),
+        key.public(),
+    ));
+    let ping = ping::Behaviour::new(ping::Config::new());
+    let behaviour = Behaviour {
+        allow,
+        gossip,
+        sync,
+        identify,
+        ping,
+    };
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(|_| transport)
+        .map_err(|e| NetError::Transport(e.to_string()))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| NetError::Transport(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+
+    let txs_topic = IdentTopic::new(topic_name(&config.chain_id, Topic::Txs));
+    let cons_topic = IdentTopic::new(topic_name(&config.chain_id, Topic::Consensus));
+    for t in [&txs_topic, &cons_topic] {
+        swarm
+            .behaviour_mut()
+            .gossip
+            .subscribe(t)
+            .map_err(|e| NetError::Transport(e.to_string()))?;
+    }
+    swarm
+        .listen_on(config.listen.clone())
+        .map_err(|e| NetError::Address {
+            addr: config.listen.to_string(),
+            reason: e.to_string(),
+        })?;
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (ev_tx, ev_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let handle = NetworkHandle {
+        commands: cmd_tx,
+        peers: Arc::new(Mutex::new(BTreeSet::new())),
+        next_request: Arc::new(AtomicU64::new(1)),
+        stats: Arc::new(NetStats::default()),
+        local_peer_id,
+    };
+    let task = Task {
+        swarm,
+        config,
+        txs_topic,
+        cons_topic,
+        events: ev_tx,
+        peers: handle.peers.clone(),
+        stats: handle.stats.clone(),
+        pending: Default::default(),
+        blocked: BTreeSet::new(),
+    };
+    tokio::spawn(task.run(cmd_rx));
+    Ok((handle, ev_rx))
+}
+
+struct Task {
+    swarm: Swarm<Behaviour>,
+    config: NetworkConfig,
+    txs_topic: IdentTopic,
+    cons_topic: IdentTopic,
+    events: mpsc::Sender<NetEvent>,
+    peers: Arc<Mutex<BTreeSet<PeerId>>>,
+    stats: Arc<NetStats>,
+    /// Outstanding sync requests: libp2p's id to ours. Bounded by the
+    /// request timeout and max concurrent streams.
+    pending: std::collections::BTreeMap<OutboundRequestId, u64>,
+    blocked: BTreeSet<PeerId>,
+}
+
+impl Task {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut redial = tokio::time::interval(self.config.redial_interval);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Shutdown) | None => break,
+                    Some(cmd) => self.command(cmd),
+                },
+                ev = self.swarm.select_next_some() => {
+                    if self.swarm_event(ev).await.is_err() {
+                        break;
+                    }
+                }
+                _ = redial.tick() => self.redial(),
+            }
+        }
+        tracing::debug!("network task stopped");
+    }
+
+    fn redial(&mut self) {
+        let connected: BTreeSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        for addr in self.config.bootstrap.clone() {
+            let Some(peer) = peer_of_addr(&addr) else {
+                continue;
+            };
+            if peer == *self.swarm.local_peer_id()
+                || connected.contains(&peer)
+                || self.blocked.contains(&peer)
+            {
+                continue;
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::trace!(%peer, error = %e, "dial failed");
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish { topic, data } => {
+                let t = match topic {
+                    Topic::Txs => self.txs_topic.clone(),
+                    Topic::Consensus => self.cons_topic.clone(),
+                };
+                match self.swarm.behaviour_mut().gossip.publish(t, data) {
+                    Ok(_) => {}
+                    // No peers yet, or a duplicate of something already
+                    // published: neither is an error for the node.
+                    Err(gossipsub::PublishError::Duplicate)
+                    | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+                    Err(e) => {
+                        self.stats.publish_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(error = %e, "publish failed");
+                    }
+                }
+            }
+            Command::Request { peer, data, id } => {
+                let rid = self.swarm.behaviour_mut().sync.send_request(&peer, data);
+                self.pending.insert(rid, id);
+            }
+            Command::Reply { token, data } => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(token.0, data)
+                    .is_err()
+                {
+                    tracing::debug!("sync reply dropped: requester went away");
+                }
+            }
+            Command::SetBlocked { peer, blocked } => {
+                if blocked {
+                    self.blocked.insert(peer);
+                    self.swarm.behaviour_mut().allow.disallow_peer(peer);
+                } else {
+                    self.blocked.remove(&peer);
+                    if self.config.allowed.contains(&peer) {
+                        self.swarm.behaviour_mut().allow.allow_peer(peer);
+                    }
+                }
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    /// Sends an event to the node. The returned future owns a sender
+    /// clone rather than borrowing the task, whose swarm is not `Sync`.
+    fn emit(&self, ev: NetEvent) -> impl std::future::Future<Output = Result<(), ()>> + Send {
+        let events = self.events.clone();
+        async move { events.send(ev).await.map_err(|_| ()) }
+    }
+
+    async fn swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) -> Result<(), ()> {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.emit(NetEvent::Listening(address)).await?;
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } if num_established.get() == 1 => {
+                if let Ok(mut p) = self.peers.lock() {
+                    p.insert(peer_id);
+                }
+                tracing::info!(peer = %peer_id, "peer connected");
+                self.emit(NetEvent::PeerConnected(peer_id)).await?;
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                if let Ok(mut p) = self.peers.lock() {
+                    p.remove(&peer_id);
+                }
+                tracing::info!(peer = %peer_id, "peer disconnected");
+                self.emit(NetEvent::PeerDisconnected(peer_id)).await?;
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                self.stats
+                    .denied_connections
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%error, "incoming connection refused");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                self.stats.gossip_in.fetch_add(1, Ordering::Relaxed);
+                let topic = if message.topic == self.txs_topic.hash() {
+                    Some(Topic::Txs)
+                } else if message.topic == self.cons_topic.hash() {
+                    Some(Topic::Consensus)
+                } else {
+                    None
+                };
+                let author = message.source;
+                let member = |p: &PeerId| self.config.allowed.contains(p);
+                let verdict = match (topic, author) {
+                    (Some(_), Some(a)) if member(&a) && member(&propagation_source) => {
+                        MessageAcceptance::Accept
+                    }
+                    _ => MessageAcceptance::Reject,
+                };
+                let accepted = verdict == MessageAcceptance::Accept;
+                self.swarm
+                    .behaviour_mut()
+                    .gossip
+                    .report_message_validation_result(&message_id, &propagation_source, verdict);
+                if !accepted {
+                    self.stats.gossip_rejected.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                let (Some(topic), Some(author)) = (topic, author) else {
+                    return Ok(());
+                };
+                let ev = NetEvent::Gossip {
+                    topic,
+                    author,
+                    data: message.data,
+                };
+                match topic {
+                    Topic::Consensus => self.emit(ev).await?,
+                    Topic::Txs => {
+                        if self.events.try_send(ev).is_err() {
+                            self.stats.tx_gossip_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.sync_event(ev).await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn sync_event(
+        &mut self,
+        ev: request_response::Event<Vec<u8>, Vec<u8>>,
+    ) -> Result<(), ()> {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    self.emit(NetEvent::SyncRequest {
+                        peer,
+                        data: request,
+                        reply: ReplyToken(channel),
+                    })
+                    .await?
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(id) = self.pending.remove(&request_id) {
+                        self.emit(NetEvent::SyncResponse {
+                            peer,
+                            request: id,
+                            data: response,
+                        })
+                        .await?
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(id) = self.pending.remove(&request_id) {
+                    self.emit(NetEvent::SyncFailed {
+                        peer,
+                        request: id,
+                        reason: error.to_string(),
+                    })
+                    .await?
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The peer id in a `/p2p/<id>` suffix.
+pub fn peer_of_addr(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// Parses a multiaddr with a clear error.
+pub fn parse_addr(s: &str) -> Result<Multiaddr, NetError> {
+    s.parse()
+        .map_err(|e: libp2p::multiaddr::Error| NetError::Address {
+            addr: s.chars().take(200).collect(),
+            reason: e.to_string(),
+        })
+}
+
+/// A loopback listen address for a port.
+pub fn loopback_addr(port: u16) -> Multiaddr {
+    let mut a = Multiaddr::empty();
+    a.push(libp2p::multiaddr::Protocol::Ip4(
+        std::net::Ipv4Addr::LOCALHOST,
+    ));
+    a.push(libp2p::multiaddr::Protocol::Tcp(port));
+    a
+}
+
+/// Appends `/p2p/<peer>` to an address.
+pub fn with_peer(mut addr: Multiaddr, peer: PeerId) -> Multiaddr {
+    addr.push(libp2p::multiaddr::Protocol::P2p(peer));
+    addr
+}
+
+/// A short stable fingerprint of a pre-shared key, safe to log.
+pub fn psk_fingerprint(psk: &[u8; 32]) -> String {
+    pnet::PreSharedKey::new(*psk).fingerprint().to_string()
+}
+
+#[doc(hidden)]
+pub fn hex_peer(p: &PeerId) -> String {
+    hex::encode(p.to_bytes())
+}

@@ -1,0 +1,207 @@
+#![allow(clippy::unwrap_used)]
+//! Real libp2p networks on 127.0.0.1: members gossip and sync; a
+//! non-member is refused; a wrong pre-shared key is refused.
+
+use std::time::Duration;
+
+use aidledger_crypto::Keypair;
+use aidledger_network::{
+    identity_from_seed, loopback_addr, peer_id_of, spawn, with_peer, NetEvent, NetworkConfig,
+    NetworkHandle, Topic,
+};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::mpsc::Receiver;
+use tokio::time::timeout;
+
+struct Node {
+    handle: NetworkHandle,
+    events: Receiver<NetEvent>,
+    addr: Multiaddr,
+}
+
+fn seed(i: u8) -> [u8; 32] {
+    [i; 32]
+}
+
+fn peer(i: u8) -> PeerId {
+    peer_id_of(&Keypair::from_seed(seed(i)).public()).unwrap()
+}
+
+async fn start(i: u8, allowed: &[u8], bootstrap: Vec<Multiaddr>, psk: Option<[u8; 32]>) -> Node {
+    let cfg = NetworkConfig {
+        chain_id: "net-test".into(),
+        listen: loopback_addr(0),
+        bootstrap,
+        allowed: allowed.iter().map(|&j| peer(j)).collect(),
+        psk,
+        gossip_max_bytes: 1 << 20,
+        redial_interval: Duration::from_millis(200),
+    };
+    let key = identity_from_seed(seed(i)).unwrap();
+    assert_eq!(
+        key.public().to_peer_id(),
+        peer(i),
+        "node key and peer id agree"
+    );
+    let (handle, mut events) = spawn(cfg, key).unwrap();
+    let addr = loop {
+        match timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Some(NetEvent::Listening(a))) => break a,
+            Ok(Some(_)) => continue,
+            other => panic!("no listen address: {other:?}"),
+        }
+    };
+    Node {
+        handle,
+        events,
+        addr: with_peer(addr, peer(i)),
+    }
+}
+
+/// Waits for an event matching `f`, up to `secs` seconds.
+async fn wait_for<T>(
+    events: &mut Receiver<NetEvent>,
+    secs: u64,
+    mut f: impl FnMut(&NetEvent) -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match timeout(left, events.recv()).await {
+            Ok(Some(ev)) => {
+                if let Some(t) = f(&ev) {
+                    return Some(t);
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Publishes until the other side sees it: gossipsub needs a heartbeat or
+/// two after a connection before the mesh carries messages.
+async fn publish_until_seen(
+    from: &NetworkHandle,
+    to: &mut Receiver<NetEvent>,
+    data: &[u8],
+) -> bool {
+    for round in 0..40u32 {
+        let mut d = data.to_vec();
+        d.extend_from_slice(&round.to_le_bytes());
+        from.publish(Topic::Txs, d).await.unwrap();
+        let seen = wait_for(to, 1, |ev| match ev {
+            NetEvent::Gossip {
+                data: got,
+                topic: Topic::Txs,
+                ..
+            } if got.starts_with(data) => Some(()),
+            _ => None,
+        })
+        .await;
+        if seen.is_some() {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_gossip_and_sync() {
+    let mut a = start(1, &[2], vec![], None).await;
+    let mut b = start(2, &[1], vec![a.addr.clone()], None).await;
+    assert!(publish_until_seen(&b.handle, &mut a.events, b"hello-a").await);
+    assert!(publish_until_seen(&a.handle, &mut b.events, b"hello-b").await);
+
+    // Sync: b asks a, a answers, b gets the answer under its request id.
+    let id = b
+        .handle
+        .request(peer(1), b"blocks 1..10".to_vec())
+        .await
+        .unwrap();
+    let mut token = None;
+    wait_for(&mut a.events, 10, |ev| match ev {
+        NetEvent::SyncRequest { peer: p, data, .. } if *p == peer(2) && data == b"blocks 1..10" => {
+            Some(())
+        }
+        _ => None,
+    })
+    .await
+    .expect("request arrives");
+    // wait_for consumed the event by reference; ask again to get the token.
+    let id2 = b.handle.request(peer(1), b"again".to_vec()).await.unwrap();
+    while token.is_none() {
+        match timeout(Duration::from_secs(10), a.events.recv()).await {
+            Ok(Some(NetEvent::SyncRequest { data, reply, .. })) if data == b"again" => {
+                token = Some(reply)
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no second request: {other:?}"),
+        }
+    }
+    a.handle
+        .reply(token.unwrap(), b"here are blocks".to_vec())
+        .await
+        .unwrap();
+    // b learns the answer to the second request, and that the first failed
+    // (its reply token was dropped unanswered); in either order.
+    let (mut answered, mut failed) = (None, false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while answered.is_none() || !failed {
+        match tokio::time::timeout_at(deadline, b.events.recv()).await {
+            Ok(Some(NetEvent::SyncResponse { request, data, .. })) if request == id2 => {
+                answered = Some(data)
+            }
+            Ok(Some(NetEvent::SyncFailed { request, .. })) if request == id => failed = true,
+            Ok(Some(_)) => {}
+            other => panic!("answered {answered:?}, failed {failed}: {other:?}"),
+        }
+    }
+    assert_eq!(answered.as_deref(), Some(&b"here are blocks"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_member_is_refused_and_its_gossip_never_arrives() {
+    // Nodes 1 and 2 are members; node 9 is not, but knows their addresses
+    // and allows them itself.
+    let mut a = start(1, &[2], vec![], None).await;
+    let mut b = start(2, &[1], vec![a.addr.clone()], None).await;
+    let outsider = start(9, &[1, 2], vec![a.addr.clone(), b.addr.clone()], None).await;
+    assert!(publish_until_seen(&b.handle, &mut a.events, b"member").await);
+    for _ in 0..10 {
+        outsider
+            .handle
+            .publish(Topic::Txs, b"intruder".to_vec())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = wait_for(&mut a.events, 3, |ev| match ev {
+        NetEvent::Gossip { data, .. } if data.starts_with(b"intruder") => Some(()),
+        NetEvent::PeerConnected(p) if *p == peer(9) => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(got.is_none(), "non-member reached a member");
+    assert!(!a.handle.connected_peers().contains(&peer(9)));
+    assert!(outsider.handle.connected_peers().is_empty());
+    assert!(
+        a.handle
+            .stats
+            .denied_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    let _ = b.events.try_recv();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_pre_shared_key_is_refused() {
+    let mut a = start(1, &[2, 3], vec![], Some([7; 32])).await;
+    let mut b = start(2, &[1], vec![a.addr.clone()], Some([7; 32])).await;
+    let c = start(3, &[1], vec![a.addr.clone()], Some([8; 32])).await;
+    assert!(publish_until_seen(&b.handle, &mut a.events, b"same-psk").await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!a.handle.connected_peers().contains(&peer(3)));
+    assert!(c.handle.connected_peers().is_empty());
+    let _ = b.events.try_recv();
+}
