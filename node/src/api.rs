@@ -1,0 +1,465 @@
+//! The HTTP JSON API (axum), loopback by default. Reads committed data
+//! straight from the store; submissions go to the consensus task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aidledger_contracts::{
+    keys, Account, Anomaly, Application, Household, MoneyEvent, Org, Plan, Program, Receipt,
+    Release,
+};
+use aidledger_storage::{RocksStore, Store};
+use aidledger_types::{codec, Hash, OrgId, PublicKey, SignedTx, Slug};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api_types::*;
+use crate::driver::{DriverMsg, Shared};
+
+/// Most entities one list query returns.
+const LIST_MAX: usize = 1000;
+/// Longest a submit may wait for its commit.
+const WAIT_MAX_MS: u64 = 120_000;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<RocksStore>,
+    pub driver: mpsc::Sender<DriverMsg>,
+    pub shared: Arc<Shared>,
+    pub info: Arc<NodeInfo>,
+}
+
+pub struct NodeInfo {
+    pub chain_id: String,
+    pub org: OrgId,
+    pub node_key: PublicKey,
+    pub genesis_hash: Hash,
+    pub is_validator: bool,
+}
+
+pub struct ApiFailure(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        let body = ApiError {
+            error: self.2,
+            code: self.1.to_string(),
+        };
+        (self.0, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiFailure>;
+
+fn bad_request(msg: impl Into<String>) -> ApiFailure {
+    ApiFailure(StatusCode::BAD_REQUEST, "bad-request", msg.into())
+}
+fn not_found(msg: impl Into<String>) -> ApiFailure {
+    ApiFailure(StatusCode::NOT_FOUND, "not-found", msg.into())
+}
+fn internal(msg: impl std::fmt::Display) -> ApiFailure {
+    ApiFailure(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        msg.to_string(),
+    )
+}
+fn unavailable(msg: impl Into<String>) -> ApiFailure {
+    ApiFailure(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg.into())
+}
+
+pub fn router(state: AppState, body_max_bytes: usize) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/status", get(status))
+        .route("/v1/txs", post(submit))
+        .route("/v1/txs/{id}", get(tx_status))
+        .route("/v1/blocks/latest", get(block_latest))
+        .route("/v1/blocks/{height}", get(block_at))
+        .route("/v1/accounts/{key}", get(account))
+        .route("/v1/orgs", get(orgs))
+        .route("/v1/orgs/{id}", get(org))
+        .route("/v1/programs", get(programs))
+        .route("/v1/programs/{id}", get(program))
+        .route("/v1/programs/{id}/trace", get(program_trace))
+        .route("/v1/applications/{id}", get(application))
+        .route("/v1/plans/{id}", get(plan))
+        .route("/v1/households/{id}", get(household))
+        .route("/v1/releases/{id}", get(release))
+        .route("/v1/anomalies", get(anomalies))
+        .route("/v1/admin/isolate", post(isolate))
+        .layer(DefaultBodyLimit::max(body_max_bytes))
+        .with_state(state)
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.shared.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::DOCUMENT,
+    )
+        .into_response()
+}
+
+async fn status(State(s): State<AppState>) -> ApiResult<NodeStatus> {
+    let snap = s
+        .shared
+        .snapshot
+        .read()
+        .map_err(|_| internal("status lock poisoned"))?
+        .clone();
+    Ok(Json(NodeStatus {
+        chain_id: s.info.chain_id.clone(),
+        org: s.info.org.clone(),
+        node_key: s.info.node_key,
+        validator: s.info.is_validator,
+        genesis_hash: s.info.genesis_hash,
+        height: snap.height,
+        block_hash: snap.block_hash,
+        state_root: snap.state_root,
+        view: snap.view,
+        leader: snap.leader,
+        peers: snap.peers,
+        mempool_txs: snap.mempool_txs,
+        last_block_time_ms: snap.last_block_time_ms,
+    }))
+}
+
+fn committed_status(store: &RocksStore, id: Hash) -> Result<Option<TxStatus>, ApiFailure> {
+    let Some((loc, receipt)) = store.tx_location(&id).map_err(internal)? else {
+        return Ok(None);
+    };
+    let receipt: Receipt = codec::decode(&receipt).map_err(internal)?;
+    Ok(Some(TxStatus {
+        id,
+        status: TxState::Committed,
+        height: Some(loc.height),
+        index: Some(loc.index),
+        receipt: Some(receipt),
+    }))
+}
+
+async fn submit(
+    State(s): State<AppState>,
+    body: Result<Json<SubmitRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<TxStatus>), ApiFailure> {
+    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
+    let bytes = hex::decode(req.tx.trim()).map_err(|_| bad_request("tx must be hex"))?;
+    let tx = SignedTx::decode(&bytes).map_err(|e| bad_request(format!("tx: {e}")))?;
+    let id = tx.id();
+    if let Some(done) = committed_status(&s.store, id)? {
+        return Ok((StatusCode::OK, Json(done)));
+    }
+    // Subscribe before submitting so a fast commit is not missed.
+    let mut commits = s.shared.commits.subscribe();
+    let (reply, rx) = oneshot::channel();
+    s.driver
+        .send(DriverMsg::Submit { tx, reply })
+        .await
+        .map_err(|_| unavailable("node is shutting down"))?;
+    match rx.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(reason)) => {
+            return Err(ApiFailure(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "admission",
+                reason,
+            ));
+        }
+        Err(_) => return Err(unavailable("node is shutting down")),
+    }
+    let pending = TxStatus {
+        id,
+        status: TxState::Pending,
+        height: None,
+        index: None,
+        receipt: None,
+    };
+    if req.wait_ms == 0 {
+        return Ok((StatusCode::ACCEPTED, Json(pending)));
+    }
+    let wait = Duration::from_millis(req.wait_ms.min(WAIT_MAX_MS));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, commits.recv()).await {
+            Ok(Ok(n)) if n.txs.contains(&id) => break,
+            Ok(Ok(_)) => continue,
+            // Lagged: we may have missed it; the store will tell.
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                if committed_status(&s.store, id)?.is_some() {
+                    break;
+                }
+            }
+            Ok(Err(_)) | Err(_) => return Ok((StatusCode::ACCEPTED, Json(pending))),
+        }
+    }
+    match committed_status(&s.store, id)? {
+        Some(done) => Ok((StatusCode::OK, Json(done))),
+        None => Ok((StatusCode::ACCEPTED, Json(pending))),
+    }
+}
+
+fn parse_hash(s: &str) -> Result<Hash, ApiFailure> {
+    Hash::from_hex(s).map_err(|e| bad_request(e.to_string()))
+}
+
+async fn tx_status(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<TxStatus> {
+    let id = parse_hash(&id)?;
+    if let Some(done) = committed_status(&s.store, id)? {
+        return Ok(Json(done));
+    }
+    let (reply, rx) = oneshot::channel();
+    s.driver
+        .send(DriverMsg::IsPending { id, reply })
+        .await
+        .map_err(|_| unavailable("node is shutting down"))?;
+    let pending = rx.await.unwrap_or(false);
+    Ok(Json(TxStatus {
+        id,
+        status: if pending {
+            TxState::Pending
+        } else {
+            TxState::Unknown
+        },
+        height: None,
+        index: None,
+        receipt: None,
+    }))
+}
+
+fn block_view(store: &RocksStore, height: u64) -> Result<BlockView, ApiFailure> {
+    let block = store
+        .block(height)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("no block at height {height}")))?;
+    let certificate = store.certificate(height).map_err(internal)?;
+    let mut txs = Vec::with_capacity(block.txs.len());
+    for tx in &block.txs {
+        let id = tx.id();
+        let applied = match store.tx_location(&id).map_err(internal)? {
+            Some((_, r)) => codec::decode::<Receipt>(&r)
+                .map(|r| r.is_applied())
+                .unwrap_or(false),
+            None => false,
+        };
+        txs.push(BlockTx {
+            id,
+            kind: tx.body.kind,
+            signer: tx.body.signer,
+            nonce: tx.body.nonce,
+            applied,
+        });
+    }
+    Ok(BlockView {
+        hash: block.hash(),
+        header: block.header,
+        txs,
+        certificate,
+    })
+}
+
+async fn block_at(State(s): State<AppState>, Path(h): Path<String>) -> ApiResult<BlockView> {
+    let h: u64 = h
+        .parse()
+        .map_err(|_| bad_request("height must be a number or `latest`"))?;
+    Ok(Json(block_view(&s.store, h)?))
+}
+
+async fn block_latest(State(s): State<AppState>) -> ApiResult<BlockView> {
+    let head = s
+        .store
+        .head()
+        .map_err(internal)?
+        .ok_or_else(|| not_found("no blocks yet"))?;
+    Ok(Json(block_view(&s.store, head.height)?))
+}
+
+fn get_record<T: serde::Serialize + DeserializeOwned>(
+    store: &RocksStore,
+    key: &[u8],
+    what: &str,
+) -> Result<T, ApiFailure> {
+    let bytes = store
+        .state_get(key)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("no {what}")))?;
+    codec::decode(&bytes).map_err(internal)
+}
+
+fn scan_records<T: serde::Serialize + DeserializeOwned>(
+    store: &RocksStore,
+    prefix: &[u8],
+) -> Result<Vec<T>, ApiFailure> {
+    store
+        .state_scan(prefix, None, LIST_MAX)
+        .map_err(internal)?
+        .into_iter()
+        .map(|(_, v)| codec::decode(&v).map_err(internal))
+        .collect()
+}
+
+fn slug(s: &str) -> Result<Slug, ApiFailure> {
+    Slug::new(s).map_err(|e| bad_request(e.to_string()))
+}
+
+async fn account(State(s): State<AppState>, Path(k): Path<String>) -> ApiResult<Account> {
+    let key = PublicKey::from_hex(&k).map_err(|e| bad_request(e.to_string()))?;
+    Ok(Json(get_record(
+        &s.store,
+        &keys::account(&key),
+        &format!("account {k}"),
+    )?))
+}
+
+async fn orgs(State(s): State<AppState>) -> ApiResult<Vec<Org>> {
+    Ok(Json(scan_records(&s.store, keys::ORG_PREFIX)?))
+}
+
+async fn org(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Org> {
+    let id = OrgId::new(id).map_err(|e| bad_request(e.to_string()))?;
+    Ok(Json(get_record(
+        &s.store,
+        &keys::org(&id),
+        &format!("organisation {id}"),
+    )?))
+}
+
+async fn programs(State(s): State<AppState>) -> ApiResult<Vec<Program>> {
+    Ok(Json(scan_records(&s.store, keys::PROGRAM_PREFIX)?))
+}
+
+async fn program(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Program> {
+    let id = slug(&id)?;
+    Ok(Json(get_record(
+        &s.store,
+        &keys::program(&id),
+        &format!("program {id}"),
+    )?))
+}
+
+async fn program_trace(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<ProgramTrace> {
+    let id = slug(&id)?;
+    let program: Program = get_record(&s.store, &keys::program(&id), &format!("program {id}"))?;
+    let ledger: Vec<MoneyEvent> = scan_records(&s.store, &keys::ledger_prefix(&id))?;
+    let releases: Vec<Release> = scan_records::<Release>(&s.store, keys::RELEASE_PREFIX)?
+        .into_iter()
+        .filter(|r| r.program == id)
+        .collect();
+    let anomalies: Vec<Anomaly> = scan_records::<Anomaly>(&s.store, keys::ANOMALY_PREFIX)?
+        .into_iter()
+        .filter(|a| match &a.subject {
+            aidledger_contracts::Subject::Release(r) => releases.iter().any(|x| x.id == *r),
+            aidledger_contracts::Subject::Household(h) => releases
+                .iter()
+                .any(|x| x.recipient == aidledger_contracts::Recipient::Household(*h)),
+            aidledger_contracts::Subject::Application(_) => true,
+        })
+        .collect();
+    Ok(Json(ProgramTrace {
+        program,
+        ledger,
+        releases,
+        anomalies,
+    }))
+}
+
+async fn application(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Application> {
+    let id = slug(&id)?;
+    Ok(Json(get_record(
+        &s.store,
+        &keys::application(&id),
+        &format!("application {id}"),
+    )?))
+}
+
+async fn plan(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Plan> {
+    let id = slug(&id)?;
+    Ok(Json(get_record(
+        &s.store,
+        &keys::plan(&id),
+        &format!("plan {id}"),
+    )?))
+}
+
+async fn household(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Household> {
+    let id = parse_hash(&id)?;
+    Ok(Json(get_record(
+        &s.store,
+        &keys::household(&id),
+        "such household",
+    )?))
+}
+
+async fn release(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Release> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| bad_request("release id must be a number"))?;
+    Ok(Json(get_record(
+        &s.store,
+        &keys::release(id),
+        &format!("release {id}"),
+    )?))
+}
+
+#[derive(Deserialize)]
+struct AnomalyQuery {
+    #[serde(default)]
+    open: bool,
+}
+
+async fn anomalies(
+    State(s): State<AppState>,
+    Query(q): Query<AnomalyQuery>,
+) -> ApiResult<Vec<Anomaly>> {
+    let all: Vec<Anomaly> = scan_records(&s.store, keys::ANOMALY_PREFIX)?;
+    Ok(Json(
+        all.into_iter()
+            .filter(|a| !q.open || a.status == aidledger_contracts::AnomalyStatus::Open)
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IsolateRequest {
+    isolated: bool,
+}
+
+/// Fault drills: cut this node off from its peers at the application layer,
+/// or heal it. Only on the (loopback) API.
+async fn isolate(
+    State(s): State<AppState>,
+    body: Result<Json<IsolateRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<StatusCode, ApiFailure> {
+    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
+    s.driver
+        .send(DriverMsg::Isolate(req.isolated))
+        .await
+        .map_err(|_| unavailable("node is shutting down"))?;
+    Ok(StatusCode::NO_CONTENT)
+}

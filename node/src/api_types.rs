@@ -1,0 +1,102 @@
+//! The JSON shapes of the HTTP API (`/v1/...`), shared by the server and
+//! the CLI's client. Hashes and keys are lowercase hex; amounts are integer
+//! minor units; times are milliseconds since the epoch.
+//!
+//! Entity queries return the contract records themselves
+//! (`aidledger_contracts::{Program, Application, Plan, Household, ...}`).
+
+use aidledger_contracts::{Anomaly, MoneyEvent, Program, Receipt, Release};
+use aidledger_types::{BlockHeader, CommitCertificate, Hash, OrgId, PublicKey, TxKind};
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/txs`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The canonical encoding of a `SignedTx`, in hex.
+    pub tx: String,
+    /// If non-zero, wait up to this long for the transaction to commit.
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxState {
+    /// Admitted to this node's mempool, not yet in a block.
+    Pending,
+    /// In a committed block; see the receipt for applied or rejected.
+    Committed,
+    /// This node has not seen it (or has evicted it).
+    Unknown,
+}
+
+/// Answer to `POST /v1/txs` and `GET /v1/txs/{id}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TxStatus {
+    pub id: Hash,
+    pub status: TxState,
+    pub height: Option<u64>,
+    pub index: Option<u32>,
+    pub receipt: Option<Receipt>,
+}
+
+/// `GET /v1/status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub chain_id: String,
+    pub org: OrgId,
+    pub node_key: PublicKey,
+    pub validator: bool,
+    pub genesis_hash: Hash,
+    /// Last committed height (0 before the first block).
+    pub height: u64,
+    pub block_hash: Hash,
+    pub state_root: Hash,
+    /// The consensus view in progress (0 on observers).
+    pub view: u64,
+    /// The organisation leading `view`.
+    pub leader: Option<OrgId>,
+    /// Connected peers.
+    pub peers: usize,
+    pub mempool_txs: usize,
+    /// Timestamp of the last committed block.
+    pub last_block_time_ms: u64,
+}
+
+/// One transaction in `GET /v1/blocks/{height}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockTx {
+    pub id: Hash,
+    pub kind: TxKind,
+    pub signer: PublicKey,
+    pub nonce: u64,
+    pub applied: bool,
+}
+
+/// `GET /v1/blocks/{height}` and `GET /v1/blocks/latest`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockView {
+    pub hash: Hash,
+    pub header: BlockHeader,
+    pub txs: Vec<BlockTx>,
+    pub certificate: Option<CommitCertificate>,
+}
+
+/// `GET /v1/programs/{id}/trace`: the program and every money movement.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProgramTrace {
+    pub program: Program,
+    pub ledger: Vec<MoneyEvent>,
+    pub releases: Vec<Release>,
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// Every error body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    /// A stable machine-readable code, e.g. `bad-request`, `not-found`,
+    /// `admission`, `unavailable`.
+    pub code: String,
+}

@@ -1,0 +1,194 @@
+//! The `aidledger` command line: keys, genesis, init, node, tx, query,
+//! testnet. Every value is validated before anything is written or sent.
+
+pub mod args;
+mod genesis;
+mod keys;
+mod net;
+mod procs;
+mod query;
+mod testnet;
+mod tx;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::client::Client;
+
+/// Where a node's API listens unless told otherwise.
+pub const DEFAULT_NODE_URL: &str = "http://127.0.0.1:26701";
+
+/// A bad argument or input value: exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for UsageError {}
+
+/// A usage error (exit code 2) with a one-line reason.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}
+
+/// True if any error in the chain is a [`UsageError`].
+pub fn is_usage(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<UsageError>())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aidledger",
+    version,
+    about = "A permissioned consortium ledger for aid funds",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The node home (config.toml, genesis.json, keys/, data/).
+    #[arg(long, global = true, env = "AIDLEDGER_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// The node API to talk to [default: HOME/config.toml's api.listen, else http://127.0.0.1:26701].
+    #[arg(long, global = true, env = "AIDLEDGER_NODE", value_name = "URL")]
+    pub node: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate and inspect key files.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
+    /// Compose and check the consortium's genesis file, step by step.
+    #[command(subcommand)]
+    Genesis(genesis::GenesisCmd),
+    /// Create a node home: config.toml, genesis.json, keys/node.json, data/.
+    Init(genesis::InitArgs),
+    /// Run a node.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Sign and submit a transaction.
+    Tx(tx::TxArgs),
+    /// Read chain state from a node.
+    Query(query::QueryArgs),
+    /// The node's status (same as `query status`).
+    Status,
+    /// Compute a household id, SHA-256(salt || local id), offline.
+    HouseholdId(keys::HouseholdIdArgs),
+    /// A local consortium for development and tests.
+    #[command(subcommand)]
+    Testnet(testnet::TestnetCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// Run the node in --home until interrupted.
+    Run {
+        /// Log as JSON lines.
+        #[arg(long)]
+        log_json: bool,
+    },
+}
+
+/// Global context for every command.
+pub struct Ctx {
+    pub home: Option<PathBuf>,
+    pub node: Option<String>,
+    pub output: Output,
+}
+
+impl Ctx {
+    pub fn json(&self) -> bool {
+        self.output == Output::Json
+    }
+
+    /// The home directory, or a usage error naming the command.
+    pub fn home(&self, what: &str) -> Result<&Path> {
+        self.home
+            .as_deref()
+            .ok_or_else(|| usage(format!("{what} needs --home DIR (or AIDLEDGER_HOME)")))
+    }
+
+    /// The node URL: --node, else the home's api.listen, else the default.
+    pub fn node_url(&self) -> Result<String> {
+        if let Some(n) = &self.node {
+            return Ok(n.clone());
+        }
+        if let Some(home) = &self.home {
+            if crate::config::NodeConfig::path(home).exists() {
+                let cfg = crate::config::NodeConfig::load(home)?;
+                return Ok(url_for_listen(&cfg.api.listen));
+            }
+        }
+        Ok(DEFAULT_NODE_URL.to_string())
+    }
+
+    pub fn client(&self) -> Result<Client> {
+        Client::new(&self.node_url()?)
+    }
+}
+
+/// The URL to reach an API listening on `listen` from this machine.
+pub fn url_for_listen(listen: &str) -> String {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => format!("http://127.0.0.1:{}", a.port()),
+        Ok(a) => format!("http://{a}"),
+        Err(_) => format!("http://{listen}"),
+    }
+}
+
+/// Prints a JSON value, pretty.
+pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Milliseconds since the epoch from the wall clock.
+// The node crate is the one place allowed to read the clock; the CLI reads
+// it only to default a new genesis time.
+#[allow(clippy::disallowed_methods)]
+pub fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs a parsed command line and returns the exit code.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let ctx = Ctx {
+        home: cli.home,
+        node: cli.node,
+        output: cli.output,
+    };
+    match cli.command {
+        Command::Keys(c) => keys::run(&ctx, c),
+        Command::HouseholdId(a) => keys::household_id(&ctx, a),
+        Command::Genesis(c) => genesis::run(&ctx, c),
+        Command::Init(a) => genesis::init(&ctx, a),
+        Command::Node(NodeCmd::Run { log_json }) => {
+            let home = ctx.home("node run")?.to_path_buf();
+            crate::node::run(&home, crate::node::RunOptions { log_json })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tx(a) => tx::run(&ctx, a),
+        Command::Query(a) => query::run(&ctx, a),
+        Command::Status => query::status(&ctx),
+        Command::Testnet(c) => testnet::run(&ctx, c),
+    }
+}

@@ -1,0 +1,161 @@
+//! Local node processes for `testnet up|down|status`: start detached,
+//! recognise our own by their command line, stop them politely.
+//!
+//! A pid from `<home>/node.pid` is only ever signalled if
+//! `/proc/<pid>/cmdline` shows an `aidledger node run --home <home>`
+//! process, so a stale pid file never leads to killing something else.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+pub fn pid_file(home: &Path) -> PathBuf {
+    home.join("node.pid")
+}
+
+pub fn log_file(home: &Path) -> PathBuf {
+    home.join("node.log")
+}
+
+/// The pid recorded in `<home>/node.pid`, if any.
+pub fn read_pid(home: &Path) -> Option<i32> {
+    std::fs::read_to_string(pid_file(home))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|p| *p > 1)
+}
+
+/// The process's arguments, or `None` if it is gone or a zombie.
+fn cmdline(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the parenthesised command name.
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// True if `pid` is alive and is `aidledger node run --home <home>`.
+pub fn is_our_node(pid: i32, home: &Path) -> bool {
+    let Some(args) = cmdline(pid) else {
+        return false;
+    };
+    let joined = args.join(" ");
+    let home = home.display().to_string();
+    args.first().is_some_and(|a| a.contains("aidledger"))
+        && joined.contains("node run")
+        && args.windows(2).any(|w| w[0] == "--home" && w[1] == home)
+}
+
+/// The pid of the running node in `home`, if there is one.
+pub fn running(home: &Path) -> Option<i32> {
+    read_pid(home).filter(|p| is_our_node(*p, home))
+}
+
+/// Starts `aidledger node run --home <home>` detached: its own process
+/// group (Ctrl-C on the CLI does not reach it), output appended to
+/// `<home>/node.log`, pid in `<home>/node.pid`.
+pub fn spawn_node(home: &Path) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find the aidledger executable")?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_file(home))
+        .with_context(|| format!("cannot open {}", log_file(home).display()))?;
+    let err = log.try_clone()?;
+    let child = Command::new(exe)
+        .arg("node")
+        .arg("run")
+        .arg("--home")
+        .arg(home)
+        .env_remove("AIDLEDGER_NODE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err))
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start the node in {}", home.display()))?;
+    std::fs::write(pid_file(home), format!("{}\n", child.id()))
+        .with_context(|| format!("cannot write {}", pid_file(home).display()))?;
+    Ok(child)
+}
+
+fn signal(pid: i32, sig: Signal) -> Result<()> {
+    kill(Pid::from_raw(pid), sig).with_context(|| format!("cannot signal process {pid}"))
+}
+
+/// How a node was stopped.
+pub enum Stopped {
+    NotRunning,
+    Terminated(i32),
+    Killed(i32),
+}
+
+/// Stops the nodes in `homes`: SIGTERM to each of ours, up to `grace` for
+/// them to exit, then SIGKILL. Removes the pid files.
+pub fn stop_all(homes: &[PathBuf], grace: Duration) -> Result<Vec<Stopped>> {
+    let mut out: Vec<Stopped> = Vec::with_capacity(homes.len());
+    for home in homes {
+        match running(home) {
+            Some(pid) => {
+                signal(pid, Signal::SIGTERM)?;
+                out.push(Stopped::Terminated(pid));
+            }
+            None => out.push(Stopped::NotRunning),
+        }
+    }
+    let step = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    loop {
+        let alive = homes
+            .iter()
+            .zip(&out)
+            .any(|(h, s)| matches!(s, Stopped::Terminated(p) if is_our_node(*p, h)));
+        if !alive || waited >= grace {
+            break;
+        }
+        sleep(step);
+        waited += step;
+    }
+    for (home, s) in homes.iter().zip(out.iter_mut()) {
+        if let Stopped::Terminated(pid) = *s {
+            if is_our_node(pid, home) {
+                signal(pid, Signal::SIGKILL)?;
+                *s = Stopped::Killed(pid);
+            }
+        }
+    }
+    // Give killed processes a moment to go away before their ports are reused.
+    for _ in 0..20 {
+        let alive = homes
+            .iter()
+            .zip(&out)
+            .any(|(h, s)| matches!(s, Stopped::Killed(p) if is_our_node(*p, h)));
+        if !alive {
+            break;
+        }
+        sleep(step);
+    }
+    for home in homes {
+        if running(home).is_none() {
+            let _ = std::fs::remove_file(pid_file(home));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,279 @@
+//! A node's configuration: one TOML file per home, overridable by
+//! environment variables and flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Largest config file accepted.
+const CONFIG_MAX_BYTES: u64 = 256 * 1024;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    pub network: NetworkSection,
+    pub api: ApiSection,
+    #[serde(default)]
+    pub consensus: ConsensusSection,
+    #[serde(default)]
+    pub mempool: MempoolSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The organisation that runs this node.
+    pub org: String,
+    /// The node key (consensus and network identity), relative to the home.
+    pub key_file: PathBuf,
+    /// The RocksDB directory, relative to the home.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The genesis file, relative to the home.
+    #[serde(default = "default_genesis")]
+    pub genesis_file: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// libp2p listen address, e.g. `/ip4/127.0.0.1/tcp/26601`.
+    pub listen: String,
+    /// Peers to dial: multiaddrs with a `/p2p/<peer id>` suffix.
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Optional file holding the consortium's pre-shared key (64 hex chars).
+    #[serde(default)]
+    pub psk_file: Option<PathBuf>,
+    #[serde(default = "default_redial_ms")]
+    pub redial_interval_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// HTTP listen address. Loopback by default; exposing it is a decision.
+    pub listen: String,
+    /// Largest request body accepted.
+    #[serde(default = "default_body_max")]
+    pub body_max_bytes: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusSection {
+    /// Propose once this many transactions are pending...
+    pub max_block_txs: usize,
+    pub max_block_bytes: usize,
+    /// ...or once this long has passed since the last block.
+    pub block_interval_ms: u64,
+    /// With nothing to include, propose an empty block this often anyway:
+    /// block time drives date conditions and entitlement periods.
+    #[serde(default = "default_empty_block_ms")]
+    pub empty_block_interval_ms: u64,
+    /// Base round timeout before a view change; doubles per failed view.
+    pub round_timeout_ms: u64,
+    /// How far a block's timestamp may be ahead of this node's clock.
+    pub max_clock_drift_ms: u64,
+    /// Blocks per sync request.
+    pub sync_batch: u64,
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        ConsensusSection {
+            max_block_txs: 5000,
+            max_block_bytes: 8 * 1024 * 1024,
+            block_interval_ms: 200,
+            empty_block_interval_ms: 1000,
+            round_timeout_ms: 2000,
+            max_clock_drift_ms: 5000,
+            sync_batch: 200,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MempoolSection {
+    pub max_txs: usize,
+    pub max_bytes: usize,
+    pub max_per_sender: usize,
+    pub nonce_window: u64,
+}
+
+impl Default for MempoolSection {
+    fn default() -> Self {
+        MempoolSection {
+            max_txs: 200_000,
+            max_bytes: 128 * 1024 * 1024,
+            max_per_sender: 20_000,
+            nonce_window: 20_000,
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_genesis() -> PathBuf {
+    PathBuf::from("genesis.json")
+}
+fn default_empty_block_ms() -> u64 {
+    1000
+}
+fn default_redial_ms() -> u64 {
+    1000
+}
+fn default_body_max() -> usize {
+    256 * 1024
+}
+
+impl NodeConfig {
+    pub fn path(home: &Path) -> PathBuf {
+        home.join("config.toml")
+    }
+
+    /// Reads and checks `HOME/config.toml`, then applies environment
+    /// overrides (`AIDLEDGER_API_LISTEN`, `AIDLEDGER_P2P_LISTEN`).
+    pub fn load(home: &Path) -> Result<NodeConfig> {
+        let path = Self::path(home);
+        let meta = std::fs::metadata(&path).with_context(|| {
+            format!(
+                "no config at {}: run `aidledger init` first",
+                path.display()
+            )
+        })?;
+        if meta.len() > CONFIG_MAX_BYTES {
+            bail!("{} is larger than {CONFIG_MAX_BYTES} bytes", path.display());
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut cfg: NodeConfig =
+            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        if let Ok(v) = std::env::var("AIDLEDGER_API_LISTEN") {
+            cfg.api.listen = v;
+        }
+        if let Ok(v) = std::env::var("AIDLEDGER_P2P_LISTEN") {
+            cfg.network.listen = v;
+        }
+        cfg.check()
+            .with_context(|| format!("invalid config {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Range checks with a reason for each.
+    pub fn check(&self) -> Result<()> {
+        let c = &self.consensus;
+        if !(1..=aidledger_types::block::BLOCK_MAX_TXS).contains(&c.max_block_txs) {
+            bail!(
+                "consensus.max_block_txs must be 1 to {}",
+                aidledger_types::block::BLOCK_MAX_TXS
+            );
+        }
+        if !(1024..=aidledger_types::block::BLOCK_MAX_BYTES).contains(&c.max_block_bytes) {
+            bail!(
+                "consensus.max_block_bytes must be 1024 to {}",
+                aidledger_types::block::BLOCK_MAX_BYTES
+            );
+        }
+        if !(10..=60_000).contains(&c.block_interval_ms) {
+            bail!("consensus.block_interval_ms must be 10 to 60000");
+        }
+        if !(100..=600_000).contains(&c.round_timeout_ms) {
+            bail!("consensus.round_timeout_ms must be 100 to 600000");
+        }
+        if c.empty_block_interval_ms < c.block_interval_ms
+            || c.empty_block_interval_ms >= c.round_timeout_ms
+        {
+            bail!(
+                "consensus.empty_block_interval_ms must be at least block_interval_ms and below round_timeout_ms"
+            );
+        }
+        if !(100..=3_600_000).contains(&c.max_clock_drift_ms) {
+            bail!("consensus.max_clock_drift_ms must be 100 to 3600000");
+        }
+        if !(1..=1000).contains(&c.sync_batch) {
+            bail!("consensus.sync_batch must be 1 to 1000");
+        }
+        let m = &self.mempool;
+        if m.max_txs == 0 || m.max_txs > 10_000_000 {
+            bail!("mempool.max_txs must be 1 to 10000000");
+        }
+        if m.max_bytes < 1024 * 1024 || m.max_bytes > 16 * 1024 * 1024 * 1024 {
+            bail!("mempool.max_bytes must be 1 MiB to 16 GiB");
+        }
+        if m.max_per_sender == 0 || m.nonce_window == 0 {
+            bail!("mempool.max_per_sender and mempool.nonce_window must be positive");
+        }
+        if self.api.body_max_bytes < 1024 || self.api.body_max_bytes > 64 * 1024 * 1024 {
+            bail!("api.body_max_bytes must be 1 KiB to 64 MiB");
+        }
+        if self.network.redial_interval_ms < 50 || self.network.redial_interval_ms > 600_000 {
+            bail!("network.redial_interval_ms must be 50 to 600000");
+        }
+        if self.network.peers.len() > 1000 {
+            bail!("network.peers has more than 1000 entries");
+        }
+        self.api
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| format!("api.listen {:?} is not host:port", self.api.listen))?;
+        Ok(())
+    }
+
+    pub fn write(&self, home: &Path) -> Result<()> {
+        let text = toml::to_string_pretty(self)?;
+        std::fs::write(Self::path(home), text)
+            .with_context(|| format!("writing {}", Self::path(home).display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> NodeConfig {
+        NodeConfig {
+            node: NodeSection {
+                org: "state-bank".into(),
+                key_file: "keys/node.json".into(),
+                data_dir: "data".into(),
+                genesis_file: "genesis.json".into(),
+            },
+            network: NetworkSection {
+                listen: "/ip4/127.0.0.1/tcp/1".into(),
+                peers: vec![],
+                psk_file: None,
+                redial_interval_ms: 1000,
+            },
+            api: ApiSection {
+                listen: "127.0.0.1:2".into(),
+                body_max_bytes: 1 << 20,
+            },
+            consensus: ConsensusSection::default(),
+            mempool: MempoolSection::default(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = sample();
+        c.write(dir.path()).unwrap();
+        assert_eq!(NodeConfig::load(dir.path()).unwrap(), c);
+
+        let mut bad = sample();
+        bad.consensus.max_block_txs = 0;
+        assert!(bad.check().is_err());
+        let mut bad = sample();
+        bad.api.listen = "nowhere".into();
+        assert!(bad.check().is_err());
+
+        std::fs::write(NodeConfig::path(dir.path()), "[node]\nunknown = 1\n").unwrap();
+        let e = NodeConfig::load(dir.path()).unwrap_err();
+        assert!(format!("{e:#}").contains("invalid config"), "{e:#}");
+    }
+}

@@ -1,0 +1,791 @@
+//! The consensus task: it owns the replica, the mempool, the execution
+//! cache and the write side of the store, and executes the core's outputs
+//! in order (docs/adr/006-node-driver.md, the contract in
+//! `aidledger_consensus::io`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use aidledger_consensus::{
+    CommittedTip, Config as CoreConfig, Input, Output, Replica, SafetyState, TimeoutKind,
+};
+use aidledger_crypto::{verify_certificate, verify_tx, verify_txs, Keypair, VerifiedTx};
+use aidledger_execution::{build_block, validate_block, BlockContext, BlockOutcome, ParentInfo};
+use aidledger_mempool::{Mempool, MempoolConfig};
+use aidledger_network::NetPeerId as PeerId;
+use aidledger_network::{NetEvent, NetworkHandle, Topic};
+use aidledger_storage::{CommitBatch, RocksStore, Store};
+use aidledger_types::{
+    codec, Block, ChainId, CommitCertificate, Hash, OrgId, SignedTx, StateAccumulator, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::clock::now_ms;
+use crate::config::NodeConfig;
+use crate::metrics::Metrics;
+use crate::state::{StoreAccounts, StoreState};
+
+/// Capacity of the driver's own channel.
+pub const DRIVER_CHANNEL: usize = 8192;
+/// Most transactions verified in one batch from gossip.
+const GOSSIP_BATCH_MAX: usize = 512;
+/// Most executed-but-uncommitted block outcomes kept.
+const OUTCOMES_MAX: usize = 64;
+
+/// Messages to the driver from the API, timers and itself.
+pub enum DriverMsg {
+    Submit {
+        tx: SignedTx,
+        reply: oneshot::Sender<Result<Hash, String>>,
+    },
+    IsPending {
+        id: Hash,
+        reply: oneshot::Sender<bool>,
+    },
+    Timeout {
+        kind: TimeoutKind,
+        view: u64,
+        height: u64,
+    },
+    /// Fault drills: cut this node off from every peer (true) or heal.
+    Isolate(bool),
+    Shutdown,
+}
+
+/// What the API reads without asking the driver.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub height: u64,
+    pub block_hash: Hash,
+    pub state_root: Hash,
+    pub view: u64,
+    pub leader: Option<OrgId>,
+    pub peers: usize,
+    pub mempool_txs: usize,
+    pub last_block_time_ms: u64,
+}
+
+/// A committed block's transactions, for waiters.
+#[derive(Clone, Debug)]
+pub struct CommitNotice {
+    pub height: u64,
+    pub txs: Vec<Hash>,
+}
+
+pub struct Shared {
+    pub snapshot: RwLock<Snapshot>,
+    pub commits: broadcast::Sender<Arc<CommitNotice>>,
+    pub metrics: Metrics,
+}
+
+/// Block sync over request-response.
+#[derive(Serialize, Deserialize, Debug)]
+pub enum SyncRequest {
+    Blocks { from: u64, max: u32 },
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct SyncResponse {
+    pub head: u64,
+    pub blocks: Vec<(Block, CommitCertificate)>,
+}
+
+struct PendingProposal {
+    height: u64,
+    view: u64,
+    parent_hash: Hash,
+}
+
+pub struct Driver {
+    chain_id: ChainId,
+    cfg: NodeConfig,
+    key: Keypair,
+    store: Arc<RocksStore>,
+    replica: Option<Replica>,
+    core_cfg: Option<CoreConfig>,
+    mempool: Mempool,
+    net: NetworkHandle,
+    /// Peer ids by validator index, and every member's peer id.
+    validator_peers: Vec<PeerId>,
+    members: Vec<PeerId>,
+    parent: ParentInfo,
+    acc: StateAccumulator,
+    outcomes: BTreeMap<Hash, (u64, BlockOutcome)>,
+    proposal: Option<PendingProposal>,
+    last_commit: Instant,
+    height_started: Instant,
+    sync_in_flight: Option<(u64, Instant)>,
+    sync_rr: usize,
+    self_tx: mpsc::Sender<DriverMsg>,
+    shared: Arc<Shared>,
+    last_view: u64,
+}
+
+pub struct DriverParts {
+    pub chain_id: ChainId,
+    pub cfg: NodeConfig,
+    pub key: Keypair,
+    pub store: Arc<RocksStore>,
+    pub net: NetworkHandle,
+    pub validator_peers: Vec<PeerId>,
+    pub members: Vec<PeerId>,
+    pub parent: ParentInfo,
+    pub acc: StateAccumulator,
+    pub self_tx: mpsc::Sender<DriverMsg>,
+    pub shared: Arc<Shared>,
+}
+
+impl Driver {
+    pub fn new(p: DriverParts) -> anyhow::Result<Driver> {
+        let m = &p.cfg.mempool;
+        let mempool = Mempool::new(MempoolConfig {
+            max_txs: m.max_txs,
+            max_bytes: m.max_bytes,
+            max_per_sender: m.max_per_sender,
+            nonce_window: m.nonce_window,
+        });
+        let mut d = Driver {
+            chain_id: p.chain_id,
+            cfg: p.cfg,
+            key: p.key,
+            store: p.store,
+            replica: None,
+            core_cfg: None,
+            mempool,
+            net: p.net,
+            validator_peers: p.validator_peers,
+            members: p.members,
+            parent: p.parent,
+            acc: p.acc,
+            outcomes: BTreeMap::new(),
+            proposal: None,
+            last_commit: Instant::now(),
+            height_started: Instant::now(),
+            sync_in_flight: None,
+            sync_rr: 0,
+            self_tx: p.self_tx,
+            shared: p.shared,
+            last_view: 0,
+        };
+        d.rebuild_replica(true)?;
+        d.publish_snapshot();
+        Ok(d)
+    }
+
+    /// (Re)creates the replica for the validator set in force at the next
+    /// height. On start it restores the persisted safety state.
+    fn rebuild_replica(&mut self, restore: bool) -> anyhow::Result<()> {
+        let vset = self.parent.validator_set.clone();
+        if vset.index_of(&self.key.public()).is_none() {
+            if self.replica.is_some() {
+                tracing::warn!("this node left the validator set; following as an observer");
+            }
+            self.replica = None;
+            self.core_cfg = None;
+            return Ok(());
+        }
+        let mut core = CoreConfig::new(self.chain_id.clone(), vset, self.key.clone());
+        core.timeout_base_ms = self.cfg.consensus.round_timeout_ms;
+        core.timeout_max_ms = self.cfg.consensus.round_timeout_ms.saturating_mul(16);
+        let tip = CommittedTip {
+            height: self.parent.height,
+            hash: self.parent.hash,
+            view: match self.store.certificate(self.parent.height)? {
+                Some(c) => c.view,
+                None => 0,
+            },
+        };
+        let replica = match (restore, self.store.safety_state()?) {
+            (true, Some(bytes)) => {
+                let s = SafetyState::decode(&bytes)?;
+                tracing::info!(
+                    height = s.height,
+                    view = s.view,
+                    "restoring consensus safety state"
+                );
+                Replica::restore(core.clone(), s, tip)?
+            }
+            _ => Replica::new(core.clone(), tip)?,
+        };
+        self.replica = Some(replica);
+        self.core_cfg = Some(core);
+        Ok(())
+    }
+
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<DriverMsg>,
+        mut net_rx: mpsc::Receiver<NetEvent>,
+    ) -> anyhow::Result<()> {
+        self.feed(Input::Start).await?;
+        let mut sync_tick = tokio::time::interval(Duration::from_millis(1000));
+        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let propose_at = self.proposal_deadline();
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    None | Some(DriverMsg::Shutdown) => break,
+                    Some(m) => self.on_msg(m).await?,
+                },
+                ev = net_rx.recv() => match ev {
+                    None => break,
+                    Some(ev) => self.on_net(ev, &mut net_rx).await?,
+                },
+                _ = tokio::time::sleep_until(propose_at.unwrap_or_else(Instant::now)), if propose_at.is_some() => {
+                    self.propose().await?;
+                }
+                _ = sync_tick.tick() => self.sync_tick().await?,
+            }
+            self.publish_snapshot();
+        }
+        tracing::info!("consensus driver stopped");
+        Ok(())
+    }
+
+    fn proposal_deadline(&self) -> Option<Instant> {
+        self.proposal.as_ref()?;
+        let c = &self.cfg.consensus;
+        if self.mempool.len() >= c.max_block_txs {
+            return Some(Instant::now());
+        }
+        let wait = if self.mempool.is_empty() {
+            c.empty_block_interval_ms
+        } else {
+            c.block_interval_ms
+        };
+        Some(self.last_commit + Duration::from_millis(wait))
+    }
+
+    async fn on_msg(&mut self, m: DriverMsg) -> anyhow::Result<()> {
+        match m {
+            DriverMsg::Submit { tx, reply } => {
+                let result = self.admit_one(tx.clone());
+                if result.is_ok() {
+                    // Share it: gossip does not echo to the publisher.
+                    self.net.publish(Topic::Txs, tx.encode()).await.ok();
+                }
+                let _ = reply.send(result);
+            }
+            DriverMsg::IsPending { id, reply } => {
+                let _ = reply.send(self.mempool.contains(&id));
+            }
+            DriverMsg::Timeout { kind, view, height } => {
+                self.feed(Input::Timeout { kind, view, height }).await?;
+            }
+            DriverMsg::Isolate(on) => {
+                for p in self.members.clone() {
+                    self.net.set_blocked(p, on).await.ok();
+                }
+                tracing::warn!(isolated = on, "isolation changed by operator");
+            }
+            DriverMsg::Shutdown => {}
+        }
+        Ok(())
+    }
+
+    fn admit_one(&mut self, tx: SignedTx) -> Result<Hash, String> {
+        let len = tx.encode().len();
+        let v = verify_tx(tx, &self.chain_id).map_err(|e| e.to_string())?;
+        self.admit(v, len)
+    }
+
+    fn admit(&mut self, v: VerifiedTx, len: usize) -> Result<Hash, String> {
+        let accounts = StoreAccounts(self.store.clone());
+        match self.mempool.admit(v, len, &accounts) {
+            Ok(id) => {
+                self.shared.metrics.admitted_txs.inc();
+                Ok(id)
+            }
+            Err(e) => {
+                self.shared.metrics.refused_txs.inc();
+                Err(e.to_string())
+            }
+        }
+    }
+
+    async fn on_net(
+        &mut self,
+        ev: NetEvent,
+        net_rx: &mut mpsc::Receiver<NetEvent>,
+    ) -> anyhow::Result<()> {
+        match ev {
+            NetEvent::Gossip {
+                topic: Topic::Consensus,
+                data,
+                ..
+            } => self.feed(Input::Message(data)).await?,
+            NetEvent::Gossip {
+                topic: Topic::Txs,
+                data,
+                ..
+            } => {
+                // Batch what is already queued so signatures are checked
+                // together; other events wait until the batch is admitted.
+                let mut batch = vec![data];
+                let mut others = Vec::new();
+                while batch.len() < GOSSIP_BATCH_MAX {
+                    match net_rx.try_recv() {
+                        Ok(NetEvent::Gossip {
+                            topic: Topic::Txs,
+                            data,
+                            ..
+                        }) => batch.push(data),
+                        Ok(other) => {
+                            others.push(other);
+                            if others.len() >= 64 {
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                self.admit_gossip(batch);
+                for ev in others {
+                    Box::pin(self.on_net(ev, net_rx)).await?;
+                }
+            }
+            NetEvent::SyncRequest { data, reply, .. } => {
+                let resp = self.serve_sync(&data);
+                self.net.reply(reply, resp).await.ok();
+            }
+            NetEvent::SyncResponse { data, request, .. } => {
+                if self.sync_in_flight.is_some_and(|(id, _)| id == request) {
+                    self.sync_in_flight = None;
+                }
+                self.on_sync_response(&data).await?;
+            }
+            NetEvent::SyncFailed {
+                reason, request, ..
+            } => {
+                if self.sync_in_flight.is_some_and(|(id, _)| id == request) {
+                    self.sync_in_flight = None;
+                }
+                tracing::debug!(%reason, "sync request failed");
+            }
+            NetEvent::PeerConnected(_) | NetEvent::PeerDisconnected(_) => {
+                self.shared
+                    .metrics
+                    .peers
+                    .set(self.net.connected_peers().len() as i64);
+            }
+            NetEvent::Listening(_) => {}
+        }
+        Ok(())
+    }
+
+    fn admit_gossip(&mut self, batch: Vec<Vec<u8>>) {
+        let mut txs = Vec::with_capacity(batch.len());
+        let mut lens = Vec::with_capacity(batch.len());
+        for data in batch {
+            match SignedTx::decode(&data) {
+                Ok(tx) if !self.mempool.contains(&tx.id()) => {
+                    lens.push(data.len());
+                    txs.push(tx);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "undecodable gossiped tx"),
+            }
+        }
+        for (r, len) in verify_txs(txs, &self.chain_id).into_iter().zip(lens) {
+            match r {
+                Ok(v) => {
+                    let _ = self.admit(v, len);
+                }
+                Err((_, e)) => {
+                    self.shared.metrics.refused_txs.inc();
+                    tracing::debug!(error = %e, "gossiped tx refused");
+                }
+            }
+        }
+    }
+
+    /// Feeds an input to the replica and executes its outputs in order;
+    /// inputs produced by executing outputs are fed afterwards.
+    async fn feed(&mut self, input: Input) -> anyhow::Result<()> {
+        let mut queue = VecDeque::from([input]);
+        while let Some(inp) = queue.pop_front() {
+            let Some(r) = self.replica.as_mut() else {
+                return Ok(());
+            };
+            let outs = r.handle(now_ms(), inp);
+            if let Some(e) = r.take_rejection() {
+                tracing::debug!(error = %e, "consensus input rejected");
+            }
+            for o in outs {
+                if let Some(next) = self.execute(o).await? {
+                    queue.push_back(next);
+                }
+            }
+            self.track_view();
+        }
+        Ok(())
+    }
+
+    fn track_view(&mut self) {
+        if let Some(r) = &self.replica {
+            let v = r.view();
+            if v > self.last_view {
+                self.shared.metrics.view_changes.inc_by(v - self.last_view);
+                tracing::info!(view = v, height = r.height(), "view changed");
+            }
+            self.last_view = v;
+            self.shared.metrics.view.set(v as i64);
+        }
+    }
+
+    async fn execute(&mut self, o: Output) -> anyhow::Result<Option<Input>> {
+        match o {
+            Output::PersistSafetyState(s) => {
+                // Synced write: must be durable before anything later in
+                // this output vector goes on the wire.
+                self.store.put_safety_state(&s.encode())?;
+            }
+            Output::Broadcast(env) | Output::Send { message: env, .. } => {
+                self.net.publish(Topic::Consensus, env.encode()).await.ok();
+            }
+            Output::ScheduleTimeout {
+                kind,
+                view,
+                height,
+                after_ms,
+            } => {
+                let tx = self.self_tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                    let _ = tx.send(DriverMsg::Timeout { kind, view, height }).await;
+                });
+            }
+            Output::RequestProposal {
+                height,
+                view,
+                parent_hash,
+                ..
+            } => {
+                self.proposal = Some(PendingProposal {
+                    height,
+                    view,
+                    parent_hash,
+                });
+            }
+            Output::ValidateBlock { block, now_ms, .. } => {
+                let height = block.header.height;
+                let block_hash = block.hash();
+                let valid = self.validate(&block, Some(now_ms));
+                return Ok(Some(Input::BlockValidated {
+                    height,
+                    block_hash,
+                    valid,
+                }));
+            }
+            Output::Commit { block, certificate } => self.commit(block, certificate).await?,
+            Output::RequestSync { from_height, peer } => {
+                let p = self.validator_peers.get(peer as usize).copied();
+                self.request_sync(from_height, p).await;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Validates a block on top of the committed tip; caches the outcome.
+    fn validate(&mut self, block: &Block, now: Option<u64>) -> bool {
+        let hash = block.hash();
+        if self.outcomes.contains_key(&hash) {
+            return true;
+        }
+        let started = Instant::now();
+        let state = StoreState(self.store.as_ref());
+        let r = validate_block(
+            block,
+            &self.parent,
+            now,
+            self.cfg.consensus.max_clock_drift_ms,
+            &state,
+            &self.acc,
+        );
+        self.shared
+            .metrics
+            .observe_phase("validate", started.elapsed().as_secs_f64());
+        match r {
+            Ok((_, outcome)) => {
+                self.remember(hash, block.header.height, outcome);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(height = block.header.height, block = %hash.short(), error = %e, "block refused");
+                false
+            }
+        }
+    }
+
+    fn remember(&mut self, hash: Hash, height: u64, outcome: BlockOutcome) {
+        if self.outcomes.len() >= OUTCOMES_MAX {
+            // Keep the lowest heights: they are the ones about to commit.
+            if let Some((&k, _)) = self.outcomes.iter().max_by_key(|(_, (h, _))| *h) {
+                self.outcomes.remove(&k);
+            }
+        }
+        self.outcomes.insert(hash, (height, outcome));
+    }
+
+    async fn propose(&mut self) -> anyhow::Result<()> {
+        let Some(p) = self.proposal.take() else {
+            return Ok(());
+        };
+        if p.height != self.parent.height + 1 || p.parent_hash != self.parent.hash {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let c = &self.cfg.consensus;
+        let accounts = StoreAccounts(self.store.clone());
+        let txs = self
+            .mempool
+            .select(c.max_block_txs, c.max_block_bytes, &accounts);
+        let timestamp = Timestamp(now_ms().max(self.parent.timestamp.0 + 1));
+        let ctx = BlockContext {
+            chain_id: self.chain_id.clone(),
+            height: p.height,
+            timestamp,
+            proposer: self.key.public(),
+        };
+        let state = StoreState(self.store.as_ref());
+        let (block, outcome) = build_block(&self.parent, &ctx, p.view, &txs, &state, &self.acc)?;
+        self.shared
+            .metrics
+            .observe_phase("propose", started.elapsed().as_secs_f64());
+        tracing::debug!(
+            height = p.height,
+            view = p.view,
+            txs = block.txs.len(),
+            "proposing"
+        );
+        self.remember(block.hash(), p.height, outcome);
+        self.feed(Input::ProposalReady { block }).await
+    }
+
+    async fn commit(&mut self, block: Block, certificate: CommitCertificate) -> anyhow::Result<()> {
+        let hash = block.hash();
+        let height = block.header.height;
+        if height <= self.parent.height {
+            return Ok(()); // Already committed (a late duplicate).
+        }
+        anyhow::ensure!(
+            height == self.parent.height + 1,
+            "asked to commit height {height} on top of {}",
+            self.parent.height
+        );
+        let outcome = match self.outcomes.remove(&hash) {
+            Some((_, o)) => o,
+            None => {
+                anyhow::ensure!(
+                    self.validate(&block, None),
+                    "certified block {height} ({hash}) does not validate against local state"
+                );
+                match self.outcomes.remove(&hash) {
+                    Some((_, o)) => o,
+                    None => anyhow::bail!("validated outcome for block {height} vanished"),
+                }
+            }
+        };
+        let started = Instant::now();
+        let receipts: Vec<Vec<u8>> = outcome.receipts.iter().map(codec::encode).collect();
+        let rejected = outcome.receipts.iter().filter(|r| !r.is_applied()).count();
+        let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
+        let batch = CommitBatch {
+            block: block.clone(),
+            certificate,
+            state_writes: outcome.writes.clone(),
+            receipts,
+            accumulator: outcome.accumulator.clone(),
+        };
+        self.store.commit_block(batch)?;
+        let m = &self.shared.metrics;
+        m.observe_phase("persist", started.elapsed().as_secs_f64());
+        m.observe_phase("round", self.height_started.elapsed().as_secs_f64());
+        m.committed_blocks.inc();
+        m.committed_txs.inc_by(ids.len() as u64);
+        m.rejected_txs.inc_by(rejected as u64);
+        m.block_txs.observe(ids.len() as f64);
+        m.height.set(height as i64);
+        let vset_changed = outcome.validator_set != self.parent.validator_set;
+        self.parent = ParentInfo::child_of(&block, &outcome);
+        self.acc = outcome.accumulator;
+        self.outcomes.retain(|_, (h, _)| *h > height);
+        self.proposal = None;
+        self.last_commit = Instant::now();
+        self.height_started = Instant::now();
+        let accounts = StoreAccounts(self.store.clone());
+        self.mempool.on_commit(&ids, &accounts);
+        tracing::info!(
+            height,
+            view = self.replica.as_ref().map(|r| r.view()).unwrap_or(0),
+            txs = ids.len(),
+            block = %hash.short(),
+            state_root = %self.parent.state_root.short(),
+            "committed"
+        );
+        let _ = self
+            .shared
+            .commits
+            .send(Arc::new(CommitNotice { height, txs: ids }));
+        if vset_changed {
+            tracing::warn!(height, "validator set changed; reconfiguring consensus");
+            self.rebuild_replica(false)?;
+            Box::pin(self.feed(Input::Start)).await?;
+        }
+        Ok(())
+    }
+
+    fn serve_sync(&self, data: &[u8]) -> Vec<u8> {
+        let head = self.parent.height;
+        let mut resp = SyncResponse {
+            head,
+            blocks: Vec::new(),
+        };
+        let Ok(SyncRequest::Blocks { from, max }) = codec::decode_with_limit(data, 1024) else {
+            return codec::encode(&resp);
+        };
+        let max = u64::from(max).clamp(1, self.cfg.consensus.sync_batch);
+        let mut bytes = 0usize;
+        let mut h = from.max(1);
+        while h <= head && h < from.max(1) + max {
+            let (Ok(Some(b)), Ok(Some(c))) = (self.store.block(h), self.store.certificate(h))
+            else {
+                break;
+            };
+            bytes += codec::encoded_len(&b) + codec::encoded_len(&c);
+            if bytes > aidledger_network::SYNC_RESPONSE_MAX_BYTES / 2 && !resp.blocks.is_empty() {
+                break;
+            }
+            resp.blocks.push((b, c));
+            h += 1;
+        }
+        codec::encode(&resp)
+    }
+
+    async fn request_sync(&mut self, from: u64, peer: Option<PeerId>) {
+        if let Some((_, at)) = self.sync_in_flight {
+            if at.elapsed() < Duration::from_secs(10) {
+                return;
+            }
+        }
+        let connected = self.net.connected_peers();
+        let peer = match peer.filter(|p| connected.contains(p)) {
+            Some(p) => p,
+            None => {
+                if connected.is_empty() {
+                    return;
+                }
+                self.sync_rr = self.sync_rr.wrapping_add(1);
+                connected[self.sync_rr % connected.len()]
+            }
+        };
+        let req = codec::encode(&SyncRequest::Blocks {
+            from,
+            max: self.cfg.consensus.sync_batch as u32,
+        });
+        if let Ok(id) = self.net.request(peer, req).await {
+            self.sync_in_flight = Some((id, Instant::now()));
+        }
+    }
+
+    async fn sync_tick(&mut self) -> anyhow::Result<()> {
+        self.shared
+            .metrics
+            .peers
+            .set(self.net.connected_peers().len() as i64);
+        // Observers follow the chain by sync alone; a validator that has
+        // not committed for a while asks too, in case it missed the
+        // messages that would have told its core it is behind.
+        let stalled = self.last_commit.elapsed()
+            > Duration::from_millis(self.cfg.consensus.round_timeout_ms.saturating_mul(2));
+        if self.replica.is_none() || stalled {
+            self.request_sync(self.parent.height + 1, None).await;
+        }
+        Ok(())
+    }
+
+    async fn on_sync_response(&mut self, data: &[u8]) -> anyhow::Result<()> {
+        let resp: SyncResponse =
+            match codec::decode_with_limit(data, aidledger_network::SYNC_RESPONSE_MAX_BYTES) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(error = %e, "undecodable sync response");
+                    return Ok(());
+                }
+            };
+        let more = resp.head > self.parent.height + resp.blocks.len() as u64;
+        for (block, cert) in resp.blocks {
+            let h = block.header.height;
+            if h <= self.parent.height {
+                continue;
+            }
+            if h != self.parent.height + 1 {
+                break;
+            }
+            if let Err(e) = verify_certificate(
+                &cert,
+                &self.chain_id,
+                &self.parent.validator_set,
+                h,
+                &block.hash(),
+            ) {
+                tracing::warn!(height = h, error = %e, "synced block has a bad certificate");
+                break;
+            }
+            if self.replica.is_some() {
+                // The core validates and commits it through the usual path.
+                self.feed(Input::Synced {
+                    block,
+                    certificate: cert,
+                })
+                .await?;
+                if self.parent.height < h {
+                    break; // The core buffered it; wait for more.
+                }
+            } else {
+                if !self.validate(&block, None) {
+                    break;
+                }
+                self.commit(block, cert).await?;
+            }
+            self.shared.metrics.synced_blocks.inc();
+        }
+        if more {
+            self.request_sync(self.parent.height + 1, None).await;
+        }
+        Ok(())
+    }
+
+    fn publish_snapshot(&self) {
+        let (view, leader) = match &self.replica {
+            Some(r) => {
+                let v = r.view();
+                (v, Some(self.parent.validator_set.leader(v).org.clone()))
+            }
+            None => (0, None),
+        };
+        self.shared
+            .metrics
+            .mempool_txs
+            .set(self.mempool.len() as i64);
+        self.shared
+            .metrics
+            .mempool_bytes
+            .set(self.mempool.bytes() as i64);
+        if let Ok(mut s) = self.shared.snapshot.write() {
+            *s = Snapshot {
+                height: self.parent.height,
+                block_hash: self.parent.hash,
+                state_root: self.parent.state_root,
+                view,
+                leader,
+                peers: self.net.connected_peers().len(),
+                mempool_txs: self.mempool.len(),
+                last_block_time_ms: self.parent.timestamp.0,
+            };
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! `aidledger node run`: one institution's node.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use aidledger_contracts::Genesis;
+use aidledger_crypto::read_key_file;
+use aidledger_network::{identity_from_seed, peer_id_of, NetworkConfig};
+use aidledger_storage::RocksStore;
+use anyhow::{bail, Context, Result};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::api::{AppState, NodeInfo};
+use crate::config::NodeConfig;
+use crate::driver::{Driver, DriverMsg, DriverParts, Shared, Snapshot, DRIVER_CHANNEL};
+use crate::metrics::Metrics;
+
+pub struct RunOptions {
+    pub log_json: bool,
+}
+
+/// Largest genesis file accepted.
+const GENESIS_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads and validates a genesis file.
+pub fn load_genesis(path: &Path) -> Result<Genesis> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.len() > GENESIS_MAX_BYTES {
+        bail!(
+            "{} is larger than {GENESIS_MAX_BYTES} bytes",
+            path.display()
+        );
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let g: Genesis = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid genesis file", path.display()))?;
+    g.validate()
+        .with_context(|| format!("{} is not a valid genesis", path.display()))?;
+    Ok(g)
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn rel(home: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        home.join(p)
+    }
+}
+
+fn read_psk(path: &Path) -> Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading pre-shared key {}", path.display()))?;
+    let mut psk = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut psk)
+        .with_context(|| format!("{}: expected 64 hex characters", path.display()))?;
+    Ok(psk)
+}
+
+pub fn run(home: &Path, opts: RunOptions) -> Result<()> {
+    init_tracing(opts.log_json);
+    let cfg = NodeConfig::load(home)?;
+    let genesis = load_genesis(&rel(home, &cfg.node.genesis_file))?;
+    let key = read_key_file(&rel(home, &cfg.node.key_file))?;
+    if !genesis.orgs.iter().any(|o| o.id.as_str() == cfg.node.org) {
+        bail!(
+            "node.org {:?} is not an organisation in genesis",
+            cfg.node.org
+        );
+    }
+    let me = key.public();
+    if !genesis.network_keys().iter().any(|(_, k)| *k == me) {
+        bail!(
+            "this node's key {} is not in genesis (neither a validator nor an organisation's node key)",
+            me
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run_async(home, cfg, genesis, key))
+}
+
+async fn run_async(
+    home: &Path,
+    cfg: NodeConfig,
+    genesis: Genesis,
+    key: aidledger_crypto::Keypair,
+) -> Result<()> {
+    let data = rel(home, &cfg.node.data_dir);
+    std::fs::create_dir_all(&data)?;
+    let store =
+        Arc::new(RocksStore::open(&data).with_context(|| format!("opening {}", data.display()))?);
+    let (parent, acc) = crate::state::open_chain(store.as_ref(), &genesis)?;
+    tracing::info!(
+        chain = %genesis.chain_id,
+        org = %cfg.node.org,
+        height = parent.height,
+        state_root = %parent.state_root.short(),
+        "opened chain"
+    );
+
+    let me = key.public();
+    let my_peer = peer_id_of(&me)?;
+    let mut members = Vec::new();
+    for (_, k) in genesis.network_keys() {
+        let p = peer_id_of(&k)?;
+        if p != my_peer {
+            members.push(p);
+        }
+    }
+    let validator_peers = parent
+        .validator_set
+        .validators()
+        .iter()
+        .map(|v| peer_id_of(&v.key))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bootstrap = cfg
+        .network
+        .peers
+        .iter()
+        .map(|s| aidledger_network::parse_addr(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let psk = match &cfg.network.psk_file {
+        Some(p) => Some(read_psk(&rel(home, p))?),
+        None => None,
+    };
+    let net_cfg = NetworkConfig {
+        chain_id: genesis.chain_id.to_string(),
+        listen: aidledger_network::parse_addr(&cfg.network.listen)?,
+        bootstrap,
+        allowed: members.clone(),
+        psk,
+        gossip_max_bytes: aidledger_network::GOSSIP_MAX_BYTES,
+        redial_interval: std::time::Duration::from_millis(cfg.network.redial_interval_ms),
+    };
+    let (net, net_rx) = aidledger_network::spawn(net_cfg, identity_from_seed(key.secret_seed())?)?;
+
+    let shared = Arc::new(Shared {
+        snapshot: RwLock::new(Snapshot::default()),
+        commits: broadcast::channel(1024).0,
+        metrics: Metrics::new(),
+    });
+    let (driver_tx, driver_rx) = mpsc::channel(DRIVER_CHANNEL);
+    let is_validator = parent.validator_set.index_of(&me).is_some();
+    let info = Arc::new(NodeInfo {
+        chain_id: genesis.chain_id.to_string(),
+        org: aidledger_types::OrgId::new(cfg.node.org.clone())?,
+        node_key: me,
+        genesis_hash: genesis.hash(),
+        is_validator,
+    });
+    let driver = Driver::new(DriverParts {
+        chain_id: genesis.chain_id.clone(),
+        cfg: cfg.clone(),
+        key,
+        store: store.clone(),
+        net: net.clone(),
+        validator_peers,
+        members,
+        parent,
+        acc,
+        self_tx: driver_tx.clone(),
+        shared: shared.clone(),
+    })?;
+    let driver_task = tokio::spawn(driver.run(driver_rx, net_rx));
+
+    let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
+    tracing::info!(api = %cfg.api.listen, validator = is_validator, "serving the HTTP API");
+    let app = crate::api::router(
+        AppState {
+            store: store.clone(),
+            driver: driver_tx.clone(),
+            shared,
+            info,
+        },
+        cfg.api.body_max_bytes,
+    );
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let api_task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.changed().await;
+            })
+            .await
+    });
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut driver_task = driver_task;
+    let driver_result = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); None }
+        _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
+        r = &mut driver_task => Some(r),
+    };
+    let _ = stop_tx.send(true);
+    let result = match driver_result {
+        Some(r) => r.context("driver task panicked")?,
+        None => {
+            let _ = driver_tx.send(DriverMsg::Shutdown).await;
+            driver_task.await.context("driver task panicked")?
+        }
+    };
+    net.shutdown().await;
+    let _ = api_task.await;
+    drop(store);
+    match &result {
+        Ok(()) => tracing::info!("stopped cleanly"),
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "stopped on a fatal error"),
+    }
+    result
+}

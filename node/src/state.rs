@@ -1,0 +1,99 @@
+//! Adapters between the store and the execution crate, and the node's
+//! view of committed chain state.
+
+use std::sync::Arc;
+
+use aidledger_contracts::{keys, Account, Genesis};
+use aidledger_execution::{ExecError, ParentInfo, StateRead};
+use aidledger_mempool::{AccountInfo, AccountView};
+use aidledger_storage::Store;
+use aidledger_types::{codec, PublicKey, StateAccumulator};
+
+/// Execution's read access to committed state, through the store.
+pub struct StoreState<'a>(pub &'a dyn Store);
+
+impl StateRead for StoreState<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        self.0.state_get(key).map_err(|e| ExecError::Storage {
+            reason: e.to_string(),
+        })
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError> {
+        self.0
+            .state_scan(prefix, start_after, limit)
+            .map_err(|e| ExecError::Storage {
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// The mempool's read access to committed accounts.
+pub struct StoreAccounts(pub Arc<dyn Store>);
+
+impl AccountView for StoreAccounts {
+    fn account(&self, key: &PublicKey) -> Option<AccountInfo> {
+        let bytes = self.0.state_get(&keys::account(key)).ok()??;
+        let a: Account = codec::decode(&bytes).ok()?;
+        Some(AccountInfo {
+            roles: a.roles,
+            next_nonce: a.nonce,
+            active: a.status == aidledger_contracts::Status::Active,
+        })
+    }
+}
+
+/// Opens the chain: writes genesis into an empty store, or checks that the
+/// store holds this genesis. Returns the parent of the next block and the
+/// current accumulator.
+pub fn open_chain(
+    store: &dyn Store,
+    genesis: &Genesis,
+) -> anyhow::Result<(ParentInfo, StateAccumulator)> {
+    use anyhow::{bail, Context};
+    let ghash = genesis.hash();
+    match store.genesis()? {
+        Some((h, _)) if h != ghash => bail!(
+            "the data directory holds chain {} but genesis.json is {}; refusing to mix chains",
+            h,
+            ghash
+        ),
+        Some(_) => {}
+        None => {
+            let (state, acc) =
+                aidledger_execution::genesis_state(genesis).context("building genesis state")?;
+            store.put_genesis(ghash, codec::encode(genesis), state, acc)?;
+        }
+    }
+    let acc = store.accumulator()?;
+    let Some(head) = store.head()? else {
+        return Ok((ParentInfo::genesis(genesis)?, acc));
+    };
+    let block = store
+        .block(head.height)?
+        .with_context(|| format!("head block {} is missing", head.height))?;
+    if acc.root() != head.state_root {
+        bail!(
+            "stored accumulator root {} differs from the head's state root {}",
+            acc.root(),
+            head.state_root
+        );
+    }
+    let validators = aidledger_execution::read_validator_set(&StoreState(store))?;
+    Ok((
+        ParentInfo {
+            chain_id: genesis.chain_id.clone(),
+            height: head.height,
+            hash: head.block_hash,
+            timestamp: block.header.timestamp,
+            validator_set: validators,
+            state_root: head.state_root,
+        },
+        acc,
+    ))
+}
