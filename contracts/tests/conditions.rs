@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The condition language: text and binary round trips, bounds, and
 //! refusal of malformed encodings.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Governance through the contracts alone (no signatures: the contracts
 //! trust their caller to have verified them). A table of proposals and
 //! approvals with the expected result of each step.

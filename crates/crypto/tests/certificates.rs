@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Commit certificates: quorum, signer order, and forged signatures.
 
 use aidledger_crypto::{verify_certificate, CryptoError, Keypair, Purpose};

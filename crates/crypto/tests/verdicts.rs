@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Single and batch verification must give the same verdict for every
 //! signature, including the adversarial encodings on which ed25519
 //! implementations are known to disagree: small-order keys and nonces,

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Cross-checks raise anomalies by themselves; anomalies hold releases and
 //! entitlement payments until resolved; entitlements pay each period once.
 

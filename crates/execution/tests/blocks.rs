@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Block validation: each check fails with its own variant naming the
 //! height; build_block's output validates; genesis validates and
 //! round-trips through JSON.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! A program's whole life, block by block: deposits, an application and
 //! its approvals, a plan of three conditioned tranches released
 //! automatically at exactly the right blocks, settlements, and closing.

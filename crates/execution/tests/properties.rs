@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Property tests over random sequences of valid and invalid transactions:
 //! money is conserved at every height, nothing is released twice or before
 //! its condition holds, and two independent executions agree on every

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Every rejection path: a table of (transaction, expected reason code).
 //! Each case asserts the receipt names the reason, the state root equals
 //! that of an empty block at the same height and time (nothing was

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Canonical encoding: decode(encode(x)) == x, and encode(decode(b)) == b
 //! for every byte string that decodes at all.
 

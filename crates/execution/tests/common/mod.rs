@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! A small chain driver for the execution tests: executes blocks with
 //! `apply_block`, checks each with `validate_block`, commits the writes.
 #![allow(dead_code)]

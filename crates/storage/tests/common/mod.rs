@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Helpers shared by the storage tests: a model chain that builds valid
 //! commit batches, and the conformance suite both stores must pass.
 
