@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! A tiny harness for step tests: keys, blocks and signed messages for a
 //! validator set of n, and helpers to read outputs.
 #![allow(dead_code, clippy::unwrap_used)] // test helpers

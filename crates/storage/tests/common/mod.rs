@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! Helpers shared by the storage tests: a model chain that builds valid
 //! commit batches, and the conformance suite both stores must pass.
 
