@@ -41,6 +41,8 @@ pub struct NodeInfo {
     pub node_key: PublicKey,
     pub genesis_hash: Hash,
     pub is_validator: bool,
+    /// `api.admin` in config.toml.
+    pub admin: bool,
 }
 
 pub struct ApiFailure(StatusCode, &'static str, String);
@@ -456,6 +458,13 @@ async fn isolate(
     State(s): State<AppState>,
     body: Result<Json<IsolateRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, ApiFailure> {
+    if !s.info.admin {
+        return Err(ApiFailure(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the admin API is off (set api.admin = true in config.toml)".into(),
+        ));
+    }
     let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
     s.driver
         .send(DriverMsg::Isolate(req.isolated))

@@ -59,6 +59,10 @@ pub struct ApiSection {
     /// Largest request body accepted.
     #[serde(default = "default_body_max")]
     pub body_max_bytes: usize,
+    /// Enables `POST /v1/admin/*` (fault drills: isolate the node from
+    /// its peers). Off unless set; `testnet init` turns it on.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -252,6 +256,7 @@ mod tests {
             api: ApiSection {
                 listen: "127.0.0.1:2".into(),
                 body_max_bytes: 1 << 20,
+                admin: false,
             },
             consensus: ConsensusSection::default(),
             mempool: MempoolSection::default(),

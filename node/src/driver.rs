@@ -71,7 +71,6 @@ pub struct Snapshot {
 /// A committed block's transactions, for waiters.
 #[derive(Clone, Debug)]
 pub struct CommitNotice {
-    pub height: u64,
     pub txs: Vec<Hash>,
 }
 
@@ -316,7 +315,16 @@ impl Driver {
                 topic: Topic::Consensus,
                 data,
                 ..
-            } => self.feed(Input::Message(data)).await?,
+            } => {
+                if self.replica.is_some() {
+                    self.feed(Input::Message(data)).await?;
+                } else {
+                    // An observer: consensus traffic means the chain is
+                    // moving; fetch what has committed (one request at a
+                    // time) instead of waiting for the next sync tick.
+                    self.request_sync(self.parent.height + 1, None).await;
+                }
+            }
             NetEvent::Gossip {
                 topic: Topic::Txs,
                 data,
@@ -629,7 +637,7 @@ impl Driver {
         let _ = self
             .shared
             .commits
-            .send(Arc::new(CommitNotice { height, txs: ids }));
+            .send(Arc::new(CommitNotice { txs: ids }));
         if vset_changed {
             tracing::warn!(height, "validator set changed; reconfiguring consensus");
             self.rebuild_replica(false)?;
@@ -767,6 +775,7 @@ impl Driver {
             }
             None => (0, None),
         };
+        self.shared.metrics.height.set(self.parent.height as i64);
         self.shared
             .metrics
             .mempool_txs

@@ -163,6 +163,7 @@ async fn run_async(
         node_key: me,
         genesis_hash: genesis.hash(),
         is_validator,
+        admin: cfg.api.admin,
     });
     let driver = Driver::new(DriverParts {
         chain_id: genesis.chain_id.clone(),

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use aidledger_types::block::{BLOCK_MAX_BYTES, BLOCK_MAX_TXS, VALIDATORS_MAX};
-use aidledger_types::{codec, merkle, Block, CommitCertificate, Hash, StateAccumulator};
+use aidledger_types::{codec, Block, CommitCertificate, Hash, StateAccumulator};
 
 mod error;
 mod mem;

@@ -473,6 +473,7 @@ pub fn node_config(org: &OrgId, p2p: &str, peers: Vec<String>, api: &str) -> Nod
         api: ApiSection {
             listen: api.to_string(),
             body_max_bytes: 256 * 1024,
+            admin: false,
         },
         consensus: ConsensusSection::default(),
         mempool: MempoolSection::default(),

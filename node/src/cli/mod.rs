@@ -2,6 +2,9 @@
 //! testnet. Every value is validated before anything is written or sent.
 
 pub mod args;
+mod bench;
+mod demo;
+mod drill;
 mod genesis;
 mod keys;
 mod net;
@@ -93,6 +96,9 @@ pub enum Command {
     /// A local consortium for development and tests.
     #[command(subcommand)]
     Testnet(testnet::TestnetCmd),
+    /// Load generation and benchmarks against a testnet.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,5 +196,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Query(a) => query::run(&ctx, a),
         Command::Status => query::status(&ctx),
         Command::Testnet(c) => testnet::run(&ctx, c),
+        Command::Bench(c) => bench::run(&ctx, c),
     }
 }

@@ -85,6 +85,9 @@ pub fn spawn_node(home: &Path) -> Result<Child> {
         .arg("--home")
         .arg(home)
         .env_remove("AIDLEDGER_NODE")
+        // Each node's ports come from its own config.toml.
+        .env_remove("AIDLEDGER_API_LISTEN")
+        .env_remove("AIDLEDGER_P2P_LISTEN")
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(err))

@@ -57,6 +57,12 @@ pub enum TestnetCmd {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Fault drills under load: kill -9 and restart, SIGSTOP/SIGCONT and a
+    /// partition, then check agreement, exactly-once and conservation.
+    Drill(super::drill::DrillArgs),
+    /// The main job: a whole aid-fund lifecycle on a live local
+    /// consortium, every step through this CLI, then the auditor's replay.
+    Demo(super::demo::DemoArgs),
 }
 
 /// `DIR/testnet.json`.
@@ -371,12 +377,14 @@ fn init(ctx: &Ctx, dir: &Path, n: usize, base_port: Option<u16>, force: bool) ->
             .map(|p| p.p2p.clone())
             .collect();
         let p2p_port = base + 2 * i as u16;
-        let cfg = node_config(
+        let mut cfg = node_config(
             &OrgId::new(o.id.as_str())?,
             &format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
             peers,
             &format!("127.0.0.1:{}", p2p_port + 1),
         );
+        // A development consortium: the fault drills use the admin API.
+        cfg.api.admin = true;
         cfg.check()?;
         cfg.write(&o.home)?;
     }
@@ -420,7 +428,10 @@ fn init(ctx: &Ctx, dir: &Path, n: usize, base_port: Option<u16>, force: bool) ->
     Ok(())
 }
 
-fn up(ctx: &Ctx, dir: &Path, wait_secs: u64) -> Result<()> {
+/// Starts every node of the testnet that is not running and waits until
+/// all answer `/health`. Returns each node's pid, in `t.orgs` order, and
+/// the processes it started.
+pub fn start_missing(dir: &Path, wait_secs: u64) -> Result<(Vec<i32>, Vec<Child>)> {
     let t = read_testnet(dir)?;
     let mut children: Vec<Option<Child>> = Vec::with_capacity(t.orgs.len());
     let mut pids = Vec::with_capacity(t.orgs.len());
@@ -478,6 +489,12 @@ fn up(ctx: &Ctx, dir: &Path, wait_secs: u64) -> Result<()> {
             dir.display()
         );
     }
+    Ok((pids, children.into_iter().flatten().collect()))
+}
+
+fn up(ctx: &Ctx, dir: &Path, wait_secs: u64) -> Result<()> {
+    let t = read_testnet(dir)?;
+    let (pids, _started) = start_missing(dir, wait_secs)?;
     if ctx.json() {
         let rows: Vec<serde_json::Value> = t
             .orgs
@@ -601,6 +618,8 @@ pub fn run(ctx: &Ctx, cmd: TestnetCmd) -> Result<ExitCode> {
         TestnetCmd::Up { dir, wait_secs } => up(ctx, &dir, wait_secs)?,
         TestnetCmd::Down { dir } => down(ctx, &dir)?,
         TestnetCmd::Status { dir } => status(ctx, &dir)?,
+        TestnetCmd::Drill(a) => return super::drill::run(ctx, a),
+        TestnetCmd::Demo(a) => return super::demo::run(ctx, a),
     }
     Ok(ExitCode::SUCCESS)
 }

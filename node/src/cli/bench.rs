@@ -1,0 +1,674 @@
+//! `aidledger bench load`: an open-loop load generator against a local
+//! testnet (`testnet.json`).
+//!
+//! It pre-signs a realistic mix (deposits into a bench program, household
+//! registrations, attestations about households) across every operator key
+//! of the testnet, submits it to every node at a fixed rate for a bounded
+//! time, and follows the chain's blocks to see each transaction commit.
+//!
+//! An acknowledged transaction is one a node admitted to its mempool. A
+//! node may die before gossiping it, so, like any client of a BFT ledger,
+//! the generator re-submits acknowledged transactions that have not
+//! committed to another node; nonces make this safe (a transaction commits
+//! at most once). `lost` counts acknowledged transactions never seen in a
+//! block by the end of the drain period; `duplicates` counts any seen in
+//! two blocks (must be 0).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aidledger_contracts::model::{ApprovalPolicy, AttestValue, Subject};
+use aidledger_contracts::{payload, Account, Payload};
+use aidledger_crypto::{read_key_file, Keypair, Purpose};
+use aidledger_types::{
+    Amount, ChainId, Currency, Hash, OrgId, RegionCode, Role, SignedTx, Slug, Text, TxBody,
+};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use super::testnet::read_testnet;
+use super::Ctx;
+use crate::api_types::{BlockView, NodeStatus};
+use crate::client::Client;
+
+/// Most transactions one run pre-signs.
+const MAX_TXS: u64 = 5_000_000;
+/// An acknowledged transaction not committed after this long is
+/// re-submitted to another node.
+const RETRY_AFTER: Duration = Duration::from_secs(4);
+/// Households registered during setup, the subjects of attestations.
+const SETUP_HOUSEHOLDS: usize = 16;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Submit signed, valid transactions to every node of a testnet at a
+    /// fixed rate for a bounded time; report committed throughput and
+    /// submit-to-commit latency. The last line of --output json is the result.
+    Load(LoadArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// The testnet directory (holds testnet.json).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Target submission rate, transactions per second.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=200_000))]
+    pub rate: u64,
+    /// How long to submit, in seconds.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub duration: u64,
+    /// After the last submission, how long to wait for commits, in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub drain: u64,
+    /// Concurrent HTTP submitters.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub workers: u64,
+}
+
+/// The result: the last line of `--output json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub submitted: u64,
+    pub acknowledged: u64,
+    pub refused: u64,
+    pub committed: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub resubmitted: u64,
+    pub target_rate: u64,
+    pub duration_s: u64,
+    pub submit_rate: f64,
+    pub committed_tps: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub first_height: u64,
+    pub last_height: u64,
+    pub program: String,
+}
+
+/// One signer and the nonce its next transaction carries.
+struct Signer {
+    org: OrgId,
+    role: Role,
+    key: Keypair,
+    nonce: u64,
+}
+
+/// Per-transaction tracking. Times are milliseconds since the run began.
+struct Tracked {
+    encoded_hex: String,
+    /// First submission (0 = not yet).
+    sent_ms: AtomicU64,
+    /// Last (re)submission.
+    last_sent_ms: AtomicU64,
+    acked: AtomicBool,
+    /// Commit seen (0 = not yet).
+    committed_ms: AtomicU64,
+    commits: AtomicUsize,
+    attempts: AtomicUsize,
+}
+
+struct Run {
+    start: std::time::Instant,
+    txs: Vec<Tracked>,
+    by_id: HashMap<Hash, usize>,
+    nodes: Vec<String>,
+    refused: AtomicU64,
+    resubmitted: AtomicU64,
+    stop_watch: AtomicBool,
+    heights: Mutex<(u64, u64)>,
+    last_refusal: Mutex<Option<String>>,
+}
+
+impl Run {
+    #[allow(clippy::disallowed_methods)] // the load tool measures wall time
+    fn now() -> std::time::Instant {
+        std::time::Instant::now()
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .timeout_connect(Some(Duration::from_secs(2)))
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+/// Submits one transaction; Ok(true) if the node admitted it (or already
+/// had it), Ok(false) if it refused it, Err if it could not be reached.
+fn submit(agent: &ureq::Agent, node: &str, tx_hex: &str) -> Result<(bool, String)> {
+    let body = serde_json::json!({ "tx": tx_hex, "wait_ms": 0 });
+    let mut resp = agent
+        .post(&format!("{node}/v1/txs"))
+        .send_json(&body)
+        .map_err(|e| anyhow!("{node}: {e}"))?;
+    let status = resp.status();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    if status.is_success() {
+        return Ok((true, String::new()));
+    }
+    if status.as_u16() == 503 {
+        bail!("{node}: unavailable: {text}");
+    }
+    // A node that already holds it, or has committed it, is an ack.
+    let dup = text.contains("already") && !text.contains("nonce");
+    Ok((dup, text))
+}
+
+fn load_signers(dir: &std::path::Path, client: &Client) -> Result<Vec<Signer>> {
+    let t = read_testnet(dir)?;
+    let mut out = Vec::new();
+    for o in &t.orgs {
+        for (role, path) in &o.clients {
+            let role = Role::parse(role).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            let key = read_key_file(path).with_context(|| format!("{}", path.display()))?;
+            let acct: Account = client
+                .get_opt(&format!("/v1/accounts/{}", key.public().to_hex()))?
+                .ok_or_else(|| anyhow!("the key {} is not an account", path.display()))?;
+            out.push(Signer {
+                org: OrgId::new(&o.id).map_err(|e| anyhow!("{e}"))?,
+                role,
+                key,
+                nonce: acct.nonce,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn sign(chain: &ChainId, s: &mut Signer, p: &Payload) -> SignedTx {
+    let body = TxBody {
+        chain_id: chain.clone(),
+        nonce: s.nonce,
+        signer: s.key.public(),
+        kind: p.kind(),
+        payload: p.encode(),
+    };
+    s.nonce += 1;
+    let signature = s.key.sign(chain, Purpose::Tx, body.id().as_bytes());
+    SignedTx { body, signature }
+}
+
+/// Submits `tx` and waits for it to commit with a successful receipt.
+fn setup_tx(client: &Client, tx: &SignedTx) -> Result<()> {
+    let (_, st) = client.submit(hex::encode(tx.encode()), 60_000)?;
+    match st.receipt {
+        Some(r) if r.is_applied() => Ok(()),
+        Some(r) => bail!("setup transaction rejected: {:?}", r.outcome),
+        None => bail!("setup transaction did not commit within 60 s"),
+    }
+}
+
+fn slug(s: &str) -> Result<Slug> {
+    Slug::new(s).map_err(|e| anyhow!("{e}"))
+}
+
+/// Creates the bench program and registers the attestation subjects.
+fn setup(
+    chain: &ChainId,
+    client: &Client,
+    signers: &mut [Signer],
+    program: &Slug,
+    tag: &str,
+) -> Result<Vec<Hash>> {
+    let funding: Vec<OrgId> = {
+        let mut v: Vec<OrgId> = signers
+            .iter()
+            .filter(|s| s.role == Role::Disburser)
+            .map(|s| s.org.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    if funding.is_empty() {
+        bail!("the testnet has no disburser key");
+    }
+    let officer = signers
+        .iter_mut()
+        .find(|s| s.role == Role::ProgramOfficer)
+        .ok_or_else(|| anyhow!("the testnet has no program-officer key"))?;
+    let p = Payload::CreateProgram(payload::CreateProgram {
+        id: program.clone(),
+        title: Text::new("Load benchmark fund").map_err(|e| anyhow!("{e}"))?,
+        currency: Currency::new("CNY").map_err(|e| anyhow!("{e}"))?,
+        decimals: 2,
+        funding_orgs: funding,
+        budget_ceiling: Amount(1_000_000_000_000_000),
+        policy: ApprovalPolicy {
+            threshold: 1,
+            orgs: vec![officer.org.clone()],
+        },
+        region_scope: RegionCode::new("bench").map_err(|e| anyhow!("{e}"))?,
+    });
+    let tx = sign(chain, officer, &p);
+    setup_tx(client, &tx).context("creating the bench program")?;
+    let registrar = signers
+        .iter_mut()
+        .find(|s| s.role == Role::Registrar)
+        .ok_or_else(|| anyhow!("the testnet has no registrar key"))?;
+    let mut households = Vec::new();
+    for i in 0..SETUP_HOUSEHOLDS {
+        let id = aidledger_types::hash::hash_parts(
+            b"aidledger/bench-household",
+            &[tag.as_bytes(), &(i as u64).to_le_bytes()],
+        );
+        let p = Payload::RegisterHousehold(payload::RegisterHousehold {
+            id,
+            region: RegionCode::new("bench/setup").map_err(|e| anyhow!("{e}"))?,
+        });
+        let tx = sign(chain, registrar, &p);
+        households.push(id);
+        if i + 1 < SETUP_HOUSEHOLDS {
+            client.submit(hex::encode(tx.encode()), 0)?;
+        } else {
+            // The last one waits: it commits after the others (nonce order).
+            setup_tx(client, &tx).context("registering the attestation subjects")?;
+        }
+    }
+    Ok(households)
+}
+
+/// Pre-signs `n` transactions, round-robin over the mix.
+fn presign(
+    chain: &ChainId,
+    signers: &mut [Signer],
+    program: &Slug,
+    households: &[Hash],
+    tag: &str,
+    n: u64,
+) -> Result<Vec<SignedTx>> {
+    let mut idx: HashMap<Role, Vec<usize>> = HashMap::new();
+    for (i, s) in signers.iter().enumerate() {
+        idx.entry(s.role).or_default().push(i);
+    }
+    let get = |r: Role| idx.get(&r).cloned().unwrap_or_default();
+    let (dep, reg, att) = (
+        get(Role::Disburser),
+        get(Role::Registrar),
+        get(Role::Attester),
+    );
+    // The mix, one slot per signer key so every account carries load.
+    let mut slots: Vec<(u8, usize)> = Vec::new();
+    slots.extend(dep.iter().map(|&i| (0u8, i)));
+    slots.extend(reg.iter().map(|&i| (1u8, i)));
+    slots.extend(att.iter().map(|&i| (2u8, i)));
+    if slots.is_empty() {
+        bail!("no disburser, registrar or attester keys in the testnet");
+    }
+    let bench_region = RegionCode::new("bench/load").map_err(|e| anyhow!("{e}"))?;
+    let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+    for k in 0..n {
+        let (what, si) = slots[(k % slots.len() as u64) as usize];
+        let p = match what {
+            0 => Payload::Deposit(payload::Deposit {
+                program: program.clone(),
+                amount: Amount(100 + k % 900),
+            }),
+            1 => Payload::RegisterHousehold(payload::RegisterHousehold {
+                id: aidledger_types::hash::hash_parts(
+                    b"aidledger/bench-household",
+                    &[tag.as_bytes(), b"load", &k.to_le_bytes()],
+                ),
+                region: bench_region.clone(),
+            }),
+            _ => Payload::Attest(payload::Attest {
+                subject: Subject::Household(households[(k as usize) % households.len()]),
+                claim: slug(&format!("visit-{k}"))?,
+                value: AttestValue::Code(slug("ok")?),
+            }),
+        };
+        out.push(sign(chain, &mut signers[si], &p));
+    }
+    Ok(out)
+}
+
+/// Follows committed blocks on whichever node answers, recording commits.
+fn watch(run: &Run) {
+    let agent = agent();
+    let mut h = run.heights.lock().map(|g| g.0).unwrap_or(1);
+    let mut node = 0usize;
+    let mut fails = 0u32;
+    loop {
+        if run.stop_watch.load(Ordering::Relaxed) {
+            return;
+        }
+        let url = format!("{}/v1/blocks/{h}", run.nodes[node % run.nodes.len()]);
+        let got = agent.get(&url).call().ok().and_then(|mut r| {
+            if r.status().is_success() {
+                r.body_mut()
+                    .with_config()
+                    .limit(256 << 20)
+                    .read_json::<BlockView>()
+                    .ok()
+            } else {
+                None
+            }
+        });
+        match got {
+            Some(b) => {
+                fails = 0;
+                let t = run.elapsed_ms();
+                for tx in &b.txs {
+                    if let Some(&i) = run.by_id.get(&tx.id) {
+                        let tr = &run.txs[i];
+                        if tr.commits.fetch_add(1, Ordering::Relaxed) == 0 {
+                            tr.committed_ms.store(t, Ordering::Relaxed);
+                        }
+                    }
+                }
+                if let Ok(mut g) = run.heights.lock() {
+                    g.1 = h;
+                }
+                h += 1;
+            }
+            None => {
+                fails += 1;
+                // Not there yet, or the node is down: after a while try
+                // another node.
+                if fails.is_multiple_of(50) {
+                    node += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64
+}
+
+pub fn run(ctx: &Ctx, cmd: BenchCmd) -> Result<std::process::ExitCode> {
+    match cmd {
+        BenchCmd::Load(a) => {
+            let r = load(ctx, &a)?;
+            if ctx.json() {
+                // One line: scripts read the last line of the output.
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print_report(&r);
+            }
+            if r.lost > 0 || r.duplicates > 0 {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_report(r: &LoadReport) {
+    println!(
+        "submitted {} at {:.0} tx/s (target {} tx/s for {} s), acknowledged {}, refused {}",
+        r.submitted, r.submit_rate, r.target_rate, r.duration_s, r.acknowledged, r.refused
+    );
+    println!(
+        "committed {} ({:.0} tx/s), lost {}, duplicates {}, re-submitted {}",
+        r.committed, r.committed_tps, r.lost, r.duplicates, r.resubmitted
+    );
+    println!(
+        "submit-to-commit latency: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms
+    );
+    println!(
+        "blocks {}..{} (program {})",
+        r.first_height, r.last_height, r.program
+    );
+    // The machine-readable result is always the last line.
+    if let Ok(s) = serde_json::to_string(r) {
+        println!("{s}");
+    }
+}
+
+/// Runs the load and returns the figures.
+pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
+    let total = a.rate.saturating_mul(a.duration);
+    if total > MAX_TXS {
+        return Err(super::usage(format!(
+            "--rate × --duration is {total} transactions, over the limit of {MAX_TXS}"
+        )));
+    }
+    let t = read_testnet(&a.dir)?;
+    let nodes: Vec<String> = t.orgs.iter().map(|o| o.api.clone()).collect();
+    let clients: Vec<Client> = nodes
+        .iter()
+        .map(|n| Client::new(n))
+        .collect::<Result<_>>()?;
+    let (client, status) = clients
+        .iter()
+        .find_map(|c| c.get::<NodeStatus>("/v1/status").ok().map(|s| (c, s)))
+        .ok_or_else(|| {
+            anyhow!(
+                "no node of the testnet in {} answers; start it with `aidledger testnet up --dir {}`",
+                a.dir.display(),
+                a.dir.display()
+            )
+        })?;
+    let chain: ChainId = status.chain_id.parse()?;
+    let mut signers = load_signers(&a.dir, client)?;
+    let tag = format!("{:016x}", rand::random::<u64>());
+    let program = slug(&format!("bench-{}", &tag[..8]))?;
+    if !ctx.json() {
+        eprintln!("setting up: program {program}, {SETUP_HOUSEHOLDS} households");
+    }
+    let households = setup(&chain, client, &mut signers, &program, &tag)?;
+    if !ctx.json() {
+        eprintln!(
+            "pre-signing {total} transactions over {} accounts",
+            signers.len()
+        );
+    }
+    let signed = presign(&chain, &mut signers, &program, &households, &tag, total)?;
+    let first_height = client.get::<NodeStatus>("/v1/status")?.height + 1;
+    let mut by_id = HashMap::with_capacity(signed.len());
+    let txs: Vec<Tracked> = signed
+        .iter()
+        .enumerate()
+        .map(|(i, tx)| {
+            by_id.insert(tx.id(), i);
+            Tracked {
+                encoded_hex: hex::encode(tx.encode()),
+                sent_ms: AtomicU64::new(0),
+                last_sent_ms: AtomicU64::new(0),
+                acked: AtomicBool::new(false),
+                committed_ms: AtomicU64::new(0),
+                commits: AtomicUsize::new(0),
+                attempts: AtomicUsize::new(0),
+            }
+        })
+        .collect();
+    drop(signed);
+    let run = Arc::new(Run {
+        start: Run::now(),
+        txs,
+        by_id,
+        nodes,
+        refused: AtomicU64::new(0),
+        resubmitted: AtomicU64::new(0),
+        stop_watch: AtomicBool::new(false),
+        heights: Mutex::new((first_height, first_height.saturating_sub(1))),
+        last_refusal: Mutex::new(None),
+    });
+    if !ctx.json() {
+        eprintln!(
+            "submitting at {} tx/s for {} s to {} nodes",
+            a.rate,
+            a.duration,
+            run.nodes.len()
+        );
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let rate = a.rate;
+    std::thread::scope(|scope| -> Result<()> {
+        let watcher = {
+            let run = run.clone();
+            scope.spawn(move || watch(&run))
+        };
+        let mut workers = Vec::new();
+        for _ in 0..a.workers {
+            let run = run.clone();
+            let next = next.clone();
+            workers.push(scope.spawn(move || {
+                let agent = agent();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= run.txs.len() {
+                        return;
+                    }
+                    // Open loop: transaction i is due at i / rate seconds.
+                    let due_ms = (i as u64).saturating_mul(1000) / rate;
+                    let now = run.elapsed_ms();
+                    if due_ms > now {
+                        std::thread::sleep(Duration::from_millis(due_ms - now));
+                    }
+                    let tr = &run.txs[i];
+                    let t = run.elapsed_ms();
+                    tr.sent_ms.store(t, Ordering::Relaxed);
+                    tr.last_sent_ms.store(t, Ordering::Relaxed);
+                    // Spread over nodes; if one is down, try the next.
+                    for k in 0..run.nodes.len() {
+                        let node = &run.nodes[(i + k) % run.nodes.len()];
+                        tr.attempts.fetch_add(1, Ordering::Relaxed);
+                        match submit(&agent, node, &tr.encoded_hex) {
+                            Ok((true, _)) => {
+                                tr.acked.store(true, Ordering::Relaxed);
+                                break;
+                            }
+                            Ok((false, why)) => {
+                                run.refused.fetch_add(1, Ordering::Relaxed);
+                                if let Ok(mut g) = run.last_refusal.lock() {
+                                    *g = Some(why);
+                                }
+                                break;
+                            }
+                            Err(_) => continue,
+                        }
+                    }
+                }
+            }));
+        }
+        // Re-submit acknowledged transactions that have not committed, until
+        // all have or the drain period ends.
+        let submit_end = a.duration * 1000;
+        let deadline_ms = submit_end + a.drain * 1000;
+        let agent = agent();
+        let mut round = 0usize;
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = run.elapsed_ms();
+            let sending = workers.iter().any(|w| !w.is_finished());
+            let mut pending = 0usize;
+            for (i, tr) in run.txs.iter().enumerate() {
+                let sent = tr.sent_ms.load(Ordering::Relaxed);
+                if sent == 0 || tr.commits.load(Ordering::Relaxed) > 0 {
+                    if sent == 0 {
+                        pending += 1;
+                    }
+                    continue;
+                }
+                pending += 1;
+                let last = tr.last_sent_ms.load(Ordering::Relaxed);
+                if now.saturating_sub(last) < RETRY_AFTER.as_millis() as u64 {
+                    continue;
+                }
+                round += 1;
+                let node = &run.nodes[(i + round) % run.nodes.len()];
+                tr.last_sent_ms.store(now, Ordering::Relaxed);
+                if let Ok((true, _)) = submit(&agent, node, &tr.encoded_hex) {
+                    tr.acked.store(true, Ordering::Relaxed);
+                    run.resubmitted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if (!sending && pending == 0) || now > deadline_ms {
+                break;
+            }
+        }
+        for w in workers {
+            let _ = w.join();
+        }
+        run.stop_watch.store(true, Ordering::Relaxed);
+        let _ = watcher.join();
+        Ok(())
+    })?;
+    let mut lat = Vec::new();
+    let (mut acked, mut committed, mut lost, mut dups, mut submitted) = (0, 0, 0, 0, 0u64);
+    let mut last_commit_ms = 0u64;
+    let mut last_sent = 0u64;
+    for tr in &run.txs {
+        let sent = tr.sent_ms.load(Ordering::Relaxed);
+        if sent > 0 {
+            submitted += 1;
+            last_sent = last_sent.max(sent);
+        }
+        let c = tr.commits.load(Ordering::Relaxed);
+        let was_acked = tr.acked.load(Ordering::Relaxed);
+        if was_acked {
+            acked += 1;
+        }
+        if c > 0 {
+            committed += 1;
+            let at = tr.committed_ms.load(Ordering::Relaxed);
+            last_commit_ms = last_commit_ms.max(at);
+            lat.push(at.saturating_sub(sent));
+        } else if was_acked {
+            lost += 1;
+        }
+        if c > 1 {
+            dups += 1;
+        }
+    }
+    lat.sort_unstable();
+    let (first, last) = run.heights.lock().map(|g| *g).unwrap_or((0, 0));
+    if let Ok(g) = run.last_refusal.lock() {
+        if let Some(w) = g.as_ref() {
+            if !ctx.json() {
+                eprintln!("last refusal: {w}");
+            }
+        }
+    }
+    Ok(LoadReport {
+        submitted,
+        acknowledged: acked,
+        refused: run.refused.load(Ordering::Relaxed),
+        committed,
+        lost,
+        duplicates: dups,
+        resubmitted: run.resubmitted.load(Ordering::Relaxed),
+        target_rate: a.rate,
+        duration_s: a.duration,
+        submit_rate: submitted as f64 / (last_sent.max(1) as f64 / 1000.0),
+        committed_tps: committed as f64 / (last_commit_ms.max(1) as f64 / 1000.0),
+        p50_ms: percentile(&lat, 0.50),
+        p90_ms: percentile(&lat, 0.90),
+        p99_ms: percentile(&lat, 0.99),
+        max_ms: lat.last().copied().unwrap_or(0) as f64,
+        first_height: first,
+        last_height: last,
+        program: program.to_string(),
+    })
+}

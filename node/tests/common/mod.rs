@@ -1,0 +1,70 @@
+//! Helpers shared by the command-line tests: run the `aidledger` binary
+//! as a process and check its exit code and one-line errors.
+
+#![allow(dead_code)] // each test binary uses a different subset
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_aidledger"));
+    c.env_remove("AIDLEDGER_HOME").env_remove("AIDLEDGER_NODE");
+    c
+}
+
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}\n{}",
+        stderr(&o),
+        stdout(&o)
+    );
+    stdout(&o)
+}
+
+/// Runs a command that must fail with `code` and a one-line error.
+pub fn fails(args: &[&str], code: i32, needle: &str) -> String {
+    let o = run(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(code), "{args:?}: {err}{}", stdout(&o));
+    assert!(err.starts_with("error: "), "{args:?}: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in {err}"
+    );
+    err
+}
+
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+pub fn gen_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let p = dir.join(name);
+    let pk = ok(&["keys", "generate", "--out", s(&p)]).trim().to_string();
+    (p, pk)
+}

@@ -1,0 +1,328 @@
+#![allow(clippy::unwrap_used)]
+//! End to end, with real `aidledger` processes on 127.0.0.1: a local
+//! consortium of four validators and two observers commits transactions
+//! submitted at different nodes; refuses a non-member peer; survives the
+//! leader being killed; brings the killed node back; and resyncs a node
+//! whose data directory was wiped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_aidledger");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run aidledger")
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "aidledger {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stops every node of the testnet when the test ends, pass or fail.
+struct Testnet {
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+    extra: Vec<std::process::Child>,
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        for c in &mut self.extra {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = run(&["testnet", "down", "--dir", self.dir.to_str().unwrap_or("")]);
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Org {
+    id: String,
+    home: PathBuf,
+    api: String,
+    validator: bool,
+    clients: Value,
+}
+
+fn orgs(dir: &Path) -> Vec<Org> {
+    let text = std::fs::read_to_string(dir.join("testnet.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| Org {
+            id: o["id"].as_str().unwrap().to_string(),
+            home: PathBuf::from(o["home"].as_str().unwrap()),
+            api: o["api"].as_str().unwrap().to_string(),
+            validator: o["validator"].as_bool().unwrap(),
+            clients: o["clients"].clone(),
+        })
+        .collect()
+}
+
+fn status(api: &str) -> Option<Value> {
+    let out = run(&["query", "status", "--node", api, "--output", "json"]);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn height(api: &str) -> u64 {
+    status(api).and_then(|s| s["height"].as_u64()).unwrap_or(0)
+}
+
+#[allow(clippy::disallowed_methods)] // a test waits on the wall clock
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("timed out after {secs} s waiting for: {what}");
+}
+
+fn block_hash_at(api: &str, h: u64) -> Option<(String, String)> {
+    let out = run(&[
+        "query",
+        "block",
+        &h.to_string(),
+        "--node",
+        api,
+        "--output",
+        "json",
+    ]);
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((
+        v["hash"].as_str()?.to_string(),
+        v["header"]["state_root"].as_str()?.to_string(),
+    ))
+}
+
+/// Every node in `apis` has the same block hash and state root at `h`.
+fn agree_at(apis: &[&str], h: u64) -> bool {
+    let first = block_hash_at(apis[0], h);
+    first.is_some() && apis.iter().all(|a| block_hash_at(a, h) == first)
+}
+
+fn pid_of(home: &Path) -> i32 {
+    std::fs::read_to_string(home.join("node.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn signal(pid: i32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+fn wait_exit(pid: i32, secs: u64) {
+    wait_until(&format!("pid {pid} to exit"), secs, || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)
+    });
+}
+
+#[test]
+fn four_org_consortium_commits_refuses_outsiders_and_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let d = dir.to_str().unwrap().to_string();
+    run_ok(&["testnet", "init", "--dir", &d]);
+    let mut net = Testnet {
+        dir: dir.clone(),
+        _tmp: tmp,
+        extra: Vec::new(),
+    };
+    run_ok(&["testnet", "up", "--dir", &d]);
+    let all = orgs(&dir);
+    assert_eq!(all.iter().filter(|o| o.validator).count(), 4);
+    let validators: Vec<Org> = all.iter().filter(|o| o.validator).cloned().collect();
+    let apis: Vec<&str> = all.iter().map(|o| o.api.as_str()).collect();
+    let by_id = |id: &str| all.iter().find(|o| o.id == id).unwrap().clone();
+
+    // 1. Blocks commit everywhere.
+    wait_until("every node past height 2", 90, || {
+        apis.iter().all(|a| height(a) >= 2)
+    });
+
+    // 2. Transactions submitted at different nodes commit on all of them
+    //    with the same state.
+    let poverty = by_id("poverty-office");
+    let bank = by_id("state-bank");
+    let officer = poverty.clients["program-officer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let disburser = bank.clients["disburser"].as_str().unwrap().to_string();
+    run_ok(&[
+        "tx",
+        "create-program",
+        "--node",
+        &poverty.api,
+        "--key",
+        &officer,
+        "--wait",
+        "--id",
+        "e2e-fund",
+        "--title",
+        "End-to-end fund",
+        "--currency",
+        "CNY",
+        "--funding-orgs",
+        "state-bank",
+        "--ceiling",
+        "1000000.00",
+        "--threshold",
+        "2",
+        "--policy-orgs",
+        "poverty-office,dev-bank",
+        "--region-scope",
+        "gansu",
+    ]);
+    run_ok(&[
+        "tx",
+        "deposit",
+        "--node",
+        &bank.api,
+        "--key",
+        &disburser,
+        "--wait",
+        "--program",
+        "e2e-fund",
+        "--amount",
+        "2500.50",
+    ]);
+    let h = apis.iter().map(|a| height(a)).max().unwrap();
+    wait_until("all nodes at the deposit's height", 60, || {
+        apis.iter().all(|a| height(a) >= h)
+    });
+    assert!(agree_at(&apis, h), "nodes disagree at height {h}");
+    for a in &apis {
+        let out = run_ok(&[
+            "query", "program", "e2e-fund", "--node", a, "--output", "json",
+        ]);
+        let p: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            p["balances"]["deposited"].as_u64(),
+            Some(250_050),
+            "at {a}: {p}"
+        );
+    }
+
+    // 3. A peer whose key is not in genesis is refused: a node of another
+    //    consortium, told to dial every member of this one, gets no peers.
+    let other = net._tmp.path().join("other");
+    let o = other.to_str().unwrap().to_string();
+    run_ok(&["testnet", "init", "--dir", &o, "--validators", "1"]);
+    let outsider = orgs(&other).into_iter().find(|x| x.validator).unwrap();
+    let cfg_path = outsider.home.join("config.toml");
+    let mut cfg: toml::Value =
+        toml::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let peers: Vec<toml::Value> = std::fs::read_to_string(dir.join("state-bank/config.toml"))
+        .ok()
+        .and_then(|t| toml::from_str::<toml::Value>(&t).ok())
+        .and_then(|c| c["network"]["peers"].as_array().cloned())
+        .unwrap();
+    cfg["network"]["peers"] = toml::Value::Array(peers);
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+    let child = Command::new(BIN)
+        .args(["node", "run", "--home", outsider.home.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(outsider.home.join("node.log")).unwrap())
+        .spawn()
+        .unwrap();
+    net.extra.push(child);
+    wait_until("the outsider's API", 60, || status(&outsider.api).is_some());
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        status(&outsider.api).unwrap()["peers"].as_u64(),
+        Some(0),
+        "outsider got a peer"
+    );
+    for a in &apis {
+        let peers = status(a).unwrap()["peers"].as_u64().unwrap();
+        assert!(peers <= (all.len() - 1) as u64, "{a} has {peers} peers");
+    }
+
+    // 4. Kill the leader with SIGKILL: the others change view and go on.
+    let s = status(&validators[0].api).unwrap();
+    let leader_id = s["leader"].as_str().unwrap().to_string();
+    let view_before = s["view"].as_u64().unwrap();
+    let leader = by_id(&leader_id);
+    let leader_pid = pid_of(&leader.home);
+    signal(leader_pid, "-KILL");
+    wait_exit(leader_pid, 10);
+    let alive: Vec<&str> = validators
+        .iter()
+        .filter(|v| v.id != leader_id)
+        .map(|v| v.api.as_str())
+        .collect();
+    let h0 = alive.iter().map(|a| height(a)).max().unwrap();
+    wait_until("the survivors commit 3 more blocks", 120, || {
+        alive.iter().all(|a| height(a) >= h0 + 3)
+    });
+    let view_after = status(alive[0]).unwrap()["view"].as_u64().unwrap();
+    assert!(
+        view_after > view_before,
+        "no view change: {view_before} -> {view_after}"
+    );
+
+    // 5. The killed node restarts from its RocksDB data and catches up.
+    run_ok(&["testnet", "up", "--dir", &d]);
+    let target = alive.iter().map(|a| height(a)).max().unwrap();
+    wait_until("the restarted leader catches up", 120, || {
+        height(&leader.api) >= target
+    });
+    assert!(agree_at(&[alive[0], leader.api.as_str()], target));
+
+    // 6. A node started with an empty data directory syncs the whole chain.
+    let wiped = validators
+        .iter()
+        .find(|v| v.id != leader_id)
+        .unwrap()
+        .clone();
+    let pid = pid_of(&wiped.home);
+    signal(pid, "-TERM");
+    wait_exit(pid, 20);
+    std::fs::remove_dir_all(wiped.home.join("data")).unwrap();
+    run_ok(&["testnet", "up", "--dir", &d]);
+    let target = apis
+        .iter()
+        .filter(|a| **a != wiped.api)
+        .map(|a| height(a))
+        .max()
+        .unwrap();
+    wait_until("the wiped node resyncs", 180, || {
+        height(&wiped.api) >= target
+    });
+    assert!(agree_at(&[leader.api.as_str(), wiped.api.as_str()], 1));
+    assert!(agree_at(&[leader.api.as_str(), wiped.api.as_str()], target));
+}
