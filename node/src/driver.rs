@@ -34,6 +34,24 @@ pub const DRIVER_CHANNEL: usize = 8192;
 const GOSSIP_BATCH_MAX: usize = 512;
 /// Most executed-but-uncommitted block outcomes kept.
 const OUTCOMES_MAX: usize = 64;
+/// Transactions gossiped together in one message (and flushed at least
+/// every `GOSSIP_FLUSH_MS`).
+const GOSSIP_BATCH_TXS: usize = 256;
+const GOSSIP_FLUSH_MS: u64 = 20;
+/// Every this many flush ticks, re-gossip transactions that have stayed
+/// pending since the previous time: a peer (perhaps the leader) may have
+/// dropped them while it was busy, and would otherwise never see them.
+const REGOSSIP_TICKS: u64 = 100;
+const REGOSSIP_MAX: usize = 2048;
+
+/// A transaction gossip message: a batch of signed transactions. `round`
+/// makes every message unique, so a re-gossiped transaction is not dropped
+/// by gossipsub's duplicate filter (message ids are content hashes).
+#[derive(Serialize, Deserialize, Debug)]
+pub struct TxGossip {
+    pub round: u64,
+    pub txs: Vec<SignedTx>,
+}
 
 /// Messages to the driver from the API, timers and itself.
 pub enum DriverMsg {
@@ -121,6 +139,12 @@ pub struct Driver {
     self_tx: mpsc::Sender<DriverMsg>,
     shared: Arc<Shared>,
     last_view: u64,
+    /// The last committed block was full: propose again without waiting.
+    last_block_full: bool,
+    gossip_out: Vec<SignedTx>,
+    gossip_round: u64,
+    flush_ticks: u64,
+    regossip_prev: std::collections::BTreeSet<Hash>,
 }
 
 pub struct DriverParts {
@@ -168,6 +192,11 @@ impl Driver {
             self_tx: p.self_tx,
             shared: p.shared,
             last_view: 0,
+            last_block_full: false,
+            gossip_out: Vec::new(),
+            gossip_round: 0,
+            flush_ticks: 0,
+            regossip_prev: std::collections::BTreeSet::new(),
         };
         d.rebuild_replica(true)?;
         d.publish_snapshot();
@@ -222,6 +251,8 @@ impl Driver {
         self.feed(Input::Start).await?;
         let mut sync_tick = tokio::time::interval(Duration::from_millis(1000));
         sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut flush_tick = tokio::time::interval(Duration::from_millis(GOSSIP_FLUSH_MS));
+        flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let propose_at = self.proposal_deadline();
             tokio::select! {
@@ -237,6 +268,7 @@ impl Driver {
                     self.propose().await?;
                 }
                 _ = sync_tick.tick() => self.sync_tick().await?,
+                _ = flush_tick.tick() => self.gossip_tick().await,
             }
             self.publish_snapshot();
         }
@@ -247,7 +279,10 @@ impl Driver {
     fn proposal_deadline(&self) -> Option<Instant> {
         self.proposal.as_ref()?;
         let c = &self.cfg.consensus;
-        if self.mempool.len() >= c.max_block_txs {
+        // A full mempool proposes at once, but only while blocks come out
+        // full: pending transactions that cannot execute yet (a nonce gap)
+        // must not make the leader propose a stream of empty blocks.
+        if self.mempool.len() >= c.max_block_txs && self.last_block_full {
             return Some(Instant::now());
         }
         let wait = if self.mempool.is_empty() {
@@ -263,8 +298,11 @@ impl Driver {
             DriverMsg::Submit { tx, reply } => {
                 let result = self.admit_one(tx.clone());
                 if result.is_ok() {
-                    // Share it: gossip does not echo to the publisher.
-                    self.net.publish(Topic::Txs, tx.encode()).await.ok();
+                    // Share it (batched): gossip does not echo to the publisher.
+                    self.gossip_out.push(tx);
+                    if self.gossip_out.len() >= GOSSIP_BATCH_TXS {
+                        self.flush_gossip().await;
+                    }
                 }
                 let _ = reply.send(result);
             }
@@ -388,13 +426,19 @@ impl Driver {
         let mut txs = Vec::with_capacity(batch.len());
         let mut lens = Vec::with_capacity(batch.len());
         for data in batch {
-            match SignedTx::decode(&data) {
-                Ok(tx) if !self.mempool.contains(&tx.id()) => {
-                    lens.push(data.len());
+            let msg: TxGossip =
+                match codec::decode_with_limit(&data, aidledger_network::GOSSIP_MAX_BYTES) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "undecodable transaction gossip");
+                        continue;
+                    }
+                };
+            for tx in msg.txs {
+                if !self.mempool.contains(&tx.id()) {
+                    lens.push(codec::encoded_len(&tx));
                     txs.push(tx);
                 }
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "undecodable gossiped tx"),
             }
         }
         for (r, len) in verify_txs(txs, &self.chain_id).into_iter().zip(lens) {
@@ -407,6 +451,72 @@ impl Driver {
                     tracing::debug!(error = %e, "gossiped tx refused");
                 }
             }
+        }
+    }
+
+    /// Publishes the outbox as one gossip message.
+    async fn flush_gossip(&mut self) {
+        if self.gossip_out.is_empty() {
+            return;
+        }
+        let txs = std::mem::take(&mut self.gossip_out);
+        self.publish_txs(txs).await;
+    }
+
+    async fn publish_txs(&mut self, txs: Vec<SignedTx>) {
+        // Keep each message well under the gossip size limit.
+        let budget = aidledger_network::GOSSIP_MAX_BYTES / 2;
+        let mut chunk = Vec::new();
+        let mut bytes = 0usize;
+        for tx in txs {
+            let len = codec::encoded_len(&tx);
+            if !chunk.is_empty() && bytes + len > budget {
+                self.publish_chunk(std::mem::take(&mut chunk)).await;
+                bytes = 0;
+            }
+            bytes += len;
+            chunk.push(tx);
+        }
+        if !chunk.is_empty() {
+            self.publish_chunk(chunk).await;
+        }
+    }
+
+    async fn publish_chunk(&mut self, txs: Vec<SignedTx>) {
+        self.gossip_round = self.gossip_round.wrapping_add(1);
+        let msg = TxGossip {
+            round: self.gossip_round,
+            txs,
+        };
+        self.net.publish(Topic::Txs, codec::encode(&msg)).await.ok();
+    }
+
+    async fn gossip_tick(&mut self) {
+        self.flush_gossip().await;
+        self.flush_ticks = self.flush_ticks.wrapping_add(1);
+        if self.flush_ticks % REGOSSIP_TICKS != 0 {
+            return;
+        }
+        // Transactions pending since the last look are re-gossiped once.
+        let oldest: Vec<SignedTx> = self
+            .mempool
+            .oldest(REGOSSIP_MAX)
+            .into_iter()
+            .map(|v| v.tx().clone())
+            .collect();
+        let now: std::collections::BTreeSet<Hash> = oldest.iter().map(SignedTx::id).collect();
+        let again: Vec<SignedTx> = oldest
+            .into_iter()
+            .filter(|t| self.regossip_prev.contains(&t.id()))
+            .collect();
+        self.regossip_prev = now;
+        if !again.is_empty() {
+            tracing::debug!(txs = again.len(), "re-gossiping long-pending transactions");
+            self.shared
+                .metrics
+                .regossiped_txs
+                .inc_by(again.len() as u64);
+            self.publish_txs(again).await;
         }
     }
 
@@ -622,6 +732,7 @@ impl Driver {
         self.acc = outcome.accumulator;
         self.outcomes.retain(|_, (h, _)| *h > height);
         self.proposal = None;
+        self.last_block_full = ids.len() >= self.cfg.consensus.max_block_txs;
         self.last_commit = Instant::now();
         self.height_started = Instant::now();
         let accounts = StoreAccounts(self.store.clone());
@@ -704,6 +815,7 @@ impl Driver {
             .metrics
             .peers
             .set(self.net.connected_peers().len() as i64);
+        self.shared.metrics.observe_network(&self.net.stats);
         // Observers follow the chain by sync alone; a validator that has
         // not committed for a while asks too, in case it missed the
         // messages that would have told its core it is behind.

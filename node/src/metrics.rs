@@ -29,7 +29,14 @@ pub struct Metrics {
     pub peers: Gauge,
     pub admitted_txs: Counter,
     pub refused_txs: Counter,
+    pub regossiped_txs: Counter,
     pub synced_blocks: Counter,
+    /// Copied from the network task's counters on every sync tick.
+    pub net_gossip_in: Gauge,
+    pub net_gossip_rejected: Gauge,
+    pub net_tx_gossip_dropped: Gauge,
+    pub net_publish_failed: Gauge,
+    pub net_denied_connections: Gauge,
     pub phase_seconds: Family<PhaseLabel, Histogram>,
     pub block_txs: Histogram,
 }
@@ -55,57 +62,91 @@ impl Metrics {
             peers: Gauge::default(),
             admitted_txs: Counter::default(),
             refused_txs: Counter::default(),
+            regossiped_txs: Counter::default(),
             synced_blocks: Counter::default(),
+            net_gossip_in: Gauge::default(),
+            net_gossip_rejected: Gauge::default(),
+            net_tx_gossip_dropped: Gauge::default(),
+            net_publish_failed: Gauge::default(),
+            net_denied_connections: Gauge::default(),
             phase_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
             block_txs: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             registry: Registry::default(),
         };
-        registry.register("height", "Last committed block height", m.height.clone());
-        registry.register("view", "Current consensus view", m.view.clone());
-        registry.register("view_changes", "View changes seen", m.view_changes.clone());
-        registry.register(
-            "committed_txs",
-            "Transactions in committed blocks",
-            m.committed_txs.clone(),
-        );
-        registry.register(
-            "committed_blocks",
-            "Committed blocks",
-            m.committed_blocks.clone(),
-        );
-        registry.register(
-            "rejected_txs",
-            "Committed transactions whose receipt is a rejection",
-            m.rejected_txs.clone(),
-        );
-        registry.register(
-            "mempool_txs",
-            "Transactions in the mempool",
-            m.mempool_txs.clone(),
-        );
-        registry.register(
-            "mempool_bytes",
-            "Bytes in the mempool",
-            m.mempool_bytes.clone(),
-        );
-        registry.register("peers", "Connected consortium peers", m.peers.clone());
-        registry.register(
-            "admitted_txs",
-            "Transactions admitted to the mempool",
-            m.admitted_txs.clone(),
-        );
-        registry.register(
-            "refused_txs",
-            "Transactions refused at admission",
-            m.refused_txs.clone(),
-        );
-        registry.register(
-            "synced_blocks",
-            "Blocks committed through catch-up",
-            m.synced_blocks.clone(),
-        );
+        let gauges: [(&str, &str, &Gauge); 10] = [
+            ("height", "Last committed block height", &m.height),
+            ("view", "Current consensus view", &m.view),
+            ("mempool_txs", "Transactions in the mempool", &m.mempool_txs),
+            ("mempool_bytes", "Bytes in the mempool", &m.mempool_bytes),
+            ("peers", "Connected consortium peers", &m.peers),
+            (
+                "net_gossip_in",
+                "Gossip messages received from members",
+                &m.net_gossip_in,
+            ),
+            (
+                "net_gossip_rejected",
+                "Gossip messages that failed validation",
+                &m.net_gossip_rejected,
+            ),
+            (
+                "net_tx_gossip_dropped",
+                "Transaction gossip dropped because the node was busy",
+                &m.net_tx_gossip_dropped,
+            ),
+            (
+                "net_publish_failed",
+                "Gossip publishes that failed",
+                &m.net_publish_failed,
+            ),
+            (
+                "net_denied_connections",
+                "Connections refused: peer not in the consortium",
+                &m.net_denied_connections,
+            ),
+        ];
+        for (name, help, g) in gauges {
+            registry.register(name, help, g.clone());
+        }
+        let counters: [(&str, &str, &Counter); 8] = [
+            ("view_changes", "View changes seen", &m.view_changes),
+            (
+                "committed_txs",
+                "Transactions in committed blocks",
+                &m.committed_txs,
+            ),
+            ("committed_blocks", "Committed blocks", &m.committed_blocks),
+            (
+                "rejected_txs",
+                "Committed transactions whose receipt is a rejection",
+                &m.rejected_txs,
+            ),
+            (
+                "admitted_txs",
+                "Transactions admitted to the mempool",
+                &m.admitted_txs,
+            ),
+            (
+                "refused_txs",
+                "Transactions refused at admission",
+                &m.refused_txs,
+            ),
+            (
+                "regossiped_txs",
+                "Long-pending transactions gossiped again",
+                &m.regossiped_txs,
+            ),
+            (
+                "synced_blocks",
+                "Blocks committed through catch-up",
+                &m.synced_blocks,
+            ),
+        ];
+        for (name, help, c) in counters {
+            registry.register(name, help, c.clone());
+        }
         registry.register(
             "phase_seconds",
             "Latency of each phase of a block's life",
@@ -117,6 +158,18 @@ impl Metrics {
             m.block_txs.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// Copies the network task's counters.
+    pub fn observe_network(&self, s: &aidledger_network::NetStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let g =
+            |x: &std::sync::atomic::AtomicU64| i64::try_from(x.load(Relaxed)).unwrap_or(i64::MAX);
+        self.net_gossip_in.set(g(&s.gossip_in));
+        self.net_gossip_rejected.set(g(&s.gossip_rejected));
+        self.net_tx_gossip_dropped.set(g(&s.tx_gossip_dropped));
+        self.net_publish_failed.set(g(&s.publish_failed));
+        self.net_denied_connections.set(g(&s.denied_connections));
     }
 
     pub fn render(&self) -> String {

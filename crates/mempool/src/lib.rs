@@ -98,6 +98,8 @@ pub struct Mempool {
     config: MempoolConfig,
     entries: BTreeMap<Hash, Entry>,
     senders: BTreeMap<PublicKey, Sender>,
+    /// Admission order, for re-gossiping the longest-pending.
+    by_seq: BTreeMap<u64, Hash>,
     bytes: usize,
     next_seq: u64,
 }
@@ -108,6 +110,7 @@ impl Mempool {
             config,
             entries: BTreeMap::new(),
             senders: BTreeMap::new(),
+            by_seq: BTreeMap::new(),
             bytes: 0,
             next_seq: 0,
         }
@@ -127,6 +130,15 @@ impl Mempool {
     }
     pub fn get(&self, id: &Hash) -> Option<&VerifiedTx> {
         self.entries.get(id).map(|e| &e.tx)
+    }
+
+    /// The `n` transactions pending longest, oldest first.
+    pub fn oldest(&self, n: usize) -> Vec<&VerifiedTx> {
+        self.by_seq
+            .values()
+            .take(n)
+            .filter_map(|id| self.entries.get(id).map(|e| &e.tx))
+            .collect()
     }
 
     /// Admits a verified transaction whose canonical encoding is
@@ -203,6 +215,7 @@ impl Mempool {
             .by_nonce
             .insert(nonce, id);
         self.bytes += encoded_len;
+        self.by_seq.insert(self.next_seq, id);
         self.entries.insert(
             id,
             Entry {
@@ -282,6 +295,7 @@ impl Mempool {
     fn remove(&mut self, id: &Hash) -> Option<VerifiedTx> {
         let e = self.entries.remove(id)?;
         self.bytes -= e.bytes;
+        self.by_seq.remove(&e.seq);
         let body = &e.tx.tx().body;
         if let Some(s) = self.senders.get_mut(&body.signer) {
             s.by_nonce.remove(&body.nonce);
