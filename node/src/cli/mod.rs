@@ -2,6 +2,7 @@
 //! testnet. Every value is validated before anything is written or sent.
 
 pub mod args;
+mod audit;
 mod genesis;
 mod keys;
 mod net;
@@ -93,6 +94,12 @@ pub enum Command {
     /// A local consortium for development and tests.
     #[command(subcommand)]
     Testnet(testnet::TestnetCmd),
+    /// Verify a chain independently, report on it and export it.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
+    /// Write a node's chain (genesis, blocks, certificates) to a file for
+    /// offline audit with `audit replay --blocks FILE`.
+    ExportBlocks(audit::ExportBlocksArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,5 +197,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Query(a) => query::run(&ctx, a),
         Command::Status => query::status(&ctx),
         Command::Testnet(c) => testnet::run(&ctx, c),
+        Command::Audit(c) => audit::run(&ctx, c),
+        Command::ExportBlocks(a) => audit::export_blocks(&ctx, a),
     }
 }
