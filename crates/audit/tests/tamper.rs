@@ -436,3 +436,73 @@ fn oversized_lengths_in_an_export_are_refused_before_allocating() {
     let f = audit_bytes(bytes).failure.unwrap();
     assert!(f.reason.contains("over the limit"), "{f}");
 }
+
+#[test]
+fn replay_reads_a_store_that_a_running_node_holds_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The builder keeps the store open read-write, as a node does.
+    let mut c = common::standard_chain(&data, 2);
+    let mut src = StoreSource::open_read_only(&data).unwrap();
+    let o = replay(&mut src, &opts(), &NO_PROGRESS);
+    assert!(o.failure.is_none(), "{:?}", o.failure);
+    assert_eq!(o.summary.blocks, c.parent.height);
+    // The node goes on committing; a fresh read-only open sees the new block.
+    let txs = c.f.workload_block(99);
+    c.ok(txs);
+    let mut src = StoreSource::open_read_only(&data).unwrap();
+    let o = replay(&mut src, &opts(), &NO_PROGRESS);
+    assert!(o.failure.is_none(), "{:?}", o.failure);
+    assert_eq!(o.summary.blocks, c.parent.height);
+}
+
+#[test]
+fn an_empty_chain_verifies_from_the_store_and_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let c = common::ChainBuilder::new(&data);
+    let root = c.acc.root();
+    drop(c);
+    let mut src = StoreSource::open_read_only(&data).unwrap();
+    let o = replay(&mut src, &opts(), &NO_PROGRESS);
+    assert!(o.failure.is_none(), "{:?}", o.failure);
+    assert_eq!((o.summary.blocks, o.summary.state_root), (0, Some(root)));
+    let s = RocksStore::open_read_only(&data).unwrap();
+    let mut bytes = Vec::new();
+    write_chain_file(&s, &mut bytes).unwrap();
+    let o = audit_bytes(bytes);
+    assert!(o.failure.is_none(), "{:?}", o.failure);
+    assert_eq!(o.summary.blocks, 0);
+}
+
+#[test]
+fn the_first_failure_does_not_depend_on_the_thread_count() {
+    // Two alterations; the lower height is reported whichever thread
+    // checks which block first.
+    let b = built(2);
+    tamper(&b, |s| {
+        let mut blk = get_block(s, 5);
+        assert!(blk.txs.len() >= 2);
+        blk.txs.reverse();
+        put_block(s, &blk);
+        let mut c = get_cert(s, 3);
+        c.signatures.pop();
+        put_cert(s, &c);
+    });
+    for threads in [1, 2, 3, 8] {
+        let mut src = StoreSource::open_read_only(&b.data()).unwrap();
+        let o = replay(
+            &mut src,
+            &ReplayOptions {
+                threads,
+                expected_genesis: None,
+            },
+            &NO_PROGRESS,
+        );
+        assert_eq!(
+            failed(&o),
+            "height 3: certificate has 2 of 3 required signatures",
+            "{threads} threads"
+        );
+    }
+}
