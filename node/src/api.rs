@@ -98,6 +98,7 @@ pub fn router(state: AppState, body_max_bytes: usize) -> Router {
         .route("/v1/releases/{id}", get(release))
         .route("/v1/anomalies", get(anomalies))
         .route("/v1/admin/isolate", post(isolate))
+        .merge(crate::api_trace::routes())
         .layer(DefaultBodyLimit::max(body_max_bytes))
         .with_state(state)
 }

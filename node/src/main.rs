@@ -4,6 +4,7 @@
 //! codes: 0 success, 1 failure, 2 bad arguments or input.
 
 mod api;
+mod api_trace;
 mod api_types;
 mod cli;
 mod client;

@@ -146,6 +146,41 @@ pub fn validate_block(
     state: &dyn StateRead,
     acc: &StateAccumulator,
 ) -> Result<(Vec<VerifiedTx>, BlockOutcome), BlockInvalid> {
+    check_header(block, parent, now_ms, max_drift_ms)?;
+    check_body(block)?;
+    let h = &block.header;
+    let height = h.height;
+    let mut verified = Vec::with_capacity(block.txs.len());
+    for (index, r) in verify_txs(block.txs.clone(), &h.chain_id)
+        .into_iter()
+        .enumerate()
+    {
+        match r {
+            Ok(v) => verified.push(v),
+            Err((tx, e)) => {
+                return Err(BlockInvalid::TxSignature {
+                    height,
+                    index,
+                    id: tx.id(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    let outcome = execute_verified(block, &verified, state, acc)?;
+    Ok((verified, outcome))
+}
+
+/// The header checks of [`validate_block`]: chain, height, parent, time,
+/// proposer, validator-set hash and the transaction limit. The auditor's
+/// replay runs the steps of [`validate_block`] one by one so it can verify
+/// Merkle roots and signatures in parallel across blocks.
+pub fn check_header(
+    block: &Block,
+    parent: &ParentInfo,
+    now_ms: Option<u64>,
+    max_drift_ms: u64,
+) -> Result<(), BlockInvalid> {
     let h = &block.header;
     let height = h.height;
     if h.chain_id != parent.chain_id {
@@ -207,6 +242,14 @@ pub fn validate_block(
             limit: BLOCK_MAX_TXS,
         });
     }
+    Ok(())
+}
+
+/// Checks that the body is the one the header commits to: the transaction
+/// count and the Merkle root over the transactions' witness hashes.
+pub fn check_body(block: &Block) -> Result<(), BlockInvalid> {
+    let h = &block.header;
+    let height = h.height;
     if h.tx_count as usize != block.txs.len() {
         return Err(BlockInvalid::TxCount {
             height,
@@ -222,31 +265,35 @@ pub fn validate_block(
             got: h.tx_root,
         });
     }
-    let mut verified = Vec::with_capacity(block.txs.len());
+    Ok(())
+}
+
+/// The rest of [`validate_block`] once every signature has been checked:
+/// refuses repeated transactions, executes the block and compares the
+/// state root with the header's. `verified` must be the block's
+/// transactions in order (the auditor's replay verifies them in parallel
+/// and hands them here).
+pub fn execute_verified(
+    block: &Block,
+    verified: &[VerifiedTx],
+    state: &dyn StateRead,
+    acc: &StateAccumulator,
+) -> Result<BlockOutcome, BlockInvalid> {
+    assert!(
+        verified.len() == block.txs.len()
+            && verified.iter().zip(&block.txs).all(|(v, t)| v.tx() == t),
+        "execute_verified needs exactly the block's transactions, in order"
+    );
+    let h = &block.header;
+    let height = h.height;
     let mut seen = BTreeSet::new();
-    for (index, r) in verify_txs(block.txs.clone(), &h.chain_id)
-        .into_iter()
-        .enumerate()
-    {
-        match r {
-            Ok(v) => {
-                if !seen.insert(v.id()) {
-                    return Err(BlockInvalid::DuplicateTx {
-                        height,
-                        index,
-                        id: v.id(),
-                    });
-                }
-                verified.push(v);
-            }
-            Err((tx, e)) => {
-                return Err(BlockInvalid::TxSignature {
-                    height,
-                    index,
-                    id: tx.id(),
-                    reason: e.to_string(),
-                })
-            }
+    for (index, v) in verified.iter().enumerate() {
+        if !seen.insert(v.id()) {
+            return Err(BlockInvalid::DuplicateTx {
+                height,
+                index,
+                id: v.id(),
+            });
         }
     }
     let ctx = BlockContext {
@@ -255,7 +302,7 @@ pub fn validate_block(
         timestamp: h.timestamp,
         proposer: h.proposer,
     };
-    let outcome = apply_block(state, acc, &ctx, &verified)
+    let outcome = apply_block(state, acc, &ctx, verified)
         .map_err(|source| BlockInvalid::Execution { height, source })?;
     if outcome.state_root != h.state_root {
         return Err(BlockInvalid::StateRootMismatch {
@@ -264,7 +311,7 @@ pub fn validate_block(
             computed: outcome.state_root,
         });
     }
-    Ok((verified, outcome))
+    Ok(outcome)
 }
 
 /// Assembles a block for a proposer from candidate transactions, in order.

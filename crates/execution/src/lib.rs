@@ -22,7 +22,10 @@ pub mod testkit;
 
 pub use aidledger_contracts as contracts;
 pub use aidledger_contracts::{Event, Genesis, Receipt, TxOutcome};
-pub use block::{build_block, validate_block, BlockInvalid, ParentInfo};
+pub use block::{
+    build_block, check_body, check_header, execute_verified, validate_block, BlockInvalid,
+    ParentInfo,
+};
 pub use error::ExecError;
 pub use exec::{
     apply_block, genesis_state, BlockContext, BlockOutcome, StateMap, StateRead, Writes,

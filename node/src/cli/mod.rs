@@ -2,6 +2,7 @@
 //! testnet. Every value is validated before anything is written or sent.
 
 pub mod args;
+mod audit;
 mod bench;
 mod demo;
 mod drill;
@@ -99,6 +100,12 @@ pub enum Command {
     /// Load generation and benchmarks against a testnet.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Verify a chain independently, report on it and export it.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
+    /// Write a node's chain (genesis, blocks, certificates) to a file for
+    /// offline audit with `audit replay --blocks FILE`.
+    ExportBlocks(audit::ExportBlocksArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -197,5 +204,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status => query::status(&ctx),
         Command::Testnet(c) => testnet::run(&ctx, c),
         Command::Bench(c) => bench::run(&ctx, c),
+        Command::Audit(c) => audit::run(&ctx, c),
+        Command::ExportBlocks(a) => audit::export_blocks(&ctx, a),
     }
 }

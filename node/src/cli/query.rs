@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::{args, print_json, usage, Ctx};
 use crate::api_types::{BlockView, NodeStatus, ProgramTrace, TxStatus};
 use crate::client::Client;
+use aidledger_audit::trace::{ApplicationTrace, HouseholdTrace};
 
 #[derive(Args, Debug)]
 pub struct QueryArgs {
@@ -80,10 +81,23 @@ enum QueryCmd {
         #[arg(value_parser = args::org)]
         id: OrgId,
     },
-    /// A program's money from deposit through to settlement.
+    /// Follow one program's money from deposit through to settlement, or
+    /// one application (--application) or household (--household) through
+    /// its attestations, plan, releases, payments and anomalies.
     Trace {
-        #[arg(value_parser = args::slug)]
-        program: Slug,
+        /// The program to follow.
+        #[arg(
+            value_parser = args::slug,
+            required_unless_present_any = ["application", "household"],
+            conflicts_with_all = ["application", "household"]
+        )]
+        program: Option<Slug>,
+        /// Follow this application instead.
+        #[arg(long, value_parser = args::slug, conflicts_with = "household")]
+        application: Option<Slug>,
+        /// Follow this household (its 64-hex id) instead.
+        #[arg(long, value_parser = args::hash)]
+        household: Option<Hash>,
     },
 }
 
@@ -207,7 +221,20 @@ pub fn run(ctx: &Ctx, a: QueryArgs) -> Result<ExitCode> {
         }
         QueryCmd::Account { key } => format!("/v1/accounts/{}", key.to_hex()),
         QueryCmd::Org { id } => format!("/v1/orgs/{id}"),
-        QueryCmd::Trace { program } => format!("/v1/programs/{program}/trace"),
+        QueryCmd::Trace {
+            program,
+            application,
+            household,
+        } => match (program, application, household) {
+            (_, Some(a), _) => format!("/v1/applications/{a}/trace"),
+            (_, _, Some(h)) => format!("/v1/households/{}/trace", h.to_hex()),
+            (Some(p), _, _) => format!("/v1/programs/{p}/trace"),
+            (None, None, None) => {
+                return Err(usage(
+                    "trace needs a program, --application ID or --household ID",
+                ))
+            }
+        },
     };
     let c = ctx.client()?;
     let v = c.get_json(&path)?;
@@ -301,6 +328,22 @@ pub fn run(ctx: &Ctx, a: QueryArgs) -> Result<ExitCode> {
                 println!("name     {}", o.name);
                 println!("kind     {}", kebab(&o.kind));
                 println!("status   {}", kebab(&o.status));
+            }
+        }
+        QueryCmd::Trace {
+            application: Some(_),
+            ..
+        } => {
+            if let Some(t) = typed::<ApplicationTrace>(&v)? {
+                print_application_trace(&t);
+            }
+        }
+        QueryCmd::Trace {
+            household: Some(_), ..
+        } => {
+            if let Some(t) = typed::<HouseholdTrace>(&v)? {
+                let programs = programs_of(&c, &t.releases)?;
+                print_household_trace(&t, &programs);
             }
         }
         QueryCmd::Trace { .. } => {
@@ -615,6 +658,135 @@ fn print_trace(t: &ProgramTrace) {
             release_source(r),
             settlement(r, Some(p))
         );
+    }
+    if !t.anomalies.is_empty() {
+        println!();
+        println!("anomalies ({})", t.anomalies.len());
+        print_anomalies(&t.anomalies);
+    }
+}
+
+fn print_movements(ledger: &[aidledger_contracts::MoneyEvent], p: Option<&Program>) {
+    for m in ledger {
+        let sign = if m.flow.is_reversal() { "-" } else { "" };
+        let refs: Vec<String> = [
+            m.plan.as_ref().map(|x| format!("plan {x}")),
+            m.tranche.as_ref().map(|x| format!("tranche {x}")),
+            m.entitlement.as_ref().map(|x| format!("entitlement {x}")),
+            m.period.map(|x| format!("period {x}")),
+            m.release.map(|x| format!("release {x}")),
+            m.tx.map(|x| format!("tx {}", x.short())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        println!(
+            "  {}#{:<4} h{:<6} {} {:<21} {:>1}{:>18}  {} -> {}  {}",
+            m.program,
+            m.seq,
+            m.height,
+            m.time.iso8601(),
+            kebab(&m.flow),
+            sign,
+            amount_opt(m.amount, p),
+            party(&m.from),
+            party(&m.to),
+            refs.join(", ")
+        );
+    }
+}
+
+fn print_attestations(list: &[aidledger_contracts::Attestation]) {
+    println!("attestations ({})", list.len());
+    for a in list {
+        let value = match &a.value {
+            aidledger_contracts::AttestValue::Code(c) => c.to_string(),
+            aidledger_contracts::AttestValue::Hash(h) => h.to_hex(),
+        };
+        println!(
+            "  h{:<6} {:<28} = {:<24} by {}",
+            a.height, a.claim, value, a.org
+        );
+    }
+}
+
+fn print_application_trace(t: &ApplicationTrace) {
+    let p = t.program.as_ref();
+    print_application(&t.application, p);
+    println!();
+    print_attestations(&t.attestations);
+    println!();
+    match &t.plan {
+        Some(plan) => print_plan(plan, p),
+        None => println!("plan        none yet"),
+    }
+    println!();
+    println!("releases ({})", t.releases.len());
+    for r in &t.releases {
+        println!(
+            "  release {:<4} h{:<6} {:>18} to {}  ({}); {}",
+            r.id,
+            r.height,
+            amount_opt(r.amount, p),
+            recipient(&r.recipient),
+            release_source(r),
+            settlement(r, p)
+        );
+    }
+    println!();
+    println!("ledger ({} movements)", t.ledger.len());
+    print_movements(&t.ledger, p);
+    if !t.anomalies.is_empty() {
+        println!();
+        println!("anomalies ({})", t.anomalies.len());
+        print_anomalies(&t.anomalies);
+    }
+}
+
+/// The programs of some releases, for formatting their amounts.
+fn programs_of(c: &Client, releases: &[Release]) -> Result<Vec<Program>> {
+    let mut ids: Vec<&Slug> = releases.iter().map(|r| &r.program).collect();
+    ids.sort();
+    ids.dedup();
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(p) = program(c, id)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+fn print_household_trace(t: &HouseholdTrace, programs: &[Program]) {
+    let h = &t.household;
+    let find = |id: &Slug| programs.iter().find(|p| &p.id == id);
+    println!("household     {}", h.id);
+    println!("region        {}", h.region);
+    println!("status        {}", kebab(&h.status));
+    println!(
+        "registered    by {} at height {}",
+        h.registered_by, h.registered_height
+    );
+    println!();
+    print_attestations(&t.attestations);
+    println!();
+    println!("releases ({})", t.releases.len());
+    for r in &t.releases {
+        let p = find(&r.program);
+        println!(
+            "  release {:<4} h{:<6} {:<16} {:>18}  ({}); {}",
+            r.id,
+            r.height,
+            r.program,
+            amount_opt(r.amount, p),
+            release_source(r),
+            settlement(r, p)
+        );
+    }
+    println!();
+    println!("ledger ({} movements)", t.ledger.len());
+    for m in &t.ledger {
+        print_movements(std::slice::from_ref(m), find(&m.program));
     }
     if !t.anomalies.is_empty() {
         println!();

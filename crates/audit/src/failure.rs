@@ -1,0 +1,211 @@
+//! The verdict on a chain that does not verify.
+
+use std::fmt;
+
+use aidledger_crypto::CryptoError;
+use aidledger_execution::BlockInvalid;
+use serde::{Deserialize, Serialize};
+
+/// The first thing that failed: where (a height, or the file as a whole),
+/// what (the object: "block", "certificate", "tx 3", "state", "genesis",
+/// "file") and why.
+///
+/// Displayed as `height 77: certificate has 2 of 3 required signatures`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// `None` for failures that belong to no height (a chain file's
+    /// trailing digest, say).
+    pub height: Option<u64>,
+    pub object: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.height {
+            Some(h) => write!(f, "height {h}: {} {}", self.object, self.reason),
+            None => write!(f, "{} {}", self.object, self.reason),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl Failure {
+    pub fn at(height: u64, object: impl Into<String>, reason: impl Into<String>) -> Failure {
+        Failure {
+            height: Some(height),
+            object: object.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn file(reason: impl Into<String>) -> Failure {
+        Failure {
+            height: None,
+            object: "file".into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A certificate that does not verify against the set in force.
+    pub(crate) fn certificate(height: u64, e: &CryptoError) -> Failure {
+        let text = e.to_string();
+        let reason = match text.strip_prefix("certificate ") {
+            Some(rest) => rest.to_string(),
+            None => text,
+        };
+        Failure::at(height, "certificate", reason)
+    }
+
+    /// A block check of the execution crate that failed.
+    pub(crate) fn block(e: &BlockInvalid) -> Failure {
+        use BlockInvalid as B;
+        match e {
+            B::WrongChain {
+                height,
+                expected,
+                got,
+            } => Failure::at(
+                *height,
+                "block",
+                format!("is for chain {got:?}, expected {expected:?}"),
+            ),
+            B::WrongHeight { expected, got } => Failure::at(
+                *expected,
+                "block",
+                format!("missing: the next block in the chain claims height {got}"),
+            ),
+            B::WrongParent {
+                height,
+                expected,
+                got,
+            } => Failure::at(
+                *height,
+                "block",
+                format!(
+                    "parent hash {} does not match the hash of block {} ({})",
+                    got.short(),
+                    height.saturating_sub(1),
+                    expected.short()
+                ),
+            ),
+            B::TimestampNotMonotonic {
+                height,
+                parent,
+                got,
+            } => Failure::at(
+                *height,
+                "block",
+                format!(
+                    "timestamp {} is not after its parent's {}",
+                    got.iso8601(),
+                    parent.iso8601()
+                ),
+            ),
+            B::TimestampTooFarAhead { height, got, .. } => Failure::at(
+                *height,
+                "block",
+                format!("timestamp {} is too far ahead", got.iso8601()),
+            ),
+            B::UnknownProposer { height, proposer } => Failure::at(
+                *height,
+                "block",
+                format!("proposer {proposer} is not in the validator set in force"),
+            ),
+            B::ValidatorSetMismatch {
+                height,
+                expected,
+                got,
+            } => Failure::at(
+                *height,
+                "block",
+                format!(
+                    "names validator set {}, but the set in force is {}",
+                    got.short(),
+                    expected.short()
+                ),
+            ),
+            B::TooManyTxs {
+                height,
+                count,
+                limit,
+            } => Failure::at(
+                *height,
+                "block",
+                format!("has {count} transactions, over the limit of {limit}"),
+            ),
+            B::TxCount {
+                height,
+                header,
+                body,
+            } => Failure::at(
+                *height,
+                "tx root",
+                format!("mismatch: the header counts {header} transactions, the body has {body}"),
+            ),
+            B::TxRoot { height, .. } => Failure::at(
+                *height,
+                "tx root",
+                "mismatch: the transactions were altered, reordered, added or removed",
+            ),
+            B::TxSignature {
+                height,
+                index,
+                reason,
+                ..
+            } => Failure::at(
+                *height,
+                format!("tx {index}"),
+                if reason == "signature is invalid" {
+                    "signature invalid".to_string()
+                } else {
+                    format!("signature invalid: {reason}")
+                },
+            ),
+            B::DuplicateTx { height, index, id } => Failure::at(
+                *height,
+                format!("tx {index}"),
+                format!("repeats transaction {}", id.short()),
+            ),
+            B::Execution { height, source } => {
+                Failure::at(*height, "execution", format!("failed: {source}"))
+            }
+            B::StateRootMismatch {
+                height,
+                header,
+                computed,
+            } => Failure::at(
+                *height,
+                "state root",
+                format!(
+                    "mismatch: the header says {}, the replay computed {}",
+                    header.short(),
+                    computed.short()
+                ),
+            ),
+        }
+    }
+}
+
+/// A state key for people: printable ASCII as is, other bytes in hex.
+pub(crate) fn show_key(k: &[u8]) -> String {
+    let mut out = String::new();
+    let mut hex_run = Vec::new();
+    let flush = |out: &mut String, run: &mut Vec<u8>| {
+        if !run.is_empty() {
+            out.push_str(&format!("<{}>", hex::encode(&*run)));
+            run.clear();
+        }
+    };
+    for &b in k {
+        if (0x21..0x7f).contains(&b) {
+            flush(&mut out, &mut hex_run);
+            out.push(b as char);
+        } else {
+            hex_run.push(b);
+        }
+    }
+    flush(&mut out, &mut hex_run);
+    out
+}

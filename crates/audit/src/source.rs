@@ -1,0 +1,399 @@
+//! Where a replay reads the chain from.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aidledger_contracts::Genesis;
+use aidledger_execution::{BlockOutcome, MemState};
+use aidledger_storage::{Head, RocksStore, Store};
+use aidledger_types::{codec, Block, CommitCertificate, Hash, StateAccumulator};
+
+use crate::chainfile::{ChainReader, FileHeader, Record, GENESIS_MAX_BYTES};
+use crate::failure::show_key;
+use crate::state::{for_each, StoreState};
+use crate::{AuditError, Failure};
+
+/// One height of the chain as the source holds it.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub height: u64,
+    pub block: Block,
+    pub certificate: CommitCertificate,
+}
+
+/// The chain after a replay that verified every block.
+pub struct ReplayEnd<'a> {
+    /// 0 when there were no blocks.
+    pub height: u64,
+    /// The last block's hash (the genesis hash at height 0).
+    pub block_hash: Hash,
+    pub state: &'a MemState,
+    pub accumulator: &'a StateAccumulator,
+}
+
+/// A chain to replay, read in height order from 1.
+pub trait ChainSource {
+    /// For messages: the path or what was opened.
+    fn describe(&self) -> String;
+    /// The genesis document, decoded and checked against the hash the
+    /// source records for it.
+    fn genesis(&mut self) -> Result<Genesis, Failure>;
+    /// How many blocks the source says it holds, for the progress bar.
+    fn expected_blocks(&self) -> Option<u64>;
+    /// The next height, `None` after the last.
+    fn next_entry(&mut self) -> Option<Result<Entry, Failure>>;
+    /// Called after each block verified and executed, with what the replay
+    /// computed, so a source can compare its own records (a store's
+    /// transaction index, say).
+    fn check_block(&mut self, _block: &Block, _outcome: &BlockOutcome) -> Result<(), Failure> {
+        Ok(())
+    }
+    /// Called once every block verified.
+    fn check_end(&mut self, _end: &ReplayEnd<'_>) -> Result<(), Failure> {
+        Ok(())
+    }
+}
+
+fn decode_genesis(bytes: &[u8], recorded: &Hash) -> Result<Genesis, Failure> {
+    let g: Genesis = codec::decode_with_limit(bytes, GENESIS_MAX_BYTES)
+        .map_err(|e| Failure::at(0, "genesis", format!("does not decode: {e}")))?;
+    if &g.hash() != recorded {
+        return Err(Failure::at(
+            0,
+            "genesis",
+            format!(
+                "document hashes to {}, but {} is recorded as the genesis hash",
+                g.hash().short(),
+                recorded.short()
+            ),
+        ));
+    }
+    g.validate()
+        .map_err(|e| Failure::at(0, "genesis", format!("is not valid: {e}")))?;
+    Ok(g)
+}
+
+/// A node's store, normally its data directory opened read-only (which
+/// works while the node runs and sees the chain as of the opening).
+///
+/// Besides the blocks and certificates it checks, against the replay, each
+/// block's transaction index entries and receipts and, at the end, the
+/// head record, the stored state (every key and value) and the stored
+/// state accumulator.
+pub struct StoreSource {
+    store: Arc<dyn Store>,
+    label: String,
+    head: Option<Head>,
+    next: u64,
+}
+
+impl StoreSource {
+    /// Opens a data directory read-only.
+    pub fn open_read_only(path: &Path) -> Result<StoreSource, AuditError> {
+        if !path.is_dir() {
+            return Err(AuditError::Invalid {
+                what: path.display().to_string(),
+                reason: "is not a data directory".into(),
+            });
+        }
+        let store = RocksStore::open_read_only(path).map_err(|source| AuditError::Store {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(StoreSource::new(
+            Arc::new(store),
+            path.display().to_string(),
+        ))
+    }
+
+    pub fn new(store: Arc<dyn Store>, label: String) -> StoreSource {
+        StoreSource {
+            store,
+            label,
+            head: None,
+            next: 1,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
+impl ChainSource for StoreSource {
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+
+    fn genesis(&mut self) -> Result<Genesis, Failure> {
+        let (hash, bytes) = self
+            .store
+            .genesis()
+            .map_err(|e| Failure::at(0, "genesis", format!("cannot be read: {e}")))?
+            .ok_or_else(|| Failure::at(0, "genesis", "is missing from the store"))?;
+        let g = decode_genesis(&bytes, &hash)?;
+        self.head = self.store.head().map_err(|e| Failure {
+            height: None,
+            object: "head record".into(),
+            reason: format!("cannot be read: {e}"),
+        })?;
+        Ok(g)
+    }
+
+    fn expected_blocks(&self) -> Option<u64> {
+        Some(self.head.map_or(0, |h| h.height))
+    }
+
+    fn next_entry(&mut self) -> Option<Result<Entry, Failure>> {
+        let last = self.head.map_or(0, |h| h.height);
+        let h = self.next;
+        if h > last {
+            return None;
+        }
+        self.next = h.saturating_add(1);
+        let block = match self.store.block(h) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Some(Err(Failure::at(h, "block", "missing"))),
+            Err(e) => {
+                return Some(Err(Failure::at(
+                    h,
+                    "block",
+                    format!("does not decode: {e}"),
+                )))
+            }
+        };
+        let certificate = match self.store.certificate(h) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Some(Err(Failure::at(h, "certificate", "missing"))),
+            Err(e) => {
+                return Some(Err(Failure::at(
+                    h,
+                    "certificate",
+                    format!("does not decode: {e}"),
+                )))
+            }
+        };
+        Some(Ok(Entry {
+            height: h,
+            block,
+            certificate,
+        }))
+    }
+
+    fn check_block(&mut self, block: &Block, outcome: &BlockOutcome) -> Result<(), Failure> {
+        let h = block.height();
+        for (i, (tx, receipt)) in block.txs.iter().zip(&outcome.receipts).enumerate() {
+            let obj = || format!("tx {i}");
+            let (loc, bytes) = self
+                .store
+                .tx_location(&tx.id())
+                .map_err(|e| Failure::at(h, obj(), format!("index entry does not decode: {e}")))?
+                .ok_or_else(|| Failure::at(h, obj(), "is missing from the transaction index"))?;
+            if loc.height != h || loc.index as usize != i {
+                return Err(Failure::at(
+                    h,
+                    obj(),
+                    format!(
+                        "is indexed at height {} index {} instead",
+                        loc.height, loc.index
+                    ),
+                ));
+            }
+            if bytes != codec::encode(receipt) {
+                return Err(Failure::at(
+                    h,
+                    obj(),
+                    "stored receipt differs from the replayed receipt",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_end(&mut self, end: &ReplayEnd<'_>) -> Result<(), Failure> {
+        let h = end.height;
+        let above = h.saturating_add(1);
+        match self.store.block(above) {
+            Ok(None) => {}
+            _ => {
+                return Err(Failure::at(
+                    above,
+                    "block",
+                    "exists above the head the store records",
+                ))
+            }
+        }
+        if let Some(head) = self.head {
+            if head.block_hash != end.block_hash || head.state_root != end.accumulator.root() {
+                return Err(Failure::at(
+                    h,
+                    "head record",
+                    "differs from the replayed head block and state root",
+                ));
+            }
+        }
+        // The stored state, key by key, against the replay's.
+        let mut replayed = end.state.map().iter().peekable();
+        let mut diff: Option<Failure> = None;
+        let state = StoreState(self.store.as_ref());
+        let scanned = for_each(&state, b"", |k, v| {
+            if let Some((rk, _)) = replayed.peek() {
+                if rk.as_slice() < k {
+                    diff = Some(Failure::at(
+                        h,
+                        "state",
+                        format!("key {} is missing from the stored state", show_key(rk)),
+                    ));
+                    return false;
+                }
+            }
+            match replayed.next() {
+                Some((rk, rv)) if rk.as_slice() == k => {
+                    if rv.as_slice() != v {
+                        diff = Some(Failure::at(
+                            h,
+                            "state",
+                            format!(
+                                "key {}: stored value differs from the replayed value",
+                                show_key(k)
+                            ),
+                        ));
+                        return false;
+                    }
+                    true
+                }
+                _ => {
+                    diff = Some(Failure::at(
+                        h,
+                        "state",
+                        format!(
+                            "key {} is stored but not in the replayed state",
+                            show_key(k)
+                        ),
+                    ));
+                    false
+                }
+            }
+        });
+        scanned.map_err(|e| Failure::at(h, "state", format!("cannot be read: {e}")))?;
+        if let Some(f) = diff {
+            return Err(f);
+        }
+        if let Some((rk, _)) = replayed.next() {
+            return Err(Failure::at(
+                h,
+                "state",
+                format!("key {} is missing from the stored state", show_key(rk)),
+            ));
+        }
+        let acc = self
+            .store
+            .accumulator()
+            .map_err(|e| Failure::at(h, "state accumulator", format!("cannot be read: {e}")))?;
+        if &acc != end.accumulator {
+            return Err(Failure::at(
+                h,
+                "state accumulator",
+                "stored accumulator differs from the replayed one",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A chain file written by [`crate::chainfile::write_chain_file`].
+pub struct FileSource {
+    reader: ChainReader,
+    label: String,
+    header: Option<FileHeader>,
+    next: u64,
+    done: bool,
+}
+
+impl FileSource {
+    pub fn open(path: &Path) -> Result<FileSource, AuditError> {
+        let f = std::fs::File::open(path).map_err(|source| AuditError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(FileSource::from_reader(
+            Box::new(std::io::BufReader::with_capacity(1 << 20, f)),
+            path.display().to_string(),
+        ))
+    }
+
+    pub fn from_reader(r: Box<dyn std::io::Read + Send>, label: String) -> FileSource {
+        FileSource {
+            reader: ChainReader::new(r),
+            label,
+            header: None,
+            next: 1,
+            done: false,
+        }
+    }
+
+    /// The file's header, once [`ChainSource::genesis`] has read it.
+    pub fn header(&self) -> Option<&FileHeader> {
+        self.header.as_ref()
+    }
+}
+
+impl ChainSource for FileSource {
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+
+    fn genesis(&mut self) -> Result<Genesis, Failure> {
+        let (header, bytes) = self.reader.start()?;
+        let g = decode_genesis(&bytes, &header.genesis_hash)?;
+        if g.chain_id.as_str() != header.chain_id {
+            return Err(Failure::file(format!(
+                "header names chain {:?}, the genesis chain {:?}",
+                header.chain_id,
+                g.chain_id.as_str()
+            )));
+        }
+        self.header = Some(header);
+        Ok(g)
+    }
+
+    fn expected_blocks(&self) -> Option<u64> {
+        self.header.as_ref().map(|h| h.blocks)
+    }
+
+    fn next_entry(&mut self) -> Option<Result<Entry, Failure>> {
+        if self.done {
+            return None;
+        }
+        let h = self.next;
+        match self.reader.next(h) {
+            Ok(Record::Entry(block, certificate)) => {
+                self.next = h.saturating_add(1);
+                Some(Ok(Entry {
+                    height: h,
+                    block,
+                    certificate,
+                }))
+            }
+            Ok(Record::End) => {
+                self.done = true;
+                let records = h - 1;
+                if let Err(f) = self.reader.finish(records) {
+                    return Some(Err(f));
+                }
+                let header = self.header.as_ref()?;
+                if header.blocks != records || header.last_height != records {
+                    return Some(Err(Failure::file(format!(
+                        "header announces {} blocks up to height {}, the file holds {records}",
+                        header.blocks, header.last_height
+                    ))));
+                }
+                None
+            }
+            Err(f) => {
+                self.done = true;
+                Some(Err(f))
+            }
+        }
+    }
+}

@@ -1,0 +1,508 @@
+#![allow(clippy::unwrap_used)]
+//! Tamper tests: a chain built with the real execution crate and committed
+//! into a RocksStore, then altered the way an attacker with disk access
+//! (or a byzantine quorum) could, and replayed. Each alteration must be
+//! caught at the right height, with the right object and reason.
+
+mod common;
+
+use std::io::Cursor;
+
+use aidledger_audit::chainfile::write_chain_file;
+use aidledger_audit::{replay, FileSource, ReplayOptions, ReplayOutcome, StoreSource, NO_PROGRESS};
+use aidledger_contracts::keys;
+use aidledger_crypto::Keypair;
+use aidledger_storage::{keys as skeys, Cf, RocksStore, Store};
+use aidledger_types::{codec, Block, CommitCertificate};
+use common::{built, certificate, vote_signature, Built};
+
+fn opts() -> ReplayOptions {
+    ReplayOptions {
+        threads: 2,
+        expected_genesis: None,
+    }
+}
+
+fn audit_store(b: &Built) -> ReplayOutcome {
+    let mut src = StoreSource::open_read_only(&b.data()).unwrap();
+    replay(&mut src, &opts(), &NO_PROGRESS)
+}
+
+fn audit_bytes(bytes: Vec<u8>) -> ReplayOutcome {
+    let mut src = FileSource::from_reader(Box::new(Cursor::new(bytes)), "memory".into());
+    replay(&mut src, &opts(), &NO_PROGRESS)
+}
+
+/// Opens the built store read-write for tampering.
+fn tamper(b: &Built, f: impl FnOnce(&RocksStore)) {
+    let store = RocksStore::open(b.data()).unwrap();
+    f(&store);
+}
+
+fn get_block(s: &RocksStore, h: u64) -> Block {
+    s.block(h).unwrap().unwrap()
+}
+fn put_block(s: &RocksStore, b: &Block) {
+    s.raw_put(Cf::Blocks, &skeys::height(b.height()), &codec::encode(b))
+        .unwrap();
+}
+fn get_cert(s: &RocksStore, h: u64) -> CommitCertificate {
+    s.certificate(h).unwrap().unwrap()
+}
+fn put_cert(s: &RocksStore, c: &CommitCertificate) {
+    s.raw_put(
+        Cf::Certificates,
+        &skeys::height(c.height),
+        &codec::encode(c),
+    )
+    .unwrap();
+}
+
+/// The failure, as a line, asserting there is one.
+fn failed(o: &ReplayOutcome) -> String {
+    o.failure
+        .as_ref()
+        .unwrap_or_else(|| panic!("replay verified a tampered chain: {:?}", o.summary))
+        .to_string()
+}
+
+#[test]
+fn an_untouched_chain_verifies_following_the_validator_set_change() {
+    let b = built(3);
+    let o = audit_store(&b);
+    assert!(o.failure.is_none(), "{:?}", o.failure);
+    let s = &o.summary;
+    assert_eq!(s.blocks, b.head);
+    assert!(s.txs > 20, "{s:?}");
+    assert_eq!(s.validator_set_changes, 1);
+    assert_eq!(s.programs, 2);
+    assert!(s.households >= 8, "{s:?}");
+    assert!(s.releases >= 2, "{s:?}");
+    assert_eq!(s.state_root, Some(b.last_state_root));
+    assert_eq!(s.genesis_hash, Some(b.genesis.hash()));
+
+    // One thread or many: the same verdict.
+    let mut src = StoreSource::open_read_only(&b.data()).unwrap();
+    let one = replay(
+        &mut src,
+        &ReplayOptions {
+            threads: 1,
+            expected_genesis: Some(b.genesis.hash()),
+        },
+        &NO_PROGRESS,
+    );
+    assert!(one.failure.is_none());
+    assert_eq!(one.summary.state_root, s.state_root);
+}
+
+#[test]
+fn a_genesis_other_than_the_trusted_one_fails_at_height_0() {
+    let b = built(2);
+    let mut src = StoreSource::open_read_only(&b.data()).unwrap();
+    let o = replay(
+        &mut src,
+        &ReplayOptions {
+            threads: 2,
+            expected_genesis: Some(aidledger_types::Hash([7; 32])),
+        },
+        &NO_PROGRESS,
+    );
+    assert!(
+        failed(&o).starts_with("height 0: genesis hash"),
+        "{}",
+        failed(&o)
+    );
+}
+
+#[test]
+fn an_altered_block_header_is_caught_by_its_certificate() {
+    let b = built(2);
+    tamper(&b, |s| {
+        let mut blk = get_block(s, 5);
+        blk.header.timestamp = blk.header.timestamp.saturating_add_ms(1);
+        put_block(s, &blk);
+    });
+    let o = audit_store(&b);
+    let f = o.failure.clone().unwrap();
+    assert_eq!(f.height, Some(5), "{f}");
+    assert_eq!(f.object, "certificate", "{f}");
+    assert!(f.reason.starts_with("is for block"), "{f}");
+    assert_eq!(o.summary.blocks, 4, "blocks before the failure verified");
+}
+
+#[test]
+fn a_flipped_byte_in_a_stored_block_is_caught_at_its_height() {
+    // The last byte of block 1 is inside its last transaction's signature;
+    // the middle byte is somewhere in a transaction body.
+    for pick in [usize::MAX, 0usize] {
+        let b = built(2);
+        tamper(&b, |s| {
+            let mut raw = s.raw_get(Cf::Blocks, &skeys::height(1)).unwrap().unwrap();
+            let i = if pick == usize::MAX {
+                raw.len() - 1
+            } else {
+                raw.len() / 2
+            };
+            raw[i] ^= 0x40;
+            s.raw_put(Cf::Blocks, &skeys::height(1), &raw).unwrap();
+        });
+        let o = audit_store(&b);
+        let f = o.failure.clone().unwrap();
+        assert_eq!(f.height, Some(1), "{f}");
+        assert!(
+            ["tx root", "block", "certificate"].contains(&f.object.as_str()),
+            "{f}"
+        );
+    }
+    // A cut that breaks the encoding itself.
+    let b = built(2);
+    tamper(&b, |s| {
+        let mut raw = s.raw_get(Cf::Blocks, &skeys::height(3)).unwrap().unwrap();
+        raw.truncate(raw.len() - 3);
+        s.raw_put(Cf::Blocks, &skeys::height(3), &raw).unwrap();
+    });
+    let f = audit_store(&b).failure.unwrap();
+    assert_eq!(f.height, Some(3), "{f}");
+    assert_eq!(f.object, "block");
+    assert!(f.reason.starts_with("does not decode"), "{f}");
+}
+
+#[test]
+fn reordered_transactions_are_caught_by_the_tx_root() {
+    let b = built(2);
+    tamper(&b, |s| {
+        let mut blk = get_block(s, 1);
+        assert!(blk.txs.len() >= 2);
+        blk.txs.swap(0, 1);
+        put_block(s, &blk);
+    });
+    let f = audit_store(&b).failure.unwrap();
+    assert_eq!(f.to_string().split(':').next(), Some("height 1"));
+    assert_eq!(f.object, "tx root");
+    assert!(f.reason.contains("reordered"), "{f}");
+}
+
+#[test]
+fn a_dropped_block_is_named() {
+    let b = built(2);
+    tamper(&b, |s| {
+        s.raw_delete(Cf::Blocks, &skeys::height(4)).unwrap();
+    });
+    let o = audit_store(&b);
+    assert_eq!(failed(&o), "height 4: block missing");
+    assert_eq!(o.summary.blocks, 3);
+}
+
+#[test]
+fn a_certificate_short_of_a_quorum_is_named() {
+    let b = built(2);
+    tamper(&b, |s| {
+        let mut c = get_cert(s, 3);
+        assert_eq!(c.signatures.len(), 3);
+        c.signatures.pop();
+        put_cert(s, &c);
+    });
+    assert_eq!(
+        failed(&audit_store(&b)),
+        "height 3: certificate has 2 of 3 required signatures"
+    );
+}
+
+#[test]
+fn a_flipped_byte_in_a_certificate_is_caught() {
+    let b = built(2);
+    tamper(&b, |s| {
+        let mut raw = s
+            .raw_get(Cf::Certificates, &skeys::height(2))
+            .unwrap()
+            .unwrap();
+        let n = raw.len();
+        raw[n - 5] ^= 0x01; // inside the last signature
+        s.raw_put(Cf::Certificates, &skeys::height(2), &raw)
+            .unwrap();
+    });
+    let line = failed(&audit_store(&b));
+    assert!(
+        line.starts_with("height 2: certificate signature of validator 2"),
+        "{line}"
+    );
+    assert!(line.ends_with("is invalid"), "{line}");
+}
+
+#[test]
+fn a_certificate_forged_with_a_non_validator_key_is_rejected() {
+    let b = built(2);
+    let outsider = Keypair::from_seed([42u8; 32]);
+    let chain = b.genesis.chain_id.clone();
+    // One signature replaced by an outsider's, under a validator's index.
+    tamper(&b, |s| {
+        let mut c = get_cert(s, 2);
+        c.signatures[1] = vote_signature(&chain, &c, &outsider, 1);
+        put_cert(s, &c);
+    });
+    assert_eq!(
+        failed(&audit_store(&b)),
+        "height 2: certificate signature of validator 1 (dev-bank) is invalid"
+    );
+
+    // After governance removed the finance bureau, its key is a
+    // non-validator key too: a certificate counting it is refused even
+    // though it was a validator before.
+    let b = built(2);
+    let h = b.set_changed_at + 1;
+    let fb = b.validator_keys[&"finance-bureau".parse().unwrap()].clone();
+    tamper(&b, |s| {
+        let mut c = get_cert(s, h);
+        c.signatures.truncate(1);
+        c.signatures.push(vote_signature(&chain, &c, &fb, 3));
+        put_cert(s, &c);
+    });
+    assert_eq!(
+        failed(&audit_store(&b)),
+        format!("height {h}: certificate signer index 3 is not in the validator set of 3")
+    );
+}
+
+#[test]
+fn the_auditor_follows_governance_not_the_old_validator_set() {
+    // Certificates after the change carry 2 signatures: a quorum of the
+    // new set of 3, not of the old set of 4 (which needs 3).
+    let b = built(2);
+    let s = RocksStore::open_read_only(b.data()).unwrap();
+    let before = s.certificate(b.set_changed_at).unwrap().unwrap();
+    let after = s.certificate(b.set_changed_at + 1).unwrap().unwrap();
+    assert_eq!(before.signatures.len(), 3);
+    assert_eq!(after.signatures.len(), 2);
+    drop(s);
+    assert!(audit_store(&b).failure.is_none());
+}
+
+#[test]
+fn flipped_state_is_caught_at_the_head() {
+    let b = built(2);
+    let key = keys::program(&"road-fund".parse().unwrap());
+    tamper(&b, |s| {
+        let mut v = s.raw_get(Cf::State, &key).unwrap().unwrap();
+        let n = v.len();
+        v[n - 20] ^= 0x01;
+        s.raw_put(Cf::State, &key, &v).unwrap();
+    });
+    let f = audit_store(&b).failure.unwrap();
+    assert_eq!(f.height, Some(b.head), "{f}");
+    assert_eq!(f.object, "state");
+    assert_eq!(
+        f.reason,
+        "key prog/road-fund: stored value differs from the replayed value"
+    );
+
+    // A key added behind the contracts' back.
+    let b = built(2);
+    tamper(&b, |s| {
+        s.raw_put(Cf::State, b"prog/ghost-fund", b"x").unwrap();
+    });
+    let f = audit_store(&b).failure.unwrap();
+    assert_eq!(f.height, Some(b.head));
+    assert!(f.reason.contains("prog/ghost-fund"), "{f}");
+}
+
+#[test]
+fn a_tampered_transaction_index_is_caught() {
+    let b = built(2);
+    tamper(&b, |s| {
+        let tx = get_block(s, 2).txs[0].id();
+        s.raw_delete(Cf::TxIndex, &skeys::tx(&tx)).unwrap();
+    });
+    assert_eq!(
+        failed(&audit_store(&b)),
+        "height 2: tx 0 is missing from the transaction index"
+    );
+}
+
+/// A byzantine quorum (all validator keys) certifies blocks that break
+/// the rules; the replay still catches them, as the examples say.
+#[test]
+fn a_certified_block_with_a_bad_signature_or_state_root_is_caught() {
+    let b = built(2);
+    let h = b.head;
+    let chain = b.genesis.chain_id.clone();
+    let keys = b.validator_keys.clone();
+    // After the governance change the set is the first three validators.
+    let set = aidledger_types::ValidatorSet::new(b.genesis.validators.validators()[..3].to_vec())
+        .unwrap();
+    let certify = |s: &RocksStore, blk: &Block| {
+        put_block(s, blk);
+        put_cert(s, &certificate(&chain, &set, &keys, blk, 2));
+    };
+    tamper(&b, |s| {
+        let mut blk = get_block(s, h);
+        let i = blk.txs.len() - 1;
+        blk.txs[i].signature.0[10] ^= 0x01;
+        blk.header.tx_root = Block::compute_tx_root(&blk.txs);
+        certify(s, &blk);
+    });
+    let n = {
+        let s = RocksStore::open_read_only(b.data()).unwrap();
+        get_block(&s, h).txs.len() - 1
+    };
+    assert_eq!(
+        failed(&audit_store(&b)),
+        format!("height {h}: tx {n} signature invalid")
+    );
+
+    let b2 = built(2);
+    tamper(&b2, |s| {
+        let mut blk = get_block(s, h);
+        blk.header.state_root = aidledger_types::Hash([9; 32]);
+        certify(s, &blk);
+    });
+    assert!(
+        failed(&audit_store(&b2)).starts_with(&format!("height {h}: state root mismatch")),
+        "{}",
+        failed(&audit_store(&b2))
+    );
+}
+
+fn export(b: &Built) -> Vec<u8> {
+    let s = RocksStore::open_read_only(b.data()).unwrap();
+    let mut out = Vec::new();
+    let summary = write_chain_file(&s, &mut out).unwrap();
+    assert_eq!(summary.blocks, b.head);
+    assert_eq!(summary.bytes as usize, out.len());
+    out
+}
+
+#[test]
+fn an_exported_chain_file_replays() {
+    let b = built(2);
+    let bytes = export(&b);
+    let o = audit_bytes(bytes);
+    assert!(o.failure.is_none(), "{:?}", o.failure);
+    assert_eq!(o.summary.blocks, b.head);
+    assert_eq!(o.summary.state_root, Some(b.last_state_root));
+}
+
+#[test]
+fn a_single_flipped_byte_anywhere_in_an_export_fails_replay() {
+    let b = built(2);
+    let good = export(&b);
+    let n = good.len();
+    // Every byte of the head and the tail (magic, version, header, genesis
+    // start; end tag, count, digest) and an even spread through the rest:
+    // about 600 positions, each a full replay.
+    let mut positions: Vec<usize> = (0..n.min(200)).collect();
+    positions.extend(n.saturating_sub(64)..n);
+    let step = (n / 400).max(1);
+    positions.extend((0..n).step_by(step));
+    positions.sort_unstable();
+    positions.dedup();
+    for (k, &i) in positions.iter().enumerate() {
+        let mut bad = good.clone();
+        bad[i] ^= [0x01, 0x80, 0xff][k % 3];
+        let o = audit_bytes(bad);
+        assert!(
+            o.failure.is_some(),
+            "flipping byte {i} of {n} was not detected"
+        );
+    }
+    // Truncated or extended files fail too.
+    assert!(audit_bytes(good[..n - 1].to_vec()).failure.is_some());
+    let mut longer = good.clone();
+    longer.push(0);
+    assert!(audit_bytes(longer).failure.is_some());
+}
+
+#[test]
+fn a_block_altered_in_an_export_is_pinpointed_even_with_a_fresh_digest() {
+    // Someone rewrites a block in the file and recomputes the digest: the
+    // digest no longer helps, the block checks still do.
+    let b = built(2);
+    tamper(&b, |s| {
+        let mut blk = get_block(s, 6);
+        blk.header.view += 1;
+        put_block(s, &blk);
+    });
+    let bytes = export(&b);
+    let f = audit_bytes(bytes).failure.unwrap();
+    assert_eq!(f.height, Some(6), "{f}");
+    assert_eq!(f.object, "certificate", "{f}");
+}
+
+#[test]
+fn oversized_lengths_in_an_export_are_refused_before_allocating() {
+    let b = built(2);
+    let mut bytes = export(&b);
+    // The header length field follows the 16-byte magic and the version.
+    bytes[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+    let f = audit_bytes(bytes).failure.unwrap();
+    assert!(f.reason.contains("over the limit"), "{f}");
+}
+
+#[test]
+fn replay_reads_a_store_that_a_running_node_holds_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The builder keeps the store open read-write, as a node does.
+    let mut c = common::standard_chain(&data, 2);
+    let mut src = StoreSource::open_read_only(&data).unwrap();
+    let o = replay(&mut src, &opts(), &NO_PROGRESS);
+    assert!(o.failure.is_none(), "{:?}", o.failure);
+    assert_eq!(o.summary.blocks, c.parent.height);
+    // The node goes on committing; a fresh read-only open sees the new block.
+    let txs = c.f.workload_block(99);
+    c.ok(txs);
+    let mut src = StoreSource::open_read_only(&data).unwrap();
+    let o = replay(&mut src, &opts(), &NO_PROGRESS);
+    assert!(o.failure.is_none(), "{:?}", o.failure);
+    assert_eq!(o.summary.blocks, c.parent.height);
+}
+
+#[test]
+fn an_empty_chain_verifies_from_the_store_and_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let c = common::ChainBuilder::new(&data);
+    let root = c.acc.root();
+    drop(c);
+    let mut src = StoreSource::open_read_only(&data).unwrap();
+    let o = replay(&mut src, &opts(), &NO_PROGRESS);
+    assert!(o.failure.is_none(), "{:?}", o.failure);
+    assert_eq!((o.summary.blocks, o.summary.state_root), (0, Some(root)));
+    let s = RocksStore::open_read_only(&data).unwrap();
+    let mut bytes = Vec::new();
+    write_chain_file(&s, &mut bytes).unwrap();
+    let o = audit_bytes(bytes);
+    assert!(o.failure.is_none(), "{:?}", o.failure);
+    assert_eq!(o.summary.blocks, 0);
+}
+
+#[test]
+fn the_first_failure_does_not_depend_on_the_thread_count() {
+    // Two alterations; the lower height is reported whichever thread
+    // checks which block first.
+    let b = built(2);
+    tamper(&b, |s| {
+        let mut blk = get_block(s, 5);
+        assert!(blk.txs.len() >= 2);
+        blk.txs.reverse();
+        put_block(s, &blk);
+        let mut c = get_cert(s, 3);
+        c.signatures.pop();
+        put_cert(s, &c);
+    });
+    for threads in [1, 2, 3, 8] {
+        let mut src = StoreSource::open_read_only(&b.data()).unwrap();
+        let o = replay(
+            &mut src,
+            &ReplayOptions {
+                threads,
+                expected_genesis: None,
+            },
+            &NO_PROGRESS,
+        );
+        assert_eq!(
+            failed(&o),
+            "height 3: certificate has 2 of 3 required signatures",
+            "{threads} threads"
+        );
+    }
+}

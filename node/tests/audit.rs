@@ -1,0 +1,246 @@
+//! `aidledger audit replay|report|export` and `export-blocks`, run as
+//! processes on a chain built with the real execution crate and committed
+//! into a node home's data directory (no node process needed).
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
+#[path = "../../crates/audit/tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aidledger_storage::{keys as skeys, Cf, RocksStore};
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_aidledger"));
+    c.env_remove("AIDLEDGER_HOME").env_remove("AIDLEDGER_NODE");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}\n{}",
+        err(&o),
+        out(&o)
+    );
+    out(&o)
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn shared_schema() -> Option<PathBuf> {
+    let xsd = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/iati-2.03/iati-activities-schema.xsd");
+    if xsd.is_file() {
+        Some(xsd)
+    } else {
+        eprintln!(
+            "NOTICE: {} is absent; skipping the IATI schema validation",
+            xsd.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn replay_of_a_node_home_verifies_and_summarises() {
+    let b = common::built(2);
+    let home = b.dir.path();
+    let text = ok(&["audit", "replay", "--home", p(home)]);
+    assert!(
+        text.contains(&format!("blocks         {}", b.head)),
+        "{text}"
+    );
+    assert!(text.contains("programs       2"), "{text}");
+    assert!(text.contains("tx/s"), "{text}");
+    assert!(text.contains("result         verified"), "{text}");
+
+    let json: Value = serde_json::from_str(&ok(&[
+        "audit",
+        "replay",
+        "--home",
+        p(home),
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(json["verified"], true);
+    assert_eq!(json["summary"]["blocks"], b.head);
+    assert_eq!(json["summary"]["validator_set_changes"], 1);
+    assert!(json["failure"].is_null());
+}
+
+#[test]
+fn replay_names_the_first_failing_height_and_exits_1() {
+    let b = common::built(2);
+    {
+        let s = RocksStore::open(b.data()).unwrap();
+        s.raw_delete(Cf::Blocks, &skeys::height(4)).unwrap();
+    }
+    let o = run(&["audit", "replay", "--home", p(b.dir.path())]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert_eq!(
+        err(&o).trim_end(),
+        "error: audit failed: height 4: block missing"
+    );
+    assert!(out(&o).contains("blocks         3"), "{}", out(&o));
+
+    let o = run(&[
+        "audit",
+        "replay",
+        "--home",
+        p(b.dir.path()),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["failure"]["height"], 4);
+    assert_eq!(v["failure"]["object"], "block");
+    assert_eq!(v["message"], "height 4: block missing");
+}
+
+#[test]
+fn export_blocks_then_replay_the_file_offline() {
+    let b = common::built(2);
+    let file = b.dir.path().join("chain.aidl");
+    let text = ok(&[
+        "export-blocks",
+        "--home",
+        p(b.dir.path()),
+        "--out",
+        p(&file),
+    ]);
+    assert!(text.contains(&format!("{} blocks", b.head)), "{text}");
+    let text = ok(&["audit", "replay", "--blocks", p(&file)]);
+    assert!(text.contains("result         verified"), "{text}");
+
+    // The trusted genesis pins the chain.
+    let gfile = b.dir.path().join("genesis.json");
+    std::fs::write(&gfile, serde_json::to_string_pretty(&b.genesis).unwrap()).unwrap();
+    ok(&[
+        "audit",
+        "replay",
+        "--blocks",
+        p(&file),
+        "--genesis",
+        p(&gfile),
+    ]);
+
+    let mut bytes = std::fs::read(&file).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x10;
+    std::fs::write(&file, &bytes).unwrap();
+    let o = run(&["audit", "replay", "--blocks", p(&file)]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).starts_with("error: audit failed: "), "{}", err(&o));
+}
+
+#[test]
+fn report_and_exports_from_a_node_home() {
+    let b = common::built(2);
+    let home = b.dir.path();
+    let v: Value = serde_json::from_str(&ok(&[
+        "audit",
+        "report",
+        "--home",
+        p(home),
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    let programs = v["programs"].as_array().unwrap();
+    assert_eq!(programs.len(), 2);
+    let road = programs.iter().find(|p| p["id"] == "road-fund").unwrap();
+    assert_eq!(road["deposited"], 6_000_000);
+    assert_eq!(road["available"], 3_800_000);
+    assert_eq!(road["committed"], 1_200_000);
+    assert_eq!(road["released"], 1_000_000);
+    assert_eq!(road["settled"], 1_000_000);
+    assert_eq!(road["returned"], 0);
+    assert_eq!(
+        road["sources"]["deposited"]["txs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let text = ok(&["audit", "report", "--home", p(home)]);
+    assert!(text.contains("road-fund"), "{text}");
+    assert!(text.contains("households"), "{text}");
+
+    for (format, name) in [("json", "x.json"), ("csv", "x.csv"), ("iati", "x.xml")] {
+        let path = home.join(name);
+        ok(&[
+            "audit",
+            "export",
+            "--home",
+            p(home),
+            "--format",
+            format,
+            "--out",
+            p(&path),
+        ]);
+        assert!(std::fs::metadata(&path).unwrap().len() > 100, "{format}");
+    }
+    let csv = std::fs::read_to_string(home.join("x.csv")).unwrap();
+    assert!(csv.starts_with("height,time,tx_id,program,from,to,amount,currency,type"));
+    if let Some(xsd) = shared_schema() {
+        match Command::new("xmllint")
+            .args(["--noout", "--schema", p(&xsd), p(&home.join("x.xml"))])
+            .output()
+        {
+            Ok(o) => assert!(o.status.success(), "{}", err(&o)),
+            Err(e) => eprintln!("NOTICE: xmllint not runnable ({e}); skipping"),
+        }
+    }
+}
+
+#[test]
+fn audit_usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["audit", "replay"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--home"), "{}", err(&o));
+    let o = run(&["audit", "replay", "--home", p(dir.path())]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("no data directory"), "{}", err(&o));
+    let o = run(&["audit", "replay", "--blocks", p(&dir.path().join("none"))]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let o = run(&[
+        "audit",
+        "export",
+        "--home",
+        p(dir.path()),
+        "--format",
+        "pdf",
+        "--out",
+        "x",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    // trace needs exactly one of a program, --application, --household.
+    let o = run(&["query", "trace"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let o = run(&["query", "trace", "fund", "--application", "app"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+}
