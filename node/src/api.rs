@@ -24,6 +24,8 @@ use crate::driver::{DriverMsg, Shared};
 
 /// Most entities one list query returns.
 const LIST_MAX: usize = 1000;
+/// Largest batch submission body: `BATCH_SUBMIT_MAX` hex transactions.
+const BATCH_BODY_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Longest a submit may wait for its commit.
 const WAIT_MAX_MS: u64 = 120_000;
 
@@ -83,6 +85,10 @@ pub fn router(state: AppState, body_max_bytes: usize) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/status", get(status))
         .route("/v1/txs", post(submit))
+        .route(
+            "/v1/txs/batch",
+            post(submit_batch).layer(DefaultBodyLimit::max(BATCH_BODY_MAX_BYTES)),
+        )
         .route("/v1/txs/{id}", get(tx_status))
         .route("/v1/blocks/latest", get(block_latest))
         .route("/v1/blocks/{height}", get(block_at))
@@ -162,6 +168,56 @@ fn committed_status(store: &RocksStore, id: Hash) -> Result<Option<TxStatus>, Ap
         index: Some(loc.index),
         receipt: Some(receipt),
     }))
+}
+
+async fn submit_batch(
+    State(s): State<AppState>,
+    body: Result<Json<BatchSubmitRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<BatchSubmitResponse>, ApiFailure> {
+    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
+    if req.txs.len() > BATCH_SUBMIT_MAX {
+        return Err(bad_request(format!(
+            "{} transactions in one batch, over the limit of {BATCH_SUBMIT_MAX}",
+            req.txs.len()
+        )));
+    }
+    let mut results: Vec<BatchItem> = Vec::with_capacity(req.txs.len());
+    let mut txs = Vec::new();
+    let mut slots = Vec::new();
+    for (i, h) in req.txs.iter().enumerate() {
+        let decoded = hex::decode(h.trim())
+            .map_err(|_| "tx must be hex".to_string())
+            .and_then(|b| SignedTx::decode(&b).map_err(|e| format!("tx: {e}")));
+        match decoded {
+            Ok(tx) => {
+                results.push(BatchItem {
+                    id: Some(tx.id()),
+                    error: None,
+                });
+                slots.push(i);
+                txs.push(tx);
+            }
+            Err(e) => results.push(BatchItem {
+                id: None,
+                error: Some(e),
+            }),
+        }
+    }
+    if !txs.is_empty() {
+        let (reply, rx) = oneshot::channel();
+        s.driver
+            .send(DriverMsg::SubmitBatch { txs, reply })
+            .await
+            .map_err(|_| unavailable("node is shutting down"))?;
+        let verdicts = rx.await.map_err(|_| unavailable("node is shutting down"))?;
+        for (slot, v) in slots.into_iter().zip(verdicts) {
+            if let Err(e) = v {
+                results[slot].error = Some(e);
+            }
+        }
+    }
+    let admitted = results.iter().filter(|r| r.error.is_none()).count();
+    Ok(Json(BatchSubmitResponse { admitted, results }))
 }
 
 async fn submit(

@@ -20,6 +20,34 @@ pub struct SubmitRequest {
     pub wait_ms: u64,
 }
 
+/// `POST /v1/txs/batch`: many transactions in one request, admitted
+/// together (their signatures are batch-verified, with the same verdicts
+/// as one by one). Nothing waits for commits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSubmitRequest {
+    /// Canonical encodings of `SignedTx`, in hex; at most
+    /// `BATCH_SUBMIT_MAX` of them.
+    pub txs: Vec<String>,
+}
+
+/// One entry per submitted transaction, in order: its id when it could be
+/// decoded, and the admission error if it was refused.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchItem {
+    pub id: Option<Hash>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchSubmitResponse {
+    pub admitted: usize,
+    pub results: Vec<BatchItem>,
+}
+
+/// Most transactions in one batch submission.
+pub const BATCH_SUBMIT_MAX: usize = 2000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TxState {

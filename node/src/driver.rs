@@ -59,6 +59,11 @@ pub enum DriverMsg {
         tx: SignedTx,
         reply: oneshot::Sender<Result<Hash, String>>,
     },
+    /// Many transactions, verified as a batch; one verdict per transaction.
+    SubmitBatch {
+        txs: Vec<SignedTx>,
+        reply: oneshot::Sender<Vec<Result<Hash, String>>>,
+    },
     IsPending {
         id: Hash,
         reply: oneshot::Sender<bool>,
@@ -306,6 +311,30 @@ impl Driver {
                 }
                 let _ = reply.send(result);
             }
+            DriverMsg::SubmitBatch { txs, reply } => {
+                let lens: Vec<usize> = txs.iter().map(codec::encoded_len).collect();
+                let mut out = Vec::with_capacity(txs.len());
+                for (r, len) in verify_txs(txs, &self.chain_id).into_iter().zip(lens) {
+                    match r {
+                        Ok(v) => {
+                            let tx = v.tx().clone();
+                            let res = self.admit(v, len);
+                            if res.is_ok() {
+                                self.gossip_out.push(tx);
+                            }
+                            out.push(res);
+                        }
+                        Err((_, e)) => {
+                            self.shared.metrics.refused_txs.inc();
+                            out.push(Err(e.to_string()));
+                        }
+                    }
+                }
+                if self.gossip_out.len() >= GOSSIP_BATCH_TXS {
+                    self.flush_gossip().await;
+                }
+                let _ = reply.send(out);
+            }
             DriverMsg::IsPending { id, reply } => {
                 let _ = reply.send(self.mempool.contains(&id));
             }
@@ -494,7 +523,7 @@ impl Driver {
     async fn gossip_tick(&mut self) {
         self.flush_gossip().await;
         self.flush_ticks = self.flush_ticks.wrapping_add(1);
-        if self.flush_ticks % REGOSSIP_TICKS != 0 {
+        if !self.flush_ticks.is_multiple_of(REGOSSIP_TICKS) {
             return;
         }
         // Transactions pending since the last look are re-gossiped once.

@@ -24,6 +24,14 @@ pub const DOCUMENT: &str = r##"{
         "413": {"description": "body too large"},
         "422": {"description": "refused at admission (signature, account, role, nonce, full)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}}
       }}},
+    "/v1/txs/batch": {"post": {
+      "summary": "Submit up to 2000 signed transactions at once (batch-verified; does not wait)",
+      "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["txs"], "properties": {"txs": {"type": "array", "maxItems": 2000, "items": {"type": "string", "description": "hex of a SignedTx"}}}}}}},
+      "responses": {
+        "200": {"description": "one result per transaction, in order: id, and error if refused", "content": {"application/json": {"schema": {"type": "object", "properties": {"admitted": {"type": "integer"}, "results": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string", "nullable": true}, "error": {"type": "string", "nullable": true}}}}}}}}},
+        "400": {"description": "malformed request or too many transactions", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}},
+        "413": {"description": "body too large"}
+      }}},
     "/v1/txs/{id}": {"get": {"summary": "Transaction status and receipt", "parameters": [{"$ref": "#/components/parameters/Id"}], "responses": {"200": {"description": "status", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TxStatus"}}}}, "400": {"description": "bad id"}}}},
     "/v1/blocks/latest": {"get": {"summary": "The last committed block with its certificate", "responses": {"200": {"description": "block"}, "404": {"description": "no blocks yet"}}}},
     "/v1/blocks/{height}": {"get": {"summary": "A committed block with its certificate", "parameters": [{"$ref": "#/components/parameters/Id"}], "responses": {"200": {"description": "block"}, "404": {"description": "no such block"}}}},

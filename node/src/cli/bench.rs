@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use super::testnet::read_testnet;
 use super::Ctx;
-use crate::api_types::{BlockView, NodeStatus};
+use crate::api_types::{BatchSubmitResponse, BlockView, NodeStatus, BATCH_SUBMIT_MAX};
 use crate::client::Client;
 
 /// Most transactions one run pre-signs.
@@ -150,30 +150,47 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// Submits one transaction; Ok(true) if the node admitted it (or already
-/// had it), Ok(false) if it refused it, Err if it could not be reached.
-fn submit(agent: &ureq::Agent, node: &str, tx_hex: &str) -> Result<(bool, String)> {
-    let body = serde_json::json!({ "tx": tx_hex, "wait_ms": 0 });
+/// Submits a batch with `POST /v1/txs/batch`. For each transaction:
+/// Ok(true) if the node admitted it (or already holds it), Ok(false) with
+/// the reason if it refused it. Err if the node could not be reached.
+fn submit_batch(
+    agent: &ureq::Agent,
+    node: &str,
+    txs: &[&str],
+) -> Result<Vec<(bool, Option<String>)>> {
+    let body = serde_json::json!({ "txs": txs });
     let mut resp = agent
-        .post(&format!("{node}/v1/txs"))
+        .post(&format!("{node}/v1/txs/batch"))
         .send_json(&body)
         .map_err(|e| anyhow!("{node}: {e}"))?;
     let status = resp.status();
     let text = resp
         .body_mut()
         .with_config()
-        .limit(1 << 20)
+        .limit(64 << 20)
         .read_to_string()
         .unwrap_or_default();
-    if status.is_success() {
-        return Ok((true, String::new()));
+    if !status.is_success() {
+        bail!("{node}: HTTP {status}: {text}");
     }
-    if status.as_u16() == 503 {
-        bail!("{node}: unavailable: {text}");
+    let r: BatchSubmitResponse =
+        serde_json::from_str(&text).map_err(|e| anyhow!("{node}: bad answer: {e}"))?;
+    if r.results.len() != txs.len() {
+        bail!(
+            "{node}: {} results for {} transactions",
+            r.results.len(),
+            txs.len()
+        );
     }
-    // A node that already holds it, or has committed it, is an ack.
-    let dup = text.contains("already") && !text.contains("nonce");
-    Ok((dup, text))
+    Ok(r.results
+        .into_iter()
+        .map(|it| match it.error {
+            None => (true, None),
+            // Already held: an acknowledgement all the same.
+            Some(e) if e.contains("already pending") => (true, None),
+            Some(e) => (false, Some(e)),
+        })
+        .collect())
 }
 
 fn load_signers(dir: &std::path::Path, client: &Client) -> Result<Vec<Signer>> {
@@ -530,44 +547,54 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
             scope.spawn(move || watch(&run))
         };
         let mut workers = Vec::new();
+        // Each request carries about 50 ms of one worker's share of the load.
+        let batch = usize::try_from(rate / (a.workers * 20))
+            .unwrap_or(1)
+            .clamp(1, BATCH_SUBMIT_MAX / 4);
         for _ in 0..a.workers {
             let run = run.clone();
             let next = next.clone();
             workers.push(scope.spawn(move || {
                 let agent = agent();
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= run.txs.len() {
+                    let i0 = next.fetch_add(batch, Ordering::Relaxed);
+                    if i0 >= run.txs.len() {
                         return;
                     }
+                    let i1 = (i0 + batch).min(run.txs.len());
                     // Open loop: transaction i is due at i / rate seconds.
-                    let due_ms = (i as u64).saturating_mul(1000) / rate;
+                    let due_ms = (i0 as u64).saturating_mul(1000) / rate;
                     let now = run.elapsed_ms();
                     if due_ms > now {
                         std::thread::sleep(Duration::from_millis(due_ms - now));
                     }
-                    let tr = &run.txs[i];
                     let t = run.elapsed_ms();
-                    tr.sent_ms.store(t, Ordering::Relaxed);
-                    tr.last_sent_ms.store(t, Ordering::Relaxed);
+                    let hexes: Vec<&str> = run.txs[i0..i1]
+                        .iter()
+                        .map(|tr| {
+                            tr.sent_ms.store(t, Ordering::Relaxed);
+                            tr.last_sent_ms.store(t, Ordering::Relaxed);
+                            tr.attempts.fetch_add(1, Ordering::Relaxed);
+                            tr.encoded_hex.as_str()
+                        })
+                        .collect();
                     // Spread over nodes; if one is down, try the next.
                     for k in 0..run.nodes.len() {
-                        let node = &run.nodes[(i + k) % run.nodes.len()];
-                        tr.attempts.fetch_add(1, Ordering::Relaxed);
-                        match submit(&agent, node, &tr.encoded_hex) {
-                            Ok((true, _)) => {
+                        let node = &run.nodes[(i0 / batch + k) % run.nodes.len()];
+                        let Ok(verdicts) = submit_batch(&agent, node, &hexes) else {
+                            continue;
+                        };
+                        for (tr, (ok, why)) in run.txs[i0..i1].iter().zip(verdicts) {
+                            if ok {
                                 tr.acked.store(true, Ordering::Relaxed);
-                                break;
-                            }
-                            Ok((false, why)) => {
+                            } else {
                                 run.refused.fetch_add(1, Ordering::Relaxed);
                                 if let Ok(mut g) = run.last_refusal.lock() {
-                                    *g = Some(why);
+                                    *g = why;
                                 }
-                                break;
                             }
-                            Err(_) => continue,
                         }
+                        break;
                     }
                 }
             }));
@@ -577,18 +604,19 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
         let submit_end = a.duration * 1000;
         let deadline_ms = submit_end + a.drain * 1000;
         let agent = agent();
-        let mut round = 0usize;
         loop {
             std::thread::sleep(Duration::from_millis(500));
             let now = run.elapsed_ms();
             let sending = workers.iter().any(|w| !w.is_finished());
             let mut pending = 0usize;
+            let mut retry: Vec<Vec<usize>> = vec![Vec::new(); run.nodes.len()];
             for (i, tr) in run.txs.iter().enumerate() {
                 let sent = tr.sent_ms.load(Ordering::Relaxed);
-                if sent == 0 || tr.commits.load(Ordering::Relaxed) > 0 {
-                    if sent == 0 {
-                        pending += 1;
-                    }
+                if sent == 0 {
+                    pending += 1;
+                    continue;
+                }
+                if tr.commits.load(Ordering::Relaxed) > 0 {
                     continue;
                 }
                 pending += 1;
@@ -596,12 +624,27 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
                 if now.saturating_sub(last) < RETRY_AFTER.as_millis() as u64 {
                     continue;
                 }
-                round += 1;
-                let node = &run.nodes[(i + round) % run.nodes.len()];
-                tr.last_sent_ms.store(now, Ordering::Relaxed);
-                if let Ok((true, _)) = submit(&agent, node, &tr.encoded_hex) {
-                    tr.acked.store(true, Ordering::Relaxed);
-                    run.resubmitted.fetch_add(1, Ordering::Relaxed);
+                // Each retry goes to the next node in turn.
+                let attempt = tr.attempts.fetch_add(1, Ordering::Relaxed);
+                retry[(i + attempt) % run.nodes.len()].push(i);
+            }
+            for (n, idx) in retry.iter().enumerate() {
+                for chunk in idx.chunks(BATCH_SUBMIT_MAX / 4) {
+                    let hexes: Vec<&str> = chunk
+                        .iter()
+                        .map(|&i| run.txs[i].encoded_hex.as_str())
+                        .collect();
+                    for &i in chunk {
+                        run.txs[i].last_sent_ms.store(now, Ordering::Relaxed);
+                    }
+                    if let Ok(verdicts) = submit_batch(&agent, &run.nodes[n], &hexes) {
+                        for (&i, (ok, _)) in chunk.iter().zip(verdicts) {
+                            if ok {
+                                run.txs[i].acked.store(true, Ordering::Relaxed);
+                                run.resubmitted.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
                 }
             }
             if (!sending && pending == 0) || now > deadline_ms {
