@@ -11,7 +11,9 @@ use aidledger_consensus::{
     CommittedTip, Config as CoreConfig, Input, Output, Replica, SafetyState, TimeoutKind,
 };
 use aidledger_crypto::{verify_certificate, verify_tx, verify_txs, Keypair, VerifiedTx};
-use aidledger_execution::{build_block, validate_block, BlockContext, BlockOutcome, ParentInfo};
+use aidledger_execution::{
+    build_block, validate_block_with, BlockContext, BlockOutcome, ParentInfo,
+};
 use aidledger_mempool::{Mempool, MempoolConfig};
 use aidledger_network::NetPeerId as PeerId;
 use aidledger_network::{NetEvent, NetworkHandle, Topic};
@@ -644,13 +646,17 @@ impl Driver {
         }
         let started = Instant::now();
         let state = StoreState(self.store.as_ref());
-        let r = validate_block(
+        // Transactions already verified on admission are not verified again.
+        let mempool = &self.mempool;
+        let known = |tx: &SignedTx| mempool.get(&tx.id()).cloned();
+        let r = validate_block_with(
             block,
             &self.parent,
             now,
             self.cfg.consensus.max_clock_drift_ms,
             &state,
             &self.acc,
+            &known,
         );
         self.shared
             .metrics

@@ -7,7 +7,8 @@ use aidledger_contracts::Genesis;
 use aidledger_crypto::{verify_txs, VerifiedTx};
 use aidledger_types::block::BLOCK_MAX_TXS;
 use aidledger_types::{
-    Block, BlockHeader, ChainId, Hash, PublicKey, StateAccumulator, Timestamp, ValidatorSet,
+    Block, BlockHeader, ChainId, Hash, PublicKey, SignedTx, StateAccumulator, Timestamp,
+    ValidatorSet,
 };
 
 use crate::exec::{
@@ -146,17 +147,44 @@ pub fn validate_block(
     state: &dyn StateRead,
     acc: &StateAccumulator,
 ) -> Result<(Vec<VerifiedTx>, BlockOutcome), BlockInvalid> {
+    validate_block_with(block, parent, now_ms, max_drift_ms, state, acc, &|_| None)
+}
+
+/// [`validate_block`] for a node that has already verified some of the
+/// block's transactions (on admission to its mempool): `known(tx)` returns
+/// the earlier verification of exactly `tx` (signature bytes included), and
+/// only the others are verified here, in one batch. The verdicts are the
+/// ones `validate_block` would reach: a `VerifiedTx` exists only for a
+/// transaction whose signature checked out under the same rules.
+pub fn validate_block_with(
+    block: &Block,
+    parent: &ParentInfo,
+    now_ms: Option<u64>,
+    max_drift_ms: u64,
+    state: &dyn StateRead,
+    acc: &StateAccumulator,
+    known: &dyn Fn(&SignedTx) -> Option<VerifiedTx>,
+) -> Result<(Vec<VerifiedTx>, BlockOutcome), BlockInvalid> {
     check_header(block, parent, now_ms, max_drift_ms)?;
     check_body(block)?;
     let h = &block.header;
     let height = h.height;
-    let mut verified = Vec::with_capacity(block.txs.len());
-    for (index, r) in verify_txs(block.txs.clone(), &h.chain_id)
-        .into_iter()
-        .enumerate()
-    {
+    let mut slots: Vec<Option<VerifiedTx>> = Vec::with_capacity(block.txs.len());
+    let mut unknown = Vec::new();
+    let mut unknown_at = Vec::new();
+    for (index, tx) in block.txs.iter().enumerate() {
+        match known(tx).filter(|v| v.tx() == tx && tx.body.chain_id == h.chain_id) {
+            Some(v) => slots.push(Some(v)),
+            None => {
+                slots.push(None);
+                unknown.push(tx.clone());
+                unknown_at.push(index);
+            }
+        }
+    }
+    for (index, r) in unknown_at.into_iter().zip(verify_txs(unknown, &h.chain_id)) {
         match r {
-            Ok(v) => verified.push(v),
+            Ok(v) => slots[index] = Some(v),
             Err((tx, e)) => {
                 return Err(BlockInvalid::TxSignature {
                     height,
@@ -167,6 +195,7 @@ pub fn validate_block(
             }
         }
     }
+    let verified: Vec<VerifiedTx> = slots.into_iter().flatten().collect();
     let outcome = execute_verified(block, &verified, state, acc)?;
     Ok((verified, outcome))
 }

@@ -23,8 +23,8 @@ pub mod testkit;
 pub use aidledger_contracts as contracts;
 pub use aidledger_contracts::{Event, Genesis, Receipt, TxOutcome};
 pub use block::{
-    build_block, check_body, check_header, execute_verified, validate_block, BlockInvalid,
-    ParentInfo,
+    build_block, check_body, check_header, execute_verified, validate_block, validate_block_with,
+    BlockInvalid, ParentInfo,
 };
 pub use error::ExecError;
 pub use exec::{

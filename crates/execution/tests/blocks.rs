@@ -345,3 +345,33 @@ fn a_validator_set_change_takes_effect_at_the_next_height() {
         Err(BlockInvalid::UnknownProposer { .. })
     ));
 }
+
+#[test]
+fn known_verifications_are_reused_but_never_trusted_for_other_bytes() {
+    use aidledger_execution::validate_block_with;
+    let mut c = Chain::new();
+    let b = built(&mut c);
+    let now = Some(b.header.timestamp.0);
+    let plain = validate_block(&b, &c.parent, now, 1_000, &c.state, &c.acc).expect("valid");
+    // Every transaction known: the same outcome, nothing verified again.
+    let known: Vec<_> = b.txs.iter().map(|t| c.f.verified(t.clone())).collect();
+    let lookup = |tx: &aidledger_types::SignedTx| known.iter().find(|v| v.tx() == tx).cloned();
+    let cached =
+        validate_block_with(&b, &c.parent, now, 1_000, &c.state, &c.acc, &lookup).expect("valid");
+    assert_eq!(cached.1.state_root, plain.1.state_root);
+    assert_eq!(cached.0.len(), b.txs.len());
+
+    // A block whose second signature was altered: a cache that answers with
+    // the verification of the original bytes must not make it pass.
+    let mut bad = b.clone();
+    bad.txs[1].signature.0[0] ^= 1;
+    bad.header.tx_root = Block::compute_tx_root(&bad.txs);
+    let original = known[1].clone();
+    let lying = |_: &aidledger_types::SignedTx| Some(original.clone());
+    let err = validate_block_with(&bad, &c.parent, now, 1_000, &c.state, &c.acc, &lying)
+        .expect_err("altered signature");
+    assert!(
+        matches!(err, BlockInvalid::TxSignature { index: 1, .. }),
+        "{err}"
+    );
+}
