@@ -604,6 +604,8 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
         let submit_end = a.duration * 1000;
         let deadline_ms = submit_end + a.drain * 1000;
         let agent = agent();
+        let mut last_pending = usize::MAX;
+        let mut next_check = 0u64;
         loop {
             std::thread::sleep(Duration::from_millis(500));
             let now = run.elapsed_ms();
@@ -647,8 +649,18 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
                     }
                 }
             }
-            if (!sending && pending == 0) || now > deadline_ms {
+            if !sending && pending == 0 {
                 break;
+            }
+            // Past the drain deadline, keep going only while the backlog
+            // is still shrinking (an overloaded consortium is slow, not
+            // lossy), checked every 5 s, and never past twice the drain.
+            if now > deadline_ms && now >= next_check {
+                if pending >= last_pending || now > deadline_ms + a.drain * 1000 {
+                    break;
+                }
+                last_pending = pending;
+                next_check = now + 5000;
             }
         }
         for w in workers {
