@@ -4,34 +4,14 @@
 use std::sync::Arc;
 
 use aidledger_contracts::{keys, Account, Genesis};
-use aidledger_execution::{ExecError, ParentInfo, StateRead};
+use aidledger_execution::ParentInfo;
 use aidledger_mempool::{AccountInfo, AccountView};
 use aidledger_storage::Store;
 use aidledger_types::{codec, PublicKey, StateAccumulator};
 
-/// Execution's read access to committed state, through the store.
-pub struct StoreState<'a>(pub &'a dyn Store);
-
-impl StateRead for StoreState<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
-        self.0.state_get(key).map_err(|e| ExecError::Storage {
-            reason: e.to_string(),
-        })
-    }
-
-    fn scan(
-        &self,
-        prefix: &[u8],
-        start_after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError> {
-        self.0
-            .state_scan(prefix, start_after, limit)
-            .map_err(|e| ExecError::Storage {
-                reason: e.to_string(),
-            })
-    }
-}
+/// Execution's read access to committed state, through the store (one
+/// adapter for the node and the auditor).
+pub use aidledger_audit::StoreState;
 
 /// The mempool's read access to committed accounts.
 pub struct StoreAccounts(pub Arc<dyn Store>);
