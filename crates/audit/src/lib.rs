@@ -38,6 +38,7 @@ mod replay;
 pub mod report;
 mod source;
 mod state;
+pub mod synth;
 pub mod trace;
 
 pub use failure::Failure;

@@ -30,6 +30,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+pub mod suite;
+
 use super::testnet::read_testnet;
 use super::Ctx;
 use crate::api_types::{BatchSubmitResponse, BlockView, NodeStatus, BATCH_SUBMIT_MAX};
@@ -49,6 +51,13 @@ pub enum BenchCmd {
     /// fixed rate for a bounded time; report committed throughput and
     /// submit-to-commit latency. The last line of --output json is the result.
     Load(LoadArgs),
+    /// The benchmark suite: the machine's limits (signature verification,
+    /// SHA-256, synced RocksDB writes), a 4-validator testnet's sustained
+    /// throughput, latency at half load, catch-up and memory, the audit
+    /// replay rate and the cost of a large state, each figure also as a
+    /// ratio to the limit that bounds it. Writes one JSON file and prints a
+    /// table.
+    Suite(suite::SuiteArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -436,6 +445,7 @@ pub fn run(ctx: &Ctx, cmd: BenchCmd) -> Result<std::process::ExitCode> {
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
+        BenchCmd::Suite(a) => suite::run(ctx, &a),
     }
 }
 

@@ -15,7 +15,7 @@ use aidledger_contracts::condition_text::parse;
 use aidledger_contracts::model::GovAction;
 use aidledger_contracts::payload::{self, Payload};
 use aidledger_contracts::{keys, Genesis, Proposal};
-use aidledger_crypto::{Keypair, Purpose};
+use aidledger_crypto::Keypair;
 use aidledger_execution::testkit::{TxFactory, DEV_GENESIS_TIME};
 use aidledger_execution::{
     build_block, genesis_state, BlockContext, BlockOutcome, MemState, ParentInfo,
@@ -25,7 +25,7 @@ use aidledger_types::hash::sha256;
 use aidledger_types::time::MS_PER_DAY;
 use aidledger_types::{
     codec, Amount, Block, CommitCertificate, Hash, OrgId, Role, SignedTx, StateAccumulator,
-    Timestamp, Validator, ValidatorSet, ValidatorSignature,
+    Timestamp, Validator, ValidatorSet,
 };
 
 pub const HOUR: u64 = 3_600_000;
@@ -48,7 +48,7 @@ fn slug(s: &str) -> aidledger_types::Slug {
 }
 
 /// Signs a certificate for `block` with the first `signers` validators of
-/// `set`, looking their keys up in `keys`.
+/// `set`, looking their keys up in `keys` (see `aidledger_audit::synth`).
 pub fn certificate(
     chain: &aidledger_types::ChainId,
     set: &ValidatorSet,
@@ -56,32 +56,11 @@ pub fn certificate(
     block: &Block,
     signers: usize,
 ) -> CommitCertificate {
-    let mut cert = CommitCertificate {
-        height: block.height(),
-        view: block.header.view,
-        block_hash: block.hash(),
-        signatures: Vec::new(),
-    };
-    for (i, v) in set.validators().iter().enumerate().take(signers) {
-        let sig = vote_signature(chain, &cert, &keys[&v.org], i as u16);
-        cert.signatures.push(sig);
-    }
-    cert
+    aidledger_audit::synth::certificate(chain, set, keys, block, signers).unwrap()
 }
 
-/// Signs the commit vote of `cert` with `kp`, as validator index `index`.
-pub fn vote_signature(
-    chain: &aidledger_types::ChainId,
-    cert: &CommitCertificate,
-    kp: &Keypair,
-    index: u16,
-) -> ValidatorSignature {
-    let vote = codec::encode(&cert.vote(chain));
-    ValidatorSignature {
-        validator: index,
-        signature: kp.sign(chain, Purpose::Commit, &vote),
-    }
-}
+#[allow(unused_imports)] // used by some of the test binaries that share this file
+pub use aidledger_audit::synth::vote_signature;
 
 impl ChainBuilder {
     pub fn new(data: &Path) -> ChainBuilder {

@@ -1,0 +1,1261 @@
+//! `aidledger bench suite`: how fast the ledger is on this machine, and
+//! how close that is to the machine's own limit, measured in the same run.
+//!
+//! Parts, each bounded in time, each figure also given as a ratio to the
+//! limit (or target) that bounds it:
+//!
+//! * `limits` (a): ed25519 single and batch verification per core (and on
+//!   every core at once), SHA-256, RocksDB synced commits of a realistic
+//!   block-sized batch and of a small safety-state write;
+//! * `testnet` (b, e, f): a fresh 4-validator testnet on this machine:
+//!   sustained committed tx/s under saturating open-loop load, latency at
+//!   50% of that rate, the catch-up of a wiped validator, peak RSS per node;
+//! * `replay` (c): the audit replay of a synthetic 1M-transaction chain on
+//!   1 and 2 threads;
+//! * `households` (d): execution and commit of realistic blocks against
+//!   RocksDB with 10k and 1M households in state.
+//!
+//! The result is one JSON document (`--out`) and a table.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use aidledger_audit::synth::{self, StateMode, SynthChain, Workload};
+use aidledger_audit::{replay, ReplayOptions, StoreSource, NO_PROGRESS};
+use aidledger_crypto::{signing_bytes, verify, verify_batch, Keypair, Purpose, SigItem};
+use aidledger_storage::Store;
+use aidledger_types::hash::sha256;
+use aidledger_types::time::MS_PER_DAY;
+use aidledger_types::{ChainId, Hash, Timestamp};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{load, LoadArgs, LoadReport};
+use crate::api_types::NodeStatus;
+use crate::cli::testnet::{read_testnet, start_missing};
+use crate::cli::{procs, Ctx, Output};
+use crate::client::Client;
+
+/// The targets of issue 8, used as the bound of figures whose limit is a
+/// target rather than a physical rate.
+const TARGET_P99_MS: f64 = 1_000.0;
+const TARGET_RSS_MB: f64 = 500.0;
+const TARGET_HOUSEHOLD_LOSS_PCT: f64 = 20.0;
+/// Signatures per batch in the batch-verify measurement (the crypto crate
+/// combines at most 256 into one multiscalar multiplication).
+const BATCH: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    Limits,
+    Testnet,
+    Replay,
+    Households,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SuiteArgs {
+    /// Lay the testnet out in DIR (kept afterwards; it must not hold a
+    /// testnet) [default: a temporary directory, removed afterwards].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Smaller sizes and shorter runs (about 5 minutes instead of 15).
+    #[arg(long)]
+    pub quick: bool,
+    /// Where to write the JSON result.
+    #[arg(long, value_name = "FILE.json", default_value = "bench-suite.json")]
+    pub out: PathBuf,
+    /// Run only these parts (for CI).
+    #[arg(long, hide = true, value_enum, value_delimiter = ',')]
+    pub only: Vec<Part>,
+    /// Tiny sizes, for a smoke test of the in-process parts.
+    #[arg(long, hide = true)]
+    pub tiny: bool,
+}
+
+/// Sizes and durations of one run.
+#[derive(Clone, Debug, Serialize)]
+struct Sizes {
+    profile: &'static str,
+    limit_secs: f64,
+    probe_secs: u64,
+    sustained_secs: u64,
+    latency_secs: u64,
+    catchup_timeout_secs: u64,
+    replay_txs: u64,
+    replay_block_txs: usize,
+    households_small: u64,
+    households_large: u64,
+    household_blocks: usize,
+    household_block_txs: usize,
+}
+
+impl Sizes {
+    fn of(a: &SuiteArgs) -> Sizes {
+        if a.tiny {
+            Sizes {
+                profile: "tiny",
+                limit_secs: 0.2,
+                probe_secs: 3,
+                sustained_secs: 5,
+                latency_secs: 5,
+                catchup_timeout_secs: 30,
+                replay_txs: 3_000,
+                replay_block_txs: 500,
+                households_small: 1_000,
+                households_large: 5_000,
+                household_blocks: 2,
+                household_block_txs: 300,
+            }
+        } else if a.quick {
+            Sizes {
+                profile: "quick",
+                limit_secs: 0.5,
+                probe_secs: 5,
+                sustained_secs: 30,
+                latency_secs: 15,
+                catchup_timeout_secs: 60,
+                replay_txs: 100_000,
+                replay_block_txs: 2_000,
+                households_small: 10_000,
+                households_large: 1_000_000,
+                household_blocks: 6,
+                household_block_txs: 2_000,
+            }
+        } else {
+            Sizes {
+                profile: "full",
+                limit_secs: 1.5,
+                probe_secs: 10,
+                sustained_secs: 60,
+                latency_secs: 30,
+                catchup_timeout_secs: 150,
+                replay_txs: 1_000_000,
+                replay_block_txs: 2_000,
+                households_small: 10_000,
+                households_large: 1_000_000,
+                household_blocks: 10,
+                household_block_txs: 2_000,
+            }
+        }
+    }
+}
+
+/// Benchmarks measure wall time: the one legitimate use of the clock here.
+#[allow(clippy::disallowed_methods)] // benchmarks measure elapsed wall time
+fn now() -> Instant {
+    Instant::now()
+}
+
+fn wall_ms() -> u64 {
+    super::super::wall_clock_ms()
+}
+
+/// One line of the table.
+#[derive(Clone, Debug, Serialize)]
+struct Row {
+    part: &'static str,
+    metric: String,
+    value: f64,
+    unit: &'static str,
+    /// value / bound, when there is one.
+    ratio: Option<f64>,
+    /// What the ratio is taken against.
+    bound: String,
+}
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+    parts: serde_json::Map<String, Value>,
+    errors: Vec<String>,
+}
+
+impl Report {
+    fn row(
+        &mut self,
+        part: &'static str,
+        metric: impl Into<String>,
+        value: f64,
+        unit: &'static str,
+        ratio_to: Option<(f64, String)>,
+    ) {
+        let (ratio, bound) = match ratio_to {
+            Some((b, what)) if b > 0.0 => (Some(value / b), what),
+            Some((_, what)) => (None, what),
+            None => (None, "(this is a limit)".to_string()),
+        };
+        self.rows.push(Row {
+            part,
+            metric: metric.into(),
+            value,
+            unit,
+            ratio,
+            bound,
+        });
+    }
+}
+
+fn say(json: bool, msg: impl AsRef<str>) {
+    if !json {
+        eprintln!("[bench] {}", msg.as_ref());
+    }
+}
+
+pub fn run(ctx: &Ctx, a: &SuiteArgs) -> Result<ExitCode> {
+    let sizes = Sizes::of(a);
+    let json_out = ctx.json();
+    let want = |p: Part| a.only.is_empty() || a.only.contains(&p);
+    let started = now();
+    let started_ms = wall_ms();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rep = Report::default();
+
+    // (a) The limits are needed by every other part's ratios; they always
+    // run.
+    say(json_out, "measuring the machine's limits");
+    let limits = match measure_limits(&sizes, cores, &mut rep) {
+        Ok(l) => l,
+        Err(e) => {
+            rep.errors.push(format!("limits: {e:#}"));
+            Limits::default()
+        }
+    };
+    if want(Part::Replay) {
+        say(
+            json_out,
+            format!("replay: building a {}-transaction chain", sizes.replay_txs),
+        );
+        if let Err(e) = replay_part(&sizes, cores, &limits, &mut rep, json_out) {
+            rep.errors.push(format!("replay: {e:#}"));
+        }
+    }
+    if want(Part::Households) {
+        if let Err(e) = households_part(&sizes, cores, &limits, &mut rep, json_out) {
+            rep.errors.push(format!("households: {e:#}"));
+        }
+    }
+    if want(Part::Testnet) {
+        if let Err(e) = testnet_part(a, &sizes, cores, &limits, &mut rep, json_out) {
+            rep.errors.push(format!("testnet: {e:#}"));
+        }
+    }
+
+    let doc = json!({
+        "suite": "aidledger bench suite",
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at_ms": started_ms,
+        "elapsed_s": started.elapsed().as_secs_f64(),
+        "machine": machine(cores),
+        "sizes": sizes,
+        "parts": Value::Object(rep.parts.clone()),
+        "rows": rep.rows,
+        "errors": rep.errors,
+    });
+    let text = serde_json::to_string_pretty(&doc)?;
+    std::fs::write(&a.out, format!("{text}\n"))
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    if json_out {
+        println!("{}", serde_json::to_string(&doc)?);
+    } else {
+        print_table(&doc, &rep);
+        println!("result: {}", a.out.display());
+    }
+    Ok(if rep.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn machine(cores: usize) -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kb = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    json!({
+        "cpu_model": model,
+        "cores": cores,
+        "memory_mb": mem_kb / 1024,
+        "kernel": kernel.trim(),
+    })
+}
+
+fn fmt_value(v: f64) -> String {
+    if v >= 100.0 {
+        let s = format!("{:.0}", v);
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn print_table(doc: &Value, rep: &Report) {
+    let m = &doc["machine"];
+    println!(
+        "aidledger bench suite ({}), {} × {} cores, {} MB, {:.0} s",
+        doc["sizes"]["profile"].as_str().unwrap_or(""),
+        m["cpu_model"].as_str().unwrap_or("?"),
+        m["cores"],
+        m["memory_mb"],
+        doc["elapsed_s"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "{:<10} {:<52} {:>14} {:<8} {:>7}  BOUND",
+        "PART", "METRIC", "VALUE", "UNIT", "RATIO"
+    );
+    for r in &rep.rows {
+        let ratio = r
+            .ratio
+            .map(|x| format!("{x:.3}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<10} {:<52} {:>14} {:<8} {:>7}  {}",
+            r.part,
+            r.metric,
+            fmt_value(r.value),
+            r.unit,
+            ratio,
+            r.bound
+        );
+    }
+    for e in &rep.errors {
+        println!("ERROR {e}");
+    }
+}
+
+// ---------------------------------------------------------------- (a) limits
+
+#[derive(Clone, Debug, Default, Serialize)]
+struct Limits {
+    cores: usize,
+    verify_single_per_core: f64,
+    verify_batch_per_core: f64,
+    verify_batch_all_cores: f64,
+    sha256_mb_s: f64,
+    sha256_1k_msgs_s: f64,
+    rocks_batch_commits_s: f64,
+    rocks_batch_mb_s: f64,
+    rocks_batch_keys: usize,
+    rocks_batch_bytes: usize,
+    rocks_small_synced_writes_s: f64,
+}
+
+/// Runs `step` (which returns items done) until `secs` have passed;
+/// returns items per second.
+fn rate_for(secs: f64, mut step: impl FnMut() -> Result<u64>) -> Result<f64> {
+    let t = now();
+    let mut n = 0u64;
+    loop {
+        n += step()?;
+        let e = t.elapsed().as_secs_f64();
+        if e >= secs {
+            return Ok(n as f64 / e);
+        }
+    }
+}
+
+struct SigSet {
+    keys: Vec<aidledger_types::PublicKey>,
+    bytes: Vec<Vec<u8>>,
+    sigs: Vec<aidledger_types::Signature>,
+    msgs: Vec<Hash>,
+    chain: ChainId,
+}
+
+fn sig_set(n: usize) -> Result<SigSet> {
+    let chain = ChainId::new("aidledger-bench").map_err(|e| anyhow!("{e}"))?;
+    let mut s = SigSet {
+        keys: Vec::with_capacity(n),
+        bytes: Vec::with_capacity(n),
+        sigs: Vec::with_capacity(n),
+        msgs: Vec::with_capacity(n),
+        chain,
+    };
+    for i in 0..n {
+        let kp = Keypair::from_seed(sha256(format!("bench suite signer {}", i % 64).as_bytes()).0);
+        let msg = sha256(format!("bench suite tx {i}").as_bytes());
+        s.sigs.push(kp.sign(&s.chain, Purpose::Tx, msg.as_bytes()));
+        s.bytes
+            .push(signing_bytes(&s.chain, Purpose::Tx, msg.as_bytes()));
+        s.keys.push(kp.public());
+        s.msgs.push(msg);
+    }
+    Ok(s)
+}
+
+fn batch_rate(s: &SigSet, secs: f64) -> Result<f64> {
+    let items: Vec<SigItem<'_>> = (0..s.keys.len())
+        .map(|i| SigItem {
+            public: &s.keys[i],
+            signed_bytes: &s.bytes[i],
+            signature: &s.sigs[i],
+        })
+        .collect();
+    let mut at = 0usize;
+    rate_for(secs, || {
+        let chunk = &items[at..at + BATCH];
+        at = (at + BATCH) % items.len();
+        if verify_batch(chunk).iter().any(|r| r.is_err()) {
+            bail!("a valid signature failed batch verification");
+        }
+        Ok(BATCH as u64)
+    })
+}
+
+fn measure_limits(sizes: &Sizes, cores: usize, rep: &mut Report) -> Result<Limits> {
+    let secs = sizes.limit_secs;
+    let s = sig_set(BATCH * 4)?;
+    let mut i = 0usize;
+    let single = rate_for(secs, || {
+        let k = i % s.keys.len();
+        i += 1;
+        verify(
+            &s.keys[k],
+            &s.chain,
+            Purpose::Tx,
+            s.msgs[k].as_bytes(),
+            &s.sigs[k],
+        )
+        .map_err(|e| anyhow!("a valid signature failed: {e}"))?;
+        Ok(1)
+    })?;
+    let batch1 = batch_rate(&s, secs)?;
+    let all: Vec<f64> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..cores)
+            .map(|_| sc.spawn(|| batch_rate(&s, secs)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().map_err(|_| anyhow!("a thread panicked"))?)
+            .collect::<Result<Vec<f64>>>()
+    })?;
+    let batch_all: f64 = all.iter().sum();
+
+    let big = vec![0xa5u8; 1 << 20];
+    let sha_mb = rate_for(secs, || {
+        std::hint::black_box(sha256(std::hint::black_box(&big)));
+        Ok(1)
+    })? * (big.len() as f64)
+        / 1e6;
+    let small: Vec<[u8; 1024]> = (0..64u8).map(|i| [i; 1024]).collect();
+    let mut j = 0usize;
+    let sha_1k = rate_for(secs, || {
+        for m in &small {
+            j = j.wrapping_add(1);
+            std::hint::black_box(sha256(std::hint::black_box(m)));
+        }
+        Ok(small.len() as u64)
+    })?;
+
+    let (commits_s, mb_s, keys, bytes, small_w) = rocks_limits(secs)?;
+    let l = Limits {
+        cores,
+        verify_single_per_core: single,
+        verify_batch_per_core: batch1,
+        verify_batch_all_cores: batch_all,
+        sha256_mb_s: sha_mb,
+        sha256_1k_msgs_s: sha_1k,
+        rocks_batch_commits_s: commits_s,
+        rocks_batch_mb_s: mb_s,
+        rocks_batch_keys: keys,
+        rocks_batch_bytes: bytes,
+        rocks_small_synced_writes_s: small_w,
+    };
+    let p = "limits";
+    rep.row(p, "ed25519 verify, single, 1 core", single, "sig/s", None);
+    rep.row(
+        p,
+        format!("ed25519 verify, batches of {BATCH}, 1 core"),
+        batch1,
+        "sig/s",
+        Some((single, "single verify, 1 core".into())),
+    );
+    rep.row(
+        p,
+        format!("ed25519 verify, batches of {BATCH}, {cores} cores at once"),
+        batch_all,
+        "sig/s",
+        Some((
+            batch1 * cores as f64,
+            format!("{cores} × batch rate of 1 core"),
+        )),
+    );
+    rep.row(p, "SHA-256, 1 MiB messages", sha_mb, "MB/s", None);
+    rep.row(
+        p,
+        "SHA-256, 1 KiB messages",
+        sha_1k,
+        "msg/s",
+        Some((
+            sha_mb * 1e6 / 1024.0,
+            "SHA-256 bulk rate in 1 KiB units".into(),
+        )),
+    );
+    rep.row(
+        p,
+        format!(
+            "RocksDB synced block commit ({} keys, {:.2} MB)",
+            keys,
+            bytes as f64 / 1e6
+        ),
+        commits_s,
+        "commit/s",
+        None,
+    );
+    rep.row(p, "RocksDB synced block commit, bytes", mb_s, "MB/s", None);
+    rep.row(
+        p,
+        "RocksDB synced small write (safety state)",
+        small_w,
+        "write/s",
+        None,
+    );
+    rep.parts.insert("limits".into(), serde_json::to_value(&l)?);
+    Ok(l)
+}
+
+/// A removable temporary directory.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Result<TempDir> {
+        let p = std::env::temp_dir().join(format!(
+            "aidledger-bench-{label}-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
+        Ok(TempDir(p))
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Synced commits of block-sized batches through a real `RocksStore`, and
+/// small synced writes. Returns (commits/s, MB/s, keys, bytes, small/s).
+fn rocks_limits(secs: f64) -> Result<(f64, f64, usize, usize, f64)> {
+    // A block of 2,000 transactions writes about 3 state keys per
+    // transaction; keys and values the size of real ones.
+    const KEYS: usize = 6_000;
+    const VALUE: usize = 128;
+    let tmp = TempDir::new("rocks")?;
+    let mut c = SynthChain::new(&tmp.path().join("data"), StateMode::Store)?;
+    let mut commits = 0u64;
+    let mut spent = Duration::ZERO;
+    let mut batch_bytes = 0usize;
+    let mut round = 0u64;
+    let limit = now();
+    while spent.as_secs_f64() < secs && limit.elapsed().as_secs_f64() < secs * 6.0 + 5.0 {
+        let t = c.time().saturating_add_ms(1_000);
+        let (mut block, mut outcome) = c.build(t, &[])?;
+        let mut bytes = 0usize;
+        for k in 0..KEYS {
+            let key = aidledger_types::hash::hash_parts(
+                b"bench/rocks",
+                &[&round.to_le_bytes(), &(k as u64).to_le_bytes()],
+            )
+            .0
+            .to_vec();
+            let mut key = [b"bench/".as_slice(), &key].concat();
+            key.truncate(38);
+            let value = vec![(k % 251) as u8; VALUE];
+            bytes += key.len() + value.len();
+            outcome.accumulator.insert(&key, &value);
+            outcome.writes.insert(key, Some(value));
+        }
+        outcome.state_root = outcome.accumulator.root();
+        block.header.state_root = outcome.state_root;
+        let batch = c.commit_batch(block, &outcome)?;
+        let t0 = now();
+        c.commit_prepared(batch, outcome)?;
+        spent += t0.elapsed();
+        commits += 1;
+        batch_bytes = bytes;
+        round += 1;
+    }
+    let commits_s = commits as f64 / spent.as_secs_f64().max(1e-9);
+    let mb_s = commits_s * batch_bytes as f64 / 1e6;
+    let payload = [7u8; 256];
+    let store = c.store.clone();
+    let small = rate_for(secs, || {
+        store.put_safety_state(&payload)?;
+        Ok(1)
+    })?;
+    Ok((commits_s, mb_s, KEYS, batch_bytes, small))
+}
+
+// ---------------------------------------------------------------- (c) replay
+
+fn replay_part(
+    sizes: &Sizes,
+    cores: usize,
+    l: &Limits,
+    rep: &mut Report,
+    json_out: bool,
+) -> Result<()> {
+    let tmp = TempDir::new("replay")?;
+    let data = tmp.path().join("data");
+    let t = now();
+    let built = synth::build_chain(&data, sizes.replay_txs, sizes.replay_block_txs, cores)?;
+    let gen_s = t.elapsed().as_secs_f64();
+    say(
+        json_out,
+        format!(
+            "replay: chain of {} blocks, {} txs built in {gen_s:.1} s",
+            built.blocks, built.txs
+        ),
+    );
+    let p = "replay";
+    rep.row(
+        p,
+        format!("chain generation ({} txs, {cores} threads)", built.txs),
+        built.txs as f64 / gen_s,
+        "tx/s",
+        Some((
+            l.verify_batch_per_core * cores as f64,
+            format!("batch verify, {cores} cores"),
+        )),
+    );
+    let mut runs = Vec::new();
+    let mut threads_list = vec![1usize];
+    if cores >= 2 {
+        threads_list.push(2);
+    }
+    for threads in threads_list {
+        let mut src = StoreSource::open_read_only(&data)?;
+        let t = now();
+        let out = replay(
+            &mut src,
+            &ReplayOptions {
+                threads,
+                expected_genesis: None,
+            },
+            &NO_PROGRESS,
+        );
+        let secs = t.elapsed().as_secs_f64();
+        if let Some(f) = &out.failure {
+            bail!("the synthetic chain did not verify: {f}");
+        }
+        if out.summary.state_root != Some(built.head_state_root) {
+            bail!("the replay's state root differs from the chain's");
+        }
+        let tps = out.summary.txs as f64 / secs;
+        say(
+            json_out,
+            format!("replay: {threads} thread(s): {tps:.0} tx/s ({secs:.1} s)"),
+        );
+        let bound = l.verify_batch_per_core * threads as f64;
+        rep.row(
+            p,
+            format!("audit replay, --threads {threads}"),
+            tps,
+            "tx/s",
+            Some((bound, format!("batch verify, {threads} core(s)"))),
+        );
+        runs.push(json!({
+            "threads": threads,
+            "seconds": secs,
+            "blocks": out.summary.blocks,
+            "txs": out.summary.txs,
+            "tx_per_s": tps,
+            "ratio_to_batch_verify": tps / bound,
+        }));
+    }
+    rep.parts.insert(
+        "replay".into(),
+        json!({
+            "chain_blocks": built.blocks,
+            "chain_txs": built.txs,
+            "generation_s": gen_s,
+            "runs": runs,
+        }),
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------------ (d) households
+
+#[derive(Debug, Serialize)]
+struct HouseholdRun {
+    households: u64,
+    populate_s: f64,
+    blocks: usize,
+    txs: u64,
+    execute_s: f64,
+    commit_s: f64,
+    tx_per_s: f64,
+    entitlement_payments: usize,
+}
+
+fn household_run(sizes: &Sizes, cores: usize, n: u64) -> Result<HouseholdRun> {
+    let tmp = TempDir::new("households")?;
+    let mut c = SynthChain::new(&tmp.path().join("data"), StateMode::Store)?;
+    let chain = c.genesis.chain_id.clone();
+    // The program, an entitlement to every household in the region, and
+    // enough money to pay it.
+    let mut setup = c.f.workload_block(0);
+    setup.push(c.f.deposit("relief", 100_000_000_000));
+    let setup = synth::verify_parallel(setup, &chain, cores)?;
+    let t = c.time().saturating_add_ms(1_000);
+    let (_, out) = c.block_at(t, &setup)?;
+    if let Some(r) = out.receipts.iter().find(|r| !r.is_applied()) {
+        bail!("setup tx {} rejected: {:?}", r.index, r.outcome);
+    }
+    let t = now();
+    c.populate_households(n, 250_000, 1_000)?;
+    let populate_s = t.elapsed().as_secs_f64();
+    c.resync()?;
+    let mut w = Workload::new(&c.f, 2)?;
+    let mut blocks = Vec::new();
+    for _ in 0..sizes.household_blocks {
+        let txs = w.next_txs(&c.f, sizes.household_block_txs, cores)?;
+        blocks.push(synth::verify_parallel(txs, &chain, cores)?);
+    }
+    // The first timed block is past the entitlement's first period, so
+    // every block also pays a batch of households, as on a live chain.
+    let first = Timestamp(
+        c.genesis
+            .genesis_time
+            .0
+            .saturating_add(MS_PER_DAY + 3_600_000),
+    );
+    let (mut exec_s, mut commit_s) = (0.0, 0.0);
+    let (mut txs, mut payments) = (0u64, 0usize);
+    for (i, b) in blocks.iter().enumerate() {
+        let t = if i == 0 {
+            first
+        } else {
+            c.time().saturating_add_ms(1_000)
+        };
+        let t0 = now();
+        let (block, outcome) = c.build(t, b)?;
+        exec_s += t0.elapsed().as_secs_f64();
+        if block.txs.len() != b.len() {
+            bail!("{} of {} transactions included", block.txs.len(), b.len());
+        }
+        if let Some(r) = outcome.receipts.iter().find(|r| !r.is_applied()) {
+            bail!("tx {} rejected: {:?}", r.index, r.outcome);
+        }
+        payments += outcome
+            .events
+            .iter()
+            .filter(|e| {
+                matches!(&e.body, aidledger_contracts::EventBody::Money(m) if m.entitlement.is_some())
+            })
+            .count();
+        txs += block.txs.len() as u64;
+        let t1 = now();
+        c.commit(block, outcome)?;
+        commit_s += t1.elapsed().as_secs_f64();
+    }
+    Ok(HouseholdRun {
+        households: n,
+        populate_s,
+        blocks: blocks.len(),
+        txs,
+        execute_s: exec_s,
+        commit_s,
+        tx_per_s: txs as f64 / (exec_s + commit_s).max(1e-9),
+        entitlement_payments: payments,
+    })
+}
+
+fn households_part(
+    sizes: &Sizes,
+    cores: usize,
+    l: &Limits,
+    rep: &mut Report,
+    json_out: bool,
+) -> Result<()> {
+    let mut runs = Vec::new();
+    for n in [sizes.households_small, sizes.households_large] {
+        say(
+            json_out,
+            format!("households: {n} in state, executing and committing blocks"),
+        );
+        let r = household_run(sizes, cores, n)?;
+        say(
+            json_out,
+            format!(
+                "households: {n}: {:.0} tx/s (populated in {:.1} s, {} payments)",
+                r.tx_per_s, r.populate_s, r.entitlement_payments
+            ),
+        );
+        runs.push(r);
+    }
+    let p = "households";
+    for r in &runs {
+        rep.row(
+            p,
+            format!(
+                "execute + commit, {} households ({} payments)",
+                r.households, r.entitlement_payments
+            ),
+            r.tx_per_s,
+            "tx/s",
+            Some((l.verify_batch_per_core, "batch verify, 1 core".into())),
+        );
+    }
+    let (small, large) = (&runs[0], &runs[1]);
+    let loss = (1.0 - large.tx_per_s / small.tx_per_s) * 100.0;
+    rep.row(
+        p,
+        format!(
+            "throughput loss, {} → {} households",
+            small.households, large.households
+        ),
+        loss,
+        "%",
+        Some((
+            TARGET_HOUSEHOLD_LOSS_PCT,
+            format!("target ≤ {TARGET_HOUSEHOLD_LOSS_PCT}%"),
+        )),
+    );
+    rep.parts.insert(
+        "households".into(),
+        json!({ "runs": runs, "loss_pct": loss }),
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------- (b, e, f) testnet
+
+/// Stops the nodes this run started and removes a temporary testnet
+/// directory, on every exit path.
+struct TestnetGuard {
+    homes: Vec<PathBuf>,
+    temp: Option<PathBuf>,
+}
+
+impl Drop for TestnetGuard {
+    fn drop(&mut self) {
+        let _ = procs::stop_all(&self.homes, Duration::from_secs(10));
+        if let Some(d) = &self.temp {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn status_of(api: &str) -> Option<NodeStatus> {
+    Client::new(api).ok()?.get::<NodeStatus>("/v1/status").ok()
+}
+
+/// Peak and current RSS of a process, in MB.
+fn rss_mb(pid: i32) -> Option<(f64, f64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+fn metric(api: &str, name: &str) -> Option<f64> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut resp = agent.get(&format!("{api}/metrics")).call().ok()?;
+    let text = resp.body_mut().read_to_string().ok()?;
+    text.lines()
+        .find(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|k| k == name || k.starts_with(&format!("{name}{{")))
+        })
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn load_json(r: &LoadReport) -> Value {
+    serde_json::to_value(r).unwrap_or(Value::Null)
+}
+
+fn testnet_part(
+    a: &SuiteArgs,
+    sizes: &Sizes,
+    cores: usize,
+    l: &Limits,
+    rep: &mut Report,
+    json_out: bool,
+) -> Result<()> {
+    let (dir, temp) = match &a.dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let d = std::env::temp_dir().join(format!(
+                "aidledger-bench-testnet-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ));
+            (d.clone(), Some(d))
+        }
+    };
+    let mut guard = TestnetGuard {
+        homes: Vec::new(),
+        temp,
+    };
+    say(
+        json_out,
+        format!("testnet: 4 validators in {}", dir.display()),
+    );
+    let exe = std::env::current_exe().context("cannot find the aidledger executable")?;
+    let out = Command::new(&exe)
+        .args(["testnet", "init", "--validators", "4", "--dir"])
+        .arg(&dir)
+        .env_remove("AIDLEDGER_HOME")
+        .env_remove("AIDLEDGER_NODE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .context("running testnet init")?;
+    if !out.status.success() {
+        bail!(
+            "testnet init --dir {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let t = read_testnet(&dir)?;
+    guard.homes = t.orgs.iter().map(|o| o.home.clone()).collect();
+    start_missing(&dir, 60)?;
+    // Let the validators connect and agree on a first view.
+    let t0 = now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        if t.orgs
+            .iter()
+            .all(|o| status_of(&o.api).is_some_and(|s| s.peers + 1 >= t.orgs.len()))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let quiet = Ctx {
+        home: None,
+        node: None,
+        output: Output::Json,
+    };
+    let node_limit = cores as f64 * l.verify_batch_per_core / t.orgs.len().max(1) as f64;
+    let run_load = |rate: u64, duration: u64, drain: u64| -> Result<LoadReport> {
+        load(
+            &quiet,
+            &LoadArgs {
+                dir: dir.clone(),
+                rate: rate.clamp(1, 200_000),
+                duration,
+                drain,
+                workers: 16,
+            },
+        )
+    };
+
+    // Between runs, let the mempools empty: the next run reads account
+    // nonces from committed state.
+    let wait_idle = |what: &str| {
+        let t0 = now();
+        while t0.elapsed() < Duration::from_secs(60) {
+            let busy: usize = t
+                .orgs
+                .iter()
+                .filter_map(|o| status_of(&o.api))
+                .map(|s| s.mempool_txs)
+                .sum();
+            if busy == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        say(
+            json_out,
+            format!(
+                "testnet: mempools empty {:.1} s after the {what} run",
+                t0.elapsed().as_secs_f64()
+            ),
+        );
+    };
+
+    // Probe: a moderate offered load shows what the testnet sustains
+    // without building a backlog that takes minutes to drain; the
+    // sustained run then offers 1.3 × that (or 3 × the probe rate if the
+    // probe did not saturate), capped at the per-node verify limit.
+    let probe_rate = (node_limit as u64).clamp(200, 2_000);
+    say(
+        json_out,
+        format!(
+            "testnet: probing at {probe_rate} tx/s for {} s",
+            sizes.probe_secs
+        ),
+    );
+    let probe = run_load(probe_rate, sizes.probe_secs, 10)?;
+    wait_idle("probe");
+    let sat_rate = if probe.committed_tps >= 0.85 * probe_rate as f64 {
+        ((3 * probe_rate) as f64).min(node_limit.max(probe_rate as f64)) as u64
+    } else {
+        (probe.committed_tps * 1.3) as u64
+    }
+    .max(100);
+    say(
+        json_out,
+        format!(
+            "testnet: probe committed {:.0} tx/s; saturating at {sat_rate} tx/s for {} s",
+            probe.committed_tps, sizes.sustained_secs
+        ),
+    );
+    let sustained = run_load(sat_rate, sizes.sustained_secs, 30)?;
+    let half = ((sustained.committed_tps * 0.5) as u64).max(1);
+    say(
+        json_out,
+        format!(
+            "testnet: sustained {:.0} tx/s; latency at {half} tx/s for {} s",
+            sustained.committed_tps, sizes.latency_secs
+        ),
+    );
+    wait_idle("sustained");
+    let lat = run_load(half, sizes.latency_secs, 30)?;
+    say(
+        json_out,
+        format!(
+            "testnet: at {half} tx/s: p50 {:.0} ms, p99 {:.0} ms",
+            lat.p50_ms, lat.p99_ms
+        ),
+    );
+    let mut rss: Vec<Value> = Vec::new();
+    let mut peak_by_org: std::collections::BTreeMap<String, f64> = Default::default();
+    for o in &t.orgs {
+        if let Some(pid) = procs::running(&o.home) {
+            if let Some((hwm, cur)) = rss_mb(pid) {
+                rss.push(json!({"org": o.id, "after": "load", "pid": pid, "vm_hwm_mb": hwm, "vm_rss_mb": cur}));
+                peak_by_org.insert(o.id.clone(), hwm);
+            }
+        }
+    }
+
+    // (e) Catch-up of a wiped validator.
+    let catchup = catch_up(&t, sizes, json_out);
+    for o in &t.orgs {
+        if let Some(pid) = procs::running(&o.home) {
+            if let Some((hwm, cur)) = rss_mb(pid) {
+                rss.push(json!({"org": o.id, "after": "catch-up", "pid": pid, "vm_hwm_mb": hwm, "vm_rss_mb": cur}));
+                let e = peak_by_org.entry(o.id.clone()).or_insert(0.0);
+                *e = e.max(hwm);
+            }
+        }
+    }
+
+    let p = "testnet";
+    rep.row(
+        p,
+        format!(
+            "probe: committed at {probe_rate} tx/s offered, {} s",
+            sizes.probe_secs
+        ),
+        probe.committed_tps,
+        "tx/s",
+        Some((node_limit, "per-node verify limit".into())),
+    );
+    rep.row(
+        p,
+        format!(
+            "sustained committed, {} tx/s offered, {} s",
+            sat_rate, sizes.sustained_secs
+        ),
+        sustained.committed_tps,
+        "tx/s",
+        Some((
+            node_limit,
+            format!(
+                "per-node verify limit {:.0} ({cores} cores × batch / {} nodes, all verifying)",
+                node_limit,
+                t.orgs.len()
+            ),
+        )),
+    );
+    rep.row(
+        p,
+        format!("latency p50 at {half} tx/s (50%)"),
+        lat.p50_ms,
+        "ms",
+        Some((TARGET_P99_MS, "target 1 s".into())),
+    );
+    rep.row(
+        p,
+        format!("latency p99 at {half} tx/s (50%)"),
+        lat.p99_ms,
+        "ms",
+        Some((TARGET_P99_MS, "target p99 ≤ 1 s".into())),
+    );
+    rep.row(
+        p,
+        format!("committed at {half} tx/s offered"),
+        lat.committed_tps,
+        "tx/s",
+        Some((half as f64, "offered rate".into())),
+    );
+    match &catchup {
+        Ok(c) => {
+            rep.row(
+                p,
+                format!(
+                    "catch-up of a wiped validator ({} blocks, {:.1} s)",
+                    c.blocks, c.seconds
+                ),
+                c.blocks as f64 / c.seconds,
+                "block/s",
+                Some((0.0, "-".into())),
+            );
+            rep.row(
+                p,
+                format!("catch-up of a wiped validator ({} txs)", c.txs),
+                c.txs as f64 / c.seconds,
+                "tx/s",
+                Some((
+                    cores as f64 * l.verify_batch_per_core,
+                    format!("batch verify, {cores} cores"),
+                )),
+            );
+        }
+        Err(e) => rep.errors.push(format!("catch-up: {e:#}")),
+    }
+    for (org, mb) in &peak_by_org {
+        rep.row(
+            p,
+            format!("peak RSS (VmHWM), {org}"),
+            *mb,
+            "MB",
+            Some((TARGET_RSS_MB, "target 500 MB".into())),
+        );
+    }
+    rep.parts.insert(
+        "testnet".into(),
+        json!({
+            "dir": dir,
+            "nodes": t.orgs.len(),
+            "validators": t.orgs.iter().filter(|o| o.validator).count(),
+            "per_node_verify_limit_tx_s": node_limit,
+            "per_validator_verify_limit_tx_s": cores as f64 * l.verify_batch_per_core
+                / t.orgs.iter().filter(|o| o.validator).count().max(1) as f64,
+            "probe": load_json(&probe),
+            "sustained": load_json(&sustained),
+            "latency_at_half": load_json(&lat),
+            "catch_up": catchup.as_ref().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).unwrap_or_else(|e| json!({"error": format!("{e:#}")})),
+            "rss": rss,
+        }),
+    );
+    drop(guard);
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct CatchUp {
+    org: String,
+    target_height: u64,
+    blocks: u64,
+    txs: u64,
+    seconds: f64,
+    /// From starting the process to its API answering.
+    startup_s: f64,
+}
+
+fn catch_up(
+    t: &crate::cli::testnet::TestnetFile,
+    sizes: &Sizes,
+    json_out: bool,
+) -> Result<CatchUp> {
+    let victim = t
+        .orgs
+        .iter()
+        .rev()
+        .find(|o| o.validator)
+        .ok_or_else(|| anyhow!("no validator"))?;
+    procs::stop_all(std::slice::from_ref(&victim.home), Duration::from_secs(10))?;
+    let target = t
+        .orgs
+        .iter()
+        .filter(|o| o.id != victim.id)
+        .filter_map(|o| status_of(&o.api))
+        .map(|s| s.height)
+        .max()
+        .ok_or_else(|| anyhow!("no other node answers"))?;
+    let data = victim.home.join("data");
+    std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&data)?;
+    }
+    say(
+        json_out,
+        format!(
+            "catch-up: {} wiped, catching up to height {target}",
+            victim.id
+        ),
+    );
+    let t0 = now();
+    let _child = procs::spawn_node(&victim.home)?;
+    let mut startup_s = None;
+    loop {
+        let e = t0.elapsed().as_secs_f64();
+        if e > sizes.catchup_timeout_secs as f64 {
+            let h = status_of(&victim.api).map(|s| s.height).unwrap_or(0);
+            bail!(
+                "{} reached height {h} of {target} within {} s",
+                victim.id,
+                sizes.catchup_timeout_secs
+            );
+        }
+        if let Some(s) = status_of(&victim.api) {
+            startup_s.get_or_insert(e);
+            if s.height >= target {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let txs = metric(&victim.api, "aidledger_committed_txs_total")
+        .or_else(|| metric(&victim.api, "aidledger_committed_txs"))
+        .unwrap_or(0.0) as u64;
+    Ok(CatchUp {
+        org: victim.id.clone(),
+        target_height: target,
+        blocks: target,
+        txs,
+        seconds,
+        startup_s: startup_s.unwrap_or(seconds),
+    })
+}
