@@ -1,5 +1,7 @@
 //! Single and batch verification under one rule set (see the crate docs).
 
+use std::collections::BTreeMap;
+
 use aidledger_types::{
     codec, ChainId, CommitCertificate, Hash, PublicKey, Signature, SignedTx, ValidatorSet,
 };
@@ -42,8 +44,36 @@ fn strict_point(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
     Some(p)
 }
 
+/// Most public keys whose strict decoding is remembered. A consortium signs
+/// with a few hundred operator and validator keys; the cache is emptied
+/// when it fills, so it stays bounded whatever keys arrive.
+const KEY_CACHE_MAX: usize = 4096;
+
+static KEY_CACHE: std::sync::Mutex<BTreeMap<[u8; 32], EdwardsPoint>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// [`strict_point`] for a public key, remembered: decompressing and
+/// re-compressing a key is about a third of a batched check, and the same
+/// few keys sign everything. The answer is a pure function of the bytes,
+/// so caching cannot change a verdict; only valid keys are kept.
+fn strict_key(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
+    if let Ok(cache) = KEY_CACHE.lock() {
+        if let Some(p) = cache.get(bytes) {
+            return Some(*p);
+        }
+    }
+    let p = strict_point(bytes)?;
+    if let Ok(mut cache) = KEY_CACHE.lock() {
+        if cache.len() >= KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(*bytes, p);
+    }
+    Some(p)
+}
+
 fn prepare(item: &SigItem<'_>) -> Result<Prepared, CryptoError> {
-    let a = strict_point(&item.public.0).ok_or(CryptoError::BadPublicKey)?;
+    let a = strict_key(&item.public.0).ok_or(CryptoError::BadPublicKey)?;
     let mut r_bytes = [0u8; 32];
     let mut s_bytes = [0u8; 32];
     r_bytes.copy_from_slice(&item.signature.0[..32]);
