@@ -10,7 +10,7 @@ use std::time::Duration;
 use aidledger_consensus::{
     CommittedTip, Config as CoreConfig, Input, Output, Replica, SafetyState, TimeoutKind,
 };
-use aidledger_crypto::{verify_certificate, verify_tx, verify_txs, Keypair, VerifiedTx};
+use aidledger_crypto::{verify_certificate, verify_txs, Keypair, VerifiedTx};
 use aidledger_execution::{
     build_block, validate_block_with, BlockContext, BlockOutcome, ParentInfo,
 };
@@ -303,39 +303,16 @@ impl Driver {
     async fn on_msg(&mut self, m: DriverMsg) -> anyhow::Result<()> {
         match m {
             DriverMsg::Submit { tx, reply } => {
-                let result = self.admit_one(tx.clone());
-                if result.is_ok() {
-                    // Share it (batched): gossip does not echo to the publisher.
-                    self.gossip_out.push(tx);
-                    if self.gossip_out.len() >= GOSSIP_BATCH_TXS {
-                        self.flush_gossip().await;
-                    }
-                }
-                let _ = reply.send(result);
+                let mut verdicts = self.admit_batch(vec![tx], true).await;
+                let _ = reply.send(
+                    verdicts
+                        .pop()
+                        .unwrap_or_else(|| Err("no verdict".to_string())),
+                );
             }
             DriverMsg::SubmitBatch { txs, reply } => {
-                let lens: Vec<usize> = txs.iter().map(codec::encoded_len).collect();
-                let mut out = Vec::with_capacity(txs.len());
-                for (r, len) in verify_txs(txs, &self.chain_id).into_iter().zip(lens) {
-                    match r {
-                        Ok(v) => {
-                            let tx = v.tx().clone();
-                            let res = self.admit(v, len);
-                            if res.is_ok() {
-                                self.gossip_out.push(tx);
-                            }
-                            out.push(res);
-                        }
-                        Err((_, e)) => {
-                            self.shared.metrics.refused_txs.inc();
-                            out.push(Err(e.to_string()));
-                        }
-                    }
-                }
-                if self.gossip_out.len() >= GOSSIP_BATCH_TXS {
-                    self.flush_gossip().await;
-                }
-                let _ = reply.send(out);
+                let verdicts = self.admit_batch(txs, true).await;
+                let _ = reply.send(verdicts);
             }
             DriverMsg::IsPending { id, reply } => {
                 let _ = reply.send(self.mempool.contains(&id));
@@ -354,10 +331,48 @@ impl Driver {
         Ok(())
     }
 
-    fn admit_one(&mut self, tx: SignedTx) -> Result<Hash, String> {
-        let len = tx.encode().len();
-        let v = verify_tx(tx, &self.chain_id).map_err(|e| e.to_string())?;
-        self.admit(v, len)
+    /// Checks limits and signatures (one batch, the same verdicts as one
+    /// by one), then admits to the mempool: one verdict per transaction,
+    /// in order. With `share`, admitted transactions queue for gossip
+    /// (gossip does not echo to the publisher).
+    async fn admit_batch(&mut self, txs: Vec<SignedTx>, share: bool) -> Vec<Result<Hash, String>> {
+        let mut out: Vec<Result<Hash, String>> = Vec::with_capacity(txs.len());
+        let mut checked = Vec::with_capacity(txs.len());
+        let mut slots = Vec::with_capacity(txs.len());
+        for tx in txs {
+            match tx.check_limits() {
+                Ok(()) => {
+                    slots.push(out.len());
+                    out.push(Ok(tx.id()));
+                    checked.push(tx);
+                }
+                Err(e) => {
+                    self.shared.metrics.refused_txs.inc();
+                    out.push(Err(e.to_string()));
+                }
+            }
+        }
+        for (slot, r) in slots.into_iter().zip(verify_txs(checked, &self.chain_id)) {
+            out[slot] = match r {
+                Ok(v) => {
+                    let tx = share.then(|| v.tx().clone());
+                    let len = codec::encoded_len(v.tx());
+                    let res = self.admit(v, len);
+                    if let (Ok(_), Some(tx)) = (&res, tx) {
+                        self.gossip_out.push(tx);
+                    }
+                    res
+                }
+                Err((_, e)) => {
+                    self.shared.metrics.refused_txs.inc();
+                    Err(e.to_string())
+                }
+            };
+        }
+        if self.gossip_out.len() >= GOSSIP_BATCH_TXS {
+            self.flush_gossip().await;
+        }
+        out
     }
 
     fn admit(&mut self, v: VerifiedTx, len: usize) -> Result<Hash, String> {
@@ -419,7 +434,7 @@ impl Driver {
                         Err(_) => break,
                     }
                 }
-                self.admit_gossip(batch);
+                self.admit_gossip(batch).await;
                 for ev in others {
                     Box::pin(self.on_net(ev, net_rx)).await?;
                 }
@@ -453,9 +468,8 @@ impl Driver {
         Ok(())
     }
 
-    fn admit_gossip(&mut self, batch: Vec<Vec<u8>>) {
-        let mut txs = Vec::with_capacity(batch.len());
-        let mut lens = Vec::with_capacity(batch.len());
+    async fn admit_gossip(&mut self, batch: Vec<Vec<u8>>) {
+        let mut txs = Vec::new();
         for data in batch {
             let msg: TxGossip =
                 match codec::decode_with_limit(&data, aidledger_network::GOSSIP_MAX_BYTES) {
@@ -465,22 +479,15 @@ impl Driver {
                         continue;
                     }
                 };
-            for tx in msg.txs {
-                if !self.mempool.contains(&tx.id()) {
-                    lens.push(codec::encoded_len(&tx));
-                    txs.push(tx);
-                }
-            }
+            txs.extend(
+                msg.txs
+                    .into_iter()
+                    .filter(|tx| !self.mempool.contains(&tx.id())),
+            );
         }
-        for (r, len) in verify_txs(txs, &self.chain_id).into_iter().zip(lens) {
-            match r {
-                Ok(v) => {
-                    let _ = self.admit(v, len);
-                }
-                Err((_, e)) => {
-                    self.shared.metrics.refused_txs.inc();
-                    tracing::debug!(error = %e, "gossiped tx refused");
-                }
+        for r in self.admit_batch(txs, false).await {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "gossiped tx refused");
             }
         }
     }
@@ -529,16 +536,12 @@ impl Driver {
             return;
         }
         // Transactions pending since the last look are re-gossiped once.
-        let oldest: Vec<SignedTx> = self
-            .mempool
-            .oldest(REGOSSIP_MAX)
-            .into_iter()
-            .map(|v| v.tx().clone())
-            .collect();
-        let now: std::collections::BTreeSet<Hash> = oldest.iter().map(SignedTx::id).collect();
+        let oldest = self.mempool.oldest(REGOSSIP_MAX);
+        let now: std::collections::BTreeSet<Hash> = oldest.iter().map(|v| v.id()).collect();
         let again: Vec<SignedTx> = oldest
             .into_iter()
-            .filter(|t| self.regossip_prev.contains(&t.id()))
+            .filter(|v| self.regossip_prev.contains(&v.id()))
+            .map(|v| v.tx().clone())
             .collect();
         self.regossip_prev = now;
         if !again.is_empty() {

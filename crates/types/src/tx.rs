@@ -208,16 +208,23 @@ impl SignedTx {
     /// limit; checks the payload bound too.
     pub fn decode(bytes: &[u8]) -> Result<SignedTx, crate::TypeError> {
         let tx: SignedTx = codec::decode_with_limit(bytes, TX_MAX_BYTES)?;
-        if tx.body.payload.len() > TX_PAYLOAD_MAX_BYTES {
+        tx.check_limits()?;
+        Ok(tx)
+    }
+
+    /// The limits [`SignedTx::decode`] enforces beyond the byte limit, for
+    /// transactions decoded inside a larger message (a gossip batch).
+    pub fn check_limits(&self) -> Result<(), crate::TypeError> {
+        if self.body.payload.len() > TX_PAYLOAD_MAX_BYTES {
             return Err(crate::TypeError::Invalid {
                 what: "transaction",
                 reason: format!(
                     "payload is {} bytes, over the limit of {TX_PAYLOAD_MAX_BYTES}",
-                    tx.body.payload.len()
+                    self.body.payload.len()
                 ),
             });
         }
-        Ok(tx)
+        Ok(())
     }
 
     pub fn encode(&self) -> Vec<u8> {
