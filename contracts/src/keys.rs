@@ -122,6 +122,10 @@ fn subject_bytes(s: &Subject) -> Vec<u8> {
         Subject::Release(r) => key(&[b"r", &r.to_be_bytes()]),
     }
 }
+/// Every attestation about `subject`, whatever the claim.
+pub fn attestations_about_prefix(subject: &Subject) -> Vec<u8> {
+    key(&[ATTESTATION_PREFIX, &subject_bytes(subject)])
+}
 pub fn attestation_prefix(subject: &Subject, claim: &Slug) -> Vec<u8> {
     key(&[
         ATTESTATION_PREFIX,

@@ -37,7 +37,12 @@ async fn application_trace(
 ) -> Result<Json<ApplicationTrace>, Failure> {
     let id =
         Slug::new(id).map_err(|e| fail(StatusCode::BAD_REQUEST, "bad-request", e.to_string()))?;
-    trace::application(&StoreState(s.store.as_ref()), &id)
+    // A trace reads several ranges of state: off the async workers.
+    let store = s.store.clone();
+    let key = id.clone();
+    tokio::task::spawn_blocking(move || trace::application(&StoreState(store.as_ref()), &key))
+        .await
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map(Json)
         .ok_or_else(|| {
@@ -55,7 +60,10 @@ async fn household_trace(
 ) -> Result<Json<HouseholdTrace>, Failure> {
     let id = Hash::from_hex(&id)
         .map_err(|e| fail(StatusCode::BAD_REQUEST, "bad-request", e.to_string()))?;
-    trace::household(&StoreState(s.store.as_ref()), &id)
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || trace::household(&StoreState(store.as_ref()), &id))
+        .await
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map(Json)
         .ok_or_else(|| fail(StatusCode::NOT_FOUND, "not-found", "no such household"))

@@ -20,6 +20,9 @@ use crate::Failure;
 const WINDOW_BLOCKS: usize = 256;
 /// Most transactions verified together before executing them.
 const WINDOW_TXS: usize = 50_000;
+/// Most encoded block bytes held in one window (a chain file's blocks may
+/// each be large; this bounds what is decoded before it is checked).
+const WINDOW_BYTES: usize = 256 * 1024 * 1024;
 
 /// Told about progress; implemented by the CLI's progress bar.
 pub trait Progress: Sync {
@@ -247,9 +250,11 @@ pub fn replay(
     let failure = 'chain: loop {
         let mut window: Vec<Entry> = Vec::new();
         let mut window_txs = 0usize;
+        let mut window_bytes = 0usize;
         let mut pending: Option<Failure> = None;
         let mut ended = false;
-        while window.len() < WINDOW_BLOCKS && window_txs < WINDOW_TXS {
+        while window.len() < WINDOW_BLOCKS && window_txs < WINDOW_TXS && window_bytes < WINDOW_BYTES
+        {
             match source.next_entry() {
                 None => {
                     ended = true;
@@ -257,6 +262,7 @@ pub fn replay(
                 }
                 Some(Ok(e)) => {
                     window_txs += e.block.txs.len();
+                    window_bytes += aidledger_types::codec::encoded_len(&e.block);
                     window.push(e);
                 }
                 Some(Err(f)) => {

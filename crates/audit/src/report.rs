@@ -47,7 +47,7 @@ pub struct Figure {
     pub ledger_seqs: Vec<u64>,
     /// The distinct transactions that caused them (end-of-block releases
     /// have none; see `releases`).
-    pub txs: Vec<Hash>,
+    pub txs: BTreeSet<Hash>,
     /// The releases involved, if any.
     pub releases: Vec<u64>,
 }
@@ -61,9 +61,7 @@ impl Figure {
         self.movements += 1;
         self.ledger_seqs.push(e.seq);
         if let Some(t) = e.tx {
-            if !self.txs.contains(&t) {
-                self.txs.push(t);
-            }
+            self.txs.insert(t);
         }
         if let Some(r) = e.release {
             self.releases.push(r);
@@ -756,11 +754,26 @@ pub fn store_activity(
 ) -> Result<BTreeMap<OrgId, TxCounts>, AuditError> {
     let head = store.head()?.map_or(0, |h| h.height);
     let state = crate::StoreState(store);
+    // A storage or decoding failure must not pass for "no organisation":
+    // the first one is kept and ends the report.
+    let lookup_error: std::cell::RefCell<Option<AuditError>> = std::cell::RefCell::new(None);
     let org_of = |k: &aidledger_types::PublicKey| -> Option<OrgId> {
-        let bytes = state.get(&keys::account(k)).ok()??;
-        codec::decode::<aidledger_contracts::Account>(&bytes)
-            .ok()
-            .map(|a| a.org)
+        let found = state
+            .get(&keys::account(k))
+            .map_err(|e| invalid("state", format!("account {k}: {e}")))
+            .and_then(|b| match b {
+                None => Ok(None),
+                Some(bytes) => codec::decode::<aidledger_contracts::Account>(&bytes)
+                    .map(|a| Some(a.org))
+                    .map_err(|e| invalid("state", format!("account {k}: {e}"))),
+            });
+        match found {
+            Ok(o) => o,
+            Err(e) => {
+                lookup_error.borrow_mut().get_or_insert(e);
+                None
+            }
+        }
     };
     let mut counter = ActivityCounter::default();
     for h in 1..=head {
@@ -771,13 +784,16 @@ pub fn store_activity(
         for tx in &b.txs {
             let ok = match store.tx_location(&tx.id())? {
                 Some((_, r)) => codec::decode::<aidledger_contracts::Receipt>(&r)
-                    .map(|r| r.is_applied())
-                    .unwrap_or(false),
+                    .map_err(|e| invalid("receipts", format!("height {h}: {e}")))?
+                    .is_applied(),
                 None => false,
             };
             applied.push(ok);
         }
         counter.add_block(&b, &applied, &org_of);
+        if let Some(e) = lookup_error.borrow_mut().take() {
+            return Err(e);
+        }
     }
     Ok(counter.finish())
 }

@@ -477,6 +477,7 @@ pub fn verify_parallel(
     threads: usize,
 ) -> Result<Vec<VerifiedTx>, AuditError> {
     let threads = threads.max(1);
+    let expected = txs.len();
     let chunk = txs.len().div_ceil(threads).max(1);
     let mut parts: Vec<Vec<SignedTx>> = Vec::new();
     let mut it = txs.into_iter().peekable();
@@ -497,6 +498,9 @@ pub fn verify_parallel(
     let mut out = Vec::new();
     for r in results.into_iter().flatten() {
         out.push(r.map_err(|(tx, e)| invalid("synthetic tx", format!("{}: {e}", tx.id())))?);
+    }
+    if out.len() != expected {
+        return Err(invalid("synthetic tx", "a verifying thread failed"));
     }
     Ok(out)
 }

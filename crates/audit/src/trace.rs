@@ -45,10 +45,9 @@ fn attestations_about(
     state: &dyn StateRead,
     subject: &Subject,
 ) -> Result<Vec<Attestation>, AuditError> {
-    // Attestations are keyed by subject, then claim: filter the subject's
-    // whole range.
-    let all: Vec<Attestation> = records(state, keys::ATTESTATION_PREFIX)?;
-    Ok(all.into_iter().filter(|a| &a.subject == subject).collect())
+    // Attestations are keyed by subject, then claim: read only the
+    // subject's range.
+    records(state, &keys::attestations_about_prefix(subject))
 }
 
 fn anomalies_about(

@@ -461,10 +461,8 @@ fn measure_limits(sizes: &Sizes, cores: usize, rep: &mut Report) -> Result<Limit
     })? * (big.len() as f64)
         / 1e6;
     let small: Vec<[u8; 1024]> = (0..64u8).map(|i| [i; 1024]).collect();
-    let mut j = 0usize;
     let sha_1k = rate_for(secs, || {
         for m in &small {
-            j = j.wrapping_add(1);
             std::hint::black_box(sha256(std::hint::black_box(m)));
         }
         Ok(small.len() as u64)
@@ -1247,9 +1245,7 @@ fn catch_up(
         std::thread::sleep(Duration::from_millis(100));
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let txs = metric(&victim.api, "aidledger_committed_txs_total")
-        .or_else(|| metric(&victim.api, "aidledger_committed_txs"))
-        .unwrap_or(0.0) as u64;
+    let txs = metric(&victim.api, "aidledger_committed_txs_total").unwrap_or(0.0) as u64;
     Ok(CatchUp {
         org: victim.id.clone(),
         target_height: target,
