@@ -373,7 +373,9 @@ impl Snapshot {
     }
 }
 
-fn kebab<T: Serialize>(v: &T) -> String {
+/// An enum's serde name (`incoming-funds`, `conflicting-attestation`): the
+/// variant for struct variants. Shared with the CLI's printers.
+pub fn kebab<T: Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
         Ok(serde_json::Value::String(s)) => s,
         Ok(serde_json::Value::Object(m)) => m.keys().next().cloned().unwrap_or_default(),

@@ -215,11 +215,18 @@ impl ChainSource for StoreSource {
         let above = h.saturating_add(1);
         match self.store.block(above) {
             Ok(None) => {}
-            _ => {
+            Ok(Some(_)) => {
                 return Err(Failure::at(
                     above,
                     "block",
                     "exists above the head the store records",
+                ))
+            }
+            Err(e) => {
+                return Err(Failure::at(
+                    above,
+                    "block",
+                    format!("cannot be read above the head: {e}"),
                 ))
             }
         }
@@ -382,7 +389,10 @@ impl ChainSource for FileSource {
                     return Some(Err(f));
                 }
                 let header = self.header.as_ref()?;
-                if header.blocks != records || header.last_height != records {
+                if header.blocks != records
+                    || header.last_height != records
+                    || header.first_height != u64::from(records > 0)
+                {
                     return Some(Err(Failure::file(format!(
                         "header announces {} blocks up to height {}, the file holds {records}",
                         header.blocks, header.last_height

@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::{args, print_json, usage, Ctx};
 use crate::api_types::{BlockView, NodeStatus, ProgramTrace, TxStatus};
 use crate::client::Client;
+use aidledger_audit::report::kebab;
 use aidledger_audit::trace::{ApplicationTrace, HouseholdTrace};
 
 #[derive(Args, Debug)]
@@ -138,15 +139,6 @@ fn party(p: &Party) -> String {
         Party::Org(o) => format!("org:{o}"),
         Party::Household(h) => format!("household:{}", h.short()),
         Party::Program(p) => format!("program:{p}"),
-    }
-}
-
-fn kebab<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(Value::String(s)) => s,
-        Ok(Value::Object(m)) => m.keys().next().cloned().unwrap_or_default(),
-        Ok(other) => other.to_string(),
-        Err(_) => String::from("?"),
     }
 }
 
