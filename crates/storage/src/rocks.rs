@@ -151,6 +151,19 @@ fn options() -> (Options, Cache) {
     // bounded however large the database grows.
     table.set_cache_index_and_filter_blocks(true);
     table.set_bloom_filter(10.0, false);
+    // ...and are partitioned into small blocks. A compacted state file of
+    // a million households has a filter of about a megabyte; whole, it did
+    // not fit one shard of the block cache (64 MB in 64 shards), so it was
+    // evicted after every lookup and read back, with its checksum, on the
+    // next: each state read cost a 1 MB copy, and execution ran 25 times
+    // slower at 1M households than at 10k (perf, docs/benchmarks.md).
+    // Partitions of 4 KB share the cache like data blocks, and only the
+    // small top-level index of each file stays pinned.
+    table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
+    table.set_pin_top_level_index_and_filter(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
 
     let mut opts = Options::default();
     opts.create_if_missing(true);
@@ -266,6 +279,19 @@ impl RocksStore {
             }
         }
         Ok(head)
+    }
+
+    /// Flushes the memtables and waits, at most `timeout`, until background
+    /// compaction has caught up. For bulk loads and benchmarks: a node that
+    /// has grown to a million households over months holds them compacted,
+    /// so a measurement taken straight after a bulk load would time the
+    /// load's compaction debt, not the size of the state.
+    pub fn settle(&self, timeout: std::time::Duration) -> Result<(), StorageError> {
+        self.writable()?;
+        let mut o = rocksdb::WaitForCompactOptions::default();
+        o.set_flush(true);
+        o.set_timeout(u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX));
+        Ok(self.db.wait_for_compact(&o)?)
     }
 
     /// Reads a raw stored value, for tamper tests and tools.

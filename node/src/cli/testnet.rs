@@ -432,7 +432,18 @@ fn init(ctx: &Ctx, dir: &Path, n: usize, base_port: Option<u16>, force: bool) ->
 /// all answer `/health`. Returns each node's pid, in `t.orgs` order, and
 /// the processes it started.
 pub fn start_missing(dir: &Path, wait_secs: u64) -> Result<(Vec<i32>, Vec<Child>)> {
-    let t = read_testnet(dir)?;
+    start_selected(dir, wait_secs, |_| true)
+}
+
+/// [`start_missing`] for the organisations `pick` selects only (the bench
+/// suite runs the validators alone); the others are left as they are.
+pub fn start_selected(
+    dir: &Path,
+    wait_secs: u64,
+    pick: impl Fn(&TestnetOrg) -> bool,
+) -> Result<(Vec<i32>, Vec<Child>)> {
+    let mut t = read_testnet(dir)?;
+    t.orgs.retain(|o| pick(o));
     let mut children: Vec<Option<Child>> = Vec::with_capacity(t.orgs.len());
     let mut pids = Vec::with_capacity(t.orgs.len());
     for o in &t.orgs {

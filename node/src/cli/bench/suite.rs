@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 
 use super::{load, LoadArgs, LoadReport};
 use crate::api_types::NodeStatus;
-use crate::cli::testnet::{read_testnet, start_missing};
+use crate::cli::testnet::{read_testnet, start_selected};
 use crate::cli::{procs, Ctx, Output};
 use crate::client::Client;
 
@@ -74,6 +74,11 @@ pub struct SuiteArgs {
     /// Tiny sizes, for a smoke test of the in-process parts.
     #[arg(long, hide = true)]
     pub tiny: bool,
+    /// Also run the testnet's two observer nodes (audit office, county
+    /// unit), six nodes in all, each verifying, executing and storing every
+    /// transaction [default: the four validators alone].
+    #[arg(long)]
+    pub observers: bool,
 }
 
 /// Sizes and durations of one run.
@@ -122,7 +127,7 @@ impl Sizes {
                 replay_block_txs: 2_000,
                 households_small: 10_000,
                 households_large: 1_000_000,
-                household_blocks: 6,
+                household_blocks: 10,
                 household_block_txs: 2_000,
             }
         } else {
@@ -137,7 +142,7 @@ impl Sizes {
                 replay_block_txs: 2_000,
                 households_small: 10_000,
                 households_large: 1_000_000,
-                household_blocks: 10,
+                household_blocks: 20,
                 household_block_txs: 2_000,
             }
         }
@@ -707,11 +712,17 @@ fn replay_part(
 struct HouseholdRun {
     households: u64,
     populate_s: f64,
+    /// Flushing and compacting after the bulk load (not timed).
+    settle_s: f64,
     blocks: usize,
     txs: u64,
     execute_s: f64,
     commit_s: f64,
+    /// All timed blocks together.
     tx_per_s: f64,
+    /// The median of the blocks' own rates (execute + commit): the figure
+    /// compared, as one slow block on a shared machine moves a total.
+    median_block_tx_per_s: f64,
     entitlement_payments: usize,
 }
 
@@ -732,6 +743,11 @@ fn household_run(sizes: &Sizes, cores: usize, n: u64) -> Result<HouseholdRun> {
     let t = now();
     c.populate_households(n, 250_000, 1_000)?;
     let populate_s = t.elapsed().as_secs_f64();
+    // Time the state, not the bulk load's compaction debt: a node holds
+    // its households compacted (both sizes settle the same way).
+    let t = now();
+    c.store.settle(Duration::from_secs(300))?;
+    let settle_s = t.elapsed().as_secs_f64();
     c.resync()?;
     let mut w = Workload::new(&c.f, 2)?;
     let mut blocks = Vec::new();
@@ -749,6 +765,7 @@ fn household_run(sizes: &Sizes, cores: usize, n: u64) -> Result<HouseholdRun> {
     );
     let (mut exec_s, mut commit_s) = (0.0, 0.0);
     let (mut txs, mut payments) = (0u64, 0usize);
+    let mut block_rates: Vec<f64> = Vec::with_capacity(blocks.len());
     for (i, b) in blocks.iter().enumerate() {
         let t = if i == 0 {
             first
@@ -757,7 +774,8 @@ fn household_run(sizes: &Sizes, cores: usize, n: u64) -> Result<HouseholdRun> {
         };
         let t0 = now();
         let (block, outcome) = c.build(t, b)?;
-        exec_s += t0.elapsed().as_secs_f64();
+        let this_exec = t0.elapsed().as_secs_f64();
+        exec_s += this_exec;
         if block.txs.len() != b.len() {
             bail!("{} of {} transactions included", block.txs.len(), b.len());
         }
@@ -773,17 +791,27 @@ fn household_run(sizes: &Sizes, cores: usize, n: u64) -> Result<HouseholdRun> {
             .count();
         txs += block.txs.len() as u64;
         let t1 = now();
+        let n_txs = block.txs.len() as f64;
         c.commit(block, outcome)?;
-        commit_s += t1.elapsed().as_secs_f64();
+        let this_commit = t1.elapsed().as_secs_f64();
+        commit_s += this_commit;
+        block_rates.push(n_txs / (this_exec + this_commit).max(1e-9));
     }
+    block_rates.sort_by(f64::total_cmp);
+    let median_block_tx_per_s = block_rates
+        .get(block_rates.len() / 2)
+        .copied()
+        .unwrap_or(0.0);
     Ok(HouseholdRun {
         households: n,
         populate_s,
+        settle_s,
         blocks: blocks.len(),
         txs,
         execute_s: exec_s,
         commit_s,
         tx_per_s: txs as f64 / (exec_s + commit_s).max(1e-9),
+        median_block_tx_per_s,
         entitlement_payments: payments,
     })
 }
@@ -805,8 +833,8 @@ fn households_part(
         say(
             json_out,
             format!(
-                "households: {n}: {:.0} tx/s (populated in {:.1} s, {} payments)",
-                r.tx_per_s, r.populate_s, r.entitlement_payments
+                "households: {n}: median block {:.0} tx/s, all blocks {:.0} tx/s (populated in {:.1} s, settled in {:.1} s, {} payments)",
+                r.median_block_tx_per_s, r.tx_per_s, r.populate_s, r.settle_s, r.entitlement_payments
             ),
         );
         runs.push(r);
@@ -816,16 +844,16 @@ fn households_part(
         rep.row(
             p,
             format!(
-                "execute + commit, {} households ({} payments)",
+                "execute + commit, {} households ({} payments), median block",
                 r.households, r.entitlement_payments
             ),
-            r.tx_per_s,
+            r.median_block_tx_per_s,
             "tx/s",
             Some((l.verify_batch_per_core, "batch verify, 1 core".into())),
         );
     }
     let (small, large) = (&runs[0], &runs[1]);
-    let loss = (1.0 - large.tx_per_s / small.tx_per_s) * 100.0;
+    let loss = (1.0 - large.median_block_tx_per_s / small.median_block_tx_per_s) * 100.0;
     rep.row(
         p,
         format!(
@@ -927,7 +955,11 @@ fn testnet_part(
     };
     say(
         json_out,
-        format!("testnet: 4 validators in {}", dir.display()),
+        format!(
+            "testnet: 4 validators{} in {}",
+            if a.observers { " and 2 observers" } else { "" },
+            dir.display()
+        ),
     );
     let exe = std::env::current_exe().context("cannot find the aidledger executable")?;
     let out = Command::new(&exe)
@@ -947,9 +979,11 @@ fn testnet_part(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let t = read_testnet(&dir)?;
+    let mut t = read_testnet(&dir)?;
     guard.homes = t.orgs.iter().map(|o| o.home.clone()).collect();
-    start_missing(&dir, 60)?;
+    // From here on `t.orgs` is the nodes that run.
+    t.orgs.retain(|o| a.observers || o.validator);
+    start_selected(&dir, 60, |o| a.observers || o.validator)?;
     // Let the validators connect and agree on a first view.
     let t0 = now();
     while t0.elapsed() < Duration::from_secs(30) {
