@@ -21,8 +21,9 @@ const WINDOW_BLOCKS: usize = 256;
 /// Most transactions verified together before executing them.
 const WINDOW_TXS: usize = 50_000;
 /// Most encoded block bytes held in one window (a chain file's blocks may
-/// each be large; this bounds what is decoded before it is checked).
-const WINDOW_BYTES: usize = 256 * 1024 * 1024;
+/// each be large; this bounds what is decoded before it is checked). Two
+/// windows are held at once, one executing and one being verified.
+const WINDOW_BYTES: usize = 128 * 1024 * 1024;
 
 /// Told about progress; implemented by the CLI's progress bar.
 pub trait Progress: Sync {
@@ -190,6 +191,106 @@ fn fill_counts(s: &mut ReplaySummary, state: &MemState) {
     s.anomalies = count(state, keys::ANOMALY_PREFIX);
 }
 
+/// One window of entries read from the source, with what stopped the
+/// reading: a failure to report after the entries, or the end.
+struct Window {
+    entries: Vec<Entry>,
+    pending: Option<Failure>,
+    ended: bool,
+}
+
+fn read_window(source: &mut dyn ChainSource) -> Window {
+    let mut w = Window {
+        entries: Vec::new(),
+        pending: None,
+        ended: false,
+    };
+    let (mut txs, mut bytes) = (0usize, 0usize);
+    while w.entries.len() < WINDOW_BLOCKS && txs < WINDOW_TXS && bytes < WINDOW_BYTES {
+        match source.next_entry() {
+            None => {
+                w.ended = true;
+                break;
+            }
+            Some(Ok(e)) => {
+                txs += e.block.txs.len();
+                bytes += aidledger_types::codec::encoded_len(&e.block);
+                w.entries.push(e);
+            }
+            Some(Err(f)) => {
+                w.pending = Some(f);
+                break;
+            }
+        }
+    }
+    w
+}
+
+/// The sequential half of the replay: what executing a window changes.
+struct Run<'a> {
+    chain: &'a ChainId,
+    source: &'a mut dyn ChainSource,
+    progress: &'a dyn Progress,
+    state: &'a mut MemState,
+    acc: &'a mut StateAccumulator,
+    parent: &'a mut ParentInfo,
+    summary: &'a mut ReplaySummary,
+}
+
+impl Run<'_> {
+    /// Checks headers, takes the parallel verdicts and executes `entries`
+    /// in order; `speculative` is the validator set their certificates
+    /// were checked against.
+    fn window(
+        &mut self,
+        entries: Vec<Entry>,
+        pre: Vec<Pre>,
+        speculative: &ValidatorSet,
+    ) -> Result<(), Failure> {
+        for (e, p) in entries.into_iter().zip(pre) {
+            let h = e.height;
+            check_header(&e.block, self.parent, None, 0).map_err(|b| Failure::block(&b))?;
+            let cert = if &self.parent.validator_set == speculative {
+                p.cert
+            } else {
+                verify_certificate(
+                    &e.certificate,
+                    self.chain,
+                    &self.parent.validator_set,
+                    h,
+                    &e.block.hash(),
+                )
+            };
+            cert.map_err(|c| Failure::certificate(h, &c))?;
+            p.body.map_err(|b| Failure::block(&b))?;
+            let verified = p.txs.map_err(|b| Failure::block(&b))?;
+            let outcome = execute_verified(&e.block, &verified, self.state, self.acc)
+                .map_err(|b| Failure::block(&b))?;
+            let ids: Vec<Hash> = verified.iter().map(VerifiedTx::id).collect();
+            self.source.check_block(&e.block, &ids, &outcome)?;
+            self.state.apply(&outcome.writes);
+            *self.acc = outcome.accumulator.clone();
+            let s = &mut *self.summary;
+            if outcome.validator_set != self.parent.validator_set {
+                s.validator_set_changes += 1;
+            }
+            let applied = outcome.receipts.iter().filter(|r| r.is_applied()).count() as u64;
+            s.blocks += 1;
+            s.txs += e.block.txs.len() as u64;
+            s.txs_applied += applied;
+            s.txs_rejected += e.block.txs.len() as u64 - applied;
+            s.first_block_time_ms
+                .get_or_insert(e.block.header.timestamp.ms());
+            s.last_block_time_ms = Some(e.block.header.timestamp.ms());
+            s.head_hash = Some(e.block.hash());
+            s.state_root = Some(outcome.state_root);
+            *self.parent = ParentInfo::child_of(&e.block, &outcome);
+            self.progress.block_done(h, e.block.txs.len());
+        }
+        Ok(())
+    }
+}
+
 /// Replays `source` from genesis. Never panics on bad input: whatever is
 /// wrong with the chain comes back as the outcome's `failure`.
 pub fn replay(
@@ -247,91 +348,54 @@ pub fn replay(
     summary.state_root = Some(acc.root());
     progress.start(source.expected_blocks());
 
-    let failure = 'chain: loop {
-        let mut window: Vec<Entry> = Vec::new();
-        let mut window_txs = 0usize;
-        let mut window_bytes = 0usize;
-        let mut pending: Option<Failure> = None;
-        let mut ended = false;
-        while window.len() < WINDOW_BLOCKS && window_txs < WINDOW_TXS && window_bytes < WINDOW_BYTES
-        {
-            match source.next_entry() {
-                None => {
-                    ended = true;
-                    break;
-                }
-                Some(Ok(e)) => {
-                    window_txs += e.block.txs.len();
-                    window_bytes += aidledger_types::codec::encoded_len(&e.block);
-                    window.push(e);
-                }
-                Some(Err(f)) => {
-                    pending = Some(f);
-                    break;
-                }
-            }
-        }
-        // Certificates are checked against the set in force at the start
-        // of the window; if governance changes it inside the window, the
+    let chain = genesis.chain_id.clone();
+    let threads = summary.threads;
+    // The window being executed, checked against the validator set in
+    // force at its start. While it executes, the next window is read and
+    // verified on the worker threads (with more than one), so signature
+    // checks overlap execution instead of alternating with it.
+    let mut cur = read_window(source);
+    let mut cur_spec = parent.validator_set.clone();
+    let mut cur_pre = precheck(&cur.entries, &chain, &cur_spec, threads);
+    let failure = loop {
+        let next = (cur.pending.is_none() && !cur.ended).then(|| read_window(source));
+        // The set at the start of this window is the best guess for the
+        // next one; if governance changes it here, the next window's
         // later certificates are checked again, sequentially, below.
-        let speculative = parent.validator_set.clone();
-        let pre = precheck(&window, &genesis.chain_id, &speculative, summary.threads);
-        for (e, p) in window.into_iter().zip(pre) {
-            let h = e.height;
-            if let Err(b) = check_header(&e.block, &parent, None, 0) {
-                break 'chain Some(Failure::block(&b));
-            }
-            let cert = if parent.validator_set == speculative {
-                p.cert
-            } else {
-                verify_certificate(
-                    &e.certificate,
-                    &genesis.chain_id,
-                    &parent.validator_set,
-                    h,
-                    &e.block.hash(),
-                )
+        let next_spec = parent.validator_set.clone();
+        let entries = std::mem::take(&mut cur.entries);
+        let pre = std::mem::take(&mut cur_pre);
+        let (done, next_pre) = std::thread::scope(|s| {
+            let background = next
+                .as_ref()
+                .filter(|_| threads > 1)
+                .map(|n| s.spawn(|| precheck(&n.entries, &chain, &next_spec, threads)));
+            let mut run = Run {
+                chain: &chain,
+                source: &mut *source,
+                progress,
+                state: &mut state,
+                acc: &mut acc,
+                parent: &mut parent,
+                summary: &mut summary,
             };
-            if let Err(c) = cert {
-                break 'chain Some(Failure::certificate(h, &c));
-            }
-            if let Err(b) = p.body {
-                break 'chain Some(Failure::block(&b));
-            }
-            let verified = match p.txs {
-                Ok(v) => v,
-                Err(b) => break 'chain Some(Failure::block(&b)),
+            let done = run.window(entries, pre, &cur_spec);
+            let next_pre = match background {
+                Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                None => match (&done, &next) {
+                    (Ok(()), Some(n)) => precheck(&n.entries, &chain, &next_spec, threads),
+                    _ => Vec::new(),
+                },
             };
-            let outcome = match execute_verified(&e.block, &verified, &state, &acc) {
-                Ok(o) => o,
-                Err(b) => break 'chain Some(Failure::block(&b)),
-            };
-            if let Err(f) = source.check_block(&e.block, &outcome) {
-                break 'chain Some(f);
-            }
-            state.apply(&outcome.writes);
-            acc = outcome.accumulator.clone();
-            if outcome.validator_set != parent.validator_set {
-                summary.validator_set_changes += 1;
-            }
-            let applied = outcome.receipts.iter().filter(|r| r.is_applied()).count() as u64;
-            summary.blocks += 1;
-            summary.txs += e.block.txs.len() as u64;
-            summary.txs_applied += applied;
-            summary.txs_rejected += e.block.txs.len() as u64 - applied;
-            summary
-                .first_block_time_ms
-                .get_or_insert(e.block.header.timestamp.ms());
-            summary.last_block_time_ms = Some(e.block.header.timestamp.ms());
-            summary.head_hash = Some(e.block.hash());
-            summary.state_root = Some(outcome.state_root);
-            parent = ParentInfo::child_of(&e.block, &outcome);
-            progress.block_done(h, e.block.txs.len());
-        }
-        if let Some(f) = pending {
+            (done, next_pre)
+        });
+        if let Err(f) = done {
             break Some(f);
         }
-        if ended {
+        if let Some(f) = cur.pending.take() {
+            break Some(f);
+        }
+        if cur.ended {
             let end = ReplayEnd {
                 height: parent.height,
                 block_hash: parent.hash,
@@ -339,6 +403,16 @@ pub fn replay(
                 accumulator: &acc,
             };
             break source.check_end(&end).err();
+        }
+        match next {
+            Some(n) => {
+                cur = n;
+                cur_spec = next_spec;
+                cur_pre = next_pre;
+            }
+            // Unreachable: without a pending failure or the end, a next
+            // window was read.
+            None => break None,
         }
     };
     progress.finish();

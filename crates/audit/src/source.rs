@@ -44,8 +44,14 @@ pub trait ChainSource {
     fn next_entry(&mut self) -> Option<Result<Entry, Failure>>;
     /// Called after each block verified and executed, with what the replay
     /// computed, so a source can compare its own records (a store's
-    /// transaction index, say).
-    fn check_block(&mut self, _block: &Block, _outcome: &BlockOutcome) -> Result<(), Failure> {
+    /// transaction index, say). `ids` are the block's transaction ids, in
+    /// order, as hashed once during verification.
+    fn check_block(
+        &mut self,
+        _block: &Block,
+        _ids: &[Hash],
+        _outcome: &BlockOutcome,
+    ) -> Result<(), Failure> {
         Ok(())
     }
     /// Called once every block verified.
@@ -180,13 +186,18 @@ impl ChainSource for StoreSource {
         }))
     }
 
-    fn check_block(&mut self, block: &Block, outcome: &BlockOutcome) -> Result<(), Failure> {
+    fn check_block(
+        &mut self,
+        block: &Block,
+        ids: &[Hash],
+        outcome: &BlockOutcome,
+    ) -> Result<(), Failure> {
         let h = block.height();
-        for (i, (tx, receipt)) in block.txs.iter().zip(&outcome.receipts).enumerate() {
+        for (i, (id, receipt)) in ids.iter().zip(&outcome.receipts).enumerate() {
             let obj = || format!("tx {i}");
             let (loc, bytes) = self
                 .store
-                .tx_location(&tx.id())
+                .tx_location(id)
                 .map_err(|e| Failure::at(h, obj(), format!("index entry does not decode: {e}")))?
                 .ok_or_else(|| Failure::at(h, obj(), "is missing from the transaction index"))?;
             if loc.height != h || loc.index as usize != i {
