@@ -110,8 +110,8 @@ impl Sizes {
                 catchup_timeout_secs: 30,
                 replay_txs: 3_000,
                 replay_block_txs: 500,
-                households_small: 1_000,
-                households_large: 5_000,
+                households_small: 3_000,
+                households_large: 10_000,
                 household_blocks: 2,
                 household_block_txs: 300,
             }
@@ -142,7 +142,10 @@ impl Sizes {
                 replay_block_txs: 2_000,
                 households_small: 10_000,
                 households_large: 1_000_000,
-                household_blocks: 20,
+                // Each block pays up to 1,000 households, so more than ten
+                // blocks would run out of the 10k households to pay and
+                // compare unequal work.
+                household_blocks: 10,
                 household_block_txs: 2_000,
             }
         }
@@ -853,6 +856,12 @@ fn households_part(
         );
     }
     let (small, large) = (&runs[0], &runs[1]);
+    if small.entitlement_payments != large.entitlement_payments {
+        rep.errors.push(format!(
+            "households: unequal work ({} against {} entitlement payments); the loss compares different blocks",
+            small.entitlement_payments, large.entitlement_payments
+        ));
+    }
     let loss = (1.0 - large.median_block_tx_per_s / small.median_block_tx_per_s) * 100.0;
     rep.row(
         p,
