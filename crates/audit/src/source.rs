@@ -193,11 +193,10 @@ impl ChainSource for StoreSource {
         outcome: &BlockOutcome,
     ) -> Result<(), Failure> {
         let h = block.height();
-        for (i, (id, receipt)) in ids.iter().zip(&outcome.receipts).enumerate() {
+        let found = self.store.tx_locations(ids);
+        for (i, (entry, receipt)) in found.into_iter().zip(&outcome.receipts).enumerate() {
             let obj = || format!("tx {i}");
-            let (loc, bytes) = self
-                .store
-                .tx_location(id)
+            let (loc, bytes) = entry
                 .map_err(|e| Failure::at(h, obj(), format!("index entry does not decode: {e}")))?
                 .ok_or_else(|| Failure::at(h, obj(), "is missing from the transaction index"))?;
             if loc.height != h || loc.index as usize != i {

@@ -94,6 +94,9 @@ pub struct CommitBatch {
 }
 
 /// The storage interface. Both implementations validate identically.
+/// A transaction's place in the chain and its encoded receipt.
+pub type TxIndexed = (TxLocation, Vec<u8>);
+
 pub trait Store: Send + Sync {
     /// The last committed block, or `None` before block 1 is committed.
     fn head(&self) -> Result<Option<Head>, StorageError>;
@@ -104,6 +107,11 @@ pub trait Store: Send + Sync {
     fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>, StorageError>;
     /// The location of a committed transaction and its receipt.
     fn tx_location(&self, id: &Hash) -> Result<Option<(TxLocation, Vec<u8>)>, StorageError>;
+    /// [`Store::tx_location`] of many transactions, one result each, in
+    /// order. A store may read them in one batch.
+    fn tx_locations(&self, ids: &[Hash]) -> Vec<Result<Option<TxIndexed>, StorageError>> {
+        ids.iter().map(|id| self.tx_location(id)).collect()
+    }
     fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
     /// Ordered scan of keys starting with `prefix`, strictly after
     /// `start_after` if given, at most `limit` entries (clamped to

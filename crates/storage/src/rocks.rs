@@ -35,8 +35,8 @@ use aidledger_types::{Block, CommitCertificate, Hash, StateAccumulator};
 use crate::error::corrupt;
 use crate::{
     check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch, Head, KeyValues,
-    StorageError, Store, TxLocation, BLOCKS_RANGE_MAX, CERTIFICATE_MAX_BYTES, RECEIPT_MAX_BYTES,
-    SAFETY_STATE_MAX_BYTES, SCAN_LIMIT_MAX,
+    StorageError, Store, TxIndexed, TxLocation, BLOCKS_RANGE_MAX, CERTIFICATE_MAX_BYTES,
+    RECEIPT_MAX_BYTES, SAFETY_STATE_MAX_BYTES, SCAN_LIMIT_MAX,
 };
 
 /// Shared LRU block cache for all column families.
@@ -404,6 +404,37 @@ impl Store for RocksStore {
             codec::decode_with_limit(&bytes, RECEIPT_MAX_BYTES + 64),
         )?;
         Ok(Some((entry.location, entry.receipt)))
+    }
+
+    /// One RocksDB `MultiGet` for the whole list: the auditor's replay
+    /// checks every transaction of a block against the index.
+    fn tx_locations(&self, ids: &[Hash]) -> Vec<Result<Option<TxIndexed>, StorageError>> {
+        let cf = match self.handle(Cf::TxIndex) {
+            Ok(cf) => cf,
+            Err(e) => {
+                return ids
+                    .iter()
+                    .map(|_| Err(StorageError::Rocks(e.to_string())))
+                    .collect()
+            }
+        };
+        let keys: Vec<[u8; 32]> = ids.iter().map(keys::tx).collect();
+        self.db
+            .batched_multi_get_cf(cf, &keys, false)
+            .into_iter()
+            .zip(&keys)
+            .map(|(r, key)| {
+                let Some(bytes) = r? else {
+                    return Ok(None);
+                };
+                let entry: TxEntry = decoded(
+                    Cf::TxIndex,
+                    key,
+                    codec::decode_with_limit(&bytes, RECEIPT_MAX_BYTES + 64),
+                )?;
+                Ok(Some((entry.location, entry.receipt)))
+            })
+            .collect()
     }
 
     fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {

@@ -254,3 +254,44 @@ fn stores_are_shareable_across_threads() {
     let h = std::thread::spawn(move || s2.head().unwrap().map(|h| h.height));
     assert_eq!(h.join().unwrap(), Some(1));
 }
+
+#[test]
+fn batched_index_reads_give_what_single_reads_give() {
+    let (_dir, rs) = rocks();
+    let mem = MemStore::new();
+    for store in [&rs as &dyn Store, &mem] {
+        let chain = populated(store, 4);
+        let mut ids: Vec<aidledger_types::Hash> = chain
+            .batches
+            .iter()
+            .flat_map(|b| b.block.txs.iter().map(|t| t.id()))
+            .collect();
+        assert!(ids.len() >= 8, "the chain has transactions to look up");
+        // Unknown ids, one of them repeated, in the middle of known ones.
+        let missing = aidledger_types::hash::sha256(b"not a transaction");
+        ids.insert(3, missing);
+        ids.push(missing);
+        ids.push(ids[0]);
+        let batched = store.tx_locations(&ids);
+        assert_eq!(batched.len(), ids.len());
+        for (id, got) in ids.iter().zip(batched) {
+            let single = store.tx_location(id).unwrap();
+            assert_eq!(got.unwrap(), single, "{id:?}");
+        }
+        assert!(store.tx_locations(&ids)[3].as_ref().unwrap().is_none());
+        assert!(store.tx_locations(&[]).is_empty());
+    }
+    // A corrupt entry fails its own slot only.
+    let (_dir2, store) = rocks();
+    let chain = populated(&store, 2);
+    let a = chain.batches[0].block.txs[0].id();
+    let b = chain.batches[1].block.txs[0].id();
+    let mut bytes = store.raw_get(Cf::TxIndex, &keys::tx(&a)).unwrap().unwrap();
+    bytes.push(0);
+    store.raw_put(Cf::TxIndex, &keys::tx(&a), &bytes).unwrap();
+    let mut got = store.tx_locations(&[a, b]);
+    let second = got.pop().unwrap();
+    let first = got.pop().unwrap();
+    assert_corrupt(first, "tx_index");
+    assert!(second.unwrap().is_some());
+}
