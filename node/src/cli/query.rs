@@ -607,54 +607,28 @@ fn print_trace(t: &ProgramTrace) {
     print_program(p);
     println!();
     println!("ledger ({} movements)", t.ledger.len());
-    for m in &t.ledger {
-        let sign = if m.flow.is_reversal() { "-" } else { "" };
-        let mut refs = Vec::new();
-        if let Some(pl) = &m.plan {
-            refs.push(format!("plan {pl}"));
-        }
-        if let Some(tr) = &m.tranche {
-            refs.push(format!("tranche {tr}"));
-        }
-        if let Some(e) = &m.entitlement {
-            refs.push(format!("entitlement {e}"));
-        }
-        if let Some(per) = m.period {
-            refs.push(format!("period {per}"));
-        }
-        if let Some(r) = m.release {
-            refs.push(format!("release {r}"));
-        }
-        println!(
-            "  #{:<4} h{:<6} {} {:<21} {:>1}{:>18}  {} -> {}  {}",
-            m.seq,
-            m.height,
-            m.time.iso8601(),
-            kebab(&m.flow),
-            sign,
-            amount(m.amount, p),
-            party(&m.from),
-            party(&m.to),
-            refs.join(", ")
-        );
-    }
+    print_movements(&t.ledger, Some(p));
     println!();
-    println!("releases ({})", t.releases.len());
-    for r in &t.releases {
-        println!(
-            "  release {:<4} h{:<6} {:>18} to {}  ({}); {}",
-            r.id,
-            r.height,
-            amount(r.amount, p),
-            recipient(&r.recipient),
-            release_source(r),
-            settlement(r, Some(p))
-        );
-    }
+    print_releases(&t.releases, Some(p));
     if !t.anomalies.is_empty() {
         println!();
         println!("anomalies ({})", t.anomalies.len());
         print_anomalies(&t.anomalies);
+    }
+}
+
+fn print_releases(releases: &[Release], p: Option<&Program>) {
+    println!("releases ({})", releases.len());
+    for r in releases {
+        println!(
+            "  release {:<4} h{:<6} {:>18} to {}  ({}); {}",
+            r.id,
+            r.height,
+            amount_opt(r.amount, p),
+            recipient(&r.recipient),
+            release_source(r),
+            settlement(r, p)
+        );
     }
 }
 
@@ -713,18 +687,7 @@ fn print_application_trace(t: &ApplicationTrace) {
         None => println!("plan        none yet"),
     }
     println!();
-    println!("releases ({})", t.releases.len());
-    for r in &t.releases {
-        println!(
-            "  release {:<4} h{:<6} {:>18} to {}  ({}); {}",
-            r.id,
-            r.height,
-            amount_opt(r.amount, p),
-            recipient(&r.recipient),
-            release_source(r),
-            settlement(r, p)
-        );
-    }
+    print_releases(&t.releases, p);
     println!();
     println!("ledger ({} movements)", t.ledger.len());
     print_movements(&t.ledger, p);
