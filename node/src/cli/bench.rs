@@ -482,7 +482,7 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
     }
     let t = read_testnet(&a.dir)?;
     // Load goes to the nodes that answer now: a testnet may run without
-    // its observers (the bench suite runs the validators alone).
+    // its observers (the bench suite runs the validators alone unless `--observers`).
     let mut nodes: Vec<String> = Vec::new();
     let mut first: Option<(Client, NodeStatus)> = None;
     for o in &t.orgs {
@@ -494,7 +494,7 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
             }
         }
     }
-    let (client, status) = first.as_ref().map(|(c, s)| (c, s.clone())).ok_or_else(|| {
+    let (client, status) = first.ok_or_else(|| {
         anyhow!(
             "no node of the testnet in {} answers; start it with `aidledger testnet up --dir {}`",
             a.dir.display(),
@@ -502,13 +502,13 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
         )
     })?;
     let chain: ChainId = status.chain_id.parse()?;
-    let mut signers = load_signers(&a.dir, client)?;
+    let mut signers = load_signers(&a.dir, &client)?;
     let tag = format!("{:016x}", rand::random::<u64>());
     let program = slug(&format!("bench-{}", &tag[..8]))?;
     if !ctx.json() {
         eprintln!("setting up: program {program}, {SETUP_HOUSEHOLDS} households");
     }
-    let households = setup(&chain, client, &mut signers, &program, &tag)?;
+    let households = setup(&chain, &client, &mut signers, &program, &tag)?;
     if !ctx.json() {
         eprintln!(
             "pre-signing {total} transactions over {} accounts",
