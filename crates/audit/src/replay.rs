@@ -282,9 +282,9 @@ impl Run<'_> {
             s.first_block_time_ms
                 .get_or_insert(e.block.header.timestamp.ms());
             s.last_block_time_ms = Some(e.block.header.timestamp.ms());
-            s.head_hash = Some(e.block.hash());
-            s.state_root = Some(outcome.state_root);
             *self.parent = ParentInfo::child_of(&e.block, &outcome);
+            s.head_hash = Some(self.parent.hash);
+            s.state_root = Some(outcome.state_root);
             self.progress.block_done(h, e.block.txs.len());
         }
         Ok(())
@@ -351,9 +351,10 @@ pub fn replay(
     let chain = genesis.chain_id.clone();
     let threads = summary.threads;
     // The window being executed, checked against the validator set in
-    // force at its start. While it executes, the next window is read and
-    // verified on the worker threads (with more than one), so signature
-    // checks overlap execution instead of alternating with it.
+    // force at its start. The next window is read first (the source is
+    // also needed by `check_block`), then verified on the worker threads
+    // (with more than one) while this one executes, so signature checks
+    // overlap execution instead of alternating with it.
     let mut cur = read_window(source);
     let mut cur_spec = parent.validator_set.clone();
     let mut cur_pre = precheck(&cur.entries, &chain, &cur_spec, threads);

@@ -782,15 +782,18 @@ pub fn store_activity(
         let b = store
             .block(h)?
             .ok_or_else(|| invalid("store", format!("block {h} is missing")))?;
+        let ids: Vec<aidledger_types::Hash> = b.txs.iter().map(|tx| tx.id()).collect();
         let mut applied = Vec::with_capacity(b.txs.len());
-        for tx in &b.txs {
-            let ok = match store.tx_location(&tx.id())? {
-                Some((_, r)) => codec::decode::<aidledger_contracts::Receipt>(&r)
-                    .map_err(|e| invalid("receipts", format!("height {h}: {e}")))?
-                    .is_applied(),
-                None => false,
-            };
-            applied.push(ok);
+        for (i, found) in store.tx_locations(&ids).into_iter().enumerate() {
+            let (_, r) = found?.ok_or_else(|| {
+                invalid(
+                    "tx_index",
+                    format!("tx {i} of height {h} is missing from the transaction index"),
+                )
+            })?;
+            let receipt = codec::decode::<aidledger_contracts::Receipt>(&r)
+                .map_err(|e| invalid("receipts", format!("height {h}: {e}")))?;
+            applied.push(receipt.is_applied());
         }
         counter.add_block(&b, &applied, &org_of);
         if let Some(e) = lookup_error.borrow_mut().take() {

@@ -93,10 +93,10 @@ pub struct CommitBatch {
     pub accumulator: StateAccumulator,
 }
 
-/// The storage interface. Both implementations validate identically.
 /// A transaction's place in the chain and its encoded receipt.
 pub type TxIndexed = (TxLocation, Vec<u8>);
 
+/// The storage interface. Both implementations validate identically.
 pub trait Store: Send + Sync {
     /// The last committed block, or `None` before block 1 is committed.
     fn head(&self) -> Result<Option<Head>, StorageError>;
@@ -106,7 +106,7 @@ pub trait Store: Send + Sync {
     fn block_hash(&self, height: u64) -> Result<Option<Hash>, StorageError>;
     fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>, StorageError>;
     /// The location of a committed transaction and its receipt.
-    fn tx_location(&self, id: &Hash) -> Result<Option<(TxLocation, Vec<u8>)>, StorageError>;
+    fn tx_location(&self, id: &Hash) -> Result<Option<TxIndexed>, StorageError>;
     /// [`Store::tx_location`] of many transactions, one result each, in
     /// order. A store may read them in one batch.
     fn tx_locations(&self, ids: &[Hash]) -> Vec<Result<Option<TxIndexed>, StorageError>> {

@@ -8,7 +8,7 @@ use aidledger_types::{Block, CommitCertificate, Hash, StateAccumulator};
 
 use crate::{
     check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch, Head, KeyValues,
-    StorageError, Store, TxLocation, SAFETY_STATE_MAX_BYTES, SCAN_LIMIT_MAX,
+    StorageError, Store, TxIndexed, TxLocation, SAFETY_STATE_MAX_BYTES, SCAN_LIMIT_MAX,
 };
 
 #[derive(Clone, Default)]
@@ -98,7 +98,7 @@ impl Store for MemStore {
         Ok(self.read().certificates.get(&height).cloned())
     }
 
-    fn tx_location(&self, id: &Hash) -> Result<Option<(TxLocation, Vec<u8>)>, StorageError> {
+    fn tx_location(&self, id: &Hash) -> Result<Option<TxIndexed>, StorageError> {
         Ok(self.read().tx_index.get(id).cloned())
     }
 

@@ -196,6 +196,16 @@ fn decoded<T>(cf: Cf, key: &[u8], r: Result<T, CodecError>) -> Result<T, Storage
     r.map_err(|e| corrupt(cf.name(), key, e))
 }
 
+/// Decodes a transaction-index entry stored under `key`.
+fn tx_entry(key: &[u8], bytes: &[u8]) -> Result<TxIndexed, StorageError> {
+    let entry: TxEntry = decoded(
+        Cf::TxIndex,
+        key,
+        codec::decode_with_limit(bytes, RECEIPT_MAX_BYTES + 64),
+    )?;
+    Ok((entry.location, entry.receipt))
+}
+
 impl RocksStore {
     /// Opens the store read-write, creating it if missing, and checks that
     /// the head is consistent (see [`RocksStore::check_head`]).
@@ -393,17 +403,11 @@ impl Store for RocksStore {
         Ok(Some(cert))
     }
 
-    fn tx_location(&self, id: &Hash) -> Result<Option<(TxLocation, Vec<u8>)>, StorageError> {
+    fn tx_location(&self, id: &Hash) -> Result<Option<TxIndexed>, StorageError> {
         let key = keys::tx(id);
-        let Some(bytes) = self.raw_get(Cf::TxIndex, &key)? else {
-            return Ok(None);
-        };
-        let entry: TxEntry = decoded(
-            Cf::TxIndex,
-            &key,
-            codec::decode_with_limit(&bytes, RECEIPT_MAX_BYTES + 64),
-        )?;
-        Ok(Some((entry.location, entry.receipt)))
+        self.raw_get(Cf::TxIndex, &key)?
+            .map(|bytes| tx_entry(&key, &bytes))
+            .transpose()
     }
 
     /// One RocksDB `MultiGet` for the whole list: the auditor's replay
@@ -423,17 +427,7 @@ impl Store for RocksStore {
             .batched_multi_get_cf(cf, &keys, false)
             .into_iter()
             .zip(&keys)
-            .map(|(r, key)| {
-                let Some(bytes) = r? else {
-                    return Ok(None);
-                };
-                let entry: TxEntry = decoded(
-                    Cf::TxIndex,
-                    key,
-                    codec::decode_with_limit(&bytes, RECEIPT_MAX_BYTES + 64),
-                )?;
-                Ok(Some((entry.location, entry.receipt)))
-            })
+            .map(|(r, key)| r?.map(|bytes| tx_entry(key, &bytes)).transpose())
             .collect()
     }
 
