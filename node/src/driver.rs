@@ -32,8 +32,12 @@ use crate::state::{StoreAccounts, StoreState};
 
 /// Capacity of the driver's own channel.
 pub const DRIVER_CHANNEL: usize = 8192;
-/// Most transactions verified in one batch from gossip.
+/// Most gossip messages, and most of their bytes, drained into one
+/// admission turn: a burst must not hold consensus behind one enormous
+/// signature batch. The first message is always taken (each is bounded by
+/// the network's message limit); normal traffic is about 50 KB a message.
 const GOSSIP_BATCH_MAX: usize = 512;
+const GOSSIP_BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Most executed-but-uncommitted block outcomes kept.
 const OUTCOMES_MAX: usize = 64;
 /// Transactions gossiped together in one message (and flushed at least
@@ -343,7 +347,8 @@ impl Driver {
             match tx.check_limits() {
                 Ok(()) => {
                     slots.push(out.len());
-                    out.push(Ok(tx.id()));
+                    // Replaced below by the verdict.
+                    out.push(Err(String::new()));
                     checked.push(tx);
                 }
                 Err(e) => {
@@ -416,15 +421,19 @@ impl Driver {
             } => {
                 // Batch what is already queued so signatures are checked
                 // together; other events wait until the batch is admitted.
+                let mut bytes = data.len();
                 let mut batch = vec![data];
                 let mut others = Vec::new();
-                while batch.len() < GOSSIP_BATCH_MAX {
+                while batch.len() < GOSSIP_BATCH_MAX && bytes < GOSSIP_BATCH_BYTES {
                     match net_rx.try_recv() {
                         Ok(NetEvent::Gossip {
                             topic: Topic::Txs,
                             data,
                             ..
-                        }) => batch.push(data),
+                        }) => {
+                            bytes += data.len();
+                            batch.push(data);
+                        }
                         Ok(other) => {
                             others.push(other);
                             if others.len() >= 64 {
@@ -470,6 +479,8 @@ impl Driver {
 
     async fn admit_gossip(&mut self, batch: Vec<Vec<u8>>) {
         let mut txs = Vec::new();
+        // A transaction gossiped by two peers is verified once.
+        let mut seen = std::collections::BTreeSet::new();
         for data in batch {
             let msg: TxGossip =
                 match codec::decode_with_limit(&data, aidledger_network::GOSSIP_MAX_BYTES) {
@@ -479,11 +490,10 @@ impl Driver {
                         continue;
                     }
                 };
-            txs.extend(
-                msg.txs
-                    .into_iter()
-                    .filter(|tx| !self.mempool.contains(&tx.id())),
-            );
+            txs.extend(msg.txs.into_iter().filter(|tx| {
+                let id = tx.id();
+                !self.mempool.contains(&id) && seen.insert(id)
+            }));
         }
         for r in self.admit_batch(txs, false).await {
             if let Err(e) = r {
