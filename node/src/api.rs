@@ -24,7 +24,9 @@ use crate::driver::{DriverMsg, Shared};
 
 /// Most entities one list query returns.
 const LIST_MAX: usize = 1000;
-/// Largest batch submission body: `BATCH_SUBMIT_MAX` hex transactions.
+/// Largest batch submission body. `BATCH_SUBMIT_MAX` typical transactions
+/// (about 400 hex characters each) fit easily; a batch of the largest
+/// transactions hits this limit first and is refused whole.
 const BATCH_BODY_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Longest a submit may wait for its commit.
 const WAIT_MAX_MS: u64 = 120_000;
