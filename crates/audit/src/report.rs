@@ -268,6 +268,14 @@ impl Snapshot {
         for p in &programs {
             ledgers.insert(p.id.clone(), records(state, &keys::ledger_prefix(&p.id))?);
         }
+        // State keys put both in id order already (big-endian release
+        // ids, household hash bytes); sorting a sorted list is one pass,
+        // and it makes the binary searches below independent of the key
+        // layout.
+        let mut releases: Vec<Release> = records(state, keys::RELEASE_PREFIX)?;
+        releases.sort_by_key(|r| r.id);
+        let mut households: Vec<Household> = records(state, keys::HOUSEHOLD_PREFIX)?;
+        households.sort_by_key(|h| h.id);
         Ok(Snapshot {
             as_of,
             params,
@@ -276,8 +284,8 @@ impl Snapshot {
             ledgers,
             applications: records(state, keys::APPLICATION_PREFIX)?,
             plans: records(state, keys::PLAN_PREFIX)?,
-            releases: records(state, keys::RELEASE_PREFIX)?,
-            households: records(state, keys::HOUSEHOLD_PREFIX)?,
+            releases,
+            households,
             anomalies: records(state, keys::ANOMALY_PREFIX)?,
             attestations: records(state, keys::ATTESTATION_PREFIX)?,
         })
@@ -298,7 +306,13 @@ impl Snapshot {
     }
 
     fn release(&self, id: u64) -> Option<&Release> {
-        self.releases.iter().find(|r| r.id == id)
+        let i = self.releases.binary_search_by_key(&id, |r| r.id).ok()?;
+        self.releases.get(i)
+    }
+
+    fn household(&self, id: &Hash) -> Option<&Household> {
+        let i = self.households.binary_search_by_key(id, |h| h.id).ok()?;
+        self.households.get(i)
     }
 
     /// A release is overdue when it has no confirmed settlement and either
@@ -352,7 +366,7 @@ impl Snapshot {
     /// the application's, else the program's scope.
     pub fn release_region(&self, r: &Release) -> String {
         if let Recipient::Household(h) = &r.recipient {
-            if let Some(hh) = self.households.iter().find(|x| &x.id == h) {
+            if let Some(hh) = self.household(h) {
                 return hh.region.to_string();
             }
         }
@@ -647,9 +661,7 @@ pub fn build(
             let e = reached.entry(h).or_insert_with(|| HouseholdReach {
                 id: h,
                 region: s
-                    .households
-                    .iter()
-                    .find(|x| x.id == h)
+                    .household(&h)
                     .map(|x| x.region.to_string())
                     .unwrap_or_default(),
                 ..HouseholdReach::default()
