@@ -192,7 +192,8 @@ pub struct Event {
 #[serde(rename_all = "kebab-case")]
 pub enum TxOutcome {
     Applied,
-    /// Nothing the transaction did was kept and its nonce was not used.
+    /// Nothing the transaction did was kept but its nonce, which is used
+    /// (ADR 010): the same signed transaction can never apply later.
     Rejected {
         code: String,
         reason: String,

@@ -9,7 +9,9 @@ use aidledger_types::{OrgId, PublicKey, Role, TxKind};
 use crate::ctx::Ctx;
 use crate::events::EventBody;
 use crate::keys;
-use crate::model::{Account, GovAction, Org, ParamValue, Params, Proposal, ProposalStatus, Status};
+use crate::model::{
+    Account, GovAction, Org, ParamValue, Params, Proposal, ProposalStatus, RetiredKey, Status,
+};
 use crate::payload::Payload;
 use crate::{ContractError, Module};
 
@@ -56,6 +58,19 @@ pub fn normalise_roles(mut roles: Vec<Role>) -> Result<Vec<Role>, ContractError>
     Ok(roles)
 }
 
+/// A key retired by a rotation never signs for an account again: its
+/// nonce sequence would restart at 0, and the transactions it signed
+/// before could be included a second time.
+fn refuse_retired(ctx: &mut Ctx<'_, '_>, key: &PublicKey) -> Result<(), ContractError> {
+    if ctx.exists(&keys::retired_key(key))? {
+        return Err(ContractError::invalid(
+            "account key",
+            format!("{key} was retired by a key rotation and cannot hold an account again"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractError> {
     match action {
         GovAction::AddOrg { id, .. } => {
@@ -70,6 +85,7 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
             if ctx.exists(&keys::account(key))? {
                 return Err(ContractError::exists("account", key));
             }
+            refuse_retired(ctx, key)?;
             active_org(ctx, o)?;
             normalise_roles(roles.clone())?;
         }
@@ -85,6 +101,7 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
             if ctx.exists(&keys::account(new))? {
                 return Err(ContractError::exists("account", new));
             }
+            refuse_retired(ctx, new)?;
         }
         GovAction::SetValidators { validators } => {
             // Deserialisation skips ValidatorSet::new's checks (non-empty,
@@ -177,6 +194,13 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
             // sequence; the old key can sign nothing from now on.
             a.key = *new;
             ctx.delete(keys::account(old))?;
+            ctx.put(
+                keys::retired_key(old),
+                &RetiredKey {
+                    successor: *new,
+                    nonce: a.nonce,
+                },
+            )?;
             ctx.put(keys::account(new), &a)?;
             ctx.emit(EventBody::KeyRotated {
                 old: *old,

@@ -27,12 +27,19 @@ pub const PROPOSAL_SEQ: &[u8] = b"gov/proposal-seq";
 pub const ORG_PREFIX: &[u8] = b"gov/org/";
 pub const ACCOUNT_PREFIX: &[u8] = b"gov/account/";
 pub const PROPOSAL_PREFIX: &[u8] = b"gov/proposal/";
+/// Keys retired by a rotation. A retired key never gets an account again,
+/// so its nonce sequence never restarts and nothing it signed can be
+/// included a second time (ADR 010).
+pub const RETIRED_KEY_PREFIX: &[u8] = b"gov/retired-key/";
 
 pub fn org(id: &OrgId) -> Vec<u8> {
     key(&[ORG_PREFIX, id.as_str().as_bytes()])
 }
 pub fn account(k: &PublicKey) -> Vec<u8> {
     key(&[ACCOUNT_PREFIX, &k.0])
+}
+pub fn retired_key(k: &PublicKey) -> Vec<u8> {
+    key(&[RETIRED_KEY_PREFIX, &k.0])
 }
 pub fn proposal(id: u64) -> Vec<u8> {
     key(&[PROPOSAL_PREFIX, &id.to_be_bytes()])

@@ -12,7 +12,8 @@
 //! block. [`MODULES`] is the fixed, ordered registry; genesis pins its names
 //! and versions. [`apply_tx`] is the one path a transaction takes: envelope
 //! checks, authorisation, strict payload decoding, nonce, then the owning
-//! module. [`end_block`] runs every module's end-of-block step in registry
+//! module; block execution splits it into [`consume_nonce`] (the inclusion
+//! rule, ADR 010) and [`execute_tx`]. [`end_block`] runs every module's end-of-block step in registry
 //! order. See docs/contracts.md.
 
 pub mod anomalies;
@@ -141,23 +142,60 @@ pub fn check_envelope(store: &mut Overlay<'_>, body: &TxBody) -> Result<Account,
     Ok(account)
 }
 
-/// Applies one transaction to `store`. On `Err` the caller must discard
-/// every write this call made (execution applies each transaction on its
-/// own overlay); on `Ok` the events describe the change.
-pub fn apply_tx(
-    store: &mut Overlay<'_>,
-    height: u64,
-    time: Timestamp,
-    body: &TxBody,
-    id: Hash,
-) -> Result<Vec<Event>, ContractError> {
-    let mut account = check_envelope(store, body)?;
+/// The inclusion rule (docs/adr/010-transaction-inclusion.md): a
+/// transaction may stand at a position in a block only if, in the state
+/// left by the transactions before it, it is for this chain, its signer
+/// has an account, and its nonce is that account's next nonce. A block
+/// holding a transaction that breaks the rule is invalid as a whole.
+///
+/// On success the signer's nonce is consumed in `store`, whatever the
+/// transaction's outcome: an included transaction, applied or rejected,
+/// can never be included again, and a rejected one can never apply later.
+/// Returns the account as it was before the nonce moved. On `Err` nothing
+/// was written; a non-fatal error means the transaction is not includable
+/// here (its code is `wrong-chain`, `unknown-account`, `wrong-nonce` or
+/// `overflow`).
+pub fn consume_nonce(store: &mut Overlay<'_>, body: &TxBody) -> Result<Account, ContractError> {
+    let mut ctx = Ctx::new(store, 0, Timestamp(0), None, TX_STEP_LIMIT);
+    let chain = chain_id(ctx.store)?;
+    if body.chain_id != chain {
+        return Err(ContractError::WrongChain {
+            expected: chain.to_string(),
+            got: body.chain_id.to_string(),
+        });
+    }
+    let account = gov::account(&mut ctx, &body.signer)?
+        .ok_or(ContractError::UnknownAccount { key: body.signer })?;
     if body.nonce != account.nonce {
         return Err(ContractError::WrongNonce {
             expected: account.nonce,
             got: body.nonce,
         });
     }
+    let mut next = account.clone();
+    next.nonce = account
+        .nonce
+        .checked_add(1)
+        .ok_or(ContractError::Overflow { what: "nonce" })?;
+    ctx.put(keys::account(&next.key), &next)?;
+    Ok(account)
+}
+
+/// Executes one included transaction whose nonce [`consume_nonce`] has
+/// already taken: the envelope checks (active account and organisation,
+/// role), strict payload decoding, then the owning module. On `Err` the
+/// caller must discard every write this call made (execution runs it on
+/// an overlay of its own), but the nonce stays consumed.
+pub fn execute_tx(
+    store: &mut Overlay<'_>,
+    height: u64,
+    time: Timestamp,
+    body: &TxBody,
+    id: Hash,
+) -> Result<Vec<Event>, ContractError> {
+    // The account is read after the nonce moved, so an action that
+    // rewrites this very account (a key rotation) keeps the new nonce.
+    let account = check_envelope(store, body)?;
     let payload = Payload::decode(body.kind, &body.payload)?;
     let signer = Signer {
         key: account.key,
@@ -165,15 +203,22 @@ pub fn apply_tx(
         roles: account.roles.clone(),
     };
     let mut ctx = Ctx::new(store, height, time, Some((id, signer)), TX_STEP_LIMIT);
-    // The nonce is bumped before the module runs, so an action that
-    // rewrites this very account (a key rotation) sees the new nonce.
-    account.nonce = account
-        .nonce
-        .checked_add(1)
-        .ok_or(ContractError::Overflow { what: "nonce" })?;
-    ctx.put(keys::account(&account.key), &account)?;
     module_for(body.kind)?.apply(&mut ctx, &payload)?;
     Ok(ctx.take_events())
+}
+
+/// [`consume_nonce`] then [`execute_tx`] on one overlay: for callers that
+/// discard everything on `Err` (tests, tools). Block execution keeps the
+/// two apart, so a rejected transaction still consumes its nonce.
+pub fn apply_tx(
+    store: &mut Overlay<'_>,
+    height: u64,
+    time: Timestamp,
+    body: &TxBody,
+    id: Hash,
+) -> Result<Vec<Event>, ContractError> {
+    consume_nonce(store, body)?;
+    execute_tx(store, height, time, body, id)
 }
 
 /// Runs every module's end-of-block step. Its work is bounded by the

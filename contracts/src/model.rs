@@ -51,6 +51,14 @@ pub struct Account {
     pub status: Status,
 }
 
+/// What is left of an account key after a rotation: the key that took its
+/// place and the nonce the sequence had reached.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RetiredKey {
+    pub successor: PublicKey,
+    pub nonce: u64,
+}
+
 /// Consortium parameters, changed only by governance.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Params {

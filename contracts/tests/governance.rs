@@ -229,4 +229,31 @@ fn actions_apply_only_when_the_threshold_of_distinct_orgs_is_met() {
     h.tx(key(33), approve(3)).expect("third approval");
     let vs: ValidatorSet = h.get(keys::VALIDATORS).expect("vs");
     assert_eq!(vs.len(), 2);
+
+    // A retired key never holds an account again: its nonces would start
+    // over at 0, and what it signed before could be included a second
+    // time (ADR 010). Neither adding it nor rotating back to it works.
+    let retired: aidledger_contracts::RetiredKey =
+        h.get(&keys::retired_key(&key(3))).expect("retired record");
+    assert_eq!(retired.successor, key(33));
+    assert_eq!(retired.nonce, 2);
+    for action in [
+        GovAction::AddAccount {
+            key: key(3),
+            org: org("c-office"),
+            roles: vec![Role::Admin],
+        },
+        GovAction::RotateKey {
+            old: key(33),
+            new: key(3),
+        },
+    ] {
+        let got = h.tx(key(1), propose(action)).map_err(|e| e.to_string());
+        assert!(
+            got.as_ref()
+                .is_err_and(|e| e.contains("retired by a key rotation")),
+            "{got:?}"
+        );
+    }
+    assert!(h.get::<Account>(&keys::account(&key(3))).is_none());
 }
