@@ -168,6 +168,21 @@ impl Failure {
                 format!("tx {index}"),
                 format!("repeats transaction {}", id.short()),
             ),
+            B::TxNotIncludable {
+                height,
+                index,
+                id,
+                reason,
+                ..
+            } => Failure::at(
+                *height,
+                format!("tx {index}"),
+                format!(
+                    "transaction {} may not be included here (a signer's nonce is used once, \
+                     so a transaction already on the chain can never be included again): {reason}",
+                    id.short()
+                ),
+            ),
             B::Execution { height, source } => {
                 Failure::at(*height, "execution", format!("failed: {source}"))
             }

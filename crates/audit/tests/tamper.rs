@@ -362,6 +362,48 @@ fn a_certified_block_with_a_bad_signature_or_state_root_is_caught() {
     );
 }
 
+/// A byzantine quorum certifies a block that holds a transaction already
+/// on the chain (the halt and the replay of issue 12): the replay refuses
+/// it at that height, from the store and from an export, and says the
+/// transaction may not be included again.
+#[test]
+fn a_certified_block_repeating_an_earlier_transaction_is_refused() {
+    let b = built(2);
+    let h = b.head;
+    let chain = b.genesis.chain_id.clone();
+    let keys = b.validator_keys.clone();
+    let set = aidledger_types::ValidatorSet::new(b.genesis.validators.validators()[..3].to_vec())
+        .unwrap();
+    let mut repeated = None;
+    tamper(&b, |s| {
+        // The first transaction of block 1, appended to the head block.
+        let first = get_block(s, 1).txs[0].clone();
+        repeated = Some(first.id());
+        let mut blk = get_block(s, h);
+        blk.txs.push(first);
+        blk.header.tx_count += 1;
+        blk.header.tx_root = Block::compute_tx_root(&blk.txs);
+        put_block(s, &blk);
+        put_cert(s, &certificate(&chain, &set, &keys, &blk, 2));
+    });
+    let n = {
+        let s = RocksStore::open_read_only(b.data()).unwrap();
+        get_block(&s, h).txs.len() - 1
+    };
+    let line = failed(&audit_store(&b));
+    assert!(
+        line.starts_with(&format!(
+            "height {h}: tx {n} transaction {}",
+            repeated.unwrap().short()
+        )),
+        "{line}"
+    );
+    assert!(line.contains("may not be included"), "{line}");
+    assert!(line.contains("wrong nonce"), "{line}");
+    let from_file = failed(&audit_bytes(export(&b)));
+    assert_eq!(from_file, line, "the export fails the same way");
+}
+
 fn export(b: &Built) -> Vec<u8> {
     let s = RocksStore::open_read_only(b.data()).unwrap();
     let mut out = Vec::new();

@@ -124,6 +124,18 @@ pub enum BlockInvalid {
     },
     #[error("block {height}: tx {index} ({id}) appears twice")]
     DuplicateTx { height: u64, index: usize, id: Hash },
+    /// The transaction breaks the inclusion rule (ADR 010) at its
+    /// position: its signer has no account, or its nonce is not the
+    /// signer's next one (for example because the same transaction, or
+    /// another with its nonce, is already on the chain).
+    #[error("block {height}: tx {index} ({id}) cannot be included: {reason}")]
+    TxNotIncludable {
+        height: u64,
+        index: usize,
+        id: Hash,
+        code: String,
+        reason: String,
+    },
     #[error("block {height}: execution failed: {source}")]
     Execution { height: u64, source: ExecError },
     #[error("block {height}: state root mismatch: header {header}, computed {computed}")]
@@ -331,8 +343,21 @@ pub fn execute_verified(
         timestamp: h.timestamp,
         proposer: h.proposer,
     };
-    let outcome = apply_block(state, acc, &ctx, verified)
-        .map_err(|source| BlockInvalid::Execution { height, source })?;
+    let outcome = apply_block(state, acc, &ctx, verified).map_err(|source| match source {
+        ExecError::NotIncludable {
+            height,
+            index,
+            id,
+            reason,
+        } => BlockInvalid::TxNotIncludable {
+            height,
+            index: index as usize,
+            id,
+            code: reason.code().to_string(),
+            reason: reason.to_string(),
+        },
+        source => BlockInvalid::Execution { height, source },
+    })?;
     if outcome.state_root != h.state_root {
         return Err(BlockInvalid::StateRootMismatch {
             height,
@@ -345,12 +370,13 @@ pub fn execute_verified(
 
 /// Assembles a block for a proposer from candidate transactions, in order.
 ///
-/// Transactions whose nonce is not the signer's next nonce (given the ones
-/// already included) are skipped, as are repeats and anything past the
-/// block size limit, so blocks are not filled with transactions that could
-/// only be refused for being out of sequence. Every other transaction is
-/// included even if the contracts will refuse it: its receipt then tells
-/// the submitter why, and consuming block space is the price of that.
+/// Transactions that may not be included at their position (ADR 010:
+/// unknown signer, a nonce that is not the signer's next one given the
+/// transactions already included, a repeat) are skipped, as is anything
+/// past the block size limit, so a proposer never builds a block that
+/// honest validators must refuse. Every other transaction is included even
+/// if the contracts will refuse it: it consumes its nonce, its receipt
+/// tells the submitter why, and consuming block space is the price of that.
 pub fn build_block(
     parent: &ParentInfo,
     ctx: &BlockContext,
@@ -373,17 +399,14 @@ pub fn build_block(
         if txs.len() >= BLOCK_MAX_TXS {
             break;
         }
-        let body = &tx.tx().body;
-        if exec.seen(&tx.id()) {
+        if exec.seen(&tx.id()) || tx.tx().body.chain_id != ctx.chain_id {
             continue;
         }
-        if let Some(n) = exec.expected_nonce(&body.signer)? {
-            if n != body.nonce {
-                continue;
-            }
+        match exec.apply(tx) {
+            Ok(()) => txs.push(tx.tx().clone()),
+            Err(ExecError::NotIncludable { .. }) => continue,
+            Err(e) => return Err(e),
         }
-        exec.apply(tx)?;
-        txs.push(tx.tx().clone());
     }
     let outcome = exec.finish(state, acc)?;
     let header = BlockHeader {

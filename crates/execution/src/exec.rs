@@ -115,58 +115,45 @@ impl<'a> BlockExec<'a> {
         })
     }
 
-    /// The nonce the signer's next transaction must carry, given the
-    /// transactions applied so far; `None` for an unknown account.
-    pub(crate) fn expected_nonce(&self, key: &PublicKey) -> Result<Option<u64>, ExecError> {
-        let bytes = self
-            .overlay
-            .get(&contracts::keys::account(key))
-            .map_err(|e| fatal(self.ctx.height, e))?;
-        match bytes {
-            None => Ok(None),
-            Some(b) => codec::decode::<contracts::Account>(&b)
-                .map(|a| Some(a.nonce))
-                .map_err(|e| {
-                    fatal(
-                        self.ctx.height,
-                        ContractError::Corrupt {
-                            key: "account".into(),
-                            reason: e.to_string(),
-                        },
-                    )
-                }),
-        }
-    }
-
     pub(crate) fn seen(&self, id: &Hash) -> bool {
         self.seen.contains(id)
     }
 
-    /// Applies one transaction on its own overlay; keeps its writes only if
-    /// the contracts accept it.
+    /// Includes one transaction: checks the inclusion rule (ADR 010) and
+    /// consumes the signer's nonce, then executes it on its own overlay and
+    /// keeps its writes only if the contracts accept it. A rejected
+    /// transaction keeps nothing but its receipt and the consumed nonce.
+    /// A transaction that may not be included at all is
+    /// [`ExecError::NotIncludable`], and nothing is written.
     pub(crate) fn apply(&mut self, tx: &VerifiedTx) -> Result<(), ExecError> {
         let body = &tx.tx().body;
         let id = tx.id();
+        let height = self.ctx.height;
         let index = self.receipts.len() as u32;
-        let result = if !self.seen.insert(id) {
-            Err(ContractError::DuplicateTx { id })
-        } else {
-            let mut tx_overlay = Overlay::new(&self.overlay);
-            contracts::apply_tx(
-                &mut tx_overlay,
-                self.ctx.height,
-                self.ctx.timestamp,
-                body,
-                id,
-            )
-            .map(|events| (events, tx_overlay.into_writes()))
+        let excluded = |reason| ExecError::NotIncludable {
+            height,
+            index,
+            id,
+            reason,
         };
+        if self.seen.contains(&id) {
+            return Err(excluded(ContractError::DuplicateTx { id }));
+        }
+        match contracts::consume_nonce(&mut self.overlay, body) {
+            Ok(_) => {}
+            Err(e) if e.is_fatal() => return Err(fatal(height, e)),
+            Err(e) => return Err(excluded(e)),
+        }
+        self.seen.insert(id);
+        let mut tx_overlay = Overlay::new(&self.overlay);
+        let result = contracts::execute_tx(&mut tx_overlay, height, self.ctx.timestamp, body, id)
+            .map(|events| (events, tx_overlay.into_writes()));
         let (outcome, events) = match result {
             Ok((events, writes)) => {
                 self.overlay.absorb(writes);
                 (TxOutcome::Applied, events)
             }
-            Err(e) if e.is_fatal() => return Err(fatal(self.ctx.height, e)),
+            Err(e) if e.is_fatal() => return Err(fatal(height, e)),
             Err(e) => (
                 TxOutcome::Rejected {
                     code: e.code().to_string(),
@@ -180,7 +167,7 @@ impl<'a> BlockExec<'a> {
             tx_id: id,
             kind: body.kind,
             signer: body.signer,
-            height: self.ctx.height,
+            height,
             outcome,
             events,
         });
@@ -236,8 +223,10 @@ impl<'a> BlockExec<'a> {
 }
 
 /// Executes `txs` on `state` at `ctx`. `acc` is the accumulator of `state`.
-/// Never fails because of a transaction: a refused transaction gets a
-/// rejection receipt and changes nothing else.
+/// A transaction the contracts refuse gets a rejection receipt and changes
+/// nothing but its signer's nonce; a transaction that may not be included
+/// at all (ADR 010: unknown signer, a nonce that is not the next one, a
+/// repeat) fails the whole block with [`ExecError::NotIncludable`].
 pub fn apply_block(
     state: &dyn StateRead,
     acc: &StateAccumulator,

@@ -1,9 +1,11 @@
 #![allow(clippy::unwrap_used)]
-//! Property tests over random sequences of valid and invalid transactions:
+//! Property tests over random sequences of valid and invalid transactions,
+//! with exact resends of earlier ones (applied, rejected or left out):
 //! money is conserved at every height, nothing is released twice or before
-//! its condition holds, and two independent executions agree on every
-//! state root (which also equals the root recomputed from scratch, checked
-//! by the harness after every block).
+//! its condition holds, no transaction is ever included twice (so none that
+//! was rejected applies later), every transaction on the chain is refused
+//! if a block tries to hold it again, and two independent executions agree
+//! on every state root.
 
 mod common;
 
@@ -30,6 +32,9 @@ enum Op {
     Entitlement(u32),
     BadRole,
     WrongNonce,
+    /// Resend, byte for byte, the n-th transaction sent so far (applied,
+    /// rejected or left out).
+    Resend(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -48,6 +53,8 @@ fn op() -> impl Strategy<Value = Op> {
         (1u32..4).prop_map(Op::Entitlement),
         Just(Op::BadRole),
         Just(Op::WrongNonce),
+        (0usize..64).prop_map(Op::Resend),
+        (0usize..64).prop_map(Op::Resend),
     ]
 }
 
@@ -67,6 +74,8 @@ struct Model {
     after: BTreeMap<(String, String), Gate>,
     entitlements: u32,
     wrong: u64,
+    /// Every transaction sent so far, in order.
+    sent: Vec<aidledger_types::SignedTx>,
 }
 
 fn txs_for(c: &mut Chain, m: &mut Model, ops: &[Op]) -> Vec<aidledger_types::SignedTx> {
@@ -203,8 +212,14 @@ fn txs_for(c: &mut Chain, m: &mut Model, ops: &[Op]) -> Vec<aidledger_types::Sig
                 });
                 txs.push(c.f.sign_with_nonce(&kp, &p, n));
             }
+            Op::Resend(i) => {
+                if !m.sent.is_empty() {
+                    txs.push(m.sent[i % m.sent.len()].clone());
+                }
+            }
         }
     }
+    m.sent.extend(txs.iter().cloned());
     txs
 }
 
@@ -266,21 +281,64 @@ fn check_invariants(c: &Chain, m: &Model) {
     }
 }
 
+/// What the chain has done with each transaction id.
+#[derive(Default)]
+struct Inclusions {
+    /// Height and outcome of every included transaction.
+    included: BTreeMap<Hash, (u64, bool)>,
+}
+
+impl Inclusions {
+    /// Records a block's receipts; panics if a transaction is included a
+    /// second time (which would also mean a rejected one applied later).
+    fn record(&mut self, height: u64, out: &aidledger_execution::BlockOutcome) {
+        for r in &out.receipts {
+            if let Some((at, applied)) = self.included.insert(r.tx_id, (height, r.is_applied())) {
+                panic!(
+                    "tx {} included at height {at} ({}) and again at {height} ({})",
+                    r.tx_id.short(),
+                    if applied { "applied" } else { "rejected" },
+                    if r.is_applied() {
+                        "applied"
+                    } else {
+                        "rejected"
+                    },
+                );
+            }
+        }
+    }
+}
+
 fn run(blocks: &[(u64, Vec<Op>)]) -> Vec<Hash> {
     let mut c = Chain::new();
     let mut m = Model::default();
+    let mut inc = Inclusions::default();
     let setup = vec![
         c.f.create_program("fund", 1_000_000),
         c.f.deposit("fund", 20_000),
     ];
-    c.ok(setup);
+    let out = c.ok(setup);
+    inc.record(c.parent.height, &out);
     let mut roots = vec![c.root()];
     for (advance, ops) in blocks {
         let txs = txs_for(&mut c, &mut m, ops);
         let t = Timestamp(c.time().0 + advance);
-        c.block_at(t, txs);
+        let (_, out) = c.build_at(t, txs);
+        inc.record(c.parent.height, &out);
         c.f.resync(&c.state).expect("resync");
         check_invariants(&c, &m);
+        // Every transaction already on the chain, applied or rejected, is
+        // refused if a block tries to hold it again.
+        for tx in m.sent.iter().filter(|t| inc.included.contains_key(&t.id())) {
+            let v = c.f.verified(tx.clone());
+            match aidledger_execution::apply_block(&c.state, &c.acc, &c.next_ctx(), &[v]) {
+                Err(aidledger_execution::ExecError::NotIncludable { .. }) => {}
+                other => panic!(
+                    "tx {} is on the chain but a block may hold it again: {other:?}",
+                    tx.id().short()
+                ),
+            }
+        }
         roots.push(c.root());
     }
     roots

@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! Every rejection path: a table of (transaction, expected reason code).
-//! Each case asserts the receipt names the reason, the state root equals
-//! that of an empty block at the same height and time (nothing was
-//! applied), and the signer's nonce was not consumed.
+//! Each case asserts the receipt names the reason and that nothing changed
+//! but the signer's nonce, which an included transaction consumes whether
+//! it applies or not (ADR 010). Transactions that break the inclusion rule
+//! (unknown signer, wrong nonce, wrong chain) make the block invalid.
 
 mod common;
 
@@ -11,7 +12,7 @@ use aidledger_contracts::model::{GovAction, Recipient, Status};
 use aidledger_contracts::payload::{self, Payload, TrancheSpec};
 use aidledger_contracts::{Condition, TxOutcome};
 use aidledger_crypto::{verify_tx, Keypair, Purpose};
-use aidledger_execution::{apply_block, BlockContext};
+use aidledger_execution::{apply_block, BlockContext, ExecError};
 use aidledger_types::hash::sha256;
 use aidledger_types::{Amount, ChainId, Role, SignedTx, TxBody, TxKind};
 use common::Chain;
@@ -532,10 +533,23 @@ fn every_rejection_names_its_reason_and_changes_nothing() {
         proposer,
     };
     let empty = apply_block(&c.state, &c.acc, &ctx, &[]).expect("empty block");
+    // Breaking the inclusion rule (ADR 010) makes the whole block invalid:
+    // such a transaction never gets a receipt and never moves a nonce.
+    let not_includable = ["wrong-nonce", "unknown-account", "wrong-chain"];
     for (name, tx, code) in cases {
         let signer = tx.body.signer;
         let verify_chain = tx.body.chain_id.clone();
         let v = verify_tx(tx, &verify_chain).expect("signed");
+        if not_includable.contains(&code) {
+            match apply_block(&c.state, &c.acc, &ctx, &[v]) {
+                Err(ExecError::NotIncludable { reason, index, .. }) => {
+                    assert_eq!(reason.code(), code, "{name}: {reason}");
+                    assert_eq!(index, 0);
+                }
+                other => panic!("{name}: expected not includable ({code}), got {other:?}"),
+            }
+            continue;
+        }
         let out = apply_block(&c.state, &c.acc, &ctx, &[v]).expect("apply");
         match &out.receipts[0].outcome {
             TxOutcome::Rejected { code: got, reason } => {
@@ -551,51 +565,85 @@ fn every_rejection_names_its_reason_and_changes_nothing() {
             out.receipts[0].events.is_empty(),
             "{name}: a rejected tx emitted events"
         );
-        assert_eq!(out.state_root, empty.state_root, "{name}: state changed");
+        // The one write beyond an empty block's: the signer's account,
+        // whose nonce the rejected transaction consumed.
+        let account_key = aidledger_contracts::keys::account(&signer);
+        let mut writes = out.writes.clone();
+        let account = writes
+            .remove(&account_key)
+            .flatten()
+            .unwrap_or_else(|| panic!("{name}: the nonce was not consumed"));
         assert_eq!(
-            out.writes, empty.writes,
-            "{name}: writes differ from an empty block"
+            writes, empty.writes,
+            "{name}: writes beyond the nonce differ from an empty block"
         );
-        if let Some(a) =
-            c.get::<aidledger_contracts::Account>(&aidledger_contracts::keys::account(&signer))
-        {
-            assert_eq!(a.nonce, f.next_nonce(&signer), "{name}: nonce moved");
-        }
+        let before = c
+            .get::<aidledger_contracts::Account>(&account_key)
+            .expect("account");
+        let after: aidledger_contracts::Account =
+            aidledger_types::codec::decode(&account).expect("account decodes");
+        assert_eq!(after.nonce, before.nonce + 1, "{name}: nonce not consumed");
+        assert_eq!(
+            after,
+            aidledger_contracts::Account {
+                nonce: before.nonce + 1,
+                ..before
+            },
+            "{name}: the account changed beyond its nonce"
+        );
     }
 }
 
 #[test]
-fn a_rejected_tx_does_not_consume_its_nonce() {
+fn a_rejected_tx_consumes_its_nonce_and_can_never_apply_later() {
     let mut c = Chain::new();
     let create = c.f.create_program("fund", 10_000);
     c.ok(vec![create]);
     let kp = c.f.keys.op("state-bank", Role::Disburser).clone();
     let n = c.f.next_nonce(&kp.public());
-    let bad = c.f.sign_with_nonce(
+    // Refused now: the program's ceiling is 10,000 and 20,000 is asked.
+    let big = c.f.sign_with_nonce(
         &kp,
         &Payload::Deposit(payload::Deposit {
             program: slug("fund"),
-            amount: Amount(0),
+            amount: Amount(20_000),
         }),
         n,
     );
-    let out = c.block(vec![bad]);
-    assert_eq!(out.receipts[0].rejection_code(), Some("invalid"));
-    assert_eq!(c.account(&kp.public()).nonce, n);
+    let out = c.block(vec![big.clone()]);
+    assert_eq!(out.receipts[0].rejection_code(), Some("ceiling-exceeded"));
+    assert_eq!(c.account(&kp.public()).nonce, n + 1, "nonce consumed");
+    // The same bytes, resent, may not be included again: not in the next
+    // block, and not in a block built by a proposer that was given them.
+    let v = c.f.verified(big.clone());
+    let ctx = c.next_ctx();
+    match apply_block(&c.state, &c.acc, &ctx, std::slice::from_ref(&v)) {
+        Err(ExecError::NotIncludable { reason, .. }) => {
+            assert_eq!(reason.code(), "wrong-nonce", "{reason}")
+        }
+        other => panic!("a resent rejected tx must not be includable: {other:?}"),
+    }
+    let (block, _) = aidledger_execution::build_block(&c.parent, &ctx, 0, &[v], &c.state, &c.acc)
+        .expect("build");
+    assert!(
+        block.txs.is_empty(),
+        "the builder must leave the resend out"
+    );
+    // The next transaction takes the next nonce and applies.
     let good = c.f.sign_with_nonce(
         &kp,
         &Payload::Deposit(payload::Deposit {
             program: slug("fund"),
             amount: Amount(10),
         }),
-        n,
+        n + 1,
     );
     c.ok(vec![good]);
-    assert_eq!(c.account(&kp.public()).nonce, n + 1);
+    assert_eq!(c.account(&kp.public()).nonce, n + 2);
 }
 
 #[test]
-fn a_duplicate_tx_passed_to_apply_block_gets_a_rejection_receipt() {
+fn a_tx_repeated_within_one_block_is_not_includable() {
     let mut c = Chain::new();
     let create = c.f.create_program("fund", 10_000);
     let v = c.f.verified(create.clone());
@@ -605,8 +653,11 @@ fn a_duplicate_tx_passed_to_apply_block_gets_a_rejection_receipt() {
         timestamp: c.time().saturating_add_ms(1),
         proposer: c.f.keys.validators[0].1.public(),
     };
-    let out = apply_block(&c.state, &c.acc, &ctx, &[v.clone(), v]).expect("apply");
-    assert!(out.receipts[0].is_applied());
-    assert_eq!(out.receipts[1].rejection_code(), Some("duplicate-tx"));
-    let _ = &mut c;
+    match apply_block(&c.state, &c.acc, &ctx, &[v.clone(), v]) {
+        Err(ExecError::NotIncludable { index, reason, .. }) => {
+            assert_eq!(index, 1);
+            assert_eq!(reason.code(), "duplicate-tx");
+        }
+        other => panic!("expected not includable, got {other:?}"),
+    }
 }

@@ -74,6 +74,13 @@ pub struct ExecState {
     acc: StateAccumulator,
     /// What the next block is checked against.
     parent: ParentInfo,
+    /// The last block's transactions: the workload resends some of them,
+    /// rejected ones included, as a careless client or an attacker would.
+    last_txs: Arc<Vec<SignedTx>>,
+    /// Every transaction id on this chain, and whether some block
+    /// included one twice (which `check_invariants` reports).
+    included: Arc<std::collections::BTreeSet<Hash>>,
+    included_twice: Option<(u64, Hash)>,
 }
 
 impl ExecState {
@@ -134,6 +141,13 @@ impl ExecApp {
                 <[u8; 32]>::try_from(id).ok().map(Hash)
             })
             .collect();
+        // Resends of the last block's transactions, byte for byte: each is
+        // on the chain already (applied or rejected), so the builder must
+        // leave it out, and a block holding it would be invalid.
+        if !state.last_txs.is_empty() && rng.gen_range(0..4u32) == 0 {
+            let i = rng.gen_range(0..state.last_txs.len());
+            txs.push(state.last_txs[i].clone());
+        }
         let count = rng.gen_range(0..=self.max_txs);
         for j in 0..count as u64 {
             let tx = match rng.gen_range(0..100u32) {
@@ -193,11 +207,22 @@ impl ExecApp {
     ) -> ExecState {
         let mut mem = state.mem.clone();
         mem.apply(&outcome.writes);
+        let mut included = (*state.included).clone();
+        let mut included_twice = state.included_twice;
+        for tx in &block.txs {
+            let id = tx.id();
+            if !included.insert(id) && included_twice.is_none() {
+                included_twice = Some((block.header.height, id));
+            }
+        }
         ExecState {
             kit: state.kit.clone(),
             mem,
             acc: outcome.accumulator.clone(),
             parent: ParentInfo::child_of(block, outcome),
+            last_txs: Arc::new(block.txs.clone()),
+            included: Arc::new(included),
+            included_twice,
         }
     }
 }
@@ -234,6 +259,9 @@ impl App for ExecApp {
                 mem,
                 acc,
                 parent,
+                last_txs: Arc::new(Vec::new()),
+                included: Arc::new(Default::default()),
+                included_twice: None,
             },
         })
     }
@@ -296,6 +324,12 @@ impl App for ExecApp {
     }
 
     fn check_invariants(&self, state: &ExecState, deep: bool) -> Result<(), String> {
+        if let Some((height, id)) = state.included_twice {
+            return Err(format!(
+                "transaction {} included a second time at height {height}",
+                id.short()
+            ));
+        }
         let mut after: Option<Vec<u8>> = None;
         loop {
             let page = state

@@ -6,8 +6,8 @@
 use aidledger_contracts::{keys, Account, Application, Plan, Program, Release};
 use aidledger_execution::testkit::{dev_genesis, TxFactory, DEV_GENESIS_TIME};
 use aidledger_execution::{
-    apply_block, genesis_state, validate_block, BlockContext, BlockOutcome, Genesis, MemState,
-    ParentInfo, StateRead,
+    apply_block, build_block, genesis_state, validate_block, BlockContext, BlockOutcome, Genesis,
+    MemState, ParentInfo, StateRead,
 };
 use aidledger_types::{
     codec, Block, BlockHeader, Hash, PublicKey, SignedTx, StateAccumulator, Timestamp,
@@ -101,6 +101,49 @@ impl Chain {
         self.parent = ParentInfo::child_of(&block, &outcome);
         self.blocks.push(block);
         outcome
+    }
+
+    /// The context of the next block, one second after the previous one.
+    pub fn next_ctx(&self) -> BlockContext {
+        BlockContext {
+            chain_id: self.genesis.chain_id.clone(),
+            height: self.parent.height + 1,
+            timestamp: self.parent.timestamp.saturating_add_ms(1000),
+            proposer: self.f.keys.validators[0].1.public(),
+        }
+    }
+
+    /// Has a proposer build a block at `time` from `candidates` with
+    /// `build_block` (which leaves out what may not be included), validates
+    /// it as a validator would, and commits it.
+    pub fn build_at(
+        &mut self,
+        time: Timestamp,
+        candidates: Vec<SignedTx>,
+    ) -> (Block, BlockOutcome) {
+        let verified: Vec<_> = candidates.into_iter().map(|t| self.f.verified(t)).collect();
+        let ctx = BlockContext {
+            timestamp: time,
+            ..self.next_ctx()
+        };
+        let (block, outcome) =
+            build_block(&self.parent, &ctx, 0, &verified, &self.state, &self.acc).expect("build");
+        let (_, again) = validate_block(
+            &block,
+            &self.parent,
+            Some(time.0),
+            10_000,
+            &self.state,
+            &self.acc,
+        )
+        .expect("a built block validates");
+        assert_eq!(again.state_root, outcome.state_root);
+        assert_eq!(again.receipts, outcome.receipts);
+        self.state.apply(&outcome.writes);
+        self.acc = outcome.accumulator.clone();
+        self.parent = ParentInfo::child_of(&block, &outcome);
+        self.blocks.push(block.clone());
+        (block, outcome)
     }
 
     /// A block one second after the previous one.
