@@ -133,6 +133,17 @@ pub trait Store: Send + Sync {
     /// accumulator's root is the header's state root, no transaction is
     /// already indexed and everything is within the limits.
     fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError>;
+    /// Every check [`Store::commit_block`] makes, except those on the
+    /// certificate, without writing. A validator runs it before it votes
+    /// for a block, so a block it certifies always commits unless the
+    /// disk itself fails (ADR 010).
+    fn check_commit_block(
+        &self,
+        block: &Block,
+        state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        receipts: &[Vec<u8>],
+        accumulator: &StateAccumulator,
+    ) -> Result<(), StorageError>;
     /// Atomically stores the genesis document and the initial state.
     /// Idempotent with the same hash; refused with a different one. The
     /// accumulator must be the initial state's accumulator.
@@ -181,17 +192,62 @@ pub(crate) fn too_large(what: &'static str, len: usize, limit: usize) -> Result<
     }
 }
 
+/// Where each transaction id is already indexed (its height), one answer
+/// per id, in order.
+pub(crate) type IndexedAt<'a> =
+    &'a mut dyn FnMut(&[Hash]) -> Result<Vec<Option<u64>>, StorageError>;
+
 /// Checks a commit batch against the current head and genesis, without
-/// writing. `indexed_at` reports where a transaction id is already indexed.
+/// writing. `indexed_at` reports where transaction ids are already indexed.
 /// Returns the transaction ids, in block order, for the index.
 pub(crate) fn check_commit(
     batch: &CommitBatch,
     head: Option<&Head>,
     genesis: Option<Hash>,
-    indexed_at: &mut dyn FnMut(&Hash) -> Result<Option<u64>, StorageError>,
+    indexed_at: IndexedAt<'_>,
+) -> Result<Vec<Hash>, StorageError> {
+    let ids = check_block_commit(
+        &batch.block,
+        &batch.state_writes,
+        &batch.receipts,
+        &batch.accumulator,
+        head,
+        genesis,
+        indexed_at,
+    )?;
+    too_large(
+        "certificate signature count",
+        batch.certificate.signatures.len(),
+        VALIDATORS_MAX,
+    )?;
+    let height = batch.block.header.height;
+    let block_hash = batch.block.header.hash();
+    let cert = &batch.certificate;
+    if cert.height != height || cert.block_hash != block_hash {
+        return Err(StorageError::CertificateMismatch {
+            height,
+            block_hash,
+            cert_height: cert.height,
+            cert_block: cert.block_hash,
+        });
+    }
+    Ok(ids)
+}
+
+/// Everything [`check_commit`] checks except the certificate: what a
+/// validator checks before it votes, so a block it helps certify is one
+/// its store will take ([`Store::check_commit_block`]).
+pub(crate) fn check_block_commit(
+    block: &Block,
+    state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    receipts: &[Vec<u8>],
+    accumulator: &StateAccumulator,
+    head: Option<&Head>,
+    genesis: Option<Hash>,
+    indexed_at: IndexedAt<'_>,
 ) -> Result<Vec<Hash>, StorageError> {
     let genesis = genesis.ok_or(StorageError::NoGenesis)?;
-    let header = &batch.block.header;
+    let header = &block.header;
     let height = header.height;
     let (expected_height, expected_parent) = match head {
         Some(h) => (h.height.saturating_add(1), h.block_hash),
@@ -211,58 +267,39 @@ pub(crate) fn check_commit(
         });
     }
 
-    too_large(
-        "block transaction count",
-        batch.block.txs.len(),
-        BLOCK_MAX_TXS,
-    )?;
+    too_large("block transaction count", block.txs.len(), BLOCK_MAX_TXS)?;
     too_large(
         "encoded block size in bytes",
-        codec::encoded_len(&batch.block),
+        codec::encoded_len(block),
         BLOCK_MAX_BYTES,
     )?;
     too_large(
-        "certificate signature count",
-        batch.certificate.signatures.len(),
-        VALIDATORS_MAX,
-    )?;
-    too_large(
         "state writes in one block",
-        batch.state_writes.len(),
+        state_writes.len(),
         STATE_WRITES_MAX,
     )?;
-    for (k, v) in &batch.state_writes {
+    for (k, v) in state_writes {
         too_large("state key size in bytes", k.len(), STATE_KEY_MAX_BYTES)?;
         if let Some(v) = v {
             too_large("state value size in bytes", v.len(), STATE_VALUE_MAX_BYTES)?;
         }
     }
-    for r in &batch.receipts {
+    for r in receipts {
         too_large("receipt size in bytes", r.len(), RECEIPT_MAX_BYTES)?;
     }
 
-    let ids: Vec<Hash> = batch.block.txs.iter().map(|t| t.id()).collect();
-    if !batch.block.body_matches_header() {
+    let ids: Vec<Hash> = block.txs.iter().map(|t| t.id()).collect();
+    if !block.body_matches_header() {
         return Err(StorageError::BodyMismatch { height });
     }
-    let block_hash = header.hash();
-    let cert = &batch.certificate;
-    if cert.height != height || cert.block_hash != block_hash {
-        return Err(StorageError::CertificateMismatch {
-            height,
-            block_hash,
-            cert_height: cert.height,
-            cert_block: cert.block_hash,
-        });
-    }
-    if batch.receipts.len() != ids.len() {
+    if receipts.len() != ids.len() {
         return Err(StorageError::ReceiptCountMismatch {
             height,
             txs: ids.len(),
-            receipts: batch.receipts.len(),
+            receipts: receipts.len(),
         });
     }
-    let root = batch.accumulator.root();
+    let root = accumulator.root();
     if root != header.state_root {
         return Err(StorageError::StateRootMismatch {
             height,
@@ -282,7 +319,17 @@ pub(crate) fn check_commit(
                 existing_height: height,
             });
         }
-        if let Some(existing_height) = indexed_at(id)? {
+    }
+    let found = indexed_at(&ids)?;
+    if found.len() != ids.len() {
+        return Err(StorageError::Corrupt {
+            cf: "tx_index",
+            key: String::new(),
+            reason: format!("{} answers for {} ids", found.len(), ids.len()),
+        });
+    }
+    for (id, at) in ids.iter().zip(found) {
+        if let Some(existing_height) = at {
             return Err(StorageError::DuplicateTx {
                 id: *id,
                 height,

@@ -7,8 +7,9 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use aidledger_types::{Block, CommitCertificate, Hash, StateAccumulator};
 
 use crate::{
-    check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch, Head, KeyValues,
-    StorageError, Store, TxIndexed, TxLocation, SAFETY_STATE_MAX_BYTES, SCAN_LIMIT_MAX,
+    check_block_commit, check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch,
+    Head, KeyValues, StorageError, Store, TxIndexed, TxLocation, SAFETY_STATE_MAX_BYTES,
+    SCAN_LIMIT_MAX,
 };
 
 #[derive(Clone, Default)]
@@ -119,13 +120,43 @@ impl Store for MemStore {
         Ok(self.read().accumulator.clone())
     }
 
+    fn check_commit_block(
+        &self,
+        block: &Block,
+        state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        receipts: &[Vec<u8>],
+        accumulator: &StateAccumulator,
+    ) -> Result<(), StorageError> {
+        let inner = self.read();
+        let genesis = inner.genesis.as_ref().map(|g| g.0);
+        let tx_index = &inner.tx_index;
+        check_block_commit(
+            block,
+            state_writes,
+            receipts,
+            accumulator,
+            inner.head.as_ref(),
+            genesis,
+            &mut |ids| {
+                Ok(ids
+                    .iter()
+                    .map(|id| tx_index.get(id).map(|(loc, _)| loc.height))
+                    .collect())
+            },
+        )
+        .map(|_| ())
+    }
+
     fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError> {
         let mut inner = self.write();
         let genesis = inner.genesis.as_ref().map(|g| g.0);
         let ids = {
             let tx_index = &inner.tx_index;
-            check_commit(&batch, inner.head.as_ref(), genesis, &mut |id| {
-                Ok(tx_index.get(id).map(|(loc, _)| loc.height))
+            check_commit(&batch, inner.head.as_ref(), genesis, &mut |ids| {
+                Ok(ids
+                    .iter()
+                    .map(|id| tx_index.get(id).map(|(loc, _)| loc.height))
+                    .collect())
             })?
         };
         let CommitBatch {

@@ -34,9 +34,9 @@ use aidledger_types::{Block, CommitCertificate, Hash, StateAccumulator};
 
 use crate::error::corrupt;
 use crate::{
-    check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch, Head, KeyValues,
-    StorageError, Store, TxIndexed, TxLocation, BLOCKS_RANGE_MAX, CERTIFICATE_MAX_BYTES,
-    RECEIPT_MAX_BYTES, SAFETY_STATE_MAX_BYTES, SCAN_LIMIT_MAX,
+    check_block_commit, check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch,
+    Head, KeyValues, StorageError, Store, TxIndexed, TxLocation, BLOCKS_RANGE_MAX,
+    CERTIFICATE_MAX_BYTES, RECEIPT_MAX_BYTES, SAFETY_STATE_MAX_BYTES, SCAN_LIMIT_MAX,
 };
 
 /// Shared LRU block cache for all column families.
@@ -348,6 +348,14 @@ impl RocksStore {
             .transpose()
     }
 
+    /// The heights at which `ids` are indexed, read in one `MultiGet`.
+    fn indexed_heights(&self, ids: &[Hash]) -> Result<Vec<Option<u64>>, StorageError> {
+        self.tx_locations(ids)
+            .into_iter()
+            .map(|r| r.map(|found| found.map(|(loc, _)| loc.height)))
+            .collect()
+    }
+
     fn decode_block(height: u64, key: &[u8], bytes: &[u8]) -> Result<Block, StorageError> {
         let block = Block::decode(bytes).map_err(|e| corrupt(Cf::Blocks.name(), key, e))?;
         if block.header.height != height {
@@ -485,8 +493,8 @@ impl Store for RocksStore {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let head = self.head()?;
         let genesis = self.genesis_hash()?;
-        let ids = check_commit(&batch, head.as_ref(), genesis, &mut |id| {
-            Ok(self.tx_location(id)?.map(|(loc, _)| loc.height))
+        let ids = check_commit(&batch, head.as_ref(), genesis, &mut |ids| {
+            self.indexed_heights(ids)
         })?;
 
         let CommitBatch {
@@ -542,6 +550,27 @@ impl Store for RocksStore {
             "block stored"
         );
         Ok(())
+    }
+
+    fn check_commit_block(
+        &self,
+        block: &Block,
+        state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        receipts: &[Vec<u8>],
+        accumulator: &StateAccumulator,
+    ) -> Result<(), StorageError> {
+        let head = self.head()?;
+        let genesis = self.genesis_hash()?;
+        check_block_commit(
+            block,
+            state_writes,
+            receipts,
+            accumulator,
+            head.as_ref(),
+            genesis,
+            &mut |ids| self.indexed_heights(ids),
+        )
+        .map(|_| ())
     }
 
     fn put_genesis(

@@ -251,9 +251,33 @@ fn assert_refusals(store: &dyn Store, chain: &mut Chain) {
     let txs = chain.fresh_txs(2);
     let good = chain.build(w(&[("refused/x", Some("1"))]), txs.clone());
     let next = chain.height + 1;
+    // The pre-vote check takes the good batch, changing nothing.
+    store
+        .check_commit_block(
+            &good.block,
+            &good.state_writes,
+            &good.receipts,
+            &good.accumulator,
+        )
+        .expect("the pre-vote check takes a good block");
+    assert_eq!(fingerprint(store), before, "the pre-vote check wrote");
     let refuse = |b: CommitBatch, want: &dyn Fn(&StorageError) -> bool| {
+        // What a validator checks before it votes refuses the same blocks
+        // with the same error, so a certified block always commits; only
+        // the certificate, which does not exist at vote time, is left out.
+        let pre = store.check_commit_block(&b.block, &b.state_writes, &b.receipts, &b.accumulator);
         let err = store.commit_block(b).unwrap_err();
         assert!(want(&err), "unexpected error: {err:?}");
+        match &err {
+            StorageError::CertificateMismatch { .. } => {
+                assert_eq!(pre, Ok(()), "the pre-vote check has no certificate")
+            }
+            _ => assert_eq!(
+                pre.map_err(|e| e.to_string()),
+                Err(err.to_string()),
+                "pre-vote check and commit differ"
+            ),
+        }
         assert_eq!(
             fingerprint(store),
             before,
