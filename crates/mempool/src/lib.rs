@@ -11,6 +11,15 @@
 //! * Nonce window: `next_nonce <= nonce < next_nonce + nonce_window`.
 //! * Dedup: by transaction id, and one transaction per (signer, nonce).
 //! * Bounds: total count, total bytes, and count per signer.
+//! * Gaps expire: a transaction that cannot run yet because an earlier
+//!   nonce of its signer is missing leaves after `gap_ttl_ms` (time is an
+//!   input: [`Mempool::expire_gaps`]), so a gap never holds memory, nor
+//!   makes a leader propose early, for long.
+//!
+//! A transaction whose nonce is below its account's next nonce is refused:
+//! it, or another transaction with its nonce, is already on the chain, and
+//! since an included transaction consumes its nonce whether it applied or
+//! not (ADR 010), it can never be included again.
 //!
 //! Selection for a block is fair: senders take turns, one transaction each
 //! per round, in the order their oldest pending transaction arrived; each
@@ -43,6 +52,9 @@ pub struct MempoolConfig {
     pub max_per_sender: usize,
     /// How far ahead of the account's next nonce a transaction may be.
     pub nonce_window: u64,
+    /// How long a transaction that cannot run yet (a nonce gap before it)
+    /// may wait for the gap to fill.
+    pub gap_ttl_ms: u64,
 }
 
 impl Default for MempoolConfig {
@@ -52,6 +64,7 @@ impl Default for MempoolConfig {
             max_bytes: 64 * 1024 * 1024,
             max_per_sender: 4096,
             nonce_window: 4096,
+            gap_ttl_ms: 60_000,
         }
     }
 }
@@ -85,12 +98,25 @@ struct Entry {
     tx: VerifiedTx,
     bytes: usize,
     seq: u64,
+    /// The pool's clock when the transaction arrived.
+    since_ms: u64,
 }
 
 #[derive(Default)]
 struct Sender {
     /// Pending transactions by nonce.
     by_nonce: BTreeMap<u64, Hash>,
+    /// The account's next nonce, as of the last admission or commit.
+    next_nonce: u64,
+    /// `by_nonce` holds `next_nonce`: this sender has a transaction that
+    /// can run in the next block.
+    ready: bool,
+}
+
+impl Sender {
+    fn is_ready(&self) -> bool {
+        self.by_nonce.contains_key(&self.next_nonce)
+    }
 }
 
 /// The pool. Not thread-safe by itself; the node owns it in one task.
@@ -102,6 +128,10 @@ pub struct Mempool {
     by_seq: BTreeMap<u64, Hash>,
     bytes: usize,
     next_seq: u64,
+    /// Senders whose next nonce is pending.
+    ready_senders: usize,
+    /// The last time given to [`Mempool::expire_gaps`].
+    clock_ms: u64,
 }
 
 impl Mempool {
@@ -113,6 +143,33 @@ impl Mempool {
             by_seq: BTreeMap::new(),
             bytes: 0,
             next_seq: 0,
+            ready_senders: 0,
+            clock_ms: 0,
+        }
+    }
+
+    /// True when some pending transaction can run in the next block (its
+    /// nonce is its account's next one). Pending transactions behind a
+    /// nonce gap do not count: they must not make a leader propose early.
+    pub fn has_ready(&self) -> bool {
+        self.ready_senders > 0
+    }
+
+    /// Re-derives one sender's readiness after its nonces or next nonce
+    /// changed, and drops the sender once it has nothing pending.
+    fn refresh(&mut self, key: &PublicKey) {
+        let Some(s) = self.senders.get_mut(key) else {
+            return;
+        };
+        let now = s.is_ready();
+        match (s.ready, now) {
+            (false, true) => self.ready_senders += 1,
+            (true, false) => self.ready_senders -= 1,
+            _ => {}
+        }
+        s.ready = now;
+        if s.by_nonce.is_empty() {
+            self.senders.remove(key);
         }
     }
 
@@ -209,11 +266,9 @@ impl Mempool {
         }
         let signer = body.signer;
         let nonce = body.nonce;
-        self.senders
-            .entry(signer)
-            .or_default()
-            .by_nonce
-            .insert(nonce, id);
+        let s = self.senders.entry(signer).or_default();
+        s.by_nonce.insert(nonce, id);
+        s.next_nonce = acct.next_nonce;
         self.bytes += encoded_len;
         self.by_seq.insert(self.next_seq, id);
         self.entries.insert(
@@ -222,9 +277,11 @@ impl Mempool {
                 tx,
                 bytes: encoded_len,
                 seq: self.next_seq,
+                since_ms: self.clock_ms,
             },
         );
         self.next_seq += 1;
+        self.refresh(&signer);
         Ok(id)
     }
 
@@ -299,10 +356,9 @@ impl Mempool {
         let body = &e.tx.tx().body;
         if let Some(s) = self.senders.get_mut(&body.signer) {
             s.by_nonce.remove(&body.nonce);
-            if s.by_nonce.is_empty() {
-                self.senders.remove(&body.signer);
-            }
         }
+        let signer = body.signer;
+        self.refresh(&signer);
         Some(e.tx)
     }
 
@@ -315,10 +371,15 @@ impl Mempool {
             removed += usize::from(self.remove(id).is_some());
         }
         let mut stale = Vec::new();
-        for (key, s) in &self.senders {
+        let mut moved = Vec::new();
+        for (key, s) in self.senders.iter_mut() {
             match accounts.account(key) {
                 Some(a) if a.active => {
                     stale.extend(s.by_nonce.range(..a.next_nonce).map(|(_, id)| *id));
+                    if s.next_nonce != a.next_nonce {
+                        s.next_nonce = a.next_nonce;
+                        moved.push(*key);
+                    }
                 }
                 _ => stale.extend(s.by_nonce.values().copied()),
             }
@@ -326,7 +387,54 @@ impl Mempool {
         for id in stale {
             removed += usize::from(self.remove(&id).is_some());
         }
+        for key in moved {
+            self.refresh(&key);
+        }
         removed
+    }
+
+    /// Drops the given transactions (a proposer that found it could not
+    /// use them). Returns how many were pending.
+    pub fn drop_txs(&mut self, ids: &[Hash]) -> usize {
+        ids.iter()
+            .map(|id| usize::from(self.remove(id).is_some()))
+            .sum()
+    }
+
+    /// Moves the pool's clock to `now_ms` (never back). Transactions
+    /// admitted from now on are stamped with it.
+    pub fn set_time(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
+    }
+
+    /// Moves the pool's clock to `now_ms` and drops every transaction that
+    /// has waited `gap_ttl_ms` or longer behind a nonce gap (its nonce is
+    /// above the end of its sender's contiguous run from the next nonce).
+    /// Returns the dropped transactions' ids. Time only moves forward.
+    pub fn expire_gaps(&mut self, now_ms: u64) -> Vec<Hash> {
+        self.set_time(now_ms);
+        let (now, ttl) = (self.clock_ms, self.config.gap_ttl_ms);
+        let mut expired = Vec::new();
+        for s in self.senders.values() {
+            let mut want = s.next_nonce;
+            for (&n, id) in s.by_nonce.range(s.next_nonce..) {
+                if n == want {
+                    want = want.saturating_add(1);
+                    continue;
+                }
+                if self
+                    .entries
+                    .get(id)
+                    .is_some_and(|e| e.since_ms.saturating_add(ttl) <= now)
+                {
+                    expired.push(*id);
+                }
+            }
+        }
+        for id in &expired {
+            self.remove(id);
+        }
+        expired
     }
 }
 

@@ -67,6 +67,7 @@ fn pool() -> Mempool {
         max_bytes: 100_000,
         max_per_sender: 10,
         nonce_window: 16,
+        gap_ttl_ms: 10_000,
     })
 }
 
@@ -137,6 +138,7 @@ fn bounded_by_count_bytes_and_sender() {
         max_bytes: 100_000,
         max_per_sender: 10,
         nonce_window: 100,
+        gap_ttl_ms: 10_000,
     });
     for n in 0..10 {
         let t = tx(1, n, TxKind::Deposit, 0);
@@ -160,6 +162,7 @@ fn bounded_by_count_bytes_and_sender() {
         max_bytes: 3000,
         max_per_sender: 10,
         nonce_window: 100,
+        gap_ttl_ms: 10_000,
     });
     let t = tx(1, 0, TxKind::Deposit, 2000);
     let l = len(&t);
@@ -243,4 +246,84 @@ fn commit_evicts_included_and_stale() {
     assert!(p.contains(&ids[3]));
     let before = p.bytes();
     assert!(before > 0);
+}
+
+#[test]
+fn only_runnable_transactions_make_the_pool_ready() {
+    let a = Accounts::new();
+    let mut p = pool();
+    assert!(!p.has_ready());
+    // Nonces 2 and 3 wait behind a gap: pending, but nothing can run.
+    for n in [2u64, 3] {
+        let t = tx(1, n, TxKind::Deposit, 0);
+        let l = len(&t);
+        p.admit(t, l, &a).unwrap();
+    }
+    assert_eq!(p.len(), 2);
+    assert!(!p.has_ready(), "a nonce gap must not look like work");
+    let t = tx(1, 0, TxKind::Deposit, 0);
+    let l = len(&t);
+    let first = p.admit(t, l, &a).unwrap();
+    assert!(p.has_ready());
+    // Nonce 0 commits; nonce 1 is still missing, so 2 and 3 cannot run.
+    a.set_next(1, 1);
+    p.on_commit(&[first], &a);
+    assert!(!p.has_ready());
+    let t = tx(1, 1, TxKind::Deposit, 0);
+    let l = len(&t);
+    p.admit(t, l, &a).unwrap();
+    assert!(p.has_ready());
+    assert_eq!(p.select(10, usize::MAX, &a).len(), 3);
+}
+
+#[test]
+fn transactions_behind_a_gap_expire_and_runnable_ones_stay() {
+    let a = Accounts::new();
+    let mut p = pool();
+    p.expire_gaps(1_000);
+    let mut ids = Vec::new();
+    for n in [0u64, 1, 5, 6] {
+        let t = tx(1, n, TxKind::Deposit, 0);
+        let l = len(&t);
+        ids.push(p.admit(t, l, &a).unwrap());
+    }
+    // Not yet: 9.999 s later.
+    assert!(p.expire_gaps(10_999).is_empty());
+    // Time going back changes nothing.
+    assert!(p.expire_gaps(5).is_empty());
+    let gone = p.expire_gaps(11_000);
+    assert_eq!(
+        gone,
+        vec![ids[2], ids[3]],
+        "only 5 and 6 sat behind the gap"
+    );
+    assert_eq!(p.len(), 2);
+    assert!(p.has_ready());
+    // The gap-fillers arriving later start their own clock.
+    let t = tx(1, 3, TxKind::Deposit, 0);
+    let l = len(&t);
+    p.admit(t, l, &a).unwrap();
+    assert!(p.expire_gaps(20_999).is_empty());
+    assert_eq!(p.expire_gaps(21_000).len(), 1);
+}
+
+#[test]
+fn a_transaction_resent_after_its_nonce_was_used_is_refused() {
+    // An included transaction consumes its nonce whether it applied or
+    // not (ADR 010), so a resend of it, byte for byte, is below the
+    // account's next nonce and never re-enters the pool.
+    let a = Accounts::new();
+    let mut p = pool();
+    let t = tx(1, 0, TxKind::Deposit, 0);
+    let l = len(&t);
+    let id = p.admit(t.clone(), l, &a).unwrap();
+    a.set_next(1, 1);
+    p.on_commit(&[id], &a);
+    assert!(p.is_empty());
+    assert!(!p.has_ready());
+    assert_eq!(
+        p.admit(t, l, &a),
+        Err(AdmitError::NonceTooLow { got: 0, next: 1 })
+    );
+    assert!(p.is_empty());
 }
