@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use aidledger_contracts::{
     keys, Account, Anomaly, Application, Household, MoneyEvent, Org, Plan, Program, Receipt,
-    Release,
+    Release, TxOutcome,
 };
-use aidledger_storage::{RocksStore, Store};
+use aidledger_storage::{RocksStore, Store, TxIndexed};
 use aidledger_types::{codec, Hash, OrgId, PublicKey, SignedTx, Slug};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -159,17 +159,46 @@ async fn status(State(s): State<AppState>) -> ApiResult<NodeStatus> {
 }
 
 fn committed_status(store: &RocksStore, id: Hash) -> Result<Option<TxStatus>, ApiFailure> {
-    let Some((loc, receipt)) = store.tx_location(&id).map_err(internal)? else {
+    let Some(found) = store.tx_location(&id).map_err(internal)? else {
         return Ok(None);
     };
+    status_of(id, found).map(Some)
+}
+
+fn status_of(id: Hash, (loc, receipt): TxIndexed) -> Result<TxStatus, ApiFailure> {
     let receipt: Receipt = codec::decode(&receipt).map_err(internal)?;
-    Ok(Some(TxStatus {
+    let next_step = (!receipt.is_applied()).then(|| REJECTED_NEXT_STEP.to_string());
+    Ok(TxStatus {
         id,
         status: TxState::Committed,
         height: Some(loc.height),
         index: Some(loc.index),
         receipt: Some(receipt),
-    }))
+        next_step,
+    })
+}
+
+/// The answer to a resend of a transaction that is already on the chain,
+/// or `None` if `id` is not indexed (or the index cannot be read).
+pub(crate) fn included_text(store: &dyn Store, id: &Hash) -> Option<String> {
+    let (loc, receipt) = store.tx_location(id).ok()??;
+    Some(resent_text(id, loc.height, &receipt))
+}
+
+fn resent_text(id: &Hash, height: u64, receipt: &[u8]) -> String {
+    let outcome = match codec::decode::<Receipt>(receipt) {
+        Ok(r) => match r.outcome {
+            TxOutcome::Applied => "applied".to_string(),
+            TxOutcome::Rejected { code, reason } => format!("rejected: {code}: {reason}"),
+        },
+        Err(_) => "receipt unreadable".to_string(),
+    };
+    format!(
+        "transaction {} is already included at height {height} ({outcome}); a signed \
+         transaction is included once, so this copy was not queued. To try again, sign a new \
+         transaction",
+        id.short()
+    )
 }
 
 async fn submit_batch(
@@ -195,6 +224,7 @@ async fn submit_batch(
                 results.push(BatchItem {
                     id: Some(tx.id()),
                     error: None,
+                    included_at: None,
                 });
                 slots.push(i);
                 txs.push(tx);
@@ -202,9 +232,28 @@ async fn submit_batch(
             Err(e) => results.push(BatchItem {
                 id: None,
                 error: Some(e),
+                included_at: None,
             }),
         }
     }
+    // Transactions already on the chain get their height, not a queue
+    // slot: one index read for the whole batch.
+    let ids: Vec<Hash> = txs.iter().map(SignedTx::id).collect();
+    let mut fresh_txs = Vec::with_capacity(txs.len());
+    let mut fresh_slots = Vec::with_capacity(txs.len());
+    for ((tx, slot), found) in txs.into_iter().zip(slots).zip(s.store.tx_locations(&ids)) {
+        match found.map_err(internal)? {
+            Some((loc, receipt)) => {
+                results[slot].error = Some(resent_text(&tx.id(), loc.height, &receipt));
+                results[slot].included_at = Some(loc.height);
+            }
+            None => {
+                fresh_txs.push(tx);
+                fresh_slots.push(slot);
+            }
+        }
+    }
+    let (txs, slots) = (fresh_txs, fresh_slots);
     if !txs.is_empty() {
         let (reply, rx) = oneshot::channel();
         s.driver
@@ -257,6 +306,7 @@ async fn submit(
         height: None,
         index: None,
         receipt: None,
+        next_step: None,
     };
     if req.wait_ms == 0 {
         return Ok((StatusCode::ACCEPTED, Json(pending)));
@@ -307,6 +357,7 @@ async fn tx_status(State(s): State<AppState>, Path(id): Path<String>) -> ApiResu
         height: None,
         index: None,
         receipt: None,
+        next_step: None,
     }))
 }
 

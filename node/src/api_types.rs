@@ -32,11 +32,16 @@ pub struct BatchSubmitRequest {
 }
 
 /// One entry per submitted transaction, in order: its id when it could be
-/// decoded, and the admission error if it was refused.
+/// decoded, and the admission error if it was refused. A transaction that
+/// is already on the chain is refused (a signed transaction is included at
+/// most once, ADR 010) with `included_at`, the height it is at; its
+/// receipt is at `GET /v1/txs/{id}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BatchItem {
     pub id: Option<Hash>,
     pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub included_at: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -67,7 +72,16 @@ pub struct TxStatus {
     pub height: Option<u64>,
     pub index: Option<u32>,
     pub receipt: Option<Receipt>,
+    /// For a rejected transaction: what to do next. Its nonce is used, so
+    /// the same bytes can never apply; the fix is a new transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_step: Option<String>,
 }
+
+/// What a user should do about a rejected transaction.
+pub const REJECTED_NEXT_STEP: &str = "the transaction was included and rejected, and its nonce is \
+     used: the same signed bytes can never apply. Fix the cause named in the receipt, then sign \
+     and submit a new transaction (the CLI picks the next nonce)";
 
 /// `GET /v1/status`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -106,6 +106,10 @@ pub struct MempoolSection {
     pub max_bytes: usize,
     pub max_per_sender: usize,
     pub nonce_window: u64,
+    /// How long a transaction that cannot run yet, because an earlier
+    /// nonce of its signer is missing, waits before it is dropped.
+    #[serde(default = "default_gap_ttl_ms")]
+    pub gap_ttl_ms: u64,
 }
 
 impl Default for MempoolSection {
@@ -115,10 +119,14 @@ impl Default for MempoolSection {
             max_bytes: 128 * 1024 * 1024,
             max_per_sender: 20_000,
             nonce_window: 20_000,
+            gap_ttl_ms: default_gap_ttl_ms(),
         }
     }
 }
 
+fn default_gap_ttl_ms() -> u64 {
+    60_000
+}
 fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
 }
@@ -211,6 +219,9 @@ impl NodeConfig {
         }
         if m.max_per_sender == 0 || m.nonce_window == 0 {
             bail!("mempool.max_per_sender and mempool.nonce_window must be positive");
+        }
+        if m.gap_ttl_ms < 1000 || m.gap_ttl_ms > 3_600_000 {
+            bail!("mempool.gap_ttl_ms must be 1000 to 3600000 (1 s to 1 h)");
         }
         if self.api.body_max_bytes < 1024 || self.api.body_max_bytes > 64 * 1024 * 1024 {
             bail!("api.body_max_bytes must be 1 KiB to 64 MiB");

@@ -14,7 +14,7 @@ use aidledger_crypto::{verify_certificate, verify_txs, Keypair, VerifiedTx};
 use aidledger_execution::{
     build_block, validate_block_with, BlockContext, BlockOutcome, ParentInfo,
 };
-use aidledger_mempool::{Mempool, MempoolConfig};
+use aidledger_mempool::{AdmitError, Mempool, MempoolConfig};
 use aidledger_network::NetPeerId as PeerId;
 use aidledger_network::{NetEvent, NetworkHandle, Topic};
 use aidledger_storage::{CommitBatch, RocksStore, Store};
@@ -40,6 +40,9 @@ const GOSSIP_BATCH_MAX: usize = 512;
 const GOSSIP_BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Most executed-but-uncommitted block outcomes kept.
 const OUTCOMES_MAX: usize = 64;
+/// Every this many flush ticks (about a second), transactions that have
+/// waited too long behind a nonce gap leave the mempool.
+const EXPIRE_TICKS: u64 = 50;
 /// Transactions gossiped together in one message (and flushed at least
 /// every `GOSSIP_FLUSH_MS`).
 const GOSSIP_BATCH_TXS: usize = 256;
@@ -121,6 +124,15 @@ pub struct SyncResponse {
     pub blocks: Vec<(Block, CommitCertificate)>,
 }
 
+/// A block that executed here and passed the store's commit checks: what
+/// committing it will write.
+struct Checked {
+    height: u64,
+    outcome: BlockOutcome,
+    /// The encoded receipts, one per transaction.
+    receipts: Vec<Vec<u8>>,
+}
+
 struct PendingProposal {
     height: u64,
     view: u64,
@@ -141,7 +153,7 @@ pub struct Driver {
     members: Vec<PeerId>,
     parent: ParentInfo,
     acc: StateAccumulator,
-    outcomes: BTreeMap<Hash, (u64, BlockOutcome)>,
+    outcomes: BTreeMap<Hash, Checked>,
     proposal: Option<PendingProposal>,
     last_commit: Instant,
     height_started: Instant,
@@ -175,12 +187,14 @@ pub struct DriverParts {
 impl Driver {
     pub fn new(p: DriverParts) -> anyhow::Result<Driver> {
         let m = &p.cfg.mempool;
-        let mempool = Mempool::new(MempoolConfig {
+        let mut mempool = Mempool::new(MempoolConfig {
             max_txs: m.max_txs,
             max_bytes: m.max_bytes,
             max_per_sender: m.max_per_sender,
             nonce_window: m.nonce_window,
+            gap_ttl_ms: m.gap_ttl_ms,
         });
+        mempool.set_time(now_ms());
         let mut d = Driver {
             chain_id: p.chain_id,
             cfg: p.cfg,
@@ -296,7 +310,9 @@ impl Driver {
         if self.mempool.len() >= c.max_block_txs && self.last_block_full {
             return Some(Instant::now());
         }
-        let wait = if self.mempool.is_empty() {
+        // Only transactions that can run count as work: two transactions
+        // behind a nonce gap must not raise the block rate.
+        let wait = if !self.mempool.has_ready() {
             c.empty_block_interval_ms
         } else {
             c.block_interval_ms
@@ -382,6 +398,7 @@ impl Driver {
 
     fn admit(&mut self, v: VerifiedTx, len: usize) -> Result<Hash, String> {
         let accounts = StoreAccounts(self.store.clone());
+        let id = v.id();
         match self.mempool.admit(v, len, &accounts) {
             Ok(id) => {
                 self.shared.metrics.admitted_txs.inc();
@@ -389,6 +406,18 @@ impl Driver {
             }
             Err(e) => {
                 self.shared.metrics.refused_txs.inc();
+                if matches!(e, AdmitError::NonceTooLow { .. }) {
+                    // Its nonce is used: by this very transaction (say
+                    // where, with its receipt) or by another one.
+                    self.shared.metrics.resent_txs.inc();
+                    if let Some(done) = crate::api::included_text(self.store.as_ref(), &id) {
+                        return Err(done);
+                    }
+                    return Err(format!(
+                        "{e}: another transaction of this signer used that nonce, so this one \
+                         can never be included; sign a new transaction to try again"
+                    ));
+                }
                 Err(e.to_string())
             }
         }
@@ -542,6 +571,18 @@ impl Driver {
     async fn gossip_tick(&mut self) {
         self.flush_gossip().await;
         self.flush_ticks = self.flush_ticks.wrapping_add(1);
+        self.mempool.set_time(now_ms());
+        if self.flush_ticks.is_multiple_of(EXPIRE_TICKS) {
+            let expired = self.mempool.expire_gaps(now_ms());
+            if !expired.is_empty() {
+                tracing::info!(
+                    txs = expired.len(),
+                    ttl_ms = self.cfg.mempool.gap_ttl_ms,
+                    "dropped pending transactions stuck behind a nonce gap"
+                );
+                self.shared.metrics.expired_txs.inc_by(expired.len() as u64);
+            }
+        }
         if !self.flush_ticks.is_multiple_of(REGOSSIP_TICKS) {
             return;
         }
@@ -651,11 +692,24 @@ impl Driver {
         Ok(None)
     }
 
-    /// Validates a block on top of the committed tip; caches the outcome.
+    /// Validates a block on top of the committed tip and checks that the
+    /// store would take it; caches the outcome. Both must hold before this
+    /// validator votes, so a block it helps certify always commits here
+    /// (ADR 010).
     fn validate(&mut self, block: &Block, now: Option<u64>) -> bool {
+        match self.check_block(block, now) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(height = block.header.height, block = %block.hash().short(), error = %e, "block refused");
+                false
+            }
+        }
+    }
+
+    fn check_block(&mut self, block: &Block, now: Option<u64>) -> Result<(), String> {
         let hash = block.hash();
         if self.outcomes.contains_key(&hash) {
-            return true;
+            return Ok(());
         }
         let started = Instant::now();
         let state = StoreState(self.store.as_ref());
@@ -671,29 +725,39 @@ impl Driver {
             &self.acc,
             &known,
         );
+        let checked = r.map_err(|e| e.to_string()).and_then(|(_, outcome)| {
+            self.storable(block, outcome)
+                .map_err(|e| format!("the store would refuse it: {e}"))
+        });
         self.shared
             .metrics
             .observe_phase("validate", started.elapsed().as_secs_f64());
-        match r {
-            Ok((_, outcome)) => {
-                self.remember(hash, block.header.height, outcome);
-                true
-            }
-            Err(e) => {
-                tracing::warn!(height = block.header.height, block = %hash.short(), error = %e, "block refused");
-                false
-            }
-        }
+        let checked = checked?;
+        self.remember(hash, checked);
+        Ok(())
     }
 
-    fn remember(&mut self, hash: Hash, height: u64, outcome: BlockOutcome) {
+    /// Encodes the receipts and runs every check `commit_block` makes
+    /// except the certificate's.
+    fn storable(&self, block: &Block, outcome: BlockOutcome) -> anyhow::Result<Checked> {
+        let receipts: Vec<Vec<u8>> = outcome.receipts.iter().map(codec::encode).collect();
+        self.store
+            .check_commit_block(block, &outcome.writes, &receipts, &outcome.accumulator)?;
+        Ok(Checked {
+            height: block.header.height,
+            outcome,
+            receipts,
+        })
+    }
+
+    fn remember(&mut self, hash: Hash, checked: Checked) {
         if self.outcomes.len() >= OUTCOMES_MAX {
             // Keep the lowest heights: they are the ones about to commit.
-            if let Some((&k, _)) = self.outcomes.iter().max_by_key(|(_, (h, _))| *h) {
+            if let Some((&k, _)) = self.outcomes.iter().max_by_key(|(_, c)| c.height) {
                 self.outcomes.remove(&k);
             }
         }
-        self.outcomes.insert(hash, (height, outcome));
+        self.outcomes.insert(hash, checked);
     }
 
     async fn propose(&mut self) -> anyhow::Result<()> {
@@ -718,6 +782,32 @@ impl Driver {
         };
         let state = StoreState(self.store.as_ref());
         let (block, outcome) = build_block(&self.parent, &ctx, p.view, &txs, &state, &self.acc)?;
+        let (block, checked) = match self.storable(&block, outcome) {
+            Ok(c) => (block, c),
+            Err(e) => {
+                // Never propose what this store could not commit: the
+                // selected transactions leave the pool and the block goes
+                // out empty. Execution rules out every known cause, so this
+                // is a bug or a damaged index, and it is loud.
+                let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
+                tracing::error!(
+                    height = p.height,
+                    txs = ids.len(),
+                    error = %e,
+                    "the block built here would not commit; dropping its transactions and proposing an empty block"
+                );
+                self.mempool.drop_txs(&ids);
+                let (block, outcome) =
+                    build_block(&self.parent, &ctx, p.view, &[], &state, &self.acc)?;
+                let checked = self.storable(&block, outcome).map_err(|e| {
+                    anyhow::anyhow!(
+                        "height {}: even an empty block would not commit here: {e:#}",
+                        p.height
+                    )
+                })?;
+                (block, checked)
+            }
+        };
         self.shared
             .metrics
             .observe_phase("propose", started.elapsed().as_secs_f64());
@@ -727,7 +817,7 @@ impl Driver {
             txs = block.txs.len(),
             "proposing"
         );
-        self.remember(block.hash(), p.height, outcome);
+        self.remember(block.hash(), checked);
         self.feed(Input::ProposalReady { block }).await
     }
 
@@ -742,21 +832,27 @@ impl Driver {
             "asked to commit height {height} on top of {}",
             self.parent.height
         );
-        let outcome = match self.outcomes.remove(&hash) {
-            Some((_, o)) => o,
+        let checked = match self.outcomes.remove(&hash) {
+            Some(c) => c,
             None => {
-                anyhow::ensure!(
-                    self.validate(&block, None),
-                    "certified block {height} ({hash}) does not validate against local state"
-                );
+                if let Err(e) = self.check_block(&block, None) {
+                    anyhow::bail!(
+                        "height {height}: certified block {hash} cannot be committed here: {e}. \
+                         A quorum certified it, so this node's state or store differs from the \
+                         consortium's; the node stops rather than diverge. Check the disk, then \
+                         resync this node from its peers (wipe its data directory) or restore a backup"
+                    );
+                }
                 match self.outcomes.remove(&hash) {
-                    Some((_, o)) => o,
-                    None => anyhow::bail!("validated outcome for block {height} vanished"),
+                    Some(c) => c,
+                    None => anyhow::bail!("height {height}: validated outcome vanished"),
                 }
             }
         };
+        let Checked {
+            outcome, receipts, ..
+        } = checked;
         let started = Instant::now();
-        let receipts: Vec<Vec<u8>> = outcome.receipts.iter().map(codec::encode).collect();
         let rejected = outcome.receipts.iter().filter(|r| !r.is_applied()).count();
         let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
         let batch = CommitBatch {
@@ -766,7 +862,13 @@ impl Driver {
             receipts,
             accumulator: outcome.accumulator.clone(),
         };
-        self.store.commit_block(batch)?;
+        self.store.commit_block(batch).map_err(|e| {
+            anyhow::anyhow!(
+                "height {height}: writing certified block {hash} failed: {e}. The node stops; \
+                 nothing of this block was written. Fix the cause (disk space, permissions, I/O \
+                 errors in the system log) and start the node again: it commits the block then"
+            )
+        })?;
         let m = &self.shared.metrics;
         m.observe_phase("persist", started.elapsed().as_secs_f64());
         m.observe_phase("round", self.height_started.elapsed().as_secs_f64());
@@ -778,7 +880,7 @@ impl Driver {
         let vset_changed = outcome.validator_set != self.parent.validator_set;
         self.parent = ParentInfo::child_of(&block, &outcome);
         self.acc = outcome.accumulator;
-        self.outcomes.retain(|_, (h, _)| *h > height);
+        self.outcomes.retain(|_, c| c.height > height);
         self.proposal = None;
         self.last_block_full = ids.len() >= self.cfg.consensus.max_block_txs;
         self.last_commit = Instant::now();

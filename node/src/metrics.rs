@@ -30,6 +30,8 @@ pub struct Metrics {
     pub admitted_txs: Counter,
     pub refused_txs: Counter,
     pub regossiped_txs: Counter,
+    pub resent_txs: Counter,
+    pub expired_txs: Counter,
     pub synced_blocks: Counter,
     /// Copied from the network task's counters on every sync tick.
     pub net_gossip_in: Gauge,
@@ -63,6 +65,8 @@ impl Metrics {
             admitted_txs: Counter::default(),
             refused_txs: Counter::default(),
             regossiped_txs: Counter::default(),
+            resent_txs: Counter::default(),
+            expired_txs: Counter::default(),
             synced_blocks: Counter::default(),
             net_gossip_in: Gauge::default(),
             net_gossip_rejected: Gauge::default(),
@@ -110,7 +114,7 @@ impl Metrics {
         for (name, help, g) in gauges {
             registry.register(name, help, g.clone());
         }
-        let counters: [(&str, &str, &Counter); 8] = [
+        let counters: [(&str, &str, &Counter); 10] = [
             ("view_changes", "View changes seen", &m.view_changes),
             (
                 "committed_txs",
@@ -137,6 +141,16 @@ impl Metrics {
                 "regossiped_txs",
                 "Long-pending transactions gossiped again",
                 &m.regossiped_txs,
+            ),
+            (
+                "resent_txs",
+                "Transactions refused at admission because their nonce is already used",
+                &m.resent_txs,
+            ),
+            (
+                "expired_txs",
+                "Pending transactions dropped after waiting too long behind a nonce gap",
+                &m.expired_txs,
             ),
             (
                 "synced_blocks",

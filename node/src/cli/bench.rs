@@ -195,6 +195,8 @@ fn submit_batch(
         .into_iter()
         .map(|it| match it.error {
             None => (true, None),
+            // Already on the chain: committed, which is what was wanted.
+            Some(_) if it.included_at.is_some() => (true, None),
             // Already held: an acknowledgement all the same.
             Some(e) if e.contains("already pending") => (true, None),
             Some(e) => (false, Some(e)),

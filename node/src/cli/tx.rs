@@ -831,6 +831,13 @@ fn report(ctx: &Ctx, raw: &serde_json::Value, st: &TxStatus, waited: bool) -> Re
             if r.is_applied() {
                 Ok(ExitCode::SUCCESS)
             } else {
+                if !ctx.json() {
+                    eprintln!(
+                        "the transaction was rejected and its nonce is used: the same signed \
+                         transaction can never apply. Fix the cause above, then run the command \
+                         again; it signs a new transaction with the next nonce"
+                    );
+                }
                 Ok(ExitCode::FAILURE)
             }
         }

@@ -1,0 +1,423 @@
+#![allow(clippy::unwrap_used)]
+//! End to end, with real `aidledger` processes on 127.0.0.1 (issue 12): a
+//! transaction the contracts reject is sent to every node at once while it
+//! is being rejected, then resent, byte for byte, through every entry point
+//! (single submit, batch submit, the CLI) to every node. The consortium must
+//! keep committing, nothing may apply twice, every resend gets a clear
+//! answer, transactions behind a nonce gap must not raise the block rate,
+//! and the auditor's replay must pass.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aidledger");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run aidledger")
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "aidledger {args:?} failed:\nstdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Stops every node of the testnet when the test ends, pass or fail.
+struct Testnet {
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        let _ = run(&["testnet", "down", "--dir", self.dir.to_str().unwrap_or("")]);
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Org {
+    id: String,
+    home: PathBuf,
+    api: String,
+    clients: Value,
+}
+
+fn orgs(dir: &Path) -> Vec<Org> {
+    let text = std::fs::read_to_string(dir.join("testnet.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| Org {
+            id: o["id"].as_str().unwrap().to_string(),
+            home: PathBuf::from(o["home"].as_str().unwrap()),
+            api: o["api"].as_str().unwrap().to_string(),
+            clients: o["clients"].clone(),
+        })
+        .collect()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(40)))
+        .build()
+        .into()
+}
+
+/// Status code and JSON body (Null when the body is not JSON).
+fn post(api: &str, path: &str, body: &Value) -> (u16, Value) {
+    let mut r = agent()
+        .post(&format!("{api}{path}"))
+        .send_json(body)
+        .unwrap_or_else(|e| panic!("POST {api}{path}: {e}"));
+    let code = r.status().as_u16();
+    let t = r.body_mut().read_to_string().unwrap_or_default();
+    (code, serde_json::from_str(&t).unwrap_or(Value::Null))
+}
+
+fn get(api: &str, path: &str) -> Option<Value> {
+    let mut r = agent().get(&format!("{api}{path}")).call().ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
+}
+
+fn height(api: &str) -> u64 {
+    get(api, "/v1/status")
+        .and_then(|s| s["height"].as_u64())
+        .unwrap_or(0)
+}
+
+#[allow(clippy::disallowed_methods)] // a test waits on the wall clock
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out after {secs} s waiting for: {what}");
+}
+
+#[allow(clippy::disallowed_methods)]
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn block_hash_at(api: &str, h: u64) -> Option<String> {
+    get(api, &format!("/v1/blocks/{h}")).and_then(|v| v["hash"].as_str().map(str::to_string))
+}
+
+/// A deposit signed by `key`, not submitted: (id, nonce, hex bytes).
+fn signed_deposit(api: &str, key: &str, amount: &str, nonce: Option<u64>) -> (String, u64, String) {
+    let n = nonce.map(|n| n.to_string());
+    let mut args = vec![
+        "tx",
+        "deposit",
+        "--node",
+        api,
+        "--key",
+        key,
+        "--program",
+        "resend-fund",
+        "--amount",
+        amount,
+        "--dry-run",
+        "--output",
+        "json",
+    ];
+    if let Some(n) = &n {
+        args.extend(["--nonce", n.as_str()]);
+    }
+    let v: Value = serde_json::from_str(&run_ok(&args)).unwrap();
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["nonce"].as_u64().unwrap(),
+        v["tx"].as_str().unwrap().to_string(),
+    )
+}
+
+fn deposited(api: &str) -> u64 {
+    get(api, "/v1/programs/resend-fund").unwrap()["balances"]["deposited"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let d = dir.to_str().unwrap().to_string();
+    run_ok(&["testnet", "init", "--dir", &d]);
+    let _net = Testnet {
+        dir: dir.clone(),
+        _tmp: tmp,
+    };
+    run_ok(&["testnet", "up", "--dir", &d]);
+    let all = orgs(&dir);
+    let apis: Vec<String> = all.iter().map(|o| o.api.clone()).collect();
+    let by_id = |id: &str| all.iter().find(|o| o.id == id).unwrap().clone();
+    wait_until("every node past height 1", 90, || {
+        apis.iter().all(|a| height(a) >= 1)
+    });
+
+    let poverty = by_id("poverty-office");
+    let bank = by_id("state-bank");
+    let officer = poverty.clients["program-officer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let disburser = bank.clients["disburser"].as_str().unwrap().to_string();
+    run_ok(&[
+        "tx",
+        "create-program",
+        "--node",
+        &poverty.api,
+        "--key",
+        &officer,
+        "--wait",
+        "--id",
+        "resend-fund",
+        "--title",
+        "Resend fund",
+        "--currency",
+        "CNY",
+        "--funding-orgs",
+        "state-bank",
+        "--ceiling",
+        "1000000.00",
+        "--threshold",
+        "2",
+        "--policy-orgs",
+        "poverty-office,dev-bank",
+        "--region-scope",
+        "gansu",
+    ]);
+    run_ok(&[
+        "tx",
+        "deposit",
+        "--node",
+        &bank.api,
+        "--key",
+        &disburser,
+        "--wait",
+        "--program",
+        "resend-fund",
+        "--amount",
+        "100.00",
+    ]);
+
+    // 1. Over the ceiling: the contracts will reject it. Its bytes reach
+    //    every node at once, by single and by batch submission, while it
+    //    is being proposed and rejected.
+    let (id, nonce, tx) = signed_deposit(&bank.api, &disburser, "2000000.00", None);
+    let answers: Vec<(String, u16, Value)> = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for api in &apis {
+            let one = tx.clone();
+            handles.push(s.spawn(move || {
+                let (c, v) = post(api, "/v1/txs", &json!({ "tx": one, "wait_ms": 15_000 }));
+                (format!("single {api}"), c, v)
+            }));
+            let batch = tx.clone();
+            handles.push(s.spawn(move || {
+                let (c, v) = post(api, "/v1/txs/batch", &json!({ "txs": [batch] }));
+                (format!("batch {api}"), c, v)
+            }));
+        }
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (what, code, v) in &answers {
+        // Admitted (200/202), or refused at admission because it is already
+        // pending or already on the chain (422); never a server error.
+        assert!(matches!(code, 200 | 202 | 422), "{what}: HTTP {code}: {v}");
+    }
+    wait_until("the rejected tx committed on every node", 60, || {
+        apis.iter()
+            .all(|a| get(a, &format!("/v1/txs/{id}")).is_some_and(|v| v["status"] == "committed"))
+    });
+    let st = get(&bank.api, &format!("/v1/txs/{id}")).unwrap();
+    let h = st["height"].as_u64().unwrap();
+    assert_eq!(
+        st["receipt"]["outcome"]["rejected"]["code"], "ceiling-exceeded",
+        "{st}"
+    );
+    assert!(
+        st["next_step"]
+            .as_str()
+            .is_some_and(|s| s.contains("sign and submit a new transaction")),
+        "a rejection tells the user what to do: {st}"
+    );
+
+    // 2. Resent through every entry point, to every node.
+    for api in &apis {
+        let (code, v) = post(api, "/v1/txs", &json!({ "tx": tx }));
+        assert_eq!(code, 200, "single resend at {api}: {v}");
+        assert_eq!(v["status"], "committed", "{v}");
+        assert_eq!(v["height"].as_u64(), Some(h), "{v}");
+
+        let (code, v) = post(api, "/v1/txs/batch", &json!({ "txs": [tx, tx] }));
+        assert_eq!(code, 200, "batch resend at {api}: {v}");
+        assert_eq!(v["admitted"].as_u64(), Some(0), "{v}");
+        for item in v["results"].as_array().unwrap() {
+            assert_eq!(item["included_at"].as_u64(), Some(h), "{item}");
+            let e = item["error"].as_str().unwrap();
+            assert!(
+                e.contains(&format!("already included at height {h}"))
+                    && e.contains("rejected: ceiling-exceeded"),
+                "{e}"
+            );
+        }
+
+        // The CLI, told to reuse the nonce, signs the same bytes again.
+        let n = nonce.to_string();
+        let out = run(&[
+            "tx",
+            "deposit",
+            "--node",
+            api,
+            "--key",
+            &disburser,
+            "--program",
+            "resend-fund",
+            "--amount",
+            "2000000.00",
+            "--nonce",
+            &n,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains(&id), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains("rejected: ceiling-exceeded"),
+            "{}",
+            text(&out.stdout)
+        );
+        assert!(
+            text(&out.stderr).contains("nonce is used"),
+            "{}",
+            text(&out.stderr)
+        );
+
+        // A different transaction with the used nonce is refused at once.
+        let out = run(&[
+            "tx",
+            "deposit",
+            "--node",
+            api,
+            "--key",
+            &disburser,
+            "--program",
+            "resend-fund",
+            "--amount",
+            "1.00",
+            "--nonce",
+            &n,
+        ]);
+        assert!(!out.status.success());
+        let e = text(&out.stderr);
+        assert!(
+            e.contains(&format!("nonce {nonce} is already used")) && e.contains("sign a new"),
+            "{e}"
+        );
+    }
+
+    // 3. The consortium keeps committing, and agrees.
+    let h1 = apis.iter().map(|a| height(a)).max().unwrap();
+    wait_until("three more blocks on every node", 60, || {
+        apis.iter().all(|a| height(a) >= h1 + 3)
+    });
+    let first = block_hash_at(&apis[0], h1 + 2);
+    assert!(first.is_some());
+    for a in &apis {
+        assert_eq!(block_hash_at(a, h1 + 2), first, "{a} disagrees");
+    }
+
+    // 4. Nothing applied twice: a fresh deposit (the CLI takes the next
+    //    nonce) applies, and the books hold exactly the two good deposits.
+    let out = run_ok(&[
+        "tx",
+        "deposit",
+        "--node",
+        &bank.api,
+        "--key",
+        &disburser,
+        "--wait",
+        "--program",
+        "resend-fund",
+        "--amount",
+        "1.00",
+    ]);
+    assert!(out.contains("applied"), "{out}");
+    let hd = apis.iter().map(|a| height(a)).max().unwrap();
+    wait_until("every node at the last deposit", 60, || {
+        apis.iter().all(|a| height(a) >= hd)
+    });
+    for a in &apis {
+        assert_eq!(deposited(a), 10_100, "at {a}");
+    }
+
+    // 5. Two transactions behind a nonce gap wait; they do not make the
+    //    leader propose faster than its empty-block pace.
+    let count_blocks = |ms: u64| {
+        let a = height(&bank.api);
+        sleep_ms(ms);
+        height(&bank.api) - a
+    };
+    let before = count_blocks(5_000);
+    let next = nonce + 2; // the rejected one and the good one used two
+    for k in [10u64, 11] {
+        let (_, _, gapped) = signed_deposit(&bank.api, &disburser, "1.00", Some(next + k));
+        let (code, v) = post(&bank.api, "/v1/txs", &json!({ "tx": gapped }));
+        assert_eq!(code, 202, "a gapped tx waits in the pool: {v}");
+    }
+    let after = count_blocks(5_000);
+    assert!(
+        after <= before + 4,
+        "two gapped transactions raised the block rate: {before} blocks in 5 s, then {after}"
+    );
+    let pool = get(&bank.api, "/v1/status").unwrap()["mempool_txs"]
+        .as_u64()
+        .unwrap();
+    assert!(pool >= 2, "the gapped transactions are still pending");
+
+    // 6. No node stopped, and the auditor's replay of a node's data passes.
+    for o in &all {
+        assert!(get(&o.api, "/v1/status").is_some(), "{} stopped", o.id);
+        let log = std::fs::read_to_string(o.home.join("node.log")).unwrap_or_default();
+        assert!(
+            !log.contains("stopped on a fatal error"),
+            "{} logged a fatal error",
+            o.id
+        );
+    }
+    let audit = by_id("audit-office");
+    let out = run_ok(&[
+        "audit",
+        "replay",
+        "--home",
+        audit.home.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verified"], true, "{out}");
+}
