@@ -189,13 +189,40 @@ impl Mempool {
         self.entries.get(id).map(|e| &e.tx)
     }
 
-    /// The `n` transactions pending longest, oldest first.
+    /// The `n` transactions pending longest that can run once the
+    /// transactions before them do (their nonce is in their sender's
+    /// contiguous run from the next nonce), oldest first. Transactions
+    /// behind a nonce gap are left out: re-gossiping them would bring them
+    /// back to peers that let them expire, so they would never leave.
     pub fn oldest(&self, n: usize) -> Vec<&VerifiedTx> {
-        self.by_seq
-            .values()
-            .take(n)
-            .filter_map(|id| self.entries.get(id).map(|e| &e.tx))
-            .collect()
+        // Each sender's first missing nonce, computed once per sender.
+        let mut run_end: BTreeMap<PublicKey, u64> = BTreeMap::new();
+        let mut out = Vec::new();
+        for id in self.by_seq.values() {
+            if out.len() >= n {
+                break;
+            }
+            let Some(e) = self.entries.get(id) else {
+                continue;
+            };
+            let body = &e.tx.tx().body;
+            let end = *run_end.entry(body.signer).or_insert_with(|| {
+                self.senders.get(&body.signer).map_or(0, |s| {
+                    let mut want = s.next_nonce;
+                    for &k in s.by_nonce.range(s.next_nonce..).map(|(k, _)| k) {
+                        if k != want {
+                            break;
+                        }
+                        want = want.saturating_add(1);
+                    }
+                    want
+                })
+            });
+            if body.nonce < end {
+                out.push(&e.tx);
+            }
+        }
+        out
     }
 
     /// Admits a verified transaction whose canonical encoding is

@@ -327,3 +327,24 @@ fn a_transaction_resent_after_its_nonce_was_used_is_refused() {
     );
     assert!(p.is_empty());
 }
+
+#[test]
+fn only_runnable_transactions_are_offered_for_re_gossip() {
+    // Re-gossiping a transaction stuck behind a gap would hand it back to
+    // peers that let it expire, so it would never leave the network.
+    let a = Accounts::new();
+    let mut p = pool();
+    let mut ids = Vec::new();
+    for (s, n) in [(1u8, 3u64), (1, 0), (2, 0), (1, 1), (2, 2)] {
+        let t = tx(s, n, TxKind::Deposit, 0);
+        let l = len(&t);
+        ids.push(p.admit(t, l, &a).unwrap());
+    }
+    let offered: Vec<Hash> = p.oldest(10).iter().map(|v| v.id()).collect();
+    assert_eq!(
+        offered,
+        vec![ids[1], ids[2], ids[3]],
+        "oldest first, gaps left out"
+    );
+    assert_eq!(p.oldest(2).len(), 2);
+}
