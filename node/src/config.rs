@@ -185,9 +185,12 @@ impl NodeConfig {
                 aidledger_types::block::BLOCK_MAX_TXS
             );
         }
-        if !(1024..=aidledger_types::block::BLOCK_MAX_BYTES).contains(&c.max_block_bytes) {
+        // A block must hold the largest transaction, or a runnable one could
+        // never be proposed and would keep the leader proposing empty blocks.
+        let min_block = 2 * aidledger_types::tx::TX_MAX_BYTES;
+        if !(min_block..=aidledger_types::block::BLOCK_MAX_BYTES).contains(&c.max_block_bytes) {
             bail!(
-                "consensus.max_block_bytes must be 1024 to {}",
+                "consensus.max_block_bytes must be {min_block} (two of the largest transactions) to {}",
                 aidledger_types::block::BLOCK_MAX_BYTES
             );
         }
