@@ -12,12 +12,13 @@ use aidledger_consensus::{
 };
 use aidledger_crypto::{verify_certificate, verify_txs, Keypair, VerifiedTx};
 use aidledger_execution::{
-    build_block, validate_block_with, BlockContext, BlockOutcome, ParentInfo,
+    build_block, validate_block_with, BlockContext, BlockInvalid, BlockOutcome, ExecError,
+    ParentInfo,
 };
 use aidledger_mempool::{AdmitError, Mempool, MempoolConfig};
 use aidledger_network::NetPeerId as PeerId;
 use aidledger_network::{NetEvent, NetworkHandle, Topic};
-use aidledger_storage::{CommitBatch, RocksStore, Store};
+use aidledger_storage::{CommitBatch, RocksStore, StorageError, Store};
 use aidledger_types::{
     codec, Block, ChainId, CommitCertificate, Hash, OrgId, SignedTx, StateAccumulator, Timestamp,
 };
@@ -133,6 +134,14 @@ struct Checked {
     receipts: Vec<Vec<u8>>,
 }
 
+/// Why this node will not vote for a block.
+enum Refusal {
+    /// The block breaks a rule, or the store would refuse it.
+    Invalid(String),
+    /// The store could not be read: nothing is known about the block.
+    Store(String),
+}
+
 struct PendingProposal {
     height: u64,
     view: u64,
@@ -168,6 +177,9 @@ pub struct Driver {
     gossip_round: u64,
     flush_ticks: u64,
     regossip_prev: std::collections::BTreeSet<Hash>,
+    /// When this driver started: the mempool's clock counts from here, so
+    /// a wall-clock jump neither stops nor hastens gap expiry.
+    started: Instant,
 }
 
 pub struct DriverParts {
@@ -194,7 +206,8 @@ impl Driver {
             nonce_window: m.nonce_window,
             gap_ttl_ms: m.gap_ttl_ms,
         });
-        mempool.set_time(now_ms());
+        let started = Instant::now();
+        mempool.set_time(0);
         let mut d = Driver {
             chain_id: p.chain_id,
             cfg: p.cfg,
@@ -222,6 +235,7 @@ impl Driver {
             gossip_round: 0,
             flush_ticks: 0,
             regossip_prev: std::collections::BTreeSet::new(),
+            started,
         };
         d.rebuild_replica(true)?;
         d.publish_snapshot();
@@ -571,9 +585,10 @@ impl Driver {
     async fn gossip_tick(&mut self) {
         self.flush_gossip().await;
         self.flush_ticks = self.flush_ticks.wrapping_add(1);
-        self.mempool.set_time(now_ms());
+        let mono_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.mempool.set_time(mono_ms);
         if self.flush_ticks.is_multiple_of(EXPIRE_TICKS) {
-            let expired = self.mempool.expire_gaps(now_ms());
+            let expired = self.mempool.expire_gaps(mono_ms);
             if !expired.is_empty() {
                 tracing::info!(
                     txs = expired.len(),
@@ -699,14 +714,18 @@ impl Driver {
     fn validate(&mut self, block: &Block, now: Option<u64>) -> bool {
         match self.check_block(block, now) {
             Ok(()) => true,
-            Err(e) => {
+            Err(Refusal::Store(e)) => {
+                tracing::error!(height = block.header.height, block = %block.hash().short(), error = %e, "cannot check the block against the store; not voting");
+                false
+            }
+            Err(Refusal::Invalid(e)) => {
                 tracing::warn!(height = block.header.height, block = %block.hash().short(), error = %e, "block refused");
                 false
             }
         }
     }
 
-    fn check_block(&mut self, block: &Block, now: Option<u64>) -> Result<(), String> {
+    fn check_block(&mut self, block: &Block, now: Option<u64>) -> Result<(), Refusal> {
         let hash = block.hash();
         if self.outcomes.contains_key(&hash) {
             return Ok(());
@@ -725,10 +744,19 @@ impl Driver {
             &self.acc,
             &known,
         );
-        let checked = r.map_err(|e| e.to_string()).and_then(|(_, outcome)| {
-            self.storable(block, outcome)
-                .map_err(|e| format!("the store would refuse it: {e}"))
-        });
+        let checked = match r {
+            Err(BlockInvalid::Execution {
+                source: ExecError::Storage { reason },
+                ..
+            }) => Err(Refusal::Store(reason)),
+            Err(e) => Err(Refusal::Invalid(e.to_string())),
+            Ok((_, outcome)) => self.storable(block, outcome).map_err(|e| match e {
+                StorageError::Rocks(_) | StorageError::Corrupt { .. } | StorageError::ReadOnly => {
+                    Refusal::Store(e.to_string())
+                }
+                e => Refusal::Invalid(format!("the store would refuse it: {e}")),
+            }),
+        };
         self.shared
             .metrics
             .observe_phase("validate", started.elapsed().as_secs_f64());
@@ -739,7 +767,7 @@ impl Driver {
 
     /// Encodes the receipts and runs every check `commit_block` makes
     /// except the certificate's.
-    fn storable(&self, block: &Block, outcome: BlockOutcome) -> anyhow::Result<Checked> {
+    fn storable(&self, block: &Block, outcome: BlockOutcome) -> Result<Checked, StorageError> {
         let receipts: Vec<Vec<u8>> = outcome.receipts.iter().map(codec::encode).collect();
         self.store
             .check_commit_block(block, &outcome.writes, &receipts, &outcome.accumulator)?;
@@ -781,31 +809,44 @@ impl Driver {
             proposer: self.key.public(),
         };
         let state = StoreState(self.store.as_ref());
-        let (block, outcome) = build_block(&self.parent, &ctx, p.view, &txs, &state, &self.acc)?;
-        let (block, checked) = match self.storable(&block, outcome) {
-            Ok(c) => (block, c),
-            Err(e) => {
-                // Never propose what this store could not commit: the
-                // selected transactions leave the pool and the block goes
-                // out empty. Execution rules out every known cause, so this
-                // is a bug or a damaged index, and it is loud.
-                let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
-                tracing::error!(
-                    height = p.height,
-                    txs = ids.len(),
-                    error = %e,
-                    "the block built here would not commit; dropping its transactions and proposing an empty block"
-                );
-                self.mempool.drop_txs(&ids);
-                let (block, outcome) =
-                    build_block(&self.parent, &ctx, p.view, &[], &state, &self.acc)?;
-                let checked = self.storable(&block, outcome).map_err(|e| {
-                    anyhow::anyhow!(
-                        "height {}: even an empty block would not commit here: {e:#}",
-                        p.height
-                    )
-                })?;
-                (block, checked)
+        let (mut block, mut outcome) =
+            build_block(&self.parent, &ctx, p.view, &txs, &state, &self.acc)?;
+        let mut candidates = txs;
+        // Never propose what this store could not commit. Execution rules
+        // out every known cause (ADR 010), so this is a damaged index, a
+        // chain from before the inclusion rule, or a failing disk, and it
+        // is loud. A transaction the index already holds leaves the pool
+        // and the block is built again without it (a bounded number of
+        // times); any other refusal proposes an empty block and drops
+        // nothing, so no acknowledged transaction is lost to a bad read.
+        let mut attempts = 0;
+        let checked = loop {
+            match self.storable(&block, outcome) {
+                Ok(c) => break c,
+                Err(e) => {
+                    attempts += 1;
+                    tracing::error!(
+                        height = p.height,
+                        txs = block.txs.len(),
+                        error = %e,
+                        "the block built here would not commit"
+                    );
+                    match e {
+                        StorageError::DuplicateTx { id, .. } if attempts < 4 => {
+                            self.mempool.drop_txs(&[id]);
+                            candidates.retain(|v| v.id() != id);
+                        }
+                        _ if !block.txs.is_empty() => candidates.clear(),
+                        e => {
+                            anyhow::bail!(
+                                "height {}: even an empty block would not commit here: {e}",
+                                p.height
+                            )
+                        }
+                    }
+                    (block, outcome) =
+                        build_block(&self.parent, &ctx, p.view, &candidates, &state, &self.acc)?;
+                }
             }
         };
         self.shared
@@ -835,13 +876,20 @@ impl Driver {
         let checked = match self.outcomes.remove(&hash) {
             Some(c) => c,
             None => {
-                if let Err(e) = self.check_block(&block, None) {
-                    anyhow::bail!(
+                match self.check_block(&block, None) {
+                    Ok(()) => {}
+                    Err(Refusal::Store(e)) => anyhow::bail!(
+                        "height {height}: cannot read the store to check certified block {hash}: \
+                         {e}. The node stops; nothing of this block was written. Fix the disk \
+                         and start the node again"
+                    ),
+                    Err(Refusal::Invalid(e)) => anyhow::bail!(
                         "height {height}: certified block {hash} cannot be committed here: {e}. \
                          A quorum certified it, so this node's state or store differs from the \
                          consortium's; the node stops rather than diverge. Check the disk, then \
-                         resync this node from its peers (wipe its data directory) or restore a backup"
-                    );
+                         resync this node from its peers (wipe its data directory) or restore a \
+                         backup"
+                    ),
                 }
                 match self.outcomes.remove(&hash) {
                     Some(c) => c,
