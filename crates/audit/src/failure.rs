@@ -172,16 +172,25 @@ impl Failure {
                 height,
                 index,
                 id,
+                code,
                 reason,
-                ..
             } => Failure::at(
                 *height,
                 format!("tx {index}"),
-                format!(
-                    "transaction {} may not be included here (a signer's nonce is used once, \
-                     so a transaction already on the chain can never be included again): {reason}",
-                    id.short()
-                ),
+                match code.as_str() {
+                    // A nonce below the account's next one: this transaction,
+                    // or another one with its nonce, is already on the chain.
+                    "wrong-nonce" | "duplicate-tx" => format!(
+                        "transaction {} may not be included here: {reason} (a signer's nonce \
+                         is used once, so a transaction already on the chain can never be \
+                         included again)",
+                        id.short()
+                    ),
+                    _ => format!(
+                        "transaction {} may not be included here: {reason}",
+                        id.short()
+                    ),
+                },
             ),
             B::Execution { height, source } => {
                 Failure::at(*height, "execution", format!("failed: {source}"))
