@@ -177,6 +177,15 @@ pub struct Driver {
     gossip_round: u64,
     flush_ticks: u64,
     regossip_prev: std::collections::BTreeSet<Hash>,
+    /// Counts replica rebuilds (validator-set changes): outputs of an older
+    /// replica are never executed once a newer one exists.
+    replica_generation: u64,
+    /// While set, this validator does not vote: its safety state was
+    /// missing or behind its own votes, so it may already have voted at
+    /// heights up to this one. It follows the chain by sync and starts a
+    /// replica once the chain has committed past it.
+    abstain_through: Option<u64>,
+    accept_missing_safety_state: bool,
     /// When this driver started: the mempool's clock counts from here, so
     /// a wall-clock jump neither stops nor hastens gap expiry.
     started: Instant,
@@ -194,6 +203,7 @@ pub struct DriverParts {
     pub acc: StateAccumulator,
     pub self_tx: mpsc::Sender<DriverMsg>,
     pub shared: Arc<Shared>,
+    pub accept_missing_safety_state: bool,
 }
 
 impl Driver {
@@ -235,6 +245,9 @@ impl Driver {
             gossip_round: 0,
             flush_ticks: 0,
             regossip_prev: std::collections::BTreeSet::new(),
+            replica_generation: 0,
+            abstain_through: None,
+            accept_missing_safety_state: p.accept_missing_safety_state,
             started,
         };
         d.rebuild_replica(true)?;
@@ -245,6 +258,7 @@ impl Driver {
     /// (Re)creates the replica for the validator set in force at the next
     /// height. On start it restores the persisted safety state.
     fn rebuild_replica(&mut self, restore: bool) -> anyhow::Result<()> {
+        self.replica_generation = self.replica_generation.wrapping_add(1);
         let vset = self.parent.validator_set.clone();
         if vset.index_of(&self.key.public()).is_none() {
             if self.replica.is_some() {
@@ -254,7 +268,7 @@ impl Driver {
             self.core_cfg = None;
             return Ok(());
         }
-        let mut core = CoreConfig::new(self.chain_id.clone(), vset, self.key.clone());
+        let mut core = CoreConfig::new(self.chain_id.clone(), vset.clone(), self.key.clone());
         core.timeout_base_ms = self.cfg.consensus.round_timeout_ms;
         core.timeout_max_ms = self.cfg.consensus.round_timeout_ms.saturating_mul(16);
         let tip = CommittedTip {
@@ -265,9 +279,56 @@ impl Driver {
                 None => 0,
             },
         };
-        let replica = match (restore, self.store.safety_state()?) {
-            (true, Some(bytes)) => {
-                let s = SafetyState::decode(&bytes)?;
+        let saved = match self.store.safety_state()? {
+            Some(bytes) => Some(SafetyState::decode(&bytes)?),
+            None => None,
+        };
+        if restore {
+            // Signature indices are into the set that certified the tip;
+            // they are read against the next height's set only when the
+            // tip did not change it.
+            let tip_block = self.store.block(self.parent.height)?;
+            let same_set = tip_block.is_some_and(|b| b.header.validator_set_hash == vset.hash());
+            let my_vote_at_tip = match self.store.certificate(self.parent.height)? {
+                Some(c) if same_set => {
+                    let me = vset.index_of(&self.key.public());
+                    c.signatures
+                        .iter()
+                        .any(|s| Some(usize::from(s.validator)) == me)
+                }
+                _ => false,
+            };
+            self.abstain_through = amnesia_guard(
+                self.parent.height,
+                saved.as_ref().map(|s| s.height),
+                my_vote_at_tip,
+                self.accept_missing_safety_state,
+            );
+            if let Some(h) = self.abstain_through {
+                tracing::error!(
+                    committed = self.parent.height,
+                    abstain_through = h,
+                    "consensus safety state is missing or older than this validator's own votes: \
+                     not voting until the consortium has committed height {h}, since this key \
+                     may already have voted there (node run --accept-missing-safety-state \
+                     overrides; see the operator guide)"
+                );
+            }
+        }
+        if let Some(h) = self.abstain_through {
+            if self.parent.height <= h {
+                self.replica = None;
+                self.core_cfg = None;
+                return Ok(());
+            }
+            tracing::warn!(
+                height = self.parent.height,
+                "the chain has moved past the heights this validator may have voted at; voting again"
+            );
+            self.abstain_through = None;
+        }
+        let replica = match (restore, saved) {
+            (true, Some(s)) => {
                 tracing::info!(
                     height = s.height,
                     view = s.view,
@@ -632,9 +693,33 @@ impl Driver {
             if let Some(e) = r.take_rejection() {
                 tracing::debug!(error = %e, "consensus input rejected");
             }
-            for o in outs {
+            let generation = self.replica_generation;
+            let mut outs = outs.into_iter();
+            for o in outs.by_ref() {
                 if let Some(next) = self.execute(o).await? {
                     queue.push_back(next);
+                }
+                if self.replica_generation != generation {
+                    // That output committed a block that changed the
+                    // validator set, and the replica was rebuilt for the new
+                    // set. The rest of this vector, and every input derived
+                    // from the old replica's outputs, belong to a core that
+                    // no longer exists: it may already have entered the
+                    // next height, replayed buffered messages checked
+                    // against the old set and joined a later view. Running
+                    // them would overwrite the new replica's safety state
+                    // with the old one's and send messages the new replica
+                    // never decided (issue 13). Drop them; the new replica's
+                    // peers retransmit what it needs.
+                    let dropped = outs.len() + queue.len();
+                    if dropped > 0 {
+                        tracing::warn!(
+                            dropped,
+                            "dropped the old replica's outputs after reconfiguration"
+                        );
+                    }
+                    queue.clear();
+                    break;
                 }
             }
             self.track_view();
@@ -947,8 +1032,11 @@ impl Driver {
             .shared
             .commits
             .send(Arc::new(CommitNotice { txs: ids }));
-        if vset_changed {
-            tracing::warn!(height, "validator set changed; reconfiguring consensus");
+        let abstained_enough = self.abstain_through.is_some_and(|h| height > h);
+        if vset_changed || abstained_enough {
+            if vset_changed {
+                tracing::warn!(height, "validator set changed; reconfiguring consensus");
+            }
             self.rebuild_replica(false)?;
             Box::pin(self.feed(Input::Start)).await?;
         }
@@ -1106,5 +1194,52 @@ impl Driver {
                 last_block_time_ms: self.parent.timestamp.0,
             };
         }
+    }
+}
+
+/// The highest height a restarted validator must not vote at, if any. A
+/// validator with committed blocks but no safety state, or whose safety
+/// state is for a height below the tip although the tip's certificate
+/// holds its own commit vote, has lost the record of what it signed (a
+/// deleted or restored-older safety state, lost writes). It may already
+/// have voted at heights up to the tip's next one, and voting there again
+/// could sign two blocks at one height. So it abstains until the chain has
+/// committed that height, unless the operator accepts the risk.
+pub(crate) fn amnesia_guard(
+    tip: u64,
+    safety_height: Option<u64>,
+    my_vote_at_tip: bool,
+    accept: bool,
+) -> Option<u64> {
+    if accept || tip == 0 {
+        return None;
+    }
+    match safety_height {
+        None => Some(tip + 1),
+        Some(h) if h < tip && my_vote_at_tip => Some(tip + 1),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amnesia_guard;
+
+    #[test]
+    fn a_validator_that_lost_its_safety_state_abstains_past_the_next_height() {
+        // A fresh chain: nothing was ever signed.
+        assert_eq!(amnesia_guard(0, None, false, false), None);
+        // Blocks but no safety state: it may have voted at tip + 1.
+        assert_eq!(amnesia_guard(7, None, false, false), Some(8));
+        // The usual restarts: in flight at tip + 1, or just committed.
+        assert_eq!(amnesia_guard(7, Some(8), true, false), None);
+        assert_eq!(amnesia_guard(7, Some(7), true, false), None);
+        // Caught up by sync without voting: an old state is expected.
+        assert_eq!(amnesia_guard(7, Some(3), false, false), None);
+        // Its own vote certified the tip, yet the state is older: lost.
+        assert_eq!(amnesia_guard(7, Some(3), true, false), Some(8));
+        // The operator's explicit override.
+        assert_eq!(amnesia_guard(7, None, false, true), None);
+        assert_eq!(amnesia_guard(7, Some(3), true, true), None);
     }
 }

@@ -17,6 +17,9 @@ use crate::metrics::Metrics;
 
 pub struct RunOptions {
     pub log_json: bool,
+    /// Vote at once even if the safety state is missing or behind this
+    /// validator's own votes (`node run --accept-missing-safety-state`).
+    pub accept_missing_safety_state: bool,
 }
 
 /// Largest genesis file accepted.
@@ -92,7 +95,7 @@ pub fn run(home: &Path, opts: RunOptions) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(run_async(home, cfg, genesis, key))
+    rt.block_on(run_async(home, cfg, genesis, key, opts))
 }
 
 async fn run_async(
@@ -100,6 +103,7 @@ async fn run_async(
     cfg: NodeConfig,
     genesis: Genesis,
     key: aidledger_crypto::Keypair,
+    opts: RunOptions,
 ) -> Result<()> {
     let data = rel(home, &cfg.node.data_dir);
     std::fs::create_dir_all(&data)?;
@@ -177,6 +181,7 @@ async fn run_async(
         acc,
         self_tx: driver_tx.clone(),
         shared: shared.clone(),
+        accept_missing_safety_state: opts.accept_missing_safety_state,
     })?;
     let driver_task = tokio::spawn(driver.run(driver_rx, net_rx));
 

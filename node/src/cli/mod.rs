@@ -115,6 +115,15 @@ pub enum NodeCmd {
         /// Log as JSON lines.
         #[arg(long)]
         log_json: bool,
+        /// A validator whose store holds blocks but no consensus safety
+        /// state (or one older than its own votes in the stored
+        /// certificates) normally abstains until the consortium has
+        /// committed past the heights it may have voted at. This flag
+        /// makes it vote at once. Only for an operator who knows the key
+        /// signed nothing since the data was saved: otherwise it can vote
+        /// twice at one height (see the operator guide, restoring).
+        #[arg(long)]
+        accept_missing_safety_state: bool,
     },
 }
 
@@ -194,9 +203,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::HouseholdId(a) => keys::household_id(&ctx, a),
         Command::Genesis(c) => genesis::run(&ctx, c),
         Command::Init(a) => genesis::init(&ctx, a),
-        Command::Node(NodeCmd::Run { log_json }) => {
+        Command::Node(NodeCmd::Run {
+            log_json,
+            accept_missing_safety_state,
+        }) => {
             let home = ctx.home("node run")?.to_path_buf();
-            crate::node::run(&home, crate::node::RunOptions { log_json })?;
+            crate::node::run(
+                &home,
+                crate::node::RunOptions {
+                    log_json,
+                    accept_missing_safety_state,
+                },
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Tx(a) => tx::run(&ctx, a),
