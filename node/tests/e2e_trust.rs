@@ -1,11 +1,18 @@
 #![allow(clippy::unwrap_used)]
-//! End to end, with real `aidledger` processes on 127.0.0.1 (issue 12): a
-//! transaction the contracts reject is sent to every node at once while it
-//! is being rejected, then resent, byte for byte, through every entry point
-//! (single submit, batch submit, the CLI) to every node. The consortium must
-//! keep committing, nothing may apply twice, every resend gets a clear
-//! answer, transactions behind a nonce gap must not raise the block rate,
-//! and the auditor's replay must pass.
+//! End to end, with real `aidledger` processes on 127.0.0.1, the attacks
+//! that used to stop or fork the consortium:
+//!
+//! - (issue 12) a transaction the contracts reject is sent to every node at
+//!   once while it is being rejected, then resent, byte for byte, through
+//!   every entry point (single submit, batch submit, the CLI) to every
+//!   node. The consortium must keep committing, nothing may apply twice,
+//!   every resend gets a clear answer, transactions behind a nonce gap must
+//!   not raise the block rate, and the auditor's replay must pass;
+//! - (issue 13) a validator restarted with its blocks but without its
+//!   consensus safety state must not vote until the chain has moved past
+//!   the heights it may have voted at, then take part again.
+//!
+//! The tests run one at a time: each starts a consortium of six processes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -162,8 +169,12 @@ fn deposited(api: &str) -> u64 {
         .unwrap()
 }
 
+/// One consortium at a time on this 2-core machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
     let d = dir.to_str().unwrap().to_string();
@@ -420,4 +431,142 @@ fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() 
     ]);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["verified"], true, "{out}");
+}
+
+fn pid_of(home: &Path) -> i32 {
+    std::fs::read_to_string(home.join("node.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn log_of(home: &Path) -> String {
+    std::fs::read_to_string(home.join("node.log")).unwrap_or_default()
+}
+
+#[test]
+fn a_validator_that_lost_its_safety_state_abstains_then_rejoins() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let d = dir.to_str().unwrap().to_string();
+    run_ok(&["testnet", "init", "--dir", &d]);
+    let _net = Testnet {
+        dir: dir.clone(),
+        _tmp: tmp,
+    };
+    run_ok(&["testnet", "up", "--dir", &d]);
+    let all = orgs(&dir);
+    let apis: Vec<String> = all.iter().map(|o| o.api.clone()).collect();
+    wait_until("every node past height 3", 90, || {
+        apis.iter().all(|a| height(a) >= 3)
+    });
+    let text_of = |path: &Path| std::fs::read_to_string(path).unwrap();
+    let testnet: Value = serde_json::from_str(&text_of(&dir.join("testnet.json"))).unwrap();
+    let leader = get(&apis[0], "/v1/status").unwrap()["leader"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let victim_id = testnet["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["validator"] == true && o["id"] != leader.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let victim = all.iter().find(|o| o.id == victim_id).unwrap().clone();
+
+    // Stop it, and take away its safety state but not its blocks.
+    let pid = pid_of(&victim.home);
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    wait_until("the validator to stop", 30, || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)
+    });
+    let tip = {
+        use aidledger_storage::{keys, Cf, RocksStore, Store};
+        let store = RocksStore::open(victim.home.join("data")).unwrap();
+        assert!(store.safety_state().unwrap().is_some());
+        store.raw_delete(Cf::Safety, keys::SAFETY).unwrap();
+        store.head().unwrap().unwrap().height
+    };
+    assert!(tip >= 3);
+
+    // Restarted, it says why it abstains and follows the chain by sync.
+    run_ok(&["testnet", "up", "--dir", &d]);
+    let want = format!(
+        "not voting until the consortium has committed height {}",
+        tip + 1
+    );
+    wait_until("the abstention in the log", 60, || {
+        log_of(&victim.home).contains(&want)
+    });
+    let others: Vec<&str> = all
+        .iter()
+        .filter(|o| o.id != victim_id)
+        .map(|o| o.api.as_str())
+        .collect();
+    let h = others.iter().map(|a| height(a)).max().unwrap();
+    wait_until("the others commit on, the victim follows", 90, || {
+        height(&victim.api) >= h + 3 && others.iter().all(|a| height(a) >= h + 3)
+    });
+    wait_until("the victim votes again", 60, || {
+        log_of(&victim.home).contains("voting again")
+    });
+    // It takes part again: with the victim back, one more validator down
+    // still leaves a quorum only if the victim votes. Stop another
+    // non-leader validator and the chain must go on.
+    let leader_now = get(&apis[0], "/v1/status").unwrap()["leader"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = testnet["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| {
+            o["validator"] == true
+                && o["id"] != leader_now.as_str()
+                && o["id"] != victim_id.as_str()
+        })
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = all.iter().find(|o| o.id == second).unwrap().clone();
+    let pid2 = pid_of(&second.home);
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid2.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let h2 = height(&victim.api);
+    wait_until(
+        "three validators, the victim among them, commit",
+        90,
+        || height(&victim.api) >= h2 + 3,
+    );
+    let first = block_hash_at(&victim.api, h2 + 2);
+    for o in all.iter().filter(|o| o.id != second.id) {
+        wait_until("each running node reaches the height", 60, || {
+            height(&o.api) >= h2 + 2
+        });
+        assert_eq!(block_hash_at(&o.api, h2 + 2), first, "{} disagrees", o.id);
+        assert!(
+            !log_of(&o.home).contains("stopped on a fatal error"),
+            "{}",
+            o.id
+        );
+    }
 }
