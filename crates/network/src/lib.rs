@@ -84,7 +84,21 @@ pub struct NetworkConfig {
     pub gossip_max_bytes: usize,
     /// How often to redial bootstrap peers that are not connected.
     pub redial_interval: Duration,
+    /// Where this run's consensus-publish counter starts. The node draws
+    /// it at random, so a restarted node's frames never repeat the ids of
+    /// its frames from before the restart (peers remember ids for 120 s).
+    pub publish_seq_start: u64,
 }
+
+/// Bytes in front of every consensus gossip payload: a per-publish
+/// counter, outside the signed message. Gossipsub names a message by the
+/// hash of its bytes and drops a repeat for two minutes, and PBFT's
+/// retransmissions (view-change resends, replies to stragglers, new-view
+/// resends) are byte-identical: without the counter a resend was dropped
+/// by every peer, and a healed partition could stand still for two
+/// minutes (issue 13). Receivers strip it; a payload too short to hold it
+/// is rejected.
+pub const CONSENSUS_FRAME_BYTES: usize = 8;
 
 /// What the network tells the node.
 #[derive(Debug)]
@@ -364,6 +378,7 @@ pub fn spawn(
         stats: Arc::new(NetStats::default()),
         local_peer_id,
     };
+    let config_seq_start = config.publish_seq_start;
     let task = Task {
         swarm,
         config,
@@ -374,6 +389,7 @@ pub fn spawn(
         stats: handle.stats.clone(),
         pending: Default::default(),
         blocked: BTreeSet::new(),
+        publish_seq: config_seq_start,
     };
     tokio::spawn(task.run(cmd_rx));
     Ok((handle, ev_rx))
@@ -391,6 +407,8 @@ struct Task {
     /// request timeout and max concurrent streams.
     pending: std::collections::BTreeMap<OutboundRequestId, u64>,
     blocked: BTreeSet<PeerId>,
+    /// The next consensus publish's frame counter.
+    publish_seq: u64,
 }
 
 impl Task {
@@ -435,9 +453,16 @@ impl Task {
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Publish { topic, data } => {
-                let t = match topic {
-                    Topic::Txs => self.txs_topic.clone(),
-                    Topic::Consensus => self.cons_topic.clone(),
+                let (t, data) = match topic {
+                    Topic::Txs => (self.txs_topic.clone(), data),
+                    Topic::Consensus => {
+                        let seq = self.publish_seq;
+                        self.publish_seq = seq.wrapping_add(1);
+                        let mut framed = Vec::with_capacity(CONSENSUS_FRAME_BYTES + data.len());
+                        framed.extend_from_slice(&seq.to_be_bytes());
+                        framed.extend_from_slice(&data);
+                        (self.cons_topic.clone(), framed)
+                    }
                 };
                 match self.swarm.behaviour_mut().gossip.publish(t, data) {
                     Ok(_) => {}
@@ -537,8 +562,10 @@ impl Task {
                 };
                 let author = message.source;
                 let member = |p: &PeerId| self.config.allowed.contains(p);
+                let framed =
+                    topic != Some(Topic::Consensus) || message.data.len() >= CONSENSUS_FRAME_BYTES;
                 let verdict = match (topic, author) {
-                    (Some(_), Some(a)) if member(&a) && member(&propagation_source) => {
+                    (Some(_), Some(a)) if framed && member(&a) && member(&propagation_source) => {
                         MessageAcceptance::Accept
                     }
                     _ => MessageAcceptance::Reject,
@@ -555,10 +582,20 @@ impl Task {
                 let (Some(topic), Some(author)) = (topic, author) else {
                     return Ok(());
                 };
+                let data = match topic {
+                    Topic::Txs => message.data,
+                    Topic::Consensus => match message.data.get(CONSENSUS_FRAME_BYTES..) {
+                        Some(payload) => payload.to_vec(),
+                        None => {
+                            self.stats.gossip_rejected.fetch_add(1, Ordering::Relaxed);
+                            return Ok(());
+                        }
+                    },
+                };
                 let ev = NetEvent::Gossip {
                     topic,
                     author,
-                    data: message.data,
+                    data,
                 };
                 match topic {
                     Topic::Consensus => self.emit(ev).await?,

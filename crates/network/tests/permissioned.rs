@@ -36,6 +36,7 @@ async fn start(i: u8, allowed: &[u8], bootstrap: Vec<Multiaddr>, psk: Option<[u8
         psk,
         gossip_max_bytes: 1 << 20,
         redial_interval: Duration::from_millis(200),
+        publish_seq_start: u64::from(i) << 32,
     };
     let key = identity_from_seed(seed(i)).unwrap();
     assert_eq!(
@@ -157,6 +158,45 @@ async fn members_gossip_and_sync() {
         }
     }
     assert_eq!(answered.as_deref(), Some(&b"here are blocks"[..]));
+}
+
+/// PBFT retransmits byte-identical messages (view-change and new-view
+/// resends, replies to stragglers). Gossipsub names a message by the hash
+/// of its bytes and drops repeats for two minutes, so each consensus
+/// publish carries a counter of its own: every resend arrives, and the
+/// receiver gets the payload without the counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_consensus_message_arrives_every_time() {
+    let mut a = start(1, &[2], vec![], None).await;
+    let b = start(2, &[1], vec![a.addr.clone()], None).await;
+    // Wait for the mesh to carry messages at all.
+    assert!(publish_until_seen(&b.handle, &mut a.events, b"warm-up").await);
+    let view_change = b"the same signed view change".to_vec();
+    for _ in 0..3 {
+        b.handle
+            .publish(Topic::Consensus, view_change.clone())
+            .await
+            .unwrap();
+    }
+    let mut got = 0;
+    while got < 3 {
+        let seen = wait_for(&mut a.events, 10, |ev| match ev {
+            NetEvent::Gossip {
+                data,
+                topic: Topic::Consensus,
+                ..
+            } => Some(data.clone()),
+            _ => None,
+        })
+        .await;
+        match seen {
+            Some(data) => {
+                assert_eq!(data, view_change, "the payload, without the counter");
+                got += 1;
+            }
+            None => panic!("only {got} of 3 identical consensus messages arrived"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
