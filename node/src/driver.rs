@@ -41,6 +41,9 @@ const GOSSIP_BATCH_MAX: usize = 512;
 const GOSSIP_BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Most executed-but-uncommitted block outcomes kept.
 const OUTCOMES_MAX: usize = 64;
+/// Most pending consensus timeouts. The core needs only those of its
+/// current height and view; the rest are stale and it ignores them.
+const TIMERS_MAX: usize = 64;
 /// Every this many flush ticks (about a second), transactions that have
 /// waited too long behind a nonce gap leave the mempool.
 const EXPIRE_TICKS: u64 = 50;
@@ -63,7 +66,7 @@ pub struct TxGossip {
     pub txs: Vec<SignedTx>,
 }
 
-/// Messages to the driver from the API, timers and itself.
+/// Messages to the driver from the API and the operator.
 pub enum DriverMsg {
     Submit {
         tx: SignedTx,
@@ -77,11 +80,6 @@ pub enum DriverMsg {
     IsPending {
         id: Hash,
         reply: oneshot::Sender<bool>,
-    },
-    Timeout {
-        kind: TimeoutKind,
-        view: u64,
-        height: u64,
     },
     /// Fault drills: cut this node off from every peer (true) or heal.
     Isolate(bool),
@@ -168,7 +166,6 @@ pub struct Driver {
     height_started: Instant,
     sync_in_flight: Option<(u64, Instant)>,
     sync_rr: usize,
-    self_tx: mpsc::Sender<DriverMsg>,
     shared: Arc<Shared>,
     last_view: u64,
     /// The last committed block was full: propose again without waiting.
@@ -177,6 +174,11 @@ pub struct Driver {
     gossip_round: u64,
     flush_ticks: u64,
     regossip_prev: std::collections::BTreeSet<Hash>,
+    /// The core's pending timeouts, one per (height, view, kind), each with
+    /// its deadline; bounded by `TIMERS_MAX` (the lowest heights and views,
+    /// stale for the core, go first). One table polled by the run loop
+    /// instead of a task per timeout.
+    timers: Timers,
     /// Counts replica rebuilds (validator-set changes): outputs of an older
     /// replica are never executed once a newer one exists.
     replica_generation: u64,
@@ -201,7 +203,6 @@ pub struct DriverParts {
     pub members: Vec<PeerId>,
     pub parent: ParentInfo,
     pub acc: StateAccumulator,
-    pub self_tx: mpsc::Sender<DriverMsg>,
     pub shared: Arc<Shared>,
     pub accept_missing_safety_state: bool,
 }
@@ -237,7 +238,6 @@ impl Driver {
             height_started: Instant::now(),
             sync_in_flight: None,
             sync_rr: 0,
-            self_tx: p.self_tx,
             shared: p.shared,
             last_view: 0,
             last_block_full: false,
@@ -246,6 +246,7 @@ impl Driver {
             flush_ticks: 0,
             regossip_prev: std::collections::BTreeSet::new(),
             replica_generation: 0,
+            timers: Timers::default(),
             abstain_through: None,
             accept_missing_safety_state: p.accept_missing_safety_state,
             started,
@@ -355,6 +356,7 @@ impl Driver {
         flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let propose_at = self.proposal_deadline();
+            let timer_at = self.timers.next_deadline();
             tokio::select! {
                 msg = rx.recv() => match msg {
                     None | Some(DriverMsg::Shutdown) => break,
@@ -369,6 +371,9 @@ impl Driver {
                 }
                 _ = sync_tick.tick() => self.sync_tick().await?,
                 _ = flush_tick.tick() => self.gossip_tick().await,
+                _ = tokio::time::sleep_until(timer_at.unwrap_or_else(Instant::now)), if timer_at.is_some() => {
+                    self.fire_timers().await?;
+                }
             }
             self.publish_snapshot();
         }
@@ -411,9 +416,6 @@ impl Driver {
             }
             DriverMsg::IsPending { id, reply } => {
                 let _ = reply.send(self.mempool.contains(&id));
-            }
-            DriverMsg::Timeout { kind, view, height } => {
-                self.feed(Input::Timeout { kind, view, height }).await?;
             }
             DriverMsg::Isolate(on) => {
                 for p in self.members.clone() {
@@ -727,6 +729,19 @@ impl Driver {
         Ok(())
     }
 
+    fn schedule_timer(&mut self, kind: TimeoutKind, height: u64, view: u64, after_ms: u64) {
+        let at = Instant::now() + Duration::from_millis(after_ms);
+        self.timers.schedule((height, view, kind), at);
+    }
+
+    /// Feeds every timeout whose deadline has passed, earliest first.
+    async fn fire_timers(&mut self) -> anyhow::Result<()> {
+        for (height, view, kind) in self.timers.take_due(Instant::now()) {
+            self.feed(Input::Timeout { kind, view, height }).await?;
+        }
+        Ok(())
+    }
+
     fn track_view(&mut self) {
         if let Some(r) = &self.replica {
             let v = r.view();
@@ -754,13 +769,7 @@ impl Driver {
                 view,
                 height,
                 after_ms,
-            } => {
-                let tx = self.self_tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(after_ms)).await;
-                    let _ = tx.send(DriverMsg::Timeout { kind, view, height }).await;
-                });
-            }
+            } => self.schedule_timer(kind, height, view, after_ms),
             Output::RequestProposal {
                 height,
                 view,
@@ -1197,6 +1206,46 @@ impl Driver {
     }
 }
 
+/// A timeout the core asked for: (height, view, kind).
+type TimerKey = (u64, u64, TimeoutKind);
+
+/// The core's pending timeouts: one per (height, view, kind), a later
+/// schedule of the same key replacing the earlier, at most `TIMERS_MAX`
+/// (the lowest heights and views go first: the core ignores timeouts
+/// that are not for its current height and view).
+#[derive(Default)]
+struct Timers {
+    pending: BTreeMap<TimerKey, Instant>,
+}
+
+impl Timers {
+    fn schedule(&mut self, key: TimerKey, at: Instant) {
+        self.pending.insert(key, at);
+        while self.pending.len() > TIMERS_MAX {
+            self.pending.pop_first();
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.pending.values().min().copied()
+    }
+
+    /// Removes and returns the timeouts due at `now`, earliest first.
+    fn take_due(&mut self, now: Instant) -> Vec<TimerKey> {
+        let mut due: Vec<(Instant, TimerKey)> = self
+            .pending
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, at)| (*at, *k))
+            .collect();
+        due.sort();
+        for (_, k) in &due {
+            self.pending.remove(k);
+        }
+        due.into_iter().map(|(_, k)| k).collect()
+    }
+}
+
 /// The highest height a restarted validator must not vote at, if any. A
 /// validator with committed blocks but no safety state, or whose safety
 /// state is for a height below the tip although the tip's certificate
@@ -1223,7 +1272,38 @@ pub(crate) fn amnesia_guard(
 
 #[cfg(test)]
 mod tests {
-    use super::amnesia_guard;
+    use super::{amnesia_guard, Timers, TIMERS_MAX};
+    use aidledger_consensus::TimeoutKind;
+    use tokio::time::{Duration, Instant};
+
+    #[test]
+    fn timers_are_one_per_key_bounded_and_fire_in_deadline_order() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut t = Timers::default();
+        assert_eq!(t.next_deadline(), None);
+        t.schedule((5, 0, TimeoutKind::Round), ms(300));
+        t.schedule((5, 1, TimeoutKind::ViewChange), ms(100));
+        // The same key again replaces the deadline; it does not add one.
+        t.schedule((5, 0, TimeoutKind::Round), ms(200));
+        assert_eq!(t.pending.len(), 2);
+        assert_eq!(t.next_deadline(), Some(ms(100)));
+        assert!(t.take_due(ms(50)).is_empty());
+        assert_eq!(
+            t.take_due(ms(250)),
+            vec![(5, 1, TimeoutKind::ViewChange), (5, 0, TimeoutKind::Round)]
+        );
+        assert_eq!(t.next_deadline(), None);
+        // A flood of schedules keeps only the newest heights and views.
+        for v in 0..1000u64 {
+            t.schedule((9, v, TimeoutKind::ViewChange), ms(10));
+        }
+        assert_eq!(t.pending.len(), TIMERS_MAX);
+        assert!(t
+            .pending
+            .keys()
+            .all(|(_, v, _)| *v >= 1000 - TIMERS_MAX as u64));
+    }
 
     #[test]
     fn a_validator_that_lost_its_safety_state_abstains_past_the_next_height() {

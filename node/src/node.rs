@@ -181,7 +181,6 @@ async fn run_async(
         members,
         parent,
         acc,
-        self_tx: driver_tx.clone(),
         shared: shared.clone(),
         accept_missing_safety_state: opts.accept_missing_safety_state,
     })?;

@@ -223,6 +223,12 @@ fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() 
         "--region-scope",
         "gansu",
     ]);
+    // Committed at the officer's node; the bank's node may be a block
+    // behind, and the CLI checks the program against the node it asks.
+    wait_until("the program on every node", 60, || {
+        apis.iter()
+            .all(|a| get(a, "/v1/programs/resend-fund").is_some())
+    });
     run_ok(&[
         "tx",
         "deposit",
