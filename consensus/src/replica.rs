@@ -85,6 +85,9 @@ pub struct Replica {
     /// rate-limited, or two replicas that both left a view would keep
     /// answering each other's answers.
     pub(crate) last_resend_ms: BTreeMap<u16, u64>,
+    /// When our new-view was last resent to each peer: rate-limited the
+    /// same way (bounded by the validator count).
+    pub(crate) last_new_view_resend_ms: BTreeMap<u16, u64>,
     /// When a sync was last requested from each peer. Per peer, so a
     /// byzantine peer that lures requests to itself cannot starve requests
     /// to correct ones. At most one entry per validator.
@@ -128,6 +131,7 @@ impl Replica {
             my_new_view: None,
             my_view_changes: BTreeMap::new(),
             last_resend_ms: BTreeMap::new(),
+            last_new_view_resend_ms: BTreeMap::new(),
             last_sync_ms: BTreeMap::new(),
             now_ms: 0,
             out: Vec::new(),

@@ -193,8 +193,17 @@ impl Replica {
         }
         if w == self.s.view && self.s.view_active {
             // A straggler still changing to the view we are in: the primary
-            // resends its new-view (retransmission, §4.5.1).
-            if let Some(nv) = self.my_new_view.clone() {
+            // resends its new-view (retransmission, §4.5.1), at most once
+            // per base timeout per peer. A new-view carries 2f+1 view
+            // changes and perhaps a block: unlimited, every repeated view
+            // change (cheap to send, one signature to check) would buy a
+            // large broadcast, an amplifier for a byzantine member.
+            let due = self
+                .last_new_view_resend_ms
+                .get(&from)
+                .is_none_or(|t| self.now_ms.saturating_sub(*t) >= self.cfg.timeout_base_ms);
+            if let (true, Some(nv)) = (due, self.my_new_view.clone()) {
+                self.last_new_view_resend_ms.insert(from, self.now_ms);
                 self.send(from, nv);
             }
             return Ok(());

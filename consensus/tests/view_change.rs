@@ -319,6 +319,35 @@ fn primary_resends_its_new_view_to_stragglers() {
 }
 
 #[test]
+fn new_view_resends_are_rate_limited_per_peer() {
+    // A byzantine member repeating its view change must not buy a new-view
+    // broadcast (2f+1 view changes, perhaps a block) with each copy.
+    let net = Net::new(4);
+    let (mut r, _) = net.replica(1);
+    r.handle(1, view_change_input(&net, 2, 1, None));
+    r.handle(2, view_change_input(&net, 3, 1, None));
+    assert!(r.is_view_active());
+    let resends = |outs: &[Output], to: u16| {
+        outs.iter()
+            .filter(|o| {
+                matches!(o, Output::Send { to: t, message }
+                    if *t == to && message.payload.kind() == "new-view")
+            })
+            .count()
+    };
+    let mut total = 0;
+    for t in 0..50u64 {
+        let outs = r.handle(10 + t * 10, view_change_input(&net, 0, 1, None));
+        total += resends(&outs, 0);
+    }
+    assert_eq!(total, 1, "50 copies within 0.5 s buy one resend");
+    // A base timeout later, the first straggler may have one more.
+    let base = net.cfg(1).timeout_base_ms;
+    let outs = r.handle(10 + base, view_change_input(&net, 0, 1, None));
+    assert_eq!(resends(&outs, 0), 1);
+}
+
+#[test]
 fn next_height_starts_in_the_view_of_the_commit_certificate_with_base_timeout() {
     let net = Net::new(4);
     let (mut r, _) = net.replica(3);
