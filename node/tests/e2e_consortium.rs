@@ -5,74 +5,16 @@
 //! leader being killed; brings the killed node back; and resyncs a node
 //! whose data directory was wiped.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::Command;
+use std::time::Duration;
+
+use common::consortium::{orgs, pid_of, signal, wait_exit, wait_until, Org, Testnet};
+use common::{ok as run_ok, run};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_aidledger");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run aidledger")
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "aidledger {args:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Stops every node of the testnet when the test ends, pass or fail.
-struct Testnet {
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-    extra: Vec<std::process::Child>,
-}
-
-impl Drop for Testnet {
-    fn drop(&mut self) {
-        for c in &mut self.extra {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = run(&["testnet", "down", "--dir", self.dir.to_str().unwrap_or("")]);
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Org {
-    id: String,
-    home: PathBuf,
-    api: String,
-    validator: bool,
-    clients: Value,
-}
-
-fn orgs(dir: &Path) -> Vec<Org> {
-    let text = std::fs::read_to_string(dir.join("testnet.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["orgs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| Org {
-            id: o["id"].as_str().unwrap().to_string(),
-            home: PathBuf::from(o["home"].as_str().unwrap()),
-            api: o["api"].as_str().unwrap().to_string(),
-            validator: o["validator"].as_bool().unwrap(),
-            clients: o["clients"].clone(),
-        })
-        .collect()
-}
 
 fn status(api: &str) -> Option<Value> {
     let out = run(&["query", "status", "--node", api, "--output", "json"]);
@@ -84,18 +26,6 @@ fn status(api: &str) -> Option<Value> {
 
 fn height(api: &str) -> u64 {
     status(api).and_then(|s| s["height"].as_u64()).unwrap_or(0)
-}
-
-#[allow(clippy::disallowed_methods)] // a test waits on the wall clock
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    panic!("timed out after {secs} s waiting for: {what}");
 }
 
 fn block_hash_at(api: &str, h: u64) -> Option<(String, String)> {
@@ -124,44 +54,11 @@ fn agree_at(apis: &[&str], h: u64) -> bool {
     first.is_some() && apis.iter().all(|a| block_hash_at(a, h) == first)
 }
 
-fn pid_of(home: &Path) -> i32 {
-    std::fs::read_to_string(home.join("node.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn signal(pid: i32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
-fn wait_exit(pid: i32, secs: u64) {
-    wait_until(&format!("pid {pid} to exit"), secs, || {
-        !Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.contains(") Z "))
-                .unwrap_or(true)
-    });
-}
-
 #[test]
 fn four_org_consortium_commits_refuses_outsiders_and_recovers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("net");
-    let d = dir.to_str().unwrap().to_string();
-    run_ok(&["testnet", "init", "--dir", &d]);
-    let mut net = Testnet {
-        dir: dir.clone(),
-        _tmp: tmp,
-        extra: Vec::new(),
-    };
-    run_ok(&["testnet", "up", "--dir", &d]);
+    let mut net = Testnet::up();
+    let dir = net.dir.clone();
+    let d = net.d().to_string();
     let all = orgs(&dir);
     assert_eq!(all.iter().filter(|o| o.validator).count(), 4);
     let validators: Vec<Org> = all.iter().filter(|o| o.validator).cloned().collect();
@@ -239,7 +136,7 @@ fn four_org_consortium_commits_refuses_outsiders_and_recovers() {
 
     // 3. A peer whose key is not in genesis is refused: a node of another
     //    consortium, told to dial every member of this one, gets no peers.
-    let other = net._tmp.path().join("other");
+    let other = net.tmp.path().join("other");
     let o = other.to_str().unwrap().to_string();
     run_ok(&["testnet", "init", "--dir", &o, "--validators", "1"]);
     let outsider = orgs(&other).into_iter().find(|x| x.validator).unwrap();

@@ -14,70 +14,17 @@
 //!
 //! The tests run one at a time: each starts a consortium of six processes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::path::Path;
+use std::time::Duration;
+
+use common::consortium::{pid_of, signal, wait_exit, wait_until, Testnet};
+use common::{ok as run_ok, run};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_aidledger");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run aidledger")
-}
 
 fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "aidledger {args:?} failed:\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// Stops every node of the testnet when the test ends, pass or fail.
-struct Testnet {
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl Drop for Testnet {
-    fn drop(&mut self) {
-        let _ = run(&["testnet", "down", "--dir", self.dir.to_str().unwrap_or("")]);
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Org {
-    id: String,
-    home: PathBuf,
-    api: String,
-    clients: Value,
-}
-
-fn orgs(dir: &Path) -> Vec<Org> {
-    let text = std::fs::read_to_string(dir.join("testnet.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["orgs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| Org {
-            id: o["id"].as_str().unwrap().to_string(),
-            home: PathBuf::from(o["home"].as_str().unwrap()),
-            api: o["api"].as_str().unwrap().to_string(),
-            clients: o["clients"].clone(),
-        })
-        .collect()
 }
 
 fn agent() -> ureq::Agent {
@@ -111,18 +58,6 @@ fn height(api: &str) -> u64 {
     get(api, "/v1/status")
         .and_then(|s| s["height"].as_u64())
         .unwrap_or(0)
-}
-
-#[allow(clippy::disallowed_methods)] // a test waits on the wall clock
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("timed out after {secs} s waiting for: {what}");
 }
 
 #[allow(clippy::disallowed_methods)]
@@ -175,16 +110,8 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("net");
-    let d = dir.to_str().unwrap().to_string();
-    run_ok(&["testnet", "init", "--dir", &d]);
-    let _net = Testnet {
-        dir: dir.clone(),
-        _tmp: tmp,
-    };
-    run_ok(&["testnet", "up", "--dir", &d]);
-    let all = orgs(&dir);
+    let net = Testnet::up();
+    let all = net.orgs();
     let apis: Vec<String> = all.iter().map(|o| o.api.clone()).collect();
     let by_id = |id: &str| all.iter().find(|o| o.id == id).unwrap().clone();
     wait_until("every node past height 1", 90, || {
@@ -439,14 +366,6 @@ fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() 
     assert_eq!(v["verified"], true, "{out}");
 }
 
-fn pid_of(home: &Path) -> i32 {
-    std::fs::read_to_string(home.join("node.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn log_of(home: &Path) -> String {
     std::fs::read_to_string(home.join("node.log")).unwrap_or_default()
 }
@@ -454,22 +373,14 @@ fn log_of(home: &Path) -> String {
 #[test]
 fn a_validator_that_lost_its_safety_state_abstains_then_rejoins() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("net");
-    let d = dir.to_str().unwrap().to_string();
-    run_ok(&["testnet", "init", "--dir", &d]);
-    let _net = Testnet {
-        dir: dir.clone(),
-        _tmp: tmp,
-    };
-    run_ok(&["testnet", "up", "--dir", &d]);
-    let all = orgs(&dir);
+    let net = Testnet::up();
+    let all = net.orgs();
     let apis: Vec<String> = all.iter().map(|o| o.api.clone()).collect();
     wait_until("every node past height 3", 90, || {
         apis.iter().all(|a| height(a) >= 3)
     });
     let text_of = |path: &Path| std::fs::read_to_string(path).unwrap();
-    let testnet: Value = serde_json::from_str(&text_of(&dir.join("testnet.json"))).unwrap();
+    let testnet: Value = serde_json::from_str(&text_of(&net.dir.join("testnet.json"))).unwrap();
     let leader = get(&apis[0], "/v1/status").unwrap()["leader"]
         .as_str()
         .unwrap()
@@ -487,18 +398,8 @@ fn a_validator_that_lost_its_safety_state_abstains_then_rejoins() {
 
     // Stop it, and take away its safety state but not its blocks.
     let pid = pid_of(&victim.home);
-    let ok = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    wait_until("the validator to stop", 30, || {
-        !Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.contains(") Z "))
-                .unwrap_or(true)
-    });
+    signal(pid, "-TERM");
+    wait_exit(pid, 30);
     let tip = {
         use aidledger_storage::{keys, Cf, RocksStore, Store};
         let store = RocksStore::open(victim.home.join("data")).unwrap();
@@ -509,7 +410,7 @@ fn a_validator_that_lost_its_safety_state_abstains_then_rejoins() {
     assert!(tip >= 3);
 
     // Restarted, it says why it abstains and follows the chain by sync.
-    run_ok(&["testnet", "up", "--dir", &d]);
+    run_ok(&["testnet", "up", "--dir", net.d()]);
     let want = format!(
         "not voting until the consortium has committed height {}",
         tip + 1
@@ -550,13 +451,7 @@ fn a_validator_that_lost_its_safety_state_abstains_then_rejoins() {
         .unwrap()
         .to_string();
     let second = all.iter().find(|o| o.id == second).unwrap().clone();
-    let pid2 = pid_of(&second.home);
-    let ok = Command::new("kill")
-        .args(["-TERM", &pid2.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    signal(pid_of(&second.home), "-TERM");
     let h2 = height(&victim.api);
     wait_until(
         "three validators, the victim among them, commit",

@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod consortium;
+
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_aidledger"));
     c.env_remove("AIDLEDGER_HOME").env_remove("AIDLEDGER_NODE");

@@ -1,0 +1,119 @@
+//! A local consortium of real `aidledger` processes for the end-to-end
+//! tests: lay it out and start it, find its organisations, wait on it, and
+//! stop every node when the test ends, pass or fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{ok, run};
+
+/// Stops every node of the testnet (and any extra process) on drop.
+pub struct Testnet {
+    pub dir: PathBuf,
+    pub tmp: tempfile::TempDir,
+    pub extra: Vec<Child>,
+}
+
+impl Testnet {
+    /// `testnet init` and `testnet up` in a fresh temporary directory.
+    pub fn up() -> Testnet {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("net");
+        let net = Testnet {
+            dir,
+            tmp,
+            extra: Vec::new(),
+        };
+        ok(&["testnet", "init", "--dir", net.d()]);
+        ok(&["testnet", "up", "--dir", net.d()]);
+        net
+    }
+
+    pub fn d(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    pub fn orgs(&self) -> Vec<Org> {
+        orgs(&self.dir)
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        for c in &mut self.extra {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = run(&["testnet", "down", "--dir", self.dir.to_str().unwrap_or("")]);
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Org {
+    pub id: String,
+    pub home: PathBuf,
+    pub api: String,
+    pub validator: bool,
+    pub clients: Value,
+}
+
+/// The organisations of the testnet laid out in `dir`.
+pub fn orgs(dir: &Path) -> Vec<Org> {
+    let text = std::fs::read_to_string(dir.join("testnet.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| Org {
+            id: o["id"].as_str().unwrap().to_string(),
+            home: PathBuf::from(o["home"].as_str().unwrap()),
+            api: o["api"].as_str().unwrap().to_string(),
+            validator: o["validator"].as_bool().unwrap(),
+            clients: o["clients"].clone(),
+        })
+        .collect()
+}
+
+#[allow(clippy::disallowed_methods)] // a test waits on the wall clock
+pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out after {secs} s waiting for: {what}");
+}
+
+pub fn pid_of(home: &Path) -> i32 {
+    std::fs::read_to_string(home.join("node.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sends `sig` (for example "-TERM") to a node process this test started.
+pub fn signal(pid: i32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Waits until the process is gone (or a zombie).
+pub fn wait_exit(pid: i32, secs: u64) {
+    wait_until(&format!("pid {pid} to exit"), secs, || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)
+    });
+}
