@@ -4,8 +4,12 @@
 //!
 //! * TCP, optionally wrapped in a pre-shared-key private network (pnet),
 //!   then noise and yamux;
-//! * gossipsub on two topics, transactions and consensus, with
-//!   content-addressed message ids and an explicit maximum message size.
+//! * gossipsub on two topics, transactions and consensus, each in a
+//!   gossipsub behaviour of its own (its own protocol id, so its own
+//!   streams and send queue to each peer: consensus never waits behind
+//!   transaction gossip, which is shed first), with content-addressed
+//!   message ids and an explicit maximum message size. Consensus payloads
+//!   carry a per-publish counter so byte-identical resends arrive.
 //!   Messages name their author but are not signed by gossipsub (ADR 009,
 //!   amendment): every payload carries its own signature (transactions by
 //!   their operators, consensus messages by their validators), each hop is
@@ -249,7 +253,13 @@ pub fn peer_id_of(key: &aidledger_types::PublicKey) -> Result<PeerId, NetError> 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    /// Transaction gossip.
     gossip: gossipsub::Behaviour,
+    /// Consensus gossip: a gossipsub of its own (its own protocol id, so
+    /// its own streams and send queue to each peer). Consensus never waits
+    /// behind transaction gossip: when a peer's transaction queue is full,
+    /// transactions are shed, and consensus messages still go out.
+    cons: gossipsub::Behaviour,
     sync: request_response::Behaviour<codec::SyncCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -289,16 +299,22 @@ fn build_transport(
     })
 }
 
-/// Starts the network task on the current tokio runtime.
-///
-/// Returns the handle and the event receiver.
-pub fn spawn(
-    config: NetworkConfig,
-    key: identity::Keypair,
-) -> Result<(NetworkHandle, mpsc::Receiver<NetEvent>), NetError> {
-    let local_peer_id = key.public().to_peer_id();
-    let max = config.gossip_max_bytes.min(GOSSIP_MAX_BYTES);
-    let gossip_cfg = gossipsub::ConfigBuilder::default()
+/// Messages one connection may buffer for transaction gossip before
+/// further ones are dropped (shed first under load).
+const TX_QUEUE_LEN: usize = 2_000;
+/// The same for consensus gossip, which has its own streams.
+const CONSENSUS_QUEUE_LEN: usize = 5_000;
+
+/// The gossipsub configuration shared by the two behaviours, with the
+/// protocol id prefix that keeps their streams apart.
+fn gossip_config(
+    max: usize,
+    protocol: &'static str,
+    queue_len: usize,
+) -> Result<gossipsub::Config, NetError> {
+    gossipsub::ConfigBuilder::default()
+        .protocol_id_prefix(protocol)
+        .connection_handler_queue_len(queue_len)
         .max_transmit_size(max)
         // Author and sequence number are checked when present; there is
         // no gossipsub signature to check (see the crate docs).
@@ -314,7 +330,20 @@ pub fn spawn(
         .duplicate_cache_time(Duration::from_secs(120))
         .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
         .build()
-        .map_err(|e| NetError::Transport(e.to_string()))?;
+        .map_err(|e| NetError::Transport(e.to_string()))
+}
+
+/// Starts the network task on the current tokio runtime.
+///
+/// Returns the handle and the event receiver.
+pub fn spawn(
+    config: NetworkConfig,
+    key: identity::Keypair,
+) -> Result<(NetworkHandle, mpsc::Receiver<NetEvent>), NetError> {
+    let local_peer_id = key.public().to_peer_id();
+    let max = config.gossip_max_bytes.min(GOSSIP_MAX_BYTES);
+    let gossip_cfg = gossip_config(max, "/aidledger/meshsub", TX_QUEUE_LEN)?;
+    let cons_cfg = gossip_config(max, "/aidledger/consensus-meshsub", CONSENSUS_QUEUE_LEN)?;
 
     let transport = build_transport(&key, config.psk)?;
     let mut allow = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
@@ -322,6 +351,8 @@ pub fn spawn(
         allow.allow_peer(*p);
     }
     let gossip = gossipsub::Behaviour::new(MessageAuthenticity::Author(local_peer_id), gossip_cfg)
+        .map_err(|e| NetError::Transport(e.to_string()))?;
+    let cons = gossipsub::Behaviour::new(MessageAuthenticity::Author(local_peer_id), cons_cfg)
         .map_err(|e| NetError::Transport(e.to_string()))?;
     let sync_protocol =
         StreamProtocol::try_from_owned(format!("/aidledger/{}/sync/1", config.chain_id))
@@ -340,6 +371,7 @@ pub fn spawn(
     let behaviour = Behaviour {
         allow,
         gossip,
+        cons,
         sync,
         identify,
         ping,
@@ -355,13 +387,16 @@ pub fn spawn(
 
     let txs_topic = IdentTopic::new(topic_name(&config.chain_id, Topic::Txs));
     let cons_topic = IdentTopic::new(topic_name(&config.chain_id, Topic::Consensus));
-    for t in [&txs_topic, &cons_topic] {
-        swarm
-            .behaviour_mut()
-            .gossip
-            .subscribe(t)
-            .map_err(|e| NetError::Transport(e.to_string()))?;
-    }
+    swarm
+        .behaviour_mut()
+        .gossip
+        .subscribe(&txs_topic)
+        .map_err(|e| NetError::Transport(e.to_string()))?;
+    swarm
+        .behaviour_mut()
+        .cons
+        .subscribe(&cons_topic)
+        .map_err(|e| NetError::Transport(e.to_string()))?;
     swarm
         .listen_on(config.listen.clone())
         .map_err(|e| NetError::Address {
@@ -464,7 +499,12 @@ impl Task {
                         (self.cons_topic.clone(), framed)
                     }
                 };
-                match self.swarm.behaviour_mut().gossip.publish(t, data) {
+                let b = self.swarm.behaviour_mut();
+                let gossip = match topic {
+                    Topic::Txs => &mut b.gossip,
+                    Topic::Consensus => &mut b.cons,
+                };
+                match gossip.publish(t, data) {
                     Ok(_) => {}
                     // No peers yet, or a duplicate of something already
                     // published: neither is an error for the node.
@@ -552,62 +592,80 @@ impl Task {
                 message_id,
                 message,
             })) => {
-                self.stats.gossip_in.fetch_add(1, Ordering::Relaxed);
-                let topic = if message.topic == self.txs_topic.hash() {
-                    Some(Topic::Txs)
-                } else if message.topic == self.cons_topic.hash() {
-                    Some(Topic::Consensus)
-                } else {
-                    None
-                };
-                let author = message.source;
-                let member = |p: &PeerId| self.config.allowed.contains(p);
-                let framed =
-                    topic != Some(Topic::Consensus) || message.data.len() >= CONSENSUS_FRAME_BYTES;
-                let verdict = match (topic, author) {
-                    (Some(_), Some(a)) if framed && member(&a) && member(&propagation_source) => {
-                        MessageAcceptance::Accept
-                    }
-                    _ => MessageAcceptance::Reject,
-                };
-                let accepted = verdict == MessageAcceptance::Accept;
-                self.swarm
-                    .behaviour_mut()
-                    .gossip
-                    .report_message_validation_result(&message_id, &propagation_source, verdict);
-                if !accepted {
-                    self.stats.gossip_rejected.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                let (Some(topic), Some(author)) = (topic, author) else {
-                    return Ok(());
-                };
-                let data = match topic {
-                    Topic::Txs => message.data,
-                    Topic::Consensus => match message.data.get(CONSENSUS_FRAME_BYTES..) {
-                        Some(payload) => payload.to_vec(),
-                        None => {
-                            self.stats.gossip_rejected.fetch_add(1, Ordering::Relaxed);
-                            return Ok(());
-                        }
-                    },
-                };
-                let ev = NetEvent::Gossip {
-                    topic,
-                    author,
-                    data,
-                };
-                match topic {
-                    Topic::Consensus => self.emit(ev).await?,
-                    Topic::Txs => {
-                        if self.events.try_send(ev).is_err() {
-                            self.stats.tx_gossip_dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
+                self.on_gossip(Topic::Txs, propagation_source, message_id, message)
+                    .await?
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Cons(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                self.on_gossip(Topic::Consensus, propagation_source, message_id, message)
+                    .await?
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.sync_event(ev).await?,
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// A gossip message that arrived through the behaviour for `via`:
+    /// accepted (and forwarded) only on that behaviour's own topic, from an
+    /// author and a forwarder that are members, and for consensus only
+    /// with its frame counter.
+    async fn on_gossip(
+        &mut self,
+        via: Topic,
+        propagation_source: PeerId,
+        message_id: MessageId,
+        message: gossipsub::Message,
+    ) -> Result<(), ()> {
+        self.stats.gossip_in.fetch_add(1, Ordering::Relaxed);
+        let own_topic = match via {
+            Topic::Txs => self.txs_topic.hash(),
+            Topic::Consensus => self.cons_topic.hash(),
+        };
+        let author = message.source;
+        let member = |p: &PeerId| self.config.allowed.contains(p);
+        let framed = via != Topic::Consensus || message.data.len() >= CONSENSUS_FRAME_BYTES;
+        let verdict = match author {
+            Some(a)
+                if message.topic == own_topic
+                    && framed
+                    && member(&a)
+                    && member(&propagation_source) =>
+            {
+                MessageAcceptance::Accept
+            }
+            _ => MessageAcceptance::Reject,
+        };
+        let accepted = verdict == MessageAcceptance::Accept;
+        let b = self.swarm.behaviour_mut();
+        let gossip = match via {
+            Topic::Txs => &mut b.gossip,
+            Topic::Consensus => &mut b.cons,
+        };
+        gossip.report_message_validation_result(&message_id, &propagation_source, verdict);
+        let (true, Some(author)) = (accepted, author) else {
+            self.stats.gossip_rejected.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        };
+        let data = match via {
+            Topic::Txs => message.data,
+            Topic::Consensus => message.data[CONSENSUS_FRAME_BYTES..].to_vec(),
+        };
+        let ev = NetEvent::Gossip {
+            topic: via,
+            author,
+            data,
+        };
+        match via {
+            Topic::Consensus => self.emit(ev).await?,
+            Topic::Txs => {
+                if self.events.try_send(ev).is_err() {
+                    self.stats.tx_gossip_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         Ok(())
     }
