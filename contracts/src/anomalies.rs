@@ -1,20 +1,42 @@
 //! Anomalies: raised by the cross-check rules of the other modules (never
 //! by a transaction directly), resolved by an auditor or a program officer
-//! with a note. While a subject has an open anomaly, releases and
-//! entitlement payments to it are held.
+//! with a note, of an organisation other than the one that would receive
+//! the money the anomaly holds (a recipient never lifts its own hold).
+//! While a subject has an open anomaly, releases and entitlement payments
+//! to it are held.
 //!
 //! Owns `anomaly/`, `anomaly-open/`, `anomaly-meta/`.
 
-use aidledger_types::TxKind;
+use aidledger_types::{OrgId, TxKind};
 
 use crate::ctx::Ctx;
 use crate::events::EventBody;
 use crate::keys;
-use crate::model::{Anomaly, AnomalyKind, AnomalyStatus, Subject};
+use crate::model::{Anomaly, AnomalyKind, AnomalyStatus, Application, Recipient, Release, Subject};
 use crate::payload::Payload;
 use crate::{ContractError, Module};
 
 pub struct Anomalies;
+
+/// The organisation that would receive the money an anomaly about
+/// `subject` holds: the applicant of an application, the recipient
+/// organisation of a release. A household's payments go to the household,
+/// so no organisation is the beneficiary.
+fn beneficiary(ctx: &mut Ctx<'_, '_>, subject: &Subject) -> Result<Option<OrgId>, ContractError> {
+    Ok(match subject {
+        Subject::Application(id) => ctx
+            .get::<Application>(&keys::application(id))?
+            .map(|a| a.applicant),
+        Subject::Release(id) => match ctx.get::<Release>(&keys::release(*id))? {
+            Some(Release {
+                recipient: Recipient::Org(o),
+                ..
+            }) => Some(o),
+            _ => None,
+        },
+        Subject::Household(_) => None,
+    })
+}
 
 /// Raises an anomaly and indexes it as open under its subject.
 pub fn raise(
@@ -82,6 +104,16 @@ impl Module for Anomalies {
                 id: r.anomaly.to_string(),
                 status: "resolved".into(),
                 expected: "open",
+            });
+        }
+        if beneficiary(ctx, &a.subject)?.as_ref() == Some(&signer.org) {
+            return Err(ContractError::NotPermitted {
+                org: signer.org,
+                action: "resolve this anomaly",
+                why: format!(
+                    "it holds money for {} itself; another organisation must resolve it",
+                    a.subject
+                ),
             });
         }
         if r.note.as_str().trim().is_empty() {

@@ -158,6 +158,54 @@ fn conflicting_attestations_raise_an_anomaly_and_agreeing_ones_do_not() {
     assert_eq!(out.receipts[0].rejection_code(), Some("already-exists"));
 }
 
+/// Issue 14, defect 1: the county unit, the applicant and so the
+/// recipient, resolved the anomaly against its own application and took
+/// the money. A resolver's organisation must not be the one the anomaly
+/// holds money for.
+#[test]
+fn a_recipient_cannot_resolve_an_anomaly_that_holds_its_own_money() {
+    let mut c = Chain::new();
+    funded(&mut c);
+    let submit = c.f.sign_as(
+        "county-unit",
+        Role::ProgramOfficer,
+        &Payload::SubmitApplication(payload::SubmitApplication {
+            id: slug("well"),
+            program: slug("fund"),
+            applicant: "county-unit".parse().expect("org"),
+            region: "gansu/dingxi".parse().expect("region"),
+            requested: aidledger_types::Amount(3_000),
+            purpose: text("a well"),
+            doc_hash: aidledger_types::hash::sha256(b"doc"),
+        }),
+    );
+    c.ok(vec![submit]);
+    let s = Subject::Application(slug("well"));
+    let a1 =
+        c.f.attest("poverty-office", s.clone(), "site-checked", "yes");
+    let a2 =
+        c.f.attest("finance-bureau", s.clone(), "site-checked", "no");
+    let out = c.ok(vec![a1, a2]);
+    let (id, code) = raised(&out).pop().expect("an anomaly");
+    assert_eq!(code, "conflicting-attestation");
+    let by_recipient = c.f.sign_as(
+        "county-unit",
+        Role::ProgramOfficer,
+        &Payload::ResolveAnomaly(payload::ResolveAnomaly {
+            anomaly: id,
+            note: text("fine"),
+        }),
+    );
+    let out = c.block(vec![by_recipient]);
+    assert_eq!(out.receipts[0].rejection_code(), Some("not-permitted"));
+    let a: Anomaly = c.get(&keys::anomaly(id)).expect("anomaly");
+    assert_eq!(a.status, AnomalyStatus::Open, "still holding");
+    // Another organisation's auditor may resolve it.
+    resolve(&mut c, id);
+    let a: Anomaly = c.get(&keys::anomaly(id)).expect("anomaly");
+    assert!(matches!(a.status, AnomalyStatus::Resolved { .. }));
+}
+
 #[test]
 fn release_to_an_ineligible_household_raises_an_anomaly() {
     let mut c = Chain::new();
