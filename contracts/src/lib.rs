@@ -112,11 +112,8 @@ pub fn chain_id(store: &dyn StoreRead) -> Result<ChainId, ContractError> {
     })
 }
 
-/// The account that must sign a transaction, after the envelope checks
-/// that need no payload: chain id, known and active account and
-/// organisation, and role. The nonce is returned for the caller to check.
-pub fn check_envelope(store: &mut Overlay<'_>, body: &TxBody) -> Result<Account, ContractError> {
-    let mut ctx = Ctx::new(store, 0, Timestamp(0), None, TX_STEP_LIMIT);
+/// The signer's account, of any status, for a transaction of this chain.
+fn signer_account(ctx: &mut Ctx<'_, '_>, body: &TxBody) -> Result<Account, ContractError> {
     let chain = chain_id(ctx.store)?;
     if body.chain_id != chain {
         return Err(ContractError::WrongChain {
@@ -124,8 +121,15 @@ pub fn check_envelope(store: &mut Overlay<'_>, body: &TxBody) -> Result<Account,
             got: body.chain_id.to_string(),
         });
     }
-    let account = gov::account(&mut ctx, &body.signer)?
-        .ok_or(ContractError::UnknownAccount { key: body.signer })?;
+    gov::account(ctx, &body.signer)?.ok_or(ContractError::UnknownAccount { key: body.signer })
+}
+
+/// The account that must sign a transaction, after the envelope checks
+/// that need no payload: chain id, known and active account and
+/// organisation, and role. The nonce is returned for the caller to check.
+pub fn check_envelope(store: &mut Overlay<'_>, body: &TxBody) -> Result<Account, ContractError> {
+    let mut ctx = Ctx::new(store, 0, Timestamp(0), None, TX_STEP_LIMIT);
+    let account = signer_account(&mut ctx, body)?;
     if account.status != Status::Active {
         return Err(ContractError::AccountSuspended { key: body.signer });
     }
@@ -157,15 +161,7 @@ pub fn check_envelope(store: &mut Overlay<'_>, body: &TxBody) -> Result<Account,
 /// `overflow`).
 pub fn consume_nonce(store: &mut Overlay<'_>, body: &TxBody) -> Result<Account, ContractError> {
     let mut ctx = Ctx::new(store, 0, Timestamp(0), None, TX_STEP_LIMIT);
-    let chain = chain_id(ctx.store)?;
-    if body.chain_id != chain {
-        return Err(ContractError::WrongChain {
-            expected: chain.to_string(),
-            got: body.chain_id.to_string(),
-        });
-    }
-    let account = gov::account(&mut ctx, &body.signer)?
-        .ok_or(ContractError::UnknownAccount { key: body.signer })?;
+    let account = signer_account(&mut ctx, body)?;
     if body.nonce != account.nonce {
         return Err(ContractError::WrongNonce {
             expected: account.nonce,
