@@ -178,13 +178,7 @@ fn status_of(id: Hash, (loc, receipt): TxIndexed) -> Result<TxStatus, ApiFailure
     })
 }
 
-/// The answer to a resend of a transaction that is already on the chain,
-/// or `None` if `id` is not indexed (or the index cannot be read).
-pub(crate) fn included_text(store: &dyn Store, id: &Hash) -> Option<String> {
-    let (loc, receipt) = store.tx_location(id).ok()??;
-    Some(resent_text(id, loc.height, &receipt))
-}
-
+/// The answer to a resend of a transaction that is already on the chain.
 fn resent_text(id: &Hash, height: u64, receipt: &[u8]) -> String {
     let outcome = match codec::decode::<Receipt>(receipt) {
         Ok(r) => match r.outcome {

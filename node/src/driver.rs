@@ -475,7 +475,6 @@ impl Driver {
 
     fn admit(&mut self, v: VerifiedTx, len: usize) -> Result<Hash, String> {
         let accounts = StoreAccounts(self.store.clone());
-        let id = v.id();
         match self.mempool.admit(v, len, &accounts) {
             Ok(id) => {
                 self.shared.metrics.admitted_txs.inc();
@@ -484,16 +483,7 @@ impl Driver {
             Err(e) => {
                 self.shared.metrics.refused_txs.inc();
                 if matches!(e, AdmitError::NonceTooLow { .. }) {
-                    // Its nonce is used: by this very transaction (say
-                    // where, with its receipt) or by another one.
                     self.shared.metrics.resent_txs.inc();
-                    if let Some(done) = crate::api::included_text(self.store.as_ref(), &id) {
-                        return Err(done);
-                    }
-                    return Err(format!(
-                        "{e}: another transaction of this signer used that nonce, so this one \
-                         can never be included; sign a new transaction to try again"
-                    ));
                 }
                 Err(e.to_string())
             }

@@ -82,7 +82,10 @@ pub enum AdmitError {
     InactiveAccount(PublicKey),
     #[error("role not allowed: {kind} needs one of [{needed}]")]
     RoleNotAllowed { kind: TxKind, needed: String },
-    #[error("nonce {got} is already used (next is {next})")]
+    #[error(
+        "nonce {got} is already used (next is {next}): this transaction, or another with its \
+         nonce, is on the chain, so it can never be included; sign a new transaction to try again"
+    )]
     NonceTooLow { got: u64, next: u64 },
     #[error("nonce {got} is too far ahead (next is {next}, window {window})")]
     NonceTooHigh { got: u64, next: u64, window: u64 },
