@@ -69,9 +69,8 @@ fn block_hash_at(api: &str, h: u64) -> Option<String> {
     get(api, &format!("/v1/blocks/{h}")).and_then(|v| v["hash"].as_str().map(str::to_string))
 }
 
-/// A deposit signed by `key`, not submitted: (id, nonce, hex bytes).
-fn signed_deposit(api: &str, key: &str, amount: &str, nonce: Option<u64>) -> (String, u64, String) {
-    let n = nonce.map(|n| n.to_string());
+/// `aidledger tx deposit` into the test's program, with `extra` flags.
+fn deposit(api: &str, key: &str, amount: &str, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "tx",
         "deposit",
@@ -83,14 +82,31 @@ fn signed_deposit(api: &str, key: &str, amount: &str, nonce: Option<u64>) -> (St
         "resend-fund",
         "--amount",
         amount,
-        "--dry-run",
-        "--output",
-        "json",
     ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// Like [`deposit`], asserting success; returns stdout.
+fn deposit_ok(api: &str, key: &str, amount: &str, extra: &[&str]) -> String {
+    let out = deposit(api, key, amount, extra);
+    assert!(
+        out.status.success(),
+        "deposit failed:\nstdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// A deposit signed by `key`, not submitted: (id, nonce, hex bytes).
+fn signed_deposit(api: &str, key: &str, amount: &str, nonce: Option<u64>) -> (String, u64, String) {
+    let n = nonce.map(|n| n.to_string());
+    let mut extra = vec!["--dry-run", "--output", "json"];
     if let Some(n) = &n {
-        args.extend(["--nonce", n.as_str()]);
+        extra.extend(["--nonce", n.as_str()]);
     }
-    let v: Value = serde_json::from_str(&run_ok(&args)).unwrap();
+    let v: Value = serde_json::from_str(&deposit_ok(api, key, amount, &extra)).unwrap();
     (
         v["id"].as_str().unwrap().to_string(),
         v["nonce"].as_u64().unwrap(),
@@ -156,19 +172,7 @@ fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() 
         apis.iter()
             .all(|a| get(a, "/v1/programs/resend-fund").is_some())
     });
-    run_ok(&[
-        "tx",
-        "deposit",
-        "--node",
-        &bank.api,
-        "--key",
-        &disburser,
-        "--wait",
-        "--program",
-        "resend-fund",
-        "--amount",
-        "100.00",
-    ]);
+    deposit_ok(&bank.api, &disburser, "100.00", &["--wait"]);
 
     // 1. Over the ceiling: the contracts will reject it. Its bytes reach
     //    every node at once, by single and by batch submission, while it
@@ -234,20 +238,7 @@ fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() 
 
         // The CLI, told to reuse the nonce, signs the same bytes again.
         let n = nonce.to_string();
-        let out = run(&[
-            "tx",
-            "deposit",
-            "--node",
-            api,
-            "--key",
-            &disburser,
-            "--program",
-            "resend-fund",
-            "--amount",
-            "2000000.00",
-            "--nonce",
-            &n,
-        ]);
+        let out = deposit(api, &disburser, "2000000.00", &["--nonce", &n]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
         assert!(text(&out.stdout).contains(&id), "{}", text(&out.stdout));
         assert!(
@@ -262,20 +253,7 @@ fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() 
         );
 
         // A different transaction with the used nonce is refused at once.
-        let out = run(&[
-            "tx",
-            "deposit",
-            "--node",
-            api,
-            "--key",
-            &disburser,
-            "--program",
-            "resend-fund",
-            "--amount",
-            "1.00",
-            "--nonce",
-            &n,
-        ]);
+        let out = deposit(api, &disburser, "1.00", &["--nonce", &n]);
         assert!(!out.status.success());
         let e = text(&out.stderr);
         assert!(
@@ -297,19 +275,7 @@ fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() 
 
     // 4. Nothing applied twice: a fresh deposit (the CLI takes the next
     //    nonce) applies, and the books hold exactly the two good deposits.
-    let out = run_ok(&[
-        "tx",
-        "deposit",
-        "--node",
-        &bank.api,
-        "--key",
-        &disburser,
-        "--wait",
-        "--program",
-        "resend-fund",
-        "--amount",
-        "1.00",
-    ]);
+    let out = deposit_ok(&bank.api, &disburser, "1.00", &["--wait"]);
     assert!(out.contains("applied"), "{out}");
     let hd = apis.iter().map(|a| height(a)).max().unwrap();
     wait_until("every node at the last deposit", 60, || {
