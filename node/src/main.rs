@@ -14,7 +14,6 @@ mod driver;
 mod metrics;
 mod node;
 mod openapi;
-mod state;
 
 use std::process::ExitCode;
 

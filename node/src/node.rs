@@ -109,7 +109,7 @@ async fn run_async(
     std::fs::create_dir_all(&data)?;
     let store =
         Arc::new(RocksStore::open(&data).with_context(|| format!("opening {}", data.display()))?);
-    let (parent, acc) = crate::state::open_chain(store.as_ref(), &genesis)?;
+    let (parent, acc) = aidledger_node_core::open_chain(store.as_ref(), &genesis)?;
     tracing::info!(
         chain = %genesis.chain_id,
         org = %cfg.node.org,
@@ -120,19 +120,15 @@ async fn run_async(
 
     let me = key.public();
     let my_peer = peer_id_of(&me)?;
+    // Every other member node, by key and peer id: the allow-list, and
+    // the core's peers in this order.
     let mut members = Vec::new();
     for (_, k) in genesis.network_keys() {
         let p = peer_id_of(&k)?;
         if p != my_peer {
-            members.push(p);
+            members.push((k, p));
         }
     }
-    let validator_peers = parent
-        .validator_set
-        .validators()
-        .iter()
-        .map(|v| peer_id_of(&v.key))
-        .collect::<Result<Vec<_>, _>>()?;
     let bootstrap = cfg
         .network
         .peers
@@ -147,7 +143,7 @@ async fn run_async(
         chain_id: genesis.chain_id.to_string(),
         listen: aidledger_network::parse_addr(&cfg.network.listen)?,
         bootstrap,
-        allowed: members.clone(),
+        allowed: members.iter().map(|(_, p)| *p).collect(),
         psk,
         gossip_max_bytes: aidledger_network::GOSSIP_MAX_BYTES,
         redial_interval: std::time::Duration::from_millis(cfg.network.redial_interval_ms),
@@ -177,7 +173,6 @@ async fn run_async(
         key,
         store: store.clone(),
         net: net.clone(),
-        validator_peers,
         members,
         parent,
         acc,

@@ -1,5 +1,4 @@
-//! Adapters between the store and the execution crate, and the node's
-//! view of committed chain state.
+//! The core's view of committed chain state through the store.
 
 use std::sync::Arc;
 
@@ -10,9 +9,8 @@ use aidledger_storage::Store;
 use aidledger_types::{codec, PublicKey, StateAccumulator};
 
 /// Execution's read access to committed state, through the store (one
-/// adapter for the node and the auditor).
+/// adapter for the node, the simulator and the auditor).
 pub use aidledger_audit::StoreState;
-
 /// The mempool's read access to committed accounts.
 pub struct StoreAccounts(pub Arc<dyn Store>);
 

@@ -1,0 +1,137 @@
+//! What goes into the node core and what comes out of it.
+
+use aidledger_types::{Block, CommitCertificate, Hash, SignedTx};
+use serde::{Deserialize, Serialize};
+
+/// Another member node: an index into the member list the core was built
+/// with. The shell maps it to a network peer id.
+pub type Peer = usize;
+
+/// The time an input happens at. `wall_ms` is the node's clock (block
+/// timestamps, the consensus core's clock checks); `mono_ms` counts from the
+/// shell's start and never goes back (timeouts, proposal pacing, mempool
+/// gap expiry), so a wall-clock jump neither stops nor hastens them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Now {
+    pub wall_ms: u64,
+    pub mono_ms: u64,
+}
+
+/// A gossip channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Consensus,
+    Txs,
+}
+
+/// One input to the core.
+#[derive(Debug)]
+pub enum Event {
+    /// The node has started: the replica enters its height.
+    Start,
+    /// Transactions from a client, checked as one batch; answered by
+    /// [`Effect::Verdicts`] with the same ticket, one verdict each, in order.
+    Submit { ticket: u64, txs: Vec<SignedTx> },
+    /// Transaction gossip messages, admitted together.
+    TxGossip(Vec<Vec<u8>>),
+    /// A consensus message from the network.
+    Consensus(Vec<u8>),
+    /// A peer asks for blocks; answered by [`Effect::Reply`] with the token.
+    SyncRequest { token: u64, data: Vec<u8> },
+    /// The answer to the [`Effect::Request`] with this tag.
+    SyncResponse { tag: u64, data: Vec<u8> },
+    /// The [`Effect::Request`] with this tag failed.
+    SyncFailed { tag: u64 },
+    /// The peers connected now.
+    Peers(Vec<Peer>),
+    /// Time has passed: due timeouts fire, a due proposal is built, gossip
+    /// is flushed, stalled sync is retried. The shell sends it at
+    /// [`crate::NodeCore::next_wakeup`] at the latest.
+    Tick,
+}
+
+/// One thing the shell must do. Storage is not here: the core writes the
+/// store itself, synchronously, before it returns, so everything it asks
+/// to send was persisted first.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Effect {
+    Publish {
+        channel: Channel,
+        data: Vec<u8>,
+    },
+    /// A sync request to one peer; its answer comes back with `tag`.
+    Request {
+        tag: u64,
+        peer: Peer,
+        data: Vec<u8>,
+    },
+    /// The answer to [`Event::SyncRequest`] `token`.
+    Reply {
+        token: u64,
+        data: Vec<u8>,
+    },
+    /// The verdicts for [`Event::Submit`] `ticket`.
+    Verdicts {
+        ticket: u64,
+        verdicts: Vec<Result<Hash, String>>,
+    },
+    /// A block was committed with these transactions.
+    Committed {
+        height: u64,
+        txs: Vec<Hash>,
+    },
+}
+
+/// A transaction gossip message: a batch of signed transactions. `round`
+/// makes every message unique, so a re-gossiped transaction is not dropped
+/// by gossip's duplicate filter (message ids are content hashes).
+#[derive(Serialize, Deserialize, Debug)]
+pub struct TxGossip {
+    pub round: u64,
+    pub txs: Vec<SignedTx>,
+}
+
+/// Block sync over request-response.
+#[derive(Serialize, Deserialize, Debug)]
+pub enum SyncRequest {
+    Blocks { from: u64, max: u32 },
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct SyncResponse {
+    pub head: u64,
+    pub blocks: Vec<(Block, CommitCertificate)>,
+}
+
+/// Counters the core reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    AdmittedTxs,
+    RefusedTxs,
+    /// Refused because the nonce is already used: a resend.
+    ResentTxs,
+    ExpiredTxs,
+    RegossipedTxs,
+    SyncedBlocks,
+    ViewChanges,
+    CommittedBlocks,
+    CommittedTxs,
+    RejectedTxs,
+}
+
+/// Where the core reports what it measured. None of it feeds a decision:
+/// the simulator passes [`NoTelemetry`], the node exports Prometheus
+/// metrics. `clock_secs` times phases of work (seconds from any origin).
+pub trait Telemetry: Send {
+    fn count(&self, _c: Count, _n: u64) {}
+    fn clock_secs(&self) -> f64 {
+        0.0
+    }
+    /// propose, validate, persist or round, and how long it took.
+    fn phase(&self, _phase: &'static str, _secs: f64) {}
+    fn block_txs(&self, _txs: usize) {}
+}
+
+/// Telemetry that records nothing.
+pub struct NoTelemetry;
+impl Telemetry for NoTelemetry {}

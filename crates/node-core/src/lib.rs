@@ -1,0 +1,1165 @@
+//! The node core: everything a node decides, as one synchronous,
+//! deterministic state machine (docs/adr/011-node-core.md).
+//!
+//! [`NodeCore::handle`] takes the time and one [`Event`] and returns the
+//! [`Effect`]s the shell must perform: messages to publish, sync requests
+//! and replies, verdicts for clients, commit notices. The core owns the
+//! consensus replica, the mempool, the execution cache and the write side
+//! of the store; it reads no clock, spawns nothing and touches no socket.
+//! The store is injected (RocksDB in the node, memory in the simulator)
+//! and written synchronously inside `handle`, so persisting the safety
+//! state and the committed block happens before any effect of the same
+//! call reaches the network.
+//!
+//! The node's tokio shell (`node/src/driver.rs`) and the simulator
+//! (`crates/sim`) both run this code.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use aidledger_consensus::{
+    CommittedTip, Config as ReplicaConfig, Input, Output, Replica, SafetyState,
+};
+use aidledger_crypto::{verify_certificate, verify_txs, Keypair, VerifiedTx};
+use aidledger_execution::{
+    build_block, validate_block_with, BlockContext, BlockInvalid, BlockOutcome, ExecError,
+    ParentInfo,
+};
+use aidledger_mempool::{AdmitError, Mempool, MempoolConfig};
+use aidledger_storage::{CommitBatch, StorageError, Store};
+use aidledger_types::{
+    codec, Block, ChainId, CommitCertificate, Hash, OrgId, PublicKey, SignedTx, StateAccumulator,
+    Timestamp,
+};
+
+mod chain;
+mod io;
+mod timers;
+
+pub use chain::{open_chain, StoreAccounts, StoreState};
+pub use io::{
+    Channel, Count, Effect, Event, NoTelemetry, Now, Peer, SyncRequest, SyncResponse, Telemetry,
+    TxGossip,
+};
+pub use timers::{TimerKey, Timers, TIMERS_MAX};
+
+/// Most executed-but-uncommitted block outcomes kept.
+const OUTCOMES_MAX: usize = 64;
+/// Transactions gossiped together in one message, flushed at least every
+/// `GOSSIP_FLUSH_MS`.
+pub const GOSSIP_BATCH_TXS: usize = 256;
+pub const GOSSIP_FLUSH_MS: u64 = 20;
+/// How often transactions that waited too long behind a nonce gap leave
+/// the mempool.
+const EXPIRE_EVERY_MS: u64 = 1_000;
+/// How often transactions pending since the previous look are re-gossiped:
+/// a peer (perhaps the leader) may have dropped them while it was busy, and
+/// would otherwise never see them.
+const REGOSSIP_EVERY_MS: u64 = 2_000;
+const REGOSSIP_MAX: usize = 2048;
+/// How often an observer, or a validator that has not committed for two
+/// round timeouts, asks a peer for blocks.
+const SYNC_EVERY_MS: u64 = 1_000;
+/// A sync request unanswered this long no longer blocks the next one.
+const SYNC_PATIENCE_MS: u64 = 10_000;
+
+/// The consensus knobs the core uses (the node's `[consensus]` section).
+#[derive(Clone, Debug)]
+pub struct ConsensusSettings {
+    pub max_block_txs: usize,
+    pub max_block_bytes: usize,
+    pub block_interval_ms: u64,
+    pub empty_block_interval_ms: u64,
+    pub round_timeout_ms: u64,
+    pub max_clock_drift_ms: u64,
+    pub sync_batch: u64,
+}
+
+/// Deliberate defects, for the simulator's mutation tests only: each must
+/// be caught by its invariants. The node never sets them.
+#[derive(Clone, Debug, Default)]
+pub struct Mutants {
+    /// After a commit that rebuilt the replica for a new validator set,
+    /// keep executing the old replica's remaining outputs (issue 13's
+    /// reconfiguration fork).
+    pub keep_stale_outputs: bool,
+}
+
+/// Everything the core needs to start.
+pub struct CoreParts {
+    pub chain_id: ChainId,
+    pub consensus: ConsensusSettings,
+    pub mempool: MempoolConfig,
+    /// Largest transaction gossip message and sync response accepted (the
+    /// network's limits).
+    pub gossip_max_bytes: usize,
+    pub sync_response_max_bytes: usize,
+    pub key: Keypair,
+    pub store: Arc<dyn Store>,
+    /// The other member nodes' keys: [`Peer`] `i` is `members[i]`.
+    pub members: Vec<PublicKey>,
+    pub parent: ParentInfo,
+    pub acc: StateAccumulator,
+    /// Vote at once even if the safety state is missing or behind this
+    /// validator's own votes.
+    pub accept_missing_safety_state: bool,
+    pub telemetry: Box<dyn Telemetry>,
+    pub mutants: Mutants,
+}
+
+/// What the API shows about the node, read after each event.
+#[derive(Clone, Debug, Default)]
+pub struct CoreStatus {
+    pub height: u64,
+    pub block_hash: Hash,
+    pub state_root: Hash,
+    pub view: u64,
+    pub leader: Option<OrgId>,
+    pub mempool_txs: usize,
+    pub mempool_bytes: usize,
+    pub last_block_time_ms: u64,
+    pub is_voting: bool,
+}
+
+/// A block that executed here and passed the store's commit checks: what
+/// committing it will write.
+struct Checked {
+    height: u64,
+    outcome: BlockOutcome,
+    /// The encoded receipts, one per transaction.
+    receipts: Vec<Vec<u8>>,
+}
+
+/// Why this node will not vote for a block.
+enum Refusal {
+    /// The block breaks a rule, or the store would refuse it.
+    Invalid(String),
+    /// The store could not be read: nothing is known about the block.
+    Store(String),
+}
+
+struct PendingProposal {
+    height: u64,
+    view: u64,
+    parent_hash: Hash,
+}
+
+pub struct NodeCore {
+    chain_id: ChainId,
+    cfg: ConsensusSettings,
+    gap_ttl_ms: u64,
+    gossip_max_bytes: usize,
+    sync_response_max_bytes: usize,
+    key: Keypair,
+    store: Arc<dyn Store>,
+    replica: Option<Replica>,
+    mempool: Mempool,
+    members: Vec<PublicKey>,
+    connected: Vec<Peer>,
+    parent: ParentInfo,
+    acc: StateAccumulator,
+    outcomes: BTreeMap<Hash, Checked>,
+    proposal: Option<PendingProposal>,
+    /// Monotonic times of the last commit and of entering this height.
+    last_commit_ms: u64,
+    height_started_ms: u64,
+    sync_in_flight: Option<(u64, u64)>,
+    next_tag: u64,
+    sync_rr: usize,
+    last_view: u64,
+    /// The last committed block was full: propose again without waiting.
+    last_block_full: bool,
+    gossip_out: Vec<SignedTx>,
+    gossip_round: u64,
+    next_flush_ms: u64,
+    next_expire_ms: u64,
+    next_regossip_ms: u64,
+    next_sync_ms: u64,
+    regossip_prev: BTreeSet<Hash>,
+    timers: Timers,
+    /// Counts replica rebuilds (validator-set changes): outputs of an older
+    /// replica are never executed once a newer one exists.
+    replica_generation: u64,
+    /// While set, this validator does not vote: its safety state was
+    /// missing or behind its own votes, so it may already have voted at
+    /// heights up to this one. It follows the chain by sync and starts a
+    /// replica once the chain has committed past it.
+    abstain_through: Option<u64>,
+    accept_missing_safety_state: bool,
+    telemetry: Box<dyn Telemetry>,
+    mutants: Mutants,
+    now: Now,
+    out: Vec<Effect>,
+}
+
+impl NodeCore {
+    /// Builds the core on an opened chain and restores the persisted
+    /// safety state. `now` is the time of the start.
+    pub fn new(p: CoreParts, now: Now) -> anyhow::Result<NodeCore> {
+        let gap_ttl_ms = p.mempool.gap_ttl_ms;
+        let mut mempool = Mempool::new(p.mempool);
+        mempool.set_time(now.mono_ms);
+        let mut core = NodeCore {
+            chain_id: p.chain_id,
+            cfg: p.consensus,
+            gap_ttl_ms,
+            gossip_max_bytes: p.gossip_max_bytes,
+            sync_response_max_bytes: p.sync_response_max_bytes,
+            key: p.key,
+            store: p.store,
+            replica: None,
+            mempool,
+            members: p.members,
+            connected: Vec::new(),
+            parent: p.parent,
+            acc: p.acc,
+            outcomes: BTreeMap::new(),
+            proposal: None,
+            last_commit_ms: now.mono_ms,
+            height_started_ms: now.mono_ms,
+            sync_in_flight: None,
+            next_tag: 0,
+            sync_rr: 0,
+            last_view: 0,
+            last_block_full: false,
+            gossip_out: Vec::new(),
+            gossip_round: 0,
+            next_flush_ms: now.mono_ms + GOSSIP_FLUSH_MS,
+            next_expire_ms: now.mono_ms + EXPIRE_EVERY_MS,
+            next_regossip_ms: now.mono_ms + REGOSSIP_EVERY_MS,
+            next_sync_ms: now.mono_ms + SYNC_EVERY_MS,
+            regossip_prev: BTreeSet::new(),
+            timers: Timers::default(),
+            replica_generation: 0,
+            abstain_through: None,
+            accept_missing_safety_state: p.accept_missing_safety_state,
+            telemetry: p.telemetry,
+            mutants: p.mutants,
+            now,
+            out: Vec::new(),
+        };
+        core.rebuild_replica(true)?;
+        Ok(core)
+    }
+
+    /// Handles one event at `now` and returns what the shell must do, in
+    /// order. An error is fatal: the node must stop (the message says why
+    /// and what the operator should do); nothing of a failed commit was
+    /// written.
+    pub fn handle(&mut self, now: Now, ev: Event) -> anyhow::Result<Vec<Effect>> {
+        // Time never goes back inside the core, whatever the shell says.
+        self.now = Now {
+            wall_ms: now.wall_ms,
+            mono_ms: now.mono_ms.max(self.now.mono_ms),
+        };
+        self.mempool.set_time(self.now.mono_ms);
+        let r = self.dispatch(ev);
+        let out = std::mem::take(&mut self.out);
+        r.map(|()| out)
+    }
+
+    fn dispatch(&mut self, ev: Event) -> anyhow::Result<()> {
+        match ev {
+            Event::Start => self.feed(Input::Start)?,
+            Event::Submit { ticket, txs } => {
+                let verdicts = self.admit_batch(txs, true);
+                self.out.push(Effect::Verdicts { ticket, verdicts });
+            }
+            Event::TxGossip(batch) => self.admit_gossip(batch),
+            Event::Consensus(data) => {
+                if self.replica.is_some() {
+                    self.feed(Input::Message(data))?;
+                } else {
+                    // An observer: consensus traffic means the chain is
+                    // moving; fetch what has committed (one request at a
+                    // time) instead of waiting for the next sync tick.
+                    self.request_sync(self.parent.height + 1, None);
+                }
+            }
+            Event::SyncRequest { token, data } => {
+                let data = self.serve_sync(&data);
+                self.out.push(Effect::Reply { token, data });
+            }
+            Event::SyncResponse { tag, data } => {
+                if self.sync_in_flight.is_some_and(|(t, _)| t == tag) {
+                    self.sync_in_flight = None;
+                }
+                self.on_sync_response(&data)?;
+            }
+            Event::SyncFailed { tag } => {
+                if self.sync_in_flight.is_some_and(|(t, _)| t == tag) {
+                    self.sync_in_flight = None;
+                }
+            }
+            Event::Peers(mut peers) => {
+                peers.retain(|p| *p < self.members.len());
+                peers.sort_unstable();
+                peers.dedup();
+                self.connected = peers;
+            }
+            Event::Tick => self.tick()?,
+        }
+        Ok(())
+    }
+
+    /// The monotonic time by which the shell must send [`Event::Tick`].
+    pub fn next_wakeup(&self) -> u64 {
+        let mut at = self.next_flush_ms.min(self.next_sync_ms);
+        if let Some(t) = self.timers.next_deadline() {
+            at = at.min(t);
+        }
+        if let Some(p) = self.proposal_deadline() {
+            at = at.min(p);
+        }
+        at
+    }
+
+    /// Whether a transaction waits in the mempool.
+    pub fn is_pending(&self, id: &Hash) -> bool {
+        self.mempool.contains(id)
+    }
+
+    pub fn status(&self) -> CoreStatus {
+        let (view, leader) = match &self.replica {
+            Some(r) => {
+                let v = r.view();
+                (v, Some(self.parent.validator_set.leader(v).org.clone()))
+            }
+            None => (0, None),
+        };
+        CoreStatus {
+            height: self.parent.height,
+            block_hash: self.parent.hash,
+            state_root: self.parent.state_root,
+            view,
+            leader,
+            mempool_txs: self.mempool.len(),
+            mempool_bytes: self.mempool.bytes(),
+            last_block_time_ms: self.parent.timestamp.0,
+            is_voting: self.replica.is_some(),
+        }
+    }
+
+    /// The committed tip.
+    pub fn parent(&self) -> &ParentInfo {
+        &self.parent
+    }
+
+    /// The highest height this validator abstains through after losing
+    /// its safety state, if it does.
+    pub fn abstaining_through(&self) -> Option<u64> {
+        self.abstain_through
+    }
+
+    /// (Re)creates the replica for the validator set in force at the next
+    /// height. On start it restores the persisted safety state.
+    fn rebuild_replica(&mut self, restore: bool) -> anyhow::Result<()> {
+        self.replica_generation = self.replica_generation.wrapping_add(1);
+        // The old replica's timeouts belong to a core that no longer exists.
+        self.timers.clear();
+        self.proposal = None;
+        let vset = self.parent.validator_set.clone();
+        if vset.index_of(&self.key.public()).is_none() {
+            if self.replica.is_some() {
+                tracing::warn!("this node left the validator set; following as an observer");
+            }
+            self.replica = None;
+            return Ok(());
+        }
+        let mut core = ReplicaConfig::new(self.chain_id.clone(), vset.clone(), self.key.clone());
+        core.timeout_base_ms = self.cfg.round_timeout_ms;
+        core.timeout_max_ms = self.cfg.round_timeout_ms.saturating_mul(16);
+        let tip = CommittedTip {
+            height: self.parent.height,
+            hash: self.parent.hash,
+            view: match self.store.certificate(self.parent.height)? {
+                Some(c) => c.view,
+                None => 0,
+            },
+        };
+        let saved = match self.store.safety_state()? {
+            Some(bytes) => Some(SafetyState::decode(&bytes)?),
+            None => None,
+        };
+        if restore {
+            // Signature indices are into the set that certified the tip;
+            // they are read against the next height's set only when the
+            // tip did not change it.
+            let tip_block = self.store.block(self.parent.height)?;
+            let same_set = tip_block.is_some_and(|b| b.header.validator_set_hash == vset.hash());
+            let my_vote_at_tip = match self.store.certificate(self.parent.height)? {
+                Some(c) if same_set => {
+                    let me = vset.index_of(&self.key.public());
+                    c.signatures
+                        .iter()
+                        .any(|s| Some(usize::from(s.validator)) == me)
+                }
+                _ => false,
+            };
+            self.abstain_through = amnesia_guard(
+                self.parent.height,
+                saved.as_ref().map(|s| s.height),
+                my_vote_at_tip,
+                self.accept_missing_safety_state,
+            );
+            if let Some(h) = self.abstain_through {
+                tracing::error!(
+                    committed = self.parent.height,
+                    abstain_through = h,
+                    "consensus safety state is missing or older than this validator's own votes: \
+                     not voting until the consortium has committed height {h}, since this key \
+                     may already have voted there (node run --accept-missing-safety-state \
+                     overrides; see the operator guide)"
+                );
+            }
+        }
+        if let Some(h) = self.abstain_through {
+            if self.parent.height <= h {
+                self.replica = None;
+                return Ok(());
+            }
+            tracing::warn!(
+                height = self.parent.height,
+                "the chain has moved past the heights this validator may have voted at; voting again"
+            );
+            self.abstain_through = None;
+        }
+        let replica = match (restore, saved) {
+            (true, Some(s)) => {
+                tracing::info!(
+                    height = s.height,
+                    view = s.view,
+                    "restoring consensus safety state"
+                );
+                Replica::restore(core, s, tip)?
+            }
+            _ => Replica::new(core, tip)?,
+        };
+        self.replica = Some(replica);
+        Ok(())
+    }
+
+    fn tick(&mut self) -> anyhow::Result<()> {
+        let now = self.now.mono_ms;
+        for (height, view, kind) in self.timers.take_due(now) {
+            self.feed(Input::Timeout { kind, view, height })?;
+        }
+        if self.proposal_deadline().is_some_and(|at| at <= now) {
+            self.propose()?;
+        }
+        if now >= self.next_flush_ms {
+            self.next_flush_ms = now + GOSSIP_FLUSH_MS;
+            self.flush_gossip();
+        }
+        if now >= self.next_expire_ms {
+            self.next_expire_ms = now + EXPIRE_EVERY_MS;
+            let expired = self.mempool.expire_gaps(now);
+            if !expired.is_empty() {
+                tracing::info!(
+                    txs = expired.len(),
+                    ttl_ms = self.gap_ttl_ms,
+                    "dropped pending transactions stuck behind a nonce gap"
+                );
+                self.telemetry
+                    .count(Count::ExpiredTxs, expired.len() as u64);
+            }
+        }
+        if now >= self.next_regossip_ms {
+            self.next_regossip_ms = now + REGOSSIP_EVERY_MS;
+            self.regossip();
+        }
+        if now >= self.next_sync_ms {
+            self.next_sync_ms = now + SYNC_EVERY_MS;
+            // Observers follow the chain by sync alone; a validator that
+            // has not committed for a while asks too, in case it missed
+            // the messages that would have told its core it is behind.
+            let stalled = now.saturating_sub(self.last_commit_ms)
+                > self.cfg.round_timeout_ms.saturating_mul(2);
+            if self.replica.is_none() || stalled {
+                self.request_sync(self.parent.height + 1, None);
+            }
+        }
+        Ok(())
+    }
+
+    fn proposal_deadline(&self) -> Option<u64> {
+        self.proposal.as_ref()?;
+        let c = &self.cfg;
+        // A full mempool proposes at once, but only while blocks come out
+        // full: pending transactions that cannot execute yet (a nonce gap)
+        // must not make the leader propose a stream of empty blocks.
+        if self.mempool.len() >= c.max_block_txs && self.last_block_full {
+            return Some(self.now.mono_ms);
+        }
+        // Only transactions that can run count as work: two transactions
+        // behind a nonce gap must not raise the block rate.
+        let wait = if !self.mempool.has_ready() {
+            c.empty_block_interval_ms
+        } else {
+            c.block_interval_ms
+        };
+        Some(self.last_commit_ms + wait)
+    }
+
+    /// Checks limits and signatures (one batch, the same verdicts as one
+    /// by one), then admits to the mempool: one verdict per transaction,
+    /// in order. With `share`, admitted transactions queue for gossip
+    /// (gossip does not echo to the publisher).
+    fn admit_batch(&mut self, txs: Vec<SignedTx>, share: bool) -> Vec<Result<Hash, String>> {
+        let mut out: Vec<Result<Hash, String>> = Vec::with_capacity(txs.len());
+        let mut checked = Vec::with_capacity(txs.len());
+        let mut slots = Vec::with_capacity(txs.len());
+        for tx in txs {
+            match tx.check_limits() {
+                Ok(()) => {
+                    slots.push(out.len());
+                    // Replaced below by the verdict.
+                    out.push(Err(String::new()));
+                    checked.push(tx);
+                }
+                Err(e) => {
+                    self.telemetry.count(Count::RefusedTxs, 1);
+                    out.push(Err(e.to_string()));
+                }
+            }
+        }
+        for (slot, r) in slots.into_iter().zip(verify_txs(checked, &self.chain_id)) {
+            out[slot] = match r {
+                Ok(v) => {
+                    let tx = share.then(|| v.tx().clone());
+                    let len = codec::encoded_len(v.tx());
+                    let res = self.admit(v, len);
+                    if let (Ok(_), Some(tx)) = (&res, tx) {
+                        self.gossip_out.push(tx);
+                    }
+                    res
+                }
+                Err((_, e)) => {
+                    self.telemetry.count(Count::RefusedTxs, 1);
+                    Err(e.to_string())
+                }
+            };
+        }
+        if self.gossip_out.len() >= GOSSIP_BATCH_TXS {
+            self.flush_gossip();
+        }
+        out
+    }
+
+    fn admit(&mut self, v: VerifiedTx, len: usize) -> Result<Hash, String> {
+        let accounts = StoreAccounts(self.store.clone());
+        match self.mempool.admit(v, len, &accounts) {
+            Ok(id) => {
+                self.telemetry.count(Count::AdmittedTxs, 1);
+                Ok(id)
+            }
+            Err(e) => {
+                self.telemetry.count(Count::RefusedTxs, 1);
+                if matches!(e, AdmitError::NonceTooLow { .. }) {
+                    self.telemetry.count(Count::ResentTxs, 1);
+                }
+                Err(e.to_string())
+            }
+        }
+    }
+
+    fn admit_gossip(&mut self, batch: Vec<Vec<u8>>) {
+        let mut txs = Vec::new();
+        // A transaction gossiped by two peers is verified once.
+        let mut seen = BTreeSet::new();
+        for data in batch {
+            let msg: TxGossip = match codec::decode_with_limit(&data, self.gossip_max_bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(error = %e, "undecodable transaction gossip");
+                    continue;
+                }
+            };
+            txs.extend(msg.txs.into_iter().filter(|tx| {
+                let id = tx.id();
+                !self.mempool.contains(&id) && seen.insert(id)
+            }));
+        }
+        for r in self.admit_batch(txs, false) {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "gossiped tx refused");
+            }
+        }
+    }
+
+    /// Publishes the outbox as gossip.
+    fn flush_gossip(&mut self) {
+        if self.gossip_out.is_empty() {
+            return;
+        }
+        let txs = std::mem::take(&mut self.gossip_out);
+        self.publish_txs(txs);
+    }
+
+    fn publish_txs(&mut self, txs: Vec<SignedTx>) {
+        // Keep each message well under the gossip size limit.
+        let budget = self.gossip_max_bytes / 2;
+        let mut chunk = Vec::new();
+        let mut bytes = 0usize;
+        for tx in txs {
+            let len = codec::encoded_len(&tx);
+            if !chunk.is_empty() && bytes + len > budget {
+                self.publish_chunk(std::mem::take(&mut chunk));
+                bytes = 0;
+            }
+            bytes += len;
+            chunk.push(tx);
+        }
+        if !chunk.is_empty() {
+            self.publish_chunk(chunk);
+        }
+    }
+
+    fn publish_chunk(&mut self, txs: Vec<SignedTx>) {
+        self.gossip_round = self.gossip_round.wrapping_add(1);
+        let msg = TxGossip {
+            round: self.gossip_round,
+            txs,
+        };
+        self.out.push(Effect::Publish {
+            channel: Channel::Txs,
+            data: codec::encode(&msg),
+        });
+    }
+
+    /// Transactions pending since the last look are re-gossiped once.
+    fn regossip(&mut self) {
+        let oldest = self.mempool.oldest(REGOSSIP_MAX);
+        let now: BTreeSet<Hash> = oldest.iter().map(|v| v.id()).collect();
+        let again: Vec<SignedTx> = oldest
+            .into_iter()
+            .filter(|v| self.regossip_prev.contains(&v.id()))
+            .map(|v| v.tx().clone())
+            .collect();
+        self.regossip_prev = now;
+        if !again.is_empty() {
+            tracing::debug!(txs = again.len(), "re-gossiping long-pending transactions");
+            self.telemetry
+                .count(Count::RegossipedTxs, again.len() as u64);
+            self.publish_txs(again);
+        }
+    }
+
+    /// Feeds an input to the replica and executes its outputs in order;
+    /// inputs produced by executing outputs are fed afterwards.
+    fn feed(&mut self, input: Input) -> anyhow::Result<()> {
+        let mut queue = VecDeque::from([input]);
+        while let Some(inp) = queue.pop_front() {
+            let Some(r) = self.replica.as_mut() else {
+                return Ok(());
+            };
+            let outs = r.handle(self.now.wall_ms, inp);
+            if let Some(e) = r.take_rejection() {
+                tracing::debug!(error = %e, "consensus input rejected");
+            }
+            let generation = self.replica_generation;
+            let mut outs = outs.into_iter();
+            for o in outs.by_ref() {
+                if let Some(next) = self.execute(o)? {
+                    queue.push_back(next);
+                }
+                if self.replica_generation != generation && !self.mutants.keep_stale_outputs {
+                    // That output committed a block that changed the
+                    // validator set, and the replica was rebuilt for the new
+                    // set. The rest of this vector, and every input derived
+                    // from the old replica's outputs, belong to a core that
+                    // no longer exists: it may already have entered the
+                    // next height, replayed buffered messages checked
+                    // against the old set and joined a later view. Running
+                    // them would overwrite the new replica's safety state
+                    // with the old one's and send messages the new replica
+                    // never decided (issue 13). Drop them; the new replica's
+                    // peers retransmit what it needs.
+                    let dropped = outs.len() + queue.len();
+                    if dropped > 0 {
+                        tracing::warn!(
+                            dropped,
+                            "dropped the old replica's outputs after reconfiguration"
+                        );
+                    }
+                    queue.clear();
+                    break;
+                }
+            }
+            self.track_view();
+        }
+        Ok(())
+    }
+
+    fn track_view(&mut self) {
+        if let Some(r) = &self.replica {
+            let v = r.view();
+            if v > self.last_view {
+                self.telemetry.count(Count::ViewChanges, v - self.last_view);
+                tracing::info!(view = v, height = r.height(), "view changed");
+            }
+            self.last_view = v;
+        }
+    }
+
+    fn execute(&mut self, o: Output) -> anyhow::Result<Option<Input>> {
+        match o {
+            Output::PersistSafetyState(s) => {
+                // Synced write: durable before anything later in this
+                // output vector is handed to the shell.
+                self.store.put_safety_state(&s.encode())?;
+            }
+            Output::Broadcast(env) | Output::Send { message: env, .. } => {
+                self.out.push(Effect::Publish {
+                    channel: Channel::Consensus,
+                    data: env.encode(),
+                });
+            }
+            Output::ScheduleTimeout {
+                kind,
+                view,
+                height,
+                after_ms,
+            } => self.timers.schedule(
+                (height, view, kind),
+                self.now.mono_ms.saturating_add(after_ms),
+            ),
+            Output::RequestProposal {
+                height,
+                view,
+                parent_hash,
+                ..
+            } => {
+                self.proposal = Some(PendingProposal {
+                    height,
+                    view,
+                    parent_hash,
+                });
+            }
+            Output::ValidateBlock { block, now_ms, .. } => {
+                let height = block.header.height;
+                let block_hash = block.hash();
+                let valid = self.validate(&block, Some(now_ms));
+                return Ok(Some(Input::BlockValidated {
+                    height,
+                    block_hash,
+                    valid,
+                }));
+            }
+            Output::Commit { block, certificate } => self.commit(block, certificate)?,
+            Output::RequestSync { from_height, peer } => {
+                let p = self
+                    .parent
+                    .validator_set
+                    .validators()
+                    .get(peer as usize)
+                    .and_then(|v| self.members.iter().position(|k| *k == v.key));
+                self.request_sync(from_height, p);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Validates a block on top of the committed tip and checks that the
+    /// store would take it; caches the outcome. Both must hold before this
+    /// validator votes, so a block it helps certify always commits here
+    /// (ADR 010).
+    fn validate(&mut self, block: &Block, now: Option<u64>) -> bool {
+        match self.check_block(block, now) {
+            Ok(()) => true,
+            Err(Refusal::Store(e)) => {
+                tracing::error!(height = block.header.height, block = %block.hash().short(), error = %e, "cannot check the block against the store; not voting");
+                false
+            }
+            Err(Refusal::Invalid(e)) => {
+                tracing::warn!(height = block.header.height, block = %block.hash().short(), error = %e, "block refused");
+                false
+            }
+        }
+    }
+
+    fn check_block(&mut self, block: &Block, now: Option<u64>) -> Result<(), Refusal> {
+        let hash = block.hash();
+        if self.outcomes.contains_key(&hash) {
+            return Ok(());
+        }
+        let started = self.telemetry.clock_secs();
+        let state = StoreState(self.store.as_ref());
+        // Transactions already verified on admission are not verified again.
+        let mempool = &self.mempool;
+        let known = |tx: &SignedTx| mempool.get(&tx.id()).cloned();
+        let r = validate_block_with(
+            block,
+            &self.parent,
+            now,
+            self.cfg.max_clock_drift_ms,
+            &state,
+            &self.acc,
+            &known,
+        );
+        let checked = match r {
+            Err(BlockInvalid::Execution {
+                source: ExecError::Storage { reason },
+                ..
+            }) => Err(Refusal::Store(reason)),
+            Err(e) => Err(Refusal::Invalid(e.to_string())),
+            Ok((_, outcome)) => self.storable(block, outcome).map_err(|e| match e {
+                StorageError::Rocks(_) | StorageError::Corrupt { .. } | StorageError::ReadOnly => {
+                    Refusal::Store(e.to_string())
+                }
+                e => Refusal::Invalid(format!("the store would refuse it: {e}")),
+            }),
+        };
+        self.telemetry
+            .phase("validate", self.telemetry.clock_secs() - started);
+        let checked = checked?;
+        self.remember(hash, checked);
+        Ok(())
+    }
+
+    /// Encodes the receipts and runs every check `commit_block` makes
+    /// except the certificate's.
+    fn storable(&self, block: &Block, outcome: BlockOutcome) -> Result<Checked, StorageError> {
+        let receipts: Vec<Vec<u8>> = outcome.receipts.iter().map(codec::encode).collect();
+        self.store
+            .check_commit_block(block, &outcome.writes, &receipts, &outcome.accumulator)?;
+        Ok(Checked {
+            height: block.header.height,
+            outcome,
+            receipts,
+        })
+    }
+
+    fn remember(&mut self, hash: Hash, checked: Checked) {
+        if self.outcomes.len() >= OUTCOMES_MAX {
+            // Keep the lowest heights: they are the ones about to commit.
+            if let Some((&k, _)) = self.outcomes.iter().max_by_key(|(_, c)| c.height) {
+                self.outcomes.remove(&k);
+            }
+        }
+        self.outcomes.insert(hash, checked);
+    }
+
+    fn propose(&mut self) -> anyhow::Result<()> {
+        let Some(p) = self.proposal.take() else {
+            return Ok(());
+        };
+        if p.height != self.parent.height + 1 || p.parent_hash != self.parent.hash {
+            return Ok(());
+        }
+        let started = self.telemetry.clock_secs();
+        let c = &self.cfg;
+        let accounts = StoreAccounts(self.store.clone());
+        let txs = self
+            .mempool
+            .select(c.max_block_txs, c.max_block_bytes, &accounts);
+        let timestamp = Timestamp(self.now.wall_ms.max(self.parent.timestamp.0 + 1));
+        let ctx = BlockContext {
+            chain_id: self.chain_id.clone(),
+            height: p.height,
+            timestamp,
+            proposer: self.key.public(),
+        };
+        let store = self.store.clone();
+        let state = StoreState(store.as_ref());
+        let (mut block, mut outcome) =
+            build_block(&self.parent, &ctx, p.view, &txs, &state, &self.acc)?;
+        let mut candidates = txs;
+        // Never propose what this store could not commit. Execution rules
+        // out every known cause (ADR 010), so this is a damaged index, a
+        // chain from before the inclusion rule, or a failing disk, and it
+        // is loud. A transaction the index already holds leaves the pool
+        // and the block is built again without it (a bounded number of
+        // times); any other refusal proposes an empty block and drops
+        // nothing, so no acknowledged transaction is lost to a bad read.
+        let mut attempts = 0;
+        let checked = loop {
+            match self.storable(&block, outcome) {
+                Ok(c) => break c,
+                Err(e) => {
+                    attempts += 1;
+                    tracing::error!(
+                        height = p.height,
+                        txs = block.txs.len(),
+                        error = %e,
+                        "the block built here would not commit"
+                    );
+                    match e {
+                        StorageError::DuplicateTx { id, .. } if attempts < 4 => {
+                            self.mempool.drop_txs(&[id]);
+                            candidates.retain(|v| v.id() != id);
+                        }
+                        _ if !block.txs.is_empty() => candidates.clear(),
+                        e => {
+                            anyhow::bail!(
+                                "height {}: even an empty block would not commit here: {e}",
+                                p.height
+                            )
+                        }
+                    }
+                    (block, outcome) =
+                        build_block(&self.parent, &ctx, p.view, &candidates, &state, &self.acc)?;
+                }
+            }
+        };
+        self.telemetry
+            .phase("propose", self.telemetry.clock_secs() - started);
+        tracing::debug!(
+            height = p.height,
+            view = p.view,
+            txs = block.txs.len(),
+            "proposing"
+        );
+        self.remember(block.hash(), checked);
+        self.feed(Input::ProposalReady { block })
+    }
+
+    fn commit(&mut self, block: Block, certificate: CommitCertificate) -> anyhow::Result<()> {
+        let hash = block.hash();
+        let height = block.header.height;
+        if height <= self.parent.height {
+            return Ok(()); // Already committed (a late duplicate).
+        }
+        anyhow::ensure!(
+            height == self.parent.height + 1,
+            "asked to commit height {height} on top of {}",
+            self.parent.height
+        );
+        let checked = match self.outcomes.remove(&hash) {
+            Some(c) => c,
+            None => {
+                match self.check_block(&block, None) {
+                    Ok(()) => {}
+                    Err(Refusal::Store(e)) => anyhow::bail!(
+                        "height {height}: cannot read the store to check certified block {hash}: \
+                         {e}. The node stops; nothing of this block was written. Fix the disk \
+                         and start the node again"
+                    ),
+                    Err(Refusal::Invalid(e)) => anyhow::bail!(
+                        "height {height}: certified block {hash} cannot be committed here: {e}. \
+                         A quorum certified it, so this node's state or store differs from the \
+                         consortium's; the node stops rather than diverge. Check the disk, then \
+                         resync this node from its peers (wipe its data directory) or restore a \
+                         backup"
+                    ),
+                }
+                match self.outcomes.remove(&hash) {
+                    Some(c) => c,
+                    None => anyhow::bail!("height {height}: validated outcome vanished"),
+                }
+            }
+        };
+        let Checked {
+            outcome, receipts, ..
+        } = checked;
+        let started = self.telemetry.clock_secs();
+        let rejected = outcome.receipts.iter().filter(|r| !r.is_applied()).count();
+        let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
+        let batch = CommitBatch {
+            block: block.clone(),
+            certificate,
+            state_writes: outcome.writes.clone(),
+            receipts,
+            accumulator: outcome.accumulator.clone(),
+        };
+        self.store.commit_block(batch).map_err(|e| {
+            anyhow::anyhow!(
+                "height {height}: writing certified block {hash} failed: {e}. The node stops; \
+                 nothing of this block was written. Fix the cause (disk space, permissions, I/O \
+                 errors in the system log) and start the node again: it commits the block then"
+            )
+        })?;
+        let t = &self.telemetry;
+        t.phase("persist", t.clock_secs() - started);
+        t.phase(
+            "round",
+            self.now.mono_ms.saturating_sub(self.height_started_ms) as f64 / 1000.0,
+        );
+        t.count(Count::CommittedBlocks, 1);
+        t.count(Count::CommittedTxs, ids.len() as u64);
+        t.count(Count::RejectedTxs, rejected as u64);
+        t.block_txs(ids.len());
+        let vset_changed = outcome.validator_set != self.parent.validator_set;
+        self.parent = ParentInfo::child_of(&block, &outcome);
+        self.acc = outcome.accumulator;
+        self.outcomes.retain(|_, c| c.height > height);
+        self.proposal = None;
+        self.last_block_full = ids.len() >= self.cfg.max_block_txs;
+        self.last_commit_ms = self.now.mono_ms;
+        self.height_started_ms = self.now.mono_ms;
+        let accounts = StoreAccounts(self.store.clone());
+        self.mempool.on_commit(&ids, &accounts);
+        tracing::info!(
+            height,
+            view = self.replica.as_ref().map(|r| r.view()).unwrap_or(0),
+            txs = ids.len(),
+            block = %hash.short(),
+            state_root = %self.parent.state_root.short(),
+            "committed"
+        );
+        self.out.push(Effect::Committed { height, txs: ids });
+        let abstained_enough = self.abstain_through.is_some_and(|h| height > h);
+        if vset_changed || abstained_enough {
+            if vset_changed {
+                tracing::warn!(height, "validator set changed; reconfiguring consensus");
+            }
+            self.rebuild_replica(false)?;
+            // The new replica starts from nothing of the old one's; feeding
+            // it from inside the old replica's output loop is safe because
+            // `feed` stops that loop as soon as it sees the new generation.
+            self.feed(Input::Start)?;
+        }
+        Ok(())
+    }
+
+    fn serve_sync(&self, data: &[u8]) -> Vec<u8> {
+        let head = self.parent.height;
+        let mut resp = SyncResponse {
+            head,
+            blocks: Vec::new(),
+        };
+        let Ok(SyncRequest::Blocks { from, max }) = codec::decode_with_limit(data, 1024) else {
+            return codec::encode(&resp);
+        };
+        let max = u64::from(max).clamp(1, self.cfg.sync_batch.max(1));
+        let mut bytes = 0usize;
+        let mut h = from.max(1);
+        while h <= head && h < from.max(1) + max {
+            let (Ok(Some(b)), Ok(Some(c))) = (self.store.block(h), self.store.certificate(h))
+            else {
+                break;
+            };
+            bytes += codec::encoded_len(&b) + codec::encoded_len(&c);
+            if bytes > self.sync_response_max_bytes / 2 && !resp.blocks.is_empty() {
+                break;
+            }
+            resp.blocks.push((b, c));
+            h += 1;
+        }
+        codec::encode(&resp)
+    }
+
+    fn request_sync(&mut self, from: u64, peer: Option<Peer>) {
+        if let Some((_, at)) = self.sync_in_flight {
+            if self.now.mono_ms.saturating_sub(at) < SYNC_PATIENCE_MS {
+                return;
+            }
+        }
+        let peer = match peer.filter(|p| self.connected.contains(p)) {
+            Some(p) => p,
+            None => {
+                if self.connected.is_empty() {
+                    return;
+                }
+                self.sync_rr = self.sync_rr.wrapping_add(1);
+                self.connected[self.sync_rr % self.connected.len()]
+            }
+        };
+        let data = codec::encode(&SyncRequest::Blocks {
+            from,
+            max: u32::try_from(self.cfg.sync_batch).unwrap_or(u32::MAX),
+        });
+        self.next_tag = self.next_tag.wrapping_add(1);
+        let tag = self.next_tag;
+        self.sync_in_flight = Some((tag, self.now.mono_ms));
+        self.out.push(Effect::Request { tag, peer, data });
+    }
+
+    fn on_sync_response(&mut self, data: &[u8]) -> anyhow::Result<()> {
+        let resp: SyncResponse = match codec::decode_with_limit(data, self.sync_response_max_bytes)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "undecodable sync response");
+                return Ok(());
+            }
+        };
+        let more = resp.head > self.parent.height + resp.blocks.len() as u64;
+        for (block, cert) in resp.blocks {
+            let h = block.header.height;
+            if h <= self.parent.height {
+                continue;
+            }
+            if h != self.parent.height + 1 {
+                break;
+            }
+            if let Err(e) = verify_certificate(
+                &cert,
+                &self.chain_id,
+                &self.parent.validator_set,
+                h,
+                &block.hash(),
+            ) {
+                tracing::warn!(height = h, error = %e, "synced block has a bad certificate");
+                break;
+            }
+            if self.replica.is_some() {
+                // The core validates and commits it through the usual path.
+                self.feed(Input::Synced {
+                    block,
+                    certificate: cert,
+                })?;
+                if self.parent.height < h {
+                    break; // The core buffered it; wait for more.
+                }
+            } else {
+                if !self.validate(&block, None) {
+                    break;
+                }
+                self.commit(block, cert)?;
+            }
+            self.telemetry.count(Count::SyncedBlocks, 1);
+        }
+        if more {
+            self.request_sync(self.parent.height + 1, None);
+        }
+        Ok(())
+    }
+}
+
+/// The highest height a restarted validator must not vote at, if any. A
+/// validator with committed blocks but no safety state, or whose safety
+/// state is for a height below the tip although the tip's certificate
+/// holds its own commit vote, has lost the record of what it signed (a
+/// deleted or restored-older safety state, lost writes). It may already
+/// have voted at heights up to the tip's next one, and voting there again
+/// could sign two blocks at one height. So it abstains until the chain has
+/// committed that height, unless the operator accepts the risk.
+pub fn amnesia_guard(
+    tip: u64,
+    safety_height: Option<u64>,
+    my_vote_at_tip: bool,
+    accept: bool,
+) -> Option<u64> {
+    if accept || tip == 0 {
+        return None;
+    }
+    match safety_height {
+        None => Some(tip + 1),
+        Some(h) if h < tip && my_vote_at_tip => Some(tip + 1),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amnesia_guard;
+
+    #[test]
+    fn a_validator_that_lost_its_safety_state_abstains_past_the_next_height() {
+        // A fresh chain: nothing was ever signed.
+        assert_eq!(amnesia_guard(0, None, false, false), None);
+        // Blocks but no safety state: it may have voted at tip + 1.
+        assert_eq!(amnesia_guard(7, None, false, false), Some(8));
+        // The usual restarts: in flight at tip + 1, or just committed.
+        assert_eq!(amnesia_guard(7, Some(8), true, false), None);
+        assert_eq!(amnesia_guard(7, Some(7), true, false), None);
+        // Caught up by sync without voting: an old state is expected.
+        assert_eq!(amnesia_guard(7, Some(3), false, false), None);
+        // Its own vote certified the tip, yet the state is older: lost.
+        assert_eq!(amnesia_guard(7, Some(3), true, false), Some(8));
+        // The operator's explicit override.
+        assert_eq!(amnesia_guard(7, None, false, true), None);
+        assert_eq!(amnesia_guard(7, Some(3), true, true), None);
+    }
+}
