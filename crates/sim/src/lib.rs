@@ -16,6 +16,7 @@
 
 pub mod app;
 mod byzantine;
+pub mod cluster;
 pub mod exec_app;
 pub mod scenario;
 mod sim;
@@ -27,6 +28,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 pub use app::{App, AppGenesis, Proposal};
+pub use cluster::{run_cluster_seed, ClusterOptions, ClusterReport};
 pub use exec_app::ExecApp;
 pub use scenario::{Byz, Fault, Scenario};
 pub use sim::{Options, BLOCK_INTERVAL_MS, LIVENESS_BUDGET_MS, MAX_EVENTS};

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use aidledger_sim::{run_seed_with, Byz, ExecApp, Fault, Options, SeedReport};
+use aidledger_sim::{
+    run_cluster_seed, run_seed_with, Byz, ClusterOptions, ExecApp, Fault, Options, SeedReport,
+};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -36,10 +38,24 @@ struct Args {
     /// Most workload transactions per block (drawn uniformly from 0..=N).
     #[arg(long, default_value_t = ExecApp::default().max_txs)]
     max_txs: usize,
+    /// Run whole node cores (admission, mempool, gossip, sync, commit,
+    /// reconfiguration) instead of bare consensus replicas.
+    #[arg(long)]
+    nodes: bool,
+    /// With --nodes: no validator-set changes by governance.
+    #[arg(long)]
+    no_reconfig: bool,
+    /// With --nodes: plant a defect that the simulator must catch
+    /// (stale-outputs, no-send-nonce); violations expected.
+    #[arg(long)]
+    mutant: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.nodes {
+        return main_nodes(&args);
+    }
     let opts = Options {
         byzantine: !args.no_byzantine,
         faults: !args.no_faults,
@@ -133,6 +149,117 @@ fn run_parallel(app: &ExecApp, seeds: &[u64], opts: &Options, threads: usize) ->
                     break;
                 };
                 let report = run_seed_with(app, seed, opts);
+                if let Ok(mut r) = results.lock() {
+                    r[i] = Some(report);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|_| panic!("a simulation thread panicked"))
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn threads_of(args: &Args) -> usize {
+    if args.threads > 0 {
+        args.threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+/// `--nodes`: whole node cores.
+fn main_nodes(args: &Args) -> ExitCode {
+    let mut opts = ClusterOptions {
+        faults: !args.no_faults,
+        reconfig: !args.no_reconfig,
+        debug: args.debug,
+        ..ClusterOptions::default()
+    };
+    match args.mutant.as_deref() {
+        None => {}
+        Some("stale-outputs") => opts.mutants.keep_stale_outputs = true,
+        Some("no-send-nonce") => opts.mutant_no_send_nonce = true,
+        Some(other) => {
+            eprintln!("unknown mutant {other:?}: expected stale-outputs or no-send-nonce");
+            return ExitCode::from(2);
+        }
+    }
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    let seeds: Vec<u64> = (args.start_seed..args.start_seed + args.seeds).collect();
+    let reports = parallel(&seeds, threads_of(args), |s| run_cluster_seed(s, &opts));
+    let (mut ok, mut bad) = (0u64, 0u64);
+    let (mut txs, mut submitted, mut refused, mut resent, mut replays, mut max_height) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut reconfigs, mut took_effect) = (0usize, 0usize);
+    let mut faults: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &reports {
+        if args.verbose {
+            println!("{r}");
+        }
+        txs += r.committed_txs;
+        submitted += r.submitted;
+        refused += r.refused;
+        resent += r.resent;
+        replays += r.replayed_gossip;
+        max_height = max_height.max(r.max_height);
+        reconfigs += r.reconfigurations.len();
+        took_effect += r.set_changes.len();
+        for f in &r.faults {
+            let kind: String = f
+                .split(|c: char| c.is_ascii_digit())
+                .next()
+                .unwrap_or(f)
+                .trim()
+                .to_string();
+            *faults.entry(kind).or_default() += 1;
+        }
+        if r.ok() {
+            ok += 1;
+        } else {
+            bad += 1;
+            println!("seed {} FAILED: {:?}", r.seed, r.violations);
+            println!(
+                "  reproduce: cargo run --release -p aidledger-sim -- --nodes --seeds 1 --start-seed {}{}",
+                r.seed,
+                args.mutant.as_ref().map(|m| format!(" --mutant {m}")).unwrap_or_default()
+            );
+        }
+    }
+    let fs: Vec<String> = faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let last = (args.start_seed + args.seeds).saturating_sub(1);
+    println!(
+        "node cores, seeds {}..{last}: {ok} ok, {bad} violations; mutant: {}; {reconfigs} validator-set changes proposed, {took_effect} took effect; {submitted} transactions submitted ({resent} resends, {replays} gossip replays), {refused} refused at admission; {txs} committed; max height {max_height}; faults: {}; {:.1} s",
+        args.start_seed,
+        args.mutant.as_deref().unwrap_or("none"),
+        fs.join(", "),
+        started.elapsed().as_secs_f64()
+    );
+    let expect_violations = args.mutant.is_some();
+    if (bad > 0) != expect_violations {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn parallel<R: Send>(seeds: &[u64], threads: usize, run: impl Fn(u64) -> R + Sync) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..seeds.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&seed) = seeds.get(i) else {
+                    break;
+                };
+                let report = run(seed);
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(report);
                 }

@@ -47,6 +47,12 @@ impl MemStore {
         }
     }
 
+    /// Deletes the consensus safety state, as a lost or deleted file
+    /// would: for the simulator's amnesia faults.
+    pub fn forget_safety_state(&self) {
+        self.write().safety = None;
+    }
+
     // A panic while holding the lock cannot leave a half-applied write
     // behind (writes are built first and swapped in last), so a poisoned
     // lock still guards consistent data and is safe to use.

@@ -1,0 +1,1209 @@
+//! The whole-node simulator: N real node cores ([`aidledger_node_core`]),
+//! each on its own in-memory store, under a seeded network with the
+//! gossip semantics of the production network, clients that resend and
+//! replay, governance-driven validator-set changes, crashes, wiped stores,
+//! lost and rolled-back safety state, partitions and drifting clocks.
+//!
+//! Nothing here decides anything a node decides: admission, mempool,
+//! gossip batching, block building, validation, commit, sync and
+//! reconfiguration all run in `NodeCore`, the code the `aidledger` binary
+//! runs. The simulator only delivers, delays, drops and checks.
+//!
+//! The transport models `aidledger-network`: a gossip message's id is the
+//! SHA-256 of its bytes, each node drops ids it saw within the duplicate
+//! window, a message is flooded to every reachable peer and forwarded once
+//! by each receiver; consensus messages carry the network's per-send
+//! counter frame, so a retransmission is a new message; sync is
+//! request-response to one peer, failing after a timeout when unreachable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use aidledger_consensus::{Envelope, Payload as ConsensusPayload, SafetyState, MESSAGE_MAX_BYTES};
+use aidledger_contracts::model::{GovAction, Subject};
+use aidledger_contracts::payload::{self, Payload};
+use aidledger_contracts::{keys, Genesis, Program};
+use aidledger_crypto::{verify_certificate, Keypair};
+use aidledger_execution::testkit::{dev_genesis, TxFactory};
+use aidledger_mempool::MempoolConfig;
+use aidledger_node_core::{
+    open_chain, Channel, ConsensusSettings, CoreParts, Effect, Event, Mutants, NoTelemetry,
+    NodeCore, Now, StoreState, TxGossip,
+};
+use aidledger_storage::{MemStore, Store};
+use aidledger_types::{codec, Hash, OrgId, PublicKey, Role, SignedTx, Validator, ValidatorSet};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+
+/// Nodes: four genesis validators and one organisation node (the audit
+/// office's) that governance may make a validator.
+pub const NODES: usize = 5;
+/// Virtual time of one seed's faulty phase, then of the calm that follows.
+const FAULT_PHASE_MS: u64 = 60_000;
+/// After the last fault heals, every node that is up must commit a block
+/// within this much virtual time.
+pub const RECOVERY_BUDGET_MS: u64 = 45_000;
+const CALM_PHASE_MS: u64 = RECOVERY_BUDGET_MS + 5_000;
+/// Gossip's duplicate window (`aidledger-network`: 120 s).
+const DUPLICATE_WINDOW_MS: u64 = 120_000;
+/// An unanswerable sync request fails after this long.
+const REQUEST_TIMEOUT_MS: u64 = 2_000;
+/// Most events one seed may process.
+const MAX_EVENTS: u64 = 3_000_000;
+const ROUND_TIMEOUT_MS: u64 = 1_000;
+const PROGRAM: &str = "relief";
+
+/// What to run.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterOptions {
+    /// Crashes, wipes, safety-state loss, partitions and message loss.
+    pub faults: bool,
+    /// Validator-set changes by governance.
+    pub reconfig: bool,
+    /// Deliberate defects in the node core.
+    pub mutants: Mutants,
+    /// Transport mutant: consensus messages without the per-send counter
+    /// frame, so retransmissions fall into the duplicate filter.
+    pub mutant_no_send_nonce: bool,
+    pub debug: bool,
+}
+
+/// What one seed did and found.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterReport {
+    pub seed: u64,
+    pub max_height: u64,
+    pub committed_txs: u64,
+    pub submitted: u64,
+    pub refused: u64,
+    pub resent: u64,
+    pub replayed_gossip: u64,
+    pub reconfigurations: Vec<String>,
+    /// Heights at which a new validator set took effect, with its name.
+    pub set_changes: Vec<String>,
+    pub faults: Vec<String>,
+    pub violations: Vec<String>,
+    pub virtual_ms: u64,
+    pub messages: u64,
+    pub trace_hash: u64,
+}
+
+impl ClusterReport {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+impl fmt::Display for ClusterReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed {}: {}; height {}; {} txs committed; {} submitted, {} refused, {} resent, {} gossip replays; proposed [{}]; took effect [{}]; faults [{}]; {} msgs; trace {:016x}",
+            self.seed,
+            if self.ok() { "ok" } else { "VIOLATION" },
+            self.max_height,
+            self.committed_txs,
+            self.submitted,
+            self.refused,
+            self.resent,
+            self.replayed_gossip,
+            self.reconfigurations.join(", "),
+            self.set_changes.join(", "),
+            self.faults.join(", "),
+            self.messages,
+            self.trace_hash
+        )
+    }
+}
+
+#[derive(Debug)]
+enum Ev {
+    Wake {
+        node: usize,
+        generation: u64,
+    },
+    Gossip {
+        to: usize,
+        from: usize,
+        channel: Channel,
+        frame: Arc<Vec<u8>>,
+    },
+    SyncRequest {
+        to: usize,
+        from: usize,
+        tag: u64,
+        data: Vec<u8>,
+    },
+    SyncResponse {
+        to: usize,
+        tag: u64,
+        boot: u64,
+        data: Vec<u8>,
+    },
+    SyncFailed {
+        to: usize,
+        tag: u64,
+        boot: u64,
+    },
+    Client,
+    Fault,
+    Heal,
+}
+
+struct SimNode {
+    key: Keypair,
+    org: OrgId,
+    store: Arc<MemStore>,
+    core: Option<NodeCore>,
+    /// When this incarnation started (global ms), and a count of them.
+    boot_at: u64,
+    boot: u64,
+    /// Clock offset from true time and rate error, in parts per million.
+    skew_ms: i64,
+    drift_ppm: i64,
+    wake_generation: u64,
+    /// Gossip ids seen, with when.
+    seen: BTreeMap<[u8; 32], u64>,
+    publish_seq: u64,
+    /// The last persisted (height, view) seen in the store.
+    safety: Option<(u64, u64)>,
+    /// Per height, the highest view this node asked to move to (sent a
+    /// view change for): it must never vote below it there again.
+    left: BTreeMap<u64, u64>,
+    /// Earlier persisted safety states, one per height, for rollbacks.
+    history: Vec<Vec<u8>>,
+    /// Inbound sync replies owed: token to (requester, tag).
+    owed: BTreeMap<u64, (usize, u64)>,
+    next_token: u64,
+}
+
+struct Cluster {
+    rng: ChaCha8Rng,
+    opts: ClusterOptions,
+    genesis: Genesis,
+    factory: TxFactory,
+    nodes: Vec<SimNode>,
+    now: u64,
+    queue: BTreeMap<(u64, u64), Ev>,
+    seq: u64,
+    /// Groups of a partition: nodes talk only within their group.
+    groups: Option<Vec<usize>>,
+    /// One-way blocks: (from, to) pairs whose messages are lost.
+    one_way: BTreeSet<(usize, usize)>,
+    loss_pct: u32,
+    report: ClusterReport,
+    /// Committed block hash per height, the first seen.
+    decided: BTreeMap<u64, Hash>,
+    /// Every committed transaction id and its height.
+    included: BTreeMap<Hash, u64>,
+    /// Transactions clients sent, for resends.
+    sent: Vec<SignedTx>,
+    /// Old gossip messages, for replays.
+    old_gossip: Vec<Arc<Vec<u8>>>,
+    /// When the last fault healed, and the height each node had then.
+    healed_at: u64,
+    trace: u64,
+    events: u64,
+    /// Validator-set changes proposed so far.
+    reconfig_step: u32,
+    /// The validator set of the highest decided block.
+    current_set: Option<Hash>,
+}
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn org(s: &str) -> OrgId {
+    OrgId::new(s).unwrap_or_else(|e| panic!("sim org {s:?}: {e}"))
+}
+
+/// Runs one seed.
+pub fn run_cluster_seed(seed: u64, opts: &ClusterOptions) -> ClusterReport {
+    let mut c = Cluster::new(seed, opts.clone());
+    c.run();
+    c.report.seed = seed;
+    c.report.virtual_ms = c.now;
+    c.report.trace_hash = c.trace;
+    c.report
+}
+
+impl Cluster {
+    fn new(seed: u64, opts: ClusterOptions) -> Cluster {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e6f_6465_636f_7265);
+        let (mut genesis, keys) = dev_genesis(4, seed);
+        // The fifth node belongs to the audit office; its key is an
+        // organisation node key, allowed on the network, not a validator.
+        let spare = Keypair::from_seed(rng.gen());
+        if let Some(o) = genesis
+            .orgs
+            .iter_mut()
+            .find(|o| o.id.as_str() == "audit-office")
+        {
+            o.node_keys.push(spare.public());
+        }
+        let mut nodes = Vec::new();
+        let mut node_keys: Vec<(OrgId, Keypair)> = keys.validators.clone();
+        node_keys.push((org("audit-office"), spare));
+        for (o, key) in node_keys {
+            nodes.push(SimNode {
+                key,
+                org: o,
+                store: Arc::new(MemStore::new()),
+                core: None,
+                boot_at: 0,
+                boot: 0,
+                skew_ms: rng.gen_range(-400..=400),
+                drift_ppm: if opts.faults {
+                    rng.gen_range(-20_000..=20_000)
+                } else {
+                    0
+                },
+                wake_generation: 0,
+                seen: BTreeMap::new(),
+                publish_seq: rng.gen(),
+                safety: None,
+                history: Vec::new(),
+                left: BTreeMap::new(),
+                owed: BTreeMap::new(),
+                next_token: 0,
+            });
+        }
+        let factory = TxFactory::new(&genesis, keys.clone());
+        let mut c = Cluster {
+            rng,
+            opts,
+            genesis,
+            factory,
+            nodes,
+            now: 0,
+            queue: BTreeMap::new(),
+            seq: 0,
+            groups: None,
+            one_way: BTreeSet::new(),
+            loss_pct: 0,
+            report: ClusterReport::default(),
+            decided: BTreeMap::new(),
+            included: BTreeMap::new(),
+            sent: Vec::new(),
+            old_gossip: Vec::new(),
+            healed_at: 0,
+            trace: 0xcbf2_9ce4_8422_2325,
+            events: 0,
+            reconfig_step: 0,
+            current_set: None,
+        };
+        for i in 0..NODES {
+            c.start(i);
+        }
+        c
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), ev);
+    }
+
+    fn violation(&mut self, v: String) {
+        if self.opts.debug {
+            eprintln!("[{}] VIOLATION {v}", self.now);
+        }
+        if self.report.violations.len() < 8 && !self.report.violations.contains(&v) {
+            self.report.violations.push(v);
+        }
+    }
+
+    /// The node's clock readings at the current global time.
+    fn node_now(&self, i: usize) -> Now {
+        let n = &self.nodes[i];
+        let since = self.now.saturating_sub(n.boot_at) as i64;
+        let mono = since + since * n.drift_ppm / 1_000_000;
+        let wall = self.genesis.genesis_time.ms() as i64 + self.now as i64 + n.skew_ms;
+        Now {
+            wall_ms: wall.max(0) as u64,
+            mono_ms: mono.max(0) as u64,
+        }
+    }
+
+    /// Global time at which node `i`'s monotonic clock reads `mono`.
+    fn global_at(&self, i: usize, mono: u64) -> u64 {
+        let n = &self.nodes[i];
+        let g = (mono as i128 * 1_000_000 / (1_000_000 + n.drift_ppm as i128)) as u64;
+        (n.boot_at + g + 1).max(self.now + 1)
+    }
+
+    fn up(&self, i: usize) -> bool {
+        self.nodes[i].core.is_some()
+    }
+
+    fn members_of(&self, i: usize) -> Vec<usize> {
+        (0..NODES).filter(|j| *j != i).collect()
+    }
+
+    fn reachable(&self, from: usize, to: usize) -> bool {
+        if let Some(g) = &self.groups {
+            if g[from] != g[to] {
+                return false;
+            }
+        }
+        !self.one_way.contains(&(from, to))
+    }
+
+    fn start(&mut self, i: usize) {
+        let store: Arc<dyn Store> = self.nodes[i].store.clone();
+        let (parent, acc) = match open_chain(store.as_ref(), &self.genesis) {
+            Ok(x) => x,
+            Err(e) => {
+                self.violation(format!("node {i} cannot open its chain: {e:#}"));
+                return;
+            }
+        };
+        let members: Vec<PublicKey> = self
+            .members_of(i)
+            .into_iter()
+            .map(|j| self.nodes[j].key.public())
+            .collect();
+        let n = &mut self.nodes[i];
+        n.boot_at = self.now;
+        n.boot += 1;
+        n.seen.clear();
+        n.owed.clear();
+        let parts = CoreParts {
+            chain_id: self.genesis.chain_id.clone(),
+            consensus: ConsensusSettings {
+                max_block_txs: 64,
+                max_block_bytes: 1 << 20,
+                block_interval_ms: 150,
+                empty_block_interval_ms: 600,
+                round_timeout_ms: ROUND_TIMEOUT_MS,
+                max_clock_drift_ms: 10_000,
+                sync_batch: 16,
+            },
+            mempool: MempoolConfig {
+                max_txs: 2_000,
+                max_bytes: 8 << 20,
+                max_per_sender: 64,
+                nonce_window: 64,
+                gap_ttl_ms: 5_000,
+            },
+            gossip_max_bytes: 1 << 20,
+            sync_response_max_bytes: 8 << 20,
+            key: n.key.clone(),
+            store,
+            members,
+            parent,
+            acc,
+            accept_missing_safety_state: false,
+            telemetry: Box::new(NoTelemetry),
+            mutants: self.opts.mutants.clone(),
+        };
+        let now = self.node_now(i);
+        match NodeCore::new(parts, now) {
+            Ok(core) => self.nodes[i].core = Some(core),
+            Err(e) => {
+                self.violation(format!("node {i} cannot start: {e:#}"));
+                return;
+            }
+        }
+        self.nodes[i].safety = self.read_safety(i);
+        self.step(i, Event::Start);
+        self.refresh_peers(i);
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.nodes[i].core = None;
+        self.nodes[i].wake_generation += 1;
+    }
+
+    fn refresh_peers(&mut self, i: usize) {
+        if !self.up(i) {
+            return;
+        }
+        let peers: Vec<usize> = self
+            .members_of(i)
+            .into_iter()
+            .enumerate()
+            .filter(|(_, j)| self.up(*j) && self.reachable(i, *j) && self.reachable(*j, i))
+            .map(|(p, _)| p)
+            .collect();
+        self.step(i, Event::Peers(peers));
+    }
+
+    fn read_safety(&self, i: usize) -> Option<(u64, u64)> {
+        let bytes = self.nodes[i].store.safety_state().ok()??;
+        let s = SafetyState::decode(&bytes).ok()?;
+        Some((s.height, s.view))
+    }
+
+    /// Hands one event to node `i`'s core and performs its effects.
+    fn step(&mut self, i: usize, ev: Event) {
+        let now = self.node_now(i);
+        let Some(core) = self.nodes[i].core.as_mut() else {
+            return;
+        };
+        let effects = match core.handle(now, ev) {
+            Ok(e) => e,
+            Err(e) => {
+                self.violation(format!("node {i} stopped on a fatal error: {e:#}"));
+                self.crash(i);
+                return;
+            }
+        };
+        let wake = core.next_wakeup();
+        // Persisted safety state never goes back.
+        let safety = self.read_safety(i);
+        if let (Some(old), Some(new)) = (self.nodes[i].safety, safety) {
+            if new < old {
+                self.violation(format!(
+                    "node {i}: persisted safety state went back from {old:?} to {new:?}"
+                ));
+            }
+        }
+        if safety.is_some_and(|s| Some(s.0) != self.nodes[i].safety.map(|o| o.0)) {
+            if let Ok(Some(bytes)) = self.nodes[i].store.safety_state() {
+                let h = &mut self.nodes[i].history;
+                h.push(bytes);
+                if h.len() > 8 {
+                    h.remove(0);
+                }
+            }
+        }
+        if safety.is_some() {
+            self.nodes[i].safety = safety;
+        }
+        for e in effects {
+            self.perform(i, e);
+        }
+        let at = self.global_at(i, wake);
+        self.nodes[i].wake_generation += 1;
+        let generation = self.nodes[i].wake_generation;
+        self.push(
+            at,
+            Ev::Wake {
+                node: i,
+                generation,
+            },
+        );
+    }
+
+    fn perform(&mut self, i: usize, e: Effect) {
+        match e {
+            Effect::Publish { channel, data } => {
+                if channel == Channel::Consensus {
+                    self.check_sent(i, &data);
+                }
+                let frame = match channel {
+                    Channel::Consensus => {
+                        let seq = if self.opts.mutant_no_send_nonce {
+                            0
+                        } else {
+                            self.nodes[i].publish_seq = self.nodes[i].publish_seq.wrapping_add(1);
+                            self.nodes[i].publish_seq
+                        };
+                        let mut f = seq.to_be_bytes().to_vec();
+                        f.extend_from_slice(&data);
+                        f
+                    }
+                    Channel::Txs => data,
+                };
+                let frame = Arc::new(frame);
+                if channel == Channel::Txs && self.old_gossip.len() < 64 {
+                    self.old_gossip.push(frame.clone());
+                }
+                let id: [u8; 32] = Sha256::digest(frame.as_slice()).into();
+                // Publishing what this node saw within the window fails,
+                // as gossipsub's duplicate publish does.
+                if self.nodes[i].seen.contains_key(&id) {
+                    return;
+                }
+                self.nodes[i].seen.insert(id, self.now);
+                self.flood(i, None, channel, frame);
+            }
+            Effect::Request { tag, peer, data } => {
+                let to = self.members_of(i)[peer];
+                let boot = self.nodes[i].boot;
+                if self.reachable(i, to) && self.up(to) && !self.lost() {
+                    let at = self.now + self.delay();
+                    self.push(
+                        at,
+                        Ev::SyncRequest {
+                            to,
+                            from: i,
+                            tag,
+                            data,
+                        },
+                    );
+                } else {
+                    self.push(
+                        self.now + REQUEST_TIMEOUT_MS,
+                        Ev::SyncFailed { to: i, tag, boot },
+                    );
+                }
+            }
+            Effect::Reply { token, data } => {
+                if let Some((to, tag)) = self.nodes[i].owed.remove(&token) {
+                    let boot = self.nodes[to].boot;
+                    if self.reachable(i, to) && !self.lost() {
+                        let at = self.now + self.delay();
+                        self.push(
+                            at,
+                            Ev::SyncResponse {
+                                to,
+                                tag,
+                                boot,
+                                data,
+                            },
+                        );
+                    } else {
+                        self.push(
+                            self.now + REQUEST_TIMEOUT_MS,
+                            Ev::SyncFailed { to, tag, boot },
+                        );
+                    }
+                }
+            }
+            Effect::Verdicts { verdicts, .. } => {
+                for v in verdicts {
+                    if v.is_err() {
+                        self.report.refused += 1;
+                    }
+                }
+            }
+            Effect::Committed { height, txs } => self.on_commit(i, height, txs),
+        }
+    }
+
+    /// What an honest node sends: votes only in views it has not left,
+    /// and, for the height in flight, as its own index in that height's
+    /// validator set (a stale replica would sign with an old index).
+    fn check_sent(&mut self, i: usize, data: &[u8]) {
+        let Ok(env) = Envelope::decode(data, MESSAGE_MAX_BYTES) else {
+            self.violation(format!("node {i} sent an undecodable consensus message"));
+            return;
+        };
+        let (h, v) = (env.payload.height(), env.payload.view());
+        let kind = env.payload.kind();
+        let n = &mut self.nodes[i];
+        match &env.payload {
+            ConsensusPayload::ViewChange(_) => {
+                let e = n.left.entry(h).or_insert(0);
+                *e = (*e).max(v);
+                while n.left.len() > 64 {
+                    n.left.pop_first();
+                }
+            }
+            ConsensusPayload::PrePrepare { .. }
+            | ConsensusPayload::Prepare { .. }
+            | ConsensusPayload::Commit { .. } => {
+                if let Some(left) = n.left.get(&h).copied().filter(|l| *l > v) {
+                    self.violation(format!(
+                        "node {i} sent a {kind} in view {v} at height {h} after moving to view {left}"
+                    ));
+                }
+            }
+            ConsensusPayload::NewView(_) => {}
+        }
+        let Some(core) = self.nodes[i].core.as_ref() else {
+            return;
+        };
+        if h == core.parent().height + 1 {
+            let me = self.nodes[i].key.public();
+            let signer = core
+                .parent()
+                .validator_set
+                .validators()
+                .get(usize::from(env.from))
+                .map(|v| v.key);
+            if signer != Some(me) {
+                self.violation(format!(
+                    "node {i} sent a {kind} for height {h} as validator {}, which is not its index in that height's set",
+                    env.from
+                ));
+            }
+        }
+    }
+
+    fn delay(&mut self) -> u64 {
+        if self.rng.gen_range(0..100u32) < 5 {
+            self.rng.gen_range(30..300)
+        } else {
+            self.rng.gen_range(1..25)
+        }
+    }
+
+    fn lost(&mut self) -> bool {
+        self.loss_pct > 0 && self.rng.gen_range(0..100u32) < self.loss_pct
+    }
+
+    /// Sends a gossip frame from `from` to every reachable peer but `skip`.
+    fn flood(&mut self, from: usize, skip: Option<usize>, channel: Channel, frame: Arc<Vec<u8>>) {
+        for to in 0..NODES {
+            if to == from || Some(to) == skip || !self.reachable(from, to) || self.lost() {
+                continue;
+            }
+            self.report.messages += 1;
+            let at = self.now + self.delay();
+            self.push(
+                at,
+                Ev::Gossip {
+                    to,
+                    from,
+                    channel,
+                    frame: frame.clone(),
+                },
+            );
+        }
+    }
+
+    fn on_commit(&mut self, i: usize, height: u64, txs: Vec<Hash>) {
+        let Ok(Some(hash)) = self.nodes[i].store.block_hash(height) else {
+            self.violation(format!(
+                "node {i} reported height {height} but stored no block"
+            ));
+            return;
+        };
+        match self.decided.get(&height) {
+            Some(h) if *h != hash => self.violation(format!(
+                "agreement: height {height} is {} at node {i} but {} elsewhere",
+                hash.short(),
+                h.short()
+            )),
+            Some(_) => {}
+            None => {
+                self.decided.insert(height, hash);
+                if let Ok(Some(b)) = self.nodes[i].store.block(height) {
+                    let set = b.header.validator_set_hash;
+                    if self.current_set != Some(set) {
+                        if self.current_set.is_some() {
+                            let name = self
+                                .known_sets()
+                                .into_iter()
+                                .find(|(_, s)| s.hash() == set)
+                                .map_or_else(|| "genesis set".to_string(), |(n, _)| n);
+                            self.report.set_changes.push(format!("{name} at {height}"));
+                        }
+                        self.current_set = Some(set);
+                    }
+                }
+                self.report.committed_txs += txs.len() as u64;
+                self.report.max_height = self.report.max_height.max(height);
+                self.trace = fnv(self.trace, &hash.0);
+            }
+        }
+        for id in txs {
+            match self.included.get(&id) {
+                Some(h) if *h != height => self.violation(format!(
+                    "transaction {} included at heights {h} and {height}",
+                    id.short()
+                )),
+                Some(_) => {}
+                None => {
+                    self.included.insert(id, height);
+                }
+            }
+        }
+        if let Ok(Some(cert)) = self.nodes[i].store.certificate(height) {
+            let vset = self.validators_before(i, height);
+            if let Some(vset) = vset {
+                if let Err(e) =
+                    verify_certificate(&cert, &self.genesis.chain_id, &vset, height, &hash)
+                {
+                    self.violation(format!("node {i}: certificate of height {height}: {e}"));
+                }
+            }
+        }
+    }
+
+    /// The validator set that certifies `height` on node `i`'s chain.
+    fn validators_before(&self, i: usize, height: u64) -> Option<ValidatorSet> {
+        // The set is in force from the block after the one that wrote it;
+        // the store keeps blocks, so replay the headers' set hashes.
+        let store = &self.nodes[i].store;
+        let block = store.block(height).ok()??;
+        let mut set = self.genesis.validators.clone();
+        // Walk the governance events only when the hash differs.
+        if block.header.validator_set_hash == set.hash() {
+            return Some(set);
+        }
+        for (_, s) in self.known_sets() {
+            if s.hash() == block.header.validator_set_hash {
+                set = s;
+                return Some(set);
+            }
+        }
+        None
+    }
+
+    /// Every validator set this run may use.
+    fn known_sets(&self) -> Vec<(String, ValidatorSet)> {
+        let v = |i: usize| Validator {
+            org: self.nodes[i].org.clone(),
+            key: self.nodes[i].key.public(),
+        };
+        let mk = |ids: &[usize]| ValidatorSet::new(ids.iter().map(|i| v(*i)).collect()).ok();
+        let mut out = Vec::new();
+        for (name, ids) in [
+            ("grow to five", vec![0, 1, 2, 3, 4]),
+            ("shrink to four", vec![0, 1, 2, 3]),
+            ("replace finance-bureau by audit-office", vec![0, 1, 2, 4]),
+            ("remove poverty-office", vec![0, 1, 3, 4]),
+        ] {
+            if let Some(s) = mk(&ids) {
+                out.push((name.to_string(), s));
+            }
+        }
+        out
+    }
+
+    fn run(&mut self) {
+        self.push(500, Ev::Client);
+        if self.opts.faults {
+            let at = self.rng.gen_range(2_000..8_000);
+            self.push(at, Ev::Fault);
+        }
+        let end = FAULT_PHASE_MS + CALM_PHASE_MS;
+        self.push(FAULT_PHASE_MS, Ev::Heal);
+        let mut heights_at_heal: Vec<u64> = Vec::new();
+        while let Some(((at, _), ev)) = self.queue.pop_first() {
+            if at > end {
+                break;
+            }
+            self.now = at;
+            self.events += 1;
+            if self.events > MAX_EVENTS {
+                self.violation(format!("storm: more than {MAX_EVENTS} events"));
+                break;
+            }
+            if let Ev::Heal = ev {
+                heights_at_heal = (0..NODES).map(|i| self.height(i)).collect();
+            }
+            self.process(ev);
+        }
+        self.final_checks(&heights_at_heal);
+    }
+
+    fn height(&self, i: usize) -> u64 {
+        self.nodes[i]
+            .store
+            .head()
+            .ok()
+            .flatten()
+            .map_or(0, |h| h.height)
+    }
+
+    fn process(&mut self, ev: Ev) {
+        match ev {
+            Ev::Wake { node, generation } => {
+                if self.nodes[node].wake_generation == generation {
+                    self.step(node, Event::Tick);
+                }
+            }
+            Ev::Gossip {
+                to,
+                from,
+                channel,
+                frame,
+            } => {
+                if !self.up(to) || !self.reachable(from, to) {
+                    return;
+                }
+                let id: [u8; 32] = Sha256::digest(frame.as_slice()).into();
+                let now = self.now;
+                let seen = &mut self.nodes[to].seen;
+                if seen.get(&id).is_some_and(|t| now < t + DUPLICATE_WINDOW_MS) {
+                    return;
+                }
+                seen.insert(id, now);
+                if seen.len() > 50_000 {
+                    seen.retain(|_, t| now < *t + DUPLICATE_WINDOW_MS);
+                }
+                self.trace = fnv(self.trace, &id[..8]);
+                // Forwarded once, as a gossip mesh does.
+                self.flood(to, Some(from), channel, frame.clone());
+                let ev = match channel {
+                    Channel::Consensus => {
+                        if frame.len() < 8 {
+                            return;
+                        }
+                        Event::Consensus(frame[8..].to_vec())
+                    }
+                    Channel::Txs => Event::TxGossip(vec![frame.to_vec()]),
+                };
+                self.step(to, ev);
+            }
+            Ev::SyncRequest {
+                to,
+                from,
+                tag,
+                data,
+            } => {
+                if !self.up(to) {
+                    let boot = self.nodes[from].boot;
+                    self.push(
+                        self.now + REQUEST_TIMEOUT_MS,
+                        Ev::SyncFailed {
+                            to: from,
+                            tag,
+                            boot,
+                        },
+                    );
+                    return;
+                }
+                let n = &mut self.nodes[to];
+                n.next_token += 1;
+                let token = n.next_token;
+                n.owed.insert(token, (from, tag));
+                self.step(to, Event::SyncRequest { token, data });
+            }
+            Ev::SyncResponse {
+                to,
+                tag,
+                boot,
+                data,
+            } => {
+                if self.nodes[to].boot == boot {
+                    self.step(to, Event::SyncResponse { tag, data });
+                }
+            }
+            Ev::SyncFailed { to, tag, boot } => {
+                if self.nodes[to].boot == boot {
+                    self.step(to, Event::SyncFailed { tag });
+                }
+            }
+            Ev::Client => {
+                self.client();
+                let next = self.now + self.rng.gen_range(100..400);
+                self.push(next, Ev::Client);
+            }
+            Ev::Fault => {
+                if self.now >= FAULT_PHASE_MS {
+                    return; // The faults have healed for good.
+                }
+                self.fault();
+                if self.now < FAULT_PHASE_MS - 10_000 {
+                    let next = self.now + self.rng.gen_range(3_000..12_000);
+                    self.push(next, Ev::Fault);
+                }
+            }
+            Ev::Heal => self.heal_all(),
+        }
+    }
+
+    /// Ends every fault: partitions, loss, crashed nodes.
+    fn heal_all(&mut self) {
+        self.groups = None;
+        self.one_way.clear();
+        self.loss_pct = 0;
+        for i in 0..NODES {
+            if !self.up(i) {
+                self.start(i);
+            }
+        }
+        for i in 0..NODES {
+            self.refresh_peers(i);
+        }
+        self.healed_at = self.now;
+    }
+
+    fn fault(&mut self) {
+        // At most one node is down or amnesic at a time; partitions and
+        // loss come and go on their own.
+        // A validator abstaining after losing its safety state is as good
+        // as down: two of them leave three of four validators unable to
+        // reach a quorum, and by design (the double-sign check) only an
+        // operator can end that.
+        let down = (0..NODES)
+            .filter(|i| {
+                self.nodes[*i]
+                    .core
+                    .as_ref()
+                    .is_none_or(|c| c.abstaining_through().is_some())
+            })
+            .count();
+        let pick = self.rng.gen_range(0..9u32);
+        let i = self.rng.gen_range(0..NODES);
+        let name = match pick {
+            0 | 1 if down == 0 => {
+                self.crash(i);
+                let back = self.now + self.rng.gen_range(500..6_000);
+                // The restart happens at the next fault or at the heal.
+                let _ = back;
+                format!("crash {i}")
+            }
+            2 if down == 0 => {
+                // A wiped data directory: the node comes back empty and
+                // syncs everything from its peers.
+                self.crash(i);
+                self.nodes[i].store = Arc::new(MemStore::new());
+                self.nodes[i].safety = None;
+                self.nodes[i].history.clear();
+                // A wiped validator forgets its votes; the operator guide
+                // says to bring one back only while the rest are healthy.
+                self.nodes[i].left.clear();
+                self.start(i);
+                format!("wipe {i}")
+            }
+            3 if down == 0 => {
+                // The safety state deleted, or an older one restored.
+                self.crash(i);
+                let s = &self.nodes[i].store;
+                let kind = if self.rng.gen_bool(0.5) {
+                    s.forget_safety_state();
+                    "lost"
+                } else {
+                    let h = &self.nodes[i].history;
+                    let older = (h.len() >= 3).then(|| h[h.len() - 3].clone());
+                    match older {
+                        Some(b) => {
+                            let _ = s.put_safety_state(&b);
+                            "rolled back"
+                        }
+                        None => {
+                            s.forget_safety_state();
+                            "lost"
+                        }
+                    }
+                };
+                self.nodes[i].safety = None;
+                self.nodes[i].history.clear();
+                self.start(i);
+                format!("safety state {kind} {i}")
+            }
+            4 => {
+                let a = self.rng.gen_range(0..NODES);
+                let mut g = vec![0usize; NODES];
+                let two = self.rng.gen_bool(0.5);
+                for (j, slot) in g.iter_mut().enumerate() {
+                    *slot = usize::from(if two { j % 2 == a % 2 } else { j == a });
+                }
+                self.groups = Some(g);
+                for j in 0..NODES {
+                    self.refresh_peers(j);
+                }
+                format!("partition {}", if two { "2|3" } else { "1|4" })
+            }
+            5 => {
+                let a = self.rng.gen_range(0..NODES);
+                let b = (a + self.rng.gen_range(1..NODES)) % NODES;
+                self.one_way.insert((a, b));
+                format!("one-way {a}->{b}")
+            }
+            6 => {
+                self.loss_pct = self.rng.gen_range(5..30);
+                format!("loss {}%", self.loss_pct)
+            }
+            _ => {
+                // Heal what is broken now.
+                self.groups = None;
+                self.one_way.clear();
+                self.loss_pct = 0;
+                for j in 0..NODES {
+                    if !self.up(j) {
+                        self.start(j);
+                    }
+                }
+                for j in 0..NODES {
+                    self.refresh_peers(j);
+                }
+                "heal".to_string()
+            }
+        };
+        if self.opts.debug {
+            eprintln!("[{}] fault: {name}", self.now);
+        }
+        if self.report.faults.len() < 32 {
+            self.report.faults.push(name);
+        }
+    }
+
+    /// One client turn: new transactions to a random node, resends of old
+    /// ones, a replayed gossip message, and governance.
+    fn client(&mut self) {
+        let up: Vec<usize> = (0..NODES).filter(|i| self.up(*i)).collect();
+        if up.is_empty() {
+            return;
+        }
+        let i = up[self.rng.gen_range(0..up.len())];
+        let state_store = self.nodes[i].store.clone();
+        let state = StoreState(state_store.as_ref());
+        // A careless client reads nonces from committed state now and then,
+        // so some of its transactions race their own pending ones.
+        if self.rng.gen_bool(0.3) {
+            let _ = self.factory.resync(&state);
+        }
+        let mut txs = Vec::new();
+        let has_program = state_store
+            .state_get(&keys::program(
+                &aidledger_types::Slug::new(PROGRAM).unwrap_or_else(|e| panic!("{e}")),
+            ))
+            .ok()
+            .flatten()
+            .is_some();
+        if !has_program {
+            let _ = self.factory.resync(&state);
+            txs.push(self.factory.create_program(PROGRAM, 1_000_000_000_000));
+            txs.push(self.factory.deposit(PROGRAM, 50_000_000));
+        }
+        for _ in 0..self.rng.gen_range(0..4u32) {
+            let tx = match self.rng.gen_range(0..10u32) {
+                0..=3 => self.factory.deposit(PROGRAM, self.rng.gen_range(1..10_000)),
+                4..=5 => self.factory.register_household().1,
+                6 => {
+                    let h = TxFactory::household_id(self.rng.gen_range(0..20));
+                    self.factory.attest(
+                        "audit-office",
+                        Subject::Household(h),
+                        "income-verified",
+                        "ok",
+                    )
+                }
+                // Refused by the contracts: a rejection receipt.
+                _ => self.factory.deposit("no-such-program", 1),
+            };
+            txs.push(tx);
+        }
+        // Resends, byte for byte, of earlier transactions: applied,
+        // rejected or still pending.
+        if !self.sent.is_empty() && self.rng.gen_bool(0.4) {
+            for _ in 0..self.rng.gen_range(1..4) {
+                let k = self.rng.gen_range(0..self.sent.len());
+                txs.push(self.sent[k].clone());
+                self.report.resent += 1;
+            }
+        }
+        self.report.submitted += txs.len() as u64;
+        for tx in &txs {
+            if self.sent.len() < 512 {
+                self.sent.push(tx.clone());
+            } else {
+                let k = self.rng.gen_range(0..self.sent.len());
+                self.sent[k] = tx.clone();
+            }
+        }
+        if self.rng.gen_bool(0.8) {
+            self.step(i, Event::Submit { ticket: 0, txs });
+        } else {
+            // One by one, as the single-transaction route does.
+            for tx in txs {
+                self.step(
+                    i,
+                    Event::Submit {
+                        ticket: 0,
+                        txs: vec![tx],
+                    },
+                );
+            }
+        }
+        // A replayed gossip message: old transactions in a frame the
+        // node's duplicate filter has not seen (a new round).
+        if !self.old_gossip.is_empty() && self.rng.gen_bool(0.1) {
+            let k = self.rng.gen_range(0..self.old_gossip.len());
+            if let Ok(mut g) = codec::decode::<TxGossip>(&self.old_gossip[k]) {
+                g.round = self.rng.gen();
+                let j = up[self.rng.gen_range(0..up.len())];
+                self.report.replayed_gossip += 1;
+                self.step(j, Event::TxGossip(vec![codec::encode(&g)]));
+            }
+        }
+        if self.opts.reconfig {
+            self.governance(i);
+        }
+    }
+
+    /// Proposes validator-set changes at random times and approves open
+    /// proposals, through real transactions.
+    fn governance(&mut self, i: usize) {
+        let store = self.nodes[i].store.clone();
+        let state = StoreState(store.as_ref());
+        // Approve whatever is open.
+        let open: Vec<u64> = aidledger_audit::scan_all(&state, keys::PROPOSAL_PREFIX)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(_, v)| codec::decode::<aidledger_contracts::model::Proposal>(&v).ok())
+            .filter(|p| p.status == aidledger_contracts::model::ProposalStatus::Open)
+            .map(|p| p.id)
+            .collect();
+        let _ = self.factory.resync(&state);
+        let mut txs = Vec::new();
+        for id in open {
+            txs.push(self.factory.sign_as(
+                "dev-bank",
+                Role::Admin,
+                &Payload::GovApprove(payload::GovApprove { proposal: id }),
+            ));
+        }
+        if self.reconfig_step < 8 && self.rng.gen_range(0..15u32) == 0 {
+            let sets = self.known_sets();
+            let (name, set) = sets[self.rng.gen_range(0..sets.len())].clone();
+            let current = aidledger_execution::read_validator_set(&state).ok();
+            if current.as_ref() != Some(&set) {
+                self.reconfig_step += 1;
+                let h = self.height(i);
+                self.report
+                    .reconfigurations
+                    .push(format!("{name} (proposed near height {h})"));
+                txs.push(self.factory.sign_as(
+                    "state-bank",
+                    Role::Admin,
+                    &Payload::GovPropose(payload::GovPropose {
+                        action: GovAction::SetValidators { validators: set },
+                    }),
+                ));
+            }
+        }
+        if !txs.is_empty() {
+            self.step(i, Event::Submit { ticket: 0, txs });
+        }
+    }
+
+    fn final_checks(&mut self, heights_at_heal: &[u64]) {
+        // Every node that is up committed past where it was at the heal.
+        let target = heights_at_heal.iter().copied().max().unwrap_or(0) + 1;
+        let heights: Vec<u64> = (0..NODES).map(|i| self.height(i)).collect();
+        if heights.iter().any(|h| *h < target) {
+            self.violation(format!(
+                "liveness: {RECOVERY_BUDGET_MS} ms after the faults healed, heights are {heights:?}; each should have reached {target}"
+            ));
+        }
+        // Agreement on every stored height, across all nodes.
+        let top = heights.iter().copied().max().unwrap_or(0);
+        for h in 1..=top {
+            let mut first: Option<Hash> = None;
+            for i in 0..NODES {
+                if let Ok(Some(b)) = self.nodes[i].store.block_hash(h) {
+                    match first {
+                        Some(f) if f != b => {
+                            self.violation(format!("agreement at height {h}: node {i} differs"));
+                        }
+                        _ => first = Some(b),
+                    }
+                }
+            }
+        }
+        // Conservation of every program's money, on every node.
+        for i in 0..NODES {
+            let store = self.nodes[i].store.clone();
+            let state = StoreState(store.as_ref());
+            for (k, v) in
+                aidledger_audit::scan_all(&state, keys::PROGRAM_PREFIX).unwrap_or_default()
+            {
+                match codec::decode::<Program>(&v) {
+                    Ok(p) if !p.balances.conserved() => {
+                        self.violation(format!("node {i}: program {} breaks conservation", p.id))
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.violation(format!(
+                        "node {i}: undecodable program {}: {e}",
+                        String::from_utf8_lossy(&k)
+                    )),
+                }
+            }
+        }
+    }
+}
