@@ -47,6 +47,15 @@ pub struct Config {
     /// outside tests.
     #[doc(hidden)]
     pub bug_accept_2f_votes: bool,
+    /// PLANTED BUG (mutation tests): view changes leave out this replica's
+    /// prepared certificate and block. Never set outside tests.
+    #[doc(hidden)]
+    pub bug_view_change_without_cert: bool,
+    /// PLANTED BUG (mutation tests): the new-view rule ignores the highest
+    /// prepared certificate, when building a new-view and when checking
+    /// one. Never set outside tests.
+    #[doc(hidden)]
+    pub bug_ignore_highest_prepared: bool,
 }
 
 impl Config {
@@ -65,6 +74,8 @@ impl Config {
             sync_retry_ms: 1_000,
             message_max_bytes: MESSAGE_MAX_BYTES,
             bug_accept_2f_votes: false,
+            bug_view_change_without_cert: false,
+            bug_ignore_highest_prepared: false,
         }
     }
 

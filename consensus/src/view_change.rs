@@ -70,14 +70,15 @@ impl Replica {
         if let Some(b) = self.s.prepared_block.clone() {
             self.blocks.entry(b.hash()).or_insert(b);
         }
+        let mutant = self.cfg.bug_view_change_without_cert;
         let vc = ViewChange {
             new_view: self.s.view,
             height: self.s.height,
-            prepared: self.s.prepared.clone(),
+            prepared: self.s.prepared.clone().filter(|_| !mutant),
         };
         let env = self.sign(
             Payload::ViewChange(vc.clone()),
-            self.s.prepared_block.clone(),
+            self.s.prepared_block.clone().filter(|_| !mutant),
         );
         let me = self.me;
         self.view_changes.entry(self.s.view).or_default().insert(
@@ -280,7 +281,9 @@ impl Replica {
         if vcs.len() < self.cfg.quorum() {
             return;
         }
-        let best = Self::highest_prepared(vcs.values()).map(|p| p.block_hash);
+        let best = Self::highest_prepared(vcs.values())
+            .map(|p| p.block_hash)
+            .filter(|_| !self.cfg.bug_ignore_highest_prepared);
         let view_changes: Vec<SignedViewChange> = vcs.values().cloned().collect();
         let (reproposal, block) = match best {
             Some(hash) => {
@@ -376,7 +379,9 @@ impl Replica {
                 self.check_prepared_cert(p)?;
             }
         }
-        let best = Self::highest_prepared(nv.view_changes.iter()).map(|p| p.block_hash);
+        let best = Self::highest_prepared(nv.view_changes.iter())
+            .map(|p| p.block_hash)
+            .filter(|_| !self.cfg.bug_ignore_highest_prepared);
         match (best, nv.reproposal, &block) {
             (None, None, None) => {}
             (Some(x), Some((h, sig)), Some(b)) if h == x => {

@@ -83,6 +83,14 @@ pub struct Mutants {
     /// keep executing the old replica's remaining outputs (issue 13's
     /// reconfiguration fork).
     pub keep_stale_outputs: bool,
+    /// View changes without the prepared certificate.
+    pub view_change_without_cert: bool,
+    /// New-views built and checked without the highest prepared
+    /// certificate.
+    pub ignore_highest_prepared: bool,
+    /// The safety state is written after the call's messages are handed
+    /// out (at the start of the next call) instead of before them.
+    pub persist_after_send: bool,
 }
 
 /// Everything the core needs to start.
@@ -190,6 +198,8 @@ pub struct NodeCore {
     mutants: Mutants,
     now: Now,
     out: Vec<Effect>,
+    /// Only with `Mutants::persist_after_send`: the write still owed.
+    late_safety: Option<Vec<u8>>,
 }
 
 impl NodeCore {
@@ -237,6 +247,7 @@ impl NodeCore {
             mutants: p.mutants,
             now,
             out: Vec::new(),
+            late_safety: None,
         };
         core.rebuild_replica(true)?;
         Ok(core)
@@ -253,6 +264,9 @@ impl NodeCore {
             mono_ms: now.mono_ms.max(self.now.mono_ms),
         };
         self.mempool.set_time(self.now.mono_ms);
+        if let Some(bytes) = self.late_safety.take() {
+            self.store.put_safety_state(&bytes)?;
+        }
         let r = self.dispatch(ev);
         let out = std::mem::take(&mut self.out);
         r.map(|()| out)
@@ -369,6 +383,8 @@ impl NodeCore {
         let mut core = ReplicaConfig::new(self.chain_id.clone(), vset.clone(), self.key.clone());
         core.timeout_base_ms = self.cfg.round_timeout_ms;
         core.timeout_max_ms = self.cfg.round_timeout_ms.saturating_mul(16);
+        core.bug_view_change_without_cert = self.mutants.view_change_without_cert;
+        core.bug_ignore_highest_prepared = self.mutants.ignore_highest_prepared;
         let tip = CommittedTip {
             height: self.parent.height,
             hash: self.parent.hash,
@@ -382,24 +398,16 @@ impl NodeCore {
             None => None,
         };
         if restore {
-            // Signature indices are into the set that certified the tip;
-            // they are read against the next height's set only when the
-            // tip did not change it.
-            let tip_block = self.store.block(self.parent.height)?;
-            let same_set = tip_block.is_some_and(|b| b.header.validator_set_hash == vset.hash());
-            let my_vote_at_tip = match self.store.certificate(self.parent.height)? {
-                Some(c) if same_set => {
-                    let me = vset.index_of(&self.key.public());
-                    c.signatures
-                        .iter()
-                        .any(|s| Some(usize::from(s.validator)) == me)
-                }
-                _ => false,
-            };
+            // Whether this key is a validator around the tip: then it may
+            // have voted there, whether or not the tip's certificate (any
+            // quorum of commit votes) holds its signature. The next
+            // height's set is the tip's unless the tip changed it; then it
+            // stands in (at worst the node waits one more block).
+            let validator_at_tip = vset.index_of(&self.key.public()).is_some();
             self.abstain_through = amnesia_guard(
                 self.parent.height,
                 saved.as_ref().map(|s| s.height),
-                my_vote_at_tip,
+                validator_at_tip,
                 self.accept_missing_safety_state,
             );
             if let Some(h) = self.abstain_through {
@@ -705,6 +713,10 @@ impl NodeCore {
     fn execute(&mut self, o: Output) -> anyhow::Result<Option<Input>> {
         match o {
             Output::PersistSafetyState(s) => {
+                if self.mutants.persist_after_send {
+                    self.late_safety = Some(s.encode());
+                    return Ok(None);
+                }
                 // Synced write: durable before anything later in this
                 // output vector is handed to the shell.
                 self.store.put_safety_state(&s.encode())?;
@@ -1119,16 +1131,19 @@ impl NodeCore {
 
 /// The highest height a restarted validator must not vote at, if any. A
 /// validator with committed blocks but no safety state, or whose safety
-/// state is for a height below the tip although the tip's certificate
-/// holds its own commit vote, has lost the record of what it signed (a
-/// deleted or restored-older safety state, lost writes). It may already
-/// have voted at heights up to the tip's next one, and voting there again
-/// could sign two blocks at one height. So it abstains until the chain has
-/// committed that height, unless the operator accepts the risk.
+/// state is for a height below its tip although it was a validator there,
+/// may have lost the record of what it signed (a deleted or
+/// restored-older safety state, lost writes). It may already have voted at
+/// heights up to the tip's next one, and voting there again could sign two
+/// blocks at one height. So it abstains until the chain has committed that
+/// height, unless the operator accepts the risk. The tip's certificate is
+/// no evidence either way: it holds any quorum of commit votes, not
+/// necessarily this validator's (the simulator found a rolled-back state
+/// that an earlier rule, "own vote in the tip's certificate", let vote).
 pub fn amnesia_guard(
     tip: u64,
     safety_height: Option<u64>,
-    my_vote_at_tip: bool,
+    validator_at_tip: bool,
     accept: bool,
 ) -> Option<u64> {
     if accept || tip == 0 {
@@ -1136,7 +1151,7 @@ pub fn amnesia_guard(
     }
     match safety_height {
         None => Some(tip + 1),
-        Some(h) if h < tip && my_vote_at_tip => Some(tip + 1),
+        Some(h) if h < tip && validator_at_tip => Some(tip + 1),
         Some(_) => None,
     }
 }
@@ -1154,9 +1169,11 @@ mod tests {
         // The usual restarts: in flight at tip + 1, or just committed.
         assert_eq!(amnesia_guard(7, Some(8), true, false), None);
         assert_eq!(amnesia_guard(7, Some(7), true, false), None);
-        // Caught up by sync without voting: an old state is expected.
+        // Not a validator at the tip (an observer then, or added by it):
+        // an old state from an earlier membership is expected.
         assert_eq!(amnesia_guard(7, Some(3), false, false), None);
-        // Its own vote certified the tip, yet the state is older: lost.
+        // A validator at the tip with an older state: it may have voted at
+        // heights it no longer remembers, whatever the certificate holds.
         assert_eq!(amnesia_guard(7, Some(3), true, false), Some(8));
         // The operator's explicit override.
         assert_eq!(amnesia_guard(7, None, false, true), None);

@@ -150,6 +150,9 @@ enum Ev {
     Client,
     Fault,
     Heal,
+    Restart {
+        node: usize,
+    },
 }
 
 struct SimNode {
@@ -172,6 +175,11 @@ struct SimNode {
     /// Per height, the highest view this node asked to move to (sent a
     /// view change for): it must never vote below it there again.
     left: BTreeMap<u64, u64>,
+    /// Crash right after the next step that sends a consensus message
+    /// (a power cut between send and whatever comes next).
+    crash_after_send: bool,
+    /// What this node signed per (height, view, kind): one block hash.
+    signed: BTreeMap<(u64, u64, u8), Hash>,
     /// Earlier persisted safety states, one per height, for rollbacks.
     history: Vec<Vec<u8>>,
     /// Inbound sync replies owed: token to (requester, tag).
@@ -271,6 +279,8 @@ impl Cluster {
                 safety: None,
                 history: Vec::new(),
                 left: BTreeMap::new(),
+                signed: BTreeMap::new(),
+                crash_after_send: false,
                 owed: BTreeMap::new(),
                 next_token: 0,
             });
@@ -477,8 +487,24 @@ impl Cluster {
         if safety.is_some() {
             self.nodes[i].safety = safety;
         }
+        let sends = effects.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Publish {
+                    channel: Channel::Consensus,
+                    ..
+                }
+            )
+        });
         for e in effects {
             self.perform(i, e);
+        }
+        if sends && self.nodes[i].crash_after_send {
+            self.nodes[i].crash_after_send = false;
+            self.crash(i);
+            let back = self.now + self.rng.gen_range(200..2_000);
+            self.push(back, Ev::Restart { node: i });
+            return;
         }
         let at = self.global_at(i, wake);
         self.nodes[i].wake_generation += 1;
@@ -598,9 +624,31 @@ impl Cluster {
                     n.left.pop_first();
                 }
             }
-            ConsensusPayload::PrePrepare { .. }
-            | ConsensusPayload::Prepare { .. }
-            | ConsensusPayload::Commit { .. } => {
+            ConsensusPayload::PrePrepare { block_hash, .. }
+            | ConsensusPayload::Prepare { block_hash, .. }
+            | ConsensusPayload::Commit { block_hash, .. } => {
+                let k = match &env.payload {
+                    ConsensusPayload::PrePrepare { .. } => 0u8,
+                    ConsensusPayload::Prepare { .. } => 1,
+                    _ => 2,
+                };
+                match n.signed.get(&(h, v, k)) {
+                    Some(b) if b != block_hash => {
+                        let first = b.short();
+                        self.violation(format!(
+                            "node {i} equivocated: two {kind}s in view {v} at height {h} ({first} and {})",
+                            block_hash.short()
+                        ));
+                        return;
+                    }
+                    Some(_) => {}
+                    None => {
+                        n.signed.insert((h, v, k), *block_hash);
+                        while n.signed.len() > 256 {
+                            n.signed.pop_first();
+                        }
+                    }
+                }
                 if let Some(left) = n.left.get(&h).copied().filter(|l| *l > v) {
                     self.violation(format!(
                         "node {i} sent a {kind} in view {v} at height {h} after moving to view {left}"
@@ -892,6 +940,11 @@ impl Cluster {
                 }
             }
             Ev::Heal => self.heal_all(),
+            Ev::Restart { node } => {
+                if !self.up(node) {
+                    self.start(node);
+                }
+            }
         }
     }
 
@@ -901,6 +954,7 @@ impl Cluster {
         self.one_way.clear();
         self.loss_pct = 0;
         for i in 0..NODES {
+            self.nodes[i].crash_after_send = false;
             if !self.up(i) {
                 self.start(i);
             }
@@ -924,17 +978,21 @@ impl Cluster {
                     .core
                     .as_ref()
                     .is_none_or(|c| c.abstaining_through().is_some())
+                    || self.nodes[*i].crash_after_send
             })
             .count();
         let pick = self.rng.gen_range(0..9u32);
         let i = self.rng.gen_range(0..NODES);
         let name = match pick {
-            0 | 1 if down == 0 => {
-                self.crash(i);
-                let back = self.now + self.rng.gen_range(500..6_000);
+            0 if down == 0 => {
                 // The restart happens at the next fault or at the heal.
-                let _ = back;
+                self.crash(i);
                 format!("crash {i}")
+            }
+            1 if down == 0 => {
+                // Down right after its next consensus send, back soon.
+                self.nodes[i].crash_after_send = true;
+                format!("crash after send {i}")
             }
             2 if down == 0 => {
                 // A wiped data directory: the node comes back empty and
@@ -946,6 +1004,7 @@ impl Cluster {
                 // A wiped validator forgets its votes; the operator guide
                 // says to bring one back only while the rest are healthy.
                 self.nodes[i].left.clear();
+                self.nodes[i].signed.clear();
                 self.start(i);
                 format!("wipe {i}")
             }
@@ -1004,6 +1063,7 @@ impl Cluster {
                 self.one_way.clear();
                 self.loss_pct = 0;
                 for j in 0..NODES {
+                    self.nodes[j].crash_after_send = false;
                     if !self.up(j) {
                         self.start(j);
                     }

@@ -46,7 +46,8 @@ struct Args {
     #[arg(long)]
     no_reconfig: bool,
     /// With --nodes: plant a defect that the simulator must catch
-    /// (stale-outputs, no-send-nonce); violations expected.
+    /// (stale-outputs, no-send-nonce, view-change-without-cert,
+    /// ignore-highest-prepared); violations expected.
     #[arg(long)]
     mutant: Option<String>,
 }
@@ -60,6 +61,8 @@ fn main() -> ExitCode {
         byzantine: !args.no_byzantine,
         faults: !args.no_faults,
         planted_bug: args.planted_bug,
+        mutant_view_change_without_cert: args.mutant.as_deref() == Some("view-change-without-cert"),
+        mutant_ignore_highest_prepared: args.mutant.as_deref() == Some("ignore-highest-prepared"),
         verify_certificates: true,
         debug: args.debug,
     };
@@ -183,8 +186,14 @@ fn main_nodes(args: &Args) -> ExitCode {
         None => {}
         Some("stale-outputs") => opts.mutants.keep_stale_outputs = true,
         Some("no-send-nonce") => opts.mutant_no_send_nonce = true,
+        Some("view-change-without-cert") => opts.mutants.view_change_without_cert = true,
+        Some("ignore-highest-prepared") => opts.mutants.ignore_highest_prepared = true,
+        Some("persist-after-send") => opts.mutants.persist_after_send = true,
         Some(other) => {
-            eprintln!("unknown mutant {other:?}: expected stale-outputs or no-send-nonce");
+            eprintln!(
+                "unknown mutant {other:?}: expected stale-outputs, no-send-nonce, \
+                 view-change-without-cert, ignore-highest-prepared or persist-after-send"
+            );
             return ExitCode::from(2);
         }
     }

@@ -34,6 +34,10 @@ pub struct Options {
     pub faults: bool,
     /// Sets `Config::bug_accept_2f_votes` on every replica.
     pub planted_bug: bool,
+    /// Sets `Config::bug_view_change_without_cert` on every replica.
+    pub mutant_view_change_without_cert: bool,
+    /// Sets `Config::bug_ignore_highest_prepared` on every replica.
+    pub mutant_ignore_highest_prepared: bool,
     /// Check every committed certificate with `verify_certificate`. The
     /// planted-bug test turns this off to show that the agreement check
     /// alone catches the bug.
@@ -48,6 +52,8 @@ impl Default for Options {
             byzantine: true,
             faults: true,
             planted_bug: false,
+            mutant_view_change_without_cert: false,
+            mutant_ignore_highest_prepared: false,
             verify_certificates: true,
             debug: false,
         }
@@ -221,6 +227,8 @@ impl<'a, A: App> Sim<'a, A> {
         c.timeout_base_ms = 2_500;
         c.timeout_max_ms = 15_000;
         c.bug_accept_2f_votes = self.opts.planted_bug;
+        c.bug_view_change_without_cert = self.opts.mutant_view_change_without_cert;
+        c.bug_ignore_highest_prepared = self.opts.mutant_ignore_highest_prepared;
         c
     }
 
