@@ -210,8 +210,6 @@ struct Cluster {
     sent: Vec<SignedTx>,
     /// Old gossip messages, for replays.
     old_gossip: Vec<Arc<Vec<u8>>>,
-    /// When the last fault healed, and the height each node had then.
-    healed_at: u64,
     trace: u64,
     events: u64,
     /// Validator-set changes proposed so far.
@@ -303,7 +301,6 @@ impl Cluster {
             included: BTreeMap::new(),
             sent: Vec::new(),
             old_gossip: Vec::new(),
-            healed_at: 0,
             trace: 0xcbf2_9ce4_8422_2325,
             events: 0,
             reconfig_step: 0,
@@ -962,7 +959,6 @@ impl Cluster {
         for i in 0..NODES {
             self.refresh_peers(i);
         }
-        self.healed_at = self.now;
     }
 
     fn fault(&mut self) {
@@ -1058,19 +1054,7 @@ impl Cluster {
                 format!("loss {}%", self.loss_pct)
             }
             _ => {
-                // Heal what is broken now.
-                self.groups = None;
-                self.one_way.clear();
-                self.loss_pct = 0;
-                for j in 0..NODES {
-                    self.nodes[j].crash_after_send = false;
-                    if !self.up(j) {
-                        self.start(j);
-                    }
-                }
-                for j in 0..NODES {
-                    self.refresh_peers(j);
-                }
+                self.heal_all();
                 "heal".to_string()
             }
         };

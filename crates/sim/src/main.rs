@@ -140,30 +140,7 @@ fn main() -> ExitCode {
 }
 
 fn run_parallel(app: &ExecApp, seeds: &[u64], opts: &Options, threads: usize) -> Vec<SeedReport> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<SeedReport>>> = Mutex::new(vec![None; seeds.len()]);
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&seed) = seeds.get(i) else {
-                    break;
-                };
-                let report = run_seed_with(app, seed, opts);
-                if let Ok(mut r) = results.lock() {
-                    r[i] = Some(report);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_else(|_| panic!("a simulation thread panicked"))
-        .into_iter()
-        .flatten()
-        .collect()
+    parallel(seeds, threads, |seed| run_seed_with(app, seed, opts))
 }
 
 fn threads_of(args: &Args) -> usize {
