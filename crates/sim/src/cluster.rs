@@ -727,10 +727,8 @@ impl Cluster {
                     if self.current_set != Some(set) {
                         if self.current_set.is_some() {
                             let name = self
-                                .known_sets()
-                                .into_iter()
-                                .find(|(_, s)| s.hash() == set)
-                                .map_or_else(|| "genesis set".to_string(), |(n, _)| n);
+                                .set_by_hash(set)
+                                .map_or_else(|| "an unknown set".to_string(), |(n, _)| n);
                             self.report.set_changes.push(format!("{name} at {height}"));
                         }
                         self.current_set = Some(set);
@@ -765,24 +763,23 @@ impl Cluster {
         }
     }
 
-    /// The validator set that certifies `height` on node `i`'s chain.
+    /// The validator set that certifies `height` on node `i`'s chain: the
+    /// one its header names.
     fn validators_before(&self, i: usize, height: u64) -> Option<ValidatorSet> {
-        // The set is in force from the block after the one that wrote it;
-        // the store keeps blocks, so replay the headers' set hashes.
-        let store = &self.nodes[i].store;
-        let block = store.block(height).ok()??;
-        let mut set = self.genesis.validators.clone();
-        // Walk the governance events only when the hash differs.
-        if block.header.validator_set_hash == set.hash() {
-            return Some(set);
+        let block = self.nodes[i].store.block(height).ok()??;
+        self.set_by_hash(block.header.validator_set_hash)
+            .map(|(_, s)| s)
+    }
+
+    /// A set this run may use (genesis's or one governance may adopt),
+    /// named, by its hash.
+    fn set_by_hash(&self, hash: Hash) -> Option<(String, ValidatorSet)> {
+        if self.genesis.validators.hash() == hash {
+            return Some(("genesis set".to_string(), self.genesis.validators.clone()));
         }
-        for (_, s) in self.known_sets() {
-            if s.hash() == block.header.validator_set_hash {
-                set = s;
-                return Some(set);
-            }
-        }
-        None
+        self.known_sets()
+            .into_iter()
+            .find(|(_, s)| s.hash() == hash)
     }
 
     /// Every validator set this run may use.
