@@ -16,6 +16,8 @@ fi
 for extra in "$@"; do
   case "$extra" in
     xmllint) command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils) ;;
+    # The namespace partition drill (as root) needs iproute2's `ip`.
+    ip) if [ "$(id -u)" = 0 ]; then command -v ip >/dev/null 2>&1 || need_apt+=(iproute2); fi ;;
   esac
 done
 

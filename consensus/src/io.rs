@@ -71,6 +71,12 @@ pub enum Input {
         block: Block,
         certificate: CommitCertificate,
     },
+    /// The network (re)connected the validator with this index. Messages
+    /// sent while the link was down never reached it, and each side may
+    /// be waiting on the other's retransmission timer (32 s at most after
+    /// a long split): the replica sends what a peer that missed them needs
+    /// now, rate-limited per peer.
+    PeerConnected { validator: u16 },
 }
 
 /// Everything a replica can ask its driver to do. Closed.

@@ -202,6 +202,12 @@ impl Replica {
             } => self.on_block_validated(height, block_hash, valid),
             // §4.3 and TOCS §6.2: state transfer to a replica that fell behind.
             Input::Synced { block, certificate } => self.on_synced(block, certificate),
+            // §4.5.1 retransmission, triggered by the link coming back
+            // rather than by the next timeout.
+            Input::PeerConnected { validator } => {
+                self.on_peer_connected(validator);
+                Ok(())
+            }
         };
         if let Err(e) = result {
             tracing::debug!(replica = self.me, height = self.s.height, view = self.s.view, error = %e, "input rejected");

@@ -168,6 +168,36 @@ impl Replica {
         Ok(())
     }
 
+    /// A validator's link came back. While changing view, it gets this
+    /// replica's view change again (a healed 2|2 split has no quorum on
+    /// either side until the halves hear each other); the primary of an
+    /// active view resends its new-view. Both at most once per base
+    /// timeout per peer, the same budget as the straggler resends.
+    pub(crate) fn on_peer_connected(&mut self, validator: u16) {
+        if validator == self.me || usize::from(validator) >= self.cfg.validators.len() {
+            return;
+        }
+        if !self.s.view_active {
+            let due = self
+                .last_resend_ms
+                .get(&validator)
+                .is_none_or(|t| self.now_ms.saturating_sub(*t) >= self.cfg.timeout_base_ms);
+            if let (true, Some(env)) = (due, self.my_view_changes.get(&self.s.view).cloned()) {
+                self.last_resend_ms.insert(validator, self.now_ms);
+                self.send(validator, env);
+            }
+            return;
+        }
+        let due = self
+            .last_new_view_resend_ms
+            .get(&validator)
+            .is_none_or(|t| self.now_ms.saturating_sub(*t) >= self.cfg.timeout_base_ms);
+        if let (true, Some(nv)) = (due, self.my_new_view.clone()) {
+            self.last_new_view_resend_ms.insert(validator, self.now_ms);
+            self.send(validator, nv);
+        }
+    }
+
     pub(crate) fn on_view_change(
         &mut self,
         from: u16,

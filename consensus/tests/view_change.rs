@@ -375,3 +375,52 @@ fn next_height_starts_in_the_view_of_the_commit_certificate_with_base_timeout() 
         }
     )));
 }
+
+#[test]
+fn a_reconnected_peer_gets_our_view_change_at_once_and_at_most_once_per_base_timeout() {
+    // A healed 2|2 split: each half changes view and waits on its doubled
+    // timer. The link coming back must trigger the resend, not the timer.
+    let net = Net::new(4);
+    let (mut r, _) = net.replica(3);
+    let outs = r.handle(0, round_timeout(0, 1));
+    let mine = sent_kind(&outs, "view-change")[0].clone();
+    assert!(!r.is_view_active());
+    let resent = |outs: &[Output]| {
+        outs.iter()
+            .filter(|o| matches!(o, Output::Send { to: 1, message } if *message == mine))
+            .count()
+    };
+    let outs = r.handle(100, Input::PeerConnected { validator: 1 });
+    assert_eq!(resent(&outs), 1);
+    // A flapping link does not buy a resend per reconnect.
+    let mut total = 0;
+    for t in 0..20u64 {
+        total += resent(&r.handle(200 + t * 10, Input::PeerConnected { validator: 1 }));
+    }
+    assert_eq!(total, 0);
+    let base = net.cfg(3).timeout_base_ms;
+    assert_eq!(
+        resent(&r.handle(100 + base, Input::PeerConnected { validator: 1 })),
+        1
+    );
+    // Ourselves and unknown indices are ignored.
+    assert!(sent(&r.handle(10_000, Input::PeerConnected { validator: 3 })).is_empty());
+    assert!(sent(&r.handle(10_001, Input::PeerConnected { validator: 9 })).is_empty());
+}
+
+#[test]
+fn a_reconnected_peer_gets_the_primarys_new_view() {
+    let net = Net::new(4);
+    let (mut r, _) = net.replica(1);
+    r.handle(1, view_change_input(&net, 2, 1, None));
+    r.handle(2, view_change_input(&net, 3, 1, None));
+    assert!(r.is_view_active());
+    let outs = r.handle(3, Input::PeerConnected { validator: 0 });
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Send { to: 0, message } if message.payload.kind() == "new-view"
+    )));
+    // A backup in an active view with no new-view of its own sends nothing.
+    let (mut b, _) = net.replica(2);
+    assert!(sent(&b.handle(5, Input::PeerConnected { validator: 0 })).is_empty());
+}

@@ -49,6 +49,11 @@ pub struct NetworkSection {
     pub psk_file: Option<PathBuf>,
     #[serde(default = "default_redial_ms")]
     pub redial_interval_ms: u64,
+    /// How often each peer connection is pinged; three unanswered
+    /// intervals close it, and the redial loop reconnects once the link
+    /// is back. Detects links that died silently (a partition).
+    #[serde(default = "default_ping_ms")]
+    pub ping_interval_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -139,6 +144,9 @@ fn default_empty_block_ms() -> u64 {
 fn default_redial_ms() -> u64 {
     1000
 }
+fn default_ping_ms() -> u64 {
+    1000
+}
 fn default_body_max() -> usize {
     256 * 1024
 }
@@ -149,7 +157,8 @@ impl NodeConfig {
     }
 
     /// Reads and checks `HOME/config.toml`, then applies environment
-    /// overrides (`AIDLEDGER_API_LISTEN`, `AIDLEDGER_P2P_LISTEN`).
+    /// overrides (`AIDLEDGER_API_LISTEN`, `AIDLEDGER_P2P_LISTEN`,
+    /// `AIDLEDGER_P2P_PEERS`).
     pub fn load(home: &Path) -> Result<NodeConfig> {
         let path = Self::path(home);
         let meta = std::fs::metadata(&path).with_context(|| {
@@ -170,6 +179,16 @@ impl NodeConfig {
         }
         if let Ok(v) = std::env::var("AIDLEDGER_P2P_LISTEN") {
             cfg.network.listen = v;
+        }
+        if let Ok(v) = std::env::var("AIDLEDGER_P2P_PEERS") {
+            // Comma-separated multiaddrs; replaces the file's list (the
+            // namespace drills give each node its namespace's addresses).
+            cfg.network.peers = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect();
         }
         cfg.check()
             .with_context(|| format!("invalid config {}", path.display()))?;
@@ -232,6 +251,9 @@ impl NodeConfig {
         if self.network.redial_interval_ms < 50 || self.network.redial_interval_ms > 600_000 {
             bail!("network.redial_interval_ms must be 50 to 600000");
         }
+        if !(100..=60_000).contains(&self.network.ping_interval_ms) {
+            bail!("network.ping_interval_ms must be 100 to 60000");
+        }
         if self.network.peers.len() > 1000 {
             bail!("network.peers has more than 1000 entries");
         }
@@ -266,6 +288,7 @@ mod tests {
                 peers: vec![],
                 psk_file: None,
                 redial_interval_ms: 1000,
+                ping_interval_ms: default_ping_ms(),
             },
             api: ApiSection {
                 listen: "127.0.0.1:2".into(),
@@ -290,6 +313,12 @@ mod tests {
         let mut bad = sample();
         bad.api.listen = "nowhere".into();
         assert!(bad.check().is_err());
+        for ms in [0, 99, 60_001] {
+            let mut bad = sample();
+            bad.network.ping_interval_ms = ms;
+            let e = bad.check().unwrap_err();
+            assert!(format!("{e:#}").contains("ping_interval_ms"), "{e:#}");
+        }
 
         std::fs::write(NodeConfig::path(dir.path()), "[node]\nunknown = 1\n").unwrap();
         let e = NodeConfig::load(dir.path()).unwrap_err();

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub net_tx_gossip_dropped: Gauge,
     pub net_publish_failed: Gauge,
     pub net_denied_connections: Gauge,
+    pub net_ping_failures: Gauge,
     pub phase_seconds: Family<PhaseLabel, Histogram>,
     pub block_txs: Histogram,
 }
@@ -73,13 +74,14 @@ impl Metrics {
             net_tx_gossip_dropped: Gauge::default(),
             net_publish_failed: Gauge::default(),
             net_denied_connections: Gauge::default(),
+            net_ping_failures: Gauge::default(),
             phase_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
             block_txs: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             registry: Registry::default(),
         };
-        let gauges: [(&str, &str, &Gauge); 10] = [
+        let gauges: [(&str, &str, &Gauge); 11] = [
             ("height", "Last committed block height", &m.height),
             ("view", "Current consensus view", &m.view),
             ("mempool_txs", "Transactions in the mempool", &m.mempool_txs),
@@ -109,6 +111,11 @@ impl Metrics {
                 "net_denied_connections",
                 "Connections refused: peer not in the consortium",
                 &m.net_denied_connections,
+            ),
+            (
+                "net_ping_failures",
+                "Peer connections closed because a ping went unanswered",
+                &m.net_ping_failures,
             ),
         ];
         for (name, help, g) in gauges {
@@ -184,6 +191,7 @@ impl Metrics {
         self.net_tx_gossip_dropped.set(g(&s.tx_gossip_dropped));
         self.net_publish_failed.set(g(&s.publish_failed));
         self.net_denied_connections.set(g(&s.denied_connections));
+        self.net_ping_failures.set(g(&s.ping_failures));
     }
 
     pub fn render(&self) -> String {

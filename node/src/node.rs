@@ -147,6 +147,7 @@ async fn run_async(
         psk,
         gossip_max_bytes: aidledger_network::GOSSIP_MAX_BYTES,
         redial_interval: std::time::Duration::from_millis(cfg.network.redial_interval_ms),
+        ping_interval: std::time::Duration::from_millis(cfg.network.ping_interval_ms),
         // Random, so frames after a restart never repeat earlier ids.
         publish_seq_start: rand::random(),
     };

@@ -281,3 +281,119 @@ fn drills_lose_nothing_and_never_fork() {
     assert!(r["tx_acknowledged"].as_u64().unwrap() > 100, "{r}");
     assert!(r["heights_compared"].as_u64().unwrap() > 5, "{r}");
 }
+
+/// Whether this machine can make network namespaces (root and iproute2).
+fn namespaces_available() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2))
+                == Some("0")
+        })
+        .unwrap_or(false);
+    let ip = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    root && ip
+}
+
+/// Real partitions between network namespaces: a 2|2 split commits
+/// nothing and recovers within 2 × the round timeout of healing; a 1|3
+/// split keeps the majority committing; a flapping link and a one-way
+/// block change nothing lasting. The namespaces are gone afterwards.
+#[test]
+fn namespace_partitions_recover_within_two_round_timeouts() {
+    if !namespaces_available() {
+        eprintln!(
+            "NOTICE: skipping the namespace partition drill: it needs root and iproute2 (`ip netns`)"
+        );
+        return;
+    }
+    let net = Testnet::new();
+    let init = run(&["testnet", "init", "--dir", net.d()]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let child = Command::new(BIN)
+        .args([
+            "--output",
+            "json",
+            "testnet",
+            "drill",
+            "--dir",
+            net.d(),
+            "--partition",
+            "2:2",
+            "--partition",
+            "1:3",
+            "--partition",
+            "flap",
+            "--partition",
+            "oneway",
+            "--hold",
+            "8",
+            "--rate",
+            "30",
+            "--seed",
+            "11",
+        ])
+        .env_remove("AIDLEDGER_NODE")
+        .env_remove("AIDLEDGER_HOME")
+        .env_remove("AIDLEDGER_TESTNET_NETNS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run aidledger");
+    let tag = format!("al{}", child.id());
+    let out = child.wait_with_output().expect("drill output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(
+        !left.contains(&format!("{tag}-")),
+        "the drill left namespaces behind: {left}"
+    );
+    assert!(
+        out.status.success(),
+        "drill failed:\nstdout: {text}\nstderr: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs(&net.dir)
+    );
+    let r = last_json(&out);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["tx_lost"].as_u64(), Some(0), "{r}");
+    assert_eq!(r["tx_duplicated"].as_u64(), Some(0), "{r}");
+    assert!(
+        r["partition_method"]
+            .as_str()
+            .unwrap()
+            .contains("namespaces"),
+        "{r}"
+    );
+    let parts = r["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 4, "{r}");
+    for p in parts {
+        let rec = p["recovery_ms"].as_u64().expect("recovered");
+        let limit = p["recovery_limit_ms"].as_u64().unwrap();
+        assert!(rec <= limit, "{p}");
+        assert_eq!(p["ok"], true, "{p}");
+    }
+    // 2|2: no side has a quorum, nothing commits while it holds.
+    assert_eq!(parts[0]["quorum_side"], false, "{r}");
+    assert_eq!(parts[0]["committed_during_hold"].as_u64(), Some(0), "{r}");
+    // 1|3: the three keep going.
+    assert!(
+        parts[1]["committed_during_hold"].as_u64().unwrap() > 0,
+        "{r}"
+    );
+    // The nodes were not running before the drill, and are not after it.
+    for e in std::fs::read_dir(&net.dir).unwrap().flatten() {
+        let pid = e.path().join("node.pid");
+        assert!(!pid.exists(), "{} is still there", pid.display());
+    }
+}

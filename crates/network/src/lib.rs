@@ -88,6 +88,14 @@ pub struct NetworkConfig {
     pub gossip_max_bytes: usize,
     /// How often to redial bootstrap peers that are not connected.
     pub redial_interval: Duration,
+    /// How often each connection is pinged. A ping unanswered for three
+    /// intervals closes the connection: a link that died without a FIN
+    /// or RST (a cut cable, a partition, a paused peer) would otherwise
+    /// keep looking connected, and messages queued on it would wait for
+    /// TCP's backed-off retransmissions long after the link healed. Once
+    /// closed, the redial loop reconnects within one redial interval of
+    /// the link coming back.
+    pub ping_interval: Duration,
     /// Where this run's consensus-publish counter starts. The node draws
     /// it at random, so a restarted node's frames never repeat the ids of
     /// its frames from before the restart (peers remember ids for 120 s).
@@ -170,6 +178,8 @@ pub struct NetStats {
     pub tx_gossip_dropped: AtomicU64,
     pub publish_failed: AtomicU64,
     pub denied_connections: AtomicU64,
+    /// Connections closed because a ping went unanswered.
+    pub ping_failures: AtomicU64,
 }
 
 /// The node's handle on the network task. Cheap to clone.
@@ -275,9 +285,27 @@ fn topic_name(chain: &str, t: Topic) -> String {
 fn build_transport(
     key: &identity::Keypair,
     psk: Option<[u8; 32]>,
+    dead_link: Duration,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, NetError> {
     let noise = noise::Config::new(key).map_err(|e| NetError::Transport(e.to_string()))?;
-    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    // TCP_USER_TIMEOUT: a connection whose sent data stays unacknowledged
+    // this long is aborted by the kernel. Without it a link that died
+    // silently (a partition) keeps its connection "open" for as long as
+    // TCP's backed-off retransmissions last: closing it gracefully waits
+    // on the same dead link, the swarm still counts the peer as
+    // connected, so nothing redials, and after the link heals the
+    // messages wait for the next retransmission (51 s after a 60 s split
+    // in the namespace drill). The pings every `ping_interval` make sure
+    // there is always data in flight to time out.
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true)).map(
+        move |stream: tcp::tokio::TcpStream, _| {
+            if let Err(e) = socket2::SockRef::from(&stream.0).set_tcp_user_timeout(Some(dead_link))
+            {
+                tracing::warn!(error = %e, "cannot set TCP_USER_TIMEOUT");
+            }
+            stream
+        },
+    );
     let mut yamux_cfg = yamux::Config::default();
     yamux_cfg.set_max_num_streams(256);
     Ok(match psk {
@@ -345,7 +373,7 @@ pub fn spawn(
     let gossip_cfg = gossip_config(max, "/aidledger/meshsub", TX_QUEUE_LEN)?;
     let cons_cfg = gossip_config(max, "/aidledger/consensus-meshsub", CONSENSUS_QUEUE_LEN)?;
 
-    let transport = build_transport(&key, config.psk)?;
+    let transport = build_transport(&key, config.psk, config.ping_interval.saturating_mul(3))?;
     let mut allow = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
     for p in &config.allowed {
         allow.allow_peer(*p);
@@ -367,7 +395,11 @@ pub fn spawn(
         format!("/aidledger/{}/1", config.chain_id),
         key.public(),
     ));
-    let ping = ping::Behaviour::new(ping::Config::new());
+    let ping = ping::Behaviour::new(
+        ping::Config::new()
+            .with_interval(config.ping_interval)
+            .with_timeout(config.ping_interval.saturating_mul(3)),
+    );
     let behaviour = Behaviour {
         allow,
         gossip,
@@ -604,6 +636,17 @@ impl Task {
                     .await?
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.sync_event(ev).await?,
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(error),
+            })) => {
+                // libp2p's ping only reports a failure; closing the
+                // connection is ours to do (see `ping_interval`).
+                tracing::info!(%peer, %error, "ping failed; closing the connection");
+                self.stats.ping_failures.fetch_add(1, Ordering::Relaxed);
+                self.swarm.close_connection(connection);
+            }
             _ => {}
         }
         Ok(())

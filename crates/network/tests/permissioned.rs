@@ -36,6 +36,7 @@ async fn start(i: u8, allowed: &[u8], bootstrap: Vec<Multiaddr>, psk: Option<[u8
         psk,
         gossip_max_bytes: 1 << 20,
         redial_interval: Duration::from_millis(200),
+        ping_interval: Duration::from_secs(1),
         publish_seq_start: u64::from(i) << 32,
     };
     let key = identity_from_seed(seed(i)).unwrap();

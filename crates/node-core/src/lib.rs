@@ -309,7 +309,21 @@ impl NodeCore {
                 peers.retain(|p| *p < self.members.len());
                 peers.sort_unstable();
                 peers.dedup();
+                let fresh: Vec<Peer> = peers
+                    .iter()
+                    .filter(|p| !self.connected.contains(p))
+                    .copied()
+                    .collect();
                 self.connected = peers;
+                // A validator whose link just came back missed what was
+                // sent meanwhile: the replica retransmits now instead of at
+                // its next (doubled) timeout (issue 13: a healed 2|2 split).
+                for p in fresh {
+                    let idx = self.parent.validator_set.index_of(&self.members[p]);
+                    if let Some(validator) = idx.and_then(|i| u16::try_from(i).ok()) {
+                        self.feed(Input::PeerConnected { validator })?;
+                    }
+                }
             }
             Event::Tick => self.tick()?,
         }

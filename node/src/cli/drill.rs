@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use super::bench::{self, LoadArgs, LoadReport};
 use super::testnet::{read_testnet, start_missing, TestnetOrg};
-use super::{print_json, procs, query, Ctx, Output};
+use super::{netns, print_json, procs, query, Ctx, Output};
 use crate::api_types::BlockView;
 use crate::client::Client;
 
@@ -51,6 +51,80 @@ pub struct DrillArgs {
     /// Seed for the choice of victims [default: random].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Instead of the kill, pause and isolate rounds: real network
+    /// partitions between Linux network namespaces (needs root). One of
+    /// `A:B[:C...]` (validator groups, e.g. `2:2` or `1:3`; observers join
+    /// the groups in turn), `flap` (the link between two validators goes
+    /// down and up every second) or `oneway` (one validator's packets to
+    /// every other node are dropped, while theirs still reach it).
+    /// Repeat to run several in turn.
+    #[arg(long, value_name = "SPEC", value_parser = parse_partition)]
+    pub partition: Vec<PartitionSpec>,
+    /// How long each `--partition` holds, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub hold: u64,
+}
+
+/// One `--partition` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionSpec {
+    Groups(Vec<usize>),
+    Flap,
+    OneWay,
+}
+
+impl std::fmt::Display for PartitionSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PartitionSpec::Groups(g) => {
+                let parts: Vec<String> = g.iter().map(usize::to_string).collect();
+                write!(f, "{}", parts.join(":"))
+            }
+            PartitionSpec::Flap => write!(f, "flap"),
+            PartitionSpec::OneWay => write!(f, "oneway"),
+        }
+    }
+}
+
+fn parse_partition(s: &str) -> std::result::Result<PartitionSpec, String> {
+    match s {
+        "flap" => return Ok(PartitionSpec::Flap),
+        "oneway" | "one-way" => return Ok(PartitionSpec::OneWay),
+        _ => {}
+    }
+    let groups: Vec<usize> = s
+        .split(':')
+        .map(|g| g.parse::<usize>().ok().filter(|n| (1..=64).contains(n)))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            format!("{s:?}: expected group sizes such as 2:2 or 1:3, or flap, or oneway")
+        })?;
+    if groups.len() < 2 || groups.len() > 8 {
+        return Err(format!("{s:?}: a partition has 2 to 8 groups"));
+    }
+    Ok(PartitionSpec::Groups(groups))
+}
+
+/// What one namespace partition did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionReport {
+    pub spec: String,
+    /// Organisation ids on each side (`flap` and `oneway`: the nodes whose
+    /// links were cut, first the one cut off).
+    pub groups: Vec<Vec<String>>,
+    pub hold_ms: u64,
+    /// Whether some side kept a quorum of validators (2f+1).
+    pub quorum_side: bool,
+    pub height_at_split: u64,
+    pub height_at_heal: u64,
+    /// Blocks committed while the partition held.
+    pub committed_during_hold: u64,
+    /// From healing to a commit above the height at heal on every
+    /// validator.
+    pub recovery_ms: Option<u64>,
+    /// 2 × the round timeout.
+    pub recovery_limit_ms: u64,
+    pub ok: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,6 +144,8 @@ pub struct DrillReport {
     pub partition_method: &'static str,
     pub drills_run: usize,
     pub events: Vec<DrillEvent>,
+    /// `--partition` rounds (network namespaces).
+    pub partitions: Vec<PartitionReport>,
     pub tx_acknowledged: u64,
     pub tx_committed: u64,
     pub tx_lost: u64,
@@ -303,6 +379,203 @@ impl Drill<'_> {
     }
 }
 
+/// The validators' base round timeout (the largest configured).
+fn round_timeout_ms(validators: &[TestnetOrg]) -> Result<u64> {
+    let mut t = 0;
+    for v in validators {
+        let cfg = crate::config::NodeConfig::load(&v.home)
+            .with_context(|| format!("the config of {}", v.id))?;
+        t = t.max(cfg.consensus.round_timeout_ms);
+    }
+    Ok(t)
+}
+
+/// Removes every block between the first `n` nodes of layout `tag`.
+fn heal_ns(tag: &str, n: usize) {
+    for i in 0..n {
+        for j in 0..n {
+            if i != j {
+                if let Err(e) = netns::unblock(tag, i, j) {
+                    eprintln!("drill: cannot heal {i} -> {j}: {e:#}");
+                }
+            }
+        }
+    }
+}
+
+fn heights(apis: &[&str]) -> Vec<Option<u64>> {
+    apis.iter().map(|a| height(a)).collect()
+}
+
+/// One namespace partition: split, hold, heal, and time the recovery.
+fn partition_ns(
+    orgs: &[TestnetOrg],
+    tag: &str,
+    spec: &PartitionSpec,
+    hold: u64,
+    limit_ms: u64,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    quiet: bool,
+) -> Result<PartitionReport> {
+    let say = |m: String| {
+        if !quiet {
+            eprintln!("drill: {m}");
+        }
+    };
+    let vals: Vec<usize> = (0..orgs.len()).filter(|i| orgs[*i].validator).collect();
+    let apis: Vec<&str> = vals.iter().map(|i| orgs[*i].api.as_str()).collect();
+    let n = vals.len();
+    let quorum = n - (n - 1) / 3;
+    // Live before the split: a fresh commit on some validator.
+    let h = max_height(&apis);
+    wait_commit(&apis, h, Duration::from_secs(60)).context("no commit before the split")?;
+    let leader = apis
+        .iter()
+        .find_map(|a| query::node_status(a).ok().and_then(|s| s.leader))
+        .map(|l| l.to_string());
+    let leader_idx = vals
+        .iter()
+        .copied()
+        .find(|i| leader.as_deref() == Some(orgs[*i].id.as_str()));
+    let mut order = vals.clone();
+    order.shuffle(rng);
+    // Cut links: (from, to), one direction each.
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    let (groups, quorum_side, flap): (Vec<Vec<usize>>, bool, Option<(usize, usize)>) = match spec {
+        PartitionSpec::Groups(sizes) => {
+            let mut groups: Vec<Vec<usize>> = Vec::new();
+            let mut it = order.iter().copied();
+            for sz in sizes {
+                groups.push(it.by_ref().take(*sz).collect());
+            }
+            let quorum_side = groups.iter().any(|g| g.len() >= quorum);
+            // Observers join the groups in turn.
+            for (k, i) in (0..orgs.len()).filter(|i| !orgs[*i].validator).enumerate() {
+                let g = k % groups.len();
+                groups[g].push(i);
+            }
+            for (gi, g) in groups.iter().enumerate() {
+                for (gj, other) in groups.iter().enumerate() {
+                    if gi != gj {
+                        for a in g {
+                            for b in other {
+                                cuts.push((*a, *b));
+                            }
+                        }
+                    }
+                }
+            }
+            (groups, quorum_side, None)
+        }
+        PartitionSpec::OneWay => {
+            let victim = leader_idx.unwrap_or(order[0]);
+            for j in 0..orgs.len() {
+                if j != victim {
+                    cuts.push((victim, j));
+                }
+            }
+            let rest = (0..orgs.len()).filter(|j| *j != victim).collect();
+            (vec![vec![victim], rest], true, None)
+        }
+        PartitionSpec::Flap => {
+            let a = leader_idx.unwrap_or(order[0]);
+            let b = order.iter().copied().find(|x| *x != a).unwrap_or(order[1]);
+            (vec![vec![a], vec![b]], true, Some((a, b)))
+        }
+    };
+    let names: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| g.iter().map(|i| orgs[*i].id.clone()).collect())
+        .collect();
+    say(format!(
+        "partition {spec}: {names:?} for {hold} s (network namespaces)"
+    ));
+    let cut = |cuts: &[(usize, usize)]| -> Result<()> {
+        for (a, b) in cuts {
+            netns::block(tag, *a, *b)?;
+        }
+        Ok(())
+    };
+    let uncut = |cuts: &[(usize, usize)]| -> Result<()> {
+        for (a, b) in cuts {
+            netns::unblock(tag, *a, *b)?;
+        }
+        Ok(())
+    };
+    let t_split = now();
+    let hold_for = Duration::from_secs(hold);
+    let mut height_at_split = None;
+    match flap {
+        None => {
+            cut(&cuts)?;
+            // Messages already on the wire may still land: the split
+            // counts from one second in.
+            std::thread::sleep(Duration::from_secs(1).min(hold_for));
+            height_at_split = Some(max_height(&apis));
+            if let Some(rest) = hold_for.checked_sub(t_split.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        Some((a, b)) => {
+            let link = [(a, b), (b, a)];
+            let mut down = false;
+            while t_split.elapsed() < hold_for {
+                if down {
+                    uncut(&link)?;
+                } else {
+                    cut(&link)?;
+                }
+                down = !down;
+                if height_at_split.is_none() {
+                    height_at_split = Some(max_height(&apis));
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            cuts = link.to_vec();
+        }
+    }
+    let height_at_split = height_at_split.unwrap_or(0);
+    let height_at_heal = max_height(&apis);
+    uncut(&cuts)?;
+    let healed = now();
+    let hold_ms = ms(healed.duration_since(t_split));
+    say(format!("  healed at height {height_at_heal}"));
+    let mut recovery_ms = None;
+    while healed.elapsed() < Duration::from_secs(120) {
+        let hs = heights(&apis);
+        if hs.iter().all(|h| h.is_some_and(|h| h > height_at_heal)) {
+            recovery_ms = Some(ms(healed.elapsed()));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let committed_during_hold = height_at_heal.saturating_sub(height_at_split);
+    // Without a quorum on any side nothing may commit; with one, the
+    // quorum side must have kept going.
+    let hold_ok = if quorum_side {
+        committed_during_hold > 0 || hold < 3
+    } else {
+        committed_during_hold == 0
+    };
+    let ok = hold_ok && recovery_ms.is_some_and(|r| r <= limit_ms);
+    say(format!(
+        "  {committed_during_hold} blocks during the hold; recovery {}",
+        recovery_ms.map_or_else(|| "none within 120 s".into(), |r| format!("{r} ms"))
+    ));
+    Ok(PartitionReport {
+        spec: spec.to_string(),
+        groups: names,
+        hold_ms,
+        quorum_side,
+        height_at_split,
+        height_at_heal,
+        committed_during_hold,
+        recovery_ms,
+        recovery_limit_ms: limit_ms,
+        ok,
+    })
+}
+
 /// Every node's block hash at every height up to the common height, and
 /// each program's conservation invariant. Returns (height, state root,
 /// programs checked).
@@ -379,7 +652,80 @@ fn verify_agreement(
     Ok((common, root, programs.len()))
 }
 
+/// Checks `--partition` values against the testnet's validator count.
+fn check_partitions(specs: &[PartitionSpec], validators: usize) -> Result<()> {
+    for spec in specs {
+        if let PartitionSpec::Groups(g) = spec {
+            let total: usize = g.iter().sum();
+            if total != validators {
+                return Err(super::usage(format!(
+                    "--partition {spec}: the groups hold {total} validators, the testnet has {validators}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--partition` from the host: lays out one network namespace per node
+/// and a hub, moves the testnet's nodes into them, runs this same drill
+/// inside the hub (where every node's namespace address is reachable),
+/// then tears the layout down and puts the nodes back on loopback.
+fn run_in_namespaces(ctx: &Ctx, a: &DrillArgs) -> Result<std::process::ExitCode> {
+    netns::check_available()?;
+    let t = read_testnet(&a.dir)?;
+    let validators = t.orgs.iter().filter(|o| o.validator).count();
+    if validators < 4 {
+        return Err(super::usage(format!(
+            "drills need at least 4 validators (f >= 1); {} has {validators}",
+            a.dir.display()
+        )));
+    }
+    check_partitions(&a.partition, validators)?;
+    let homes: Vec<PathBuf> = t.orgs.iter().map(|o| o.home.clone()).collect();
+    let was_running = homes.iter().any(|h| procs::running(h).is_some());
+    let quiet = ctx.json();
+    if !quiet {
+        eprintln!(
+            "drill: moving the {} nodes into network namespaces",
+            homes.len()
+        );
+    }
+    procs::stop_all(&homes, Duration::from_secs(20))?;
+    let status = {
+        let ns = netns::Namespaces::create(t.orgs.len())?;
+        let exe = std::env::current_exe().context("cannot find the aidledger executable")?;
+        let status = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.hub()])
+            .arg(exe)
+            .args(std::env::args_os().skip(1))
+            .env(netns::ENV, ns.tag())
+            .status()
+            .context("cannot run the drill inside the hub namespace");
+        // The nodes run detached inside the namespaces; stop them before
+        // the namespaces go (signals reach them from here).
+        let stopped = procs::stop_all(&homes, Duration::from_secs(20));
+        drop(ns);
+        stopped?;
+        status?
+    };
+    if was_running {
+        if !quiet {
+            eprintln!("drill: namespaces removed; restarting the nodes on loopback");
+        }
+        start_missing(&a.dir, 60)?;
+    }
+    Ok(match status.code() {
+        Some(0) => std::process::ExitCode::SUCCESS,
+        Some(c) => std::process::ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => std::process::ExitCode::FAILURE,
+    })
+}
+
 pub fn run(ctx: &Ctx, a: DrillArgs) -> Result<std::process::ExitCode> {
+    if !a.partition.is_empty() && netns::current_tag().is_none() {
+        return run_in_namespaces(ctx, &a);
+    }
     let r = drill(ctx, &a)?;
     if ctx.json() {
         print_json(&r)?;
@@ -396,6 +742,19 @@ pub fn run(ctx: &Ctx, a: DrillArgs) -> Result<std::process::ExitCode> {
             "load: {:.0} tx/s committed, p50 {:.0} ms, p99 {:.0} ms; partitions made by {}",
             r.load.committed_tps, r.load.p50_ms, r.load.p99_ms, r.partition_method
         );
+        for p in &r.partitions {
+            println!(
+                "partition {} {:?} for {} ms: {} blocks committed meanwhile, recovery {} (limit {} ms){}",
+                p.spec,
+                p.groups,
+                p.hold_ms,
+                p.committed_during_hold,
+                p.recovery_ms
+                    .map_or_else(|| "none".to_string(), |r| format!("{r} ms")),
+                p.recovery_limit_ms,
+                if p.ok { "" } else { "  FAILED" }
+            );
+        }
         for f in &r.failures {
             println!("FAILED: {f}");
         }
@@ -425,6 +784,11 @@ pub fn drill(ctx: &Ctx, a: &DrillArgs) -> Result<DrillReport> {
             validators.len()
         )));
     }
+    check_partitions(&a.partition, validators.len())?;
+    let ns_tag = netns::current_tag();
+    if !a.partition.is_empty() && ns_tag.is_none() {
+        bail!("--partition runs inside network namespaces (use `aidledger testnet drill`)");
+    }
     let seed = a.seed.unwrap_or_else(rand::random);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let quiet = ctx.json();
@@ -440,10 +804,18 @@ pub fn drill(ctx: &Ctx, a: &DrillArgs) -> Result<DrillReport> {
         quiet,
     };
     // The load runs in the background for the whole drill.
+    // A partition drill lasts as long as its partitions: each holds, then
+    // has up to a minute to recover.
+    let duration = if a.partition.is_empty() {
+        a.duration
+    } else {
+        let per = a.hold + 15;
+        (5 + per * a.partition.len() as u64).max(10)
+    };
     let load_args = LoadArgs {
         dir: a.dir.clone(),
         rate: a.rate,
-        duration: a.duration,
+        duration,
         drain: 90,
         workers: 8,
     };
@@ -453,11 +825,35 @@ pub fn drill(ctx: &Ctx, a: &DrillArgs) -> Result<DrillReport> {
         output: Output::Json,
     };
     let load = std::thread::spawn(move || bench::load(&load_ctx, &load_args));
+    let mut partitions = Vec::new();
+    let mut failures = Vec::new();
+    if let Some(tag) = &ns_tag {
+        let limit = round_timeout_ms(&validators)?.saturating_mul(2);
+        // Let the load get going first: the split should cut a consortium
+        // that is committing transactions, not one still idle.
+        std::thread::sleep(Duration::from_secs(5));
+        for spec in &a.partition {
+            match partition_ns(&t.orgs, tag, spec, a.hold, limit, &mut rng, quiet) {
+                Ok(r) => {
+                    if !r.ok {
+                        failures.push(format!(
+                            "partition {}: recovery {:?} ms (limit {} ms), {} blocks committed during the hold",
+                            r.spec, r.recovery_ms, r.recovery_limit_ms, r.committed_during_hold
+                        ));
+                    }
+                    partitions.push(r);
+                }
+                Err(e) => {
+                    failures.push(format!("partition {spec}: {e:#}"));
+                    heal_ns(tag, t.orgs.len());
+                }
+            }
+        }
+    }
     let t0 = now();
     // Spread the rounds over the load: kills, then a pause, then a partition.
-    let rounds = a.kills + 2;
+    let rounds = if ns_tag.is_some() { 0 } else { a.kills + 2 };
     let slot = Duration::from_secs(a.duration) / u32::try_from(rounds + 1).unwrap_or(u32::MAX);
-    let mut failures = Vec::new();
     for i in 0..rounds {
         let due = slot * u32::try_from(i + 1).unwrap_or(u32::MAX);
         if let Some(rest) = due.checked_sub(t0.elapsed()) {
@@ -517,10 +913,16 @@ pub fn drill(ctx: &Ctx, a: &DrillArgs) -> Result<DrillReport> {
     // Reap the nodes this drill started; they keep running (detached).
     drop(std::mem::take(&mut d.children));
     let longest = d.events.iter().map(|e| e.failover_ms).max().unwrap_or(0);
+    let drills_run = d.events.len() + partitions.len();
     Ok(DrillReport {
         seed,
-        partition_method: "application layer (libp2p peers blocked via /v1/admin/isolate)",
-        drills_run: d.events.len(),
+        partition_method: if ns_tag.is_some() {
+            "network namespaces (prohibit routes between per-node namespaces)"
+        } else {
+            "application layer (libp2p peers blocked via /v1/admin/isolate)"
+        },
+        partitions,
+        drills_run,
         events: d.events,
         tx_acknowledged: report.acknowledged,
         tx_committed: report.committed,

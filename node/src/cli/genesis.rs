@@ -469,6 +469,7 @@ pub fn node_config(org: &OrgId, p2p: &str, peers: Vec<String>, api: &str) -> Nod
             peers,
             psk_file: None,
             redial_interval_ms: 1000,
+            ping_interval_ms: 1000,
         },
         api: ApiSection {
             listen: api.to_string(),

@@ -9,6 +9,7 @@ mod drill;
 mod genesis;
 mod keys;
 mod net;
+mod netns;
 mod procs;
 mod query;
 mod testnet;

@@ -71,6 +71,19 @@ pub fn running(home: &Path) -> Option<i32> {
 /// group (Ctrl-C on the CLI does not reach it), output appended to
 /// `<home>/node.log`, pid in `<home>/node.pid`.
 pub fn spawn_node(home: &Path) -> Result<Child> {
+    spawn_node_in(home, None)
+}
+
+/// Where and how a node starts inside a network namespace: `ip netns exec
+/// <ns>` (which execs, so the pid is the node's), with address overrides.
+#[derive(Debug, Clone)]
+pub struct InNamespace {
+    pub ns: String,
+    pub env: Vec<(String, String)>,
+}
+
+/// [`spawn_node`], optionally inside a network namespace.
+pub fn spawn_node_in(home: &Path, netns: Option<&InNamespace>) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find the aidledger executable")?;
     let log = OpenOptions::new()
@@ -79,8 +92,15 @@ pub fn spawn_node(home: &Path) -> Result<Child> {
         .open(log_file(home))
         .with_context(|| format!("cannot open {}", log_file(home).display()))?;
     let err = log.try_clone()?;
-    let child = Command::new(exe)
-        .arg("node")
+    let mut cmd = match netns {
+        None => Command::new(exe),
+        Some(n) => {
+            let mut c = Command::new("ip");
+            c.arg("netns").arg("exec").arg(&n.ns).arg(exe);
+            c
+        }
+    };
+    cmd.arg("node")
         .arg("run")
         .arg("--home")
         .arg(home)
@@ -88,10 +108,15 @@ pub fn spawn_node(home: &Path) -> Result<Child> {
         // Each node's ports come from its own config.toml.
         .env_remove("AIDLEDGER_API_LISTEN")
         .env_remove("AIDLEDGER_P2P_LISTEN")
+        .env_remove("AIDLEDGER_P2P_PEERS")
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(err))
-        .process_group(0)
+        .process_group(0);
+    if let Some(n) = netns {
+        cmd.envs(n.env.iter().map(|(k, v)| (k, v)));
+    }
+    let child = cmd
         .spawn()
         .with_context(|| format!("cannot start the node in {}", home.display()))?;
     std::fs::write(pid_file(home), format!("{}\n", child.id()))

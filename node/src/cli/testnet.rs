@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::genesis::{node_config, Draft, DraftValidators};
 use super::keys::{create_private_dir, generate_into};
 use super::net::peer_id;
-use super::{print_json, procs, usage, Ctx};
+use super::{netns, print_json, procs, usage, Ctx};
 use crate::client::Client;
 
 #[derive(Subcommand, Debug)]
@@ -177,7 +177,64 @@ pub fn read_testnet(dir: &Path) -> Result<TestnetFile> {
         );
     }
     let text = super::args::read_small(&p)?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a testnet file", p.display()))
+    let mut t: TestnetFile = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a testnet file", p.display()))?;
+    if netns::current_tag().is_some() {
+        // Inside a namespace drill: every node lives at its namespace's
+        // address, on the same ports.
+        for (i, o) in t.orgs.iter_mut().enumerate() {
+            o.api = rehost(&o.api, i)?;
+            o.p2p = rehost(&o.p2p, i)?;
+        }
+    }
+    Ok(t)
+}
+
+/// `s` (an API URL or a p2p multiaddr on 127.0.0.1) with the loopback
+/// address replaced by node `i`'s namespace address.
+fn rehost(s: &str, i: usize) -> Result<String> {
+    let addr = netns::node_addr(i).to_string();
+    if let Some(rest) = s.strip_prefix("http://127.0.0.1:") {
+        return Ok(format!("http://{addr}:{rest}"));
+    }
+    if let Some(rest) = s.strip_prefix("/ip4/127.0.0.1/") {
+        return Ok(format!("/ip4/{addr}/{rest}"));
+    }
+    bail!("{s} is not a loopback address of a testnet node")
+}
+
+/// How org `i` of `t` starts inside namespace layout `tag`: its listen
+/// addresses and its peers' addresses, all in the layout's subnet.
+fn namespace_launch(t: &TestnetFile, i: usize, tag: &str) -> Result<procs::InNamespace> {
+    let o = &t.orgs[i];
+    let api_port = o
+        .api
+        .rsplit(':')
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no port in {}", o.api))?;
+    let p2p_listen = o
+        .p2p
+        .split("/p2p/")
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no address in {}", o.p2p))?;
+    let peers: Vec<&str> = t
+        .orgs
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, p)| p.p2p.as_str())
+        .collect();
+    Ok(procs::InNamespace {
+        ns: netns::node_name(tag, i),
+        env: vec![
+            (
+                "AIDLEDGER_API_LISTEN".into(),
+                format!("{}:{api_port}", netns::node_addr(i)),
+            ),
+            ("AIDLEDGER_P2P_LISTEN".into(), p2p_listen.to_string()),
+            ("AIDLEDGER_P2P_PEERS".into(), peers.join(",")),
+        ],
+    })
 }
 
 /// Ports recorded by testnets in `dir`'s sibling directories, so two
@@ -443,16 +500,29 @@ pub fn start_selected(
     pick: impl Fn(&TestnetOrg) -> bool,
 ) -> Result<(Vec<i32>, Vec<Child>)> {
     let mut t = read_testnet(dir)?;
-    t.orgs.retain(|o| pick(o));
+    let tag = netns::current_tag();
+    let launches = match &tag {
+        Some(tag) => (0..t.orgs.len())
+            .map(|i| namespace_launch(&t, i, tag).map(Some))
+            .collect::<Result<Vec<_>>>()?,
+        None => vec![None; t.orgs.len()],
+    };
+    let (orgs, launches): (Vec<TestnetOrg>, Vec<Option<procs::InNamespace>>) = t
+        .orgs
+        .into_iter()
+        .zip(launches)
+        .filter(|(o, _)| pick(o))
+        .unzip();
+    t.orgs = orgs;
     let mut children: Vec<Option<Child>> = Vec::with_capacity(t.orgs.len());
     let mut pids = Vec::with_capacity(t.orgs.len());
-    for o in &t.orgs {
+    for (o, launch) in t.orgs.iter().zip(&launches) {
         if let Some(pid) = procs::running(&o.home) {
             children.push(None);
             pids.push(pid);
             continue;
         }
-        let child = procs::spawn_node(&o.home)?;
+        let child = procs::spawn_node_in(&o.home, launch.as_ref())?;
         pids.push(child.id() as i32);
         children.push(Some(child));
     }
