@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 scripts/prereqs.sh
 dir="${1:-./testnet-local}"
 shift || true
-cargo build --release --locked -p aidledger-node
+cargo build --release --locked -p aidledger-cli
 exec ./target/release/aidledger testnet demo --dir "$dir" "$@"

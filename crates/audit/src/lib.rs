@@ -38,6 +38,7 @@ mod replay;
 pub mod report;
 mod source;
 mod state;
+#[cfg(feature = "synth")]
 pub mod synth;
 pub mod trace;
 

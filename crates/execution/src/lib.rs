@@ -18,6 +18,7 @@ mod error;
 mod exec;
 mod mem;
 mod queries;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use aidledger_contracts as contracts;

@@ -1,25 +1,22 @@
-//! The `aidledger` command line: keys, genesis, init, node, tx, query,
-//! testnet. Every value is validated before anything is written or sent.
+//! The operator commands of the `aidledger` command line: keys, genesis,
+//! init, node, tx, query, status, household-id, audit, export-blocks.
+//! Every value is validated before anything is written or sent. The
+//! binary (`crates/cli`) adds the local-consortium tooling (`testnet`,
+//! `bench`, from `testnet/`) and parses the whole line.
 
 pub mod args;
-mod audit;
-mod bench;
-mod demo;
-mod drill;
-mod genesis;
-mod keys;
-mod net;
-mod netns;
-mod procs;
-mod query;
-mod testnet;
-mod tx;
+pub mod audit;
+pub mod genesis;
+pub mod keys;
+pub mod net;
+pub mod query;
+pub mod tx;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Subcommand, ValueEnum};
 
 use crate::client::Client;
 
@@ -53,29 +50,9 @@ pub enum Output {
     Json,
 }
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "aidledger",
-    version,
-    about = "A permissioned consortium ledger for aid funds",
-    propagate_version = true
-)]
-pub struct Cli {
-    /// The node home (config.toml, genesis.json, keys/, data/).
-    #[arg(long, global = true, env = "AIDLEDGER_HOME", value_name = "DIR")]
-    pub home: Option<PathBuf>,
-    /// The node API to talk to [default: HOME/config.toml's api.listen, else http://127.0.0.1:26701].
-    #[arg(long, global = true, env = "AIDLEDGER_NODE", value_name = "URL")]
-    pub node: Option<String>,
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
+/// The operator commands; the binary flattens them into its own list.
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub enum OperatorCmd {
     /// Generate and inspect key files.
     #[command(subcommand)]
     Keys(keys::KeysCmd),
@@ -95,12 +72,6 @@ pub enum Command {
     Status,
     /// Compute a household id, SHA-256(salt || local id), offline.
     HouseholdId(keys::HouseholdIdArgs),
-    /// A local consortium for development and tests.
-    #[command(subcommand)]
-    Testnet(testnet::TestnetCmd),
-    /// Load generation and benchmarks against a testnet.
-    #[command(subcommand)]
-    Bench(bench::BenchCmd),
     /// Verify a chain independently, report on it and export it.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
@@ -192,19 +163,14 @@ pub fn wall_clock_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs a parsed command line and returns the exit code.
-pub fn run(cli: Cli) -> Result<ExitCode> {
-    let ctx = Ctx {
-        home: cli.home,
-        node: cli.node,
-        output: cli.output,
-    };
-    match cli.command {
-        Command::Keys(c) => keys::run(&ctx, c),
-        Command::HouseholdId(a) => keys::household_id(&ctx, a),
-        Command::Genesis(c) => genesis::run(&ctx, c),
-        Command::Init(a) => genesis::init(&ctx, a),
-        Command::Node(NodeCmd::Run {
+/// Runs an operator command and returns the exit code.
+pub fn run(ctx: &Ctx, cmd: OperatorCmd) -> Result<ExitCode> {
+    match cmd {
+        OperatorCmd::Keys(c) => keys::run(ctx, c),
+        OperatorCmd::HouseholdId(a) => keys::household_id(ctx, a),
+        OperatorCmd::Genesis(c) => genesis::run(ctx, c),
+        OperatorCmd::Init(a) => genesis::init(ctx, a),
+        OperatorCmd::Node(NodeCmd::Run {
             log_json,
             accept_missing_safety_state,
         }) => {
@@ -218,12 +184,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Tx(a) => tx::run(&ctx, a),
-        Command::Query(a) => query::run(&ctx, a),
-        Command::Status => query::status(&ctx),
-        Command::Testnet(c) => testnet::run(&ctx, c),
-        Command::Bench(c) => bench::run(&ctx, c),
-        Command::Audit(c) => audit::run(&ctx, c),
-        Command::ExportBlocks(a) => audit::export_blocks(&ctx, a),
+        OperatorCmd::Tx(a) => tx::run(ctx, a),
+        OperatorCmd::Query(a) => query::run(ctx, a),
+        OperatorCmd::Status => query::status(ctx),
+        OperatorCmd::Audit(c) => audit::run(ctx, c),
+        OperatorCmd::ExportBlocks(a) => audit::export_blocks(ctx, a),
     }
 }

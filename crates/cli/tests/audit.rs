@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
-#[path = "../../crates/audit/tests/common/mod.rs"]
+#[path = "../../audit/tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -48,7 +48,7 @@ fn p(path: &Path) -> &str {
 
 fn shared_schema() -> Option<PathBuf> {
     let xsd = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/iati-2.03/iati-activities-schema.xsd");
+        .join("../../../shared/iati-2.03/iati-activities-schema.xsd");
     if xsd.is_file() {
         Some(xsd)
     } else {

@@ -28,11 +28,12 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::bench::{self, LoadArgs, LoadReport};
-use super::testnet::{read_testnet, start_missing, TestnetOrg};
-use super::{netns, print_json, procs, query, Ctx, Output};
-use crate::api_types::BlockView;
-use crate::client::Client;
+use crate::bench::{self, LoadArgs, LoadReport};
+use crate::testnet::{read_testnet, start_missing, TestnetOrg};
+use crate::{netns, procs};
+use aidledger_node::api_types::BlockView;
+use aidledger_node::cli::{print_json, query, usage, Ctx, Output};
+use aidledger_node::client::Client;
 
 #[derive(Args, Debug, Clone)]
 pub struct DrillArgs {
@@ -383,7 +384,7 @@ impl Drill<'_> {
 fn round_timeout_ms(validators: &[TestnetOrg]) -> Result<u64> {
     let mut t = 0;
     for v in validators {
-        let cfg = crate::config::NodeConfig::load(&v.home)
+        let cfg = aidledger_node::config::NodeConfig::load(&v.home)
             .with_context(|| format!("the config of {}", v.id))?;
         t = t.max(cfg.consensus.round_timeout_ms);
     }
@@ -658,7 +659,7 @@ fn check_partitions(specs: &[PartitionSpec], validators: usize) -> Result<()> {
         if let PartitionSpec::Groups(g) = spec {
             let total: usize = g.iter().sum();
             if total != validators {
-                return Err(super::usage(format!(
+                return Err(usage(format!(
                     "--partition {spec}: the groups hold {total} validators, the testnet has {validators}"
                 )));
             }
@@ -676,7 +677,7 @@ fn run_in_namespaces(ctx: &Ctx, a: &DrillArgs) -> Result<std::process::ExitCode>
     let t = read_testnet(&a.dir)?;
     let validators = t.orgs.iter().filter(|o| o.validator).count();
     if validators < 4 {
-        return Err(super::usage(format!(
+        return Err(usage(format!(
             "drills need at least 4 validators (f >= 1); {} has {validators}",
             a.dir.display()
         )));
@@ -778,7 +779,7 @@ pub fn drill(ctx: &Ctx, a: &DrillArgs) -> Result<DrillReport> {
     let t = read_testnet(&a.dir)?;
     let validators: Vec<TestnetOrg> = t.orgs.iter().filter(|o| o.validator).cloned().collect();
     if validators.len() < 4 {
-        return Err(super::usage(format!(
+        return Err(usage(format!(
             "drills need at least 4 validators (f >= 1); {} has {}",
             a.dir.display(),
             validators.len()

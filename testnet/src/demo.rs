@@ -35,9 +35,9 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::testnet::{read_testnet, TestnetOrg};
-use super::{print_json, wall_clock_ms, Ctx};
-use crate::api_types::ProgramTrace;
+use crate::testnet::{read_testnet, TestnetOrg};
+use aidledger_node::api_types::ProgramTrace;
+use aidledger_node::cli::{print_json, wall_clock_ms, Ctx};
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -271,7 +271,7 @@ impl Demo {
     fn caught_up(&self, node: &str) -> Result<()> {
         let t0 = now();
         loop {
-            let h = super::query::node_status(node)
+            let h = aidledger_node::cli::query::node_status(node)
                 .map(|s| s.height)
                 .unwrap_or(0);
             if h >= self.seen_height {
@@ -377,7 +377,7 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> Result<std::process::ExitCode> {
             bail!("`aidledger testnet init --dir {}` failed", dir.display());
         }
     }
-    let (_pids, _children) = super::testnet::start_missing(&dir, 90)?;
+    let (_pids, _children) = crate::testnet::start_missing(&dir, 90)?;
     let t = read_testnet(&dir)?;
     let mut d = Demo {
         exe,

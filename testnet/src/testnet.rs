@@ -17,11 +17,12 @@ use clap::Subcommand;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::genesis::{node_config, Draft, DraftValidators};
-use super::keys::{create_private_dir, generate_into};
-use super::net::peer_id;
-use super::{netns, print_json, procs, usage, Ctx};
-use crate::client::Client;
+use crate::{netns, procs};
+use aidledger_node::cli::genesis::{node_config, Draft, DraftValidators};
+use aidledger_node::cli::keys::{create_private_dir, generate_into};
+use aidledger_node::cli::net::peer_id;
+use aidledger_node::cli::{print_json, usage, Ctx};
+use aidledger_node::client::Client;
 
 #[derive(Subcommand, Debug)]
 pub enum TestnetCmd {
@@ -59,10 +60,10 @@ pub enum TestnetCmd {
     },
     /// Fault drills under load: kill -9 and restart, SIGSTOP/SIGCONT and a
     /// partition, then check agreement, exactly-once and conservation.
-    Drill(super::drill::DrillArgs),
+    Drill(crate::drill::DrillArgs),
     /// The main job: a whole aid-fund lifecycle on a live local
     /// consortium, every step through this CLI, then the auditor's replay.
-    Demo(super::demo::DemoArgs),
+    Demo(crate::demo::DemoArgs),
 }
 
 /// `DIR/testnet.json`.
@@ -176,7 +177,7 @@ pub fn read_testnet(dir: &Path) -> Result<TestnetFile> {
             dir.display()
         );
     }
-    let text = super::args::read_small(&p)?;
+    let text = aidledger_node::cli::args::read_small(&p)?;
     let mut t: TestnetFile = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a testnet file", p.display()))?;
     if netns::current_tag().is_some() {
@@ -411,7 +412,7 @@ fn init(ctx: &Ctx, dir: &Path, n: usize, base_port: Option<u16>, force: bool) ->
             clients,
         });
     }
-    let time = Timestamp(super::wall_clock_ms() / 1000 * 1000);
+    let time = Timestamp(aidledger_node::cli::wall_clock_ms() / 1000 * 1000);
     let params = Params {
         governance_threshold: 2,
         ..Params::default()
@@ -637,7 +638,7 @@ fn status(ctx: &Ctx, dir: &Path) -> Result<()> {
     let mut rows = Vec::new();
     for o in &t.orgs {
         let pid = procs::running(&o.home);
-        let st = super::query::node_status(&o.api);
+        let st = aidledger_node::cli::query::node_status(&o.api);
         rows.push((o, pid, st));
     }
     if ctx.json() {
@@ -699,8 +700,8 @@ pub fn run(ctx: &Ctx, cmd: TestnetCmd) -> Result<ExitCode> {
         TestnetCmd::Up { dir, wait_secs } => up(ctx, &dir, wait_secs)?,
         TestnetCmd::Down { dir } => down(ctx, &dir)?,
         TestnetCmd::Status { dir } => status(ctx, &dir)?,
-        TestnetCmd::Drill(a) => return super::drill::run(ctx, a),
-        TestnetCmd::Demo(a) => return super::demo::run(ctx, a),
+        TestnetCmd::Drill(a) => return crate::drill::run(ctx, a),
+        TestnetCmd::Demo(a) => return crate::demo::run(ctx, a),
     }
     Ok(ExitCode::SUCCESS)
 }

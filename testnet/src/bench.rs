@@ -30,12 +30,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+#[cfg(feature = "suite")]
 pub mod suite;
 
-use super::testnet::read_testnet;
-use super::Ctx;
-use crate::api_types::{BatchSubmitResponse, BlockView, NodeStatus, BATCH_SUBMIT_MAX};
-use crate::client::Client;
+use crate::testnet::read_testnet;
+use aidledger_node::api_types::{BatchSubmitResponse, BlockView, NodeStatus, BATCH_SUBMIT_MAX};
+use aidledger_node::cli::Ctx;
+use aidledger_node::client::Client;
 
 /// Most transactions one run pre-signs.
 const MAX_TXS: u64 = 5_000_000;
@@ -57,7 +58,16 @@ pub enum BenchCmd {
     /// replay rate and the cost of a large state, each figure also as a
     /// ratio to the limit that bounds it. Writes one JSON file and prints a
     /// table.
+    #[cfg(feature = "suite")]
     Suite(suite::SuiteArgs),
+    /// The benchmark suite (not in this build: it needs `--features
+    /// bench-suite`, which adds test kits that sign with keys derived from
+    /// public seeds).
+    #[cfg(not(feature = "suite"))]
+    Suite {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -447,7 +457,14 @@ pub fn run(ctx: &Ctx, cmd: BenchCmd) -> Result<std::process::ExitCode> {
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
+        #[cfg(feature = "suite")]
         BenchCmd::Suite(a) => suite::run(ctx, &a),
+        #[cfg(not(feature = "suite"))]
+        BenchCmd::Suite { .. } => Err(aidledger_node::cli::usage(
+            "this aidledger was built without the benchmark suite, whose synthetic chains sign \
+             with keys derived from public seeds; build it with \
+             `cargo build --release --locked -p aidledger-cli --features bench-suite`",
+        )),
     }
 }
 
@@ -478,7 +495,7 @@ fn print_report(r: &LoadReport) {
 pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
     let total = a.rate.saturating_mul(a.duration);
     if total > MAX_TXS {
-        return Err(super::usage(format!(
+        return Err(aidledger_node::cli::usage(format!(
             "--rate × --duration is {total} transactions, over the limit of {MAX_TXS}"
         )));
     }

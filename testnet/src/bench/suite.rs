@@ -34,9 +34,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{load, LoadArgs, LoadReport};
-use crate::api_types::NodeStatus;
-use crate::cli::testnet::{read_testnet, start_selected};
-use crate::cli::{procs, Ctx, Output};
+use crate::procs;
+use crate::testnet::{read_testnet, start_selected};
+use aidledger_node::api_types::NodeStatus;
+use aidledger_node::cli::{Ctx, Output};
 
 /// The targets of issue 8, used as the bound of figures whose limit is a
 /// target rather than a physical rate.
@@ -158,7 +159,7 @@ fn now() -> Instant {
 }
 
 fn wall_ms() -> u64 {
-    super::super::wall_clock_ms()
+    aidledger_node::cli::wall_clock_ms()
 }
 
 /// One line of the table.
@@ -226,7 +227,9 @@ pub fn run(ctx: &Ctx, a: &SuiteArgs) -> Result<ExitCode> {
         .create(true)
         .append(true)
         .open(&a.out)
-        .map_err(|e| crate::cli::usage(format!("cannot write --out {}: {e}", a.out.display())))?;
+        .map_err(|e| {
+            aidledger_node::cli::usage(format!("cannot write --out {}: {e}", a.out.display()))
+        })?;
 
     // (a) The limits are needed by every other part's ratios; they always
     // run.
@@ -890,7 +893,7 @@ impl Drop for TestnetGuard {
 }
 
 fn status_of(api: &str) -> Option<NodeStatus> {
-    crate::cli::query::node_status(api).ok()
+    aidledger_node::cli::query::node_status(api).ok()
 }
 
 /// Peak and current RSS of a process, in MB.
@@ -1221,11 +1224,7 @@ struct CatchUp {
     startup_s: f64,
 }
 
-fn catch_up(
-    t: &crate::cli::testnet::TestnetFile,
-    sizes: &Sizes,
-    json_out: bool,
-) -> Result<CatchUp> {
+fn catch_up(t: &crate::testnet::TestnetFile, sizes: &Sizes, json_out: bool) -> Result<CatchUp> {
     let victim = t
         .orgs
         .iter()

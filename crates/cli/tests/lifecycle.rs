@@ -154,7 +154,7 @@ fn audit_the_live_chain(dir: &Path) {
     let csv = std::fs::read_to_string(dir.join("export.csv")).unwrap();
     assert!(csv.lines().count() > 10, "{csv}");
     let schema = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/iati-2.03/iati-activities-schema.xsd");
+        .join("../../../shared/iati-2.03/iati-activities-schema.xsd");
     if !schema.exists() {
         eprintln!(
             "NOTICE: {} is absent; skipping the IATI schema check",

@@ -3,22 +3,59 @@
 //! Errors go to stderr as one line, `error: <reason>: <cause>...`. Exit
 //! codes: 0 success, 1 failure, 2 bad arguments or input.
 
-mod api;
-mod api_trace;
-mod api_types;
-mod cli;
-mod client;
-mod clock;
-mod config;
-mod driver;
-mod metrics;
-mod node;
-mod openapi;
-
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use aidledger_node::cli::{self, Ctx, OperatorCmd, Output};
 use clap::error::ErrorKind;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aidledger",
+    version,
+    about = "A permissioned consortium ledger for aid funds",
+    propagate_version = true
+)]
+struct Cli {
+    /// The node home (config.toml, genesis.json, keys/, data/).
+    #[arg(long, global = true, env = "AIDLEDGER_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// The node API to talk to [default: HOME/config.toml's api.listen, else http://127.0.0.1:26701].
+    #[arg(long, global = true, env = "AIDLEDGER_NODE", value_name = "URL")]
+    node: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    #[command(flatten)]
+    Operator(OperatorCmd),
+    /// A local consortium for development and tests.
+    #[command(subcommand)]
+    Testnet(aidledger_testnet::testnet::TestnetCmd),
+    /// Load generation and benchmarks against a testnet.
+    #[command(subcommand)]
+    Bench(aidledger_testnet::bench::BenchCmd),
+}
+
+/// Runs a parsed command line and returns the exit code.
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx {
+        home: cli.home,
+        node: cli.node,
+        output: cli.output,
+    };
+    match cli.command {
+        Command::Operator(c) => cli::run(&ctx, c),
+        Command::Testnet(c) => aidledger_testnet::testnet::run(&ctx, c),
+        Command::Bench(c) => aidledger_testnet::bench::run(&ctx, c),
+    }
+}
 
 /// Clap's message as one line: the lines before its usage hint, joined.
 fn one_line(e: &clap::Error) -> String {
@@ -60,7 +97,7 @@ fn quiet_broken_pipe() {
 
 fn main() -> ExitCode {
     quiet_broken_pipe();
-    let cli = match cli::Cli::try_parse() {
+    let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             return match e.kind() {
@@ -79,7 +116,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    match cli::run(cli) {
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();

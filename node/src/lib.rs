@@ -1,0 +1,17 @@
+//! The aidledger node as a library: the tokio shell around the node core
+//! (`driver`, `node`), the HTTP API, metrics, the node's configuration,
+//! an API client, and the operator commands (`cli`). The `aidledger`
+//! binary (`crates/cli`) parses the command line and dispatches here and
+//! to the local-consortium tooling (`testnet/`).
+
+pub mod api;
+pub mod api_trace;
+pub mod api_types;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod driver;
+pub mod metrics;
+pub mod node;
+pub mod openapi;
