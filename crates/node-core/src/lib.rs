@@ -25,7 +25,7 @@ use aidledger_execution::{
     build_block, validate_block_with, BlockContext, BlockInvalid, BlockOutcome, ExecError,
     ParentInfo,
 };
-use aidledger_mempool::{AdmitError, Mempool, MempoolConfig};
+use aidledger_mempool::{AccountInfo, AccountView, AdmitError, Mempool, MempoolConfig};
 use aidledger_storage::{CommitBatch, StorageError, Store};
 use aidledger_types::{
     codec, Block, ChainId, CommitCertificate, Hash, OrgId, PublicKey, SignedTx, StateAccumulator,
@@ -91,6 +91,23 @@ pub struct Mutants {
     /// The safety state is written after the call's messages are handed
     /// out (at the start of the next call) instead of before them.
     pub persist_after_send: bool,
+    /// Admission without the on-chain nonce check: a resend of a
+    /// transaction the chain already holds is accepted into the mempool
+    /// (and answered as accepted) instead of refused.
+    pub admission_without_onchain_check: bool,
+}
+
+/// The accounts as admission would see them without the chain's consumed
+/// nonces (only for [`Mutants::admission_without_onchain_check`]).
+struct NoncesForgotten<'a>(&'a dyn AccountView);
+
+impl AccountView for NoncesForgotten<'_> {
+    fn account(&self, key: &PublicKey) -> Option<AccountInfo> {
+        self.0.account(key).map(|mut a| {
+            a.next_nonce = 0;
+            a
+        })
+    }
 }
 
 /// Everything the core needs to start.
@@ -570,7 +587,13 @@ impl NodeCore {
 
     fn admit(&mut self, v: VerifiedTx, len: usize) -> Result<Hash, String> {
         let accounts = StoreAccounts(self.store.clone());
-        match self.mempool.admit(v, len, &accounts) {
+        let forgetful = NoncesForgotten(&accounts);
+        let view: &dyn AccountView = if self.mutants.admission_without_onchain_check {
+            &forgetful
+        } else {
+            &accounts
+        };
+        match self.mempool.admit(v, len, view) {
             Ok(id) => {
                 self.telemetry.count(Count::AdmittedTxs, 1);
                 Ok(id)

@@ -37,6 +37,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
+#[path = "adversary.rs"]
+mod adversary;
+use adversary::AdversaryMemory;
+pub use adversary::Byz;
+
 /// Nodes: four genesis validators and one organisation node (the audit
 /// office's) that governance may make a validator.
 pub const NODES: usize = 5;
@@ -67,6 +72,11 @@ pub struct ClusterOptions {
     /// Transport mutant: consensus messages without the per-send counter
     /// frame, so retransmissions fall into the duplicate filter.
     pub mutant_no_send_nonce: bool,
+    /// In half of the seeds, one node (any of them) is byzantine, with a
+    /// behaviour drawn from [`Byz::ALL`].
+    pub byzantine: bool,
+    /// This behaviour in every seed instead (with `byzantine`).
+    pub byzantine_only: Option<Byz>,
     pub debug: bool,
 }
 
@@ -81,6 +91,8 @@ pub struct ClusterReport {
     pub resent: u64,
     pub replayed_gossip: u64,
     pub reconfigurations: Vec<String>,
+    /// The byzantine node and what it did, if there was one.
+    pub byzantine: Option<(usize, Byz)>,
     /// Heights at which a new validator set took effect, with its name.
     pub set_changes: Vec<String>,
     pub faults: Vec<String>,
@@ -100,9 +112,11 @@ impl fmt::Display for ClusterReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {}: {}; height {}; {} txs committed; {} submitted, {} refused, {} resent, {} gossip replays; proposed [{}]; took effect [{}]; faults [{}]; {} msgs; trace {:016x}",
+            "seed {}: {}; byzantine {}; height {}; {} txs committed; {} submitted, {} refused, {} resent, {} gossip replays; proposed [{}]; took effect [{}]; faults [{}]; {} msgs; trace {:016x}",
             self.seed,
             if self.ok() { "ok" } else { "VIOLATION" },
+            self.byzantine
+                .map_or_else(|| "none".to_string(), |(i, b)| format!("node {i} {}", b.name())),
             self.max_height,
             self.committed_txs,
             self.submitted,
@@ -185,6 +199,8 @@ struct SimNode {
     /// Inbound sync replies owed: token to (requester, tag).
     owed: BTreeMap<u64, (usize, u64)>,
     next_token: u64,
+    /// The adversary's notes, if this node is byzantine.
+    adversary: AdversaryMemory,
 }
 
 struct Cluster {
@@ -198,6 +214,8 @@ struct Cluster {
     seq: u64,
     /// Groups of a partition: nodes talk only within their group.
     groups: Option<Vec<usize>>,
+    /// The byzantine node, if any, and its behaviour.
+    byz: Option<(usize, Byz)>,
     /// One-way blocks: (from, to) pairs whose messages are lost.
     one_way: BTreeSet<(usize, usize)>,
     loss_pct: u32,
@@ -208,6 +226,10 @@ struct Cluster {
     included: BTreeMap<Hash, u64>,
     /// Transactions clients sent, for resends.
     sent: Vec<SignedTx>,
+    /// The submission being handled: its ticket, and for each transaction
+    /// its id and whether the node's chain already held it.
+    submitting: Option<(u64, Vec<(Hash, bool)>)>,
+    next_ticket: u64,
     /// Old gossip messages, for replays.
     old_gossip: Vec<Arc<Vec<u8>>>,
     trace: u64,
@@ -281,6 +303,7 @@ impl Cluster {
                 crash_after_send: false,
                 owed: BTreeMap::new(),
                 next_token: 0,
+                adversary: AdversaryMemory::default(),
             });
         }
         let factory = TxFactory::new(&genesis, keys.clone());
@@ -300,12 +323,24 @@ impl Cluster {
             decided: BTreeMap::new(),
             included: BTreeMap::new(),
             sent: Vec::new(),
+            submitting: None,
+            next_ticket: 1,
             old_gossip: Vec::new(),
             trace: 0xcbf2_9ce4_8422_2325,
             events: 0,
             reconfig_step: 0,
             current_set: None,
+            byz: None,
         };
+        if c.opts.byzantine && (c.opts.byzantine_only.is_some() || c.rng.gen_bool(0.5)) {
+            let node = c.rng.gen_range(0..NODES);
+            let b = c
+                .opts
+                .byzantine_only
+                .unwrap_or(Byz::ALL[c.rng.gen_range(0..Byz::ALL.len())]);
+            c.byz = Some((node, b));
+            c.report.byzantine = Some((node, b));
+        }
         for i in 0..NODES {
             c.start(i);
         }
@@ -520,6 +555,12 @@ impl Cluster {
             Effect::Publish { channel, data } => {
                 if channel == Channel::Consensus {
                     self.check_sent(i, &data);
+                    if let Some((b, byz)) = self.byz {
+                        if b == i {
+                            self.byz_publish(i, byz, data);
+                            return;
+                        }
+                    }
                 }
                 let frame = match channel {
                     Channel::Consensus => {
@@ -591,10 +632,23 @@ impl Cluster {
                     }
                 }
             }
-            Effect::Verdicts { verdicts, .. } => {
-                for v in verdicts {
+            Effect::Verdicts { ticket, verdicts } => {
+                let sent = match self.submitting.take() {
+                    Some((t, sent)) if t == ticket => sent,
+                    _ => Vec::new(),
+                };
+                for (k, v) in verdicts.iter().enumerate() {
                     if v.is_err() {
                         self.report.refused += 1;
+                    }
+                    // Once only starts at the door: a copy of a transaction
+                    // the node's own chain holds is refused at admission,
+                    // never queued or answered as accepted.
+                    if let (Some((id, true)), Ok(_)) = (sent.get(k), v) {
+                        self.violation(format!(
+                            "node {i} admitted {}, which its chain already holds",
+                            id.short()
+                        ));
                     }
                 }
             }
@@ -873,6 +927,11 @@ impl Cluster {
                         if frame.len() < 8 {
                             return;
                         }
+                        if let Some((b, byz)) = self.byz {
+                            if b == to {
+                                self.byz_observe(to, byz, &frame[8..]);
+                            }
+                        }
                         Event::Consensus(frame[8..].to_vec())
                     }
                     Channel::Txs => Event::TxGossip(vec![frame.to_vec()]),
@@ -1063,6 +1122,24 @@ impl Cluster {
         }
     }
 
+    /// Submits `txs` to node `i` as a client would, remembering which of
+    /// them the node's chain already holds (see the `Verdicts` check).
+    fn submit(&mut self, i: usize, txs: Vec<SignedTx>) {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let store = &self.nodes[i].store;
+        let sent = txs
+            .iter()
+            .map(|tx| {
+                let id = tx.id();
+                (id, matches!(store.tx_location(&id), Ok(Some(_))))
+            })
+            .collect();
+        self.submitting = Some((ticket, sent));
+        self.step(i, Event::Submit { ticket, txs });
+        self.submitting = None;
+    }
+
     /// One client turn: new transactions to a random node, resends of old
     /// ones, a replayed gossip message, and governance.
     fn client(&mut self) {
@@ -1128,17 +1205,11 @@ impl Cluster {
             }
         }
         if self.rng.gen_bool(0.8) {
-            self.step(i, Event::Submit { ticket: 0, txs });
+            self.submit(i, txs);
         } else {
             // One by one, as the single-transaction route does.
             for tx in txs {
-                self.step(
-                    i,
-                    Event::Submit {
-                        ticket: 0,
-                        txs: vec![tx],
-                    },
-                );
+                self.submit(i, vec![tx]);
             }
         }
         // A replayed gossip message: old transactions in a frame the
@@ -1154,6 +1225,9 @@ impl Cluster {
         }
         if self.opts.reconfig {
             self.governance(i);
+        }
+        if let Some((b, byz)) = self.byz {
+            self.byz_act(b, byz);
         }
     }
 
@@ -1199,7 +1273,7 @@ impl Cluster {
             }
         }
         if !txs.is_empty() {
-            self.step(i, Event::Submit { ticket: 0, txs });
+            self.submit(i, txs);
         }
     }
 

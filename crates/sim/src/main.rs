@@ -20,7 +20,8 @@ struct Args {
     /// Print one line per seed.
     #[arg(short, long)]
     verbose: bool,
-    /// Disable byzantine replicas.
+    /// Disable byzantine replicas (with --nodes: by default half of the
+    /// seeds have one byzantine node, its behaviour drawn at random).
     #[arg(long)]
     no_byzantine: bool,
     /// Disable network and process faults.
@@ -47,9 +48,14 @@ struct Args {
     no_reconfig: bool,
     /// With --nodes: plant a defect that the simulator must catch
     /// (stale-outputs, no-send-nonce, view-change-without-cert,
-    /// ignore-highest-prepared); violations expected.
+    /// ignore-highest-prepared, persist-after-send,
+    /// admission-without-onchain-check); violations expected.
     #[arg(long)]
     mutant: Option<String>,
+    /// With --nodes: every seed has a byzantine node with this behaviour
+    /// (equivocator, double-voter, replayer, splitter, garbage).
+    #[arg(long, value_name = "BEHAVIOUR")]
+    byzantine: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -157,8 +163,25 @@ fn main_nodes(args: &Args) -> ExitCode {
         faults: !args.no_faults,
         reconfig: !args.no_reconfig,
         debug: args.debug,
+        byzantine: !args.no_byzantine,
         ..ClusterOptions::default()
     };
+    if let Some(name) = &args.byzantine {
+        match aidledger_sim::cluster::Byz::ALL
+            .iter()
+            .find(|b| b.name() == name)
+        {
+            Some(b) => opts.byzantine_only = Some(*b),
+            None => {
+                eprintln!(
+                    "unknown byzantine behaviour {name:?}: expected equivocator, double-voter, \
+                     replayer, splitter or garbage"
+                );
+                return ExitCode::from(2);
+            }
+        }
+        opts.byzantine = true;
+    }
     match args.mutant.as_deref() {
         None => {}
         Some("stale-outputs") => opts.mutants.keep_stale_outputs = true,
@@ -166,10 +189,14 @@ fn main_nodes(args: &Args) -> ExitCode {
         Some("view-change-without-cert") => opts.mutants.view_change_without_cert = true,
         Some("ignore-highest-prepared") => opts.mutants.ignore_highest_prepared = true,
         Some("persist-after-send") => opts.mutants.persist_after_send = true,
+        Some("admission-without-onchain-check") => {
+            opts.mutants.admission_without_onchain_check = true
+        }
         Some(other) => {
             eprintln!(
                 "unknown mutant {other:?}: expected stale-outputs, no-send-nonce, \
-                 view-change-without-cert, ignore-highest-prepared or persist-after-send"
+                 view-change-without-cert, ignore-highest-prepared, persist-after-send \
+                 or admission-without-onchain-check"
             );
             return ExitCode::from(2);
         }
@@ -183,7 +210,11 @@ fn main_nodes(args: &Args) -> ExitCode {
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut reconfigs, mut took_effect) = (0usize, 0usize);
     let mut faults: BTreeMap<String, u64> = BTreeMap::new();
+    let mut byzantine: BTreeMap<&'static str, u64> = BTreeMap::new();
     for r in &reports {
+        if let Some((_, b)) = r.byzantine {
+            *byzantine.entry(b.name()).or_default() += 1;
+        }
         if args.verbose {
             println!("{r}");
         }
@@ -217,12 +248,14 @@ fn main_nodes(args: &Args) -> ExitCode {
         }
     }
     let fs: Vec<String> = faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let bs: Vec<String> = byzantine.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let last = (args.start_seed + args.seeds).saturating_sub(1);
     println!(
-        "node cores, seeds {}..{last}: {ok} ok, {bad} violations; mutant: {}; {reconfigs} validator-set changes proposed, {took_effect} took effect; {submitted} transactions submitted ({resent} resends, {replays} gossip replays), {refused} refused at admission; {txs} committed; max height {max_height}; faults: {}; {:.1} s",
+        "node cores, seeds {}..{last}: {ok} ok, {bad} violations; mutant: {}; {reconfigs} validator-set changes proposed, {took_effect} took effect; {submitted} transactions submitted ({resent} resends, {replays} gossip replays), {refused} refused at admission; {txs} committed; max height {max_height}; faults: {}; byzantine nodes: {}; {:.1} s",
         args.start_seed,
         args.mutant.as_deref().unwrap_or("none"),
         fs.join(", "),
+        if bs.is_empty() { "none".to_string() } else { bs.join(", ") },
         started.elapsed().as_secs_f64()
     );
     let expect_violations = args.mutant.is_some();

@@ -155,3 +155,26 @@ fn mutant_persist_after_send_is_caught() {
         .expect("the persist-after-send mutant survived 200 seeds");
     println!("caught at seed {}: {:?}", r.seed, r.violations);
 }
+
+/// Admission that forgets the chain's consumed nonces: a byte-identical
+/// resend of an included transaction is queued and answered as accepted
+/// (the first half of issue 13's "one resent rejected transaction halts
+/// every validator"). Must be caught within 20 seeds (clients resend
+/// included transactions in nearly every run: the first seed caught it
+/// when this test was written).
+#[test]
+fn mutant_admission_without_onchain_check_is_caught() {
+    let mut opts = all_faults();
+    opts.mutants.admission_without_onchain_check = true;
+    let reports = run_many(0..20, &opts, |r| !r.ok());
+    let r = reports
+        .iter()
+        .find(|r| !r.ok())
+        .expect("the admission-without-onchain-check mutant survived 20 seeds");
+    assert!(
+        r.violations.iter().any(|v| v.contains("already holds")),
+        "{:?}",
+        r.violations
+    );
+    println!("caught at seed {}: {:?}", r.seed, r.violations);
+}

@@ -1,0 +1,484 @@
+//! Byzantine nodes for the whole-node simulator. A byzantine node runs the
+//! real `NodeCore` like every other node (so it stores, executes and
+//! follows the chain) and then lies on the wire: what its core publishes
+//! may be replaced, split per peer or stripped, and it sends messages of
+//! its own, signed with its real key. It is at most one node (f = 1),
+//! and the honest-behaviour checks (`check_sent`) still hold its core's
+//! own output to the rules, never what the adversary adds.
+
+use std::sync::Arc;
+
+use aidledger_consensus::{
+    Envelope, NewView, Payload as ConsensusPayload, PreparedCert, SignedViewChange, ViewChange,
+    MESSAGE_MAX_BYTES,
+};
+use aidledger_execution::{build_block, BlockContext};
+use aidledger_node_core::{Channel, StoreState};
+use aidledger_storage::Store;
+use aidledger_types::{Hash, Signature, Timestamp};
+use rand::Rng;
+
+use super::{Cluster, NODES};
+
+/// What a byzantine node does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Byz {
+    /// As primary, a conflicting valid block to a random half of the
+    /// peers, and commits for it.
+    Equivocator,
+    /// Prepares and commits every pre-prepared block it sees, and now and
+    /// then a block that does not exist.
+    DoubleVoter,
+    /// Replays valid messages it saw earlier, of old heights and old
+    /// views (stale but valid certificates among them).
+    Replayer,
+    /// Strips the blocks from its view changes and pre-prepares (a
+    /// certificate without its block) and, as new primary, sends a
+    /// different new-view (another quorum of view changes) to half of
+    /// the peers.
+    Splitter,
+    /// Random bytes, corrupted copies, and well-signed messages that
+    /// break the protocol's rules.
+    Garbage,
+}
+
+impl Byz {
+    pub const ALL: [Byz; 5] = [
+        Byz::Equivocator,
+        Byz::DoubleVoter,
+        Byz::Replayer,
+        Byz::Splitter,
+        Byz::Garbage,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Byz::Equivocator => "equivocator",
+            Byz::DoubleVoter => "double-voter",
+            Byz::Replayer => "replayer",
+            Byz::Splitter => "splitter",
+            Byz::Garbage => "garbage",
+        }
+    }
+}
+
+/// What the adversary remembers.
+#[derive(Default)]
+pub struct AdversaryMemory {
+    /// Valid consensus messages seen from others (encoded envelopes).
+    pub seen: Vec<Vec<u8>>,
+    /// View changes seen, by (height, view).
+    pub view_changes: Vec<SignedViewChange>,
+    /// (view, height, hash) it already double-voted for.
+    pub voted: std::collections::BTreeSet<(u64, u64, Hash)>,
+}
+
+const SEEN_MAX: usize = 256;
+
+impl Cluster {
+    /// The byzantine node's index in its current validator set, if any.
+    fn byz_index(&self, i: usize) -> Option<u16> {
+        let core = self.nodes[i].core.as_ref()?;
+        let idx = core
+            .parent()
+            .validator_set
+            .index_of(&self.nodes[i].key.public())?;
+        u16::try_from(idx).ok()
+    }
+
+    fn byz_sign(
+        &self,
+        i: usize,
+        payload: ConsensusPayload,
+        block: Option<aidledger_types::Block>,
+    ) -> Option<Envelope> {
+        let from = self.byz_index(i)?;
+        Some(Envelope::sign(
+            &self.nodes[i].key,
+            &self.genesis.chain_id,
+            from,
+            payload,
+            block,
+        ))
+    }
+
+    /// Frames `data` with the node's per-send counter and sends it to one
+    /// peer (`Some`) or floods it (`None`).
+    fn byz_send(&mut self, i: usize, to: Option<usize>, data: Vec<u8>) {
+        self.nodes[i].publish_seq = self.nodes[i].publish_seq.wrapping_add(1);
+        let mut f = self.nodes[i].publish_seq.to_be_bytes().to_vec();
+        f.extend_from_slice(&data);
+        let frame = Arc::new(f);
+        let id: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
+            <sha2::Sha256 as sha2::Digest>::new(),
+            frame.as_slice(),
+        ))
+        .into();
+        self.nodes[i].seen.insert(id, self.now);
+        match to {
+            None => self.flood(i, None, Channel::Consensus, frame),
+            Some(j) => {
+                if j != i && self.reachable(i, j) && !self.lost() {
+                    self.report.messages += 1;
+                    let at = self.now + self.delay();
+                    self.push(
+                        at,
+                        super::Ev::Gossip {
+                            to: j,
+                            from: i,
+                            channel: Channel::Consensus,
+                            frame,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// The byzantine node's core published `data`: send it, or what the
+    /// adversary makes of it.
+    pub(super) fn byz_publish(&mut self, i: usize, byz: Byz, data: Vec<u8>) {
+        let Ok(env) = Envelope::decode(&data, MESSAGE_MAX_BYTES) else {
+            return self.byz_send(i, None, data);
+        };
+        match (byz, &env.payload) {
+            (Byz::Equivocator, ConsensusPayload::PrePrepare { view, height, .. }) => {
+                let (view, height) = (*view, *height);
+                self.equivocate(i, env, view, height, data);
+            }
+            (
+                Byz::Splitter,
+                ConsensusPayload::ViewChange(_) | ConsensusPayload::PrePrepare { .. },
+            ) if env.block.is_some() && self.rng.gen_bool(0.7) => {
+                // The certificate (or proposal) without its block.
+                let mut bare = env;
+                bare.block = None;
+                self.byz_send(i, None, bare.encode());
+            }
+            (Byz::Splitter, ConsensusPayload::NewView(nv)) => {
+                let nv = nv.clone();
+                self.split_new_view(i, env, nv, data);
+            }
+            _ => self.byz_send(i, None, data),
+        }
+    }
+
+    fn equivocate(&mut self, i: usize, env: Envelope, view: u64, height: u64, data: Vec<u8>) {
+        let Some(orig) = env.block.as_ref() else {
+            return self.byz_send(i, None, data);
+        };
+        let Some(core) = self.nodes[i].core.as_ref() else {
+            return;
+        };
+        let parent = core.parent().clone();
+        let store = self.nodes[i].store.clone();
+        let Ok(acc) = store.accumulator() else {
+            return self.byz_send(i, None, data);
+        };
+        let ctx = BlockContext {
+            chain_id: self.genesis.chain_id.clone(),
+            height,
+            timestamp: Timestamp(orig.header.timestamp.0 + 1),
+            proposer: self.nodes[i].key.public(),
+        };
+        let state = StoreState(store.as_ref());
+        let Ok((alt, _)) = build_block(&parent, &ctx, view, &[], &state, &acc) else {
+            return self.byz_send(i, None, data);
+        };
+        let alt_hash = alt.hash();
+        let Some(alt_env) = self.byz_sign(
+            i,
+            ConsensusPayload::PrePrepare {
+                view,
+                height,
+                block_hash: alt_hash,
+            },
+            Some(alt),
+        ) else {
+            return;
+        };
+        let alt_bytes = alt_env.encode();
+        for j in 0..NODES {
+            if j == i {
+                continue;
+            }
+            let bytes = if self.rng.gen_bool(0.5) {
+                data.clone()
+            } else {
+                alt_bytes.clone()
+            };
+            self.byz_send(i, Some(j), bytes);
+        }
+        if let Some(commit) = self.byz_sign(
+            i,
+            ConsensusPayload::Commit {
+                view,
+                height,
+                block_hash: alt_hash,
+            },
+            None,
+        ) {
+            self.byz_send(i, None, commit.encode());
+        }
+    }
+
+    /// As new primary: the honest new-view to half of the peers, and to
+    /// the others one built from another quorum of the view changes it
+    /// holds, keeping the honest re-proposal (so it may not match).
+    fn split_new_view(&mut self, i: usize, env: Envelope, nv: NewView, data: Vec<u8>) {
+        let quorum = nv.view_changes.len();
+        let mut pool: Vec<SignedViewChange> = self.nodes[i]
+            .adversary
+            .view_changes
+            .iter()
+            .filter(|s| s.view_change.height == nv.height && s.view_change.new_view == nv.view)
+            .cloned()
+            .collect();
+        if let Some(me) = self.byz_index(i) {
+            if let Some(own) = nv.view_changes.iter().find(|s| s.from == me) {
+                pool.push(own.clone());
+            }
+        }
+        pool.sort_by_key(|s| s.from);
+        pool.dedup_by_key(|s| s.from);
+        if pool.len() <= quorum {
+            return self.byz_send(i, None, data);
+        }
+        // Another quorum: drop one at random.
+        let k = self.rng.gen_range(0..pool.len());
+        pool.remove(k);
+        pool.truncate(quorum);
+        let other = NewView {
+            view: nv.view,
+            height: nv.height,
+            view_changes: pool,
+            reproposal: nv.reproposal,
+        };
+        let Some(alt) = self.byz_sign(i, ConsensusPayload::NewView(other), env.block.clone())
+        else {
+            return self.byz_send(i, None, data);
+        };
+        let alt = alt.encode();
+        for j in 0..NODES {
+            if j != i {
+                let bytes = if self.rng.gen_bool(0.5) {
+                    data.clone()
+                } else {
+                    alt.clone()
+                };
+                self.byz_send(i, Some(j), bytes);
+            }
+        }
+    }
+
+    /// A consensus message reached the byzantine node.
+    pub(super) fn byz_observe(&mut self, i: usize, byz: Byz, data: &[u8]) {
+        let Ok(env) = Envelope::decode(data, MESSAGE_MAX_BYTES) else {
+            return;
+        };
+        let mem = &mut self.nodes[i].adversary;
+        if mem.seen.len() >= SEEN_MAX {
+            let k = self.rng.gen_range(0..SEEN_MAX);
+            mem.seen[k] = data.to_vec();
+        } else {
+            mem.seen.push(data.to_vec());
+        }
+        if let ConsensusPayload::ViewChange(vc) = &env.payload {
+            let mem = &mut self.nodes[i].adversary;
+            mem.view_changes.push(SignedViewChange {
+                from: env.from,
+                view_change: vc.clone(),
+                signature: env.signature,
+            });
+            if mem.view_changes.len() > SEEN_MAX {
+                mem.view_changes.remove(0);
+            }
+        }
+        if byz == Byz::DoubleVoter {
+            if let ConsensusPayload::PrePrepare {
+                view,
+                height,
+                block_hash,
+            } = env.payload
+            {
+                let mut targets = vec![block_hash];
+                if self.rng.gen_bool(0.2) {
+                    targets.push(Hash(self.rng.gen()));
+                }
+                for x in targets {
+                    let mem = &mut self.nodes[i].adversary;
+                    if !mem.voted.insert((view, height, x)) {
+                        continue;
+                    }
+                    if mem.voted.len() > SEEN_MAX {
+                        mem.voted.pop_first();
+                    }
+                    for payload in [
+                        ConsensusPayload::Prepare {
+                            view,
+                            height,
+                            block_hash: x,
+                        },
+                        ConsensusPayload::Commit {
+                            view,
+                            height,
+                            block_hash: x,
+                        },
+                    ] {
+                        if let Some(e) = self.byz_sign(i, payload, None) {
+                            self.byz_send(i, None, e.encode());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adversary's own initiative, once per client turn.
+    pub(super) fn byz_act(&mut self, i: usize, byz: Byz) {
+        if !self.up(i) {
+            return;
+        }
+        match byz {
+            Byz::Replayer => {
+                // Old, validly signed messages: earlier heights and views,
+                // certificates that were true once.
+                for _ in 0..self.rng.gen_range(1..4) {
+                    let seen = &self.nodes[i].adversary.seen;
+                    if seen.is_empty() {
+                        return;
+                    }
+                    let m = seen[self.rng.gen_range(0..seen.len())].clone();
+                    let to = self.rng.gen_range(0..NODES);
+                    self.byz_send(i, Some(to), m);
+                }
+            }
+            Byz::Garbage => self.send_garbage(i),
+            _ => {}
+        }
+    }
+
+    fn send_garbage(&mut self, i: usize) {
+        let to = self.rng.gen_range(0..NODES);
+        let (height, view) = self.nodes[i]
+            .core
+            .as_ref()
+            .map(|c| {
+                let s = c.status();
+                (s.height + 1, s.view)
+            })
+            .unwrap_or((1, 0));
+        let rh = Hash(self.rng.gen());
+        let dv: u64 = self.rng.gen_range(0..3);
+        let dh: u64 = self.rng.gen_range(0..2);
+        let bytes = match self.rng.gen_range(0..8) {
+            0 => {
+                let len = self.rng.gen_range(0..300);
+                (0..len).map(|_| self.rng.gen()).collect()
+            }
+            1 => {
+                let seen = &self.nodes[i].adversary.seen;
+                if seen.is_empty() {
+                    vec![0xFF; 3]
+                } else {
+                    let mut b = seen[self.rng.gen_range(0..seen.len())].clone();
+                    if self.rng.gen_bool(0.5) && !b.is_empty() {
+                        let k = self.rng.gen_range(0..b.len());
+                        b[k] ^= 1 << self.rng.gen_range(0..8);
+                    } else {
+                        let cut = self.rng.gen_range(0..=b.len());
+                        b.truncate(cut);
+                    }
+                    b
+                }
+            }
+            2 => self
+                .byz_sign(
+                    i,
+                    ConsensusPayload::Prepare {
+                        view: view + dv,
+                        height: height + dh,
+                        block_hash: rh,
+                    },
+                    None,
+                )
+                .map(|e| e.encode())
+                .unwrap_or_default(),
+            3 => self
+                .byz_sign(
+                    i,
+                    ConsensusPayload::PrePrepare {
+                        view,
+                        height,
+                        block_hash: rh,
+                    },
+                    None,
+                )
+                .map(|e| e.encode())
+                .unwrap_or_default(),
+            4 => {
+                // A view change claiming a certificate it cannot have.
+                let vc = ViewChange {
+                    new_view: view + 1,
+                    height,
+                    prepared: Some(PreparedCert {
+                        view,
+                        height,
+                        block_hash: rh,
+                        pre_prepare_sig: Signature([7; 64]),
+                        prepares: Vec::new(),
+                    }),
+                };
+                self.byz_sign(i, ConsensusPayload::ViewChange(vc), None)
+                    .map(|e| e.encode())
+                    .unwrap_or_default()
+            }
+            5 => self
+                .byz_sign(
+                    i,
+                    ConsensusPayload::Commit {
+                        view: view + 100 * dv,
+                        height: height + 2 + 50 * dh,
+                        block_hash: rh,
+                    },
+                    None,
+                )
+                .map(|e| e.encode())
+                .unwrap_or_default(),
+            6 => self
+                .byz_sign(
+                    i,
+                    ConsensusPayload::NewView(NewView {
+                        view: view + 1,
+                        height,
+                        view_changes: Vec::new(),
+                        reproposal: None,
+                    }),
+                    None,
+                )
+                .map(|e| e.encode())
+                .unwrap_or_default(),
+            _ => {
+                // Someone else's index on our signature.
+                match self.byz_sign(
+                    i,
+                    ConsensusPayload::Commit {
+                        view,
+                        height,
+                        block_hash: rh,
+                    },
+                    None,
+                ) {
+                    Some(mut e) => {
+                        e.from = e.from.wrapping_add(1) % 4;
+                        e.encode()
+                    }
+                    None => Vec::new(),
+                }
+            }
+        };
+        if !bytes.is_empty() {
+            self.byz_send(i, Some(to), bytes);
+        }
+    }
+}
