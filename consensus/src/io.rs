@@ -77,6 +77,10 @@ pub enum Input {
     /// a long split): the replica sends what a peer that missed them needs
     /// now, rate-limited per peer.
     PeerConnected { validator: u16 },
+    /// A block asked for by [`Output::FetchBlock`]. Untrusted: the core
+    /// keeps it only if a prepared certificate at the current height
+    /// names its hash.
+    BlockFetched { block: Block },
 }
 
 /// Everything a replica can ask its driver to do. Closed.
@@ -120,6 +124,16 @@ pub enum Output {
     },
     /// This replica is behind: fetch committed blocks from `from_height`.
     RequestSync { from_height: u64, peer: u16 },
+    /// A prepared certificate for this block arrived without the block
+    /// (a view change may leave it off), and this replica needs it to
+    /// re-propose: fetch the candidate block by hash from one of `from`
+    /// (validators that prepared it) and answer with
+    /// [`Input::BlockFetched`].
+    FetchBlock {
+        height: u64,
+        hash: Hash,
+        from: Vec<u16>,
+    },
 }
 
 impl Output {

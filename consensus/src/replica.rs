@@ -88,6 +88,13 @@ pub struct Replica {
     /// When our new-view was last resent to each peer: rate-limited the
     /// same way (bounded by the validator count).
     pub(crate) last_new_view_resend_ms: BTreeMap<u16, u64>,
+    /// Validators seen changing to a view beyond the window at this
+    /// height (signature checked), and when each was last checked: f+1 of
+    /// them make this replica join, however far ahead they are.
+    pub(crate) far_views: BTreeMap<u16, u64>,
+    /// When each missing prepared block was last asked for (this height).
+    pub(crate) last_fetch_ms: BTreeMap<Hash, u64>,
+    pub(crate) last_far_check_ms: BTreeMap<u16, u64>,
     /// When a sync was last requested from each peer. Per peer, so a
     /// byzantine peer that lures requests to itself cannot starve requests
     /// to correct ones. At most one entry per validator.
@@ -132,6 +139,9 @@ impl Replica {
             my_view_changes: BTreeMap::new(),
             last_resend_ms: BTreeMap::new(),
             last_new_view_resend_ms: BTreeMap::new(),
+            far_views: BTreeMap::new(),
+            last_fetch_ms: BTreeMap::new(),
+            last_far_check_ms: BTreeMap::new(),
             last_sync_ms: BTreeMap::new(),
             now_ms: 0,
             out: Vec::new(),
@@ -208,6 +218,9 @@ impl Replica {
                 self.on_peer_connected(validator);
                 Ok(())
             }
+            // §4.4: the new primary needs the block of the highest prepared
+            // certificate to re-propose it.
+            Input::BlockFetched { block } => self.on_block_fetched(block),
         };
         if let Err(e) = result {
             tracing::debug!(replica = self.me, height = self.s.height, view = self.s.view, error = %e, "input rejected");
@@ -321,6 +334,8 @@ impl Replica {
         self.awaiting_proposal = None;
         self.my_new_view = None;
         self.my_view_changes.clear();
+        self.far_views.clear();
+        self.last_fetch_ms.clear();
         self.future.retain(|h, _| *h >= height);
         self.synced.retain(|h, _| *h >= height);
         let buffered = self.future.remove(&height).unwrap_or_default();
@@ -384,6 +399,9 @@ impl Replica {
         }
         let v = env.payload.view();
         if v > self.s.view.saturating_add(self.cfg.view_window) && h == current {
+            if matches!(env.payload, Payload::ViewChange(_)) {
+                self.far_view_change(&env, v);
+            }
             return Err(ConsensusError::ViewOutOfWindow {
                 got: v,
                 current: self.s.view,
@@ -435,6 +453,74 @@ impl Replica {
             return Ok(());
         }
         self.dispatch(env)
+    }
+
+    /// §4.5.2 beyond the view window: a view change for a view more than
+    /// `view_window` ahead at this height is not buffered, but its
+    /// signature is checked (at most once per sender per base timeout, so
+    /// a flood costs one check per sender) and its view remembered. Once
+    /// f+1 validators are known to be changing to views above this one,
+    /// at least one of them is correct: join the lowest such view among
+    /// the f+1 highest, as the in-window rule does. Without this, a
+    /// replica that missed more than the window's views at one height
+    /// (away while the others changed view many times) could only catch
+    /// up through its own doubling timeouts.
+    fn far_view_change(&mut self, env: &Envelope, v: u64) {
+        let due = self
+            .last_far_check_ms
+            .get(&env.from)
+            .is_none_or(|t| self.now_ms.saturating_sub(*t) >= self.cfg.timeout_base_ms);
+        if !due {
+            return;
+        }
+        self.last_far_check_ms.insert(env.from, self.now_ms);
+        if env
+            .verify_signature(&self.cfg.chain_id, &self.cfg.validators)
+            .is_err()
+        {
+            return;
+        }
+        let w = self.far_views.entry(env.from).or_insert(0);
+        *w = (*w).max(v);
+        let mut above: Vec<u64> = self
+            .far_views
+            .iter()
+            .filter(|(from, w)| **from != self.me && **w > self.s.view)
+            .map(|(_, w)| *w)
+            .collect();
+        let f = self.f();
+        if above.len() > f {
+            above.sort_unstable_by(|a, b| b.cmp(a));
+            let target = above[f];
+            tracing::info!(
+                height = self.s.height,
+                from = self.s.view,
+                to = target,
+                "f+1 validators are changing to views beyond the window; joining"
+            );
+            self.start_view_change(target);
+        }
+    }
+
+    /// A candidate block this replica holds (pre-prepared, re-proposed or
+    /// prepared at the current height), for a peer that fetches it by hash.
+    pub fn candidate_block(&self, hash: &Hash) -> Option<&Block> {
+        self.blocks
+            .get(hash)
+            .or_else(|| self.s.prepared_block.as_ref().filter(|b| b.hash() == *hash))
+    }
+
+    /// The buffered messages for later heights, encoded, emptying the
+    /// buffer. A host that replaces this replica (a new validator set)
+    /// feeds them to the new one, which checks them against its own set:
+    /// they were verified against this replica's set, which may not be
+    /// the one that signs the next height.
+    pub fn take_buffered(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.future)
+            .into_values()
+            .flatten()
+            .map(|e| e.encode())
+            .collect()
     }
 
     /// True if a message of this kind from this sender for this view is

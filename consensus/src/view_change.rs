@@ -198,6 +198,71 @@ impl Replica {
         }
     }
 
+    /// Asks the host for a prepared block by hash, at most once per base
+    /// timeout per block.
+    fn fetch_prepared_block(&mut self, w: u64, hash: Hash) {
+        let due = self
+            .last_fetch_ms
+            .get(&hash)
+            .is_none_or(|t| self.now_ms.saturating_sub(*t) >= self.cfg.timeout_base_ms);
+        if !due || self.last_fetch_ms.len() >= 64 {
+            return;
+        }
+        self.last_fetch_ms.insert(hash, self.now_ms);
+        let from: Vec<u16> = self
+            .view_changes
+            .get(&w)
+            .map(|vcs| {
+                vcs.values()
+                    .filter(|s| {
+                        s.from != self.me
+                            && s.view_change
+                                .prepared
+                                .as_ref()
+                                .is_some_and(|p| p.block_hash == hash)
+                    })
+                    .map(|s| s.from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.out.push(crate::Output::FetchBlock {
+            height: self.s.height,
+            hash,
+            from,
+        });
+    }
+
+    /// A fetched candidate block: kept only if a view change at this
+    /// height carries a (checked) prepared certificate for its hash; then
+    /// the new-view can go out.
+    pub(crate) fn on_block_fetched(&mut self, block: Block) -> Res {
+        let hash = block.hash();
+        if block.header.height != self.s.height {
+            return Err(ConsensusError::Ignored {
+                reason: "fetched block for another height",
+            });
+        }
+        let named = self
+            .view_changes
+            .values()
+            .flat_map(|m| m.values())
+            .any(|s| {
+                s.view_change
+                    .prepared
+                    .as_ref()
+                    .is_some_and(|p| p.block_hash == hash && p.height == self.s.height)
+            });
+        if !named {
+            return Err(ConsensusError::Ignored {
+                reason: "fetched block no certificate names",
+            });
+        }
+        self.insert_block(block)?;
+        let w = self.s.view;
+        self.try_new_view(w);
+        Ok(())
+    }
+
     pub(crate) fn on_view_change(
         &mut self,
         from: u16,
@@ -318,8 +383,10 @@ impl Replica {
         let (reproposal, block) = match best {
             Some(hash) => {
                 let Some(block) = self.blocks.get(&hash).cloned() else {
-                    // Nobody attached the block; wait for more view changes
-                    // or the next view.
+                    // Nobody attached the block: ask for it by hash from
+                    // the validators that prepared it, and meanwhile wait
+                    // for more view changes or the next view.
+                    self.fetch_prepared_block(w, hash);
                     return;
                 };
                 if self

@@ -94,7 +94,21 @@ pub struct TxGossip {
 /// Block sync over request-response.
 #[derive(Serialize, Deserialize, Debug)]
 pub enum SyncRequest {
-    Blocks { from: u64, max: u32 },
+    Blocks {
+        from: u64,
+        max: u32,
+    },
+    /// A candidate block (not committed yet) by hash: a new primary that
+    /// holds a prepared certificate without its block.
+    Candidate {
+        hash: Hash,
+    },
+}
+
+/// The answer to [`SyncRequest::Candidate`].
+#[derive(Serialize, Deserialize, Debug)]
+pub struct CandidateResponse {
+    pub block: Option<Block>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]

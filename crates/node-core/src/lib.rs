@@ -38,8 +38,8 @@ mod timers;
 
 pub use chain::{open_chain, StoreAccounts, StoreState};
 pub use io::{
-    Channel, Count, Effect, Event, NoTelemetry, Now, Peer, SyncRequest, SyncResponse, Telemetry,
-    TxGossip,
+    CandidateResponse, Channel, Count, Effect, Event, NoTelemetry, Now, Peer, SyncRequest,
+    SyncResponse, Telemetry, TxGossip,
 };
 pub use timers::{TimerKey, Timers, TIMERS_MAX};
 
@@ -95,6 +95,8 @@ pub struct Mutants {
     /// transaction the chain already holds is accepted into the mempool
     /// (and answered as accepted) instead of refused.
     pub admission_without_onchain_check: bool,
+    /// Quorums of 2f votes instead of 2f+1 (the classic planted bug).
+    pub accept_2f_votes: bool,
 }
 
 /// The accounts as admission would see them without the chain's consumed
@@ -189,6 +191,8 @@ pub struct NodeCore {
     last_commit_ms: u64,
     height_started_ms: u64,
     sync_in_flight: Option<(u64, u64)>,
+    /// The candidate-block fetch in flight: its tag and the hash wanted.
+    fetch_in_flight: Option<(u64, Hash)>,
     next_tag: u64,
     sync_rr: usize,
     last_view: u64,
@@ -245,6 +249,7 @@ impl NodeCore {
             last_commit_ms: now.mono_ms,
             height_started_ms: now.mono_ms,
             sync_in_flight: None,
+            fetch_in_flight: None,
             next_tag: 0,
             sync_rr: 0,
             last_view: 0,
@@ -312,6 +317,12 @@ impl NodeCore {
                 self.out.push(Effect::Reply { token, data });
             }
             Event::SyncResponse { tag, data } => {
+                if let Some((t, hash)) = self.fetch_in_flight {
+                    if t == tag {
+                        self.fetch_in_flight = None;
+                        return self.on_candidate(hash, &data);
+                    }
+                }
                 if self.sync_in_flight.is_some_and(|(t, _)| t == tag) {
                     self.sync_in_flight = None;
                 }
@@ -320,6 +331,9 @@ impl NodeCore {
             Event::SyncFailed { tag } => {
                 if self.sync_in_flight.is_some_and(|(t, _)| t == tag) {
                     self.sync_in_flight = None;
+                }
+                if self.fetch_in_flight.is_some_and(|(t, _)| t == tag) {
+                    self.fetch_in_flight = None;
                 }
             }
             Event::Peers(mut peers) => {
@@ -416,6 +430,7 @@ impl NodeCore {
         core.timeout_max_ms = self.cfg.round_timeout_ms.saturating_mul(16);
         core.bug_view_change_without_cert = self.mutants.view_change_without_cert;
         core.bug_ignore_highest_prepared = self.mutants.ignore_highest_prepared;
+        core.bug_accept_2f_votes = self.mutants.accept_2f_votes;
         let tip = CommittedTip {
             height: self.parent.height,
             hash: self.parent.hash,
@@ -796,6 +811,7 @@ impl NodeCore {
                 }));
             }
             Output::Commit { block, certificate } => self.commit(block, certificate)?,
+            Output::FetchBlock { hash, from, .. } => self.fetch_candidate(hash, &from),
             Output::RequestSync { from_height, peer } => {
                 let p = self
                     .parent
@@ -1052,11 +1068,22 @@ impl NodeCore {
             if vset_changed {
                 tracing::warn!(height, "validator set changed; reconfiguring consensus");
             }
+            // Messages the old replica buffered for later heights were
+            // checked against its set; the new replica checks them again
+            // against the set that signs the next height.
+            let carried = self
+                .replica
+                .as_mut()
+                .map(|r| r.take_buffered())
+                .unwrap_or_default();
             self.rebuild_replica(false)?;
             // The new replica starts from nothing of the old one's; feeding
             // it from inside the old replica's output loop is safe because
             // `feed` stops that loop as soon as it sees the new generation.
             self.feed(Input::Start)?;
+            for bytes in carried {
+                self.feed(Input::Message(bytes))?;
+            }
         }
         Ok(())
     }
@@ -1067,8 +1094,17 @@ impl NodeCore {
             head,
             blocks: Vec::new(),
         };
-        let Ok(SyncRequest::Blocks { from, max }) = codec::decode_with_limit(data, 1024) else {
-            return codec::encode(&resp);
+        let (from, max) = match codec::decode_with_limit(data, 1024) {
+            Ok(SyncRequest::Blocks { from, max }) => (from, max),
+            Ok(SyncRequest::Candidate { hash }) => {
+                let block = self
+                    .replica
+                    .as_ref()
+                    .and_then(|r| r.candidate_block(&hash))
+                    .cloned();
+                return codec::encode(&CandidateResponse { block });
+            }
+            Err(_) => return codec::encode(&resp),
         };
         let max = u64::from(max).clamp(1, self.cfg.sync_batch.max(1));
         let mut bytes = 0usize;
@@ -1112,6 +1148,49 @@ impl NodeCore {
         let tag = self.next_tag;
         self.sync_in_flight = Some((tag, self.now.mono_ms));
         self.out.push(Effect::Request { tag, peer, data });
+    }
+
+    /// Asks one peer for a candidate block by hash: a validator that
+    /// prepared it if one is connected, else any connected peer.
+    fn fetch_candidate(&mut self, hash: Hash, from: &[u16]) {
+        if self.fetch_in_flight.is_some() || self.connected.is_empty() {
+            return;
+        }
+        let vset = &self.parent.validator_set;
+        let preferred = from
+            .iter()
+            .filter_map(|v| vset.validators().get(usize::from(*v)))
+            .filter_map(|v| self.members.iter().position(|k| *k == v.key))
+            .find(|p| self.connected.contains(p));
+        let peer = match preferred {
+            Some(p) => p,
+            None => {
+                self.sync_rr = self.sync_rr.wrapping_add(1);
+                self.connected[self.sync_rr % self.connected.len()]
+            }
+        };
+        self.next_tag = self.next_tag.wrapping_add(1);
+        let tag = self.next_tag;
+        self.fetch_in_flight = Some((tag, hash));
+        let data = codec::encode(&SyncRequest::Candidate { hash });
+        self.out.push(Effect::Request { tag, peer, data });
+    }
+
+    /// A candidate block answered: handed to the replica if it is the one
+    /// asked for (the replica checks that a certificate names it).
+    fn on_candidate(&mut self, hash: Hash, data: &[u8]) -> anyhow::Result<()> {
+        let resp: CandidateResponse =
+            match codec::decode_with_limit(data, self.sync_response_max_bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(error = %e, "undecodable candidate response");
+                    return Ok(());
+                }
+            };
+        match resp.block {
+            Some(block) if block.hash() == hash => self.feed(Input::BlockFetched { block }),
+            _ => Ok(()),
+        }
     }
 
     fn on_sync_response(&mut self, data: &[u8]) -> anyhow::Result<()> {

@@ -29,7 +29,7 @@ use aidledger_execution::testkit::{dev_genesis, TxFactory};
 use aidledger_mempool::MempoolConfig;
 use aidledger_node_core::{
     open_chain, Channel, ConsensusSettings, CoreParts, Effect, Event, Mutants, NoTelemetry,
-    NodeCore, Now, StoreState, TxGossip,
+    NodeCore, Now, StoreState, SyncRequest, TxGossip,
 };
 use aidledger_storage::{MemStore, Store};
 use aidledger_types::{codec, Hash, OrgId, PublicKey, Role, SignedTx, Validator, ValidatorSet};
@@ -90,6 +90,9 @@ pub struct ClusterReport {
     pub refused: u64,
     pub resent: u64,
     pub replayed_gossip: u64,
+    /// Candidate blocks fetched by hash (a certificate came without its
+    /// block).
+    pub block_fetches: u64,
     pub reconfigurations: Vec<String>,
     /// The byzantine node and what it did, if there was one.
     pub byzantine: Option<(usize, Byz)>,
@@ -590,6 +593,12 @@ impl Cluster {
                 self.flood(i, None, channel, frame);
             }
             Effect::Request { tag, peer, data } => {
+                if matches!(
+                    codec::decode::<SyncRequest>(&data),
+                    Ok(SyncRequest::Candidate { .. })
+                ) {
+                    self.report.block_fetches += 1;
+                }
                 let to = self.members_of(i)[peer];
                 let boot = self.nodes[i].boot;
                 if self.reachable(i, to) && self.up(to) && !self.lost() {
@@ -666,6 +675,64 @@ impl Cluster {
         };
         let (h, v) = (env.payload.height(), env.payload.view());
         let kind = env.payload.kind();
+        // PBFT §4.4, checked on what the honest core sends: a view change
+        // for the view it is changing to carries the prepared certificate
+        // its persisted safety state holds, and a new-view re-proposes the
+        // block of the highest prepared certificate among its view changes.
+        match &env.payload {
+            ConsensusPayload::ViewChange(vc) => {
+                let state = self.nodes[i]
+                    .store
+                    .safety_state()
+                    .ok()
+                    .flatten()
+                    .and_then(|b| SafetyState::decode(&b).ok());
+                if let Some(s) = state {
+                    // The state is read after the whole step: a prepare
+                    // reached later in the same step (buffered messages
+                    // replayed after a new-view) is in a view not below
+                    // the one changed to, and is not what this message
+                    // had to carry.
+                    let held = s.prepared.as_ref().filter(|p| {
+                        s.height == vc.height && s.view == vc.new_view && p.view < vc.new_view
+                    });
+                    if let Some(p) = held {
+                        if vc.prepared.as_ref().is_none_or(|c| c.view < p.view) {
+                            self.violation(format!(
+                                "node {i} sent a view change for view {} at height {h} without its prepared certificate (view {}, {})",
+                                vc.new_view,
+                                p.view,
+                                p.block_hash.short()
+                            ));
+                        }
+                    }
+                }
+            }
+            ConsensusPayload::NewView(nv) => {
+                let top = nv
+                    .view_changes
+                    .iter()
+                    .filter_map(|s| s.view_change.prepared.as_ref())
+                    .map(|p| p.view)
+                    .max();
+                if let Some(top) = top {
+                    let ok = nv.reproposal.is_some_and(|(hash, _)| {
+                        nv.view_changes.iter().any(|s| {
+                            s.view_change
+                                .prepared
+                                .as_ref()
+                                .is_some_and(|p| p.view == top && p.block_hash == hash)
+                        })
+                    });
+                    if !ok {
+                        self.violation(format!(
+                            "node {i} sent a new-view for view {v} at height {h} that does not re-propose the highest prepared block (prepared in view {top})"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
         let n = &mut self.nodes[i];
         match &env.payload {
             ConsensusPayload::ViewChange(_) => {

@@ -1,15 +1,17 @@
-//! `aidledger-sim`: runs seeds S..S+N-1 and prints a summary.
+//! `aidledger-sim`: runs seeds S..S+N-1 of whole node cores and prints a
+//! summary.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use aidledger_sim::{
-    run_cluster_seed, run_seed_with, Byz, ClusterOptions, ExecApp, Fault, Options, SeedReport,
-};
+use aidledger_sim::cluster::Byz;
+use aidledger_sim::{run_cluster_seed, ClusterOptions};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(about = "Deterministic simulation of aidledger's PBFT core under faults")]
+#[command(
+    about = "Deterministic simulation of whole aidledger node cores under faults and byzantine nodes"
+)]
 struct Args {
     /// Number of seeds to run.
     #[arg(long, default_value_t = 100)]
@@ -20,133 +22,39 @@ struct Args {
     /// Print one line per seed.
     #[arg(short, long)]
     verbose: bool,
-    /// Disable byzantine replicas (with --nodes: by default half of the
-    /// seeds have one byzantine node, its behaviour drawn at random).
+    /// No byzantine node (by default half of the seeds have one, its
+    /// behaviour drawn at random).
     #[arg(long)]
     no_byzantine: bool,
-    /// Disable network and process faults.
+    /// Every seed has a byzantine node with this behaviour (equivocator,
+    /// double-voter, replayer, splitter, garbage).
+    #[arg(long, value_name = "BEHAVIOUR")]
+    byzantine: Option<String>,
+    /// Disable crashes, wipes, safety-state loss, partitions and loss.
     #[arg(long)]
     no_faults: bool,
-    /// Run with the planted quorum bug (2f votes accepted): violations expected.
+    /// No validator-set changes by governance.
     #[arg(long)]
-    planted_bug: bool,
+    no_reconfig: bool,
+    /// Plant a defect that the simulator must catch (stale-outputs,
+    /// no-send-nonce, view-change-without-cert, ignore-highest-prepared,
+    /// persist-after-send, admission-without-onchain-check,
+    /// accept-2f-votes); violations expected.
+    #[arg(long)]
+    mutant: Option<String>,
     /// Worker threads (seeds are independent; output is in seed order).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Print every event of every seed to stderr (use with --seeds 1).
+    /// Print every violation as it happens (use with --seeds 1).
     #[arg(long)]
     debug: bool,
-    /// Most workload transactions per block (drawn uniformly from 0..=N).
-    #[arg(long, default_value_t = ExecApp::default().max_txs)]
-    max_txs: usize,
-    /// Run whole node cores (admission, mempool, gossip, sync, commit,
-    /// reconfiguration) instead of bare consensus replicas.
-    #[arg(long)]
+    /// Accepted for old command lines: whole node cores are the only mode.
+    #[arg(long, hide = true)]
     nodes: bool,
-    /// With --nodes: no validator-set changes by governance.
-    #[arg(long)]
-    no_reconfig: bool,
-    /// With --nodes: plant a defect that the simulator must catch
-    /// (stale-outputs, no-send-nonce, view-change-without-cert,
-    /// ignore-highest-prepared, persist-after-send,
-    /// admission-without-onchain-check); violations expected.
-    #[arg(long)]
-    mutant: Option<String>,
-    /// With --nodes: every seed has a byzantine node with this behaviour
-    /// (equivocator, double-voter, replayer, splitter, garbage).
-    #[arg(long, value_name = "BEHAVIOUR")]
-    byzantine: Option<String>,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    if args.nodes {
-        return main_nodes(&args);
-    }
-    let opts = Options {
-        byzantine: !args.no_byzantine,
-        faults: !args.no_faults,
-        planted_bug: args.planted_bug,
-        mutant_view_change_without_cert: args.mutant.as_deref() == Some("view-change-without-cert"),
-        mutant_ignore_highest_prepared: args.mutant.as_deref() == Some("ignore-highest-prepared"),
-        verify_certificates: true,
-        debug: args.debug,
-    };
-    let threads = if args.threads > 0 {
-        args.threads
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    };
-    // Wall-clock time is only reported, never fed to the simulation.
-    #[allow(clippy::disallowed_methods)]
-    let started = std::time::Instant::now();
-    let seeds: Vec<u64> = (args.start_seed..args.start_seed + args.seeds).collect();
-    let app = ExecApp {
-        max_txs: args.max_txs,
-    };
-    let reports = run_parallel(&app, &seeds, &opts, threads);
-    let mut faults: BTreeMap<Fault, u64> = BTreeMap::new();
-    let mut byz: BTreeMap<Byz, u64> = BTreeMap::new();
-    let (mut ok, mut bad, mut max_height, mut txs) = (0u64, 0u64, 0u64, 0u64);
-    for r in &reports {
-        for f in &r.scenario.faults {
-            *faults.entry(*f).or_default() += 1;
-        }
-        for (_, b) in &r.scenario.byzantine {
-            *byz.entry(*b).or_default() += 1;
-        }
-        max_height = max_height.max(r.max_height);
-        txs += r.txs;
-        if args.verbose {
-            println!(
-                "seed {}: {} {}; height {}; {} txs; {} msgs; {:.1} virtual s; trace {:016x}",
-                r.seed,
-                if r.ok() { "ok" } else { "VIOLATION" },
-                r.scenario,
-                r.max_height,
-                r.txs,
-                r.messages,
-                r.virtual_ms as f64 / 1000.0,
-                r.trace_hash
-            );
-        }
-        if r.ok() {
-            ok += 1;
-        } else {
-            bad += 1;
-            println!(
-                "seed {} FAILED ({}): {:?}",
-                r.seed, r.scenario, r.violations
-            );
-            println!("  reproduce: {}", r.repro());
-        }
-    }
-    let fs: Vec<String> = Fault::ALL
-        .iter()
-        .map(|f| format!("{} {}", f.name(), faults.get(f).copied().unwrap_or(0)))
-        .collect();
-    let bs: Vec<String> = Byz::ALL
-        .iter()
-        .map(|b| format!("{} {}", b.name(), byz.get(b).copied().unwrap_or(0)))
-        .collect();
-    let last = (args.start_seed + args.seeds).saturating_sub(1);
-    println!(
-        "seeds {}..{}: {ok} ok, {bad} violations; faults: {}; byzantine: {}; max height {max_height}; {txs} txs committed; {:.1} s",
-        args.start_seed,
-        last,
-        fs.join(", "),
-        bs.join(", "),
-        started.elapsed().as_secs_f64()
-    );
-    if bad > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-fn run_parallel(app: &ExecApp, seeds: &[u64], opts: &Options, threads: usize) -> Vec<SeedReport> {
-    parallel(seeds, threads, |seed| run_seed_with(app, seed, opts))
+    main_nodes(&Args::parse())
 }
 
 fn threads_of(args: &Args) -> usize {
@@ -157,7 +65,7 @@ fn threads_of(args: &Args) -> usize {
     }
 }
 
-/// `--nodes`: whole node cores.
+/// Whole node cores.
 fn main_nodes(args: &Args) -> ExitCode {
     let mut opts = ClusterOptions {
         faults: !args.no_faults,
@@ -167,10 +75,7 @@ fn main_nodes(args: &Args) -> ExitCode {
         ..ClusterOptions::default()
     };
     if let Some(name) = &args.byzantine {
-        match aidledger_sim::cluster::Byz::ALL
-            .iter()
-            .find(|b| b.name() == name)
-        {
+        match Byz::ALL.iter().find(|b| b.name() == name) {
             Some(b) => opts.byzantine_only = Some(*b),
             None => {
                 eprintln!(
@@ -189,14 +94,15 @@ fn main_nodes(args: &Args) -> ExitCode {
         Some("view-change-without-cert") => opts.mutants.view_change_without_cert = true,
         Some("ignore-highest-prepared") => opts.mutants.ignore_highest_prepared = true,
         Some("persist-after-send") => opts.mutants.persist_after_send = true,
+        Some("accept-2f-votes") => opts.mutants.accept_2f_votes = true,
         Some("admission-without-onchain-check") => {
             opts.mutants.admission_without_onchain_check = true
         }
         Some(other) => {
             eprintln!(
                 "unknown mutant {other:?}: expected stale-outputs, no-send-nonce, \
-                 view-change-without-cert, ignore-highest-prepared, persist-after-send \
-                 or admission-without-onchain-check"
+                 view-change-without-cert, ignore-highest-prepared, persist-after-send, \
+                 admission-without-onchain-check or accept-2f-votes"
             );
             return ExitCode::from(2);
         }
@@ -211,7 +117,9 @@ fn main_nodes(args: &Args) -> ExitCode {
     let (mut reconfigs, mut took_effect) = (0usize, 0usize);
     let mut faults: BTreeMap<String, u64> = BTreeMap::new();
     let mut byzantine: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut fetches = 0u64;
     for r in &reports {
+        fetches += r.block_fetches;
         if let Some((_, b)) = r.byzantine {
             *byzantine.entry(b.name()).or_default() += 1;
         }
@@ -241,9 +149,12 @@ fn main_nodes(args: &Args) -> ExitCode {
             bad += 1;
             println!("seed {} FAILED: {:?}", r.seed, r.violations);
             println!(
-                "  reproduce: cargo run --release -p aidledger-sim -- --nodes --seeds 1 --start-seed {}{}",
+                "  reproduce: cargo run --release -p aidledger-sim -- --seeds 1 --start-seed {}{}",
                 r.seed,
-                args.mutant.as_ref().map(|m| format!(" --mutant {m}")).unwrap_or_default()
+                args.mutant
+                    .as_ref()
+                    .map(|m| format!(" --mutant {m}"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -251,7 +162,7 @@ fn main_nodes(args: &Args) -> ExitCode {
     let bs: Vec<String> = byzantine.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let last = (args.start_seed + args.seeds).saturating_sub(1);
     println!(
-        "node cores, seeds {}..{last}: {ok} ok, {bad} violations; mutant: {}; {reconfigs} validator-set changes proposed, {took_effect} took effect; {submitted} transactions submitted ({resent} resends, {replays} gossip replays), {refused} refused at admission; {txs} committed; max height {max_height}; faults: {}; byzantine nodes: {}; {:.1} s",
+        "node cores, seeds {}..{last}: {ok} ok, {bad} violations; mutant: {}; {reconfigs} validator-set changes proposed, {took_effect} took effect; {submitted} transactions submitted ({resent} resends, {replays} gossip replays), {refused} refused at admission; {txs} committed; max height {max_height}; faults: {}; byzantine nodes: {}; {fetches} candidate blocks fetched by hash; {:.1} s",
         args.start_seed,
         args.mutant.as_deref().unwrap_or("none"),
         fs.join(", "),
