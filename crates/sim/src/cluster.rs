@@ -1124,7 +1124,12 @@ impl Cluster {
                 self.nodes[i].crash_after_send = true;
                 format!("crash after send {i}")
             }
-            2 if down == 0 => {
+            // With a byzantine node present, no other node loses its
+            // memory: an amnesic validator is a second byzantine one for
+            // the f = 1 budget (an empty store looks like a fresh chain,
+            // which the amnesia guard cannot tell apart; seeds 3636 and
+            // 4127 forked height 1 and 3 that way).
+            2 if down == 0 && self.byz.is_none() => {
                 // A wiped data directory: the node comes back empty and
                 // syncs everything from its peers.
                 self.crash(i);
@@ -1138,7 +1143,7 @@ impl Cluster {
                 self.start(i);
                 format!("wipe {i}")
             }
-            3 if down == 0 => {
+            3 if down == 0 && self.byz.is_none() => {
                 // The safety state deleted, or an older one restored.
                 self.crash(i);
                 let s = &self.nodes[i].store;
