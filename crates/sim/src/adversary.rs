@@ -6,8 +6,6 @@
 //! and the honest-behaviour checks (`check_sent`) still hold its core's
 //! own output to the rules, never what the adversary adds.
 
-use std::sync::Arc;
-
 use aidledger_consensus::{
     Envelope, NewView, Payload as ConsensusPayload, PreparedCert, SignedViewChange, ViewChange,
     MESSAGE_MAX_BYTES,
@@ -17,6 +15,7 @@ use aidledger_node_core::{Channel, StoreState};
 use aidledger_storage::Store;
 use aidledger_types::{Hash, Signature, Timestamp};
 use rand::Rng;
+use sha2::{Digest, Sha256};
 
 use super::{Cluster, NODES};
 
@@ -105,15 +104,8 @@ impl Cluster {
     /// Frames `data` with the node's per-send counter and sends it to one
     /// peer (`Some`) or floods it (`None`).
     fn byz_send(&mut self, i: usize, to: Option<usize>, data: Vec<u8>) {
-        self.nodes[i].publish_seq = self.nodes[i].publish_seq.wrapping_add(1);
-        let mut f = self.nodes[i].publish_seq.to_be_bytes().to_vec();
-        f.extend_from_slice(&data);
-        let frame = Arc::new(f);
-        let id: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
-            <sha2::Sha256 as sha2::Digest>::new(),
-            frame.as_slice(),
-        ))
-        .into();
+        let frame = self.consensus_frame(i, &data);
+        let id: [u8; 32] = Sha256::digest(frame.as_slice()).into();
         self.nodes[i].seen.insert(id, self.now);
         match to {
             None => self.flood(i, None, Channel::Consensus, frame),

@@ -566,20 +566,9 @@ impl Cluster {
                     }
                 }
                 let frame = match channel {
-                    Channel::Consensus => {
-                        let seq = if self.opts.mutant_no_send_nonce {
-                            0
-                        } else {
-                            self.nodes[i].publish_seq = self.nodes[i].publish_seq.wrapping_add(1);
-                            self.nodes[i].publish_seq
-                        };
-                        let mut f = seq.to_be_bytes().to_vec();
-                        f.extend_from_slice(&data);
-                        f
-                    }
-                    Channel::Txs => data,
+                    Channel::Consensus => self.consensus_frame(i, &data),
+                    Channel::Txs => Arc::new(data),
                 };
-                let frame = Arc::new(frame);
                 if channel == Channel::Txs && self.old_gossip.len() < 64 {
                     self.old_gossip.push(frame.clone());
                 }
@@ -819,6 +808,21 @@ impl Cluster {
     }
 
     /// Sends a gossip frame from `from` to every reachable peer but `skip`.
+    /// `data` behind node `i`'s next per-send counter, as the network
+    /// frames a consensus publish (a fixed 0 with the no-send-nonce
+    /// mutant).
+    fn consensus_frame(&mut self, i: usize, data: &[u8]) -> Arc<Vec<u8>> {
+        let seq = if self.opts.mutant_no_send_nonce {
+            0
+        } else {
+            self.nodes[i].publish_seq = self.nodes[i].publish_seq.wrapping_add(1);
+            self.nodes[i].publish_seq
+        };
+        let mut f = seq.to_be_bytes().to_vec();
+        f.extend_from_slice(data);
+        Arc::new(f)
+    }
+
     fn flood(&mut self, from: usize, skip: Option<usize>, channel: Channel, frame: Arc<Vec<u8>>) {
         for to in 0..NODES {
             if to == from || Some(to) == skip || !self.reachable(from, to) || self.lost() {
