@@ -367,7 +367,72 @@ impl Replica {
         if let Some((hash, _)) = self.slots.get(&view).and_then(|s| s.pre_prepare) {
             self.request_validation(hash);
         }
+        self.resume_own_pre_prepare();
         self.progress();
+    }
+
+    /// A primary that restarted after pre-preparing in this view must not
+    /// propose another block (that would be equivocation), and its block
+    /// is not in the safety state. It resends the pre-prepare if it holds
+    /// the block (it prepared it), or asks its peers for it by hash: any
+    /// backup that accepted the pre-prepare has it. If none has, none
+    /// voted for it, and the round timer moves the consortium on. Asked
+    /// again whenever a peer connects (at a restart none is connected yet).
+    pub(crate) fn resume_own_pre_prepare(&mut self) {
+        let view = self.s.view;
+        let Some((v, hash)) = self.s.pre_prepared else {
+            return;
+        };
+        if v != view || self.leader(view) != self.me || !self.s.view_active {
+            return;
+        }
+        if self.slots.get(&view).and_then(|s| s.pre_prepare).is_some() {
+            return; // Sent by this incarnation.
+        }
+        match self.candidate_block(&hash).cloned() {
+            Some(block) => self.resend_own_pre_prepare(block),
+            None => {
+                let from = (0..self.cfg.validators.len() as u16)
+                    .filter(|i| *i != self.me)
+                    .collect();
+                self.out.push(Output::FetchBlock {
+                    height: self.s.height,
+                    hash,
+                    from,
+                });
+            }
+        }
+    }
+
+    /// Signs and sends again the pre-prepare this primary persisted for
+    /// the current view (the same signed bytes: ed25519 is deterministic).
+    pub(crate) fn resend_own_pre_prepare(&mut self, block: Block) {
+        let view = self.s.view;
+        let hash = block.hash();
+        if self.s.pre_prepared != Some((view, hash)) || block.height() != self.s.height {
+            return;
+        }
+        if self.insert_block(block.clone()).is_err() {
+            return;
+        }
+        // It validated this block before it pre-prepared it.
+        self.validation.insert(hash, Validation::Valid);
+        let env = self.sign(
+            Payload::PrePrepare {
+                view,
+                height: self.s.height,
+                block_hash: hash,
+            },
+            Some(block),
+        );
+        self.slots.entry(view).or_default().pre_prepare = Some((hash, env.signature));
+        tracing::info!(
+            replica = self.me,
+            height = self.s.height,
+            view,
+            "resending this primary's pre-prepare after a restart"
+        );
+        self.broadcast(env);
     }
 
     fn on_start(&mut self) {

@@ -188,6 +188,7 @@ impl Replica {
             }
             return;
         }
+        self.resume_own_pre_prepare();
         let due = self
             .last_new_view_resend_ms
             .get(&validator)
@@ -241,6 +242,20 @@ impl Replica {
             return Err(ConsensusError::Ignored {
                 reason: "fetched block for another height",
             });
+        }
+        // A restarted primary's own pre-prepared block, fetched back.
+        if self.s.pre_prepared == Some((self.s.view, hash))
+            && self.s.view_active
+            && self.leader(self.s.view) == self.me
+            && self
+                .slots
+                .get(&self.s.view)
+                .and_then(|s| s.pre_prepare)
+                .is_none()
+        {
+            self.resend_own_pre_prepare(block);
+            self.progress();
+            return Ok(());
         }
         let named = self
             .view_changes

@@ -203,3 +203,73 @@ fn restore_checks_the_state_against_the_committed_tip() {
         Err(ConsensusError::Restore { .. })
     ));
 }
+
+#[test]
+fn a_restarted_primary_fetches_its_own_block_and_resends_the_same_pre_prepare() {
+    let net = Net::new(4);
+    let a = net.block(0, 1);
+    let b = net.block(0, 2);
+    let (mut primary, _) = net.replica(0);
+    let outs = primary.handle(1, Input::ProposalReady { block: a.clone() });
+    let first = sent_kind(&outs, "pre-prepare")[0].clone();
+    let state = persisted(&outs).unwrap();
+
+    // Back from a crash: it must not ask for a new proposal (that would be
+    // a second block in view 0), and it asks its peers for its own block.
+    let (mut r, outs) = restore(&net, 0, state);
+    assert!(
+        !outs
+            .iter()
+            .any(|o| matches!(o, Output::RequestProposal { .. })),
+        "{outs:?}"
+    );
+    let fetch = outs.iter().find_map(|o| match o {
+        Output::FetchBlock { hash, from, .. } => Some((*hash, from.clone())),
+        _ => None,
+    });
+    assert_eq!(fetch, Some((a.hash(), vec![1, 2, 3])), "{outs:?}");
+    // No peer is connected yet at a restart: it asks again when one is.
+    let outs = r.handle(100, Input::PeerConnected { validator: 2 });
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::FetchBlock { hash, .. } if *hash == a.hash())),
+        "{outs:?}"
+    );
+
+    // Another block by that hash's name is refused; its own block is sent
+    // again as the same signed pre-prepare.
+    let outs = r.handle(101, Input::BlockFetched { block: b });
+    assert!(sent_kind(&outs, "pre-prepare").is_empty(), "{outs:?}");
+    let outs = r.handle(102, Input::BlockFetched { block: a.clone() });
+    let again = sent_kind(&outs, "pre-prepare");
+    assert_eq!(again.len(), 1, "{outs:?}");
+    assert_eq!(again[0].encode(), first.encode());
+
+    // And it goes on to commit it with the backups' votes.
+    let mut outs = Vec::new();
+    for i in 1..=3 {
+        outs.extend(r.handle(110, net.prepare(i, 0, 1, a.hash())));
+    }
+    for i in 1..=3 {
+        outs.extend(r.handle(120, net.commit(i, 0, 1, a.hash())));
+    }
+    assert_eq!(committed(&outs).map(|(b, _)| b.hash()), Some(a.hash()));
+}
+
+#[test]
+fn a_restarted_primary_that_prepared_its_block_resends_it_at_once() {
+    let net = Net::new(4);
+    let a = net.block(0, 1);
+    let (mut primary, _) = net.replica(0);
+    primary.handle(1, Input::ProposalReady { block: a.clone() });
+    let mut state = None;
+    for i in 1..=2 {
+        let outs = primary.handle(2, net.prepare(i, 0, 1, a.hash()));
+        state = persisted(&outs).or(state);
+    }
+    let state = state.unwrap();
+    assert!(state.prepared_block.is_some());
+    let (_, outs) = restore(&net, 0, state);
+    assert_eq!(sent_kind(&outs, "pre-prepare").len(), 1, "{outs:?}");
+    assert!(!outs.iter().any(|o| matches!(o, Output::FetchBlock { .. })));
+}

@@ -155,6 +155,7 @@ async fn status(State(s): State<AppState>) -> ApiResult<NodeStatus> {
         peers: snap.peers,
         mempool_txs: snap.mempool_txs,
         last_block_time_ms: snap.last_block_time_ms,
+        voting: snap.voting,
     }))
 }
 

@@ -104,6 +104,12 @@ pub struct NodeStatus {
     pub mempool_txs: usize,
     /// Timestamp of the last committed block.
     pub last_block_time_ms: u64,
+    /// True while this validator votes. False on observers, and on a
+    /// validator that abstains after losing its safety state or its store
+    /// until the consortium has moved past the heights it may have voted
+    /// at (operator guide, "Restore").
+    #[serde(default)]
+    pub voting: bool,
 }
 
 /// One transaction in `GET /v1/blocks/{height}`.

@@ -69,6 +69,7 @@ pub struct Snapshot {
     pub peers: usize,
     pub mempool_txs: usize,
     pub last_block_time_ms: u64,
+    pub voting: bool,
 }
 
 /// A committed block's transactions, for waiters.
@@ -151,6 +152,7 @@ pub struct DriverParts {
     pub acc: StateAccumulator,
     pub shared: Arc<Shared>,
     pub accept_missing_safety_state: bool,
+    pub ran_before: bool,
 }
 
 impl Driver {
@@ -185,6 +187,7 @@ impl Driver {
                 parent: p.parent,
                 acc: p.acc,
                 accept_missing_safety_state: p.accept_missing_safety_state,
+                ran_before: p.ran_before,
                 telemetry: Box::new(NodeTelemetry {
                     shared: p.shared.clone(),
                     origin: Instant::now(),
@@ -441,6 +444,7 @@ impl Driver {
                 peers: self.net.connected_peers().len(),
                 mempool_txs: s.mempool_txs,
                 last_block_time_ms: s.last_block_time_ms,
+                voting: s.is_voting,
             };
         }
     }

@@ -20,7 +20,15 @@ pub struct RunOptions {
     /// Vote at once even if the safety state is missing or behind this
     /// validator's own votes (`node run --accept-missing-safety-state`).
     pub accept_missing_safety_state: bool,
+    /// This node has run on this chain before, whatever its home says
+    /// (`node run --rejoin`): for a validator restored onto a new machine.
+    pub rejoin: bool,
 }
+
+/// The file in a node's home that records the chain (id and genesis hash)
+/// it has run on. It survives a wiped `data/`, so a validator back on an
+/// empty store knows it may have voted before and catches up first.
+pub const RAN_MARKER: &str = "ran-on-chain";
 
 /// Largest genesis file accepted.
 const GENESIS_MAX_BYTES: u64 = 4 * 1024 * 1024;
@@ -110,6 +118,13 @@ async fn run_async(
     let store =
         Arc::new(RocksStore::open(&data).with_context(|| format!("opening {}", data.display()))?);
     let (parent, acc) = aidledger_node_core::open_chain(store.as_ref(), &genesis)?;
+    let marker = home.join(RAN_MARKER);
+    let this_chain = format!("{} {}\n", genesis.chain_id, genesis.hash());
+    let ran_before = opts.rejoin || std::fs::read_to_string(&marker).is_ok_and(|m| m == this_chain);
+    if !ran_before {
+        std::fs::write(&marker, &this_chain)
+            .with_context(|| format!("writing {}", marker.display()))?;
+    }
     tracing::info!(
         chain = %genesis.chain_id,
         org = %cfg.node.org,
@@ -179,6 +194,7 @@ async fn run_async(
         acc,
         shared: shared.clone(),
         accept_missing_safety_state: opts.accept_missing_safety_state,
+        ran_before,
     })?;
     let driver_task = tokio::spawn(driver.run(driver_rx, net_rx));
 

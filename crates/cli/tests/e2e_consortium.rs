@@ -222,4 +222,15 @@ fn four_org_consortium_commits_refuses_outsiders_and_recovers() {
     });
     assert!(agree_at(&[leader.api.as_str(), wiped.api.as_str()], 1));
     assert!(agree_at(&[leader.api.as_str(), wiped.api.as_str()], target));
+    // It learned from the sync that the chain went on without its store,
+    // so it held back its vote (it may have voted at the height in flight
+    // before the wipe), and votes again once caught up and one height on.
+    let log = std::fs::read_to_string(wiped.home.join("node.log")).unwrap_or_default();
+    assert!(
+        log.contains("has run on this chain before but its store is empty"),
+        "the wiped validator did not notice it had lost its data:\n{log}"
+    );
+    wait_until("the wiped validator votes again", 60, || {
+        status(&wiped.api).is_some_and(|s| s["voting"] == Value::Bool(true))
+    });
 }

@@ -130,6 +130,11 @@ pub struct CoreParts {
     /// Vote at once even if the safety state is missing or behind this
     /// validator's own votes.
     pub accept_missing_safety_state: bool,
+    /// This key has run as a node on this chain before (the shell's
+    /// marker in the node's home, or `node run --rejoin`): an empty store
+    /// then means lost data, not a new chain, and a validator does not
+    /// vote until it has caught up (see [`NodeCore::rejoining`]).
+    pub ran_before: bool,
     pub telemetry: Box<dyn Telemetry>,
     pub mutants: Mutants,
 }
@@ -165,6 +170,18 @@ enum Refusal {
     Store(String),
 }
 
+/// A validator that has voted on this chain before, started on an empty
+/// store (a wiped `data/`, a new machine): it may have voted at the height
+/// in flight and cannot remember how. It does not vote until the
+/// connected peers agree it is caught up, and then abstains for one more
+/// height (the one it may have voted at). Each peer's report is the head
+/// it claims, counted only as far as it served blocks (`None`: the request
+/// failed).
+#[derive(Debug, Default)]
+struct CatchingUp {
+    reports: BTreeMap<Peer, Option<u64>>,
+}
+
 struct PendingProposal {
     height: u64,
     view: u64,
@@ -191,6 +208,11 @@ pub struct NodeCore {
     last_commit_ms: u64,
     height_started_ms: u64,
     sync_in_flight: Option<(u64, u64)>,
+    /// The peer each outstanding sync request went to and the height it
+    /// asked from, by tag (bounded).
+    sync_peers: BTreeMap<u64, (Peer, u64)>,
+    catching_up: Option<CatchingUp>,
+    ran_before: bool,
     /// The candidate-block fetch in flight: its tag and the hash wanted.
     fetch_in_flight: Option<(u64, Hash)>,
     next_tag: u64,
@@ -249,6 +271,9 @@ impl NodeCore {
             last_commit_ms: now.mono_ms,
             height_started_ms: now.mono_ms,
             sync_in_flight: None,
+            sync_peers: BTreeMap::new(),
+            catching_up: None,
+            ran_before: p.ran_before,
             fetch_in_flight: None,
             next_tag: 0,
             sync_rr: 0,
@@ -326,11 +351,17 @@ impl NodeCore {
                 if self.sync_in_flight.is_some_and(|(t, _)| t == tag) {
                     self.sync_in_flight = None;
                 }
-                self.on_sync_response(&data)?;
+                let asked = self.sync_peers.remove(&tag);
+                self.on_sync_response(&data, asked)?;
             }
             Event::SyncFailed { tag } => {
                 if self.sync_in_flight.is_some_and(|(t, _)| t == tag) {
                     self.sync_in_flight = None;
+                }
+                if let Some((peer, _)) = self.sync_peers.remove(&tag) {
+                    if let Some(c) = &mut self.catching_up {
+                        c.reports.insert(peer, None);
+                    }
                 }
                 if self.fetch_in_flight.is_some_and(|(t, _)| t == tag) {
                     self.fetch_in_flight = None;
@@ -410,6 +441,13 @@ impl NodeCore {
         self.abstain_through
     }
 
+    /// True while this validator, back on an empty store on a chain it
+    /// has voted on before, catches up without voting; once caught up it
+    /// abstains through one more height ([`Self::abstaining_through`]).
+    pub fn rejoining(&self) -> bool {
+        self.catching_up.is_some()
+    }
+
     /// (Re)creates the replica for the validator set in force at the next
     /// height. On start it restores the persisted safety state.
     fn rebuild_replica(&mut self, restore: bool) -> anyhow::Result<()> {
@@ -417,6 +455,22 @@ impl NodeCore {
         // The old replica's timeouts belong to a core that no longer exists.
         self.timers.clear();
         self.proposal = None;
+        // A node that ran on this chain before, on an empty store: whether
+        // or not the genesis set holds its key (it may have become a
+        // validator later and voted then), it catches up without voting.
+        if restore
+            && self.parent.height == 0
+            && self.ran_before
+            && !self.accept_missing_safety_state
+            && self.store.safety_state()?.is_none()
+        {
+            self.start_catching_up();
+            return Ok(());
+        }
+        if self.catching_up.is_some() {
+            self.replica = None;
+            return Ok(());
+        }
         let vset = self.parent.validator_set.clone();
         if vset.index_of(&self.key.public()).is_none() {
             if self.replica.is_some() {
@@ -1147,6 +1201,10 @@ impl NodeCore {
         self.next_tag = self.next_tag.wrapping_add(1);
         let tag = self.next_tag;
         self.sync_in_flight = Some((tag, self.now.mono_ms));
+        while self.sync_peers.len() >= 16 {
+            self.sync_peers.pop_first();
+        }
+        self.sync_peers.insert(tag, (peer, from));
         self.out.push(Effect::Request { tag, peer, data });
     }
 
@@ -1193,7 +1251,70 @@ impl NodeCore {
         }
     }
 
-    fn on_sync_response(&mut self, data: &[u8]) -> anyhow::Result<()> {
+    /// A validator that voted on this chain before, on an empty store: it
+    /// catches up by sync without voting.
+    fn start_catching_up(&mut self) {
+        tracing::error!(
+            "this validator has run on this chain before but its store is empty: its data was \
+             lost, and this key may already have voted at the height in flight. Not voting \
+             until it has caught up with its peers and one more height has committed (see the \
+             operator guide, \"Restore\")"
+        );
+        self.catching_up = Some(CatchingUp::default());
+        self.replica_generation = self.replica_generation.wrapping_add(1);
+        self.timers.clear();
+        self.proposal = None;
+        self.replica = None;
+    }
+
+    /// While catching up after an empty start: records what `peer` claims
+    /// as its head, and decides whether this node is caught up. It is when
+    /// every connected validator has answered (or failed to), at least
+    /// f + 1 of them answered, and none claims more than this node holds.
+    /// A claim above the height asked from counts only if the peer served
+    /// that height, so a peer cannot keep this node abstaining by claiming
+    /// a head it cannot show. (A late answer to an earlier request still
+    /// counts in full: it served what it was asked.)
+    fn note_catch_up_report(&mut self, asked: Option<(Peer, u64)>, head: u64, first: Option<u64>) {
+        let tip = self.parent.height;
+        let Some(CatchingUp { reports }) = &mut self.catching_up else {
+            return;
+        };
+        if let Some((p, from)) = asked {
+            let claim = if first == Some(from) {
+                head
+            } else {
+                head.min(from.saturating_sub(1))
+            };
+            reports.insert(p, Some(claim));
+        }
+        let vset = &self.parent.validator_set;
+        let validator_peers: Vec<Peer> = self
+            .connected
+            .iter()
+            .copied()
+            .filter(|p| {
+                self.members
+                    .get(*p)
+                    .is_some_and(|k| vset.index_of(k).is_some() && *k != self.key.public())
+            })
+            .collect();
+        let all_heard = validator_peers.iter().all(|p| reports.contains_key(p));
+        let answered = reports.values().filter(|c| c.is_some()).count();
+        let highest = reports.values().flatten().copied().max().unwrap_or(0);
+        if all_heard && answered > vset.max_faulty() && highest <= tip {
+            tracing::warn!(
+                committed = tip,
+                abstain_through = tip + 1,
+                "caught up after an empty start; voting again once height {} has committed",
+                tip + 1
+            );
+            self.catching_up = None;
+            self.abstain_through = Some(tip + 1);
+        }
+    }
+
+    fn on_sync_response(&mut self, data: &[u8], asked: Option<(Peer, u64)>) -> anyhow::Result<()> {
         let resp: SyncResponse = match codec::decode_with_limit(data, self.sync_response_max_bytes)
         {
             Ok(r) => r,
@@ -1203,6 +1324,8 @@ impl NodeCore {
             }
         };
         let more = resp.head > self.parent.height + resp.blocks.len() as u64;
+        let head = resp.head;
+        let first = resp.blocks.first().map(|(b, _)| b.header.height);
         for (block, cert) in resp.blocks {
             let h = block.header.height;
             if h <= self.parent.height {
@@ -1238,6 +1361,7 @@ impl NodeCore {
             }
             self.telemetry.count(Count::SyncedBlocks, 1);
         }
+        self.note_catch_up_report(asked, head, first);
         if more {
             self.request_sync(self.parent.height + 1, None);
         }

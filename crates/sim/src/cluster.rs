@@ -199,6 +199,9 @@ struct SimNode {
     signed: BTreeMap<(u64, u64, u8), Hash>,
     /// Earlier persisted safety states, one per height, for rollbacks.
     history: Vec<Vec<u8>>,
+    /// The node has started before: its home's marker, which a wiped
+    /// store does not take with it.
+    ran: bool,
     /// Inbound sync replies owed: token to (requester, tag).
     owed: BTreeMap<u64, (usize, u64)>,
     next_token: u64,
@@ -301,6 +304,7 @@ impl Cluster {
                 publish_seq: rng.gen(),
                 safety: None,
                 history: Vec::new(),
+                ran: false,
                 left: BTreeMap::new(),
                 signed: BTreeMap::new(),
                 crash_after_send: false,
@@ -445,6 +449,7 @@ impl Cluster {
             parent,
             acc,
             accept_missing_safety_state: false,
+            ran_before: self.nodes[i].ran,
             telemetry: Box::new(NoTelemetry),
             mutants: self.opts.mutants.clone(),
         };
@@ -456,6 +461,7 @@ impl Cluster {
                 return;
             }
         }
+        self.nodes[i].ran = true;
         self.nodes[i].safety = self.read_safety(i);
         self.step(i, Event::Start);
         self.refresh_peers(i);
@@ -1111,7 +1117,7 @@ impl Cluster {
                 self.nodes[*i]
                     .core
                     .as_ref()
-                    .is_none_or(|c| c.abstaining_through().is_some())
+                    .is_none_or(|c| c.abstaining_through().is_some() || c.rejoining())
                     || self.nodes[*i].crash_after_send
             })
             .count();
@@ -1136,16 +1142,16 @@ impl Cluster {
             2 if down == 0 && self.byz.is_none() => {
                 // A wiped data directory: the node comes back empty and
                 // syncs everything from its peers.
+                let tip = self.height(i);
                 self.crash(i);
                 self.nodes[i].store = Arc::new(MemStore::new());
                 self.nodes[i].safety = None;
                 self.nodes[i].history.clear();
-                // A wiped validator forgets its votes; the operator guide
-                // says to bring one back only while the rest are healthy.
-                self.nodes[i].left.clear();
-                self.nodes[i].signed.clear();
+                // The checker keeps what the node signed before: back on an
+                // empty store (its home's marker says it ran here), it must
+                // catch up without voting and abstain one more height.
                 self.start(i);
-                format!("wipe {i}")
+                format!("wipe {i} at height {tip}")
             }
             3 if down == 0 && self.byz.is_none() => {
                 // The safety state deleted, or an older one restored.

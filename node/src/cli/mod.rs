@@ -96,6 +96,13 @@ pub enum NodeCmd {
         /// twice at one height (see the operator guide, restoring).
         #[arg(long)]
         accept_missing_safety_state: bool,
+        /// This validator has voted on this chain before, although its home
+        /// does not record it (restored onto a new machine without the
+        /// `ran-on-chain` file). On an empty store it then catches up
+        /// without voting, and votes once one more height has committed.
+        /// A home that has run the node records this by itself.
+        #[arg(long)]
+        rejoin: bool,
     },
 }
 
@@ -173,6 +180,7 @@ pub fn run(ctx: &Ctx, cmd: OperatorCmd) -> Result<ExitCode> {
         OperatorCmd::Node(NodeCmd::Run {
             log_json,
             accept_missing_safety_state,
+            rejoin,
         }) => {
             let home = ctx.home("node run")?.to_path_buf();
             crate::node::run(
@@ -180,6 +188,7 @@ pub fn run(ctx: &Ctx, cmd: OperatorCmd) -> Result<ExitCode> {
                 crate::node::RunOptions {
                     log_json,
                     accept_missing_safety_state,
+                    rejoin,
                 },
             )?;
             Ok(ExitCode::SUCCESS)

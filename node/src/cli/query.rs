@@ -166,6 +166,16 @@ pub fn status(ctx: &Ctx) -> Result<ExitCode> {
         println!("block        {}", s.block_hash);
         println!("state root   {}", s.state_root);
         println!("view         {}", s.view);
+        if s.validator {
+            println!(
+                "voting       {}",
+                if s.voting {
+                    "yes"
+                } else {
+                    "no (abstaining until the consortium has moved past the heights it may have voted at; see the operator guide, Restore)"
+                }
+            );
+        }
         println!(
             "leader       {}",
             s.leader
