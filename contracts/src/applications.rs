@@ -98,7 +98,10 @@ impl Module for Applications {
                 if s.requested.is_zero() || s.requested > p.budget_ceiling {
                     return Err(ContractError::invalid(
                         "requested amount",
-                        format!("must be 1 to the budget ceiling {}", p.budget_ceiling),
+                        format!(
+                            "must be more than zero and at most the budget ceiling {}",
+                            programs::money(&p, p.budget_ceiling)
+                        ),
                     ));
                 }
                 let a = Application {

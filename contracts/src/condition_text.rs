@@ -263,6 +263,16 @@ impl Parser<'_> {
                     self.pos += 1;
                     cs.push(self.cond(depth + 1)?);
                 }
+                if cs.len() > crate::condition::MAX_CHILDREN {
+                    return Err(ContractError::ConditionSyntax {
+                        pos: at,
+                        reason: format!(
+                            "{w} has {} children, the limit is {}",
+                            cs.len(),
+                            crate::condition::MAX_CHILDREN
+                        ),
+                    });
+                }
                 if w == "all" {
                     Condition::All(cs)
                 } else {

@@ -6,8 +6,18 @@
 //! the scan of the period in force at that time and is paid from that
 //! period on. While the household has an open anomaly (or the program
 //! lacks funds) its payment is held; the entitlement keeps rescanning each
-//! block and pays every missed period once the hold lifts. Inactive or
-//! unregistered households forfeit the periods they were ineligible for.
+//! block and pays every held period once the hold lifts.
+//!
+//! Eligibility is the plans' rule, for region and list entitlements alike:
+//! registered, active, inside the program's scope (and, for a region
+//! entitlement, inside its region). An ineligible household forfeits the
+//! period; a listed one also raises an `ineligible-recipient` anomaly, once.
+//! A household that a completed scan did not find eligible (it had moved
+//! out, or was inactive) forfeits every unpaid period before the one in
+//! which it is found eligible again. And one program never pays one
+//! household twice for the same time: each payment's window is recorded
+//! per (program, household), and a period overlapping a paid window is
+//! forfeited (two overlapping entitlements pay once).
 //!
 //! Work per block is bounded: one entitlement visits at most
 //! `params.entitlement_batch` households per block (an unfinished scan
@@ -23,8 +33,8 @@ use crate::ctx::Ctx;
 use crate::events::EventBody;
 use crate::keys;
 use crate::model::{
-    Eligibility, Entitlement, EntitlementStatus, HouseholdStatus, ProgramStatus, Recipient,
-    ReleaseSource, Subject,
+    AnomalyKind, Eligibility, Entitlement, EntitlementStatus, HouseholdStatus, ProgramStatus,
+    Recipient, ReleaseSource, Subject,
 };
 use crate::payload::Payload;
 use crate::{anomalies, gov, households, programs, settlements, ContractError, Module};
@@ -37,6 +47,10 @@ pub const MAX_LIST: usize = 1_000;
 pub const MAX_ACTIVE: usize = 256;
 /// Most missed periods paid to one household in one block.
 pub const MAX_CATCH_UP: u32 = 12;
+/// Most paid windows remembered per (program, household); contiguous
+/// periods merge into one, so this is reached only by many disjoint
+/// entitlements. The oldest window is dropped first.
+pub const MAX_PAID_WINDOWS: usize = 64;
 
 const ACTIVE_PREFIX: &[u8] = b"ent-active/";
 
@@ -54,6 +68,32 @@ pub struct Progress {
     /// The period a hold event was last emitted for, so a hold is reported
     /// once rather than every block.
     pub held_reported: Option<u32>,
+    /// The last period whose scan found the household eligible.
+    pub seen: Option<u32>,
+    /// An `ineligible-recipient` anomaly was raised for this listed
+    /// household under this entitlement (raised once, not every period).
+    pub flagged: bool,
+}
+
+/// Merges `[s, e)` into the sorted, disjoint `windows`.
+fn add_window(windows: &mut Vec<(u64, u64)>, s: u64, e: u64) {
+    windows.push((s, e));
+    windows.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(windows.len());
+    for (a, b) in windows.drain(..) {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    while merged.len() > MAX_PAID_WINDOWS {
+        merged.remove(0);
+    }
+    *windows = merged;
+}
+
+fn overlaps(windows: &[(u64, u64)], s: u64, e: u64) -> bool {
+    windows.iter().any(|(a, b)| s < *b && *a < e)
 }
 
 pub struct Entitlements;
@@ -126,6 +166,14 @@ fn set(ctx: &mut Ctx<'_, '_>, s: &crate::payload::SetEntitlement) -> Result<(), 
                     "households",
                     format!("1 to {MAX_LIST} allowed, got {n}"),
                 ));
+            }
+            for h in &l {
+                if households::get(ctx, h)?.is_none() {
+                    return Err(ContractError::invalid(
+                        "households",
+                        format!("household {h} is not registered"),
+                    ));
+                }
             }
             Eligibility::List(l)
         }
@@ -231,22 +279,71 @@ fn pay_household(
     let mut prog: Progress = ctx.get(&pkey)?.unwrap_or(Progress {
         next_period: due,
         held_reported: None,
+        seen: None,
+        flagged: false,
     });
     if prog.next_period > due {
         return Ok(false);
     }
-    let eligible = households::get(ctx, &h)?.is_some_and(|hh| {
-        hh.status == HouseholdStatus::Active
-            && match &e.eligibility {
-                Eligibility::Region(r) => r.covers(&hh.region),
-                Eligibility::List(_) => true,
-            }
-    });
-    if !eligible {
+    let program = programs::get(ctx, &e.program)?;
+    let why_not = match households::get(ctx, &h)? {
+        None => Some("household is not registered".to_string()),
+        Some(hh) if hh.status != HouseholdStatus::Active => {
+            Some("household is inactive".to_string())
+        }
+        Some(hh) if !program.region_scope.covers(&hh.region) => Some(format!(
+            "household region {} is outside the program scope {}",
+            hh.region, program.region_scope
+        )),
+        Some(hh) => match &e.eligibility {
+            Eligibility::Region(r) if !r.covers(&hh.region) => Some(format!(
+                "household region {} is outside the entitlement's region {r}",
+                hh.region
+            )),
+            _ => None,
+        },
+    };
+    if let Some(reason) = why_not {
         // Forfeit the periods the household was not eligible for.
+        if matches!(e.eligibility, Eligibility::List(_)) {
+            // A list names the household: that it cannot be paid is a
+            // finding for an auditor, not a silent skip.
+            if !prog.flagged {
+                prog.flagged = true;
+                anomalies::raise(
+                    ctx,
+                    Subject::Household(h),
+                    AnomalyKind::IneligibleRecipient {
+                        program: program.id.clone(),
+                        reason: reason.clone(),
+                    },
+                )?;
+            }
+            ctx.emit(EventBody::EntitlementForfeited {
+                entitlement: e.id.clone(),
+                household: h,
+                from: prog.next_period,
+                through: due,
+                reason,
+            });
+        }
         prog.next_period = due.saturating_add(1);
         return ctx.put(pkey, &prog).map(|()| false);
     }
+    // A completed scan that did not find it eligible: it was away (or
+    // inactive) then, and forfeits what it was not paid before now.
+    let absent = matches!((prog.seen, e.scanned_through), (Some(s), Some(q)) if s < q);
+    if absent && prog.next_period < due {
+        ctx.emit(EventBody::EntitlementForfeited {
+            entitlement: e.id.clone(),
+            household: h,
+            from: prog.next_period,
+            through: due - 1,
+            reason: "absent from an earlier period's scan (moved out or inactive)".into(),
+        });
+        prog.next_period = due;
+    }
+    prog.seen = Some(due);
     let mut outstanding = false;
     let hold = if anomalies::has_open(ctx, &Subject::Household(h))? {
         Some(format!("open anomaly on {}", Subject::Household(h)))
@@ -256,16 +353,36 @@ fn pay_household(
     let mut paid = 0u32;
     let mut reason = hold;
     if reason.is_none() {
-        let mut program = programs::get(ctx, &e.program)?;
+        let mut program = program;
+        let paid_key = keys::entitlement_paid(&e.program, &h);
+        let mut windows: Vec<(u64, u64)> = ctx.get(&paid_key)?.unwrap_or_default();
+        let before = windows.clone();
         while prog.next_period <= due {
             if paid >= MAX_CATCH_UP {
                 outstanding = true;
                 break;
             }
+            let (ws, we) = e.window(prog.next_period);
+            if overlaps(&windows, ws, we) {
+                ctx.emit(EventBody::EntitlementForfeited {
+                    entitlement: e.id.clone(),
+                    household: h,
+                    from: prog.next_period,
+                    through: prog.next_period,
+                    reason: format!(
+                        "program {} already paid this household for that time",
+                        program.id
+                    ),
+                });
+                prog.next_period = prog.next_period.saturating_add(1);
+                continue;
+            }
             if program.balances.available < e.amount {
                 reason = Some(format!(
                     "program {} has {} available, {} needed",
-                    program.id, program.balances.available, e.amount
+                    program.id,
+                    programs::money(&program, program.balances.available),
+                    programs::money(&program, e.amount)
                 ));
                 break;
             }
@@ -279,11 +396,15 @@ fn pay_household(
                 Recipient::Household(h),
                 e.amount,
             )?;
+            add_window(&mut windows, ws, we);
             prog.next_period = prog.next_period.saturating_add(1);
             paid += 1;
         }
         if paid > 0 {
             programs::put(ctx, &program)?;
+        }
+        if windows != before {
+            ctx.put(paid_key, &windows)?;
         }
     }
     if let Some(reason) = reason {
@@ -341,12 +462,13 @@ impl Module for Entitlements {
         "entitlements"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn prefixes(&self) -> &'static [&'static [u8]] {
         &[
             keys::ENTITLEMENT_PREFIX,
             keys::ENTITLEMENT_PROGRESS_PREFIX,
+            keys::ENTITLEMENT_PAID_PREFIX,
             ACTIVE_PREFIX,
         ]
     }

@@ -56,15 +56,17 @@ pub enum ContractError {
     #[error("insufficient funds in program {program}: {needed} needed, {available} available")]
     InsufficientFunds {
         program: String,
-        needed: Amount,
-        available: Amount,
+        /// In the program's currency and decimals, e.g. `1250.00 CNY`.
+        needed: String,
+        available: String,
     },
     #[error("deposit would exceed program {program}'s budget ceiling of {ceiling} (deposited {deposited}, deposit {amount})")]
     CeilingExceeded {
         program: String,
-        ceiling: Amount,
-        deposited: Amount,
-        amount: Amount,
+        /// In the program's currency and decimals.
+        ceiling: String,
+        deposited: String,
+        amount: String,
     },
     #[error("arithmetic overflow in {what}")]
     Overflow { what: &'static str },

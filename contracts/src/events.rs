@@ -164,6 +164,16 @@ pub enum EventBody {
     EntitlementEnded {
         entitlement: Slug,
     },
+    /// Periods a household will never be paid under this entitlement:
+    /// `from..=through`, with why (absent from a scan, ineligible, or the
+    /// time already paid by another entitlement of the program).
+    EntitlementForfeited {
+        entitlement: Slug,
+        household: Hash,
+        from: u32,
+        through: u32,
+        reason: String,
+    },
     Settled {
         release: u64,
         amount: Amount,

@@ -87,6 +87,13 @@ impl Genesis {
         if orgs.is_empty() {
             return Err(bad("no organisations"));
         }
+        if orgs.len() > crate::gov::MAX_ORGS {
+            return Err(bad(format!(
+                "{} organisations; at most {} allowed",
+                orgs.len(),
+                crate::gov::MAX_ORGS
+            )));
+        }
         let mut keys: Vec<&PublicKey> = self.accounts.iter().map(|a| &a.key).collect();
         keys.sort();
         if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
@@ -176,6 +183,7 @@ impl Genesis {
         if p.block_time_drift_ms == 0
             || p.settlement_deadline_ms == 0
             || p.max_pending_tranches == 0
+            || p.max_pending_tranches_per_program == 0
             || p.entitlement_batch == 0
         {
             return Err(bad("parameters must be greater than zero"));
@@ -221,6 +229,9 @@ impl Genesis {
                 nonce: 0,
                 status: Status::Active,
             };
+            if acct.roles.contains(&Role::Admin) {
+                put(store, keys::admin_index(&a.key), codec::encode(&acct.org));
+            }
             put(store, keys::account(&a.key), codec::encode(&acct));
         }
         Ok(())

@@ -15,6 +15,74 @@ use crate::model::{
 use crate::payload::Payload;
 use crate::{ContractError, Module};
 
+/// Most organisations in a consortium: bounds the scans that count them.
+pub const MAX_ORGS: usize = 256;
+
+/// Most admin accounts the threshold check reads; beyond it, the count of
+/// organisations that can approve is a lower bound (the safe direction).
+const ADMIN_SCAN_MAX: usize = 4_096;
+
+/// The number of organisations, and the active organisations that can
+/// approve: those with an active admin account. With `without`, that
+/// organisation counts as suspended.
+fn org_counts(
+    ctx: &mut Ctx<'_, '_>,
+    without: Option<&OrgId>,
+) -> Result<(usize, usize), ContractError> {
+    let all: Vec<(Vec<u8>, Org)> = ctx.scan_t(keys::ORG_PREFIX, None, MAX_ORGS + 1)?;
+    let admins: Vec<(Vec<u8>, OrgId)> =
+        ctx.scan_t(keys::ADMIN_INDEX_PREFIX, None, ADMIN_SCAN_MAX)?;
+    let with_admin: std::collections::BTreeSet<OrgId> =
+        admins.into_iter().map(|(_, o)| o).collect();
+    let can_approve = all
+        .iter()
+        .filter(|(_, o)| {
+            o.status == Status::Active && with_admin.contains(&o.id) && Some(&o.id) != without
+        })
+        .count();
+    Ok((all.len(), can_approve))
+}
+
+/// Keeps the admin index in step with an account change.
+fn index_admin(
+    ctx: &mut Ctx<'_, '_>,
+    before: Option<&Account>,
+    after: Option<&Account>,
+) -> Result<(), ContractError> {
+    let is_admin = |a: &Account| a.status == Status::Active && a.roles.contains(&Role::Admin);
+    if let Some(b) = before.filter(|b| is_admin(b)) {
+        ctx.delete(keys::admin_index(&b.key))?;
+    }
+    if let Some(a) = after.filter(|a| is_admin(a)) {
+        ctx.put(keys::admin_index(&a.key), &a.org)?;
+    }
+    Ok(())
+}
+
+/// The governance threshold must stay reachable: no more than the active
+/// organisations, whose admins are the only ones that can approve.
+fn check_threshold(threshold: u32, active: usize, what: &str) -> Result<(), ContractError> {
+    if threshold as usize > active {
+        return Err(ContractError::invalid(
+            "governance threshold",
+            format!(
+                "{what} would leave the threshold {threshold} above the {active} active \
+                 organisation(s) with an admin account: no proposal could ever execute; \
+                 lower the threshold first"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// After an account change: the organisations that can approve must still
+/// reach the threshold.
+fn check_admins_after(ctx: &mut Ctx<'_, '_>, what: &str) -> Result<(), ContractError> {
+    let (_, can_approve) = org_counts(ctx, None)?;
+    let t = params(ctx)?.governance_threshold;
+    check_threshold(t, can_approve, what)
+}
+
 /// Most proposals open at once is not limited: each costs its proposer a
 /// transaction and a nonce, and nothing iterates over them.
 pub struct Governance;
@@ -77,9 +145,22 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
             if ctx.exists(&keys::org(id))? {
                 return Err(ContractError::exists("organisation", id));
             }
+            let (all, _) = org_counts(ctx, None)?;
+            if all >= MAX_ORGS {
+                return Err(ContractError::Limit {
+                    what: "organisations",
+                    got: all as u64 + 1,
+                    limit: MAX_ORGS as u64,
+                });
+            }
         }
-        GovAction::UpdateOrg { id, .. } => {
-            org(ctx, id)?;
+        GovAction::UpdateOrg { id, status, .. } => {
+            let o = org(ctx, id)?;
+            if o.status == Status::Active && *status != Status::Active {
+                let (_, active) = org_counts(ctx, Some(id))?;
+                let t = params(ctx)?.governance_threshold;
+                check_threshold(t, active, &format!("suspending {id}"))?;
+            }
         }
         GovAction::AddAccount { key, org: o, roles } => {
             if ctx.exists(&keys::account(key))? {
@@ -119,9 +200,14 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
                     "must be 1 to 100",
                 ))
             }
+            ParamValue::GovernanceThreshold(t) => {
+                let (_, active) = org_counts(ctx, None)?;
+                check_threshold(*t, active, &format!("a threshold of {t}"))?;
+            }
             ParamValue::BlockTimeDriftMs(0)
             | ParamValue::SettlementDeadlineMs(0)
             | ParamValue::MaxPendingTranches(0)
+            | ParamValue::MaxPendingTranchesPerProgram(0)
             | ParamValue::EntitlementBatch(0) => {
                 return Err(ContractError::invalid(
                     "parameter",
@@ -170,29 +256,38 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
                 nonce: 0,
                 status: Status::Active,
             };
+            index_admin(ctx, None, Some(&a))?;
             ctx.put(keys::account(key), &a)?;
             ctx.emit(EventBody::AccountChanged { key: *key });
         }
         GovAction::SetRoles { key, roles } => {
             let mut a =
                 account(ctx, key)?.ok_or_else(|| ContractError::not_found("account", key))?;
+            let before = a.clone();
             a.roles = normalise_roles(roles.clone())?;
+            index_admin(ctx, Some(&before), Some(&a))?;
+            check_admins_after(ctx, &format!("new roles for {key}"))?;
             ctx.put(keys::account(key), &a)?;
             ctx.emit(EventBody::AccountChanged { key: *key });
         }
         GovAction::SetAccountStatus { key, status } => {
             let mut a =
                 account(ctx, key)?.ok_or_else(|| ContractError::not_found("account", key))?;
+            let before = a.clone();
             a.status = *status;
+            index_admin(ctx, Some(&before), Some(&a))?;
+            check_admins_after(ctx, &format!("a new status for {key}"))?;
             ctx.put(keys::account(key), &a)?;
             ctx.emit(EventBody::AccountChanged { key: *key });
         }
         GovAction::RotateKey { old, new } => {
             let mut a =
                 account(ctx, old)?.ok_or_else(|| ContractError::not_found("account", old))?;
+            let before = a.clone();
             // The nonce carries over so the account's history stays one
             // sequence; the old key can sign nothing from now on.
             a.key = *new;
+            index_admin(ctx, Some(&before), Some(&a))?;
             ctx.delete(keys::account(old))?;
             ctx.put(
                 keys::retired_key(old),
@@ -232,6 +327,10 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
                     p.max_pending_tranches = *v;
                     "max-pending-tranches"
                 }
+                ParamValue::MaxPendingTranchesPerProgram(v) => {
+                    p.max_pending_tranches_per_program = *v;
+                    "max-pending-tranches-per-program"
+                }
                 ParamValue::EntitlementBatch(v) => {
                     p.entitlement_batch = *v;
                     "entitlement-batch"
@@ -244,10 +343,20 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
     Ok(())
 }
 
-/// Executes the proposal if it has enough approvals.
+/// Executes the proposal if it has enough approvals from organisations
+/// that are active now (a suspended organisation's earlier approval no
+/// longer counts). The action is checked again against the state of the
+/// moment: two proposals each fine alone may not be fine together.
 fn maybe_execute(ctx: &mut Ctx<'_, '_>, mut p: Proposal) -> Result<(), ContractError> {
     let threshold = params(ctx)?.governance_threshold as usize;
-    if p.approvals.len() >= threshold {
+    let mut live = 0usize;
+    for o in &p.approvals {
+        if org(ctx, o)?.status == Status::Active {
+            live += 1;
+        }
+    }
+    if live >= threshold {
+        check_action(ctx, &p.action)?;
         execute(ctx, &p.action)?;
         p.status = ProposalStatus::Executed;
         ctx.emit(EventBody::ProposalExecuted { proposal: p.id });
@@ -260,7 +369,7 @@ impl Module for Governance {
         "governance"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn prefixes(&self) -> &'static [&'static [u8]] {
         &[keys::GOV]

@@ -38,6 +38,12 @@ pub fn org(id: &OrgId) -> Vec<u8> {
 pub fn account(k: &PublicKey) -> Vec<u8> {
     key(&[ACCOUNT_PREFIX, &k.0])
 }
+/// Every active account holding the admin role, by key; the value is its
+/// organisation. Governance counts the organisations that can approve.
+pub const ADMIN_INDEX_PREFIX: &[u8] = b"gov/admin/";
+pub fn admin_index(k: &PublicKey) -> Vec<u8> {
+    key(&[ADMIN_INDEX_PREFIX, &k.0])
+}
 pub fn retired_key(k: &PublicKey) -> Vec<u8> {
     key(&[RETIRED_KEY_PREFIX, &k.0])
 }
@@ -71,6 +77,10 @@ pub const PLAN_PREFIX: &[u8] = b"plan/";
 /// Index of tranches still waiting for their condition.
 pub const PENDING_PREFIX: &[u8] = b"pending/";
 pub const PENDING_COUNT: &[u8] = b"plan-meta/pending-count";
+/// Pending tranches of one program, for its quota.
+pub fn program_pending_count(program: &Slug) -> Vec<u8> {
+    key(&[b"plan-meta/pending/", program.as_str().as_bytes()])
+}
 pub const RELEASE_SEQ: &[u8] = b"release-meta/seq";
 pub const RELEASE_PREFIX: &[u8] = b"release/";
 /// Index of releases with no confirmed settlement and no overdue anomaly
@@ -163,6 +173,19 @@ pub fn anomaly_open(subject: &Subject, id: u64) -> Vec<u8> {
 // --- entitlements: `ent/`, `ent-hh/` -------------------------------------------------
 pub const ENTITLEMENT_PREFIX: &[u8] = b"ent/";
 pub const ENTITLEMENT_PROGRESS_PREFIX: &[u8] = b"ent-hh/";
+
+/// The time windows one household was paid for under one program's
+/// entitlements, so overlapping entitlements never pay one time twice.
+pub const ENTITLEMENT_PAID_PREFIX: &[u8] = b"ent-paid/";
+
+pub fn entitlement_paid(program: &Slug, household: &Hash) -> Vec<u8> {
+    key(&[
+        ENTITLEMENT_PAID_PREFIX,
+        program.as_str().as_bytes(),
+        b"/",
+        &household.0,
+    ])
+}
 
 pub fn entitlement(id: &Slug) -> Vec<u8> {
     key(&[ENTITLEMENT_PREFIX, id.as_str().as_bytes()])

@@ -71,6 +71,10 @@ pub struct Params {
     /// Most tranches waiting for their condition, consortium-wide. Bounds
     /// the work done at the end of every block.
     pub max_pending_tranches: u32,
+    /// Most tranches one program may have waiting: no program can fill
+    /// the consortium-wide room and starve the others.
+    #[serde(default = "default_per_program")]
+    pub max_pending_tranches_per_program: u32,
     /// Most households one entitlement visits per block; the rest of a
     /// period's payments continue in the next block.
     pub entitlement_batch: u32,
@@ -83,9 +87,14 @@ impl Default for Params {
             block_time_drift_ms: 10_000,
             settlement_deadline_ms: 7 * aidledger_types::time::MS_PER_DAY,
             max_pending_tranches: 10_000,
+            max_pending_tranches_per_program: default_per_program(),
             entitlement_batch: 1_000,
         }
     }
+}
+
+fn default_per_program() -> u32 {
+    1_000
 }
 
 /// One parameter change.
@@ -96,6 +105,7 @@ pub enum ParamValue {
     BlockTimeDriftMs(u64),
     SettlementDeadlineMs(u64),
     MaxPendingTranches(u32),
+    MaxPendingTranchesPerProgram(u32),
     EntitlementBatch(u32),
 }
 
@@ -528,6 +538,15 @@ pub struct Entitlement {
 }
 
 impl Entitlement {
+    /// The time window `[start, end)` of period `k`.
+    pub fn window(&self, k: u32) -> (u64, u64) {
+        let s = self
+            .start
+            .0
+            .saturating_add(self.period_ms.saturating_mul(u64::from(k)));
+        (s, s.saturating_add(self.period_ms))
+    }
+
     /// The period in force at `t`, if any.
     pub fn period_at(&self, t: Timestamp) -> Option<u32> {
         if t < self.start || self.period_ms == 0 {

@@ -42,6 +42,25 @@ fn set_pending_count(ctx: &mut Ctx<'_, '_>, n: u32) -> Result<(), ContractError>
     ctx.put(keys::PENDING_COUNT.to_vec(), &n)
 }
 
+fn program_pending(ctx: &mut Ctx<'_, '_>, program: &Slug) -> Result<u32, ContractError> {
+    Ok(ctx.get(&keys::program_pending_count(program))?.unwrap_or(0))
+}
+
+/// Takes `n` tranches of `program` out of its pending count.
+fn program_pending_done(
+    ctx: &mut Ctx<'_, '_>,
+    program: &Slug,
+    n: u32,
+) -> Result<(), ContractError> {
+    let left = program_pending(ctx, program)?.saturating_sub(n);
+    let k = keys::program_pending_count(program);
+    if left == 0 {
+        ctx.delete(k)
+    } else {
+        ctx.put(k, &left)
+    }
+}
+
 fn index_of(plan: &Plan, i: usize) -> Result<u16, ContractError> {
     u16::try_from(i).map_err(|_| ContractError::Invariant {
         what: format!("tranche index {i} in plan {}", plan.id),
@@ -156,14 +175,17 @@ fn create(ctx: &mut Ctx<'_, '_>, c: &crate::payload::CreatePlan) -> Result<(), C
             return Err(ContractError::invalid(
                 "plan total",
                 format!(
-                    "{total} is more than application {} requested ({})",
-                    a.id, a.requested
+                    "{} is more than application {} requested ({})",
+                    programs::money(&program, total),
+                    a.id,
+                    programs::money(&program, a.requested)
                 ),
             ));
         }
         app = Some(a);
     }
-    let max_pending = gov::params(ctx)?.max_pending_tranches;
+    let params = gov::params(ctx)?;
+    let max_pending = params.max_pending_tranches;
     let pending = pending_count(ctx)?;
     let after = pending.saturating_add(c.tranches.len() as u32);
     if after > max_pending {
@@ -173,11 +195,22 @@ fn create(ctx: &mut Ctx<'_, '_>, c: &crate::payload::CreatePlan) -> Result<(), C
             limit: u64::from(max_pending),
         });
     }
+    // One program cannot take the consortium-wide room from the others.
+    let quota = params.max_pending_tranches_per_program;
+    let mine = program_pending(ctx, &c.program)?.saturating_add(c.tranches.len() as u32);
+    if mine > quota {
+        return Err(ContractError::Limit {
+            what: "pending tranches of one program",
+            got: u64::from(mine),
+            limit: u64::from(quota),
+        });
+    }
+    ctx.put(keys::program_pending_count(&c.program), &mine)?;
     if program.balances.available < total {
         return Err(ContractError::InsufficientFunds {
             program: program.id.to_string(),
-            needed: total,
-            available: program.balances.available,
+            needed: programs::money(&program, total),
+            available: programs::money(&program, program.balances.available),
         });
     }
     program.balances.available = sub(program.balances.available, total, "available")?;
@@ -282,6 +315,7 @@ fn cancel(ctx: &mut Ctx<'_, '_>, c: &crate::payload::CancelTranche) -> Result<()
     ctx.delete(keys::pending(&plan.id, idx))?;
     let n = pending_count(ctx)?;
     set_pending_count(ctx, n.saturating_sub(1))?;
+    program_pending_done(ctx, &plan.program, 1)?;
     ctx.put(keys::plan(&plan.id), &plan)?;
     settle_application_status(ctx, &plan)
 }
@@ -418,6 +452,7 @@ fn end_block(ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
             programs::put(ctx, &program)?;
             plan.tranches[i].status = TrancheStatus::Released { release };
             ctx.delete(keys::pending(&plan.id, idx))?;
+            program_pending_done(ctx, &plan.program, 1)?;
             released_count += 1;
             changed = true;
         }
@@ -438,7 +473,7 @@ impl Module for Plans {
         "plans"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn prefixes(&self) -> &'static [&'static [u8]] {
         &[keys::PLAN_PREFIX, keys::PENDING_PREFIX, b"plan-meta/"]

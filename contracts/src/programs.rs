@@ -32,6 +32,12 @@ pub struct MoneyRefs {
     pub release: Option<u64>,
 }
 
+/// An amount as people read it: in the program's decimals and currency,
+/// e.g. `1250.00 CNY` (messages never show raw minor units).
+pub fn money(p: &Program, a: Amount) -> String {
+    format!("{} {}", a.to_decimal(u32::from(p.decimals)), p.currency)
+}
+
 pub fn get(ctx: &mut Ctx<'_, '_>, id: &Slug) -> Result<Program, ContractError> {
     ctx.get(&keys::program(id))?
         .ok_or_else(|| ContractError::not_found("program", id))
@@ -232,9 +238,9 @@ impl Module for Programs {
                 if deposited > p.budget_ceiling {
                     return Err(ContractError::CeilingExceeded {
                         program: p.id.to_string(),
-                        ceiling: p.budget_ceiling,
-                        deposited: p.balances.deposited,
-                        amount: d.amount,
+                        ceiling: money(&p, p.budget_ceiling),
+                        deposited: money(&p, p.balances.deposited),
+                        amount: money(&p, d.amount),
                     });
                 }
                 p.balances.deposited = deposited;

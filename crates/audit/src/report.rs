@@ -411,9 +411,18 @@ fn region_entry(
         })
 }
 
-fn add_to(map: &mut PerCurrency, currency: &str, amount: Amount) {
+/// Adds `amount` to a report total; a total beyond u64 is an error, never
+/// a silently saturated figure.
+fn total(sum: &mut u64, amount: u64, what: &'static str) -> Result<(), AuditError> {
+    *sum = sum
+        .checked_add(amount)
+        .ok_or_else(|| invalid(what, "the total overflows 64 bits"))?;
+    Ok(())
+}
+
+fn add_to(map: &mut PerCurrency, currency: &str, amount: Amount) -> Result<(), AuditError> {
     let e = map.entry(currency.to_string()).or_insert(0);
-    *e = e.saturating_add(amount.minor());
+    total(e, amount.minor(), "currency totals")
 }
 
 fn program_report(s: &Snapshot, p: &Program) -> Result<ProgramReport, AuditError> {
@@ -437,7 +446,7 @@ fn program_report(s: &Snapshot, p: &Program) -> Result<ProgramReport, AuditError
     for r in s.releases.iter().filter(|r| r.program == p.id) {
         if s.is_overdue(r) {
             src.overdue_releases.push(r.id);
-            overdue_amount = overdue_amount.saturating_add(r.amount.minor());
+            total(&mut overdue_amount, r.amount.minor(), "overdue amount")?;
         }
     }
     for a in &s.anomalies {
@@ -533,14 +542,18 @@ pub fn build(
             p.region_scope.to_string(),
             p.currency.to_string(),
         );
-        e.deposited = e.deposited.saturating_add(p.balances.deposited.minor());
+        total(
+            &mut e.deposited,
+            p.balances.deposited.minor(),
+            "region totals",
+        )?;
     }
     for r in &s.releases {
         let reg = s.release_region(r);
         let e = region_entry(&mut regions, reg.clone(), currency_of(&r.program));
-        e.released = e.released.saturating_add(r.amount.minor());
+        total(&mut e.released, r.amount.minor(), "region totals")?;
         if r.is_settled() {
-            e.settled = e.settled.saturating_add(r.amount.minor());
+            total(&mut e.settled, r.amount.minor(), "region totals")?;
         }
         e.releases.push(r.id);
         if let Recipient::Household(h) = r.recipient {
@@ -601,17 +614,17 @@ pub fn build(
         match (e.flow, &e.from, &e.to) {
             (MoneyFlow::IncomingFunds, Party::Org(o), _) => {
                 if let Some(r) = orgs.get_mut(o) {
-                    add_to(&mut r.deposited, &c, e.amount);
+                    add_to(&mut r.deposited, &c, e.amount)?;
                 }
             }
             (MoneyFlow::Disbursement, _, Party::Org(o)) => {
                 if let Some(r) = orgs.get_mut(o) {
-                    add_to(&mut r.received, &c, e.amount);
+                    add_to(&mut r.received, &c, e.amount)?;
                 }
             }
             (MoneyFlow::Expenditure, Party::Org(o), _) => {
                 if let Some(r) = orgs.get_mut(o) {
-                    add_to(&mut r.settled, &c, e.amount);
+                    add_to(&mut r.settled, &c, e.amount)?;
                 }
             }
             _ => {}
@@ -667,7 +680,7 @@ pub fn build(
                 ..HouseholdReach::default()
             });
             e.releases.push(r.id);
-            add_to(&mut e.received, &currency_of(&r.program), r.amount);
+            add_to(&mut e.received, &currency_of(&r.program), r.amount)?;
         }
     }
     let households = HouseholdsReport {
@@ -818,4 +831,21 @@ pub fn store_activity(
 /// `Timestamp` as an ISO 8601 string, for `AsOf`.
 pub fn iso(ms: u64) -> String {
     Timestamp(ms).iso8601()
+}
+
+#[cfg(test)]
+mod total_tests {
+    use super::*;
+
+    #[test]
+    fn a_total_beyond_64_bits_is_an_error_not_a_saturated_figure() {
+        let mut sum = u64::MAX - 1;
+        total(&mut sum, 1, "region totals").unwrap();
+        assert_eq!(sum, u64::MAX);
+        let e = total(&mut sum, 1, "region totals").unwrap_err().to_string();
+        assert!(e.contains("overflows"), "{e}");
+        let mut per = PerCurrency::new();
+        add_to(&mut per, "CNY", Amount(u64::MAX)).unwrap();
+        assert!(add_to(&mut per, "CNY", Amount(1)).is_err());
+    }
 }

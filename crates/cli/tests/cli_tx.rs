@@ -403,16 +403,46 @@ fn fake_route(method: &str, path: &str, body: &str) -> (u16, Value) {
                     json!({"id": id, "status": "pending", "height": null, "index": null, "receipt": null}),
                 );
             }
-            let outcome = if tx.body.kind == aidledger_types::TxKind::Settle {
-                json!({"rejected": {"code": "not-found", "reason": "release 9 does not exist"}})
-            } else {
-                json!("applied")
+            let release = match aidledger_contracts::Payload::decode(tx.body.kind, &tx.body.payload)
+            {
+                Ok(aidledger_contracts::Payload::Settle(p)) => Some(p.release),
+                _ => None,
+            };
+            let mut events = json!([]);
+            let outcome = match release {
+                Some(10) => {
+                    // A settlement whose amount differs: applied, but recorded
+                    // as disputed with an anomaly.
+                    let ev = |body| aidledger_contracts::Event {
+                        height: 8,
+                        tx: Some(tx.id()),
+                        body,
+                    };
+                    events = serde_json::to_value(vec![
+                        ev(aidledger_contracts::EventBody::Settled {
+                            release: 10,
+                            amount: aidledger_types::Amount(100),
+                            status: aidledger_contracts::SettlementStatus::Disputed,
+                        }),
+                        ev(aidledger_contracts::EventBody::AnomalyRaised {
+                            anomaly: 3,
+                            subject: aidledger_contracts::Subject::Release(10),
+                            code: "settlement-mismatch".into(),
+                        }),
+                    ])
+                    .unwrap();
+                    json!("applied")
+                }
+                Some(_) => {
+                    json!({"rejected": {"code": "not-found", "reason": "release 9 does not exist"}})
+                }
+                None => json!("applied"),
             };
             (
                 200,
                 json!({"id": id, "status": "committed", "height": 8, "index": 0, "receipt": {
                     "index": 0, "tx_id": id, "kind": tx.body.kind, "signer": tx.body.signer, "height": 8,
-                    "outcome": outcome, "events": []
+                    "outcome": outcome, "events": events
                 }}),
             )
         }
@@ -429,6 +459,27 @@ fn tx_flow_against_a_fake_node() {
     let (key, _) = gen_key(d.path(), "disburser.json");
     let key = s(&key);
     let (url, seen) = fake_node(fake_route);
+
+    // --decimals must agree with the program's: 5 at 0 decimals would
+    // have been 0.05 on this 2-decimal program.
+    fails(
+        &[
+            "--node",
+            &url,
+            "tx",
+            "deposit",
+            "--key",
+            key,
+            "--program",
+            "p1",
+            "--amount",
+            "5",
+            "--decimals",
+            "0",
+        ],
+        2,
+        "does not match program p1",
+    );
 
     // Amounts are read in the program's decimals, learnt from the node.
     let out = ok(&[
@@ -536,6 +587,30 @@ fn tx_flow_against_a_fake_node() {
         "{}",
         stdout(&o)
     );
+
+    // A settlement the chain recorded as disputed is applied, but the
+    // operator is told so, not just `applied`.
+    let o = run(&[
+        "--node",
+        &url,
+        "tx",
+        "settle",
+        "--key",
+        key,
+        "--release",
+        "10",
+        "--amount",
+        "1",
+        "--program",
+        "p1",
+        "--bank-ref",
+        "BANK-REF-2",
+        "--wait",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(out.contains("recorded as DISPUTED"), "{out}");
+    assert!(out.contains("settlement-mismatch"), "{out}");
 
     // API errors are shown as `error: <error>`.
     fails(

@@ -154,9 +154,34 @@ checked_string!(
         if s.chars().any(|c| c.is_control()) {
             return Err("control characters are not allowed".into());
         }
+        if let Some(c) = s.chars().find(|c| is_disguising(*c)) {
+            return Err(format!(
+                "U+{:04X} is not allowed: bidirectional-formatting and invisible characters \
+                 can make a name display as another in reports",
+                u32::from(c)
+            ));
+        }
         Ok(())
     }
 );
+
+/// Characters that change how surrounding text is displayed without being
+/// seen themselves: the bidirectional embeddings, overrides and isolates
+/// (U+202A-U+202E, U+2066-U+2069), the direction marks (U+200E, U+200F,
+/// U+061C), the zero-width space (U+200B) and the byte-order mark
+/// (U+FEFF). Zero-width (non-)joiners stay allowed: scripts need them.
+pub fn is_disguising(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{061C}'
+            | '\u{200B}'
+            | '\u{FEFF}'
+    )
+}
 
 /// An ISO-4217-style currency code: three uppercase ASCII letters.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -439,6 +464,31 @@ mod tests {
         assert!(serde_json::from_str::<OrgId>("\"Bad Id\"").is_err());
         let b = crate::codec::encode(&"UPPER".to_string());
         assert!(crate::codec::decode::<OrgId>(&b).is_err());
+    }
+
+    #[test]
+    fn text_refuses_characters_that_disguise_names() {
+        // "Acme" displayed reversed inside a name, or split invisibly.
+        for bad in [
+            "County \u{202E}tinu\u{202C} Office",
+            "a\u{2066}b",
+            "\u{200F}x",
+            "Ac\u{200B}me",
+            "\u{FEFF}Acme",
+        ] {
+            let e = Text::new(bad).unwrap_err().to_string();
+            assert!(e.contains("U+"), "{bad:?}: {e}");
+            // Every way in refuses it: JSON and the canonical encoding.
+            let json = serde_json::to_string(bad).unwrap();
+            assert!(serde_json::from_str::<Text>(&json).is_err());
+            let b = crate::codec::encode(&bad.to_string());
+            assert!(crate::codec::decode::<Text>(&b).is_err());
+        }
+        // Scripts that need joiners keep them; ordinary non-Latin text is fine.
+        for good in ["می\u{200C}خواهم", "甘肃省定西市", "Šiauliai", "क्\u{200D}ष"]
+        {
+            assert!(Text::new(good).is_ok(), "{good:?} refused");
+        }
     }
 
     #[test]

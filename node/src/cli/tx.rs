@@ -337,7 +337,7 @@ pub enum GovCmd {
     },
     /// Change a parameter.
     SetParam {
-        /// governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches or entitlement-batch.
+        /// governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program or entitlement-batch.
         #[arg(long)]
         name: String,
         #[arg(long)]
@@ -366,9 +366,10 @@ fn param(name: &str, value: u64) -> Result<ParamValue> {
         "block-time-drift-ms" => ParamValue::BlockTimeDriftMs(value),
         "settlement-deadline-ms" => ParamValue::SettlementDeadlineMs(value),
         "max-pending-tranches" => ParamValue::MaxPendingTranches(small()?),
+        "max-pending-tranches-per-program" => ParamValue::MaxPendingTranchesPerProgram(small()?),
         "entitlement-batch" => ParamValue::EntitlementBatch(small()?),
         _ => return Err(usage(format!(
-            "unknown parameter {name:?}: expected governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches or entitlement-batch"
+            "unknown parameter {name:?}: expected governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program or entitlement-batch"
         ))),
     })
 }
@@ -380,6 +381,8 @@ struct Env<'a> {
     key: Option<Keypair>,
     client: Option<Client>,
     account: Option<Account>,
+    /// (program, decimals) given on the command line, to check.
+    given_decimals: Vec<(Slug, u8)>,
 }
 
 impl Env<'_> {
@@ -414,16 +417,46 @@ impl Env<'_> {
         Ok(a)
     }
 
-    /// A program's decimals: as given, or from the node.
+    /// A program's decimals: as given (checked against the node's before
+    /// anything is sent, see [`Env::check_given_decimals`]), or from the
+    /// node.
     fn decimals(&mut self, program: &Slug, given: Option<u8>) -> Result<u8> {
         if let Some(d) = given {
-            return given_decimals(d);
+            let d = given_decimals(d)?;
+            self.given_decimals.push((program.clone(), d));
+            return Ok(d);
         }
         let p: Program = self
             .client()?
             .get_opt(&format!("/v1/programs/{program}"))?
             .ok_or_else(|| anyhow!("program {program} does not exist"))?;
         Ok(p.decimals)
+    }
+
+    /// `--decimals` must agree with the program's: `--amount 5 --decimals
+    /// 0` on a 2-decimal program would mean 0.05. Checked once the
+    /// arguments are known good, before signing; with no node to ask
+    /// (signing offline with `--dry-run`) the given value stands.
+    fn check_given_decimals(&mut self) -> Result<()> {
+        for (program, d) in std::mem::take(&mut self.given_decimals) {
+            let looked_up: Result<Option<Program>> = self
+                .client()
+                .and_then(|c| c.get_opt(&format!("/v1/programs/{program}")));
+            match looked_up {
+                Ok(Some(p)) if p.decimals != d => {
+                    return Err(usage(format!(
+                        "--decimals {d} does not match program {program}, which has {} \
+                         decimal(s): amounts would be off by a factor of 10^{}; leave \
+                         --decimals out",
+                        p.decimals,
+                        d.abs_diff(p.decimals)
+                    )))
+                }
+                Ok(Some(_)) | Err(_) => {}
+                Ok(None) => return Err(anyhow!("program {program} does not exist")),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -762,8 +795,10 @@ pub fn run(ctx: &Ctx, a: TxArgs) -> Result<ExitCode> {
         key: None,
         client: None,
         account: None,
+        given_decimals: Vec::new(),
     };
     let payload = build(&mut env, a.kind)?;
+    env.check_given_decimals()?;
     let key = env.key()?.clone();
     let chain_id = match a.chain_id {
         Some(c) => c,
@@ -827,6 +862,28 @@ fn report(ctx: &Ctx, raw: &serde_json::Value, st: &TxStatus, waited: bool) -> Re
         (TxState::Committed, Some(r)) => {
             if !ctx.json() {
                 println!("height {}: {}", r.height, outcome_text(&r.outcome));
+                // Applied is not always what the operator hoped for: say
+                // what the transaction recorded when it is a finding.
+                for e in &r.events {
+                    match &e.body {
+                        aidledger_contracts::EventBody::Settled {
+                            release,
+                            status: aidledger_contracts::model::SettlementStatus::Disputed,
+                            ..
+                        } => println!(
+                            "recorded as DISPUTED: the amount differs from release {release}'s; \
+                             a settlement-mismatch anomaly now holds it for an auditor"
+                        ),
+                        aidledger_contracts::EventBody::AnomalyRaised {
+                            anomaly,
+                            subject,
+                            code,
+                        } => {
+                            println!("anomaly {anomaly} raised on {subject}: {code}")
+                        }
+                        _ => {}
+                    }
+                }
             }
             if r.is_applied() {
                 Ok(ExitCode::SUCCESS)
