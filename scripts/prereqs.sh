@@ -9,10 +9,14 @@ command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found; install Rust
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 # bindgen wants libclang itself (libclang.so / libclang-N.so), not libclang-cpp.
-if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
-        /usr/lib/*-linux-gnu/libclang.so* /usr/lib/*-linux-gnu/libclang-[0-9]*.so* >/dev/null 2>&1; then
-  need_apt+=(libclang-dev)
-fi
+# (Each pattern on its own: `ls a b` fails if any one of them matches
+# nothing, which made every run reinstall the package.)
+have_libclang=false
+for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+         /usr/lib/*-linux-gnu/libclang.so* /usr/lib/*-linux-gnu/libclang-[0-9]*.so*; do
+  if [ -e "$f" ]; then have_libclang=true; break; fi
+done
+$have_libclang || need_apt+=(libclang-dev)
 for extra in "$@"; do
   case "$extra" in
     xmllint) command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils) ;;
