@@ -399,3 +399,126 @@ fn an_all_with_seventeen_children_fails_as_the_contracts_guide_says() {
         c.f.create_plan("ok", "fund", None, &[("t", 1, Condition::All(sixteen))]);
     c.ok(vec![p]);
 }
+
+#[test]
+fn an_approval_from_an_organisation_suspended_since_no_longer_counts() {
+    let mut c = Chain::new(); // threshold 2
+    let batch = GovAction::SetParam {
+        param: ParamValue::EntitlementBatch(5),
+    };
+    assert!(propose(&mut c, "state-bank", batch).receipts[0].is_applied()); // proposal 0
+    let s = suspend("state-bank", "State Bank", OrgKind::Bank);
+    assert!(propose(&mut c, "dev-bank", s).receipts[0].is_applied()); // proposal 1
+    assert!(approve(&mut c, "poverty-office", 1).receipts[0].is_applied());
+    // Proposal 0 has state-bank's approval, now suspended: dev-bank's is
+    // the only live one, so nothing executes yet.
+    assert!(approve(&mut c, "dev-bank", 0).receipts[0].is_applied());
+    let p: aidledger_contracts::model::Params = c.get(aidledger_contracts::keys::PARAMS).unwrap();
+    assert_ne!(p.entitlement_batch, 5);
+    assert!(approve(&mut c, "poverty-office", 0).receipts[0].is_applied());
+    let p: aidledger_contracts::model::Params = c.get(aidledger_contracts::keys::PARAMS).unwrap();
+    assert_eq!(p.entitlement_batch, 5);
+}
+
+#[test]
+fn taking_away_the_last_admins_below_the_threshold_is_refused() {
+    let mut c = Chain::new();
+    let threshold = |t| GovAction::SetParam {
+        param: ParamValue::GovernanceThreshold(t),
+    };
+    // Threshold 5: every organisation with an admin must approve.
+    assert!(propose(&mut c, "state-bank", threshold(5)).receipts[0].is_applied());
+    assert!(approve(&mut c, "dev-bank", 0).receipts[0].is_applied());
+    // Suspending the audit office's only admin account, or taking its
+    // admin role away, would leave four organisations that can approve.
+    let admin = c.f.keys.op("audit-office", Role::Admin).public();
+    let by_status = GovAction::SetAccountStatus {
+        key: admin,
+        status: Status::Suspended,
+    };
+    let by_roles = GovAction::SetRoles {
+        key: admin,
+        roles: vec![Role::Auditor],
+    };
+    for (i, action) in [by_status, by_roles].into_iter().enumerate() {
+        let id = 1 + i as u64;
+        assert!(propose(&mut c, "state-bank", action).receipts[0].is_applied());
+        for org in ["dev-bank", "poverty-office", "finance-bureau"] {
+            assert!(approve(&mut c, org, id).receipts[0].is_applied());
+        }
+        rejected_with(&approve(&mut c, "audit-office", id), "threshold");
+    }
+}
+
+#[test]
+fn a_held_household_that_never_left_still_gets_every_held_period() {
+    // The absence rule must not eat periods held by an anomaly: the
+    // household was in the region at every scan.
+    let mut c = Chain::new();
+    funded(&mut c);
+    let (h, r) = register_at(&mut c, 1, "gansu/dingxi/village-0");
+    let start = Timestamp(Chain::genesis_time().0 + DAY);
+    let e =
+        c.f.set_entitlement("monthly", "fund", 1_000, start, 10 * DAY, 3);
+    c.ok(vec![r, e]);
+    assert_eq!(payments(&c.block_at(start, vec![])), vec![(h, 0)]);
+    let a1 = c.f.attest(
+        "poverty-office",
+        aidledger_contracts::Subject::Household(h),
+        "resident",
+        "yes",
+    );
+    let a2 = c.f.attest(
+        "county-unit",
+        aidledger_contracts::Subject::Household(h),
+        "resident",
+        "no",
+    );
+    c.ok(vec![a1, a2]);
+    assert!(payments(&c.block_at(Timestamp(start.0 + 10 * DAY), vec![])).is_empty());
+    assert!(payments(&c.block_at(Timestamp(start.0 + 20 * DAY), vec![])).is_empty());
+    let anomaly = c
+        .get::<aidledger_contracts::Anomaly>(&aidledger_contracts::keys::anomaly(0))
+        .unwrap();
+    assert_eq!(anomaly.id, 0);
+    let resolve = c.f.sign_as(
+        "audit-office",
+        Role::Auditor,
+        &Payload::ResolveAnomaly(payload::ResolveAnomaly {
+            anomaly: 0,
+            note: "checked with the county".parse().unwrap(),
+        }),
+    );
+    let out = c.ok(vec![resolve]);
+    assert_eq!(payments(&out), vec![(h, 1), (h, 2)]);
+}
+
+#[test]
+fn an_inactive_household_forfeits_the_periods_it_was_inactive_for() {
+    let mut c = Chain::new();
+    funded(&mut c);
+    let (h, r) = register_at(&mut c, 1, "gansu/dingxi/village-0");
+    let start = Timestamp(Chain::genesis_time().0 + DAY);
+    let e =
+        c.f.set_entitlement("monthly", "fund", 1_000, start, 10 * DAY, 4);
+    c.ok(vec![r, e]);
+    assert_eq!(payments(&c.block_at(start, vec![])), vec![(h, 0)]);
+    let status = |c: &mut Chain, s| {
+        c.f.sign_as(
+            "poverty-office",
+            Role::Registrar,
+            &Payload::UpdateHousehold(payload::UpdateHousehold {
+                id: h,
+                region: "gansu/dingxi/village-0".parse().unwrap(),
+                status: s,
+            }),
+        )
+    };
+    let off = status(&mut c, HouseholdStatus::Inactive);
+    c.ok(vec![off]);
+    assert!(payments(&c.block_at(Timestamp(start.0 + 10 * DAY), vec![])).is_empty());
+    let on = status(&mut c, HouseholdStatus::Active);
+    c.ok(vec![on]);
+    let out = c.block_at(Timestamp(start.0 + 20 * DAY), vec![]);
+    assert_eq!(payments(&out), vec![(h, 2)]);
+}
