@@ -383,18 +383,7 @@ impl Replica {
         self.awaiting_proposal = None;
         self.s.pre_prepared = Some((view, hash));
         self.dirty = true;
-        self.validation.insert(hash, Validation::Valid);
-        self.insert_block(block.clone())?;
-        let env = self.sign(
-            Payload::PrePrepare {
-                view,
-                height: self.s.height,
-                block_hash: hash,
-            },
-            Some(block),
-        );
-        self.slots.entry(view).or_default().pre_prepare = Some((hash, env.signature));
-        self.broadcast(env);
+        self.send_own_pre_prepare(block)?;
         self.progress();
         Ok(())
     }

@@ -412,11 +412,23 @@ impl Replica {
         if self.s.pre_prepared != Some((view, hash)) || block.height() != self.s.height {
             return;
         }
-        if self.insert_block(block.clone()).is_err() {
-            return;
-        }
+        tracing::info!(
+            replica = self.me,
+            height = self.s.height,
+            view,
+            "resending this primary's pre-prepare after a restart"
+        );
         // It validated this block before it pre-prepared it.
+        let _ = self.send_own_pre_prepare(block);
+    }
+
+    /// Signs and broadcasts the pre-prepare for `block` in the current view
+    /// (already recorded in `s.pre_prepared`), keeping the block as valid.
+    pub(crate) fn send_own_pre_prepare(&mut self, block: Block) -> Result<(), ConsensusError> {
+        let view = self.s.view;
+        let hash = block.hash();
         self.validation.insert(hash, Validation::Valid);
+        self.insert_block(block.clone())?;
         let env = self.sign(
             Payload::PrePrepare {
                 view,
@@ -426,13 +438,8 @@ impl Replica {
             Some(block),
         );
         self.slots.entry(view).or_default().pre_prepare = Some((hash, env.signature));
-        tracing::info!(
-            replica = self.me,
-            height = self.s.height,
-            view,
-            "resending this primary's pre-prepare after a restart"
-        );
         self.broadcast(env);
+        Ok(())
     }
 
     fn on_start(&mut self) {

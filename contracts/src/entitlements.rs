@@ -33,8 +33,8 @@ use crate::ctx::Ctx;
 use crate::events::EventBody;
 use crate::keys;
 use crate::model::{
-    AnomalyKind, Eligibility, Entitlement, EntitlementStatus, HouseholdStatus, ProgramStatus,
-    Recipient, ReleaseSource, Subject,
+    AnomalyKind, Eligibility, Entitlement, EntitlementStatus, ProgramStatus, Recipient,
+    ReleaseSource, Subject,
 };
 use crate::payload::Payload;
 use crate::{anomalies, gov, households, programs, settlements, ContractError, Module};
@@ -286,23 +286,11 @@ fn pay_household(
         return Ok(false);
     }
     let program = programs::get(ctx, &e.program)?;
-    let why_not = match households::get(ctx, &h)? {
-        None => Some("household is not registered".to_string()),
-        Some(hh) if hh.status != HouseholdStatus::Active => {
-            Some("household is inactive".to_string())
-        }
-        Some(hh) if !program.region_scope.covers(&hh.region) => Some(format!(
-            "household region {} is outside the program scope {}",
-            hh.region, program.region_scope
-        )),
-        Some(hh) => match &e.eligibility {
-            Eligibility::Region(r) if !r.covers(&hh.region) => Some(format!(
-                "household region {} is outside the entitlement's region {r}",
-                hh.region
-            )),
-            _ => None,
-        },
+    let region = match &e.eligibility {
+        Eligibility::Region(r) => Some(r),
+        Eligibility::List(_) => None,
     };
+    let why_not = households::ineligibility(ctx, &h, &program.region_scope, region)?;
     if let Some(reason) = why_not {
         // Forfeit the periods the household was not eligible for.
         if matches!(e.eligibility, Eligibility::List(_)) {

@@ -8,7 +8,7 @@
 //!
 //! Owns `hh/` and `hh-region/`.
 
-use aidledger_types::{Hash, TxKind};
+use aidledger_types::{Hash, RegionCode, TxKind};
 
 use crate::ctx::Ctx;
 use crate::events::EventBody;
@@ -21,6 +21,34 @@ pub struct Households;
 
 pub fn get(ctx: &mut Ctx<'_, '_>, id: &Hash) -> Result<Option<Household>, ContractError> {
     ctx.get(&keys::household(id))
+}
+
+/// Why the household cannot be paid from a program with this region scope
+/// (and, if given, only within `region`), or `None` if it can: the one
+/// eligibility rule of plans and entitlements.
+pub fn ineligibility(
+    ctx: &mut Ctx<'_, '_>,
+    id: &Hash,
+    scope: &RegionCode,
+    region: Option<&RegionCode>,
+) -> Result<Option<String>, ContractError> {
+    Ok(match get(ctx, id)? {
+        None => Some("household is not registered".to_string()),
+        Some(hh) if hh.status != HouseholdStatus::Active => {
+            Some("household is inactive".to_string())
+        }
+        Some(hh) if !scope.covers(&hh.region) => Some(format!(
+            "household region {} is outside the program scope {scope}",
+            hh.region
+        )),
+        Some(hh) => match region {
+            Some(r) if !r.covers(&hh.region) => Some(format!(
+                "household region {} is outside the entitlement's region {r}",
+                hh.region
+            )),
+            _ => None,
+        },
+    })
 }
 
 impl Module for Households {

@@ -17,8 +17,8 @@ use crate::error::{add, sub};
 use crate::events::{EventBody, MoneyFlow, Party};
 use crate::keys;
 use crate::model::{
-    AnomalyKind, ApplicationStatus, HouseholdStatus, Plan, Recipient, ReleaseSource, Status,
-    Subject, Tranche, TrancheStatus,
+    AnomalyKind, ApplicationStatus, Plan, Recipient, ReleaseSource, Status, Subject, Tranche,
+    TrancheStatus,
 };
 use crate::payload::Payload;
 use crate::programs::{self, MoneyRefs};
@@ -339,17 +339,7 @@ fn hold_reason(
                 return Ok(Some(format!("open anomaly on {s}")));
             }
             let program = programs::get(ctx, &plan.program)?;
-            let why = match households::get(ctx, h)? {
-                None => Some("household is not registered".to_string()),
-                Some(hh) if hh.status != HouseholdStatus::Active => {
-                    Some("household is inactive".to_string())
-                }
-                Some(hh) if !program.region_scope.covers(&hh.region) => Some(format!(
-                    "household region {} is outside the program scope {}",
-                    hh.region, program.region_scope
-                )),
-                Some(_) => None,
-            };
+            let why = households::ineligibility(ctx, h, &program.region_scope, None)?;
             if let Some(reason) = why {
                 anomalies::raise(
                     ctx,
