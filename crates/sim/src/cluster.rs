@@ -44,7 +44,7 @@ pub use adversary::Byz;
 
 /// Nodes: four genesis validators and one organisation node (the audit
 /// office's) that governance may make a validator.
-pub const NODES: usize = 5;
+pub const NODES: usize = 6;
 /// Virtual time of one seed's faulty phase, then of the calm that follows.
 const FAULT_PHASE_MS: u64 = 60_000;
 /// After the last fault heals, every node that is up must commit a block
@@ -272,19 +272,22 @@ impl Cluster {
     fn new(seed: u64, opts: ClusterOptions) -> Cluster {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e6f_6465_636f_7265);
         let (mut genesis, keys) = dev_genesis(4, seed);
-        // The fifth node belongs to the audit office; its key is an
-        // organisation node key, allowed on the network, not a validator.
+        // Node 4 belongs to the audit office; its key is an organisation
+        // node key, allowed on the network, not a validator. Node 5 holds a
+        // second node key of the organisation that runs validator 3: a
+        // governance change that swaps the two is a node-key rotation.
         let spare = Keypair::from_seed(rng.gen());
-        if let Some(o) = genesis
-            .orgs
-            .iter_mut()
-            .find(|o| o.id.as_str() == "audit-office")
-        {
-            o.node_keys.push(spare.public());
+        let second = Keypair::from_seed(rng.gen());
+        let rotating = keys.validators[3].0.clone();
+        for (owner, key) in [(org("audit-office"), &spare), (rotating.clone(), &second)] {
+            if let Some(o) = genesis.orgs.iter_mut().find(|o| o.id == owner) {
+                o.node_keys.push(key.public());
+            }
         }
         let mut nodes = Vec::new();
         let mut node_keys: Vec<(OrgId, Keypair)> = keys.validators.clone();
         node_keys.push((org("audit-office"), spare));
+        node_keys.push((rotating, second));
         for (o, key) in node_keys {
             nodes.push(SimNode {
                 key,
@@ -937,6 +940,8 @@ impl Cluster {
             ("shrink to four", vec![0, 1, 2, 3]),
             ("replace finance-bureau by audit-office", vec![0, 1, 2, 4]),
             ("remove poverty-office", vec![0, 1, 3, 4]),
+            ("rotate validator 3's node key", vec![0, 1, 2, 5]),
+            ("grow to five on the rotated key", vec![0, 1, 2, 4, 5]),
         ] {
             if let Some(s) = mk(&ids) {
                 out.push((name.to_string(), s));
@@ -1186,11 +1191,12 @@ impl Cluster {
                 for (j, slot) in g.iter_mut().enumerate() {
                     *slot = usize::from(if two { j % 2 == a % 2 } else { j == a });
                 }
+                let side = g.iter().filter(|x| **x == 1).count();
                 self.groups = Some(g);
                 for j in 0..NODES {
                     self.refresh_peers(j);
                 }
-                format!("partition {}", if two { "2|3" } else { "1|4" })
+                format!("partition {side}|{}", NODES - side)
             }
             5 => {
                 let a = self.rng.gen_range(0..NODES);
