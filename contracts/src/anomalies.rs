@@ -1,7 +1,9 @@
 //! Anomalies: raised by the cross-check rules of the other modules (never
 //! by a transaction directly), resolved by an auditor or a program officer
 //! with a note, of an organisation other than the one that would receive
-//! the money the anomaly holds (a recipient never lifts its own hold).
+//! the money the anomaly holds (a recipient never lifts its own hold), and
+//! by two people where the amount held is large (see
+//! [`needs_second_review`]).
 //! While a subject has an open anomaly, releases and entitlement payments
 //! to it are held.
 //!
@@ -12,9 +14,11 @@ use aidledger_types::{OrgId, TxKind};
 use crate::ctx::Ctx;
 use crate::events::EventBody;
 use crate::keys;
-use crate::model::{Anomaly, AnomalyKind, AnomalyStatus, Application, Recipient, Release, Subject};
+use crate::model::{
+    Anomaly, AnomalyKind, AnomalyReview, AnomalyStatus, Application, Recipient, Release, Subject,
+};
 use crate::payload::Payload;
-use crate::{ContractError, Module};
+use crate::{gov, ContractError, Module};
 
 pub struct Anomalies;
 
@@ -38,6 +42,23 @@ fn beneficiary(ctx: &mut Ctx<'_, '_>, subject: &Subject) -> Result<Option<OrgId>
     })
 }
 
+/// Whether resolving an anomaly about `subject` takes two people: the
+/// amount it holds is at least `params.anomaly_second_review_from` (an
+/// application's requested amount, a release's amount). An anomaly about
+/// a household holds every payment to it, in every program, and always
+/// takes two.
+fn needs_second_review(ctx: &mut Ctx<'_, '_>, subject: &Subject) -> Result<bool, ContractError> {
+    let from = gov::params(ctx)?.anomaly_second_review_from;
+    let held = match subject {
+        Subject::Application(id) => ctx
+            .get::<Application>(&keys::application(id))?
+            .map(|a| a.requested),
+        Subject::Release(id) => ctx.get::<Release>(&keys::release(*id))?.map(|r| r.amount),
+        Subject::Household(_) => return Ok(true),
+    };
+    Ok(held.is_none_or(|a| a.0 >= from))
+}
+
 /// Raises an anomaly and indexes it as open under its subject.
 pub fn raise(
     ctx: &mut Ctx<'_, '_>,
@@ -53,6 +74,7 @@ pub fn raise(
         raised_height: ctx.height,
         raised_time: ctx.time,
         status: AnomalyStatus::Open,
+        first_review: None,
     };
     ctx.put(keys::anomaly(id), &a)?;
     ctx.put(keys::anomaly_open(&subject, id), &())?;
@@ -75,7 +97,7 @@ impl Module for Anomalies {
         "anomalies"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn prefixes(&self) -> &'static [&'static [u8]] {
         &[
@@ -118,6 +140,36 @@ impl Module for Anomalies {
         }
         if r.note.as_str().trim().is_empty() {
             return Err(ContractError::invalid("note", "a resolution needs a note"));
+        }
+        if needs_second_review(ctx, &a.subject)? {
+            match &a.first_review {
+                None => {
+                    // The first of two people: recorded, still open.
+                    a.first_review = Some(AnomalyReview {
+                        by: signer.key,
+                        org: signer.org.clone(),
+                        note: r.note.clone(),
+                        height: ctx.height,
+                    });
+                    ctx.put(keys::anomaly(a.id), &a)?;
+                    ctx.emit(EventBody::AnomalyReviewed {
+                        anomaly: a.id,
+                        org: signer.org,
+                    });
+                    return Ok(());
+                }
+                Some(first) if gov::same_person(ctx, &first.by, &signer.key)? => {
+                    return Err(ContractError::NotPermitted {
+                        org: signer.org,
+                        action: "resolve this anomaly",
+                        why: format!(
+                            "it holds a large amount and this account already reviewed it at height {}; a second person must confirm",
+                            first.height
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
         }
         a.status = AnomalyStatus::Resolved {
             by: signer.key,

@@ -135,6 +135,15 @@ pub enum EventBody {
         program: Slug,
         total: Amount,
     },
+    /// An organisation approved a plan without an application; `approved`
+    /// once it has all the approvals it needs.
+    PlanApproved {
+        plan: Slug,
+        org: OrgId,
+        approvals: u32,
+        needed: u32,
+        approved: bool,
+    },
     TrancheHeld {
         plan: Slug,
         tranche: Slug,
@@ -185,6 +194,12 @@ pub enum EventBody {
         code: String,
     },
     AnomalyResolved {
+        anomaly: u64,
+        org: OrgId,
+    },
+    /// The first of two reviews of an anomaly holding a large amount; it
+    /// stays open until a second account resolves it.
+    AnomalyReviewed {
         anomaly: u64,
         org: OrgId,
     },

@@ -185,6 +185,7 @@ impl Genesis {
             || p.max_pending_tranches == 0
             || p.max_pending_tranches_per_program == 0
             || p.entitlement_batch == 0
+            || p.plan_approvals == 0
         {
             return Err(bad("parameters must be greater than zero"));
         }

@@ -126,6 +126,27 @@ pub fn normalise_roles(mut roles: Vec<Role>) -> Result<Vec<Role>, ContractError>
     Ok(roles)
 }
 
+/// Whether `later` is `earlier` or a key the account of `earlier` was
+/// rotated to since (following at most 64 rotations): the same person for
+/// four-eyes rules, whatever key they sign with now.
+pub fn same_person(
+    ctx: &mut Ctx<'_, '_>,
+    earlier: &PublicKey,
+    later: &PublicKey,
+) -> Result<bool, ContractError> {
+    let mut key = *earlier;
+    for _ in 0..64 {
+        if key == *later {
+            return Ok(true);
+        }
+        match ctx.get::<RetiredKey>(&keys::retired_key(&key))? {
+            Some(r) => key = r.successor,
+            None => return Ok(false),
+        }
+    }
+    Ok(key == *later)
+}
+
 /// A key retired by a rotation never signs for an account again: its
 /// nonce sequence would restart at 0, and the transactions it signed
 /// before could be included a second time.
@@ -203,6 +224,14 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
             ParamValue::GovernanceThreshold(t) => {
                 let (_, active) = org_counts(ctx, None)?;
                 check_threshold(*t, active, &format!("a threshold of {t}"))?;
+            }
+            ParamValue::PlanApprovals(n) if *n == 0 || *n as usize > MAX_ORGS => {
+                return Err(ContractError::invalid(
+                    "plan approvals",
+                    format!(
+                        "must be 1 to {MAX_ORGS}: a plan without an application always needs a second person"
+                    ),
+                ))
             }
             ParamValue::BlockTimeDriftMs(0)
             | ParamValue::SettlementDeadlineMs(0)
@@ -334,6 +363,14 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
                 ParamValue::EntitlementBatch(v) => {
                     p.entitlement_batch = *v;
                     "entitlement-batch"
+                }
+                ParamValue::PlanApprovals(v) => {
+                    p.plan_approvals = *v;
+                    "plan-approvals"
+                }
+                ParamValue::AnomalySecondReviewFrom(v) => {
+                    p.anomaly_second_review_from = *v;
+                    "anomaly-second-review-from"
                 }
             };
             ctx.put(keys::PARAMS.to_vec(), &p)?;

@@ -78,6 +78,18 @@ pub struct Params {
     /// Most households one entitlement visits per block; the rest of a
     /// period's payments continue in the next block.
     pub entitlement_batch: u32,
+    /// Approvals a plan without an approved application needs before any
+    /// of its tranches can release: from this many distinct organisations
+    /// of the program's approval policy, by approvers other than the
+    /// plan's creator. The default, 1, is four eyes.
+    #[serde(default = "default_plan_approvals")]
+    pub plan_approvals: u32,
+    /// An anomaly holding at least this much (in the program's minor
+    /// units) is resolved by two people: a first reviewer, then a second
+    /// account confirms. Household anomalies hold every payment to the
+    /// household and always need two.
+    #[serde(default = "default_second_review")]
+    pub anomaly_second_review_from: u64,
 }
 
 impl Default for Params {
@@ -89,12 +101,23 @@ impl Default for Params {
             max_pending_tranches: 10_000,
             max_pending_tranches_per_program: default_per_program(),
             entitlement_batch: 1_000,
+            plan_approvals: default_plan_approvals(),
+            anomaly_second_review_from: default_second_review(),
         }
     }
 }
 
 fn default_per_program() -> u32 {
     1_000
+}
+
+fn default_plan_approvals() -> u32 {
+    1
+}
+
+/// 10,000.00 at two decimals.
+fn default_second_review() -> u64 {
+    1_000_000
 }
 
 /// One parameter change.
@@ -107,6 +130,8 @@ pub enum ParamValue {
     MaxPendingTranches(u32),
     MaxPendingTranchesPerProgram(u32),
     EntitlementBatch(u32),
+    PlanApprovals(u32),
+    AnomalySecondReviewFrom(u64),
 }
 
 /// An action that needs a threshold of organisations' admins.
@@ -327,6 +352,28 @@ pub struct Plan {
     pub application: Option<Slug>,
     pub tranches: Vec<Tranche>,
     pub created_height: u64,
+    /// The account that created the plan; it never approves it.
+    pub created_by: PublicKey,
+    /// Approvals the plan needs before a tranche can release: 0 for a plan
+    /// funded from an approved application (its policy already decided),
+    /// `params.plan_approvals` at creation otherwise.
+    pub approvals_needed: u32,
+    pub approvals: Vec<PlanApproval>,
+}
+
+impl Plan {
+    /// Whether the plan's tranches may release (when their conditions hold).
+    pub fn approved(&self) -> bool {
+        self.approvals.len() >= self.approvals_needed as usize
+    }
+}
+
+/// One organisation's approval of a plan without an application.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PlanApproval {
+    pub org: OrgId,
+    pub by: PublicKey,
+    pub height: u64,
 }
 
 /// Where a release came from.
@@ -497,6 +544,18 @@ pub struct Anomaly {
     pub raised_height: u64,
     pub raised_time: Timestamp,
     pub status: AnomalyStatus,
+    /// The first of two reviews, for an anomaly that holds a large amount
+    /// (`params.anomaly_second_review_from`); a second account resolves.
+    pub first_review: Option<AnomalyReview>,
+}
+
+/// A first reviewer's finding on an anomaly that needs two people.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct AnomalyReview {
+    pub by: PublicKey,
+    pub org: OrgId,
+    pub note: Text,
+    pub height: u64,
 }
 
 /// Which households an entitlement pays.

@@ -114,6 +114,12 @@ pub struct Settle {
     pub bank_ref: Hash,
 }
 
+/// An approval of a plan that has no approved application.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ApprovePlan {
+    pub plan: Slug,
+}
+
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct CancelTranche {
     pub plan: Slug,
@@ -151,6 +157,7 @@ pub enum Payload {
     CancelTranche(CancelTranche),
     ResolveAnomaly(ResolveAnomaly),
     CloseProgram(CloseProgram),
+    ApprovePlan(ApprovePlan),
 }
 
 impl Payload {
@@ -172,6 +179,7 @@ impl Payload {
             Payload::CancelTranche(_) => TxKind::CancelTranche,
             Payload::ResolveAnomaly(_) => TxKind::ResolveAnomaly,
             Payload::CloseProgram(_) => TxKind::CloseProgram,
+            Payload::ApprovePlan(_) => TxKind::ApprovePlan,
         }
     }
 
@@ -194,6 +202,7 @@ impl Payload {
             Payload::CancelTranche(p) => codec::encode(p),
             Payload::ResolveAnomaly(p) => codec::encode(p),
             Payload::CloseProgram(p) => codec::encode(p),
+            Payload::ApprovePlan(p) => codec::encode(p),
         }
     }
 
@@ -228,6 +237,7 @@ impl Payload {
             TxKind::CancelTranche => Payload::CancelTranche(codec::decode(bytes).map_err(bad)?),
             TxKind::ResolveAnomaly => Payload::ResolveAnomaly(codec::decode(bytes).map_err(bad)?),
             TxKind::CloseProgram => Payload::CloseProgram(codec::decode(bytes).map_err(bad)?),
+            TxKind::ApprovePlan => Payload::ApprovePlan(codec::decode(bytes).map_err(bad)?),
         })
     }
 }

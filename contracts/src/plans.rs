@@ -17,8 +17,8 @@ use crate::error::{add, sub};
 use crate::events::{EventBody, MoneyFlow, Party};
 use crate::keys;
 use crate::model::{
-    AnomalyKind, ApplicationStatus, Plan, Recipient, ReleaseSource, Status, Subject, Tranche,
-    TrancheStatus,
+    AnomalyKind, ApplicationStatus, Plan, PlanApproval, Recipient, ReleaseSource, Status, Subject,
+    Tranche, TrancheStatus,
 };
 use crate::payload::Payload;
 use crate::programs::{self, MoneyRefs};
@@ -154,6 +154,32 @@ fn create(ctx: &mut Ctx<'_, '_>, c: &crate::payload::CreatePlan) -> Result<(), C
             gov::active_org(ctx, o)?;
         }
     }
+    let params = gov::params(ctx)?;
+    // A plan without an approved application waits for the program's
+    // policy organisations (four eyes by default): one officer alone never
+    // moves money.
+    let approvals_needed = if c.application.is_some() {
+        0
+    } else {
+        let needed = params.plan_approvals;
+        let mut can_approve = 0u32;
+        for o in &program.policy.orgs {
+            if gov::org(ctx, o)?.status == Status::Active {
+                can_approve += 1;
+            }
+        }
+        if can_approve < needed {
+            return Err(ContractError::NotPermitted {
+                org: ctx.signer()?.org.clone(),
+                action: "create a plan without an application",
+                why: format!(
+                    "it needs approvals from {needed} organisations of program {}'s approval policy, which has {can_approve} active",
+                    program.id
+                ),
+            });
+        }
+        needed
+    };
     let mut app = None;
     if let Some(app_id) = &c.application {
         let a = applications::get(ctx, app_id)?;
@@ -184,7 +210,6 @@ fn create(ctx: &mut Ctx<'_, '_>, c: &crate::payload::CreatePlan) -> Result<(), C
         }
         app = Some(a);
     }
-    let params = gov::params(ctx)?;
     let max_pending = params.max_pending_tranches;
     let pending = pending_count(ctx)?;
     let after = pending.saturating_add(c.tranches.len() as u32);
@@ -256,6 +281,9 @@ fn create(ctx: &mut Ctx<'_, '_>, c: &crate::payload::CreatePlan) -> Result<(), C
         application: c.application.clone(),
         tranches,
         created_height: ctx.height,
+        created_by: ctx.signer()?.key,
+        approvals_needed,
+        approvals: Vec::new(),
     };
     ctx.put(keys::plan(&plan.id), &plan)?;
     ctx.emit(EventBody::PlanCreated {
@@ -268,6 +296,75 @@ fn create(ctx: &mut Ctx<'_, '_>, c: &crate::payload::CreatePlan) -> Result<(), C
         applications::put_with_status(ctx, a, ApplicationStatus::Funded)?;
     }
     Ok(())
+}
+
+/// An approval of a plan without an application, by an approver of one
+/// of the program's policy organisations other than the plan's creator.
+fn approve(ctx: &mut Ctx<'_, '_>, a: &crate::payload::ApprovePlan) -> Result<(), ContractError> {
+    let signer = ctx.signer()?.clone();
+    let mut plan = get(ctx, &a.plan)?;
+    let program = programs::get(ctx, &plan.program)?;
+    if plan.approvals_needed == 0 {
+        return Err(ContractError::WrongStatus {
+            what: "plan",
+            id: plan.id.to_string(),
+            status: "funded from an approved application".into(),
+            expected: "awaiting approval",
+        });
+    }
+    if plan.approved() {
+        return Err(ContractError::WrongStatus {
+            what: "plan",
+            id: plan.id.to_string(),
+            status: "approved".into(),
+            expected: "awaiting approval",
+        });
+    }
+    if !plan
+        .tranches
+        .iter()
+        .any(|t| matches!(t.status, TrancheStatus::Pending { .. }))
+    {
+        return Err(ContractError::WrongStatus {
+            what: "plan",
+            id: plan.id.to_string(),
+            status: "without a pending tranche".into(),
+            expected: "awaiting approval",
+        });
+    }
+    if !program.policy.orgs.contains(&signer.org) {
+        return Err(ContractError::NotPermitted {
+            org: signer.org,
+            action: "approve this plan",
+            why: format!("it is not in program {}'s approval policy", program.id),
+        });
+    }
+    if gov::same_person(ctx, &plan.created_by, &signer.key)? {
+        return Err(ContractError::NotPermitted {
+            org: signer.org,
+            action: "approve this plan",
+            why: "its creator cannot approve it; a second person must (four eyes)".into(),
+        });
+    }
+    if plan.approvals.iter().any(|v| v.org == signer.org) {
+        return Err(ContractError::exists(
+            "approval",
+            format!("by {} of plan {}", signer.org, plan.id),
+        ));
+    }
+    plan.approvals.push(PlanApproval {
+        org: signer.org.clone(),
+        by: signer.key,
+        height: ctx.height,
+    });
+    ctx.emit(EventBody::PlanApproved {
+        plan: plan.id.clone(),
+        org: signer.org,
+        approvals: plan.approvals.len() as u32,
+        needed: plan.approvals_needed,
+        approved: plan.approved(),
+    });
+    ctx.put(keys::plan(&plan.id), &plan)
 }
 
 fn cancel(ctx: &mut Ctx<'_, '_>, c: &crate::payload::CancelTranche) -> Result<(), ContractError> {
@@ -388,6 +485,11 @@ fn end_block(ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
     let mut released_count: u32 = 0;
     for (plan_id, idxs) in by_plan {
         let mut plan = get(ctx, &plan_id)?;
+        if !plan.approved() {
+            // Awaiting its approvals: its money stays committed, and no
+            // condition is evaluated.
+            continue;
+        }
         let app = match &plan.application {
             Some(a) => Some(applications::get(ctx, a)?),
             None => None,
@@ -463,17 +565,22 @@ impl Module for Plans {
         "plans"
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn prefixes(&self) -> &'static [&'static [u8]] {
         &[keys::PLAN_PREFIX, keys::PENDING_PREFIX, b"plan-meta/"]
     }
     fn kinds(&self) -> &'static [TxKind] {
-        &[TxKind::CreatePlan, TxKind::CancelTranche]
+        &[
+            TxKind::CreatePlan,
+            TxKind::ApprovePlan,
+            TxKind::CancelTranche,
+        ]
     }
     fn apply(&self, ctx: &mut Ctx<'_, '_>, payload: &Payload) -> Result<(), ContractError> {
         match payload {
             Payload::CreatePlan(c) => create(ctx, c),
+            Payload::ApprovePlan(a) => approve(ctx, a),
             Payload::CancelTranche(c) => cancel(ctx, c),
             _ => Err(ContractError::Invariant {
                 what: "plans got a foreign payload".into(),

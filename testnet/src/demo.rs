@@ -889,7 +889,11 @@ fn lifecycle(d: &mut Demo) -> Result<Finish> {
     // 10. Resolve the anomaly.
     d.begin(
         10,
-        "The audit office resolves the anomaly; the held payments go out",
+        "Two people resolve the anomaly (the audit office reviews, the poverty office confirms); the held payments go out",
+    );
+    d.note(
+        "a household anomaly holds every payment to the household, so one person alone cannot lift it"
+            .into(),
     );
     d.tx(
         "audit-office",
@@ -901,6 +905,23 @@ fn lifecycle(d: &mut Demo) -> Result<Finish> {
             &anomaly_id.to_string(),
             "--note",
             "Field visit confirmed income below the line",
+        ],
+    )?;
+    let (t, _) = d.trace("audit-office", &program)?;
+    if !paid_periods(&t, &ent, held_hh).is_empty() {
+        bail!("household {held_hh} was paid after one review; a second person must confirm");
+    }
+    d.check("after the first review the anomaly is still open and the payments held".into());
+    d.tx(
+        "poverty-office",
+        "program-officer",
+        None,
+        &[
+            "resolve-anomaly",
+            "--anomaly",
+            &anomaly_id.to_string(),
+            "--note",
+            "Confirmed against the village committee's income survey",
         ],
     )?;
     let held = held_hh.clone();

@@ -342,6 +342,13 @@ impl TxFactory {
         self.sign_as("poverty-office", Role::ProgramOfficer, &p)
     }
 
+    /// An approval of plan `id` by `org_id`'s approver (a plan without an
+    /// application needs one, from a person other than its creator).
+    pub fn approve_plan(&mut self, org_id: &str, id: &str) -> SignedTx {
+        let p = Payload::ApprovePlan(payload::ApprovePlan { plan: slug(id) });
+        self.sign_as(org_id, Role::Approver, &p)
+    }
+
     /// The transactions of block `i` of a steady, always-valid workload:
     /// block 0 creates program `relief` with a deposit and an entitlement
     /// starting a day after genesis; every block registers two households,

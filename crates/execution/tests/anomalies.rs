@@ -53,15 +53,8 @@ fn payments(out: &BlockOutcome) -> Vec<(Hash, u32)> {
 }
 
 fn resolve(c: &mut Chain, id: u64) -> BlockOutcome {
-    let tx = c.f.sign_as(
-        "audit-office",
-        Role::Auditor,
-        &Payload::ResolveAnomaly(payload::ResolveAnomaly {
-            anomaly: id,
-            note: text("checked with the county"),
-        }),
-    );
-    c.ok(vec![tx])
+    let txs = c.resolve_txs(id);
+    c.ok(txs)
 }
 
 fn funded(c: &mut Chain) {
@@ -107,7 +100,8 @@ fn duplicate_household_raises_an_anomaly_and_holds_its_tranche_until_resolved() 
         }],
     });
     let tx = c.f.sign_as("poverty-office", Role::ProgramOfficer, &plan);
-    let out = c.ok(vec![tx]);
+    let approve = c.f.approve_plan("dev-bank", "p");
+    let out = c.ok(vec![tx, approve]);
     assert!(out
         .events
         .iter()
@@ -223,7 +217,8 @@ fn release_to_an_ineligible_household_raises_an_anomaly() {
         }],
     });
     let tx = c.f.sign_as("poverty-office", Role::ProgramOfficer, &plan);
-    let out = c.ok(vec![tx]);
+    let approve = c.f.approve_plan("dev-bank", "p");
+    let out = c.ok(vec![tx, approve]);
     assert_eq!(raised(&out), vec![(0, "ineligible-recipient".to_string())]);
     assert_eq!(c.program("fund").balances.released, Amount(0));
     // Held while the anomaly is open: no new anomaly every block.
@@ -256,7 +251,8 @@ fn settlement_mismatch_and_overdue_settlement_raise_anomalies() {
             ("b", 200, parse("after(1)").expect("c")),
         ],
     );
-    c.ok(vec![tx]);
+    let approve = c.f.approve_plan("dev-bank", "p");
+    c.ok(vec![tx, approve]);
     assert_eq!(c.program("fund").balances.released.0, 300);
     let settle = |r: u64, a: u64| {
         Payload::Settle(payload::Settle {

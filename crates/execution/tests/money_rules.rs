@@ -481,15 +481,8 @@ fn a_held_household_that_never_left_still_gets_every_held_period() {
         .get::<aidledger_contracts::Anomaly>(&aidledger_contracts::keys::anomaly(0))
         .unwrap();
     assert_eq!(anomaly.id, 0);
-    let resolve = c.f.sign_as(
-        "audit-office",
-        Role::Auditor,
-        &Payload::ResolveAnomaly(payload::ResolveAnomaly {
-            anomaly: 0,
-            note: "checked with the county".parse().unwrap(),
-        }),
-    );
-    let out = c.ok(vec![resolve]);
+    let resolve = c.resolve_txs(0);
+    let out = c.ok(resolve);
     assert_eq!(payments(&out), vec![(h, 1), (h, 2)]);
 }
 

@@ -122,6 +122,8 @@ fn txs_for(c: &mut Chain, m: &mut Model, ops: &[Op]) -> Vec<aidledger_types::Sig
                     tranches: specs,
                 });
                 txs.push(c.f.sign_as("poverty-office", Role::ProgramOfficer, &p));
+                // Four eyes: another person approves in the same block.
+                txs.push(c.f.approve_plan("dev-bank", &id));
             }
             Op::Cancel(p, t) => {
                 let Some((id, n)) = m.plans.get(*p).cloned() else {
@@ -168,7 +170,10 @@ fn txs_for(c: &mut Chain, m: &mut Model, ops: &[Op]) -> Vec<aidledger_types::Sig
                     anomaly: *a,
                     note: "checked".parse().expect("t"),
                 });
-                txs.push(c.f.sign_as("audit-office", Role::Auditor, &p));
+                txs.push(c.f.sign_as("audit-office", Role::Auditor, &p.clone()));
+                // A second person, where the anomaly takes two (refused,
+                // harmlessly, where one was enough).
+                txs.push(c.f.sign_as("poverty-office", Role::ProgramOfficer, &p));
             }
             Op::Settle(r, exact) => {
                 let amount = c
@@ -251,6 +256,15 @@ fn check_invariants(c: &Chain, m: &Model) {
                     "tranche {plan}/{tranche} released at {} before {}",
                     r.time.0,
                     after.0
+                );
+                // Never released before another person approved it.
+                let pl: aidledger_contracts::Plan = c.get(&keys::plan(plan)).expect("plan");
+                assert!(
+                    pl.approved()
+                        && pl.approvals.iter().all(|a| a.by != pl.created_by)
+                        && (pl.application.is_some() || !pl.approvals.is_empty()),
+                    "plan {plan} released without its approvals: {:?}",
+                    pl.approvals
                 );
                 if let Some((h, claim)) = att {
                     let a: Attestation = c

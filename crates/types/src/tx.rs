@@ -94,10 +94,12 @@ pub enum TxKind {
     CancelTranche,
     ResolveAnomaly,
     CloseProgram,
+    // Appended: the envelope encodes the kind by its position.
+    ApprovePlan,
 }
 
 impl TxKind {
-    pub const ALL: [TxKind; 16] = [
+    pub const ALL: [TxKind; 17] = [
         TxKind::GovPropose,
         TxKind::GovApprove,
         TxKind::CreateProgram,
@@ -114,6 +116,7 @@ impl TxKind {
         TxKind::CancelTranche,
         TxKind::ResolveAnomaly,
         TxKind::CloseProgram,
+        TxKind::ApprovePlan,
     ];
 
     /// The roles allowed to sign this kind. Checked at admission and again,
@@ -126,7 +129,9 @@ impl TxKind {
             TxKind::CancelTranche => &[ProgramOfficer],
             TxKind::Deposit | TxKind::Settle => &[Disburser],
             TxKind::SubmitApplication => &[ProgramOfficer, Registrar],
-            TxKind::ApproveApplication | TxKind::RejectApplication => &[Approver],
+            TxKind::ApproveApplication | TxKind::RejectApplication | TxKind::ApprovePlan => {
+                &[Approver]
+            }
             TxKind::Attest => &[Attester],
             TxKind::RegisterHousehold | TxKind::UpdateHousehold => &[Registrar],
             TxKind::SetEntitlement => &[ProgramOfficer],
@@ -152,6 +157,7 @@ impl TxKind {
             TxKind::CancelTranche => "cancel-tranche",
             TxKind::ResolveAnomaly => "resolve-anomaly",
             TxKind::CloseProgram => "close-program",
+            TxKind::ApprovePlan => "approve-plan",
         }
     }
 }

@@ -247,6 +247,12 @@ pub enum TxCmd {
         #[arg(long)]
         decimals: Option<u8>,
     },
+    /// Approve a plan that has no approved application (an approver of
+    /// one of the program's policy organisations, not the plan's creator).
+    ApprovePlan {
+        #[arg(long, value_parser = args::slug)]
+        plan: Slug,
+    },
     /// Cancel a pending tranche (the program owner's program officer).
     CancelTranche {
         #[arg(long, value_parser = args::slug)]
@@ -337,7 +343,7 @@ pub enum GovCmd {
     },
     /// Change a parameter.
     SetParam {
-        /// governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program or entitlement-batch.
+        /// governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program, entitlement-batch, plan-approvals or anomaly-second-review-from (that one in the program's minor units; 0 means every anomaly takes two people).
         #[arg(long)]
         name: String,
         #[arg(long)]
@@ -358,7 +364,7 @@ fn validator(s: &str) -> Result<Validator, String> {
 fn param(name: &str, value: u64) -> Result<ParamValue> {
     let small =
         || u32::try_from(value).map_err(|_| usage(format!("{name} must be at most {}", u32::MAX)));
-    if value == 0 {
+    if value == 0 && name != "anomaly-second-review-from" {
         return Err(usage(format!("{name} must be greater than zero")));
     }
     Ok(match name {
@@ -368,8 +374,10 @@ fn param(name: &str, value: u64) -> Result<ParamValue> {
         "max-pending-tranches" => ParamValue::MaxPendingTranches(small()?),
         "max-pending-tranches-per-program" => ParamValue::MaxPendingTranchesPerProgram(small()?),
         "entitlement-batch" => ParamValue::EntitlementBatch(small()?),
+        "plan-approvals" => ParamValue::PlanApprovals(small()?),
+        "anomaly-second-review-from" => ParamValue::AnomalySecondReviewFrom(value),
         _ => return Err(usage(format!(
-            "unknown parameter {name:?}: expected governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program or entitlement-batch"
+            "unknown parameter {name:?}: expected governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program, entitlement-batch, plan-approvals or anomaly-second-review-from"
         ))),
     })
 }
@@ -764,6 +772,7 @@ fn build(env: &mut Env<'_>, cmd: TxCmd) -> Result<Payload> {
                 bank_ref,
             })
         }
+        TxCmd::ApprovePlan { plan } => Payload::ApprovePlan(payload::ApprovePlan { plan }),
         TxCmd::CancelTranche { plan, tranche } => {
             Payload::CancelTranche(payload::CancelTranche { plan, tranche })
         }
@@ -850,6 +859,18 @@ pub fn run(ctx: &Ctx, a: TxArgs) -> Result<ExitCode> {
     report(ctx, &raw, &st, a.wait)
 }
 
+/// Whether a receipt's events created a plan with nothing saying it came
+/// from an application (an application-funded plan changes the
+/// application's status in the same transaction).
+fn outcome_needs_approval(events: &[aidledger_contracts::Event]) -> bool {
+    !events.iter().any(|e| {
+        matches!(
+            e.body,
+            aidledger_contracts::EventBody::ApplicationStatusChanged { .. }
+        )
+    })
+}
+
 /// Prints a submission's status; non-zero exit if rejected, or if waiting
 /// ended before the commit.
 fn report(ctx: &Ctx, raw: &serde_json::Value, st: &TxStatus, waited: bool) -> Result<ExitCode> {
@@ -880,6 +901,31 @@ fn report(ctx: &Ctx, raw: &serde_json::Value, st: &TxStatus, waited: bool) -> Re
                             code,
                         } => {
                             println!("anomaly {anomaly} raised on {subject}: {code}")
+                        }
+                        aidledger_contracts::EventBody::AnomalyReviewed { anomaly, .. } => {
+                            println!(
+                                "anomaly {anomaly} reviewed, still OPEN: it holds a large amount,                                  so a second person (another account) must resolve it too"
+                            )
+                        }
+                        aidledger_contracts::EventBody::PlanCreated { plan, .. }
+                            if outcome_needs_approval(&r.events) =>
+                        {
+                            println!(
+                                "plan {plan} is AWAITING APPROVAL: no tranche releases until an                                  approver of the program's policy (not you) runs `tx approve-plan`"
+                            )
+                        }
+                        aidledger_contracts::EventBody::PlanApproved {
+                            plan,
+                            approvals,
+                            needed,
+                            approved,
+                            ..
+                        } => {
+                            if *approved {
+                                println!("plan {plan} approved ({approvals} of {needed}): its tranches release when their conditions hold")
+                            } else {
+                                println!("plan {plan}: {approvals} of {needed} approvals; still awaiting approval")
+                            }
                         }
                         _ => {}
                     }

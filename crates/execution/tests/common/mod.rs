@@ -192,6 +192,40 @@ impl Chain {
     pub fn account(&self, key: &PublicKey) -> Account {
         self.get(&keys::account(key)).expect("account")
     }
+    /// The transactions that resolve anomaly `id`, for one block: the
+    /// audit office's auditor, then, where the anomaly takes two people (a
+    /// household's always does; others from
+    /// `params.anomaly_second_review_from`), the poverty office's program
+    /// officer confirming.
+    pub fn resolve_txs(&mut self, id: u64) -> Vec<SignedTx> {
+        use aidledger_contracts::payload::{Payload, ResolveAnomaly};
+        use aidledger_contracts::{Anomaly, Params, Subject};
+        use aidledger_types::Role;
+        let a: Anomaly = self.get(&keys::anomaly(id)).expect("anomaly");
+        let params: Params = self.get(keys::PARAMS).expect("params");
+        let held = match &a.subject {
+            Subject::Household(_) => None,
+            Subject::Application(x) => Some(self.application(x.as_str()).requested),
+            Subject::Release(r) => Some(self.release(*r).amount),
+        };
+        let two = held.is_none_or(|h| h.0 >= params.anomaly_second_review_from);
+        let tx = |f: &mut TxFactory, org: &str, role: Role| {
+            f.sign_as(
+                org,
+                role,
+                &Payload::ResolveAnomaly(ResolveAnomaly {
+                    anomaly: id,
+                    note: "checked with the county".parse().expect("note"),
+                }),
+            )
+        };
+        let mut txs = vec![tx(&mut self.f, "audit-office", Role::Auditor)];
+        if two {
+            txs.push(tx(&mut self.f, "poverty-office", Role::ProgramOfficer));
+        }
+        txs
+    }
+
     pub fn genesis_time() -> Timestamp {
         DEV_GENESIS_TIME
     }
