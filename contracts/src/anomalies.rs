@@ -9,6 +9,7 @@
 //!
 //! Owns `anomaly/`, `anomaly-open/`, `anomaly-meta/`.
 
+use aidledger_types::authz::Relation;
 use aidledger_types::{OrgId, TxKind};
 
 use crate::ctx::Ctx;
@@ -18,7 +19,7 @@ use crate::model::{
     Anomaly, AnomalyKind, AnomalyReview, AnomalyStatus, Application, Recipient, Release, Subject,
 };
 use crate::payload::Payload;
-use crate::{gov, ContractError, Module};
+use crate::{access, gov, ContractError, Module};
 
 pub struct Anomalies;
 
@@ -128,16 +129,13 @@ impl Module for Anomalies {
                 expected: "open",
             });
         }
-        if beneficiary(ctx, &a.subject)?.as_ref() == Some(&signer.org) {
-            return Err(ContractError::NotPermitted {
-                org: signer.org,
-                action: "resolve this anomaly",
-                why: format!(
-                    "it holds money for {} itself; another organisation must resolve it",
-                    a.subject
-                ),
-            });
-        }
+        // A recipient never lifts its own hold.
+        let rels: &[Relation] = if beneficiary(ctx, &a.subject)?.as_ref() == Some(&signer.org) {
+            &[Relation::Beneficiary]
+        } else {
+            &[]
+        };
+        access::require(ctx, TxKind::ResolveAnomaly, rels)?;
         if r.note.as_str().trim().is_empty() {
             return Err(ContractError::invalid("note", "a resolution needs a note"));
         }

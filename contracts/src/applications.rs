@@ -15,7 +15,7 @@ use crate::events::EventBody;
 use crate::keys;
 use crate::model::{Application, ApplicationStatus, Vote};
 use crate::payload::Payload;
-use crate::{gov, programs, ContractError, Module};
+use crate::{access, gov, programs, ContractError, Module};
 
 pub struct Applications;
 
@@ -71,18 +71,15 @@ impl Module for Applications {
         let signer = ctx.signer()?.clone();
         match payload {
             Payload::SubmitApplication(s) => {
-                if s.applicant != signer.org {
-                    return Err(ContractError::NotPermitted {
-                        org: signer.org,
-                        action: "submit an application",
-                        why: format!(
-                            "an organisation applies only for itself, not for {}",
-                            s.applicant
-                        ),
-                    });
-                }
-                gov::active_org(ctx, &s.applicant)?;
                 let p = programs::open(ctx, &s.program)?;
+                // An organisation applies only for itself.
+                access::require_for_program(
+                    ctx,
+                    TxKind::SubmitApplication,
+                    &p,
+                    s.applicant == signer.org,
+                )?;
+                gov::active_org(ctx, &s.applicant)?;
                 if ctx.exists(&keys::application(&s.id))? {
                     return Err(ContractError::exists("application", &s.id));
                 }
@@ -128,13 +125,8 @@ impl Module for Applications {
                 let approve = matches!(payload, Payload::ApproveApplication(_));
                 let mut a = get(ctx, &v.application)?;
                 let p = programs::get(ctx, &a.program)?;
-                if !p.policy.orgs.contains(&signer.org) {
-                    return Err(ContractError::NotPermitted {
-                        org: signer.org,
-                        action: if approve { "approve" } else { "reject" },
-                        why: format!("not in program {}'s approval policy", p.id),
-                    });
-                }
+                // The applicant never votes on its own application.
+                access::require_for_program(ctx, payload.kind(), &p, a.applicant == signer.org)?;
                 // Late approvals still count: a tranche may wait for more
                 // approvals than the policy needed to approve the request.
                 let open = if approve {

@@ -12,7 +12,7 @@ use crate::events::EventBody;
 use crate::keys;
 use crate::model::{AnomalyKind, Attestation, Subject};
 use crate::payload::Payload;
-use crate::{anomalies, ContractError, Module};
+use crate::{access, anomalies, ContractError, Module};
 
 pub struct Attestations;
 
@@ -49,6 +49,7 @@ impl Module for Attestations {
             });
         };
         let signer = ctx.signer()?.clone();
+        access::require(ctx, TxKind::Attest, &[])?;
         if !subject_exists(ctx, &a.subject)? {
             return Err(ContractError::not_found("subject", &a.subject));
         }

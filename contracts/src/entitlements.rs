@@ -37,7 +37,7 @@ use crate::model::{
     ReleaseSource, Subject,
 };
 use crate::payload::Payload;
-use crate::{anomalies, gov, households, programs, settlements, ContractError, Module};
+use crate::{access, anomalies, gov, households, programs, settlements, ContractError, Module};
 
 /// Most periods in one entitlement.
 pub const MAX_PERIODS: u32 = 1_200;
@@ -105,7 +105,7 @@ pub fn get(ctx: &mut Ctx<'_, '_>, id: &Slug) -> Result<Entitlement, ContractErro
 
 fn set(ctx: &mut Ctx<'_, '_>, s: &crate::payload::SetEntitlement) -> Result<(), ContractError> {
     let program = programs::open(ctx, &s.program)?;
-    programs::require_owner(ctx, &program, "set an entitlement")?;
+    access::require_for_program(ctx, TxKind::SetEntitlement, &program, false)?;
     if ctx.exists(&keys::entitlement(&s.id))? {
         return Err(ContractError::exists("entitlement", &s.id));
     }

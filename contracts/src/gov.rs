@@ -417,6 +417,7 @@ impl Module for Governance {
 
     fn apply(&self, ctx: &mut Ctx<'_, '_>, payload: &Payload) -> Result<(), ContractError> {
         let signer_org = ctx.signer()?.org.clone();
+        crate::access::require(ctx, payload.kind(), &[])?;
         match payload {
             Payload::GovPropose(p) => {
                 check_action(ctx, &p.action)?;

@@ -8,6 +8,7 @@
 //!
 //! Owns `hh/` and `hh-region/`.
 
+use aidledger_types::authz::Relation;
 use aidledger_types::{Hash, RegionCode, TxKind};
 
 use crate::ctx::Ctx;
@@ -15,7 +16,7 @@ use crate::events::EventBody;
 use crate::keys;
 use crate::model::{AnomalyKind, Household, HouseholdStatus, Subject};
 use crate::payload::Payload;
-use crate::{anomalies, ContractError, Module};
+use crate::{access, anomalies, ContractError, Module};
 
 pub struct Households;
 
@@ -69,6 +70,7 @@ impl Module for Households {
         let signer = ctx.signer()?.clone();
         match payload {
             Payload::RegisterHousehold(r) => {
+                access::require(ctx, TxKind::RegisterHousehold, &[])?;
                 if r.id == Hash::ZERO {
                     return Err(ContractError::invalid(
                         "household id",
@@ -102,6 +104,13 @@ impl Module for Households {
             Payload::UpdateHousehold(u) => {
                 let mut h =
                     get(ctx, &u.id)?.ok_or_else(|| ContractError::not_found("household", u.id))?;
+                // Only the organisation that registered the household.
+                let rels: &[Relation] = if h.registered_by == signer.org {
+                    &[Relation::Beneficiary]
+                } else {
+                    &[]
+                };
+                access::require(ctx, TxKind::UpdateHousehold, rels)?;
                 if h.region == u.region && h.status == u.status {
                     return Err(ContractError::invalid("update", "nothing changes"));
                 }

@@ -16,6 +16,7 @@
 //! rule, ADR 010) and [`execute_tx`]. [`end_block`] runs every module's end-of-block step in registry
 //! order. See docs/contracts.md.
 
+pub mod access;
 pub mod anomalies;
 pub mod applications;
 pub mod attestations;

@@ -22,7 +22,7 @@ use crate::model::{
 };
 use crate::payload::Payload;
 use crate::programs::{self, MoneyRefs};
-use crate::{anomalies, applications, gov, households, settlements, ContractError, Module};
+use crate::{access, anomalies, applications, gov, households, settlements, ContractError, Module};
 
 /// Most tranches in one plan.
 pub const MAX_TRANCHES: usize = 32;
@@ -98,7 +98,7 @@ fn settle_application_status(ctx: &mut Ctx<'_, '_>, plan: &Plan) -> Result<(), C
 
 fn create(ctx: &mut Ctx<'_, '_>, c: &crate::payload::CreatePlan) -> Result<(), ContractError> {
     let mut program = programs::open(ctx, &c.program)?;
-    programs::require_owner(ctx, &program, "create a plan")?;
+    access::require_for_program(ctx, TxKind::CreatePlan, &program, false)?;
     if ctx.exists(&keys::plan(&c.id))? {
         return Err(ContractError::exists("plan", &c.id));
     }
@@ -332,13 +332,11 @@ fn approve(ctx: &mut Ctx<'_, '_>, a: &crate::payload::ApprovePlan) -> Result<(),
             expected: "awaiting approval",
         });
     }
-    if !program.policy.orgs.contains(&signer.org) {
-        return Err(ContractError::NotPermitted {
-            org: signer.org,
-            action: "approve this plan",
-            why: format!("it is not in program {}'s approval policy", program.id),
-        });
-    }
+    let recipient = plan
+        .tranches
+        .iter()
+        .any(|t| t.recipient == Recipient::Org(signer.org.clone()));
+    access::require_for_program(ctx, TxKind::ApprovePlan, &program, recipient)?;
     if gov::same_person(ctx, &plan.created_by, &signer.key)? {
         return Err(ContractError::NotPermitted {
             org: signer.org,
@@ -370,7 +368,7 @@ fn approve(ctx: &mut Ctx<'_, '_>, a: &crate::payload::ApprovePlan) -> Result<(),
 fn cancel(ctx: &mut Ctx<'_, '_>, c: &crate::payload::CancelTranche) -> Result<(), ContractError> {
     let mut plan = get(ctx, &c.plan)?;
     let mut program = programs::get(ctx, &plan.program)?;
-    programs::require_owner(ctx, &program, "cancel a tranche")?;
+    access::require_for_program(ctx, TxKind::CancelTranche, &program, false)?;
     let i = plan
         .tranches
         .iter()

@@ -11,7 +11,7 @@ use crate::events::{EventBody, MoneyEvent, MoneyFlow, Party};
 use crate::keys;
 use crate::model::{Balances, Program, ProgramStatus};
 use crate::payload::Payload;
-use crate::{gov, ContractError, Module};
+use crate::{access, gov, ContractError, Module};
 
 /// Most funding organisations of one program.
 pub const MAX_FUNDING_ORGS: usize = 32;
@@ -104,23 +104,6 @@ pub fn record_money(
     Ok(())
 }
 
-/// The signer's organisation must be the program's owner.
-pub fn require_owner(
-    ctx: &Ctx<'_, '_>,
-    p: &Program,
-    action: &'static str,
-) -> Result<OrgId, ContractError> {
-    let org = ctx.signer()?.org.clone();
-    if org != p.owner {
-        return Err(ContractError::NotPermitted {
-            org,
-            action,
-            why: format!("program {} is managed by {}", p.id, p.owner),
-        });
-    }
-    Ok(org)
-}
-
 fn sorted_distinct(
     mut v: Vec<OrgId>,
     field: &'static str,
@@ -161,6 +144,7 @@ impl Module for Programs {
     fn apply(&self, ctx: &mut Ctx<'_, '_>, payload: &Payload) -> Result<(), ContractError> {
         match payload {
             Payload::CreateProgram(c) => {
+                access::require(ctx, TxKind::CreateProgram, &[])?;
                 let owner = ctx.signer()?.org.clone();
                 if ctx.exists(&keys::program(&c.id))? {
                     return Err(ContractError::exists("program", &c.id));
@@ -220,14 +204,8 @@ impl Module for Programs {
             }
             Payload::Deposit(d) => {
                 let mut p = open(ctx, &d.program)?;
+                access::require_for_program(ctx, TxKind::Deposit, &p, false)?;
                 let org = ctx.signer()?.org.clone();
-                if !p.funding_orgs.contains(&org) {
-                    return Err(ContractError::NotPermitted {
-                        org,
-                        action: "deposit",
-                        why: format!("not a funding organisation of program {}", p.id),
-                    });
-                }
                 if d.amount.is_zero() {
                     return Err(ContractError::invalid(
                         "amount",
@@ -259,7 +237,7 @@ impl Module for Programs {
             }
             Payload::CloseProgram(c) => {
                 let mut p = open(ctx, &c.program)?;
-                require_owner(ctx, &p, "close the program")?;
+                access::require_for_program(ctx, TxKind::CloseProgram, &p, false)?;
                 if !p.balances.committed.is_zero() {
                     return Err(ContractError::WrongStatus {
                         what: "program",

@@ -20,7 +20,7 @@ use crate::model::{
 };
 use crate::payload::Payload;
 use crate::programs::{self, MoneyRefs};
-use crate::{anomalies, gov, ContractError, Module};
+use crate::{access, anomalies, gov, ContractError, Module};
 
 pub struct Settlements;
 
@@ -120,13 +120,8 @@ impl Module for Settlements {
             .get(&keys::release(s.release))?
             .ok_or_else(|| ContractError::not_found("release", s.release))?;
         let mut p = programs::get(ctx, &r.program)?;
-        if !p.funding_orgs.contains(&org) {
-            return Err(ContractError::NotPermitted {
-                org,
-                action: "settle",
-                why: format!("not a funding organisation of program {}", p.id),
-            });
-        }
+        let own = r.recipient == Recipient::Org(org.clone());
+        access::require_for_program(ctx, TxKind::Settle, &p, own)?;
         if r.is_settled() {
             return Err(ContractError::WrongStatus {
                 what: "release",

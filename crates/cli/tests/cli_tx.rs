@@ -672,3 +672,31 @@ fn tx_flow_against_a_fake_node() {
     let text = ok(&["--node", &url, "query", "program", "p1"]);
     assert!(text.contains("1250.00 CNY"), "{text}");
 }
+
+/// The help of `aidledger tx` and of every kind prints the authorisation
+/// table's row for it, from the table execution uses.
+#[test]
+fn tx_help_shows_who_may_sign_from_the_authorisation_table() {
+    use aidledger_types::authz;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aidledger"))
+        .args(["tx", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(authz::help_table().trim_end()),
+        "tx --help lacks the table:\n{text}"
+    );
+    for rule in &authz::TABLE {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_aidledger"))
+            .args(["tx", rule.kind.as_str(), "--help"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains(&authz::help_line(rule.kind)),
+            "tx {} --help lacks its row:\n{text}",
+            rule.kind
+        );
+    }
+}

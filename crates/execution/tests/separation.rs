@@ -354,17 +354,9 @@ fn the_recipient_of_a_release_can_be_neither_reviewer() {
     disputed_release(&mut c, 100);
     // The county unit receives release 0: refused as first or second.
     let own = resolve_as(&mut c, "county-unit", Role::ProgramOfficer);
-    rejected_with(
-        &c.block(vec![own]),
-        0,
-        "another organisation must resolve it",
-    );
+    rejected_with(&c.block(vec![own]), 0, "the beneficiary");
     let first = resolve_as(&mut c, "audit-office", Role::Auditor);
     c.ok(vec![first]);
     let own = resolve_as(&mut c, "county-unit", Role::ProgramOfficer);
-    rejected_with(
-        &c.block(vec![own]),
-        0,
-        "another organisation must resolve it",
-    );
+    rejected_with(&c.block(vec![own]), 0, "the beneficiary");
 }

@@ -4,6 +4,7 @@
 //! Architecture Invariant: this crate does no IO, reads no clock and draws no
 //! randomness. Everything here is a pure function of its inputs.
 
+pub mod authz;
 pub mod block;
 pub mod codec;
 pub mod hash;

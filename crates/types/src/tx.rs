@@ -122,21 +122,7 @@ impl TxKind {
     /// The roles allowed to sign this kind. Checked at admission and again,
     /// authoritatively, during block execution.
     pub fn allowed_roles(self) -> &'static [Role] {
-        use Role::*;
-        match self {
-            TxKind::GovPropose | TxKind::GovApprove => &[Admin],
-            TxKind::CreateProgram | TxKind::CloseProgram | TxKind::CreatePlan => &[ProgramOfficer],
-            TxKind::CancelTranche => &[ProgramOfficer],
-            TxKind::Deposit | TxKind::Settle => &[Disburser],
-            TxKind::SubmitApplication => &[ProgramOfficer, Registrar],
-            TxKind::ApproveApplication | TxKind::RejectApplication | TxKind::ApprovePlan => {
-                &[Approver]
-            }
-            TxKind::Attest => &[Attester],
-            TxKind::RegisterHousehold | TxKind::UpdateHousehold => &[Registrar],
-            TxKind::SetEntitlement => &[ProgramOfficer],
-            TxKind::ResolveAnomaly => &[Auditor, ProgramOfficer],
-        }
+        crate::authz::rule(self).roles
     }
 
     pub fn as_str(self) -> &'static str {

@@ -18,7 +18,7 @@ use aidledger_contracts::{Account, Condition, Program, TxOutcome};
 use aidledger_crypto::{read_key_file, Keypair, Purpose};
 use aidledger_types::{
     ChainId, Currency, Hash, OrgId, PublicKey, RegionCode, Role, SignedTx, Slug, Text, Timestamp,
-    TxBody, Validator, ValidatorSet,
+    TxBody, TxKind, Validator, ValidatorSet,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -27,11 +27,13 @@ use super::args::{self, required, Decimal, TrancheArg};
 use super::{print_json, usage, Ctx};
 use crate::api_types::{NodeStatus, TxState, TxStatus};
 use crate::client::Client;
+use aidledger_types::authz;
 
 /// How long `--wait` waits for a commit.
 const WAIT_MS: u64 = 30_000;
 
 #[derive(Args, Debug)]
+#[command(after_help = authz::help_table())]
 pub struct TxArgs {
     /// The signer's key file.
     #[arg(long, global = true, value_name = "FILE")]
@@ -56,13 +58,16 @@ pub struct TxArgs {
 pub enum TxCmd {
     /// Propose a governance action (admin).
     #[command(subcommand)]
+    #[command(after_help = authz::help_line(TxKind::GovPropose))]
     GovPropose(GovCmd),
     /// Approve an open governance proposal (admin).
+    #[command(after_help = authz::help_line(TxKind::GovApprove))]
     GovApprove {
         #[arg(long)]
         proposal: u64,
     },
     /// Create a fund program (program officer).
+    #[command(after_help = authz::help_line(TxKind::CreateProgram))]
     CreateProgram {
         #[arg(long, value_parser = args::slug)]
         id: Slug,
@@ -91,6 +96,7 @@ pub enum TxCmd {
         region_scope: RegionCode,
     },
     /// Deposit funds into a program (disburser of a funding organisation).
+    #[command(after_help = authz::help_line(TxKind::Deposit))]
     Deposit {
         #[arg(long, value_parser = args::slug)]
         program: Slug,
@@ -101,6 +107,7 @@ pub enum TxCmd {
         decimals: Option<u8>,
     },
     /// Submit a project application (program officer or registrar).
+    #[command(after_help = authz::help_line(TxKind::SubmitApplication))]
     SubmitApplication {
         #[arg(long, value_parser = args::slug)]
         id: Slug,
@@ -126,10 +133,13 @@ pub enum TxCmd {
         decimals: Option<u8>,
     },
     /// Approve an application (approver of a policy organisation).
+    #[command(after_help = authz::help_line(TxKind::ApproveApplication))]
     ApproveApplication(Vote),
     /// Reject an application (approver of a policy organisation).
+    #[command(after_help = authz::help_line(TxKind::RejectApplication))]
     RejectApplication(Vote),
     /// Create a disbursement plan (the program owner's program officer).
+    #[command(after_help = authz::help_line(TxKind::CreatePlan))]
     CreatePlan {
         #[arg(long, value_parser = args::slug)]
         id: Slug,
@@ -168,6 +178,7 @@ pub enum TxCmd {
         decimals: Option<u8>,
     },
     /// Attest a claim about a household, application or release (attester).
+    #[command(after_help = authz::help_line(TxKind::Attest))]
     Attest {
         /// hh:<64 hex>, app:<id> or release:<n>.
         #[arg(long, value_parser = args::subject)]
@@ -179,6 +190,7 @@ pub enum TxCmd {
         value: AttestValue,
     },
     /// Register a household file (registrar).
+    #[command(after_help = authz::help_line(TxKind::RegisterHousehold))]
     RegisterHousehold {
         /// The salted household id (64 hex; see `aidledger household-id`).
         #[arg(long, value_parser = args::hash)]
@@ -187,6 +199,7 @@ pub enum TxCmd {
         region: RegionCode,
     },
     /// Update a household's region or status (registrar).
+    #[command(after_help = authz::help_line(TxKind::UpdateHousehold))]
     UpdateHousehold {
         #[arg(long, value_parser = args::hash)]
         household: Hash,
@@ -197,6 +210,7 @@ pub enum TxCmd {
         status: HouseholdStatus,
     },
     /// Set a periodic entitlement (the program owner's program officer).
+    #[command(after_help = authz::help_line(TxKind::SetEntitlement))]
     SetEntitlement {
         #[arg(long, value_parser = args::slug)]
         id: Slug,
@@ -226,6 +240,7 @@ pub enum TxCmd {
         decimals: Option<u8>,
     },
     /// Confirm a release was paid (disburser of a funding organisation).
+    #[command(after_help = authz::help_line(TxKind::Settle))]
     Settle {
         #[arg(long)]
         release: u64,
@@ -249,11 +264,13 @@ pub enum TxCmd {
     },
     /// Approve a plan that has no approved application (an approver of
     /// one of the program's policy organisations, not the plan's creator).
+    #[command(after_help = authz::help_line(TxKind::ApprovePlan))]
     ApprovePlan {
         #[arg(long, value_parser = args::slug)]
         plan: Slug,
     },
     /// Cancel a pending tranche (the program owner's program officer).
+    #[command(after_help = authz::help_line(TxKind::CancelTranche))]
     CancelTranche {
         #[arg(long, value_parser = args::slug)]
         plan: Slug,
@@ -261,6 +278,7 @@ pub enum TxCmd {
         tranche: Slug,
     },
     /// Resolve an open anomaly (auditor or program officer).
+    #[command(after_help = authz::help_line(TxKind::ResolveAnomaly))]
     ResolveAnomaly {
         #[arg(long)]
         anomaly: u64,
@@ -268,6 +286,7 @@ pub enum TxCmd {
         note: Text,
     },
     /// Close a program (the owner's program officer).
+    #[command(after_help = authz::help_line(TxKind::CloseProgram))]
     CloseProgram {
         #[arg(long, value_parser = args::slug)]
         program: Slug,
