@@ -87,6 +87,25 @@ pub fn raise(
     Ok(id)
 }
 
+/// The open anomalies about `subject` (at most 64, oldest first).
+pub fn open_of(ctx: &mut Ctx<'_, '_>, subject: &Subject) -> Result<Vec<Anomaly>, ContractError> {
+    let prefix = keys::anomaly_open_prefix(subject);
+    let mut out = Vec::new();
+    for (k, _) in ctx.scan(&prefix, None, 64)? {
+        let id_bytes: [u8; 8] = k
+            .get(prefix.len()..)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ContractError::Invariant {
+                what: "malformed open-anomaly key".into(),
+            })?;
+        let id = u64::from_be_bytes(id_bytes);
+        if let Some(a) = ctx.get::<Anomaly>(&keys::anomaly(id))? {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
 pub fn has_open(ctx: &mut Ctx<'_, '_>, subject: &Subject) -> Result<bool, ContractError> {
     Ok(!ctx
         .scan(&keys::anomaly_open_prefix(subject), None, 1)?

@@ -10,9 +10,9 @@ use aidledger_types::TxKind;
 use crate::ctx::Ctx;
 use crate::events::EventBody;
 use crate::keys;
-use crate::model::{AnomalyKind, Attestation, Subject};
+use crate::model::{AnomalyKind, AttestValue, Attestation, Subject};
 use crate::payload::Payload;
-use crate::{access, anomalies, ContractError, Module};
+use crate::{access, anomalies, gov, ContractError, Module};
 
 pub struct Attestations;
 
@@ -28,12 +28,56 @@ pub fn subject_exists(ctx: &mut Ctx<'_, '_>, s: &Subject) -> Result<bool, Contra
     }
 }
 
+/// Evaluates the governance-set cross-department checks that test this
+/// attestation's claim and organisation, for its subject, against every
+/// attestation on record; raises a `cross-check` anomaly for each that now
+/// holds entirely, unless one for the same check is already open on the
+/// subject. Bounded: at most 32 checks of at most 4 tests, one read each.
+fn cross_check(ctx: &mut Ctx<'_, '_>, att: &Attestation) -> Result<(), ContractError> {
+    for check in gov::cross_checks(ctx)? {
+        if !check
+            .when
+            .iter()
+            .any(|t| t.claim == att.claim && t.by == att.org)
+        {
+            continue;
+        }
+        let mut holds = true;
+        for t in &check.when {
+            let on_record: Option<Attestation> =
+                ctx.get(&keys::attestation(&att.subject, &t.claim, &t.by))?;
+            if !matches!(on_record, Some(Attestation { value: AttestValue::Code(v), .. }) if v == t.value)
+            {
+                holds = false;
+                break;
+            }
+        }
+        if !holds {
+            continue;
+        }
+        let already = anomalies::open_of(ctx, &att.subject)?
+            .into_iter()
+            .any(|a| matches!(&a.kind, AnomalyKind::CrossCheck { rule, .. } if *rule == check.id));
+        if !already {
+            anomalies::raise(
+                ctx,
+                att.subject.clone(),
+                AnomalyKind::CrossCheck {
+                    rule: check.id.clone(),
+                    description: check.description.clone(),
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
 impl Module for Attestations {
     fn name(&self) -> &'static str {
         "attestations"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn prefixes(&self) -> &'static [&'static [u8]] {
         &[keys::ATTESTATION_PREFIX]
@@ -79,6 +123,7 @@ impl Module for Attestations {
             claim: a.claim.clone(),
             org: signer.org.clone(),
         });
+        cross_check(ctx, &att)?;
         if let Some((_, first)) = others.into_iter().find(|(_, o)| o.value != a.value) {
             anomalies::raise(
                 ctx,

@@ -111,6 +111,11 @@ pub enum EventBody {
     ParamChanged {
         name: String,
     },
+    /// A cross-department check was set (`active`) or removed.
+    CrossCheckChanged {
+        id: Slug,
+        active: bool,
+    },
     ProgramCreated {
         program: Slug,
     },

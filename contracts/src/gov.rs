@@ -4,19 +4,34 @@
 //!
 //! Owns `gov/`.
 
-use aidledger_types::{OrgId, PublicKey, Role, TxKind};
+use aidledger_types::{OrgId, PublicKey, Role, Slug, TxKind};
 
 use crate::ctx::Ctx;
 use crate::events::EventBody;
 use crate::keys;
 use crate::model::{
-    Account, GovAction, Org, ParamValue, Params, Proposal, ProposalStatus, RetiredKey, Status,
+    Account, CrossCheck, GovAction, Org, ParamValue, Params, Proposal, ProposalStatus, RetiredKey,
+    Status,
 };
 use crate::payload::Payload;
 use crate::{ContractError, Module};
 
 /// Most organisations in a consortium: bounds the scans that count them.
 pub const MAX_ORGS: usize = 256;
+/// Most cross-department checks in force; each attestation evaluates the
+/// ones that test its claim and organisation.
+pub const MAX_CROSS_CHECKS: usize = 32;
+/// Most tests in one cross-department check.
+pub const MAX_CROSS_CHECK_TESTS: usize = 4;
+
+/// The cross-department checks in force, in id order.
+pub fn cross_checks(ctx: &mut Ctx<'_, '_>) -> Result<Vec<CrossCheck>, ContractError> {
+    Ok(ctx
+        .scan_t::<CrossCheck>(keys::CROSS_CHECK_PREFIX, None, MAX_CROSS_CHECKS)?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect())
+}
 
 /// Most admin accounts the threshold check reads; beyond it, the count of
 /// organisations that can approve is a lower bound (the safe direction).
@@ -214,6 +229,50 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
                 active_org(ctx, &v.org)?;
             }
         }
+        GovAction::SetCrossCheck { check } => {
+            if check.description.as_str().trim().is_empty() {
+                return Err(ContractError::invalid(
+                    "cross-check",
+                    "needs a description",
+                ));
+            }
+            if check.when.is_empty() || check.when.len() > MAX_CROSS_CHECK_TESTS {
+                return Err(ContractError::invalid(
+                    "cross-check",
+                    format!("1 to {MAX_CROSS_CHECK_TESTS} tests, got {}", check.when.len()),
+                ));
+            }
+            let mut pairs: Vec<(&Slug, &OrgId)> =
+                check.when.iter().map(|t| (&t.claim, &t.by)).collect();
+            pairs.sort();
+            pairs.dedup();
+            if pairs.len() != check.when.len() {
+                return Err(ContractError::invalid(
+                    "cross-check",
+                    "two tests on the same claim by the same organisation",
+                ));
+            }
+            for t in &check.when {
+                org(ctx, &t.by)?;
+            }
+            if !ctx.exists(&keys::cross_check(&check.id))? {
+                let n = ctx
+                    .scan(keys::CROSS_CHECK_PREFIX, None, MAX_CROSS_CHECKS + 1)?
+                    .len();
+                if n >= MAX_CROSS_CHECKS {
+                    return Err(ContractError::Limit {
+                        what: "cross-checks",
+                        got: n as u64 + 1,
+                        limit: MAX_CROSS_CHECKS as u64,
+                    });
+                }
+            }
+        }
+        GovAction::RemoveCrossCheck { id } => {
+            if !ctx.exists(&keys::cross_check(id))? {
+                return Err(ContractError::not_found("cross-check", id));
+            }
+        }
         GovAction::SetParam { param } => match param {
             ParamValue::GovernanceThreshold(t) if *t == 0 || *t > 100 => {
                 return Err(ContractError::invalid(
@@ -335,6 +394,20 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
             ctx.put(keys::VALIDATORS.to_vec(), validators)?;
             ctx.emit(EventBody::ValidatorSetChanged {
                 hash: validators.hash(),
+            });
+        }
+        GovAction::SetCrossCheck { check } => {
+            ctx.put(keys::cross_check(&check.id), check)?;
+            ctx.emit(EventBody::CrossCheckChanged {
+                id: check.id.clone(),
+                active: true,
+            });
+        }
+        GovAction::RemoveCrossCheck { id } => {
+            ctx.delete(keys::cross_check(id))?;
+            ctx.emit(EventBody::CrossCheckChanged {
+                id: id.clone(),
+                active: false,
             });
         }
         GovAction::SetParam { param } => {

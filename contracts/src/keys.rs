@@ -27,11 +27,16 @@ pub const PROPOSAL_SEQ: &[u8] = b"gov/proposal-seq";
 pub const ORG_PREFIX: &[u8] = b"gov/org/";
 pub const ACCOUNT_PREFIX: &[u8] = b"gov/account/";
 pub const PROPOSAL_PREFIX: &[u8] = b"gov/proposal/";
+/// Cross-department checks set by governance, by id.
+pub const CROSS_CHECK_PREFIX: &[u8] = b"gov/cross-check/";
 /// Keys retired by a rotation. A retired key never gets an account again,
 /// so its nonce sequence never restarts and nothing it signed can be
 /// included a second time (ADR 010).
 pub const RETIRED_KEY_PREFIX: &[u8] = b"gov/retired-key/";
 
+pub fn cross_check(id: &Slug) -> Vec<u8> {
+    key(&[CROSS_CHECK_PREFIX, id.as_str().as_bytes()])
+}
 pub fn org(id: &OrgId) -> Vec<u8> {
     key(&[ORG_PREFIX, id.as_str().as_bytes()])
 }

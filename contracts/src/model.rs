@@ -173,6 +173,34 @@ pub enum GovAction {
     SetParam {
         param: ParamValue,
     },
+    /// Adds a cross-department check, or replaces the one with its id.
+    SetCrossCheck {
+        check: CrossCheck,
+    },
+    RemoveCrossCheck {
+        id: Slug,
+    },
+}
+
+/// A cross-department check, set by governance (for example "income above
+/// the line per the finance bureau while flagged poor per the poverty
+/// office"). When every test holds among one subject's attestations, a
+/// `cross-check` anomaly is raised against the subject, which holds its
+/// payments until resolved.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct CrossCheck {
+    pub id: Slug,
+    pub description: Text,
+    /// 1 to 4 tests, on distinct (claim, organisation) pairs.
+    pub when: Vec<ClaimTest>,
+}
+
+/// Organisation `by` has attested `claim` with the code `value`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ClaimTest {
+    pub claim: Slug,
+    pub by: OrgId,
+    pub value: Slug,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -510,6 +538,11 @@ pub enum AnomalyKind {
         released_at: Timestamp,
         deadline_ms: u64,
     },
+    /// Every test of a governance-set cross-department check held.
+    CrossCheck {
+        rule: Slug,
+        description: Text,
+    },
 }
 
 impl AnomalyKind {
@@ -520,6 +553,7 @@ impl AnomalyKind {
             AnomalyKind::IneligibleRecipient { .. } => "ineligible-recipient",
             AnomalyKind::SettlementMismatch { .. } => "settlement-mismatch",
             AnomalyKind::SettlementOverdue { .. } => "settlement-overdue",
+            AnomalyKind::CrossCheck { .. } => "cross-check",
         }
     }
 }

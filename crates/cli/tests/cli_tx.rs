@@ -137,6 +137,22 @@ fn bad_arguments_fail_before_contacting_a_node() {
         (
             vec![
                 "tx",
+                "gov-propose",
+                "set-cross-check",
+                "--key",
+                key,
+                "--id",
+                "income",
+                "--description",
+                "d",
+                "--when",
+                "income-level=above-line",
+            ],
+            "expected CLAIM@ORG=CODE",
+        ),
+        (
+            vec![
+                "tx",
                 "create-plan",
                 "--key",
                 key,

@@ -550,6 +550,9 @@ fn anomaly_detail(a: &Anomaly) -> String {
             "release {release} made {} is not settled",
             released_at.iso8601()
         ),
+        AnomalyKind::CrossCheck { rule, description } => {
+            format!("cross-check {rule}: {description}")
+        }
     }
 }
 

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aidledger_contracts::model::{
-    ApprovalPolicy, AttestValue, Eligibility, GovAction, HouseholdStatus, OrgKind, ParamValue,
-    Status, Subject,
+    ApprovalPolicy, AttestValue, ClaimTest, CrossCheck, Eligibility, GovAction, HouseholdStatus,
+    OrgKind, ParamValue, Status, Subject,
 };
 use aidledger_contracts::model::{Recipient, Release};
 use aidledger_contracts::payload::{self, Payload};
@@ -368,6 +368,38 @@ pub enum GovCmd {
         #[arg(long)]
         value: u64,
     },
+    /// Add (or replace, by id) a cross-department check: when every test
+    /// holds among one subject's attestations, a cross-check anomaly holds
+    /// the subject's payments.
+    SetCrossCheck {
+        #[arg(long, value_parser = args::slug)]
+        id: Slug,
+        #[arg(long, value_parser = args::text)]
+        description: Text,
+        /// CLAIM@ORG=CODE: ORG has attested CLAIM with CODE (1 to 4 tests),
+        /// e.g. income-level@finance-bureau=above-line.
+        #[arg(long = "when", value_parser = claim_test)]
+        when: Vec<ClaimTest>,
+    },
+    /// Remove a cross-department check.
+    RemoveCrossCheck {
+        #[arg(long, value_parser = args::slug)]
+        id: Slug,
+    },
+}
+
+fn claim_test(s: &str) -> Result<ClaimTest, String> {
+    let (left, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected CLAIM@ORG=CODE"))?;
+    let (claim, by) = left
+        .split_once('@')
+        .ok_or_else(|| format!("{s:?}: expected CLAIM@ORG=CODE"))?;
+    Ok(ClaimTest {
+        claim: args::slug(claim)?,
+        by: args::org(by)?,
+        value: args::slug(value)?,
+    })
 }
 
 fn validator(s: &str) -> Result<Validator, String> {
@@ -545,6 +577,26 @@ fn gov_action(cmd: GovCmd) -> Result<GovAction> {
         GovCmd::SetParam { name, value } => GovAction::SetParam {
             param: param(&name, value)?,
         },
+        GovCmd::SetCrossCheck {
+            id,
+            description,
+            when,
+        } => {
+            if description.as_str().trim().is_empty() {
+                return Err(usage("--description must say what the check finds"));
+            }
+            if when.is_empty() || when.len() > 4 {
+                return Err(usage("a cross-check needs 1 to 4 --when tests"));
+            }
+            GovAction::SetCrossCheck {
+                check: CrossCheck {
+                    id,
+                    description,
+                    when,
+                },
+            }
+        }
+        GovCmd::RemoveCrossCheck { id } => GovAction::RemoveCrossCheck { id },
     })
 }
 
