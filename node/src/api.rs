@@ -66,6 +66,43 @@ type ApiResult<T> = Result<Json<T>, ApiFailure>;
 fn bad_request(msg: impl Into<String>) -> ApiFailure {
     ApiFailure(StatusCode::BAD_REQUEST, "bad-request", msg.into())
 }
+/// A body that could not be read as the route's JSON: 413 when it is over
+/// the route's limit, 400 otherwise.
+fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiFailure {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiFailure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            e.body_text(),
+        )
+    } else {
+        bad_request(e.body_text())
+    }
+}
+
+/// Refuses a request whose declared `Content-Length` is over `limit` with
+/// 413 before any of its body is read.
+async fn declared_length_within(
+    State(limit): State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiFailure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("the body is over this route's limit of {limit} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 fn not_found(msg: impl Into<String>) -> ApiFailure {
     ApiFailure(StatusCode::NOT_FOUND, "not-found", msg.into())
 }
@@ -73,8 +110,23 @@ fn internal(msg: impl std::fmt::Display) -> ApiFailure {
     ApiFailure(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",
-        msg.to_string(),
+        hide_internal(msg),
     )
+}
+
+/// Logs an internal error (a storage failure, say, whose text names data
+/// paths and library internals) under a fresh error id, and returns what
+/// the client may see: the id, nothing else.
+pub(crate) fn hide_internal(msg: impl std::fmt::Display) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    static BOOT: OnceLock<u32> = OnceLock::new();
+    // The start time in ms tells apart ids of one node's restarts.
+    let boot = *BOOT.get_or_init(|| crate::clock::now_ms() as u32);
+    let id = format!("{boot:08x}-{}", SEQ.fetch_add(1, Ordering::Relaxed));
+    tracing::error!(error_id = %id, "internal error in the API: {msg}");
+    format!("internal error {id}: the node's log has the details under this id")
 }
 fn unavailable(msg: impl Into<String>) -> ApiFailure {
     ApiFailure(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg.into())
@@ -86,10 +138,21 @@ pub fn router(state: AppState, body_max_bytes: usize) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/status", get(status))
-        .route("/v1/txs", post(submit))
+        .route(
+            "/v1/txs",
+            post(submit).layer(axum::middleware::from_fn_with_state(
+                body_max_bytes,
+                declared_length_within,
+            )),
+        )
         .route(
             "/v1/txs/batch",
-            post(submit_batch).layer(DefaultBodyLimit::max(BATCH_BODY_MAX_BYTES)),
+            post(submit_batch)
+                .layer(DefaultBodyLimit::max(BATCH_BODY_MAX_BYTES))
+                .layer(axum::middleware::from_fn_with_state(
+                    BATCH_BODY_MAX_BYTES,
+                    declared_length_within,
+                )),
         )
         .route("/v1/txs/{id}", get(tx_status))
         .route("/v1/blocks/latest", get(block_latest))
@@ -200,7 +263,7 @@ async fn submit_batch(
     State(s): State<AppState>,
     body: Result<Json<BatchSubmitRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<BatchSubmitResponse>, ApiFailure> {
-    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
+    let Json(req) = body.map_err(json_rejection)?;
     if req.txs.len() > BATCH_SUBMIT_MAX {
         return Err(bad_request(format!(
             "{} transactions in one batch, over the limit of {BATCH_SUBMIT_MAX}",
@@ -270,7 +333,7 @@ async fn submit(
     State(s): State<AppState>,
     body: Result<Json<SubmitRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<TxStatus>), ApiFailure> {
-    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
+    let Json(req) = body.map_err(json_rejection)?;
     let bytes = hex::decode(req.tx.trim()).map_err(|_| bad_request("tx must be hex"))?;
     let tx = SignedTx::decode(&bytes).map_err(|e| bad_request(format!("tx: {e}")))?;
     let id = tx.id();
@@ -576,4 +639,18 @@ async fn isolate(
         .await
         .map_err(|_| unavailable("node is shutting down"))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod hidden_errors {
+    /// What a client sees of an internal error is an id, never the text
+    /// (which names data paths and library internals).
+    #[test]
+    fn an_internal_error_shows_the_client_an_id_not_the_text() {
+        let a = super::hide_internal("IO error: /var/lib/aidledger/data/000123.sst: corruption");
+        let b = super::hide_internal("the same again");
+        assert!(!a.contains("/var/lib") && !a.contains("corruption"), "{a}");
+        assert!(a.starts_with("internal error ") && a.contains("log"), "{a}");
+        assert_ne!(a, b, "each error gets its own id");
+    }
 }

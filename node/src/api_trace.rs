@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::api::AppState;
+use crate::api::{hide_internal, AppState};
 use crate::api_types::ApiError;
 
 type Failure = (StatusCode, Json<ApiError>);
@@ -42,8 +42,20 @@ async fn application_trace(
     let key = id.clone();
     tokio::task::spawn_blocking(move || trace::application(&StoreState(store.as_ref()), &key))
         .await
-        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| {
+            fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                hide_internal(e),
+            )
+        })?
+        .map_err(|e| {
+            fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                hide_internal(e),
+            )
+        })?
         .map(Json)
         .ok_or_else(|| {
             fail(
@@ -63,8 +75,20 @@ async fn household_trace(
     let store = s.store.clone();
     tokio::task::spawn_blocking(move || trace::household(&StoreState(store.as_ref()), &id))
         .await
-        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| {
+            fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                hide_internal(e),
+            )
+        })?
+        .map_err(|e| {
+            fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                hide_internal(e),
+            )
+        })?
         .map(Json)
         .ok_or_else(|| fail(StatusCode::NOT_FOUND, "not-found", "no such household"))
 }

@@ -72,7 +72,22 @@ fn rel(home: &Path, p: &Path) -> PathBuf {
     }
 }
 
-fn read_psk(path: &Path) -> Result<[u8; 32]> {
+/// Reads the consortium's pre-shared network key: 64 hex characters, in a
+/// file no one but its owner may read (as operator and node keys).
+pub(crate) fn read_psk(path: &Path) -> Result<[u8; 32]> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("reading pre-shared key {}", path.display()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "pre-shared key {}: permissions {mode:o} let others read the consortium's network key; run chmod 600",
+                path.display()
+            );
+        }
+    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading pre-shared key {}", path.display()))?;
     let mut psk = [0u8; 32];
@@ -243,4 +258,27 @@ async fn run_async(
         Err(e) => tracing::error!(error = %format!("{e:#}"), "stopped on a fatal error"),
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_psk;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A pre-shared key readable by others is refused, like a key file.
+    #[test]
+    fn a_pre_shared_key_file_others_can_read_is_refused() {
+        let dir = std::env::temp_dir().join(format!("aidledger-psk-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("consortium.psk");
+        std::fs::write(&p, "ab".repeat(32)).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_psk(&p).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_psk(&p).unwrap(), [0xab; 32]);
+        std::fs::write(&p, "not hex").unwrap();
+        assert!(read_psk(&p).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
