@@ -68,6 +68,34 @@ pub struct ApiSection {
     /// its peers). Off unless set; `testnet init` turns it on.
     #[serde(default)]
     pub admin: bool,
+    /// Most API connections open at once (also at most a quarter of the
+    /// process's open-file limit, which RocksDB and libp2p share).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most requests handled at once; more get 503 `busy` at once.
+    /// `/health` and `/metrics` do not count.
+    #[serde(default = "default_max_requests")]
+    pub max_requests: usize,
+    /// A client that has not sent its whole request head within this is
+    /// cut off.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// A request body must arrive within this.
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_max_requests() -> usize {
+    256
+}
+fn default_header_timeout_ms() -> u64 {
+    30_000
+}
+fn default_body_timeout_ms() -> u64 {
+    30_000
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -248,6 +276,17 @@ impl NodeConfig {
         if self.api.body_max_bytes < 1024 || self.api.body_max_bytes > 64 * 1024 * 1024 {
             bail!("api.body_max_bytes must be 1 KiB to 64 MiB");
         }
+        if !(16..=65_536).contains(&self.api.max_connections) {
+            bail!("api.max_connections must be 16 to 65536");
+        }
+        if !(1..=65_536).contains(&self.api.max_requests) {
+            bail!("api.max_requests must be 1 to 65536");
+        }
+        if !(100..=600_000).contains(&self.api.header_timeout_ms)
+            || !(100..=600_000).contains(&self.api.body_timeout_ms)
+        {
+            bail!("api.header_timeout_ms and api.body_timeout_ms must be 100 to 600000");
+        }
         if self.network.redial_interval_ms < 50 || self.network.redial_interval_ms > 600_000 {
             bail!("network.redial_interval_ms must be 50 to 600000");
         }
@@ -294,6 +333,10 @@ mod tests {
                 listen: "127.0.0.1:2".into(),
                 body_max_bytes: 1 << 20,
                 admin: false,
+                max_connections: default_max_connections(),
+                max_requests: default_max_requests(),
+                header_timeout_ms: default_header_timeout_ms(),
+                body_timeout_ms: default_body_timeout_ms(),
             },
             consensus: ConsensusSection::default(),
             mempool: MempoolSection::default(),

@@ -12,6 +12,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod driver;
+pub mod http_server;
 pub mod metrics;
 pub mod node;
 pub mod openapi;

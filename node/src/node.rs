@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use aidledger_contracts::Genesis;
 use aidledger_crypto::read_key_file;
@@ -226,14 +227,25 @@ async fn run_async(
         },
         cfg.api.body_max_bytes,
     );
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let api_task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.changed().await;
-            })
-            .await
-    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    crate::http_server::raise_open_file_limit();
+    let limits = crate::http_server::Limits {
+        max_connections: crate::http_server::connection_cap(cfg.api.max_connections),
+        max_requests: cfg.api.max_requests,
+        header_timeout: Duration::from_millis(cfg.api.header_timeout_ms),
+        body_timeout: Duration::from_millis(cfg.api.body_timeout_ms),
+        // A submit waits at most two minutes for its commit.
+        request_timeout: Duration::from_secs(150),
+    };
+    tracing::info!(
+        max_connections = limits.max_connections,
+        open_file_limit = ?crate::http_server::open_file_limit(),
+        "API limits"
+    );
+    let counters = Arc::new(crate::http_server::Counters::default());
+    let api_task = tokio::spawn(crate::http_server::serve(
+        listener, app, limits, counters, stop_rx,
+    ));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut driver_task = driver_task;

@@ -1,4 +1,6 @@
 #![allow(clippy::unwrap_used)]
+// The slow-client check times the server's header deadline.
+#![allow(clippy::disallowed_methods)]
 //! End to end, with real `aidledger` processes on 127.0.0.1, the attacks
 //! that used to stop or fork the consortium:
 //!
@@ -44,6 +46,37 @@ fn post(api: &str, path: &str, body: &Value) -> (u16, Value) {
     let code = r.status().as_u16();
     let t = r.body_mut().read_to_string().unwrap_or_default();
     (code, serde_json::from_str(&t).unwrap_or(Value::Null))
+}
+
+/// `n` connections that send part of a request head and stop.
+fn slow_clients(api: &str, n: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    let addr = api.trim_start_matches("http://");
+    (0..n)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: slow\r\nX-Slow: ")
+                .unwrap();
+            s
+        })
+        .collect()
+}
+
+/// Whether the server still holds `c` open (a read neither ends nor fails).
+fn still_open(c: &std::net::TcpStream) -> bool {
+    use std::io::Read;
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    match (&*c).read(&mut buf) {
+        Ok(0) => false,
+        // The server may answer 408 before it closes.
+        Ok(_) => (&*c).read(&mut buf).map(|n| n > 0).unwrap_or(false),
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
 }
 
 /// Sends only the headers of a POST declaring `declared` body bytes, and
@@ -151,6 +184,23 @@ fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() 
     wait_until("every node past height 1", 90, || {
         apis.iter().all(|a| height(a) >= 1)
     });
+
+    // 300 clients that never finish their headers do not take the API
+    // away: health and status still answer at once; the server cuts the
+    // slow clients off after its header timeout (30 s), checked at the end.
+    let slow_started = std::time::Instant::now();
+    let slow = slow_clients(&apis[0], 300);
+    let t = std::time::Instant::now();
+    let health = agent()
+        .get(&format!("{}/health", apis[0]))
+        .call()
+        .map(|r| r.status().as_u16());
+    assert_eq!(health.ok(), Some(200), "health with slow clients held");
+    assert!(
+        get(&apis[0], "/v1/status").is_some(),
+        "status with slow clients held"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 
     // A body declared over a route's limit gets 413 at once, from the
     // declared length, with none of it sent.
@@ -355,6 +405,16 @@ fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() 
     ]);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["verified"], true, "{out}");
+    // The slow clients were cut off by the header timeout.
+    let waited = slow_started.elapsed();
+    if waited < Duration::from_secs(33) {
+        std::thread::sleep(Duration::from_secs(33) - waited);
+    }
+    let open = slow.into_iter().filter(still_open).count();
+    assert_eq!(
+        open, 0,
+        "{open} of 300 slow clients still held after the header timeout"
+    );
 }
 
 fn log_of(home: &Path) -> String {
