@@ -68,7 +68,8 @@ pub struct Progress {
     /// The period a hold event was last emitted for, so a hold is reported
     /// once rather than every block.
     pub held_reported: Option<u32>,
-    /// The last period whose scan found the household eligible.
+    /// The last period whose scan found the household eligible; `None`
+    /// when its last visit found it ineligible (or it is new).
     pub seen: Option<u32>,
     /// An `ineligible-recipient` anomaly was raised for this listed
     /// household under this entitlement (raised once, not every period).
@@ -316,11 +317,19 @@ fn pay_household(
             });
         }
         prog.next_period = due.saturating_add(1);
+        // Not found eligible at this visit: until a scan finds it
+        // eligible, what it was not paid is forfeited (below).
+        prog.seen = None;
         return ctx.put(pkey, &prog).map(|()| false);
     }
     // A completed scan that did not find it eligible: it was away (or
     // inactive) then, and forfeits what it was not paid before now.
-    let absent = matches!((prog.seen, e.scanned_through), (Some(s), Some(q)) if s < q);
+    // Also when its last visit found it ineligible (`seen` is None); a
+    // household first seen now has `next_period == due`, so nothing before.
+    let absent = match prog.seen {
+        Some(s) => e.scanned_through.is_some_and(|q| s < q),
+        None => true,
+    };
     if absent && prog.next_period < due {
         ctx.emit(EventBody::EntitlementForfeited {
             entitlement: e.id.clone(),
@@ -450,7 +459,7 @@ impl Module for Entitlements {
         "entitlements"
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn prefixes(&self) -> &'static [&'static [u8]] {
         &[
