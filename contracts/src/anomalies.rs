@@ -2,15 +2,14 @@
 //! by a transaction directly), resolved by an auditor or a program officer
 //! with a note, of an organisation other than the one that would receive
 //! the money the anomaly holds (a recipient never lifts its own hold), and
-//! by two people where the amount held is large (see
-//! [`needs_second_review`]).
+//! by two people where the amount held is large (see [`held`]).
 //! While a subject has an open anomaly, releases and entitlement payments
 //! to it are held.
 //!
 //! Owns `anomaly/`, `anomaly-open/`, `anomaly-meta/`.
 
 use aidledger_types::authz::Relation;
-use aidledger_types::{OrgId, TxKind};
+use aidledger_types::{Amount, OrgId, TxKind};
 
 use crate::ctx::Ctx;
 use crate::events::EventBody;
@@ -23,41 +22,32 @@ use crate::{access, gov, ContractError, Module};
 
 pub struct Anomalies;
 
-/// The organisation that would receive the money an anomaly about
-/// `subject` holds: the applicant of an application, the recipient
-/// organisation of a release. A household's payments go to the household,
-/// so no organisation is the beneficiary.
-fn beneficiary(ctx: &mut Ctx<'_, '_>, subject: &Subject) -> Result<Option<OrgId>, ContractError> {
+/// What an anomaly about `subject` holds: the organisation that would
+/// receive the money (the applicant of an application, the recipient
+/// organisation of a release; none for a household, whose payments go to
+/// the household) and the amount (an application's requested amount, a
+/// release's amount; none for a household, whose every payment it holds).
+fn held(
+    ctx: &mut Ctx<'_, '_>,
+    subject: &Subject,
+) -> Result<(Option<OrgId>, Option<Amount>), ContractError> {
     Ok(match subject {
-        Subject::Application(id) => ctx
-            .get::<Application>(&keys::application(id))?
-            .map(|a| a.applicant),
-        Subject::Release(id) => match ctx.get::<Release>(&keys::release(*id))? {
-            Some(Release {
-                recipient: Recipient::Org(o),
-                ..
-            }) => Some(o),
-            _ => None,
+        Subject::Application(id) => match ctx.get::<Application>(&keys::application(id))? {
+            Some(a) => (Some(a.applicant), Some(a.requested)),
+            None => (None, None),
         },
-        Subject::Household(_) => None,
+        Subject::Release(id) => match ctx.get::<Release>(&keys::release(*id))? {
+            Some(r) => {
+                let org = match r.recipient {
+                    Recipient::Org(o) => Some(o),
+                    Recipient::Household(_) => None,
+                };
+                (org, Some(r.amount))
+            }
+            None => (None, None),
+        },
+        Subject::Household(_) => (None, None),
     })
-}
-
-/// Whether resolving an anomaly about `subject` takes two people: the
-/// amount it holds is at least `params.anomaly_second_review_from` (an
-/// application's requested amount, a release's amount). An anomaly about
-/// a household holds every payment to it, in every program, and always
-/// takes two.
-fn needs_second_review(ctx: &mut Ctx<'_, '_>, subject: &Subject) -> Result<bool, ContractError> {
-    let from = gov::params(ctx)?.anomaly_second_review_from;
-    let held = match subject {
-        Subject::Application(id) => ctx
-            .get::<Application>(&keys::application(id))?
-            .map(|a| a.requested),
-        Subject::Release(id) => ctx.get::<Release>(&keys::release(*id))?.map(|r| r.amount),
-        Subject::Household(_) => return Ok(true),
-    };
-    Ok(held.is_none_or(|a| a.0 >= from))
 }
 
 /// Raises an anomaly and indexes it as open under its subject.
@@ -148,8 +138,9 @@ impl Module for Anomalies {
                 expected: "open",
             });
         }
+        let (beneficiary, amount) = held(ctx, &a.subject)?;
         // A recipient never lifts its own hold.
-        let rels: &[Relation] = if beneficiary(ctx, &a.subject)?.as_ref() == Some(&signer.org) {
+        let rels: &[Relation] = if beneficiary.as_ref() == Some(&signer.org) {
             &[Relation::Beneficiary]
         } else {
             &[]
@@ -158,7 +149,10 @@ impl Module for Anomalies {
         if r.note.as_str().trim().is_empty() {
             return Err(ContractError::invalid("note", "a resolution needs a note"));
         }
-        if needs_second_review(ctx, &a.subject)? {
+        // Two people where the amount held is large; a household anomaly
+        // holds every payment to the household and always takes two.
+        let from = gov::params(ctx)?.anomaly_second_review_from;
+        if amount.is_none_or(|x| x.0 >= from) {
             match &a.first_review {
                 None => {
                     // The first of two people: recorded, still open.

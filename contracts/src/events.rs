@@ -139,6 +139,9 @@ pub enum EventBody {
         plan: Slug,
         program: Slug,
         total: Amount,
+        /// Approvals it awaits before a tranche can release (0 for a plan
+        /// funded from an approved application).
+        approvals_needed: u32,
     },
     /// An organisation approved a plan without an application; `approved`
     /// once it has all the approvals it needs.

@@ -290,6 +290,7 @@ fn create(ctx: &mut Ctx<'_, '_>, c: &crate::payload::CreatePlan) -> Result<(), C
         plan: plan.id.clone(),
         program: plan.program.clone(),
         total,
+        approvals_needed: plan.approvals_needed,
     });
     if let Some(mut a) = app {
         a.plan = Some(plan.id.clone());

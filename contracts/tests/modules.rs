@@ -772,6 +772,7 @@ fn receipt_outcomes_and_event_names_are_the_ones_the_guide_uses() {
             plan: s.clone(),
             program: s.clone(),
             total: Amount(1),
+            approvals_needed: 0,
         },
         EventBody::PlanApproved {
             plan: s.clone(),

@@ -714,6 +714,7 @@ fn a_plan_funds_only_an_approved_application_of_its_own_program_once() {
         plan: slug("p3"),
         program: slug("fund"),
         total: Amount(500),
+        approvals_needed: 0,
     }));
     let a = c.application("ok");
     assert_eq!(a.status, ApplicationStatus::Funded);

@@ -275,7 +275,7 @@ fn roles_text(roles: &[Role]) -> String {
 }
 
 fn relations_text(r: &Rule) -> String {
-    if r.allowed.len() + r.refused.len() == Relation::ALL.len() && r.refused.len() < 2 {
+    if r.allowed.len() + r.refused.len() == Relation::ALL.len() {
         "any".to_string()
     } else {
         names(r.allowed, ", ")

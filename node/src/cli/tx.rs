@@ -930,18 +930,6 @@ pub fn run(ctx: &Ctx, a: TxArgs) -> Result<ExitCode> {
     report(ctx, &raw, &st, a.wait)
 }
 
-/// Whether a receipt's events created a plan with nothing saying it came
-/// from an application (an application-funded plan changes the
-/// application's status in the same transaction).
-fn outcome_needs_approval(events: &[aidledger_contracts::Event]) -> bool {
-    !events.iter().any(|e| {
-        matches!(
-            e.body,
-            aidledger_contracts::EventBody::ApplicationStatusChanged { .. }
-        )
-    })
-}
-
 /// Prints a submission's status; non-zero exit if rejected, or if waiting
 /// ended before the commit.
 fn report(ctx: &Ctx, raw: &serde_json::Value, st: &TxStatus, waited: bool) -> Result<ExitCode> {
@@ -978,9 +966,11 @@ fn report(ctx: &Ctx, raw: &serde_json::Value, st: &TxStatus, waited: bool) -> Re
                                 "anomaly {anomaly} reviewed, still OPEN: it holds a large amount,                                  so a second person (another account) must resolve it too"
                             )
                         }
-                        aidledger_contracts::EventBody::PlanCreated { plan, .. }
-                            if outcome_needs_approval(&r.events) =>
-                        {
+                        aidledger_contracts::EventBody::PlanCreated {
+                            plan,
+                            approvals_needed,
+                            ..
+                        } if *approvals_needed > 0 => {
                             println!(
                                 "plan {plan} is AWAITING APPROVAL: no tranche releases until an                                  approver of the program's policy (not you) runs `tx approve-plan`"
                             )
