@@ -5,14 +5,8 @@
 //! it: 503 at once, never a queue). `/health` and `/metrics` bypass the
 //! request limit, so an operator can still look at a node that is flooded.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-
-use axum::body::Bytes;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -20,8 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// The server's limits (`[api]` in config.toml).
 #[derive(Clone, Debug)]
@@ -39,12 +35,22 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
-/// What the server counts, for metrics and tests.
-#[derive(Default, Debug)]
+/// What the server counts: the node's metrics (`aidledger_api_*`).
+#[derive(Clone, Debug, Default)]
 pub struct Counters {
-    pub connections_refused: AtomicU64,
-    pub requests_shed: AtomicU64,
-    pub timeouts: AtomicU64,
+    pub connections_refused: Counter,
+    pub requests_shed: Counter,
+    pub timeouts: Counter,
+}
+
+impl Counters {
+    pub fn of(m: &crate::metrics::Metrics) -> Counters {
+        Counters {
+            connections_refused: m.api_connections_refused.clone(),
+            requests_shed: m.api_requests_shed.clone(),
+            timeouts: m.api_timeouts.clone(),
+        }
+    }
 }
 
 /// The soft limit on open files of this process, if it can be read.
@@ -82,11 +88,14 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
-    counters: Arc<Counters>,
+    counters: Counters,
     mut stop: watch::Receiver<bool>,
 ) {
     let conns = Arc::new(Semaphore::new(limits.max_connections));
     let requests = Arc::new(Semaphore::new(limits.max_requests));
+    // A body must arrive within its deadline: a client trickling it cannot
+    // hold a request slot for long (its size is bounded by each route).
+    let app = app.layer(RequestBodyTimeoutLayer::new(limits.body_timeout));
     let app = app.layer(axum::middleware::from_fn({
         let requests = requests.clone();
         let counters = counters.clone();
@@ -113,7 +122,7 @@ pub async fn serve(
             }
         };
         let Ok(permit) = conns.clone().try_acquire_owned() else {
-            counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+            counters.connections_refused.inc();
             drop(stream);
             continue;
         };
@@ -141,7 +150,7 @@ pub async fn serve(
 }
 
 /// The per-request bounds: the request limit (but for health and
-/// metrics), the body deadline and the request deadline.
+/// metrics) and the request deadline.
 async fn bounded(
     req: Request,
     next: axum::middleware::Next,
@@ -156,7 +165,7 @@ async fn bounded(
         match requests.try_acquire() {
             Ok(p) => Some(p),
             Err(_) => {
-                counters.requests_shed.fetch_add(1, Ordering::Relaxed);
+                counters.requests_shed.inc();
                 return failure(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "busy",
@@ -165,57 +174,16 @@ async fn bounded(
             }
         }
     };
-    // The body must arrive within its deadline: a client trickling it
-    // cannot hold a request slot for long. (Its size is bounded by each
-    // route's limit, checked as it is read.)
-    let (parts, body) = req.into_parts();
-    let body = axum::body::Body::new(DeadlineBody {
-        inner: body,
-        deadline: Box::pin(tokio::time::sleep(limits.body_timeout)),
-    });
-    let req = Request::from_parts(parts, body);
     match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
-            counters.timeouts.fetch_add(1, Ordering::Relaxed);
+            counters.timeouts.inc();
             failure(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
                 "the request took too long",
             )
         }
-    }
-}
-
-/// A request body that fails once its deadline passes.
-struct DeadlineBody {
-    inner: axum::body::Body,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl http_body::Body for DeadlineBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        let this = self.get_mut();
-        if this.deadline.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Some(Err(axum::Error::new(
-                "the body did not arrive within the server's body timeout",
-            ))));
-        }
-        Pin::new(&mut this.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -252,10 +220,10 @@ mod tests {
         rt: &tokio::runtime::Runtime,
         app: Router,
         l: Limits,
-    ) -> (String, Arc<Counters>, watch::Sender<bool>) {
+    ) -> (String, Counters, watch::Sender<bool>) {
         let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let counters = Arc::new(Counters::default());
+        let counters = Counters::default();
         let (tx, rx) = watch::channel(false);
         rt.spawn(serve(listener, app, l, counters.clone(), rx));
         (addr, counters, tx)
@@ -303,7 +271,7 @@ mod tests {
         );
         assert!(health.starts_with("HTTP/1.1 200"), "{health}");
         assert!(first.join().unwrap().starts_with("HTTP/1.1 200"));
-        assert_eq!(counters.requests_shed.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.requests_shed.get(), 1);
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub resent_txs: Counter,
     pub expired_txs: Counter,
     pub synced_blocks: Counter,
+    /// The API server's refusals (node/src/http_server.rs).
+    pub api_connections_refused: Counter,
+    pub api_requests_shed: Counter,
+    pub api_timeouts: Counter,
     /// Copied from the network task's counters on every sync tick.
     pub net_gossip_in: Gauge,
     pub net_gossip_rejected: Gauge,
@@ -75,6 +79,9 @@ impl Metrics {
             resent_txs: Counter::default(),
             expired_txs: Counter::default(),
             synced_blocks: Counter::default(),
+            api_connections_refused: Counter::default(),
+            api_requests_shed: Counter::default(),
+            api_timeouts: Counter::default(),
             net_gossip_in: Gauge::default(),
             net_gossip_rejected: Gauge::default(),
             net_tx_gossip_dropped: Gauge::default(),
@@ -127,7 +134,7 @@ impl Metrics {
         for (name, help, g) in gauges {
             registry.register(name, help, g.clone());
         }
-        let counters: [(&str, &str, &Counter); 10] = [
+        let counters: [(&str, &str, &Counter); 13] = [
             ("view_changes", "View changes seen", &m.view_changes),
             (
                 "committed_txs",
@@ -169,6 +176,21 @@ impl Metrics {
                 "synced_blocks",
                 "Blocks committed through catch-up",
                 &m.synced_blocks,
+            ),
+            (
+                "api_connections_refused",
+                "API connections closed on accept: the connection cap was reached",
+                &m.api_connections_refused,
+            ),
+            (
+                "api_requests_shed",
+                "API requests answered 503 busy: the request limit was reached",
+                &m.api_requests_shed,
+            ),
+            (
+                "api_timeouts",
+                "API requests cut off by the request timeout",
+                &m.api_timeouts,
             ),
         ];
         for (name, help, c) in counters {

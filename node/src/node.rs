@@ -218,6 +218,7 @@ async fn run_async(
         .await
         .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
     tracing::info!(api = %cfg.api.listen, validator = is_validator, "serving the HTTP API");
+    let counters = crate::http_server::Counters::of(&shared.metrics);
     let app = crate::api::router(
         AppState {
             store: store.clone(),
@@ -242,7 +243,6 @@ async fn run_async(
         open_file_limit = ?crate::http_server::open_file_limit(),
         "API limits"
     );
-    let counters = Arc::new(crate::http_server::Counters::default());
     let api_task = tokio::spawn(crate::http_server::serve(
         listener, app, limits, counters, stop_rx,
     ));
