@@ -8,7 +8,7 @@
 //!
 //! Signatures:
 //! * `Commit` is signed with [`Purpose::Commit`] over
-//!   `codec::encode(&CommitVote { chain_id, height, view, block_hash })`, so
+//!   `codec::encode(&CommitVote { chain_id, height, view, block_hash, time })`, so
 //!   a quorum of commit messages *is* a [`CommitCertificate`];
 //! * every other payload is signed with [`Purpose::Consensus`] over
 //!   `codec::encode(&payload)`. The same bytes are re-derived to check the
@@ -16,7 +16,9 @@
 
 use aidledger_crypto::{verify, Keypair, Purpose};
 use aidledger_types::block::BLOCK_MAX_TXS;
-use aidledger_types::{codec, Block, ChainId, CommitVote, Hash, Signature, ValidatorSignature};
+use aidledger_types::{
+    codec, Block, ChainId, CommitVote, Hash, Signature, Timestamp, ValidatorSignature,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::ConsensusError;
@@ -81,6 +83,8 @@ pub enum Payload {
         view: u64,
         height: u64,
         block_hash: Hash,
+        /// The voter's clock (ADR 014); signed as part of the vote.
+        time: Timestamp,
     },
     ViewChange(ViewChange),
     NewView(NewView),
@@ -136,6 +140,7 @@ pub fn signed_message(chain_id: &ChainId, payload: &Payload) -> (Purpose, Vec<u8
             view,
             height,
             block_hash,
+            time,
         } => (
             Purpose::Commit,
             codec::encode(&CommitVote {
@@ -143,6 +148,7 @@ pub fn signed_message(chain_id: &ChainId, payload: &Payload) -> (Purpose, Vec<u8
                 height: *height,
                 view: *view,
                 block_hash: *block_hash,
+                time: *time,
             }),
         ),
         other => (Purpose::Consensus, codec::encode(other)),

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use aidledger_crypto::verify_certificate;
-use aidledger_types::{Block, CommitCertificate, Hash, Signature, ValidatorSignature};
+use aidledger_types::{
+    Block, CommitCertificate, CommitSignature, Hash, Signature, Timestamp, ValidatorSignature,
+};
 
 use crate::io::Output;
 use crate::message::{sign_payload, Payload, PreparedCert};
@@ -173,13 +175,20 @@ impl Replica {
         Ok(())
     }
 
-    pub(crate) fn on_commit(&mut self, from: u16, view: u64, hash: Hash, sig: Signature) -> Res {
+    pub(crate) fn on_commit(
+        &mut self,
+        from: u16,
+        view: u64,
+        hash: Hash,
+        time: Timestamp,
+        sig: Signature,
+    ) -> Res {
         self.slots
             .entry(view)
             .or_default()
             .commits
             .entry(from)
-            .or_insert((hash, sig));
+            .or_insert((hash, time, sig));
         self.progress();
         Ok(())
     }
@@ -242,11 +251,15 @@ impl Replica {
         }
         self.s.commit_vote = Some((v, x));
         self.dirty = true;
+        // The vote carries this replica's clock: the median of a
+        // certificate's times is the next block's time floor (ADR 014).
+        let time = Timestamp(self.now_ms);
         let env = self.sign(
             Payload::Commit {
                 view: v,
                 height: self.s.height,
                 block_hash: x,
+                time,
             },
             None,
         );
@@ -255,7 +268,7 @@ impl Replica {
             .entry(v)
             .or_default()
             .commits
-            .insert(me, (x, env.signature));
+            .insert(me, (x, time, env.signature));
         self.broadcast(env);
     }
 
@@ -291,7 +304,7 @@ impl Replica {
         let mut missing_block: Option<u16> = None;
         for (view, slot) in &self.slots {
             let mut tally: BTreeMap<Hash, usize> = BTreeMap::new();
-            for (h, _) in slot.commits.values() {
+            for (h, _, _) in slot.commits.values() {
                 *tally.entry(*h).or_default() += 1;
             }
             for (h, count) in tally {
@@ -309,7 +322,7 @@ impl Replica {
                 let committers: Vec<u16> = slot
                     .commits
                     .iter()
-                    .filter(|(from, (c, _))| *c == h && **from != self.me)
+                    .filter(|(from, (c, _, _))| *c == h && **from != self.me)
                     .map(|(from, _)| *from)
                     .collect();
                 if !committers.is_empty() {
@@ -335,12 +348,13 @@ impl Replica {
         let Some(slot) = self.slots.get(&view) else {
             return;
         };
-        let signatures: Vec<ValidatorSignature> = slot
+        let signatures: Vec<CommitSignature> = slot
             .commits
             .iter()
-            .filter(|(_, (h, _))| *h == hash)
-            .map(|(from, (_, s))| ValidatorSignature {
+            .filter(|(_, (h, _, _))| *h == hash)
+            .map(|(from, (_, time, s))| CommitSignature {
                 validator: *from,
+                time: *time,
                 signature: *s,
             })
             .collect();

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use aidledger_types::{Block, CommitCertificate, Hash, Signature};
+use aidledger_types::{Block, CommitCertificate, Hash, Signature, Timestamp};
 
 use crate::config::Config;
 use crate::io::{Input, Output, TimeoutKind};
@@ -53,7 +53,8 @@ pub(crate) struct Slot {
     pub(crate) pre_prepare: Option<(Hash, Signature)>,
     /// At most one entry per validator: the first vote counts.
     pub(crate) prepares: BTreeMap<u16, (Hash, Signature)>,
-    pub(crate) commits: BTreeMap<u16, (Hash, Signature)>,
+    /// Each voter's block, commit time and signature.
+    pub(crate) commits: BTreeMap<u16, (Hash, Timestamp, Signature)>,
 }
 
 /// One PBFT replica. See the crate docs for the driver's contract.
@@ -651,8 +652,11 @@ impl Replica {
             } => self.on_prepare(from, view, block_hash, signature),
             // §4.3: commits are accepted from any replica, logged per (v, n).
             Payload::Commit {
-                view, block_hash, ..
-            } => self.on_commit(from, view, block_hash, signature),
+                view,
+                block_hash,
+                time,
+                ..
+            } => self.on_commit(from, view, block_hash, time, signature),
             // §4.4: view-change messages.
             Payload::ViewChange(vc) => self.on_view_change(from, vc, signature, block),
             // §4.4: new-view messages.

@@ -102,6 +102,7 @@ fn malformed_forged_and_oversized_messages_are_rejected() {
         view: 0,
         height: 1,
         block_hash: a.hash(),
+        time: common::COMMIT_TIME,
     };
     let wrong_purpose = Envelope {
         from: 2,

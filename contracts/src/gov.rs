@@ -4,14 +4,14 @@
 //!
 //! Owns `gov/`.
 
-use aidledger_types::{OrgId, PublicKey, Role, Slug, TxKind};
+use aidledger_types::{OrgId, PublicKey, Role, Slug, TxKind, ValidatorSet};
 
 use crate::ctx::Ctx;
 use crate::events::EventBody;
 use crate::keys;
 use crate::model::{
-    Account, CrossCheck, GovAction, Org, ParamValue, Params, Proposal, ProposalStatus, RetiredKey,
-    Status,
+    Account, CrossCheck, GovAction, Org, ParamValue, Params, PreviousValidators, Proposal,
+    ProposalStatus, RetiredKey, Status,
 };
 use crate::payload::Payload;
 use crate::{ContractError, Module};
@@ -391,6 +391,23 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
             });
         }
         GovAction::SetValidators { validators } => {
+            // Keep the set that certifies this block (the one in force
+            // before its first change), for a node restarting here.
+            let recorded = ctx
+                .get::<PreviousValidators>(keys::PREVIOUS_VALIDATORS)?
+                .is_some_and(|p| p.height == ctx.height);
+            if !recorded {
+                let current: ValidatorSet = ctx
+                    .get(keys::VALIDATORS)?
+                    .ok_or_else(|| ContractError::not_found("validator set", "current"))?;
+                ctx.put(
+                    keys::PREVIOUS_VALIDATORS.to_vec(),
+                    &PreviousValidators {
+                        height: ctx.height,
+                        validators: current,
+                    },
+                )?;
+            }
             ctx.put(keys::VALIDATORS.to_vec(), validators)?;
             ctx.emit(EventBody::ValidatorSetChanged {
                 hash: validators.hash(),

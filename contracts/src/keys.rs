@@ -23,6 +23,9 @@ pub const GENESIS_HASH: &[u8] = b"gov/genesis-hash";
 pub const MODULES: &[u8] = b"gov/modules";
 pub const PARAMS: &[u8] = b"gov/params";
 pub const VALIDATORS: &[u8] = b"gov/validators";
+/// The set that certified the last block that changed the validator set
+/// ([`crate::model::PreviousValidators`]).
+pub const PREVIOUS_VALIDATORS: &[u8] = b"gov/validators-previous";
 pub const PROPOSAL_SEQ: &[u8] = b"gov/proposal-seq";
 pub const ORG_PREFIX: &[u8] = b"gov/org/";
 pub const ACCOUNT_PREFIX: &[u8] = b"gov/account/";

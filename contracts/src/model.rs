@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use aidledger_types::{
-    Amount, Currency, Hash, OrgId, PublicKey, RegionCode, Role, Slug, Text, Timestamp,
+    Amount, Currency, Hash, OrgId, PublicKey, RegionCode, Role, Slug, Text, Timestamp, ValidatorSet,
 };
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,17 @@ pub struct Account {
 pub struct RetiredKey {
     pub successor: PublicKey,
     pub nonce: u64,
+}
+
+/// The validator set a block that changed the set was certified by: the
+/// set in force before the block's first change. A node restarting on
+/// such a block needs it to check the next block's parent certificate
+/// (ADR 014); every other time the current set is also the certifying one.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PreviousValidators {
+    /// The height of the block that changed the set.
+    pub height: u64,
+    pub validators: ValidatorSet,
 }
 
 /// Consortium parameters, changed only by governance.

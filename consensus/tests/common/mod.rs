@@ -7,8 +7,8 @@ use aidledger_consensus::{
 };
 use aidledger_crypto::Keypair;
 use aidledger_types::{
-    Block, BlockHeader, ChainId, CommitCertificate, Hash, OrgId, Timestamp, Validator,
-    ValidatorSet, ValidatorSignature,
+    Block, BlockHeader, ChainId, CommitCertificate, CommitSignature, Hash, OrgId, Timestamp,
+    Validator, ValidatorSet, ValidatorSignature,
 };
 
 pub struct Net {
@@ -74,6 +74,7 @@ impl Net {
                 tx_count: 0,
                 state_root: Hash([salt as u8; 32]),
                 validator_set_hash: self.vset.hash(),
+                parent_certificate: None,
             },
             txs: Vec::new(),
         }
@@ -123,6 +124,7 @@ impl Net {
                 view,
                 height,
                 block_hash: hash,
+                time: COMMIT_TIME,
             },
             None,
         )
@@ -174,8 +176,9 @@ impl Net {
             block_hash: block.hash(),
             signatures: signers
                 .iter()
-                .map(|s| ValidatorSignature {
+                .map(|s| CommitSignature {
                     validator: *s as u16,
+                    time: COMMIT_TIME,
                     signature: self
                         .env(
                             *s,
@@ -183,6 +186,7 @@ impl Net {
                                 view,
                                 height: block.height(),
                                 block_hash: block.hash(),
+                                time: COMMIT_TIME,
                             },
                             None,
                         )
@@ -192,6 +196,9 @@ impl Net {
         }
     }
 }
+
+/// The time the test harness's commit votes carry.
+pub const COMMIT_TIME: Timestamp = Timestamp(5_000);
 
 pub fn validated(block: &Block, valid: bool) -> Input {
     Input::BlockValidated {

@@ -103,6 +103,21 @@ impl Failure {
                     parent.iso8601()
                 ),
             ),
+            B::TimestampBelowFloor { height, floor, got } => Failure::at(
+                *height,
+                "block",
+                format!(
+                    "timestamp {} is below {}, the median commit time in its parent's \
+                     certificate",
+                    got.iso8601(),
+                    floor.iso8601()
+                ),
+            ),
+            B::ParentCertificate { height, reason } => Failure::at(
+                *height,
+                "block",
+                format!("carries an invalid certificate of its parent: {reason}"),
+            ),
             B::TimestampTooFarAhead { height, got, .. } => Failure::at(
                 *height,
                 "block",

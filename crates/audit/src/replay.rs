@@ -282,7 +282,7 @@ impl Run<'_> {
             s.first_block_time_ms
                 .get_or_insert(e.block.header.timestamp.ms());
             s.last_block_time_ms = Some(e.block.header.timestamp.ms());
-            *self.parent = ParentInfo::child_of(&e.block, &outcome);
+            *self.parent = self.parent.child(&e.block, &outcome, None);
             s.head_hash = Some(self.parent.hash);
             s.state_root = Some(outcome.state_root);
             self.progress.block_done(h, e.block.txs.len());

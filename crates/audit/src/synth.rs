@@ -28,8 +28,8 @@ use aidledger_execution::{
 use aidledger_storage::{CommitBatch, RocksStore, Store};
 use aidledger_types::hash::hash_parts;
 use aidledger_types::{
-    codec, Amount, Block, ChainId, CommitCertificate, Hash, OrgId, RegionCode, Role, SignedTx,
-    Slug, StateAccumulator, Timestamp, ValidatorSet, ValidatorSignature,
+    codec, Amount, Block, ChainId, CommitCertificate, CommitSignature, Hash, OrgId, RegionCode,
+    Role, SignedTx, Slug, StateAccumulator, Timestamp, ValidatorSet,
 };
 
 use crate::{AuditError, StoreState};
@@ -42,7 +42,8 @@ fn invalid(what: &str, reason: impl std::fmt::Display) -> AuditError {
 }
 
 /// Signs a certificate for `block` with the first `signers` validators of
-/// `set`, looking their keys up in `keys`.
+/// `set`, looking their keys up in `keys`. Each votes at the block's own
+/// time, so the next block's floor is this block's time.
 pub fn certificate(
     chain: &ChainId,
     set: &ValidatorSet,
@@ -60,22 +61,25 @@ pub fn certificate(
         let kp = keys
             .get(&v.org)
             .ok_or_else(|| invalid("certificate", format!("no key for validator {}", v.org)))?;
-        let sig = vote_signature(chain, &cert, kp, i as u16);
+        let sig = vote_signature(chain, &cert, kp, i as u16, block.header.timestamp);
         cert.signatures.push(sig);
     }
     Ok(cert)
 }
 
-/// Signs the commit vote of `cert` with `kp`, as validator index `index`.
+/// Signs the commit vote of `cert` with `kp`, as validator index `index`
+/// voting at `time`.
 pub fn vote_signature(
     chain: &ChainId,
     cert: &CommitCertificate,
     kp: &Keypair,
     index: u16,
-) -> ValidatorSignature {
-    let vote = codec::encode(&cert.vote(chain));
-    ValidatorSignature {
+    time: Timestamp,
+) -> CommitSignature {
+    let vote = codec::encode(&cert.vote(chain, time));
+    CommitSignature {
         validator: index,
+        time,
         signature: kp.sign(chain, Purpose::Commit, &vote),
     }
 }
@@ -216,7 +220,9 @@ impl SynthChain {
         batch: CommitBatch,
         outcome: BlockOutcome,
     ) -> Result<(), AuditError> {
-        let parent = ParentInfo::child_of(&batch.block, &outcome);
+        let parent = self
+            .parent
+            .child(&batch.block, &outcome, Some(batch.certificate.clone()));
         let txs = batch.block.txs.len() as u64;
         self.store.commit_block(batch)?;
         if let Some(m) = self.state.as_mut() {

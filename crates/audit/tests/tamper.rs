@@ -237,7 +237,7 @@ fn a_certificate_forged_with_a_non_validator_key_is_rejected() {
     // One signature replaced by an outsider's, under a validator's index.
     tamper(&b, |s| {
         let mut c = get_cert(s, 2);
-        c.signatures[1] = vote_signature(&chain, &c, &outsider, 1);
+        c.signatures[1] = vote_signature(&chain, &c, &outsider, 1, c.signatures[1].time);
         put_cert(s, &c);
     });
     assert_eq!(
@@ -254,7 +254,8 @@ fn a_certificate_forged_with_a_non_validator_key_is_rejected() {
     tamper(&b, |s| {
         let mut c = get_cert(s, h);
         c.signatures.truncate(1);
-        c.signatures.push(vote_signature(&chain, &c, &fb, 3));
+        c.signatures
+            .push(vote_signature(&chain, &c, &fb, 3, c.signatures[0].time));
         put_cert(s, &c);
     });
     assert_eq!(

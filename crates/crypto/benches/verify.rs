@@ -11,8 +11,8 @@ use std::time::Duration;
 use aidledger_crypto::{verify_certificate, verify_tx, verify_txs, Keypair, Purpose};
 use aidledger_types::hash::sha256;
 use aidledger_types::{
-    codec, ChainId, CommitCertificate, CommitVote, Hash, OrgId, SignedTx, TxBody, TxKind,
-    Validator, ValidatorSet, ValidatorSignature,
+    codec, ChainId, CommitCertificate, CommitSignature, CommitVote, Hash, OrgId, SignedTx,
+    Timestamp, TxBody, TxKind, Validator, ValidatorSet,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
@@ -120,20 +120,25 @@ fn certificate(n: usize, signers: usize) -> (ValidatorSet, CommitCertificate, Ha
     )
     .unwrap();
     let block_hash = sha256(b"bench block");
-    let vote = CommitVote {
-        chain_id: chain_id.clone(),
-        height: 1,
-        view: 0,
-        block_hash,
-    };
-    let vote_bytes = codec::encode(&vote);
+    // Each signer votes at its own time, as live validators do.
     let signatures = keys
         .iter()
         .take(signers)
         .enumerate()
-        .map(|(i, k)| ValidatorSignature {
-            validator: i as u16,
-            signature: k.sign(&chain_id, Purpose::Commit, &vote_bytes),
+        .map(|(i, k)| {
+            let time = Timestamp(1_767_225_600_000 + i as u64);
+            let vote = CommitVote {
+                chain_id: chain_id.clone(),
+                height: 1,
+                view: 0,
+                block_hash,
+                time,
+            };
+            CommitSignature {
+                validator: i as u16,
+                time,
+                signature: k.sign(&chain_id, Purpose::Commit, &codec::encode(&vote)),
+            }
         })
         .collect();
     let cert = CommitCertificate {

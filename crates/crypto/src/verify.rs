@@ -357,8 +357,15 @@ pub fn verify_certificate(
             required,
         });
     }
-    let vote = codec::encode(&cert.vote(chain_id));
-    let bytes = signing_bytes(chain_id, Purpose::Commit, &vote);
+    // Each signer signed its own time, so each has its own message.
+    let messages: Vec<Vec<u8>> = cert
+        .signatures
+        .iter()
+        .map(|s| {
+            let vote = codec::encode(&cert.vote(chain_id, s.time));
+            signing_bytes(chain_id, Purpose::Commit, &vote)
+        })
+        .collect();
     let keys: Vec<&PublicKey> = cert
         .signatures
         .iter()
@@ -368,9 +375,10 @@ pub fn verify_certificate(
         .signatures
         .iter()
         .zip(keys)
-        .map(|(s, public)| SigItem {
+        .zip(&messages)
+        .map(|((s, public), bytes)| SigItem {
             public,
-            signed_bytes: &bytes,
+            signed_bytes: bytes,
             signature: &s.signature,
         })
         .collect();

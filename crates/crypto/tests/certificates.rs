@@ -3,8 +3,8 @@
 
 use aidledger_crypto::{verify_certificate, CryptoError, Keypair, Purpose};
 use aidledger_types::{
-    codec, ChainId, CommitCertificate, CommitVote, Hash, OrgId, Validator, ValidatorSet,
-    ValidatorSignature,
+    codec, ChainId, CommitCertificate, CommitSignature, CommitVote, Hash, OrgId, Timestamp,
+    Validator, ValidatorSet,
 };
 
 fn chain() -> ChainId {
@@ -28,23 +28,28 @@ fn setup(n: usize) -> (Vec<Keypair>, ValidatorSet) {
     (keys, set)
 }
 
+/// Signer `i` votes at time `1000 + i`: each signature covers its own time.
 fn cert(keys: &[Keypair], signers: &[usize], height: u64, block: Hash) -> CommitCertificate {
-    let vote = CommitVote {
-        chain_id: chain(),
-        height,
-        view: 0,
-        block_hash: block,
-    };
-    let bytes = codec::encode(&vote);
     CommitCertificate {
         height,
         view: 0,
         block_hash: block,
         signatures: signers
             .iter()
-            .map(|&i| ValidatorSignature {
-                validator: i as u16,
-                signature: keys[i].sign(&chain(), Purpose::Commit, &bytes),
+            .map(|&i| {
+                let time = Timestamp(1000 + i as u64);
+                let vote = CommitVote {
+                    chain_id: chain(),
+                    height,
+                    view: 0,
+                    block_hash: block,
+                    time,
+                };
+                CommitSignature {
+                    validator: i as u16,
+                    time,
+                    signature: keys[i].sign(&chain(), Purpose::Commit, &codec::encode(&vote)),
+                }
             })
             .collect(),
     }
@@ -138,4 +143,62 @@ fn wrong_height_block_or_chain_is_refused() {
         verify_certificate(&c, &other, &set, 3, &b),
         Err(CryptoError::CertBadSignature { .. })
     ));
+}
+
+/// Each signer signs its own commit time (ADR 014): a time changed after
+/// signing, or one signer's time moved to another, breaks that signature.
+#[test]
+fn a_commit_time_changed_after_signing_is_refused() {
+    let (keys, set) = setup(4);
+    let b = Hash([5; 32]);
+    let good = cert(&keys, &[0, 1, 2], 3, b);
+    verify_certificate(&good, &chain(), &set, 3, &b).unwrap();
+    assert_eq!(good.median_time(), Some(Timestamp(1001)));
+    for (i, time) in [
+        (0, Timestamp(0)),
+        (1, Timestamp(u64::MAX)),
+        (2, Timestamp(1000)),
+    ] {
+        let mut c = good.clone();
+        c.signatures[i].time = time;
+        assert_eq!(
+            verify_certificate(&c, &chain(), &set, 3, &b),
+            Err(CryptoError::CertBadSignature {
+                index: i as u16,
+                org: format!("org-{i}")
+            }),
+            "signer {i}'s time changed to {time:?}"
+        );
+    }
+}
+
+/// The median lies between honest times whatever f signers write: with
+/// n = 4 (f = 1), one extreme time among three or four signers never
+/// becomes the median.
+#[test]
+fn the_median_time_ignores_one_extreme_signer() {
+    let sig = |validator: u16, t: u64| CommitSignature {
+        validator,
+        time: Timestamp(t),
+        signature: aidledger_types::Signature([0; 64]),
+    };
+    let mk = |sigs: Vec<CommitSignature>| CommitCertificate {
+        height: 1,
+        view: 0,
+        block_hash: Hash([0; 32]),
+        signatures: sigs,
+    };
+    for extreme in [0, u64::MAX] {
+        // Three signers: honest 500 and 700; the median is one of them.
+        let m = mk(vec![sig(0, 500), sig(1, extreme), sig(2, 700)])
+            .median_time()
+            .unwrap();
+        assert!((500..=700).contains(&m.0), "{extreme}: {m:?}");
+        // Four signers: honest 500, 600, 700.
+        let m = mk(vec![sig(0, 500), sig(1, 600), sig(2, extreme), sig(3, 700)])
+            .median_time()
+            .unwrap();
+        assert!((500..=700).contains(&m.0), "{extreme}: {m:?}");
+    }
+    assert_eq!(mk(Vec::new()).median_time(), None);
 }

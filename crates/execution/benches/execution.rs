@@ -57,7 +57,13 @@ impl Chain {
         assert!(out.receipts.iter().all(|r| r.is_applied()));
         self.state.apply(&out.writes);
         self.acc = out.accumulator.clone();
-        self.parent = ParentInfo::child_of(&block, &out);
+        let cert = self.f.keys.certify(
+            &self.parent.chain_id,
+            &self.parent.validator_set,
+            &block,
+            ctx.timestamp,
+        );
+        self.parent = self.parent.child(&block, &out, Some(cert));
     }
 }
 

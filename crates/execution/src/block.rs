@@ -4,11 +4,11 @@
 use std::collections::BTreeSet;
 
 use aidledger_contracts::Genesis;
-use aidledger_crypto::{verify_txs, VerifiedTx};
+use aidledger_crypto::{verify_certificate, verify_txs, VerifiedTx};
 use aidledger_types::block::BLOCK_MAX_TXS;
 use aidledger_types::{
-    Block, BlockHeader, ChainId, Hash, PublicKey, SignedTx, StateAccumulator, Timestamp,
-    ValidatorSet,
+    Block, BlockHeader, ChainId, CommitCertificate, Hash, PublicKey, SignedTx, StateAccumulator,
+    Timestamp, ValidatorSet,
 };
 
 use crate::exec::{
@@ -30,6 +30,15 @@ pub struct ParentInfo {
     pub validator_set: ValidatorSet,
     /// The state root after the parent, for callers that track it.
     pub state_root: Hash,
+    /// The set that certified the parent (the genesis set for the
+    /// genesis). The next block's `parent_certificate` is checked
+    /// against it.
+    pub certifiers: ValidatorSet,
+    /// The parent's commit certificate as this node holds it, for the
+    /// header of the next block it proposes. `None` for the genesis, and
+    /// for callers that only validate (validation reads the certificate
+    /// from the block).
+    pub certificate: Option<CommitCertificate>,
 }
 
 impl ParentInfo {
@@ -43,11 +52,19 @@ impl ParentInfo {
             timestamp: g.genesis_time,
             validator_set: g.validators.clone(),
             state_root: acc.root(),
+            certifiers: g.validators.clone(),
+            certificate: None,
         })
     }
 
-    /// The parent of the block after `block`, once it has executed.
-    pub fn child_of(block: &Block, outcome: &BlockOutcome) -> ParentInfo {
+    /// The parent of the block after `block`, once `block` (the child of
+    /// `self`) has executed; `certificate` is `block`'s, where known.
+    pub fn child(
+        &self,
+        block: &Block,
+        outcome: &BlockOutcome,
+        certificate: Option<CommitCertificate>,
+    ) -> ParentInfo {
         ParentInfo {
             chain_id: block.header.chain_id.clone(),
             height: block.header.height,
@@ -55,7 +72,20 @@ impl ParentInfo {
             timestamp: block.header.timestamp,
             validator_set: outcome.validator_set.clone(),
             state_root: outcome.state_root,
+            certifiers: self.validator_set.clone(),
+            certificate,
         }
+    }
+
+    /// The earliest time the next block may carry when it is built on
+    /// the certificate this node holds: after the parent's time, and at
+    /// least the certificate's median commit time (ADR 014).
+    pub fn next_time_floor(&self) -> Timestamp {
+        let after = self.timestamp.saturating_add_ms(1);
+        self.certificate
+            .as_ref()
+            .and_then(CommitCertificate::median_time)
+            .map_or(after, |m| m.max(after))
     }
 }
 
@@ -82,6 +112,17 @@ pub enum BlockInvalid {
         parent: Timestamp,
         got: Timestamp,
     },
+    #[error(
+        "block {height}: timestamp {got} is below its floor {floor}, the median commit time \
+         in the parent's certificate"
+    )]
+    TimestampBelowFloor {
+        height: u64,
+        floor: Timestamp,
+        got: Timestamp,
+    },
+    #[error("block {height}: the parent's certificate in the header is invalid: {reason}")]
+    ParentCertificate { height: u64, reason: String },
     #[error("block {height}: timestamp {got} is more than {max_drift_ms} ms ahead of local time {now_ms}")]
     TimestampTooFarAhead {
         height: u64,
@@ -148,9 +189,11 @@ pub enum BlockInvalid {
 
 /// Checks a block against its parent and executes it. `now_ms` is the
 /// validator's clock: the drift check runs only when it is given (live
-/// voting), never during replay. Only running ahead is checked; a block
+/// voting), never during replay. From below, time is bounded by the chain
+/// alone: after the parent's, and at least the median commit time of the
+/// parent's certificate that the header carries (ADR 014), so a block
 /// that is old when re-proposed after a view change is still valid, and
-/// monotonicity stops time from going back.
+/// a replay reaches the same verdict.
 pub fn validate_block(
     block: &Block,
     parent: &ParentInfo,
@@ -249,6 +292,42 @@ pub fn check_header(
         return Err(BlockInvalid::TimestampNotMonotonic {
             height,
             parent: parent.timestamp,
+            got: h.timestamp,
+        });
+    }
+    let floor = match (&h.parent_certificate, parent.height) {
+        (None, 0) => parent.timestamp,
+        (Some(_), 0) => {
+            return Err(BlockInvalid::ParentCertificate {
+                height,
+                reason: "block 1 has no parent certificate to carry".into(),
+            })
+        }
+        (None, _) => {
+            return Err(BlockInvalid::ParentCertificate {
+                height,
+                reason: "missing".into(),
+            })
+        }
+        (Some(c), _) => {
+            verify_certificate(
+                c,
+                &parent.chain_id,
+                &parent.certifiers,
+                parent.height,
+                &parent.hash,
+            )
+            .map_err(|e| BlockInvalid::ParentCertificate {
+                height,
+                reason: e.to_string(),
+            })?;
+            c.median_time().unwrap_or(parent.timestamp)
+        }
+    };
+    if h.timestamp < floor {
+        return Err(BlockInvalid::TimestampBelowFloor {
+            height,
+            floor,
             got: h.timestamp,
         });
     }
@@ -420,6 +499,7 @@ pub fn build_block(
         tx_count: txs.len() as u32,
         state_root: outcome.state_root,
         validator_set_hash: parent.validator_set.hash(),
+        parent_certificate: parent.certificate.clone(),
     };
     Ok((Block { header, txs }, outcome))
 }

@@ -13,8 +13,8 @@ use aidledger_contracts::{Condition, Genesis, GenesisAccount, GenesisOrg};
 use aidledger_crypto::{verify_tx, Keypair, Purpose, VerifiedTx};
 use aidledger_types::hash::sha256;
 use aidledger_types::{
-    codec, Amount, ChainId, Currency, Hash, OrgId, PublicKey, RegionCode, Role, SignedTx, Slug,
-    Text, Timestamp, TxBody, Validator, ValidatorSet,
+    codec, Amount, Block, ChainId, CommitCertificate, CommitSignature, Currency, Hash, OrgId,
+    PublicKey, RegionCode, Role, SignedTx, Slug, Text, Timestamp, TxBody, Validator, ValidatorSet,
 };
 
 use crate::exec::StateRead;
@@ -56,6 +56,43 @@ pub struct DevKeys {
 }
 
 impl DevKeys {
+    /// A commit certificate for `block` signed by the first quorum of
+    /// `set`'s members whose keys this fixture holds, each voting at
+    /// `time`. Panics when it holds too few, a bug in the calling test.
+    pub fn certify(
+        &self,
+        chain_id: &ChainId,
+        set: &ValidatorSet,
+        block: &Block,
+        time: Timestamp,
+    ) -> CommitCertificate {
+        let mut cert = CommitCertificate {
+            height: block.header.height,
+            view: block.header.view,
+            block_hash: block.hash(),
+            signatures: Vec::new(),
+        };
+        let vote = codec::encode(&cert.vote(chain_id, time));
+        for (index, v) in set.validators().iter().enumerate() {
+            if cert.signatures.len() == set.quorum() {
+                break;
+            }
+            if let Some((_, kp)) = self.validators.iter().find(|(_, k)| k.public() == v.key) {
+                cert.signatures.push(CommitSignature {
+                    validator: index as u16,
+                    time,
+                    signature: kp.sign(chain_id, Purpose::Commit, &vote),
+                });
+            }
+        }
+        assert_eq!(
+            cert.signatures.len(),
+            set.quorum(),
+            "the fixture holds too few of the set's keys to certify"
+        );
+        cert
+    }
+
     /// The operator key of `org` with `role`. Panics if the fixture has no
     /// such operator, which is a bug in the calling test.
     pub fn op(&self, org_id: &str, role: Role) -> &Keypair {

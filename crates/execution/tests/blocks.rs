@@ -274,7 +274,10 @@ fn the_workload_factory_produces_valid_transactions_block_after_block() {
         assert_eq!(again.state_root, out.state_root);
         state.apply(&out.writes);
         acc = out.accumulator.clone();
-        parent = ParentInfo::child_of(&block, &out);
+        let cert = f
+            .keys
+            .certify(&g.chain_id, &parent.validator_set, &block, ctx.timestamp);
+        parent = parent.child(&block, &out, Some(cert));
     }
     assert_eq!(state.accumulator().root(), acc.root());
 }

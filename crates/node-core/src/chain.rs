@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use aidledger_contracts::{keys, Account, Genesis};
-use aidledger_execution::ParentInfo;
+use aidledger_contracts::{keys, Account, Genesis, PreviousValidators};
+use aidledger_execution::{ParentInfo, StateRead};
 use aidledger_mempool::{AccountInfo, AccountView};
 use aidledger_storage::Store;
 use aidledger_types::{codec, PublicKey, StateAccumulator};
@@ -62,7 +62,35 @@ pub fn open_chain(
             head.state_root
         );
     }
-    let validators = aidledger_execution::read_validator_set(&StoreState(store))?;
+    let state = StoreState(store);
+    let validators = aidledger_execution::read_validator_set(&state)?;
+    // The set that certified the head: the current one, unless the head
+    // block changed the set; then the one recorded before that change.
+    let certifiers = if validators.hash() == block.header.validator_set_hash {
+        validators.clone()
+    } else {
+        let prev = state
+            .get(keys::PREVIOUS_VALIDATORS)?
+            .map(|b| codec::decode::<PreviousValidators>(&b))
+            .transpose()
+            .context("decoding the previous validator set")?;
+        match prev {
+            Some(p)
+                if p.height == head.height
+                    && p.validators.hash() == block.header.validator_set_hash =>
+            {
+                p.validators
+            }
+            _ => bail!(
+                "head block {} changed the validator set, and the state does not hold the set \
+                 that certified it",
+                head.height
+            ),
+        }
+    };
+    let certificate = store
+        .certificate(head.height)?
+        .with_context(|| format!("the certificate of head block {} is missing", head.height))?;
     Ok((
         ParentInfo {
             chain_id: genesis.chain_id.clone(),
@@ -71,6 +99,8 @@ pub fn open_chain(
             timestamp: block.header.timestamp,
             validator_set: validators,
             state_root: head.state_root,
+            certifiers,
+            certificate: Some(certificate),
         },
         acc,
     ))

@@ -972,7 +972,15 @@ impl NodeCore {
         let txs = self
             .mempool
             .select(c.max_block_txs, c.max_block_bytes, &accounts);
-        let timestamp = Timestamp(self.now.wall_ms.max(self.parent.timestamp.0 + 1));
+        // The clock's time, unless the parent's certificate says the quorum
+        // was already later (ADR 014): then this clock lags, and the floor
+        // is the earliest time the validators accept.
+        anyhow::ensure!(
+            self.parent.height == 0 || self.parent.certificate.is_some(),
+            "height {}: the parent's certificate is not at hand; cannot propose",
+            p.height
+        );
+        let timestamp = Timestamp(self.now.wall_ms).max(self.parent.next_time_floor());
         let ctx = BlockContext {
             chain_id: self.chain_id.clone(),
             height: p.height,
@@ -1076,7 +1084,7 @@ impl NodeCore {
         let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
         let batch = CommitBatch {
             block: block.clone(),
-            certificate,
+            certificate: certificate.clone(),
             state_writes: outcome.writes.clone(),
             receipts,
             accumulator: outcome.accumulator.clone(),
@@ -1099,7 +1107,7 @@ impl NodeCore {
         t.count(Count::RejectedTxs, rejected as u64);
         t.block_txs(ids.len());
         let vset_changed = outcome.validator_set != self.parent.validator_set;
-        self.parent = ParentInfo::child_of(&block, &outcome);
+        self.parent = self.parent.child(&block, &outcome, Some(certificate));
         self.acc = outcome.accumulator;
         self.outcomes.retain(|_, c| c.height > height);
         self.proposal = None;

@@ -10,6 +10,7 @@ use aidledger_consensus::{
     Envelope, NewView, Payload as ConsensusPayload, PreparedCert, SignedViewChange, ViewChange,
     MESSAGE_MAX_BYTES,
 };
+use aidledger_crypto::{verify_txs, VerifiedTx};
 use aidledger_execution::{build_block, BlockContext};
 use aidledger_node_core::{Channel, StoreState};
 use aidledger_storage::Store;
@@ -39,15 +40,21 @@ pub enum Byz {
     /// Random bytes, corrupted copies, and well-signed messages that
     /// break the protocol's rules.
     Garbage,
+    /// As primary, replaces each of its proposals by the same
+    /// transactions stamped as early as monotonicity allows (one
+    /// millisecond after the parent), to hold block time back (ADR 014);
+    /// its commit votes claim the genesis time or a year ahead.
+    Laggard,
 }
 
 impl Byz {
-    pub const ALL: [Byz; 5] = [
+    pub const ALL: [Byz; 6] = [
         Byz::Equivocator,
         Byz::DoubleVoter,
         Byz::Replayer,
         Byz::Splitter,
         Byz::Garbage,
+        Byz::Laggard,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +64,7 @@ impl Byz {
             Byz::Replayer => "replayer",
             Byz::Splitter => "splitter",
             Byz::Garbage => "garbage",
+            Byz::Laggard => "laggard",
         }
     }
 }
@@ -76,6 +84,18 @@ const SEEN_MAX: usize = 256;
 
 impl Cluster {
     /// The byzantine node's index in its current validator set, if any.
+    /// The time a byzantine commit vote claims: its clock, the genesis
+    /// time, or a year ahead. Certificates it helps form must still give
+    /// a floor between honest clocks (ADR 014).
+    fn byz_time(&mut self, i: usize) -> Timestamp {
+        let now = self.node_now(i).wall_ms;
+        match self.rng.gen_range(0..3) {
+            0 => Timestamp(now),
+            1 => self.genesis.genesis_time,
+            _ => Timestamp(now.saturating_add(365 * 86_400_000)),
+        }
+    }
+
     fn byz_index(&self, i: usize) -> Option<u16> {
         let core = self.nodes[i].core.as_ref()?;
         let idx = core
@@ -138,6 +158,38 @@ impl Cluster {
                 let (view, height) = (*view, *height);
                 self.equivocate(i, env, view, height, data);
             }
+            (Byz::Laggard, ConsensusPayload::PrePrepare { view, height, .. })
+                if env.block.is_some() =>
+            {
+                let (view, height) = (*view, *height);
+                self.lag(i, env, view, height, data);
+            }
+            (Byz::Laggard, ConsensusPayload::Commit { .. }) => {
+                let ConsensusPayload::Commit {
+                    view,
+                    height,
+                    block_hash,
+                    ..
+                } = env.payload
+                else {
+                    return;
+                };
+                let time = if self.rng.gen_bool(0.5) {
+                    self.genesis.genesis_time
+                } else {
+                    Timestamp(self.node_now(i).wall_ms.saturating_add(365 * 86_400_000))
+                };
+                let payload = ConsensusPayload::Commit {
+                    view,
+                    height,
+                    block_hash,
+                    time,
+                };
+                match self.byz_sign(i, payload, None) {
+                    Some(e) => self.byz_send(i, None, e.encode()),
+                    None => self.byz_send(i, None, data),
+                }
+            }
             (
                 Byz::Splitter,
                 ConsensusPayload::ViewChange(_) | ConsensusPayload::PrePrepare { .. },
@@ -167,10 +219,18 @@ impl Cluster {
         let Ok(acc) = store.accumulator() else {
             return self.byz_send(i, None, data);
         };
+        // Half the time the other block is also as old as monotonicity
+        // allows, below the floor the parent's certificate sets unless the
+        // quorum's clocks lag (ADR 014): honest validators refuse it.
+        let timestamp = if self.rng.gen_bool(0.5) {
+            Timestamp(orig.header.timestamp.0 + 1)
+        } else {
+            parent.timestamp.saturating_add_ms(1)
+        };
         let ctx = BlockContext {
             chain_id: self.genesis.chain_id.clone(),
             height,
-            timestamp: Timestamp(orig.header.timestamp.0 + 1),
+            timestamp,
             proposer: self.nodes[i].key.public(),
         };
         let state = StoreState(store.as_ref());
@@ -201,16 +261,62 @@ impl Cluster {
             };
             self.byz_send(i, Some(j), bytes);
         }
+        let time = self.byz_time(i);
         if let Some(commit) = self.byz_sign(
             i,
             ConsensusPayload::Commit {
                 view,
                 height,
                 block_hash: alt_hash,
+                time,
             },
             None,
         ) {
             self.byz_send(i, None, commit.encode());
+        }
+    }
+
+    /// As primary: the proposal's transactions in a block stamped one
+    /// millisecond after the parent, to every peer instead of the original.
+    fn lag(&mut self, i: usize, env: Envelope, view: u64, height: u64, data: Vec<u8>) {
+        let Some(orig) = env.block.as_ref() else {
+            return self.byz_send(i, None, data);
+        };
+        let Some(core) = self.nodes[i].core.as_ref() else {
+            return;
+        };
+        let parent = core.parent().clone();
+        let store = self.nodes[i].store.clone();
+        let Ok(acc) = store.accumulator() else {
+            return self.byz_send(i, None, data);
+        };
+        let chain = self.genesis.chain_id.clone();
+        let txs: Vec<VerifiedTx> = verify_txs(orig.txs.clone(), &chain)
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
+        let ctx = BlockContext {
+            chain_id: chain,
+            height,
+            timestamp: parent.timestamp.saturating_add_ms(1),
+            proposer: self.nodes[i].key.public(),
+        };
+        let state = StoreState(store.as_ref());
+        let Ok((old, _)) = build_block(&parent, &ctx, view, &txs, &state, &acc) else {
+            return self.byz_send(i, None, data);
+        };
+        let hash = old.hash();
+        match self.byz_sign(
+            i,
+            ConsensusPayload::PrePrepare {
+                view,
+                height,
+                block_hash: hash,
+            },
+            Some(old),
+        ) {
+            Some(e) => self.byz_send(i, None, e.encode()),
+            None => self.byz_send(i, None, data),
         }
     }
 
@@ -305,6 +411,7 @@ impl Cluster {
                     if mem.voted.len() > SEEN_MAX {
                         mem.voted.pop_first();
                     }
+                    let time = self.byz_time(i);
                     for payload in [
                         ConsensusPayload::Prepare {
                             view,
@@ -315,6 +422,7 @@ impl Cluster {
                             view,
                             height,
                             block_hash: x,
+                            time,
                         },
                     ] {
                         if let Some(e) = self.byz_sign(i, payload, None) {
@@ -361,6 +469,7 @@ impl Cluster {
             })
             .unwrap_or((1, 0));
         let rh = Hash(self.rng.gen());
+        let rt = Timestamp(self.rng.gen());
         let dv: u64 = self.rng.gen_range(0..3);
         let dh: u64 = self.rng.gen_range(0..2);
         let bytes = match self.rng.gen_range(0..8) {
@@ -432,6 +541,7 @@ impl Cluster {
                         view: view + 100 * dv,
                         height: height + 2 + 50 * dh,
                         block_hash: rh,
+                        time: rt,
                     },
                     None,
                 )
@@ -458,6 +568,7 @@ impl Cluster {
                         view,
                         height,
                         block_hash: rh,
+                        time: rt,
                     },
                     None,
                 ) {

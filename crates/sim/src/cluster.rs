@@ -879,6 +879,7 @@ impl Cluster {
                         self.current_set = Some(set);
                     }
                 }
+                self.check_time_floor(i, height);
                 self.report.committed_txs += txs.len() as u64;
                 self.report.max_height = self.report.max_height.max(height);
                 self.trace = fnv(self.trace, &hash.0);
@@ -903,6 +904,52 @@ impl Cluster {
                     verify_certificate(&cert, &self.genesis.chain_id, &vset, height, &hash)
                 {
                     self.violation(format!("node {i}: certificate of height {height}: {e}"));
+                }
+            }
+        }
+    }
+
+    /// ADR 014's guarantee, checked from outside: the time of block
+    /// `height` is not below every honest clock that voted for its parent.
+    /// The header carries a valid certificate of the decided parent, and
+    /// the time is at least the earliest commit time an honest signer of
+    /// that certificate wrote (the byzantine node's times do not count).
+    fn check_time_floor(&mut self, i: usize, height: u64) {
+        if height < 2 {
+            return;
+        }
+        let Ok(Some(block)) = self.nodes[i].store.block(height) else {
+            return;
+        };
+        let Some(cert) = block.header.parent_certificate.clone() else {
+            return self.violation(format!(
+                "block {height} carries no certificate of its parent"
+            ));
+        };
+        if let Some(set) = self.validators_before(i, height - 1) {
+            let parent = block.header.parent_hash;
+            if let Err(e) =
+                verify_certificate(&cert, &self.genesis.chain_id, &set, height - 1, &parent)
+            {
+                return self.violation(format!(
+                    "block {height} carries a bad certificate of its parent: {e}"
+                ));
+            }
+            let byz_key = self.byz.map(|(b, _)| self.nodes[b].key.public());
+            let honest_min = cert
+                .signatures
+                .iter()
+                .filter(|s| set.get(s.validator as usize).map(|v| v.key) != byz_key)
+                .map(|s| s.time)
+                .min();
+            if let Some(t) = honest_min {
+                if block.header.timestamp < t {
+                    self.violation(format!(
+                        "block {height}'s time {} is below every honest commit time of its \
+                         parent (the earliest is {})",
+                        block.header.timestamp.ms(),
+                        t.ms()
+                    ));
                 }
             }
         }

@@ -26,8 +26,10 @@ pub struct BlockHeader {
     pub view: u64,
     /// Hash of the previous block's header; the genesis hash for height 1.
     pub parent_hash: Hash,
-    /// Set by the proposer; validators check it is monotonic and within the
-    /// allowed drift of their own clocks. Contracts read time only from here.
+    /// Set by the proposer. It must be after the parent's, at least the
+    /// median time of `parent_certificate` (the floor, ADR 014), and live
+    /// validators refuse it more than the allowed drift ahead of their own
+    /// clocks. Contracts read time only from here.
     pub timestamp: Timestamp,
     /// The proposing validator's consensus key.
     pub proposer: PublicKey,
@@ -39,6 +41,11 @@ pub struct BlockHeader {
     pub state_root: Hash,
     /// Hash of the validator set that must certify this block.
     pub validator_set_hash: Hash,
+    /// The parent's commit certificate, as the proposer holds it (`None`
+    /// for block 1, whose parent is the genesis). Its signed commit times
+    /// set this block's time floor; any quorum of valid votes for the
+    /// parent will do, and the header's hash covers the one chosen.
+    pub parent_certificate: Option<CommitCertificate>,
 }
 
 impl BlockHeader {
@@ -87,6 +94,19 @@ impl Block {
                 reason: format!(
                     "{} transactions, over the limit of {BLOCK_MAX_TXS}",
                     b.txs.len()
+                ),
+            });
+        }
+        let signers = b
+            .header
+            .parent_certificate
+            .as_ref()
+            .map_or(0, |c| c.signatures.len());
+        if signers > VALIDATORS_MAX {
+            return Err(crate::TypeError::Invalid {
+                what: "block",
+                reason: format!(
+                    "the parent certificate has {signers} signatures, over the limit of {VALIDATORS_MAX}"
                 ),
             });
         }
@@ -188,9 +208,22 @@ pub struct CommitVote {
     pub height: u64,
     pub view: u64,
     pub block_hash: Hash,
+    /// The voter's clock when it voted. The median of a certificate's
+    /// times bounds the next block's time from below (ADR 014).
+    pub time: Timestamp,
 }
 
-/// One validator's signature inside a certificate.
+/// One validator's signed commit vote inside a certificate: its index,
+/// the time it voted at, and its signature over the [`CommitVote`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct CommitSignature {
+    /// Index into the validator set in force at the block's height.
+    pub validator: u16,
+    pub time: Timestamp,
+    pub signature: Signature,
+}
+
+/// One validator's signature inside a prepared certificate.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ValidatorSignature {
     /// Index into the validator set in force at the block's height.
@@ -206,16 +239,34 @@ pub struct CommitCertificate {
     pub height: u64,
     pub view: u64,
     pub block_hash: Hash,
-    pub signatures: Vec<ValidatorSignature>,
+    pub signatures: Vec<CommitSignature>,
 }
 
 impl CommitCertificate {
-    pub fn vote(&self, chain_id: &ChainId) -> CommitVote {
+    /// The vote one of the certificate's signers signed, at `time`.
+    pub fn vote(&self, chain_id: &ChainId, time: Timestamp) -> CommitVote {
         CommitVote {
             chain_id: chain_id.clone(),
             height: self.height,
             view: self.view,
             block_hash: self.block_hash,
+            time,
         }
+    }
+
+    /// The median of the signers' commit times: the lower median, the
+    /// `(k + 1) / 2`-th smallest of `k` times. For a valid certificate
+    /// (`k` at least 2f + 1 signers, at most f of them byzantine) at least
+    /// f + 1 times lie at or below it and at least f + 1 at or above, so
+    /// it lies between two honest clocks whatever the byzantine signers
+    /// wrote (ADR 014). `None` without signatures.
+    pub fn median_time(&self) -> Option<Timestamp> {
+        let mut times: Vec<Timestamp> = self.signatures.iter().map(|s| s.time).collect();
+        if times.is_empty() {
+            return None;
+        }
+        let k = (times.len() - 1) / 2;
+        let (_, median, _) = times.select_nth_unstable(k);
+        Some(*median)
     }
 }

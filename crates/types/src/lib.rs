@@ -15,7 +15,8 @@ pub mod tx;
 pub mod values;
 
 pub use block::{
-    Block, BlockHeader, CommitCertificate, CommitVote, Validator, ValidatorSet, ValidatorSignature,
+    Block, BlockHeader, CommitCertificate, CommitSignature, CommitVote, Validator, ValidatorSet,
+    ValidatorSignature,
 };
 pub use codec::CodecError;
 pub use hash::Hash;

@@ -60,6 +60,7 @@ fn header() -> impl Strategy<Value = BlockHeader> {
         any::<u64>(),
         key(),
         (hash(), any::<u32>(), hash(), hash()),
+        proptest::option::of(cert()),
     )
         .prop_map(
             |(
@@ -70,6 +71,7 @@ fn header() -> impl Strategy<Value = BlockHeader> {
                 ts,
                 proposer,
                 (tx_root, tx_count, state_root, vsh),
+                parent_certificate,
             )| {
                 BlockHeader {
                     chain_id,
@@ -82,6 +84,7 @@ fn header() -> impl Strategy<Value = BlockHeader> {
                     tx_count,
                     state_root,
                     validator_set_hash: vsh,
+                    parent_certificate,
                 }
             },
         )
@@ -95,7 +98,7 @@ fn cert() -> impl Strategy<Value = CommitCertificate> {
         any::<u64>(),
         any::<u64>(),
         hash(),
-        proptest::collection::vec((any::<u16>(), sig()), 0..7),
+        proptest::collection::vec((any::<u16>(), any::<u64>(), sig()), 0..7),
     )
         .prop_map(|(height, view, block_hash, sigs)| CommitCertificate {
             height,
@@ -103,8 +106,9 @@ fn cert() -> impl Strategy<Value = CommitCertificate> {
             block_hash,
             signatures: sigs
                 .into_iter()
-                .map(|(validator, signature)| ValidatorSignature {
+                .map(|(validator, time, signature)| CommitSignature {
                     validator,
+                    time: Timestamp(time),
                     signature,
                 })
                 .collect(),

@@ -119,7 +119,7 @@ impl ChainBuilder {
         self.store
             .commit_block(CommitBatch {
                 block: block.clone(),
-                certificate: cert,
+                certificate: cert.clone(),
                 state_writes: outcome.writes.clone(),
                 receipts: outcome.receipts.iter().map(codec::encode).collect(),
                 accumulator: outcome.accumulator.clone(),
@@ -130,7 +130,7 @@ impl ChainBuilder {
         if outcome.validator_set != set {
             self.set_changed_at = Some(height);
         }
-        self.parent = ParentInfo::child_of(&block, &outcome);
+        self.parent = self.parent.child(&block, &outcome, Some(cert));
         self.f.resync(&self.state).unwrap();
         (block, outcome)
     }

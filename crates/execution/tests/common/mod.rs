@@ -78,6 +78,7 @@ impl Chain {
             tx_count: txs.len() as u32,
             state_root: outcome.state_root,
             validator_set_hash: self.parent.validator_set.hash(),
+            parent_certificate: self.parent.certificate.clone(),
         };
         let block = Block { header, txs };
         let (_, again) = validate_block(
@@ -98,7 +99,7 @@ impl Chain {
             self.acc,
             "incremental accumulator drifted"
         );
-        self.parent = ParentInfo::child_of(&block, &outcome);
+        self.commit(&block, &outcome);
         self.blocks.push(block);
         outcome
     }
@@ -141,9 +142,21 @@ impl Chain {
         assert_eq!(again.receipts, outcome.receipts);
         self.state.apply(&outcome.writes);
         self.acc = outcome.accumulator.clone();
-        self.parent = ParentInfo::child_of(&block, &outcome);
+        self.commit(&block, &outcome);
         self.blocks.push(block.clone());
         (block, outcome)
+    }
+
+    /// Moves the tip to `block`, certified by the validators voting at
+    /// the block's own time.
+    fn commit(&mut self, block: &Block, outcome: &BlockOutcome) {
+        let cert = self.f.keys.certify(
+            &self.genesis.chain_id,
+            &self.parent.validator_set,
+            block,
+            block.header.timestamp,
+        );
+        self.parent = self.parent.child(block, outcome, Some(cert));
     }
 
     /// A block one second after the previous one.

@@ -11,8 +11,8 @@ use aidledger_storage::{
 };
 use aidledger_types::hash::sha256;
 use aidledger_types::{
-    Block, BlockHeader, ChainId, CommitCertificate, Hash, PublicKey, Signature, SignedTx,
-    StateAccumulator, Timestamp, TxBody, TxKind, ValidatorSignature,
+    Block, BlockHeader, ChainId, CommitCertificate, CommitSignature, Hash, PublicKey, Signature,
+    SignedTx, StateAccumulator, Timestamp, TxBody, TxKind,
 };
 
 pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -123,14 +123,16 @@ impl Chain {
             tx_count: txs.len() as u32,
             state_root: acc.root(),
             validator_set_hash: Hash::ZERO,
+            parent_certificate: None,
         };
         let block = Block { header, txs };
         let certificate = CommitCertificate {
             height,
             view: height % 3,
             block_hash: block.hash(),
-            signatures: vec![ValidatorSignature {
+            signatures: vec![CommitSignature {
                 validator: 0,
+                time: Timestamp(0),
                 signature: Signature([9; 64]),
             }],
         };
