@@ -197,6 +197,10 @@ struct SimNode {
     crash_after_send: bool,
     /// What this node signed per (height, view, kind): one block hash.
     signed: BTreeMap<(u64, u64, u8), Hash>,
+    /// The node lost memory in this run (a wiped store, a lost or
+    /// rolled-back safety state). Only such a node may sign a second block
+    /// at a height that is already decided, where it harms no one.
+    amnesic: bool,
     /// Earlier persisted safety states, one per height, for rollbacks.
     history: Vec<Vec<u8>>,
     /// The node has started before: its home's marker, which a wiped
@@ -306,6 +310,7 @@ impl Cluster {
                 seen: BTreeMap::new(),
                 publish_seq: rng.gen(),
                 safety: None,
+                amnesic: false,
                 history: Vec::new(),
                 ran: false,
                 left: BTreeMap::new(),
@@ -756,8 +761,14 @@ impl Cluster {
                     // past height 1: an empty store looks like a fresh
                     // chain, and the amnesia guard has nothing to go on).
                     // It signs at that long-decided height again; every
-                    // peer refuses it as stale. Seed 316 found this.
-                    Some(b) if b != block_hash && !self.decided.contains_key(&h) => {
+                    // peer refuses it as stale. Seed 316 found this. A
+                    // node that never lost memory has no such excuse: a
+                    // primary that crashed right after its pre-prepare
+                    // must not propose another block when it comes back,
+                    // even where the others decided without it.
+                    Some(b)
+                        if b != block_hash && (!self.decided.contains_key(&h) || !n.amnesic) =>
+                    {
                         let first = b.short();
                         self.violation(format!(
                             "node {i} equivocated: two {kind}s in view {v} at height {h} ({first} and {})",
@@ -1199,6 +1210,7 @@ impl Cluster {
                 self.nodes[i].store = Arc::new(MemStore::new());
                 self.nodes[i].safety = None;
                 self.nodes[i].history.clear();
+                self.nodes[i].amnesic = true;
                 // The checker keeps what the node signed before: back on an
                 // empty store (its home's marker says it ran here), it must
                 // catch up without voting and abstain one more height.
@@ -1228,6 +1240,7 @@ impl Cluster {
                 };
                 self.nodes[i].safety = None;
                 self.nodes[i].history.clear();
+                self.nodes[i].amnesic = true;
                 self.start(i);
                 format!("safety state {kind} {i}")
             }
