@@ -27,8 +27,41 @@ pub struct SubmitRequest {
 #[serde(deny_unknown_fields)]
 pub struct BatchSubmitRequest {
     /// Canonical encodings of `SignedTx`, in hex; at most
-    /// `BATCH_SUBMIT_MAX` of them.
+    /// `BATCH_SUBMIT_MAX` of them. The limit is checked while the body is
+    /// parsed: the parse stops at the first element over it, before any
+    /// decoding or signature work, and holds no more than the limit.
+    #[serde(deserialize_with = "at_most_batch_max")]
     pub txs: Vec<String>,
+}
+
+fn at_most_batch_max<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "a list of at most {BATCH_SUBMIT_MAX} hex-encoded transactions"
+            )
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<String>, A::Error> {
+            let hint = seq.size_hint().unwrap_or(0).min(BATCH_SUBMIT_MAX);
+            let mut out = Vec::with_capacity(hint);
+            while let Some(tx) = seq.next_element::<String>()? {
+                if out.len() == BATCH_SUBMIT_MAX {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {BATCH_SUBMIT_MAX} transactions in one batch, over the limit"
+                    )));
+                }
+                out.push(tx);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Bounded)
 }
 
 /// One entry per submitted transaction, in order: its id when it could be
@@ -147,4 +180,36 @@ pub struct ApiError {
     /// A stable machine-readable code, e.g. `bad-request`, `not-found`,
     /// `admission`, `unavailable`.
     pub code: String,
+}
+
+#[cfg(test)]
+mod batch_limit {
+    #![allow(clippy::unwrap_used)]
+    use super::{BatchSubmitRequest, BATCH_SUBMIT_MAX};
+
+    fn body(n: usize) -> String {
+        let items = vec!["\"\""; n].join(",");
+        format!("{{\"txs\":[{items}]}}")
+    }
+
+    /// A batch over the limit is refused while it is parsed, with the
+    /// limit in the message; at the limit it parses.
+    #[test]
+    fn the_batch_limit_is_checked_during_the_parse() {
+        let ok: BatchSubmitRequest = serde_json::from_str(&body(BATCH_SUBMIT_MAX)).unwrap();
+        assert_eq!(ok.txs.len(), BATCH_SUBMIT_MAX);
+        for n in [BATCH_SUBMIT_MAX + 1, 1_000_000] {
+            let e = serde_json::from_str::<BatchSubmitRequest>(&body(n))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&BATCH_SUBMIT_MAX.to_string()), "{e}");
+        }
+        // Not a list, or a list of something else: a clear error.
+        for bad in [r#"{"txs":"ab"}"#, r#"{"txs":[1]}"#, r#"{"txs":[[]]}"#] {
+            assert!(
+                serde_json::from_str::<BatchSubmitRequest>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }
