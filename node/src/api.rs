@@ -45,8 +45,19 @@ pub struct NodeInfo {
     pub node_key: PublicKey,
     pub genesis_hash: Hash,
     pub is_validator: bool,
-    /// `api.admin` in config.toml.
-    pub admin: bool,
+    /// The admin routes' bearer token (`HOME/keys/admin.token`), when
+    /// `api.admin` is on in config.toml; `None` turns the routes off.
+    pub admin_token: Option<String>,
+}
+
+/// Whether `header` (an `Authorization` value) is `Bearer <token>`. The
+/// comparison takes the same time wherever the first difference is.
+pub(crate) fn bearer_matches(header: Option<&str>, token: &str) -> bool {
+    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 pub struct ApiFailure(StatusCode, &'static str, String);
@@ -619,13 +630,26 @@ struct IsolateRequest {
 /// or heal it. Only on the (loopback) API.
 async fn isolate(
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<IsolateRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, ApiFailure> {
-    if !s.info.admin {
+    let Some(token) = &s.info.admin_token else {
         return Err(ApiFailure(
             StatusCode::FORBIDDEN,
             "forbidden",
             "the admin API is off (set api.admin = true in config.toml)".into(),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !bearer_matches(given, token) {
+        return Err(ApiFailure(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin routes need the node's admin token (HOME/keys/admin.token) as \
+             'Authorization: Bearer <token>'"
+                .into(),
         ));
     }
     let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
@@ -634,6 +658,29 @@ async fn isolate(
         .await
         .map_err(|_| unavailable("node is shutting down"))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod admin_token {
+    use super::bearer_matches;
+
+    #[test]
+    fn only_the_exact_bearer_token_opens_the_admin_routes() {
+        let t = "0123456789abcdef0123456789abcdef";
+        assert!(bearer_matches(Some(&format!("Bearer {t}")), t));
+        for bad in [
+            None,
+            Some(""),
+            Some(t),
+            Some("Bearer "),
+            Some("Bearer 0123456789abcdef0123456789abcde"),
+            Some("Bearer 0123456789abcdef0123456789abcdeF"),
+            Some("Bearer 0123456789abcdef0123456789abcdef0"),
+            Some("Basic 0123456789abcdef0123456789abcdef"),
+        ] {
+            assert!(!bearer_matches(bad, t), "{bad:?}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -97,6 +97,63 @@ pub(crate) fn read_psk(path: &Path) -> Result<[u8; 32]> {
     Ok(psk)
 }
 
+/// Where a node's admin token lives, relative to its home.
+pub const ADMIN_TOKEN_FILE: &str = "keys/admin.token";
+
+/// The admin routes' bearer token: read from `HOME/keys/admin.token`, or
+/// created there (32 random bytes in hex, mode 0600) on first use. A file
+/// that group or others may read is refused, like key files.
+pub(crate) fn admin_token(home: &Path) -> Result<String> {
+    let path = home.join(ADMIN_TOKEN_FILE);
+    if !path.exists() {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let token = hex::encode(bytes);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        use std::io::Write;
+        o.open(&path)
+            .and_then(|mut f| f.write_all(format!("{token}\n").as_bytes()))
+            .with_context(|| format!("creating admin token {}", path.display()))?;
+        return Ok(token);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path)
+            .with_context(|| format!("reading admin token {}", path.display()))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "admin token {}: permissions {mode:o} let others read it; run chmod 600",
+                path.display()
+            );
+        }
+    }
+    let token = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading admin token {}", path.display()))?
+        .trim()
+        .to_string();
+    if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!(
+            "admin token {}: expected at least 32 printable characters",
+            path.display()
+        );
+    }
+    Ok(token)
+}
+
 pub fn run(home: &Path, opts: RunOptions) -> Result<()> {
     init_tracing(opts.log_json);
     let cfg = NodeConfig::load(home)?;
@@ -197,7 +254,17 @@ async fn run_async(
         node_key: me,
         genesis_hash: genesis.hash(),
         is_validator,
-        admin: cfg.api.admin,
+        admin_token: if cfg.api.admin {
+            let token = admin_token(home)?;
+            tracing::warn!(
+                token_file = %home.join(ADMIN_TOKEN_FILE).display(),
+                "the admin API is on (api.admin = true): POST /v1/admin/* can cut this node off \
+                 from its peers; callers need the token file's content as a bearer token"
+            );
+            Some(token)
+        } else {
+            None
+        },
     });
     let driver = Driver::new(DriverParts {
         chain_id: genesis.chain_id.clone(),

@@ -233,7 +233,13 @@ fn wait_gone(pid: i32, home: &Path, children: &mut [Child]) {
     }
 }
 
-fn isolate(api: &str, on: bool) -> Result<()> {
+/// Cuts the node off from its peers, or heals it, through its admin API,
+/// with the token the node keeps in its home.
+fn isolate(org: &TestnetOrg, on: bool) -> Result<()> {
+    let api = &org.api;
+    let token_file = org.home.join(aidledger_node::node::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading the admin token {}", token_file.display()))?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
@@ -241,6 +247,7 @@ fn isolate(api: &str, on: bool) -> Result<()> {
         .into();
     let resp = agent
         .post(&format!("{api}/v1/admin/isolate"))
+        .header("Authorization", &format!("Bearer {}", token.trim()))
         .send_json(serde_json::json!({ "isolated": on }))
         .map_err(|e| anyhow!("{api}: {e}"))?;
     if !resp.status().is_success() {
@@ -360,11 +367,11 @@ impl Drill<'_> {
             victim.id,
             span.as_secs()
         ));
-        isolate(&victim.api, true)?;
+        isolate(&victim, true)?;
         let failover = wait_commit(&others, h, Duration::from_secs(90));
         let rest = span.saturating_sub(failover.as_ref().map(|d| *d).unwrap_or_default());
         std::thread::sleep(rest);
-        isolate(&victim.api, false)?;
+        isolate(&victim, false)?;
         let failover = failover.with_context(|| format!("while {} was cut off", victim.id))?;
         let t0 = now();
         self.catch_up(&victim, &others)
@@ -888,7 +895,7 @@ pub fn drill(ctx: &Ctx, a: &DrillArgs) -> Result<DrillReport> {
             let (_, started) = start_missing(&a.dir, 60)?;
             d.children.extend(started);
             for v in &validators {
-                let _ = isolate(&v.api, false);
+                let _ = isolate(v, false);
             }
         }
     }

@@ -10,7 +10,10 @@
 //! - **the block-time floor** (ADR 014): every block from height 2 on
 //!   carries a valid-looking certificate of its parent, and its time is
 //!   at least the median of that certificate's signed commit times; the
-//!   auditor's replay of the live chain checks the same rule and passes.
+//!   auditor's replay of the live chain checks the same rule and passes;
+//! - (issue 15) **admin routes need the node's token**: without it, or
+//!   with a wrong one, `POST /v1/admin/isolate` is 401 and changes
+//!   nothing; with the token from the node's home it works.
 
 mod common;
 
@@ -31,6 +34,22 @@ fn get(api: &str, path: &str) -> Option<Value> {
         return None;
     }
     serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
+}
+
+/// `POST /v1/admin/isolate` with an optional bearer token; the status.
+fn isolate(api: &str, token: Option<&str>, on: bool) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let mut req = agent.post(&format!("{api}/v1/admin/isolate"));
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    req.send_json(serde_json::json!({ "isolated": on }))
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }
 
 fn height(api: &str) -> u64 {
@@ -237,6 +256,28 @@ fn a_plan_without_an_application_waits_for_a_second_organisation_and_block_time_
     }
     let b1 = get(&api, "/v1/blocks/1").unwrap();
     assert!(b1["header"]["parent_certificate"].is_null(), "{b1}");
+
+    // The admin API (on in every testnet node) needs the node's token.
+    let token_file = poverty.home.join("keys/admin.token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let token = token.trim();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the admin token must be private");
+    let wrong = "0".repeat(token.len());
+    assert_eq!(isolate(&api, None, true), 401);
+    assert_eq!(isolate(&api, Some(&wrong), true), 401);
+    // Another node's token does not open this node.
+    let other = std::fs::read_to_string(dev.home.join("keys/admin.token")).unwrap();
+    assert_ne!(other.trim(), token);
+    assert_eq!(isolate(&api, Some(other.trim()), true), 401);
+    // Nothing was cut off: the node still follows the chain.
+    let h = height(&bank.api);
+    wait_until("the poverty office's node to follow", 60, || {
+        height(&api) > h
+    });
+    assert_eq!(isolate(&api, Some(token), true), 204);
+    assert_eq!(isolate(&api, Some(token), false), 204);
 
     // The auditor's replay applies the same floor and passes.
     let home = poverty.home.to_str().unwrap().to_string();
