@@ -11,10 +11,10 @@ use aidledger_consensus::{
     MESSAGE_MAX_BYTES,
 };
 use aidledger_crypto::{verify_txs, VerifiedTx};
-use aidledger_execution::{build_block, BlockContext};
+use aidledger_execution::{build_block, BlockContext, ParentInfo};
 use aidledger_node_core::{Channel, StoreState};
 use aidledger_storage::Store;
-use aidledger_types::{Hash, Signature, Timestamp};
+use aidledger_types::{Block, Hash, Signature, Timestamp};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
@@ -207,34 +207,51 @@ impl Cluster {
         }
     }
 
+    /// A block node `i` builds itself on its own tip, as primary of
+    /// `view`, at `timestamp(parent)`, from `txs`; `None` when it cannot.
+    fn byz_block(
+        &self,
+        i: usize,
+        view: u64,
+        height: u64,
+        timestamp: impl FnOnce(&ParentInfo) -> Timestamp,
+        txs: &[VerifiedTx],
+    ) -> Option<Block> {
+        let parent = self.nodes[i].core.as_ref()?.parent().clone();
+        let store = self.nodes[i].store.clone();
+        let acc = store.accumulator().ok()?;
+        let ctx = BlockContext {
+            chain_id: self.genesis.chain_id.clone(),
+            height,
+            timestamp: timestamp(&parent),
+            proposer: self.nodes[i].key.public(),
+        };
+        let state = StoreState(store.as_ref());
+        build_block(&parent, &ctx, view, txs, &state, &acc)
+            .ok()
+            .map(|(b, _)| b)
+    }
+
     fn equivocate(&mut self, i: usize, env: Envelope, view: u64, height: u64, data: Vec<u8>) {
         let Some(orig) = env.block.as_ref() else {
             return self.byz_send(i, None, data);
         };
-        let Some(core) = self.nodes[i].core.as_ref() else {
+        if self.nodes[i].core.is_none() {
             return;
-        };
-        let parent = core.parent().clone();
-        let store = self.nodes[i].store.clone();
-        let Ok(acc) = store.accumulator() else {
-            return self.byz_send(i, None, data);
-        };
+        }
         // Half the time the other block is also as old as monotonicity
         // allows, below the floor the parent's certificate sets unless the
         // quorum's clocks lag (ADR 014): honest validators refuse it.
-        let timestamp = if self.rng.gen_bool(0.5) {
-            Timestamp(orig.header.timestamp.0 + 1)
-        } else {
-            parent.timestamp.saturating_add_ms(1)
+        let newer = self.rng.gen_bool(0.5);
+        let next = Timestamp(orig.header.timestamp.0 + 1);
+        let at = |p: &ParentInfo| {
+            if newer {
+                next
+            } else {
+                p.timestamp.saturating_add_ms(1)
+            }
         };
-        let ctx = BlockContext {
-            chain_id: self.genesis.chain_id.clone(),
-            height,
-            timestamp,
-            proposer: self.nodes[i].key.public(),
-        };
-        let state = StoreState(store.as_ref());
-        let Ok((alt, _)) = build_block(&parent, &ctx, view, &[], &state, &acc) else {
+        let Some(alt) = self.byz_block(i, view, height, at, &[]) else {
             return self.byz_send(i, None, data);
         };
         let alt_hash = alt.hash();
@@ -282,27 +299,15 @@ impl Cluster {
         let Some(orig) = env.block.as_ref() else {
             return self.byz_send(i, None, data);
         };
-        let Some(core) = self.nodes[i].core.as_ref() else {
+        if self.nodes[i].core.is_none() {
             return;
-        };
-        let parent = core.parent().clone();
-        let store = self.nodes[i].store.clone();
-        let Ok(acc) = store.accumulator() else {
-            return self.byz_send(i, None, data);
-        };
-        let chain = self.genesis.chain_id.clone();
-        let txs: Vec<VerifiedTx> = verify_txs(orig.txs.clone(), &chain)
+        }
+        let txs: Vec<VerifiedTx> = verify_txs(orig.txs.clone(), &self.genesis.chain_id)
             .into_iter()
             .filter_map(Result::ok)
             .collect();
-        let ctx = BlockContext {
-            chain_id: chain,
-            height,
-            timestamp: parent.timestamp.saturating_add_ms(1),
-            proposer: self.nodes[i].key.public(),
-        };
-        let state = StoreState(store.as_ref());
-        let Ok((old, _)) = build_block(&parent, &ctx, view, &txs, &state, &acc) else {
+        let at = |p: &ParentInfo| p.timestamp.saturating_add_ms(1);
+        let Some(old) = self.byz_block(i, view, height, at, &txs) else {
             return self.byz_send(i, None, data);
         };
         let hash = old.hash();
