@@ -54,6 +54,19 @@ pub struct NetworkSection {
     /// is back. Detects links that died silently (a partition).
     #[serde(default = "default_ping_ms")]
     pub ping_interval_ms: u64,
+    /// Most established peer connections, in and out together.
+    #[serde(default = "default_p2p_max_connections")]
+    pub max_connections: u32,
+    /// Most established connections with one peer.
+    #[serde(default = "default_p2p_max_per_peer")]
+    pub max_connections_per_peer: u32,
+    /// Most incoming connections still in their handshake (before the
+    /// allow-list can tell a member from a stranger).
+    #[serde(default = "default_p2p_max_pending_incoming")]
+    pub max_pending_incoming: u32,
+    /// Most outgoing dials still in their handshake.
+    #[serde(default = "default_p2p_max_pending_outgoing")]
+    pub max_pending_outgoing: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -175,6 +188,18 @@ fn default_redial_ms() -> u64 {
 fn default_ping_ms() -> u64 {
     1000
 }
+fn default_p2p_max_connections() -> u32 {
+    aidledger_network::PeerLimits::default().max_connections
+}
+fn default_p2p_max_per_peer() -> u32 {
+    aidledger_network::PeerLimits::default().max_per_peer
+}
+fn default_p2p_max_pending_incoming() -> u32 {
+    aidledger_network::PeerLimits::default().max_pending_incoming
+}
+fn default_p2p_max_pending_outgoing() -> u32 {
+    aidledger_network::PeerLimits::default().max_pending_outgoing
+}
 fn default_body_max() -> usize {
     256 * 1024
 }
@@ -293,6 +318,20 @@ impl NodeConfig {
         if !(100..=60_000).contains(&self.network.ping_interval_ms) {
             bail!("network.ping_interval_ms must be 100 to 60000");
         }
+        let n = &self.network;
+        if !(8..=10_000).contains(&n.max_connections) {
+            bail!("network.max_connections must be 8 to 10000");
+        }
+        if !(2..=16).contains(&n.max_connections_per_peer) {
+            bail!("network.max_connections_per_peer must be 2 to 16");
+        }
+        if !(1..=10_000).contains(&n.max_pending_incoming)
+            || !(1..=10_000).contains(&n.max_pending_outgoing)
+        {
+            bail!(
+                "network.max_pending_incoming and network.max_pending_outgoing must be 1 to 10000"
+            );
+        }
         if self.network.peers.len() > 1000 {
             bail!("network.peers has more than 1000 entries");
         }
@@ -328,6 +367,10 @@ mod tests {
                 psk_file: None,
                 redial_interval_ms: 1000,
                 ping_interval_ms: default_ping_ms(),
+                max_connections: default_p2p_max_connections(),
+                max_connections_per_peer: default_p2p_max_per_peer(),
+                max_pending_incoming: default_p2p_max_pending_incoming(),
+                max_pending_outgoing: default_p2p_max_pending_outgoing(),
             },
             api: ApiSection {
                 listen: "127.0.0.1:2".into(),
@@ -361,6 +404,29 @@ mod tests {
             bad.network.ping_interval_ms = ms;
             let e = bad.check().unwrap_err();
             assert!(format!("{e:#}").contains("ping_interval_ms"), "{e:#}");
+        }
+        type Set = fn(&mut NodeConfig);
+        let limits: [(&str, Set); 6] = [
+            ("max_connections", |c| c.network.max_connections = 7),
+            ("max_connections", |c| c.network.max_connections = 10_001),
+            ("max_connections_per_peer", |c| {
+                c.network.max_connections_per_peer = 1
+            }),
+            ("max_connections_per_peer", |c| {
+                c.network.max_connections_per_peer = 17
+            }),
+            ("max_pending_incoming", |c| {
+                c.network.max_pending_incoming = 0
+            }),
+            ("max_pending_outgoing", |c| {
+                c.network.max_pending_outgoing = 10_001
+            }),
+        ];
+        for (name, set) in limits {
+            let mut bad = sample();
+            set(&mut bad);
+            let e = bad.check().unwrap_err();
+            assert!(format!("{e:#}").contains(name), "{name}: {e:#}");
         }
 
         std::fs::write(NodeConfig::path(dir.path()), "[node]\nunknown = 1\n").unwrap();

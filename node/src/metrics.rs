@@ -44,6 +44,7 @@ pub struct Metrics {
     pub net_publish_failed: Gauge,
     pub net_denied_connections: Gauge,
     pub net_ping_failures: Gauge,
+    pub net_limited_connections: Gauge,
     pub phase_seconds: Family<PhaseLabel, Histogram>,
     pub block_txs: Histogram,
 }
@@ -88,13 +89,14 @@ impl Metrics {
             net_publish_failed: Gauge::default(),
             net_denied_connections: Gauge::default(),
             net_ping_failures: Gauge::default(),
+            net_limited_connections: Gauge::default(),
             phase_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
             block_txs: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             registry: Registry::default(),
         };
-        let gauges: [(&str, &str, &Gauge); 11] = [
+        let gauges: [(&str, &str, &Gauge); 12] = [
             ("height", "Last committed block height", &m.height),
             ("view", "Current consensus view", &m.view),
             ("mempool_txs", "Transactions in the mempool", &m.mempool_txs),
@@ -129,6 +131,12 @@ impl Metrics {
                 "net_ping_failures",
                 "Peer connections closed because a ping went unanswered",
                 &m.net_ping_failures,
+            ),
+            (
+                "net_limited_connections",
+                "Peer connections refused, or dials not made, because a network.max_* \
+                 connection limit was reached",
+                &m.net_limited_connections,
             ),
         ];
         for (name, help, g) in gauges {
@@ -220,6 +228,7 @@ impl Metrics {
         self.net_publish_failed.set(g(&s.publish_failed));
         self.net_denied_connections.set(g(&s.denied_connections));
         self.net_ping_failures.set(g(&s.ping_failures));
+        self.net_limited_connections.set(g(&s.limited_connections));
     }
 
     pub fn render(&self) -> String {

@@ -238,6 +238,12 @@ async fn run_async(
         ping_interval: std::time::Duration::from_millis(cfg.network.ping_interval_ms),
         // Random, so frames after a restart never repeat earlier ids.
         publish_seq_start: rand::random(),
+        limits: aidledger_network::PeerLimits {
+            max_connections: cfg.network.max_connections,
+            max_per_peer: cfg.network.max_connections_per_peer,
+            max_pending_incoming: cfg.network.max_pending_incoming,
+            max_pending_outgoing: cfg.network.max_pending_outgoing,
+        },
     };
     let (net, net_rx) = aidledger_network::spawn(net_cfg, identity_from_seed(key.secret_seed())?)?;
 

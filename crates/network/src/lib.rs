@@ -41,7 +41,9 @@ use libp2p::core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{allow_block_list, identify, identity, noise, ping, pnet, tcp, yamux};
+use libp2p::{
+    allow_block_list, connection_limits, identify, identity, noise, ping, pnet, tcp, yamux,
+};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, Transport};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -100,6 +102,37 @@ pub struct NetworkConfig {
     /// it at random, so a restarted node's frames never repeat the ids of
     /// its frames from before the restart (peers remember ids for 120 s).
     pub publish_seq_start: u64,
+    /// Bounds on connections, enforced before any of them costs more
+    /// than a socket.
+    pub limits: PeerLimits,
+}
+
+/// Connection bounds of the peer-to-peer side. Members are few, so the
+/// defaults leave room for every member twice over; what they bound is
+/// what strangers can make a node spend: handshakes in flight (before the
+/// allow-list can tell who is calling) and sockets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerLimits {
+    /// Established connections, in and out together.
+    pub max_connections: u32,
+    /// Established connections with one peer (two dial each other at
+    /// once now and then, so at least 2).
+    pub max_per_peer: u32,
+    /// Incoming connections still in their handshake.
+    pub max_pending_incoming: u32,
+    /// Outgoing dials still in their handshake.
+    pub max_pending_outgoing: u32,
+}
+
+impl Default for PeerLimits {
+    fn default() -> Self {
+        PeerLimits {
+            max_connections: 256,
+            max_per_peer: 2,
+            max_pending_incoming: 32,
+            max_pending_outgoing: 64,
+        }
+    }
 }
 
 /// Bytes in front of every consensus gossip payload: a per-publish
@@ -178,6 +211,10 @@ pub struct NetStats {
     pub tx_gossip_dropped: AtomicU64,
     pub publish_failed: AtomicU64,
     pub denied_connections: AtomicU64,
+    /// Connections refused, or dials not made, because a
+    /// [`PeerLimits`] bound was reached (also counted in
+    /// `denied_connections` when incoming).
+    pub limited_connections: AtomicU64,
     /// Connections closed because a ping went unanswered.
     pub ping_failures: AtomicU64,
 }
@@ -262,6 +299,7 @@ pub fn peer_id_of(key: &aidledger_types::PublicKey) -> Result<PeerId, NetError> 
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    limits: connection_limits::Behaviour,
     allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     /// Transaction gossip.
     gossip: gossipsub::Behaviour,
@@ -400,7 +438,16 @@ pub fn spawn(
             .with_interval(config.ping_interval)
             .with_timeout(config.ping_interval.saturating_mul(3)),
     );
+    let l = config.limits;
+    let limits = connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(l.max_connections))
+            .with_max_established_per_peer(Some(l.max_per_peer))
+            .with_max_pending_incoming(Some(l.max_pending_incoming))
+            .with_max_pending_outgoing(Some(l.max_pending_outgoing)),
+    );
     let behaviour = Behaviour {
+        limits,
         allow,
         gossip,
         cons,
@@ -617,7 +664,31 @@ impl Task {
                 self.stats
                     .denied_connections
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%error, "incoming connection refused");
+                let limited = matches!(
+                    &error,
+                    libp2p::swarm::ListenError::Denied { cause }
+                        if cause.downcast_ref::<connection_limits::Exceeded>().is_some()
+                );
+                if limited {
+                    self.stats
+                        .limited_connections
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%error, "incoming connection refused: a connection limit is reached");
+                } else {
+                    tracing::debug!(%error, "incoming connection refused");
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                error: libp2p::swarm::DialError::Denied { cause },
+                ..
+            } if cause
+                .downcast_ref::<connection_limits::Exceeded>()
+                .is_some() =>
+            {
+                self.stats
+                    .limited_connections
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%cause, "dial not made: a connection limit is reached");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
                 propagation_source,

@@ -1,13 +1,14 @@
 #![allow(clippy::unwrap_used)]
 //! Real libp2p networks on 127.0.0.1: members gossip and sync; a
-//! non-member is refused; a wrong pre-shared key is refused.
+//! non-member is refused; a wrong pre-shared key is refused; connections
+//! that never finish their handshake are bounded.
 
 use std::time::Duration;
 
 use aidledger_crypto::Keypair;
 use aidledger_network::{
     identity_from_seed, loopback_addr, peer_id_of, spawn, with_peer, NetEvent, NetworkConfig,
-    NetworkHandle, Topic,
+    NetworkHandle, PeerLimits, Topic,
 };
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc::Receiver;
@@ -28,6 +29,16 @@ fn peer(i: u8) -> PeerId {
 }
 
 async fn start(i: u8, allowed: &[u8], bootstrap: Vec<Multiaddr>, psk: Option<[u8; 32]>) -> Node {
+    start_with(i, allowed, bootstrap, psk, PeerLimits::default()).await
+}
+
+async fn start_with(
+    i: u8,
+    allowed: &[u8],
+    bootstrap: Vec<Multiaddr>,
+    psk: Option<[u8; 32]>,
+    limits: PeerLimits,
+) -> Node {
     let cfg = NetworkConfig {
         chain_id: "net-test".into(),
         listen: loopback_addr(0),
@@ -38,6 +49,7 @@ async fn start(i: u8, allowed: &[u8], bootstrap: Vec<Multiaddr>, psk: Option<[u8
         redial_interval: Duration::from_millis(200),
         ping_interval: Duration::from_secs(1),
         publish_seq_start: u64::from(i) << 32,
+        limits,
     };
     let key = identity_from_seed(seed(i)).unwrap();
     assert_eq!(
@@ -245,4 +257,59 @@ async fn wrong_pre_shared_key_is_refused() {
     assert!(!a.handle.connected_peers().contains(&peer(3)));
     assert!(c.handle.connected_peers().is_empty());
     let _ = b.events.try_recv();
+}
+
+/// Strangers that open TCP connections and never finish the handshake
+/// hold at most `max_pending_incoming` of them; the rest are closed at
+/// once and counted, and a member still connects and gossips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_that_never_finish_are_bounded() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let limits = PeerLimits {
+        max_pending_incoming: 4,
+        ..PeerLimits::default()
+    };
+    let mut a = start_with(1, &[2], vec![], None, limits).await;
+    let port = a
+        .addr
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+    // Twenty silent connections: each holds a handshake slot until the
+    // handshake times out.
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    let limited = || a.handle.stats.limited_connections.load(Relaxed);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while limited() < 16 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        limited() >= 16,
+        "{} of 20 silent connections refused, expected at least 16",
+        limited()
+    );
+    // The refused ones are closed: reading them ends.
+    let mut closed = 0;
+    for s in &mut silent {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 64];
+        if let Ok(Ok(0) | Err(_)) = timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 16, "{closed} of 20 closed");
+    // Once the silent ones are gone, a member connects and gossips.
+    drop(silent);
+    let b = start(2, &[1], vec![a.addr.clone()], None).await;
+    assert!(publish_until_seen(&b.handle, &mut a.events, b"member").await);
 }

@@ -470,6 +470,10 @@ pub fn node_config(org: &OrgId, p2p: &str, peers: Vec<String>, api: &str) -> Nod
             psk_file: None,
             redial_interval_ms: 1000,
             ping_interval_ms: 1000,
+            max_connections: aidledger_network::PeerLimits::default().max_connections,
+            max_connections_per_peer: aidledger_network::PeerLimits::default().max_per_peer,
+            max_pending_incoming: aidledger_network::PeerLimits::default().max_pending_incoming,
+            max_pending_outgoing: aidledger_network::PeerLimits::default().max_pending_outgoing,
         },
         api: ApiSection {
             listen: api.to_string(),
