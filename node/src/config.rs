@@ -96,6 +96,22 @@ pub struct ApiSection {
     /// A request body must arrive within this.
     #[serde(default = "default_body_timeout_ms")]
     pub body_timeout_ms: u64,
+    /// Write requests (every `POST`: submit, batch submit, admin) one
+    /// client address may make per second on average; more get 429
+    /// `rate-limited` with `Retry-After`.
+    #[serde(default = "default_write_rate")]
+    pub write_rate_per_client: u32,
+    /// How many write requests one client address may make at once after
+    /// a quiet spell.
+    #[serde(default = "default_write_burst")]
+    pub write_burst_per_client: u32,
+}
+
+fn default_write_rate() -> u32 {
+    200
+}
+fn default_write_burst() -> u32 {
+    400
 }
 
 fn default_max_connections() -> usize {
@@ -312,6 +328,11 @@ impl NodeConfig {
         {
             bail!("api.header_timeout_ms and api.body_timeout_ms must be 100 to 600000");
         }
+        if !(1..=1_000_000).contains(&self.api.write_rate_per_client)
+            || !(1..=1_000_000).contains(&self.api.write_burst_per_client)
+        {
+            bail!("api.write_rate_per_client and api.write_burst_per_client must be 1 to 1000000");
+        }
         if self.network.redial_interval_ms < 50 || self.network.redial_interval_ms > 600_000 {
             bail!("network.redial_interval_ms must be 50 to 600000");
         }
@@ -380,6 +401,8 @@ mod tests {
                 max_requests: default_max_requests(),
                 header_timeout_ms: default_header_timeout_ms(),
                 body_timeout_ms: default_body_timeout_ms(),
+                write_rate_per_client: default_write_rate(),
+                write_burst_per_client: default_write_burst(),
             },
             consensus: ConsensusSection::default(),
             mempool: MempoolSection::default(),

@@ -4,7 +4,12 @@
 //! body, a request timeout, and a limit on requests handled at once (over
 //! it: 503 at once, never a queue). `/health` and `/metrics` bypass the
 //! request limit, so an operator can still look at a node that is flooded.
+//! Write routes (every `POST`) are also rate-limited per client address
+//! (governor's keyed GCRA limiter): over it, 429 `rate-limited` with
+//! `Retry-After`, before the body is read.
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +22,14 @@ use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
+
+/// The client's address, attached to each request by the accept loop.
+#[derive(Clone, Copy, Debug)]
+struct ClientIp(IpAddr);
+
+type ClientLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
 
 /// The server's limits (`[api]` in config.toml).
 #[derive(Clone, Debug)]
@@ -33,6 +45,11 @@ pub struct Limits {
     /// A request must be answered within this (a submit that waits for
     /// its commit has its own, shorter, bound inside).
     pub request_timeout: Duration,
+    /// Write requests (`POST`) one client address may make per second,
+    /// on average...
+    pub write_rate_per_client: u32,
+    /// ...and at once after a quiet spell.
+    pub write_burst_per_client: u32,
 }
 
 /// What the server counts: the node's metrics (`aidledger_api_*`).
@@ -41,6 +58,7 @@ pub struct Counters {
     pub connections_refused: Counter,
     pub requests_shed: Counter,
     pub timeouts: Counter,
+    pub rate_limited: Counter,
 }
 
 impl Counters {
@@ -49,6 +67,7 @@ impl Counters {
             connections_refused: m.api_connections_refused.clone(),
             requests_shed: m.api_requests_shed.clone(),
             timeouts: m.api_timeouts.clone(),
+            rate_limited: m.api_rate_limited.clone(),
         }
     }
 }
@@ -96,23 +115,31 @@ pub async fn serve(
     // A body must arrive within its deadline: a client trickling it cannot
     // hold a request slot for long (its size is bounded by each route).
     let app = app.layer(RequestBodyTimeoutLayer::new(limits.body_timeout));
+    let one = NonZeroU32::MIN;
+    let quota =
+        governor::Quota::per_second(NonZeroU32::new(limits.write_rate_per_client).unwrap_or(one))
+            .allow_burst(NonZeroU32::new(limits.write_burst_per_client).unwrap_or(one));
+    let limiter: Arc<ClientLimiter> = Arc::new(governor::RateLimiter::keyed(quota));
     let app = app.layer(axum::middleware::from_fn({
         let requests = requests.clone();
         let counters = counters.clone();
         let limits = limits.clone();
+        let limiter = limiter.clone();
         move |req: Request, next: axum::middleware::Next| {
             let requests = requests.clone();
             let counters = counters.clone();
             let limits = limits.clone();
-            async move { bounded(req, next, &requests, &counters, &limits).await }
+            let limiter = limiter.clone();
+            async move { bounded(req, next, &requests, &counters, &limits, &limiter).await }
         }
     }));
+    let mut accepted_count: u64 = 0;
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => break,
             a = listener.accept() => a,
         };
-        let (stream, _) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // Out of file descriptors, usually: back off a little.
@@ -126,7 +153,20 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        // Forget clients whose budget is full again, now and then, so
+        // the limiter's memory follows the clients of the last moments.
+        accepted_count += 1;
+        if accepted_count.is_multiple_of(1024) {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        let ip = ClientIp(peer.ip());
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut r: axum::http::Request<hyper::body::Incoming>| {
+                r.extensions_mut().insert(ip);
+                r
+            },
+        ));
         let header_timeout = limits.header_timeout;
         let mut stop = stop.clone();
         tokio::spawn(async move {
@@ -157,7 +197,32 @@ async fn bounded(
     requests: &Semaphore,
     counters: &Counters,
     limits: &Limits,
+    limiter: &ClientLimiter,
 ) -> Response {
+    if req.method() == axum::http::Method::POST {
+        if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>().copied() {
+            if let Err(not_until) = limiter.check_key(&ip) {
+                counters.rate_limited.inc();
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let mut r = failure(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    &format!(
+                        "this client sent more write requests than api.write_rate_per_client \
+                         allows ({} a second, bursts of {}); retry after {secs} s",
+                        limits.write_rate_per_client, limits.write_burst_per_client
+                    ),
+                );
+                if let Ok(v) = axum::http::HeaderValue::from_str(&secs.max(1).to_string()) {
+                    r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+                }
+                return r;
+            }
+        }
+    }
     let exempt = matches!(req.uri().path(), "/health" | "/metrics");
     let _permit = if exempt {
         None
@@ -212,6 +277,8 @@ mod tests {
             header_timeout: Duration::from_millis(300),
             body_timeout: Duration::from_millis(300),
             request_timeout: Duration::from_secs(10),
+            write_rate_per_client: 1_000,
+            write_burst_per_client: 1_000,
         }
     }
 
@@ -272,6 +339,61 @@ mod tests {
         assert!(health.starts_with("HTTP/1.1 200"), "{health}");
         assert!(first.join().unwrap().starts_with("HTTP/1.1 200"));
         assert_eq!(counters.requests_shed.get(), 1);
+    }
+
+    /// One client over its write budget gets 429 with Retry-After; its
+    /// reads are not limited, and the limit is per client address.
+    #[test]
+    fn a_client_over_its_write_rate_gets_429_with_retry_after() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let app = Router::new()
+            .route("/w", post(|| async { "written" }))
+            .route("/r", get(|| async { "read" }));
+        let l = Limits {
+            write_rate_per_client: 1,
+            write_burst_per_client: 3,
+            ..limits(64)
+        };
+        let (addr, counters, _stop) = start(&rt, app, l);
+        let post_w =
+            "POST /w HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        for i in 0..3 {
+            let r = request(&addr, post_w);
+            assert!(r.starts_with("HTTP/1.1 200"), "write {i}: {r}");
+        }
+        let r = request(&addr, post_w);
+        assert!(r.starts_with("HTTP/1.1 429"), "{r}");
+        assert!(r.contains("rate-limited"), "{r}");
+        assert!(r.to_lowercase().contains("retry-after: 1"), "{r}");
+        for _ in 0..10 {
+            let r = request(
+                &addr,
+                "GET /r HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            );
+            assert!(r.starts_with("HTTP/1.1 200"), "reads are not limited: {r}");
+        }
+        assert_eq!(counters.rate_limited.get(), 1);
+        // The budget refills: one write a second.
+        std::thread::sleep(Duration::from_millis(1100));
+        let r = request(&addr, post_w);
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        // Another client address (127.0.0.2 is loopback too) has its own
+        // budget.
+        let other = std::net::SocketAddr::new("127.0.0.2".parse().unwrap(), 0);
+        let target: std::net::SocketAddr = addr.parse().unwrap();
+        let mut s = rt
+            .block_on(async {
+                let sock = tokio::net::TcpSocket::new_v4().unwrap();
+                sock.bind(other).unwrap();
+                sock.connect(target).await.unwrap().into_std()
+            })
+            .unwrap();
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(post_w.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     }
 
     #[test]

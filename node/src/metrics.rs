@@ -37,6 +37,7 @@ pub struct Metrics {
     pub api_connections_refused: Counter,
     pub api_requests_shed: Counter,
     pub api_timeouts: Counter,
+    pub api_rate_limited: Counter,
     /// Copied from the network task's counters on every sync tick.
     pub net_gossip_in: Gauge,
     pub net_gossip_rejected: Gauge,
@@ -83,6 +84,7 @@ impl Metrics {
             api_connections_refused: Counter::default(),
             api_requests_shed: Counter::default(),
             api_timeouts: Counter::default(),
+            api_rate_limited: Counter::default(),
             net_gossip_in: Gauge::default(),
             net_gossip_rejected: Gauge::default(),
             net_tx_gossip_dropped: Gauge::default(),
@@ -142,7 +144,7 @@ impl Metrics {
         for (name, help, g) in gauges {
             registry.register(name, help, g.clone());
         }
-        let counters: [(&str, &str, &Counter); 13] = [
+        let counters: [(&str, &str, &Counter); 14] = [
             ("view_changes", "View changes seen", &m.view_changes),
             (
                 "committed_txs",
@@ -199,6 +201,11 @@ impl Metrics {
                 "api_timeouts",
                 "API requests cut off by the request timeout",
                 &m.api_timeouts,
+            ),
+            (
+                "api_rate_limited",
+                "API write requests answered 429: the client's rate limit was reached",
+                &m.api_rate_limited,
             ),
         ];
         for (name, help, c) in counters {

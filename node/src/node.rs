@@ -310,6 +310,8 @@ async fn run_async(
         body_timeout: Duration::from_millis(cfg.api.body_timeout_ms),
         // A submit waits at most two minutes for its commit.
         request_timeout: Duration::from_secs(150),
+        write_rate_per_client: cfg.api.write_rate_per_client,
+        write_burst_per_client: cfg.api.write_burst_per_client,
     };
     tracing::info!(
         max_connections = limits.max_connections,
