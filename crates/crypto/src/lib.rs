@@ -28,7 +28,8 @@ mod verify;
 
 pub use keys::{read_key_file, write_key_file, KeyFile, Keypair, KEY_TYPE_ED25519};
 pub use verify::{
-    verify, verify_batch, verify_certificate, verify_tx, verify_txs, SigItem, VerifiedTx,
+    verify, verify_batch, verify_certificate, verify_tx, verify_txs, SigItem, TxVerdictCache,
+    VerifiedTx,
 };
 
 use aidledger_types::{ChainId, Hash};
@@ -78,7 +79,7 @@ pub fn signing_bytes(chain_id: &ChainId, purpose: Purpose, message: &[u8]) -> Ve
 }
 
 /// Why a signature, key file or certificate was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CryptoError {
     #[error("signature is invalid")]
     BadSignature,

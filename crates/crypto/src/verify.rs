@@ -315,6 +315,114 @@ pub fn verify_txs(
         .collect()
 }
 
+/// Transaction signature verdicts, remembered by witness hash (the id and
+/// the signature), for one chain id.
+///
+/// A verdict is a pure function of the transaction's bytes and the chain
+/// id, so a remembered one is exactly what verifying again would give: the
+/// cache saves work and can never change an answer. Admission uses it so a
+/// transaction gossiped by three peers is verified once, and a resent bad
+/// signature is refused without the curve work (ADR 016).
+///
+/// Bounded: two generations of `capacity` entries each; when the current
+/// one fills, the previous is dropped.
+pub struct TxVerdictCache {
+    chain_id: ChainId,
+    capacity: usize,
+    inner: std::sync::Mutex<Generations>,
+}
+
+#[derive(Default)]
+struct Generations {
+    current: std::collections::HashMap<Hash, Option<CryptoError>>,
+    previous: std::collections::HashMap<Hash, Option<CryptoError>>,
+    hits: u64,
+}
+
+impl TxVerdictCache {
+    pub fn new(chain_id: ChainId, capacity: usize) -> TxVerdictCache {
+        TxVerdictCache {
+            chain_id,
+            capacity: capacity.max(1),
+            inner: std::sync::Mutex::new(Generations::default()),
+        }
+    }
+
+    pub fn chain_id(&self) -> &ChainId {
+        &self.chain_id
+    }
+
+    /// How many verdicts were answered from the cache so far.
+    pub fn hits(&self) -> u64 {
+        self.inner.lock().map(|g| g.hits).unwrap_or(0)
+    }
+
+    /// The remembered refusal of `tx`'s signature, if it was judged bad.
+    pub fn known_bad(&self, tx: &SignedTx) -> Option<CryptoError> {
+        let key = tx.witness_hash();
+        let g = self.inner.lock().ok()?;
+        let v = g.current.get(&key).or_else(|| g.previous.get(&key))?;
+        v.clone()
+    }
+
+    /// [`verify_txs`] for this cache's chain, answering from the cache
+    /// where a verdict is known and remembering the new ones.
+    pub fn verify_txs(
+        &self,
+        txs: Vec<SignedTx>,
+    ) -> Vec<Result<VerifiedTx, (SignedTx, CryptoError)>> {
+        let keys: Vec<Hash> = txs.iter().map(SignedTx::witness_hash).collect();
+        let mut out: Vec<Option<Result<VerifiedTx, (SignedTx, CryptoError)>>> =
+            Vec::with_capacity(txs.len());
+        let mut fresh = Vec::new();
+        let mut fresh_at = Vec::new();
+        {
+            let mut g = match self.inner.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            for (tx, key) in txs.into_iter().zip(&keys) {
+                let known = g.current.get(key).or_else(|| g.previous.get(key)).cloned();
+                match known {
+                    Some(None) => {
+                        g.hits += 1;
+                        let id = tx.id();
+                        out.push(Some(Ok(VerifiedTx { tx, id })));
+                    }
+                    Some(Some(e)) => {
+                        g.hits += 1;
+                        out.push(Some(Err((tx, e))));
+                    }
+                    None => {
+                        fresh_at.push(out.len());
+                        out.push(None);
+                        fresh.push(tx);
+                    }
+                }
+            }
+        }
+        if !fresh.is_empty() {
+            let verdicts = verify_txs(fresh, &self.chain_id);
+            let mut g = match self.inner.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            for (slot, v) in fresh_at.into_iter().zip(verdicts) {
+                let remembered = match &v {
+                    Ok(_) => None,
+                    Err((_, e)) => Some(e.clone()),
+                };
+                if g.current.len() >= self.capacity {
+                    g.previous = std::mem::take(&mut g.current);
+                }
+                g.current.insert(keys[slot], remembered);
+                out[slot] = Some(v);
+            }
+        }
+        out.into_iter().flatten().collect()
+    }
+}
+
 /// Checks a commit certificate against the validator set in force at its
 /// height: the expected height and block, strictly ascending known signer
 /// indices, at least a quorum of them, and every signature valid.

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use aidledger_crypto::VerifiedTx;
 use aidledger_types::tx::TX_MAX_BYTES;
-use aidledger_types::{Hash, PublicKey, Role, TxKind};
+use aidledger_types::{Hash, PublicKey, Role, TxBody, TxKind};
 
 /// What admission needs to know about an account, read from committed state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +95,50 @@ pub enum AdmitError {
     Full { what: &'static str },
     #[error("account has {limit} pending transactions already")]
     SenderFull { limit: usize },
+}
+
+/// The checks a transaction's account must pass, against `accounts` alone
+/// (nothing pending): the account exists and is active, one of its roles
+/// may sign the kind, and the nonce is within `nonce_window` of the
+/// account's next nonce. Admission's screen (ADR 016) runs it against the
+/// committed state before any signature work; the mempool runs it again
+/// when it admits, because the state can move in between.
+pub fn check_account(
+    body: &TxBody,
+    accounts: &dyn AccountView,
+    nonce_window: u64,
+) -> Result<AccountInfo, AdmitError> {
+    let acct = accounts
+        .account(&body.signer)
+        .ok_or(AdmitError::UnknownAccount(body.signer))?;
+    if !acct.active {
+        return Err(AdmitError::InactiveAccount(body.signer));
+    }
+    let allowed = body.kind.allowed_roles();
+    if !allowed.iter().any(|r| acct.roles.contains(r)) {
+        return Err(AdmitError::RoleNotAllowed {
+            kind: body.kind,
+            needed: allowed
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    if body.nonce < acct.next_nonce {
+        return Err(AdmitError::NonceTooLow {
+            got: body.nonce,
+            next: acct.next_nonce,
+        });
+    }
+    if body.nonce - acct.next_nonce >= nonce_window {
+        return Err(AdmitError::NonceTooHigh {
+            got: body.nonce,
+            next: acct.next_nonce,
+            window: nonce_window,
+        });
+    }
+    Ok(acct)
 }
 
 struct Entry {
@@ -247,36 +291,7 @@ impl Mempool {
             return Err(AdmitError::Duplicate(id));
         }
         let body = &tx.tx().body;
-        let acct = accounts
-            .account(&body.signer)
-            .ok_or(AdmitError::UnknownAccount(body.signer))?;
-        if !acct.active {
-            return Err(AdmitError::InactiveAccount(body.signer));
-        }
-        let allowed = body.kind.allowed_roles();
-        if !allowed.iter().any(|r| acct.roles.contains(r)) {
-            return Err(AdmitError::RoleNotAllowed {
-                kind: body.kind,
-                needed: allowed
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-        if body.nonce < acct.next_nonce {
-            return Err(AdmitError::NonceTooLow {
-                got: body.nonce,
-                next: acct.next_nonce,
-            });
-        }
-        if body.nonce - acct.next_nonce >= self.config.nonce_window {
-            return Err(AdmitError::NonceTooHigh {
-                got: body.nonce,
-                next: acct.next_nonce,
-                window: self.config.nonce_window,
-            });
-        }
+        let acct = check_account(body, accounts, self.config.nonce_window)?;
         let sender = self.senders.get(&body.signer);
         if let Some(s) = sender {
             if s.by_nonce.contains_key(&body.nonce) {
