@@ -20,7 +20,11 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api_types::*;
+use aidledger_node_core::{Screened, Verdict};
+
+use crate::admission::{AdmissionPool, Busy, Lane};
 use crate::driver::{DriverMsg, Shared};
+use crate::http_server::ClientIp;
 
 /// Most entities one list query returns.
 const LIST_MAX: usize = 1000;
@@ -35,6 +39,8 @@ const WAIT_MAX_MS: u64 = 120_000;
 pub struct AppState {
     pub store: Arc<RocksStore>,
     pub driver: mpsc::Sender<DriverMsg>,
+    /// Signature checks off the consensus task (ADR 016).
+    pub pool: AdmissionPool,
     pub shared: Arc<Shared>,
     pub info: Arc<NodeInfo>,
 }
@@ -68,7 +74,13 @@ impl IntoResponse for ApiFailure {
             error: self.2,
             code: self.1.to_string(),
         };
-        (self.0, Json(body)).into_response()
+        let mut r = (self.0, Json(body)).into_response();
+        // Every 503 (busy, shutting down) says when to come back.
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        r
     }
 }
 
@@ -114,6 +126,38 @@ async fn declared_length_within(
     next.run(req).await
 }
 
+/// A client whose admission lane is at least half full is answered 503
+/// busy before its body is parsed (ADR 016): a client that ignores
+/// back-pressure costs the node no parsing, and still has one request in
+/// flight beside what is queued. The body is read and dropped (at most the
+/// batch route's limit, within the body deadline) so the client reads the
+/// 503 on a connection that stays open, instead of a reset mid-upload.
+async fn lane_has_room(
+    State(pool): State<AdmissionPool>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use http_body_util::BodyExt;
+    let ip = req.extensions().get::<ClientIp>().copied();
+    if let Some(ClientIp(ip)) = ip {
+        if pool.lane_half_full(Lane::Client(ip)) {
+            pool.count_busy();
+            let mut body = http_body_util::Limited::new(req.into_body(), BATCH_BODY_MAX_BYTES);
+            while let Some(Ok(_)) = body.frame().await {}
+            return busy().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn busy() -> ApiFailure {
+    ApiFailure(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "the node's admission queue is full for this client; retry after 1 s".into(),
+    )
+}
+
 fn not_found(msg: impl Into<String>) -> ApiFailure {
     ApiFailure(StatusCode::NOT_FOUND, "not-found", msg.into())
 }
@@ -143,6 +187,70 @@ fn unavailable(msg: impl Into<String>) -> ApiFailure {
     ApiFailure(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg.into())
 }
 
+/// Admission for a client's transactions (ADR 016): the screen here, on
+/// the request's task; the signature check in the admission pool, in the
+/// client's lane; the mempool in the core. One verdict per transaction, in
+/// order. Refusals before the core are counted here, so a flood of them
+/// never reaches the driver. A request that does not fit the pool is
+/// refused whole: 503 busy.
+async fn admit(
+    s: &AppState,
+    client: Option<ClientIp>,
+    txs: Vec<SignedTx>,
+) -> Result<Vec<Result<Hash, String>>, ApiFailure> {
+    let lane = Lane::Client(client.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0));
+    let screened = s.pool.admission().screen(txs);
+    let verdicts: Vec<Verdict> = if screened.iter().any(Screened::is_pending) {
+        let chunks = s.pool.submit(lane, screened).map_err(|Busy| busy())?;
+        let mut all = Vec::new();
+        for rx in chunks {
+            all.extend(rx.await.map_err(|_| unavailable("node is shutting down"))?);
+        }
+        all
+    } else {
+        screened
+            .into_iter()
+            .map(|s| match s {
+                Screened::Refused(e) => Err(e),
+                Screened::Pending(_) => Err("not checked".to_string()),
+            })
+            .collect()
+    };
+    let mut out: Vec<Result<Hash, String>> = Vec::with_capacity(verdicts.len());
+    let mut verified = Vec::new();
+    let mut slots = Vec::new();
+    let mut refused = 0u64;
+    for v in verdicts {
+        match v {
+            Ok(v) => {
+                slots.push(out.len());
+                out.push(Ok(v.id()));
+                verified.push(Ok(v));
+            }
+            Err(e) => {
+                refused += 1;
+                out.push(Err(e));
+            }
+        }
+    }
+    s.shared.metrics.refused_txs.inc_by(refused);
+    if !verified.is_empty() {
+        let (reply, rx) = oneshot::channel();
+        s.driver
+            .send(DriverMsg::Submit {
+                txs: verified,
+                reply,
+            })
+            .await
+            .map_err(|_| unavailable("node is shutting down"))?;
+        let answers = rx.await.map_err(|_| unavailable("node is shutting down"))?;
+        for (slot, a) in slots.into_iter().zip(answers) {
+            out[slot] = a;
+        }
+    }
+    Ok(out)
+}
+
 pub fn router(state: AppState, body_max_bytes: usize) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -151,10 +259,15 @@ pub fn router(state: AppState, body_max_bytes: usize) -> Router {
         .route("/v1/status", get(status))
         .route(
             "/v1/txs",
-            post(submit).layer(axum::middleware::from_fn_with_state(
-                body_max_bytes,
-                declared_length_within,
-            )),
+            post(submit)
+                .layer(axum::middleware::from_fn_with_state(
+                    body_max_bytes,
+                    declared_length_within,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.pool.clone(),
+                    lane_has_room,
+                )),
         )
         .route(
             "/v1/txs/batch",
@@ -163,6 +276,10 @@ pub fn router(state: AppState, body_max_bytes: usize) -> Router {
                 .layer(axum::middleware::from_fn_with_state(
                     BATCH_BODY_MAX_BYTES,
                     declared_length_within,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.pool.clone(),
+                    lane_has_room,
                 )),
         )
         .route("/v1/txs/{id}", get(tx_status))
@@ -272,6 +389,7 @@ fn resent_text(id: &Hash, height: u64, receipt: &[u8]) -> String {
 
 async fn submit_batch(
     State(s): State<AppState>,
+    client: Option<axum::Extension<ClientIp>>,
     body: Result<Json<BatchSubmitRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<BatchSubmitResponse>, ApiFailure> {
     // The parse itself refuses more than BATCH_SUBMIT_MAX transactions.
@@ -319,12 +437,7 @@ async fn submit_batch(
     }
     let (txs, slots) = (fresh_txs, fresh_slots);
     if !txs.is_empty() {
-        let (reply, rx) = oneshot::channel();
-        s.driver
-            .send(DriverMsg::SubmitBatch { txs, reply })
-            .await
-            .map_err(|_| unavailable("node is shutting down"))?;
-        let verdicts = rx.await.map_err(|_| unavailable("node is shutting down"))?;
+        let verdicts = admit(&s, client.map(|c| c.0), txs).await?;
         for (slot, v) in slots.into_iter().zip(verdicts) {
             if let Err(e) = v {
                 results[slot].error = Some(e);
@@ -337,6 +450,7 @@ async fn submit_batch(
 
 async fn submit(
     State(s): State<AppState>,
+    client: Option<axum::Extension<ClientIp>>,
     body: Result<Json<SubmitRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<TxStatus>), ApiFailure> {
     let Json(req) = body.map_err(json_rejection)?;
@@ -348,21 +462,19 @@ async fn submit(
     }
     // Subscribe before submitting so a fast commit is not missed.
     let mut commits = s.shared.commits.subscribe();
-    let (reply, rx) = oneshot::channel();
-    s.driver
-        .send(DriverMsg::Submit { tx, reply })
-        .await
-        .map_err(|_| unavailable("node is shutting down"))?;
-    match rx.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(reason)) => {
+    match admit(&s, client.map(|c| c.0), vec![tx])
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err("no verdict".to_string()))
+    {
+        Ok(_) => {}
+        Err(reason) => {
             return Err(ApiFailure(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "admission",
                 reason,
             ));
         }
-        Err(_) => return Err(unavailable("node is shutting down")),
     }
     let pending = TxStatus {
         id,
@@ -694,5 +806,17 @@ mod hidden_errors {
         assert!(!a.contains("/var/lib") && !a.contains("corruption"), "{a}");
         assert!(a.starts_with("internal error ") && a.contains("log"), "{a}");
         assert_ne!(a, b, "each error gets its own id");
+    }
+
+    #[test]
+    fn every_503_says_when_to_come_back_and_others_do_not() {
+        use super::*;
+        let r = busy().into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let r = unavailable("stopping").into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let r = bad_request("no").into_response();
+        assert!(r.headers().get(header::RETRY_AFTER).is_none());
     }
 }

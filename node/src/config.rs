@@ -19,6 +19,53 @@ pub struct NodeConfig {
     pub consensus: ConsensusSection,
     #[serde(default)]
     pub mempool: MempoolSection,
+    #[serde(default)]
+    pub admission: AdmissionSection,
+}
+
+/// The admission pool (ADR 016): signature checks off the consensus task.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionSection {
+    /// Worker threads for signature checks; 0 means half the cores, at
+    /// least one.
+    #[serde(default)]
+    pub verify_threads: usize,
+    /// Most transactions queued for their signature check, all lanes.
+    #[serde(default = "default_queue_txs")]
+    pub queue_txs: usize,
+    /// Most transactions queued from one client address or one peer; a
+    /// request that does not fit is answered 503 busy.
+    #[serde(default = "default_lane_txs")]
+    pub lane_txs: usize,
+}
+
+impl Default for AdmissionSection {
+    fn default() -> Self {
+        AdmissionSection {
+            verify_threads: 0,
+            queue_txs: default_queue_txs(),
+            lane_txs: default_lane_txs(),
+        }
+    }
+}
+
+impl AdmissionSection {
+    /// The worker count: `verify_threads`, or half the cores.
+    pub fn threads(&self) -> usize {
+        if self.verify_threads > 0 {
+            return self.verify_threads;
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        (cores / 2).max(1)
+    }
+}
+
+fn default_queue_txs() -> usize {
+    65_536
+}
+fn default_lane_txs() -> usize {
+    4_096
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -333,6 +380,20 @@ impl NodeConfig {
         {
             bail!("api.write_rate_per_client and api.write_burst_per_client must be 1 to 1000000");
         }
+        let a = &self.admission;
+        if a.verify_threads > 64 {
+            bail!("admission.verify_threads must be 0 (half the cores) to 64");
+        }
+        if !(2_000..=10_000_000).contains(&a.queue_txs) {
+            bail!("admission.queue_txs must be 2000 to 10000000");
+        }
+        // A lane must hold a whole batch request, or such a request could
+        // never be admitted.
+        if !(2_000..=a.queue_txs).contains(&a.lane_txs) {
+            bail!(
+                "admission.lane_txs must be 2000 (one full batch request) to admission.queue_txs"
+            );
+        }
         if self.network.redial_interval_ms < 50 || self.network.redial_interval_ms > 600_000 {
             bail!("network.redial_interval_ms must be 50 to 600000");
         }
@@ -406,6 +467,7 @@ mod tests {
             },
             consensus: ConsensusSection::default(),
             mempool: MempoolSection::default(),
+            admission: AdmissionSection::default(),
         }
     }
 
@@ -429,7 +491,16 @@ mod tests {
             assert!(format!("{e:#}").contains("ping_interval_ms"), "{e:#}");
         }
         type Set = fn(&mut NodeConfig);
-        let limits: [(&str, Set); 6] = [
+        let limits: [(&str, Set); 11] = [
+            ("verify_threads", |c| c.admission.verify_threads = 65),
+            ("queue_txs", |c| c.admission.queue_txs = 1_999),
+            ("queue_txs", |c| c.admission.queue_txs = 10_000_001),
+            // A lane must hold one whole batch request.
+            ("lane_txs", |c| c.admission.lane_txs = 1_999),
+            ("lane_txs", |c| {
+                c.admission.queue_txs = 10_000;
+                c.admission.lane_txs = 10_001;
+            }),
             ("max_connections", |c| c.network.max_connections = 7),
             ("max_connections", |c| c.network.max_connections = 10_001),
             ("max_connections_per_peer", |c| {
@@ -451,6 +522,19 @@ mod tests {
             let e = bad.check().unwrap_err();
             assert!(format!("{e:#}").contains(name), "{name}: {e:#}");
         }
+        // Without an [admission] section, or with part of one, the
+        // defaults apply.
+        let text = toml::to_string(&sample()).unwrap();
+        let without: String = {
+            let at = text.find("[admission]").unwrap();
+            text[..at].to_string()
+        };
+        let c: NodeConfig = toml::from_str(&without).unwrap();
+        assert_eq!(c.admission, AdmissionSection::default());
+        let c: NodeConfig =
+            toml::from_str(&format!("{without}\n[admission]\nverify_threads = 3\n")).unwrap();
+        assert_eq!((c.admission.threads(), c.admission.lane_txs), (3, 4096));
+        assert!(AdmissionSection::default().threads() >= 1);
 
         std::fs::write(NodeConfig::path(dir.path()), "[node]\nunknown = 1\n").unwrap();
         let e = NodeConfig::load(dir.path()).unwrap_err();

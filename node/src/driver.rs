@@ -15,23 +15,24 @@ use aidledger_network::NetPeerId as PeerId;
 use aidledger_network::{NetEvent, NetworkHandle, ReplyToken, Topic};
 use aidledger_node_core::{
     Channel, ConsensusSettings, CoreParts, Count, Effect, Event, Mutants, NodeCore, Now, Peer,
-    Telemetry,
+    Telemetry, Verdict,
 };
 use aidledger_storage::RocksStore;
-use aidledger_types::{ChainId, Hash, OrgId, PublicKey, SignedTx, StateAccumulator};
+use aidledger_types::{ChainId, Hash, OrgId, PublicKey, StateAccumulator};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::admission::AdmissionPool;
 use crate::clock::now_ms;
 use crate::config::NodeConfig;
 use crate::metrics::Metrics;
 
 /// Capacity of the driver's own channel.
 pub const DRIVER_CHANNEL: usize = 8192;
-/// Most gossip messages, and most of their bytes, drained into one
-/// admission turn: a burst must not hold consensus behind one enormous
-/// signature batch. The first message is always taken (each is bounded by
-/// the network's message limit); normal traffic is about 50 KB a message.
+/// Most gossip messages, and most of their bytes, drained into one turn of
+/// the admission pool. The first message is always taken (each is bounded
+/// by the network's message limit); normal traffic is about 50 KB a
+/// message.
 const GOSSIP_BATCH_MAX: usize = 512;
 const GOSSIP_BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Most inbound sync requests awaiting the core's reply, and outbound ones
@@ -40,15 +41,15 @@ const PENDING_MAX: usize = 256;
 
 /// Messages to the driver from the API and the operator.
 pub enum DriverMsg {
+    /// A client's transactions, through admission's screen and signature
+    /// check (ADR 016); one verdict per transaction, in order.
     Submit {
-        tx: SignedTx,
-        reply: oneshot::Sender<Result<Hash, String>>,
-    },
-    /// Many transactions, verified as a batch; one verdict per transaction.
-    SubmitBatch {
-        txs: Vec<SignedTx>,
+        txs: Vec<Verdict>,
         reply: oneshot::Sender<Vec<Result<Hash, String>>>,
     },
+    /// Gossiped transactions, through the same checks (the admission
+    /// pool's workers send these).
+    Gossiped(Vec<Verdict>),
     IsPending {
         id: Hash,
         reply: oneshot::Sender<bool>,
@@ -118,12 +119,6 @@ impl Telemetry for NodeTelemetry {
     }
 }
 
-/// A client waiting for verdicts.
-enum Waiter {
-    One(oneshot::Sender<Result<Hash, String>>),
-    Many(oneshot::Sender<Vec<Result<Hash, String>>>),
-}
-
 pub struct Driver {
     core: NodeCore,
     net: NetworkHandle,
@@ -133,7 +128,9 @@ pub struct Driver {
     peer_index: HashMap<PeerId, Peer>,
     started: Instant,
     next_ticket: u64,
-    waiters: BTreeMap<u64, Waiter>,
+    waiters: BTreeMap<u64, oneshot::Sender<Vec<Result<Hash, String>>>>,
+    /// Signature checks for gossip (ADR 016).
+    pool: AdmissionPool,
     next_token: u64,
     replies: BTreeMap<u64, ReplyToken>,
     /// Network request id to the core's tag.
@@ -153,6 +150,7 @@ pub struct DriverParts {
     pub shared: Arc<Shared>,
     pub accept_missing_safety_state: bool,
     pub ran_before: bool,
+    pub pool: AdmissionPool,
 }
 
 impl Driver {
@@ -210,6 +208,7 @@ impl Driver {
             started,
             next_ticket: 0,
             waiters: BTreeMap::new(),
+            pool: p.pool,
             next_token: 0,
             replies: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -235,16 +234,19 @@ impl Driver {
         stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = self.started + Duration::from_millis(self.core.next_wakeup());
+            // Biased (ADR 016): network events, consensus among them,
+            // before timers, and both before client work.
             tokio::select! {
-                msg = rx.recv() => match msg {
-                    None | Some(DriverMsg::Shutdown) => break,
-                    Some(m) => self.on_msg(m).await?,
-                },
+                biased;
                 ev = net_rx.recv() => match ev {
                     None => break,
                     Some(ev) => self.on_net(ev, &mut net_rx).await?,
                 },
                 _ = tokio::time::sleep_until(wake) => self.handle(Event::Tick).await?,
+                msg = rx.recv() => match msg {
+                    None | Some(DriverMsg::Shutdown) => break,
+                    Some(m) => self.on_msg(m).await?,
+                },
                 _ = stats_tick.tick() => {
                     self.shared.metrics.observe_network(&self.net.stats);
                     self.peers_changed().await?;
@@ -290,22 +292,11 @@ impl Driver {
                     self.net.reply(reply, data).await.ok();
                 }
             }
-            Effect::Verdicts {
-                ticket,
-                mut verdicts,
-            } => match self.waiters.remove(&ticket) {
-                Some(Waiter::One(tx)) => {
-                    let _ = tx.send(
-                        verdicts
-                            .pop()
-                            .unwrap_or_else(|| Err("no verdict".to_string())),
-                    );
-                }
-                Some(Waiter::Many(tx)) => {
+            Effect::Verdicts { ticket, verdicts } => {
+                if let Some(tx) = self.waiters.remove(&ticket) {
                     let _ = tx.send(verdicts);
                 }
-                None => {}
-            },
+            }
             Effect::Committed { height, txs } => {
                 self.shared.metrics.height.set(height as i64);
                 let _ = self.shared.commits.send(Arc::new(CommitNotice { txs }));
@@ -313,7 +304,11 @@ impl Driver {
         }
     }
 
-    async fn submit(&mut self, txs: Vec<SignedTx>, waiter: Waiter) -> anyhow::Result<()> {
+    async fn submit(
+        &mut self,
+        txs: Vec<Verdict>,
+        waiter: oneshot::Sender<Vec<Result<Hash, String>>>,
+    ) -> anyhow::Result<()> {
         self.next_ticket = self.next_ticket.wrapping_add(1);
         let ticket = self.next_ticket;
         self.waiters.insert(ticket, waiter);
@@ -325,8 +320,8 @@ impl Driver {
 
     async fn on_msg(&mut self, m: DriverMsg) -> anyhow::Result<()> {
         match m {
-            DriverMsg::Submit { tx, reply } => self.submit(vec![tx], Waiter::One(reply)).await?,
-            DriverMsg::SubmitBatch { txs, reply } => self.submit(txs, Waiter::Many(reply)).await?,
+            DriverMsg::Submit { txs, reply } => self.submit(txs, reply).await?,
+            DriverMsg::Gossiped(txs) => self.handle(Event::Gossiped(txs)).await?,
             DriverMsg::IsPending { id, reply } => {
                 let _ = reply.send(self.core.is_pending(&id));
             }
@@ -364,23 +359,27 @@ impl Driver {
             } => self.handle(Event::Consensus(data)).await?,
             NetEvent::Gossip {
                 topic: Topic::Txs,
+                author,
                 data,
-                ..
             } => {
-                // Batch what is already queued so signatures are checked
-                // together; other events wait until the batch is admitted.
+                // What is already queued goes to the admission pool
+                // together, one batch per author (its lane), so signatures
+                // are checked together, off this task.
                 let mut bytes = data.len();
-                let mut batch = vec![data];
+                let mut batches: BTreeMap<PeerId, Vec<Vec<u8>>> = BTreeMap::new();
+                batches.entry(author).or_default().push(data);
+                let mut taken = 1;
                 let mut others = Vec::new();
-                while batch.len() < GOSSIP_BATCH_MAX && bytes < GOSSIP_BATCH_BYTES {
+                while taken < GOSSIP_BATCH_MAX && bytes < GOSSIP_BATCH_BYTES {
                     match net_rx.try_recv() {
                         Ok(NetEvent::Gossip {
                             topic: Topic::Txs,
+                            author,
                             data,
-                            ..
                         }) => {
                             bytes += data.len();
-                            batch.push(data);
+                            taken += 1;
+                            batches.entry(author).or_default().push(data);
                         }
                         Ok(other) => {
                             others.push(other);
@@ -391,7 +390,11 @@ impl Driver {
                         Err(_) => break,
                     }
                 }
-                self.handle(Event::TxGossip(batch)).await?;
+                for (author, batch) in batches {
+                    if !self.pool.gossip(author, batch) {
+                        tracing::debug!(peer = %author, "admission pool full: transaction gossip dropped");
+                    }
+                }
                 for ev in others {
                     Box::pin(self.on_net(ev, net_rx)).await?;
                 }

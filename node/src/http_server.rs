@@ -27,7 +27,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// The client's address, attached to each request by the accept loop.
 #[derive(Clone, Copy, Debug)]
-struct ClientIp(IpAddr);
+pub struct ClientIp(pub IpAddr);
 
 type ClientLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
 

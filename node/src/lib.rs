@@ -4,6 +4,7 @@
 //! binary (`crates/cli`) parses the command line and dispatches here and
 //! to the local-consortium tooling (`testnet/`).
 
+pub mod admission;
 pub mod api;
 pub mod api_trace;
 pub mod api_types;

@@ -38,6 +38,10 @@ pub struct Metrics {
     pub api_requests_shed: Counter,
     pub api_timeouts: Counter,
     pub api_rate_limited: Counter,
+    /// The admission pool (node/src/admission.rs, ADR 016).
+    pub admission_busy: Counter,
+    pub admission_gossip_dropped: Counter,
+    pub admission_queue_txs: Gauge,
     /// Copied from the network task's counters on every sync tick.
     pub net_gossip_in: Gauge,
     pub net_gossip_rejected: Gauge,
@@ -85,6 +89,9 @@ impl Metrics {
             api_requests_shed: Counter::default(),
             api_timeouts: Counter::default(),
             api_rate_limited: Counter::default(),
+            admission_busy: Counter::default(),
+            admission_gossip_dropped: Counter::default(),
+            admission_queue_txs: Gauge::default(),
             net_gossip_in: Gauge::default(),
             net_gossip_rejected: Gauge::default(),
             net_tx_gossip_dropped: Gauge::default(),
@@ -98,7 +105,12 @@ impl Metrics {
             block_txs: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             registry: Registry::default(),
         };
-        let gauges: [(&str, &str, &Gauge); 12] = [
+        let gauges: [(&str, &str, &Gauge); 13] = [
+            (
+                "admission_queue_txs",
+                "Transactions queued for their signature check in the admission pool",
+                &m.admission_queue_txs,
+            ),
             ("height", "Last committed block height", &m.height),
             ("view", "Current consensus view", &m.view),
             ("mempool_txs", "Transactions in the mempool", &m.mempool_txs),
@@ -144,7 +156,17 @@ impl Metrics {
         for (name, help, g) in gauges {
             registry.register(name, help, g.clone());
         }
-        let counters: [(&str, &str, &Counter); 14] = [
+        let counters: [(&str, &str, &Counter); 16] = [
+            (
+                "admission_busy",
+                "Client submissions answered 503 busy: the admission pool's queue or the client's lane was full",
+                &m.admission_busy,
+            ),
+            (
+                "admission_gossip_dropped",
+                "Transaction gossip dropped: the admission pool's queue or the peer's lane was full",
+                &m.admission_gossip_dropped,
+            ),
             ("view_changes", "View changes seen", &m.view_changes),
             (
                 "committed_txs",

@@ -272,6 +272,31 @@ async fn run_async(
             None
         },
     });
+    let admission = Arc::new(aidledger_node_core::Admission::new(
+        genesis.chain_id.clone(),
+        store.clone(),
+        cfg.mempool.nonce_window,
+        aidledger_network::GOSSIP_MAX_BYTES,
+        &aidledger_node_core::Mutants::default(),
+    ));
+    let pool_cfg = crate::admission::PoolConfig {
+        threads: cfg.admission.threads(),
+        queue_txs: cfg.admission.queue_txs,
+        lane_txs: cfg.admission.lane_txs,
+    };
+    let pool = crate::admission::AdmissionPool::start(
+        admission,
+        pool_cfg,
+        driver_tx.clone(),
+        Some(crate::admission::PoolMetrics::of(&shared.metrics)),
+    )
+    .context("starting the admission pool")?;
+    tracing::info!(
+        threads = pool_cfg.threads,
+        queue_txs = pool_cfg.queue_txs,
+        lane_txs = pool_cfg.lane_txs,
+        "admission pool started"
+    );
     let driver = Driver::new(DriverParts {
         chain_id: genesis.chain_id.clone(),
         cfg: cfg.clone(),
@@ -284,6 +309,7 @@ async fn run_async(
         shared: shared.clone(),
         accept_missing_safety_state: opts.accept_missing_safety_state,
         ran_before,
+        pool: pool.clone(),
     })?;
     let driver_task = tokio::spawn(driver.run(driver_rx, net_rx));
 
@@ -296,6 +322,7 @@ async fn run_async(
         AppState {
             store: store.clone(),
             driver: driver_tx.clone(),
+            pool: pool.clone(),
             shared,
             info,
         },
@@ -337,6 +364,7 @@ async fn run_async(
             driver_task.await.context("driver task panicked")?
         }
     };
+    pool.close();
     net.shutdown().await;
     let _ = api_task.await;
     drop(store);

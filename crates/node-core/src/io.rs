@@ -1,6 +1,8 @@
 //! What goes into the node core and what comes out of it.
 
 use aidledger_types::{Block, CommitCertificate, Hash, SignedTx};
+
+use crate::admission::Verdict;
 use serde::{Deserialize, Serialize};
 
 /// Another member node: an index into the member list the core was built
@@ -29,11 +31,13 @@ pub enum Channel {
 pub enum Event {
     /// The node has started: the replica enters its height.
     Start,
-    /// Transactions from a client, checked as one batch; answered by
-    /// [`Effect::Verdicts`] with the same ticket, one verdict each, in order.
-    Submit { ticket: u64, txs: Vec<SignedTx> },
-    /// Transaction gossip messages, admitted together.
-    TxGossip(Vec<Vec<u8>>),
+    /// Transactions from a client, through admission's screen and
+    /// signature check ([`crate::Admission`], ADR 016); answered by
+    /// [`Effect::Verdicts`] with the same ticket, one verdict each, in
+    /// order. Admitted ones are gossiped.
+    Submit { ticket: u64, txs: Vec<Verdict> },
+    /// Transactions gossiped by peers, through the same checks.
+    Gossiped(Vec<Verdict>),
     /// A consensus message from the network.
     Consensus(Vec<u8>),
     /// A peer asks for blocks; answered by [`Effect::Reply`] with the token.

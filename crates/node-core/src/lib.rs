@@ -20,7 +20,7 @@ use std::sync::Arc;
 use aidledger_consensus::{
     CommittedTip, Config as ReplicaConfig, Input, Output, Replica, SafetyState,
 };
-use aidledger_crypto::{verify_certificate, verify_txs, Keypair, VerifiedTx};
+use aidledger_crypto::{verify_certificate, Keypair, VerifiedTx};
 use aidledger_execution::{
     build_block, validate_block_with, BlockContext, BlockInvalid, BlockOutcome, ExecError,
     ParentInfo,
@@ -32,10 +32,12 @@ use aidledger_types::{
     Timestamp,
 };
 
+mod admission;
 mod chain;
 mod io;
 mod timers;
 
+pub use admission::{Admission, Screened, Verdict, VERDICT_CACHE};
 pub use chain::{open_chain, StoreAccounts, StoreState};
 pub use io::{
     CandidateResponse, Channel, Count, Effect, Event, NoTelemetry, Now, Peer, SyncRequest,
@@ -326,7 +328,7 @@ impl NodeCore {
                 let verdicts = self.admit_batch(txs, true);
                 self.out.push(Effect::Verdicts { ticket, verdicts });
             }
-            Event::TxGossip(batch) => self.admit_gossip(batch),
+            Event::Gossiped(txs) => self.admit_gossip(txs),
             Event::Consensus(data) => {
                 if self.replica.is_some() {
                     self.feed(Input::Message(data))?;
@@ -609,30 +611,14 @@ impl NodeCore {
         Some(self.last_commit_ms + wait)
     }
 
-    /// Checks limits and signatures (one batch, the same verdicts as one
-    /// by one), then admits to the mempool: one verdict per transaction,
-    /// in order. With `share`, admitted transactions queue for gossip
-    /// (gossip does not echo to the publisher).
-    fn admit_batch(&mut self, txs: Vec<SignedTx>, share: bool) -> Vec<Result<Hash, String>> {
-        let mut out: Vec<Result<Hash, String>> = Vec::with_capacity(txs.len());
-        let mut checked = Vec::with_capacity(txs.len());
-        let mut slots = Vec::with_capacity(txs.len());
-        for tx in txs {
-            match tx.check_limits() {
-                Ok(()) => {
-                    slots.push(out.len());
-                    // Replaced below by the verdict.
-                    out.push(Err(String::new()));
-                    checked.push(tx);
-                }
-                Err(e) => {
-                    self.telemetry.count(Count::RefusedTxs, 1);
-                    out.push(Err(e.to_string()));
-                }
-            }
-        }
-        for (slot, r) in slots.into_iter().zip(verify_txs(checked, &self.chain_id)) {
-            out[slot] = match r {
+    /// Admits what passed admission's screen and signature check (ADR
+    /// 016) to the mempool: one verdict per transaction, in order, the
+    /// refusals counted. With `share`, admitted transactions queue for
+    /// gossip (gossip does not echo to the publisher).
+    fn admit_batch(&mut self, txs: Vec<Verdict>, share: bool) -> Vec<Result<Hash, String>> {
+        let out = txs
+            .into_iter()
+            .map(|r| match r {
                 Ok(v) => {
                     let tx = share.then(|| v.tx().clone());
                     let len = codec::encoded_len(v.tx());
@@ -642,12 +628,12 @@ impl NodeCore {
                     }
                     res
                 }
-                Err((_, e)) => {
+                Err(e) => {
                     self.telemetry.count(Count::RefusedTxs, 1);
-                    Err(e.to_string())
+                    Err(e)
                 }
-            };
-        }
+            })
+            .collect();
         if self.gossip_out.len() >= GOSSIP_BATCH_TXS {
             self.flush_gossip();
         }
@@ -677,24 +663,14 @@ impl NodeCore {
         }
     }
 
-    fn admit_gossip(&mut self, batch: Vec<Vec<u8>>) {
-        let mut txs = Vec::new();
-        // A transaction gossiped by two peers is verified once.
-        let mut seen = BTreeSet::new();
-        for data in batch {
-            let msg: TxGossip = match codec::decode_with_limit(&data, self.gossip_max_bytes) {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::debug!(error = %e, "undecodable transaction gossip");
-                    continue;
-                }
-            };
-            txs.extend(msg.txs.into_iter().filter(|tx| {
-                let id = tx.id();
-                !self.mempool.contains(&id) && seen.insert(id)
-            }));
-        }
-        for r in self.admit_batch(txs, false) {
+    fn admit_gossip(&mut self, txs: Vec<Verdict>) {
+        // Each transaction reaches a node from several peers; a copy of
+        // one already pending is not a refusal.
+        let fresh: Vec<Verdict> = txs
+            .into_iter()
+            .filter(|r| !matches!(r, Ok(v) if self.mempool.contains(&v.id())))
+            .collect();
+        for r in self.admit_batch(fresh, false) {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "gossiped tx refused");
             }

@@ -28,8 +28,8 @@ use aidledger_crypto::{verify_certificate, Keypair};
 use aidledger_execution::testkit::{dev_genesis, TxFactory};
 use aidledger_mempool::MempoolConfig;
 use aidledger_node_core::{
-    open_chain, Channel, ConsensusSettings, CoreParts, Effect, Event, Mutants, NoTelemetry,
-    NodeCore, Now, StoreState, SyncRequest, TxGossip,
+    open_chain, Admission, Channel, ConsensusSettings, CoreParts, Effect, Event, Mutants,
+    NoTelemetry, NodeCore, Now, StoreState, SyncRequest, TxGossip,
 };
 use aidledger_storage::{MemStore, Store};
 use aidledger_types::{codec, Hash, OrgId, PublicKey, Role, SignedTx, Validator, ValidatorSet};
@@ -177,6 +177,9 @@ struct SimNode {
     org: OrgId,
     store: Arc<MemStore>,
     core: Option<NodeCore>,
+    /// Admission's screen and signature check (ADR 016), the production
+    /// code the node runs before its core; rebuilt with the core.
+    admission: Option<Admission>,
     /// When this incarnation started (global ms), and a count of them.
     boot_at: u64,
     boot: u64,
@@ -298,6 +301,7 @@ impl Cluster {
                 org: o,
                 store: Arc::new(MemStore::new()),
                 core: None,
+                admission: None,
                 boot_at: 0,
                 boot: 0,
                 skew_ms: rng.gen_range(-400..=400),
@@ -462,8 +466,18 @@ impl Cluster {
             mutants: self.opts.mutants.clone(),
         };
         let now = self.node_now(i);
+        let admission = Admission::new(
+            self.genesis.chain_id.clone(),
+            self.nodes[i].store.clone(),
+            parts.mempool.nonce_window,
+            parts.gossip_max_bytes,
+            &self.opts.mutants,
+        );
         match NodeCore::new(parts, now) {
-            Ok(core) => self.nodes[i].core = Some(core),
+            Ok(core) => {
+                self.nodes[i].core = Some(core);
+                self.nodes[i].admission = Some(admission);
+            }
             Err(e) => {
                 self.violation(format!("node {i} cannot start: {e:#}"));
                 return;
@@ -477,6 +491,7 @@ impl Cluster {
 
     fn crash(&mut self, i: usize) {
         self.nodes[i].core = None;
+        self.nodes[i].admission = None;
         self.nodes[i].wake_generation += 1;
     }
 
@@ -1085,7 +1100,10 @@ impl Cluster {
                         }
                         Event::Consensus(frame[8..].to_vec())
                     }
-                    Channel::Txs => Event::TxGossip(vec![frame.to_vec()]),
+                    Channel::Txs => match &self.nodes[to].admission {
+                        Some(a) => Event::Gossiped(a.gossip(vec![frame.to_vec()])),
+                        None => return,
+                    },
                 };
                 self.step(to, ev);
             }
@@ -1294,6 +1312,10 @@ impl Cluster {
                 (id, matches!(store.tx_location(&id), Ok(Some(_))))
             })
             .collect();
+        let Some(admission) = &self.nodes[i].admission else {
+            return;
+        };
+        let txs = admission.check(txs);
         self.submitting = Some((ticket, sent));
         self.step(i, Event::Submit { ticket, txs });
         self.submitting = None;
@@ -1379,7 +1401,10 @@ impl Cluster {
                 g.round = self.rng.gen();
                 let j = up[self.rng.gen_range(0..up.len())];
                 self.report.replayed_gossip += 1;
-                self.step(j, Event::TxGossip(vec![codec::encode(&g)]));
+                if let Some(a) = &self.nodes[j].admission {
+                    let txs = a.gossip(vec![codec::encode(&g)]);
+                    self.step(j, Event::Gossiped(txs));
+                }
             }
         }
         if self.opts.reconfig {

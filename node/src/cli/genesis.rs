@@ -21,7 +21,8 @@ use super::keys::{create_private_dir, generate_into};
 use super::net::peer_id;
 use super::{args, print_json, usage, Ctx};
 use crate::config::{
-    ApiSection, ConsensusSection, MempoolSection, NetworkSection, NodeConfig, NodeSection,
+    AdmissionSection, ApiSection, ConsensusSection, MempoolSection, NetworkSection, NodeConfig,
+    NodeSection,
 };
 
 #[derive(Subcommand, Debug)]
@@ -488,6 +489,7 @@ pub fn node_config(org: &OrgId, p2p: &str, peers: Vec<String>, api: &str) -> Nod
         },
         consensus: ConsensusSection::default(),
         mempool: MempoolSection::default(),
+        admission: AdmissionSection::default(),
     }
 }
 

@@ -1,0 +1,181 @@
+//! Admission's first two stages (ADR 016): the screen, which costs a few
+//! state lookups per transaction, and signature verification, which costs
+//! the curve work. They run outside the core (the node runs them on the
+//! HTTP task and a bounded worker pool, the simulator inline) and hand the
+//! core [`Verdict`]s; the core only admits to the mempool.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use aidledger_crypto::{CryptoError, TxVerdictCache, VerifiedTx};
+use aidledger_mempool::{check_account, AccountView, AdmitError};
+use aidledger_storage::Store;
+use aidledger_types::{codec, ChainId, Hash, SignedTx};
+
+use crate::chain::StoreAccounts;
+use crate::io::TxGossip;
+use crate::{Mutants, NoncesForgotten};
+
+/// Signature verdicts remembered per generation (two generations).
+pub const VERDICT_CACHE: usize = 65_536;
+
+/// One transaction's verdict after the screen and the signature check:
+/// verified, or refused with the reason the client is told.
+pub type Verdict = Result<VerifiedTx, String>;
+
+/// A transaction after the screen.
+#[derive(Debug)]
+pub enum Screened {
+    /// Refused before any signature work; the reason.
+    Refused(String),
+    /// Passed the cheap checks; its signature is still to be checked.
+    Pending(SignedTx),
+}
+
+impl Screened {
+    pub fn is_pending(&self) -> bool {
+        matches!(self, Screened::Pending(_))
+    }
+}
+
+/// The screen and the signature check of one node, over its committed
+/// state. Shared by the node's threads (`Sync`).
+pub struct Admission {
+    chain_id: ChainId,
+    store: Arc<dyn Store>,
+    nonce_window: u64,
+    gossip_max_bytes: usize,
+    forget_onchain_nonces: bool,
+    cache: TxVerdictCache,
+}
+
+impl Admission {
+    /// `nonce_window` is the mempool's; `gossip_max_bytes` the network's
+    /// gossip message limit. The `admission_without_onchain_check` mutant
+    /// disables the on-chain nonce check here too.
+    pub fn new(
+        chain_id: ChainId,
+        store: Arc<dyn Store>,
+        nonce_window: u64,
+        gossip_max_bytes: usize,
+        mutants: &Mutants,
+    ) -> Admission {
+        Admission {
+            cache: TxVerdictCache::new(chain_id.clone(), VERDICT_CACHE),
+            chain_id,
+            store,
+            nonce_window,
+            gossip_max_bytes,
+            forget_onchain_nonces: mutants.admission_without_onchain_check,
+        }
+    }
+
+    /// Signature verdicts answered from the cache so far.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache.hits()
+    }
+
+    /// The cheap checks, in order: the payload limit, the chain id, the
+    /// account (known, active, a role that may sign the kind, the nonce
+    /// within the window of the committed nonce), a second copy in the
+    /// same request, and a signature already judged bad. One result per
+    /// transaction, in order.
+    pub fn screen(&self, txs: Vec<SignedTx>) -> Vec<Screened> {
+        let accounts = StoreAccounts(self.store.clone());
+        let forgetful = NoncesForgotten(&accounts);
+        let view: &dyn AccountView = if self.forget_onchain_nonces {
+            &forgetful
+        } else {
+            &accounts
+        };
+        let mut seen: BTreeSet<Hash> = BTreeSet::new();
+        txs.into_iter()
+            .map(|tx| match self.screen_one(&tx, view, &mut seen) {
+                Ok(()) => Screened::Pending(tx),
+                Err(e) => Screened::Refused(e),
+            })
+            .collect()
+    }
+
+    fn screen_one(
+        &self,
+        tx: &SignedTx,
+        view: &dyn AccountView,
+        seen: &mut BTreeSet<Hash>,
+    ) -> Result<(), String> {
+        tx.check_limits().map_err(|e| e.to_string())?;
+        let id = tx.id();
+        if tx.body.chain_id != self.chain_id {
+            return Err(CryptoError::WrongChain {
+                id,
+                expected: self.chain_id.to_string(),
+                got: tx.body.chain_id.to_string(),
+            }
+            .to_string());
+        }
+        check_account(&tx.body, view, self.nonce_window).map_err(|e| e.to_string())?;
+        if !seen.insert(id) {
+            return Err(AdmitError::Duplicate(id).to_string());
+        }
+        if let Some(e) = self.cache.known_bad(tx) {
+            return Err(e.to_string());
+        }
+        Ok(())
+    }
+
+    /// Checks the signatures of the screened transactions that passed, as
+    /// one batch (the same verdicts as one by one, ADR 004), answering from
+    /// the verdict cache where it can. One verdict per input, in order.
+    pub fn verify(&self, screened: Vec<Screened>) -> Vec<Verdict> {
+        let mut out: Vec<Option<Verdict>> = Vec::with_capacity(screened.len());
+        let mut pending = Vec::new();
+        let mut slots = Vec::new();
+        for s in screened {
+            match s {
+                Screened::Refused(e) => out.push(Some(Err(e))),
+                Screened::Pending(tx) => {
+                    slots.push(out.len());
+                    out.push(None);
+                    pending.push(tx);
+                }
+            }
+        }
+        for (slot, r) in slots.into_iter().zip(self.cache.verify_txs(pending)) {
+            out[slot] = Some(r.map_err(|(_, e)| e.to_string()));
+        }
+        out.into_iter().flatten().collect()
+    }
+
+    /// [`Admission::screen`] then [`Admission::verify`], inline.
+    pub fn check(&self, txs: Vec<SignedTx>) -> Vec<Verdict> {
+        self.verify(self.screen(txs))
+    }
+
+    /// Decodes transaction gossip messages (each within the gossip limit;
+    /// an undecodable one is skipped) into their transactions, a
+    /// transaction gossiped twice in the batch taken once.
+    pub fn decode_gossip(&self, batch: Vec<Vec<u8>>) -> Vec<SignedTx> {
+        let mut txs = Vec::new();
+        let mut seen = BTreeSet::new();
+        for data in batch {
+            let msg: TxGossip = match codec::decode_with_limit(&data, self.gossip_max_bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(error = %e, "undecodable transaction gossip");
+                    continue;
+                }
+            };
+            txs.extend(
+                msg.txs
+                    .into_iter()
+                    .filter(|tx| seen.insert(tx.witness_hash())),
+            );
+        }
+        txs
+    }
+
+    /// Everything for a batch of gossip messages: decode, screen, verify.
+    pub fn gossip(&self, batch: Vec<Vec<u8>>) -> Vec<Verdict> {
+        self.check(self.decode_gossip(batch))
+    }
+}
