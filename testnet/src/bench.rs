@@ -30,6 +30,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+pub mod flood;
 #[cfg(feature = "suite")]
 pub mod suite;
 
@@ -52,6 +53,13 @@ pub enum BenchCmd {
     /// fixed rate for a bounded time; report committed throughput and
     /// submit-to-commit latency. The last line of --output json is the result.
     Load(LoadArgs),
+    /// Issue 15's attack beside a probe: threads flood one node (the
+    /// leader by default) with batches of transactions whose signatures
+    /// are bad but whose accounts, roles and nonces pass the cheap checks,
+    /// while a probe commits one legitimate transaction at a time through
+    /// another node. Reports the probe's latency with and without the
+    /// flood, and whether any view changed. Bounded in time.
+    Flood(flood::FloodArgs),
     /// The benchmark suite: the machine's limits (signature verification,
     /// SHA-256, synced RocksDB writes), a 4-validator testnet's sustained
     /// throughput, latency at half load, catch-up and memory, the audit
@@ -454,6 +462,15 @@ pub fn run(ctx: &Ctx, cmd: BenchCmd) -> Result<std::process::ExitCode> {
             }
             if r.lost > 0 || r.duplicates > 0 {
                 return Ok(std::process::ExitCode::FAILURE);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        BenchCmd::Flood(a) => {
+            let r = flood::flood_bench(ctx, &a)?;
+            if ctx.json() {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                flood::print_flood(&r);
             }
             Ok(std::process::ExitCode::SUCCESS)
         }

@@ -1,0 +1,165 @@
+#![allow(clippy::unwrap_used)]
+//! End to end, with real `aidledger` processes on 127.0.0.1: issue 15's
+//! flood of bad signatures against the leader, through `aidledger bench
+//! flood`, beside a probe that commits legitimate transactions through
+//! another validator (ADR 016).
+//!
+//! What must hold, whatever the machine's speed:
+//! - every probe commits, during the flood too;
+//! - no forged transaction is admitted;
+//! - the flood's refusals and the node's counters agree: every `503 busy`
+//!   the flooders saw is in the leader's `aidledger_admission_busy_total`;
+//! - a resent forgery is refused before any signature work, with the same
+//!   reason, and a `503` carries `Retry-After`.
+//!
+//! Figures (latency with and without the flood, view changes) are for
+//! `docs/benchmarks.md`, not assertions here.
+
+mod common;
+
+use std::time::Duration;
+
+use common::consortium::Testnet;
+use common::{bin, stdout};
+use serde_json::{json, Value};
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(40)))
+        .build()
+        .into()
+}
+
+fn metric(api: &str, name: &str) -> f64 {
+    let text = agent()
+        .get(&format!("{api}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+#[test]
+fn a_flood_of_bad_signatures_at_the_leader_admits_nothing_and_every_probe_commits() {
+    let t = Testnet::up();
+    let status: Value = agent()
+        .get(&format!("{}/v1/status", t.orgs()[0].api))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let leader = status["leader"].as_str().unwrap().to_string();
+    let leader_api = t.orgs().into_iter().find(|o| o.id == leader).unwrap().api;
+
+    let out = bin()
+        .args([
+            "bench",
+            "flood",
+            "--dir",
+            t.d(),
+            "--senders",
+            "4",
+            "--duration",
+            "10",
+            "--baseline",
+            "3",
+            "--probe-interval-ms",
+            "200",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "bench flood failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    eprintln!("{r}");
+    assert_eq!(r["target"], json!(leader));
+    for phase in ["baseline", "flooded"] {
+        assert!(r[phase]["probes"].as_u64().unwrap() > 0, "{phase}: {r}");
+        assert_eq!(r[phase]["timed_out"], json!(0), "{phase}: {r}");
+    }
+    assert_eq!(r["flood_txs_admitted"], json!(0), "{r}");
+    assert_eq!(r["flood_other_errors"], json!(0), "{r}");
+    let refused = r["flood_txs_refused"].as_u64().unwrap();
+    let busy = r["flood_busy_503"].as_u64().unwrap();
+    assert!(refused + busy > 0, "the flood reached the node: {r}");
+    assert_eq!(
+        metric(&leader_api, "aidledger_admission_busy_total") as u64,
+        busy,
+        "every 503 the flooders saw is counted"
+    );
+    assert!(metric(&leader_api, "aidledger_refused_txs_total") as u64 >= refused);
+
+    // A forgery, then the same bytes again: the second is refused at the
+    // screen with the same reason (the verdict cache), which costs no
+    // signature check.
+    let tx = forged_deposit(&t, &leader_api);
+    let submit = |api: &str| {
+        let mut r = agent()
+            .post(&format!("{api}/v1/txs"))
+            .send_json(json!({ "tx": tx }))
+            .unwrap();
+        let code = r.status().as_u16();
+        let body: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+        (code, body)
+    };
+    let (c1, b1) = submit(&leader_api);
+    let (c2, b2) = submit(&leader_api);
+    assert_eq!((c1, c2), (422, 422), "{b1} {b2}");
+    assert!(b1["error"].as_str().unwrap().contains("signature"), "{b1}");
+    assert_eq!(b1["error"], b2["error"]);
+}
+
+/// A deposit in a real disburser's name with its next nonce, whose
+/// signature has one bit of s flipped: the right shape, but it does not
+/// verify.
+fn forged_deposit(t: &Testnet, api: &str) -> String {
+    use aidledger_contracts::{payload, Payload};
+    use aidledger_crypto::{read_key_file, Purpose};
+    use aidledger_types::{Amount, ChainId, SignedTx, Slug, TxBody};
+
+    let key_file = t
+        .orgs()
+        .iter()
+        .find_map(|o| o.clients["disburser"].as_str().map(String::from))
+        .unwrap();
+    let key = read_key_file(std::path::Path::new(&key_file)).unwrap();
+    let get = |path: &str| -> Value {
+        agent()
+            .get(&format!("{api}{path}"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    };
+    let chain = ChainId::new(get("/v1/status")["chain_id"].as_str().unwrap()).unwrap();
+    let nonce = get(&format!("/v1/accounts/{}", key.public().to_hex()))["nonce"]
+        .as_u64()
+        .unwrap();
+    let p = Payload::Deposit(payload::Deposit {
+        program: Slug::new("no-such-program").unwrap(),
+        amount: Amount(1),
+    });
+    let body = TxBody {
+        chain_id: chain.clone(),
+        nonce,
+        signer: key.public(),
+        kind: p.kind(),
+        payload: p.encode(),
+    };
+    let mut signature = key.sign(&chain, Purpose::Tx, body.id().as_bytes());
+    signature.0[32] ^= 1;
+    hex::encode(SignedTx { body, signature }.encode())
+}
