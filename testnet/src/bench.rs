@@ -107,6 +107,9 @@ pub struct LoadReport {
     pub lost: u64,
     pub duplicates: u64,
     pub resubmitted: u64,
+    /// Requests a node answered `503 busy` or `429 rate-limited`; each was
+    /// retried after a jittered back-off.
+    pub busy_answers: u64,
     pub target_rate: u64,
     pub duration_s: u64,
     pub submit_rate: f64,
@@ -149,6 +152,7 @@ struct Run {
     nodes: Vec<String>,
     refused: AtomicU64,
     resubmitted: AtomicU64,
+    busy: AtomicU64,
     stop_watch: AtomicBool,
     heights: Mutex<(u64, u64)>,
     last_refusal: Mutex<Option<String>>,
@@ -177,9 +181,44 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// A node asked the client to come back later (`503 busy` or `429
+/// rate-limited`), after `retry_after`.
+#[derive(Debug)]
+struct Busy {
+    retry_after: Duration,
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "busy; retry after {:?}", self.retry_after)
+    }
+}
+
+impl std::error::Error for Busy {}
+
+/// Most tries of one batch against busy nodes before it is left to the
+/// re-submission loop.
+const BUSY_TRIES: u32 = 8;
+/// The first back-off after a busy answer; it doubles with each try, up to
+/// the node's `Retry-After`.
+const BUSY_BASE: Duration = Duration::from_millis(25);
+
+/// How long to wait before try `k` (from 0) after a busy answer: "full
+/// jitter", a uniform draw below min(Retry-After, base × 2^k), so many
+/// workers refused at once do not come back at once.
+fn backoff(k: u32, retry_after: Duration) -> Duration {
+    use rand::Rng;
+    let cap = BUSY_BASE
+        .saturating_mul(1u32 << k.min(16))
+        .min(retry_after.max(BUSY_BASE));
+    let ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(rand::thread_rng().gen_range(1..=ms))
+}
+
 /// Submits a batch with `POST /v1/txs/batch`. For each transaction:
 /// Ok(true) if the node admitted it (or already holds it), Ok(false) with
-/// the reason if it refused it. Err if the node could not be reached.
+/// the reason if it refused it. Err if the node could not be reached, or
+/// [`Busy`] (downcast) if it asked to be left alone for a while.
 fn submit_batch(
     agent: &ureq::Agent,
     node: &str,
@@ -191,6 +230,19 @@ fn submit_batch(
         .send_json(&body)
         .map_err(|e| anyhow!("{node}: {e}"))?;
     let status = resp.status();
+    if status.as_u16() == 503 || status.as_u16() == 429 {
+        let secs = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(1)
+            .min(60);
+        return Err(Busy {
+            retry_after: Duration::from_secs(secs),
+        }
+        .into());
+    }
     let text = resp
         .body_mut()
         .with_config()
@@ -491,8 +543,8 @@ fn print_report(r: &LoadReport) {
         r.submitted, r.submit_rate, r.target_rate, r.duration_s, r.acknowledged, r.refused
     );
     println!(
-        "committed {} ({:.0} tx/s), lost {}, duplicates {}, re-submitted {}",
-        r.committed, r.committed_tps, r.lost, r.duplicates, r.resubmitted
+        "committed {} ({:.0} tx/s), lost {}, duplicates {}, re-submitted {}, busy answers {}",
+        r.committed, r.committed_tps, r.lost, r.duplicates, r.resubmitted, r.busy_answers
     );
     println!(
         "submit-to-commit latency: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
@@ -578,6 +630,7 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
         nodes,
         refused: AtomicU64::new(0),
         resubmitted: AtomicU64::new(0),
+        busy: AtomicU64::new(0),
         stop_watch: AtomicBool::new(false),
         heights: Mutex::new((first_height, first_height.saturating_sub(1))),
         last_refusal: Mutex::new(None),
@@ -629,11 +682,25 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
                             tr.encoded_hex.as_str()
                         })
                         .collect();
-                    // Spread over nodes; if one is down, try the next.
-                    for k in 0..run.nodes.len() {
+                    // Spread over nodes; if one is down, try the next; if
+                    // one is busy, back off (jittered) and try the next.
+                    let mut busy_tries = 0u32;
+                    let mut k = 0usize;
+                    while k < run.nodes.len() + busy_tries as usize {
                         let node = &run.nodes[(i0 / batch + k) % run.nodes.len()];
-                        let Ok(verdicts) = submit_batch(&agent, node, &hexes) else {
-                            continue;
+                        k += 1;
+                        let verdicts = match submit_batch(&agent, node, &hexes) {
+                            Ok(v) => v,
+                            Err(e) => {
+                                if let Some(b) = e.downcast_ref::<Busy>() {
+                                    run.busy.fetch_add(1, Ordering::Relaxed);
+                                    if busy_tries < BUSY_TRIES {
+                                        std::thread::sleep(backoff(busy_tries, b.retry_after));
+                                        busy_tries += 1;
+                                    }
+                                }
+                                continue;
+                            }
                         };
                         for (tr, (ok, why)) in run.txs[i0..i1].iter().zip(verdicts) {
                             if ok {
@@ -765,6 +832,7 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
         lost,
         duplicates: dups,
         resubmitted: run.resubmitted.load(Ordering::Relaxed),
+        busy_answers: run.busy.load(Ordering::Relaxed),
         target_rate: a.rate,
         duration_s: a.duration,
         submit_rate: submitted as f64 / (last_sent.max(1) as f64 / 1000.0),
@@ -777,4 +845,27 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
         last_height: last,
         program: program.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_backoff_is_jittered_grows_and_honours_retry_after() {
+        let one = Duration::from_secs(1);
+        for k in 0..20 {
+            let cap = BUSY_BASE.saturating_mul(1 << k.min(16)).min(one);
+            for _ in 0..50 {
+                let d = backoff(k, one);
+                assert!(d >= Duration::from_millis(1) && d <= cap, "try {k}: {d:?}");
+            }
+        }
+        // Draws differ: workers refused together come back apart.
+        let draws: std::collections::BTreeSet<Duration> =
+            (0..50).map(|_| backoff(5, one)).collect();
+        assert!(draws.len() > 10, "{draws:?}");
+        // A longer Retry-After lets the back-off grow further.
+        assert!((0..200).any(|_| backoff(8, Duration::from_secs(10)) > one));
+    }
 }
