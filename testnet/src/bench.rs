@@ -139,6 +139,9 @@ struct Tracked {
     /// Last (re)submission.
     last_sent_ms: AtomicU64,
     acked: AtomicBool,
+    /// The nodes (bit i for node i, mod 64) that acknowledged it: a
+    /// re-submission goes only to a node that has not.
+    acked_by: AtomicU64,
     /// Commit seen (0 = not yet).
     committed_ms: AtomicU64,
     commits: AtomicUsize,
@@ -195,6 +198,28 @@ impl std::fmt::Display for Busy {
 }
 
 impl std::error::Error for Busy {}
+
+/// A transaction every node has acknowledged, still not committed after
+/// this long since it was last sent, may be sent to them again (a node that
+/// restarted lost its mempool).
+const ALL_ACKED_RETRY: Duration = Duration::from_secs(30);
+
+fn node_bit(n: usize) -> u64 {
+    1u64 << (n % 64)
+}
+
+/// The node a re-submission goes to: the first from `start` (mod `nodes`)
+/// that has not acknowledged the transaction (`acked_by`); when all have,
+/// `start`'s node if `stale` (waited [`ALL_ACKED_RETRY`]), else none.
+fn retry_node(nodes: usize, start: usize, acked_by: u64, stale: bool) -> Option<usize> {
+    if nodes == 0 {
+        return None;
+    }
+    (0..nodes)
+        .map(|k| (start + k) % nodes)
+        .find(|&n| acked_by & node_bit(n) == 0)
+        .or_else(|| stale.then_some(start % nodes))
+}
 
 /// Most tries of one batch against busy nodes before it is left to the
 /// re-submission loop.
@@ -616,6 +641,7 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
                 sent_ms: AtomicU64::new(0),
                 last_sent_ms: AtomicU64::new(0),
                 acked: AtomicBool::new(false),
+                acked_by: AtomicU64::new(0),
                 committed_ms: AtomicU64::new(0),
                 commits: AtomicUsize::new(0),
                 attempts: AtomicUsize::new(0),
@@ -687,7 +713,8 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
                     let mut busy_tries = 0u32;
                     let mut k = 0usize;
                     while k < run.nodes.len() + busy_tries as usize {
-                        let node = &run.nodes[(i0 / batch + k) % run.nodes.len()];
+                        let ni = (i0 / batch + k) % run.nodes.len();
+                        let node = &run.nodes[ni];
                         k += 1;
                         let verdicts = match submit_batch(&agent, node, &hexes) {
                             Ok(v) => v,
@@ -705,6 +732,7 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
                         for (tr, (ok, why)) in run.txs[i0..i1].iter().zip(verdicts) {
                             if ok {
                                 tr.acked.store(true, Ordering::Relaxed);
+                                tr.acked_by.fetch_or(node_bit(ni), Ordering::Relaxed);
                             } else {
                                 run.refused.fetch_add(1, Ordering::Relaxed);
                                 if let Ok(mut g) = run.last_refusal.lock() {
@@ -744,9 +772,24 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
                 if now.saturating_sub(last) < RETRY_AFTER.as_millis() as u64 {
                     continue;
                 }
-                // Each retry goes to the next node in turn.
-                let attempt = tr.attempts.fetch_add(1, Ordering::Relaxed);
-                retry[(i + attempt) % run.nodes.len()].push(i);
+                // Each retry goes to the next node in turn that has not
+                // acknowledged it. Once every node has, it waits: only
+                // after ALL_ACKED_RETRY (nodes that restarted lose their
+                // mempool) may it go to them again.
+                let attempt = tr.attempts.load(Ordering::Relaxed);
+                let Some(n) = retry_node(
+                    run.nodes.len(),
+                    i + attempt,
+                    tr.acked_by.load(Ordering::Relaxed),
+                    now.saturating_sub(last) >= ALL_ACKED_RETRY.as_millis() as u64,
+                ) else {
+                    continue;
+                };
+                if tr.acked_by.load(Ordering::Relaxed) & node_bit(n) != 0 {
+                    tr.acked_by.store(0, Ordering::Relaxed);
+                }
+                tr.attempts.fetch_add(1, Ordering::Relaxed);
+                retry[n].push(i);
             }
             for (n, idx) in retry.iter().enumerate() {
                 for chunk in idx.chunks(BATCH_SUBMIT_MAX / 4) {
@@ -761,6 +804,7 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
                         for (&i, (ok, _)) in chunk.iter().zip(verdicts) {
                             if ok {
                                 run.txs[i].acked.store(true, Ordering::Relaxed);
+                                run.txs[i].acked_by.fetch_or(node_bit(n), Ordering::Relaxed);
                                 run.resubmitted.fetch_add(1, Ordering::Relaxed);
                             }
                         }
@@ -850,6 +894,20 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resubmission_goes_only_to_nodes_that_have_not_acknowledged() {
+        // Node 1 acknowledged: start at 1, go to 2.
+        assert_eq!(retry_node(4, 1, 0b0010, false), Some(2));
+        // 0, 1 and 3 acknowledged: only 2 is left, whatever the start.
+        for start in 0..8 {
+            assert_eq!(retry_node(4, start, 0b1011, false), Some(2));
+        }
+        // Everyone acknowledged: wait, unless it has been too long.
+        assert_eq!(retry_node(4, 5, 0b1111, false), None);
+        assert_eq!(retry_node(4, 5, 0b1111, true), Some(1));
+        assert_eq!(retry_node(0, 0, 0, true), None);
+    }
 
     #[test]
     fn busy_backoff_is_jittered_grows_and_honours_retry_after() {
