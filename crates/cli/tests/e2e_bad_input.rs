@@ -1,0 +1,475 @@
+#![allow(clippy::unwrap_used)]
+//! End to end, with real `aidledger` processes on 127.0.0.1: issue 15's
+//! bad-input matrix. Each row sends one bad input through one entry point
+//! (the single and batch submit routes, the admin route, reads, the CLI, a
+//! node's config, a damaged store) and checks the answer's status, code
+//! and message. Afterwards nothing bad was admitted, and every node agrees
+//! on the chain it keeps committing.
+//!
+//! Rows tested elsewhere on real processes: slow-header clients
+//! (`e2e_trust.rs`), bad-signature floods (`e2e_flood.rs`), handshakes that
+//! never finish (aidledger-network's tests), and outsiders' connections
+//! (`e2e_consortium.rs`).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use aidledger_contracts::{payload, Payload};
+use aidledger_crypto::{read_key_file, Keypair, Purpose};
+use aidledger_types::{Amount, ChainId, SignedTx, Slug, TxBody};
+use common::consortium::{pid_of, signal, wait_exit, wait_until, Org, Testnet};
+use common::{bin, run, stderr};
+use serde_json::{json, Value};
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(40)))
+        .build()
+        .into()
+}
+
+/// Status, code and error text of an answer (empty when not an error).
+fn answer(mut r: ureq::http::Response<ureq::Body>) -> (u16, String, String, Value) {
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let code = v["code"].as_str().unwrap_or_default().to_string();
+    let error = v["error"].as_str().unwrap_or_default().to_string();
+    (status, code, error, v)
+}
+
+fn post_raw(api: &str, path: &str, body: &str) -> (u16, String, String, Value) {
+    answer(
+        agent()
+            .post(&format!("{api}{path}"))
+            .header("content-type", "application/json")
+            .send(body)
+            .unwrap(),
+    )
+}
+
+/// A request head declaring a `len`-byte body, and no body: the answer
+/// must come from the declared length alone.
+fn declared(api: &str, path: &str, len: u64) -> (u16, String, String, Value) {
+    use std::io::{Read, Write};
+    let addr = api.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {len}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let code = v["code"].as_str().unwrap_or_default().to_string();
+    let error = v["error"].as_str().unwrap_or_default().to_string();
+    (status, code, error, v)
+}
+
+fn get(api: &str, path: &str) -> (u16, String, String, Value) {
+    answer(agent().get(&format!("{api}{path}")).call().unwrap())
+}
+
+/// One row: the answer must have this status and code, and its error text
+/// must contain `needle`.
+#[track_caller]
+fn expect(row: &str, got: (u16, String, String, Value), status: u16, code: &str, needle: &str) {
+    let (s, c, e, v) = got;
+    assert_eq!((s, c.as_str()), (status, code), "{row}: got {s} {c}: {v}");
+    assert!(e.contains(needle), "{row}: {e:?} lacks {needle:?}");
+    // Never a data path or a library's text.
+    assert!(!e.contains("/data/") && !e.contains(".sst"), "{row}: {e}");
+}
+
+struct Signer {
+    key: Keypair,
+    chain: ChainId,
+    nonce: u64,
+}
+
+fn signer(t: &Testnet, api: &str, role: &str) -> Signer {
+    let path = t
+        .orgs()
+        .iter()
+        .find_map(|o| o.clients[role].as_str().map(String::from))
+        .unwrap();
+    let key = read_key_file(Path::new(&path)).unwrap();
+    let chain = ChainId::new(get(api, "/v1/status").3["chain_id"].as_str().unwrap()).unwrap();
+    let nonce = get(api, &format!("/v1/accounts/{}", key.public().to_hex())).3["nonce"]
+        .as_u64()
+        .unwrap();
+    Signer { key, chain, nonce }
+}
+
+fn deposit(s: &Signer, chain: &ChainId, nonce: u64) -> SignedTx {
+    let p = Payload::Deposit(payload::Deposit {
+        program: Slug::new("no-such-program").unwrap(),
+        amount: Amount(1),
+    });
+    let body = TxBody {
+        chain_id: chain.clone(),
+        nonce,
+        signer: s.key.public(),
+        kind: p.kind(),
+        payload: p.encode(),
+    };
+    let signature = s.key.sign(chain, Purpose::Tx, body.id().as_bytes());
+    SignedTx { body, signature }
+}
+
+fn submit(api: &str, tx: &SignedTx) -> (u16, String, String, Value) {
+    post_raw(
+        api,
+        "/v1/txs",
+        &json!({ "tx": hex::encode(tx.encode()) }).to_string(),
+    )
+}
+
+fn height(api: &str) -> u64 {
+    get(api, "/v1/status").3["height"].as_u64().unwrap_or(0)
+}
+
+fn block_hash(api: &str, h: u64) -> Option<String> {
+    let (s, _, _, v) = get(api, &format!("/v1/blocks/{h}"));
+    (s == 200).then(|| v["hash"].as_str().unwrap_or_default().to_string())
+}
+
+#[test]
+fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
+    let t = Testnet::up();
+    let all = t.orgs();
+    let api = all[0].api.clone();
+    wait_until("height 1", 60, || height(&api) >= 1);
+
+    // --- The single submit route ---
+    expect(
+        "not JSON",
+        post_raw(&api, "/v1/txs", "tx=1"),
+        400,
+        "bad-request",
+        "",
+    );
+    expect(
+        "wrong JSON type",
+        post_raw(&api, "/v1/txs", r#"{"tx": 5}"#),
+        400,
+        "bad-request",
+        "tx",
+    );
+    expect(
+        "not hex",
+        post_raw(&api, "/v1/txs", r#"{"tx": "zz"}"#),
+        400,
+        "bad-request",
+        "hex",
+    );
+    expect(
+        "not a transaction",
+        post_raw(&api, "/v1/txs", r#"{"tx": "00ff"}"#),
+        400,
+        "bad-request",
+        "tx:",
+    );
+    expect(
+        "a declared body over the route's limit",
+        declared(&api, "/v1/txs", 300 * 1024),
+        413,
+        "payload-too-large",
+        "limit",
+    );
+
+    let disburser = signer(&t, &api, "disburser");
+    let chain = disburser.chain.clone();
+    let mut forged = deposit(&disburser, &chain, disburser.nonce);
+    forged.signature.0[32] ^= 1;
+    expect(
+        "bad signature",
+        submit(&api, &forged),
+        422,
+        "admission",
+        "signature is invalid",
+    );
+    expect(
+        "the same bad signature again",
+        submit(&api, &forged),
+        422,
+        "admission",
+        "signature is invalid",
+    );
+    let other_chain = ChainId::new("another-chain").unwrap();
+    expect(
+        "another chain",
+        submit(&api, &deposit(&disburser, &other_chain, disburser.nonce)),
+        422,
+        "admission",
+        "another-chain",
+    );
+    let stranger = Signer {
+        key: Keypair::generate(),
+        chain: chain.clone(),
+        nonce: 0,
+    };
+    expect(
+        "unknown account",
+        submit(&api, &deposit(&stranger, &chain, 0)),
+        422,
+        "admission",
+        "unknown account",
+    );
+    let registrar = signer(&t, &api, "registrar");
+    expect(
+        "a role that may not deposit",
+        submit(&api, &deposit(&registrar, &chain, registrar.nonce)),
+        422,
+        "admission",
+        "role not allowed",
+    );
+    expect(
+        "nonce far ahead",
+        submit(
+            &api,
+            &deposit(&disburser, &chain, disburser.nonce + 1_000_000),
+        ),
+        422,
+        "admission",
+        "too far ahead",
+    );
+
+    // --- The batch route ---
+    let many: Vec<String> = vec![String::new(); 2_001];
+    expect(
+        "2,001 transactions",
+        post_raw(&api, "/v1/txs/batch", &json!({ "txs": many }).to_string()),
+        400,
+        "bad-request",
+        "2000",
+    );
+    let (s, _, _, v) = post_raw(
+        &api,
+        "/v1/txs/batch",
+        &json!({ "txs": [hex::encode(forged.encode()), "zz", ""] }).to_string(),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["admitted"], json!(0), "{v}");
+    let errs: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"].as_str().unwrap_or_default())
+        .collect();
+    assert!(errs[0].contains("signature is invalid"), "{errs:?}");
+    assert!(errs[1].contains("hex") && !errs[2].is_empty(), "{errs:?}");
+    expect(
+        "a declared body over 16 MiB",
+        declared(&api, "/v1/txs/batch", 17 << 20),
+        413,
+        "payload-too-large",
+        "limit",
+    );
+
+    // --- Reads and routes ---
+    expect(
+        "height not a number",
+        get(&api, "/v1/blocks/abc"),
+        400,
+        "bad-request",
+        "",
+    );
+    expect(
+        "a block not yet made",
+        get(&api, "/v1/blocks/99999999"),
+        404,
+        "not-found",
+        "",
+    );
+    expect("a bad id", get(&api, "/v1/txs/xyz"), 400, "bad-request", "");
+    let (s, _, _, v) = get(&api, &format!("/v1/txs/{}", forged.id().to_hex()));
+    assert_eq!((s, v["status"].as_str()), (200, Some("unknown")), "{v}");
+
+    // --- The admin route (on in a testnet) ---
+    let isolate = |token: Option<&str>| {
+        let mut req = agent().post(&format!("{api}/v1/admin/isolate"));
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        answer(req.send_json(json!({ "isolated": true })).unwrap())
+    };
+    expect(
+        "admin, no token",
+        isolate(None),
+        401,
+        "unauthorized",
+        "token",
+    );
+    expect(
+        "admin, a wrong token",
+        isolate(Some("00")),
+        401,
+        "unauthorized",
+        "token",
+    );
+
+    // --- The CLI ---
+    let key = all[0].clients["disburser"].as_str().unwrap().to_string();
+    let out = run(&[
+        "tx",
+        "deposit",
+        "--node",
+        &api,
+        "--key",
+        &key,
+        "--program",
+        "p",
+        "--amount",
+        "abc",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("amount"), "{}", stderr(&out));
+    let out = run(&["query", "status", "--node", "http://127.0.0.1:9"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("127.0.0.1:9"), "{}", stderr(&out));
+
+    // --- A node's config, and a damaged store, on the audit office's node ---
+    let observer: Org = all.iter().find(|o| !o.validator).unwrap().clone();
+    wait_until("the observer holds block 2", 60, || {
+        height(&observer.api) >= 2
+    });
+    let pid = pid_of(&observer.home);
+    signal(pid, "-TERM");
+    wait_exit(pid, 30);
+    let config = observer.home.join("config.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    let start = || {
+        bin()
+            .args(["node", "run", "--home", observer.home.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let small_lane = good.replace("lane_txs = 4096", "lane_txs = 10");
+    assert_ne!(small_lane, good, "the config names admission.lane_txs");
+    std::fs::write(&config, small_lane).unwrap();
+    let out = start();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("admission.lane_txs"),
+        "{}",
+        stderr(&out)
+    );
+    let psk = observer.home.join("keys/consortium.psk");
+    std::fs::write(&psk, format!("{}\n", "ab".repeat(32))).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let with_psk = good.replacen(
+        "[network]\n",
+        &format!("[network]\npsk_file = \"{}\"\n", psk.display()),
+        1,
+    );
+    assert_ne!(with_psk, good, "the config has a [network] section");
+    std::fs::write(&config, with_psk).unwrap();
+    let out = start();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    std::fs::write(&config, &good).unwrap();
+    std::fs::remove_file(&psk).unwrap();
+
+    // A damaged block 1 (one byte more) and a damaged account record.
+    let account_key = aidledger_contracts::keys::account(&disburser.key.public());
+    {
+        use aidledger_storage::{keys, Cf, RocksStore};
+        let store = RocksStore::open(observer.home.join("data")).unwrap();
+        let mut b = store
+            .raw_get(Cf::Blocks, &keys::height(1))
+            .unwrap()
+            .unwrap();
+        b.push(0);
+        store.raw_put(Cf::Blocks, &keys::height(1), &b).unwrap();
+        let mut a = store.raw_get(Cf::State, &account_key).unwrap().unwrap();
+        a.truncate(a.len() / 2);
+        store.raw_put(Cf::State, &account_key, &a).unwrap();
+    }
+    let up = run(&["testnet", "up", "--dir", t.d()]);
+    assert!(
+        up.status.success(),
+        "the damaged node did not start: {}",
+        std::fs::read_to_string(observer.home.join("node.log"))
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let obs = observer.api.clone();
+    wait_until("the damaged node answers", 60, || {
+        agent().get(&format!("{obs}/health")).call().is_ok()
+    });
+    for path in [
+        "/v1/blocks/1".to_string(),
+        format!("/v1/accounts/{}", disburser.key.public().to_hex()),
+    ] {
+        let (s, c, e, v) = get(&obs, &path);
+        assert_eq!((s, c.as_str()), (500, "internal"), "{path}: {v}");
+        assert!(e.starts_with("internal error "), "{path}: {e}");
+        assert!(
+            !e.contains('/') && !e.to_lowercase().contains("corrupt"),
+            "{path}: the client sees an id only: {e}"
+        );
+        let id = e
+            .trim_start_matches("internal error ")
+            .split(':')
+            .next()
+            .unwrap()
+            .to_string();
+        let log = std::fs::read_to_string(observer.home.join("node.log")).unwrap();
+        assert!(log.contains(&id), "{path}: the log has error {id}");
+    }
+    // The damage is the node's own; an undamaged node answers.
+    assert_eq!(get(&api, "/v1/blocks/1").0, 200);
+
+    // --- Afterwards: the consortium commits, and agrees on its chain ---
+    let validators: Vec<String> = all
+        .iter()
+        .filter(|o| o.validator)
+        .map(|o| o.api.clone())
+        .collect();
+    let h0 = validators.iter().map(|a| height(a)).max().unwrap();
+    wait_until("three more blocks everywhere", 90, || {
+        validators.iter().all(|a| height(a) >= h0 + 3)
+    });
+    let h = h0 + 3;
+    let first = block_hash(&validators[0], h).unwrap();
+    for a in &validators {
+        assert_eq!(
+            block_hash(a, h).as_deref(),
+            Some(first.as_str()),
+            "{a} at {h}"
+        );
+    }
+    wait_until("the damaged observer follows", 90, || height(&obs) >= h);
+    assert_eq!(block_hash(&obs, h).as_deref(), Some(first.as_str()));
+    // Nothing bad was admitted: the disburser's nonce has not moved.
+    assert_eq!(
+        get(
+            &api,
+            &format!("/v1/accounts/{}", disburser.key.public().to_hex())
+        )
+        .3["nonce"]
+            .as_u64(),
+        Some(disburser.nonce)
+    );
+}
