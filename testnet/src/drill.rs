@@ -747,8 +747,14 @@ pub fn run(ctx: &Ctx, a: DrillArgs) -> Result<std::process::ExitCode> {
             r.heights_compared, r.final_state_root, r.final_height, r.programs_checked
         );
         println!(
-            "load: {:.0} tx/s committed, p50 {:.0} ms, p99 {:.0} ms; partitions made by {}",
-            r.load.committed_tps, r.load.p50_ms, r.load.p99_ms, r.partition_method
+            "load: {:.0} tx/s committed, p50 {:.0} ms, p99 {:.0} ms, {} re-submissions, {} busy \
+             answers; partitions made by {}",
+            r.load.committed_tps,
+            r.load.p50_ms,
+            r.load.p99_ms,
+            r.load.resubmitted,
+            r.load.busy_answers,
+            r.partition_method
         );
         for p in &r.partitions {
             println!(
