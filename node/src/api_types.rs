@@ -9,60 +9,7 @@ use aidledger_contracts::{Anomaly, MoneyEvent, Program, Receipt, Release};
 use aidledger_types::{BlockHeader, CommitCertificate, Hash, OrgId, PublicKey, TxKind};
 use serde::{Deserialize, Serialize};
 
-/// `POST /v1/txs`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitRequest {
-    /// The canonical encoding of a `SignedTx`, in hex.
-    pub tx: String,
-    /// If non-zero, wait up to this long for the transaction to commit.
-    #[serde(default)]
-    pub wait_ms: u64,
-}
-
-/// `POST /v1/txs/batch`: many transactions in one request, admitted
-/// together (their signatures are batch-verified, with the same verdicts
-/// as one by one). Nothing waits for commits.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchSubmitRequest {
-    /// Canonical encodings of `SignedTx`, in hex; at most
-    /// `BATCH_SUBMIT_MAX` of them. The limit is checked while the body is
-    /// parsed: the parse stops at the first element over it, before any
-    /// decoding or signature work, and holds no more than the limit.
-    #[serde(deserialize_with = "at_most_batch_max")]
-    pub txs: Vec<String>,
-}
-
-fn at_most_batch_max<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    struct Bounded;
-    impl<'de> serde::de::Visitor<'de> for Bounded {
-        type Value = Vec<String>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(
-                f,
-                "a list of at most {BATCH_SUBMIT_MAX} hex-encoded transactions"
-            )
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> Result<Vec<String>, A::Error> {
-            let hint = seq.size_hint().unwrap_or(0).min(BATCH_SUBMIT_MAX);
-            let mut out = Vec::with_capacity(hint);
-            while let Some(tx) = seq.next_element::<String>()? {
-                if out.len() == BATCH_SUBMIT_MAX {
-                    return Err(serde::de::Error::custom(format!(
-                        "more than {BATCH_SUBMIT_MAX} transactions in one batch, over the limit"
-                    )));
-                }
-                out.push(tx);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_seq(Bounded)
-}
+pub use aidledger_types::wire::{BatchSubmitRequest, SubmitRequest, BATCH_SUBMIT_MAX};
 
 /// One entry per submitted transaction, in order: its id when it could be
 /// decoded, and the admission error if it was refused. A transaction that
@@ -82,9 +29,6 @@ pub struct BatchSubmitResponse {
     pub admitted: usize,
     pub results: Vec<BatchItem>,
 }
-
-/// Most transactions in one batch submission.
-pub const BATCH_SUBMIT_MAX: usize = 2000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -8,10 +8,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::request_response;
 use libp2p::StreamProtocol;
 
-/// Largest sync request: a request names a height range, so it is tiny.
-pub const SYNC_REQUEST_MAX_BYTES: usize = 4 * 1024;
-/// Largest sync response: a bounded batch of blocks with certificates.
-pub const SYNC_RESPONSE_MAX_BYTES: usize = 48 * 1024 * 1024;
+pub use aidledger_types::wire::{SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES};
 
 #[derive(Clone, Default)]
 pub struct SyncCodec;

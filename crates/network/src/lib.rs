@@ -48,11 +48,11 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, Transport};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-pub use codec::{SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES};
+pub use aidledger_types::wire::{
+    GOSSIP_MAX_BYTES, SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES,
+};
 pub use libp2p::{Multiaddr as Addr, PeerId as NetPeerId};
 
-/// Largest gossip message: a consensus message may carry a full block.
-pub const GOSSIP_MAX_BYTES: usize = 17 * 1024 * 1024;
 /// Capacity of each channel between the network task and the node.
 pub const CHANNEL_CAPACITY: usize = 4096;
 

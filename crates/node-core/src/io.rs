@@ -1,9 +1,8 @@
 //! What goes into the node core and what comes out of it.
 
-use aidledger_types::{Block, CommitCertificate, Hash, SignedTx};
+use aidledger_types::Hash;
 
 use crate::admission::Verdict;
-use serde::{Deserialize, Serialize};
 
 /// Another member node: an index into the member list the core was built
 /// with. The shell maps it to a network peer id.
@@ -86,40 +85,7 @@ pub enum Effect {
     },
 }
 
-/// A transaction gossip message: a batch of signed transactions. `round`
-/// makes every message unique, so a re-gossiped transaction is not dropped
-/// by gossip's duplicate filter (message ids are content hashes).
-#[derive(Serialize, Deserialize, Debug)]
-pub struct TxGossip {
-    pub round: u64,
-    pub txs: Vec<SignedTx>,
-}
-
-/// Block sync over request-response.
-#[derive(Serialize, Deserialize, Debug)]
-pub enum SyncRequest {
-    Blocks {
-        from: u64,
-        max: u32,
-    },
-    /// A candidate block (not committed yet) by hash: a new primary that
-    /// holds a prepared certificate without its block.
-    Candidate {
-        hash: Hash,
-    },
-}
-
-/// The answer to [`SyncRequest::Candidate`].
-#[derive(Serialize, Deserialize, Debug)]
-pub struct CandidateResponse {
-    pub block: Option<Block>,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-pub struct SyncResponse {
-    pub head: u64,
-    pub blocks: Vec<(Block, CommitCertificate)>,
-}
+pub use aidledger_types::wire::{CandidateResponse, SyncRequest, SyncResponse, TxGossip};
 
 /// Counters the core reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

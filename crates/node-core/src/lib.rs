@@ -1132,18 +1132,19 @@ impl NodeCore {
             head,
             blocks: Vec::new(),
         };
-        let (from, max) = match codec::decode_with_limit(data, 1024) {
-            Ok(SyncRequest::Blocks { from, max }) => (from, max),
-            Ok(SyncRequest::Candidate { hash }) => {
-                let block = self
-                    .replica
-                    .as_ref()
-                    .and_then(|r| r.candidate_block(&hash))
-                    .cloned();
-                return codec::encode(&CandidateResponse { block });
-            }
-            Err(_) => return codec::encode(&resp),
-        };
+        let (from, max) =
+            match codec::decode_with_limit(data, aidledger_types::wire::SYNC_REQUEST_MAX_BYTES) {
+                Ok(SyncRequest::Blocks { from, max }) => (from, max),
+                Ok(SyncRequest::Candidate { hash }) => {
+                    let block = self
+                        .replica
+                        .as_ref()
+                        .and_then(|r| r.candidate_block(&hash))
+                        .cloned();
+                    return codec::encode(&CandidateResponse { block });
+                }
+                Err(_) => return codec::encode(&resp),
+            };
         let max = u64::from(max).clamp(1, self.cfg.sync_batch.max(1));
         let mut bytes = 0usize;
         let mut h = from.max(1);

@@ -13,6 +13,7 @@ pub mod state_root;
 pub mod time;
 pub mod tx;
 pub mod values;
+pub mod wire;
 
 pub use block::{
     Block, BlockHeader, CommitCertificate, CommitSignature, CommitVote, Validator, ValidatorSet,
