@@ -59,6 +59,11 @@ pub struct Counters {
     pub requests_shed: Counter,
     pub timeouts: Counter,
     pub rate_limited: Counter,
+    /// Connections closed because the request head did not arrive within
+    /// the header deadline.
+    pub header_timeouts: Counter,
+    /// Requests answered 413 (a body over its route's limit).
+    pub too_large: Counter,
 }
 
 impl Counters {
@@ -68,6 +73,8 @@ impl Counters {
             requests_shed: m.api_requests_shed.clone(),
             timeouts: m.api_timeouts.clone(),
             rate_limited: m.api_rate_limited.clone(),
+            header_timeouts: m.api_header_timeouts.clone(),
+            too_large: m.api_payload_too_large.clone(),
         }
     }
 }
@@ -169,6 +176,7 @@ pub async fn serve(
         ));
         let header_timeout = limits.header_timeout;
         let mut stop = stop.clone();
+        let header_timeouts = counters.header_timeouts.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let mut builder = hyper::server::conn::http1::Builder::new();
@@ -179,7 +187,11 @@ pub async fn serve(
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
-                _ = conn.as_mut() => {}
+                r = conn.as_mut() => {
+                    if r.is_err_and(|e| e.is_timeout()) {
+                        header_timeouts.inc();
+                    }
+                }
                 _ = stop.changed() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
@@ -240,7 +252,12 @@ async fn bounded(
         }
     };
     match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
-        Ok(r) => r,
+        Ok(r) => {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                counters.too_large.inc();
+            }
+            r
+        }
         Err(_) => {
             counters.timeouts.inc();
             failure(
@@ -253,14 +270,22 @@ async fn bounded(
 }
 
 fn failure(status: StatusCode, code: &str, msg: &str) -> Response {
-    (
+    let mut r = (
         status,
         axum::Json(crate::api_types::ApiError {
             error: msg.to_string(),
             code: code.to_string(),
         }),
     )
-        .into_response()
+        .into_response();
+    // Every 503 says when to come back.
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    r
 }
 
 #[cfg(test)]
@@ -432,7 +457,7 @@ mod tests {
     fn a_client_that_never_finishes_its_headers_is_cut_off() {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let app = Router::new().route("/health", get(|| async { "ok" }));
-        let (addr, _, _stop) = start(&rt, app, limits(4));
+        let (addr, counters, _stop) = start(&rt, app, limits(4));
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -444,5 +469,11 @@ mod tests {
             "closed after {:?}",
             t.elapsed()
         );
+        // Counted (the task that closed it may finish a moment later).
+        let counted = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            counters.header_timeouts.get() == 1
+        });
+        assert!(counted, "{}", counters.header_timeouts.get());
     }
 }

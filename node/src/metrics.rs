@@ -38,6 +38,8 @@ pub struct Metrics {
     pub api_requests_shed: Counter,
     pub api_timeouts: Counter,
     pub api_rate_limited: Counter,
+    pub api_header_timeouts: Counter,
+    pub api_payload_too_large: Counter,
     /// The admission pool (node/src/admission.rs, ADR 016).
     pub admission_busy: Counter,
     pub admission_gossip_dropped: Counter,
@@ -89,6 +91,8 @@ impl Metrics {
             api_requests_shed: Counter::default(),
             api_timeouts: Counter::default(),
             api_rate_limited: Counter::default(),
+            api_header_timeouts: Counter::default(),
+            api_payload_too_large: Counter::default(),
             admission_busy: Counter::default(),
             admission_gossip_dropped: Counter::default(),
             admission_queue_txs: Gauge::default(),
@@ -156,7 +160,17 @@ impl Metrics {
         for (name, help, g) in gauges {
             registry.register(name, help, g.clone());
         }
-        let counters: [(&str, &str, &Counter); 16] = [
+        let counters: [(&str, &str, &Counter); 18] = [
+            (
+                "api_header_timeouts",
+                "API connections closed because the request head did not arrive within api.header_timeout_ms",
+                &m.api_header_timeouts,
+            ),
+            (
+                "api_payload_too_large",
+                "API requests answered 413: a body over the route's limit (api.body_max_bytes, or 16 MiB for batches)",
+                &m.api_payload_too_large,
+            ),
             (
                 "admission_busy",
                 "Client submissions answered 503 busy: the admission pool's queue or the client's lane was full",

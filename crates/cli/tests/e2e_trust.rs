@@ -415,6 +415,22 @@ fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() 
         open, 0,
         "{open} of 300 slow clients still held after the header timeout"
     );
+    // And counted, as were the two 413s.
+    let metrics = agent()
+        .get(&format!("{}/metrics", apis[0]))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert!(value("aidledger_api_header_timeouts_total") >= 300);
+    assert!(value("aidledger_api_payload_too_large_total") >= 2);
 }
 
 fn log_of(home: &Path) -> String {
