@@ -159,6 +159,15 @@ impl Condition {
         if d > MAX_DEPTH {
             return Err(cond_err(format!("depth {d}, the limit is {MAX_DEPTH}")));
         }
+        // Every condition in state has a text form that parses back: the
+        // CLI and the API show it, and an operator may copy it.
+        let text = crate::condition_text::print(self).len();
+        if text > crate::condition_text::MAX_TEXT_LEN {
+            return Err(cond_err(format!(
+                "{text} bytes as text, the limit is {}",
+                crate::condition_text::MAX_TEXT_LEN
+            )));
+        }
         let mut err: Option<ContractError> = None;
         self.visit(&mut |c| {
             if err.is_some() {

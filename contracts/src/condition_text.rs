@@ -113,6 +113,19 @@ pub fn parse(text: &str) -> Result<Condition, ContractError> {
     if p.pos != p.s.len() {
         return Err(p.err("unexpected text after the condition"));
     }
+    // The canonical text adds a space after every comma, so a condition
+    // written tightly can print longer than it was given. Refusing it here
+    // keeps `parse(print(c)) == c` for everything `parse` returns (found by
+    // the condition_text fuzz target).
+    let printed = print(&c).len();
+    if printed > MAX_TEXT_LEN {
+        return Err(ContractError::ConditionSyntax {
+            pos: text.len(),
+            reason: format!(
+                "condition is {printed} bytes written canonically, the limit is {MAX_TEXT_LEN}"
+            ),
+        });
+    }
     Ok(c)
 }
 
