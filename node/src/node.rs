@@ -166,10 +166,26 @@ pub fn run(home: &Path, opts: RunOptions) -> Result<()> {
         );
     }
     let me = key.public();
-    if !genesis.network_keys().iter().any(|(_, k)| *k == me) {
+    let owners: Vec<String> = genesis
+        .network_keys()
+        .into_iter()
+        .filter(|(_, k)| *k == me)
+        .map(|(org, _)| org.to_string())
+        .collect();
+    if owners.is_empty() {
         bail!(
             "this node's key {} is not in genesis (neither a validator nor an organisation's node key)",
             me
+        );
+    }
+    // The node speaks for the organisation its key belongs to; a node.org
+    // naming another would make status and the API misreport who runs it.
+    if !owners.iter().any(|o| *o == cfg.node.org) {
+        bail!(
+            "this node's key {} belongs to {} in genesis, but node.org in config.toml is {:?}",
+            me,
+            owners.join(" and "),
+            cfg.node.org
         );
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

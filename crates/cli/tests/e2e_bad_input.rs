@@ -386,6 +386,20 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
     assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
     std::fs::write(&config, &good).unwrap();
     std::fs::remove_file(&psk).unwrap();
+    // node.org naming another organisation than the key's.
+    let own = format!("org = \"{}\"", observer.id);
+    let other = all.iter().find(|o| o.id != observer.id).unwrap();
+    let wrong_org = good.replacen(&own, &format!("org = \"{}\"", other.id), 1);
+    assert_ne!(wrong_org, good, "the config names the node's organisation");
+    std::fs::write(&config, wrong_org).unwrap();
+    let out = start();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("belongs to {} in genesis", observer.id)),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&config, &good).unwrap();
 
     // A damaged block 1 (one byte more) and a damaged account record.
     let account_key = aidledger_contracts::keys::account(&disburser.key.public());
