@@ -180,7 +180,7 @@ pub fn run(home: &Path, opts: RunOptions) -> Result<()> {
     }
     // The node speaks for the organisation its key belongs to; a node.org
     // naming another would make status and the API misreport who runs it.
-    if !owners.iter().any(|o| *o == cfg.node.org) {
+    if !owners.contains(&cfg.node.org) {
         bail!(
             "this node's key {} belongs to {} in genesis, but node.org in config.toml is {:?}",
             me,
