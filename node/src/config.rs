@@ -143,6 +143,10 @@ pub struct ApiSection {
     /// A request body must arrive within this.
     #[serde(default = "default_body_timeout_ms")]
     pub body_timeout_ms: u64,
+    /// A request must be answered within this, or it gets 503 `timeout`.
+    /// A submission waits for its commit at most 120 s of it.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
     /// Write requests (every `POST`: submit, batch submit, admin) one
     /// client address may make per second on average; more get 429
     /// `rate-limited` with `Retry-After`.
@@ -172,6 +176,9 @@ fn default_header_timeout_ms() -> u64 {
 }
 fn default_body_timeout_ms() -> u64 {
     30_000
+}
+fn default_request_timeout_ms() -> u64 {
+    150_000
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -375,6 +382,9 @@ impl NodeConfig {
         {
             bail!("api.header_timeout_ms and api.body_timeout_ms must be 100 to 600000");
         }
+        if !(1_000..=600_000).contains(&self.api.request_timeout_ms) {
+            bail!("api.request_timeout_ms must be 1000 to 600000");
+        }
         if !(1..=1_000_000).contains(&self.api.write_rate_per_client)
             || !(1..=1_000_000).contains(&self.api.write_burst_per_client)
         {
@@ -462,6 +472,7 @@ mod tests {
                 max_requests: default_max_requests(),
                 header_timeout_ms: default_header_timeout_ms(),
                 body_timeout_ms: default_body_timeout_ms(),
+                request_timeout_ms: default_request_timeout_ms(),
                 write_rate_per_client: default_write_rate(),
                 write_burst_per_client: default_write_burst(),
             },
@@ -491,7 +502,9 @@ mod tests {
             assert!(format!("{e:#}").contains("ping_interval_ms"), "{e:#}");
         }
         type Set = fn(&mut NodeConfig);
-        let limits: [(&str, Set); 11] = [
+        let limits: [(&str, Set); 13] = [
+            ("request_timeout_ms", |c| c.api.request_timeout_ms = 999),
+            ("request_timeout_ms", |c| c.api.request_timeout_ms = 600_001),
             ("verify_threads", |c| c.admission.verify_threads = 65),
             ("queue_txs", |c| c.admission.queue_txs = 1_999),
             ("queue_txs", |c| c.admission.queue_txs = 10_000_001),

@@ -351,8 +351,7 @@ async fn run_async(
         max_requests: cfg.api.max_requests,
         header_timeout: Duration::from_millis(cfg.api.header_timeout_ms),
         body_timeout: Duration::from_millis(cfg.api.body_timeout_ms),
-        // A submit waits at most two minutes for its commit.
-        request_timeout: Duration::from_secs(150),
+        request_timeout: Duration::from_millis(cfg.api.request_timeout_ms),
         write_rate_per_client: cfg.api.write_rate_per_client,
         write_burst_per_client: cfg.api.write_burst_per_client,
     };

@@ -484,6 +484,7 @@ pub fn node_config(org: &OrgId, p2p: &str, peers: Vec<String>, api: &str) -> Nod
             max_requests: 256,
             header_timeout_ms: 30_000,
             body_timeout_ms: 30_000,
+            request_timeout_ms: 150_000,
             write_rate_per_client: 200,
             write_burst_per_client: 400,
         },
