@@ -96,14 +96,7 @@ fn check_copy(dir: &std::path::Path, chain: &Chain) -> u64 {
 fn checkpoints_taken_during_commits_hold_a_consistent_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(RocksStore::open(dir.path().join("db")).unwrap());
-    store
-        .put_genesis(
-            genesis_hash(),
-            genesis_doc(),
-            initial_state(),
-            from_scratch(&initial_state()),
-        )
-        .unwrap();
+    store_genesis(store.as_ref());
     let chain = model();
     let committed = Arc::new(AtomicU64::new(0));
     let writer = {
@@ -160,14 +153,7 @@ fn a_checkpoint_goes_only_to_a_new_directory_and_not_from_a_read_only_store() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let store = RocksStore::open(&path).unwrap();
-    store
-        .put_genesis(
-            genesis_hash(),
-            genesis_doc(),
-            initial_state(),
-            from_scratch(&initial_state()),
-        )
-        .unwrap();
+    store_genesis(&store);
     let mut chain = Chain::new(genesis_hash(), &initial_state());
     chain.commit(&store, writes_at(1), 2);
     // An existing directory, even empty, is refused and left as it was.

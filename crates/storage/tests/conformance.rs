@@ -19,14 +19,7 @@ fn rocks() -> (tempfile::TempDir, RocksStore) {
 /// A store at genesis with a few blocks, and the model that built it.
 fn populated(store: &dyn Store, blocks: u64) -> Chain {
     let mut chain = Chain::new(genesis_hash(), &initial_state());
-    store
-        .put_genesis(
-            genesis_hash(),
-            genesis_doc(),
-            initial_state(),
-            from_scratch(&initial_state()),
-        )
-        .unwrap();
+    store_genesis(store);
     for h in 1..=blocks {
         let v = h.to_string();
         chain.commit(store, w(&[("k", Some(v.as_str())), ("init/b", None)]), 2);

@@ -78,14 +78,7 @@ fn crash_child_commits_forever() {
         return;
     };
     let store = RocksStore::open(&dir).unwrap();
-    store
-        .put_genesis(
-            genesis_hash(),
-            genesis_doc(),
-            initial_state(),
-            from_scratch(&initial_state()),
-        )
-        .unwrap();
+    store_genesis(&store);
     let start = store.head().unwrap().map_or(0, |h| h.height);
     let mut chain = new_chain();
     extend(&mut chain, start);

@@ -12,17 +12,6 @@ use proptest::collection::{btree_set, vec};
 use proptest::option;
 use proptest::prelude::*;
 
-fn genesis_with(store: &dyn Store, state: &State) {
-    store
-        .put_genesis(
-            genesis_hash(),
-            genesis_doc(),
-            state.clone(),
-            from_scratch(state),
-        )
-        .unwrap();
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 

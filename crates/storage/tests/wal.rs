@@ -34,9 +34,7 @@ fn committed_store(blocks: u64) -> (tempfile::TempDir, Chain) {
     let g = genesis_hash();
     let init = initial_state();
     let mut chain = Chain::new(g, &init);
-    store
-        .put_genesis(g, genesis_doc(), init.clone(), from_scratch(&init))
-        .unwrap();
+    store_genesis(&store);
     for h in 1..=blocks {
         let key = format!("wal/{h:04}");
         chain.commit(&store, w(&[(key.as_str(), Some("value"))]), 2);

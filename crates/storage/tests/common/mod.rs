@@ -178,6 +178,23 @@ impl Chain {
     }
 }
 
+/// Stores the test genesis with `state` as its initial state.
+pub fn genesis_with(store: &dyn Store, state: &State) {
+    store
+        .put_genesis(
+            genesis_hash(),
+            genesis_doc(),
+            state.clone(),
+            from_scratch(state),
+        )
+        .unwrap();
+}
+
+/// Stores the test genesis with the usual initial state.
+pub fn store_genesis(store: &dyn Store) {
+    genesis_with(store, &initial_state());
+}
+
 /// The whole state, read page by page.
 pub fn full_state(store: &dyn Store) -> State {
     let mut out = State::new();
