@@ -1,9 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! The fuzz corpus (`fuzz/corpus/<target>/`, seeds and what the fuzzer
 //! kept, minimised) replayed through the targets on stable: a finding
-//! that was minimised into the corpus stays fixed. The seeds are written
-//! by the ignored test below, from real transactions, blocks,
-//! certificates, chain files and conditions.
+//! that was minimised into the corpus stays fixed. The seeds are real
+//! transactions, blocks, certificates, chain files and conditions, built
+//! by `seed_corpus` below; a test checks the committed ones against it.
 
 use std::path::{Path, PathBuf};
 
@@ -58,20 +58,57 @@ fn damaged_corpus_inputs_never_panic() {
     }
 }
 
-/// Writes the seed corpus from real values. Run once, by hand:
-/// `cargo test --release -p aidledger-fuzz-targets --test corpus -- --ignored`.
+/// Setting this rewrites the committed seeds from the generator.
+const WRITE_SEEDS_ENV: &str = "AIDLEDGER_WRITE_SEEDS";
+
+/// The committed seeds (`fuzz/corpus/<target>/seed-*`) are exactly the
+/// real values the generator below builds, and every one is accepted by
+/// its decoder (the generator checks it), so a format change that makes
+/// a seed stale fails here. With `AIDLEDGER_WRITE_SEEDS=1`, the test
+/// writes them instead:
+/// `AIDLEDGER_WRITE_SEEDS=1 cargo test --release -p aidledger-fuzz-targets --test corpus`.
 #[test]
-#[ignore = "writes the seed corpus into fuzz/corpus"]
-fn write_seed_corpus() {
+fn the_committed_seeds_are_the_real_values_the_generator_builds() {
+    let seeds = seed_corpus();
+    let write = std::env::var_os(WRITE_SEEDS_ENV).is_some();
+    let mut per_target = std::collections::BTreeMap::new();
+    for (target, name, data) in &seeds {
+        let dir = corpus_dir().join(target);
+        let path = dir.join(format!("seed-{name}"));
+        if write {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, data).unwrap();
+        } else {
+            let committed = std::fs::read(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e}; write the seeds with {WRITE_SEEDS_ENV}=1",
+                    path.display()
+                )
+            });
+            assert!(
+                committed == *data,
+                "{} is not what the generator builds now; rewrite the seeds with {WRITE_SEEDS_ENV}=1",
+                path.display()
+            );
+        }
+        *per_target.entry(target.as_str()).or_insert(0) += 1;
+    }
+    // Every target but the hand-written findings' has generated seeds.
+    for (name, _) in TARGETS {
+        assert!(per_target.contains_key(name), "no seeds for {name}");
+    }
+}
+
+/// The seed corpus, built from real values: `(target, name, bytes)`.
+fn seed_corpus() -> Vec<(String, String, Vec<u8>)> {
     use aidledger_audit::synth::{StateMode, SynthChain};
     use aidledger_storage::Store;
     use aidledger_types::codec;
     use aidledger_types::wire::{CandidateResponse, SyncRequest, SyncResponse, TxGossip};
 
-    let put = |target: &str, name: &str, data: &[u8]| {
-        let dir = corpus_dir().join(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("seed-{name}")), data).unwrap();
+    let mut out = Vec::new();
+    let mut put = |target: &str, name: &str, data: &[u8]| {
+        out.push((target.to_string(), name.to_string(), data.to_vec()));
     };
     let tmp = tempfile::tempdir().unwrap();
     let mut c = SynthChain::new(&tmp.path().join("data"), StateMode::Store).unwrap();
@@ -233,6 +270,7 @@ fn write_seed_corpus() {
         "batch",
         format!(r#"{{"txs":["{tx_hex}","00"]}}"#).as_bytes(),
     );
+    out
 }
 
 /// A bounded, seeded mutation run of every target on stable, for CI: the
