@@ -5,6 +5,7 @@
 //! metrics). Every decision is the core's (`aidledger_node_core`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -135,6 +136,8 @@ pub struct Driver {
     replies: BTreeMap<u64, ReplyToken>,
     /// Network request id to the core's tag.
     requests: BTreeMap<u64, u64>,
+    /// The `restored` marker still in the home (see [`DriverParts`]).
+    restored_marker: Option<PathBuf>,
 }
 
 pub struct DriverParts {
@@ -150,6 +153,10 @@ pub struct DriverParts {
     pub shared: Arc<Shared>,
     pub accept_missing_safety_state: bool,
     pub ran_before: bool,
+    /// The home's `restored` marker, if `aidledger restore` left one: the
+    /// core catches up before voting, and the driver deletes the file once
+    /// the core has rejoined.
+    pub restored_marker: Option<PathBuf>,
     pub pool: AdmissionPool,
 }
 
@@ -186,6 +193,7 @@ impl Driver {
                 acc: p.acc,
                 accept_missing_safety_state: p.accept_missing_safety_state,
                 ran_before: p.ran_before,
+                restored: p.restored_marker.is_some(),
                 telemetry: Box::new(NodeTelemetry {
                     shared: p.shared.clone(),
                     origin: Instant::now(),
@@ -212,6 +220,7 @@ impl Driver {
             next_token: 0,
             replies: BTreeMap::new(),
             requests: BTreeMap::new(),
+            restored_marker: p.restored_marker,
         };
         d.publish_snapshot();
         Ok(d)
@@ -264,7 +273,34 @@ impl Driver {
         for effect in self.core.handle(now, ev)? {
             self.perform(effect).await;
         }
+        if self.restored_marker.is_some() && self.core.rejoined() {
+            self.clear_restored_marker();
+        }
         Ok(())
+    }
+
+    /// The node has caught up since its restore and the heights it may
+    /// have voted at before are committed: the marker has done its job.
+    /// Deleting it fails only if the home is not writable; then the next
+    /// start catches up once more, which is safe.
+    fn clear_restored_marker(&mut self) {
+        let Some(path) = self.restored_marker.take() else {
+            return;
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::info!(
+                height = self.core.status().height,
+                "caught up since the restore; removed {}",
+                path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                "caught up since the restore, but could not remove {}; the next start will \
+                 catch up again before voting",
+                path.display()
+            ),
+        }
     }
 
     async fn perform(&mut self, effect: Effect) {

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod api;
 pub mod api_trace;
 pub mod api_types;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod clock;

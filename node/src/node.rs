@@ -214,6 +214,14 @@ async fn run_async(
         std::fs::write(&marker, &this_chain)
             .with_context(|| format!("writing {}", marker.display()))?;
     }
+    let restored_marker =
+        crate::backup::read_restored_marker(home, genesis.chain_id.as_str(), &genesis.hash())?;
+    if let (Some(path), true) = (&restored_marker, opts.accept_missing_safety_state) {
+        tracing::warn!(
+            marker = %path.display(),
+            "restored from a backup, but --accept-missing-safety-state votes at once"
+        );
+    }
     tracing::info!(
         chain = %genesis.chain_id,
         org = %cfg.node.org,
@@ -325,8 +333,18 @@ async fn run_async(
         shared: shared.clone(),
         accept_missing_safety_state: opts.accept_missing_safety_state,
         ran_before,
+        restored_marker,
         pool: pool.clone(),
     })?;
+    // The control socket, for `aidledger backup` on the running node. A
+    // home path too long for a Unix socket only loses hot backups.
+    let control_task = match crate::backup::serve_control(home, store.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "no control socket: aidledger backup cannot reach this node while it runs");
+            None
+        }
+    };
     let driver_task = tokio::spawn(driver.run(driver_rx, net_rx));
 
     let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
@@ -379,6 +397,10 @@ async fn run_async(
             driver_task.await.context("driver task panicked")?
         }
     };
+    if let Some(t) = control_task {
+        t.abort();
+        let _ = std::fs::remove_file(home.join(crate::backup::CONTROL_SOCKET));
+    }
     pool.close();
     net.shutdown().await;
     let _ = api_task.await;

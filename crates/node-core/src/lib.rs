@@ -137,6 +137,12 @@ pub struct CoreParts {
     /// then means lost data, not a new chain, and a validator does not
     /// vote until it has caught up (see [`NodeCore::rejoining`]).
     pub ran_before: bool,
+    /// The store was put back from a backup (`aidledger restore` left its
+    /// marker in the home): the backup's safety state is as old as its
+    /// blocks and proves nothing about the votes this key cast since, so
+    /// the node catches up without voting as on an empty store, whatever
+    /// its height (see [`NodeCore::rejoined`]).
+    pub restored: bool,
     pub telemetry: Box<dyn Telemetry>,
     pub mutants: Mutants,
 }
@@ -215,6 +221,7 @@ pub struct NodeCore {
     sync_peers: BTreeMap<u64, (Peer, u64)>,
     catching_up: Option<CatchingUp>,
     ran_before: bool,
+    restored: bool,
     /// The candidate-block fetch in flight: its tag and the hash wanted.
     fetch_in_flight: Option<(u64, Hash)>,
     next_tag: u64,
@@ -276,6 +283,7 @@ impl NodeCore {
             sync_peers: BTreeMap::new(),
             catching_up: None,
             ran_before: p.ran_before,
+            restored: p.restored,
             fetch_in_flight: None,
             next_tag: 0,
             sync_rr: 0,
@@ -450,6 +458,14 @@ impl NodeCore {
         self.catching_up.is_some()
     }
 
+    /// True once a node started on lost or restored data has caught up
+    /// and the heights it may have voted at before are committed: the
+    /// shell may then delete its home's `restored` marker, since the
+    /// safety state now records everything this key signs.
+    pub fn rejoined(&self) -> bool {
+        self.catching_up.is_none() && self.abstain_through.is_none_or(|h| self.parent.height > h)
+    }
+
     /// (Re)creates the replica for the validator set in force at the next
     /// height. On start it restores the persisted safety state.
     fn rebuild_replica(&mut self, restore: bool) -> anyhow::Result<()> {
@@ -466,7 +482,15 @@ impl NodeCore {
             && !self.accept_missing_safety_state
             && self.store.safety_state()?.is_none()
         {
-            self.start_catching_up();
+            self.start_catching_up(false);
+            return Ok(());
+        }
+        // A store put back from a backup, at any height: its safety state
+        // is the backup's, consistent with its blocks, so the amnesia
+        // guard below would pass it, yet this key may have voted at every
+        // height since the backup was taken, up to the one in flight.
+        if restore && self.restored && !self.accept_missing_safety_state {
+            self.start_catching_up(true);
             return Ok(());
         }
         if self.catching_up.is_some() {
@@ -1238,13 +1262,22 @@ impl NodeCore {
 
     /// A validator that voted on this chain before, on an empty store: it
     /// catches up by sync without voting.
-    fn start_catching_up(&mut self) {
-        tracing::error!(
-            "this validator has run on this chain before but its store is empty: its data was \
-             lost, and this key may already have voted at the height in flight. Not voting \
-             until it has caught up with its peers and one more height has committed (see the \
-             operator guide, \"Restore\")"
-        );
+    fn start_catching_up(&mut self, restored: bool) {
+        if restored {
+            tracing::warn!(
+                height = self.parent.height,
+                "this node's store was restored from a backup: this key may have voted at \
+                 heights after the backup was taken. Not voting until it has caught up with its \
+                 peers and one more height has committed (see the operator guide, \"Restore\")"
+            );
+        } else {
+            tracing::error!(
+                "this validator has run on this chain before but its store is empty: its data \
+                 was lost, and this key may already have voted at the height in flight. Not \
+                 voting until it has caught up with its peers and one more height has committed \
+                 (see the operator guide, \"Restore\")"
+            );
+        }
         self.catching_up = Some(CatchingUp::default());
         self.replica_generation = self.replica_generation.wrapping_add(1);
         self.timers.clear();

@@ -209,6 +209,12 @@ struct SimNode {
     /// The node has started before: its home's marker, which a wiped
     /// store does not take with it.
     ran: bool,
+    /// A hot backup of the whole store (blocks, state and safety state
+    /// together), taken by an earlier fault.
+    backup: Option<MemStore>,
+    /// The store was put back from `backup` (`aidledger restore`'s marker
+    /// in the home), until the core says it has rejoined.
+    restored: bool,
     /// Inbound sync replies owed: token to (requester, tag).
     owed: BTreeMap<u64, (usize, u64)>,
     next_token: u64,
@@ -317,6 +323,8 @@ impl Cluster {
                 amnesic: false,
                 history: Vec::new(),
                 ran: false,
+                backup: None,
+                restored: false,
                 left: BTreeMap::new(),
                 signed: BTreeMap::new(),
                 crash_after_send: false,
@@ -462,6 +470,7 @@ impl Cluster {
             acc,
             accept_missing_safety_state: false,
             ran_before: self.nodes[i].ran,
+            restored: self.nodes[i].restored,
             telemetry: Box::new(NoTelemetry),
             mutants: self.opts.mutants.clone(),
         };
@@ -530,6 +539,12 @@ impl Cluster {
             }
         };
         let wake = core.next_wakeup();
+        let rejoined = core.rejoined();
+        if self.nodes[i].restored && rejoined {
+            // The shell deletes the marker: from here on the safety state
+            // records every vote this key casts.
+            self.nodes[i].restored = false;
+        }
         // Persisted safety state never goes back.
         let safety = self.read_safety(i);
         if let (Some(old), Some(new)) = (self.nodes[i].safety, safety) {
@@ -1285,6 +1300,43 @@ impl Cluster {
             6 => {
                 self.loss_pct = self.rng.gen_range(5..30);
                 format!("loss {}%", self.loss_pct)
+            }
+            // A hot backup, later restored (`aidledger backup`, then
+            // `aidledger restore`): blocks, state and the safety state all
+            // go back together, so the safety state agrees with the blocks
+            // and only the restore marker tells the node it may have voted
+            // at heights since.
+            8 if down == 0 && self.byz.is_none() => {
+                // Some node with a backup older than its store (starting
+                // from `i`), restored in most draws; else `i` backs up.
+                let older = (0..NODES).map(|k| (i + k) % NODES).find_map(|j| {
+                    let tip = self.height(j);
+                    self.nodes[j]
+                        .backup
+                        .as_ref()
+                        .and_then(|b| b.head().ok().flatten())
+                        .map(|h| h.height)
+                        .filter(|h| *h < tip)
+                        .map(|h| (j, h, tip))
+                });
+                match older.filter(|_| self.rng.gen_bool(0.7)) {
+                    Some((i, from, tip)) => {
+                        self.crash(i);
+                        let copy = self.nodes[i].backup.as_ref().map(MemStore::snapshot);
+                        self.nodes[i].store = Arc::new(copy.unwrap_or_default());
+                        self.nodes[i].safety = None;
+                        self.nodes[i].history.clear();
+                        self.nodes[i].amnesic = true;
+                        self.nodes[i].restored = true;
+                        self.start(i);
+                        format!("restore {i} from a backup at height {from} (was at {tip})")
+                    }
+                    None => {
+                        let tip = self.height(i);
+                        self.nodes[i].backup = Some(self.nodes[i].store.snapshot());
+                        format!("backup {i} at height {tip}")
+                    }
+                }
             }
             _ => {
                 self.heal_all();

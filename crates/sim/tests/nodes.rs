@@ -104,6 +104,7 @@ fn five_hundred_seeds_of_node_cores_keep_every_invariant() {
         "partition 1|5",
         "one-way",
         "loss",
+        "backup",
     ] {
         let n = reports
             .iter()
@@ -112,6 +113,13 @@ fn five_hundred_seeds_of_node_cores_keep_every_invariant() {
             .count();
         assert!(n >= 20, "fault {kind} happened only {n} times");
     }
+    // A restore needs an earlier backup of a node and no byzantine node.
+    let restores = reports
+        .iter()
+        .flat_map(|r| &r.faults)
+        .filter(|f| f.starts_with("restore"))
+        .count();
+    assert!(restores >= 10, "only {restores} restores from a backup");
     // Half the seeds had a byzantine node, every behaviour among them.
     for b in Byz::ALL {
         let n = reports

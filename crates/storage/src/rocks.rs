@@ -334,6 +334,13 @@ impl RocksStore {
         copy.check_head()
     }
 
+    /// Deletes this node's consensus safety state (synced): for `aidledger
+    /// restore --other-key`, which puts another key's backup under this
+    /// node's key, where that state records votes this key never cast.
+    pub fn forget_safety_state(&self) -> Result<(), StorageError> {
+        self.raw_delete(Cf::Safety, keys::SAFETY)
+    }
+
     /// Reads a raw stored value, for tamper tests and tools.
     pub fn raw_get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.db.get_cf(self.handle(cf)?, key)?)

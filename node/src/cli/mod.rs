@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod audit;
+pub mod backup;
 pub mod genesis;
 pub mod keys;
 pub mod net;
@@ -78,6 +79,13 @@ pub enum OperatorCmd {
     /// Write a node's chain (genesis, blocks, certificates) to a file for
     /// offline audit with `audit replay --blocks FILE`.
     ExportBlocks(audit::ExportBlocksArgs),
+    /// Copy a node's store while it runs (a RocksDB checkpoint, through
+    /// the node's control socket) into a new directory that is itself a
+    /// node home: `aidledger audit replay --home DIR` verifies it.
+    Backup(backup::BackupArgs),
+    /// Put a backup back into a stopped node's home. The node then catches
+    /// up from its peers before it votes again.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -198,5 +206,7 @@ pub fn run(ctx: &Ctx, cmd: OperatorCmd) -> Result<ExitCode> {
         OperatorCmd::Status => query::status(ctx),
         OperatorCmd::Audit(c) => audit::run(ctx, c),
         OperatorCmd::ExportBlocks(a) => audit::export_blocks(ctx, a),
+        OperatorCmd::Backup(a) => backup::backup(ctx, a),
+        OperatorCmd::Restore(a) => backup::restore(ctx, a),
     }
 }
