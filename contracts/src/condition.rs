@@ -52,6 +52,22 @@ pub enum Condition {
     NoOpenAnomaly(Subject),
 }
 
+impl Condition {
+    /// Every date the condition names (`after`, `before`), in any order.
+    pub fn dates(&self, out: &mut Vec<Timestamp>) {
+        match self {
+            Condition::All(cs) | Condition::Any(cs) => cs.iter().for_each(|c| c.dates(out)),
+            Condition::Not(c) => c.dates(out),
+            Condition::After(t) | Condition::Before(t) => out.push(*t),
+            Condition::Approvals { .. }
+            | Condition::Attested { .. }
+            | Condition::Released(_)
+            | Condition::Settled(_)
+            | Condition::NoOpenAnomaly(_) => {}
+        }
+    }
+}
+
 /// One node of the postfix encoding. `All(n)`/`Any(n)` take the previous
 /// `n` built conditions as children; `Not` takes one.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]

@@ -26,12 +26,13 @@
 //!
 //! Owns `ent/`, `ent-hh/`, `ent-active/`, `ent-meta/`.
 
-use aidledger_types::{Hash, Slug, TxKind};
+use aidledger_types::{Hash, Slug, Timestamp, TxKind};
 use serde::{Deserialize, Serialize};
 
 use crate::ctx::Ctx;
 use crate::events::EventBody;
 use crate::keys;
+use crate::model::DueReason;
 use crate::model::{
     AnomalyKind, Eligibility, Entitlement, EntitlementStatus, ProgramStatus, Recipient,
     ReleaseSource, Subject,
@@ -479,6 +480,42 @@ impl Module for Entitlements {
             });
         };
         set(ctx, s)
+    }
+    /// An entitlement not yet started is due at its start; a running one
+    /// at its next period boundary (the end, after the last period). A
+    /// scan in progress wrote its cursor, so the block that left it was a
+    /// change and the next one is due at once anyway.
+    fn next_time(
+        &self,
+        ctx: &mut Ctx<'_, '_>,
+    ) -> Result<Option<(Timestamp, DueReason)>, ContractError> {
+        let active = ctx.scan(ACTIVE_PREFIX, None, MAX_ACTIVE)?;
+        let mut earliest: Option<Timestamp> = None;
+        for (k, _) in active {
+            let name = std::str::from_utf8(&k[ACTIVE_PREFIX.len()..]).map_err(|_| {
+                ContractError::Invariant {
+                    what: "entitlement index key".into(),
+                }
+            })?;
+            let id = Slug::new(name).map_err(|e| ContractError::Invariant {
+                what: e.to_string(),
+            })?;
+            let e = get(ctx, &id)?;
+            let at = if ctx.time < e.start {
+                e.start
+            } else {
+                match e.period_at(ctx.time) {
+                    // Past the end and still active: due now.
+                    None => ctx.time,
+                    Some(k) => {
+                        let ms = (u64::from(k) + 1).saturating_mul(e.period_ms);
+                        e.start.saturating_add_ms(ms)
+                    }
+                }
+            };
+            earliest = Some(earliest.map_or(at, |x| x.min(at)));
+        }
+        Ok(earliest.map(|t| (t, DueReason::EntitlementPeriod)))
     }
     fn end_block(&self, ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
         let batch_size = (gov::params(ctx)?.entitlement_batch as usize).max(1);

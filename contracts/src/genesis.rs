@@ -12,7 +12,10 @@ use aidledger_types::{
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
-use crate::model::{Account, ModuleVersion, Org, OrgKind, Params, Status};
+use crate::model::{
+    Account, DueReason, ModuleVersion, NextDue, Org, OrgKind, Params, Status,
+    IDLE_BLOCK_INTERVAL_MAX_MS, IDLE_BLOCK_INTERVAL_MIN_MS,
+};
 use crate::store::Overlay;
 use crate::ContractError;
 
@@ -189,6 +192,14 @@ impl Genesis {
         {
             return Err(bad("parameters must be greater than zero"));
         }
+        if !(IDLE_BLOCK_INTERVAL_MIN_MS..=IDLE_BLOCK_INTERVAL_MAX_MS)
+            .contains(&p.idle_block_interval_ms)
+        {
+            return Err(bad(format!(
+                "idle_block_interval_ms {} must be {IDLE_BLOCK_INTERVAL_MIN_MS} to {IDLE_BLOCK_INTERVAL_MAX_MS} (1 s to 7 days)",
+                p.idle_block_interval_ms
+            )));
+        }
         Ok(())
     }
 
@@ -208,6 +219,15 @@ impl Genesis {
         );
         put(store, keys::MODULES.to_vec(), codec::encode(&self.modules));
         put(store, keys::PARAMS.to_vec(), codec::encode(&self.params));
+        // Block 1 is due at once: whatever the genesis set up starts there.
+        put(
+            store,
+            keys::NEXT_DUE.to_vec(),
+            codec::encode(&NextDue {
+                at: self.genesis_time,
+                reason: DueReason::Now,
+            }),
+        );
         put(
             store,
             keys::VALIDATORS.to_vec(),

@@ -4,16 +4,17 @@
 //!
 //! Owns `gov/`.
 
-use aidledger_types::{OrgId, PublicKey, Role, Slug, TxKind, ValidatorSet};
+use aidledger_types::{codec, OrgId, PublicKey, Role, Slug, TxKind, ValidatorSet};
 
 use crate::ctx::Ctx;
 use crate::events::EventBody;
 use crate::keys;
 use crate::model::{
-    Account, CrossCheck, GovAction, Org, ParamValue, Params, PreviousValidators, Proposal,
-    ProposalStatus, RetiredKey, Status,
+    Account, CrossCheck, GovAction, NextDue, Org, ParamValue, Params, PreviousValidators, Proposal,
+    ProposalStatus, RetiredKey, Status, IDLE_BLOCK_INTERVAL_MAX_MS, IDLE_BLOCK_INTERVAL_MIN_MS,
 };
 use crate::payload::Payload;
+use crate::store::StoreRead;
 use crate::{ContractError, Module};
 
 /// Most organisations in a consortium: bounds the scans that count them.
@@ -101,6 +102,19 @@ fn check_admins_after(ctx: &mut Ctx<'_, '_>, what: &str) -> Result<(), ContractE
 /// Most proposals open at once is not limited: each costs its proposer a
 /// transaction and a nonce, and nothing iterates over them.
 pub struct Governance;
+
+/// When the next block is due with no transaction, as the last block (or
+/// the genesis) left it.
+pub fn next_due(store: &dyn StoreRead) -> Result<Option<NextDue>, ContractError> {
+    match store.get(keys::NEXT_DUE)? {
+        None => Ok(None),
+        Some(b) => codec::decode(&b)
+            .map(Some)
+            .map_err(|e| ContractError::Invariant {
+                what: format!("gov/next-due: {e}"),
+            }),
+    }
+}
 
 pub fn params(ctx: &mut Ctx<'_, '_>) -> Result<Params, ContractError> {
     ctx.get(keys::PARAMS)?
@@ -292,6 +306,16 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
                     ),
                 ))
             }
+            ParamValue::IdleBlockIntervalMs(v)
+                if !(IDLE_BLOCK_INTERVAL_MIN_MS..=IDLE_BLOCK_INTERVAL_MAX_MS).contains(v) =>
+            {
+                return Err(ContractError::invalid(
+                    "idle block interval",
+                    format!(
+                        "must be {IDLE_BLOCK_INTERVAL_MIN_MS} to {IDLE_BLOCK_INTERVAL_MAX_MS} ms (1 s to 7 days)"
+                    ),
+                ))
+            }
             ParamValue::BlockTimeDriftMs(0)
             | ParamValue::SettlementDeadlineMs(0)
             | ParamValue::MaxPendingTranches(0)
@@ -441,6 +465,10 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
                 ParamValue::SettlementDeadlineMs(v) => {
                     p.settlement_deadline_ms = *v;
                     "settlement-deadline-ms"
+                }
+                ParamValue::IdleBlockIntervalMs(v) => {
+                    p.idle_block_interval_ms = *v;
+                    "idle-block-interval-ms"
                 }
                 ParamValue::MaxPendingTranches(v) => {
                     p.max_pending_tranches = *v;

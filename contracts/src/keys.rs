@@ -22,6 +22,8 @@ pub const CHAIN_ID: &[u8] = b"gov/chain-id";
 pub const GENESIS_HASH: &[u8] = b"gov/genesis-hash";
 pub const MODULES: &[u8] = b"gov/modules";
 pub const PARAMS: &[u8] = b"gov/params";
+/// When the next block is due with no transaction ([`crate::NextDue`]).
+pub const NEXT_DUE: &[u8] = b"gov/next-due";
 pub const VALIDATORS: &[u8] = b"gov/validators";
 /// The set that certified the last block that changed the validator set
 /// ([`crate::model::PreviousValidators`]).

@@ -62,6 +62,16 @@ pub trait Module: Sync {
     fn end_block(&self, _ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
         Ok(())
     }
+    /// The earliest block time after `ctx.time` at which this module's
+    /// end-of-block step could act, if no transaction comes in between
+    /// and the step just run changed nothing. Reads only; `None`: nothing
+    /// timed is pending here.
+    fn next_time(
+        &self,
+        _ctx: &mut Ctx<'_, '_>,
+    ) -> Result<Option<(Timestamp, DueReason)>, ContractError> {
+        Ok(None)
+    }
 }
 
 /// The modules, in end-of-block order: releases from plans first, then
@@ -227,9 +237,60 @@ pub fn end_block(
     height: u64,
     time: Timestamp,
 ) -> Result<Vec<Event>, ContractError> {
-    let mut ctx = Ctx::new(store, height, time, None, u64::MAX);
-    for m in MODULES.iter() {
-        m.end_block(&mut ctx)?;
+    // The modules write into a layer of their own, so that what they
+    // changed (equal bytes do not count) is known.
+    let (writes, events) = {
+        let mut layer = Overlay::new(&*store);
+        let mut ctx = Ctx::new(&mut layer, height, time, None, u64::MAX);
+        for m in MODULES.iter() {
+            m.end_block(&mut ctx)?;
+        }
+        let events = ctx.take_events();
+        (layer.into_writes(), events)
+    };
+    let mut changed = false;
+    for (k, v) in &writes {
+        if store.get(k)? != *v {
+            changed = true;
+            break;
+        }
     }
-    Ok(ctx.take_events())
+    store.absorb(writes);
+    let due = next_due_after(store, height, time, changed)?;
+    store.put(keys::NEXT_DUE.to_vec(), codec::encode(&due));
+    Ok(events)
+}
+
+/// When the block after one at `time` is due with no transaction
+/// (ADR 017, a quiet chain). End-of-block work reads only state and block
+/// time, so after a step that changed nothing, an empty block before the
+/// earliest module time would change nothing either, except the heartbeat.
+fn next_due_after(
+    store: &mut Overlay<'_>,
+    height: u64,
+    time: Timestamp,
+    changed: bool,
+) -> Result<NextDue, ContractError> {
+    if changed {
+        return Ok(NextDue {
+            at: time,
+            reason: DueReason::Now,
+        });
+    }
+    let mut layer = Overlay::new(&*store);
+    let mut ctx = Ctx::new(&mut layer, height, time, None, u64::MAX);
+    let idle = gov::params(&mut ctx)?.idle_block_interval_ms;
+    let mut due = NextDue {
+        at: time.saturating_add_ms(idle),
+        reason: DueReason::Heartbeat,
+    };
+    for m in MODULES.iter() {
+        if let Some((at, reason)) = m.next_time(&mut ctx)? {
+            // On a tie the module's reason is the more telling one.
+            if at < due.at || (at == due.at && due.reason == DueReason::Heartbeat) {
+                due = NextDue { at, reason };
+            }
+        }
+    }
+    Ok(due)
 }

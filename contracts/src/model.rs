@@ -101,6 +101,11 @@ pub struct Params {
     /// household and always need two.
     #[serde(default = "default_second_review")]
     pub anomaly_second_review_from: u64,
+    /// The longest an idle chain goes without a block: the heartbeat that
+    /// shows monitoring the consortium is alive when nothing else is due
+    /// (ADR 017, a quiet chain). 1 s to 7 days.
+    #[serde(default = "default_idle_block_interval")]
+    pub idle_block_interval_ms: u64,
 }
 
 impl Default for Params {
@@ -114,8 +119,57 @@ impl Default for Params {
             entitlement_batch: 1_000,
             plan_approvals: default_plan_approvals(),
             anomaly_second_review_from: default_second_review(),
+            idle_block_interval_ms: default_idle_block_interval(),
         }
     }
+}
+
+/// One hour.
+pub fn default_idle_block_interval() -> u64 {
+    aidledger_types::time::MS_PER_DAY / 24
+}
+
+/// Bounds of `idle_block_interval_ms`: 1 s to 7 days.
+pub const IDLE_BLOCK_INTERVAL_MIN_MS: u64 = 1_000;
+pub const IDLE_BLOCK_INTERVAL_MAX_MS: u64 = 7 * aidledger_types::time::MS_PER_DAY;
+
+/// Why the next block is due (ADR 017, a quiet chain).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DueReason {
+    /// The last block's end-of-block work changed state (a scan in
+    /// progress, a capped batch, a validator-set change) or this is the
+    /// genesis: the next block is due at once.
+    Now,
+    /// A date in a pending tranche's condition.
+    Tranche,
+    /// An entitlement's start or next period boundary.
+    EntitlementPeriod,
+    /// The oldest unsettled release becomes overdue.
+    SettlementDeadline,
+    /// Nothing else is due: the idle heartbeat.
+    Heartbeat,
+}
+
+impl DueReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DueReason::Now => "now",
+            DueReason::Tranche => "tranche",
+            DueReason::EntitlementPeriod => "entitlement-period",
+            DueReason::SettlementDeadline => "settlement-deadline",
+            DueReason::Heartbeat => "heartbeat",
+        }
+    }
+}
+
+/// The block time from which the next block has work to do even with no
+/// transaction, and why; written at the end of every block (`gov/next-due`),
+/// so every node and the auditor's replay read the same value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct NextDue {
+    pub at: Timestamp,
+    pub reason: DueReason,
 }
 
 fn default_per_program() -> u32 {
@@ -143,6 +197,7 @@ pub enum ParamValue {
     EntitlementBatch(u32),
     PlanApprovals(u32),
     AnomalySecondReviewFrom(u64),
+    IdleBlockIntervalMs(u64),
 }
 
 /// An action that needs a threshold of organisations' admins.

@@ -9,13 +9,14 @@
 
 use std::collections::BTreeMap;
 
-use aidledger_types::{Amount, Slug, TxKind};
+use aidledger_types::{Amount, Slug, Timestamp, TxKind};
 
 use crate::condition::{eval, EvalEnv};
 use crate::ctx::Ctx;
 use crate::error::{add, sub};
 use crate::events::{EventBody, MoneyFlow, Party};
 use crate::keys;
+use crate::model::DueReason;
 use crate::model::{
     AnomalyKind, ApplicationStatus, Plan, PlanApproval, Recipient, ReleaseSource, Status, Subject,
     Tranche, TrancheStatus,
@@ -457,6 +458,51 @@ fn hold_reason(
     Ok(None)
 }
 
+/// The earliest date after the block time named in a pending tranche of
+/// an approved plan: the only thing that can change a condition's value
+/// between transactions is the block time crossing one of its dates.
+fn next_time(ctx: &mut Ctx<'_, '_>) -> Result<Option<(Timestamp, DueReason)>, ContractError> {
+    let limit = (gov::params(ctx)?.max_pending_tranches).max(pending_count(ctx)?) as usize;
+    let pending: Vec<(Vec<u8>, ())> = ctx.scan_t(keys::PENDING_PREFIX, None, limit.max(1))?;
+    let mut earliest: Option<Timestamp> = None;
+    let mut last_plan: Option<(Slug, Option<Plan>)> = None;
+    for (key, ()) in pending {
+        let (plan_id, idx) = parse_pending_key(&key)?;
+        if last_plan.as_ref().map(|(id, _)| id) != Some(&plan_id) {
+            let plan = get(ctx, &plan_id)?;
+            last_plan = Some((plan_id, plan.approved().then_some(plan)));
+        }
+        let Some((_, Some(plan))) = &last_plan else {
+            continue;
+        };
+        if let Some(t) = plan.tranches.get(idx as usize) {
+            let mut dates = Vec::new();
+            t.condition.dates(&mut dates);
+            for d in dates.into_iter().filter(|d| *d > ctx.time) {
+                earliest = Some(earliest.map_or(d, |e| e.min(d)));
+            }
+        }
+    }
+    Ok(earliest.map(|t| (t, DueReason::Tranche)))
+}
+
+fn parse_pending_key(key: &[u8]) -> Result<(Slug, u16), ContractError> {
+    let rest = &key[keys::PENDING_PREFIX.len()..];
+    let split = rest
+        .len()
+        .checked_sub(3)
+        .ok_or_else(|| ContractError::Invariant {
+            what: "malformed pending key".into(),
+        })?;
+    let name = std::str::from_utf8(&rest[..split]).map_err(|_| ContractError::Invariant {
+        what: "pending key".into(),
+    })?;
+    let plan = Slug::new(name).map_err(|e| ContractError::Invariant {
+        what: e.to_string(),
+    })?;
+    Ok((plan, u16::from_be_bytes([rest[split + 1], rest[split + 2]])))
+}
+
 fn end_block(ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
     // Governance may lower the limit below the current count; every
     // pending tranche is still evaluated, so none starves.
@@ -465,20 +511,7 @@ fn end_block(ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
     // Group the pending tranches by plan, in key order.
     let mut by_plan: BTreeMap<Slug, Vec<u16>> = BTreeMap::new();
     for (key, ()) in pending {
-        let rest = &key[keys::PENDING_PREFIX.len()..];
-        let split = rest
-            .len()
-            .checked_sub(3)
-            .ok_or_else(|| ContractError::Invariant {
-                what: "malformed pending key".into(),
-            })?;
-        let name = std::str::from_utf8(&rest[..split]).map_err(|_| ContractError::Invariant {
-            what: "pending key".into(),
-        })?;
-        let plan = Slug::new(name).map_err(|e| ContractError::Invariant {
-            what: e.to_string(),
-        })?;
-        let idx = u16::from_be_bytes([rest[split + 1], rest[split + 2]]);
+        let (plan, idx) = parse_pending_key(&key)?;
         by_plan.entry(plan).or_default().push(idx);
     }
     let mut released_count: u32 = 0;
@@ -588,5 +621,11 @@ impl Module for Plans {
     }
     fn end_block(&self, ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
         end_block(ctx)
+    }
+    fn next_time(
+        &self,
+        ctx: &mut Ctx<'_, '_>,
+    ) -> Result<Option<(Timestamp, DueReason)>, ContractError> {
+        next_time(ctx)
     }
 }

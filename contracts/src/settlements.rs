@@ -8,12 +8,13 @@
 //!
 //! Owns `release/`, `unsettled/`, `release-meta/`.
 
-use aidledger_types::{Amount, TxKind};
+use aidledger_types::{Amount, Timestamp, TxKind};
 
 use crate::ctx::Ctx;
 use crate::error::add;
 use crate::events::{EventBody, MoneyFlow, Party};
 use crate::keys;
+use crate::model::DueReason;
 use crate::model::{
     AnomalyKind, Program, Recipient, Release, ReleaseSource, SettlementRecord, SettlementStatus,
     Subject,
@@ -193,6 +194,32 @@ impl Module for Settlements {
             }
         }
         ctx.put(keys::release(r.id), &r)
+    }
+
+    /// The oldest unsettled release becomes overdue one millisecond after
+    /// its deadline (releases are numbered in block-time order).
+    fn next_time(
+        &self,
+        ctx: &mut Ctx<'_, '_>,
+    ) -> Result<Option<(Timestamp, DueReason)>, ContractError> {
+        let deadline_ms = gov::params(ctx)?.settlement_deadline_ms;
+        let first: Vec<(Vec<u8>, ())> = ctx.scan_t(keys::UNSETTLED_PREFIX, None, 1)?;
+        let Some((key, ())) = first.into_iter().next() else {
+            return Ok(None);
+        };
+        let id_bytes: [u8; 8] = key[keys::UNSETTLED_PREFIX.len()..]
+            .try_into()
+            .map_err(|_| ContractError::Invariant {
+                what: "malformed unsettled key".into(),
+            })?;
+        let id = u64::from_be_bytes(id_bytes);
+        let r: Release = ctx
+            .get(&keys::release(id))?
+            .ok_or_else(|| ContractError::Invariant {
+                what: format!("unsettled release {id} missing"),
+            })?;
+        let at = r.time.saturating_add_ms(deadline_ms.saturating_add(1));
+        Ok(Some((at.max(ctx.time), DueReason::SettlementDeadline)))
     }
 
     fn end_block(&self, ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {

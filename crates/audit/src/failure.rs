@@ -113,6 +113,20 @@ impl Failure {
                     floor.iso8601()
                 ),
             ),
+            B::EmptyBeforeDue {
+                height,
+                got,
+                due,
+                reason,
+            } => Failure::at(
+                *height,
+                "block",
+                format!(
+                    "is empty at {}, before the chain's next due time {} ({reason}), with no view change",
+                    got.iso8601(),
+                    due.iso8601()
+                ),
+            ),
             B::ParentCertificate { height, reason } => Failure::at(
                 *height,
                 "block",

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use aidledger_contracts::{keys, Genesis};
 use aidledger_crypto::{verify_certificate, verify_txs, CryptoError, VerifiedTx};
 use aidledger_execution::{
-    check_body, check_header, execute_verified, genesis_state, BlockInvalid, MemState, ParentInfo,
+    check_body, check_header, empty_block_allowed, execute_verified, genesis_state, BlockInvalid,
+    MemState, ParentInfo,
 };
 use aidledger_types::{ChainId, Hash, StateAccumulator, ValidatorSet};
 use serde::Serialize;
@@ -264,6 +265,10 @@ impl Run<'_> {
             cert.map_err(|c| Failure::certificate(h, &c))?;
             p.body.map_err(|b| Failure::block(&b))?;
             let verified = p.txs.map_err(|b| Failure::block(&b))?;
+            // The quiet chain's rule (ADR 017): honest validators vote for
+            // no early empty block, so a certified one means more than f
+            // of them did.
+            empty_block_allowed(&e.block.header, self.state).map_err(|b| Failure::block(&b))?;
             let outcome = execute_verified(&e.block, &verified, self.state, self.acc)
                 .map_err(|b| Failure::block(&b))?;
             let ids: Vec<Hash> = verified.iter().map(VerifiedTx::id).collect();

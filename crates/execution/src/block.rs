@@ -130,6 +130,16 @@ pub enum BlockInvalid {
         now_ms: u64,
         max_drift_ms: u64,
     },
+    /// An empty block before the parent state's `gov/next-due`, in the
+    /// view its parent was committed in: it has nothing to do (ADR 017, a
+    /// quiet chain). A live validator does not vote for it.
+    #[error("block {height}: empty, at {got}, before the next due time {due} ({reason}), with no view change")]
+    EmptyBeforeDue {
+        height: u64,
+        got: Timestamp,
+        due: Timestamp,
+        reason: &'static str,
+    },
     #[error("block {height}: proposer {proposer} is not in the validator set")]
     UnknownProposer { height: u64, proposer: PublicKey },
     #[error("block {height}: validator set hash {got}, expected {expected}")]
@@ -187,8 +197,49 @@ pub enum BlockInvalid {
     },
 }
 
+/// The quiet chain's rule (ADR 017, part 6): a block without
+/// transactions is worth making only once the parent state's next due time
+/// has come, or after a view change at this height (the new primary must
+/// be able to propose at once, whatever is pending). A proposer asks this
+/// before it proposes; a live validator checks it before it votes, like
+/// the drift bound: with at most f byzantine validators, no quorum certifies
+/// an early empty block. A state written before the rule (no due time)
+/// allows every block.
+pub fn empty_block_allowed(
+    header: &aidledger_types::BlockHeader,
+    state: &dyn StateRead,
+) -> Result<(), BlockInvalid> {
+    if header.tx_count > 0 {
+        return Ok(());
+    }
+    let parent_view = header.parent_certificate.as_ref().map_or(0, |c| c.view);
+    if header.view > parent_view {
+        return Ok(());
+    }
+    let due = match crate::queries::read_next_due(state) {
+        Ok(d) => d,
+        Err(ExecError::Storage { reason }) => {
+            return Err(BlockInvalid::Execution {
+                height: header.height,
+                source: ExecError::Storage { reason },
+            })
+        }
+        Err(_) => return Ok(()),
+    };
+    if header.timestamp >= due.at {
+        return Ok(());
+    }
+    Err(BlockInvalid::EmptyBeforeDue {
+        height: header.height,
+        got: header.timestamp,
+        due: due.at,
+        reason: due.reason.as_str(),
+    })
+}
+
 /// Checks a block against its parent and executes it. `now_ms` is the
-/// validator's clock: the drift check runs only when it is given (live
+/// validator's clock: the drift check and the quiet chain's empty-block
+/// rule ([`empty_block_allowed`]) run only when it is given (live
 /// voting), never during replay. From below, time is bounded by the chain
 /// alone: after the parent's, and at least the median commit time of the
 /// parent's certificate that the header carries (ADR 014), so a block
@@ -222,6 +273,9 @@ pub fn validate_block_with(
 ) -> Result<(Vec<VerifiedTx>, BlockOutcome), BlockInvalid> {
     check_header(block, parent, now_ms, max_drift_ms)?;
     check_body(block)?;
+    if now_ms.is_some() {
+        empty_block_allowed(&block.header, state)?;
+    }
     let h = &block.header;
     let height = h.height;
     let mut slots: Vec<Option<VerifiedTx>> = Vec::with_capacity(block.txs.len());

@@ -24,12 +24,12 @@ pub mod testkit;
 pub use aidledger_contracts as contracts;
 pub use aidledger_contracts::{Event, Genesis, Receipt, TxOutcome};
 pub use block::{
-    build_block, check_body, check_header, execute_verified, validate_block, validate_block_with,
-    BlockInvalid, ParentInfo,
+    build_block, check_body, check_header, empty_block_allowed, execute_verified, validate_block,
+    validate_block_with, BlockInvalid, ParentInfo,
 };
 pub use error::ExecError;
 pub use exec::{
     apply_block, genesis_state, BlockContext, BlockOutcome, StateMap, StateRead, Writes,
 };
 pub use mem::MemState;
-pub use queries::{admission, read_params, read_validator_set};
+pub use queries::{admission, read_next_due, read_params, read_validator_set};

@@ -27,6 +27,12 @@ pub fn read_params(state: &dyn StateRead) -> Result<Params, ExecError> {
     read(state, contracts::keys::PARAMS, "parameters")
 }
 
+/// When the next block is due with no transaction (ADR 017, a quiet
+/// chain): written by the genesis and at the end of every block.
+pub fn read_next_due(state: &dyn StateRead) -> Result<contracts::NextDue, ExecError> {
+    read(state, contracts::keys::NEXT_DUE, "next due time")
+}
+
 /// The validator set that certifies the next block.
 pub fn read_validator_set(state: &dyn StateRead) -> Result<ValidatorSet, ExecError> {
     read(state, contracts::keys::VALIDATORS, "validator set")

@@ -716,6 +716,54 @@ struct Model {
     hits: BTreeMap<&'static str, u64>,
 }
 
+/// The quiet chain's promise (ADR 017): an empty block before
+/// `gov/next-due` has nothing to do. Tried (and dropped) at the last
+/// instant before the due time and half way to it: the end-of-block step
+/// must write nothing but the next due time, and emit nothing.
+fn check_quiet_until_due(c: &Chain, stats: &mut Stats) {
+    let due = aidledger_execution::read_next_due(&c.state).expect("next-due in every state");
+    let now = c.time().0;
+    if due.at.0 <= now + 1 {
+        *stats.quiet.entry("due at once").or_default() += 1;
+        if std::env::var("AIDLEDGER_DEBUG_DUE").is_ok() {
+            let mut ctx = c.next_ctx();
+            ctx.timestamp = Timestamp(now + 1);
+            let out = apply_block(&c.state, &c.acc, &ctx, &[]).expect("applies");
+            let changed: Vec<String> = out
+                .writes
+                .iter()
+                .filter(|(k, v)| c.state.get(k).expect("read").as_ref() != v.as_ref())
+                .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+                .collect();
+            println!("due at once; next block changes {changed:?}");
+        }
+        return;
+    }
+    *stats.quiet.entry(due.reason.as_str()).or_default() += 1;
+    for t in [due.at.0 - 1, now + (due.at.0 - now) / 2] {
+        let mut ctx = c.next_ctx();
+        ctx.timestamp = Timestamp(t);
+        let out = apply_block(&c.state, &c.acc, &ctx, &[]).expect("an empty block applies");
+        assert!(
+            out.events.is_empty(),
+            "an empty block at {t}, before the due time {:?}, emitted {:?}",
+            due,
+            out.events
+        );
+        for (k, v) in &out.writes {
+            if k.as_slice() == keys::NEXT_DUE {
+                continue;
+            }
+            assert_eq!(
+                c.state.get(k).expect("read").as_ref(),
+                v.as_ref(),
+                "an empty block at {t}, before the due time {due:?}, changed {}",
+                String::from_utf8_lossy(k)
+            );
+        }
+    }
+}
+
 impl Model {
     fn raise(&mut self, subject: Subj, code: &'static str) {
         self.anomalies.push(MAnomaly {
@@ -2275,6 +2323,8 @@ struct Stats {
     anomalies: BTreeMap<&'static str, u64>,
     resolved: u64,
     hits: BTreeMap<&'static str, u64>,
+    /// Empty blocks tried before the due time, by the due reason.
+    quiet: BTreeMap<&'static str, u64>,
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -2351,6 +2401,13 @@ fn run_sequence(seed: u64, blocks: usize, trace: bool, stats: &mut Stats) {
         gen.params.settlement_deadline_ms = params.deadline_ms;
         gen.params.max_pending_tranches = params.max_pending;
         gen.params.max_pending_tranches_per_program = params.max_pending_per_program;
+        // Half the sequences idle for a week between heartbeats, so the
+        // dates of tranches, periods and settlements come first.
+        gen.params.idle_block_interval_ms = if seed.is_multiple_of(2) {
+            7 * DAY
+        } else {
+            HOUR
+        };
         // The poverty office's program officer, who creates relief plans,
         // also holds the approver role: the creator must still not approve.
         let po = gen
@@ -2422,6 +2479,7 @@ fn run_sequence(seed: u64, blocks: usize, trace: bool, stats: &mut Stats) {
     }
 
     for b in 0..blocks {
+        check_quiet_until_due(&c, stats);
         let advance = match g.below(100) {
             0..=59 => g.range(60_000, 12 * HOUR),
             60..=89 => g.range(12 * HOUR, 3 * DAY),
@@ -2692,6 +2750,23 @@ fn the_contracts_agree_with_a_reference_model_of_the_money_rules() {
     .unwrap();
     println!("{summary}");
     println!("differential: rules exercised {:?}", stats.hits);
+    println!(
+        "differential: quiet blocks tried, by due reason {:?}",
+        stats.quiet
+    );
+    // Each kind of due time was met and tried.
+    for reason in [
+        "tranche",
+        "entitlement-period",
+        "settlement-deadline",
+        "heartbeat",
+    ] {
+        assert!(
+            stats.quiet.get(reason).copied().unwrap_or(0) > 0,
+            "no quiet block tried before a {reason} due time: {:?}",
+            stats.quiet
+        );
+    }
 }
 
 /// The discrepancy the model found (see above), as a fixed
