@@ -42,6 +42,12 @@ pub struct Config {
     pub sync_retry_ms: u64,
     /// Largest message accepted from the wire.
     pub message_max_bytes: usize,
+    /// A quiet chain (ADR 017, part 6): in the first view of a height the
+    /// round timer starts only once there is work ([`crate::Input::Work`],
+    /// a pre-prepare for the height, or this replica's own proposal), so
+    /// an idle consortium does not change views. After a view change at
+    /// the height the timer runs as usual.
+    pub wait_for_work: bool,
     /// PLANTED BUG for the simulator's self-test: accept one vote fewer than
     /// a quorum (2f instead of 2f+1) for prepared and committed. Never set
     /// outside tests.
@@ -73,6 +79,7 @@ impl Config {
             future_per_height_max: 0,
             sync_retry_ms: 1_000,
             message_max_bytes: MESSAGE_MAX_BYTES,
+            wait_for_work: false,
             bug_accept_2f_votes: false,
             bug_view_change_without_cert: false,
             bug_ignore_highest_prepared: false,

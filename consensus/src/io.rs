@@ -77,6 +77,10 @@ pub enum Input {
     /// a long split): the replica sends what a peer that missed them needs
     /// now, rate-limited per peer.
     PeerConnected { validator: u16 },
+    /// There is work for the height in flight (transactions ready, or the
+    /// chain's next due time has come): with [`crate::Config::wait_for_work`],
+    /// an idle first round starts its timer now. Harmless otherwise.
+    Work,
     /// A block asked for by [`Output::FetchBlock`]. Untrusted: the core
     /// keeps it only if a prepared certificate at the current height
     /// names its hash.

@@ -34,6 +34,10 @@ impl Replica {
         }
         let block = block.ok_or_else(|| ConsensusError::invalid("pre-prepare without block"))?;
         self.check_block(&block, view, true)?;
+        if view == self.s.view {
+            // The primary proposed: there is work at this height.
+            self.wake();
+        }
         let height = self.s.height;
         let slot = self.slots.entry(view).or_default();
         match slot.pre_prepare {
@@ -393,6 +397,7 @@ impl Replica {
             });
         }
         self.check_block(&block, view, true)?;
+        self.wake();
         let hash = block.hash();
         self.awaiting_proposal = None;
         self.s.pre_prepared = Some((view, hash));

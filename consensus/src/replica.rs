@@ -104,6 +104,9 @@ pub struct Replica {
     pub(crate) out: Vec<Output>,
     last_rejection: Option<ConsensusError>,
     rejections: u64,
+    /// With `wait_for_work`: the round timer of the current view has not
+    /// been started, because nothing was to do yet.
+    pub(crate) idle: bool,
 }
 
 impl std::fmt::Debug for Replica {
@@ -148,6 +151,7 @@ impl Replica {
             out: Vec::new(),
             last_rejection: None,
             rejections: 0,
+            idle: false,
         })
     }
 
@@ -222,6 +226,11 @@ impl Replica {
             // §4.4: the new primary needs the block of the highest prepared
             // certificate to re-propose it.
             Input::BlockFetched { block } => self.on_block_fetched(block),
+            // ADR 017: an idle first round learns there is work.
+            Input::Work => {
+                self.wake();
+                Ok(())
+            }
         };
         if let Err(e) = result {
             tracing::debug!(replica = self.me, height = self.s.height, view = self.s.view, error = %e, "input rejected");
@@ -321,6 +330,19 @@ impl Replica {
         }
     }
 
+    /// Starts the round timer of an idle first round: there is work now.
+    pub(crate) fn wake(&mut self) {
+        if self.idle && self.s.view_active {
+            self.idle = false;
+            self.schedule(TimeoutKind::Round);
+        }
+    }
+
+    /// Whether the current round waits for work with no timer running.
+    pub fn is_idle(&self) -> bool {
+        self.idle
+    }
+
     // ----- entering heights and views --------------------------------------
 
     /// §4.2: sequence numbers advance after a commit. The next height starts
@@ -354,7 +376,15 @@ impl Replica {
     /// Starts work in the current (active) view: the round timer, the
     /// primary's proposal request, and any pre-prepare already received.
     pub(crate) fn start_round(&mut self) {
-        self.schedule(TimeoutKind::Round);
+        // A quiet chain: in the height's first view, nothing forces a view
+        // change until there is work (ADR 017). After a view change at the
+        // height (view above the start view) the timer always runs.
+        if self.cfg.wait_for_work && self.s.view == self.s.start_view {
+            self.idle = true;
+        } else {
+            self.idle = false;
+            self.schedule(TimeoutKind::Round);
+        }
         let view = self.s.view;
         if self.leader(view) == self.me && self.s.pre_prepared.map(|p| p.0) != Some(view) {
             self.awaiting_proposal = Some(view);

@@ -347,6 +347,8 @@ async fn status(State(s): State<AppState>) -> ApiResult<NodeStatus> {
         mempool_txs: snap.mempool_txs,
         last_block_time_ms: snap.last_block_time_ms,
         voting: snap.voting,
+        next_due_ms: snap.next_due.map(|d| d.at.0),
+        next_due_reason: snap.next_due.map(|d| d.reason.as_str().to_string()),
     }))
 }
 

@@ -87,6 +87,13 @@ pub struct NodeStatus {
     /// at (operator guide, "Restore").
     #[serde(default)]
     pub voting: bool,
+    /// When the next block is due with no transaction (ms since the
+    /// epoch), and why: `now`, `tranche`, `entitlement-period`,
+    /// `settlement-deadline` or `heartbeat` (a quiet chain, ADR 017).
+    #[serde(default)]
+    pub next_due_ms: Option<u64>,
+    #[serde(default)]
+    pub next_due_reason: Option<String>,
 }
 
 /// One transaction in `GET /v1/blocks/{height}`.

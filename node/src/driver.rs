@@ -72,6 +72,7 @@ pub struct Snapshot {
     pub mempool_txs: usize,
     pub last_block_time_ms: u64,
     pub voting: bool,
+    pub next_due: Option<aidledger_execution::contracts::NextDue>,
 }
 
 /// A committed block's transactions, for waiters.
@@ -473,6 +474,9 @@ impl Driver {
         m.view.set(s.view as i64);
         m.mempool_txs.set(s.mempool_txs as i64);
         m.mempool_bytes.set(s.mempool_bytes as i64);
+        if let Some(d) = s.next_due {
+            m.next_due_seconds.set((d.at.0 / 1000) as i64);
+        }
         if let Ok(mut snap) = self.shared.snapshot.write() {
             *snap = Snapshot {
                 height: s.height,
@@ -484,6 +488,7 @@ impl Driver {
                 mempool_txs: s.mempool_txs,
                 last_block_time_ms: s.last_block_time_ms,
                 voting: s.is_voting,
+                next_due: s.next_due,
             };
         }
     }

@@ -19,6 +19,7 @@ pub struct PhaseLabel {
 pub struct Metrics {
     registry: Registry,
     pub height: Gauge,
+    pub next_due_seconds: Gauge,
     pub view: Gauge,
     pub view_changes: Counter,
     pub committed_txs: Counter,
@@ -73,6 +74,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("aidledger");
         let m = Metrics {
             height: Gauge::default(),
+            next_due_seconds: Gauge::default(),
             view: Gauge::default(),
             view_changes: Counter::default(),
             committed_txs: Counter::default(),
@@ -109,13 +111,18 @@ impl Metrics {
             block_txs: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             registry: Registry::default(),
         };
-        let gauges: [(&str, &str, &Gauge); 13] = [
+        let gauges: [(&str, &str, &Gauge); 14] = [
             (
                 "admission_queue_txs",
                 "Transactions queued for their signature check in the admission pool",
                 &m.admission_queue_txs,
             ),
             ("height", "Last committed block height", &m.height),
+            (
+                "next_due_seconds",
+                "When the next block is due with no transaction (Unix seconds, the state's gov/next-due)",
+                &m.next_due_seconds,
+            ),
             ("view", "Current consensus view", &m.view),
             ("mempool_txs", "Transactions in the mempool", &m.mempool_txs),
             ("mempool_bytes", "Bytes in the mempool", &m.mempool_bytes),

@@ -39,6 +39,13 @@ pub enum TestnetCmd {
         /// Replace an existing testnet in DIR (its nodes must be stopped).
         #[arg(long)]
         force: bool,
+        /// The chain's heartbeat: the longest an idle chain goes without a
+        /// block (genesis parameter `idle_block_interval_ms`, 1 s to 7
+        /// days). Short by default, so a development consortium visibly
+        /// moves; a production genesis defaults to one hour.
+        #[arg(long, value_name = "MS", default_value_t = TESTNET_IDLE_BLOCK_INTERVAL_MS,
+              value_parser = clap::value_parser!(u64).range(1_000..=604_800_000))]
+        idle_block_interval_ms: u64,
     },
     /// Start every node that is not running and wait until all answer.
     Up {
@@ -312,7 +319,17 @@ fn random_chain_id() -> Result<ChainId> {
     ))?)
 }
 
-fn init(ctx: &Ctx, dir: &Path, n: usize, base_port: Option<u16>, force: bool) -> Result<()> {
+/// A development testnet's heartbeat (see `testnet init --idle-block-interval-ms`).
+pub const TESTNET_IDLE_BLOCK_INTERVAL_MS: u64 = 2_000;
+
+fn init(
+    ctx: &Ctx,
+    dir: &Path,
+    n: usize,
+    base_port: Option<u16>,
+    force: bool,
+    idle_block_interval_ms: u64,
+) -> Result<()> {
     let specs = org_specs(n);
     let mut targets: Vec<PathBuf> = vec![
         testnet_path(dir),
@@ -415,6 +432,7 @@ fn init(ctx: &Ctx, dir: &Path, n: usize, base_port: Option<u16>, force: bool) ->
     let time = Timestamp(aidledger_node::cli::wall_clock_ms() / 1000 * 1000);
     let params = Params {
         governance_threshold: 2,
+        idle_block_interval_ms,
         ..Params::default()
     };
     let mut draft = Draft::new(chain_id.clone(), time, params);
@@ -696,7 +714,15 @@ pub fn run(ctx: &Ctx, cmd: TestnetCmd) -> Result<ExitCode> {
             validators,
             base_port,
             force,
-        } => init(ctx, &dir, usize::from(validators), base_port, force)?,
+            idle_block_interval_ms,
+        } => init(
+            ctx,
+            &dir,
+            usize::from(validators),
+            base_port,
+            force,
+            idle_block_interval_ms,
+        )?,
         TestnetCmd::Up { dir, wait_secs } => up(ctx, &dir, wait_secs)?,
         TestnetCmd::Down { dir } => down(ctx, &dir)?,
         TestnetCmd::Status { dir } => status(ctx, &dir)?,

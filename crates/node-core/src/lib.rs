@@ -22,8 +22,8 @@ use aidledger_consensus::{
 };
 use aidledger_crypto::{verify_certificate, Keypair, VerifiedTx};
 use aidledger_execution::{
-    build_block, validate_block_with, BlockContext, BlockInvalid, BlockOutcome, ExecError,
-    ParentInfo,
+    build_block, empty_block_allowed, validate_block_with, BlockContext, BlockInvalid,
+    BlockOutcome, ExecError, ParentInfo,
 };
 use aidledger_mempool::{AccountInfo, AccountView, AdmitError, Mempool, MempoolConfig};
 use aidledger_storage::{CommitBatch, StorageError, Store};
@@ -99,6 +99,10 @@ pub struct Mutants {
     pub admission_without_onchain_check: bool,
     /// Quorums of 2f votes instead of 2f+1 (the classic planted bug).
     pub accept_2f_votes: bool,
+    /// A quiet chain that forgets its due time: no work comes from it and
+    /// the primary proposes an empty block only after a view change, so a
+    /// date releases only when some transaction wakes the chain.
+    pub ignore_next_due: bool,
 }
 
 /// The accounts as admission would see them without the chain's consumed
@@ -159,6 +163,9 @@ pub struct CoreStatus {
     pub mempool_bytes: usize,
     pub last_block_time_ms: u64,
     pub is_voting: bool,
+    /// When the next block is due with no transaction, and why (the
+    /// committed state's `gov/next-due`).
+    pub next_due: Option<aidledger_execution::contracts::NextDue>,
 }
 
 /// A block that executed here and passed the store's commit checks: what
@@ -252,6 +259,11 @@ pub struct NodeCore {
     out: Vec<Effect>,
     /// Only with `Mutants::persist_after_send`: the write still owed.
     late_safety: Option<Vec<u8>>,
+    /// The committed state's `gov/next-due` (ADR 017, a quiet chain).
+    next_due: Option<aidledger_execution::contracts::NextDue>,
+    /// The last proposal attempt built an empty block before the due time
+    /// (its transactions could not be included): retry no earlier.
+    hold_proposal_until: Option<u64>,
 }
 
 impl NodeCore {
@@ -305,7 +317,10 @@ impl NodeCore {
             now,
             out: Vec::new(),
             late_safety: None,
+            next_due: None,
+            hold_proposal_until: None,
         };
+        core.next_due = aidledger_execution::read_next_due(&StoreState(core.store.as_ref())).ok();
         core.rebuild_replica(true)?;
         Ok(core)
     }
@@ -324,9 +339,42 @@ impl NodeCore {
         if let Some(bytes) = self.late_safety.take() {
             self.store.put_safety_state(&bytes)?;
         }
-        let r = self.dispatch(ev);
+        let mut r = self.dispatch(ev);
+        if r.is_ok() {
+            r = self.wake_if_work();
+        }
         let out = std::mem::take(&mut self.out);
         r.map(|()| out)
+    }
+
+    /// Whether the height in flight has work (ADR 017, a quiet chain):
+    /// transactions ready to run, or the committed state's next due time
+    /// has come on this node's clock.
+    fn work_due(&self) -> bool {
+        if self.mutants.ignore_next_due {
+            return self.mempool.has_ready();
+        }
+        self.mempool.has_ready() || self.next_due.is_none_or(|d| self.now.wall_ms >= d.at.0)
+    }
+
+    /// The next due time on the monotonic clock, if it is still ahead.
+    fn due_mono(&self) -> Option<u64> {
+        let d = self.next_due?;
+        (d.at.0 > self.now.wall_ms).then(|| self.now.mono_ms + (d.at.0 - self.now.wall_ms))
+    }
+
+    /// Starts the round timer of an idle first round once there is work.
+    fn wake_if_work(&mut self) -> anyhow::Result<()> {
+        if self.replica.as_ref().is_some_and(Replica::is_idle) && self.work_due() {
+            self.feed(Input::Work)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the proposal in flight follows a view change at its height:
+    /// then it goes out at the usual pace, due or not.
+    fn after_view_change(&self, view: u64) -> bool {
+        view > self.parent.certificate.as_ref().map_or(0, |c| c.view)
     }
 
     fn dispatch(&mut self, ev: Event) -> anyhow::Result<()> {
@@ -411,6 +459,11 @@ impl NodeCore {
         if let Some(p) = self.proposal_deadline() {
             at = at.min(p);
         }
+        if self.replica.as_ref().is_some_and(Replica::is_idle) {
+            if let Some(d) = self.due_mono() {
+                at = at.min(d);
+            }
+        }
         at
     }
 
@@ -437,6 +490,7 @@ impl NodeCore {
             mempool_bytes: self.mempool.bytes(),
             last_block_time_ms: self.parent.timestamp.0,
             is_voting: self.replica.is_some(),
+            next_due: self.next_due,
         }
     }
 
@@ -511,6 +565,7 @@ impl NodeCore {
         core.bug_view_change_without_cert = self.mutants.view_change_without_cert;
         core.bug_ignore_highest_prepared = self.mutants.ignore_highest_prepared;
         core.bug_accept_2f_votes = self.mutants.accept_2f_votes;
+        core.wait_for_work = true;
         let tip = CommittedTip {
             height: self.parent.height,
             hash: self.parent.hash,
@@ -607,8 +662,11 @@ impl NodeCore {
             // Observers follow the chain by sync alone; a validator that
             // has not committed for a while asks too, in case it missed
             // the messages that would have told its core it is behind.
+            // An idle chain commits nothing for hours by design: only a
+            // stall while work is due counts.
             let stalled = now.saturating_sub(self.last_commit_ms)
-                > self.cfg.round_timeout_ms.saturating_mul(2);
+                > self.cfg.round_timeout_ms.saturating_mul(2)
+                && self.work_due();
             if self.replica.is_none() || stalled {
                 self.request_sync(self.parent.height + 1, None);
             }
@@ -627,12 +685,28 @@ impl NodeCore {
         }
         // Only transactions that can run count as work: two transactions
         // behind a nonce gap must not raise the block rate.
-        let wait = if !self.mempool.has_ready() {
+        let ready = self.mempool.has_ready();
+        let wait = if !ready {
             c.empty_block_interval_ms
         } else {
             c.block_interval_ms
         };
-        Some(self.last_commit_ms + wait)
+        let mut at = self.last_commit_ms + wait;
+        // A quiet chain (ADR 017): with nothing to include, no block before
+        // the state's next due time, unless a view change happened here.
+        let view = self.proposal.as_ref().map_or(0, |p| p.view);
+        if !ready && !self.after_view_change(view) {
+            if self.mutants.ignore_next_due {
+                return None;
+            }
+            if let Some(d) = self.due_mono() {
+                at = at.max(d);
+            }
+        }
+        if let Some(hold) = self.hold_proposal_until {
+            at = at.max(hold);
+        }
+        Some(at)
     }
 
     /// Admits what passed admission's screen and signature check (ADR
@@ -1029,6 +1103,17 @@ impl NodeCore {
                 }
             }
         };
+        // Nothing made it into the block and nothing is due: a block now
+        // would be refused (ADR 017). Keep the request and look again after
+        // the empty-block pace, or at the due time if that comes first.
+        if let Err(e) = empty_block_allowed(&block.header, &state) {
+            tracing::debug!(height = p.height, view = p.view, error = %e, "not proposing an empty block yet");
+            let retry = self.now.mono_ms + self.cfg.empty_block_interval_ms.max(1);
+            self.hold_proposal_until = Some(self.due_mono().map_or(retry, |d| d.min(retry)));
+            self.proposal = Some(p);
+            return Ok(());
+        }
+        self.hold_proposal_until = None;
         self.telemetry
             .phase("propose", self.telemetry.clock_secs() - started);
         tracing::debug!(
@@ -1106,6 +1191,13 @@ impl NodeCore {
         t.count(Count::CommittedTxs, ids.len() as u64);
         t.count(Count::RejectedTxs, rejected as u64);
         t.block_txs(ids.len());
+        if let Some(Some(bytes)) = outcome
+            .writes
+            .get(aidledger_execution::contracts::keys::NEXT_DUE)
+        {
+            self.next_due = codec::decode(bytes).ok();
+        }
+        self.hold_proposal_until = None;
         let vset_changed = outcome.validator_set != self.parent.validator_set;
         self.parent = self.parent.child(&block, &outcome, Some(certificate));
         self.acc = outcome.accumulator;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use aidledger_consensus::{Envelope, Payload as ConsensusPayload, SafetyState, MESSAGE_MAX_BYTES};
 use aidledger_contracts::model::{GovAction, Subject};
 use aidledger_contracts::payload::{self, Payload};
-use aidledger_contracts::{keys, Genesis, Program};
+use aidledger_contracts::{keys, Condition, Genesis, Plan, Program, Release, TrancheStatus};
 use aidledger_crypto::{verify_certificate, Keypair};
 use aidledger_execution::testkit::{dev_genesis, TxFactory};
 use aidledger_mempool::MempoolConfig;
@@ -32,7 +32,9 @@ use aidledger_node_core::{
     NoTelemetry, NodeCore, Now, StoreState, SyncRequest, TxGossip,
 };
 use aidledger_storage::{MemStore, Store};
-use aidledger_types::{codec, Hash, OrgId, PublicKey, Role, SignedTx, Validator, ValidatorSet};
+use aidledger_types::{
+    codec, Hash, OrgId, PublicKey, Role, SignedTx, Slug, Timestamp, Validator, ValidatorSet,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
@@ -59,6 +61,18 @@ const REQUEST_TIMEOUT_MS: u64 = 2_000;
 const MAX_EVENTS: u64 = 3_000_000;
 const ROUND_TIMEOUT_MS: u64 = 1_000;
 const PROGRAM: &str = "relief";
+/// A quiet stretch after the heal (ADR 017): clients submit nothing from
+/// `QUIET_FROM_MS` to `QUIET_TO_MS` of virtual time, while a tranche dated
+/// `DATED_AT_MS` (submitted before the stretch) must release on time.
+const QUIET_FROM_MS: u64 = FAULT_PHASE_MS + 8_000;
+const QUIET_TO_MS: u64 = FAULT_PHASE_MS + 30_000;
+const DATED_SUBMIT_MS: u64 = FAULT_PHASE_MS + 3_000;
+const DATED_AT_MS: u64 = FAULT_PHASE_MS + 20_000;
+/// How late after its date the dated tranche may release: the empty-block
+/// pace, a round timeout with a view change if the primary is down or
+/// byzantine, and the nodes' clock skew.
+const DATED_SLACK_MS: u64 = 5_000;
+const DATED_PLAN: &str = "dated";
 
 /// What to run.
 #[derive(Clone, Debug, Default)]
@@ -103,6 +117,8 @@ pub struct ClusterReport {
     pub virtual_ms: u64,
     pub messages: u64,
     pub trace_hash: u64,
+    /// How the dated tranche of the quiet stretch fared.
+    pub dated_release: Option<String>,
 }
 
 impl ClusterReport {
@@ -115,7 +131,7 @@ impl fmt::Display for ClusterReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {}: {}; byzantine {}; height {}; {} txs committed; {} submitted, {} refused, {} resent, {} gossip replays; proposed [{}]; took effect [{}]; faults [{}]; {} msgs; trace {:016x}",
+            "seed {}: {}; byzantine {}; height {}; {} txs committed; {} submitted, {} refused, {} resent, {} gossip replays; proposed [{}]; took effect [{}]; faults [{}]; dated tranche {}; {} msgs; trace {:016x}",
             self.seed,
             if self.ok() { "ok" } else { "VIOLATION" },
             self.byzantine
@@ -129,6 +145,7 @@ impl fmt::Display for ClusterReport {
             self.reconfigurations.join(", "),
             self.set_changes.join(", "),
             self.faults.join(", "),
+            self.dated_release.as_deref().unwrap_or("-"),
             self.messages,
             self.trace_hash
         )
@@ -165,6 +182,9 @@ enum Ev {
         boot: u64,
     },
     Client,
+    /// Submits (or resubmits, byte for byte) the dated plan and its
+    /// approval.
+    DatedPlan,
     Fault,
     Heal,
     Restart {
@@ -239,6 +259,8 @@ struct Cluster {
     one_way: BTreeSet<(usize, usize)>,
     loss_pct: u32,
     report: ClusterReport,
+    /// The dated plan and its approval, once signed.
+    dated_txs: Vec<SignedTx>,
     /// Committed block hash per height, the first seen.
     decided: BTreeMap<u64, Hash>,
     /// Every committed transaction id and its height.
@@ -347,6 +369,7 @@ impl Cluster {
             one_way: BTreeSet::new(),
             loss_pct: 0,
             report: ClusterReport::default(),
+            dated_txs: Vec::new(),
             decided: BTreeMap::new(),
             included: BTreeMap::new(),
             sent: Vec::new(),
@@ -1046,6 +1069,8 @@ impl Cluster {
         }
         let end = FAULT_PHASE_MS + CALM_PHASE_MS;
         self.push(FAULT_PHASE_MS, Ev::Heal);
+        self.push(DATED_SUBMIT_MS, Ev::DatedPlan);
+        self.push(DATED_SUBMIT_MS + 2_000, Ev::DatedPlan);
         let mut heights_at_heal: Vec<u64> = Vec::new();
         while let Some(((at, _), ev)) = self.queue.pop_first() {
             if at > end {
@@ -1161,6 +1186,7 @@ impl Cluster {
                     self.step(to, Event::SyncFailed { tag });
                 }
             }
+            Ev::DatedPlan => self.dated_plan(),
             Ev::Client => {
                 self.client();
                 let next = self.now + self.rng.gen_range(100..400);
@@ -1375,7 +1401,80 @@ impl Cluster {
 
     /// One client turn: new transactions to a random node, resends of old
     /// ones, a replayed gossip message, and governance.
+    /// The dated plan: one tranche that releases `after` the date, and its
+    /// approval, signed once and submitted twice (a resend is harmless).
+    fn dated_plan(&mut self) {
+        if self.dated_txs.is_empty() {
+            let up = (0..NODES).find(|i| self.up(*i));
+            if let Some(i) = up {
+                let store = self.nodes[i].store.clone();
+                let _ = self.factory.resync(&StoreState(store.as_ref()));
+            }
+            let date = Timestamp(self.genesis.genesis_time.ms() + DATED_AT_MS);
+            self.dated_txs = vec![
+                self.factory.create_plan(
+                    DATED_PLAN,
+                    PROGRAM,
+                    None,
+                    &[("on-the-date", 100, Condition::After(date))],
+                ),
+                self.factory.approve_plan("dev-bank", DATED_PLAN),
+            ];
+        }
+        let up: Vec<usize> = (0..NODES).filter(|i| self.up(*i)).collect();
+        if let Some(&i) = up.get(self.rng.gen_range(0..up.len().max(1))) {
+            let txs = self.dated_txs.clone();
+            self.submit(i, txs);
+        }
+    }
+
+    /// The dated tranche released, and on time (the quiet chain's promise:
+    /// no transaction came during the quiet stretch to wake the chain).
+    fn check_dated_release(&mut self) {
+        let date = self.genesis.genesis_time.ms() + DATED_AT_MS;
+        let Some(i) = (0..NODES).max_by_key(|i| self.height(*i)) else {
+            return;
+        };
+        let store = self.nodes[i].store.clone();
+        let get = |k: Vec<u8>| store.state_get(&k).ok().flatten();
+        let Some(plan) = get(keys::plan(
+            &Slug::new(DATED_PLAN).unwrap_or_else(|e| panic!("{e}")),
+        ))
+        .and_then(|b| codec::decode::<Plan>(&b).ok()) else {
+            // The plan was refused (for example a client's nonce race lost
+            // both copies): nothing to check.
+            self.report.dated_release = Some("not created".into());
+            return;
+        };
+        let status = plan.tranches.first().map(|t| t.status.clone());
+        match status {
+            Some(TrancheStatus::Released { release }) => {
+                let r = get(keys::release(release)).and_then(|b| codec::decode::<Release>(&b).ok());
+                let Some(r) = r else {
+                    return self.violation(format!("dated release {release} missing"));
+                };
+                let late = r.time.ms().saturating_sub(date);
+                self.report.dated_release = Some(format!("{late} ms after the date"));
+                if r.time.ms() < date || late > DATED_SLACK_MS {
+                    self.violation(format!(
+                        "quiet chain: the tranche dated {date} released at {} ({late} ms late)",
+                        r.time.ms()
+                    ));
+                }
+            }
+            Some(TrancheStatus::Pending { .. }) if plan.approvals.is_empty() => {
+                self.report.dated_release = Some("not approved".into());
+            }
+            other => self.violation(format!(
+                "quiet chain: the approved tranche dated {date} did not release by the end ({other:?})"
+            )),
+        }
+    }
+
     fn client(&mut self) {
+        if (QUIET_FROM_MS..QUIET_TO_MS).contains(&self.now) {
+            return; // The quiet stretch.
+        }
         let up: Vec<usize> = (0..NODES).filter(|i| self.up(*i)).collect();
         if up.is_empty() {
             return;
@@ -1514,6 +1613,7 @@ impl Cluster {
     }
 
     fn final_checks(&mut self, heights_at_heal: &[u64]) {
+        self.check_dated_release();
         // Every node that is up committed past where it was at the heal.
         let target = heights_at_heal.iter().copied().max().unwrap_or(0) + 1;
         let heights: Vec<u64> = (0..NODES).map(|i| self.height(i)).collect();

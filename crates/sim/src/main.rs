@@ -39,7 +39,7 @@ struct Args {
     /// Plant a defect that the simulator must catch (stale-outputs,
     /// no-send-nonce, view-change-without-cert, ignore-highest-prepared,
     /// persist-after-send, admission-without-onchain-check,
-    /// accept-2f-votes); violations expected.
+    /// accept-2f-votes, ignore-next-due); violations expected.
     #[arg(long)]
     mutant: Option<String>,
     /// Worker threads (seeds are independent; output is in seed order).
@@ -94,6 +94,7 @@ fn main_nodes(args: &Args) -> ExitCode {
         Some("view-change-without-cert") => opts.mutants.view_change_without_cert = true,
         Some("ignore-highest-prepared") => opts.mutants.ignore_highest_prepared = true,
         Some("persist-after-send") => opts.mutants.persist_after_send = true,
+        Some("ignore-next-due") => opts.mutants.ignore_next_due = true,
         Some("accept-2f-votes") => opts.mutants.accept_2f_votes = true,
         Some("admission-without-onchain-check") => {
             opts.mutants.admission_without_onchain_check = true
@@ -102,7 +103,7 @@ fn main_nodes(args: &Args) -> ExitCode {
             eprintln!(
                 "unknown mutant {other:?}: expected stale-outputs, no-send-nonce, \
                  view-change-without-cert, ignore-highest-prepared, persist-after-send, \
-                 admission-without-onchain-check or accept-2f-votes"
+                 admission-without-onchain-check, accept-2f-votes or ignore-next-due"
             );
             return ExitCode::from(2);
         }

@@ -120,6 +120,20 @@ fn five_hundred_seeds_of_node_cores_keep_every_invariant() {
         .filter(|f| f.starts_with("restore"))
         .count();
     assert!(restores >= 10, "only {restores} restores from a backup");
+    // The quiet stretch after the heal: the dated tranche released on
+    // time (a late one is a violation above) in nearly every seed.
+    let on_time = reports
+        .iter()
+        .filter(|r| {
+            r.dated_release
+                .as_deref()
+                .is_some_and(|d| d.ends_with("after the date"))
+        })
+        .count();
+    assert!(
+        on_time >= 450,
+        "the dated tranche released in only {on_time} seeds"
+    );
     // Half the seeds had a byzantine node, every behaviour among them.
     for b in Byz::ALL {
         let n = reports
@@ -278,5 +292,19 @@ fn mutant_accepting_2f_votes_is_caught() {
         .iter()
         .find(|r| !r.ok())
         .expect("the accept-2f-votes mutant survived 5 seeds");
+    println!("caught at seed {}: {:?}", r.seed, r.violations);
+}
+
+/// A quiet chain that forgets its due time: the dated tranche waits for
+/// the next transaction instead of its date. Caught in the first seeds.
+#[test]
+fn mutant_ignoring_the_due_time_is_caught() {
+    let mut opts = all_faults();
+    opts.mutants.ignore_next_due = true;
+    let reports = run_many(0..20, &opts, |r| !r.ok());
+    let r = reports
+        .iter()
+        .find(|r| r.violations.iter().any(|v| v.contains("quiet chain")))
+        .expect("the ignore-next-due mutant survived 20 seeds");
     println!("caught at seed {}: {:?}", r.seed, r.violations);
 }

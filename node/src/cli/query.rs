@@ -183,6 +183,9 @@ pub fn status(ctx: &Ctx) -> Result<ExitCode> {
                 .unwrap_or_else(|| "-".into())
         );
         println!("peers        {}", s.peers);
+        if let (Some(at), Some(why)) = (s.next_due_ms, &s.next_due_reason) {
+            println!("next due     {} ({why})", aidledger_types::Timestamp(at));
+        }
         println!("mempool      {} txs", s.mempool_txs);
         println!(
             "last block   {}",

@@ -362,7 +362,7 @@ pub enum GovCmd {
     },
     /// Change a parameter.
     SetParam {
-        /// governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program, entitlement-batch, plan-approvals or anomaly-second-review-from (that one in the program's minor units; 0 means every anomaly takes two people).
+        /// governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program, entitlement-batch, plan-approvals, anomaly-second-review-from (that one in the program's minor units; 0 means every anomaly takes two people) or idle-block-interval-ms (the heartbeat of an idle chain, 1000 to 604800000).
         #[arg(long)]
         name: String,
         #[arg(long)]
@@ -427,8 +427,17 @@ fn param(name: &str, value: u64) -> Result<ParamValue> {
         "entitlement-batch" => ParamValue::EntitlementBatch(small()?),
         "plan-approvals" => ParamValue::PlanApprovals(small()?),
         "anomaly-second-review-from" => ParamValue::AnomalySecondReviewFrom(value),
+        "idle-block-interval-ms" => {
+            use aidledger_contracts::model::{IDLE_BLOCK_INTERVAL_MAX_MS, IDLE_BLOCK_INTERVAL_MIN_MS};
+            if !(IDLE_BLOCK_INTERVAL_MIN_MS..=IDLE_BLOCK_INTERVAL_MAX_MS).contains(&value) {
+                return Err(usage(format!(
+                    "idle-block-interval-ms must be {IDLE_BLOCK_INTERVAL_MIN_MS} to {IDLE_BLOCK_INTERVAL_MAX_MS} (1 s to 7 days)"
+                )));
+            }
+            ParamValue::IdleBlockIntervalMs(value)
+        }
         _ => return Err(usage(format!(
-            "unknown parameter {name:?}: expected governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program, entitlement-batch, plan-approvals or anomaly-second-review-from"
+            "unknown parameter {name:?}: expected governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program, entitlement-batch, plan-approvals, anomaly-second-review-from or idle-block-interval-ms"
         ))),
     })
 }

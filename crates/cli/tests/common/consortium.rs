@@ -20,6 +20,11 @@ pub struct Testnet {
 impl Testnet {
     /// `testnet init` and `testnet up` in a fresh temporary directory.
     pub fn up() -> Testnet {
+        Testnet::up_with(&[])
+    }
+
+    /// As [`Testnet::up`], with more arguments for `testnet init`.
+    pub fn up_with(init_args: &[&str]) -> Testnet {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("net");
         let net = Testnet {
@@ -27,7 +32,9 @@ impl Testnet {
             tmp,
             extra: Vec::new(),
         };
-        ok(&["testnet", "init", "--dir", net.d()]);
+        let mut args = vec!["testnet", "init", "--dir", net.d()];
+        args.extend_from_slice(init_args);
+        ok(&args);
         ok(&["testnet", "up", "--dir", net.d()]);
         net
     }
