@@ -344,4 +344,45 @@ fn a_hot_backup_verifies_and_a_restored_validator_rejoins_under_load() {
     // The restored node's store verifies from genesis, while it runs.
     let r = replay_ok(&v.home);
     assert_eq!(r["verified"], Value::Bool(true), "{r}");
+
+    // 6. Another key's backup, told so: one observer's hot backup seeds
+    //    the other observer's home (a replacement machine). The copy's
+    //    safety state is dropped, and the node follows the chain again.
+    let observers: Vec<Org> = all.iter().filter(|o| !o.validator).cloned().collect();
+    let (src, dst) = (&observers[0], &observers[1]);
+    let obk = net.tmp.path().join("backup-observer");
+    ok(&["backup", "--home", s(&src.home), "--out", s(&obk)]);
+    let pid = pid_of(&dst.home);
+    signal(pid, "-TERM");
+    wait_exit(pid, 30);
+    let out = json(&ok(&[
+        "restore",
+        "--home",
+        s(&dst.home),
+        "--from",
+        s(&obk),
+        "--other-key",
+        "--output",
+        "json",
+    ]));
+    assert!(
+        out["safety_state"].as_str().unwrap().starts_with("dropped"),
+        "{out}"
+    );
+    ok(&["testnet", "up", "--dir", &d]);
+    let target = validators.iter().map(|o| height(&o.api)).max().unwrap();
+    wait_until("the reseeded observer follows the chain", 120, || {
+        height(&dst.api) >= target
+    });
+    assert_eq!(
+        block_at(&dst.api, target),
+        block_at(&other.api, target),
+        "the reseeded observer disagrees"
+    );
+    wait_until("its restore marker is removed", 60, || {
+        !dst.home.join("restored").exists()
+    });
+    // It speaks for its own organisation, under its own key.
+    let st = status(&dst.api).unwrap();
+    assert_eq!(st["org"].as_str(), Some(dst.id.as_str()), "{st}");
 }
