@@ -103,6 +103,9 @@ pub struct Mutants {
     /// the primary proposes an empty block only after a view change, so a
     /// date releases only when some transaction wakes the chain.
     pub ignore_next_due: bool,
+    /// A restored store votes at once, trusting the backup's safety
+    /// state (as before the `restored` marker existed).
+    pub ignore_restored_marker: bool,
 }
 
 /// The accounts as admission would see them without the chain's consumed
@@ -543,7 +546,11 @@ impl NodeCore {
         // is the backup's, consistent with its blocks, so the amnesia
         // guard below would pass it, yet this key may have voted at every
         // height since the backup was taken, up to the one in flight.
-        if restore && self.restored && !self.accept_missing_safety_state {
+        if restore
+            && self.restored
+            && !self.accept_missing_safety_state
+            && !self.mutants.ignore_restored_marker
+        {
             self.start_catching_up(true);
             return Ok(());
         }

@@ -39,7 +39,8 @@ struct Args {
     /// Plant a defect that the simulator must catch (stale-outputs,
     /// no-send-nonce, view-change-without-cert, ignore-highest-prepared,
     /// persist-after-send, admission-without-onchain-check,
-    /// accept-2f-votes, ignore-next-due); violations expected.
+    /// accept-2f-votes, ignore-next-due, ignore-restored-marker); violations
+    /// expected.
     #[arg(long)]
     mutant: Option<String>,
     /// Worker threads (seeds are independent; output is in seed order).
@@ -95,6 +96,7 @@ fn main_nodes(args: &Args) -> ExitCode {
         Some("ignore-highest-prepared") => opts.mutants.ignore_highest_prepared = true,
         Some("persist-after-send") => opts.mutants.persist_after_send = true,
         Some("ignore-next-due") => opts.mutants.ignore_next_due = true,
+        Some("ignore-restored-marker") => opts.mutants.ignore_restored_marker = true,
         Some("accept-2f-votes") => opts.mutants.accept_2f_votes = true,
         Some("admission-without-onchain-check") => {
             opts.mutants.admission_without_onchain_check = true
@@ -103,7 +105,8 @@ fn main_nodes(args: &Args) -> ExitCode {
             eprintln!(
                 "unknown mutant {other:?}: expected stale-outputs, no-send-nonce, \
                  view-change-without-cert, ignore-highest-prepared, persist-after-send, \
-                 admission-without-onchain-check, accept-2f-votes or ignore-next-due"
+                 admission-without-onchain-check, accept-2f-votes, ignore-next-due or \
+                 ignore-restored-marker"
             );
             return ExitCode::from(2);
         }
