@@ -421,6 +421,23 @@ fn pay_household(
     Ok(outstanding)
 }
 
+/// The active entitlements' ids, from the index, in key order.
+fn active(ctx: &mut Ctx<'_, '_>) -> Result<Vec<Slug>, ContractError> {
+    ctx.scan(ACTIVE_PREFIX, None, MAX_ACTIVE)?
+        .into_iter()
+        .map(|(k, _)| {
+            let name = std::str::from_utf8(&k[ACTIVE_PREFIX.len()..]).map_err(|_| {
+                ContractError::Invariant {
+                    what: "entitlement index key".into(),
+                }
+            })?;
+            Slug::new(name).map_err(|e| ContractError::Invariant {
+                what: e.to_string(),
+            })
+        })
+        .collect()
+}
+
 fn run(ctx: &mut Ctx<'_, '_>, mut e: Entitlement, batch_size: usize) -> Result<(), ContractError> {
     let program = programs::get(ctx, &e.program)?;
     if program.status == ProgramStatus::Closed {
@@ -489,17 +506,8 @@ impl Module for Entitlements {
         &self,
         ctx: &mut Ctx<'_, '_>,
     ) -> Result<Option<(Timestamp, DueReason)>, ContractError> {
-        let active = ctx.scan(ACTIVE_PREFIX, None, MAX_ACTIVE)?;
         let mut earliest: Option<Timestamp> = None;
-        for (k, _) in active {
-            let name = std::str::from_utf8(&k[ACTIVE_PREFIX.len()..]).map_err(|_| {
-                ContractError::Invariant {
-                    what: "entitlement index key".into(),
-                }
-            })?;
-            let id = Slug::new(name).map_err(|e| ContractError::Invariant {
-                what: e.to_string(),
-            })?;
+        for id in active(ctx)? {
             let e = get(ctx, &id)?;
             let at = if ctx.time < e.start {
                 e.start
@@ -519,16 +527,7 @@ impl Module for Entitlements {
     }
     fn end_block(&self, ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
         let batch_size = (gov::params(ctx)?.entitlement_batch as usize).max(1);
-        let active = ctx.scan(ACTIVE_PREFIX, None, MAX_ACTIVE)?;
-        for (k, _) in active {
-            let name = std::str::from_utf8(&k[ACTIVE_PREFIX.len()..]).map_err(|_| {
-                ContractError::Invariant {
-                    what: "entitlement index key".into(),
-                }
-            })?;
-            let id = Slug::new(name).map_err(|e| ContractError::Invariant {
-                what: e.to_string(),
-            })?;
+        for id in active(ctx)? {
             let e = get(ctx, &id)?;
             run(ctx, e, batch_size)?;
         }

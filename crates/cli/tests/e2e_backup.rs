@@ -13,43 +13,13 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::consortium::{pid_of, signal, wait_exit, wait_until, Org, Testnet};
-use common::{fails, mode, ok, run, s};
+use common::consortium::{
+    block_at, height, pid_of, signal, status, wait_exit, wait_until, Org, Testnet,
+};
+use common::{fails, mode, ok, s};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_aidledger");
-
-fn status(api: &str) -> Option<Value> {
-    let out = run(&["query", "status", "--node", api, "--output", "json"]);
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-fn height(api: &str) -> u64 {
-    status(api).and_then(|s| s["height"].as_u64()).unwrap_or(0)
-}
-
-fn block_at(api: &str, h: u64) -> Option<(String, String)> {
-    let out = run(&[
-        "query",
-        "block",
-        &h.to_string(),
-        "--node",
-        api,
-        "--output",
-        "json",
-    ]);
-    if !out.status.success() {
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some((
-        v["hash"].as_str()?.to_string(),
-        v["header"]["state_root"].as_str()?.to_string(),
-    ))
-}
 
 fn json(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))

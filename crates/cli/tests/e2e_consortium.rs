@@ -10,48 +10,18 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::consortium::{orgs, pid_of, signal, wait_exit, wait_until, Org, Testnet};
-use common::{ok as run_ok, run};
+use common::consortium::{
+    block_at, height, orgs, pid_of, signal, status, wait_exit, wait_until, Org, Testnet,
+};
+use common::ok as run_ok;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_aidledger");
 
-fn status(api: &str) -> Option<Value> {
-    let out = run(&["query", "status", "--node", api, "--output", "json"]);
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-fn height(api: &str) -> u64 {
-    status(api).and_then(|s| s["height"].as_u64()).unwrap_or(0)
-}
-
-fn block_hash_at(api: &str, h: u64) -> Option<(String, String)> {
-    let out = run(&[
-        "query",
-        "block",
-        &h.to_string(),
-        "--node",
-        api,
-        "--output",
-        "json",
-    ]);
-    if !out.status.success() {
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some((
-        v["hash"].as_str()?.to_string(),
-        v["header"]["state_root"].as_str()?.to_string(),
-    ))
-}
-
 /// Every node in `apis` has the same block hash and state root at `h`.
 fn agree_at(apis: &[&str], h: u64) -> bool {
-    let first = block_hash_at(apis[0], h);
-    first.is_some() && apis.iter().all(|a| block_hash_at(a, h) == first)
+    let first = block_at(apis[0], h);
+    first.is_some() && apis.iter().all(|a| block_at(a, h) == first)
 }
 
 #[test]
@@ -79,31 +49,7 @@ fn four_org_consortium_commits_refuses_outsiders_and_recovers() {
         .unwrap()
         .to_string();
     let disburser = bank.clients["disburser"].as_str().unwrap().to_string();
-    run_ok(&[
-        "tx",
-        "create-program",
-        "--node",
-        &poverty.api,
-        "--key",
-        &officer,
-        "--wait",
-        "--id",
-        "e2e-fund",
-        "--title",
-        "End-to-end fund",
-        "--currency",
-        "CNY",
-        "--funding-orgs",
-        "state-bank",
-        "--ceiling",
-        "1000000.00",
-        "--threshold",
-        "2",
-        "--policy-orgs",
-        "poverty-office,dev-bank",
-        "--region-scope",
-        "gansu",
-    ]);
+    common::create_program(&poverty.api, &officer, "e2e-fund", "End-to-end fund");
     run_ok(&[
         "tx",
         "deposit",

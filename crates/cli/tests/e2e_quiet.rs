@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::consortium::{wait_until, Org, Testnet};
+use common::consortium::{api_get as get, wait_until, Org, Testnet};
 use common::ok;
 use serde_json::Value;
 
@@ -18,19 +18,6 @@ const HEARTBEAT_MS: u64 = 30_000;
 /// The node's `consensus.empty_block_interval_ms` default: the pace of a
 /// block that is due.
 const BLOCK_INTERVAL_MS: u64 = 1_000;
-
-fn get(api: &str, path: &str) -> Option<Value> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into();
-    let mut r = agent.get(&format!("{api}{path}")).call().ok()?;
-    if !r.status().is_success() {
-        return None;
-    }
-    serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
-}
 
 fn status(api: &str) -> Value {
     get(api, "/v1/status").unwrap_or(Value::Null)
@@ -111,31 +98,7 @@ fn an_idle_consortium_stays_quiet_and_a_date_still_releases_on_time() {
     let bank = by_id("state-bank");
     let key = |o: &Org, role: &str| o.clients[role].as_str().unwrap().to_string();
     let officer = key(&poverty, "program-officer");
-    ok(&[
-        "tx",
-        "create-program",
-        "--node",
-        &poverty.api,
-        "--key",
-        &officer,
-        "--wait",
-        "--id",
-        "quiet-fund",
-        "--title",
-        "Quiet fund",
-        "--currency",
-        "CNY",
-        "--funding-orgs",
-        "state-bank",
-        "--ceiling",
-        "1000000.00",
-        "--threshold",
-        "2",
-        "--policy-orgs",
-        "poverty-office,dev-bank",
-        "--region-scope",
-        "gansu",
-    ]);
+    common::create_program(&poverty.api, &officer, "quiet-fund", "Quiet fund");
     ok(&[
         "tx",
         "deposit",

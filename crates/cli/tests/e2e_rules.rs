@@ -19,22 +19,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::consortium::{wait_until, Testnet};
+use common::consortium::{api_get as get, wait_until, Testnet};
 use common::{ok as run_ok, run, stderr, stdout};
-use serde_json::Value;
-
-fn get(api: &str, path: &str) -> Option<Value> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into();
-    let mut r = agent.get(&format!("{api}{path}")).call().ok()?;
-    if !r.status().is_success() {
-        return None;
-    }
-    serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
-}
 
 /// `POST /v1/admin/isolate` with an optional bearer token; the status.
 fn isolate(api: &str, token: Option<&str>, on: bool) -> u16 {
@@ -109,31 +95,7 @@ fn a_plan_without_an_application_waits_for_a_second_organisation_and_block_time_
     let officer = key(&poverty, "program-officer");
     let api = poverty.api.clone();
 
-    run_ok(&[
-        "tx",
-        "create-program",
-        "--node",
-        &api,
-        "--key",
-        &officer,
-        "--wait",
-        "--id",
-        "four-eyes-fund",
-        "--title",
-        "Four eyes fund",
-        "--currency",
-        "CNY",
-        "--funding-orgs",
-        "state-bank",
-        "--ceiling",
-        "1000000.00",
-        "--threshold",
-        "2",
-        "--policy-orgs",
-        "poverty-office,dev-bank",
-        "--region-scope",
-        "gansu",
-    ]);
+    common::create_program(&api, &officer, "four-eyes-fund", "Four eyes fund");
     wait_until("the program on the bank's node", 60, || {
         get(&bank.api, "/v1/programs/four-eyes-fund").is_some()
     });

@@ -216,31 +216,7 @@ fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() 
         .unwrap()
         .to_string();
     let disburser = bank.clients["disburser"].as_str().unwrap().to_string();
-    run_ok(&[
-        "tx",
-        "create-program",
-        "--node",
-        &poverty.api,
-        "--key",
-        &officer,
-        "--wait",
-        "--id",
-        "resend-fund",
-        "--title",
-        "Resend fund",
-        "--currency",
-        "CNY",
-        "--funding-orgs",
-        "state-bank",
-        "--ceiling",
-        "1000000.00",
-        "--threshold",
-        "2",
-        "--policy-orgs",
-        "poverty-office,dev-bank",
-        "--region-scope",
-        "gansu",
-    ]);
+    common::create_program(&poverty.api, &officer, "resend-fund", "Resend fund");
     // Committed at the officer's node; the bank's node may be a block
     // behind, and the CLI checks the program against the node it asks.
     wait_until("the program on every node", 60, || {

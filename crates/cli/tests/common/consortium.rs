@@ -124,3 +124,52 @@ pub fn wait_exit(pid: i32, secs: u64) {
                 .unwrap_or(true)
     });
 }
+
+/// `aidledger query status` of the node at `api`, if it answers.
+pub fn status(api: &str) -> Option<Value> {
+    let out = run(&["query", "status", "--node", api, "--output", "json"]);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// The node's committed height (0 if it does not answer).
+pub fn height(api: &str) -> u64 {
+    status(api).and_then(|s| s["height"].as_u64()).unwrap_or(0)
+}
+
+/// The hash and state root of block `h` at the node, if it has it.
+pub fn block_at(api: &str, h: u64) -> Option<(String, String)> {
+    let out = run(&[
+        "query",
+        "block",
+        &h.to_string(),
+        "--node",
+        api,
+        "--output",
+        "json",
+    ]);
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((
+        v["hash"].as_str()?.to_string(),
+        v["header"]["state_root"].as_str()?.to_string(),
+    ))
+}
+
+/// `GET {api}{path}` as JSON, if the node answers 2xx in 20 s.
+pub fn api_get(api: &str, path: &str) -> Option<Value> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let mut r = agent.get(&format!("{api}{path}")).call().ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
+}

@@ -70,3 +70,35 @@ pub fn gen_key(dir: &Path, name: &str) -> (PathBuf, String) {
     let pk = ok(&["keys", "generate", "--out", s(&p)]).trim().to_string();
     (p, pk)
 }
+
+/// `aidledger tx create-program --wait` at `api`, signed with the program
+/// officer's key file `key`: a CNY program funded by the state bank, with a
+/// 1,000,000.00 ceiling, approvals from two of the poverty office and the
+/// development bank, in Gansu. Returns the command's output.
+pub fn create_program(api: &str, key: &str, id: &str, title: &str) -> String {
+    ok(&[
+        "tx",
+        "create-program",
+        "--node",
+        api,
+        "--key",
+        key,
+        "--wait",
+        "--id",
+        id,
+        "--title",
+        title,
+        "--currency",
+        "CNY",
+        "--funding-orgs",
+        "state-bank",
+        "--ceiling",
+        "1000000.00",
+        "--threshold",
+        "2",
+        "--policy-orgs",
+        "poverty-office,dev-bank",
+        "--region-scope",
+        "gansu",
+    ])
+}
