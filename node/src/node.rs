@@ -31,6 +31,11 @@ pub struct RunOptions {
 /// empty store knows it may have voted before and catches up first.
 pub const RAN_MARKER: &str = "ran-on-chain";
 
+/// What [`RAN_MARKER`] holds for a chain: its id and genesis hash.
+pub fn ran_marker_text(genesis: &Genesis) -> String {
+    format!("{} {}\n", genesis.chain_id, genesis.hash())
+}
+
 /// Largest genesis file accepted.
 const GENESIS_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -65,7 +70,8 @@ fn init_tracing(json: bool) {
     };
 }
 
-fn rel(home: &Path, p: &Path) -> PathBuf {
+/// `p` relative to the home, unless absolute.
+pub(crate) fn rel(home: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
@@ -208,7 +214,7 @@ async fn run_async(
         Arc::new(RocksStore::open(&data).with_context(|| format!("opening {}", data.display()))?);
     let (parent, acc) = aidledger_node_core::open_chain(store.as_ref(), &genesis)?;
     let marker = home.join(RAN_MARKER);
-    let this_chain = format!("{} {}\n", genesis.chain_id, genesis.hash());
+    let this_chain = ran_marker_text(&genesis);
     let ran_before = opts.rejoin || std::fs::read_to_string(&marker).is_ok_and(|m| m == this_chain);
     if !ran_before {
         std::fs::write(&marker, &this_chain)

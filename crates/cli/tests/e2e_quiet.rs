@@ -99,19 +99,7 @@ fn an_idle_consortium_stays_quiet_and_a_date_still_releases_on_time() {
     let key = |o: &Org, role: &str| o.clients[role].as_str().unwrap().to_string();
     let officer = key(&poverty, "program-officer");
     common::create_program(&poverty.api, &officer, "quiet-fund", "Quiet fund");
-    ok(&[
-        "tx",
-        "deposit",
-        "--node",
-        &bank.api,
-        "--key",
-        &key(&bank, "disburser"),
-        "--program",
-        "quiet-fund",
-        "--amount",
-        "100.00",
-        "--wait",
-    ]);
+    common::deposit(&bank.api, &key(&bank, "disburser"), "quiet-fund", "100.00");
     let date = (wall_ms() + 25_000) / 1000 * 1000;
     ok(&[
         "tx",

@@ -99,19 +99,12 @@ fn a_plan_without_an_application_waits_for_a_second_organisation_and_block_time_
     wait_until("the program on the bank's node", 60, || {
         get(&bank.api, "/v1/programs/four-eyes-fund").is_some()
     });
-    run_ok(&[
-        "tx",
-        "deposit",
-        "--node",
+    common::deposit(
         &bank.api,
-        "--key",
         &key(&bank, "disburser"),
-        "--program",
         "four-eyes-fund",
-        "--amount",
         "100.00",
-        "--wait",
-    ]);
+    );
 
     // One officer, no application: the plan is created awaiting approval.
     // Its condition already holds, yet nothing is released.

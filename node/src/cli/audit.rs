@@ -107,7 +107,10 @@ fn open_store(ctx: &Ctx, what: &str) -> Result<RocksStore> {
 
 /// Writes through a temporary file in the same directory, renamed into
 /// place once complete, so a failed export never leaves half a file.
-fn write_atomically(path: &Path, f: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<u64> {
+pub(crate) fn write_atomically(
+    path: &Path,
+    f: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<u64> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

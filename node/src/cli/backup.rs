@@ -2,6 +2,7 @@
 //! consistent copy of a node's store taken while it runs, and putting one
 //! back with the safety-state protections of the node core.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,7 +18,7 @@ use crate::backup::{
     MANIFEST_FORMAT, RESTORED_MARKER,
 };
 use crate::config::NodeConfig;
-use crate::node::{load_genesis, RAN_MARKER};
+use crate::node::{load_genesis, ran_marker_text, rel, RAN_MARKER};
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
@@ -54,14 +55,6 @@ struct Home {
     genesis_path: PathBuf,
     key_path: PathBuf,
     data: PathBuf,
-}
-
-fn rel(home: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        home.join(p)
-    }
 }
 
 impl Home {
@@ -252,7 +245,6 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -411,10 +403,7 @@ pub fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode> {
     if !ran.exists() {
         // A restored home has run on this chain: an empty store later
         // must not look like a new chain.
-        write_replace(
-            &ran,
-            format!("{} {}\n", genesis.chain_id, genesis.hash()).as_bytes(),
-        )?;
+        write_replace(&ran, ran_marker_text(&genesis).as_bytes())?;
     }
     let set_aside = if home.data.exists() {
         let aside = parent.join(format!("{name}.before-restore-{stamp}"));
@@ -480,8 +469,5 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
 
 /// Writes a small file through a temporary one renamed into place.
 fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    write_new(&tmp, bytes, 0o644)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    super::audit::write_atomically(path, |w| Ok(w.write_all(bytes)?)).map(|_| ())
 }

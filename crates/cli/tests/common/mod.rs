@@ -102,3 +102,21 @@ pub fn create_program(api: &str, key: &str, id: &str, title: &str) -> String {
         "gansu",
     ])
 }
+
+/// `aidledger tx deposit --wait` of `amount` into `program` at `api`,
+/// signed with the disburser's key file `key`.
+pub fn deposit(api: &str, key: &str, program: &str, amount: &str) -> String {
+    ok(&[
+        "tx",
+        "deposit",
+        "--node",
+        api,
+        "--key",
+        key,
+        "--program",
+        program,
+        "--amount",
+        amount,
+        "--wait",
+    ])
+}
