@@ -108,6 +108,21 @@ pub enum EventBody {
     ValidatorSetChanged {
         hash: Hash,
     },
+    /// A validator-set change was scheduled for `at_height`.
+    ValidatorSetScheduled {
+        hash: Hash,
+        at_height: u64,
+    },
+    /// A node key was registered (`AddNode`).
+    NodeAdded {
+        org: OrgId,
+        key: PublicKey,
+    },
+    /// A node key was removed from the registry (`RemoveNode`).
+    NodeRemoved {
+        org: OrgId,
+        key: PublicKey,
+    },
     ParamChanged {
         name: String,
     },

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys;
 use crate::model::{
-    Account, DueReason, ModuleVersion, NextDue, Org, OrgKind, Params, Status,
-    IDLE_BLOCK_INTERVAL_MAX_MS, IDLE_BLOCK_INTERVAL_MIN_MS,
+    Account, DueReason, ModuleVersion, NextDue, NodeRecord, Org, OrgKind, Params, Status,
+    ACTIVATION_DELAY_MAX_BLOCKS, ACTIVATION_DELAY_MIN_BLOCKS, IDLE_BLOCK_INTERVAL_MAX_MS,
+    IDLE_BLOCK_INTERVAL_MIN_MS,
 };
 use crate::store::Overlay;
 use crate::ContractError;
@@ -132,10 +133,17 @@ impl Genesis {
             .map(|v| &v.key)
             .collect();
         for o in &self.orgs {
-            if o.node_keys.len() > 16 {
+            let validating = self
+                .validators
+                .validators()
+                .iter()
+                .filter(|v| v.org == o.id && !o.node_keys.contains(&v.key))
+                .count();
+            if o.node_keys.len() + validating > crate::gov::MAX_NODES_PER_ORG {
                 return Err(bad(format!(
-                    "organisation {} lists more than 16 node keys",
-                    o.id
+                    "organisation {} has more than {} node keys (validators included)",
+                    o.id,
+                    crate::gov::MAX_NODES_PER_ORG
                 )));
             }
             for k in &o.node_keys {
@@ -192,6 +200,14 @@ impl Genesis {
         {
             return Err(bad("parameters must be greater than zero"));
         }
+        if !(ACTIVATION_DELAY_MIN_BLOCKS..=ACTIVATION_DELAY_MAX_BLOCKS)
+            .contains(&p.activation_delay_blocks)
+        {
+            return Err(bad(format!(
+                "activation_delay_blocks {} must be {ACTIVATION_DELAY_MIN_BLOCKS} to {ACTIVATION_DELAY_MAX_BLOCKS}",
+                p.activation_delay_blocks
+            )));
+        }
         if !(IDLE_BLOCK_INTERVAL_MIN_MS..=IDLE_BLOCK_INTERVAL_MAX_MS)
             .contains(&p.idle_block_interval_ms)
         {
@@ -233,6 +249,15 @@ impl Genesis {
             keys::VALIDATORS.to_vec(),
             codec::encode(&self.validators),
         );
+        // The node registry: the network allow-list, under the state root.
+        for (org, key) in self.network_keys() {
+            let record = NodeRecord {
+                key,
+                org,
+                added_height: 0,
+            };
+            put(store, keys::node(&key), codec::encode(&record));
+        }
         for o in &self.orgs {
             let org = Org {
                 id: o.id.clone(),

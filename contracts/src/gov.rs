@@ -10,8 +10,10 @@ use crate::ctx::Ctx;
 use crate::events::EventBody;
 use crate::keys;
 use crate::model::{
-    Account, CrossCheck, GovAction, NextDue, Org, ParamValue, Params, PreviousValidators, Proposal,
-    ProposalStatus, RetiredKey, Status, IDLE_BLOCK_INTERVAL_MAX_MS, IDLE_BLOCK_INTERVAL_MIN_MS,
+    Account, CrossCheck, GovAction, NextDue, NodeRecord, Org, ParamValue, Params,
+    PreviousValidators, Proposal, ProposalStatus, RetiredKey, RetiredNode, ScheduledValidators,
+    Status, ACTIVATION_DELAY_MAX_BLOCKS, ACTIVATION_DELAY_MIN_BLOCKS, IDLE_BLOCK_INTERVAL_MAX_MS,
+    IDLE_BLOCK_INTERVAL_MIN_MS,
 };
 use crate::payload::Payload;
 use crate::store::StoreRead;
@@ -19,6 +21,12 @@ use crate::{ContractError, Module};
 
 /// Most organisations in a consortium: bounds the scans that count them.
 pub const MAX_ORGS: usize = 256;
+/// Most node keys one organisation may have registered (genesis applies
+/// the same bound).
+pub const MAX_NODES_PER_ORG: usize = 16;
+/// Most node keys in the registry: bounds every node's allow-list and the
+/// scan that rebuilds it.
+pub const MAX_NODES: usize = 1_024;
 /// Most cross-department checks in force; each attestation evaluates the
 /// ones that test its claim and organisation.
 pub const MAX_CROSS_CHECKS: usize = 32;
@@ -189,6 +197,53 @@ fn refuse_retired(ctx: &mut Ctx<'_, '_>, key: &PublicKey) -> Result<(), Contract
     Ok(())
 }
 
+/// The registered node keys, in key order (at most [`MAX_NODES`]).
+pub fn nodes(ctx: &mut Ctx<'_, '_>) -> Result<Vec<NodeRecord>, ContractError> {
+    Ok(ctx
+        .scan_t::<NodeRecord>(keys::NODE_PREFIX, None, MAX_NODES + 1)?
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect())
+}
+
+/// The validator-set change waiting for its height, if any.
+pub fn scheduled(ctx: &mut Ctx<'_, '_>) -> Result<Option<ScheduledValidators>, ContractError> {
+    ctx.get(keys::VALIDATORS_SCHEDULED)
+}
+
+/// At the end of the block before a scheduled change's height, the change
+/// becomes the set in force: who signs height A is fixed by the state
+/// after A - 1, which the old set certifies (ADR 017).
+fn activate_scheduled(ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
+    let Some(pending) = scheduled(ctx)? else {
+        return Ok(());
+    };
+    if pending.at_height > ctx.height.saturating_add(1) {
+        return Ok(());
+    }
+    // Keep the set that certifies this block, for a node restarting here.
+    let current: ValidatorSet = ctx
+        .get(keys::VALIDATORS)?
+        .ok_or_else(|| ContractError::not_found("validator set", "current"))?;
+    ctx.put(
+        keys::PREVIOUS_VALIDATORS.to_vec(),
+        &PreviousValidators {
+            height: ctx.height,
+            validators: current,
+        },
+    )?;
+    ctx.put(keys::VALIDATORS.to_vec(), &pending.validators)?;
+    ctx.delete(keys::VALIDATORS_SCHEDULED.to_vec())?;
+    ctx.emit(EventBody::ValidatorSetChanged {
+        hash: pending.validators.hash(),
+    });
+    Ok(())
+}
+
+fn node(ctx: &mut Ctx<'_, '_>, key: &PublicKey) -> Result<Option<NodeRecord>, ContractError> {
+    ctx.get(&keys::node(key))
+}
+
 fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractError> {
     match action {
         GovAction::AddOrg { id, .. } => {
@@ -234,13 +289,125 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
             }
             refuse_retired(ctx, new)?;
         }
-        GovAction::SetValidators { validators } => {
+        GovAction::SetValidators {
+            validators,
+            at_height,
+        } => {
+            let delay = params(ctx)?.activation_delay_blocks;
+            let earliest = ctx.height.saturating_add(delay);
+            if *at_height < earliest {
+                return Err(ContractError::invalid(
+                    "validator set",
+                    format!(
+                        "height {at_height} is too soon: at this height ({}) the earliest is \
+                         {earliest} (activation_delay_blocks = {delay})",
+                        ctx.height
+                    ),
+                ));
+            }
             // Deserialisation skips ValidatorSet::new's checks (non-empty,
             // bounded, distinct orgs and keys); a bad set would halt the chain.
             aidledger_types::ValidatorSet::new(validators.validators().to_vec())
                 .map_err(|e| ContractError::invalid("validator set", e.to_string()))?;
             for v in validators.validators() {
                 active_org(ctx, &v.org)?;
+            }
+            for v in validators.validators() {
+                // A key no node can connect with would halt the chain.
+                match node(ctx, &v.key)? {
+                    Some(n) if n.org == v.org => {}
+                    Some(n) => {
+                        return Err(ContractError::invalid(
+                            "validator set",
+                            format!(
+                                "node key {} belongs to {}, not {}",
+                                v.key, n.org, v.org
+                            ),
+                        ))
+                    }
+                    None => {
+                        return Err(ContractError::invalid(
+                            "validator set",
+                            format!(
+                                "{} is not a registered node key of {}; register it first \
+                                 (gov-propose add-node) and let the node catch up",
+                                v.key, v.org
+                            ),
+                        ))
+                    }
+                }
+            }
+            if let Some(pending) = scheduled(ctx)? {
+                return Err(ContractError::invalid(
+                    "validator set",
+                    format!(
+                        "a change is already scheduled for height {}; one change at a time",
+                        pending.at_height
+                    ),
+                ));
+            }
+        }
+        GovAction::AddNode { org: o, key } => {
+            active_org(ctx, o)?;
+            if let Some(n) = node(ctx, key)? {
+                return Err(ContractError::exists(
+                    "node key",
+                    format!("{key} (registered for {})", n.org),
+                ));
+            }
+            if let Some(r) = ctx.get::<RetiredNode>(&keys::retired_node(key))? {
+                return Err(ContractError::invalid(
+                    "node key",
+                    format!(
+                        "{key} was removed at height {} and cannot be registered again; \
+                         generate a new node key",
+                        r.height
+                    ),
+                ));
+            }
+            let all = nodes(ctx)?;
+            if all.len() >= MAX_NODES {
+                return Err(ContractError::Limit {
+                    what: "node keys",
+                    got: all.len() as u64 + 1,
+                    limit: MAX_NODES as u64,
+                });
+            }
+            let own = all.iter().filter(|n| &n.org == o).count();
+            if own >= MAX_NODES_PER_ORG {
+                return Err(ContractError::Limit {
+                    what: "node keys of one organisation",
+                    got: own as u64 + 1,
+                    limit: MAX_NODES_PER_ORG as u64,
+                });
+            }
+        }
+        GovAction::RemoveNode { key } => {
+            if node(ctx, key)?.is_none() {
+                return Err(ContractError::not_found("node key", key));
+            }
+            let set: ValidatorSet = ctx
+                .get(keys::VALIDATORS)?
+                .ok_or_else(|| ContractError::not_found("validator set", "current"))?;
+            if set.index_of(key).is_some() {
+                return Err(ContractError::invalid(
+                    "node key",
+                    format!(
+                        "{key} is in the validator set; propose a set without it first \
+                         (gov-propose set-validators), then remove the node"
+                    ),
+                ));
+            }
+            if let Some(pending) = scheduled(ctx)? {
+                if pending.validators.index_of(key).is_some() {
+                    return Err(ContractError::invalid(
+                        "node key",
+                        format!(
+                            "{key} is in the validator set scheduled for height {}",
+                            pending.at_height
+                        ),
+                    ));
+                }
             }
         }
         GovAction::SetCrossCheck { check } => {
@@ -313,6 +480,16 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
                     "idle block interval",
                     format!(
                         "must be {IDLE_BLOCK_INTERVAL_MIN_MS} to {IDLE_BLOCK_INTERVAL_MAX_MS} ms (1 s to 7 days)"
+                    ),
+                ))
+            }
+            ParamValue::ActivationDelayBlocks(v)
+                if !(ACTIVATION_DELAY_MIN_BLOCKS..=ACTIVATION_DELAY_MAX_BLOCKS).contains(v) =>
+            {
+                return Err(ContractError::invalid(
+                    "activation delay",
+                    format!(
+                        "must be {ACTIVATION_DELAY_MIN_BLOCKS} to {ACTIVATION_DELAY_MAX_BLOCKS} blocks"
                     ),
                 ))
             }
@@ -414,27 +591,49 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
                 new: *new,
             });
         }
-        GovAction::SetValidators { validators } => {
-            // Keep the set that certifies this block (the one in force
-            // before its first change), for a node restarting here.
-            let recorded = ctx
-                .get::<PreviousValidators>(keys::PREVIOUS_VALIDATORS)?
-                .is_some_and(|p| p.height == ctx.height);
-            if !recorded {
-                let current: ValidatorSet = ctx
-                    .get(keys::VALIDATORS)?
-                    .ok_or_else(|| ContractError::not_found("validator set", "current"))?;
-                ctx.put(
-                    keys::PREVIOUS_VALIDATORS.to_vec(),
-                    &PreviousValidators {
-                        height: ctx.height,
-                        validators: current,
-                    },
-                )?;
-            }
-            ctx.put(keys::VALIDATORS.to_vec(), validators)?;
-            ctx.emit(EventBody::ValidatorSetChanged {
+        GovAction::SetValidators {
+            validators,
+            at_height,
+        } => {
+            ctx.put(
+                keys::VALIDATORS_SCHEDULED.to_vec(),
+                &ScheduledValidators {
+                    at_height: *at_height,
+                    validators: validators.clone(),
+                },
+            )?;
+            ctx.emit(EventBody::ValidatorSetScheduled {
                 hash: validators.hash(),
+                at_height: *at_height,
+            });
+        }
+        GovAction::AddNode { org: o, key } => {
+            ctx.put(
+                keys::node(key),
+                &NodeRecord {
+                    key: *key,
+                    org: o.clone(),
+                    added_height: ctx.height,
+                },
+            )?;
+            ctx.emit(EventBody::NodeAdded {
+                org: o.clone(),
+                key: *key,
+            });
+        }
+        GovAction::RemoveNode { key } => {
+            let n = node(ctx, key)?.ok_or_else(|| ContractError::not_found("node key", key))?;
+            ctx.delete(keys::node(key))?;
+            ctx.put(
+                keys::retired_node(key),
+                &RetiredNode {
+                    org: n.org.clone(),
+                    height: ctx.height,
+                },
+            )?;
+            ctx.emit(EventBody::NodeRemoved {
+                org: n.org,
+                key: *key,
             });
         }
         GovAction::SetCrossCheck { check } => {
@@ -469,6 +668,10 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
                 ParamValue::IdleBlockIntervalMs(v) => {
                     p.idle_block_interval_ms = *v;
                     "idle-block-interval-ms"
+                }
+                ParamValue::ActivationDelayBlocks(v) => {
+                    p.activation_delay_blocks = *v;
+                    "activation-delay-blocks"
                 }
                 ParamValue::MaxPendingTranches(v) => {
                     p.max_pending_tranches = *v;
@@ -524,13 +727,28 @@ impl Module for Governance {
         "governance"
     }
     fn version(&self) -> u32 {
-        2
+        // 3: the node registry, AddNode and RemoveNode, and validator sets
+        // scheduled at a height (ADR 017).
+        3
     }
     fn prefixes(&self) -> &'static [&'static [u8]] {
         &[keys::GOV]
     }
     fn kinds(&self) -> &'static [TxKind] {
         &[TxKind::GovPropose, TxKind::GovApprove]
+    }
+
+    fn end_block(&self, ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
+        activate_scheduled(ctx)
+    }
+
+    /// A scheduled validator-set change keeps the chain moving until its
+    /// height: the heights are what the change waits for.
+    fn next_time(
+        &self,
+        ctx: &mut Ctx<'_, '_>,
+    ) -> Result<Option<(aidledger_types::Timestamp, crate::model::DueReason)>, ContractError> {
+        Ok(scheduled(ctx)?.map(|_| (ctx.time, crate::model::DueReason::Activation)))
     }
 
     fn apply(&self, ctx: &mut Ctx<'_, '_>, payload: &Payload) -> Result<(), ContractError> {

@@ -28,6 +28,9 @@ pub const VALIDATORS: &[u8] = b"gov/validators";
 /// The set that certified the last block that changed the validator set
 /// ([`crate::model::PreviousValidators`]).
 pub const PREVIOUS_VALIDATORS: &[u8] = b"gov/validators-previous";
+/// A validator-set change waiting for its height
+/// ([`crate::model::ScheduledValidators`]).
+pub const VALIDATORS_SCHEDULED: &[u8] = b"gov/validators-scheduled";
 pub const PROPOSAL_SEQ: &[u8] = b"gov/proposal-seq";
 pub const ORG_PREFIX: &[u8] = b"gov/org/";
 pub const ACCOUNT_PREFIX: &[u8] = b"gov/account/";
@@ -38,6 +41,14 @@ pub const CROSS_CHECK_PREFIX: &[u8] = b"gov/cross-check/";
 /// so its nonce sequence never restarts and nothing it signed can be
 /// included a second time (ADR 010).
 pub const RETIRED_KEY_PREFIX: &[u8] = b"gov/retired-key/";
+/// The node registry (ADR 017): every node key the consortium admits to
+/// its network, with its organisation ([`crate::model::NodeRecord`]).
+/// Written at genesis for every genesis node key; governance adds and
+/// removes entries. Every node's allow-list follows it.
+pub const NODE_PREFIX: &[u8] = b"gov/node/";
+/// Node keys removed from the registry ([`crate::model::RetiredNode`]): a
+/// removed key is never registered again.
+pub const RETIRED_NODE_PREFIX: &[u8] = b"gov/retired-node/";
 
 pub fn cross_check(id: &Slug) -> Vec<u8> {
     key(&[CROSS_CHECK_PREFIX, id.as_str().as_bytes()])
@@ -56,6 +67,12 @@ pub fn admin_index(k: &PublicKey) -> Vec<u8> {
 }
 pub fn retired_key(k: &PublicKey) -> Vec<u8> {
     key(&[RETIRED_KEY_PREFIX, &k.0])
+}
+pub fn node(k: &PublicKey) -> Vec<u8> {
+    key(&[NODE_PREFIX, &k.0])
+}
+pub fn retired_node(k: &PublicKey) -> Vec<u8> {
+    key(&[RETIRED_NODE_PREFIX, &k.0])
 }
 pub fn proposal(id: u64) -> Vec<u8> {
     key(&[PROPOSAL_PREFIX, &id.to_be_bytes()])

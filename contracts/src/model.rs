@@ -59,6 +59,31 @@ pub struct RetiredKey {
     pub nonce: u64,
 }
 
+/// A node the consortium admits to its network (`gov/node/{key}`).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub key: PublicKey,
+    pub org: OrgId,
+    /// The height of the block that registered it (0: the genesis).
+    pub added_height: u64,
+}
+
+/// A node key removed from the registry (`gov/retired-node/{key}`).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RetiredNode {
+    pub org: OrgId,
+    /// The height of the block that removed it.
+    pub height: u64,
+}
+
+/// A validator set waiting for its height (`gov/validators-scheduled`):
+/// the end of block `at_height - 1` makes it the set in force.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ScheduledValidators {
+    pub at_height: u64,
+    pub validators: ValidatorSet,
+}
+
 /// The validator set a block that changed the set was certified by: the
 /// set in force before the block's first change. A node restarting on
 /// such a block needs it to check the next block's parent certificate
@@ -106,6 +131,12 @@ pub struct Params {
     /// (ADR 017, a quiet chain). 1 s to 7 days.
     #[serde(default = "default_idle_block_interval")]
     pub idle_block_interval_ms: u64,
+    /// The fewest blocks between the block that executes a validator-set
+    /// change and the height it takes effect at (ADR 017): time for a new
+    /// validator to catch up and for operators to see the change coming.
+    /// 2 to 100,000.
+    #[serde(default = "default_activation_delay")]
+    pub activation_delay_blocks: u64,
 }
 
 impl Default for Params {
@@ -120,9 +151,19 @@ impl Default for Params {
             plan_approvals: default_plan_approvals(),
             anomaly_second_review_from: default_second_review(),
             idle_block_interval_ms: default_idle_block_interval(),
+            activation_delay_blocks: default_activation_delay(),
         }
     }
 }
+
+/// Twenty blocks.
+pub fn default_activation_delay() -> u64 {
+    20
+}
+
+/// Bounds of `activation_delay_blocks`.
+pub const ACTIVATION_DELAY_MIN_BLOCKS: u64 = 2;
+pub const ACTIVATION_DELAY_MAX_BLOCKS: u64 = 100_000;
 
 /// One hour.
 pub fn default_idle_block_interval() -> u64 {
@@ -149,6 +190,9 @@ pub enum DueReason {
     SettlementDeadline,
     /// Nothing else is due: the idle heartbeat.
     Heartbeat,
+    /// A validator-set change is scheduled: blocks continue at the
+    /// empty-block pace until its height.
+    Activation,
 }
 
 impl DueReason {
@@ -159,6 +203,7 @@ impl DueReason {
             DueReason::EntitlementPeriod => "entitlement-period",
             DueReason::SettlementDeadline => "settlement-deadline",
             DueReason::Heartbeat => "heartbeat",
+            DueReason::Activation => "activation",
         }
     }
 }
@@ -198,6 +243,7 @@ pub enum ParamValue {
     PlanApprovals(u32),
     AnomalySecondReviewFrom(u64),
     IdleBlockIntervalMs(u64),
+    ActivationDelayBlocks(u64),
 }
 
 /// An action that needs a threshold of organisations' admins.
@@ -233,8 +279,26 @@ pub enum GovAction {
         old: PublicKey,
         new: PublicKey,
     },
+    /// Replaces the validator set from height `at_height`, at least
+    /// `activation_delay_blocks` after the block that executes it. Every
+    /// key must be a registered node of the organisation it is listed for;
+    /// one change at a time may be scheduled.
     SetValidators {
         validators: aidledger_types::ValidatorSet,
+        at_height: u64,
+    },
+    /// Registers a node key for an active organisation: from the next
+    /// height, every node admits it to the network (an observer until a
+    /// `SetValidators` names it).
+    AddNode {
+        org: OrgId,
+        key: PublicKey,
+    },
+    /// Removes a node key from the registry, for good: every node closes
+    /// its connections and refuses it from the next height. A key in the
+    /// validator set must leave the set first.
+    RemoveNode {
+        key: PublicKey,
     },
     SetParam {
         param: ParamValue,

@@ -41,7 +41,12 @@ impl Harness {
                     id: org(o),
                     name: "x".parse().expect("t"),
                     kind: OrgKind::Bank,
-                    node_keys: vec![],
+                    // b-bank runs an observer that may become a validator.
+                    node_keys: if *o == "b-bank" {
+                        vec![key(101)]
+                    } else {
+                        vec![]
+                    },
                 })
                 .collect(),
             accounts: orgs
@@ -108,6 +113,22 @@ impl Harness {
         }
         self.nonces.insert(signer, nonce + 1);
         Ok(())
+    }
+
+    /// A block with no transaction: the end-of-block step alone.
+    fn empty_block(&mut self) {
+        self.height += 1;
+        let writes = {
+            let mut o = Overlay::new(&self.state);
+            end_block(&mut o, self.height, Timestamp(self.height * 1000)).expect("end block");
+            o.into_writes()
+        };
+        for (k, v) in writes {
+            match v {
+                Some(v) => self.state.insert(k, v),
+                None => self.state.remove(&k),
+            };
+        }
     }
 
     fn get<T: serde::Serialize + serde::de::DeserializeOwned>(&self, k: &[u8]) -> Option<T> {
@@ -202,6 +223,8 @@ fn actions_apply_only_when_the_threshold_of_distinct_orgs_is_met() {
                     },
                 ])
                 .expect("vs"),
+                // Default delay: 20 blocks after the approval executes.
+                at_height: 100,
             }),
             Ok(()),
         ),
@@ -227,6 +250,15 @@ fn actions_apply_only_when_the_threshold_of_distinct_orgs_is_met() {
     assert_eq!(vs.len(), 1);
     h.nonces.insert(key(33), 2);
     h.tx(key(33), approve(3)).expect("third approval");
+    // Scheduled for height 100: the end of block 99 puts it in force.
+    while h.height < 98 {
+        h.empty_block();
+        assert_eq!(
+            h.get::<ValidatorSet>(keys::VALIDATORS).expect("vs").len(),
+            1
+        );
+    }
+    h.empty_block();
     let vs: ValidatorSet = h.get(keys::VALIDATORS).expect("vs");
     assert_eq!(vs.len(), 2);
 
@@ -256,4 +288,125 @@ fn actions_apply_only_when_the_threshold_of_distinct_orgs_is_met() {
         );
     }
     assert!(h.get::<Account>(&keys::account(&key(3))).is_none());
+}
+
+/// Runs one governance action through a proposal and the second
+/// approval the genesis threshold (2) asks for; a refusal comes from the
+/// proposal's checks or from the same checks again at execution.
+fn govern(h: &mut Harness, action: GovAction) -> Result<(), String> {
+    h.tx(key(1), propose(action)).map_err(|e| e.to_string())?;
+    let id = h.get::<u64>(keys::PROPOSAL_SEQ).expect("a proposal") - 1;
+    h.tx(key(2), approve(id)).map_err(|e| e.to_string())
+}
+
+/// The node registry (ADR 017): genesis registers every node key, and
+/// governance adds and removes keys under the checks that keep the chain
+/// able to run: no key twice, never a removed key again, bounded per
+/// organisation, no removal of a validator, and no validator set naming a
+/// key no registered node of that organisation holds.
+#[test]
+fn the_node_registry_admits_and_removes_node_keys_under_governance() {
+    use aidledger_contracts::{NodeRecord, RetiredNode};
+    let mut h = Harness::new();
+    let at_genesis: Vec<NodeRecord> = [(100u8, "a-bank"), (101, "b-bank")]
+        .iter()
+        .map(|(k, o)| NodeRecord {
+            key: key(*k),
+            org: org(o),
+            added_height: 0,
+        })
+        .collect();
+    for n in &at_genesis {
+        assert_eq!(h.get::<NodeRecord>(&keys::node(&n.key)).as_ref(), Some(n));
+    }
+    // A validator set naming an unregistered key, or another
+    // organisation's node, would halt the chain: refused.
+    let set = |pairs: &[(&str, u8)], at_height: u64| GovAction::SetValidators {
+        at_height,
+        validators: ValidatorSet::new(
+            pairs
+                .iter()
+                .map(|(o, k)| Validator {
+                    org: org(o),
+                    key: key(*k),
+                })
+                .collect(),
+        )
+        .expect("vs"),
+    };
+    let far = 1_000;
+    let e = govern(&mut h, set(&[("a-bank", 100), ("c-office", 102)], far)).unwrap_err();
+    assert!(e.contains("not a registered node key of c-office"), "{e}");
+    let e = govern(&mut h, set(&[("a-bank", 100), ("c-office", 101)], far)).unwrap_err();
+    assert!(e.contains("belongs to b-bank, not c-office"), "{e}");
+
+    // Register c-office's node; then it can be named a validator.
+    let add = |o: &str, k: u8| GovAction::AddNode {
+        org: org(o),
+        key: key(k),
+    };
+    govern(&mut h, add("c-office", 102)).expect("add");
+    let height = h.height;
+    assert_eq!(
+        h.get::<NodeRecord>(&keys::node(&key(102))),
+        Some(NodeRecord {
+            key: key(102),
+            org: org("c-office"),
+            added_height: height,
+        })
+    );
+    for (action, needle) in [
+        (add("c-office", 102), "already exists"),
+        (add("b-bank", 102), "registered for c-office"),
+        (add("nobody", 103), "does not exist"),
+    ] {
+        let e = govern(&mut h, action).unwrap_err();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+    // Too soon: the default delay is 20 blocks from the executing block.
+    let soon = h.height + 2 + 19;
+    let e = govern(&mut h, set(&[("a-bank", 100), ("c-office", 102)], soon)).unwrap_err();
+    assert!(e.contains("too soon"), "{e}");
+    govern(&mut h, set(&[("a-bank", 100), ("c-office", 102)], far)).expect("set with c-office");
+    let e = govern(&mut h, set(&[("a-bank", 100)], far + 1)).unwrap_err();
+    assert!(e.contains("already scheduled for height 1000"), "{e}");
+
+    // A validator's key cannot be removed; an observer's can, for good.
+    let remove = |k: u8| GovAction::RemoveNode { key: key(k) };
+    // Scheduled is as good as in force.
+    let e = govern(&mut h, remove(102)).unwrap_err();
+    assert!(
+        e.contains("is in the validator set scheduled for height 1000"),
+        "{e}"
+    );
+    let e = govern(&mut h, remove(100)).unwrap_err();
+    assert!(e.contains("is in the validator set"), "{e}");
+    govern(&mut h, remove(101)).expect("remove b-bank's observer");
+    assert!(h.get::<NodeRecord>(&keys::node(&key(101))).is_none());
+    let removed_at = h.height;
+    assert_eq!(
+        h.get::<RetiredNode>(&keys::retired_node(&key(101))),
+        Some(RetiredNode {
+            org: org("b-bank"),
+            height: removed_at,
+        })
+    );
+    let e = govern(&mut h, remove(101)).unwrap_err();
+    assert!(e.contains("does not exist"), "{e}");
+    // Its key never comes back, under any organisation.
+    for o in ["b-bank", "c-office"] {
+        let e = govern(&mut h, add(o, 101)).unwrap_err();
+        assert!(e.contains("cannot be registered again"), "{e}");
+    }
+    // And a set naming it is refused like any unregistered key.
+    let e = govern(&mut h, set(&[("b-bank", 101)], far + 10)).unwrap_err();
+    assert!(e.contains("not a registered node key"), "{e}");
+
+    // Sixteen keys per organisation at most, the genesis bound too.
+    for k in 110..126u8 {
+        govern(&mut h, add("b-bank", k)).expect("within the bound");
+    }
+    let e = govern(&mut h, add("b-bank", 126)).unwrap_err();
+    assert!(e.contains("node keys of one organisation"), "{e}");
+    govern(&mut h, add("c-office", 126)).expect("another organisation's bound");
 }

@@ -786,6 +786,18 @@ fn receipt_outcomes_and_event_names_are_the_ones_the_guide_uses() {
         EventBody::AccountChanged { key: k },
         EventBody::KeyRotated { old: k, new: k },
         EventBody::ValidatorSetChanged { hash: h },
+        EventBody::ValidatorSetScheduled {
+            hash: h,
+            at_height: 1,
+        },
+        EventBody::NodeAdded {
+            org: o.clone(),
+            key: k,
+        },
+        EventBody::NodeRemoved {
+            org: o.clone(),
+            key: k,
+        },
         EventBody::ParamChanged { name: "x".into() },
         EventBody::CrossCheckChanged {
             id: s.clone(),

@@ -50,7 +50,6 @@ pub struct NodeInfo {
     pub org: OrgId,
     pub node_key: PublicKey,
     pub genesis_hash: Hash,
-    pub is_validator: bool,
     /// The admin routes' bearer token (`HOME/keys/admin.token`), when
     /// `api.admin` is on in config.toml; `None` turns the routes off.
     pub admin_token: Option<String>,
@@ -336,7 +335,7 @@ async fn status(State(s): State<AppState>) -> ApiResult<NodeStatus> {
         chain_id: s.info.chain_id.clone(),
         org: s.info.org.clone(),
         node_key: s.info.node_key,
-        validator: s.info.is_validator,
+        validator: snap.validator,
         genesis_hash: s.info.genesis_hash,
         height: snap.height,
         block_hash: snap.block_hash,

@@ -66,6 +66,7 @@ pub struct NodeStatus {
     pub chain_id: String,
     pub org: OrgId,
     pub node_key: PublicKey,
+    /// This node's key is in the validator set that signs the next height.
     pub validator: bool,
     pub genesis_hash: Hash,
     /// Last committed height (0 before the first block).

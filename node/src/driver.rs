@@ -13,7 +13,7 @@ use aidledger_crypto::Keypair;
 use aidledger_execution::ParentInfo;
 use aidledger_mempool::MempoolConfig;
 use aidledger_network::NetPeerId as PeerId;
-use aidledger_network::{NetEvent, NetworkHandle, ReplyToken, Topic};
+use aidledger_network::{peer_id_of, NetEvent, NetworkHandle, ReplyToken, Topic};
 use aidledger_node_core::{
     Channel, ConsensusSettings, CoreParts, Count, Effect, Event, Mutants, NodeCore, Now, Peer,
     Telemetry, Verdict,
@@ -72,6 +72,7 @@ pub struct Snapshot {
     pub mempool_txs: usize,
     pub last_block_time_ms: u64,
     pub voting: bool,
+    pub validator: bool,
     pub next_due: Option<aidledger_execution::contracts::NextDue>,
 }
 
@@ -127,6 +128,8 @@ pub struct Driver {
     shared: Arc<Shared>,
     /// Every other member's peer id, in the core's [`Peer`] order.
     members: Vec<PeerId>,
+    /// The members the registry admits now.
+    live: std::collections::BTreeSet<Peer>,
     peer_index: HashMap<PeerId, Peer>,
     started: Instant,
     next_ticket: u64,
@@ -212,6 +215,7 @@ impl Driver {
             core,
             net: p.net,
             shared: p.shared,
+            live: (0..members.len()).collect(),
             members,
             peer_index,
             started,
@@ -338,7 +342,37 @@ impl Driver {
                 self.shared.metrics.height.set(height as i64);
                 let _ = self.shared.commits.send(Arc::new(CommitNotice { txs }));
             }
+            Effect::Members { table, live } => self.set_members(&table, &live).await,
         }
+    }
+
+    /// Follows the core's member table after a registry change: new keys
+    /// get peer ids at the end of the table, and the network admits
+    /// exactly the live ones (closing removed peers' connections).
+    async fn set_members(&mut self, table: &[PublicKey], live: &[Peer]) {
+        for k in table.iter().skip(self.members.len()) {
+            match peer_id_of(k) {
+                Ok(p) => {
+                    self.peer_index.insert(p, self.members.len());
+                    self.members.push(p);
+                }
+                Err(e) => {
+                    // Governance can register 32 bytes that are no ed25519
+                    // point (contracts check no curve; the CLI does). No
+                    // process holds such a key, so it gets a peer id no
+                    // connection has, keeping the table aligned with the
+                    // core's.
+                    tracing::warn!(key = %k, error = %e, "a registered node key is not a valid ed25519 key; no node can use it");
+                    self.members.push(PeerId::random());
+                }
+            }
+        }
+        self.live = live.iter().copied().collect();
+        let allowed = live
+            .iter()
+            .filter_map(|p| self.members.get(*p).copied())
+            .collect();
+        self.net.set_members(allowed).await.ok();
     }
 
     async fn submit(
@@ -363,7 +397,8 @@ impl Driver {
                 let _ = reply.send(self.core.is_pending(&id));
             }
             DriverMsg::Isolate(on) => {
-                for p in self.members.clone() {
+                let live: Vec<PeerId> = self.live.iter().map(|p| self.members[*p]).collect();
+                for p in live {
                     self.net.set_blocked(p, on).await.ok();
                 }
                 tracing::warn!(isolated = on, "isolation changed by operator");
@@ -379,6 +414,7 @@ impl Driver {
         let peers = connected
             .iter()
             .filter_map(|p| self.peer_index.get(p).copied())
+            .filter(|p| self.live.contains(p))
             .collect();
         self.handle(Event::Peers(peers)).await
     }
@@ -488,6 +524,7 @@ impl Driver {
                 mempool_txs: s.mempool_txs,
                 last_block_time_ms: s.last_block_time_ms,
                 voting: s.is_voting,
+                validator: s.is_validator,
                 next_due: s.next_due,
             };
         }

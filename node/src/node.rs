@@ -165,40 +165,60 @@ pub fn run(home: &Path, opts: RunOptions) -> Result<()> {
     let cfg = NodeConfig::load(home)?;
     let genesis = load_genesis(&rel(home, &cfg.node.genesis_file))?;
     let key = read_key_file(&rel(home, &cfg.node.key_file))?;
-    if !genesis.orgs.iter().any(|o| o.id.as_str() == cfg.node.org) {
-        bail!(
-            "node.org {:?} is not an organisation in genesis",
-            cfg.node.org
-        );
-    }
-    let me = key.public();
-    let owners: Vec<String> = genesis
-        .network_keys()
-        .into_iter()
-        .filter(|(_, k)| *k == me)
-        .map(|(org, _)| org.to_string())
-        .collect();
-    if owners.is_empty() {
-        bail!(
-            "this node's key {} is not in genesis (neither a validator nor an organisation's node key)",
-            me
-        );
-    }
-    // The node speaks for the organisation its key belongs to; a node.org
-    // naming another would make status and the API misreport who runs it.
-    if !owners.contains(&cfg.node.org) {
-        bail!(
-            "this node's key {} belongs to {} in genesis, but node.org in config.toml is {:?}",
-            me,
-            owners.join(" and "),
-            cfg.node.org
-        );
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(run_async(home, cfg, genesis, key, opts))
+}
+
+/// Checks this node's key against the node registry at the tip (ADR 017)
+/// and returns the registry. A registered key must run for its own
+/// organisation; a removed one never runs again. An unregistered key may
+/// start (a new organisation's node syncing before, or while, governance
+/// registers it), but no peer admits it until then, so the operator is
+/// told what to ask for.
+fn check_registered(
+    store: &RocksStore,
+    me: &aidledger_types::PublicKey,
+    org: &str,
+    height: u64,
+) -> Result<Vec<aidledger_contracts::NodeRecord>> {
+    use aidledger_execution::StateRead;
+    let state = aidledger_node_core::StoreState(store);
+    let registry = aidledger_execution::read_nodes(&state)
+        .map_err(|e| anyhow::anyhow!("reading the node registry at height {height}: {e}"))?;
+    match registry.iter().find(|n| n.key == *me) {
+        Some(n) if n.org.as_str() != org => bail!(
+            "this node's key {me} belongs to {} in the node registry, but node.org in \
+             config.toml is {org:?}",
+            n.org
+        ),
+        Some(_) => {}
+        None => {
+            let retired = state
+                .get(&aidledger_contracts::keys::retired_node(me))
+                .map_err(|e| anyhow::anyhow!("reading the node registry: {e}"))?;
+            if let Some(bytes) = retired {
+                let r: aidledger_contracts::RetiredNode = aidledger_types::codec::decode(&bytes)
+                    .map_err(|e| anyhow::anyhow!("a retired node record: {e}"))?;
+                bail!(
+                    "this node's key {me} was removed from the consortium at height {} and is \
+                     refused by every peer; generate a new node key (aidledger keys generate) \
+                     and have governance register it (gov-propose add-node)",
+                    r.height
+                );
+            }
+            tracing::warn!(
+                key = %me,
+                height,
+                "this node's key is not registered at this height: no peer admits it until \
+                 governance registers it (aidledger tx gov-propose add-node --org {org} --node-key {me}); \
+                 a node syncing toward that block starts anyway"
+            );
+        }
+    }
+    Ok(registry)
 }
 
 async fn run_async(
@@ -238,13 +258,15 @@ async fn run_async(
 
     let me = key.public();
     let my_peer = peer_id_of(&me)?;
-    // Every other member node, by key and peer id: the allow-list, and
-    // the core's peers in this order.
+    let registry = check_registered(store.as_ref(), &me, &cfg.node.org, parent.height)?;
+    // Every other registered node, by key and peer id: the allow-list,
+    // and the core's peers in this order. The core follows the registry
+    // from here on (`Effect::Members`).
     let mut members = Vec::new();
-    for (_, k) in genesis.network_keys() {
-        let p = peer_id_of(&k)?;
+    for n in registry {
+        let p = peer_id_of(&n.key)?;
         if p != my_peer {
-            members.push((k, p));
+            members.push((n.key, p));
         }
     }
     let bootstrap = cfg
@@ -289,7 +311,6 @@ async fn run_async(
         org: aidledger_types::OrgId::new(cfg.node.org.clone())?,
         node_key: me,
         genesis_hash: genesis.hash(),
-        is_validator,
         admin_token: if cfg.api.admin {
             let token = admin_token(home)?;
             tracing::warn!(

@@ -130,3 +130,45 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks over every subcommand.
+    #[test]
+    fn every_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    /// An argument id used twice along one subcommand path (a kind's
+    /// `key` field beside the signer's `--key`) passes clap's checks but
+    /// panics when that subcommand runs, as `gov-propose add-node --key`
+    /// once did: no id may repeat from the root to any leaf.
+    #[test]
+    fn no_argument_id_repeats_along_a_subcommand_path() {
+        fn walk(cmd: &clap::Command, path: &mut Vec<String>, seen: &mut Vec<String>) {
+            let before = seen.len();
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str().to_string();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    !seen.contains(&id),
+                    "argument id {id:?} repeats along `{}`",
+                    path.join(" ")
+                );
+                seen.push(id);
+            }
+            for sub in cmd.get_subcommands() {
+                path.push(sub.get_name().to_string());
+                walk(sub, path, seen);
+                path.pop();
+            }
+            seen.truncate(before);
+        }
+        let cmd = super::Cli::command();
+        walk(&cmd, &mut vec!["aidledger".into()], &mut Vec::new());
+    }
+}

@@ -61,6 +61,14 @@ fn strict_point(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
     Some(p)
 }
 
+/// Whether `key` can ever verify a signature here: a canonical encoding
+/// of a point that is not of small order. A key failing this signs
+/// nothing any node accepts, so it is refused wherever one is registered
+/// (a node key, ADR 017).
+pub fn is_usable_public_key(key: &PublicKey) -> bool {
+    strict_point(&key.0).is_some()
+}
+
 /// Whether the low 255 bits of `bytes`, little-endian, are below
 /// 2^255 - 19. The only values at or above it are 2^255 - 19 ..= 2^255 - 1:
 /// first byte at least 0xed, the middle thirty bytes 0xff, and the low

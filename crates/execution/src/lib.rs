@@ -32,4 +32,6 @@ pub use exec::{
     apply_block, genesis_state, BlockContext, BlockOutcome, StateMap, StateRead, Writes,
 };
 pub use mem::MemState;
-pub use queries::{admission, read_next_due, read_params, read_validator_set};
+pub use queries::{
+    admission, read_next_due, read_node, read_nodes, read_params, read_validator_set,
+};

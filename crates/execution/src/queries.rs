@@ -38,6 +38,37 @@ pub fn read_validator_set(state: &dyn StateRead) -> Result<ValidatorSet, ExecErr
     read(state, contracts::keys::VALIDATORS, "validator set")
 }
 
+/// The node registry (ADR 017): every node key the consortium admits to
+/// its network, in key order.
+pub fn read_nodes(state: &dyn StateRead) -> Result<Vec<contracts::NodeRecord>, ExecError> {
+    let pairs = state.scan(
+        contracts::keys::NODE_PREFIX,
+        None,
+        contracts::gov::MAX_NODES + 1,
+    )?;
+    pairs
+        .iter()
+        .map(|(_, v)| {
+            codec::decode(v).map_err(|e| ExecError::Storage {
+                reason: format!("a node record does not decode: {e}"),
+            })
+        })
+        .collect()
+}
+
+/// One node key's registry entry, if registered.
+pub fn read_node(
+    state: &dyn StateRead,
+    key: &aidledger_types::PublicKey,
+) -> Result<Option<contracts::NodeRecord>, ExecError> {
+    match state.get(&contracts::keys::node(key))? {
+        None => Ok(None),
+        Some(v) => codec::decode(&v).map(Some).map_err(|e| ExecError::Storage {
+            reason: format!("node record of {key} does not decode: {e}"),
+        }),
+    }
+}
+
 /// The admission check a mempool runs before queueing a transaction: the
 /// same envelope rules execution applies (chain id, known active account and
 /// organisation, role). The account is returned so the caller can compare

@@ -194,7 +194,12 @@ pub fn dev_genesis(n_validators: usize, seed: u64) -> (Genesis, DevKeys) {
         accounts,
         validators,
         modules: aidledger_contracts::module_versions(),
-        params: Params::default(),
+        // The shortest activation delay: a validator-set change proposed
+        // and approved takes effect two blocks after the approval.
+        params: Params {
+            activation_delay_blocks: aidledger_contracts::model::ACTIVATION_DELAY_MIN_BLOCKS,
+            ..Params::default()
+        },
     };
     (genesis, keys)
 }

@@ -203,6 +203,7 @@ fn after_a_set_change_the_parent_certificate_is_checked_against_the_old_set() {
         &Payload::GovPropose(payload::GovPropose {
             action: GovAction::SetValidators {
                 validators: newset.clone(),
+                at_height: c.parent.height + 4,
             },
         }),
     );
@@ -212,8 +213,10 @@ fn after_a_set_change_the_parent_certificate_is_checked_against_the_old_set() {
         &Payload::GovApprove(payload::GovApprove { proposal: 0 }),
     );
     c.ok(vec![p]);
-    let changed_at = c.parent.height + 1;
     c.ok(vec![a]);
+    assert_eq!(c.parent.validator_set, old, "scheduled, not yet in force");
+    let changed_at = c.parent.height + 1;
+    c.ok(vec![]);
     assert_eq!(c.parent.validator_set, newset);
     assert_eq!(c.parent.certifiers, old);
     let prev: PreviousValidators =

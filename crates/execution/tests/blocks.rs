@@ -309,7 +309,7 @@ fn queries_read_params_validators_and_admission() {
 }
 
 #[test]
-fn a_validator_set_change_takes_effect_at_the_next_height() {
+fn a_validator_set_change_takes_effect_at_its_stated_height() {
     use aidledger_contracts::model::GovAction;
     let mut c = Chain::new();
     let old = c.parent.validator_set.clone();
@@ -320,6 +320,7 @@ fn a_validator_set_change_takes_effect_at_the_next_height() {
         &Payload::GovPropose(payload::GovPropose {
             action: GovAction::SetValidators {
                 validators: newset.clone(),
+                at_height: c.parent.height + 4,
             },
         }),
     );
@@ -331,6 +332,10 @@ fn a_validator_set_change_takes_effect_at_the_next_height() {
     let out = c.ok(vec![p]);
     assert_eq!(out.validator_set, old);
     let out = c.ok(vec![a]);
+    assert_eq!(out.validator_set, old, "scheduled for a later height");
+    // The block before the stated height changes the set: the next one is
+    // the first the new set signs.
+    let out = c.ok(vec![]);
     assert_eq!(out.validator_set, newset);
     assert_eq!(c.parent.validator_set, newset);
     // The next block must name the new set, and the removed validator can

@@ -1544,11 +1544,14 @@ fn parameters_outside_their_documented_bounds_are_refused() {
         ParamValue::EntitlementBatch(0),
         ParamValue::PlanApprovals(0),
         ParamValue::PlanApprovals(257),
+        ParamValue::ActivationDelayBlocks(1),
+        ParamValue::ActivationDelayBlocks(100_001),
     ] {
         let tx = propose(&mut c, GovAction::SetParam { param });
         refused(&mut c, tx, "invalid");
     }
-    assert_eq!(c.get::<Params>(keys::PARAMS).unwrap(), Params::default());
+    let before = c.genesis.params.clone();
+    assert_eq!(c.get::<Params>(keys::PARAMS).unwrap(), before);
     // Zero is allowed for the second-review amount: everything takes two.
     let out = govern(
         &mut c,
@@ -1834,10 +1837,12 @@ fn a_validator_set_names_only_existing_active_organisations() {
         .unwrap()
     };
     set_org_status(&mut c, "audit-office", Status::Suspended);
+    let at = c.parent.height + 10;
     let tx = propose(
         &mut c,
         GovAction::SetValidators {
             validators: set(&["state-bank", "audit-office"]),
+            at_height: at,
         },
     );
     refused(&mut c, tx, "org-not-active");
@@ -1845,16 +1850,70 @@ fn a_validator_set_names_only_existing_active_organisations() {
         &mut c,
         GovAction::SetValidators {
             validators: set(&["state-bank", "nobody"]),
+            at_height: at,
         },
     );
     refused(&mut c, tx, "not-found");
+    // Active organisations, but keys no registered node holds: a set no
+    // process can serve would halt the chain.
     let good = set(&["state-bank", "dev-bank"]);
+    let tx = propose(
+        &mut c,
+        GovAction::SetValidators {
+            validators: good.clone(),
+            at_height: at,
+        },
+    );
+    refused(&mut c, tx, "invalid");
+    for v in good.validators() {
+        govern(
+            &mut c,
+            GovAction::AddNode {
+                org: v.org.clone(),
+                key: v.key,
+            },
+        );
+    }
+    // Too soon: the activation delay (2 blocks in the test genesis)
+    // counts from the block that executes the change.
+    let soon = c.parent.height + 2;
+    let tx = propose(
+        &mut c,
+        GovAction::SetValidators {
+            validators: good.clone(),
+            at_height: soon,
+        },
+    );
+    refused(&mut c, tx, "invalid");
     let out = govern(
         &mut c,
         GovAction::SetValidators {
             validators: good.clone(),
+            at_height: at,
         },
     );
+    assert!(
+        all_events(&out).contains(&EventBody::ValidatorSetScheduled {
+            hash: good.hash(),
+            at_height: at,
+        })
+    );
+    // One change at a time.
+    let tx = propose(
+        &mut c,
+        GovAction::SetValidators {
+            validators: good.clone(),
+            at_height: at + 5,
+        },
+    );
+    refused(&mut c, tx, "invalid");
+    // The set in force changes at the end of block at - 1, not before.
+    let mut out = out;
+    while c.parent.height + 1 < at {
+        assert_ne!(out.validator_set, good, "in force before {at}");
+        out = c.ok(vec![]);
+    }
+    assert_eq!(c.parent.height, at - 1);
     assert!(all_events(&out).contains(&EventBody::ValidatorSetChanged { hash: good.hash() }));
     assert_eq!(out.validator_set, good);
 }

@@ -200,6 +200,7 @@ enum Command {
         peer: PeerId,
         blocked: bool,
     },
+    SetMembers(Vec<PeerId>),
     Shutdown,
 }
 
@@ -267,6 +268,16 @@ impl NetworkHandle {
     pub async fn set_blocked(&self, peer: PeerId, blocked: bool) -> Result<(), NetError> {
         self.commands
             .send(Command::SetBlocked { peer, blocked })
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Replaces the allow-list (the node registry changed, ADR 017): new
+    /// members are admitted, and the connections of members no longer
+    /// listed are closed at once and refused from then on.
+    pub async fn set_members(&self, members: Vec<PeerId>) -> Result<(), NetError> {
+        self.commands
+            .send(Command::SetMembers(members))
             .await
             .map_err(|_| NetError::Stopped)
     }
@@ -620,6 +631,22 @@ impl Task {
                         self.swarm.behaviour_mut().allow.allow_peer(peer);
                     }
                 }
+            }
+            Command::SetMembers(members) => {
+                let new: BTreeSet<PeerId> = members.into_iter().collect();
+                let old: BTreeSet<PeerId> = self.config.allowed.iter().copied().collect();
+                for p in new.difference(&old) {
+                    if !self.blocked.contains(p) {
+                        self.swarm.behaviour_mut().allow.allow_peer(*p);
+                    }
+                    tracing::info!(peer = %p, "member admitted");
+                }
+                for p in old.difference(&new) {
+                    // Disallowing closes the peer's open connections too.
+                    self.swarm.behaviour_mut().allow.disallow_peer(*p);
+                    tracing::info!(peer = %p, "member removed; its connections are closed");
+                }
+                self.config.allowed = new.into_iter().collect();
             }
             Command::Shutdown => {}
         }

@@ -313,3 +313,55 @@ async fn handshakes_that_never_finish_are_bounded() {
     let b = start(2, &[1], vec![a.addr.clone()], None).await;
     assert!(publish_until_seen(&b.handle, &mut a.events, b"member").await);
 }
+
+/// The allow-list follows the node registry (ADR 017): a node refused at
+/// first is admitted once `set_members` lists it, its gossip arrives, and
+/// when a later `set_members` leaves it out its connection is closed and
+/// its redials are refused again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_members_admits_a_new_member_and_closes_a_removed_ones_connection() {
+    let mut a = start(1, &[2], vec![], None).await;
+    let b = start(2, &[1], vec![a.addr.clone()], None).await;
+    // Node 3 knows node 1 and redials it every 200 ms.
+    let c = start(3, &[1], vec![a.addr.clone()], None).await;
+    let refused = wait_for(&mut a.events, 3, |ev| match ev {
+        NetEvent::PeerConnected(p) if *p == peer(3) => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(refused.is_none(), "node 3 connected before it was a member");
+    let denied = |n: &Node| {
+        n.handle
+            .stats
+            .denied_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(denied(&a) > 0, "node 3's dials were not refused");
+
+    a.handle.set_members(vec![peer(2), peer(3)]).await.unwrap();
+    let admitted = wait_for(&mut a.events, 10, |ev| match ev {
+        NetEvent::PeerConnected(p) if *p == peer(3) => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(admitted.is_some(), "node 3 was not admitted");
+    assert!(publish_until_seen(&c.handle, &mut a.events, b"from-3").await);
+
+    a.handle.set_members(vec![peer(2)]).await.unwrap();
+    let closed = wait_for(&mut a.events, 10, |ev| match ev {
+        NetEvent::PeerDisconnected(p) if *p == peer(3) => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(closed.is_some(), "node 3's connection stayed open");
+    let before = denied(&a);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !a.handle.connected_peers().contains(&peer(3)),
+        "node 3 is connected again"
+    );
+    assert!(denied(&a) > before, "node 3's redials were not refused");
+    // Node 2, still a member, was never disturbed.
+    assert!(a.handle.connected_peers().contains(&peer(2)));
+    let _ = b;
+}

@@ -4,8 +4,9 @@ use aidledger_types::Hash;
 
 use crate::admission::Verdict;
 
-/// Another member node: an index into the member list the core was built
-/// with. The shell maps it to a network peer id.
+/// Another member node: an index into the core's member table, which
+/// starts as the list the core was built with and only grows (see
+/// [`Effect::Members`]). The shell maps it to a network peer id.
 pub type Peer = usize;
 
 /// The time an input happens at. `wall_ms` is the node's clock (block
@@ -82,6 +83,14 @@ pub enum Effect {
     Committed {
         height: u64,
         txs: Vec<Hash>,
+    },
+    /// The node registry changed (ADR 017): `table` is the whole member
+    /// table, [`Peer`] `i` being `table[i]` (append-only: an index is never
+    /// reused), and `live` the peers the network must admit from now on.
+    /// The shell allows the new ones and closes the others' connections.
+    Members {
+        table: Vec<aidledger_types::PublicKey>,
+        live: Vec<Peer>,
     },
 }
 

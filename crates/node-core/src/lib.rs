@@ -166,6 +166,9 @@ pub struct CoreStatus {
     pub mempool_bytes: usize,
     pub last_block_time_ms: u64,
     pub is_voting: bool,
+    /// This node's key is in the validator set that signs the next height
+    /// (it changes with the set, ADR 017).
+    pub is_validator: bool,
     /// When the next block is due with no transaction, and why (the
     /// committed state's `gov/next-due`).
     pub next_due: Option<aidledger_execution::contracts::NextDue>,
@@ -216,7 +219,10 @@ pub struct NodeCore {
     store: Arc<dyn Store>,
     replica: Option<Replica>,
     mempool: Mempool,
+    /// The member table, append-only: [`Peer`] `i` is `members[i]`.
     members: Vec<PublicKey>,
+    /// The members the registry admits now (all of them at the start).
+    live: BTreeSet<Peer>,
     connected: Vec<Peer>,
     parent: ParentInfo,
     acc: StateAccumulator,
@@ -286,6 +292,7 @@ impl NodeCore {
             store: p.store,
             replica: None,
             mempool,
+            live: (0..p.members.len()).collect(),
             members: p.members,
             connected: Vec::new(),
             parent: p.parent,
@@ -429,7 +436,7 @@ impl NodeCore {
                 }
             }
             Event::Peers(mut peers) => {
-                peers.retain(|p| *p < self.members.len());
+                peers.retain(|p| self.live.contains(p));
                 peers.sort_unstable();
                 peers.dedup();
                 let fresh: Vec<Peer> = peers
@@ -493,6 +500,11 @@ impl NodeCore {
             mempool_bytes: self.mempool.bytes(),
             last_block_time_ms: self.parent.timestamp.0,
             is_voting: self.replica.is_some(),
+            is_validator: self
+                .parent
+                .validator_set
+                .index_of(&self.key.public())
+                .is_some(),
             next_due: self.next_due,
         }
     }
@@ -1133,6 +1145,60 @@ impl NodeCore {
         self.feed(Input::ProposalReady { block })
     }
 
+    /// Rebuilds the live members from the committed node registry after a
+    /// block that changed it: new keys join the end of the member table,
+    /// removed ones stop being live, and the shell is told to follow.
+    fn refresh_members(&mut self, height: u64) -> anyhow::Result<()> {
+        let nodes = aidledger_execution::read_nodes(&StoreState(self.store.as_ref()))
+            .map_err(|e| anyhow::anyhow!("height {height}: reading the node registry: {e}"))?;
+        let me = self.key.public();
+        if !nodes.iter().any(|n| n.key == me) {
+            tracing::error!(
+                height,
+                key = %me,
+                "this node's key is not in the node registry at this height: the members refuse \
+                 its connections (removed by governance, or not registered yet)"
+            );
+        }
+        let mut live = BTreeSet::new();
+        for n in nodes.iter().filter(|n| n.key != me) {
+            let i = match self.members.iter().position(|k| *k == n.key) {
+                Some(i) => i,
+                None => {
+                    self.members.push(n.key);
+                    self.members.len() - 1
+                }
+            };
+            live.insert(i);
+        }
+        let added: Vec<String> = live
+            .difference(&self.live)
+            .map(|p| self.members[*p].to_string())
+            .collect();
+        let removed: Vec<String> = self
+            .live
+            .difference(&live)
+            .map(|p| self.members[*p].to_string())
+            .collect();
+        if added.is_empty() && removed.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(
+            height,
+            added = ?added,
+            removed = ?removed,
+            members = live.len(),
+            "the node registry changed; the network follows it"
+        );
+        self.connected.retain(|p| live.contains(p));
+        self.live = live;
+        self.out.push(Effect::Members {
+            table: self.members.clone(),
+            live: self.live.iter().copied().collect(),
+        });
+        Ok(())
+    }
+
     fn commit(&mut self, block: Block, certificate: CommitCertificate) -> anyhow::Result<()> {
         let hash = block.hash();
         let height = block.header.height;
@@ -1205,6 +1271,10 @@ impl NodeCore {
             self.next_due = codec::decode(bytes).ok();
         }
         self.hold_proposal_until = None;
+        let registry_changed = outcome
+            .writes
+            .keys()
+            .any(|k| k.starts_with(aidledger_execution::contracts::keys::NODE_PREFIX));
         let vset_changed = outcome.validator_set != self.parent.validator_set;
         self.parent = self.parent.child(&block, &outcome, Some(certificate));
         self.acc = outcome.accumulator;
@@ -1224,6 +1294,9 @@ impl NodeCore {
             "committed"
         );
         self.out.push(Effect::Committed { height, txs: ids });
+        if registry_changed {
+            self.refresh_members(height)?;
+        }
         let abstained_enough = self.abstain_through.is_some_and(|h| height > h);
         if vset_changed || abstained_enough {
             if vset_changed {

@@ -23,8 +23,11 @@ fn a_restart_on_the_block_that_changed_the_set_checks_the_next_block_against_the
         "state-bank",
         Role::Admin,
         &Payload::GovPropose(payload::GovPropose {
+            // Proposed at +1, approved at +2, in force from +4: the end
+            // of block +3 changes the set.
             action: GovAction::SetValidators {
                 validators: newset.clone(),
+                at_height: c.parent.height + 4,
             },
         }),
     );
@@ -38,6 +41,9 @@ fn a_restart_on_the_block_that_changed_the_set_checks_the_next_block_against_the
         let v = c.f.verified(tx);
         c.block_at(t, &[v]).unwrap();
     }
+    assert_eq!(c.set_changed_at, None, "not before its height");
+    let t = c.time().saturating_add_ms(1_000);
+    c.block_at(t, &[]).unwrap();
     let changed_at = c.parent.height;
     assert_eq!(c.set_changed_at, Some(changed_at));
 

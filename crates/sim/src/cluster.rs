@@ -60,6 +60,9 @@ const REQUEST_TIMEOUT_MS: u64 = 2_000;
 /// Most events one seed may process.
 const MAX_EVENTS: u64 = 3_000_000;
 const ROUND_TIMEOUT_MS: u64 = 1_000;
+/// Blocks beyond the activation delay a proposed validator set is scheduled
+/// for, so that its approval, a governance round later, still executes.
+const SET_ACTIVATION_MARGIN: u64 = 5;
 const PROGRAM: &str = "relief";
 /// A quiet stretch after the heal (ADR 017): clients submit nothing from
 /// `QUIET_FROM_MS` to `QUIET_TO_MS` of virtual time, while a tranche dated
@@ -235,6 +238,10 @@ struct SimNode {
     /// The store was put back from `backup` (`aidledger restore`'s marker
     /// in the home), until the core says it has rejoined.
     restored: bool,
+    /// After a restore: the highest height this key may have signed at
+    /// before it (the store's tip when restored, plus the height then in
+    /// flight). The restored node must sign no block at or below it.
+    signed_before_restore: Option<u64>,
     /// Inbound sync replies owed: token to (requester, tag).
     owed: BTreeMap<u64, (usize, u64)>,
     next_token: u64,
@@ -347,6 +354,7 @@ impl Cluster {
                 ran: false,
                 backup: None,
                 restored: false,
+                signed_before_restore: None,
                 left: BTreeMap::new(),
                 signed: BTreeMap::new(),
                 crash_after_send: false,
@@ -718,6 +726,14 @@ impl Cluster {
                 }
             }
             Effect::Committed { height, txs } => self.on_commit(i, height, txs),
+            // Every simulated node is in the genesis registry and the
+            // cluster's governance never changes it: a change here means
+            // the core misread its registry.
+            Effect::Members { table, live } => self.violation(format!(
+                "node {i} changed its members to {} live of {} with no registry change",
+                live.len(),
+                table.len()
+            )),
         }
     }
 
@@ -806,6 +822,16 @@ impl Cluster {
                     ConsensusPayload::Prepare { .. } => 1,
                     _ => 2,
                 };
+                // A restored key may have signed at every height up to the
+                // one in flight when it was restored, and the backup's
+                // safety state does not know how: it signs nothing there.
+                if let Some(top) = n.signed_before_restore.filter(|top| h <= *top) {
+                    self.violation(format!(
+                        "node {i} sent a {kind} at height {h} after its restore, where it may \
+                         have signed before (heights up to {top})"
+                    ));
+                    return;
+                }
                 match n.signed.get(&(h, v, k)) {
                     // A height already decided cannot be split by a
                     // second signature: a certificate for it exists. That
@@ -1354,6 +1380,8 @@ impl Cluster {
                         self.nodes[i].history.clear();
                         self.nodes[i].amnesic = true;
                         self.nodes[i].restored = true;
+                        let before = self.nodes[i].signed_before_restore.unwrap_or(0);
+                        self.nodes[i].signed_before_restore = Some(before.max(tip + 1));
                         self.start(i);
                         format!("restore {i} from a backup at height {from} (was at {tip})")
                     }
@@ -1598,11 +1626,20 @@ impl Cluster {
                 self.report
                     .reconfigurations
                     .push(format!("{name} (proposed near height {h})"));
+                // The change takes effect at a stated height, the activation
+                // delay after the approval executes (the next governance
+                // round, a few blocks on); a late approval is refused.
+                let delay = aidledger_execution::read_params(&state)
+                    .map(|p| p.activation_delay_blocks)
+                    .unwrap_or(20);
                 txs.push(self.factory.sign_as(
                     "state-bank",
                     Role::Admin,
                     &Payload::GovPropose(payload::GovPropose {
-                        action: GovAction::SetValidators { validators: set },
+                        action: GovAction::SetValidators {
+                            validators: set,
+                            at_height: h + delay + SET_ACTIVATION_MARGIN,
+                        },
                     }),
                 ));
             }

@@ -515,7 +515,13 @@ pub fn init(ctx: &Ctx, a: InitArgs) -> Result<ExitCode> {
         }
     }
     let draft = Draft::read(&a.genesis)?;
-    draft.need_org(&a.org)?;
+    // An organisation the genesis lacks may join a running consortium
+    // (governance adds it and registers its node, ADR 017); a draft still
+    // being composed must list it first.
+    let joining = !draft.has_org(&a.org) && draft.to_genesis().is_ok();
+    if !joining {
+        draft.need_org(&a.org)?;
+    }
     if NodeConfig::path(&home).exists() && !a.force {
         bail!(
             "{} already exists (use --force to rewrite config.toml and genesis.json; the node key is kept)",
@@ -579,6 +585,23 @@ pub fn init(ctx: &Ctx, a: InitArgs) -> Result<ExitCode> {
         println!("p2p       {}/p2p/{pid}", a.p2p_listen);
         match role {
             Some(r) => println!("genesis lists this node as a {r}"),
+            None if joining => {
+                println!(
+                    "{} is not in the genesis: it joins the running consortium once its members' \
+                     governance adds it and registers this node (then start the node; it syncs \
+                     from its peers):",
+                    a.org
+                );
+                println!(
+                    "  aidledger tx gov-propose add-org --id {} --name NAME --kind KIND ...",
+                    a.org
+                );
+                println!(
+                    "  aidledger tx gov-propose add-node --org {} --node-key {} ...",
+                    a.org,
+                    pk.to_hex()
+                );
+            }
             None => {
                 println!("genesis does not list this node yet; add it with one of:");
                 println!(

@@ -355,14 +355,38 @@ pub enum GovCmd {
         #[arg(long, value_parser = args::public_key)]
         new: PublicKey,
     },
-    /// Replace the validator set: `--validator ORG=HEX`, in leader order.
+    /// Replace the validator set from height `--at-height`: `--validator
+    /// ORG=HEX` for each, in leader order. Every key must be a registered
+    /// node of its organisation (add-node), and the height at least the
+    /// activation delay (parameter activation-delay-blocks, 20 by default)
+    /// after the block that executes the proposal; `aidledger status`
+    /// shows the height now.
     SetValidators {
         #[arg(long = "validator", required = true, value_parser = validator)]
         validators: Vec<Validator>,
+        #[arg(long, value_name = "HEIGHT")]
+        at_height: u64,
+    },
+    /// Register a node key for an organisation: once executed, every node
+    /// admits it to the network (an observer until set-validators names
+    /// it). The key is the new node's `aidledger keys show --home H`.
+    AddNode {
+        #[arg(long, value_parser = args::org)]
+        org: OrgId,
+        /// The node's public key (64 hex).
+        #[arg(long = "node-key", value_parser = node_key)]
+        node_key: PublicKey,
+    },
+    /// Remove a node key for good: every node closes its connections and
+    /// refuses it from the next block. A validator must leave the set first.
+    RemoveNode {
+        /// The node's public key (64 hex).
+        #[arg(long = "node-key", value_parser = args::public_key)]
+        node_key: PublicKey,
     },
     /// Change a parameter.
     SetParam {
-        /// governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program, entitlement-batch, plan-approvals, anomaly-second-review-from (that one in the program's minor units; 0 means every anomaly takes two people) or idle-block-interval-ms (the heartbeat of an idle chain, 1000 to 604800000).
+        /// governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program, entitlement-batch, plan-approvals, anomaly-second-review-from (that one in the program's minor units; 0 means every anomaly takes two people), idle-block-interval-ms (the heartbeat of an idle chain, 1000 to 604800000) or activation-delay-blocks (the fewest blocks before a validator-set change takes effect, 2 to 100000).
         #[arg(long)]
         name: String,
         #[arg(long)]
@@ -402,6 +426,19 @@ fn claim_test(s: &str) -> Result<ClaimTest, String> {
     })
 }
 
+/// A node key: 64 hex that is also a usable ed25519 key (it signs the
+/// node's votes and becomes its network identity).
+fn node_key(s: &str) -> Result<PublicKey, String> {
+    let k = args::public_key(s)?;
+    if !aidledger_crypto::is_usable_public_key(&k) {
+        return Err(format!(
+            "{s:?} is not a usable node key: not a canonical ed25519 point of large order"
+        ));
+    }
+    super::net::peer_id(&k).map_err(|e| format!("{s:?} is not a usable node key: {e:#}"))?;
+    Ok(k)
+}
+
 fn validator(s: &str) -> Result<Validator, String> {
     let (o, k) = s
         .split_once('=')
@@ -436,8 +473,19 @@ fn param(name: &str, value: u64) -> Result<ParamValue> {
             }
             ParamValue::IdleBlockIntervalMs(value)
         }
+        "activation-delay-blocks" => {
+            use aidledger_contracts::model::{
+                ACTIVATION_DELAY_MAX_BLOCKS, ACTIVATION_DELAY_MIN_BLOCKS,
+            };
+            if !(ACTIVATION_DELAY_MIN_BLOCKS..=ACTIVATION_DELAY_MAX_BLOCKS).contains(&value) {
+                return Err(usage(format!(
+                    "activation-delay-blocks must be {ACTIVATION_DELAY_MIN_BLOCKS} to {ACTIVATION_DELAY_MAX_BLOCKS}"
+                )));
+            }
+            ParamValue::ActivationDelayBlocks(value)
+        }
         _ => return Err(usage(format!(
-            "unknown parameter {name:?}: expected governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program, entitlement-batch, plan-approvals, anomaly-second-review-from or idle-block-interval-ms"
+            "unknown parameter {name:?}: expected governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program, entitlement-batch, plan-approvals, anomaly-second-review-from, idle-block-interval-ms or activation-delay-blocks"
         ))),
     })
 }
@@ -580,9 +628,15 @@ fn gov_action(cmd: GovCmd) -> Result<GovAction> {
             }
             GovAction::RotateKey { old, new }
         }
-        GovCmd::SetValidators { validators } => GovAction::SetValidators {
+        GovCmd::SetValidators {
+            validators,
+            at_height,
+        } => GovAction::SetValidators {
             validators: ValidatorSet::new(validators).map_err(|e| usage(e.to_string()))?,
+            at_height,
         },
+        GovCmd::AddNode { org, node_key } => GovAction::AddNode { org, key: node_key },
+        GovCmd::RemoveNode { node_key } => GovAction::RemoveNode { key: node_key },
         GovCmd::SetParam { name, value } => GovAction::SetParam {
             param: param(&name, value)?,
         },
@@ -972,8 +1026,19 @@ fn report(ctx: &Ctx, raw: &serde_json::Value, st: &TxStatus, waited: bool) -> Re
                         }
                         aidledger_contracts::EventBody::AnomalyReviewed { anomaly, .. } => {
                             println!(
-                                "anomaly {anomaly} reviewed, still OPEN: it holds a large amount,                                  so a second person (another account) must resolve it too"
+                                "anomaly {anomaly} reviewed, still OPEN: it holds a large amount, \
+                                 so a second person (another account) must resolve it too"
                             )
+                        }
+                        aidledger_contracts::EventBody::ProposalCreated { proposal, .. } => {
+                            println!(
+                                "proposal {proposal} opened: it executes once admins of as many \
+                                 organisations as the governance threshold approve \
+                                 (tx gov-approve --proposal {proposal})"
+                            )
+                        }
+                        aidledger_contracts::EventBody::ProposalExecuted { proposal } => {
+                            println!("proposal {proposal} executed")
                         }
                         aidledger_contracts::EventBody::PlanCreated {
                             plan,
@@ -981,7 +1046,8 @@ fn report(ctx: &Ctx, raw: &serde_json::Value, st: &TxStatus, waited: bool) -> Re
                             ..
                         } if *approvals_needed > 0 => {
                             println!(
-                                "plan {plan} is AWAITING APPROVAL: no tranche releases until an                                  approver of the program's policy (not you) runs `tx approve-plan`"
+                                "plan {plan} is AWAITING APPROVAL: no tranche releases until an \
+                                 approver of the program's policy (not you) runs `tx approve-plan`"
                             )
                         }
                         aidledger_contracts::EventBody::PlanApproved {

@@ -274,7 +274,11 @@ pub fn standard_chain(data: &Path, extra: u64) -> ChainBuilder {
         "state-bank",
         Role::Admin,
         &Payload::GovPropose(payload::GovPropose {
-            action: GovAction::SetValidators { validators: three },
+            // Proposed at +1, approved at +2, in force from +4.
+            action: GovAction::SetValidators {
+                validators: three,
+                at_height: c.parent.height + 4,
+            },
         }),
     );
     c.ok(vec![propose]);
@@ -285,6 +289,7 @@ pub fn standard_chain(data: &Path, extra: u64) -> ChainBuilder {
         &Payload::GovApprove(payload::GovApprove { proposal: id }),
     );
     c.ok(vec![approve]);
+    c.ok(vec![]);
     assert!(c.set_changed_at.is_some(), "the validator set changed");
     assert_eq!(c.parent.validator_set.len(), 3);
 
