@@ -395,7 +395,7 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
     let out = start();
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains(&format!("belongs to {} in genesis", observer.id)),
+        stderr(&out).contains(&format!("belongs to {} in the node registry", observer.id)),
         "{}",
         stderr(&out)
     );

@@ -32,16 +32,7 @@ fn agent() -> ureq::Agent {
 }
 
 fn metric(api: &str, name: &str) -> f64 {
-    let text = agent()
-        .get(&format!("{api}/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    common::consortium::metric(api, name).unwrap_or_else(|| panic!("no metric {name} at {api}"))
 }
 
 #[test]

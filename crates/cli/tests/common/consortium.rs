@@ -173,3 +173,22 @@ pub fn api_get(api: &str, path: &str) -> Option<Value> {
     }
     serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
 }
+
+/// The value of metric `name` (a line `name value`) in the node's
+/// `/metrics`, if the node answers and exports it.
+pub fn metric(api: &str, name: &str) -> Option<f64> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let text = agent
+        .get(&format!("{api}/metrics"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
