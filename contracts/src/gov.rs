@@ -197,6 +197,18 @@ fn refuse_retired(ctx: &mut Ctx<'_, '_>, key: &PublicKey) -> Result<(), Contract
     Ok(())
 }
 
+/// Refuses adding one more of `what` when `have` already reach `limit`.
+fn room_for_one_more(what: &'static str, have: usize, limit: usize) -> Result<(), ContractError> {
+    if have >= limit {
+        return Err(ContractError::Limit {
+            what,
+            got: have as u64 + 1,
+            limit: limit as u64,
+        });
+    }
+    Ok(())
+}
+
 /// The registered node keys, in key order (at most [`MAX_NODES`]).
 pub fn nodes(ctx: &mut Ctx<'_, '_>) -> Result<Vec<NodeRecord>, ContractError> {
     Ok(ctx
@@ -251,13 +263,7 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
                 return Err(ContractError::exists("organisation", id));
             }
             let (all, _) = org_counts(ctx, None)?;
-            if all >= MAX_ORGS {
-                return Err(ContractError::Limit {
-                    what: "organisations",
-                    got: all as u64 + 1,
-                    limit: MAX_ORGS as u64,
-                });
-            }
+            room_for_one_more("organisations", all, MAX_ORGS)?;
         }
         GovAction::UpdateOrg { id, status, .. } => {
             let o = org(ctx, id)?;
@@ -366,21 +372,9 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
                 ));
             }
             let all = nodes(ctx)?;
-            if all.len() >= MAX_NODES {
-                return Err(ContractError::Limit {
-                    what: "node keys",
-                    got: all.len() as u64 + 1,
-                    limit: MAX_NODES as u64,
-                });
-            }
+            room_for_one_more("node keys", all.len(), MAX_NODES)?;
             let own = all.iter().filter(|n| &n.org == o).count();
-            if own >= MAX_NODES_PER_ORG {
-                return Err(ContractError::Limit {
-                    what: "node keys of one organisation",
-                    got: own as u64 + 1,
-                    limit: MAX_NODES_PER_ORG as u64,
-                });
-            }
+            room_for_one_more("node keys of one organisation", own, MAX_NODES_PER_ORG)?;
         }
         GovAction::RemoveNode { key } => {
             if node(ctx, key)?.is_none() {
@@ -440,13 +434,7 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
                 let n = ctx
                     .scan(keys::CROSS_CHECK_PREFIX, None, MAX_CROSS_CHECKS + 1)?
                     .len();
-                if n >= MAX_CROSS_CHECKS {
-                    return Err(ContractError::Limit {
-                        what: "cross-checks",
-                        got: n as u64 + 1,
-                        limit: MAX_CROSS_CHECKS as u64,
-                    });
-                }
+                room_for_one_more("cross-checks", n, MAX_CROSS_CHECKS)?;
             }
         }
         GovAction::RemoveCrossCheck { id } => {

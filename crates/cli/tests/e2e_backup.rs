@@ -11,15 +11,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::consortium::{
     block_at, height, pid_of, signal, status, wait_exit, wait_until, Org, Testnet,
 };
 use common::{fails, mode, ok, s};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_aidledger");
 
 fn json(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
@@ -67,27 +65,7 @@ fn a_hot_backup_verifies_and_a_restored_validator_rejoins_under_load() {
 
     // Load through the whole test: bounded in rate and time.
     let load_out = net.tmp.path().join("load.json");
-    let mut load = Command::new(BIN)
-        .args([
-            "bench",
-            "load",
-            "--dir",
-            &d,
-            "--rate",
-            "60",
-            "--duration",
-            "45",
-            "--drain",
-            "90",
-            "--workers",
-            "4",
-            "--output",
-            "json",
-        ])
-        .stdout(std::fs::File::create(&load_out).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let load = common::consortium::start_load(&net, 60, 45, &load_out);
     let h0 = height(&v.api);
     wait_until("the load commits a few blocks", 60, || {
         height(&v.api) >= h0 + 3
@@ -296,13 +274,7 @@ fn a_hot_backup_verifies_and_a_restored_validator_rejoins_under_load() {
 
     // 5. The load finishes with nothing lost or applied twice, and every
     //    validator agrees, the restored one included.
-    let st = load.wait().unwrap();
-    let report = std::fs::read_to_string(&load_out).unwrap();
-    assert!(st.success(), "bench load failed: {report}");
-    let last = json(report.lines().last().unwrap());
-    assert_eq!(last["lost"].as_u64(), Some(0), "{last}");
-    assert_eq!(last["duplicates"].as_u64(), Some(0), "{last}");
-    assert!(last["committed"].as_u64().unwrap() > 0, "{last}");
+    common::consortium::finish_load(load, &load_out);
     let target = validators.iter().map(|o| height(&o.api)).max().unwrap();
     wait_until("every validator at the same height", 120, || {
         validators.iter().all(|o| height(&o.api) >= target)

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::consortium::{api_get, height, status, wait_until, Org, Testnet};
+use common::consortium::{api_get, govern, height, status, wait_until, Org, Testnet};
 use common::{ok, s};
 use serde_json::Value;
 
@@ -32,45 +32,6 @@ fn free_port() -> u16 {
 
 fn key(o: &Org, role: &str) -> String {
     o.clients[role].as_str().unwrap().to_string()
-}
-
-/// A governance action proposed by `proposer`'s admin and approved by
-/// `approver`'s (the testnet's threshold is two organisations). Returns the
-/// approval's output, which says the proposal executed.
-fn govern(proposer: &Org, approver: &Org, action: &[&str]) -> String {
-    let mut args = vec![
-        "tx",
-        "gov-propose",
-        "--node",
-        &proposer.api,
-        "--key",
-        proposer.clients["admin"].as_str().unwrap(),
-        "--wait",
-    ];
-    args.extend_from_slice(action);
-    let out = ok(&args);
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("proposal "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no proposal id in: {out}"))
-        .to_string();
-    let out = ok(&[
-        "tx",
-        "gov-approve",
-        "--node",
-        &approver.api,
-        "--key",
-        approver.clients["admin"].as_str().unwrap(),
-        "--proposal",
-        &id,
-        "--wait",
-    ]);
-    assert!(
-        out.contains(&format!("proposal {id} executed")),
-        "proposal {id}: {out}"
-    );
-    out
 }
 
 /// The sum of a counter over the validators' `/metrics`.
@@ -256,14 +217,5 @@ fn a_new_organisation_joins_by_governance_and_a_removed_node_is_cut_off() {
     }
 
     // 5. The auditor's replay accepts the membership history.
-    let r: Value = serde_json::from_str(&ok(&[
-        "audit",
-        "replay",
-        "--home",
-        s(&bank.home),
-        "--output",
-        "json",
-    ]))
-    .unwrap();
-    assert_eq!(r["verified"], Value::Bool(true), "{r}");
+    common::consortium::replay_verified(&bank.home);
 }

@@ -8,13 +8,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
 use common::consortium::{height, pid_of, signal, status, wait_exit, wait_until, Org, Testnet};
 use common::{ok, s};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_aidledger");
 /// Blocks between the proposal and the height it names: the test genesis'
 /// activation delay (20) plus room for the approval.
 const AHEAD: u64 = 40;
@@ -24,16 +21,7 @@ fn json(text: &str) -> Value {
 }
 
 fn header(api: &str, h: u64) -> Value {
-    let out = ok(&[
-        "query",
-        "block",
-        &h.to_string(),
-        "--node",
-        api,
-        "--output",
-        "json",
-    ]);
-    json(&out)["header"].clone()
+    common::consortium::block_json(api, h).unwrap()["header"].clone()
 }
 
 /// Proposes `set-validators` at `proposer` and approves it at `approver`;
@@ -55,41 +43,12 @@ fn schedule(proposer: &Org, approver: &Org, set: &[&Org]) -> u64 {
             format!("{}={public}", o.id)
         })
         .collect();
-    let mut args = vec![
-        "tx",
-        "gov-propose",
-        "--node",
-        &proposer.api,
-        "--key",
-        proposer.clients["admin"].as_str().unwrap(),
-        "--wait",
-        "set-validators",
-        "--at-height",
-        &at_s,
-    ];
+    let mut args = vec!["set-validators", "--at-height", &at_s];
     for spec in &specs {
         args.push("--validator");
         args.push(spec);
     }
-    let out = ok(&args);
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("proposal "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no proposal id in: {out}"))
-        .to_string();
-    let out = ok(&[
-        "tx",
-        "gov-approve",
-        "--node",
-        &approver.api,
-        "--key",
-        approver.clients["admin"].as_str().unwrap(),
-        "--proposal",
-        &id,
-        "--wait",
-    ]);
-    assert!(out.contains("executed"), "{out}");
+    common::consortium::govern(proposer, approver, &args);
     at
 }
 
@@ -109,27 +68,7 @@ fn four_validators_grow_to_five_and_back_at_stated_heights_under_load() {
 
     // Load through the whole test: bounded in rate and time.
     let load_out = net.tmp.path().join("load.json");
-    let mut load = Command::new(BIN)
-        .args([
-            "bench",
-            "load",
-            "--dir",
-            &d,
-            "--rate",
-            "50",
-            "--duration",
-            "90",
-            "--drain",
-            "90",
-            "--workers",
-            "4",
-            "--output",
-            "json",
-        ])
-        .stdout(std::fs::File::create(&load_out).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let load = common::consortium::start_load(&net, 50, 90, &load_out);
 
     // 1. Four to five, at a stated height.
     let old_hash = header(&bank.api, height(&bank.api))["validator_set_hash"].clone();
@@ -176,13 +115,7 @@ fn four_validators_grow_to_five_and_back_at_stated_heights_under_load() {
 
     // 4. The load loses nothing and applies nothing twice; every node
     //    agrees; the replay accepts both changes.
-    let st = load.wait().unwrap();
-    let report = std::fs::read_to_string(&load_out).unwrap();
-    assert!(st.success(), "bench load failed: {report}");
-    let last = json(report.lines().last().unwrap());
-    assert_eq!(last["lost"].as_u64(), Some(0), "{last}");
-    assert_eq!(last["duplicates"].as_u64(), Some(0), "{last}");
-    assert!(last["committed"].as_u64().unwrap() > 0, "{last}");
+    common::consortium::finish_load(load, &load_out);
     let target = apis.iter().map(|a| height(a)).max().unwrap();
     wait_until("every node at the same height", 120, || {
         apis.iter().all(|a| height(a) >= target)
@@ -196,13 +129,5 @@ fn four_validators_grow_to_five_and_back_at_stated_heights_under_load() {
             o.id
         );
     }
-    let r = json(&ok(&[
-        "audit",
-        "replay",
-        "--home",
-        s(&bank.home),
-        "--output",
-        "json",
-    ]));
-    assert_eq!(r["verified"], Value::Bool(true), "{r}");
+    common::consortium::replay_verified(&bank.home);
 }

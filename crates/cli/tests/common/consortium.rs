@@ -139,8 +139,8 @@ pub fn height(api: &str) -> u64 {
     status(api).and_then(|s| s["height"].as_u64()).unwrap_or(0)
 }
 
-/// The hash and state root of block `h` at the node, if it has it.
-pub fn block_at(api: &str, h: u64) -> Option<(String, String)> {
+/// `aidledger query block h` at the node as JSON, if it has the block.
+pub fn block_json(api: &str, h: u64) -> Option<Value> {
     let out = run(&[
         "query",
         "block",
@@ -153,7 +153,12 @@ pub fn block_at(api: &str, h: u64) -> Option<(String, String)> {
     if !out.status.success() {
         return None;
     }
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// The hash and state root of block `h` at the node, if it has it.
+pub fn block_at(api: &str, h: u64) -> Option<(String, String)> {
+    let v = block_json(api, h)?;
     Some((
         v["hash"].as_str()?.to_string(),
         v["header"]["state_root"].as_str()?.to_string(),
@@ -191,4 +196,102 @@ pub fn metric(api: &str, name: &str) -> Option<f64> {
         .ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A governance action proposed by `proposer`'s admin and approved by
+/// `approver`'s (the testnet's threshold is two organisations), each with
+/// `--wait`. `action` is the `gov-propose` subcommand and its arguments.
+/// Returns the proposal's id; panics unless the approval executed it.
+pub fn govern(proposer: &Org, approver: &Org, action: &[&str]) -> String {
+    let admin = |o: &Org| o.clients["admin"].as_str().unwrap().to_string();
+    let key = admin(proposer);
+    let mut args = vec![
+        "tx",
+        "gov-propose",
+        "--node",
+        &proposer.api,
+        "--key",
+        &key,
+        "--wait",
+    ];
+    args.extend_from_slice(action);
+    let out = ok(&args);
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("proposal "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no proposal id in: {out}"))
+        .to_string();
+    let out = ok(&[
+        "tx",
+        "gov-approve",
+        "--node",
+        &approver.api,
+        "--key",
+        &admin(approver),
+        "--proposal",
+        &id,
+        "--wait",
+    ]);
+    assert!(
+        out.contains(&format!("proposal {id} executed")),
+        "proposal {id}: {out}"
+    );
+    id
+}
+
+/// `aidledger bench load` on the testnet in the background, bounded in
+/// rate and time, its JSON lines written to `out`.
+pub fn start_load(net: &Testnet, rate: u32, secs: u32, out: &Path) -> Child {
+    let (rate, secs) = (rate.to_string(), secs.to_string());
+    super::bin()
+        .args([
+            "bench",
+            "load",
+            "--dir",
+            net.d(),
+            "--rate",
+            &rate,
+            "--duration",
+            &secs,
+            "--drain",
+            "90",
+            "--workers",
+            "4",
+            "--output",
+            "json",
+        ])
+        .stdout(std::fs::File::create(out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a [`start_load`] run and checks that it lost nothing and
+/// applied nothing twice; returns its last report line.
+pub fn finish_load(mut load: Child, out: &Path) -> Value {
+    let st = load.wait().unwrap();
+    let report = std::fs::read_to_string(out).unwrap();
+    assert!(st.success(), "bench load failed: {report}");
+    let last: Value = serde_json::from_str(report.lines().last().unwrap()).unwrap();
+    assert_eq!(last["lost"].as_u64(), Some(0), "{last}");
+    assert_eq!(last["duplicates"].as_u64(), Some(0), "{last}");
+    assert!(last["committed"].as_u64().unwrap() > 0, "{last}");
+    last
+}
+
+/// `aidledger audit replay --home` on a node's home (it may be running);
+/// panics unless the replay verified the chain. Returns its report.
+pub fn replay_verified(home: &Path) -> Value {
+    let out = ok(&[
+        "audit",
+        "replay",
+        "--home",
+        home.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["verified"], Value::Bool(true), "{r}");
+    r
 }
