@@ -210,7 +210,7 @@ fn room_for_one_more(what: &'static str, have: usize, limit: usize) -> Result<()
 }
 
 /// The registered node keys, in key order (at most [`MAX_NODES`]).
-pub fn nodes(ctx: &mut Ctx<'_, '_>) -> Result<Vec<NodeRecord>, ContractError> {
+fn nodes(ctx: &mut Ctx<'_, '_>) -> Result<Vec<NodeRecord>, ContractError> {
     Ok(ctx
         .scan_t::<NodeRecord>(keys::NODE_PREFIX, None, MAX_NODES + 1)?
         .into_iter()
@@ -219,7 +219,7 @@ pub fn nodes(ctx: &mut Ctx<'_, '_>) -> Result<Vec<NodeRecord>, ContractError> {
 }
 
 /// The validator-set change waiting for its height, if any.
-pub fn scheduled(ctx: &mut Ctx<'_, '_>) -> Result<Option<ScheduledValidators>, ContractError> {
+fn scheduled(ctx: &mut Ctx<'_, '_>) -> Result<Option<ScheduledValidators>, ContractError> {
     ctx.get(keys::VALIDATORS_SCHEDULED)
 }
 

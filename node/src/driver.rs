@@ -128,8 +128,6 @@ pub struct Driver {
     shared: Arc<Shared>,
     /// Every other member's peer id, in the core's [`Peer`] order.
     members: Vec<PeerId>,
-    /// The members the registry admits now.
-    live: std::collections::BTreeSet<Peer>,
     peer_index: HashMap<PeerId, Peer>,
     started: Instant,
     next_ticket: u64,
@@ -215,7 +213,6 @@ impl Driver {
             core,
             net: p.net,
             shared: p.shared,
-            live: (0..members.len()).collect(),
             members,
             peer_index,
             started,
@@ -367,7 +364,6 @@ impl Driver {
                 }
             }
         }
-        self.live = live.iter().copied().collect();
         let allowed = live
             .iter()
             .filter_map(|p| self.members.get(*p).copied())
@@ -397,8 +393,9 @@ impl Driver {
                 let _ = reply.send(self.core.is_pending(&id));
             }
             DriverMsg::Isolate(on) => {
-                let live: Vec<PeerId> = self.live.iter().map(|p| self.members[*p]).collect();
-                for p in live {
+                // Removed members too: the network unblocks only peers
+                // its allow-list still admits.
+                for p in self.members.clone() {
                     self.net.set_blocked(p, on).await.ok();
                 }
                 tracing::warn!(isolated = on, "isolation changed by operator");
@@ -414,7 +411,6 @@ impl Driver {
         let peers = connected
             .iter()
             .filter_map(|p| self.peer_index.get(p).copied())
-            .filter(|p| self.live.contains(p))
             .collect();
         self.handle(Event::Peers(peers)).await
     }

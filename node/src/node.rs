@@ -184,7 +184,6 @@ fn check_registered(
     org: &str,
     height: u64,
 ) -> Result<Vec<aidledger_contracts::NodeRecord>> {
-    use aidledger_execution::StateRead;
     let state = aidledger_node_core::StoreState(store);
     let registry = aidledger_execution::read_nodes(&state)
         .map_err(|e| anyhow::anyhow!("reading the node registry at height {height}: {e}"))?;
@@ -196,12 +195,9 @@ fn check_registered(
         ),
         Some(_) => {}
         None => {
-            let retired = state
-                .get(&aidledger_contracts::keys::retired_node(me))
+            let retired = aidledger_execution::read_retired_node(&state, me)
                 .map_err(|e| anyhow::anyhow!("reading the node registry: {e}"))?;
-            if let Some(bytes) = retired {
-                let r: aidledger_contracts::RetiredNode = aidledger_types::codec::decode(&bytes)
-                    .map_err(|e| anyhow::anyhow!("a retired node record: {e}"))?;
+            if let Some(r) = retired {
                 bail!(
                     "this node's key {me} was removed from the consortium at height {} and is \
                      refused by every peer; generate a new node key (aidledger keys generate) \

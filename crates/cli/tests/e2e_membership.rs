@@ -216,6 +216,54 @@ fn a_new_organisation_joins_by_governance_and_a_removed_node_is_cut_off() {
         );
     }
 
-    // 5. The auditor's replay accepts the membership history.
+    // 5. Resending what was refused: governance cannot register the
+    //    removed key again, under any organisation.
+    let again = common::run(&[
+        "tx",
+        "gov-propose",
+        "--node",
+        &bank.api,
+        "--key",
+        &key(&bank, "admin"),
+        "--wait",
+        "add-node",
+        "--org",
+        "state-bank",
+        "--node-key",
+        &node_key,
+    ]);
+    let text = format!("{}{}", common::stdout(&again), common::stderr(&again));
+    assert!(!again.status.success(), "{text}");
+    assert!(text.contains("cannot be registered again"), "{text}");
+
+    // 6. A careless operator starts the removed key on a store that holds
+    //    its removal (a copy of a member's store): it refuses to start,
+    //    and says what to do, before it opens the network or the API.
+    let copy = net.tmp.path().join("copy-of-bank");
+    ok(&["backup", "--home", s(&bank.home), "--out", s(&copy)]);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(copy.join("keys")).unwrap();
+        std::fs::set_permissions(copy.join("keys"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+    }
+    std::fs::copy(home.join("keys/node.json"), copy.join("keys/node.json")).unwrap();
+    let cfg = std::fs::read_to_string(copy.join("config.toml")).unwrap();
+    let cfg = cfg.replacen(
+        &format!("org = \"{}\"", bank.id),
+        &format!("org = \"{NEW_ORG}\""),
+        1,
+    );
+    std::fs::write(copy.join("config.toml"), cfg).unwrap();
+    let out = common::run(&["node", "run", "--home", s(&copy)]);
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "the removed key started: {err}");
+    assert!(
+        err.contains("was removed from the consortium at height")
+            && err.contains("generate a new node key"),
+        "{err}"
+    );
+
+    // 7. The auditor's replay accepts the membership history.
     common::consortium::replay_verified(&bank.home);
 }

@@ -33,5 +33,5 @@ pub use exec::{
 };
 pub use mem::MemState;
 pub use queries::{
-    admission, read_next_due, read_node, read_nodes, read_params, read_validator_set,
+    admission, read_next_due, read_nodes, read_params, read_retired_node, read_validator_set,
 };

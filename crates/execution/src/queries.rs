@@ -56,17 +56,19 @@ pub fn read_nodes(state: &dyn StateRead) -> Result<Vec<contracts::NodeRecord>, E
         .collect()
 }
 
-/// One node key's registry entry, if registered.
-pub fn read_node(
+/// Why a node key is no longer registered, if governance removed it.
+pub fn read_retired_node(
     state: &dyn StateRead,
     key: &aidledger_types::PublicKey,
-) -> Result<Option<contracts::NodeRecord>, ExecError> {
-    match state.get(&contracts::keys::node(key))? {
-        None => Ok(None),
-        Some(v) => codec::decode(&v).map(Some).map_err(|e| ExecError::Storage {
-            reason: format!("node record of {key} does not decode: {e}"),
-        }),
-    }
+) -> Result<Option<contracts::RetiredNode>, ExecError> {
+    state
+        .get(&contracts::keys::retired_node(key))?
+        .map(|bytes| {
+            codec::decode(&bytes).map_err(|e| ExecError::Storage {
+                reason: format!("retired node record of {key} does not decode: {e}"),
+            })
+        })
+        .transpose()
 }
 
 /// The admission check a mempool runs before queueing a transaction: the

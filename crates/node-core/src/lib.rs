@@ -1271,10 +1271,14 @@ impl NodeCore {
             self.next_due = codec::decode(bytes).ok();
         }
         self.hold_proposal_until = None;
+        // The writes are sorted: one probe at the prefix, not a pass over
+        // every key the block wrote.
+        let node_prefix = aidledger_execution::contracts::keys::NODE_PREFIX;
         let registry_changed = outcome
             .writes
-            .keys()
-            .any(|k| k.starts_with(aidledger_execution::contracts::keys::NODE_PREFIX));
+            .range(node_prefix.to_vec()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(node_prefix));
         let vset_changed = outcome.validator_set != self.parent.validator_set;
         self.parent = self.parent.child(&block, &outcome, Some(certificate));
         self.acc = outcome.accumulator;
