@@ -226,6 +226,21 @@ pub enum EventBody {
         anomaly: u64,
         org: OrgId,
     },
+    /// `new` was registered to replace `old` from `at_height`
+    /// (`ReplaceNodeKey`).
+    NodeKeyReplacementScheduled {
+        org: OrgId,
+        old: PublicKey,
+        new: PublicKey,
+        at_height: u64,
+    },
+    /// `old` was retired and `new` took its place (at the end of the block
+    /// before the replacement's height).
+    NodeKeyReplaced {
+        org: OrgId,
+        old: PublicKey,
+        new: PublicKey,
+    },
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use crate::ctx::Ctx;
 use crate::events::EventBody;
 use crate::keys;
 use crate::model::{
-    Account, CrossCheck, GovAction, NextDue, NodeRecord, Org, ParamValue, Params,
+    Account, CrossCheck, GovAction, NextDue, NodeRecord, NodeReplacement, Org, ParamValue, Params,
     PreviousValidators, Proposal, ProposalStatus, RetiredKey, RetiredNode, ScheduledValidators,
     Status, ACTIVATION_DELAY_MAX_BLOCKS, ACTIVATION_DELAY_MIN_BLOCKS, IDLE_BLOCK_INTERVAL_MAX_MS,
     IDLE_BLOCK_INTERVAL_MIN_MS,
@@ -218,6 +218,156 @@ fn nodes(ctx: &mut Ctx<'_, '_>) -> Result<Vec<NodeRecord>, ContractError> {
         .collect())
 }
 
+/// The node keys being replaced, by old key (at most [`MAX_NODES`]).
+fn replacements(ctx: &mut Ctx<'_, '_>) -> Result<Vec<NodeReplacement>, ContractError> {
+    Ok(ctx
+        .scan_t::<NodeReplacement>(keys::NODE_REPLACING_PREFIX, None, MAX_NODES + 1)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}
+
+/// Refuses a change touching `key` while it is being replaced, as the old
+/// key or the new one: the replacement owns both until its height.
+fn refuse_replacing(
+    ctx: &mut Ctx<'_, '_>,
+    what: &'static str,
+    key: &PublicKey,
+) -> Result<(), ContractError> {
+    if let Some(r) = replacements(ctx)?
+        .into_iter()
+        .find(|r| r.old == *key || r.new == *key)
+    {
+        return Err(ContractError::invalid(
+            what,
+            format!(
+                "{key} is in a node-key replacement ({} by {}) that completes at height {}; \
+                 wait until then",
+                r.old, r.new, r.at_height
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// At the end of the block before a replacement's height, the old key
+/// leaves the registry for good: every node closes its connections and
+/// the set in force from the next height (scheduled with the
+/// replacement) no longer holds it.
+fn retire_replaced(ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
+    for r in replacements(ctx)? {
+        if r.at_height > ctx.height.saturating_add(1) {
+            continue;
+        }
+        let n = node(ctx, &r.old)?.ok_or_else(|| ContractError::Invariant {
+            what: format!("node key {} is being replaced but is not registered", r.old),
+        })?;
+        ctx.delete(keys::node(&r.old))?;
+        ctx.delete(keys::node_replacing(&r.old))?;
+        ctx.put(
+            keys::retired_node(&r.old),
+            &RetiredNode {
+                org: n.org.clone(),
+                height: ctx.height,
+                successor: Some(r.new),
+            },
+        )?;
+        ctx.emit(EventBody::NodeKeyReplaced {
+            org: n.org,
+            old: r.old,
+            new: r.new,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses an activation height sooner than the delay allows.
+fn check_activation_height(
+    ctx: &mut Ctx<'_, '_>,
+    what: &'static str,
+    at_height: u64,
+) -> Result<(), ContractError> {
+    let delay = params(ctx)?.activation_delay_blocks;
+    let earliest = ctx.height.saturating_add(delay);
+    if at_height < earliest {
+        return Err(ContractError::invalid(
+            what,
+            format!(
+                "height {at_height} is too soon: at this height ({}) the earliest is \
+                 {earliest} (activation_delay_blocks = {delay})",
+                ctx.height
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a second validator-set change while one is scheduled.
+fn refuse_second_set_change(
+    ctx: &mut Ctx<'_, '_>,
+    what: &'static str,
+) -> Result<(), ContractError> {
+    if let Some(pending) = scheduled(ctx)? {
+        return Err(ContractError::invalid(
+            what,
+            format!(
+                "a validator-set change is already scheduled for height {}; one change at a time",
+                pending.at_height
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses registering `key`: already registered, or removed for good.
+fn check_new_node_key(ctx: &mut Ctx<'_, '_>, key: &PublicKey) -> Result<(), ContractError> {
+    if let Some(n) = node(ctx, key)? {
+        return Err(ContractError::exists(
+            "node key",
+            format!("{key} (registered for {})", n.org),
+        ));
+    }
+    if let Some(r) = ctx.get::<RetiredNode>(&keys::retired_node(key))? {
+        return Err(ContractError::invalid(
+            "node key",
+            format!(
+                "{key} was removed at height {} and cannot be registered again; \
+                 generate a new node key",
+                r.height
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses one more node key for `org` past the registry's limits.
+fn room_for_node(ctx: &mut Ctx<'_, '_>, org: &OrgId) -> Result<(), ContractError> {
+    let all = nodes(ctx)?;
+    room_for_one_more("node keys", all.len(), MAX_NODES)?;
+    let own = all.iter().filter(|n| &n.org == org).count();
+    room_for_one_more("node keys of one organisation", own, MAX_NODES_PER_ORG)
+}
+
+/// Schedules `validators` to be the set in force from `at_height` (the
+/// checks are the caller's).
+fn schedule_set(
+    ctx: &mut Ctx<'_, '_>,
+    validators: ValidatorSet,
+    at_height: u64,
+) -> Result<(), ContractError> {
+    ctx.emit(EventBody::ValidatorSetScheduled {
+        hash: validators.hash(),
+        at_height,
+    });
+    ctx.put(
+        keys::VALIDATORS_SCHEDULED.to_vec(),
+        &ScheduledValidators {
+            at_height,
+            validators,
+        },
+    )
+}
+
 /// The validator-set change waiting for its height, if any.
 fn scheduled(ctx: &mut Ctx<'_, '_>) -> Result<Option<ScheduledValidators>, ContractError> {
     ctx.get(keys::VALIDATORS_SCHEDULED)
@@ -299,18 +449,7 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
             validators,
             at_height,
         } => {
-            let delay = params(ctx)?.activation_delay_blocks;
-            let earliest = ctx.height.saturating_add(delay);
-            if *at_height < earliest {
-                return Err(ContractError::invalid(
-                    "validator set",
-                    format!(
-                        "height {at_height} is too soon: at this height ({}) the earliest is \
-                         {earliest} (activation_delay_blocks = {delay})",
-                        ctx.height
-                    ),
-                ));
-            }
+            check_activation_height(ctx, "validator set", *at_height)?;
             // Deserialisation skips ValidatorSet::new's checks (non-empty,
             // bounded, distinct orgs and keys); a bad set would halt the chain.
             aidledger_types::ValidatorSet::new(validators.validators().to_vec())
@@ -342,39 +481,15 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
                         ))
                     }
                 }
+                // A key being replaced leaves the registry at its height.
+                refuse_replacing(ctx, "validator set", &v.key)?;
             }
-            if let Some(pending) = scheduled(ctx)? {
-                return Err(ContractError::invalid(
-                    "validator set",
-                    format!(
-                        "a change is already scheduled for height {}; one change at a time",
-                        pending.at_height
-                    ),
-                ));
-            }
+            refuse_second_set_change(ctx, "validator set")?;
         }
         GovAction::AddNode { org: o, key } => {
             active_org(ctx, o)?;
-            if let Some(n) = node(ctx, key)? {
-                return Err(ContractError::exists(
-                    "node key",
-                    format!("{key} (registered for {})", n.org),
-                ));
-            }
-            if let Some(r) = ctx.get::<RetiredNode>(&keys::retired_node(key))? {
-                return Err(ContractError::invalid(
-                    "node key",
-                    format!(
-                        "{key} was removed at height {} and cannot be registered again; \
-                         generate a new node key",
-                        r.height
-                    ),
-                ));
-            }
-            let all = nodes(ctx)?;
-            room_for_one_more("node keys", all.len(), MAX_NODES)?;
-            let own = all.iter().filter(|n| &n.org == o).count();
-            room_for_one_more("node keys of one organisation", own, MAX_NODES_PER_ORG)?;
+            check_new_node_key(ctx, key)?;
+            room_for_node(ctx, o)?;
         }
         GovAction::RemoveNode { key } => {
             if node(ctx, key)?.is_none() {
@@ -398,6 +513,43 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
                         "node key",
                         format!(
                             "{key} is in the validator set scheduled for height {}",
+                            pending.at_height
+                        ),
+                    ));
+                }
+            }
+            refuse_replacing(ctx, "node key", key)?;
+        }
+        GovAction::ReplaceNodeKey {
+            old,
+            new,
+            at_height,
+        } => {
+            if old == new {
+                return Err(ContractError::invalid(
+                    "node key",
+                    "the old and the new key are the same",
+                ));
+            }
+            let n = node(ctx, old)?.ok_or_else(|| ContractError::not_found("node key", old))?;
+            active_org(ctx, &n.org)?;
+            check_new_node_key(ctx, new)?;
+            refuse_replacing(ctx, "node key", old)?;
+            check_activation_height(ctx, "node key", *at_height)?;
+            room_for_node(ctx, &n.org)?;
+            let set: ValidatorSet = ctx
+                .get(keys::VALIDATORS)?
+                .ok_or_else(|| ContractError::not_found("validator set", "current"))?;
+            if set.index_of(old).is_some() {
+                // Its seat moves to the new key: that is the one change.
+                refuse_second_set_change(ctx, "node key")?;
+            } else if let Some(pending) = scheduled(ctx)? {
+                if pending.validators.index_of(old).is_some() {
+                    return Err(ContractError::invalid(
+                        "node key",
+                        format!(
+                            "{old} joins the validator set at height {}; replace it once that \
+                             set is in force",
                             pending.at_height
                         ),
                     ));
@@ -583,17 +735,7 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
             validators,
             at_height,
         } => {
-            ctx.put(
-                keys::VALIDATORS_SCHEDULED.to_vec(),
-                &ScheduledValidators {
-                    at_height: *at_height,
-                    validators: validators.clone(),
-                },
-            )?;
-            ctx.emit(EventBody::ValidatorSetScheduled {
-                hash: validators.hash(),
-                at_height: *at_height,
-            });
+            schedule_set(ctx, validators.clone(), *at_height)?;
         }
         GovAction::AddNode { org: o, key } => {
             ctx.put(
@@ -617,11 +759,51 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
                 &RetiredNode {
                     org: n.org.clone(),
                     height: ctx.height,
+                    successor: None,
                 },
             )?;
             ctx.emit(EventBody::NodeRemoved {
                 org: n.org,
                 key: *key,
+            });
+        }
+        GovAction::ReplaceNodeKey {
+            old,
+            new,
+            at_height,
+        } => {
+            let n = node(ctx, old)?.ok_or_else(|| ContractError::not_found("node key", old))?;
+            ctx.put(
+                keys::node(new),
+                &NodeRecord {
+                    key: *new,
+                    org: n.org.clone(),
+                    added_height: ctx.height,
+                },
+            )?;
+            ctx.put(
+                keys::node_replacing(old),
+                &NodeReplacement {
+                    old: *old,
+                    new: *new,
+                    at_height: *at_height,
+                },
+            )?;
+            let set: ValidatorSet = ctx
+                .get(keys::VALIDATORS)?
+                .ok_or_else(|| ContractError::not_found("validator set", "current"))?;
+            if let Some(i) = set.index_of(old) {
+                let mut seats = set.validators().to_vec();
+                seats[i].key = *new;
+                let validators = ValidatorSet::new(seats)
+                    .map_err(|e| ContractError::invalid("validator set", e.to_string()))?;
+                schedule_set(ctx, validators, *at_height)?;
+            }
+            ctx.emit(EventBody::NodeKeyReplacementScheduled {
+                org: n.org,
+                old: *old,
+                new: *new,
+                at_height: *at_height,
             });
         }
         GovAction::SetCrossCheck { check } => {
@@ -715,8 +897,8 @@ impl Module for Governance {
         "governance"
     }
     fn version(&self) -> u32 {
-        // 3: the node registry, AddNode and RemoveNode, and validator sets
-        // scheduled at a height (ADR 017).
+        // 3: the node registry, AddNode, RemoveNode and ReplaceNodeKey, and
+        // validator sets scheduled at a height (ADR 017).
         3
     }
     fn prefixes(&self) -> &'static [&'static [u8]] {
@@ -727,16 +909,21 @@ impl Module for Governance {
     }
 
     fn end_block(&self, ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
-        activate_scheduled(ctx)
+        activate_scheduled(ctx)?;
+        retire_replaced(ctx)
     }
 
-    /// A scheduled validator-set change keeps the chain moving until its
-    /// height: the heights are what the change waits for.
+    /// A scheduled validator-set change or node-key replacement keeps the
+    /// chain moving until its height: the heights are what it waits for.
     fn next_time(
         &self,
         ctx: &mut Ctx<'_, '_>,
     ) -> Result<Option<(aidledger_types::Timestamp, crate::model::DueReason)>, ContractError> {
-        Ok(scheduled(ctx)?.map(|_| (ctx.time, crate::model::DueReason::Activation)))
+        let waiting = scheduled(ctx)?.is_some()
+            || !ctx
+                .scan_t::<NodeReplacement>(keys::NODE_REPLACING_PREFIX, None, 1)?
+                .is_empty();
+        Ok(waiting.then_some((ctx.time, crate::model::DueReason::Activation)))
     }
 
     fn apply(&self, ctx: &mut Ctx<'_, '_>, payload: &Payload) -> Result<(), ContractError> {

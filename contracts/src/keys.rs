@@ -49,6 +49,8 @@ pub const NODE_PREFIX: &[u8] = b"gov/node/";
 /// Node keys removed from the registry ([`crate::model::RetiredNode`]): a
 /// removed key is never registered again.
 pub const RETIRED_NODE_PREFIX: &[u8] = b"gov/retired-node/";
+/// Node keys being replaced, by old key ([`crate::model::NodeReplacement`]).
+pub const NODE_REPLACING_PREFIX: &[u8] = b"gov/node-replacing/";
 
 pub fn cross_check(id: &Slug) -> Vec<u8> {
     key(&[CROSS_CHECK_PREFIX, id.as_str().as_bytes()])
@@ -73,6 +75,9 @@ pub fn node(k: &PublicKey) -> Vec<u8> {
 }
 pub fn retired_node(k: &PublicKey) -> Vec<u8> {
     key(&[RETIRED_NODE_PREFIX, &k.0])
+}
+pub fn node_replacing(k: &PublicKey) -> Vec<u8> {
+    key(&[NODE_REPLACING_PREFIX, &k.0])
 }
 pub fn proposal(id: u64) -> Vec<u8> {
     key(&[PROPOSAL_PREFIX, &id.to_be_bytes()])

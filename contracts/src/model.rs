@@ -74,6 +74,19 @@ pub struct RetiredNode {
     pub org: OrgId,
     /// The height of the block that removed it.
     pub height: u64,
+    /// The key that replaced it (`ReplaceNodeKey`); none for `RemoveNode`.
+    pub successor: Option<PublicKey>,
+}
+
+/// A node key being replaced (`gov/node-replacing/{old}`): `new` is
+/// registered from the block that executed the proposal, and the end of
+/// block `at_height - 1` retires `old` (and, if it validates, the
+/// validator-set change scheduled with it puts `new` in its seat).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct NodeReplacement {
+    pub old: PublicKey,
+    pub new: PublicKey,
+    pub at_height: u64,
 }
 
 /// A validator set waiting for its height (`gov/validators-scheduled`):
@@ -309,6 +322,17 @@ pub enum GovAction {
     },
     RemoveCrossCheck {
         id: Slug,
+    },
+    /// Replaces a node's key (a rotation, or a lost or compromised key):
+    /// `new` is registered for `old`'s organisation at once, so every node
+    /// admits it while the node moves over, and `old` is retired from
+    /// height `at_height` (at least `activation_delay_blocks` ahead). If
+    /// `old` validates, `new` takes its seat at `at_height` (same index,
+    /// same leader order); that is the one scheduled set change.
+    ReplaceNodeKey {
+        old: PublicKey,
+        new: PublicKey,
+        at_height: u64,
     },
 }
 

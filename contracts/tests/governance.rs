@@ -389,6 +389,7 @@ fn the_node_registry_admits_and_removes_node_keys_under_governance() {
         Some(RetiredNode {
             org: org("b-bank"),
             height: removed_at,
+            successor: None,
         })
     );
     let e = govern(&mut h, remove(101)).unwrap_err();
@@ -409,4 +410,122 @@ fn the_node_registry_admits_and_removes_node_keys_under_governance() {
     let e = govern(&mut h, add("b-bank", 126)).unwrap_err();
     assert!(e.contains("node keys of one organisation"), "{e}");
     govern(&mut h, add("c-office", 126)).expect("another organisation's bound");
+}
+
+/// Replacing a node key (ADR 017): the new key is registered at once for
+/// the old key's organisation; a validator's seat moves to it at the
+/// stated height (same index), and the old key is retired for good at the
+/// end of the block before. Every way to misuse it is refused.
+#[test]
+fn a_node_key_replacement_moves_the_seat_at_its_height_and_retires_the_old_key() {
+    use aidledger_contracts::{NodeRecord, NodeReplacement, RetiredNode, ScheduledValidators};
+    let mut h = Harness::new();
+    let replace = |old: u8, new: u8, at_height: u64| GovAction::ReplaceNodeKey {
+        old: key(old),
+        new: key(new),
+        at_height,
+    };
+    for (action, needle) in [
+        (replace(100, 100, 500), "are the same"),
+        (replace(99, 130, 500), "does not exist"),
+        (replace(100, 101, 500), "registered for b-bank"),
+        (replace(100, 130, h.height + 3), "too soon"),
+    ] {
+        let e = govern(&mut h, action).unwrap_err();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+
+    // a-bank's validator key 100 moves to 130.
+    let at = h.height + 2 + 25;
+    govern(&mut h, replace(100, 130, at)).expect("replace");
+    let executed = h.height;
+    assert_eq!(
+        h.get::<NodeRecord>(&keys::node(&key(130))),
+        Some(NodeRecord {
+            key: key(130),
+            org: org("a-bank"),
+            added_height: executed,
+        })
+    );
+    assert!(h.get::<NodeRecord>(&keys::node(&key(100))).is_some());
+    let seat = ValidatorSet::new(vec![Validator {
+        org: org("a-bank"),
+        key: key(130),
+    }])
+    .expect("vs");
+    assert_eq!(
+        h.get::<ScheduledValidators>(keys::VALIDATORS_SCHEDULED),
+        Some(ScheduledValidators {
+            at_height: at,
+            validators: seat.clone(),
+        })
+    );
+    // While it is pending: no second replacement of either key, no other
+    // set change, no removal, no set naming the old key or the new one.
+    for (action, needle) in [
+        (replace(100, 131, at + 10), "node-key replacement"),
+        (replace(130, 131, at + 10), "node-key replacement"),
+        (replace(101, 100, at + 10), "already exists"),
+        (
+            GovAction::RemoveNode { key: key(130) },
+            "scheduled for height",
+        ),
+        (
+            GovAction::SetValidators {
+                validators: seat.clone(),
+                at_height: at + 10,
+            },
+            "node-key replacement",
+        ),
+    ] {
+        let e = govern(&mut h, action).unwrap_err();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+    // An observer's key can be replaced meanwhile: b-bank's 101 by 131.
+    let observer_at = at + 5;
+    govern(&mut h, replace(101, 131, observer_at)).expect("observer replace");
+    let e = govern(&mut h, GovAction::RemoveNode { key: key(101) }).unwrap_err();
+    assert!(e.contains("node-key replacement"), "{e}");
+
+    // Nothing changes before the end of block at - 1.
+    while h.height + 2 < at {
+        h.empty_block();
+    }
+    let before: ValidatorSet = h.get(keys::VALIDATORS).expect("set");
+    assert_eq!(before.index_of(&key(100)), Some(0));
+    h.empty_block();
+    assert_eq!(h.height, at - 1);
+    let after: ValidatorSet = h.get(keys::VALIDATORS).expect("set");
+    assert_eq!(after, seat);
+    assert!(h.get::<NodeRecord>(&keys::node(&key(100))).is_none());
+    assert!(h
+        .get::<NodeReplacement>(&keys::node_replacing(&key(100)))
+        .is_none());
+    assert_eq!(
+        h.get::<RetiredNode>(&keys::retired_node(&key(100))),
+        Some(RetiredNode {
+            org: org("a-bank"),
+            height: at - 1,
+            successor: Some(key(130)),
+        })
+    );
+    // The observer's replacement is still pending; then it completes.
+    assert!(h.get::<NodeRecord>(&keys::node(&key(101))).is_some());
+    while h.height + 1 < observer_at {
+        h.empty_block();
+    }
+    assert!(h.get::<NodeRecord>(&keys::node(&key(101))).is_none());
+    assert!(h.get::<NodeRecord>(&keys::node(&key(131))).is_some());
+    // The old keys never come back.
+    for (o, k) in [("a-bank", 100), ("c-office", 101)] {
+        let e = govern(
+            &mut h,
+            GovAction::AddNode {
+                org: org(o),
+                key: key(k),
+            },
+        )
+        .unwrap_err();
+        assert!(e.contains("cannot be registered again"), "{e}");
+    }
 }

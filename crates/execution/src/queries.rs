@@ -56,6 +56,21 @@ pub fn read_nodes(state: &dyn StateRead) -> Result<Vec<contracts::NodeRecord>, E
         .collect()
 }
 
+/// The replacement pending for a node key, if governance scheduled one.
+pub fn read_node_replacement(
+    state: &dyn StateRead,
+    key: &aidledger_types::PublicKey,
+) -> Result<Option<contracts::NodeReplacement>, ExecError> {
+    state
+        .get(&contracts::keys::node_replacing(key))?
+        .map(|bytes| {
+            codec::decode(&bytes).map_err(|e| ExecError::Storage {
+                reason: format!("the replacement record of node key {key} does not decode: {e}"),
+            })
+        })
+        .transpose()
+}
+
 /// Why a node key is no longer registered, if governance removed it.
 pub fn read_retired_node(
     state: &dyn StateRead,
