@@ -201,7 +201,9 @@ enum Command {
         blocked: bool,
     },
     SetMembers(Vec<PeerId>),
-    Shutdown,
+    /// Stop; the sender is told once the swarm, its listeners and its
+    /// connections are gone.
+    Shutdown(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Counters the node exports as metrics.
@@ -282,8 +284,14 @@ impl NetworkHandle {
             .map_err(|_| NetError::Stopped)
     }
 
+    /// Stops the network task and returns once its swarm is dropped: its
+    /// listen address is free again (a node changing its identity binds it
+    /// at once, ADR 017) and its connections are closed.
     pub async fn shutdown(&self) {
-        let _ = self.commands.send(Command::Shutdown).await;
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        if self.commands.send(Command::Shutdown(done)).await.is_ok() {
+            let _ = stopped.await;
+        }
     }
 
     pub fn connected_peers(&self) -> Vec<PeerId> {
@@ -417,6 +425,16 @@ pub fn spawn(
     config: NetworkConfig,
     key: identity::Keypair,
 ) -> Result<(NetworkHandle, mpsc::Receiver<NetEvent>), NetError> {
+    spawn_with_stats(config, key, Arc::new(NetStats::default()))
+}
+
+/// As [`spawn`], counting into `stats`: a network started again under a
+/// new identity (ADR 017) goes on counting where the old one stopped.
+pub fn spawn_with_stats(
+    config: NetworkConfig,
+    key: identity::Keypair,
+    stats: Arc<NetStats>,
+) -> Result<(NetworkHandle, mpsc::Receiver<NetEvent>), NetError> {
     let local_peer_id = key.public().to_peer_id();
     let max = config.gossip_max_bytes.min(GOSSIP_MAX_BYTES);
     let gossip_cfg = gossip_config(max, "/aidledger/meshsub", TX_QUEUE_LEN)?;
@@ -500,7 +518,7 @@ pub fn spawn(
         commands: cmd_tx,
         peers: Arc::new(Mutex::new(BTreeSet::new())),
         next_request: Arc::new(AtomicU64::new(1)),
-        stats: Arc::new(NetStats::default()),
+        stats,
         local_peer_id,
     };
     let config_seq_start = config.publish_seq_start;
@@ -540,21 +558,26 @@ impl Task {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut redial = tokio::time::interval(self.config.redial_interval);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        let done = loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
-                    Some(Command::Shutdown) | None => break,
+                    Some(Command::Shutdown(done)) => break Some(done),
+                    None => break None,
                     Some(cmd) => self.command(cmd),
                 },
                 ev = self.swarm.select_next_some() => {
                     if self.swarm_event(ev).await.is_err() {
-                        break;
+                        break None;
                     }
                 }
                 _ = redial.tick() => self.redial(),
             }
-        }
+        };
+        drop(self);
         tracing::debug!("network task stopped");
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
     }
 
     fn redial(&mut self) {
@@ -648,7 +671,7 @@ impl Task {
                 }
                 self.config.allowed = new.into_iter().collect();
             }
-            Command::Shutdown => {}
+            Command::Shutdown(_) => {}
         }
     }
 

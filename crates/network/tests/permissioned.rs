@@ -365,3 +365,69 @@ async fn set_members_admits_a_new_member_and_closes_a_removed_ones_connection() 
     assert!(a.handle.connected_peers().contains(&peer(2)));
     let _ = b;
 }
+
+async fn listening(events: &mut Receiver<NetEvent>) -> Option<()> {
+    wait_for(events, 10, |ev| match ev {
+        NetEvent::Listening(_) => Some(()),
+        _ => None,
+    })
+    .await
+}
+
+/// A node-key replacement (ADR 017): `shutdown` returns once the swarm and
+/// its listener are gone, so the node starts again at once under a new
+/// identity on the same address, and a member that admits the new key
+/// sees it connect. Its stats go on counting in the same counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarts_under_a_new_identity_on_the_same_address() {
+    let mut member = start(1, &[2, 3], vec![], None).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = NetworkConfig {
+        chain_id: "net-test".into(),
+        listen: loopback_addr(port),
+        bootstrap: vec![member.addr.clone()],
+        allowed: vec![peer(1)],
+        psk: None,
+        gossip_max_bytes: 1 << 20,
+        redial_interval: Duration::from_millis(200),
+        ping_interval: Duration::from_secs(1),
+        publish_seq_start: 7,
+        limits: PeerLimits::default(),
+    };
+    let (old, mut old_events) = spawn(cfg.clone(), identity_from_seed(seed(2)).unwrap()).unwrap();
+    listening(&mut old_events)
+        .await
+        .expect("the old identity listens");
+    wait_for(&mut member.events, 10, |ev| match ev {
+        NetEvent::PeerConnected(p) if *p == peer(2) => Some(()),
+        _ => None,
+    })
+    .await
+    .expect("the old identity connects");
+    let stats = old.stats.clone();
+    // Its events are never read: shutdown must not wait on them.
+    timeout(Duration::from_secs(10), old.shutdown())
+        .await
+        .expect("shutdown returns");
+    let (new, mut new_events) = aidledger_network::spawn_with_stats(
+        cfg,
+        identity_from_seed(seed(3)).unwrap(),
+        stats.clone(),
+    )
+    .unwrap();
+    listening(&mut new_events)
+        .await
+        .expect("the new identity listens on the same address");
+    assert_eq!(new.local_peer_id, peer(3));
+    assert!(std::sync::Arc::ptr_eq(&new.stats, &stats));
+    wait_for(&mut member.events, 10, |ev| match ev {
+        NetEvent::PeerConnected(p) if *p == peer(3) => Some(()),
+        _ => None,
+    })
+    .await
+    .expect("the new identity connects");
+    drop(old_events);
+}
