@@ -334,7 +334,8 @@ async fn status(State(s): State<AppState>) -> ApiResult<NodeStatus> {
     Ok(Json(NodeStatus {
         chain_id: s.info.chain_id.clone(),
         org: s.info.org.clone(),
-        node_key: s.info.node_key,
+        node_key: snap.node_key.unwrap_or(s.info.node_key),
+        peer_id: snap.peer_id,
         validator: snap.validator,
         genesis_hash: s.info.genesis_hash,
         height: snap.height,

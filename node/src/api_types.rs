@@ -65,7 +65,12 @@ pub const REJECTED_NEXT_STEP: &str = "the transaction was included and rejected,
 pub struct NodeStatus {
     pub chain_id: String,
     pub org: OrgId,
+    /// The key this node signs with (a node-key replacement moves it).
     pub node_key: PublicKey,
+    /// The node's libp2p peer id now: it derives from the staged key once
+    /// governance registers that key as this node's replacement.
+    #[serde(default)]
+    pub peer_id: String,
     /// This node's key is in the validator set that signs the next height.
     pub validator: bool,
     pub genesis_hash: Hash,

@@ -13,7 +13,7 @@ use aidledger_crypto::Keypair;
 use aidledger_execution::ParentInfo;
 use aidledger_mempool::MempoolConfig;
 use aidledger_network::NetPeerId as PeerId;
-use aidledger_network::{peer_id_of, NetEvent, NetworkHandle, ReplyToken, Topic};
+use aidledger_network::{peer_id_of, NetEvent, NetworkConfig, NetworkHandle, ReplyToken, Topic};
 use aidledger_node_core::{
     Channel, ConsensusSettings, CoreParts, Count, Effect, Event, Mutants, NodeCore, Now, Peer,
     Telemetry, Verdict,
@@ -74,6 +74,10 @@ pub struct Snapshot {
     pub voting: bool,
     pub validator: bool,
     pub next_due: Option<aidledger_execution::contracts::NextDue>,
+    /// The key this node signs with (it moves with a key replacement).
+    pub node_key: Option<PublicKey>,
+    /// The network's peer id now.
+    pub peer_id: String,
 }
 
 /// A committed block's transactions, for waiters.
@@ -125,6 +129,21 @@ impl Telemetry for NodeTelemetry {
 pub struct Driver {
     core: NodeCore,
     net: NetworkHandle,
+    /// The network's settings, to start it again under a new identity.
+    net_cfg: NetworkConfig,
+    /// The peer ids the network admits now.
+    allowed: Vec<PeerId>,
+    /// The node's keys: the one it signs with and the staged replacement
+    /// (ADR 017), to find the key a new identity derives from.
+    keypairs: Vec<Keypair>,
+    signing: PublicKey,
+    network_key: PublicKey,
+    /// The network identity to move to once the current effects are done.
+    switch_to: Option<PublicKey>,
+    home: PathBuf,
+    cfg: NodeConfig,
+    /// Whether the staged key file was handed to the core, or why not.
+    staged_seen: Option<String>,
     shared: Arc<Shared>,
     /// Every other member's peer id, in the core's [`Peer`] order.
     members: Vec<PeerId>,
@@ -145,9 +164,13 @@ pub struct Driver {
 pub struct DriverParts {
     pub chain_id: ChainId,
     pub cfg: NodeConfig,
+    pub home: PathBuf,
     pub key: Keypair,
+    /// The staged replacement key, if `keys/node-next.json` exists.
+    pub staged: Option<Keypair>,
     pub store: Arc<RocksStore>,
     pub net: NetworkHandle,
+    pub net_cfg: NetworkConfig,
     /// Every other member node: its key and its peer id.
     pub members: Vec<(PublicKey, PeerId)>,
     pub parent: ParentInfo,
@@ -167,6 +190,10 @@ impl Driver {
         let c = &p.cfg.consensus;
         let m = &p.cfg.mempool;
         let started = Instant::now();
+        let signing = p.key.public();
+        let mut keypairs = vec![p.key.clone()];
+        keypairs.extend(p.staged.clone());
+        let staged_seen = p.staged.as_ref().map(|k| k.public().to_string());
         let core = NodeCore::new(
             CoreParts {
                 chain_id: p.chain_id,
@@ -189,6 +216,7 @@ impl Driver {
                 gossip_max_bytes: aidledger_network::GOSSIP_MAX_BYTES,
                 sync_response_max_bytes: aidledger_network::SYNC_RESPONSE_MAX_BYTES,
                 key: p.key,
+                next_key: p.staged,
                 store: p.store,
                 members: p.members.iter().map(|(k, _)| *k).collect(),
                 parent: p.parent,
@@ -209,9 +237,19 @@ impl Driver {
         )?;
         let members: Vec<PeerId> = p.members.iter().map(|(_, id)| *id).collect();
         let peer_index = members.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+        let network_key = core.status().network_key;
         let d = Driver {
             core,
             net: p.net,
+            allowed: p.net_cfg.allowed.clone(),
+            net_cfg: p.net_cfg,
+            keypairs,
+            signing,
+            network_key,
+            switch_to: None,
+            home: p.home,
+            cfg: p.cfg,
+            staged_seen,
             shared: p.shared,
             members,
             peer_index,
@@ -261,12 +299,120 @@ impl Driver {
                 _ = stats_tick.tick() => {
                     self.shared.metrics.observe_network(&self.net.stats);
                     self.peers_changed().await?;
+                    self.look_for_staged_key().await?;
                 }
+            }
+            if let Some(key) = self.switch_to.take() {
+                // The old network's events go with its receiver, so its
+                // task cannot block on a full queue while it stops.
+                drop(std::mem::replace(&mut net_rx, mpsc::channel(1).1));
+                net_rx = self.restart_network(key).await?;
             }
             self.publish_snapshot();
         }
+        drop(net_rx);
+        self.net.shutdown().await;
         tracing::info!("consensus driver stopped");
         Ok(())
+    }
+
+    /// Hands a key staged while the node runs (`aidledger keys stage`) to
+    /// the core. A staged file that cannot be read is reported once.
+    async fn look_for_staged_key(&mut self) -> anyhow::Result<()> {
+        let path = crate::node_keys::staged_path(&self.home, &self.cfg);
+        if !path.exists() {
+            return Ok(());
+        }
+        let key = match crate::node_keys::read_staged(&self.home, &self.cfg) {
+            Ok(Some(k)) => k,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                let e = format!("{e:#}");
+                if self.staged_seen.as_ref() != Some(&e) {
+                    tracing::error!(error = %e, "the staged node key cannot be used");
+                    self.staged_seen = Some(e);
+                }
+                return Ok(());
+            }
+        };
+        let public = key.public().to_string();
+        if self.staged_seen.as_ref() == Some(&public) || key.public() == self.signing {
+            return Ok(());
+        }
+        self.staged_seen = Some(public);
+        self.keypairs.retain(|k| k.public() == self.signing);
+        self.keypairs.push(key.clone());
+        self.handle(Event::StageKey(key)).await
+    }
+
+    /// Starts the network again under the identity of `key` (a node-key
+    /// replacement, ADR 017) on the same listen address, admitting the
+    /// same members. Requests in flight on the old network fail.
+    async fn restart_network(
+        &mut self,
+        key: PublicKey,
+    ) -> anyhow::Result<mpsc::Receiver<NetEvent>> {
+        let Some(pair) = self.keypairs.iter().find(|k| k.public() == key) else {
+            anyhow::bail!(
+                "the core asked for network identity {key}, a key this node does not hold"
+            );
+        };
+        let identity = aidledger_network::identity_from_seed(pair.secret_seed())?;
+        let old = self.net.local_peer_id;
+        self.net.shutdown().await;
+        let mut cfg = self.net_cfg.clone();
+        cfg.allowed = self.allowed.clone();
+        cfg.publish_seq_start = rand::random();
+        // The old swarm's listener is gone once shutdown returns; a port
+        // the kernel has not released yet gets a few more tries.
+        let mut tries = 0;
+        let (net, rx) = loop {
+            match aidledger_network::spawn_with_stats(
+                cfg.clone(),
+                identity.clone(),
+                self.net.stats.clone(),
+            ) {
+                Ok(x) => break x,
+                Err(e) if tries < 10 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "starting the network under the new identity; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        tracing::warn!(
+            old_peer_id = %old,
+            new_peer_id = %net.local_peer_id,
+            "the network restarted under this node's new identity"
+        );
+        self.net = net;
+        self.network_key = key;
+        self.replies.clear();
+        let pending: Vec<u64> = std::mem::take(&mut self.requests).into_values().collect();
+        for tag in pending {
+            self.handle(Event::SyncFailed { tag }).await?;
+        }
+        Ok(rx)
+    }
+
+    /// The core moved this node's keys (ADR 017): a new signing key
+    /// retires the old key file; a new network key restarts the network
+    /// once the effects in hand are done.
+    fn keys_moved(&mut self, signing: PublicKey, network: PublicKey) {
+        if signing != self.signing {
+            let old = self.keypairs.iter().find(|k| k.public() == self.signing);
+            if let Some(old) = old {
+                if let Err(e) = crate::node_keys::promote_staged(&self.home, &self.cfg, old) {
+                    // The next start promotes again from the registry.
+                    tracing::error!(error = %format!("{e:#}"), "could not move the key files; the node signs with the new key, and its next start moves them");
+                }
+            }
+            self.signing = signing;
+        }
+        if network != self.network_key {
+            self.switch_to = Some(network);
+        }
     }
 
     /// Hands one event to the core and performs its effects in order.
@@ -340,6 +486,7 @@ impl Driver {
                 let _ = self.shared.commits.send(Arc::new(CommitNotice { txs }));
             }
             Effect::Members { table, live } => self.set_members(&table, &live).await,
+            Effect::Keys { signing, network } => self.keys_moved(signing, network),
         }
     }
 
@@ -364,11 +511,11 @@ impl Driver {
                 }
             }
         }
-        let allowed = live
+        self.allowed = live
             .iter()
             .filter_map(|p| self.members.get(*p).copied())
             .collect();
-        self.net.set_members(allowed).await.ok();
+        self.net.set_members(self.allowed.clone()).await.ok();
     }
 
     async fn submit(
@@ -522,6 +669,8 @@ impl Driver {
                 voting: s.is_voting,
                 validator: s.is_validator,
                 next_due: s.next_due,
+                node_key: Some(s.node_key),
+                peer_id: self.net.local_peer_id.to_string(),
             };
         }
     }

@@ -17,4 +17,5 @@ pub mod driver;
 pub mod http_server;
 pub mod metrics;
 pub mod node;
+pub mod node_keys;
 pub mod openapi;

@@ -165,11 +165,12 @@ pub fn run(home: &Path, opts: RunOptions) -> Result<()> {
     let cfg = NodeConfig::load(home)?;
     let genesis = load_genesis(&rel(home, &cfg.node.genesis_file))?;
     let key = read_key_file(&rel(home, &cfg.node.key_file))?;
+    let staged = crate::node_keys::read_staged(home, &cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(run_async(home, cfg, genesis, key, opts))
+    rt.block_on(run_async(home, cfg, genesis, key, staged, opts))
 }
 
 /// Checks this node's key against the node registry at the tip (ADR 017)
@@ -197,6 +198,14 @@ fn check_registered(
         None => {
             let retired = aidledger_execution::read_retired_node(&state, me)
                 .map_err(|e| anyhow::anyhow!("reading the node registry: {e}"))?;
+            if let Some(successor) = retired.as_ref().and_then(|r| r.successor) {
+                bail!(
+                    "this node's key {me} was replaced by {successor} at height {} and is refused \
+                     by every peer; put that key's file in place (aidledger keys stage --home H \
+                     --file FILE, then start again: the node moves to it by itself)",
+                    retired.as_ref().map_or(0, |r| r.height)
+                );
+            }
             if let Some(r) = retired {
                 bail!(
                     "this node's key {me} was removed from the consortium at height {} and is \
@@ -222,6 +231,7 @@ async fn run_async(
     cfg: NodeConfig,
     genesis: Genesis,
     key: aidledger_crypto::Keypair,
+    staged: Option<aidledger_crypto::Keypair>,
     opts: RunOptions,
 ) -> Result<()> {
     let data = rel(home, &cfg.node.data_dir);
@@ -252,19 +262,56 @@ async fn run_async(
         "opened chain"
     );
 
+    // A node-key replacement (ADR 017): the staged key may already be
+    // registered as this key's successor, or have replaced it.
+    let (mut key, mut staged) = (key, staged);
+    let choice = aidledger_node_core::choose_keys(
+        &aidledger_node_core::StoreState(store.as_ref()),
+        &key.public(),
+        staged.as_ref().map(|k| k.public()).as_ref(),
+    )?;
+    if choice.promote {
+        if let Some(next) = staged.take() {
+            crate::node_keys::promote_staged(home, &cfg, &key)?;
+            key = next;
+        }
+    }
+    if let Some(s) = &staged {
+        if choice.network == s.public() {
+            tracing::warn!(
+                old = %key.public(),
+                new = %s.public(),
+                "a replacement of this node's key is pending: the network identity is the staged \
+                 key's; the old key signs until the replacement's height"
+            );
+        } else {
+            tracing::info!(
+                staged = %s.public(),
+                "a replacement key is staged; governance has not registered it for this node yet \
+                 (aidledger tx gov-propose replace-node-key --old-key {} --new-key {} --at-height H)",
+                key.public(),
+                s.public()
+            );
+        }
+    }
     let me = key.public();
-    let my_peer = peer_id_of(&me)?;
     let registry = check_registered(store.as_ref(), &me, &cfg.node.org, parent.height)?;
+    let own = |k: &aidledger_types::PublicKey| {
+        *k == me || staged.as_ref().is_some_and(|s| s.public() == *k)
+    };
     // Every other registered node, by key and peer id: the allow-list,
     // and the core's peers in this order. The core follows the registry
     // from here on (`Effect::Members`).
     let mut members = Vec::new();
     for n in registry {
-        let p = peer_id_of(&n.key)?;
-        if p != my_peer {
-            members.push((n.key, p));
+        if !own(&n.key) {
+            members.push((n.key, peer_id_of(&n.key)?));
         }
     }
+    let network_key = match &staged {
+        Some(s) if s.public() == choice.network => s.secret_seed(),
+        _ => key.secret_seed(),
+    };
     let bootstrap = cfg
         .network
         .peers
@@ -293,7 +340,8 @@ async fn run_async(
             max_pending_outgoing: cfg.network.max_pending_outgoing,
         },
     };
-    let (net, net_rx) = aidledger_network::spawn(net_cfg, identity_from_seed(key.secret_seed())?)?;
+    let (net, net_rx) =
+        aidledger_network::spawn(net_cfg.clone(), identity_from_seed(network_key)?)?;
 
     let shared = Arc::new(Shared {
         snapshot: RwLock::new(Snapshot::default()),
@@ -347,9 +395,12 @@ async fn run_async(
     let driver = Driver::new(DriverParts {
         chain_id: genesis.chain_id.clone(),
         cfg: cfg.clone(),
+        home: home.to_path_buf(),
         key,
+        staged,
         store: store.clone(),
         net: net.clone(),
+        net_cfg,
         members,
         parent,
         acc,

@@ -24,7 +24,7 @@ fn silent_listener() -> (TcpListener, String) {
 #[test]
 fn bad_arguments_fail_before_contacting_a_node() {
     let d = tempfile::tempdir().unwrap();
-    let (key, _) = gen_key(d.path(), "po.json");
+    let (key, pk) = gen_key(d.path(), "po.json");
     let key = s(&key);
     let (listener, url) = silent_listener();
     let program = |ceiling: &str, region: &str| {
@@ -67,6 +67,7 @@ fn bad_arguments_fail_before_contacting_a_node() {
     run_v(program("12.345", "gansu"), "at most 2 decimal places");
     run_v(program("12.34", "Gansu/"), "region code");
     let hh = "ab".repeat(32);
+    let not_a_point = "ff".repeat(32);
     for (args, needle) in [
         (
             vec![
@@ -271,6 +272,38 @@ fn bad_arguments_fail_before_contacting_a_node() {
         (
             vec!["tx", "deposit", "--program", "p1", "--amount", "1"],
             "--key",
+        ),
+        (
+            vec![
+                "tx",
+                "gov-propose",
+                "--key",
+                key,
+                "replace-node-key",
+                "--old-key",
+                &pk,
+                "--new-key",
+                &not_a_point,
+                "--at-height",
+                "100",
+            ],
+            "not a usable node key",
+        ),
+        (
+            vec![
+                "tx",
+                "gov-propose",
+                "--key",
+                key,
+                "replace-node-key",
+                "--old-key",
+                &pk,
+                "--new-key",
+                &pk,
+                "--at-height",
+                "100",
+            ],
+            "are the same key",
         ),
         (vec!["query", "block", "tip"], "latest"),
         (vec!["query", "household", "12"], "64 hex"),

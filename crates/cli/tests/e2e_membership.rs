@@ -10,25 +10,16 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::consortium::{api_get, govern, height, status, wait_until, Org, Testnet};
+use common::consortium::{api_get, free_port, govern, height, status, wait_until, Org, Testnet};
 use common::{ok, s};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_aidledger");
 const NEW_ORG: &str = "township-office";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn key(o: &Org, role: &str) -> String {
     o.clients[role].as_str().unwrap().to_string()

@@ -116,18 +116,5 @@ fn four_validators_grow_to_five_and_back_at_stated_heights_under_load() {
     // 4. The load loses nothing and applies nothing twice; every node
     //    agrees; the replay accepts both changes.
     common::consortium::finish_load(load, &load_out);
-    let target = apis.iter().map(|a| height(a)).max().unwrap();
-    wait_until("every node at the same height", 120, || {
-        apis.iter().all(|a| height(a) >= target)
-    });
-    let expect = common::consortium::block_at(&bank.api, target).unwrap();
-    for o in &all {
-        assert_eq!(
-            common::consortium::block_at(&o.api, target).as_ref(),
-            Some(&expect),
-            "{}",
-            o.id
-        );
-    }
-    common::consortium::replay_verified(&bank.home);
+    common::consortium::every_node_agrees(&all);
 }

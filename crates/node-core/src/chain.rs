@@ -105,3 +105,48 @@ pub fn open_chain(
         acc,
     ))
 }
+
+/// Which of a node's keys signs and which is its network identity, as the
+/// committed node registry says (ADR 017: a node-key replacement).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyChoice {
+    /// The registry retired the signing key with the staged key as its
+    /// successor: the staged key signs from now on.
+    pub promote: bool,
+    /// The key the network identity (peer id) derives from.
+    pub network: PublicKey,
+}
+
+/// `key` is the node's signing key, `next` the staged one
+/// (`keys/node-next.json`), if any. The staged key becomes the network
+/// identity as soon as governance registers it as `key`'s replacement:
+/// every member admits it from that block, so the node keeps its links
+/// when `key` is retired at the replacement's height, whichever of them
+/// commits that block first. It becomes the signing key once `key` is
+/// retired with it as the successor. A staged key that is no replacement
+/// of `key` changes nothing.
+pub fn choose_keys(
+    state: &dyn StateRead,
+    key: &PublicKey,
+    next: Option<&PublicKey>,
+) -> anyhow::Result<KeyChoice> {
+    let mut choice = KeyChoice {
+        promote: false,
+        network: *key,
+    };
+    let Some(next) = next else {
+        return Ok(choice);
+    };
+    let err = |e: aidledger_execution::ExecError| anyhow::anyhow!("reading the node registry: {e}");
+    let retired = aidledger_execution::read_retired_node(state, key).map_err(err)?;
+    if retired.is_some_and(|r| r.successor.as_ref() == Some(next)) {
+        choice.promote = true;
+        choice.network = *next;
+    } else if aidledger_execution::read_node_replacement(state, key)
+        .map_err(err)?
+        .is_some_and(|r| r.new == *next)
+    {
+        choice.network = *next;
+    }
+    Ok(choice)
+}

@@ -48,6 +48,10 @@ pub enum Event {
     SyncFailed { tag: u64 },
     /// The peers connected now.
     Peers(Vec<Peer>),
+    /// The operator staged a replacement key (`aidledger keys stage`): it
+    /// is used as soon as governance registers it as this node key's
+    /// replacement (ADR 017), which may already have happened.
+    StageKey(aidledger_crypto::Keypair),
     /// Time has passed: due timeouts fire, a due proposal is built, gossip
     /// is flushed, stalled sync is retried. The shell sends it at
     /// [`crate::NodeCore::next_wakeup`] at the latest.
@@ -91,6 +95,15 @@ pub enum Effect {
     Members {
         table: Vec<aidledger_types::PublicKey>,
         live: Vec<Peer>,
+    },
+    /// A node-key replacement moved this node's keys (ADR 017): `signing`
+    /// signs its votes and blocks from now on, and the network identity
+    /// derives from `network`. The shell restarts its network under a new
+    /// identity, and retires the old key file once `signing` is the
+    /// staged key.
+    Keys {
+        signing: aidledger_types::PublicKey,
+        network: aidledger_types::PublicKey,
     },
 }
 

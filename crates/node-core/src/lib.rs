@@ -38,7 +38,7 @@ mod io;
 mod timers;
 
 pub use admission::{Admission, Screened, Verdict, VERDICT_CACHE};
-pub use chain::{open_chain, StoreAccounts, StoreState};
+pub use chain::{choose_keys, open_chain, KeyChoice, StoreAccounts, StoreState};
 pub use io::{
     CandidateResponse, Channel, Count, Effect, Event, NoTelemetry, Now, Peer, SyncRequest,
     SyncResponse, Telemetry, TxGossip,
@@ -106,6 +106,9 @@ pub struct Mutants {
     /// A restored store votes at once, trusting the backup's safety
     /// state (as before the `restored` marker existed).
     pub ignore_restored_marker: bool,
+    /// A node-key replacement is never followed: the node keeps signing
+    /// with the key governance retired (and keeps its old identity).
+    pub ignore_key_replacement: bool,
 }
 
 /// The accounts as admission would see them without the chain's consumed
@@ -131,6 +134,11 @@ pub struct CoreParts {
     pub gossip_max_bytes: usize,
     pub sync_response_max_bytes: usize,
     pub key: Keypair,
+    /// The staged replacement key (`keys/node-next.json`), if any: it
+    /// becomes the network identity once governance registers it as
+    /// `key`'s replacement, and the signing key once `key` is retired
+    /// ([`choose_keys`]).
+    pub next_key: Option<Keypair>,
     pub store: Arc<dyn Store>,
     /// The other member nodes' keys: [`Peer`] `i` is `members[i]`.
     pub members: Vec<PublicKey>,
@@ -155,7 +163,7 @@ pub struct CoreParts {
 }
 
 /// What the API shows about the node, read after each event.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CoreStatus {
     pub height: u64,
     pub block_hash: Hash,
@@ -169,6 +177,10 @@ pub struct CoreStatus {
     /// This node's key is in the validator set that signs the next height
     /// (it changes with the set, ADR 017).
     pub is_validator: bool,
+    /// The key this node signs with, and the one its network identity
+    /// derives from (they differ while a replacement is pending).
+    pub node_key: PublicKey,
+    pub network_key: PublicKey,
     /// When the next block is due with no transaction, and why (the
     /// committed state's `gov/next-due`).
     pub next_due: Option<aidledger_execution::contracts::NextDue>,
@@ -216,6 +228,10 @@ pub struct NodeCore {
     gossip_max_bytes: usize,
     sync_response_max_bytes: usize,
     key: Keypair,
+    /// The staged replacement key, until it signs (see [`CoreParts`]).
+    next_key: Option<Keypair>,
+    /// The key the network identity derives from.
+    network_key: PublicKey,
     store: Arc<dyn Store>,
     replica: Option<Replica>,
     mempool: Mempool,
@@ -288,7 +304,9 @@ impl NodeCore {
             gap_ttl_ms,
             gossip_max_bytes: p.gossip_max_bytes,
             sync_response_max_bytes: p.sync_response_max_bytes,
+            network_key: p.key.public(),
             key: p.key,
+            next_key: p.next_key,
             store: p.store,
             replica: None,
             mempool,
@@ -331,6 +349,8 @@ impl NodeCore {
             hold_proposal_until: None,
         };
         core.next_due = aidledger_execution::read_next_due(&StoreState(core.store.as_ref())).ok();
+        core.settle_keys(core.parent.height)?;
+        core.out.clear();
         core.rebuild_replica(true)?;
         Ok(core)
     }
@@ -455,6 +475,15 @@ impl NodeCore {
                     }
                 }
             }
+            Event::StageKey(k) => {
+                if k.public() == self.key.public() {
+                    tracing::warn!("the staged key is the key this node signs with; ignored");
+                } else {
+                    tracing::info!(key = %k.public(), "replacement key staged");
+                    self.next_key = Some(k);
+                    self.refresh_members(self.parent.height)?;
+                }
+            }
             Event::Tick => self.tick()?,
         }
         Ok(())
@@ -505,6 +534,8 @@ impl NodeCore {
                 .validator_set
                 .index_of(&self.key.public())
                 .is_some(),
+            node_key: self.key.public(),
+            network_key: self.network_key,
             next_due: self.next_due,
         }
     }
@@ -1149,9 +1180,12 @@ impl NodeCore {
     /// block that changed it: new keys join the end of the member table,
     /// removed ones stop being live, and the shell is told to follow.
     fn refresh_members(&mut self, height: u64) -> anyhow::Result<()> {
+        self.settle_keys(height)?;
         let nodes = aidledger_execution::read_nodes(&StoreState(self.store.as_ref()))
             .map_err(|e| anyhow::anyhow!("height {height}: reading the node registry: {e}"))?;
         let me = self.key.public();
+        let mine =
+            |k: &PublicKey| *k == me || self.next_key.as_ref().is_some_and(|n| n.public() == *k);
         if !nodes.iter().any(|n| n.key == me) {
             tracing::error!(
                 height,
@@ -1161,7 +1195,7 @@ impl NodeCore {
             );
         }
         let mut live = BTreeSet::new();
-        for n in nodes.iter().filter(|n| n.key != me) {
+        for n in nodes.iter().filter(|n| !mine(&n.key)) {
             let i = match self.members.iter().position(|k| *k == n.key) {
                 Some(i) => i,
                 None => {
@@ -1196,6 +1230,56 @@ impl NodeCore {
             table: self.members.clone(),
             live: self.live.iter().copied().collect(),
         });
+        Ok(())
+    }
+
+    /// Follows a node-key replacement (ADR 017, [`choose_keys`]): the
+    /// staged key becomes the network identity once registered as this
+    /// key's replacement, and the signing key once this key is retired.
+    /// The shell is told when either moves. Runs before the replica is
+    /// rebuilt for the height the registry was read at, so a validator's
+    /// new replica signs with the key the new set names.
+    fn settle_keys(&mut self, height: u64) -> anyhow::Result<()> {
+        let Some(next) = self.next_key.as_ref().map(Keypair::public) else {
+            return Ok(());
+        };
+        if self.mutants.ignore_key_replacement {
+            return Ok(());
+        }
+        let choice = choose_keys(
+            &StoreState(self.store.as_ref()),
+            &self.key.public(),
+            Some(&next),
+        )
+        .map_err(|e| anyhow::anyhow!("height {height}: {e:#}"))?;
+        let old = self.key.public();
+        let before = (old, self.network_key);
+        if choice.promote {
+            if let Some(k) = self.next_key.take() {
+                self.key = k;
+            }
+            tracing::warn!(
+                height,
+                old = %old,
+                new = %next,
+                "this node's key was replaced: the staged key signs from the next height"
+            );
+        } else if choice.network != self.network_key {
+            tracing::warn!(
+                height,
+                old = %old,
+                new = %next,
+                "governance registered the staged key as this node's replacement: the network \
+                 identity moves to it now; the old key signs until the replacement's height"
+            );
+        }
+        self.network_key = choice.network;
+        if (self.key.public(), self.network_key) != before {
+            self.out.push(Effect::Keys {
+                signing: self.key.public(),
+                network: self.network_key,
+            });
+        }
         Ok(())
     }
 

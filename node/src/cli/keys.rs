@@ -27,6 +27,26 @@ pub enum KeysCmd {
         /// The key file.
         file: PathBuf,
     },
+    /// Stage a replacement for the key of the node in --home
+    /// (HOME/keys/node-next.json). The
+    /// node, running or not, moves to it in two steps once governance
+    /// executes `tx gov-propose replace-node-key`: its peer id at once, its
+    /// signatures from the replacement's height. The old key file is then
+    /// kept under keys/retired/.
+    Stage {
+        /// The replacement key file (generated elsewhere, for example on
+        /// the machine that will run the node).
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "generate",
+            required_unless_present = "generate"
+        )]
+        file: Option<PathBuf>,
+        /// Generate the replacement key in the home instead.
+        #[arg(long)]
+        generate: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -83,8 +103,69 @@ pub fn generate_into(path: &Path, label: &str) -> Result<Keypair> {
     Ok(key)
 }
 
+/// `aidledger keys stage`: puts the replacement key next to the node key.
+fn stage(ctx: &Ctx, home: &Path, file: Option<PathBuf>, generate: bool) -> Result<()> {
+    let cfg = crate::config::NodeConfig::load(home)?;
+    let current =
+        read_key_file(&crate::node_keys::key_path(home, &cfg)).context("reading the node's key")?;
+    let staged_path = crate::node_keys::staged_path(home, &cfg);
+    let wanted = match &file {
+        Some(f) => Some(read_key_file(f)?),
+        None => None,
+    };
+    if let Some(k) = &wanted {
+        if k.public() == current.public() {
+            return Err(usage(
+                "that is the key the node signs with now; stage a new key",
+            ));
+        }
+    }
+    let staged = if staged_path.exists() {
+        let there = read_key_file(&staged_path)?;
+        if wanted.as_ref().is_none_or(|k| k.public() != there.public()) {
+            anyhow::bail!(
+                "{} already holds a staged key ({}); if no replacement uses it, move it away \
+                 first",
+                staged_path.display(),
+                there.public()
+            );
+        }
+        there
+    } else if let Some(k) = wanted {
+        ensure_parent(&staged_path)?;
+        write_key_file(&staged_path, &k, "staged node key")?;
+        k
+    } else {
+        debug_assert!(generate);
+        generate_into(&staged_path, "staged node key")?
+    };
+    let (old, new) = (current.public(), staged.public());
+    let pid = peer_id(&new)?;
+    if ctx.json() {
+        print_json(&json!({
+            "staged": staged_path.display().to_string(),
+            "old_key": old.to_hex(),
+            "new_key": new.to_hex(),
+            "new_peer_id": pid,
+        }))?;
+    } else {
+        println!("staged      {}", staged_path.display());
+        println!("new key     {}", new.to_hex());
+        println!("new peer id {pid}");
+        println!(
+            "next: aidledger tx gov-propose replace-node-key --old-key {} --new-key {} \
+             --at-height H   (H at least activation-delay-blocks ahead); peers' network.peers \
+             entries naming this node's old peer id need the new one",
+            old.to_hex(),
+            new.to_hex()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(ctx: &Ctx, cmd: KeysCmd) -> Result<ExitCode> {
     match cmd {
+        KeysCmd::Stage { file, generate } => stage(ctx, ctx.home("keys stage")?, file, generate)?,
         KeysCmd::Generate { out, label } => {
             args::check(args::text(&label).map(|_| ()))?;
             let key = generate_into(&out, &label)?;

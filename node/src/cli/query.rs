@@ -162,6 +162,9 @@ pub fn status(ctx: &Ctx) -> Result<ExitCode> {
             if s.validator { "validator" } else { "observer" }
         );
         println!("node key     {}", s.node_key);
+        if !s.peer_id.is_empty() {
+            println!("peer id      {}", s.peer_id);
+        }
         println!("height       {}", s.height);
         println!("block        {}", s.block_hash);
         println!("state root   {}", s.state_root);

@@ -384,6 +384,24 @@ pub enum GovCmd {
         #[arg(long = "node-key", value_parser = args::public_key)]
         node_key: PublicKey,
     },
+    /// Replace a node's key (a planned rotation, or a lost or compromised
+    /// key): the new key is registered for the same organisation at once,
+    /// and at the height the old one is retired for good; a validator's
+    /// seat moves to the new key there. Stage the new key on the node
+    /// first (`aidledger keys stage`): it keeps running throughout.
+    ReplaceNodeKey {
+        /// The node's key now (64 hex).
+        #[arg(long = "old-key", value_parser = args::public_key)]
+        old_key: PublicKey,
+        /// Its replacement (64 hex).
+        #[arg(long = "new-key", value_parser = node_key)]
+        new_key: PublicKey,
+        /// From this height on the new key signs and the old one is
+        /// refused: at least activation-delay-blocks after the block that
+        /// executes the proposal.
+        #[arg(long, value_name = "HEIGHT")]
+        at_height: u64,
+    },
     /// Change a parameter.
     SetParam {
         /// governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program, entitlement-batch, plan-approvals, anomaly-second-review-from (that one in the program's minor units; 0 means every anomaly takes two people), idle-block-interval-ms (the heartbeat of an idle chain, 1000 to 604800000) or activation-delay-blocks (the fewest blocks before a validator-set change takes effect, 2 to 100000).
@@ -638,6 +656,20 @@ fn gov_action(cmd: GovCmd) -> Result<GovAction> {
         },
         GovCmd::AddNode { org, node_key } => GovAction::AddNode { org, key: node_key },
         GovCmd::RemoveNode { node_key } => GovAction::RemoveNode { key: node_key },
+        GovCmd::ReplaceNodeKey {
+            old_key,
+            new_key,
+            at_height,
+        } => {
+            if old_key == new_key {
+                return Err(usage("--old-key and --new-key are the same key"));
+            }
+            GovAction::ReplaceNodeKey {
+                old: old_key,
+                new: new_key,
+                at_height,
+            }
+        }
         GovCmd::SetParam { name, value } => GovAction::SetParam {
             param: param(&name, value)?,
         },

@@ -295,3 +295,27 @@ pub fn replay_verified(home: &Path) -> Value {
     assert_eq!(r["verified"], Value::Bool(true), "{r}");
     r
 }
+
+/// A free TCP port on 127.0.0.1 (for a node started outside the testnet).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until every node reaches the highest height any of them has,
+/// checks that they hold the same block there, and that the auditor's
+/// replay of `orgs[0]`'s home verifies the chain.
+pub fn every_node_agrees(orgs: &[Org]) {
+    let target = orgs.iter().map(|o| height(&o.api)).max().unwrap();
+    wait_until("every node at the same height", 120, || {
+        orgs.iter().all(|o| height(&o.api) >= target)
+    });
+    let expect = block_at(&orgs[0].api, target).unwrap();
+    for o in orgs {
+        assert_eq!(block_at(&o.api, target).as_ref(), Some(&expect), "{}", o.id);
+    }
+    replay_verified(&orgs[0].home);
+}
