@@ -122,6 +122,8 @@ pub struct ClusterReport {
     pub trace_hash: u64,
     /// How the dated tranche of the quiet stretch fared.
     pub dated_release: Option<String>,
+    /// Node 3 replaced its own key while running (ADR 017).
+    pub key_replaced: bool,
 }
 
 impl ClusterReport {
@@ -134,7 +136,7 @@ impl fmt::Display for ClusterReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {}: {}; byzantine {}; height {}; {} txs committed; {} submitted, {} refused, {} resent, {} gossip replays; proposed [{}]; took effect [{}]; faults [{}]; dated tranche {}; {} msgs; trace {:016x}",
+            "seed {}: {}; byzantine {}; height {}; {} txs committed; {} submitted, {} refused, {} resent, {} gossip replays; proposed [{}]; took effect [{}]; faults [{}]; dated tranche {}; node 3's key {}; {} msgs; trace {:016x}",
             self.seed,
             if self.ok() { "ok" } else { "VIOLATION" },
             self.byzantine
@@ -149,6 +151,7 @@ impl fmt::Display for ClusterReport {
             self.set_changes.join(", "),
             self.faults.join(", "),
             self.dated_release.as_deref().unwrap_or("-"),
+            if self.key_replaced { "replaced" } else { "kept" },
             self.messages,
             self.trace_hash
         )
@@ -196,7 +199,17 @@ enum Ev {
 }
 
 struct SimNode {
+    /// The key it signs with (it moves to `next` with a replacement).
     key: Keypair,
+    /// The key it started the run with (the genesis registers it).
+    genesis_key: PublicKey,
+    /// The staged replacement key (node 3 only), until it signs.
+    next: Option<Keypair>,
+    /// The core's member table: [`Peer`] `p` is node `table[p]` under the
+    /// key `table_keys[p]`, and the peers it admits (ADR 017).
+    table: Vec<usize>,
+    table_keys: Vec<PublicKey>,
+    live: Vec<usize>,
     org: OrgId,
     store: Arc<MemStore>,
     core: Option<NodeCore>,
@@ -286,6 +299,12 @@ struct Cluster {
     reconfig_step: u32,
     /// The validator set of the highest decided block.
     current_set: Option<Hash>,
+    /// Node 3's staged replacement key.
+    replacement_key: PublicKey,
+    /// Governance was asked to replace node 3's key.
+    replacement_asked: bool,
+    /// Node 3 sent a consensus message signed with its replacement key.
+    replaced_signed: bool,
 }
 
 fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
@@ -294,6 +313,16 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// The height a change proposed at height `h` takes effect at: the
+/// activation delay after the approval executes (the next governance
+/// round, a few blocks on), plus a margin; a late approval is refused.
+fn activation_height(state: &StoreState<'_>, h: u64) -> u64 {
+    let delay = aidledger_execution::read_params(state)
+        .map(|p| p.activation_delay_blocks)
+        .unwrap_or(20);
+    h + delay + SET_ACTIVATION_MARGIN
 }
 
 fn org(s: &str) -> OrgId {
@@ -330,9 +359,21 @@ impl Cluster {
         let mut node_keys: Vec<(OrgId, Keypair)> = keys.validators.clone();
         node_keys.push((org("audit-office"), spare));
         node_keys.push((rotating, second));
-        for (o, key) in node_keys {
+        // Node 3 replaces its own key while running when governance says
+        // so (ReplaceNodeKey): it holds the replacement staged from the
+        // start, as `aidledger keys stage` leaves it.
+        let replacement = Keypair::from_seed(rng.gen());
+        let replacement_key = replacement.public();
+        let mut staged = vec![None; node_keys.len()];
+        staged[3] = Some(replacement);
+        for ((o, key), next) in node_keys.into_iter().zip(staged) {
             nodes.push(SimNode {
+                genesis_key: key.public(),
                 key,
+                next,
+                table: Vec::new(),
+                table_keys: Vec::new(),
+                live: Vec::new(),
                 org: o,
                 store: Arc::new(MemStore::new()),
                 core: None,
@@ -389,6 +430,9 @@ impl Cluster {
             reconfig_step: 0,
             current_set: None,
             byz: None,
+            replacement_key,
+            replacement_asked: false,
+            replaced_signed: false,
         };
         if c.opts.byzantine && (c.opts.byzantine_only.is_some() || c.rng.gen_bool(0.5)) {
             let node = c.rng.gen_range(0..NODES);
@@ -442,10 +486,6 @@ impl Cluster {
         self.nodes[i].core.is_some()
     }
 
-    fn members_of(&self, i: usize) -> Vec<usize> {
-        (0..NODES).filter(|j| *j != i).collect()
-    }
-
     fn reachable(&self, from: usize, to: usize) -> bool {
         if let Some(g) = &self.groups {
             if g[from] != g[to] {
@@ -464,12 +504,24 @@ impl Cluster {
                 return;
             }
         };
-        let members: Vec<PublicKey> = self
-            .members_of(i)
-            .into_iter()
-            .map(|j| self.nodes[j].key.public())
-            .collect();
+        // The registry at the store's tip: every registered key of another
+        // node, in the order the shell hands them to the core.
+        let registered: Vec<PublicKey> =
+            aidledger_execution::read_nodes(&StoreState(store.as_ref()))
+                .map(|ns| ns.into_iter().map(|n| n.key).collect())
+                .unwrap_or_default();
+        let mut members = Vec::new();
+        let mut table = Vec::new();
+        for k in registered {
+            if let Some(j) = self.owner_of(&k).filter(|j| *j != i) {
+                members.push(k);
+                table.push(j);
+            }
+        }
         let n = &mut self.nodes[i];
+        n.live = (0..table.len()).collect();
+        n.table = table;
+        n.table_keys = members.clone();
         n.boot_at = self.now;
         n.boot += 1;
         n.seen.clear();
@@ -495,6 +547,7 @@ impl Cluster {
             gossip_max_bytes: 1 << 20,
             sync_response_max_bytes: 8 << 20,
             key: n.key.clone(),
+            next_key: n.next.clone(),
             store,
             members,
             parent,
@@ -539,14 +592,33 @@ impl Cluster {
         if !self.up(i) {
             return;
         }
-        let peers: Vec<usize> = self
-            .members_of(i)
-            .into_iter()
-            .enumerate()
-            .filter(|(_, j)| self.up(*j) && self.reachable(i, *j) && self.reachable(*j, i))
-            .map(|(p, _)| p)
+        // A peer is connected under its network identity only.
+        let peers: Vec<usize> = self.nodes[i]
+            .live
+            .iter()
+            .copied()
+            .filter(|p| {
+                let j = self.nodes[i].table[*p];
+                self.up(j)
+                    && self.reachable(i, j)
+                    && self.reachable(j, i)
+                    && self.network_key(j) == Some(self.nodes[i].table_keys[*p])
+            })
             .collect();
         self.step(i, Event::Peers(peers));
+    }
+
+    /// The node holding `key`, by its genesis or replacement key.
+    fn owner_of(&self, key: &PublicKey) -> Option<usize> {
+        if *key == self.replacement_key {
+            return Some(3);
+        }
+        self.nodes.iter().position(|n| n.genesis_key == *key)
+    }
+
+    /// The key node `j`'s network identity derives from now.
+    fn network_key(&self, j: usize) -> Option<PublicKey> {
+        self.nodes[j].core.as_ref().map(|c| c.status().network_key)
     }
 
     fn read_safety(&self, i: usize) -> Option<(u64, u64)> {
@@ -663,7 +735,12 @@ impl Cluster {
                 ) {
                     self.report.block_fetches += 1;
                 }
-                let to = self.members_of(i)[peer];
+                let Some(to) = self.nodes[i].table.get(peer).copied() else {
+                    self.violation(format!(
+                        "node {i} asked peer {peer}, outside its member table"
+                    ));
+                    return;
+                };
                 let boot = self.nodes[i].boot;
                 if self.reachable(i, to) && self.up(to) && !self.lost() {
                     let at = self.now + self.delay();
@@ -729,11 +806,48 @@ impl Cluster {
             // Every simulated node is in the genesis registry and the
             // cluster's governance never changes it: a change here means
             // the core misread its registry.
-            Effect::Members { table, live } => self.violation(format!(
-                "node {i} changed its members to {} live of {} with no registry change",
-                live.len(),
-                table.len()
-            )),
+            Effect::Members { table, live } => {
+                // Append-only: what the node knew keeps its index.
+                if !table.starts_with(&self.nodes[i].table_keys) {
+                    self.violation(format!("node {i} reordered its member table"));
+                    return;
+                }
+                for k in table.iter().skip(self.nodes[i].table_keys.len()) {
+                    match self.owner_of(k) {
+                        Some(j) => {
+                            self.nodes[i].table.push(j);
+                            self.nodes[i].table_keys.push(*k);
+                        }
+                        None => {
+                            self.violation(format!("node {i} admitted an unknown key {k}"));
+                            return;
+                        }
+                    }
+                }
+                self.nodes[i].live = live;
+                self.refresh_peers(i);
+            }
+            Effect::Keys { signing, network } => {
+                if i != 3 || network != self.replacement_key {
+                    self.violation(format!(
+                        "node {i} moved its keys to signing {signing}, network {network}, which \
+                         no replacement names"
+                    ));
+                    return;
+                }
+                if signing == self.replacement_key {
+                    // The shell's promotion: the staged key is the node key.
+                    if let Some(k) = self.nodes[i].next.take() {
+                        self.nodes[i].key = k;
+                    }
+                }
+                // Its connections move to the new identity.
+                for j in 0..NODES {
+                    if j != i {
+                        self.refresh_peers(j);
+                    }
+                }
+            }
         }
     }
 
@@ -878,7 +992,10 @@ impl Cluster {
             return;
         };
         if h == core.parent().height + 1 {
-            let me = self.nodes[i].key.public();
+            let me = core.status().node_key;
+            if i == 3 && me == self.replacement_key {
+                self.replaced_signed = true;
+            }
             let signer = core
                 .parent()
                 .validator_set
@@ -1064,11 +1181,28 @@ impl Cluster {
             .find(|(_, s)| s.hash() == hash)
     }
 
-    /// Every validator set this run may use.
+    /// Every validator set this run may use: each named set, and where
+    /// it holds node 3, the same set with node 3's replacement key (the
+    /// set a `ReplaceNodeKey` schedules, or one proposed after it).
     fn known_sets(&self) -> Vec<(String, ValidatorSet)> {
+        let mut out = self.named_sets(false);
+        let with_replacement = self
+            .named_sets(true)
+            .into_iter()
+            .filter(|(_, s)| s.index_of(&self.replacement_key).is_some());
+        out.extend(with_replacement);
+        out
+    }
+
+    /// The named sets, with node 3 under its replacement key if `replaced`.
+    fn named_sets(&self, replaced: bool) -> Vec<(String, ValidatorSet)> {
         let v = |i: usize| Validator {
             org: self.nodes[i].org.clone(),
-            key: self.nodes[i].key.public(),
+            key: if replaced && i == 3 {
+                self.replacement_key
+            } else {
+                self.nodes[i].genesis_key
+            },
         };
         let mk = |ids: &[usize]| ValidatorSet::new(ids.iter().map(|i| v(*i)).collect()).ok();
         let mut out = Vec::new();
@@ -1081,7 +1215,12 @@ impl Cluster {
             ("grow to five on the rotated key", vec![0, 1, 2, 4, 5]),
         ] {
             if let Some(s) = mk(&ids) {
-                out.push((name.to_string(), s));
+                let name = if replaced && ids.contains(&3) {
+                    format!("{name} (node 3's replaced key)")
+                } else {
+                    name.to_string()
+                };
+                out.push((name, s));
             }
         }
         out
@@ -1616,8 +1755,36 @@ impl Cluster {
                 &Payload::GovApprove(payload::GovApprove { proposal: id }),
             ));
         }
+        // Node 3 replaces its own key once per run (ADR 017), at a height
+        // the delay ahead: its staged key takes its identity at once and
+        // its seat, if it has one, there.
+        let replaced = aidledger_execution::read_retired_node(&state, &self.nodes[3].genesis_key)
+            .ok()
+            .flatten()
+            .is_some();
+        if !self.replacement_asked && !replaced && self.rng.gen_range(0..40u32) == 0 {
+            self.replacement_asked = true;
+            let h = self.height(i);
+            self.report
+                .reconfigurations
+                .push(format!("replace node 3's key (proposed near height {h})"));
+            let at_height = activation_height(&state, h);
+            txs.push(self.factory.sign_as(
+                "state-bank",
+                Role::Admin,
+                &Payload::GovPropose(payload::GovPropose {
+                    action: GovAction::ReplaceNodeKey {
+                        old: self.nodes[3].genesis_key,
+                        new: self.replacement_key,
+                        at_height,
+                    },
+                }),
+            ));
+        }
         if self.reconfig_step < 8 && self.rng.gen_range(0..15u32) == 0 {
-            let sets = self.known_sets();
+            // Once node 3's old key is retired, only sets naming its
+            // replacement can pass.
+            let sets = self.named_sets(replaced);
             let (name, set) = sets[self.rng.gen_range(0..sets.len())].clone();
             let current = aidledger_execution::read_validator_set(&state).ok();
             if current.as_ref() != Some(&set) {
@@ -1626,19 +1793,14 @@ impl Cluster {
                 self.report
                     .reconfigurations
                     .push(format!("{name} (proposed near height {h})"));
-                // The change takes effect at a stated height, the activation
-                // delay after the approval executes (the next governance
-                // round, a few blocks on); a late approval is refused.
-                let delay = aidledger_execution::read_params(&state)
-                    .map(|p| p.activation_delay_blocks)
-                    .unwrap_or(20);
+                let at_height = activation_height(&state, h);
                 txs.push(self.factory.sign_as(
                     "state-bank",
                     Role::Admin,
                     &Payload::GovPropose(payload::GovPropose {
                         action: GovAction::SetValidators {
                             validators: set,
-                            at_height: h + delay + SET_ACTIVATION_MARGIN,
+                            at_height,
                         },
                     }),
                 ));
@@ -1649,8 +1811,49 @@ impl Cluster {
         }
     }
 
+    /// After node 3's key was replaced (ADR 017), node 3 signs with the
+    /// new key: if it is up, honest and holds a seat in the set in force,
+    /// its core signs with the replacement and has sent consensus messages
+    /// under it. A node that kept its retired key would sit the rest of
+    /// the run out, a validator lost to the consortium.
+    fn check_key_replacement(&mut self) {
+        let Some(i) = (0..NODES).find(|j| self.up(*j) && *j != 3) else {
+            return;
+        };
+        let store = self.nodes[i].store.clone();
+        let state = StoreState(store.as_ref());
+        let done = aidledger_execution::read_retired_node(&state, &self.nodes[3].genesis_key)
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.successor == Some(self.replacement_key));
+        if !done {
+            return;
+        }
+        self.report.key_replaced = true;
+        let seated = aidledger_execution::read_validator_set(&state)
+            .is_ok_and(|s| s.index_of(&self.replacement_key).is_some());
+        let byzantine = self.byz.is_some_and(|(b, _)| b == 3);
+        let Some(core) = self.nodes[3].core.as_ref() else {
+            return;
+        };
+        if byzantine || core.rejoining() {
+            return;
+        }
+        let key = core.status().node_key;
+        if key != self.replacement_key {
+            self.violation(format!(
+                "node 3 still signs with its replaced key {key} after governance retired it"
+            ));
+        } else if seated && !self.replaced_signed {
+            self.violation(
+                "node 3 holds a seat under its replacement key but never signed with it".into(),
+            );
+        }
+    }
+
     fn final_checks(&mut self, heights_at_heal: &[u64]) {
         self.check_dated_release();
+        self.check_key_replacement();
         // Every node that is up committed past where it was at the heal.
         let target = heights_at_heal.iter().copied().max().unwrap_or(0) + 1;
         let heights: Vec<u64> = (0..NODES).map(|i| self.height(i)).collect();

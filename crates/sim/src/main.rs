@@ -39,7 +39,7 @@ struct Args {
     /// Plant a defect that the simulator must catch (stale-outputs,
     /// no-send-nonce, view-change-without-cert, ignore-highest-prepared,
     /// persist-after-send, admission-without-onchain-check,
-    /// accept-2f-votes, ignore-next-due, ignore-restored-marker); violations
+    /// accept-2f-votes, ignore-next-due, ignore-restored-marker, ignore-key-replacement); violations
     /// expected.
     #[arg(long)]
     mutant: Option<String>,
@@ -97,6 +97,7 @@ fn main_nodes(args: &Args) -> ExitCode {
         Some("persist-after-send") => opts.mutants.persist_after_send = true,
         Some("ignore-next-due") => opts.mutants.ignore_next_due = true,
         Some("ignore-restored-marker") => opts.mutants.ignore_restored_marker = true,
+        Some("ignore-key-replacement") => opts.mutants.ignore_key_replacement = true,
         Some("accept-2f-votes") => opts.mutants.accept_2f_votes = true,
         Some("admission-without-onchain-check") => {
             opts.mutants.admission_without_onchain_check = true
