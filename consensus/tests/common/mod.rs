@@ -64,6 +64,7 @@ impl Net {
         let leader = self.vset.leader_index(view);
         Block {
             header: BlockHeader {
+                version: aidledger_types::HEADER_VERSION,
                 chain_id: self.chain.clone(),
                 height,
                 view,
@@ -74,6 +75,7 @@ impl Net {
                 tx_count: 0,
                 state_root: Hash([salt as u8; 32]),
                 validator_set_hash: self.vset.hash(),
+                next_validator_set_hash: self.vset.hash(),
                 parent_certificate: None,
             },
             txs: Vec::new(),

@@ -155,6 +155,24 @@ impl Failure {
                     expected.short()
                 ),
             ),
+            B::NextValidatorSetMismatch {
+                height,
+                header,
+                computed,
+            } => Failure::at(
+                *height,
+                "block",
+                format!(
+                    "names next validator set {}, but executing it leaves {}",
+                    header.short(),
+                    computed.short()
+                ),
+            ),
+            B::HeaderVersion { height, got, known } => Failure::at(
+                *height,
+                "block",
+                format!("has header format {got}; this auditor knows format {known}"),
+            ),
             B::TooManyTxs {
                 height,
                 count,

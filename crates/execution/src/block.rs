@@ -195,6 +195,16 @@ pub enum BlockInvalid {
         header: Hash,
         computed: Hash,
     },
+    #[error(
+        "block {height}: names next validator set {header}, but executing it leaves {computed}"
+    )]
+    NextValidatorSetMismatch {
+        height: u64,
+        header: Hash,
+        computed: Hash,
+    },
+    #[error("block {height}: header format {got}, this build knows {known}")]
+    HeaderVersion { height: u64, got: u32, known: u32 },
 }
 
 /// The quiet chain's rule (ADR 017, part 6): a block without
@@ -401,6 +411,13 @@ pub fn check_header(
             proposer: h.proposer,
         });
     }
+    if h.version != aidledger_types::HEADER_VERSION {
+        return Err(BlockInvalid::HeaderVersion {
+            height,
+            got: h.version,
+            known: aidledger_types::HEADER_VERSION,
+        });
+    }
     let vs_hash = parent.validator_set.hash();
     if h.validator_set_hash != vs_hash {
         return Err(BlockInvalid::ValidatorSetMismatch {
@@ -498,6 +515,14 @@ pub fn execute_verified(
             computed: outcome.state_root,
         });
     }
+    let next = outcome.validator_set.hash();
+    if next != h.next_validator_set_hash {
+        return Err(BlockInvalid::NextValidatorSetMismatch {
+            height,
+            header: h.next_validator_set_hash,
+            computed: next,
+        });
+    }
     Ok(outcome)
 }
 
@@ -543,6 +568,7 @@ pub fn build_block(
     }
     let outcome = exec.finish(state, acc)?;
     let header = BlockHeader {
+        version: aidledger_types::HEADER_VERSION,
         chain_id: ctx.chain_id.clone(),
         height: ctx.height,
         view,
@@ -553,6 +579,7 @@ pub fn build_block(
         tx_count: txs.len() as u32,
         state_root: outcome.state_root,
         validator_set_hash: parent.validator_set.hash(),
+        next_validator_set_hash: outcome.validator_set.hash(),
         parent_certificate: parent.certificate.clone(),
     };
     Ok((Block { header, txs }, outcome))

@@ -97,6 +97,18 @@ fn each_header_check_has_its_own_failure() {
             None,
             |e| matches!(e, BlockInvalid::ValidatorSetMismatch { .. }),
         ),
+        (
+            "next validator set",
+            Box::new(|b| b.header.next_validator_set_hash = Hash([2; 32])),
+            None,
+            |e| matches!(e, BlockInvalid::NextValidatorSetMismatch { .. }),
+        ),
+        (
+            "header version",
+            Box::new(|b| b.header.version = aidledger_types::HEADER_VERSION + 1),
+            None,
+            |e| matches!(e, BlockInvalid::HeaderVersion { .. }),
+        ),
         ("tx count", Box::new(|b| b.header.tx_count = 3), None, |e| {
             matches!(
                 e,
@@ -338,6 +350,23 @@ fn a_validator_set_change_takes_effect_at_its_stated_height() {
     let out = c.ok(vec![]);
     assert_eq!(out.validator_set, newset);
     assert_eq!(c.parent.validator_set, newset);
+    // The headers name the change where it happens: the last block of the
+    // old set says the next is the new set's, and only that block.
+    let names: Vec<(Hash, Hash)> = c
+        .blocks
+        .iter()
+        .map(|b| {
+            (
+                b.header.validator_set_hash,
+                b.header.next_validator_set_hash,
+            )
+        })
+        .collect();
+    let last = names.len() - 1;
+    assert_eq!(names[last], (old.hash(), newset.hash()));
+    assert!(names[..last]
+        .iter()
+        .all(|(a, b)| a == b && *a == old.hash()));
     // The next block must name the new set, and the removed validator can
     // no longer propose.
     let ctx = BlockContext {

@@ -178,6 +178,7 @@ fn an_empty_block_before_the_due_time_gets_no_vote() {
         let out = apply_block(&c.state, &c.acc, &ctx, &verified).unwrap();
         Block {
             header: BlockHeader {
+                version: aidledger_types::HEADER_VERSION,
                 chain_id: ctx.chain_id.clone(),
                 height: ctx.height,
                 view,
@@ -188,6 +189,7 @@ fn an_empty_block_before_the_due_time_gets_no_vote() {
                 tx_count: txs.len() as u32,
                 state_root: out.state_root,
                 validator_set_hash: c.parent.validator_set.hash(),
+                next_validator_set_hash: out.validator_set.hash(),
                 parent_certificate: c.parent.certificate.clone(),
             },
             txs: txs.to_vec(),

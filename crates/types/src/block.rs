@@ -20,6 +20,9 @@ pub const VALIDATORS_MAX: usize = 100;
 /// header commits to the body through `tx_root`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct BlockHeader {
+    /// The header format ([`HEADER_VERSION`]): a node refuses a block whose
+    /// format it does not know rather than misreading it.
+    pub version: u32,
     pub chain_id: ChainId,
     pub height: u64,
     /// The PBFT view in which the block was proposed.
@@ -41,12 +44,21 @@ pub struct BlockHeader {
     pub state_root: Hash,
     /// Hash of the validator set that must certify this block.
     pub validator_set_hash: Hash,
+    /// Hash of the validator set that must certify the next block, as
+    /// executing this one leaves it (ADR 017). It differs from
+    /// `validator_set_hash` exactly at the last block of a set, so a chain
+    /// of headers and certificates names every set change and whoever
+    /// holds the genesis set can follow them without executing a block.
+    pub next_validator_set_hash: Hash,
     /// The parent's commit certificate, as the proposer holds it (`None`
     /// for block 1, whose parent is the genesis). Its signed commit times
     /// set this block's time floor; any quorum of valid votes for the
     /// parent will do, and the header's hash covers the one chosen.
     pub parent_certificate: Option<CommitCertificate>,
 }
+
+/// The header format this build writes and accepts.
+pub const HEADER_VERSION: u32 = 1;
 
 impl BlockHeader {
     pub fn hash(&self) -> Hash {

@@ -17,7 +17,7 @@ pub mod wire;
 
 pub use block::{
     Block, BlockHeader, CommitCertificate, CommitSignature, CommitVote, Validator, ValidatorSet,
-    ValidatorSignature,
+    ValidatorSignature, HEADER_VERSION,
 };
 pub use codec::CodecError;
 pub use hash::Hash;

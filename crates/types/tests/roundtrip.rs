@@ -59,7 +59,7 @@ fn header() -> impl Strategy<Value = BlockHeader> {
         hash(),
         any::<u64>(),
         key(),
-        (hash(), any::<u32>(), hash(), hash()),
+        (hash(), any::<u32>(), hash(), hash(), hash(), any::<u32>()),
         proptest::option::of(cert()),
     )
         .prop_map(
@@ -70,10 +70,11 @@ fn header() -> impl Strategy<Value = BlockHeader> {
                 parent_hash,
                 ts,
                 proposer,
-                (tx_root, tx_count, state_root, vsh),
+                (tx_root, tx_count, state_root, vsh, next_vsh, version),
                 parent_certificate,
             )| {
                 BlockHeader {
+                    version,
                     chain_id,
                     height,
                     view,
@@ -84,6 +85,7 @@ fn header() -> impl Strategy<Value = BlockHeader> {
                     tx_count,
                     state_root,
                     validator_set_hash: vsh,
+                    next_validator_set_hash: next_vsh,
                     parent_certificate,
                 }
             },

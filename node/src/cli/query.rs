@@ -373,6 +373,13 @@ fn print_block(b: &BlockView) {
     println!("parent      {}", h.parent_hash);
     println!("state root  {}", h.state_root);
     println!("tx root     {}", h.tx_root);
+    println!("validators  {}", h.validator_set_hash);
+    if h.next_validator_set_hash != h.validator_set_hash {
+        println!(
+            "next set    {} (the validator set changes after this block)",
+            h.next_validator_set_hash
+        );
+    }
     match &b.certificate {
         Some(c) => println!(
             "certified   {} signatures (view {})",

@@ -68,6 +68,7 @@ impl Chain {
         };
         let outcome = apply_block(&self.state, &self.acc, &ctx, &verified).expect("apply_block");
         let header = BlockHeader {
+            version: aidledger_types::HEADER_VERSION,
             chain_id: ctx.chain_id.clone(),
             height: ctx.height,
             view: 0,
@@ -78,6 +79,7 @@ impl Chain {
             tx_count: txs.len() as u32,
             state_root: outcome.state_root,
             validator_set_hash: self.parent.validator_set.hash(),
+            next_validator_set_hash: outcome.validator_set.hash(),
             parent_certificate: self.parent.certificate.clone(),
         };
         let block = Block { header, txs };

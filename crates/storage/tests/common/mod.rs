@@ -113,6 +113,7 @@ impl Chain {
         }
         let height = self.height + 1;
         let header = BlockHeader {
+            version: aidledger_types::HEADER_VERSION,
             chain_id: chain_id(),
             height,
             view: height % 3,
@@ -123,6 +124,7 @@ impl Chain {
             tx_count: txs.len() as u32,
             state_root: acc.root(),
             validator_set_hash: Hash::ZERO,
+            next_validator_set_hash: Hash::ZERO,
             parent_certificate: None,
         };
         let block = Block { header, txs };
