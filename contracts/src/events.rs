@@ -241,6 +241,11 @@ pub enum EventBody {
         old: PublicKey,
         new: PublicKey,
     },
+    /// The validator-set change scheduled for `at_height` was cancelled.
+    ValidatorSetCancelled {
+        hash: Hash,
+        at_height: u64,
+    },
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]

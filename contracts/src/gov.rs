@@ -520,6 +520,33 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
             }
             refuse_replacing(ctx, "node key", key)?;
         }
+        GovAction::CancelValidatorSet { at_height } => {
+            let pending = scheduled(ctx)?.ok_or_else(|| {
+                ContractError::invalid("validator set", "no validator-set change is scheduled")
+            })?;
+            if pending.at_height != *at_height {
+                return Err(ContractError::invalid(
+                    "validator set",
+                    format!(
+                        "the change scheduled is for height {}, not {at_height}",
+                        pending.at_height
+                    ),
+                ));
+            }
+            if let Some(r) = replacements(ctx)?
+                .into_iter()
+                .find(|r| r.at_height == *at_height && pending.validators.index_of(&r.new).is_some())
+            {
+                return Err(ContractError::invalid(
+                    "validator set",
+                    format!(
+                        "the change at height {at_height} moves a seat from {} to {} (a node-key \
+                         replacement); it cannot be cancelled",
+                        r.old, r.new
+                    ),
+                ));
+            }
+        }
         GovAction::ReplaceNodeKey {
             old,
             new,
@@ -765,6 +792,15 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
             ctx.emit(EventBody::NodeRemoved {
                 org: n.org,
                 key: *key,
+            });
+        }
+        GovAction::CancelValidatorSet { at_height } => {
+            let pending = scheduled(ctx)?
+                .ok_or_else(|| ContractError::not_found("validator set", "scheduled"))?;
+            ctx.delete(keys::VALIDATORS_SCHEDULED.to_vec())?;
+            ctx.emit(EventBody::ValidatorSetCancelled {
+                hash: pending.validators.hash(),
+                at_height: *at_height,
             });
         }
         GovAction::ReplaceNodeKey {

@@ -334,6 +334,13 @@ pub enum GovAction {
         new: PublicKey,
         at_height: u64,
     },
+    /// Cancels the validator-set change scheduled for `at_height` (named,
+    /// so that a cancel meant for one change never removes another).
+    /// The set scheduled by a node-key replacement is not cancelled this
+    /// way: the replacement has already registered its new key.
+    CancelValidatorSet {
+        at_height: u64,
+    },
 }
 
 /// A cross-department check, set by governance (for example "income above

@@ -529,3 +529,62 @@ fn a_node_key_replacement_moves_the_seat_at_its_height_and_retires_the_old_key()
         assert!(e.contains("cannot be registered again"), "{e}");
     }
 }
+
+/// A scheduled validator-set change can be cancelled before its height,
+/// naming that height; a cancel for another height, with nothing
+/// scheduled, or of the set a node-key replacement scheduled is refused.
+#[test]
+fn a_scheduled_validator_set_change_can_be_cancelled_before_its_height() {
+    use aidledger_contracts::ScheduledValidators;
+    let mut h = Harness::new();
+    let cancel = |at_height: u64| GovAction::CancelValidatorSet { at_height };
+    let e = govern(&mut h, cancel(500)).unwrap_err();
+    assert!(e.contains("no validator-set change is scheduled"), "{e}");
+    let set = ValidatorSet::new(vec![
+        Validator {
+            org: org("a-bank"),
+            key: key(100),
+        },
+        Validator {
+            org: org("b-bank"),
+            key: key(101),
+        },
+    ])
+    .expect("vs");
+    let at = h.height + 2 + 25;
+    govern(
+        &mut h,
+        GovAction::SetValidators {
+            validators: set.clone(),
+            at_height: at,
+        },
+    )
+    .expect("schedule");
+    let e = govern(&mut h, cancel(at + 1)).unwrap_err();
+    assert!(e.contains(&format!("scheduled is for height {at}")), "{e}");
+    govern(&mut h, cancel(at)).expect("cancel");
+    assert!(h
+        .get::<ScheduledValidators>(keys::VALIDATORS_SCHEDULED)
+        .is_none());
+    // Its height passes with the set unchanged, and a new change may be
+    // scheduled.
+    let genesis_set: ValidatorSet = h.get(keys::VALIDATORS).expect("set");
+    while h.height < at + 1 {
+        h.empty_block();
+    }
+    assert_eq!(h.get::<ValidatorSet>(keys::VALIDATORS), Some(genesis_set));
+
+    // The set a replacement scheduled stays: its new key is registered.
+    let later = h.height + 2 + 25;
+    govern(
+        &mut h,
+        GovAction::ReplaceNodeKey {
+            old: key(100),
+            new: key(140),
+            at_height: later,
+        },
+    )
+    .expect("replace");
+    let e = govern(&mut h, cancel(later)).unwrap_err();
+    assert!(e.contains("node-key replacement"), "{e}");
+}

@@ -384,6 +384,14 @@ pub enum GovCmd {
         #[arg(long = "node-key", value_parser = args::public_key)]
         node_key: PublicKey,
     },
+    /// Cancel the validator-set change scheduled for a height, before that
+    /// height (the set a replace-node-key scheduled cannot be cancelled).
+    CancelValidatorSet {
+        /// The height the change is scheduled for (`aidledger status`
+        /// shows `next_due_reason` activation while one is).
+        #[arg(long, value_name = "HEIGHT")]
+        at_height: u64,
+    },
     /// Replace a node's key (a planned rotation, or a lost or compromised
     /// key): the new key is registered for the same organisation at once,
     /// and at the height the old one is retired for good; a validator's
@@ -656,6 +664,7 @@ fn gov_action(cmd: GovCmd) -> Result<GovAction> {
         },
         GovCmd::AddNode { org, node_key } => GovAction::AddNode { org, key: node_key },
         GovCmd::RemoveNode { node_key } => GovAction::RemoveNode { key: node_key },
+        GovCmd::CancelValidatorSet { at_height } => GovAction::CancelValidatorSet { at_height },
         GovCmd::ReplaceNodeKey {
             old_key,
             new_key,
