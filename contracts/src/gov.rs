@@ -227,17 +227,19 @@ fn replacements(ctx: &mut Ctx<'_, '_>) -> Result<Vec<NodeReplacement>, ContractE
         .collect())
 }
 
-/// Refuses a change touching `key` while it is being replaced, as the old
-/// key or the new one: the replacement owns both until its height.
+/// Refuses a change touching any of `keys` while it is being replaced,
+/// as the old key or the new one: the replacement owns both until its
+/// height.
 fn refuse_replacing(
     ctx: &mut Ctx<'_, '_>,
     what: &'static str,
-    key: &PublicKey,
+    keys: &[PublicKey],
 ) -> Result<(), ContractError> {
-    if let Some(r) = replacements(ctx)?
-        .into_iter()
-        .find(|r| r.old == *key || r.new == *key)
-    {
+    if let Some((r, key)) = replacements(ctx)?.into_iter().find_map(|r| {
+        keys.iter()
+            .find(|k| r.old == **k || r.new == **k)
+            .map(|k| (r.clone(), *k))
+    }) {
         return Err(ContractError::invalid(
             what,
             format!(
@@ -481,9 +483,10 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
                         ))
                     }
                 }
-                // A key being replaced leaves the registry at its height.
-                refuse_replacing(ctx, "validator set", &v.key)?;
             }
+            // A key being replaced leaves the registry at its height.
+            let named: Vec<PublicKey> = validators.validators().iter().map(|v| v.key).collect();
+            refuse_replacing(ctx, "validator set", &named)?;
             refuse_second_set_change(ctx, "validator set")?;
         }
         GovAction::AddNode { org: o, key } => {
@@ -518,7 +521,7 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
                     ));
                 }
             }
-            refuse_replacing(ctx, "node key", key)?;
+            refuse_replacing(ctx, "node key", &[*key])?;
         }
         GovAction::CancelValidatorSet { at_height } => {
             let pending = scheduled(ctx)?.ok_or_else(|| {
@@ -561,7 +564,7 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
             let n = node(ctx, old)?.ok_or_else(|| ContractError::not_found("node key", old))?;
             active_org(ctx, &n.org)?;
             check_new_node_key(ctx, new)?;
-            refuse_replacing(ctx, "node key", old)?;
+            refuse_replacing(ctx, "node key", &[*old])?;
             check_activation_height(ctx, "node key", *at_height)?;
             room_for_node(ctx, &n.org)?;
             let set: ValidatorSet = ctx

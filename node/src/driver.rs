@@ -137,13 +137,13 @@ pub struct Driver {
     /// (ADR 017), to find the key a new identity derives from.
     keypairs: Vec<Keypair>,
     signing: PublicKey,
-    network_key: PublicKey,
     /// The network identity to move to once the current effects are done.
     switch_to: Option<PublicKey>,
     home: PathBuf,
     cfg: NodeConfig,
-    /// Whether the staged key file was handed to the core, or why not.
-    staged_seen: Option<String>,
+    /// The modification time of the staged key file when it was last read:
+    /// the file is read again only once it changes.
+    staged_stamp: Option<std::time::SystemTime>,
     shared: Arc<Shared>,
     /// Every other member's peer id, in the core's [`Peer`] order.
     members: Vec<PeerId>,
@@ -193,7 +193,9 @@ impl Driver {
         let signing = p.key.public();
         let mut keypairs = vec![p.key.clone()];
         keypairs.extend(p.staged.clone());
-        let staged_seen = p.staged.as_ref().map(|k| k.public().to_string());
+        let staged_stamp = std::fs::metadata(crate::node_keys::staged_path(&p.home, &p.cfg))
+            .and_then(|m| m.modified())
+            .ok();
         let core = NodeCore::new(
             CoreParts {
                 chain_id: p.chain_id,
@@ -237,7 +239,6 @@ impl Driver {
         )?;
         let members: Vec<PeerId> = p.members.iter().map(|(_, id)| *id).collect();
         let peer_index = members.iter().enumerate().map(|(i, p)| (*p, i)).collect();
-        let network_key = core.status().network_key;
         let d = Driver {
             core,
             net: p.net,
@@ -245,11 +246,10 @@ impl Driver {
             net_cfg: p.net_cfg,
             keypairs,
             signing,
-            network_key,
             switch_to: None,
             home: p.home,
             cfg: p.cfg,
-            staged_seen,
+            staged_stamp,
             shared: p.shared,
             members,
             peer_index,
@@ -317,29 +317,25 @@ impl Driver {
     }
 
     /// Hands a key staged while the node runs (`aidledger keys stage`) to
-    /// the core. A staged file that cannot be read is reported once.
+    /// the core. The file is read when it appears or changes, not every
+    /// second; one that cannot be read is reported once per change.
     async fn look_for_staged_key(&mut self) -> anyhow::Result<()> {
         let path = crate::node_keys::staged_path(&self.home, &self.cfg);
-        if !path.exists() {
+        let Ok(stamp) = std::fs::metadata(&path).and_then(|m| m.modified()) else {
+            return Ok(());
+        };
+        if self.staged_stamp == Some(stamp) {
             return Ok(());
         }
+        self.staged_stamp = Some(stamp);
         let key = match crate::node_keys::read_staged(&self.home, &self.cfg) {
-            Ok(Some(k)) => k,
-            Ok(None) => return Ok(()),
+            Ok(Some(k)) if k.public() != self.signing => k,
+            Ok(_) => return Ok(()),
             Err(e) => {
-                let e = format!("{e:#}");
-                if self.staged_seen.as_ref() != Some(&e) {
-                    tracing::error!(error = %e, "the staged node key cannot be used");
-                    self.staged_seen = Some(e);
-                }
+                tracing::error!(error = %format!("{e:#}"), "the staged node key cannot be used");
                 return Ok(());
             }
         };
-        let public = key.public().to_string();
-        if self.staged_seen.as_ref() == Some(&public) || key.public() == self.signing {
-            return Ok(());
-        }
-        self.staged_seen = Some(public);
         self.keypairs.retain(|k| k.public() == self.signing);
         self.keypairs.push(key.clone());
         self.handle(Event::StageKey(key)).await
@@ -387,7 +383,6 @@ impl Driver {
             "the network restarted under this node's new identity"
         );
         self.net = net;
-        self.network_key = key;
         self.replies.clear();
         let pending: Vec<u64> = std::mem::take(&mut self.requests).into_values().collect();
         for tag in pending {
@@ -410,7 +405,7 @@ impl Driver {
             }
             self.signing = signing;
         }
-        if network != self.network_key {
+        if peer_id_of(&network).ok() != Some(self.net.local_peer_id) {
             self.switch_to = Some(network);
         }
     }

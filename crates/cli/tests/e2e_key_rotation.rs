@@ -187,16 +187,7 @@ fn a_validator_replaces_its_node_key_while_it_keeps_voting() {
     //    (whose genesis still lists it) gets no peer and no block, and
     //    the members count the refusals.
     let impostor = net.tmp.path().join("old-key-node");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(impostor.join("keys")).unwrap();
-        std::fs::set_permissions(
-            impostor.join("keys"),
-            std::fs::Permissions::from_mode(0o700),
-        )
-        .unwrap();
-    }
-    std::fs::copy(&old_file, impostor.join("keys/node.json")).unwrap();
+    common::consortium::install_node_key(&impostor, &old_file);
     let testnet: Value =
         serde_json::from_str(&std::fs::read_to_string(net.dir.join("testnet.json")).unwrap())
             .unwrap();
@@ -260,13 +251,7 @@ fn a_validator_replaces_its_node_key_while_it_keeps_voting() {
     // starts, naming the key to use instead.
     let copy = net.tmp.path().join("copy-of-rotated");
     ok(&["backup", "--home", s(&rot.home), "--out", s(&copy)]);
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(copy.join("keys")).unwrap();
-        std::fs::set_permissions(copy.join("keys"), std::fs::Permissions::from_mode(0o700))
-            .unwrap();
-    }
-    std::fs::copy(&old_file, copy.join("keys/node.json")).unwrap();
+    common::consortium::install_node_key(&copy, &old_file);
     let out = common::run(&["node", "run", "--home", s(&copy)]);
     let err = common::stderr(&out);
     assert!(!out.status.success(), "the replaced key started: {err}");

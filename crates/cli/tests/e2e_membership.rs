@@ -232,13 +232,7 @@ fn a_new_organisation_joins_by_governance_and_a_removed_node_is_cut_off() {
     //    and says what to do, before it opens the network or the API.
     let copy = net.tmp.path().join("copy-of-bank");
     ok(&["backup", "--home", s(&bank.home), "--out", s(&copy)]);
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(copy.join("keys")).unwrap();
-        std::fs::set_permissions(copy.join("keys"), std::fs::Permissions::from_mode(0o700))
-            .unwrap();
-    }
-    std::fs::copy(home.join("keys/node.json"), copy.join("keys/node.json")).unwrap();
+    common::consortium::install_node_key(&copy, &home.join("keys/node.json"));
     let cfg = std::fs::read_to_string(copy.join("config.toml")).unwrap();
     let cfg = cfg.replacen(
         &format!("org = \"{}\"", bank.id),

@@ -56,19 +56,29 @@ pub fn read_nodes(state: &dyn StateRead) -> Result<Vec<contracts::NodeRecord>, E
         .collect()
 }
 
+/// A record that may be absent.
+fn read_opt<T: Serialize + DeserializeOwned>(
+    state: &dyn StateRead,
+    key: &[u8],
+    what: &str,
+) -> Result<Option<T>, ExecError> {
+    state
+        .get(key)?
+        .map(|bytes| {
+            codec::decode(&bytes).map_err(|e| ExecError::Storage {
+                reason: format!("{what} does not decode: {e}"),
+            })
+        })
+        .transpose()
+}
+
 /// The replacement pending for a node key, if governance scheduled one.
 pub fn read_node_replacement(
     state: &dyn StateRead,
     key: &aidledger_types::PublicKey,
 ) -> Result<Option<contracts::NodeReplacement>, ExecError> {
-    state
-        .get(&contracts::keys::node_replacing(key))?
-        .map(|bytes| {
-            codec::decode(&bytes).map_err(|e| ExecError::Storage {
-                reason: format!("the replacement record of node key {key} does not decode: {e}"),
-            })
-        })
-        .transpose()
+    let what = format!("the replacement record of node key {key}");
+    read_opt(state, &contracts::keys::node_replacing(key), &what)
 }
 
 /// Why a node key is no longer registered, if governance removed it.
@@ -76,14 +86,8 @@ pub fn read_retired_node(
     state: &dyn StateRead,
     key: &aidledger_types::PublicKey,
 ) -> Result<Option<contracts::RetiredNode>, ExecError> {
-    state
-        .get(&contracts::keys::retired_node(key))?
-        .map(|bytes| {
-            codec::decode(&bytes).map_err(|e| ExecError::Storage {
-                reason: format!("retired node record of {key} does not decode: {e}"),
-            })
-        })
-        .transpose()
+    let what = format!("the retired node record of {key}");
+    read_opt(state, &contracts::keys::retired_node(key), &what)
 }
 
 /// The admission check a mempool runs before queueing a transaction: the

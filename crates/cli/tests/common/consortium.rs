@@ -319,3 +319,13 @@ pub fn every_node_agrees(orgs: &[Org]) {
     }
     replay_verified(&orgs[0].home);
 }
+
+/// Installs `key_file` as the node key of `home` (keys/ made mode 0700,
+/// as `aidledger init` makes it).
+pub fn install_node_key(home: &Path, key_file: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = home.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::copy(key_file, keys.join("node.json")).unwrap();
+}
