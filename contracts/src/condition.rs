@@ -11,7 +11,7 @@ use aidledger_types::{OrgId, Slug, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::ctx::Ctx;
-use crate::model::{Application, Plan, Subject, TrancheStatus};
+use crate::model::{Application, AttestValue, Attestation, Plan, Subject, TrancheStatus};
 use crate::ContractError;
 
 /// Most nodes in one condition.
@@ -50,7 +50,18 @@ pub enum Condition {
     Settled(Slug),
     /// The subject has no open anomaly.
     NoOpenAnomaly(Subject),
+    /// The organisation attested the claim about the subject with exactly
+    /// this value (`plans@4`).
+    AttestedValue {
+        claim: Slug,
+        by: OrgId,
+        subject: Subject,
+        value: AttestValue,
+    },
 }
+
+/// The first `plans` version whose conditions may use `attested_value`.
+pub const ATTESTED_VALUE_SINCE: u32 = 4;
 
 impl Condition {
     /// Every date the condition names (`after`, `before`), in any order.
@@ -61,6 +72,7 @@ impl Condition {
             Condition::After(t) | Condition::Before(t) => out.push(*t),
             Condition::Approvals { .. }
             | Condition::Attested { .. }
+            | Condition::AttestedValue { .. }
             | Condition::Released(_)
             | Condition::Settled(_)
             | Condition::NoOpenAnomaly(_) => {}
@@ -89,6 +101,12 @@ enum Node {
     Released(Slug),
     Settled(Slug),
     NoOpenAnomaly(Subject),
+    AttestedValue {
+        claim: Slug,
+        by: OrgId,
+        subject: Subject,
+        value: AttestValue,
+    },
 }
 
 fn cond_err(reason: impl Into<String>) -> ContractError {
@@ -125,7 +143,9 @@ impl Condition {
         let mut out = Vec::new();
         self.visit(&mut |c| match c {
             Condition::Approvals { of, .. } => out.extend(of.iter().cloned()),
-            Condition::Attested { by, .. } => out.push(by.clone()),
+            Condition::Attested { by, .. } | Condition::AttestedValue { by, .. } => {
+                out.push(by.clone())
+            }
             _ => {}
         });
         out.sort();
@@ -160,12 +180,14 @@ impl Condition {
     ///
     /// `tranches` are the ids in the same plan, `this` the tranche that
     /// carries the condition, `has_application` whether the plan funds an
-    /// application (needed by `approvals`).
+    /// application (needed by `approvals`), `plans_version` the version
+    /// of the plans module in force (it decides which functions exist).
     pub fn validate(
         &self,
         tranches: &[Slug],
         this: &Slug,
         has_application: bool,
+        plans_version: u32,
     ) -> Result<(), ContractError> {
         let n = self.node_count();
         if n > MAX_NODES {
@@ -223,6 +245,13 @@ impl Condition {
                         None
                     }
                 }
+                Condition::AttestedValue { .. } if plans_version < ATTESTED_VALUE_SINCE => {
+                    Some(cond_err(format!(
+                        "attested_value(..) needs plans@{ATTESTED_VALUE_SINCE}; this chain runs \
+                         plans@{plans_version} (governance can schedule the upgrade: \
+                         gov-propose schedule-upgrade)"
+                    )))
+                }
                 Condition::Released(t) | Condition::Settled(t) => {
                     if t == this {
                         Some(cond_err(format!("tranche {t} refers to itself")))
@@ -272,6 +301,17 @@ impl Condition {
             Condition::Released(t) => out.push(Node::Released(t.clone())),
             Condition::Settled(t) => out.push(Node::Settled(t.clone())),
             Condition::NoOpenAnomaly(s) => out.push(Node::NoOpenAnomaly(s.clone())),
+            Condition::AttestedValue {
+                claim,
+                by,
+                subject,
+                value,
+            } => out.push(Node::AttestedValue {
+                claim: claim.clone(),
+                by: by.clone(),
+                subject: subject.clone(),
+                value: value.clone(),
+            }),
         }
     }
 
@@ -310,6 +350,20 @@ impl Condition {
                 Node::Released(t) => (Condition::Released(t), 1),
                 Node::Settled(t) => (Condition::Settled(t), 1),
                 Node::NoOpenAnomaly(s) => (Condition::NoOpenAnomaly(s), 1),
+                Node::AttestedValue {
+                    claim,
+                    by,
+                    subject,
+                    value,
+                } => (
+                    Condition::AttestedValue {
+                        claim,
+                        by,
+                        subject,
+                        value,
+                    },
+                    1,
+                ),
             };
             if built.1 > MAX_DEPTH {
                 return Err(format!("depth over the limit of {MAX_DEPTH}"));
@@ -406,5 +460,14 @@ pub fn eval(
             }
         }
         Condition::NoOpenAnomaly(s) => !crate::anomalies::has_open(ctx, s)?,
+        Condition::AttestedValue {
+            claim,
+            by,
+            subject,
+            value,
+        } => {
+            let a: Option<Attestation> = ctx.get(&crate::keys::attestation(subject, claim, by))?;
+            a.is_some_and(|a| &a.value == value)
+        }
     })
 }

@@ -9,10 +9,13 @@
 //!          | "after" "(" time ")" | "before" "(" time ")"
 //!          | "approvals" "(" int "," "of" ":" "[" org { "," org } "]" ")"
 //!          | "attested" "(" slug "," "by" ":" org "," "subject" ":" subject ")"
+//!          | "attested_value" "(" slug "," "by" ":" org "," "subject" ":" subject
+//!            "," "value" ":" value ")"                      (plans@4 and later)
 //!          | "released" "(" slug ")" | "settled" "(" slug ")"
 //!          | "no_open_anomaly" "(" subject ")"
 //! time     = YYYY-MM-DD | YYYY-MM-DDTHH:MM:SSZ | integer milliseconds
 //! subject  = "app:" slug | "hh:" 64 hex digits | "release:" int
+//! value    = "code:" slug | "hash:" 64 hex digits
 //! ```
 //!
 //! The printer emits exactly this syntax with `", "` separators, dates as
@@ -22,7 +25,7 @@
 use aidledger_types::{Hash, OrgId, Slug, Timestamp};
 
 use crate::condition::{Condition, MAX_DEPTH};
-use crate::model::Subject;
+use crate::model::{AttestValue, Subject};
 use crate::ContractError;
 
 /// Longest condition text accepted.
@@ -90,6 +93,14 @@ fn print_into(c: &Condition, out: &mut String) {
         Condition::Released(t) => out.push_str(&format!("released({t})")),
         Condition::Settled(t) => out.push_str(&format!("settled({t})")),
         Condition::NoOpenAnomaly(s) => out.push_str(&format!("no_open_anomaly({s})")),
+        Condition::AttestedValue {
+            claim,
+            by,
+            subject,
+            value,
+        } => out.push_str(&format!(
+            "attested_value({claim}, by: {by}, subject: {subject}, value: {value})"
+        )),
     }
 }
 
@@ -322,6 +333,26 @@ impl Parser<'_> {
                 let subject = self.subject()?;
                 Condition::Attested { claim, by, subject }
             }
+            "attested_value" => {
+                let claim = self.slug("a claim")?;
+                self.expect(b',')?;
+                self.label("by")?;
+                let by = self.org()?;
+                self.expect(b',')?;
+                self.label("subject")?;
+                let subject = self.subject()?;
+                self.expect(b',')?;
+                self.label("value")?;
+                let (vat, v) = self.atom("a value (code:<slug> or hash:<64 hex>)")?;
+                let value = AttestValue::parse(&v)
+                    .map_err(|reason| ContractError::ConditionSyntax { pos: vat, reason })?;
+                Condition::AttestedValue {
+                    claim,
+                    by,
+                    subject,
+                    value,
+                }
+            }
             "released" => Condition::Released(self.slug("a tranche id")?),
             "settled" => Condition::Settled(self.slug("a tranche id")?),
             "no_open_anomaly" => Condition::NoOpenAnomaly(self.subject()?),
@@ -329,7 +360,7 @@ impl Parser<'_> {
                 return Err(ContractError::ConditionSyntax {
                     pos: at,
                     reason: format!(
-                        "unknown condition {other:?}: expected all, any, not, after, before, approvals, attested, released, settled or no_open_anomaly"
+                        "unknown condition {other:?}: expected all, any, not, after, before, approvals, attested, attested_value, released, settled or no_open_anomaly"
                     ),
                 })
             }

@@ -100,6 +100,18 @@ pub enum ContractError {
     Storage { reason: String },
     #[error("internal invariant broken: {what}")]
     Invariant { what: String },
+    /// The chain runs, or is about to run, a module version this build
+    /// does not carry: the node must not execute the block (ADR 017).
+    #[error(
+        "the chain runs {name}@{version} from height {height}, which this build of aidledger \
+         does not carry (it has {carried}); install a release that carries {name}@{version}"
+    )]
+    UnsupportedModule {
+        name: String,
+        version: u32,
+        height: u64,
+        carried: String,
+    },
 
     #[error("transaction {id} appears twice")]
     DuplicateTx { id: Hash },
@@ -136,6 +148,7 @@ impl ContractError {
             Corrupt { .. } => "corrupt-state",
             Storage { .. } => "storage",
             Invariant { .. } => "invariant",
+            UnsupportedModule { .. } => "unsupported-module",
             DuplicateTx { .. } => "duplicate-tx",
         }
     }
@@ -150,6 +163,7 @@ impl ContractError {
             ContractError::Storage { .. }
                 | ContractError::Corrupt { .. }
                 | ContractError::Invariant { .. }
+                | ContractError::UnsupportedModule { .. }
         )
     }
 

@@ -246,6 +246,23 @@ pub enum EventBody {
         hash: Hash,
         at_height: u64,
     },
+    /// Governance scheduled a contract upgrade for block `at_height`.
+    UpgradeScheduled {
+        modules: Vec<crate::model::ModuleVersion>,
+        at_height: u64,
+    },
+    /// The upgrade scheduled for `at_height` was cancelled.
+    UpgradeCancelled {
+        modules: Vec<crate::model::ModuleVersion>,
+        at_height: u64,
+    },
+    /// The block this event belongs to is the first executed with the
+    /// versions in `to` (which replaced those in `from`); any migration
+    /// ran in it, before its transactions.
+    ModulesUpgraded {
+        from: Vec<crate::model::ModuleVersion>,
+        to: Vec<crate::model::ModuleVersion>,
+    },
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]

@@ -161,20 +161,23 @@ impl Genesis {
         if let Some(w) = node_keys.windows(2).find(|w| w[0] == w[1]) {
             return Err(bad(format!("node key {} is listed twice", w[0])));
         }
-        let expected = crate::module_versions();
-        if self.modules != expected {
-            let show = |m: &[ModuleVersion]| {
-                m.iter()
-                    .map(|m| format!("{}@{}", m.name, m.version))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+        // Any versions this build carries, under exactly the fixed names:
+        // a consortium may start on an older version than the newest.
+        crate::Modules::resolve(&self.modules, 0).map_err(|e| {
+            let why = match e {
+                ContractError::UnsupportedModule {
+                    name,
+                    version,
+                    carried,
+                    ..
+                } => format!("this build does not carry {name}@{version} (it carries {carried})"),
+                other => other.to_string(),
             };
-            return Err(bad(format!(
-                "modules [{}] do not match this build's modules [{}]",
-                show(&self.modules),
-                show(&expected)
-            )));
-        }
+            bad(format!(
+                "modules [{}]: {why}",
+                crate::model::show_modules(&self.modules)
+            ))
+        })?;
         let p = &self.params;
         let mut admin_orgs: Vec<&OrgId> = self
             .accounts

@@ -10,10 +10,10 @@ use crate::ctx::Ctx;
 use crate::events::EventBody;
 use crate::keys;
 use crate::model::{
-    Account, CrossCheck, GovAction, NextDue, NodeRecord, NodeReplacement, Org, ParamValue, Params,
-    PreviousValidators, Proposal, ProposalStatus, RetiredKey, RetiredNode, ScheduledValidators,
-    Status, ACTIVATION_DELAY_MAX_BLOCKS, ACTIVATION_DELAY_MIN_BLOCKS, IDLE_BLOCK_INTERVAL_MAX_MS,
-    IDLE_BLOCK_INTERVAL_MIN_MS,
+    Account, CrossCheck, GovAction, ModuleVersion, NextDue, NodeRecord, NodeReplacement, Org,
+    ParamValue, Params, PreviousValidators, Proposal, ProposalStatus, RetiredKey, RetiredNode,
+    ScheduledUpgrade, ScheduledValidators, Status, ACTIVATION_DELAY_MAX_BLOCKS,
+    ACTIVATION_DELAY_MIN_BLOCKS, IDLE_BLOCK_INTERVAL_MAX_MS, IDLE_BLOCK_INTERVAL_MIN_MS,
 };
 use crate::payload::Payload;
 use crate::store::StoreRead;
@@ -279,6 +279,54 @@ fn retire_replaced(ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
             old: r.old,
             new: r.new,
         });
+    }
+    Ok(())
+}
+
+fn scheduled_upgrade(ctx: &mut Ctx<'_, '_>) -> Result<Option<ScheduledUpgrade>, ContractError> {
+    ctx.get(keys::UPGRADE_SCHEDULED)
+}
+
+/// Refuses an upgrade that is not a step forward for modules the chain
+/// runs. Whether this build carries the versions is deliberately not
+/// checked: that must never change a state root.
+fn check_upgrade(ctx: &mut Ctx<'_, '_>, modules: &[ModuleVersion]) -> Result<(), ContractError> {
+    if modules.is_empty() || modules.len() > crate::MODULE_ORDER.len() {
+        return Err(ContractError::invalid(
+            "upgrade",
+            format!(
+                "name 1 to {} modules, got {}",
+                crate::MODULE_ORDER.len(),
+                modules.len()
+            ),
+        ));
+    }
+    let current: Vec<ModuleVersion> = ctx
+        .get(keys::MODULES)?
+        .ok_or_else(|| ContractError::not_found("modules", "gov/modules"))?;
+    for (i, m) in modules.iter().enumerate() {
+        if modules[..i].iter().any(|o| o.name == m.name) {
+            return Err(ContractError::invalid(
+                "upgrade",
+                format!("module {} is named twice", m.name),
+            ));
+        }
+        let now = current.iter().find(|c| c.name == m.name).ok_or_else(|| {
+            ContractError::invalid(
+                "upgrade",
+                format!(
+                    "{:?} is not a module of this chain (it runs {})",
+                    m.name,
+                    crate::model::show_modules(&current)
+                ),
+            )
+        })?;
+        if m.version <= now.version {
+            return Err(ContractError::invalid(
+                "upgrade",
+                format!("{m} is not newer than {now}, which the chain runs"),
+            ));
+        }
     }
     Ok(())
 }
@@ -550,6 +598,33 @@ fn check_action(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), Contrac
                 ));
             }
         }
+        GovAction::ScheduleUpgrade { modules, at_height } => {
+            check_upgrade(ctx, modules)?;
+            check_activation_height(ctx, "upgrade", *at_height)?;
+            if let Some(pending) = scheduled_upgrade(ctx)? {
+                return Err(ContractError::invalid(
+                    "upgrade",
+                    format!(
+                        "an upgrade ({}) is already scheduled for height {}; one at a time",
+                        crate::model::show_modules(&pending.modules),
+                        pending.at_height
+                    ),
+                ));
+            }
+        }
+        GovAction::CancelUpgrade { at_height } => {
+            let pending = scheduled_upgrade(ctx)?
+                .ok_or_else(|| ContractError::invalid("upgrade", "no upgrade is scheduled"))?;
+            if pending.at_height != *at_height {
+                return Err(ContractError::invalid(
+                    "upgrade",
+                    format!(
+                        "the upgrade scheduled is for height {}, not {at_height}",
+                        pending.at_height
+                    ),
+                ));
+            }
+        }
         GovAction::ReplaceNodeKey {
             old,
             new,
@@ -803,6 +878,30 @@ fn execute(ctx: &mut Ctx<'_, '_>, action: &GovAction) -> Result<(), ContractErro
             ctx.delete(keys::VALIDATORS_SCHEDULED.to_vec())?;
             ctx.emit(EventBody::ValidatorSetCancelled {
                 hash: pending.validators.hash(),
+                at_height: *at_height,
+            });
+        }
+        GovAction::ScheduleUpgrade { modules, at_height } => {
+            let mut modules = modules.clone();
+            modules.sort_by_key(|m| crate::MODULE_ORDER.iter().position(|n| *n == m.name));
+            ctx.put(
+                keys::UPGRADE_SCHEDULED.to_vec(),
+                &ScheduledUpgrade {
+                    modules: modules.clone(),
+                    at_height: *at_height,
+                },
+            )?;
+            ctx.emit(EventBody::UpgradeScheduled {
+                modules,
+                at_height: *at_height,
+            });
+        }
+        GovAction::CancelUpgrade { at_height } => {
+            let pending = scheduled_upgrade(ctx)?
+                .ok_or_else(|| ContractError::not_found("upgrade", "scheduled"))?;
+            ctx.delete(keys::UPGRADE_SCHEDULED.to_vec())?;
+            ctx.emit(EventBody::UpgradeCancelled {
+                modules: pending.modules,
                 at_height: *at_height,
             });
         }

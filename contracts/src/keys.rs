@@ -31,6 +31,8 @@ pub const PREVIOUS_VALIDATORS: &[u8] = b"gov/validators-previous";
 /// A validator-set change waiting for its height
 /// ([`crate::model::ScheduledValidators`]).
 pub const VALIDATORS_SCHEDULED: &[u8] = b"gov/validators-scheduled";
+/// The one scheduled contract upgrade (`ScheduledUpgrade`), if any.
+pub const UPGRADE_SCHEDULED: &[u8] = b"gov/upgrade-scheduled";
 pub const PROPOSAL_SEQ: &[u8] = b"gov/proposal-seq";
 pub const ORG_PREFIX: &[u8] = b"gov/org/";
 pub const ACCOUNT_PREFIX: &[u8] = b"gov/account/";

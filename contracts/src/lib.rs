@@ -9,12 +9,14 @@
 //! # Modules
 //! Each [`Module`] owns a slice of state (its key prefixes, see [`keys`])
 //! and the transaction kinds it handles, and may act at the end of every
-//! block. [`MODULES`] is the fixed, ordered registry; genesis pins its names
-//! and versions. [`apply_tx`] is the one path a transaction takes: envelope
+//! block. [`MODULE_ORDER`] fixes the names and their order; a build may
+//! carry several versions of a module, and `gov/modules` (pinned by
+//! genesis, changed by a scheduled upgrade) says which one each block
+//! runs: [`begin_block`] resolves them. [`apply_tx`] is the one path a transaction takes: envelope
 //! checks, authorisation, strict payload decoding, nonce, then the owning
 //! module; block execution splits it into [`consume_nonce`] (the inclusion
 //! rule, ADR 010) and [`execute_tx`]. [`end_block`] runs every module's end-of-block step in registry
-//! order. See docs/contracts.md.
+//! order. See docs/contracts.md and ADR 017.
 
 pub mod access;
 pub mod anomalies;
@@ -58,6 +60,13 @@ pub trait Module: Sync {
     fn kinds(&self) -> &'static [TxKind];
     /// Applies one authorised transaction with a decoded payload.
     fn apply(&self, ctx: &mut Ctx<'_, '_>, payload: &Payload) -> Result<(), ContractError>;
+    /// Runs once, at the start of the first block executed with this
+    /// version, when an upgrade replaced version `from`. It must touch a
+    /// bounded set of keys (per-record changes are made lazily, when a
+    /// record is next written) and is covered by that block's state root.
+    fn migrate(&self, _ctx: &mut Ctx<'_, '_>, _from: u32) -> Result<(), ContractError> {
+        Ok(())
+    }
     /// Runs at the end of every block, after all transactions.
     fn end_block(&self, _ctx: &mut Ctx<'_, '_>) -> Result<(), ContractError> {
         Ok(())
@@ -74,40 +83,243 @@ pub trait Module: Sync {
     }
 }
 
-/// The modules, in end-of-block order: releases from plans first, then
-/// entitlement payments, then overdue-settlement checks (which then see the
-/// releases of this block, not yet overdue).
-pub static MODULES: [&dyn Module; 9] = [
+/// The module names, in end-of-block order: releases from plans first,
+/// then entitlement payments, then overdue-settlement checks (which then
+/// see the releases of this block, not yet overdue). Genesis lists exactly
+/// these names in this order; upgrades change versions, never the order.
+pub const MODULE_ORDER: [&str; 9] = [
+    "governance",
+    "programs",
+    "applications",
+    "households",
+    "attestations",
+    "anomalies",
+    "plans",
+    "entitlements",
+    "settlements",
+];
+
+/// Every module version this build carries. A released version's code
+/// never changes, and stays here while any chain may need replaying with
+/// it (ADR 017, contract upgrades); `contracts/tests/golden.rs` pins each
+/// one's state roots.
+static CARRIED: [&dyn Module; 10] = [
     &gov::Governance,
     &programs::Programs,
     &applications::Applications,
     &households::Households,
     &attestations::Attestations,
     &anomalies::Anomalies,
-    &plans::Plans,
+    &plans::PLANS_V3,
+    &plans::PLANS_V4,
     &entitlements::Entitlements,
     &settlements::Settlements,
 ];
 
-/// The names and versions genesis must pin.
-pub fn module_versions() -> Vec<ModuleVersion> {
-    MODULES
+/// The module `name@version`, if this build carries it.
+pub fn module(name: &str, version: u32) -> Option<&'static dyn Module> {
+    CARRIED
         .iter()
-        .map(|m| ModuleVersion {
-            name: m.name().to_string(),
-            version: m.version(),
+        .copied()
+        .find(|m| m.name() == name && m.version() == version)
+}
+
+/// Whether this build carries `name@version`.
+pub fn carries(m: &ModuleVersion) -> bool {
+    module(&m.name, m.version).is_some()
+}
+
+/// Every version this build carries, in end-of-block order, oldest first.
+pub fn carried_versions() -> Vec<ModuleVersion> {
+    let mut out = Vec::new();
+    for name in MODULE_ORDER {
+        let mut vs: Vec<u32> = CARRIED
+            .iter()
+            .filter(|m| m.name() == name)
+            .map(|m| m.version())
+            .collect();
+        vs.sort_unstable();
+        out.extend(vs.into_iter().map(|version| ModuleVersion {
+            name: name.to_string(),
+            version,
+        }));
+    }
+    out
+}
+
+/// The newest version of each module this build carries, in end-of-block
+/// order: what a new genesis pins.
+pub fn module_versions() -> Vec<ModuleVersion> {
+    newest_within(&[])
+}
+
+/// The newest version of each module this build carries that is no higher
+/// than the `ceiling` named for it (names not in `ceiling` get their
+/// newest). A test knob uses it to stand in for an older build.
+pub fn newest_within(ceiling: &[ModuleVersion]) -> Vec<ModuleVersion> {
+    let carried = carried_versions();
+    MODULE_ORDER
+        .iter()
+        .filter_map(|name| {
+            let cap = ceiling
+                .iter()
+                .find(|c| c.name == *name)
+                .map_or(u32::MAX, |c| c.version);
+            carried
+                .iter()
+                .filter(|m| m.name == *name && m.version <= cap)
+                .max_by_key(|m| m.version)
+                .cloned()
         })
         .collect()
 }
 
-fn module_for(kind: TxKind) -> Result<&'static dyn Module, ContractError> {
-    MODULES
-        .iter()
-        .copied()
-        .find(|m| m.kinds().contains(&kind))
-        .ok_or_else(|| ContractError::Invariant {
-            what: format!("no module handles {kind}"),
+/// The modules a block runs, resolved from `gov/modules`, in end-of-block
+/// order.
+pub struct Modules {
+    list: Vec<&'static dyn Module>,
+}
+
+impl Modules {
+    /// Resolves a list of versions: exactly the names of [`MODULE_ORDER`],
+    /// in that order, each carried by this build. `height` is the block
+    /// that would run them, for the error's sake.
+    pub fn resolve(versions: &[ModuleVersion], height: u64) -> Result<Modules, ContractError> {
+        let names: Vec<&str> = versions.iter().map(|m| m.name.as_str()).collect();
+        if names != MODULE_ORDER {
+            return Err(ContractError::Invariant {
+                what: format!(
+                    "gov/modules names [{}], expected exactly [{}]",
+                    names.join(", "),
+                    MODULE_ORDER.join(", ")
+                ),
+            });
+        }
+        let mut list = Vec::with_capacity(versions.len());
+        for m in versions {
+            list.push(module(&m.name, m.version).ok_or_else(|| {
+                ContractError::UnsupportedModule {
+                    name: m.name.clone(),
+                    version: m.version,
+                    height,
+                    carried: show_modules(&carried_versions()),
+                }
+            })?);
+        }
+        Ok(Modules { list })
+    }
+
+    /// The versions in force in `store` (`gov/modules`).
+    pub fn versions_in(store: &dyn StoreRead) -> Result<Vec<ModuleVersion>, ContractError> {
+        let bytes = store
+            .get(keys::MODULES)?
+            .ok_or_else(|| ContractError::Invariant {
+                what: "gov/modules missing from state".into(),
+            })?;
+        codec::decode(&bytes).map_err(|e| ContractError::Corrupt {
+            key: "gov/modules".into(),
+            reason: e.to_string(),
         })
+    }
+
+    /// The versions this resolves to.
+    pub fn versions(&self) -> Vec<ModuleVersion> {
+        self.list
+            .iter()
+            .map(|m| ModuleVersion {
+                name: m.name().to_string(),
+                version: m.version(),
+            })
+            .collect()
+    }
+
+    /// The version of the module `name` in force.
+    pub fn version_of(&self, name: &str) -> Option<u32> {
+        self.list
+            .iter()
+            .find(|m| m.name() == name)
+            .map(|m| m.version())
+    }
+
+    fn for_kind(&self, kind: TxKind) -> Result<&'static dyn Module, ContractError> {
+        self.list
+            .iter()
+            .copied()
+            .find(|m| m.kinds().contains(&kind))
+            .ok_or_else(|| ContractError::Invariant {
+                what: format!("no module handles {kind}"),
+            })
+    }
+}
+
+/// The scheduled contract upgrade, if any.
+pub fn scheduled_upgrade(store: &dyn StoreRead) -> Result<Option<ScheduledUpgrade>, ContractError> {
+    match store.get(keys::UPGRADE_SCHEDULED)? {
+        None => Ok(None),
+        Some(bytes) => codec::decode(&bytes)
+            .map(Some)
+            .map_err(|e| ContractError::Corrupt {
+                key: "gov/upgrade-scheduled".into(),
+                reason: e.to_string(),
+            }),
+    }
+}
+
+/// The first thing a block does: resolves the modules it runs, and at the
+/// height of a scheduled upgrade switches `gov/modules` to the new
+/// versions and runs their migrations, so the upgrade and its effects are
+/// covered by this block's state root. The versions are a pure function of
+/// the state before the block, so proposer, validators, sync and replay
+/// agree; a build that lacks a version gets
+/// [`ContractError::UnsupportedModule`] and must not execute the block.
+pub fn begin_block(
+    store: &mut Overlay<'_>,
+    height: u64,
+    time: Timestamp,
+) -> Result<(Modules, Vec<Event>), ContractError> {
+    let current = Modules::versions_in(store)?;
+    let upgrade = match scheduled_upgrade(store)? {
+        Some(u) if u.at_height == height => u,
+        Some(u) if u.at_height < height => {
+            return Err(ContractError::Invariant {
+                what: format!(
+                    "the upgrade scheduled for height {} was never applied (now {height})",
+                    u.at_height
+                ),
+            })
+        }
+        _ => return Ok((Modules::resolve(&current, height)?, Vec::new())),
+    };
+    let mut next = current.clone();
+    for m in &upgrade.modules {
+        match next.iter_mut().find(|n| n.name == m.name) {
+            Some(n) => n.version = m.version,
+            None => {
+                return Err(ContractError::Invariant {
+                    what: format!("the scheduled upgrade names an unknown module {m}"),
+                })
+            }
+        }
+    }
+    let modules = Modules::resolve(&next, height)?;
+    let mut ctx = Ctx::new(store, height, time, None, u64::MAX);
+    ctx.put(keys::MODULES.to_vec(), &next)?;
+    ctx.delete(keys::UPGRADE_SCHEDULED.to_vec())?;
+    let mut from = Vec::new();
+    let mut to = Vec::new();
+    for (old, new) in current.iter().zip(&next) {
+        if old != new {
+            let m = module(&new.name, new.version).ok_or_else(|| ContractError::Invariant {
+                what: format!("{new} resolved but is not carried"),
+            })?;
+            m.migrate(&mut ctx, old.version)?;
+            from.push(old.clone());
+            to.push(new.clone());
+        }
+    }
+    ctx.emit(EventBody::ModulesUpgraded { from, to });
+    let events = ctx.take_events();
+    Ok((modules, events))
 }
 
 /// The chain id recorded at genesis.
@@ -194,6 +406,7 @@ pub fn consume_nonce(store: &mut Overlay<'_>, body: &TxBody) -> Result<Account, 
 /// caller must discard every write this call made (execution runs it on
 /// an overlay of its own), but the nonce stays consumed.
 pub fn execute_tx(
+    modules: &Modules,
     store: &mut Overlay<'_>,
     height: u64,
     time: Timestamp,
@@ -210,13 +423,14 @@ pub fn execute_tx(
         roles: account.roles.clone(),
     };
     let mut ctx = Ctx::new(store, height, time, Some((id, signer)), TX_STEP_LIMIT);
-    module_for(body.kind)?.apply(&mut ctx, &payload)?;
+    modules.for_kind(body.kind)?.apply(&mut ctx, &payload)?;
     Ok(ctx.take_events())
 }
 
-/// [`consume_nonce`] then [`execute_tx`] on one overlay: for callers that
-/// discard everything on `Err` (tests, tools). Block execution keeps the
-/// two apart, so a rejected transaction still consumes its nonce.
+/// [`consume_nonce`] then [`execute_tx`] on one overlay, with the modules
+/// in force in `store`: for callers that discard everything on `Err`
+/// (tests, tools). Block execution keeps the two apart, so a rejected
+/// transaction still consumes its nonce.
 pub fn apply_tx(
     store: &mut Overlay<'_>,
     height: u64,
@@ -224,8 +438,9 @@ pub fn apply_tx(
     body: &TxBody,
     id: Hash,
 ) -> Result<Vec<Event>, ContractError> {
+    let modules = Modules::resolve(&Modules::versions_in(store)?, height)?;
     consume_nonce(store, body)?;
-    execute_tx(store, height, time, body, id)
+    execute_tx(&modules, store, height, time, body, id)
 }
 
 /// Runs every module's end-of-block step. Its work is bounded by the
@@ -233,6 +448,7 @@ pub fn apply_tx(
 /// for lack of steps; an error here is a broken invariant or a storage
 /// failure and invalidates the block.
 pub fn end_block(
+    modules: &Modules,
     store: &mut Overlay<'_>,
     height: u64,
     time: Timestamp,
@@ -242,7 +458,7 @@ pub fn end_block(
     let (writes, events) = {
         let mut layer = Overlay::new(&*store);
         let mut ctx = Ctx::new(&mut layer, height, time, None, u64::MAX);
-        for m in MODULES.iter() {
+        for m in &modules.list {
             m.end_block(&mut ctx)?;
         }
         let events = ctx.take_events();
@@ -256,7 +472,7 @@ pub fn end_block(
         }
     }
     store.absorb(writes);
-    let due = next_due_after(store, height, time, changed)?;
+    let due = next_due_after(modules, store, height, time, changed)?;
     store.put(keys::NEXT_DUE.to_vec(), codec::encode(&due));
     Ok(events)
 }
@@ -266,6 +482,7 @@ pub fn end_block(
 /// time, so after a step that changed nothing, an empty block before the
 /// earliest module time would change nothing either, except the heartbeat.
 fn next_due_after(
+    modules: &Modules,
     store: &mut Overlay<'_>,
     height: u64,
     time: Timestamp,
@@ -284,7 +501,7 @@ fn next_due_after(
         at: time.saturating_add_ms(idle),
         reason: DueReason::Heartbeat,
     };
-    for m in MODULES.iter() {
+    for m in &modules.list {
         if let Some((at, reason)) = m.next_time(&mut ctx)? {
             // On a tie the module's reason is the more telling one.
             if at < due.at || (at == due.at && due.reason == DueReason::Heartbeat) {

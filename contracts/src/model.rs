@@ -341,6 +341,20 @@ pub enum GovAction {
     CancelValidatorSet {
         at_height: u64,
     },
+    /// Switches the named modules to the versions given from block
+    /// `at_height` on (at least `activation_delay_blocks` ahead). Each name
+    /// must be a module the chain runs and each version higher than the
+    /// one in force; whether a build carries the version is not checked
+    /// here (it must never change a state root), but a node lacking it
+    /// says so at once and stops before that block. One upgrade at a time.
+    ScheduleUpgrade {
+        modules: Vec<ModuleVersion>,
+        at_height: u64,
+    },
+    /// Cancels the upgrade scheduled for `at_height`, before that block.
+    CancelUpgrade {
+        at_height: u64,
+    },
 }
 
 /// A cross-department check, set by governance (for example "income above
@@ -661,6 +675,33 @@ pub enum AttestValue {
     Hash(Hash),
 }
 
+impl fmt::Display for AttestValue {
+    /// `code:<slug>` or `hash:<64 hex>`, the form [`AttestValue::parse`] reads.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttestValue::Code(c) => write!(f, "code:{c}"),
+            AttestValue::Hash(h) => write!(f, "hash:{}", h.to_hex()),
+        }
+    }
+}
+
+impl AttestValue {
+    /// `code:<slug>` or `hash:<64 hex>`.
+    pub fn parse(s: &str) -> Result<AttestValue, String> {
+        if let Some(c) = s.strip_prefix("code:") {
+            Slug::new(c)
+                .map(AttestValue::Code)
+                .map_err(|e| e.to_string())
+        } else if let Some(h) = s.strip_prefix("hash:") {
+            Hash::from_hex(h)
+                .map(AttestValue::Hash)
+                .map_err(|e| format!("{h:?}: {e}"))
+        } else {
+            Err(format!("{s:?}: expected code:<slug> or hash:<64 hex>"))
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Attestation {
     pub subject: Subject,
@@ -815,9 +856,57 @@ impl Entitlement {
     }
 }
 
-/// A module's name and version, pinned by genesis.
+/// A module's name and version, pinned by genesis and changed by a
+/// scheduled upgrade. Written `name@version`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 pub struct ModuleVersion {
     pub name: String,
     pub version: u32,
+}
+
+impl fmt::Display for ModuleVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+impl std::str::FromStr for ModuleVersion {
+    type Err = String;
+    /// `name@version`, for example `plans@4`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, version) = s
+            .split_once('@')
+            .ok_or_else(|| format!("{s:?}: expected name@version, for example plans@4"))?;
+        if name.is_empty()
+            || name.len() > 32
+            || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+        {
+            return Err(format!(
+                "{name:?} is not a module name (lowercase letters and '-', at most 32)"
+            ));
+        }
+        let version: u32 = version
+            .parse()
+            .map_err(|_| format!("{version:?} is not a version number"))?;
+        Ok(ModuleVersion {
+            name: name.to_string(),
+            version,
+        })
+    }
+}
+
+/// Module versions written `a@1, b@2`.
+pub fn show_modules(m: &[ModuleVersion]) -> String {
+    m.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A contract upgrade governance scheduled (`ScheduleUpgrade`): from block
+/// `at_height` on, each named module runs the version given.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ScheduledUpgrade {
+    pub modules: Vec<ModuleVersion>,
+    pub at_height: u64,
 }

@@ -28,7 +28,20 @@ use crate::{access, anomalies, applications, gov, households, settlements, Contr
 /// Most tranches in one plan.
 pub const MAX_TRANCHES: usize = 32;
 
-pub struct Plans;
+/// The plans module. Its versions differ only in the condition language
+/// that `create-plan` accepts (see [`Condition::validate`]); everything
+/// else, including how a condition in state is evaluated, is shared, so a
+/// plan created under one version behaves the same under the next.
+///
+/// [`Condition::validate`]: crate::Condition::validate
+pub struct Plans {
+    version: u32,
+}
+
+/// `plans@3`: the condition language of the first release.
+pub static PLANS_V3: Plans = Plans { version: 3 };
+/// `plans@4`: adds `attested_value(claim, by: org, subject: s, value: v)`.
+pub static PLANS_V4: Plans = Plans { version: 4 };
 
 pub fn get(ctx: &mut Ctx<'_, '_>, id: &Slug) -> Result<Plan, ContractError> {
     ctx.get(&keys::plan(id))?
@@ -97,7 +110,11 @@ fn settle_application_status(ctx: &mut Ctx<'_, '_>, plan: &Plan) -> Result<(), C
     applications::put_with_status(ctx, app, status)
 }
 
-fn create(ctx: &mut Ctx<'_, '_>, c: &crate::payload::CreatePlan) -> Result<(), ContractError> {
+fn create(
+    ctx: &mut Ctx<'_, '_>,
+    c: &crate::payload::CreatePlan,
+    version: u32,
+) -> Result<(), ContractError> {
     let mut program = programs::open(ctx, &c.program)?;
     access::require_for_program(ctx, TxKind::CreatePlan, &program, false)?;
     if ctx.exists(&keys::plan(&c.id))? {
@@ -129,7 +146,7 @@ fn create(ctx: &mut Ctx<'_, '_>, c: &crate::payload::CreatePlan) -> Result<(), C
         }
         total = add(total, t.amount, "plan total")?;
         t.condition
-            .validate(&ids, &t.id, c.application.is_some())
+            .validate(&ids, &t.id, c.application.is_some(), version)
             .map_err(|e| ContractError::Condition {
                 reason: format!("tranche {}: {e}", t.id),
             })?;
@@ -597,7 +614,7 @@ impl Module for Plans {
         "plans"
     }
     fn version(&self) -> u32 {
-        3
+        self.version
     }
     fn prefixes(&self) -> &'static [&'static [u8]] {
         &[keys::PLAN_PREFIX, keys::PENDING_PREFIX, b"plan-meta/"]
@@ -611,7 +628,7 @@ impl Module for Plans {
     }
     fn apply(&self, ctx: &mut Ctx<'_, '_>, payload: &Payload) -> Result<(), ContractError> {
         match payload {
-            Payload::CreatePlan(c) => create(ctx, c),
+            Payload::CreatePlan(c) => create(ctx, c, self.version),
             Payload::ApprovePlan(a) => approve(ctx, a),
             Payload::CancelTranche(c) => cancel(ctx, c),
             _ => Err(ContractError::Invariant {

@@ -4,7 +4,7 @@
 
 use aidledger_contracts::condition::{MAX_DEPTH, MAX_NODES};
 use aidledger_contracts::condition_text::{parse, print};
-use aidledger_contracts::{Condition, Subject};
+use aidledger_contracts::{AttestValue, Condition, Subject};
 use aidledger_types::{codec, Hash, OrgId, Slug, Timestamp};
 use proptest::prelude::*;
 
@@ -19,6 +19,12 @@ fn subject_s() -> impl Strategy<Value = Subject> {
         any::<[u8; 32]>().prop_map(|b| Subject::Household(Hash(b))),
         slug_s().prop_map(Subject::Application),
         any::<u64>().prop_map(Subject::Release),
+    ]
+}
+fn value_s() -> impl Strategy<Value = AttestValue> {
+    prop_oneof![
+        slug_s().prop_map(AttestValue::Code),
+        any::<[u8; 32]>().prop_map(|b| AttestValue::Hash(Hash(b))),
     ]
 }
 fn time_s() -> impl Strategy<Value = Timestamp> {
@@ -38,6 +44,14 @@ fn leaf() -> impl Strategy<Value = Condition> {
             claim,
             by,
             subject
+        }),
+        (slug_s(), org_s(), subject_s(), value_s()).prop_map(|(claim, by, subject, value)| {
+            Condition::AttestedValue {
+                claim,
+                by,
+                subject,
+                value,
+            }
         }),
         slug_s().prop_map(Condition::Released),
         slug_s().prop_map(Condition::Settled),
@@ -152,11 +166,19 @@ fn validation_explains_what_is_wrong() {
     ];
     for (text, has_app, needle) in cases {
         let c = parse(text).expect(text);
-        let e = c.validate(&ids, &t("a"), has_app).expect_err(text);
+        let e = c.validate(&ids, &t("a"), has_app, 4).expect_err(text);
         assert!(e.to_string().contains(needle), "{text}: {e}");
     }
     parse("all(released(b), after(2026-03-01))")
         .expect("ok")
-        .validate(&ids, &t("a"), false)
+        .validate(&ids, &t("a"), false, 3)
         .expect("valid");
+    // attested_value exists from plans@4 on, also deep inside a tree.
+    let v = parse(
+        "any(after(2026-03-01), not(attested_value(c, by: x, subject: app:p, value: code:ok)))",
+    )
+    .expect("parses under any version");
+    let e = v.validate(&ids, &t("a"), false, 3).expect_err("plans@3");
+    assert!(e.to_string().contains("needs plans@4"), "{e}");
+    v.validate(&ids, &t("a"), false, 4).expect("plans@4");
 }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use aidledger_contracts::model::{GovAction, OrgKind, ParamValue, Params, Status};
 use aidledger_contracts::payload::{self, Payload};
 use aidledger_contracts::{
-    apply_tx, end_block, keys, module_versions, Account, ContractError, Genesis, GenesisAccount,
-    GenesisOrg, Overlay, StoreRead,
+    apply_tx, begin_block, end_block, keys, module_versions, Account, ContractError, Genesis,
+    GenesisAccount, GenesisOrg, Overlay, StoreRead,
 };
 use aidledger_types::{
     codec, ChainId, Hash, OrgId, PublicKey, Role, Timestamp, TxBody, Validator, ValidatorSet,
@@ -95,14 +95,16 @@ impl Harness {
         };
         let writes = {
             let mut o = Overlay::new(&self.state);
+            let time = Timestamp(self.height * 1000);
+            let (modules, _) = begin_block(&mut o, self.height, time)?;
             apply_tx(
                 &mut o,
                 self.height,
-                Timestamp(self.height * 1000),
+                time,
                 &body,
                 Hash([self.height as u8; 32]),
             )?;
-            end_block(&mut o, self.height, Timestamp(self.height * 1000))?;
+            end_block(&modules, &mut o, self.height, time)?;
             o.into_writes()
         };
         for (k, v) in writes {
@@ -120,7 +122,9 @@ impl Harness {
         self.height += 1;
         let writes = {
             let mut o = Overlay::new(&self.state);
-            end_block(&mut o, self.height, Timestamp(self.height * 1000)).expect("end block");
+            let time = Timestamp(self.height * 1000);
+            let (modules, _) = begin_block(&mut o, self.height, time).expect("begin block");
+            end_block(&modules, &mut o, self.height, time).expect("end block");
             o.into_writes()
         };
         for (k, v) in writes {

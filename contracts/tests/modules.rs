@@ -245,7 +245,7 @@ fn sixty_four_nodes_parse_and_sixty_five_are_refused_in_text_and_binary() {
     let big = Condition::All(vec![group(15), group(15), group(15), group(15)]);
     assert_eq!(big.node_count(), MAX_NODES + 1);
     assert!(codec::decode::<Condition>(&codec::encode(&big)).is_err());
-    let e = big.validate(&[slug("t")], &slug("t"), true).unwrap_err();
+    let e = big.validate(&[slug("t")], &slug("t"), true, 4).unwrap_err();
     assert_eq!(e.code(), "bad-condition");
 }
 
@@ -264,7 +264,9 @@ fn all_and_any_take_one_to_sixteen_children() {
     // An empty all/any cannot be decoded from a payload nor validated.
     for empty in [Condition::All(vec![]), Condition::Any(vec![])] {
         assert!(codec::decode::<Condition>(&codec::encode(&empty)).is_err());
-        let e = empty.validate(&[slug("t")], &slug("t"), true).unwrap_err();
+        let e = empty
+            .validate(&[slug("t")], &slug("t"), true, 4)
+            .unwrap_err();
         assert_eq!(e.code(), "bad-condition");
     }
 }
@@ -313,7 +315,7 @@ fn a_condition_whose_canonical_text_is_over_the_limit_is_refused() {
     };
     let big = Condition::Any(vec![approvals; copies]);
     assert!(print(&big).len() > MAX_TEXT_LEN);
-    let e = big.validate(&[slug("t")], &slug("t"), true).unwrap_err();
+    let e = big.validate(&[slug("t")], &slug("t"), true, 4).unwrap_err();
     assert_eq!(e.code(), "bad-condition");
     assert!(e.to_string().contains("as text"), "{e}");
 }
@@ -353,7 +355,7 @@ fn slugs_organisations_and_subjects_follow_the_grammar() {
 fn approvals_need_one_to_sixteen_distinct_organisations_and_k_within_them() {
     let ids = [slug("t")];
     let this = slug("t");
-    let validate = |text: &str| parse(text).unwrap().validate(&ids, &this, true);
+    let validate = |text: &str| parse(text).unwrap().validate(&ids, &this, true, 4);
     let orgs = |n: usize| {
         (0..n)
             .map(|i| format!("org-{i}"))
@@ -384,7 +386,7 @@ fn approvals_need_one_to_sixteen_distinct_organisations_and_k_within_them() {
     // Nested deep inside, approvals still needs a plan funding an application.
     let e = parse("not(any(after(1), approvals(1, of: [dev-bank])))")
         .unwrap()
-        .validate(&ids, &this, false)
+        .validate(&ids, &this, false, 4)
         .unwrap_err();
     assert!(e
         .to_string()

@@ -239,6 +239,29 @@ impl Failure {
                     ),
                 },
             ),
+            B::Execution {
+                height,
+                source:
+                    aidledger_execution::ExecError::Contract {
+                        source:
+                            aidledger_execution::contracts::ContractError::UnsupportedModule {
+                                name,
+                                version,
+                                carried,
+                                ..
+                            },
+                        ..
+                    },
+            } => Failure::at(
+                *height,
+                "contract modules",
+                format!(
+                    "the chain runs {name}@{version} from here, which this build of aidledger \
+                     does not carry (it carries {carried}): the replay cannot check this block \
+                     or any later one. That says nothing against the chain; replay with a \
+                     release that carries {name}@{version}"
+                ),
+            ),
             B::Execution { height, source } => {
                 Failure::at(*height, "execution", format!("failed: {source}"))
             }

@@ -72,7 +72,9 @@ pub struct BlockOutcome {
     pub writes: Writes,
     /// One per transaction, in block order.
     pub receipts: Vec<Receipt>,
-    /// Events of the end-of-block step (releases, payments, anomalies).
+    /// Events outside transactions: an upgrade taking effect at the start
+    /// of the block, then the end-of-block step's (releases, payments,
+    /// anomalies).
     pub events: Vec<aidledger_contracts::Event>,
     pub accumulator: StateAccumulator,
     pub state_root: Hash,
@@ -96,6 +98,10 @@ pub(crate) struct BlockExec<'a> {
     ctx: BlockContext,
     receipts: Vec<Receipt>,
     seen: BTreeSet<Hash>,
+    /// The module versions this block runs (ADR 017, contract upgrades).
+    modules: contracts::Modules,
+    /// Events of the block's first step (an upgrade taking effect).
+    begin_events: Vec<aidledger_contracts::Event>,
 }
 
 impl<'a> BlockExec<'a> {
@@ -107,11 +113,17 @@ impl<'a> BlockExec<'a> {
                 got: ctx.chain_id.to_string(),
             });
         }
+        let mut overlay = Overlay::new(base);
+        let (modules, begin_events) =
+            contracts::begin_block(&mut overlay, ctx.height, ctx.timestamp)
+                .map_err(|e| fatal(ctx.height, e))?;
         Ok(BlockExec {
-            overlay: Overlay::new(base),
+            overlay,
             ctx: ctx.clone(),
             receipts: Vec::new(),
             seen: BTreeSet::new(),
+            modules,
+            begin_events,
         })
     }
 
@@ -146,8 +158,15 @@ impl<'a> BlockExec<'a> {
         }
         self.seen.insert(id);
         let mut tx_overlay = Overlay::new(&self.overlay);
-        let result = contracts::execute_tx(&mut tx_overlay, height, self.ctx.timestamp, body, id)
-            .map(|events| (events, tx_overlay.into_writes()));
+        let result = contracts::execute_tx(
+            &self.modules,
+            &mut tx_overlay,
+            height,
+            self.ctx.timestamp,
+            body,
+            id,
+        )
+        .map(|events| (events, tx_overlay.into_writes()));
         let (outcome, events) = match result {
             Ok((events, writes)) => {
                 self.overlay.absorb(writes);
@@ -181,8 +200,11 @@ impl<'a> BlockExec<'a> {
         acc: &StateAccumulator,
     ) -> Result<BlockOutcome, ExecError> {
         let height = self.ctx.height;
-        let events = contracts::end_block(&mut self.overlay, height, self.ctx.timestamp)
-            .map_err(|e| fatal(height, e))?;
+        let mut events = std::mem::take(&mut self.begin_events);
+        events.extend(
+            contracts::end_block(&self.modules, &mut self.overlay, height, self.ctx.timestamp)
+                .map_err(|e| fatal(height, e))?,
+        );
         let vs_bytes = self
             .overlay
             .get(contracts::keys::VALIDATORS)

@@ -33,6 +33,6 @@ pub use exec::{
 };
 pub use mem::MemState;
 pub use queries::{
-    admission, read_next_due, read_node_replacement, read_nodes, read_params, read_retired_node,
-    read_validator_set,
+    admission, read_modules, read_next_due, read_node_replacement, read_nodes, read_params,
+    read_retired_node, read_scheduled_upgrade, read_validator_set,
 };

@@ -33,6 +33,22 @@ pub fn read_next_due(state: &dyn StateRead) -> Result<contracts::NextDue, ExecEr
     read(state, contracts::keys::NEXT_DUE, "next due time")
 }
 
+/// The contract module versions in force (ADR 017, contract upgrades).
+pub fn read_modules(state: &dyn StateRead) -> Result<Vec<contracts::ModuleVersion>, ExecError> {
+    read(state, contracts::keys::MODULES, "module versions")
+}
+
+/// The contract upgrade governance scheduled, if any.
+pub fn read_scheduled_upgrade(
+    state: &dyn StateRead,
+) -> Result<Option<contracts::ScheduledUpgrade>, ExecError> {
+    read_opt(
+        state,
+        contracts::keys::UPGRADE_SCHEDULED,
+        "scheduled upgrade",
+    )
+}
+
 /// The validator set that certifies the next block.
 pub fn read_validator_set(state: &dyn StateRead) -> Result<ValidatorSet, ExecError> {
     read(state, contracts::keys::VALIDATORS, "validator set")

@@ -241,8 +241,8 @@ fn invalid_genesis_is_refused_with_a_clear_reason() {
         ("duplicate org", dup_org, "listed twice"),
         ("duplicate key", dup_key, "listed twice"),
         ("unknown account org", orphan, "unknown organisation"),
-        ("module version", modules, "do not match"),
-        ("missing module", missing, "do not match"),
+        ("module version", modules, "does not carry governance@99"),
+        ("missing module", missing, "expected exactly"),
         ("threshold", threshold, "governance threshold"),
         ("validator org", val_org, "validator"),
     ] {

@@ -6,11 +6,10 @@
 mod common;
 
 use aidledger_contracts::model::{ClaimTest, CrossCheck, GovAction, Subject};
-use aidledger_contracts::payload::{self, Payload};
 use aidledger_contracts::{keys, Anomaly, AnomalyKind, AnomalyStatus, EventBody, MoneyFlow};
 use aidledger_execution::BlockOutcome;
-use aidledger_types::{Hash, Role, Timestamp};
-use common::{Chain, DAY};
+use aidledger_types::{Hash, Timestamp};
+use common::{govern, refused, Chain, DAY};
 
 fn test(claim: &str, by: &str, value: &str) -> ClaimTest {
     ClaimTest {
@@ -34,39 +33,6 @@ fn income_rule() -> CrossCheck {
             test("poverty-status", "poverty-office", "poor"),
         ],
     }
-}
-
-/// Proposes `action` (state bank) and approves it (dev bank): threshold 2.
-fn govern(c: &mut Chain, action: GovAction) -> BlockOutcome {
-    let p = c.f.sign_as(
-        "state-bank",
-        Role::Admin,
-        &Payload::GovPropose(payload::GovPropose { action }),
-    );
-    let out = c.block(vec![p]);
-    if !out.receipts[0].is_applied() {
-        return out;
-    }
-    let id = match out.receipts[0].events.iter().find_map(|e| match &e.body {
-        EventBody::ProposalCreated { proposal, .. } => Some(*proposal),
-        _ => None,
-    }) {
-        Some(id) => id,
-        None => panic!("no proposal-created event: {:?}", out.receipts[0].events),
-    };
-    let a = c.f.sign_as(
-        "dev-bank",
-        Role::Admin,
-        &Payload::GovApprove(payload::GovApprove { proposal: id }),
-    );
-    c.ok(vec![a])
-}
-
-fn refused(out: &BlockOutcome, text: &str) {
-    let r = &out.receipts[0];
-    assert!(!r.is_applied(), "applied; expected refusal: {text}");
-    let why = format!("{:?}", r.outcome);
-    assert!(why.contains(text), "{why}");
 }
 
 fn cross_check_anomalies(c: &Chain) -> Vec<(u64, Subject, AnomalyStatus)> {

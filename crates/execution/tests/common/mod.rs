@@ -3,14 +3,16 @@
 //! `apply_block`, checks each with `validate_block`, commits the writes.
 #![allow(dead_code)]
 
-use aidledger_contracts::{keys, Account, Application, Plan, Program, Release};
+use aidledger_contracts::model::GovAction;
+use aidledger_contracts::payload::{self, Payload};
+use aidledger_contracts::{keys, Account, Application, EventBody, Plan, Program, Release};
 use aidledger_execution::testkit::{dev_genesis, TxFactory, DEV_GENESIS_TIME};
 use aidledger_execution::{
     apply_block, build_block, genesis_state, validate_block, BlockContext, BlockInvalid,
     BlockOutcome, Genesis, MemState, ParentInfo, StateRead,
 };
 use aidledger_types::{
-    codec, Block, BlockHeader, Hash, PublicKey, SignedTx, StateAccumulator, Timestamp,
+    codec, Block, BlockHeader, Hash, PublicKey, Role, SignedTx, StateAccumulator, Timestamp,
 };
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -256,4 +258,41 @@ impl Chain {
     pub fn genesis_time() -> Timestamp {
         DEV_GENESIS_TIME
     }
+}
+
+/// Proposes `action` (state bank) and, if the proposal was accepted,
+/// approves it in the next block (dev bank): the development threshold is
+/// 2, so it executes there. Returns the last block's outcome.
+pub fn govern(c: &mut Chain, action: GovAction) -> BlockOutcome {
+    let p = c.f.sign_as(
+        "state-bank",
+        Role::Admin,
+        &Payload::GovPropose(payload::GovPropose { action }),
+    );
+    let out = c.block(vec![p]);
+    if !out.receipts[0].is_applied() {
+        return out;
+    }
+    let id = match out.receipts[0].events.iter().find_map(|e| match &e.body {
+        EventBody::ProposalCreated { proposal, .. } => Some(*proposal),
+        _ => None,
+    }) {
+        Some(id) => id,
+        None => panic!("no proposal-created event: {:?}", out.receipts[0].events),
+    };
+    let a = c.f.sign_as(
+        "dev-bank",
+        Role::Admin,
+        &Payload::GovApprove(payload::GovApprove { proposal: id }),
+    );
+    c.ok(vec![a])
+}
+
+/// Asserts the block's first transaction was refused with `text` in its
+/// receipt.
+pub fn refused(out: &BlockOutcome, text: &str) {
+    let r = &out.receipts[0];
+    assert!(!r.is_applied(), "applied; expected refusal: {text}");
+    let why = format!("{:?}", r.outcome);
+    assert!(why.contains(text), "{why}");
 }
