@@ -349,6 +349,17 @@ async fn status(State(s): State<AppState>) -> ApiResult<NodeStatus> {
         voting: snap.voting,
         next_due_ms: snap.next_due.map(|d| d.at.0),
         next_due_reason: snap.next_due.map(|d| d.reason.as_str().to_string()),
+        modules: snap
+            .modules
+            .iter()
+            .flat_map(|m| m.iter())
+            .map(ToString::to_string)
+            .collect(),
+        upgrade: snap.upgrade.map(|u| UpgradeInfo {
+            modules: u.modules.iter().map(ToString::to_string).collect(),
+            at_height: u.at_height,
+            missing: u.missing.iter().map(ToString::to_string).collect(),
+        }),
     }))
 }
 

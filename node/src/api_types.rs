@@ -100,6 +100,24 @@ pub struct NodeStatus {
     pub next_due_ms: Option<u64>,
     #[serde(default)]
     pub next_due_reason: Option<String>,
+    /// The contract module versions in force, as `name@version`.
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// The contract upgrade governance scheduled, if any.
+    #[serde(default)]
+    pub upgrade: Option<UpgradeInfo>,
+}
+
+/// A scheduled contract upgrade in `GET /v1/status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UpgradeInfo {
+    /// The versions it switches to, as `name@version`.
+    pub modules: Vec<String>,
+    /// The first block executed with them.
+    pub at_height: u64,
+    /// The versions this node's build does not carry: non-empty means the
+    /// node stops before `at_height` unless its binary is upgraded.
+    pub missing: Vec<String>,
 }
 
 /// One transaction in `GET /v1/blocks/{height}`.

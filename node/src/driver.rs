@@ -78,6 +78,9 @@ pub struct Snapshot {
     pub node_key: Option<PublicKey>,
     /// The network's peer id now.
     pub peer_id: String,
+    /// The contract module versions in force, and the scheduled upgrade.
+    pub modules: Option<std::sync::Arc<[aidledger_execution::contracts::ModuleVersion]>>,
+    pub upgrade: Option<std::sync::Arc<aidledger_node_core::UpgradeStatus>>,
 }
 
 /// A committed block's transactions, for waiters.
@@ -231,6 +234,7 @@ impl Driver {
                     origin: Instant::now(),
                 }),
                 mutants: Mutants::default(),
+                module_ceiling: crate::test_knobs::module_ceiling()?,
             },
             Now {
                 wall_ms: now_ms(),
@@ -651,6 +655,8 @@ impl Driver {
         if let Some(d) = s.next_due {
             m.next_due_seconds.set((d.at.0 / 1000) as i64);
         }
+        m.upgrade_missing_modules
+            .set(s.upgrade.as_ref().map_or(0, |u| u.missing.len() as i64));
         if let Ok(mut snap) = self.shared.snapshot.write() {
             *snap = Snapshot {
                 height: s.height,
@@ -666,6 +672,8 @@ impl Driver {
                 next_due: s.next_due,
                 node_key: Some(s.node_key),
                 peer_id: self.net.local_peer_id.to_string(),
+                modules: Some(s.modules),
+                upgrade: s.upgrade,
             };
         }
     }

@@ -19,3 +19,4 @@ pub mod metrics;
 pub mod node;
 pub mod node_keys;
 pub mod openapi;
+pub mod test_knobs;

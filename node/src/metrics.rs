@@ -20,6 +20,7 @@ pub struct Metrics {
     registry: Registry,
     pub height: Gauge,
     pub next_due_seconds: Gauge,
+    pub upgrade_missing_modules: Gauge,
     pub view: Gauge,
     pub view_changes: Counter,
     pub committed_txs: Counter,
@@ -75,6 +76,7 @@ impl Metrics {
         let m = Metrics {
             height: Gauge::default(),
             next_due_seconds: Gauge::default(),
+            upgrade_missing_modules: Gauge::default(),
             view: Gauge::default(),
             view_changes: Counter::default(),
             committed_txs: Counter::default(),
@@ -111,7 +113,7 @@ impl Metrics {
             block_txs: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             registry: Registry::default(),
         };
-        let gauges: [(&str, &str, &Gauge); 14] = [
+        let gauges: [(&str, &str, &Gauge); 15] = [
             (
                 "admission_queue_txs",
                 "Transactions queued for their signature check in the admission pool",
@@ -122,6 +124,11 @@ impl Metrics {
                 "next_due_seconds",
                 "When the next block is due with no transaction (Unix seconds, the state's gov/next-due)",
                 &m.next_due_seconds,
+            ),
+            (
+                "upgrade_missing_modules",
+                "Module versions of the scheduled contract upgrade that this build does not carry (above 0, the node stops before the upgrade height)",
+                &m.upgrade_missing_modules,
             ),
             ("view", "Current consensus view", &m.view),
             ("mempool_txs", "Transactions in the mempool", &m.mempool_txs),

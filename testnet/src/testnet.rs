@@ -435,7 +435,7 @@ fn init(
         idle_block_interval_ms,
         ..Params::default()
     };
-    let mut draft = Draft::new(chain_id.clone(), time, params);
+    let mut draft = Draft::new(chain_id.clone(), time, params)?;
     draft.orgs = g_orgs;
     draft.accounts = accounts;
     draft.validators = DraftValidators { validators };

@@ -21,6 +21,7 @@ use aidledger_consensus::{
     CommittedTip, Config as ReplicaConfig, Input, Output, Replica, SafetyState,
 };
 use aidledger_crypto::{verify_certificate, Keypair, VerifiedTx};
+use aidledger_execution::contracts::{self, ModuleVersion};
 use aidledger_execution::{
     build_block, empty_block_allowed, validate_block_with, BlockContext, BlockInvalid,
     BlockOutcome, ExecError, ParentInfo,
@@ -160,6 +161,20 @@ pub struct CoreParts {
     pub restored: bool,
     pub telemetry: Box<dyn Telemetry>,
     pub mutants: Mutants,
+    /// Module versions above these count as not carried by this build (a
+    /// test knob that stands in for an older release, ADR 017); empty in
+    /// production.
+    pub module_ceiling: Vec<ModuleVersion>,
+}
+
+/// A contract upgrade governance scheduled, as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpgradeStatus {
+    pub modules: Vec<ModuleVersion>,
+    pub at_height: u64,
+    /// The versions in `modules` this build does not carry: non-empty
+    /// means the node stops before executing `at_height`.
+    pub missing: Vec<ModuleVersion>,
 }
 
 /// What the API shows about the node, read after each event.
@@ -184,6 +199,9 @@ pub struct CoreStatus {
     /// When the next block is due with no transaction, and why (the
     /// committed state's `gov/next-due`).
     pub next_due: Option<aidledger_execution::contracts::NextDue>,
+    /// The contract module versions in force, and the scheduled upgrade.
+    pub modules: Arc<[ModuleVersion]>,
+    pub upgrade: Option<Arc<UpgradeStatus>>,
 }
 
 /// A block that executed here and passed the store's commit checks: what
@@ -289,6 +307,9 @@ pub struct NodeCore {
     /// The last proposal attempt built an empty block before the due time
     /// (its transactions could not be included): retry no earlier.
     hold_proposal_until: Option<u64>,
+    module_ceiling: Vec<ModuleVersion>,
+    modules: Arc<[ModuleVersion]>,
+    upgrade: Option<Arc<UpgradeStatus>>,
 }
 
 impl NodeCore {
@@ -342,6 +363,9 @@ impl NodeCore {
             accept_missing_safety_state: p.accept_missing_safety_state,
             telemetry: p.telemetry,
             mutants: p.mutants,
+            module_ceiling: p.module_ceiling,
+            modules: Arc::from(Vec::new()),
+            upgrade: None,
             now,
             out: Vec::new(),
             late_safety: None,
@@ -350,6 +374,8 @@ impl NodeCore {
         };
         core.next_due = aidledger_execution::read_next_due(&StoreState(core.store.as_ref())).ok();
         core.settle_keys(core.parent.height)?;
+        core.check_modules(core.parent.height)?;
+        core.stop_before_missing_modules(core.parent.height)?;
         core.out.clear();
         core.rebuild_replica(true)?;
         Ok(core)
@@ -537,6 +563,8 @@ impl NodeCore {
             node_key: self.key.public(),
             network_key: self.network_key,
             next_due: self.next_due,
+            modules: self.modules.clone(),
+            upgrade: self.upgrade.clone(),
         }
     }
 
@@ -1176,6 +1204,108 @@ impl NodeCore {
         self.feed(Input::ProposalReady { block })
     }
 
+    /// Whether this build carries `m` (the test ceiling counts too).
+    fn carries(&self, m: &ModuleVersion) -> bool {
+        contracts::carries(m)
+            && self
+                .module_ceiling
+                .iter()
+                .all(|c| c.name != m.name || m.version <= c.version)
+    }
+
+    /// Reads the module versions in force and the scheduled upgrade after
+    /// `height` (ADR 017, contract upgrades). A node whose build lacks a
+    /// version in force cannot execute anything and stops; one that lacks
+    /// a scheduled version says so at once, loudly, so the operator can
+    /// install a release before the upgrade height.
+    fn check_modules(&mut self, height: u64) -> anyhow::Result<()> {
+        let state = StoreState(self.store.as_ref());
+        let modules = aidledger_execution::read_modules(&state)
+            .map_err(|e| anyhow::anyhow!("height {height}: reading the module versions: {e}"))?;
+        let scheduled = aidledger_execution::read_scheduled_upgrade(&state)
+            .map_err(|e| anyhow::anyhow!("height {height}: reading the scheduled upgrade: {e}"))?;
+        let missing: Vec<&ModuleVersion> = modules.iter().filter(|m| !self.carries(m)).collect();
+        if !missing.is_empty() {
+            let missing = missing
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            anyhow::bail!(
+                "height {height}: the chain runs {missing}, which this build of aidledger does not \
+                 carry (it carries {}). The node stops without executing anything; install a \
+                 release that carries {missing} and start it again",
+                self.carried_list(),
+            );
+        }
+        self.upgrade = scheduled.map(|u| {
+            Arc::new(UpgradeStatus {
+                missing: u
+                    .modules
+                    .iter()
+                    .filter(|m| !self.carries(m))
+                    .cloned()
+                    .collect(),
+                modules: u.modules,
+                at_height: u.at_height,
+            })
+        });
+        if let Some(u) = &self.upgrade {
+            if u.missing.is_empty() {
+                tracing::info!(
+                    height,
+                    at_height = u.at_height,
+                    modules = %contracts::show_modules(&u.modules),
+                    "contract upgrade scheduled; this build carries it"
+                );
+            } else {
+                tracing::error!(
+                    height,
+                    at_height = u.at_height,
+                    missing = %contracts::show_modules(&u.missing),
+                    carried = %self.carried_list(),
+                    "contract upgrade scheduled that this build does not carry: install a release \
+                     that carries it before the upgrade height, or this node stops there"
+                );
+            }
+        }
+        if !self.modules.is_empty() && *self.modules != *modules {
+            tracing::warn!(
+                height,
+                modules = %contracts::show_modules(&modules),
+                "contract modules upgraded"
+            );
+        }
+        self.modules = Arc::from(modules);
+        Ok(())
+    }
+
+    /// Stops the node after committing the block before an upgrade it
+    /// cannot execute: it never votes on, or executes, a block whose
+    /// rules it lacks.
+    fn stop_before_missing_modules(&self, height: u64) -> anyhow::Result<()> {
+        match &self.upgrade {
+            Some(u) if !u.missing.is_empty() && u.at_height == height + 1 => anyhow::bail!(
+                "height {}: the chain switches to {} there, which this build of aidledger does \
+                 not carry (it carries {}). The node stops before executing that block; install \
+                 a release that carries {} and start it again: it resumes from height {height}",
+                u.at_height,
+                contracts::show_modules(&u.modules),
+                self.carried_list(),
+                contracts::show_modules(&u.missing),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    fn carried_list(&self) -> String {
+        let carried: Vec<ModuleVersion> = contracts::carried_versions()
+            .into_iter()
+            .filter(|m| self.carries(m))
+            .collect();
+        contracts::show_modules(&carried)
+    }
+
     /// Rebuilds the live members from the committed node registry after a
     /// block that changed it: new keys join the end of the member table,
     /// removed ones stop being live, and the shell is told to follow.
@@ -1364,6 +1494,10 @@ impl NodeCore {
             .next()
             .is_some_and(|(k, _)| k.starts_with(node_prefix));
         let vset_changed = outcome.validator_set != self.parent.validator_set;
+        let modules_changed = outcome.writes.keys().any(|k| {
+            k.as_slice() == contracts::keys::MODULES
+                || k.as_slice() == contracts::keys::UPGRADE_SCHEDULED
+        });
         self.parent = self.parent.child(&block, &outcome, Some(certificate));
         self.acc = outcome.accumulator;
         self.outcomes.retain(|_, c| c.height > height);
@@ -1382,6 +1516,10 @@ impl NodeCore {
             "committed"
         );
         self.out.push(Effect::Committed { height, txs: ids });
+        if modules_changed {
+            self.check_modules(height)?;
+        }
+        self.stop_before_missing_modules(height)?;
         if registry_changed {
             self.refresh_members(height)?;
         }

@@ -557,6 +557,7 @@ impl Cluster {
             restored: self.nodes[i].restored,
             telemetry: Box::new(NoTelemetry),
             mutants: self.opts.mutants.clone(),
+            module_ceiling: Vec::new(),
         };
         let now = self.node_now(i);
         let admission = Admission::new(

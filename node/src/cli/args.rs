@@ -110,13 +110,7 @@ pub fn subject(s: &str) -> Result<Subject, String> {
 
 /// `code:<slug>` or `hash:<64 hex>`.
 pub fn attest_value(s: &str) -> Result<AttestValue, String> {
-    if let Some(c) = s.strip_prefix("code:") {
-        slug(c).map(AttestValue::Code)
-    } else if let Some(h) = s.strip_prefix("hash:") {
-        hash(h).map(AttestValue::Hash)
-    } else {
-        Err(format!("{s:?}: expected code:<slug> or hash:<64 hex>"))
-    }
+    AttestValue::parse(s)
 }
 
 /// `org:<org>` or `household:<64 hex>` (also `hh:<64 hex>`).

@@ -119,16 +119,17 @@ pub struct Draft {
 }
 
 impl Draft {
-    pub fn new(chain_id: ChainId, time: Timestamp, params: Params) -> Draft {
-        Draft {
+    /// A draft pinning the newest module versions this build carries.
+    pub fn new(chain_id: ChainId, time: Timestamp, params: Params) -> Result<Draft> {
+        Ok(Draft {
             chain_id,
             genesis_time: time,
             orgs: vec![],
             accounts: vec![],
             validators: DraftValidators::default(),
-            modules: aidledger_contracts::module_versions(),
+            modules: aidledger_contracts::newest_within(&crate::test_knobs::module_ceiling()?),
             params,
-        }
+        })
     }
 
     pub fn read(path: &Path) -> Result<Draft> {
@@ -235,7 +236,7 @@ pub fn run(ctx: &Ctx, cmd: GenesisCmd) -> Result<ExitCode> {
                 governance_threshold,
                 ..Params::default()
             };
-            let d = Draft::new(chain_id, time, params);
+            let d = Draft::new(chain_id, time, params)?;
             super::keys::ensure_parent(&out)?;
             d.write(&out)?;
             report(

@@ -190,6 +190,26 @@ pub fn status(ctx: &Ctx) -> Result<ExitCode> {
             println!("next due     {} ({why})", aidledger_types::Timestamp(at));
         }
         println!("mempool      {} txs", s.mempool_txs);
+        if !s.modules.is_empty() {
+            println!("modules      {}", s.modules.join(", "));
+        }
+        if let Some(u) = &s.upgrade {
+            println!(
+                "upgrade      {} from height {}{}",
+                u.modules.join(", "),
+                u.at_height,
+                if u.missing.is_empty() {
+                    " (this build carries it)".to_string()
+                } else {
+                    format!(
+                        " -- THIS BUILD LACKS {}: install a release that carries it before \
+                         height {}, or the node stops there",
+                        u.missing.join(", "),
+                        u.at_height
+                    )
+                }
+            );
+        }
         println!(
             "last block   {}",
             aidledger_types::Timestamp(s.last_block_time_ms).iso8601()

@@ -12,7 +12,7 @@ use aidledger_contracts::model::{
     ApprovalPolicy, AttestValue, ClaimTest, CrossCheck, Eligibility, GovAction, HouseholdStatus,
     OrgKind, ParamValue, Status, Subject,
 };
-use aidledger_contracts::model::{Recipient, Release};
+use aidledger_contracts::model::{ModuleVersion, Recipient, Release};
 use aidledger_contracts::payload::{self, Payload};
 use aidledger_contracts::{Account, Condition, Program, TxOutcome};
 use aidledger_crypto::{read_key_file, Keypair, Purpose};
@@ -410,6 +410,34 @@ pub enum GovCmd {
         #[arg(long, value_name = "HEIGHT")]
         at_height: u64,
     },
+    /// Schedule a contract upgrade: from the height on, every node and
+    /// the auditor's replay run the named module versions (ADR 017).
+    /// Every node must run a release that carries them by then: a node
+    /// that lacks one says so in `aidledger status` at once and stops
+    /// before that height.
+    ScheduleUpgrade {
+        /// A module and the version to switch to, for example plans@4
+        /// (repeat for several modules).
+        #[arg(long = "module", value_name = "NAME@VERSION", required = true, value_parser = module_version)]
+        modules: Vec<ModuleVersion>,
+        /// The first block executed with the new versions: at least
+        /// activation-delay-blocks after the block that executes the
+        /// proposal.
+        #[arg(long, value_name = "HEIGHT")]
+        at_height: u64,
+        /// Schedule a version this build of aidledger does not carry (one
+        /// a later release brings).
+        #[arg(long)]
+        allow_unknown_version: bool,
+    },
+    /// Cancel the contract upgrade scheduled for a height, before that
+    /// height.
+    CancelUpgrade {
+        /// The height the upgrade is scheduled for (`aidledger status`
+        /// shows it).
+        #[arg(long, value_name = "HEIGHT")]
+        at_height: u64,
+    },
     /// Change a parameter.
     SetParam {
         /// governance-threshold, block-time-drift-ms, settlement-deadline-ms, max-pending-tranches, max-pending-tranches-per-program, entitlement-batch, plan-approvals, anomaly-second-review-from (that one in the program's minor units; 0 means every anomaly takes two people), idle-block-interval-ms (the heartbeat of an idle chain, 1000 to 604800000) or activation-delay-blocks (the fewest blocks before a validator-set change takes effect, 2 to 100000).
@@ -618,6 +646,10 @@ fn hash_file(path: &std::path::Path) -> Result<Hash> {
     Ok(aidledger_types::hash::sha256(&bytes))
 }
 
+fn module_version(s: &str) -> std::result::Result<ModuleVersion, String> {
+    s.parse()
+}
+
 fn gov_action(cmd: GovCmd) -> Result<GovAction> {
     Ok(match cmd {
         GovCmd::AddOrg { id, name, kind } => GovAction::AddOrg { id, name, kind },
@@ -679,6 +711,23 @@ fn gov_action(cmd: GovCmd) -> Result<GovAction> {
                 at_height,
             }
         }
+        GovCmd::ScheduleUpgrade {
+            modules,
+            at_height,
+            allow_unknown_version,
+        } => {
+            if !allow_unknown_version {
+                if let Some(m) = modules.iter().find(|m| !aidledger_contracts::carries(m)) {
+                    return Err(usage(format!(
+                        "this build of aidledger does not carry {m} (it carries {}); pass \
+                         --allow-unknown-version to schedule a later release's version",
+                        aidledger_contracts::show_modules(&aidledger_contracts::carried_versions())
+                    )));
+                }
+            }
+            GovAction::ScheduleUpgrade { modules, at_height }
+        }
+        GovCmd::CancelUpgrade { at_height } => GovAction::CancelUpgrade { at_height },
         GovCmd::SetParam { name, value } => GovAction::SetParam {
             param: param(&name, value)?,
         },

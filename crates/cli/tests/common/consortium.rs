@@ -25,6 +25,12 @@ impl Testnet {
 
     /// As [`Testnet::up`], with more arguments for `testnet init`.
     pub fn up_with(init_args: &[&str]) -> Testnet {
+        Testnet::up_env(init_args, &[])
+    }
+
+    /// As [`Testnet::up_with`], `testnet init` and every node run with
+    /// extra environment variables (test knobs).
+    pub fn up_env(init_args: &[&str], env: &[(&str, &str)]) -> Testnet {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("net");
         let net = Testnet {
@@ -34,8 +40,8 @@ impl Testnet {
         };
         let mut args = vec!["testnet", "init", "--dir", net.d()];
         args.extend_from_slice(init_args);
-        ok(&args);
-        ok(&["testnet", "up", "--dir", net.d()]);
+        super::ok_env(&args, env);
+        super::ok_env(&["testnet", "up", "--dir", net.d()], env);
         net
     }
 

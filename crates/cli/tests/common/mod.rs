@@ -11,12 +11,19 @@ pub mod consortium;
 
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_aidledger"));
-    c.env_remove("AIDLEDGER_HOME").env_remove("AIDLEDGER_NODE");
+    c.env_remove("AIDLEDGER_HOME")
+        .env_remove("AIDLEDGER_NODE")
+        .env_remove("AIDLEDGER_TEST_MODULES");
     c
 }
 
 pub fn run(args: &[&str]) -> Output {
-    bin().args(args).output().unwrap()
+    run_env(args, &[])
+}
+
+/// [`run`] with extra environment variables (test knobs).
+pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    bin().args(args).envs(env.iter().copied()).output().unwrap()
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -28,7 +35,12 @@ pub fn stderr(o: &Output) -> String {
 }
 
 pub fn ok(args: &[&str]) -> String {
-    let o = run(args);
+    ok_env(args, &[])
+}
+
+/// [`ok`] with extra environment variables (test knobs).
+pub fn ok_env(args: &[&str], env: &[(&str, &str)]) -> String {
+    let o = run_env(args, env);
     assert!(
         o.status.success(),
         "{args:?} failed: {}\n{}",
