@@ -21,7 +21,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use aidledger_consensus::{Envelope, Payload as ConsensusPayload, SafetyState, MESSAGE_MAX_BYTES};
-use aidledger_contracts::model::{GovAction, Subject};
+use aidledger_contracts::model::{GovAction, ModuleVersion, Subject};
 use aidledger_contracts::payload::{self, Payload};
 use aidledger_contracts::{keys, Condition, Genesis, Plan, Program, Release, TrancheStatus};
 use aidledger_crypto::{verify_certificate, Keypair};
@@ -124,6 +124,9 @@ pub struct ClusterReport {
     pub dated_release: Option<String>,
     /// Node 3 replaced its own key while running (ADR 017).
     pub key_replaced: bool,
+    /// The contract upgrade to plans@4 governance scheduled, and whether
+    /// the cluster reached its height (ADR 017, contract upgrades).
+    pub upgrade: Option<(u64, bool)>,
 }
 
 impl ClusterReport {
@@ -136,7 +139,7 @@ impl fmt::Display for ClusterReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {}: {}; byzantine {}; height {}; {} txs committed; {} submitted, {} refused, {} resent, {} gossip replays; proposed [{}]; took effect [{}]; faults [{}]; dated tranche {}; node 3's key {}; {} msgs; trace {:016x}",
+            "seed {}: {}; byzantine {}; height {}; {} txs committed; {} submitted, {} refused, {} resent, {} gossip replays; proposed [{}]; took effect [{}]; faults [{}]; dated tranche {}; node 3's key {}; upgrade {}; {} msgs; trace {:016x}",
             self.seed,
             if self.ok() { "ok" } else { "VIOLATION" },
             self.byzantine
@@ -152,6 +155,11 @@ impl fmt::Display for ClusterReport {
             self.faults.join(", "),
             self.dated_release.as_deref().unwrap_or("-"),
             if self.key_replaced { "replaced" } else { "kept" },
+            match self.upgrade {
+                None => "none".to_string(),
+                Some((at, true)) => format!("plans@4 from {at}"),
+                Some((at, false)) => format!("plans@4 scheduled for {at}, not reached"),
+            },
             self.messages,
             self.trace_hash
         )
@@ -305,6 +313,8 @@ struct Cluster {
     replacement_asked: bool,
     /// Node 3 sent a consensus message signed with its replacement key.
     replaced_signed: bool,
+    /// Governance was asked to upgrade plans@3 to plans@4 at this height.
+    upgrade_at: Option<u64>,
 }
 
 fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
@@ -343,6 +353,12 @@ impl Cluster {
     fn new(seed: u64, opts: ClusterOptions) -> Cluster {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e6f_6465_636f_7265);
         let (mut genesis, keys) = dev_genesis(4, seed);
+        // The chain starts on plans@3; governance upgrades it to plans@4
+        // at a height during the run (ADR 017, contract upgrades).
+        genesis.modules = aidledger_contracts::newest_within(&[ModuleVersion {
+            name: "plans".into(),
+            version: 3,
+        }]);
         // Node 4 belongs to the audit office; its key is an organisation
         // node key, allowed on the network, not a validator. Node 5 holds a
         // second node key of the organisation that runs validator 3: a
@@ -433,6 +449,7 @@ impl Cluster {
             replacement_key,
             replacement_asked: false,
             replaced_signed: false,
+            upgrade_at: None,
         };
         if c.opts.byzantine && (c.opts.byzantine_only.is_some() || c.rng.gen_bool(0.5)) {
             let node = c.rng.gen_range(0..NODES);
@@ -1782,6 +1799,29 @@ impl Cluster {
                 }),
             ));
         }
+        // Once per run, a contract upgrade: every node must switch at
+        // exactly its height, whatever faults it went through.
+        if self.upgrade_at.is_none() && self.rng.gen_range(0..30u32) == 0 {
+            let h = self.height(i);
+            let at_height = activation_height(&state, h);
+            self.upgrade_at = Some(at_height);
+            self.report.reconfigurations.push(format!(
+                "upgrade to plans@4 at {at_height} (proposed near height {h})"
+            ));
+            txs.push(self.factory.sign_as(
+                "state-bank",
+                Role::Admin,
+                &Payload::GovPropose(payload::GovPropose {
+                    action: GovAction::ScheduleUpgrade {
+                        modules: vec![ModuleVersion {
+                            name: "plans".into(),
+                            version: 4,
+                        }],
+                        at_height,
+                    },
+                }),
+            ));
+        }
         if self.reconfig_step < 8 && self.rng.gen_range(0..15u32) == 0 {
             // Once node 3's old key is retired, only sets naming its
             // replacement can pass.
@@ -1852,8 +1892,49 @@ impl Cluster {
         }
     }
 
+    /// Every node runs plans@3 below the upgrade's height and plans@4 from
+    /// it on (its committed state's `gov/modules`), and so does the
+    /// proposal for the block the upgrade applies to.
+    fn check_upgrade(&mut self) {
+        let Some(at) = self.upgrade_at else {
+            return;
+        };
+        let mut reached = false;
+        for i in 0..NODES {
+            let store = self.nodes[i].store.clone();
+            let state = StoreState(store.as_ref());
+            let h = self.height(i);
+            let Ok(modules) = aidledger_execution::read_modules(&state) else {
+                continue; // an empty store (a wiped node still syncing)
+            };
+            let plans = modules
+                .iter()
+                .find(|m| m.name == "plans")
+                .map(|m| m.version);
+            // The proposal may never have executed (approved too late for
+            // its height, or not yet); then plans@3 stays.
+            let executed = aidledger_audit::scan_all(&state, keys::PROPOSAL_PREFIX)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(_, v)| codec::decode::<aidledger_contracts::model::Proposal>(&v).ok())
+                .any(|p| {
+                    p.status == aidledger_contracts::model::ProposalStatus::Executed
+                        && matches!(p.action, GovAction::ScheduleUpgrade { .. })
+                });
+            let want = if executed && h >= at { 4 } else { 3 };
+            reached |= want == 4;
+            if plans != Some(want) {
+                self.violation(format!(
+                    "node {i} at height {h} runs plans@{plans:?}, expected plans@{want} (upgrade at {at})"
+                ));
+            }
+        }
+        self.report.upgrade = Some((at, reached));
+    }
+
     fn final_checks(&mut self, heights_at_heal: &[u64]) {
         self.check_dated_release();
+        self.check_upgrade();
         self.check_key_replacement();
         // Every node that is up committed past where it was at the heal.
         let target = heights_at_heal.iter().copied().max().unwrap_or(0) + 1;

@@ -39,6 +39,9 @@ fn run_many(
     v
 }
 
+/// Seeds of 500 in which the plans@4 upgrade must take effect.
+const UPGRADED_MIN: usize = 400;
+
 fn all_faults() -> ClusterOptions {
     ClusterOptions {
         faults: true,
@@ -97,6 +100,15 @@ fn five_hundred_seeds_of_node_cores_keep_every_invariant() {
     assert!(
         replaced >= 300 && on_new_key >= 100,
         "node 3's key replaced in {replaced} seeds, {on_new_key} sets on the new key"
+    );
+    // The contract upgrade reached its height in most seeds.
+    let upgraded = reports
+        .iter()
+        .filter(|r| r.upgrade.is_some_and(|(_, reached)| reached))
+        .count();
+    assert!(
+        upgraded >= UPGRADED_MIN,
+        "the plans@4 upgrade took effect in only {upgraded} seeds"
     );
     assert!(
         resent >= 10_000 && replays >= 1_000,
