@@ -54,6 +54,9 @@ pub struct Metrics {
     pub net_denied_connections: Gauge,
     pub net_ping_failures: Gauge,
     pub net_limited_connections: Gauge,
+    pub net_wire_previous_in: Gauge,
+    pub net_wire_current_in: Gauge,
+    pub net_wire_refused: Gauge,
     pub phase_seconds: Family<PhaseLabel, Histogram>,
     pub block_txs: Histogram,
 }
@@ -107,13 +110,16 @@ impl Metrics {
             net_denied_connections: Gauge::default(),
             net_ping_failures: Gauge::default(),
             net_limited_connections: Gauge::default(),
+            net_wire_previous_in: Gauge::default(),
+            net_wire_current_in: Gauge::default(),
+            net_wire_refused: Gauge::default(),
             phase_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
             block_txs: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             registry: Registry::default(),
         };
-        let gauges: [(&str, &str, &Gauge); 15] = [
+        let gauges: [(&str, &str, &Gauge); 18] = [
             (
                 "admission_queue_txs",
                 "Transactions queued for their signature check in the admission pool",
@@ -169,6 +175,22 @@ impl Metrics {
                 "Peer connections refused, or dials not made, because a network.max_* \
                  connection limit was reached",
                 &m.net_limited_connections,
+            ),
+            (
+                "net_wire_previous_in",
+                "Gossip and sync messages received in the previous wire version (members still on \
+                 the previous release)",
+                &m.net_wire_previous_in,
+            ),
+            (
+                "net_wire_current_in",
+                "Gossip and sync messages received in the current wire version",
+                &m.net_wire_current_in,
+            ),
+            (
+                "net_wire_refused",
+                "Members disconnected because they speak no wire version this node speaks",
+                &m.net_wire_refused,
             ),
         ];
         for (name, help, g) in gauges {
@@ -286,6 +308,9 @@ impl Metrics {
         self.net_denied_connections.set(g(&s.denied_connections));
         self.net_ping_failures.set(g(&s.ping_failures));
         self.net_limited_connections.set(g(&s.limited_connections));
+        self.net_wire_previous_in.set(g(&s.wire_previous_in));
+        self.net_wire_current_in.set(g(&s.wire_current_in));
+        self.net_wire_refused.set(g(&s.wire_refused));
     }
 
     pub fn render(&self) -> String {

@@ -339,6 +339,8 @@ async fn run_async(
             max_pending_incoming: cfg.network.max_pending_incoming,
             max_pending_outgoing: cfg.network.max_pending_outgoing,
         },
+        wire_min: aidledger_network::WIRE_MIN,
+        wire_max: crate::test_knobs::wire_max()?,
     };
     let (net, net_rx) =
         aidledger_network::spawn(net_cfg.clone(), identity_from_seed(network_key)?)?;

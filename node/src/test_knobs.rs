@@ -7,6 +7,10 @@
 //! contract upgrades): `genesis init` and `testnet` pin those versions,
 //! and a node treats higher versions as missing, so it stops before an
 //! upgrade to them, as a real older release would.
+//!
+//! `AIDLEDGER_TEST_WIRE_MAX=1` makes the node speak wire versions up to 1
+//! only (ADR 017, part 3): the previous release's gossip topics and sync
+//! protocol, for the rolling wire-upgrade test.
 
 use aidledger_contracts::ModuleVersion;
 
@@ -24,6 +28,31 @@ pub fn module_ceiling() -> anyhow::Result<Vec<ModuleVersion>> {
         return Ok(Vec::new());
     }
     parse_ceiling(&text)
+}
+
+/// The environment variable capping the wire version.
+pub const WIRE_VAR: &str = "AIDLEDGER_TEST_WIRE_MAX";
+
+/// The highest wire version this node speaks: [`WIRE_VAR`] if set (in a
+/// build with test knobs), else the build's newest.
+pub fn wire_max() -> anyhow::Result<u32> {
+    use aidledger_types::wire::{WIRE_MIN, WIRE_VERSION};
+    let Ok(text) = std::env::var(WIRE_VAR) else {
+        return Ok(WIRE_VERSION);
+    };
+    if !cfg!(feature = "test-knobs") {
+        tracing::warn!("{WIRE_VAR} is set but this build has no test knobs; it is ignored");
+        return Ok(WIRE_VERSION);
+    }
+    let v: u32 = text
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{WIRE_VAR}: {text:?} is not a number"))?;
+    anyhow::ensure!(
+        (WIRE_MIN..=WIRE_VERSION).contains(&v),
+        "{WIRE_VAR}: {v} is not a wire version this build speaks ({WIRE_MIN} to {WIRE_VERSION})"
+    );
+    Ok(v)
 }
 
 fn parse_ceiling(text: &str) -> anyhow::Result<Vec<ModuleVersion>> {

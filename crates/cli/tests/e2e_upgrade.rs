@@ -22,8 +22,8 @@ mod common;
 use std::path::Path;
 
 use common::consortium::{
-    api_get, every_node_agrees, govern, height, metric, pid_of, signal, status, wait_exit,
-    wait_until, Org, Testnet,
+    api_get, every_node_agrees, govern, height, metric, pid_of, restart_node, signal, status,
+    wait_exit, wait_until, Org, Testnet,
 };
 use common::{ok, run, run_env, s, stderr, stdout};
 use serde_json::Value;
@@ -51,20 +51,6 @@ fn modules(api: &str) -> Vec<String> {
 
 fn log_of(home: &Path) -> String {
     std::fs::read_to_string(home.join("node.log")).unwrap_or_default()
-}
-
-/// Stops the node of `o` and starts it again, with the old build's knob
-/// or without it; waits until it has caught up with `leader`.
-fn restart(net: &Testnet, o: &Org, old: bool, leader: &str) {
-    let pid = pid_of(&o.home);
-    signal(pid, "-TERM");
-    wait_exit(pid, 30);
-    let env: &[(&str, &str)] = if old { &[OLD] } else { &[] };
-    common::ok_env(&["testnet", "up", "--dir", net.d()], env);
-    let target = height(leader);
-    wait_until(&format!("{} back and caught up", o.id), 120, || {
-        height(&o.api) >= target
-    });
 }
 
 /// `create-plan` of one tranche paying 1.00 to finance-bureau.
@@ -180,7 +166,7 @@ fn a_contract_upgrade_takes_effect_at_its_height_on_a_consortium_upgraded_one_bi
     // 2. The nodes move to the new binary one at a time, all but one
     //    validator; the consortium keeps committing throughout.
     for o in all.iter().filter(|o| o.id != stay_old.id) {
-        restart(&net, o, false, &bank.api);
+        restart_node(&net, o, &[], &bank.api);
     }
 
     // 3. A careless proposal of a version no build carries is stopped by

@@ -101,10 +101,21 @@ pub fn sync_request(data: &[u8]) {
     let _ = round_trip::<SyncRequest>(data, SYNC_REQUEST_MAX_BYTES);
 }
 
-/// A sync answer: blocks with certificates, or a candidate block.
+/// A sync answer: blocks with certificates, or a candidate block; and the
+/// re-encodings between wire versions 1 and 2 the network's codec makes
+/// on `sync/1` streams (ADR 017, part 3), which must refuse, never panic,
+/// and agree with each other when both succeed.
 pub fn sync_response(data: &[u8]) {
     let _ = round_trip::<SyncResponse>(data, SYNC_RESPONSE_MAX_BYTES);
     let _ = round_trip::<CandidateResponse>(data, SYNC_RESPONSE_MAX_BYTES);
+    if let Ok(v1) = aidledger_types::wire::sync_response_to_v1(data) {
+        let back = aidledger_types::wire::sync_response_from_v1(&v1);
+        assert!(
+            back.is_ok(),
+            "a response re-encoded as version 1 does not read back"
+        );
+    }
+    let _ = aidledger_types::wire::sync_response_from_v1(data);
 }
 
 /// A chain file, read the way `audit replay --file` reads one.

@@ -157,6 +157,16 @@ fn seed_corpus() -> Vec<(String, String, Vec<u8>)> {
         "blocks",
         &codec::encode(&SyncResponse {
             head,
+            base: 1,
+            blocks: entries.clone(),
+        }),
+    );
+    // The same answer as a peer on wire version 1 sends it.
+    put(
+        "sync_response",
+        "blocks-v1",
+        &codec::encode(&aidledger_types::wire::SyncResponseV1 {
+            head,
             blocks: entries.clone(),
         }),
     );

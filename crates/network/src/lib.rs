@@ -16,6 +16,13 @@
 //!   an authenticated noise connection to an allow-listed member, and
 //!   gossipsub's signature on every copy of every message was 4 % of a
 //!   validator's CPU under load;
+//! * versioned wire protocols (ADR 017, part 3): one topic per wire
+//!   version a node speaks (`/aidledger/{chain}/txs/{v}`, `.../consensus/{v}`),
+//!   publishing on the newest each peer is subscribed to, and sync ids
+//!   `.../sync/{v}` offered newest first; identify announces the range
+//!   (`aidledger/<release> wire=<min>-<max>`) and a member with no common
+//!   version is disconnected. Nodes upgrade one at a time across a wire
+//!   change;
 //! * request-response for block sync; identify and ping;
 //! * an allow-list: only peers whose keys are in the consortium's genesis
 //!   may hold a connection. A connection from any other peer is closed as
@@ -49,7 +56,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 pub use aidledger_types::wire::{
-    GOSSIP_MAX_BYTES, SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES,
+    GOSSIP_MAX_BYTES, SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES, WIRE_MIN, WIRE_VERSION,
 };
 pub use libp2p::{Multiaddr as Addr, PeerId as NetPeerId};
 
@@ -105,6 +112,11 @@ pub struct NetworkConfig {
     /// Bounds on connections, enforced before any of them costs more
     /// than a socket.
     pub limits: PeerLimits,
+    /// The wire versions this node speaks (ADR 017, part 3): normally
+    /// [`WIRE_MIN`] to [`WIRE_VERSION`]. A test knob lowers `wire_max` to
+    /// stand in for the previous release.
+    pub wire_min: u32,
+    pub wire_max: u32,
 }
 
 /// Connection bounds of the peer-to-peer side. Members are few, so the
@@ -220,6 +232,14 @@ pub struct NetStats {
     pub limited_connections: AtomicU64,
     /// Connections closed because a ping went unanswered.
     pub ping_failures: AtomicU64,
+    /// Gossip messages and sync messages received in the previous wire
+    /// version (from, or for, members still on the previous release), and
+    /// in the current one.
+    pub wire_previous_in: AtomicU64,
+    pub wire_current_in: AtomicU64,
+    /// Members disconnected because they speak no wire version this node
+    /// speaks.
+    pub wire_refused: AtomicU64,
 }
 
 /// The node's handle on the network task. Cheap to clone.
@@ -332,11 +352,51 @@ struct Behaviour {
     ping: ping::Behaviour,
 }
 
-fn topic_name(chain: &str, t: Topic) -> String {
+fn topic_name(chain: &str, t: Topic, version: u32) -> String {
     match t {
-        Topic::Txs => format!("/aidledger/{chain}/txs/1"),
-        Topic::Consensus => format!("/aidledger/{chain}/consensus/1"),
+        Topic::Txs => format!("/aidledger/{chain}/txs/{version}"),
+        Topic::Consensus => format!("/aidledger/{chain}/consensus/{version}"),
     }
+}
+
+/// One gossip topic per wire version this node speaks, oldest first.
+#[derive(Clone)]
+struct VersionedTopic {
+    version: u32,
+    topic: IdentTopic,
+    hash: gossipsub::TopicHash,
+}
+
+fn versioned_topics(chain: &str, t: Topic, min: u32, max: u32) -> Vec<VersionedTopic> {
+    (min..=max)
+        .map(|version| {
+            let topic = IdentTopic::new(topic_name(chain, t, version));
+            VersionedTopic {
+                version,
+                hash: topic.hash(),
+                topic,
+            }
+        })
+        .collect()
+}
+
+/// Where to publish so that every member gets the message in a version it
+/// speaks: the newest of our topics each subscribed peer is on. With every
+/// member upgraded that is the newest topic alone; while some are on the
+/// previous release, both (the receivers drop the second copy).
+fn publish_targets(gossip: &gossipsub::Behaviour, topics: &[VersionedTopic]) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::new();
+    for (_, subscribed) in gossip.all_peers() {
+        if let Some(i) = topics.iter().rposition(|t| subscribed.contains(&&t.hash)) {
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(topics.len() - 1);
+    }
+    out
 }
 
 fn build_transport(
@@ -413,7 +473,15 @@ fn gossip_config(
         .mesh_outbound_min(0)
         .flood_publish(true)
         .duplicate_cache_time(Duration::from_secs(120))
-        .message_id_fn(|m: &gossipsub::Message| MessageId::from(Sha256::digest(&m.data).to_vec()))
+        // The topic is part of the id: the same bytes published on two
+        // versions' topics are two messages (ADR 017, part 3).
+        .message_id_fn(|m: &gossipsub::Message| {
+            let mut h = Sha256::new();
+            h.update(m.topic.as_str().as_bytes());
+            h.update([0u8]);
+            h.update(&m.data);
+            MessageId::from(h.finalize().to_vec())
+        })
         .build()
         .map_err(|e| NetError::Transport(e.to_string()))
 }
@@ -449,19 +517,37 @@ pub fn spawn_with_stats(
         .map_err(|e| NetError::Transport(e.to_string()))?;
     let cons = gossipsub::Behaviour::new(MessageAuthenticity::Author(local_peer_id), cons_cfg)
         .map_err(|e| NetError::Transport(e.to_string()))?;
-    let sync_protocol =
-        StreamProtocol::try_from_owned(format!("/aidledger/{}/sync/1", config.chain_id))
+    if config.wire_min == 0 || config.wire_min > config.wire_max || config.wire_max > WIRE_VERSION {
+        return Err(NetError::Transport(format!(
+            "wire versions {}-{} are not within 1-{WIRE_VERSION}",
+            config.wire_min, config.wire_max
+        )));
+    }
+    // Newest first: a stream negotiates the first one both ends speak.
+    let mut sync_protocols = Vec::new();
+    for v in (config.wire_min..=config.wire_max).rev() {
+        let p = StreamProtocol::try_from_owned(format!("/aidledger/{}/sync/{v}", config.chain_id))
             .map_err(|e| NetError::Transport(e.to_string()))?;
-    let sync = request_response::Behaviour::new(
-        [(sync_protocol, ProtocolSupport::Full)],
+        sync_protocols.push((p, ProtocolSupport::Full));
+    }
+    let sync = request_response::Behaviour::with_codec(
+        codec::SyncCodec::new(stats.clone()),
+        sync_protocols,
         request_response::Config::default()
             .with_request_timeout(Duration::from_secs(30))
             .with_max_concurrent_streams(32),
     );
-    let identify = identify::Behaviour::new(identify::Config::new(
-        format!("/aidledger/{}/1", config.chain_id),
-        key.public(),
-    ));
+    let identify = identify::Behaviour::new(
+        identify::Config::new(
+            format!("/aidledger/{}/{}", config.chain_id, config.wire_max),
+            key.public(),
+        )
+        .with_agent_version(aidledger_types::wire::agent_string(
+            env!("CARGO_PKG_VERSION"),
+            config.wire_min,
+            config.wire_max,
+        )),
+    );
     let ping = ping::Behaviour::new(
         ping::Config::new()
             .with_interval(config.ping_interval)
@@ -493,18 +579,32 @@ pub fn spawn_with_stats(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
 
-    let txs_topic = IdentTopic::new(topic_name(&config.chain_id, Topic::Txs));
-    let cons_topic = IdentTopic::new(topic_name(&config.chain_id, Topic::Consensus));
-    swarm
-        .behaviour_mut()
-        .gossip
-        .subscribe(&txs_topic)
-        .map_err(|e| NetError::Transport(e.to_string()))?;
-    swarm
-        .behaviour_mut()
-        .cons
-        .subscribe(&cons_topic)
-        .map_err(|e| NetError::Transport(e.to_string()))?;
+    let txs_topics = versioned_topics(
+        &config.chain_id,
+        Topic::Txs,
+        config.wire_min,
+        config.wire_max,
+    );
+    let cons_topics = versioned_topics(
+        &config.chain_id,
+        Topic::Consensus,
+        config.wire_min,
+        config.wire_max,
+    );
+    for t in &txs_topics {
+        swarm
+            .behaviour_mut()
+            .gossip
+            .subscribe(&t.topic)
+            .map_err(|e| NetError::Transport(e.to_string()))?;
+    }
+    for t in &cons_topics {
+        swarm
+            .behaviour_mut()
+            .cons
+            .subscribe(&t.topic)
+            .map_err(|e| NetError::Transport(e.to_string()))?;
+    }
     swarm
         .listen_on(config.listen.clone())
         .map_err(|e| NetError::Address {
@@ -525,8 +625,8 @@ pub fn spawn_with_stats(
     let task = Task {
         swarm,
         config,
-        txs_topic,
-        cons_topic,
+        txs_topics,
+        cons_topics,
         events: ev_tx,
         peers: handle.peers.clone(),
         stats: handle.stats.clone(),
@@ -541,8 +641,8 @@ pub fn spawn_with_stats(
 struct Task {
     swarm: Swarm<Behaviour>,
     config: NetworkConfig,
-    txs_topic: IdentTopic,
-    cons_topic: IdentTopic,
+    txs_topics: Vec<VersionedTopic>,
+    cons_topics: Vec<VersionedTopic>,
     events: mpsc::Sender<NetEvent>,
     peers: Arc<Mutex<BTreeSet<PeerId>>>,
     stats: Arc<NetStats>,
@@ -601,31 +701,41 @@ impl Task {
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Publish { topic, data } => {
-                let (t, data) = match topic {
-                    Topic::Txs => (self.txs_topic.clone(), data),
+                let data = match topic {
+                    Topic::Txs => data,
                     Topic::Consensus => {
                         let seq = self.publish_seq;
                         self.publish_seq = seq.wrapping_add(1);
                         let mut framed = Vec::with_capacity(CONSENSUS_FRAME_BYTES + data.len());
                         framed.extend_from_slice(&seq.to_be_bytes());
                         framed.extend_from_slice(&data);
-                        (self.cons_topic.clone(), framed)
+                        framed
                     }
                 };
                 let b = self.swarm.behaviour_mut();
-                let gossip = match topic {
-                    Topic::Txs => &mut b.gossip,
-                    Topic::Consensus => &mut b.cons,
+                let (gossip, topics) = match topic {
+                    Topic::Txs => (&mut b.gossip, &self.txs_topics),
+                    Topic::Consensus => (&mut b.cons, &self.cons_topics),
                 };
-                match gossip.publish(t, data) {
-                    Ok(_) => {}
-                    // No peers yet, or a duplicate of something already
-                    // published: neither is an error for the node.
-                    Err(gossipsub::PublishError::Duplicate)
-                    | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
-                    Err(e) => {
-                        self.stats.publish_failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(error = %e, "publish failed");
+                let targets = publish_targets(gossip, topics);
+                let last = targets.len() - 1;
+                let mut data = Some(data);
+                for (n, i) in targets.into_iter().enumerate() {
+                    let bytes = if n == last {
+                        data.take().unwrap_or_default()
+                    } else {
+                        data.clone().unwrap_or_default()
+                    };
+                    match gossip.publish(topics[i].topic.clone(), bytes) {
+                        Ok(_) => {}
+                        // No peers yet, or a duplicate of something already
+                        // published: neither is an error for the node.
+                        Err(gossipsub::PublishError::Duplicate)
+                        | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+                        Err(e) => {
+                            self.stats.publish_failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(error = %e, "publish failed");
+                        }
                     }
                 }
             }
@@ -757,6 +867,11 @@ impl Task {
                     .await?
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.sync_event(ev).await?,
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => self.check_wire(peer_id, &info.agent_version),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
@@ -773,8 +888,29 @@ impl Task {
         Ok(())
     }
 
+    /// Disconnects a member that speaks no wire version this node speaks
+    /// (it announces its range in its identify agent string; one that
+    /// announces none predates versioning and speaks version 1).
+    fn check_wire(&mut self, peer: PeerId, agent: &str) {
+        let theirs = aidledger_types::wire::parse_agent_wire(agent).unwrap_or((1, 1));
+        let ours = (self.config.wire_min, self.config.wire_max);
+        if !aidledger_types::wire::ranges_overlap(ours, theirs) {
+            self.stats.wire_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                %peer,
+                agent,
+                ours = format!("{}-{}", ours.0, ours.1),
+                theirs = format!("{}-{}", theirs.0, theirs.1),
+                "the member speaks no wire version this node speaks; disconnected. Upgrade the \
+                 older of the two nodes (the operator guide's upgrades section)"
+            );
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
     /// A gossip message that arrived through the behaviour for `via`:
-    /// accepted (and forwarded) only on that behaviour's own topic, from an
+    /// accepted (and forwarded) only on that behaviour's own topics (one
+    /// per wire version this node speaks), from an
     /// author and a forwarder that are members, and for consensus only
     /// with its frame counter.
     async fn on_gossip(
@@ -785,20 +921,24 @@ impl Task {
         message: gossipsub::Message,
     ) -> Result<(), ()> {
         self.stats.gossip_in.fetch_add(1, Ordering::Relaxed);
-        let own_topic = match via {
-            Topic::Txs => self.txs_topic.hash(),
-            Topic::Consensus => self.cons_topic.hash(),
+        let topics = match via {
+            Topic::Txs => &self.txs_topics,
+            Topic::Consensus => &self.cons_topics,
         };
+        let version = topics
+            .iter()
+            .find(|t| t.hash == message.topic)
+            .map(|t| t.version);
+        match version {
+            Some(v) if v < WIRE_VERSION => &self.stats.wire_previous_in,
+            _ => &self.stats.wire_current_in,
+        }
+        .fetch_add(1, Ordering::Relaxed);
         let author = message.source;
         let member = |p: &PeerId| self.config.allowed.contains(p);
         let framed = via != Topic::Consensus || message.data.len() >= CONSENSUS_FRAME_BYTES;
         let verdict = match author {
-            Some(a)
-                if message.topic == own_topic
-                    && framed
-                    && member(&a)
-                    && member(&propagation_source) =>
-            {
+            Some(a) if version.is_some() && framed && member(&a) && member(&propagation_source) => {
                 MessageAcceptance::Accept
             }
             _ => MessageAcceptance::Reject,

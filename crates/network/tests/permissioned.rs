@@ -3,12 +3,13 @@
 //! non-member is refused; a wrong pre-shared key is refused; connections
 //! that never finish their handshake are bounded.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use aidledger_crypto::Keypair;
 use aidledger_network::{
     identity_from_seed, loopback_addr, peer_id_of, spawn, with_peer, NetEvent, NetworkConfig,
-    NetworkHandle, PeerLimits, Topic,
+    NetworkHandle, PeerLimits, Topic, WIRE_MIN, WIRE_VERSION,
 };
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc::Receiver;
@@ -39,6 +40,22 @@ async fn start_with(
     psk: Option<[u8; 32]>,
     limits: PeerLimits,
 ) -> Node {
+    start_full(i, allowed, bootstrap, psk, limits, (WIRE_MIN, WIRE_VERSION)).await
+}
+
+/// A node that speaks the wire versions `wire` (min, max).
+async fn start_wire(i: u8, allowed: &[u8], bootstrap: Vec<Multiaddr>, wire: (u32, u32)) -> Node {
+    start_full(i, allowed, bootstrap, None, PeerLimits::default(), wire).await
+}
+
+async fn start_full(
+    i: u8,
+    allowed: &[u8],
+    bootstrap: Vec<Multiaddr>,
+    psk: Option<[u8; 32]>,
+    limits: PeerLimits,
+    wire: (u32, u32),
+) -> Node {
     let cfg = NetworkConfig {
         chain_id: "net-test".into(),
         listen: loopback_addr(0),
@@ -50,6 +67,8 @@ async fn start_with(
         ping_interval: Duration::from_secs(1),
         publish_seq_start: u64::from(i) << 32,
         limits,
+        wire_min: wire.0,
+        wire_max: wire.1,
     };
     let key = identity_from_seed(seed(i)).unwrap();
     assert_eq!(
@@ -171,6 +190,101 @@ async fn members_gossip_and_sync() {
         }
     }
     assert_eq!(answered.as_deref(), Some(&b"here are blocks"[..]));
+    // Both speak the current wire version: nothing went over the previous
+    // one (publishing picks the newest topic every peer is on).
+    for n in [&a, &b] {
+        assert_eq!(n.handle.stats.wire_previous_in.load(Relaxed), 0);
+        assert!(n.handle.stats.wire_current_in.load(Relaxed) > 0);
+    }
+}
+
+/// Answers the next sync request that reaches `n` with `data`; returns
+/// the request's bytes.
+async fn answer_next(n: &mut Node, data: Vec<u8>) -> Vec<u8> {
+    loop {
+        match timeout(Duration::from_secs(20), n.events.recv()).await {
+            Ok(Some(NetEvent::SyncRequest {
+                data: req, reply, ..
+            })) => {
+                n.handle.reply(reply, data).await.unwrap();
+                return req;
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no sync request: {other:?}"),
+        }
+    }
+}
+
+async fn response_to(n: &mut Node, id: u64) -> Vec<u8> {
+    loop {
+        match timeout(Duration::from_secs(20), n.events.recv()).await {
+            Ok(Some(NetEvent::SyncResponse { request, data, .. })) if request == id => return data,
+            Ok(Some(NetEvent::SyncFailed {
+                request, reason, ..
+            })) if request == id => {
+                panic!("sync request failed: {reason}")
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no sync response: {other:?}"),
+        }
+    }
+}
+
+/// A rolling upgrade across a wire change (ADR 017, part 3): a node on the
+/// previous release (wire version 1 only) and nodes on this one (1 and 2)
+/// gossip both ways, and sync both ways, each side reading the blocks
+/// response in its own version (the codec re-encodes it on `sync/1`
+/// streams). A node that speaks no common version is disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_the_previous_and_the_current_wire_version_gossip_and_sync() {
+    use aidledger_types::codec;
+    use aidledger_types::wire::{SyncRequest, SyncResponse, SyncResponseV1};
+    let mut old = start_wire(1, &[2, 3], vec![], (1, 1)).await;
+    let mut new = start_wire(2, &[1, 3], vec![old.addr.clone()], (WIRE_MIN, WIRE_VERSION)).await;
+    assert!(publish_until_seen(&new.handle, &mut old.events, b"to-the-old-node").await);
+    assert!(publish_until_seen(&old.handle, &mut new.events, b"to-the-new-node").await);
+    assert!(new.handle.stats.wire_previous_in.load(Relaxed) > 0);
+
+    let ask = codec::encode(&SyncRequest::Blocks { from: 1, max: 8 });
+    let answer = codec::encode(&SyncResponse {
+        head: 42,
+        base: 1,
+        blocks: Vec::new(),
+    });
+    // The new node asks the old one: the request goes out as sync/1, the
+    // old node's core answers in its own (newest) format, its codec sends
+    // it as version 1, and the new node's codec reads it back as 2.
+    let id = new.handle.request(peer(1), ask.clone()).await.unwrap();
+    assert_eq!(answer_next(&mut old, answer.clone()).await, ask);
+    let got: SyncResponse = codec::decode(&response_to(&mut new, id).await).unwrap();
+    assert_eq!((got.head, got.base, got.blocks.len()), (42, 1, 0));
+    // And the other way round.
+    let id = old.handle.request(peer(2), ask.clone()).await.unwrap();
+    assert_eq!(answer_next(&mut new, answer.clone()).await, ask);
+    let got: SyncResponse = codec::decode(&response_to(&mut old, id).await).unwrap();
+    assert_eq!(got.head, 42);
+    // What version 1 looks like on the wire is the previous release's
+    // format exactly.
+    let v1 = aidledger_types::wire::sync_response_to_v1(&answer).unwrap();
+    let parsed: SyncResponseV1 = codec::decode(&v1).unwrap();
+    assert_eq!(parsed.head, 42);
+    assert!(codec::decode::<SyncResponse>(&v1).is_err());
+
+    // A node that speaks only a version the old node does not is
+    // disconnected once identify tells them apart.
+    let _far = start_wire(3, &[1, 2], vec![old.addr.clone()], (2, 2)).await;
+    let refused = || {
+        old.handle.stats.wire_refused.load(Relaxed) + _far.handle.stats.wire_refused.load(Relaxed)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while refused() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused() > 0,
+        "no node refused a peer with no common wire version"
+    );
+    drop(new);
 }
 
 /// PBFT retransmits byte-identical messages (view-change and new-view
@@ -396,6 +510,8 @@ async fn a_node_restarts_under_a_new_identity_on_the_same_address() {
         ping_interval: Duration::from_secs(1),
         publish_seq_start: 7,
         limits: PeerLimits::default(),
+        wire_min: WIRE_MIN,
+        wire_max: WIRE_VERSION,
     };
     let (old, mut old_events) = spawn(cfg.clone(), identity_from_seed(seed(2)).unwrap()).unwrap();
     listening(&mut old_events)

@@ -1552,6 +1552,9 @@ impl NodeCore {
         let head = self.parent.height;
         let mut resp = SyncResponse {
             head,
+            // Every node keeps all history until snapshot join (ADR 017,
+            // part 4) brings pruned nodes.
+            base: 1,
             blocks: Vec::new(),
         };
         let (from, max) =
@@ -1739,6 +1742,12 @@ impl NodeCore {
                 return Ok(());
             }
         };
+        if resp.blocks.is_empty() && resp.base > self.parent.height + 1 {
+            tracing::debug!(
+                base = resp.base,
+                "the peer serves blocks only from its base height; another peer will be asked"
+            );
+        }
         let more = resp.head > self.parent.height + resp.blocks.len() as u64;
         let head = resp.head;
         let first = resp.blocks.first().map(|(b, _)| b.header.height);

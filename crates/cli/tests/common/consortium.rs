@@ -335,3 +335,17 @@ pub fn install_node_key(home: &Path, key_file: &Path) {
     std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::copy(key_file, keys.join("node.json")).unwrap();
 }
+
+/// Stops the node of `o` (SIGTERM) and starts it again with `testnet up`,
+/// with extra environment variables (test knobs) or none; waits until it
+/// has caught up with the node at `leader`.
+pub fn restart_node(net: &Testnet, o: &Org, env: &[(&str, &str)], leader: &str) {
+    let pid = pid_of(&o.home);
+    signal(pid, "-TERM");
+    wait_exit(pid, 30);
+    super::ok_env(&["testnet", "up", "--dir", net.d()], env);
+    let target = height(leader);
+    wait_until(&format!("{} back and caught up", o.id), 120, || {
+        height(&o.api) >= target
+    });
+}
