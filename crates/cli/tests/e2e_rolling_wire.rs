@@ -43,7 +43,7 @@ fn a_rolling_upgrade_across_a_wire_change_loses_nothing() {
         assert_eq!(current_in(o), 0.0, "{} received version 2", o.id);
     }
     let load_out = net.tmp.path().join("load.json");
-    let load = start_load(&net, 40, 120, &load_out);
+    let load = start_load(&net, 40, 80, &load_out);
     std::thread::sleep(Duration::from_secs(5));
 
     let leader = all.iter().find(|o| o.validator).unwrap().api.clone();
