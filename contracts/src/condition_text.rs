@@ -272,6 +272,19 @@ impl Parser<'_> {
         parse_subject(&s).map_err(|reason| ContractError::ConditionSyntax { pos: at, reason })
     }
 
+    /// `claim, by: org, subject: s`, shared by `attested` and
+    /// `attested_value`.
+    fn attestation(&mut self) -> Result<(Slug, OrgId, Subject), ContractError> {
+        let claim = self.slug("a claim")?;
+        self.expect(b',')?;
+        self.label("by")?;
+        let by = self.org()?;
+        self.expect(b',')?;
+        self.label("subject")?;
+        let subject = self.subject()?;
+        Ok((claim, by, subject))
+    }
+
     fn cond(&mut self, depth: usize) -> Result<Condition, ContractError> {
         self.ws();
         if depth > MAX_DEPTH {
@@ -324,23 +337,11 @@ impl Parser<'_> {
                 Condition::Approvals { k, of }
             }
             "attested" => {
-                let claim = self.slug("a claim")?;
-                self.expect(b',')?;
-                self.label("by")?;
-                let by = self.org()?;
-                self.expect(b',')?;
-                self.label("subject")?;
-                let subject = self.subject()?;
+                let (claim, by, subject) = self.attestation()?;
                 Condition::Attested { claim, by, subject }
             }
             "attested_value" => {
-                let claim = self.slug("a claim")?;
-                self.expect(b',')?;
-                self.label("by")?;
-                let by = self.org()?;
-                self.expect(b',')?;
-                self.label("subject")?;
-                let subject = self.subject()?;
+                let (claim, by, subject) = self.attestation()?;
                 self.expect(b',')?;
                 self.label("value")?;
                 let (vat, v) = self.atom("a value (code:<slug> or hash:<64 hex>)")?;

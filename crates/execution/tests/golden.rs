@@ -55,16 +55,7 @@ fn run(ceiling: &[&str], upgrade: Option<&str>) -> Vec<String> {
                 ),
             ];
             if plans_version(&c) >= 4 {
-                tranches.push((
-                    "valued",
-                    900,
-                    Condition::AttestedValue {
-                        claim: "income-verified".parse().unwrap(),
-                        by: "poverty-office".parse().unwrap(),
-                        subject: Subject::Household(hh),
-                        value: AttestValue::Code("below-line".parse().unwrap()),
-                    },
-                ));
+                tranches.push(("valued", 900, valued(hh)));
             }
             txs.push(c.f.create_plan("golden", "relief", None, &tranches));
             plans_created = true;
@@ -87,16 +78,7 @@ fn run(ceiling: &[&str], upgrade: Option<&str>) -> Vec<String> {
             // Under plans@4 this plan's last tranche uses the new function.
             let mut tranches = vec![("later", 300, Condition::After(Timestamp(c.time().0 + HOUR)))];
             if plans_version(&c) >= 4 {
-                tranches.push((
-                    "valued",
-                    400,
-                    Condition::AttestedValue {
-                        claim: "income-verified".parse().unwrap(),
-                        by: "poverty-office".parse().unwrap(),
-                        subject: Subject::Household(hh),
-                        value: AttestValue::Code("below-line".parse().unwrap()),
-                    },
-                ));
+                tranches.push(("valued", 400, valued(hh)));
             }
             txs.push(c.f.create_plan("golden-2", "relief", None, &tranches));
         }
@@ -121,6 +103,17 @@ fn run(ceiling: &[&str], upgrade: Option<&str>) -> Vec<String> {
         }
     }
     roots
+}
+
+/// The plans@4 condition the workload uses: household 0's income attested
+/// below the line by the poverty office.
+fn valued(hh: aidledger_types::Hash) -> Condition {
+    Condition::AttestedValue {
+        claim: "income-verified".parse().unwrap(),
+        by: "poverty-office".parse().unwrap(),
+        subject: Subject::Household(hh),
+        value: AttestValue::Code("below-line".parse().unwrap()),
+    }
 }
 
 fn plans_version(c: &Chain) -> u32 {

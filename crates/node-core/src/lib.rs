@@ -1494,10 +1494,10 @@ impl NodeCore {
             .next()
             .is_some_and(|(k, _)| k.starts_with(node_prefix));
         let vset_changed = outcome.validator_set != self.parent.validator_set;
-        let modules_changed = outcome.writes.keys().any(|k| {
-            k.as_slice() == contracts::keys::MODULES
-                || k.as_slice() == contracts::keys::UPGRADE_SCHEDULED
-        });
+        let modules_changed = outcome.writes.contains_key(contracts::keys::MODULES)
+            || outcome
+                .writes
+                .contains_key(contracts::keys::UPGRADE_SCHEDULED);
         self.parent = self.parent.child(&block, &outcome, Some(certificate));
         self.acc = outcome.accumulator;
         self.outcomes.retain(|_, c| c.height > height);
