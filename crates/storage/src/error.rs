@@ -72,6 +72,10 @@ pub enum StorageError {
         len: usize,
         limit: usize,
     },
+    #[error("snapshot install: {0}")]
+    Snapshot(String),
+    #[error(transparent)]
+    SnapshotInvalid(#[from] aidledger_types::snapshot::SnapshotError),
 }
 
 impl From<rocksdb::Error> for StorageError {

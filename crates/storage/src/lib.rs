@@ -23,11 +23,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use aidledger_types::block::{BLOCK_MAX_BYTES, BLOCK_MAX_TXS, VALIDATORS_MAX};
+use aidledger_types::snapshot::SnapshotManifest;
 use aidledger_types::{codec, Block, CommitCertificate, Hash, StateAccumulator};
 
 mod error;
 mod mem;
 mod rocks;
+pub mod snapshot;
 
 pub use error::StorageError;
 pub use mem::MemStore;
@@ -37,10 +39,8 @@ pub use rocks::{keys, Cf, RocksStore};
 pub const SCAN_LIMIT_MAX: usize = 10_000;
 /// Most blocks one `blocks_range` returns; larger ranges are truncated.
 pub const BLOCKS_RANGE_MAX: usize = 1_000;
-/// Longest state key.
-pub const STATE_KEY_MAX_BYTES: usize = 1024;
-/// Longest state value.
-pub const STATE_VALUE_MAX_BYTES: usize = 1024 * 1024;
+/// Longest state key, and longest state value (shared with snapshots).
+pub use aidledger_types::snapshot::{STATE_KEY_MAX_BYTES, STATE_VALUE_MAX_BYTES};
 /// Most state writes in one block, and most entries in the initial state.
 pub const STATE_WRITES_MAX: usize = 1_000_000;
 /// Longest encoded receipt.
@@ -163,6 +163,44 @@ pub trait Store: Send + Sync {
     /// the store's own bookkeeping, so it cannot overwrite the head.
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
     fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StorageError>;
+
+    /// The lowest height whose block this store holds: 1 on a store that
+    /// keeps all history from genesis (an archive), `S` on one that joined
+    /// from a snapshot at `S` (pruned, ADR 017 part 4). Blocks, their
+    /// certificates and the transaction index exist from the base on.
+    fn base(&self) -> Result<u64, StorageError>;
+
+    /// Starts installing a snapshot at `height` into a store with no
+    /// committed block: stores the genesis document (the same one, if one
+    /// is stored), clears the state and marks the install unfinished.
+    /// Starting again discards an unfinished install. Until
+    /// [`Store::snapshot_finish`], nothing commits on this store.
+    fn snapshot_begin(
+        &self,
+        genesis_hash: Hash,
+        genesis_bytes: Vec<u8>,
+        height: u64,
+    ) -> Result<(), StorageError>;
+
+    /// Adds one chunk's pairs (checked against the manifest by the caller)
+    /// to an install begun at `height`. Keys must be sorted strictly and
+    /// within the limits.
+    fn snapshot_put_chunk(
+        &self,
+        height: u64,
+        pairs: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), StorageError>;
+
+    /// Finishes an install: checks the manifest, recomputes the
+    /// accumulator of every stored pair and refuses unless it is the one
+    /// the manifest's block certifies; then atomically stores the block,
+    /// its certificate, the accumulator, the head and the base, and clears
+    /// the unfinished mark. Returns the new head.
+    fn snapshot_finish(&self, manifest: &SnapshotManifest) -> Result<Head, StorageError>;
+
+    /// The height of an unfinished snapshot install, if one is under way
+    /// (or was cut short by a crash: the caller begins it again).
+    fn snapshot_installing(&self) -> Result<Option<u64>, StorageError>;
 
     /// Blocks `from..=to_inclusive` in order, for block sync. Stops at the
     /// first missing height and returns at most [`BLOCKS_RANGE_MAX`] blocks.

@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use aidledger_types::snapshot::SnapshotManifest;
 use aidledger_types::{Block, CommitCertificate, Hash, StateAccumulator};
 
+use crate::snapshot::{check_finish, check_installing, check_pairs, refuse_while_installing};
 use crate::{
     check_block_commit, check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch,
     Head, KeyValues, StorageError, Store, TxIndexed, TxLocation, SAFETY_STATE_MAX_BYTES,
@@ -23,6 +25,11 @@ struct Inner {
     accumulator: StateAccumulator,
     safety: Option<Vec<u8>>,
     meta: BTreeMap<String, Vec<u8>>,
+    /// The snapshot height this store joined from; `None` for history
+    /// from genesis.
+    base: Option<u64>,
+    /// An unfinished snapshot install's height.
+    installing: Option<u64>,
 }
 
 /// BTreeMaps behind a lock, with the same validation as [`crate::RocksStore`].
@@ -134,6 +141,7 @@ impl Store for MemStore {
         accumulator: &StateAccumulator,
     ) -> Result<(), StorageError> {
         let inner = self.read();
+        refuse_while_installing(inner.installing)?;
         let genesis = inner.genesis.as_ref().map(|g| g.0);
         let tx_index = &inner.tx_index;
         check_block_commit(
@@ -155,6 +163,7 @@ impl Store for MemStore {
 
     fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError> {
         let mut inner = self.write();
+        refuse_while_installing(inner.installing)?;
         let genesis = inner.genesis.as_ref().map(|g| g.0);
         let ids = {
             let tx_index = &inner.tx_index;
@@ -223,6 +232,70 @@ impl Store for MemStore {
 
     fn genesis(&self) -> Result<Option<(Hash, Vec<u8>)>, StorageError> {
         Ok(self.read().genesis.clone())
+    }
+
+    fn base(&self) -> Result<u64, StorageError> {
+        Ok(self.read().base.unwrap_or(1))
+    }
+
+    fn snapshot_begin(
+        &self,
+        genesis_hash: Hash,
+        genesis_bytes: Vec<u8>,
+        height: u64,
+    ) -> Result<(), StorageError> {
+        let mut inner = self.write();
+        crate::snapshot::check_begin(
+            inner.head.is_some(),
+            inner.genesis.as_ref().map(|g| g.0),
+            genesis_hash,
+            &genesis_bytes,
+            height,
+        )?;
+        inner.genesis = Some((genesis_hash, genesis_bytes));
+        inner.state.clear();
+        inner.accumulator = StateAccumulator::new();
+        inner.installing = Some(height);
+        Ok(())
+    }
+
+    fn snapshot_put_chunk(
+        &self,
+        height: u64,
+        pairs: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), StorageError> {
+        let mut inner = self.write();
+        check_installing(inner.installing, height)?;
+        check_pairs(pairs)?;
+        for (k, v) in pairs {
+            inner.state.insert(k.clone(), v.clone());
+        }
+        Ok(())
+    }
+
+    fn snapshot_finish(&self, manifest: &SnapshotManifest) -> Result<Head, StorageError> {
+        let mut inner = self.write();
+        let height = manifest.height();
+        check_installing(inner.installing, height)?;
+        let mut acc = StateAccumulator::new();
+        for (k, v) in &inner.state {
+            acc.insert(k, v);
+        }
+        let acc = check_finish(manifest, (acc, inner.state.len() as u64))?;
+        let head = head_of(&manifest.block);
+        inner.blocks.insert(height, manifest.block.clone());
+        inner
+            .certificates
+            .insert(height, manifest.certificate.clone());
+        inner.accumulator = acc;
+        inner.head = Some(head);
+        inner.base = Some(height);
+        inner.installing = None;
+        Ok(head)
+    }
+
+    fn snapshot_installing(&self) -> Result<Option<u64>, StorageError> {
+        Ok(self.read().installing)
     }
 
     fn put_safety_state(&self, bytes: &[u8]) -> Result<(), StorageError> {

@@ -29,10 +29,15 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use aidledger_types::codec::{self, CodecError};
+use aidledger_types::snapshot::SnapshotManifest;
 use aidledger_types::state_root::AccumulatorBytes;
 use aidledger_types::{Block, CommitCertificate, Hash, StateAccumulator};
 
 use crate::error::corrupt;
+use crate::snapshot::{
+    check_begin, check_finish, check_installing, check_pairs, recompute_accumulator,
+    refuse_while_installing,
+};
 use crate::{
     check_block_commit, check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch,
     Head, KeyValues, StorageError, Store, TxIndexed, TxLocation, BLOCKS_RANGE_MAX,
@@ -106,6 +111,11 @@ pub mod keys {
     pub const GENESIS_DOC: &[u8] = b"sys/genesis-doc";
     /// `meta`: the encoded state accumulator after the head block.
     pub const ACCUMULATOR: &[u8] = b"sys/accumulator";
+    /// `meta`: the encoded height of the snapshot this store joined from
+    /// (its base); absent on a store with history from genesis.
+    pub const BASE: &[u8] = b"sys/base";
+    /// `meta`: the encoded height of an unfinished snapshot install.
+    pub const INSTALLING: &[u8] = b"sys/snapshot-installing";
 
     /// `meta`: a key of [`crate::Store::meta_put`]. The prefix keeps user
     /// keys away from the `sys/` keys above.
@@ -378,6 +388,12 @@ impl RocksStore {
         Ok(self.db.write_opt(batch, &synced())?)
     }
 
+    fn meta_u64(&self, key: &[u8]) -> Result<Option<u64>, StorageError> {
+        self.raw_get(Cf::Meta, key)?
+            .map(|b| decoded(Cf::Meta, key, codec::decode::<u64>(&b)))
+            .transpose()
+    }
+
     fn genesis_hash(&self) -> Result<Option<Hash>, StorageError> {
         let key = keys::GENESIS_HASH;
         self.raw_get(Cf::Meta, key)?
@@ -528,6 +544,7 @@ impl Store for RocksStore {
     fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError> {
         self.writable()?;
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        refuse_while_installing(self.snapshot_installing()?)?;
         let head = self.head()?;
         let genesis = self.genesis_hash()?;
         let ids = check_commit(&batch, head.as_ref(), genesis, &mut |ids| {
@@ -596,6 +613,7 @@ impl Store for RocksStore {
         receipts: &[Vec<u8>],
         accumulator: &StateAccumulator,
     ) -> Result<(), StorageError> {
+        refuse_while_installing(self.snapshot_installing()?)?;
         let head = self.head()?;
         let genesis = self.genesis_hash()?;
         check_block_commit(
@@ -668,6 +686,91 @@ impl Store for RocksStore {
             )
         })?;
         Ok(Some((hash, doc)))
+    }
+
+    fn base(&self) -> Result<u64, StorageError> {
+        Ok(self.meta_u64(keys::BASE)?.unwrap_or(1))
+    }
+
+    fn snapshot_begin(
+        &self,
+        genesis_hash: Hash,
+        genesis_bytes: Vec<u8>,
+        height: u64,
+    ) -> Result<(), StorageError> {
+        self.writable()?;
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        check_begin(
+            self.head()?.is_some(),
+            self.genesis_hash()?,
+            genesis_hash,
+            &genesis_bytes,
+            height,
+        )?;
+        let (state, meta) = (self.handle(Cf::State)?, self.handle(Cf::Meta)?);
+        let mut wb = WriteBatch::default();
+        // Every key is at most STATE_KEY_MAX_BYTES long, so every key sorts
+        // below this bound: the range deletes the whole state, an earlier
+        // unfinished install or the genesis state alike.
+        let end = [0xffu8; crate::STATE_KEY_MAX_BYTES + 1];
+        wb.delete_range_cf(state, [].as_slice(), end.as_slice());
+        wb.put_cf(meta, keys::GENESIS_HASH, codec::encode(&genesis_hash));
+        wb.put_cf(meta, keys::GENESIS_DOC, &genesis_bytes);
+        wb.delete_cf(meta, keys::ACCUMULATOR);
+        wb.put_cf(meta, keys::INSTALLING, codec::encode(&height));
+        self.write(wb)?;
+        debug!(height, "snapshot install begun");
+        Ok(())
+    }
+
+    fn snapshot_put_chunk(
+        &self,
+        height: u64,
+        pairs: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), StorageError> {
+        self.writable()?;
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        check_installing(self.snapshot_installing()?, height)?;
+        check_pairs(pairs)?;
+        let state = self.handle(Cf::State)?;
+        let mut wb = WriteBatch::default();
+        for (k, v) in pairs {
+            wb.put_cf(state, k, v);
+        }
+        self.write(wb)
+    }
+
+    fn snapshot_finish(&self, manifest: &SnapshotManifest) -> Result<Head, StorageError> {
+        self.writable()?;
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let height = manifest.height();
+        check_installing(self.snapshot_installing()?, height)?;
+        let acc = check_finish(manifest, recompute_accumulator(self)?)?;
+        let head = head_of(&manifest.block);
+        let (blocks, certs, meta) = (
+            self.handle(Cf::Blocks)?,
+            self.handle(Cf::Certificates)?,
+            self.handle(Cf::Meta)?,
+        );
+        let hkey = keys::height(height);
+        let mut wb = WriteBatch::default();
+        wb.put_cf(blocks, hkey, codec::encode(&manifest.block));
+        wb.put_cf(certs, hkey, codec::encode(&manifest.certificate));
+        wb.put_cf(
+            meta,
+            keys::ACCUMULATOR,
+            codec::encode(&AccumulatorBytes(acc.to_bytes())),
+        );
+        wb.put_cf(meta, keys::HEAD, codec::encode(&head));
+        wb.put_cf(meta, keys::BASE, codec::encode(&height));
+        wb.delete_cf(meta, keys::INSTALLING);
+        self.write(wb)?;
+        debug!(height, "snapshot installed");
+        Ok(head)
+    }
+
+    fn snapshot_installing(&self) -> Result<Option<u64>, StorageError> {
+        self.meta_u64(keys::INSTALLING)
     }
 
     fn put_safety_state(&self, bytes: &[u8]) -> Result<(), StorageError> {

@@ -9,6 +9,7 @@ pub mod block;
 pub mod codec;
 pub mod hash;
 pub mod merkle;
+pub mod snapshot;
 pub mod state_root;
 pub mod time;
 pub mod tx;

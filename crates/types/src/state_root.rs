@@ -86,6 +86,14 @@ impl StateAccumulator {
         }
     }
 
+    /// Adds another accumulator: the accumulator of the union of two
+    /// disjoint sets of pairs is the sum of theirs (snapshot chunks).
+    pub fn add(&mut self, other: &StateAccumulator) {
+        for (a, b) in self.lanes.iter_mut().zip(other.lanes.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+    }
+
     /// The 32-byte state root that goes in block headers.
     pub fn root(&self) -> Hash {
         hash_parts(domain::STATE_ROOT, &[&self.to_bytes()])
