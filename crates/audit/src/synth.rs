@@ -205,12 +205,15 @@ impl SynthChain {
             &block,
             set.quorum(),
         )?;
+        let next_validator_set = (outcome.validator_set.hash() != block.header.validator_set_hash)
+            .then(|| outcome.validator_set.clone());
         Ok(CommitBatch {
             block,
             certificate: cert,
             state_writes: outcome.writes.clone(),
             receipts: outcome.receipts.iter().map(codec::encode).collect(),
             accumulator: outcome.accumulator.clone(),
+            next_validator_set,
         })
     }
 

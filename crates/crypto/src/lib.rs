@@ -24,9 +24,11 @@
 //! always come from the single rule.
 
 mod keys;
+mod sets;
 mod verify;
 
 pub use keys::{read_key_file, write_key_file, KeyFile, Keypair, KEY_TYPE_ED25519};
+pub use sets::SetHistory;
 pub use verify::{
     is_usable_public_key, verify, verify_batch, verify_certificate, verify_tx, verify_txs, SigItem,
     TxVerdictCache, VerifiedTx,
@@ -105,4 +107,8 @@ pub enum CryptoError {
     CertBadSignature { index: u16, org: String },
     #[error("key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
+    #[error("the validator-set change at height {height} is refused: {reason}")]
+    SetChange { height: u64, reason: String },
+    #[error("the snapshot at height {height} is refused: {reason}")]
+    Snapshot { height: u64, reason: String },
 }

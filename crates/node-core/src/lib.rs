@@ -1460,6 +1460,8 @@ impl NodeCore {
             state_writes: outcome.writes.clone(),
             receipts,
             accumulator: outcome.accumulator.clone(),
+            next_validator_set: (outcome.validator_set.hash() != block.header.validator_set_hash)
+                .then(|| outcome.validator_set.clone()),
         };
         self.store.commit_block(batch).map_err(|e| {
             anyhow::anyhow!(

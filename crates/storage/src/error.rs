@@ -72,6 +72,8 @@ pub enum StorageError {
         len: usize,
         limit: usize,
     },
+    #[error("block at height {height}: {reason}")]
+    NextValidatorSet { height: u64, reason: String },
     #[error("snapshot install: {0}")]
     Snapshot(String),
     #[error(transparent)]

@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use aidledger_types::block::{BLOCK_MAX_BYTES, BLOCK_MAX_TXS, VALIDATORS_MAX};
-use aidledger_types::snapshot::SnapshotManifest;
-use aidledger_types::{codec, Block, CommitCertificate, Hash, StateAccumulator};
+use aidledger_types::snapshot::{SetChange, SnapshotManifest};
+use aidledger_types::{codec, Block, CommitCertificate, Hash, StateAccumulator, ValidatorSet};
 
 mod error;
 mod mem;
@@ -91,6 +91,12 @@ pub struct CommitBatch {
     /// The state accumulator after this block. Persisted so a restart needs
     /// no recomputation; its root must equal `block.header.state_root`.
     pub accumulator: StateAccumulator,
+    /// The set certifying the next block, given exactly when this block is
+    /// the last of its set (its header's next-set hash differs from its
+    /// set hash) and hashing to that next-set hash. The store keeps it with
+    /// the header and certificate as a [`SetChange`], so a joiner holding
+    /// only the genesis can follow every set change to a snapshot.
+    pub next_validator_set: Option<ValidatorSet>,
 }
 
 /// A transaction's place in the chain and its encoded receipt.
@@ -196,7 +202,20 @@ pub trait Store: Send + Sync {
     /// the manifest's block certifies; then atomically stores the block,
     /// its certificate, the accumulator, the head and the base, and clears
     /// the unfinished mark. Returns the new head.
-    fn snapshot_finish(&self, manifest: &SnapshotManifest) -> Result<Head, StorageError>;
+    ///
+    /// `set_changes` are the validator-set changes from genesis up to and
+    /// including `S`, which the caller followed and verified to reach the
+    /// set that certified `S`; the store keeps them to serve later joiners
+    /// (see [`Store::set_changes`]) and checks only their shape.
+    fn snapshot_finish(
+        &self,
+        manifest: &SnapshotManifest,
+        set_changes: &[SetChange],
+    ) -> Result<Head, StorageError>;
+
+    /// The validator-set changes at heights above `after`, in height order,
+    /// at most `limit` (clamped to [`aidledger_types::snapshot::SET_CHANGES_MAX`]).
+    fn set_changes(&self, after: u64, limit: usize) -> Result<Vec<SetChange>, StorageError>;
 
     /// The height of an unfinished snapshot install, if one is under way
     /// (or was cut short by a crash: the caller begins it again).
@@ -259,6 +278,7 @@ pub(crate) fn check_commit(
         VALIDATORS_MAX,
     )?;
     let height = batch.block.header.height;
+    check_next_set(&batch.block.header, batch.next_validator_set.as_ref())?;
     let block_hash = batch.block.header.hash();
     let cert = &batch.certificate;
     if cert.height != height || cert.block_hash != block_hash {
@@ -270,6 +290,47 @@ pub(crate) fn check_commit(
         });
     }
     Ok(ids)
+}
+
+/// A batch carries the next validator set exactly when its block is the
+/// last of its set, and then the set its header names.
+pub(crate) fn check_next_set(
+    header: &aidledger_types::BlockHeader,
+    next: Option<&ValidatorSet>,
+) -> Result<(), StorageError> {
+    let changes = header.next_validator_set_hash != header.validator_set_hash;
+    let height = header.height;
+    match next {
+        None if changes => Err(StorageError::NextValidatorSet {
+            height,
+            reason: "the block changes the set but the batch carries no next set".into(),
+        }),
+        Some(_) if !changes => Err(StorageError::NextValidatorSet {
+            height,
+            reason: "the block does not change the set but the batch carries a next set".into(),
+        }),
+        Some(v) if v.hash() != header.next_validator_set_hash => {
+            Err(StorageError::NextValidatorSet {
+                height,
+                reason: format!(
+                    "the batch's next set hashes to {}, the header names {}",
+                    v.hash(),
+                    header.next_validator_set_hash
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The set change a committed batch records, if its block is the last of
+/// its set.
+pub(crate) fn set_change_of(batch: &CommitBatch) -> Option<SetChange> {
+    batch.next_validator_set.as_ref().map(|v| SetChange {
+        header: batch.block.header.clone(),
+        certificate: batch.certificate.clone(),
+        validators: v.clone(),
+    })
 }
 
 /// Everything [`check_commit`] checks except the certificate: what a

@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use aidledger_types::snapshot::SnapshotManifest;
+use aidledger_types::snapshot::{SetChange, SnapshotManifest, SET_CHANGES_MAX};
 use aidledger_types::{Block, CommitCertificate, Hash, StateAccumulator};
 
-use crate::snapshot::{check_finish, check_installing, check_pairs, refuse_while_installing};
+use crate::snapshot::{
+    check_finish, check_installing, check_pairs, check_set_changes, refuse_while_installing,
+};
 use crate::{
     check_block_commit, check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch,
     Head, KeyValues, StorageError, Store, TxIndexed, TxLocation, SAFETY_STATE_MAX_BYTES,
@@ -30,6 +32,7 @@ struct Inner {
     base: Option<u64>,
     /// An unfinished snapshot install's height.
     installing: Option<u64>,
+    set_changes: BTreeMap<u64, SetChange>,
 }
 
 /// BTreeMaps behind a lock, with the same validation as [`crate::RocksStore`].
@@ -174,12 +177,16 @@ impl Store for MemStore {
                     .collect())
             })?
         };
+        if let Some(c) = crate::set_change_of(&batch) {
+            inner.set_changes.insert(c.header.height, c);
+        }
         let CommitBatch {
             block,
             certificate,
             state_writes,
             receipts,
             accumulator,
+            next_validator_set: _,
         } = batch;
         let height = block.header.height;
         // Nothing below can fail, so the write is all or nothing.
@@ -273,10 +280,15 @@ impl Store for MemStore {
         Ok(())
     }
 
-    fn snapshot_finish(&self, manifest: &SnapshotManifest) -> Result<Head, StorageError> {
+    fn snapshot_finish(
+        &self,
+        manifest: &SnapshotManifest,
+        set_changes: &[SetChange],
+    ) -> Result<Head, StorageError> {
         let mut inner = self.write();
         let height = manifest.height();
         check_installing(inner.installing, height)?;
+        check_set_changes(set_changes, height)?;
         let mut acc = StateAccumulator::new();
         for (k, v) in &inner.state {
             acc.insert(k, v);
@@ -291,7 +303,21 @@ impl Store for MemStore {
         inner.head = Some(head);
         inner.base = Some(height);
         inner.installing = None;
+        inner.set_changes = set_changes
+            .iter()
+            .map(|c| (c.header.height, c.clone()))
+            .collect();
         Ok(head)
+    }
+
+    fn set_changes(&self, after: u64, limit: usize) -> Result<Vec<SetChange>, StorageError> {
+        let inner = self.read();
+        Ok(inner
+            .set_changes
+            .range(after.saturating_add(1)..)
+            .take(limit.min(SET_CHANGES_MAX))
+            .map(|(_, c)| c.clone())
+            .collect())
     }
 
     fn snapshot_installing(&self) -> Result<Option<u64>, StorageError> {

@@ -29,19 +29,20 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use aidledger_types::codec::{self, CodecError};
-use aidledger_types::snapshot::SnapshotManifest;
+use aidledger_types::snapshot::{SetChange, SnapshotManifest, SET_CHANGES_MAX};
 use aidledger_types::state_root::AccumulatorBytes;
 use aidledger_types::{Block, CommitCertificate, Hash, StateAccumulator};
 
 use crate::error::corrupt;
 use crate::snapshot::{
-    check_begin, check_finish, check_installing, check_pairs, recompute_accumulator,
-    refuse_while_installing,
+    check_begin, check_finish, check_installing, check_pairs, check_set_changes,
+    recompute_accumulator, refuse_while_installing,
 };
 use crate::{
     check_block_commit, check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch,
     Head, KeyValues, StorageError, Store, TxIndexed, TxLocation, BLOCKS_RANGE_MAX,
-    CERTIFICATE_MAX_BYTES, RECEIPT_MAX_BYTES, SAFETY_STATE_MAX_BYTES, SCAN_LIMIT_MAX,
+    CERTIFICATE_MAX_BYTES, META_VALUE_MAX_BYTES, RECEIPT_MAX_BYTES, SAFETY_STATE_MAX_BYTES,
+    SCAN_LIMIT_MAX,
 };
 
 /// Shared LRU block cache for all column families.
@@ -116,6 +117,14 @@ pub mod keys {
     pub const BASE: &[u8] = b"sys/base";
     /// `meta`: the encoded height of an unfinished snapshot install.
     pub const INSTALLING: &[u8] = b"sys/snapshot-installing";
+    /// `meta`: the prefix of the validator-set changes, by height.
+    pub const SET_CHANGE_PREFIX: &[u8] = b"sys/set-change/";
+
+    /// `meta`: the key of the set change at `height`. Big-endian, so byte
+    /// order is height order.
+    pub fn set_change(height: u64) -> Vec<u8> {
+        [SET_CHANGE_PREFIX, &height.to_be_bytes()].concat()
+    }
 
     /// `meta`: a key of [`crate::Store::meta_put`]. The prefix keeps user
     /// keys away from the `sys/` keys above.
@@ -550,6 +559,7 @@ impl Store for RocksStore {
         let ids = check_commit(&batch, head.as_ref(), genesis, &mut |ids| {
             self.indexed_heights(ids)
         })?;
+        let set_change = crate::set_change_of(&batch);
 
         let CommitBatch {
             block,
@@ -557,6 +567,7 @@ impl Store for RocksStore {
             state_writes,
             receipts,
             accumulator,
+            next_validator_set: _,
         } = batch;
         let height = block.header.height;
         let new_head = head_of(&block);
@@ -595,6 +606,9 @@ impl Store for RocksStore {
             codec::encode(&AccumulatorBytes(accumulator.to_bytes())),
         );
         wb.put_cf(meta, keys::HEAD, codec::encode(&new_head));
+        if let Some(c) = set_change {
+            wb.put_cf(meta, keys::set_change(height), codec::encode(&c));
+        }
         self.write(wb)?;
         debug!(
             height,
@@ -740,11 +754,16 @@ impl Store for RocksStore {
         self.write(wb)
     }
 
-    fn snapshot_finish(&self, manifest: &SnapshotManifest) -> Result<Head, StorageError> {
+    fn snapshot_finish(
+        &self,
+        manifest: &SnapshotManifest,
+        set_changes: &[SetChange],
+    ) -> Result<Head, StorageError> {
         self.writable()?;
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let height = manifest.height();
         check_installing(self.snapshot_installing()?, height)?;
+        check_set_changes(set_changes, height)?;
         let acc = check_finish(manifest, recompute_accumulator(self)?)?;
         let head = head_of(&manifest.block);
         let (blocks, certs, meta) = (
@@ -764,6 +783,9 @@ impl Store for RocksStore {
         wb.put_cf(meta, keys::HEAD, codec::encode(&head));
         wb.put_cf(meta, keys::BASE, codec::encode(&height));
         wb.delete_cf(meta, keys::INSTALLING);
+        for c in set_changes {
+            wb.put_cf(meta, keys::set_change(c.header.height), codec::encode(c));
+        }
         self.write(wb)?;
         debug!(height, "snapshot installed");
         Ok(head)
@@ -771,6 +793,31 @@ impl Store for RocksStore {
 
     fn snapshot_installing(&self) -> Result<Option<u64>, StorageError> {
         self.meta_u64(keys::INSTALLING)
+    }
+
+    fn set_changes(&self, after: u64, limit: usize) -> Result<Vec<SetChange>, StorageError> {
+        let limit = limit.min(SET_CHANGES_MAX);
+        let start = keys::set_change(after.saturating_add(1));
+        let iter = self.db.iterator_cf(
+            self.handle(Cf::Meta)?,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if !k.starts_with(keys::SET_CHANGE_PREFIX) {
+                break;
+            }
+            out.push(decoded(
+                Cf::Meta,
+                &k,
+                codec::decode_with_limit::<SetChange>(&v, META_VALUE_MAX_BYTES),
+            )?);
+        }
+        Ok(out)
     }
 
     fn put_safety_state(&self, bytes: &[u8]) -> Result<(), StorageError> {

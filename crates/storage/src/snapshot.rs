@@ -205,6 +205,42 @@ pub(crate) fn check_begin(
     Ok(())
 }
 
+/// The shape of the set changes an install keeps: strictly ascending
+/// heights no higher than the snapshot's, each certificate naming its
+/// header, each header the last of its set and naming the incoming set.
+/// Their signatures are the caller's to verify.
+pub(crate) fn check_set_changes(
+    changes: &[aidledger_types::snapshot::SetChange],
+    height: u64,
+) -> Result<(), StorageError> {
+    let mut previous = 0u64;
+    for c in changes {
+        let h = c.header.height;
+        let bad = |reason: &str| {
+            Err(StorageError::Snapshot(format!(
+                "the set change at height {h}: {reason}"
+            )))
+        };
+        if h <= previous || h > height {
+            return bad("heights must rise and not pass the snapshot's");
+        }
+        previous = h;
+        if c.certificate.height != h || c.certificate.block_hash != c.header.hash() {
+            return bad("its certificate is for another block");
+        }
+        if c.header.next_validator_set_hash == c.header.validator_set_hash
+            || c.validators.hash() != c.header.next_validator_set_hash
+        {
+            return bad("its header does not name its incoming set");
+        }
+    }
+    too_large(
+        "set changes in a snapshot install",
+        changes.len(),
+        1_000_000,
+    )
+}
+
 /// Refuses a commit on a store whose snapshot install is unfinished.
 pub(crate) fn refuse_while_installing(marked: Option<u64>) -> Result<(), StorageError> {
     match marked {

@@ -62,7 +62,7 @@ fn install(joiner: &dyn Store, m: &SnapshotManifest, chunks: &[SnapshotChunk]) {
     for c in chunks {
         joiner.snapshot_put_chunk(m.height(), &c.pairs).unwrap();
     }
-    let head = joiner.snapshot_finish(m).unwrap();
+    let head = joiner.snapshot_finish(m, &[]).unwrap();
     assert_eq!(head.height, m.height());
 }
 
@@ -123,13 +123,13 @@ fn refusals(src: &dyn Store, fresh: &dyn Fn() -> Box<dyn Store>) {
     for c in &cs[1..] {
         j.snapshot_put_chunk(h, &c.pairs).unwrap();
     }
-    let e = j.snapshot_finish(&m).unwrap_err();
+    let e = j.snapshot_finish(&m, &[]).unwrap_err();
     assert!(e.to_string().contains("not the state block"), "{e}");
     // A forged pair where one belongs is refused the same way.
     let mut forged = cs[0].pairs.clone();
     forged[0].1 = b"forged".to_vec();
     j.snapshot_put_chunk(h, &forged).unwrap();
-    assert!(j.snapshot_finish(&m).is_err());
+    assert!(j.snapshot_finish(&m, &[]).is_err());
     assert_eq!(j.head().unwrap(), None);
     assert_eq!(j.snapshot_installing().unwrap(), Some(h));
     // Nothing commits while an install is unfinished.
@@ -142,7 +142,7 @@ fn refusals(src: &dyn Store, fresh: &dyn Fn() -> Box<dyn Store>) {
     // pairs).
     j.snapshot_put_chunk(h, &cs[0].pairs).unwrap();
     j.snapshot_put_chunk(h, &cs[0].pairs).unwrap();
-    j.snapshot_finish(&m).unwrap();
+    j.snapshot_finish(&m, &[]).unwrap();
     assert_eq!(j.base().unwrap(), h);
 
     // Beginning again discards a partial install.
@@ -157,7 +157,7 @@ fn refusals(src: &dyn Store, fresh: &dyn Fn() -> Box<dyn Store>) {
     for c in &cs {
         j.snapshot_put_chunk(h, &c.pairs).unwrap();
     }
-    j.snapshot_finish(&m).unwrap();
+    j.snapshot_finish(&m, &[]).unwrap();
     assert_eq!(full_state(&*j), chain.state);
 
     // Chunks for another height, unsorted pairs, and a chunk before begin.
@@ -171,7 +171,7 @@ fn refusals(src: &dyn Store, fresh: &dyn Fn() -> Box<dyn Store>) {
     // A manifest for another height than the install's.
     let mut other = m.clone();
     other.block.header.height = h + 1;
-    assert!(j.snapshot_finish(&other).is_err());
+    assert!(j.snapshot_finish(&other, &[]).is_err());
     // A tampered manifest.
     let mut forged = m.clone();
     forged.chunks[0].partial[0] ^= 1;
@@ -179,11 +179,11 @@ fn refusals(src: &dyn Store, fresh: &dyn Fn() -> Box<dyn Store>) {
         j.snapshot_put_chunk(h, &c.pairs).unwrap();
     }
     assert!(matches!(
-        j.snapshot_finish(&forged),
+        j.snapshot_finish(&forged, &[]),
         Err(StorageError::SnapshotInvalid(_))
     ));
     assert_eq!(j.head().unwrap(), None);
-    j.snapshot_finish(&m).unwrap();
+    j.snapshot_finish(&m, &[]).unwrap();
 
     // Another genesis, height 0, and a store that holds blocks.
     let j = fresh();
@@ -271,4 +271,103 @@ fn a_rocks_install_survives_a_crash_and_a_reopen() {
     j.commit_block(chain.batches.last().unwrap().clone())
         .unwrap();
     assert_eq!(j.head().unwrap(), src.head().unwrap());
+}
+
+fn a_set(n: u8) -> aidledger_types::ValidatorSet {
+    aidledger_types::ValidatorSet::new(
+        (0..n)
+            .map(|i| aidledger_types::Validator {
+                org: aidledger_types::OrgId::new(format!("org-{i}")).unwrap(),
+                key: aidledger_types::PublicKey([i + 1; 32]),
+            })
+            .collect(),
+    )
+    .unwrap()
+}
+
+/// A batch whose block is the last of its set: its header names `next`.
+fn changing(
+    chain: &mut Chain,
+    next: &aidledger_types::ValidatorSet,
+) -> aidledger_storage::CommitBatch {
+    let txs = chain.fresh_txs(1);
+    let mut b = chain.build(Writes::new(), txs);
+    b.block.header.next_validator_set_hash = next.hash();
+    b.certificate.block_hash = b.block.hash();
+    b.next_validator_set = Some(next.clone());
+    b
+}
+
+fn keeps_set_changes(store: &dyn Store, joiner: &dyn Store) {
+    store_genesis(store);
+    let mut chain = Chain::new(genesis_hash(), &initial_state());
+    chain.commit(store, writes_at(1), 0);
+    let next = a_set(4);
+
+    let good = changing(&mut chain, &next);
+    let mut none = good.clone();
+    none.next_validator_set = None;
+    let mut stray = chain.build(Writes::new(), Vec::new());
+    stray.next_validator_set = Some(next.clone());
+    let mut wrong = good.clone();
+    wrong.next_validator_set = Some(a_set(3));
+    for bad in [none, stray, wrong] {
+        assert!(matches!(
+            store.commit_block(bad),
+            Err(StorageError::NextValidatorSet { .. })
+        ));
+    }
+    store.commit_block(good.clone()).unwrap();
+    chain.apply(&good);
+    chain.commit(store, writes_at(3), 1);
+    let later = changing(&mut chain, &a_set(5));
+    store.commit_block(later.clone()).unwrap();
+    chain.apply(&later);
+    chain.commit(store, writes_at(5), 1);
+
+    let all = store.set_changes(0, 100).unwrap();
+    assert_eq!(
+        all.iter().map(|c| c.header.height).collect::<Vec<_>>(),
+        vec![2, 4]
+    );
+    assert_eq!(all[0].validators, next);
+    assert_eq!(all[0].header, good.block.header);
+    assert_eq!(all[0].certificate, good.certificate);
+    assert_eq!(store.set_changes(2, 100).unwrap().len(), 1);
+    assert_eq!(store.set_changes(0, 1).unwrap().len(), 1);
+    assert!(store.set_changes(4, 100).unwrap().is_empty());
+
+    // A joiner keeps the changes it followed, and checks their shape.
+    let m = manifest_at_head(store).unwrap().unwrap();
+    let cs = chunks(store, &m);
+    joiner
+        .snapshot_begin(genesis_hash(), genesis_doc(), m.height())
+        .unwrap();
+    for c in &cs {
+        joiner.snapshot_put_chunk(m.height(), &c.pairs).unwrap();
+    }
+    let reversed: Vec<_> = all.iter().rev().cloned().collect();
+    assert!(joiner.snapshot_finish(&m, &reversed).is_err());
+    let mut bad = all.clone();
+    bad[1].validators = a_set(2);
+    assert!(joiner.snapshot_finish(&m, &bad).is_err());
+    joiner.snapshot_finish(&m, &all).unwrap();
+    assert_eq!(joiner.set_changes(0, 100).unwrap(), all);
+}
+
+#[test]
+fn mem_store_keeps_set_changes() {
+    keeps_set_changes(&MemStore::new(), &MemStore::new());
+}
+
+#[test]
+fn rocks_store_keeps_set_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let src = RocksStore::open(dir.path().join("src")).unwrap();
+        let joiner = RocksStore::open(dir.path().join("joiner")).unwrap();
+        keeps_set_changes(&src, &joiner);
+    }
+    let joiner = RocksStore::open(dir.path().join("joiner")).unwrap();
+    assert_eq!(joiner.set_changes(0, 100).unwrap().len(), 2);
 }

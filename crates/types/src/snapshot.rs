@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::block::{Block, CommitCertificate};
+use crate::block::{Block, BlockHeader, CommitCertificate, ValidatorSet};
 use crate::hash::Hash;
 use crate::state_root::{StateAccumulator, LANES};
 
@@ -49,6 +49,21 @@ pub const CHUNK_MAX_ENCODED_BYTES: usize = CHUNK_MAX_BYTES + 64 * 1024;
 pub fn pair_cost(key: &[u8], value: &[u8]) -> usize {
     key.len() + value.len() + 16
 }
+
+/// One change of the validator set, as a joiner that holds only the
+/// genesis follows them to the set in force at a snapshot's height: the
+/// last block the outgoing set certified, its certificate, and the
+/// incoming set, whose hash that block's header names as the next set.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SetChange {
+    pub header: BlockHeader,
+    pub certificate: CommitCertificate,
+    /// The set that certifies blocks from `header.height + 1` on.
+    pub validators: ValidatorSet,
+}
+
+/// Most set changes in one answer.
+pub const SET_CHANGES_MAX: usize = 256;
 
 /// One chunk as the manifest describes it.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]

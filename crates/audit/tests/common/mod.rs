@@ -123,6 +123,9 @@ impl ChainBuilder {
                 state_writes: outcome.writes.clone(),
                 receipts: outcome.receipts.iter().map(codec::encode).collect(),
                 accumulator: outcome.accumulator.clone(),
+                next_validator_set: (outcome.validator_set.hash()
+                    != block.header.validator_set_hash)
+                    .then(|| outcome.validator_set.clone()),
             })
             .unwrap();
         self.state.apply(&outcome.writes);

@@ -145,6 +145,7 @@ impl Chain {
             state_writes: writes,
             receipts,
             accumulator: acc,
+            next_validator_set: None,
         }
     }
 
