@@ -331,7 +331,9 @@ async fn status(State(s): State<AppState>) -> ApiResult<NodeStatus> {
         .read()
         .map_err(|_| internal("status lock poisoned"))?
         .clone();
+    let base = s.store.base().map_err(internal)?;
     Ok(Json(NodeStatus {
+        base,
         chain_id: s.info.chain_id.clone(),
         org: s.info.org.clone(),
         node_key: snap.node_key.unwrap_or(s.info.node_key),
@@ -551,6 +553,17 @@ async fn tx_status(State(s): State<AppState>, Path(id): Path<String>) -> ApiResu
 }
 
 fn block_view(store: &RocksStore, height: u64) -> Result<BlockView, ApiFailure> {
+    let base = store.base().map_err(internal)?;
+    if height < base {
+        // A pruned node (ADR 017 part 4): it joined from a snapshot.
+        return Err(ApiFailure(
+            StatusCode::GONE,
+            "pruned",
+            format!(
+                "this node keeps history from height {base} (it joined from a snapshot); ask a                  node that keeps all history for height {height}"
+            ),
+        ));
+    }
     let block = store
         .block(height)
         .map_err(internal)?

@@ -60,6 +60,10 @@ pub const REJECTED_NEXT_STEP: &str = "the transaction was included and rejected,
      used: the same signed bytes can never apply. Fix the cause named in the receipt, then sign \
      and submit a new transaction (the CLI picks the next nonce)";
 
+fn one() -> u64 {
+    1
+}
+
 /// `GET /v1/status`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeStatus {
@@ -74,6 +78,10 @@ pub struct NodeStatus {
     /// This node's key is in the validator set that signs the next height.
     pub validator: bool,
     pub genesis_hash: Hash,
+    /// The lowest height whose block this node holds: 1 when it keeps all
+    /// history, the snapshot's height when it joined from one (ADR 017).
+    #[serde(default = "one")]
+    pub base: u64,
     /// Last committed height (0 before the first block).
     pub height: u64,
     pub block_hash: Hash,

@@ -21,6 +21,38 @@ pub struct NodeConfig {
     pub mempool: MempoolSection,
     #[serde(default)]
     pub admission: AdmissionSection,
+    #[serde(default)]
+    pub snapshot: SnapshotSection,
+}
+
+/// State snapshots this node takes and serves to joiners (ADR 017 part 4).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSection {
+    /// Take a snapshot after each committed height divisible by this; 0
+    /// takes none (the node then serves none).
+    #[serde(default = "default_snapshot_interval")]
+    pub interval_blocks: u64,
+    /// How many snapshots to keep; older ones are deleted.
+    #[serde(default = "default_snapshot_keep")]
+    pub keep: usize,
+}
+
+impl Default for SnapshotSection {
+    fn default() -> Self {
+        SnapshotSection {
+            interval_blocks: default_snapshot_interval(),
+            keep: default_snapshot_keep(),
+        }
+    }
+}
+
+fn default_snapshot_interval() -> u64 {
+    10_000
+}
+
+fn default_snapshot_keep() -> usize {
+    2
 }
 
 /// The admission pool (ADR 016): signature checks off the consensus task.
@@ -394,6 +426,12 @@ impl NodeConfig {
         if a.verify_threads > 64 {
             bail!("admission.verify_threads must be 0 (half the cores) to 64");
         }
+        if self.snapshot.interval_blocks != 0 && self.snapshot.interval_blocks < 10 {
+            bail!("snapshot.interval_blocks must be 0 (no snapshots) or at least 10");
+        }
+        if !(1..=16).contains(&self.snapshot.keep) {
+            bail!("snapshot.keep must be 1 to 16");
+        }
         if !(2_000..=10_000_000).contains(&a.queue_txs) {
             bail!("admission.queue_txs must be 2000 to 10000000");
         }
@@ -479,6 +517,7 @@ mod tests {
             consensus: ConsensusSection::default(),
             mempool: MempoolSection::default(),
             admission: AdmissionSection::default(),
+            snapshot: SnapshotSection::default(),
         }
     }
 

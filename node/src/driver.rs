@@ -162,6 +162,8 @@ pub struct Driver {
     requests: BTreeMap<u64, u64>,
     /// The `restored` marker still in the home (see [`DriverParts`]).
     restored_marker: Option<PathBuf>,
+    /// The snapshots this node takes and serves (ADR 017 part 4).
+    snapshots: crate::snapshots::Snapshots,
 }
 
 pub struct DriverParts {
@@ -199,6 +201,8 @@ impl Driver {
         let staged_stamp = std::fs::metadata(crate::node_keys::staged_path(&p.home, &p.cfg))
             .and_then(|m| m.modified())
             .ok();
+        let snapshots =
+            crate::snapshots::Snapshots::new(&p.home, p.cfg.snapshot.clone(), p.store.clone());
         let core = NodeCore::new(
             CoreParts {
                 chain_id: p.chain_id,
@@ -265,6 +269,7 @@ impl Driver {
             replies: BTreeMap::new(),
             requests: BTreeMap::new(),
             restored_marker: p.restored_marker,
+            snapshots,
         };
         d.publish_snapshot();
         Ok(d)
@@ -482,6 +487,7 @@ impl Driver {
             }
             Effect::Committed { height, txs } => {
                 self.shared.metrics.height.set(height as i64);
+                self.snapshots.committed(height);
                 let _ = self.shared.commits.send(Arc::new(CommitNotice { txs }));
             }
             Effect::Members { table, live } => self.set_members(&table, &live).await,
@@ -615,6 +621,24 @@ impl Driver {
                 }
             }
             NetEvent::SyncRequest { data, reply, .. } => {
+                // Snapshot requests read the snapshot directory: answered
+                // on blocking threads, never on this task (ADR 017).
+                if let Ok(req) = aidledger_types::codec::decode_with_limit::<
+                    aidledger_types::wire::SyncRequest,
+                >(
+                    &data, aidledger_types::wire::SYNC_REQUEST_MAX_BYTES
+                ) {
+                    if crate::snapshots::Snapshots::handles(&req) {
+                        let net = self.net.clone();
+                        let rt = tokio::runtime::Handle::current();
+                        self.snapshots.serve(req, move |answer| {
+                            rt.spawn(async move {
+                                net.reply(reply, answer).await.ok();
+                            });
+                        });
+                        return Ok(());
+                    }
+                }
                 if self.replies.len() >= PENDING_MAX {
                     // Dropping the token fails the oldest request.
                     self.replies.pop_first();

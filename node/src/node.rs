@@ -7,7 +7,7 @@ use std::time::Duration;
 use aidledger_contracts::Genesis;
 use aidledger_crypto::read_key_file;
 use aidledger_network::{identity_from_seed, peer_id_of, NetworkConfig};
-use aidledger_storage::RocksStore;
+use aidledger_storage::{RocksStore, Store};
 use anyhow::{bail, Context, Result};
 use tokio::sync::{broadcast, mpsc};
 
@@ -24,6 +24,9 @@ pub struct RunOptions {
     /// This node has run on this chain before, whatever its home says
     /// (`node run --rejoin`): for a validator restored onto a new machine.
     pub rejoin: bool,
+    /// Join from a peer's snapshot when the store holds no block
+    /// (`node run --from-snapshot`, ADR 017 part 4).
+    pub from_snapshot: bool,
 }
 
 /// The file in a node's home that records the chain (id and genesis hash)
@@ -226,6 +229,45 @@ fn check_registered(
     Ok(registry)
 }
 
+/// The network's configuration for this node, admitting `allowed`.
+fn net_config(
+    home: &Path,
+    cfg: &NodeConfig,
+    genesis: &Genesis,
+    allowed: Vec<aidledger_network::NetPeerId>,
+) -> Result<NetworkConfig> {
+    let bootstrap = cfg
+        .network
+        .peers
+        .iter()
+        .map(|s| aidledger_network::parse_addr(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let psk = match &cfg.network.psk_file {
+        Some(p) => Some(read_psk(&rel(home, p))?),
+        None => None,
+    };
+    Ok(NetworkConfig {
+        chain_id: genesis.chain_id.to_string(),
+        listen: aidledger_network::parse_addr(&cfg.network.listen)?,
+        bootstrap,
+        allowed,
+        psk,
+        gossip_max_bytes: aidledger_network::GOSSIP_MAX_BYTES,
+        redial_interval: std::time::Duration::from_millis(cfg.network.redial_interval_ms),
+        ping_interval: std::time::Duration::from_millis(cfg.network.ping_interval_ms),
+        // Random, so frames after a restart never repeat earlier ids.
+        publish_seq_start: rand::random(),
+        limits: aidledger_network::PeerLimits {
+            max_connections: cfg.network.max_connections,
+            max_per_peer: cfg.network.max_connections_per_peer,
+            max_pending_incoming: cfg.network.max_pending_incoming,
+            max_pending_outgoing: cfg.network.max_pending_outgoing,
+        },
+        wire_min: aidledger_network::WIRE_MIN,
+        wire_max: crate::test_knobs::wire_max()?,
+    })
+}
+
 async fn run_async(
     home: &Path,
     cfg: NodeConfig,
@@ -238,7 +280,49 @@ async fn run_async(
     std::fs::create_dir_all(&data)?;
     let store =
         Arc::new(RocksStore::open(&data).with_context(|| format!("opening {}", data.display()))?);
-    let (parent, acc) = aidledger_node_core::open_chain(store.as_ref(), &genesis)?;
+    let (mut parent, mut acc) = aidledger_node_core::open_chain(store.as_ref(), &genesis)?;
+    if let Some(h) = store.snapshot_installing()? {
+        if !opts.from_snapshot {
+            bail!(
+                "{} holds an unfinished snapshot install at height {h}: start with                  --from-snapshot to join again, or empty the data directory to replay from                  genesis",
+                data.display()
+            );
+        }
+    }
+    if opts.from_snapshot {
+        if parent.height > 0 {
+            tracing::info!(
+                height = parent.height,
+                base = store.base()?,
+                "the store already holds blocks: --from-snapshot has nothing to do"
+            );
+        } else {
+            let me = key.public();
+            let mut allowed = Vec::new();
+            for (_, k) in genesis.network_keys() {
+                if k != me {
+                    allowed.push(peer_id_of(&k)?);
+                }
+            }
+            let net_cfg = net_config(home, &cfg, &genesis, allowed)?;
+            tracing::info!("joining from a snapshot: asking peers what they offer");
+            let started = tokio::time::Instant::now();
+            let joined =
+                crate::join::join(store.as_ref(), &genesis, net_cfg, key.secret_seed(), me)
+                    .await
+                    .context("joining from a snapshot")?;
+            tracing::info!(
+                height = joined.head.height,
+                state_root = %joined.head.state_root.short(),
+                chunks = joined.chunks,
+                pairs = joined.pairs,
+                agreeing_peers = joined.peers,
+                secs = format!("{:.1}", started.elapsed().as_secs_f64()),
+                "joined from a snapshot: history starts here (a pruned node); following the chain                  from the next height"
+            );
+            (parent, acc) = aidledger_node_core::open_chain(store.as_ref(), &genesis)?;
+        }
+    }
     let marker = home.join(RAN_MARKER);
     let this_chain = ran_marker_text(&genesis);
     let ran_before = opts.rejoin || std::fs::read_to_string(&marker).is_ok_and(|m| m == this_chain);
@@ -312,36 +396,12 @@ async fn run_async(
         Some(s) if s.public() == choice.network => s.secret_seed(),
         _ => key.secret_seed(),
     };
-    let bootstrap = cfg
-        .network
-        .peers
-        .iter()
-        .map(|s| aidledger_network::parse_addr(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let psk = match &cfg.network.psk_file {
-        Some(p) => Some(read_psk(&rel(home, p))?),
-        None => None,
-    };
-    let net_cfg = NetworkConfig {
-        chain_id: genesis.chain_id.to_string(),
-        listen: aidledger_network::parse_addr(&cfg.network.listen)?,
-        bootstrap,
-        allowed: members.iter().map(|(_, p)| *p).collect(),
-        psk,
-        gossip_max_bytes: aidledger_network::GOSSIP_MAX_BYTES,
-        redial_interval: std::time::Duration::from_millis(cfg.network.redial_interval_ms),
-        ping_interval: std::time::Duration::from_millis(cfg.network.ping_interval_ms),
-        // Random, so frames after a restart never repeat earlier ids.
-        publish_seq_start: rand::random(),
-        limits: aidledger_network::PeerLimits {
-            max_connections: cfg.network.max_connections,
-            max_per_peer: cfg.network.max_connections_per_peer,
-            max_pending_incoming: cfg.network.max_pending_incoming,
-            max_pending_outgoing: cfg.network.max_pending_outgoing,
-        },
-        wire_min: aidledger_network::WIRE_MIN,
-        wire_max: crate::test_knobs::wire_max()?,
-    };
+    let net_cfg = net_config(
+        home,
+        &cfg,
+        &genesis,
+        members.iter().map(|(_, p)| *p).collect(),
+    )?;
     let (net, net_rx) =
         aidledger_network::spawn(net_cfg.clone(), identity_from_seed(network_key)?)?;
 

@@ -1551,12 +1551,17 @@ impl NodeCore {
     }
 
     fn serve_sync(&self, data: &[u8]) -> Vec<u8> {
+        use aidledger_types::wire::{
+            SetChangesResponse, SnapshotChunkResponse, SnapshotManifestResponse,
+            SnapshotOffersResponse,
+        };
         let head = self.parent.height;
+        // The lowest height this store holds a block for: 1, or the
+        // snapshot height a pruned node joined from (ADR 017 part 4).
+        let base = self.store.base().unwrap_or(1);
         let mut resp = SyncResponse {
             head,
-            // Every node keeps all history until snapshot join (ADR 017,
-            // part 4) brings pruned nodes.
-            base: 1,
+            base,
             blocks: Vec::new(),
         };
         let (from, max) =
@@ -1569,6 +1574,28 @@ impl NodeCore {
                         .and_then(|r| r.candidate_block(&hash))
                         .cloned();
                     return codec::encode(&CandidateResponse { block });
+                }
+                Ok(SyncRequest::SetChanges { after }) => {
+                    let changes = self
+                        .store
+                        .set_changes(after, aidledger_types::snapshot::SET_CHANGES_MAX)
+                        .unwrap_or_default();
+                    return codec::encode(&SetChangesResponse { changes });
+                }
+                // Snapshots are served by the shell from its snapshot
+                // directory, off this task; a core asked directly has none.
+                Ok(SyncRequest::SnapshotOffers) => {
+                    return codec::encode(&SnapshotOffersResponse {
+                        head,
+                        base,
+                        heights: Vec::new(),
+                    })
+                }
+                Ok(SyncRequest::SnapshotManifest { .. }) => {
+                    return codec::encode(&SnapshotManifestResponse { manifest: None })
+                }
+                Ok(SyncRequest::SnapshotChunk { .. }) => {
+                    return codec::encode(&SnapshotChunkResponse { chunk: None })
                 }
                 Err(_) => return codec::encode(&resp),
             };

@@ -49,6 +49,56 @@ pub enum SyncRequest {
     Candidate {
         hash: Hash,
     },
+    /// Validator-set changes above a height ([`SetChangesResponse`]), for a
+    /// joiner following the set from genesis (ADR 017 part 4).
+    SetChanges {
+        after: u64,
+    },
+    /// Which snapshots the peer serves ([`SnapshotOffersResponse`]).
+    SnapshotOffers,
+    /// A snapshot's manifest ([`SnapshotManifestResponse`]).
+    SnapshotManifest {
+        height: u64,
+    },
+    /// One chunk of a snapshot ([`SnapshotChunkResponse`]).
+    SnapshotChunk {
+        height: u64,
+        index: u32,
+    },
+}
+
+/// The answer to [`SyncRequest::SetChanges`]: at most
+/// [`crate::snapshot::SET_CHANGES_MAX`] changes in height order; fewer
+/// means there are no more.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct SetChangesResponse {
+    pub changes: Vec<crate::snapshot::SetChange>,
+}
+
+/// The answer to [`SyncRequest::SnapshotOffers`].
+#[derive(Serialize, Deserialize, Debug)]
+pub struct SnapshotOffersResponse {
+    /// The responder's committed height and base.
+    pub head: u64,
+    pub base: u64,
+    /// The heights of the snapshots it serves, lowest first.
+    pub heights: Vec<u64>,
+}
+
+/// Most snapshot heights one offer lists.
+pub const SNAPSHOT_OFFERS_MAX: usize = 16;
+
+/// The answer to [`SyncRequest::SnapshotManifest`]: `None` when the peer
+/// does not serve that height (any more).
+#[derive(Serialize, Deserialize, Debug)]
+pub struct SnapshotManifestResponse {
+    pub manifest: Option<crate::snapshot::SnapshotManifest>,
+}
+
+/// The answer to [`SyncRequest::SnapshotChunk`].
+#[derive(Serialize, Deserialize, Debug)]
+pub struct SnapshotChunkResponse {
+    pub chunk: Option<crate::snapshot::SnapshotChunk>,
 }
 
 /// The answer to [`SyncRequest::Candidate`].

@@ -222,7 +222,21 @@ fn run_replay(ctx: &Ctx, a: ReplayArgs) -> Result<ExitCode> {
         }
         None => {
             let home = ctx.home("audit replay (or give --blocks FILE)")?;
-            Box::new(StoreSource::open_read_only(&data_dir(home)?)?)
+            let dir = data_dir(home)?;
+            {
+                use aidledger_storage::Store;
+                let store = aidledger_storage::RocksStore::open_read_only(&dir)?;
+                let base = store.base()?;
+                if base > 1 {
+                    anyhow::bail!(
+                        "this node's history starts at height {base}: it joined from a snapshot \
+                         (a pruned node), so a replay from genesis cannot run on it. Replay on \
+                         a node that keeps all history, or from an export of one \
+                         (aidledger export-blocks)"
+                    );
+                }
+            }
+            Box::new(StoreSource::open_read_only(&dir)?)
         }
     };
     let opts = ReplayOptions {

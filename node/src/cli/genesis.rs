@@ -22,7 +22,7 @@ use super::net::peer_id;
 use super::{args, print_json, usage, Ctx};
 use crate::config::{
     AdmissionSection, ApiSection, ConsensusSection, MempoolSection, NetworkSection, NodeConfig,
-    NodeSection,
+    NodeSection, SnapshotSection,
 };
 
 #[derive(Subcommand, Debug)]
@@ -492,6 +492,7 @@ pub fn node_config(org: &OrgId, p2p: &str, peers: Vec<String>, api: &str) -> Nod
         consensus: ConsensusSection::default(),
         mempool: MempoolSection::default(),
         admission: AdmissionSection::default(),
+        snapshot: SnapshotSection::default(),
     }
 }
 

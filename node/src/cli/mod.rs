@@ -111,6 +111,15 @@ pub enum NodeCmd {
         /// A home that has run the node records this by itself.
         #[arg(long)]
         rejoin: bool,
+        /// On a store with no block yet, join from a state snapshot that
+        /// peers offer instead of replaying every block from genesis: the
+        /// node follows the validator-set changes from its genesis, checks
+        /// the snapshot's certificate and every chunk against the certified
+        /// state root, and keeps history from the snapshot's height on (a
+        /// pruned node). Not for validators, which keep all history. A
+        /// store that already holds blocks ignores the flag.
+        #[arg(long)]
+        from_snapshot: bool,
     },
 }
 
@@ -189,6 +198,7 @@ pub fn run(ctx: &Ctx, cmd: OperatorCmd) -> Result<ExitCode> {
             log_json,
             accept_missing_safety_state,
             rejoin,
+            from_snapshot,
         }) => {
             let home = ctx.home("node run")?.to_path_buf();
             crate::node::run(
@@ -197,6 +207,7 @@ pub fn run(ctx: &Ctx, cmd: OperatorCmd) -> Result<ExitCode> {
                     log_json,
                     accept_missing_safety_state,
                     rejoin,
+                    from_snapshot,
                 },
             )?;
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,212 @@
+#![allow(clippy::unwrap_used)]
+//! End to end, with real `aidledger` processes on 127.0.0.1 (issue 16,
+//! part 4): a snapshot join. The consortium's nodes take a snapshot every
+//! 20 heights while a load runs. A new organisation, absent from the
+//! genesis and registered by governance, starts its node with
+//! `--from-snapshot` on an empty store: it follows the validator set from
+//! its genesis, checks the highest snapshot offered against its certificate
+//! and every chunk against the certified root, and then follows the chain.
+//! It serves queries from the snapshot height on, answers 410 `pruned`
+//! below it, and the auditor's replay refuses its home while it verifies an
+//! archive node's. A restart with the same flag goes on from its store.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::consortium::{
+    api_get, block_at, finish_load, free_port, govern, height, replay_verified, start_load, status,
+    wait_until, Testnet,
+};
+use common::{run, s};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_aidledger");
+const NEW_ORG: &str = "township-office";
+const INTERVAL: u64 = 20;
+
+fn start(home: &Path, log: &str) -> Child {
+    Command::new(BIN)
+        .args(["node", "run", "--home", s(home), "--from-snapshot"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(home.join(log)).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn http_status(api: &str, path: &str) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let mut r = agent.get(&format!("{api}{path}")).call().unwrap();
+    let code = r.status().as_u16();
+    let body = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    (code, body)
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // waits on the wall clock
+fn a_new_organisation_joins_from_a_snapshot_and_serves_queries_from_there() {
+    // A consortium whose nodes snapshot every INTERVAL heights.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let d = s(&dir).to_string();
+    common::ok(&["testnet", "init", "--dir", &d]);
+    let mut net = Testnet {
+        dir,
+        tmp,
+        extra: Vec::new(),
+    };
+    for o in net.orgs() {
+        let cfg = o.home.join("config.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        assert!(text.contains("interval_blocks = 10000"), "{text}");
+        std::fs::write(
+            &cfg,
+            text.replace(
+                "interval_blocks = 10000",
+                &format!("interval_blocks = {INTERVAL}"),
+            ),
+        )
+        .unwrap();
+    }
+    common::ok(&["testnet", "up", "--dir", &d]);
+    let all = net.orgs();
+    let by_id = |id: &str| all.iter().find(|o| o.id == id).unwrap().clone();
+    let (bank, dev) = (by_id("state-bank"), by_id("dev-bank"));
+    wait_until("every node at height 1", 90, || {
+        all.iter().all(|o| height(&o.api) >= 1)
+    });
+
+    // The new organisation's home, and its registration.
+    let testnet: Value =
+        serde_json::from_str(&std::fs::read_to_string(net.dir.join("testnet.json")).unwrap())
+            .unwrap();
+    let home = net.tmp.path().join(NEW_ORG);
+    let api_port = free_port();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let genesis = net.dir.join("genesis.json");
+    let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    let api_listen = format!("127.0.0.1:{api_port}");
+    let mut init = vec![
+        "--output",
+        "json",
+        "init",
+        "--home",
+        s(&home),
+        "--org",
+        NEW_ORG,
+        "--genesis",
+        s(&genesis),
+        "--p2p-listen",
+        &p2p,
+        "--api-listen",
+        &api_listen,
+    ];
+    let peers: Vec<String> = testnet["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["p2p"].as_str().unwrap().to_string())
+        .collect();
+    for p in &peers {
+        init.push("--peer");
+        init.push(p);
+    }
+    let out: Value = serde_json::from_str(&common::ok(&init)).unwrap();
+    let node_key = out["node_key"].as_str().unwrap().to_string();
+    govern(
+        &bank,
+        &dev,
+        &[
+            "add-org",
+            "--id",
+            NEW_ORG,
+            "--name",
+            "Township Office",
+            "--kind",
+            "implementing-unit",
+        ],
+    );
+    govern(
+        &bank,
+        &dev,
+        &["add-node", "--org", NEW_ORG, "--node-key", &node_key],
+    );
+
+    // Load until two snapshots exist on every validator.
+    let load_out = net.tmp.path().join("load.json");
+    let load = start_load(&net, 40, 40, &load_out);
+    let snapshot_dir = |o: &common::consortium::Org, h: u64| {
+        o.home
+            .join("snapshots")
+            .join(h.to_string())
+            .join("manifest.bin")
+    };
+    wait_until("a second snapshot on every validator", 120, || {
+        all.iter()
+            .filter(|o| o.validator)
+            .all(|o| snapshot_dir(o, 2 * INTERVAL).is_file())
+    });
+
+    // The new node joins from the highest snapshot offered.
+    net.extra.push(start(&home, "node.log"));
+    wait_until("the new node's API", 180, || status(&api).is_some());
+    let st = status(&api).unwrap();
+    let base = st["base"].as_u64().unwrap();
+    assert!(
+        base >= 2 * INTERVAL && base.is_multiple_of(INTERVAL),
+        "base {base}: {st}"
+    );
+    let log = std::fs::read_to_string(home.join("node.log")).unwrap();
+    assert!(log.contains("joined from a snapshot"), "{log}");
+    assert!(!log.contains("bad chunk"), "{log}");
+    // It follows the chain from there and agrees with the consortium.
+    let target = height(&bank.api);
+    wait_until("the joined node catches up", 120, || height(&api) >= target);
+    assert_eq!(block_at(&api, target), block_at(&bank.api, target));
+    assert_eq!(block_at(&api, base), block_at(&bank.api, base));
+
+    // Queries from the snapshot height on; 410 `pruned` below it.
+    let org = api_get(&api, &format!("/v1/orgs/{NEW_ORG}")).unwrap();
+    assert_eq!(org["id"], NEW_ORG, "{org}");
+    assert_eq!(
+        api_get(&api, "/v1/orgs").unwrap(),
+        api_get(&bank.api, "/v1/orgs").unwrap()
+    );
+    let (code, body) = http_status(&api, &format!("/v1/blocks/{}", base - 1));
+    assert_eq!(code, 410, "{body}");
+    assert_eq!(body["code"], "pruned", "{body}");
+    let (code, _) = http_status(&bank.api, &format!("/v1/blocks/{}", base - 1));
+    assert_eq!(code, 200);
+
+    finish_load(load, &load_out);
+    // Its last block is the consortium's.
+    let h = height(&bank.api);
+    wait_until("the joined node at the consortium's height", 60, || {
+        height(&api) >= h
+    });
+    assert_eq!(block_at(&api, h), block_at(&bank.api, h));
+
+    // A restart with the flag goes on from its store.
+    let mut node = net.extra.pop().unwrap();
+    common::consortium::signal(node.id() as i32, "-TERM");
+    node.wait().unwrap();
+    net.extra.push(start(&home, "node2.log"));
+    wait_until("the restarted node's API", 60, || status(&api).is_some());
+    assert_eq!(status(&api).unwrap()["base"].as_u64(), Some(base));
+    let log2 = std::fs::read_to_string(home.join("node2.log")).unwrap();
+    assert!(log2.contains("nothing to do"), "{log2}");
+
+    // The auditor's replay: refused on the pruned node, verified on an
+    // archive node.
+    let out = run(&["audit", "replay", "--home", s(&home)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("starts at height {base}")), "{err}");
+    replay_verified(&bank.home);
+}
