@@ -116,6 +116,22 @@ pub fn sync_response(data: &[u8]) {
         );
     }
     let _ = aidledger_types::wire::sync_response_from_v1(data);
+    // Snapshot join (ADR 017 part 4): what a joiner decodes from peers.
+    let _ = round_trip::<aidledger_types::wire::SetChangesResponse>(data, SYNC_RESPONSE_MAX_BYTES);
+    let _ =
+        round_trip::<aidledger_types::wire::SnapshotOffersResponse>(data, SYNC_RESPONSE_MAX_BYTES);
+    if let Some(r) =
+        round_trip::<aidledger_types::wire::SnapshotManifestResponse>(data, SYNC_RESPONSE_MAX_BYTES)
+    {
+        if let Some(m) = r.manifest {
+            let _ = m.check();
+        }
+    }
+    if let Some(r) =
+        round_trip::<aidledger_types::wire::SnapshotChunkResponse>(data, SYNC_RESPONSE_MAX_BYTES)
+    {
+        let _ = r.chunk.map(|c| c.pairs.len());
+    }
 }
 
 /// A chain file, read the way `audit replay --file` reads one.

@@ -171,6 +171,74 @@ fn seed_corpus() -> Vec<(String, String, Vec<u8>)> {
         }),
     );
     put(
+        "sync_request",
+        "set-changes",
+        &codec::encode(&SyncRequest::SetChanges { after: 0 }),
+    );
+    put(
+        "sync_request",
+        "snapshot-offers",
+        &codec::encode(&SyncRequest::SnapshotOffers),
+    );
+    put(
+        "sync_request",
+        "snapshot-manifest",
+        &codec::encode(&SyncRequest::SnapshotManifest { height: head }),
+    );
+    put(
+        "sync_request",
+        "snapshot-chunk",
+        &codec::encode(&SyncRequest::SnapshotChunk {
+            height: head,
+            index: 0,
+        }),
+    );
+    {
+        use aidledger_types::wire::{
+            SetChangesResponse, SnapshotChunkResponse, SnapshotManifestResponse,
+            SnapshotOffersResponse,
+        };
+        let store = c.store.as_ref();
+        let manifest = aidledger_storage::snapshot::manifest_at_head(store)
+            .unwrap()
+            .unwrap();
+        let pairs = aidledger_storage::snapshot::chunk_pairs(store, &manifest.chunks[0]).unwrap();
+        put(
+            "sync_response",
+            "snapshot-offers",
+            &codec::encode(&SnapshotOffersResponse {
+                head,
+                base: 1,
+                heights: vec![head],
+            }),
+        );
+        put(
+            "sync_response",
+            "set-changes",
+            &codec::encode(&SetChangesResponse {
+                changes: store.set_changes(0, 16).unwrap(),
+            }),
+        );
+        put(
+            "sync_response",
+            "snapshot-chunk",
+            &codec::encode(&SnapshotChunkResponse {
+                chunk: Some(aidledger_types::snapshot::SnapshotChunk {
+                    height: head,
+                    index: 0,
+                    pairs,
+                }),
+            }),
+        );
+        put(
+            "sync_response",
+            "snapshot-manifest",
+            &codec::encode(&SnapshotManifestResponse {
+                manifest: Some(manifest),
+            }),
+        );
+    }
+    put(
         "sync_response",
         "candidate",
         &codec::encode(&CandidateResponse {
