@@ -8,6 +8,13 @@
 //! written, so a snapshot directory with a height for a name is always
 //! complete. It keeps `snapshot.keep` of them.
 //!
+//! The checkpoint runs beside the commits, so it holds the first head it
+//! sees at or after the interval height: on a busy chain sometimes a block
+//! or two later, and then nodes offer different heights. A joiner fetches
+//! from every peer offering the height it chose. (Pinning the exact height
+//! without holding up consensus needs a pinned read view written out to
+//! chunk files; see ADR 017, step 13 as built.)
+//!
 //! Peers ask over the sync protocol (`SnapshotOffers`, `SnapshotManifest`,
 //! `SnapshotChunk`). The answers are read on blocking threads, at most
 //! [`SERVING_MAX`] at a time; a request beyond that is answered with

@@ -1,7 +1,8 @@
 //! Smoke test of `aidledger bench suite`: only its in-process parts (the
 //! machine's limits, the replay of a small synthetic chain, execution with
-//! few and more households), at tiny sizes, so it runs in seconds. The
-//! testnet part is exercised by running the suite itself.
+//! few and more households, snapshot join against replay join), at tiny
+//! sizes, so it runs in seconds. The testnet part is exercised by running
+//! the suite itself.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
@@ -26,7 +27,7 @@ fn bench_suite_in_process_parts_report_positive_figures() {
             "bench",
             "suite",
             "--only",
-            "limits,replay,households",
+            "limits,replay,households,join",
             "--tiny",
             "--output",
             "json",
@@ -80,6 +81,14 @@ fn bench_suite_in_process_parts_report_positive_figures() {
         assert!(r["entitlement_payments"].as_u64().unwrap() > 0, "{r}");
     }
     assert!(doc["parts"]["households"]["loss_pct"].is_number());
+    // Snapshot join against replay join: the installed state's root was
+    // checked against the chain's by the suite itself.
+    let j = &doc["parts"]["join"];
+    assert!(j["chain_txs"].as_u64().unwrap() >= 3_000, "{j}");
+    assert!(j["households"].as_u64().unwrap() >= 1_000, "{j}");
+    assert!(j["chunks"].as_u64().unwrap() >= 1, "{j}");
+    positive(&j["replay_s"], "replay join s");
+    positive(&j["snapshot_join_s"], "snapshot join s");
     // Every row with a bound has its ratio.
     for row in doc["rows"].as_array().unwrap() {
         let metric = row["metric"].as_str().unwrap();

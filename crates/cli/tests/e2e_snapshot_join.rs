@@ -158,10 +158,9 @@ fn a_new_organisation_joins_from_a_snapshot_and_serves_queries_from_there() {
     wait_until("the new node's API", 180, || status(&api).is_some());
     let st = status(&api).unwrap();
     let base = st["base"].as_u64().unwrap();
-    assert!(
-        base >= 2 * INTERVAL && base.is_multiple_of(INTERVAL),
-        "base {base}: {st}"
-    );
+    // A snapshot holds the first head its checkpoint saw at or after an
+    // interval height: under load, sometimes a block or two later.
+    assert!(base >= 2 * INTERVAL, "base {base}: {st}");
     let log = std::fs::read_to_string(home.join("node.log")).unwrap();
     assert!(log.contains("joined from a snapshot"), "{log}");
     assert!(!log.contains("bad chunk"), "{log}");

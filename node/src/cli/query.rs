@@ -166,6 +166,12 @@ pub fn status(ctx: &Ctx) -> Result<ExitCode> {
             println!("peer id      {}", s.peer_id);
         }
         println!("height       {}", s.height);
+        if s.base > 1 {
+            println!(
+                "history      from height {} (joined from a snapshot; a pruned node)",
+                s.base
+            );
+        }
         println!("block        {}", s.block_hash);
         println!("state root   {}", s.state_root);
         println!("view         {}", s.view);

@@ -13,7 +13,9 @@
 //! * `replay` (c): the audit replay of a synthetic 1M-transaction chain on
 //!   1 and 2 threads;
 //! * `households` (d): execution and commit of realistic blocks against
-//!   RocksDB with 10k and 1M households in state.
+//!   RocksDB with 10k and 1M households in state;
+//! * `join` (g): snapshot join against replay join on a synthetic chain of
+//!   3M transactions that registers 1M households (ADR 017 part 4).
 //!
 //! The result is one JSON document (`--out`) and a table.
 
@@ -54,6 +56,7 @@ pub enum Part {
     Testnet,
     Replay,
     Households,
+    Join,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -96,6 +99,9 @@ struct Sizes {
     households_large: u64,
     household_blocks: usize,
     household_block_txs: usize,
+    /// Transactions in the join part's chain: a third of them register a
+    /// household.
+    join_txs: u64,
 }
 
 impl Sizes {
@@ -114,6 +120,7 @@ impl Sizes {
                 households_large: 10_000,
                 household_blocks: 2,
                 household_block_txs: 300,
+                join_txs: 3_000,
             }
         } else if a.quick {
             Sizes {
@@ -129,6 +136,7 @@ impl Sizes {
                 households_large: 1_000_000,
                 household_blocks: 10,
                 household_block_txs: 2_000,
+                join_txs: 300_000,
             }
         } else {
             Sizes {
@@ -147,6 +155,7 @@ impl Sizes {
                 // compare unequal work.
                 household_blocks: 10,
                 household_block_txs: 2_000,
+                join_txs: 3_000_000,
             }
         }
     }
@@ -253,6 +262,15 @@ pub fn run(ctx: &Ctx, a: &SuiteArgs) -> Result<ExitCode> {
     if want(Part::Households) {
         if let Err(e) = households_part(&sizes, cores, &limits, &mut rep, json_out) {
             rep.errors.push(format!("households: {e:#}"));
+        }
+    }
+    if want(Part::Join) {
+        say(
+            json_out,
+            format!("join: building a {}-transaction chain", sizes.join_txs),
+        );
+        if let Err(e) = join_part(&sizes, cores, &mut rep, json_out) {
+            rep.errors.push(format!("join: {e:#}"));
         }
     }
     if want(Part::Testnet) {
@@ -697,6 +715,159 @@ fn replay_part(
             "chain_txs": built.txs,
             "generation_s": gen_s,
             "runs": runs,
+        }),
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------------ (g) join
+
+/// Snapshot join against replay join (issue 16 part 4, ADR 017): one
+/// synthetic chain whose workload registers a household in every third
+/// transaction, then (1) the auditor's replay of it from genesis, the work
+/// a node joining by replay does before it can answer a query (a lower
+/// bound: a replaying node also writes every block), and (2) a snapshot
+/// join in process: the serving node cuts the manifest at the head (in the
+/// background on a live node), and the joiner fetches every chunk, checks
+/// it against the manifest, installs it and recomputes the state root, as
+/// `node run --from-snapshot` does (encoding and decoding each chunk as
+/// the wire does; the loopback transfer itself is left out).
+fn join_part(sizes: &Sizes, cores: usize, rep: &mut Report, json_out: bool) -> Result<()> {
+    use aidledger_storage::snapshot::{chunk_pairs, manifest_at_head};
+    use aidledger_storage::RocksStore;
+    use aidledger_types::codec;
+    use aidledger_types::snapshot::{SnapshotChunk, CHUNK_MAX_ENCODED_BYTES};
+
+    let tmp = temp_dir("join")?;
+    let data = tmp.path().join("data");
+    let t = now();
+    let built = synth::build_chain(&data, sizes.join_txs, sizes.replay_block_txs, cores)?;
+    let gen_s = t.elapsed().as_secs_f64();
+    {
+        let s = RocksStore::open(&data)?;
+        s.settle(Duration::from_secs(300))?;
+    }
+    // Households in the head state, counted by their keys.
+    let households = {
+        let s = RocksStore::open_read_only(&data)?;
+        let prefix = aidledger_contracts::keys::HOUSEHOLD_PREFIX;
+        let mut n = 0u64;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = s.state_scan(prefix, after.as_deref(), aidledger_storage::SCAN_LIMIT_MAX)?;
+            let Some((last, _)) = page.last() else { break };
+            n += page.len() as u64;
+            after = Some(last.clone());
+        }
+        n
+    };
+    say(
+        json_out,
+        format!(
+            "join: chain of {} blocks, {} txs (about {households} households) built in {gen_s:.1} s",
+            built.blocks, built.txs
+        ),
+    );
+
+    // (1) Replay from genesis.
+    let mut src = StoreSource::open_read_only(&data)?;
+    let t = now();
+    let out = replay(
+        &mut src,
+        &ReplayOptions {
+            threads: cores,
+            expected_genesis: None,
+        },
+        &NO_PROGRESS,
+    );
+    let replay_s = t.elapsed().as_secs_f64();
+    drop(src);
+    if let Some(f) = &out.failure {
+        bail!("the synthetic chain did not verify: {f}");
+    }
+
+    // (2) Snapshot: cut, then fetch, check and install.
+    let source = RocksStore::open_read_only(&data)?;
+    let t = now();
+    let manifest = manifest_at_head(&source)?.context("the chain has no head")?;
+    let cut_s = t.elapsed().as_secs_f64();
+    let joiner_dir = tmp.path().join("joiner");
+    let joiner = RocksStore::open(&joiner_dir)?;
+    let (genesis_hash, genesis_doc) = source.genesis()?.context("no genesis")?;
+    let t = now();
+    manifest.check()?;
+    joiner.snapshot_begin(genesis_hash, genesis_doc, manifest.height())?;
+    let mut pairs = 0u64;
+    let mut bytes = 0u64;
+    for (i, info) in manifest.chunks.iter().enumerate() {
+        let chunk = SnapshotChunk {
+            height: manifest.height(),
+            index: i as u32,
+            pairs: chunk_pairs(&source, info)?,
+        };
+        let wire = codec::encode(&chunk);
+        bytes += wire.len() as u64;
+        let chunk: SnapshotChunk = codec::decode_with_limit(&wire, CHUNK_MAX_ENCODED_BYTES)?;
+        manifest.check_chunk(&chunk)?;
+        pairs += chunk.pairs.len() as u64;
+        joiner.snapshot_put_chunk(manifest.height(), &chunk.pairs)?;
+    }
+    let head = joiner.snapshot_finish(&manifest, &source.set_changes(0, 256)?)?;
+    let join_s = t.elapsed().as_secs_f64();
+    if head.state_root != built.head_state_root {
+        bail!("the installed state's root differs from the chain's");
+    }
+    say(
+        json_out,
+        format!(
+            "join: replay {replay_s:.1} s; snapshot cut {cut_s:.1} s, join {join_s:.1} s ({} chunks, {pairs} pairs, {:.0} MB)",
+            manifest.chunks.len(),
+            bytes as f64 / 1e6
+        ),
+    );
+    let p = "join";
+    rep.row(
+        p,
+        format!(
+            "replay join: audit replay from genesis, {} txs, {cores} threads",
+            out.summary.txs
+        ),
+        replay_s,
+        "s",
+        Some((replay_s, "replay join".into())),
+    );
+    rep.row(
+        p,
+        format!(
+            "snapshot join: fetch, check, install {} chunks ({pairs} pairs, {:.0} MB)",
+            manifest.chunks.len(),
+            bytes as f64 / 1e6
+        ),
+        join_s,
+        "s",
+        Some((replay_s, "replay join".into())),
+    );
+    rep.row(
+        p,
+        "snapshot cut at the head (serving node, background)",
+        cut_s,
+        "s",
+        Some((replay_s, "replay join".into())),
+    );
+    rep.parts.insert(
+        "join".into(),
+        json!({
+            "chain_blocks": built.blocks,
+            "chain_txs": built.txs,
+            "households": households,
+            "generation_s": gen_s,
+            "replay_s": replay_s,
+            "snapshot_cut_s": cut_s,
+            "snapshot_join_s": join_s,
+            "chunks": manifest.chunks.len(),
+            "pairs": pairs,
+            "bytes": bytes,
+            "speedup": replay_s / join_s,
         }),
     );
     Ok(())
