@@ -14,9 +14,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::consortium::{api_get, free_port, govern, height, status, wait_until, Org, Testnet};
+use common::consortium::{api_get, govern, height, status, wait_until, Org, Testnet};
 use common::{ok, s};
-use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_aidledger");
 const NEW_ORG: &str = "township-office";
@@ -46,46 +45,10 @@ fn a_new_organisation_joins_by_governance_and_a_removed_node_is_cut_off() {
     wait_until("every node at height 1", 90, || {
         all.iter().all(|o| height(&o.api) >= 1)
     });
-    let testnet: Value =
-        serde_json::from_str(&std::fs::read_to_string(net.dir.join("testnet.json")).unwrap())
-            .unwrap();
-    let peer_addrs: Vec<String> = testnet["orgs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["p2p"].as_str().unwrap().to_string())
-        .collect();
 
     // 1. The new organisation's node, set up against the running
     //    consortium's genesis, which does not list it.
-    let home = net.tmp.path().join(NEW_ORG);
-    let api_port = free_port();
-    let api = format!("http://127.0.0.1:{api_port}");
-    let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-    let genesis = net.dir.join("genesis.json");
-    let mut init = vec![
-        "--output".to_string(),
-        "json".into(),
-        "init".into(),
-        "--home".into(),
-        s(&home).into(),
-        "--org".into(),
-        NEW_ORG.into(),
-        "--genesis".into(),
-        s(&genesis).into(),
-        "--p2p-listen".into(),
-        p2p,
-        "--api-listen".into(),
-        format!("127.0.0.1:{api_port}"),
-    ];
-    for a in &peer_addrs {
-        init.push("--peer".into());
-        init.push(a.clone());
-    }
-    let init: Vec<&str> = init.iter().map(String::as_str).collect();
-    let out: Value = serde_json::from_str(&ok(&init)).unwrap();
-    assert_eq!(out["listed_in_genesis_as"], Value::Null, "{out}");
-    let node_key = out["node_key"].as_str().unwrap().to_string();
+    let (home, api, node_key) = common::consortium::new_org_home(&net, NEW_ORG);
     let start = |home: &Path| {
         Command::new(BIN)
             .args(["node", "run", "--home", s(home)])

@@ -17,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::consortium::{
-    api_get, block_at, finish_load, free_port, govern, height, replay_verified, start_load, status,
-    wait_until, Testnet,
+    api_get, block_at, finish_load, govern, height, new_org_home, replay_verified, start_load,
+    status, wait_until, Testnet,
 };
 use common::{run, s};
 use serde_json::Value;
@@ -83,42 +83,7 @@ fn a_new_organisation_joins_from_a_snapshot_and_serves_queries_from_there() {
     });
 
     // The new organisation's home, and its registration.
-    let testnet: Value =
-        serde_json::from_str(&std::fs::read_to_string(net.dir.join("testnet.json")).unwrap())
-            .unwrap();
-    let home = net.tmp.path().join(NEW_ORG);
-    let api_port = free_port();
-    let api = format!("http://127.0.0.1:{api_port}");
-    let genesis = net.dir.join("genesis.json");
-    let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-    let api_listen = format!("127.0.0.1:{api_port}");
-    let mut init = vec![
-        "--output",
-        "json",
-        "init",
-        "--home",
-        s(&home),
-        "--org",
-        NEW_ORG,
-        "--genesis",
-        s(&genesis),
-        "--p2p-listen",
-        &p2p,
-        "--api-listen",
-        &api_listen,
-    ];
-    let peers: Vec<String> = testnet["orgs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["p2p"].as_str().unwrap().to_string())
-        .collect();
-    for p in &peers {
-        init.push("--peer");
-        init.push(p);
-    }
-    let out: Value = serde_json::from_str(&common::ok(&init)).unwrap();
-    let node_key = out["node_key"].as_str().unwrap().to_string();
+    let (home, api, node_key) = new_org_home(&net, NEW_ORG);
     govern(
         &bank,
         &dev,

@@ -349,3 +349,44 @@ pub fn restart_node(net: &Testnet, o: &Org, env: &[(&str, &str)], leader: &str) 
         height(&o.api) >= target
     });
 }
+
+/// A new organisation's node, absent from the genesis: its home, set up
+/// with `aidledger init` against the testnet's genesis and every member's
+/// address, on free loopback ports. Returns the home, the API's URL and
+/// the node key `init` generated.
+pub fn new_org_home(net: &Testnet, org: &str) -> (PathBuf, String, String) {
+    let testnet: Value =
+        serde_json::from_str(&std::fs::read_to_string(net.dir.join("testnet.json")).unwrap())
+            .unwrap();
+    let home = net.tmp.path().join(org);
+    let api_port = free_port();
+    let api_listen = format!("127.0.0.1:{api_port}");
+    let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    let genesis = net.dir.join("genesis.json");
+    let mut init: Vec<String> = ["--output", "json", "init", "--home"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    init.push(home.to_str().unwrap().to_string());
+    for a in [
+        "--org",
+        org,
+        "--genesis",
+        genesis.to_str().unwrap(),
+        "--p2p-listen",
+        &p2p,
+        "--api-listen",
+        &api_listen,
+    ] {
+        init.push(a.to_string());
+    }
+    for o in testnet["orgs"].as_array().unwrap() {
+        init.push("--peer".into());
+        init.push(o["p2p"].as_str().unwrap().to_string());
+    }
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    let out: Value = serde_json::from_str(&ok(&init)).unwrap();
+    assert_eq!(out["listed_in_genesis_as"], Value::Null, "{out}");
+    let key = out["node_key"].as_str().unwrap().to_string();
+    (home, format!("http://{api_listen}"), key)
+}
