@@ -45,8 +45,13 @@ use tokio::sync::mpsc;
 const PEER_WAIT: Duration = Duration::from_secs(120);
 /// How long one request may take.
 const ASK_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often a chunk is asked for (over all peers) before the join fails.
+/// How often a chunk is asked for (over all peers) before the height is
+/// given up.
 const CHUNK_ATTEMPTS: usize = 40;
+/// An answer slower than this drops its source.
+const SLOW: Duration = Duration::from_secs(20);
+/// How long to wait for f + 1 peers before going on with fewer.
+const PEERS_WANTED_WAIT: Duration = Duration::from_secs(15);
 
 struct Joiner {
     net: NetworkHandle,
@@ -81,7 +86,9 @@ impl Joiner {
         None
     }
 
-    async fn wait_for_peers(&mut self) -> Result<()> {
+    /// Waits for a first peer (up to [`PEER_WAIT`]), then for `want` peers
+    /// (up to [`PEERS_WANTED_WAIT`] more), then a moment for the rest.
+    async fn wait_for_peers(&mut self, want: usize) -> Result<()> {
         let deadline = Instant::now() + PEER_WAIT;
         while self.connected.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -97,15 +104,36 @@ impl Joiner {
                 ),
             }
         }
-        // A moment for the other members to connect too.
-        let settle = Instant::now() + Duration::from_secs(2);
-        while let Ok(Some(ev)) = tokio::time::timeout(
-            settle.saturating_duration_since(Instant::now()),
-            self.rx.recv(),
-        )
-        .await
-        {
-            self.note(ev, None);
+        let wanted = Instant::now() + PEERS_WANTED_WAIT;
+        let mut settle = Instant::now() + Duration::from_secs(2);
+        loop {
+            let until = if self.connected.len() < want {
+                wanted
+            } else {
+                settle.min(wanted)
+            };
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(ev)) => {
+                    let before = self.connected.len();
+                    self.note(ev, None);
+                    if before < want && self.connected.len() >= want {
+                        settle = Instant::now() + Duration::from_secs(2);
+                    }
+                }
+                Ok(None) => bail!("the network stopped"),
+                Err(_) => break,
+            }
+        }
+        if self.connected.len() < want {
+            tracing::warn!(
+                connected = self.connected.len(),
+                want,
+                "snapshot join: fewer peers than f + 1 connected; going on with these"
+            );
         }
         Ok(())
     }
@@ -161,17 +189,23 @@ pub async fn join(
     out
 }
 
+/// Why one height's attempt ended: try the next height, or stop the join.
+enum Attempt {
+    Next(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
 async fn run(
     j: &mut Joiner,
     store: &RocksStore,
     genesis: &Genesis,
     me: PublicKey,
 ) -> Result<Joined> {
-    let chain_id = &genesis.chain_id;
-    j.wait_for_peers().await?;
+    let genesis_f = genesis.validators.len().saturating_sub(1) / 3;
+    j.wait_for_peers(genesis_f + 1).await?;
 
-    // Offers.
-    let mut offers: BTreeMap<u64, Vec<PeerId>> = BTreeMap::new();
+    // Offers, each height once per peer.
+    let mut offers: BTreeMap<u64, BTreeSet<PeerId>> = BTreeMap::new();
     let peers: Vec<PeerId> = j.connected.iter().copied().collect();
     for p in &peers {
         if let Some(o) = j
@@ -183,7 +217,7 @@ async fn run(
                 .into_iter()
                 .take(aidledger_types::wire::SNAPSHOT_OFFERS_MAX)
             {
-                offers.entry(h).or_default().push(*p);
+                offers.entry(h).or_default().insert(*p);
             }
         }
     }
@@ -195,42 +229,95 @@ async fn run(
             peers.len()
         );
     }
-    // The highest height whose snapshot checks: a peer offering a height
-    // nobody else has, with nothing behind it, only costs a try.
-    let mut anchored = None;
-    'heights: for (&h, offered_by) in offers.iter().rev() {
+    // Heights several peers offer first, highest first; then the rest. A
+    // height only one peer offers (a liar's, or a checkpoint that landed
+    // a block late) is tried last, and a height that fails in any way
+    // (nothing checks, a source stalls or sends bad chunks) costs a try,
+    // not the join.
+    let mut candidates: Vec<(u64, Vec<PeerId>)> = offers
+        .into_iter()
+        .map(|(h, ps)| (h, ps.into_iter().collect()))
+        .collect();
+    candidates.sort_by_key(|(h, ps)| (std::cmp::Reverse(ps.len() >= 2), std::cmp::Reverse(*h)));
+    let mut failed = Vec::new();
+    for (height, offered_by) in candidates {
         tracing::info!(
-            height = h,
+            height,
             peers = offered_by.len(),
-            "snapshot join: trying the highest snapshot offered"
+            "snapshot join: trying a snapshot"
         );
-        for p in offered_by {
-            match anchor(j, *p, chain_id, &genesis.validators, h).await {
-                Ok(a) => {
-                    anchored = Some((h, offered_by.clone(), *p, a));
-                    break 'heights;
-                }
-                Err(e) => {
-                    tracing::warn!(peer = %p, height = h, error = %format!("{e:#}"), "snapshot join: refused a peer's snapshot");
-                }
+        match try_height(j, store, genesis, me, &peers, height, offered_by).await {
+            Ok(joined) => return Ok(joined),
+            Err(Attempt::Fatal(e)) => return Err(e),
+            Err(Attempt::Next(e)) => {
+                tracing::warn!(height, error = %format!("{e:#}"), "snapshot join: giving up on this height");
+                failed.push(format!("{height}: {e:#}"));
             }
         }
     }
-    let Some((height, mut sources, source, (history, changes, manifest))) = anchored else {
-        bail!("no snapshot that peers offered checks against this chain's genesis");
+    bail!(
+        "no snapshot offered could be joined ({}). Start again later, or without \
+         --from-snapshot to replay from genesis",
+        failed.join("; ")
+    )
+}
+
+async fn try_height(
+    j: &mut Joiner,
+    store: &RocksStore,
+    genesis: &Genesis,
+    me: PublicKey,
+    peers: &[PeerId],
+    height: u64,
+    offered_by: Vec<PeerId>,
+) -> std::result::Result<Joined, Attempt> {
+    let chain_id = &genesis.chain_id;
+    let next = |e: anyhow::Error| Attempt::Next(e);
+    let mut anchored = None;
+    for p in &offered_by {
+        match anchor(j, *p, chain_id, &genesis.validators, height).await {
+            Ok(a) => {
+                anchored = Some((*p, a));
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(peer = %p, height, error = %format!("{e:#}"), "snapshot join: refused a peer's snapshot");
+            }
+        }
+    }
+    let Some((source, (history, changes, manifest))) = anchored else {
+        return Err(next(anyhow::anyhow!(
+            "no peer's snapshot at this height checks"
+        )));
     };
     let set = history.at(height);
-    if set.index_of(&me).is_some() {
-        bail!(
+    if set.index_of(&me).is_some() || history.at(height.saturating_add(1)).index_of(&me).is_some() {
+        return Err(Attempt::Fatal(anyhow::anyhow!(
             "this node's key is a validator at height {height}: validators keep all history \
              and join by replaying from genesis (start without --from-snapshot)"
-        );
+        )));
+    }
+    // Block S names the next set when it is the last of its set: the
+    // changes kept (and served to later joiners) must include that one.
+    let header = &manifest.block.header;
+    if header.next_validator_set_hash != header.validator_set_hash
+        && !changes
+            .iter()
+            .any(|c| c.header.height == height && c.header.hash() == manifest.block.hash())
+    {
+        return Err(next(anyhow::anyhow!(
+            "block {height} changes the validator set, but the peer's set changes stop before it"
+        )));
     }
 
-    // f + 1 peers name the same block at the height. A different block
-    // counts only with a certificate from the set in force there: that
-    // would be two certified blocks at one height, and the join stops.
-    let f = (set.len().saturating_sub(1)) / 3;
+    // f + 1 peers name the same block at the height, with f taken from
+    // the larger of the genesis set and the set at S, so a source that
+    // forged a chain of changes to a small set cannot lower it. A
+    // different block counts only with a certificate from the set in
+    // force there: that would be two certified blocks at one height, and
+    // the join stops.
+    let n = set.len().max(genesis.validators.len());
+    let f = n.saturating_sub(1) / 3;
     let hash = manifest.block.hash();
     let mut agree = 1usize;
     for p in peers.iter().filter(|p| **p != source) {
@@ -254,11 +341,13 @@ async fn run(
             continue;
         }
         match aidledger_crypto::verify_certificate(&cert, chain_id, set, height, &block.hash()) {
-            Ok(()) => bail!(
-                "two certified blocks at height {height}: {hash} from {source} and {} from \
-                 {p}. Refusing to join; report this to the consortium",
-                block.hash()
-            ),
+            Ok(()) => {
+                return Err(Attempt::Fatal(anyhow::anyhow!(
+                    "two certified blocks at height {height}: {hash} from {source} and {} from \
+                     {p}. Refusing to join; report this to the consortium",
+                    block.hash()
+                )))
+            }
             Err(e) => tracing::warn!(
                 peer = %p,
                 error = %e,
@@ -268,27 +357,47 @@ async fn run(
         }
     }
     if agree < f + 1 {
-        bail!(
+        return Err(next(anyhow::anyhow!(
             "only {agree} peers name block {height} {hash}; f + 1 = {} must (connect to more \
              members, or wait and start again)",
             f + 1
-        );
+        )));
+    }
+
+    // Sources: the peers offering this height whose manifest is the one
+    // anchored. A peer cut differently (another build, or a liar) is not
+    // asked for chunks, so no honest peer is blamed for its chunks not
+    // matching someone else's manifest.
+    let mut sources = vec![source];
+    for p in offered_by.iter().filter(|p| **p != source) {
+        let resp: Option<SnapshotManifestResponse> =
+            j.ask(*p, &SyncRequest::SnapshotManifest { height }).await;
+        if resp.and_then(|r| r.manifest).as_ref() == Some(&manifest) {
+            sources.push(*p);
+        }
     }
 
     // The chunks.
-    store.snapshot_begin(genesis.hash(), codec::encode(genesis), height)?;
+    store
+        .snapshot_begin(genesis.hash(), codec::encode(genesis), height)
+        .map_err(|e| Attempt::Fatal(e.into()))?;
     let total = manifest.chunks.len();
     let mut pairs = 0u64;
     let started = Instant::now();
     for index in 0..total {
-        let chunk = fetch_chunk(j, &manifest, &mut sources, index as u32).await?;
+        let chunk = fetch_chunk(j, &manifest, &mut sources, index as u32)
+            .await
+            .map_err(next)?;
         pairs += chunk.pairs.len() as u64;
-        store.snapshot_put_chunk(height, &chunk.pairs)?;
+        store
+            .snapshot_put_chunk(height, &chunk.pairs)
+            .map_err(|e| Attempt::Fatal(e.into()))?;
         if (index + 1) % 16 == 0 || index + 1 == total {
             tracing::info!(
                 height,
                 chunk = index + 1,
                 of = total,
+                sources = sources.len(),
                 secs = format!("{:.1}", started.elapsed().as_secs_f64()),
                 "snapshot join: chunks fetched and checked"
             );
@@ -298,7 +407,9 @@ async fn run(
         .into_iter()
         .filter(|c| c.header.height <= height)
         .collect();
-    let head = store.snapshot_finish(&manifest, &kept)?;
+    let head = store
+        .snapshot_finish(&manifest, &kept)
+        .map_err(|e| next(e.into()))?;
     Ok(Joined {
         head,
         chunks: total,
@@ -348,8 +459,9 @@ async fn anchor(
     Ok((history, changes, manifest))
 }
 
-/// One chunk, checked, from any source; a source that sends a bad chunk is
-/// dropped.
+/// One chunk, checked, from any source. A source that sends a bad chunk,
+/// or takes longer than [`SLOW`] to answer, is not asked again; one that
+/// answers "busy" is asked again after the others.
 async fn fetch_chunk(
     j: &mut Joiner,
     manifest: &SnapshotManifest,
@@ -359,9 +471,10 @@ async fn fetch_chunk(
     let height = manifest.height();
     for attempt in 0..CHUNK_ATTEMPTS {
         if sources.is_empty() {
-            bail!("every peer offering the snapshot at {height} sent a bad chunk or left");
+            bail!("every peer serving the snapshot at {height} sent a bad chunk, stalled or left");
         }
         let p = sources[(index as usize + attempt) % sources.len()];
+        let asked = Instant::now();
         let resp: Option<SnapshotChunkResponse> = j
             .ask(p, &SyncRequest::SnapshotChunk { height, index })
             .await;
@@ -373,7 +486,11 @@ async fn fetch_chunk(
                     sources.retain(|s| *s != p);
                 }
             },
-            // Busy, or gone: a moment, then the next source.
+            None if asked.elapsed() >= SLOW => {
+                tracing::warn!(peer = %p, index, "snapshot join: a peer stalled; not asking it again");
+                sources.retain(|s| *s != p);
+            }
+            // Busy: a moment, then the next source.
             None => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }

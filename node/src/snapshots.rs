@@ -215,12 +215,16 @@ fn with_open<T>(
 ) -> Option<T> {
     let mut g = open.lock().unwrap_or_else(|e| e.into_inner());
     if g.as_ref().map(|o| o.height) != Some(height) {
-        *g = None;
+        // A height this node does not hold costs a directory listing, and
+        // the snapshot open for others stays open.
+        if !heights(dir).contains(&height) {
+            return None;
+        }
         let path = dir.join(height.to_string());
         match open_snapshot(&path, height) {
             Ok(o) => *g = Some(o),
             Err(e) => {
-                tracing::debug!(height, error = %format!("{e:#}"), "no snapshot to serve");
+                tracing::warn!(height, error = %format!("{e:#}"), "a snapshot cannot be served");
                 return None;
             }
         }
@@ -230,6 +234,10 @@ fn with_open<T>(
 
 fn open_snapshot(path: &Path, height: u64) -> Result<Open> {
     let manifest = read_manifest(&path.join(MANIFEST_FILE))?;
+    // A damaged file is never offered to joiners.
+    manifest
+        .check()
+        .with_context(|| format!("{} does not check", path.display()))?;
     anyhow::ensure!(
         manifest.height() == height,
         "{} holds a manifest for height {}",
@@ -270,14 +278,23 @@ fn take(dir: &Path, store: &RocksStore, keep: usize) -> Result<(u64, usize)> {
     let height = manifest.height();
     let chunks = manifest.chunks.len();
     let file = tmp.join(MANIFEST_FILE);
-    std::fs::write(&file, codec::encode(&manifest))
-        .with_context(|| format!("writing {}", file.display()))?;
+    {
+        use std::io::Write;
+        let mut f =
+            std::fs::File::create(&file).with_context(|| format!("writing {}", file.display()))?;
+        f.write_all(&codec::encode(&manifest))?;
+        // On disk before the rename makes the snapshot count as complete.
+        f.sync_all()?;
+    }
     let done = dir.join(height.to_string());
     if done.exists() {
         std::fs::remove_dir_all(&tmp)?;
         return Ok((height, chunks));
     }
     std::fs::rename(&tmp, &done).with_context(|| format!("renaming to {}", done.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     let all = heights(dir);
     for h in &all[..all.len().saturating_sub(keep)] {
         let old = dir.join(h.to_string());

@@ -9,6 +9,7 @@
 //! It serves queries from the snapshot height on, answers 410 `pruned`
 //! below it, and the auditor's replay refuses its home while it verifies an
 //! archive node's. A restart with the same flag goes on from its store.
+//! One validator's snapshot files are damaged: it is never a source.
 
 mod common;
 
@@ -117,6 +118,18 @@ fn a_new_organisation_joins_from_a_snapshot_and_serves_queries_from_there() {
             .filter(|o| o.validator)
             .all(|o| snapshot_dir(o, 2 * INTERVAL).is_file())
     });
+
+    // A damaged disk: one validator's snapshot manifests are cut short.
+    // It still offers them, but never serves them, and the join goes on
+    // from the others.
+    let damaged = by_id("finance-bureau");
+    for e in std::fs::read_dir(damaged.home.join("snapshots")).unwrap() {
+        let m = e.unwrap().path().join("manifest.bin");
+        if m.is_file() {
+            let bytes = std::fs::read(&m).unwrap();
+            std::fs::write(&m, &bytes[..bytes.len() / 2]).unwrap();
+        }
+    }
 
     // The new node joins from the highest snapshot offered.
     net.extra.push(start(&home, "node.log"));

@@ -41,7 +41,9 @@ impl SetHistory {
 
     /// The height of the last change followed (0 for none).
     pub fn last_change(&self) -> u64 {
-        self.sets.last().map_or(0, |(from, _)| from - 1)
+        self.sets
+            .last()
+            .map_or(0, |(from, _)| from.saturating_sub(1))
     }
 
     /// Follows `changes`, which must come in rising height order after
@@ -76,9 +78,12 @@ impl SetHistory {
             if c.validators.hash() != c.header.next_validator_set_hash {
                 return Err(bad("the incoming set is not the one its block names".into()));
             }
+            let Some(from) = h.checked_add(1) else {
+                return Err(bad("no block can follow it".into()));
+            };
             verify_certificate(&c.certificate, chain_id, current, h, &c.header.hash())
                 .map_err(|e| bad(format!("certificate: {e}")))?;
-            self.sets.push((h + 1, c.validators.clone()));
+            self.sets.push((from, c.validators.clone()));
         }
         Ok(())
     }

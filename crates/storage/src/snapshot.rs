@@ -84,7 +84,8 @@ pub fn manifest_at_head(store: &dyn Store) -> Result<Option<SnapshotManifest>, S
 
 /// The pairs of one chunk of a manifest cut from this store's state.
 pub fn chunk_pairs(store: &dyn Store, info: &ChunkInfo) -> Result<KeyValues, StorageError> {
-    let mut out = Vec::with_capacity(info.pairs as usize);
+    // The count comes from a manifest file; cap what is reserved for it.
+    let mut out = Vec::with_capacity((info.pairs as usize).min(65_536));
     let mut bytes = 0usize;
     for_each_pair(store, Some(&info.first_key), &mut |k, v| {
         if k > info.last_key.as_slice() {
@@ -214,6 +215,7 @@ pub(crate) fn check_set_changes(
     height: u64,
 ) -> Result<(), StorageError> {
     let mut previous = 0u64;
+    let mut incoming: Option<aidledger_types::Hash> = None;
     for c in changes {
         let h = c.header.height;
         let bad = |reason: &str| {
@@ -233,6 +235,11 @@ pub(crate) fn check_set_changes(
         {
             return bad("its header does not name its incoming set");
         }
+        // Each change leaves the set the one before it brought in.
+        if incoming.is_some_and(|i| i != c.header.validator_set_hash) {
+            return bad("it does not follow from the change before it");
+        }
+        incoming = Some(c.header.next_validator_set_hash);
     }
     too_large(
         "set changes in a snapshot install",

@@ -320,7 +320,10 @@ fn keeps_set_changes(store: &dyn Store, joiner: &dyn Store) {
     store.commit_block(good.clone()).unwrap();
     chain.apply(&good);
     chain.commit(store, writes_at(3), 1);
-    let later = changing(&mut chain, &a_set(5));
+    let mut later = changing(&mut chain, &a_set(5));
+    // It leaves the set the first change brought in.
+    later.block.header.validator_set_hash = next.hash();
+    later.certificate.block_hash = later.block.hash();
     store.commit_block(later.clone()).unwrap();
     chain.apply(&later);
     chain.commit(store, writes_at(5), 1);
@@ -351,6 +354,12 @@ fn keeps_set_changes(store: &dyn Store, joiner: &dyn Store) {
     let mut bad = all.clone();
     bad[1].validators = a_set(2);
     assert!(joiner.snapshot_finish(&m, &bad).is_err());
+    // A change that does not follow from the one before it.
+    let mut unlinked = all.clone();
+    unlinked[1].header.validator_set_hash = aidledger_types::Hash([3; 32]);
+    unlinked[1].certificate.block_hash = unlinked[1].header.hash();
+    let e = joiner.snapshot_finish(&m, &unlinked).unwrap_err();
+    assert!(e.to_string().contains("does not follow"), "{e}");
     joiner.snapshot_finish(&m, &all).unwrap();
     assert_eq!(joiner.set_changes(0, 100).unwrap(), all);
 }
