@@ -245,6 +245,9 @@ pub struct NodeCore {
     gap_ttl_ms: u64,
     gossip_max_bytes: usize,
     sync_response_max_bytes: usize,
+    /// The store's base height (ADR 018): read once, since a snapshot
+    /// install happens before any core opens the store.
+    base: u64,
     key: Keypair,
     /// The staged replacement key, until it signs (see [`CoreParts`]).
     next_key: Option<Keypair>,
@@ -325,6 +328,7 @@ impl NodeCore {
             gap_ttl_ms,
             gossip_max_bytes: p.gossip_max_bytes,
             sync_response_max_bytes: p.sync_response_max_bytes,
+            base: p.store.base()?,
             network_key: p.key.public(),
             key: p.key,
             next_key: p.next_key,
@@ -1558,7 +1562,7 @@ impl NodeCore {
         let head = self.parent.height;
         // The lowest height this store holds a block for: 1, or the
         // snapshot height a pruned node joined from (ADR 017 part 4).
-        let base = self.store.base().unwrap_or(1);
+        let base = self.base;
         let mut resp = SyncResponse {
             head,
             base,

@@ -154,6 +154,15 @@ impl ChunkInfo {
         {
             return bad("its key range does not fit its pair count".into());
         }
+        // Every pair costs at least its two length prefixes, so the count
+        // is bounded by the bytes: a manifest cannot claim a count nobody
+        // could reserve memory for.
+        if u64::from(self.pairs) * 16 > u64::from(self.bytes) {
+            return bad(format!(
+                "{} pairs cannot fit in {} bytes",
+                self.pairs, self.bytes
+            ));
+        }
         if self.bytes as usize > CHUNK_MAX_BYTES {
             return bad(format!(
                 "it claims {} bytes; the limit is {CHUNK_MAX_BYTES}",
@@ -583,6 +592,10 @@ mod tests {
         let mut t = m.clone();
         t.format = 2;
         assert!(matches!(refused(&t), SnapshotError::Format { got: 2 }));
+
+        let mut t = m.clone();
+        t.chunks[0].pairs = u32::MAX;
+        assert!(matches!(refused(&t), SnapshotError::BadChunkInfo { .. }));
 
         let mut t = m.clone();
         t.chunks[0].partial.pop();
