@@ -80,19 +80,7 @@ fn a_new_organisation_joins_by_governance_and_a_removed_node_is_cut_off() {
     //    members admit it without a restart; it syncs from genesis.
     let bank = by_id("state-bank");
     let dev = by_id("dev-bank");
-    govern(
-        &bank,
-        &dev,
-        &[
-            "add-org",
-            "--id",
-            NEW_ORG,
-            "--name",
-            "Township Office",
-            "--kind",
-            "implementing-unit",
-        ],
-    );
+    common::consortium::add_org(&bank, &dev, NEW_ORG, "Township Office");
     // A key that is no ed25519 point is refused before it is sent.
     common::fails(
         &[

@@ -85,19 +85,7 @@ fn a_new_organisation_joins_from_a_snapshot_and_serves_queries_from_there() {
 
     // The new organisation's home, and its registration.
     let (home, api, node_key) = new_org_home(&net, NEW_ORG);
-    govern(
-        &bank,
-        &dev,
-        &[
-            "add-org",
-            "--id",
-            NEW_ORG,
-            "--name",
-            "Township Office",
-            "--kind",
-            "implementing-unit",
-        ],
-    );
+    common::consortium::add_org(&bank, &dev, NEW_ORG, "Township Office");
     govern(
         &bank,
         &dev,

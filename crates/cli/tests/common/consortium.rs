@@ -390,3 +390,21 @@ pub fn new_org_home(net: &Testnet, org: &str) -> (PathBuf, String, String) {
     let key = out["node_key"].as_str().unwrap().to_string();
     (home, format!("http://{api_listen}"), key)
 }
+
+/// Governance adds organisation `id` (an implementing unit) to the
+/// consortium: `proposer` proposes, `approver` approves.
+pub fn add_org(proposer: &Org, approver: &Org, id: &str, name: &str) -> String {
+    govern(
+        proposer,
+        approver,
+        &[
+            "add-org",
+            "--id",
+            id,
+            "--name",
+            name,
+            "--kind",
+            "implementing-unit",
+        ],
+    )
+}
