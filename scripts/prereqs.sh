@@ -22,6 +22,8 @@ for extra in "$@"; do
     xmllint) command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils) ;;
     # The namespace partition drill (as root) needs iproute2's `ip`.
     ip) if [ "$(id -u)" = 0 ]; then command -v ip >/dev/null 2>&1 || need_apt+=(iproute2); fi ;;
+    # The metrics test lints /metrics with Prometheus's promtool.
+    promtool) command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus) ;;
   esac
 done
 
@@ -30,7 +32,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   else
     echo "error: missing packages: ${need_apt[*]}" >&2
     echo "install them with: sudo apt-get install -y ${need_apt[*]}" >&2

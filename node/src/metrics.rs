@@ -46,17 +46,18 @@ pub struct Metrics {
     pub admission_busy: Counter,
     pub admission_gossip_dropped: Counter,
     pub admission_queue_txs: Gauge,
-    /// Copied from the network task's counters on every sync tick.
-    pub net_gossip_in: Gauge,
-    pub net_gossip_rejected: Gauge,
-    pub net_tx_gossip_dropped: Gauge,
-    pub net_publish_failed: Gauge,
-    pub net_denied_connections: Gauge,
-    pub net_ping_failures: Gauge,
-    pub net_limited_connections: Gauge,
-    pub net_wire_previous_in: Gauge,
-    pub net_wire_current_in: Gauge,
-    pub net_wire_refused: Gauge,
+    /// The network task's counters, brought up to date on every sync tick
+    /// (monotonic: exported as counters, so `rate()` works).
+    pub net_gossip_in: Counter,
+    pub net_gossip_rejected: Counter,
+    pub net_tx_gossip_dropped: Counter,
+    pub net_publish_failed: Counter,
+    pub net_denied_connections: Counter,
+    pub net_ping_failures: Counter,
+    pub net_limited_connections: Counter,
+    pub net_wire_previous_in: Counter,
+    pub net_wire_current_in: Counter,
+    pub net_wire_refused: Counter,
     pub phase_seconds: Family<PhaseLabel, Histogram>,
     pub block_txs: Histogram,
 }
@@ -103,23 +104,23 @@ impl Metrics {
             admission_busy: Counter::default(),
             admission_gossip_dropped: Counter::default(),
             admission_queue_txs: Gauge::default(),
-            net_gossip_in: Gauge::default(),
-            net_gossip_rejected: Gauge::default(),
-            net_tx_gossip_dropped: Gauge::default(),
-            net_publish_failed: Gauge::default(),
-            net_denied_connections: Gauge::default(),
-            net_ping_failures: Gauge::default(),
-            net_limited_connections: Gauge::default(),
-            net_wire_previous_in: Gauge::default(),
-            net_wire_current_in: Gauge::default(),
-            net_wire_refused: Gauge::default(),
+            net_gossip_in: Counter::default(),
+            net_gossip_rejected: Counter::default(),
+            net_tx_gossip_dropped: Counter::default(),
+            net_publish_failed: Counter::default(),
+            net_denied_connections: Counter::default(),
+            net_ping_failures: Counter::default(),
+            net_limited_connections: Counter::default(),
+            net_wire_previous_in: Counter::default(),
+            net_wire_current_in: Counter::default(),
+            net_wire_refused: Counter::default(),
             phase_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
             block_txs: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             registry: Registry::default(),
         };
-        let gauges: [(&str, &str, &Gauge); 18] = [
+        let gauges: [(&str, &str, &Gauge); 8] = [
             (
                 "admission_queue_txs",
                 "Transactions queued for their signature check in the admission pool",
@@ -140,6 +141,11 @@ impl Metrics {
             ("mempool_txs", "Transactions in the mempool", &m.mempool_txs),
             ("mempool_bytes", "Bytes in the mempool", &m.mempool_bytes),
             ("peers", "Connected consortium peers", &m.peers),
+        ];
+        for (name, help, g) in gauges {
+            registry.register(name, help, g.clone());
+        }
+        let counters: [(&str, &str, &Counter); 28] = [
             (
                 "net_gossip_in",
                 "Gossip messages received from members",
@@ -192,11 +198,6 @@ impl Metrics {
                 "Members disconnected because they speak no wire version this node speaks",
                 &m.net_wire_refused,
             ),
-        ];
-        for (name, help, g) in gauges {
-            registry.register(name, help, g.clone());
-        }
-        let counters: [(&str, &str, &Counter); 18] = [
             (
                 "api_header_timeouts",
                 "API connections closed because the request head did not arrive within api.header_timeout_ms",
@@ -296,23 +297,32 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Copies the network task's counters.
+    /// Brings the network counters up to the network task's: each rises
+    /// by what the task counted since the last call.
     pub fn observe_network(&self, s: &aidledger_network::NetStats) {
         use std::sync::atomic::Ordering::Relaxed;
-        let g =
-            |x: &std::sync::atomic::AtomicU64| i64::try_from(x.load(Relaxed)).unwrap_or(i64::MAX);
-        self.net_gossip_in.set(g(&s.gossip_in));
-        self.net_gossip_rejected.set(g(&s.gossip_rejected));
-        self.net_tx_gossip_dropped.set(g(&s.tx_gossip_dropped));
-        self.net_publish_failed.set(g(&s.publish_failed));
-        self.net_denied_connections.set(g(&s.denied_connections));
-        self.net_ping_failures.set(g(&s.ping_failures));
-        self.net_limited_connections.set(g(&s.limited_connections));
-        self.net_wire_previous_in.set(g(&s.wire_previous_in));
-        self.net_wire_current_in.set(g(&s.wire_current_in));
-        self.net_wire_refused.set(g(&s.wire_refused));
+        let g = |x: &std::sync::atomic::AtomicU64| x.load(Relaxed);
+        catch_up(&self.net_gossip_in, g(&s.gossip_in));
+        catch_up(&self.net_gossip_rejected, g(&s.gossip_rejected));
+        catch_up(&self.net_tx_gossip_dropped, g(&s.tx_gossip_dropped));
+        catch_up(&self.net_publish_failed, g(&s.publish_failed));
+        catch_up(&self.net_denied_connections, g(&s.denied_connections));
+        catch_up(&self.net_ping_failures, g(&s.ping_failures));
+        catch_up(&self.net_limited_connections, g(&s.limited_connections));
+        catch_up(&self.net_wire_previous_in, g(&s.wire_previous_in));
+        catch_up(&self.net_wire_current_in, g(&s.wire_current_in));
+        catch_up(&self.net_wire_refused, g(&s.wire_refused));
     }
 
+    /// The metrics in the Prometheus text format (0.0.4), for scrapers and
+    /// tools that do not ask for OpenMetrics (curl, `promtool check
+    /// metrics`): the same samples, with each counter's HELP and TYPE under
+    /// its sample name (`_total`), and no `# EOF`.
+    pub fn render_text(&self) -> String {
+        openmetrics_to_text(&self.render())
+    }
+
+    /// The metrics in OpenMetrics 1.0.
     pub fn render(&self) -> String {
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
@@ -325,5 +335,100 @@ impl Metrics {
         self.phase_seconds
             .get_or_create(&PhaseLabel { phase })
             .observe(seconds);
+    }
+}
+
+/// Rewrites OpenMetrics text as Prometheus text format 0.0.4.
+fn openmetrics_to_text(om: &str) -> String {
+    let counters: std::collections::BTreeSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + 16 * counters.len());
+    for line in om.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let head = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find(|p| line.starts_with(p));
+        match head {
+            Some(p) => {
+                let rest = &line[p.len()..];
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{p}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Raises `c` to `total` (never lowers it).
+fn catch_up(c: &Counter, total: u64) {
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric has help text and a type, and monotonic counts are
+    /// counters (`_total`), as `promtool check metrics` wants.
+    #[test]
+    fn every_metric_has_help_and_counts_are_counters() {
+        let m = Metrics::new();
+        m.net_gossip_in.inc();
+        m.observe_phase("round", 0.1);
+        let text = m.render();
+        let mut types = std::collections::BTreeMap::new();
+        let mut helps = std::collections::BTreeSet::new();
+        for l in text.lines() {
+            let w: Vec<&str> = l.splitn(4, ' ').collect();
+            match w.as_slice() {
+                ["#", "TYPE", name, kind] => {
+                    types.insert(name.to_string(), kind.to_string());
+                }
+                ["#", "HELP", name, help] if !help.trim().is_empty() => {
+                    helps.insert(name.to_string());
+                }
+                _ => {}
+            }
+        }
+        assert!(types.len() >= 30, "{text}");
+        for (name, kind) in &types {
+            assert!(helps.contains(name), "{name} has no help text");
+            if name.starts_with("aidledger_net_") {
+                assert_eq!(kind, "counter", "{name}");
+            }
+        }
+        assert!(text.contains("aidledger_net_gossip_in_total 1"), "{text}");
+
+        // The text format: counters' HELP and TYPE under the `_total` name,
+        // every sample kept, no EOF marker.
+        let plain = m.render_text();
+        assert!(plain.contains("# TYPE aidledger_net_gossip_in_total counter\n"));
+        assert!(plain.contains("# HELP aidledger_view_changes_total View changes seen"));
+        assert!(plain.contains("# TYPE aidledger_height gauge\n"));
+        assert!(!plain.contains("# EOF"));
+        let samples = |t: &str| t.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(samples(&plain), samples(&text));
+    }
+
+    #[test]
+    fn network_counters_follow_the_task_and_never_go_down() {
+        let c = Counter::default();
+        catch_up(&c, 5);
+        catch_up(&c, 3);
+        catch_up(&c, 9);
+        assert_eq!(c.get(), 9);
     }
 }

@@ -219,7 +219,7 @@ fn a_validator_replaces_its_node_key_while_it_keeps_voting() {
     ok(&init);
     let denied = |apis: &[String]| -> f64 {
         apis.iter()
-            .map(|a| metric(a, "aidledger_net_denied_connections").unwrap_or(0.0))
+            .map(|a| metric(a, "aidledger_net_denied_connections_total").unwrap_or(0.0))
             .sum()
     };
     let validator_apis: Vec<String> = four.iter().map(|o| o.api.clone()).collect();

@@ -61,11 +61,11 @@ fn a_new_organisation_joins_by_governance_and_a_removed_node_is_cut_off() {
     wait_until("the new node's API", 60, || status(&api).is_some());
 
     // 2. Unregistered, it is refused by every member: no peer, no block.
-    let denied_before = metric_sum(&apis, "aidledger_net_denied_connections");
+    let denied_before = metric_sum(&apis, "aidledger_net_denied_connections_total");
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(peers(&api), 0, "an unregistered node got a peer");
     assert_eq!(height(&api), 0, "an unregistered node synced");
-    let denied = metric_sum(&apis, "aidledger_net_denied_connections");
+    let denied = metric_sum(&apis, "aidledger_net_denied_connections_total");
     assert!(
         denied > denied_before,
         "the members did not refuse the new node ({denied_before} -> {denied})"

@@ -22,11 +22,11 @@ use common::consortium::{
 const OLD: (&str, &str) = ("AIDLEDGER_TEST_WIRE_MAX", "1");
 
 fn previous_in(o: &Org) -> f64 {
-    metric(&o.api, "aidledger_net_wire_previous_in").unwrap_or(0.0)
+    metric(&o.api, "aidledger_net_wire_previous_in_total").unwrap_or(0.0)
 }
 
 fn current_in(o: &Org) -> f64 {
-    metric(&o.api, "aidledger_net_wire_current_in").unwrap_or(0.0)
+    metric(&o.api, "aidledger_net_wire_current_in_total").unwrap_or(0.0)
 }
 
 #[test]
