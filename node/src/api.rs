@@ -20,14 +20,15 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api_types::*;
-use aidledger_node_core::{Screened, Verdict};
+use aidledger_node_core::{Screened, TxRefusal, Verdict};
+
+use crate::api_page::{self, Page, PageQuery, Part};
+use crate::problem::Problem;
 
 use crate::admission::{AdmissionPool, Busy, Lane};
 use crate::driver::{DriverMsg, Shared};
 use crate::http_server::ClientIp;
 
-/// Most entities one list query returns.
-const LIST_MAX: usize = 1000;
 /// Largest batch submission body. `BATCH_SUBMIT_MAX` typical transactions
 /// (about 400 hex characters each) fit easily; a batch of the largest
 /// transactions hits this limit first and is refused whole.
@@ -65,40 +66,21 @@ pub(crate) fn bearer_matches(header: Option<&str>, token: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-pub struct ApiFailure(StatusCode, &'static str, String);
-
-impl IntoResponse for ApiFailure {
-    fn into_response(self) -> Response {
-        let body = ApiError {
-            error: self.2,
-            code: self.1.to_string(),
-        };
-        let mut r = (self.0, Json(body)).into_response();
-        // Every 503 (busy, shutting down) says when to come back.
-        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        }
-        r
-    }
-}
+/// Every error answer of the API (ADR 019).
+pub type ApiFailure = Problem;
 
 type ApiResult<T> = Result<Json<T>, ApiFailure>;
 
 fn bad_request(msg: impl Into<String>) -> ApiFailure {
-    ApiFailure(StatusCode::BAD_REQUEST, "bad-request", msg.into())
+    Problem::new("bad-request", msg.into())
 }
 /// A body that could not be read as the route's JSON: 413 when it is over
 /// the route's limit, 400 otherwise.
 fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiFailure {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiFailure(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            e.body_text(),
-        )
-    } else {
-        bad_request(e.body_text())
+    match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::new("payload-too-large", e.body_text()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Problem::new("unsupported-media-type", e.body_text()),
+        _ => bad_request(e.body_text()),
     }
 }
 
@@ -115,8 +97,7 @@ async fn declared_length_within(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return ApiFailure(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        return Problem::new(
             "payload-too-large",
             format!("the body is over this route's limit of {limit} bytes"),
         )
@@ -150,22 +131,17 @@ async fn lane_has_room(
 }
 
 fn busy() -> ApiFailure {
-    ApiFailure(
-        StatusCode::SERVICE_UNAVAILABLE,
+    Problem::new(
         "busy",
-        "the node's admission queue is full for this client; retry after 1 s".into(),
+        "the node's admission queue is full for this client; retry after 1 s",
     )
 }
 
 fn not_found(msg: impl Into<String>) -> ApiFailure {
-    ApiFailure(StatusCode::NOT_FOUND, "not-found", msg.into())
+    Problem::new("not-found", msg.into())
 }
 fn internal(msg: impl std::fmt::Display) -> ApiFailure {
-    ApiFailure(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        hide_internal(msg),
-    )
+    Problem::new("internal", hide_internal(msg))
 }
 
 /// Logs an internal error (a storage failure, say, whose text names data
@@ -183,7 +159,7 @@ pub(crate) fn hide_internal(msg: impl std::fmt::Display) -> String {
     format!("internal error {id}: the node's log has the details under this id")
 }
 fn unavailable(msg: impl Into<String>) -> ApiFailure {
-    ApiFailure(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg.into())
+    Problem::new("unavailable", msg.into())
 }
 
 /// Admission for a client's transactions (ADR 016): the screen here, on
@@ -196,7 +172,7 @@ async fn admit(
     s: &AppState,
     client: Option<ClientIp>,
     txs: Vec<SignedTx>,
-) -> Result<Vec<Result<Hash, String>>, ApiFailure> {
+) -> Result<Vec<Result<Hash, TxRefusal>>, ApiFailure> {
     let lane = Lane::Client(client.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0));
     let screened = s.pool.admission().screen(txs);
     let verdicts: Vec<Verdict> = if screened.iter().any(Screened::is_pending) {
@@ -211,11 +187,11 @@ async fn admit(
             .into_iter()
             .map(|s| match s {
                 Screened::Refused(e) => Err(e),
-                Screened::Pending(_) => Err("not checked".to_string()),
+                Screened::Pending(_) => Err(TxRefusal::new("internal", "not checked")),
             })
             .collect()
     };
-    let mut out: Vec<Result<Hash, String>> = Vec::with_capacity(verdicts.len());
+    let mut out: Vec<Result<Hash, TxRefusal>> = Vec::with_capacity(verdicts.len());
     let mut verified = Vec::new();
     let mut slots = Vec::new();
     let mut refused = 0u64;
@@ -255,6 +231,7 @@ pub fn router(state: AppState, body_max_bytes: usize) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
+        .route("/v1/problems", get(problems))
         .route("/v1/status", get(status))
         .route(
             "/v1/txs",
@@ -297,23 +274,65 @@ pub fn router(state: AppState, body_max_bytes: usize) -> Router {
         .route("/v1/anomalies", get(anomalies))
         .route("/v1/admin/isolate", post(isolate))
         .merge(crate::api_trace::routes())
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body_max_bytes))
         .with_state(state)
+}
+
+async fn no_route(uri: axum::http::Uri) -> ApiFailure {
+    not_found(format!(
+        "no route {} (the routes are in /v1/openapi.json)",
+        uri.path().chars().take(200).collect::<String>()
+    ))
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiFailure {
+    Problem::new(
+        "method-not-allowed",
+        format!(
+            "{method} is not allowed on {}",
+            uri.path().chars().take(200).collect::<String>()
+        ),
+    )
+}
+
+/// `GET /v1/problems`: every error code the API answers with (ADR 019).
+async fn problems() -> Json<&'static [crate::problem::ProblemKind]> {
+    Json(crate::problem::PROBLEMS)
 }
 
 async fn health() -> &'static str {
     "ok"
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.shared.metrics.render(),
-    )
-        .into_response()
+/// `/metrics`: OpenMetrics for a client that asks for it (Prometheus
+/// does), the Prometheus text format otherwise.
+async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            s.shared.metrics.render(),
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            s.shared.metrics.render_text(),
+        )
+            .into_response()
+    }
 }
 
 async fn openapi() -> Response {
@@ -414,21 +433,23 @@ async fn submit_batch(
     let mut slots = Vec::new();
     for (i, h) in req.txs.iter().enumerate() {
         let decoded = hex::decode(h.trim())
-            .map_err(|_| "tx must be hex".to_string())
-            .and_then(|b| SignedTx::decode(&b).map_err(|e| format!("tx: {e}")));
+            .map_err(|_| ("bad-request", "tx must be hex".to_string()))
+            .and_then(|b| SignedTx::decode(&b).map_err(|e| ("bad-request", format!("tx: {e}"))));
         match decoded {
             Ok(tx) => {
                 results.push(BatchItem {
                     id: Some(tx.id()),
                     error: None,
+                    code: None,
                     included_at: None,
                 });
                 slots.push(i);
                 txs.push(tx);
             }
-            Err(e) => results.push(BatchItem {
+            Err((code, e)) => results.push(BatchItem {
                 id: None,
                 error: Some(e),
+                code: Some(code.to_string()),
                 included_at: None,
             }),
         }
@@ -442,6 +463,7 @@ async fn submit_batch(
         match found.map_err(internal)? {
             Some((loc, receipt)) => {
                 results[slot].error = Some(resent_text(&tx.id(), loc.height, &receipt));
+                results[slot].code = Some("already-included".to_string());
                 results[slot].included_at = Some(loc.height);
             }
             None => {
@@ -454,8 +476,9 @@ async fn submit_batch(
     if !txs.is_empty() {
         let verdicts = admit(&s, client.map(|c| c.0), txs).await?;
         for (slot, v) in slots.into_iter().zip(verdicts) {
-            if let Err(e) = v {
-                results[slot].error = Some(e);
+            if let Err(r) = v {
+                results[slot].error = Some(r.reason);
+                results[slot].code = Some(r.code.to_string());
             }
         }
     }
@@ -480,16 +503,10 @@ async fn submit(
     match admit(&s, client.map(|c| c.0), vec![tx])
         .await?
         .pop()
-        .unwrap_or_else(|| Err("no verdict".to_string()))
+        .unwrap_or_else(|| Err(TxRefusal::new("internal", "no verdict")))
     {
         Ok(_) => {}
-        Err(reason) => {
-            return Err(ApiFailure(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "admission",
-                reason,
-            ));
-        }
+        Err(r) => return Err(Problem::new(r.code, r.reason)),
     }
     let pending = TxStatus {
         id,
@@ -556,11 +573,11 @@ fn block_view(store: &RocksStore, height: u64) -> Result<BlockView, ApiFailure> 
     let base = store.base().map_err(internal)?;
     if height < base {
         // A pruned node (ADR 017 part 4): it joined from a snapshot.
-        return Err(ApiFailure(
-            StatusCode::GONE,
+        return Err(Problem::new(
             "pruned",
             format!(
-                "this node keeps history from height {base} (it joined from a snapshot); ask a                  node that keeps all history for height {height}"
+                "this node keeps history from height {base} (it joined from a snapshot); ask a \
+                 node that keeps all history for height {height}"
             ),
         ));
     }
@@ -622,18 +639,6 @@ fn get_record<T: serde::Serialize + DeserializeOwned>(
     codec::decode(&bytes).map_err(internal)
 }
 
-fn scan_records<T: serde::Serialize + DeserializeOwned>(
-    store: &RocksStore,
-    prefix: &[u8],
-) -> Result<Vec<T>, ApiFailure> {
-    store
-        .state_scan(prefix, None, LIST_MAX)
-        .map_err(internal)?
-        .into_iter()
-        .map(|(_, v)| codec::decode(&v).map_err(internal))
-        .collect()
-}
-
 fn slug(s: &str) -> Result<Slug, ApiFailure> {
     Slug::new(s).map_err(|e| bad_request(e.to_string()))
 }
@@ -647,8 +652,33 @@ async fn account(State(s): State<AppState>, Path(k): Path<String>) -> ApiResult<
     )?))
 }
 
-async fn orgs(State(s): State<AppState>) -> ApiResult<Vec<Org>> {
-    Ok(Json(scan_records(&s.store, keys::ORG_PREFIX)?))
+/// One page of the records under `prefix`, as the list routes answer.
+fn list_page<T: DeserializeOwned + serde::Serialize>(
+    store: &RocksStore,
+    prefix: &[u8],
+    q: &PageQuery,
+    keep: impl FnMut(&T) -> Result<bool, ApiFailure>,
+) -> Result<Page<T>, ApiFailure> {
+    let limit = q.limit()?;
+    let (items, next) = api_page::scan(store, prefix, q.after_key(prefix)?, limit, keep)?;
+    Ok(Page {
+        items,
+        next: next.map(hex::encode),
+    })
+}
+
+/// A query string that did not parse: 400 with the reason.
+fn query_rejection(e: axum::extract::rejection::QueryRejection) -> ApiFailure {
+    bad_request(e.body_text())
+}
+
+type PageQueryResult = Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>;
+
+async fn orgs(State(s): State<AppState>, q: PageQueryResult) -> ApiResult<Page<Org>> {
+    let Query(q) = q.map_err(query_rejection)?;
+    Ok(Json(list_page(&s.store, keys::ORG_PREFIX, &q, |_| {
+        Ok(true)
+    })?))
 }
 
 async fn org(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Org> {
@@ -660,8 +690,11 @@ async fn org(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Org
     )?))
 }
 
-async fn programs(State(s): State<AppState>) -> ApiResult<Vec<Program>> {
-    Ok(Json(scan_records(&s.store, keys::PROGRAM_PREFIX)?))
+async fn programs(State(s): State<AppState>, q: PageQueryResult) -> ApiResult<Page<Program>> {
+    let Query(q) = q.map_err(query_rejection)?;
+    Ok(Json(list_page(&s.store, keys::PROGRAM_PREFIX, &q, |_| {
+        Ok(true)
+    })?))
 }
 
 async fn program(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Program> {
@@ -673,33 +706,97 @@ async fn program(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult
     )?))
 }
 
+/// The program a release pays from, if the release exists.
+fn release_program(store: &RocksStore, id: u64) -> Result<Option<Slug>, ApiFailure> {
+    match store.state_get(&keys::release(id)).map_err(internal)? {
+        Some(b) => Ok(Some(
+            codec::decode::<Release>(&b).map_err(internal)?.program,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Whether an anomaly concerns `program`: it names the program, or it is
+/// about one of the program's releases or applications. Anomalies about a
+/// household alone are in the household's trace.
+fn anomaly_in_program(store: &RocksStore, a: &Anomaly, program: &Slug) -> Result<bool, ApiFailure> {
+    use aidledger_contracts::{AnomalyKind, Subject};
+    match (&a.kind, &a.subject) {
+        (AnomalyKind::IneligibleRecipient { program: p, .. }, _) if p == program => Ok(true),
+        (AnomalyKind::SettlementMismatch { release, .. }, _)
+        | (AnomalyKind::SettlementOverdue { release, .. }, _)
+        | (_, Subject::Release(release)) => {
+            Ok(release_program(store, *release)?.as_ref() == Some(program))
+        }
+        (_, Subject::Application(app)) => {
+            match store.state_get(&keys::application(app)).map_err(internal)? {
+                Some(b) => {
+                    Ok(&codec::decode::<Application>(&b).map_err(internal)?.program == program)
+                }
+                None => Ok(false),
+            }
+        }
+        (_, Subject::Household(_)) => Ok(false),
+    }
+}
+
+/// One list's page of a compound cursor, and where that list goes on.
+fn part_page<T: DeserializeOwned + serde::Serialize>(
+    store: &RocksStore,
+    prefix: &[u8],
+    part: &Part,
+    limit: usize,
+    keep: impl FnMut(&T) -> Result<bool, ApiFailure>,
+) -> Result<(Vec<T>, Part), ApiFailure> {
+    let after = match part {
+        Part::Done => return Ok((Vec::new(), Part::Done)),
+        Part::Start => None,
+        Part::After(k) => Some(k.clone()),
+    };
+    let (items, next) = api_page::scan(store, prefix, after, limit, keep)?;
+    Ok((items, Part::from_next(next)))
+}
+
+/// `GET /v1/programs/{id}/trace`: the program, and a page of each of its
+/// three lists (ledger entries, releases, anomalies) read in step; `next`
+/// continues all three (ADR 019).
 async fn program_trace(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    q: PageQueryResult,
 ) -> ApiResult<ProgramTrace> {
+    let Query(q) = q.map_err(query_rejection)?;
     let id = slug(&id)?;
-    let program: Program = get_record(&s.store, &keys::program(&id), &format!("program {id}"))?;
-    let ledger: Vec<MoneyEvent> = scan_records(&s.store, &keys::ledger_prefix(&id))?;
-    let releases: Vec<Release> = scan_records::<Release>(&s.store, keys::RELEASE_PREFIX)?
-        .into_iter()
-        .filter(|r| r.program == id)
-        .collect();
-    let anomalies: Vec<Anomaly> = scan_records::<Anomaly>(&s.store, keys::ANOMALY_PREFIX)?
-        .into_iter()
-        .filter(|a| match &a.subject {
-            aidledger_contracts::Subject::Release(r) => releases.iter().any(|x| x.id == *r),
-            aidledger_contracts::Subject::Household(h) => releases
-                .iter()
-                .any(|x| x.recipient == aidledger_contracts::Recipient::Household(*h)),
-            aidledger_contracts::Subject::Application(_) => true,
-        })
-        .collect();
-    Ok(Json(ProgramTrace {
-        program,
-        ledger,
-        releases,
-        anomalies,
-    }))
+    let limit = q.limit()?;
+    let ledger_prefix = keys::ledger_prefix(&id);
+    let parts = api_page::decode_parts(
+        q.after.as_deref(),
+        &[&ledger_prefix, keys::RELEASE_PREFIX, keys::ANOMALY_PREFIX],
+    )?;
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let prefixes: [&[u8]; 3] = [&ledger_prefix, keys::RELEASE_PREFIX, keys::ANOMALY_PREFIX];
+        let program: Program = get_record(&store, &keys::program(&id), &format!("program {id}"))?;
+        let (ledger, l) = part_page(&store, prefixes[0], &parts[0], limit, |_: &MoneyEvent| {
+            Ok(true)
+        })?;
+        let (releases, r) = part_page(&store, prefixes[1], &parts[1], limit, |r: &Release| {
+            Ok(r.program == id)
+        })?;
+        let (anomalies, a) = part_page(&store, prefixes[2], &parts[2], limit, |a: &Anomaly| {
+            anomaly_in_program(&store, a, &id)
+        })?;
+        let next = [l, r, a];
+        Ok(Json(ProgramTrace {
+            program,
+            ledger,
+            releases,
+            anomalies,
+            next: api_page::encode_parts(&next),
+        }))
+    })
+    .await
+    .map_err(internal)?
 }
 
 async fn application(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Application> {
@@ -744,18 +841,25 @@ async fn release(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult
 struct AnomalyQuery {
     #[serde(default)]
     open: bool,
+    after: Option<String>,
+    limit: Option<usize>,
 }
 
 async fn anomalies(
     State(s): State<AppState>,
-    Query(q): Query<AnomalyQuery>,
-) -> ApiResult<Vec<Anomaly>> {
-    let all: Vec<Anomaly> = scan_records(&s.store, keys::ANOMALY_PREFIX)?;
-    Ok(Json(
-        all.into_iter()
-            .filter(|a| !q.open || a.status == aidledger_contracts::AnomalyStatus::Open)
-            .collect(),
-    ))
+    q: Result<Query<AnomalyQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Page<Anomaly>> {
+    let Query(q) = q.map_err(query_rejection)?;
+    let page = PageQuery {
+        after: q.after,
+        limit: q.limit,
+    };
+    Ok(Json(list_page(
+        &s.store,
+        keys::ANOMALY_PREFIX,
+        &page,
+        |a: &Anomaly| Ok(!q.open || a.status == aidledger_contracts::AnomalyStatus::Open),
+    )?))
 }
 
 #[derive(Deserialize)]
@@ -772,25 +876,22 @@ async fn isolate(
     body: Result<Json<IsolateRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, ApiFailure> {
     let Some(token) = &s.info.admin_token else {
-        return Err(ApiFailure(
-            StatusCode::FORBIDDEN,
+        return Err(Problem::new(
             "forbidden",
-            "the admin API is off (set api.admin = true in config.toml)".into(),
+            "the admin API is off (set api.admin = true in config.toml)",
         ));
     };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !bearer_matches(given, token) {
-        return Err(ApiFailure(
-            StatusCode::UNAUTHORIZED,
+        return Err(Problem::new(
             "unauthorized",
             "admin routes need the node's admin token (HOME/keys/admin.token) as \
-             'Authorization: Bearer <token>'"
-                .into(),
+             'Authorization: Bearer <token>'",
         ));
     }
-    let Json(req) = body.map_err(|e| bad_request(e.body_text()))?;
+    let Json(req) = body.map_err(json_rejection)?;
     s.driver
         .send(DriverMsg::Isolate(req.isolated))
         .await

@@ -20,6 +20,10 @@ pub use aidledger_types::wire::{BatchSubmitRequest, SubmitRequest, BATCH_SUBMIT_
 pub struct BatchItem {
     pub id: Option<Hash>,
     pub error: Option<String>,
+    /// The refusal's code when refused: one of `GET /v1/problems` (ADR
+    /// 019), `already-included` for a transaction on the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub included_at: Option<u64>,
 }
@@ -147,23 +151,22 @@ pub struct BlockView {
     pub certificate: Option<CommitCertificate>,
 }
 
-/// `GET /v1/programs/{id}/trace`: the program and every money movement.
+/// `GET /v1/programs/{id}/trace`: the program and a page of each of its
+/// lists: money movements, releases, and anomalies about its releases and
+/// applications. Follow `next` (as `?after=`) until it is null, joining
+/// the lists, for the whole trace (ADR 019).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProgramTrace {
     pub program: Program,
     pub ledger: Vec<MoneyEvent>,
     pub releases: Vec<Release>,
     pub anomalies: Vec<Anomaly>,
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
-/// Every error body.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ApiError {
-    pub error: String,
-    /// A stable machine-readable code, e.g. `bad-request`, `not-found`,
-    /// `admission`, `unavailable`.
-    pub code: String,
-}
+/// Every error body: RFC 9457 problem details (ADR 019).
+pub use crate::problem::ProblemBody;
 
 #[cfg(test)]
 mod batch_limit {

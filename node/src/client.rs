@@ -1,6 +1,6 @@
 //! A small blocking HTTP client for a node's JSON API (`/v1/...`), used by
-//! the CLI. Non-2xx answers carry an [`ApiError`] body, which becomes the
-//! error message.
+//! the CLI. Non-2xx answers carry a problem body (RFC 9457, ADR 019), whose
+//! detail becomes the error message.
 
 use std::time::Duration;
 
@@ -8,10 +8,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api_types::{ApiError, SubmitRequest, TxStatus};
+use crate::api_types::{ProblemBody, SubmitRequest, TxStatus};
 
 /// Largest response body read (blocks and traces can be large).
 const BODY_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Page size asked for when following a list.
+const PAGE_LIMIT: usize = 1000;
+/// Most items the CLI gathers from one list.
+pub const GATHER_MAX_ITEMS: usize = 1_000_000;
 /// Time allowed for an ordinary request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Extra time allowed beyond a submission's own `wait_ms`.
@@ -86,8 +90,8 @@ impl Client {
                 .with_context(|| format!("the answer to {path} is not JSON"))?;
             return Ok(Answer::Ok(v));
         }
-        let msg = match serde_json::from_str::<ApiError>(&text) {
-            Ok(e) => e.error,
+        let msg = match serde_json::from_str::<ProblemBody>(&text) {
+            Ok(e) => e.detail,
             Err(_) => {
                 let t: String = text.trim().chars().take(200).collect();
                 if t.is_empty() {
@@ -134,6 +138,90 @@ impl Client {
                 .map(Some)
                 .with_context(|| format!("unexpected answer to {path}")),
             Answer::NotFound(_) => Ok(None),
+        }
+    }
+
+    /// Every item of a paginated list route (ADR 019), following `next`
+    /// with the largest pages. Refused, not cut, past [`GATHER_MAX_ITEMS`].
+    pub fn get_all(&self, path: &str) -> Result<Vec<serde_json::Value>> {
+        let mut items = Vec::new();
+        self.follow(path, |mut page| {
+            match page.get_mut("items").map(serde_json::Value::take) {
+                Some(serde_json::Value::Array(a)) => items.extend(a),
+                _ => bail!("the answer to {path} is not a page of items"),
+            }
+            Ok(items.len())
+        })?;
+        Ok(items)
+    }
+
+    /// A whole paginated trace: its first page with the arrays `lists`
+    /// joined from every page.
+    pub fn get_trace(&self, path: &str, lists: &[&str]) -> Result<serde_json::Value> {
+        let mut whole: Option<serde_json::Value> = None;
+        self.follow(path, |mut page| {
+            let Some(w) = whole.as_mut() else {
+                whole = Some(page);
+                return Ok(lists
+                    .iter()
+                    .filter_map(|l| whole.as_ref()?.get(l)?.as_array().map(Vec::len))
+                    .sum());
+            };
+            let mut n = 0;
+            for l in lists {
+                if let (Some(serde_json::Value::Array(more)), Some(serde_json::Value::Array(acc))) =
+                    (page.get_mut(*l).map(serde_json::Value::take), w.get_mut(*l))
+                {
+                    acc.extend(more);
+                    n += acc.len();
+                }
+            }
+            Ok(n)
+        })?;
+        let mut whole = whole.ok_or_else(|| anyhow!("no answer to {path}"))?;
+        if let Some(o) = whole.as_object_mut() {
+            o.remove("next");
+        }
+        Ok(whole)
+    }
+
+    /// Reads `path` page by page (`limit` the largest, `after` the page
+    /// before's `next`), handing each page to `take`, which says how many
+    /// items it holds so far.
+    fn follow(
+        &self,
+        path: &str,
+        mut take: impl FnMut(serde_json::Value) -> Result<usize>,
+    ) -> Result<()> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut after: Option<String> = None;
+        loop {
+            let url = match &after {
+                None => format!("{path}{sep}limit={PAGE_LIMIT}"),
+                Some(c) => format!("{path}{sep}limit={PAGE_LIMIT}&after={c}"),
+            };
+            let page = self.get_json(&url)?;
+            let next = match page.get("next") {
+                Some(serde_json::Value::String(c))
+                    if c.bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b'-') =>
+                {
+                    Some(c.clone())
+                }
+                None | Some(serde_json::Value::Null) => None,
+                Some(other) => bail!("the answer to {path} has a bad next cursor: {other}"),
+            };
+            if take(page)? > GATHER_MAX_ITEMS {
+                bail!(
+                    "{path} has more than {GATHER_MAX_ITEMS} items; read it page by page with \
+                     the API (?limit=&after=)"
+                );
+            }
+            match next {
+                Some(c) if after.as_ref() != Some(&c) => after = Some(c),
+                Some(_) => bail!("the node answered {path} with the same cursor twice"),
+                None => return Ok(()),
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use aidledger_network::NetPeerId as PeerId;
 use aidledger_network::{peer_id_of, NetEvent, NetworkConfig, NetworkHandle, ReplyToken, Topic};
 use aidledger_node_core::{
     Channel, ConsensusSettings, CoreParts, Count, Effect, Event, Mutants, NodeCore, Now, Peer,
-    Telemetry, Verdict,
+    Telemetry, TxRefusal, Verdict,
 };
 use aidledger_storage::RocksStore;
 use aidledger_types::{ChainId, Hash, OrgId, PublicKey, StateAccumulator};
@@ -46,7 +46,7 @@ pub enum DriverMsg {
     /// check (ADR 016); one verdict per transaction, in order.
     Submit {
         txs: Vec<Verdict>,
-        reply: oneshot::Sender<Vec<Result<Hash, String>>>,
+        reply: oneshot::Sender<Vec<Result<Hash, TxRefusal>>>,
     },
     /// Gossiped transactions, through the same checks (the admission
     /// pool's workers send these).
@@ -153,7 +153,7 @@ pub struct Driver {
     peer_index: HashMap<PeerId, Peer>,
     started: Instant,
     next_ticket: u64,
-    waiters: BTreeMap<u64, oneshot::Sender<Vec<Result<Hash, String>>>>,
+    waiters: BTreeMap<u64, oneshot::Sender<Vec<Result<Hash, TxRefusal>>>>,
     /// Signature checks for gossip (ADR 016).
     pool: AdmissionPool,
     next_token: u64,
@@ -526,7 +526,7 @@ impl Driver {
     async fn submit(
         &mut self,
         txs: Vec<Verdict>,
-        waiter: oneshot::Sender<Vec<Result<Hash, String>>>,
+        waiter: oneshot::Sender<Vec<Result<Hash, TxRefusal>>>,
     ) -> anyhow::Result<()> {
         self.next_ticket = self.next_ticket.wrapping_add(1);
         let ticket = self.next_ticket;

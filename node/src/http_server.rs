@@ -219,19 +219,16 @@ async fn bounded(
                     &governor::clock::DefaultClock::default(),
                 ));
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                let mut r = failure(
-                    StatusCode::TOO_MANY_REQUESTS,
+                let mut p = crate::problem::Problem::new(
                     "rate-limited",
-                    &format!(
+                    format!(
                         "this client sent more write requests than api.write_rate_per_client \
                          allows ({} a second, bursts of {}); retry after {secs} s",
                         limits.write_rate_per_client, limits.write_burst_per_client
                     ),
                 );
-                if let Ok(v) = axum::http::HeaderValue::from_str(&secs.max(1).to_string()) {
-                    r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-                }
-                return r;
+                p.retry_after = Some(secs);
+                return p.into_response();
             }
         }
     }
@@ -244,7 +241,6 @@ async fn bounded(
             Err(_) => {
                 counters.requests_shed.inc();
                 return failure(
-                    StatusCode::SERVICE_UNAVAILABLE,
                     "busy",
                     "the node is handling as many requests as it allows; retry shortly",
                 );
@@ -260,32 +256,13 @@ async fn bounded(
         }
         Err(_) => {
             counters.timeouts.inc();
-            failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                "the request took too long",
-            )
+            failure("timeout", "the request took too long")
         }
     }
 }
 
-fn failure(status: StatusCode, code: &str, msg: &str) -> Response {
-    let mut r = (
-        status,
-        axum::Json(crate::api_types::ApiError {
-            error: msg.to_string(),
-            code: code.to_string(),
-        }),
-    )
-        .into_response();
-    // Every 503 says when to come back.
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        r.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("1"),
-        );
-    }
-    r
+fn failure(code: &'static str, msg: &str) -> Response {
+    crate::problem::Problem::new(code, msg).into_response()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod api_page;
 pub mod api_trace;
 pub mod api_types;
 pub mod backup;
@@ -20,5 +21,6 @@ pub mod metrics;
 pub mod node;
 pub mod node_keys;
 pub mod openapi;
+pub mod problem;
 pub mod snapshots;
 pub mod test_knobs;

@@ -641,7 +641,11 @@ fn verify_agreement(
                 .unwrap_or_default();
         }
     }
-    let programs: Vec<Program> = clients[0].get("/v1/programs")?;
+    let programs: Vec<Program> = clients[0]
+        .get_all("/v1/programs")?
+        .into_iter()
+        .map(serde_json::from_value)
+        .collect::<Result<_, _>>()?;
     for p in &programs {
         let b = &p.balances;
         let sum = b

@@ -453,6 +453,12 @@ fn fake_node(route: fn(&str, &str, &str) -> (u16, Value)) -> (String, Seen) {
     (url, seen)
 }
 
+/// A problem answer (RFC 9457) as the node sends one.
+fn problem(status: u16, code: &str, detail: &str) -> Value {
+    json!({"type": format!("/v1/problems#{code}"), "title": code, "status": status,
+           "detail": detail, "code": code})
+}
+
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 fn status_json() -> Value {
@@ -483,26 +489,17 @@ fn fake_route(method: &str, path: &str, body: &str) -> (u16, Value) {
                 "ledger_seq": 1, "created_height": 2
             }),
         ),
-        ("GET", _) => (
-            404,
-            json!({"error": "program p2 does not exist", "code": "not-found"}),
-        ),
+        ("GET", _) => (404, problem(404, "not-found", "program p2 does not exist")),
         ("POST", "/v1/txs") => {
             let req: Value = serde_json::from_str(body).unwrap();
             let bytes = hex::decode(req["tx"].as_str().unwrap()).unwrap();
             let tx = aidledger_types::SignedTx::decode(&bytes).unwrap();
             let verified = aidledger_crypto::verify_tx(tx.clone(), &tx.body.chain_id).is_ok();
             if !verified || tx.body.nonce != 4 {
-                return (
-                    400,
-                    json!({"error": "bad signature or nonce", "code": "admission"}),
-                );
+                return (422, problem(422, "bad-signature", "bad signature or nonce"));
             }
             if tx.body.kind == aidledger_types::TxKind::GovPropose {
-                return (
-                    400,
-                    json!({"error": "mempool is full", "code": "admission"}),
-                );
+                return (503, problem(503, "mempool-full", "mempool is full"));
             }
             let id = tx.id().to_hex();
             if req["wait_ms"].as_u64().unwrap() == 0 {
@@ -556,7 +553,7 @@ fn fake_route(method: &str, path: &str, body: &str) -> (u16, Value) {
         }
         _ => (
             405,
-            json!({"error": "method not allowed", "code": "bad-request"}),
+            problem(405, "method-not-allowed", "method not allowed"),
         ),
     }
 }

@@ -31,13 +31,26 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// Status, code and error text of an answer (empty when not an error).
+/// Status, code and detail of an answer (empty when not an error). Every
+/// error is a problem (RFC 9457, ADR 019) whose status is the answer's.
 fn answer(mut r: ureq::http::Response<ureq::Body>) -> (u16, String, String, Value) {
     let status = r.status().as_u16();
+    let media = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let text = r.body_mut().read_to_string().unwrap_or_default();
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     let code = v["code"].as_str().unwrap_or_default().to_string();
-    let error = v["error"].as_str().unwrap_or_default().to_string();
+    let error = v["detail"].as_str().unwrap_or_default().to_string();
+    if status >= 400 {
+        assert_eq!(media, "application/problem+json", "{status}: {text}");
+        assert_eq!(v["status"], json!(status), "{text}");
+        assert_eq!(v["type"], json!(format!("/v1/problems#{code}")), "{text}");
+        assert!(v["title"].as_str().is_some_and(|t| !t.is_empty()), "{text}");
+    }
     (status, code, error, v)
 }
 
@@ -75,7 +88,7 @@ fn declared(api: &str, path: &str, len: u64) -> (u16, String, String, Value) {
     let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let code = v["code"].as_str().unwrap_or_default().to_string();
-    let error = v["error"].as_str().unwrap_or_default().to_string();
+    let error = v["detail"].as_str().unwrap_or_default().to_string();
     (status, code, error, v)
 }
 
@@ -147,6 +160,47 @@ fn block_hash(api: &str, h: u64) -> Option<String> {
     (s == 200).then(|| v["hash"].as_str().unwrap_or_default().to_string())
 }
 
+/// `promtool check metrics` on a live node's `/metrics`: every metric has
+/// help text, counters are counters. Skipped, with a notice, where
+/// promtool is absent (`scripts/prereqs.sh promtool` installs it).
+fn promtool_finds_nothing(api: &str) {
+    use std::io::Write;
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("NOTICE: promtool is absent; skipping the metrics lint");
+        return;
+    };
+    let text = agent()
+        .get(&format!("{api}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(text.contains("aidledger_net_gossip_in_total"), "{text}");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+}
+
 #[test]
 fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
     let t = Testnet::up();
@@ -161,6 +215,19 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
         400,
         "bad-request",
         "",
+    );
+    expect(
+        "not declared as JSON",
+        answer(
+            agent()
+                .post(&format!("{api}/v1/txs"))
+                .header("content-type", "text/plain")
+                .send(r#"{"tx": "00"}"#)
+                .unwrap(),
+        ),
+        415,
+        "unsupported-media-type",
+        "application/json",
     );
     expect(
         "wrong JSON type",
@@ -199,14 +266,14 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
         "bad signature",
         submit(&api, &forged),
         422,
-        "admission",
+        "bad-signature",
         "signature is invalid",
     );
     expect(
         "the same bad signature again",
         submit(&api, &forged),
         422,
-        "admission",
+        "bad-signature",
         "signature is invalid",
     );
     let other_chain = ChainId::new("another-chain").unwrap();
@@ -214,7 +281,7 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
         "another chain",
         submit(&api, &deposit(&disburser, &other_chain, disburser.nonce)),
         422,
-        "admission",
+        "wrong-chain",
         "another-chain",
     );
     let stranger = Signer {
@@ -226,7 +293,7 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
         "unknown account",
         submit(&api, &deposit(&stranger, &chain, 0)),
         422,
-        "admission",
+        "unknown-account",
         "unknown account",
     );
     let registrar = signer(&t, &api, "registrar");
@@ -234,7 +301,7 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
         "a role that may not deposit",
         submit(&api, &deposit(&registrar, &chain, registrar.nonce)),
         422,
-        "admission",
+        "role-not-allowed",
         "role not allowed",
     );
     expect(
@@ -244,7 +311,7 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
             &deposit(&disburser, &chain, disburser.nonce + 1_000_000),
         ),
         422,
-        "admission",
+        "nonce-too-high",
         "too far ahead",
     );
 
@@ -272,6 +339,17 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
         .collect();
     assert!(errs[0].contains("signature is invalid"), "{errs:?}");
     assert!(errs[1].contains("hex") && !errs[2].is_empty(), "{errs:?}");
+    let codes: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        codes,
+        ["bad-signature", "bad-request", "bad-request"],
+        "{v}"
+    );
     expect(
         "a declared body over 16 MiB",
         declared(&api, "/v1/txs/batch", 17 << 20),
@@ -296,6 +374,97 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
         "",
     );
     expect("a bad id", get(&api, "/v1/txs/xyz"), 400, "bad-request", "");
+    expect(
+        "no such route",
+        get(&api, "/v1/nope"),
+        404,
+        "not-found",
+        "/v1/nope",
+    );
+    expect(
+        "a method the route does not take",
+        answer(agent().delete(&format!("{api}/v1/status")).call().unwrap()),
+        405,
+        "method-not-allowed",
+        "DELETE",
+    );
+
+    // --- Pages (ADR 019) ---
+    for (row, path, code, needle) in [
+        ("limit 0", "/v1/orgs?limit=0", "bad-limit", "1 to 1000"),
+        (
+            "limit over the most",
+            "/v1/orgs?limit=1001",
+            "bad-limit",
+            "1000",
+        ),
+        (
+            "limit not a number",
+            "/v1/orgs?limit=abc",
+            "bad-request",
+            "limit",
+        ),
+        (
+            "a cursor not hex",
+            "/v1/programs?after=zz",
+            "bad-cursor",
+            "hex",
+        ),
+        (
+            "another list's cursor",
+            &format!("/v1/programs?after={}", hex::encode(b"org/state-bank")),
+            "bad-cursor",
+            "this list",
+        ),
+        (
+            "a cursor too long",
+            &format!("/v1/anomalies?after={}", "ab".repeat(5000)),
+            "bad-cursor",
+            "long",
+        ),
+        (
+            "a trace cursor of the wrong shape",
+            "/v1/programs/some-fund/trace?after=-",
+            "bad-cursor",
+            "trace",
+        ),
+    ] {
+        expect(row, get(&api, path), 400, code, needle);
+    }
+    // Pages of one organisation join to the whole list.
+    let whole = get(&api, "/v1/orgs?limit=1000").3;
+    assert!(whole["next"].is_null(), "{whole}");
+    let mut joined = Vec::new();
+    let mut path = "/v1/orgs?limit=1".to_string();
+    for _ in 0..50 {
+        let v = get(&api, &path).3;
+        joined.extend(v["items"].as_array().unwrap().clone());
+        match v["next"].as_str() {
+            Some(c) => path = format!("/v1/orgs?limit=1&after={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(&joined, whole["items"].as_array().unwrap());
+    // The metrics pass Prometheus's own lint.
+    promtool_finds_nothing(&api);
+    // Every code the API answers with is documented.
+    let (s, _, _, problems) = get(&api, "/v1/problems");
+    assert_eq!(s, 200);
+    for code in [
+        "nonce-too-low",
+        "role-not-allowed",
+        "already-included",
+        "rate-limited",
+    ] {
+        assert!(
+            problems
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["code"] == code),
+            "{code}: {problems}"
+        );
+    }
     let (s, _, _, v) = get(&api, &format!("/v1/txs/{}", forged.id().to_hex()));
     assert_eq!((s, v["status"].as_str()), (200, Some("unknown")), "{v}");
 

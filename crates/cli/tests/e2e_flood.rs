@@ -108,8 +108,9 @@ fn a_flood_of_bad_signatures_at_the_leader_admits_nothing_and_every_probe_commit
     let (c1, b1) = submit(&leader_api);
     let (c2, b2) = submit(&leader_api);
     assert_eq!((c1, c2), (422, 422), "{b1} {b2}");
-    assert!(b1["error"].as_str().unwrap().contains("signature"), "{b1}");
-    assert_eq!(b1["error"], b2["error"]);
+    assert!(b1["detail"].as_str().unwrap().contains("signature"), "{b1}");
+    assert_eq!((&b1["code"], &b1["detail"]), (&b2["code"], &b2["detail"]));
+    assert_eq!(b1["code"], "bad-signature", "{b1}");
 }
 
 /// A deposit in a real disburser's name with its next nonce, whose

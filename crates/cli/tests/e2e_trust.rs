@@ -249,6 +249,15 @@ fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() 
         // Admitted (200/202), or refused at admission because it is already
         // pending or already on the chain (422); never a server error.
         assert!(matches!(code, 200 | 202 | 422), "{what}: HTTP {code}: {v}");
+        if *code == 422 {
+            assert!(
+                matches!(
+                    v["code"].as_str(),
+                    Some("already-pending" | "nonce-too-low")
+                ),
+                "{what}: {v}"
+            );
+        }
     }
     wait_until("the rejected tx committed on every node", 60, || {
         apis.iter()
@@ -279,6 +288,7 @@ fn a_rejected_transaction_resent_everywhere_never_stops_the_chain_nor_applies() 
         assert_eq!(v["admitted"].as_u64(), Some(0), "{v}");
         for item in v["results"].as_array().unwrap() {
             assert_eq!(item["included_at"].as_u64(), Some(h), "{item}");
+            assert_eq!(item["code"], "already-included", "{item}");
             let e = item["error"].as_str().unwrap();
             assert!(
                 e.contains(&format!("already included at height {h}"))

@@ -177,6 +177,95 @@ fn audit_the_live_chain(dir: &Path) {
     }
 }
 
+fn get(api: &str, path: &str) -> Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(20)))
+        .build()
+        .into();
+    let text = agent
+        .get(&format!("{api}{path}"))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Follows `next` from `first` (a path with a query), joining the arrays
+/// `lists` of every page. Bounded in pages.
+fn walk(api: &str, first: &str, lists: &[&str]) -> (Vec<Vec<Value>>, usize) {
+    let mut joined = vec![Vec::new(); lists.len()];
+    let mut path = first.to_string();
+    for pages in 1..=500 {
+        let v = get(api, &path);
+        for (i, l) in lists.iter().enumerate() {
+            joined[i].extend(
+                v[*l]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{l}: {v}"))
+                    .clone(),
+            );
+        }
+        match v["next"].as_str() {
+            Some(c) => path = format!("{first}&after={c}"),
+            None => return (joined, pages),
+        }
+    }
+    panic!("{first}: more than 500 pages");
+}
+
+/// Lists and traces come in pages (ADR 019): pages of one item join to
+/// what one large page holds, and to what the CLI gathers; nothing is cut.
+fn pages_join_to_the_whole(dir: &Path) {
+    let t: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("testnet.json")).unwrap()).unwrap();
+    let api = t["orgs"][0]["api"].as_str().unwrap().to_string();
+    let (programs, pages) = walk(&api, "/v1/programs?limit=1", &["items"]);
+    assert!(!programs[0].is_empty());
+    assert_eq!(
+        pages,
+        programs[0].len(),
+        "one program a page, and no empty page after the last"
+    );
+    let cli = last_json(&ok(&[
+        "--output", "json", "query", "programs", "--node", &api,
+    ]));
+    assert_eq!(cli, Value::Array(programs[0].clone()));
+    let (orgs, _) = walk(&api, "/v1/orgs?limit=2", &["items"]);
+    assert_eq!(
+        orgs[0],
+        get(&api, "/v1/orgs?limit=1000")["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    );
+
+    let lists = ["ledger", "releases", "anomalies"];
+    for p in &programs[0] {
+        let id = p["id"].as_str().unwrap();
+        let whole = get(&api, &format!("/v1/programs/{id}/trace?limit=1000"));
+        assert!(whole["next"].is_null(), "{whole}");
+        let (paged, pages) = walk(&api, &format!("/v1/programs/{id}/trace?limit=1"), &lists);
+        for (i, l) in lists.iter().enumerate() {
+            assert_eq!(&paged[i], whole[*l].as_array().unwrap(), "{id}: {l}");
+        }
+        let ledger = paged[0].len();
+        assert_eq!(
+            ledger as u64,
+            p["ledger_seq"].as_u64().unwrap(),
+            "{id}: every ledger entry"
+        );
+        assert!(pages >= ledger, "{id}: one ledger entry a page");
+        let cli = last_json(&ok(&[
+            "--output", "json", "query", "trace", id, "--node", &api,
+        ]));
+        for l in lists {
+            assert_eq!(cli[l], whole[l], "{id}: the CLI's {l}");
+        }
+    }
+}
+
 #[test]
 fn demo_runs_the_whole_fund_lifecycle() {
     let net = Testnet::new();
@@ -218,6 +307,7 @@ fn demo_runs_the_whole_fund_lifecycle() {
     assert!(nodes.len() >= 5, "steps went through {nodes:?}");
 
     audit_the_live_chain(&net.dir);
+    pages_join_to_the_whole(&net.dir);
 
     // Run it again in the same directory: it reuses the consortium.
     let again = run(&[

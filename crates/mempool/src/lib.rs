@@ -97,6 +97,24 @@ pub enum AdmitError {
     SenderFull { limit: usize },
 }
 
+impl AdmitError {
+    /// A stable machine-readable code for the refusal (ADR 019).
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdmitError::TooLarge { .. } => "over-limit",
+            AdmitError::Duplicate(_) => "already-pending",
+            AdmitError::UnknownAccount(_) => "unknown-account",
+            AdmitError::InactiveAccount(_) => "account-inactive",
+            AdmitError::RoleNotAllowed { .. } => "role-not-allowed",
+            AdmitError::NonceTooLow { .. } => "nonce-too-low",
+            AdmitError::NonceTooHigh { .. } => "nonce-too-high",
+            AdmitError::NonceTaken { .. } => "nonce-taken",
+            AdmitError::Full { .. } => "mempool-full",
+            AdmitError::SenderFull { .. } => "sender-full",
+        }
+    }
+}
+
 /// The checks a transaction's account must pass, against `accounts` alone
 /// (nothing pending): the account exists and is active, one of its roles
 /// may sign the kind, and the nonce is within `nonce_window` of the

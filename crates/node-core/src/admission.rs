@@ -21,13 +21,55 @@ pub const VERDICT_CACHE: usize = 65_536;
 
 /// One transaction's verdict after the screen and the signature check:
 /// verified, or refused with the reason the client is told.
-pub type Verdict = Result<VerifiedTx, String>;
+pub type Verdict = Result<VerifiedTx, TxRefusal>;
+
+/// Why a transaction was refused at admission: a stable machine-readable
+/// code (kebab-case, listed in ADR 019, served as the `code` of the API's
+/// problem answers) and the text a person reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxRefusal {
+    pub code: &'static str,
+    pub reason: String,
+}
+
+impl TxRefusal {
+    pub fn new(code: &'static str, reason: impl Into<String>) -> TxRefusal {
+        TxRefusal {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for TxRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl From<AdmitError> for TxRefusal {
+    fn from(e: AdmitError) -> TxRefusal {
+        TxRefusal::new(e.code(), e.to_string())
+    }
+}
+
+impl From<CryptoError> for TxRefusal {
+    fn from(e: CryptoError) -> TxRefusal {
+        let code = match e {
+            CryptoError::BadSignature => "bad-signature",
+            CryptoError::BadPublicKey => "bad-public-key",
+            CryptoError::WrongChain { .. } => "wrong-chain",
+            _ => "invalid-tx",
+        };
+        TxRefusal::new(code, e.to_string())
+    }
+}
 
 /// A transaction after the screen.
 #[derive(Debug)]
 pub enum Screened {
     /// Refused before any signature work; the reason.
-    Refused(String),
+    Refused(TxRefusal),
     /// Passed the cheap checks; its signature is still to be checked.
     Pending(SignedTx),
 }
@@ -102,8 +144,9 @@ impl Admission {
         tx: &SignedTx,
         view: &dyn AccountView,
         seen: &mut BTreeSet<Hash>,
-    ) -> Result<(), String> {
-        tx.check_limits().map_err(|e| e.to_string())?;
+    ) -> Result<(), TxRefusal> {
+        tx.check_limits()
+            .map_err(|e| TxRefusal::new("over-limit", e.to_string()))?;
         let id = tx.id();
         if tx.body.chain_id != self.chain_id {
             return Err(CryptoError::WrongChain {
@@ -111,14 +154,14 @@ impl Admission {
                 expected: self.chain_id.to_string(),
                 got: tx.body.chain_id.to_string(),
             }
-            .to_string());
+            .into());
         }
-        check_account(&tx.body, view, self.nonce_window).map_err(|e| e.to_string())?;
+        check_account(&tx.body, view, self.nonce_window)?;
         if !seen.insert(id) {
-            return Err(AdmitError::Duplicate(id).to_string());
+            return Err(AdmitError::Duplicate(id).into());
         }
         if let Some(e) = self.cache.known_bad(tx) {
-            return Err(e.to_string());
+            return Err(e.into());
         }
         Ok(())
     }
@@ -141,7 +184,7 @@ impl Admission {
             }
         }
         for (slot, r) in slots.into_iter().zip(self.cache.verify_txs(pending)) {
-            out[slot] = Some(r.map_err(|(_, e)| e.to_string()));
+            out[slot] = Some(r.map_err(|(_, e)| e.into()));
         }
         out.into_iter().flatten().collect()
     }

@@ -2,7 +2,7 @@
 
 use aidledger_types::Hash;
 
-use crate::admission::Verdict;
+use crate::admission::{TxRefusal, Verdict};
 
 /// Another member node: an index into the core's member table, which
 /// starts as the list the core was built with and only grows (see
@@ -81,7 +81,7 @@ pub enum Effect {
     /// The verdicts for [`Event::Submit`] `ticket`.
     Verdicts {
         ticket: u64,
-        verdicts: Vec<Result<Hash, String>>,
+        verdicts: Vec<Result<Hash, TxRefusal>>,
     },
     /// A block was committed with these transactions.
     Committed {

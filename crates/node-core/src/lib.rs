@@ -38,7 +38,7 @@ mod chain;
 mod io;
 mod timers;
 
-pub use admission::{Admission, Screened, Verdict, VERDICT_CACHE};
+pub use admission::{Admission, Screened, TxRefusal, Verdict, VERDICT_CACHE};
 pub use chain::{choose_keys, open_chain, KeyChoice, StoreAccounts, StoreState};
 pub use io::{
     CandidateResponse, Channel, Count, Effect, Event, NoTelemetry, Now, Peer, SyncRequest,
@@ -795,7 +795,7 @@ impl NodeCore {
     /// 016) to the mempool: one verdict per transaction, in order, the
     /// refusals counted. With `share`, admitted transactions queue for
     /// gossip (gossip does not echo to the publisher).
-    fn admit_batch(&mut self, txs: Vec<Verdict>, share: bool) -> Vec<Result<Hash, String>> {
+    fn admit_batch(&mut self, txs: Vec<Verdict>, share: bool) -> Vec<Result<Hash, TxRefusal>> {
         let out = txs
             .into_iter()
             .map(|r| match r {
@@ -820,7 +820,7 @@ impl NodeCore {
         out
     }
 
-    fn admit(&mut self, v: VerifiedTx, len: usize) -> Result<Hash, String> {
+    fn admit(&mut self, v: VerifiedTx, len: usize) -> Result<Hash, TxRefusal> {
         let accounts = StoreAccounts(self.store.clone());
         let forgetful = NoncesForgotten(&accounts);
         let view: &dyn AccountView = if self.mutants.admission_without_onchain_check {
@@ -838,7 +838,7 @@ impl NodeCore {
                 if matches!(e, AdmitError::NonceTooLow { .. }) {
                     self.telemetry.count(Count::ResentTxs, 1);
                 }
-                Err(e.to_string())
+                Err(e.into())
             }
         }
     }

@@ -7,7 +7,7 @@
 use aidledger_audit::synth::{StateMode, SynthChain};
 use aidledger_contracts::payload::{self, Payload};
 use aidledger_crypto::{verify_tx, Keypair};
-use aidledger_node_core::{Admission, Mutants, Screened, TxGossip};
+use aidledger_node_core::{Admission, Mutants, Screened, TxGossip, TxRefusal};
 use aidledger_types::values::Amount;
 use aidledger_types::{codec, ChainId, Role, Signature, SignedTx, Slug};
 
@@ -43,7 +43,7 @@ fn payload() -> Payload {
 
 fn refusal(s: &Screened) -> &str {
     match s {
-        Screened::Refused(e) => e,
+        Screened::Refused(e) => &e.reason,
         Screened::Pending(_) => panic!("expected a refusal"),
     }
 }
@@ -106,11 +106,12 @@ fn a_resent_bad_signature_is_refused_at_the_screen_and_valid_ones_are_checked_on
     let first = a.check(vec![good.clone(), forged.clone()]);
     assert!(first[0].is_ok());
     let bad = first[1].as_ref().unwrap_err().clone();
-    assert!(bad.contains("signature"), "{bad}");
+    assert!(bad.reason.contains("signature"), "{bad}");
+    assert_eq!(bad.code, "bad-signature");
 
     // The resend of the forgery stops at the screen, with the same reason.
     let again = a.screen(vec![forged.clone()]);
-    assert_eq!(refusal(&again[0]), bad);
+    assert!(matches!(&again[0], Screened::Refused(r) if *r == bad));
 
     // A valid transaction arriving again (as from three gossip peers) is
     // answered from the cache, with the verdict single verification gives.
@@ -155,7 +156,7 @@ fn verdicts_equal_single_verification_with_or_without_the_cache() {
             );
             let b = fresh.verify(chunk.iter().cloned().map(Screened::Pending).collect());
             for ((tx, x), y) in chunk.iter().zip(a).zip(b) {
-                let single = verify_tx(tx.clone(), &c.genesis.chain_id).map_err(|e| e.to_string());
+                let single = verify_tx(tx.clone(), &c.genesis.chain_id).map_err(TxRefusal::from);
                 assert_eq!(x, single, "round {round}: cached verdict");
                 assert_eq!(y, single, "round {round}: uncached verdict");
             }

@@ -271,7 +271,18 @@ pub fn run(ctx: &Ctx, a: QueryArgs) -> Result<ExitCode> {
         },
     };
     let c = ctx.client()?;
-    let v = c.get_json(&path)?;
+    // Lists and the program trace come in pages (ADR 019): gather them all.
+    let v = match &a.what {
+        QueryCmd::Programs | QueryCmd::Orgs | QueryCmd::Anomalies { .. } => {
+            Value::Array(c.get_all(&path)?)
+        }
+        QueryCmd::Trace {
+            application: None,
+            household: None,
+            ..
+        } => c.get_trace(&path, &["ledger", "releases", "anomalies"])?,
+        _ => c.get_json(&path)?,
+    };
     if ctx.json() {
         print_json(&v)?;
         return Ok(ExitCode::SUCCESS);
