@@ -5,6 +5,7 @@
 set -euo pipefail
 
 need_apt=()
+need_pip=()
 command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
@@ -24,6 +25,8 @@ for extra in "$@"; do
     ip) if [ "$(id -u)" = 0 ]; then command -v ip >/dev/null 2>&1 || need_apt+=(iproute2); fi ;;
     # The metrics test lints /metrics with Prometheus's promtool.
     promtool) command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus) ;;
+    # The OpenAPI document's test validates it with openapi-spec-validator.
+    openapi) command -v openapi-spec-validator >/dev/null 2>&1 || need_pip+=(openapi-spec-validator) ;;
   esac
 done
 
@@ -36,6 +39,20 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   else
     echo "error: missing packages: ${need_apt[*]}" >&2
     echo "install them with: sudo apt-get install -y ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
+if [ ${#need_pip[@]} -gt 0 ]; then
+  if command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; then
+    echo "installing (pip): ${need_pip[*]}" >&2
+    python3 -m pip install --quiet --disable-pip-version-check "${need_pip[@]}" >/dev/null 2>&1 || {
+      echo "error: could not install ${need_pip[*]} with pip" >&2
+      exit 1
+    }
+    hash -r
+  else
+    echo "error: missing: ${need_pip[*]}; install Python 3 with pip, then: python3 -m pip install ${need_pip[*]}" >&2
     exit 1
   fi
 fi

@@ -3,5 +3,5 @@
 # Everything builds in the release profile only (docs/adr/005-release-only-builds.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/prereqs.sh xmllint ip promtool
+scripts/prereqs.sh xmllint ip promtool openapi
 exec cargo test --workspace --release --locked "$@"

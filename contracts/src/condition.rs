@@ -471,3 +471,20 @@ pub fn eval(
         }
     })
 }
+
+/// In JSON a condition is its text (docs/contracts.md, "Conditions").
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Condition {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A release condition in the condition language, e.g. \
+                 `attested(\"completion\") and date >= 2026-06-01`",
+            ))
+            .build()
+            .into()
+    }
+}
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Condition {}

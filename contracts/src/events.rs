@@ -10,6 +10,7 @@ use crate::model::{ApplicationStatus, SettlementStatus, Subject};
 /// Reversals (a cancelled commitment, funds returned on close) use the
 /// code of the flow they reverse and are exported with a negative value.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum MoneyFlow {
     /// A deposit into a program: IATI 1, incoming funds.
@@ -46,6 +47,7 @@ impl MoneyFlow {
 
 /// A party to a money movement.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Party {
     Org(OrgId),
@@ -58,6 +60,7 @@ pub enum Party {
 /// persisted in state under `ledger/<program>/<seq>` so a report can be
 /// built from state alone.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MoneyEvent {
     pub program: Slug,
     /// Position in the program's ledger, from 0.
@@ -80,6 +83,7 @@ pub struct MoneyEvent {
 
 /// Everything else that changes state.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum EventBody {
     Money(MoneyEvent),
@@ -266,6 +270,7 @@ pub enum EventBody {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub height: u64,
     /// The transaction that caused it; `None` at the end of a block.
@@ -274,6 +279,7 @@ pub struct Event {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum TxOutcome {
     Applied,
@@ -287,6 +293,7 @@ pub enum TxOutcome {
 
 /// The result of one transaction in a block.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Receipt {
     /// Position in the block.
     pub index: u32,

@@ -14,6 +14,7 @@ use crate::condition::Condition;
 
 /// What kind of institution an organisation is.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum OrgKind {
     Bank,
@@ -26,6 +27,7 @@ pub enum OrgKind {
 
 /// Whether an organisation or account may sign transactions.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     Active,
@@ -33,6 +35,7 @@ pub enum Status {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Org {
     pub id: OrgId,
     pub name: Text,
@@ -41,6 +44,7 @@ pub struct Org {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Account {
     pub key: PublicKey,
     pub org: OrgId,
@@ -54,6 +58,7 @@ pub struct Account {
 /// What is left of an account key after a rotation: the key that took its
 /// place and the nonce the sequence had reached.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetiredKey {
     pub successor: PublicKey,
     pub nonce: u64,
@@ -61,6 +66,7 @@ pub struct RetiredKey {
 
 /// A node the consortium admits to its network (`gov/node/{key}`).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeRecord {
     pub key: PublicKey,
     pub org: OrgId,
@@ -70,6 +76,7 @@ pub struct NodeRecord {
 
 /// A node key removed from the registry (`gov/retired-node/{key}`).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetiredNode {
     pub org: OrgId,
     /// The height of the block that removed it.
@@ -83,6 +90,7 @@ pub struct RetiredNode {
 /// block `at_height - 1` retires `old` (and, if it validates, the
 /// validator-set change scheduled with it puts `new` in its seat).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeReplacement {
     pub old: PublicKey,
     pub new: PublicKey,
@@ -92,6 +100,7 @@ pub struct NodeReplacement {
 /// A validator set waiting for its height (`gov/validators-scheduled`):
 /// the end of block `at_height - 1` makes it the set in force.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduledValidators {
     pub at_height: u64,
     pub validators: ValidatorSet,
@@ -102,6 +111,7 @@ pub struct ScheduledValidators {
 /// such a block needs it to check the next block's parent certificate
 /// (ADR 014); every other time the current set is also the certifying one.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PreviousValidators {
     /// The height of the block that changed the set.
     pub height: u64,
@@ -110,6 +120,7 @@ pub struct PreviousValidators {
 
 /// Consortium parameters, changed only by governance.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Params {
     /// Distinct organisations whose admins must approve a governance action.
     pub governance_threshold: u32,
@@ -189,6 +200,7 @@ pub const IDLE_BLOCK_INTERVAL_MAX_MS: u64 = 7 * aidledger_types::time::MS_PER_DA
 
 /// Why the next block is due (ADR 017, a quiet chain).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum DueReason {
     /// The last block's end-of-block work changed state (a scan in
@@ -225,6 +237,7 @@ impl DueReason {
 /// transaction, and why; written at the end of every block (`gov/next-due`),
 /// so every node and the auditor's replay read the same value.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NextDue {
     pub at: Timestamp,
     pub reason: DueReason,
@@ -245,6 +258,7 @@ fn default_second_review() -> u64 {
 
 /// One parameter change.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ParamValue {
     GovernanceThreshold(u32),
@@ -261,6 +275,7 @@ pub enum ParamValue {
 
 /// An action that needs a threshold of organisations' admins.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum GovAction {
     AddOrg {
@@ -363,6 +378,7 @@ pub enum GovAction {
 /// `cross-check` anomaly is raised against the subject, which holds its
 /// payments until resolved.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CrossCheck {
     pub id: Slug,
     pub description: Text,
@@ -372,6 +388,7 @@ pub struct CrossCheck {
 
 /// Organisation `by` has attested `claim` with the code `value`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClaimTest {
     pub claim: Slug,
     pub by: OrgId,
@@ -379,6 +396,7 @@ pub struct ClaimTest {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ProposalStatus {
     Open,
@@ -386,6 +404,7 @@ pub enum ProposalStatus {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Proposal {
     pub id: u64,
     pub action: GovAction,
@@ -398,6 +417,7 @@ pub struct Proposal {
 
 /// k of the named organisations must approve.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApprovalPolicy {
     pub threshold: u32,
     /// Sorted, without repeats.
@@ -405,6 +425,7 @@ pub struct ApprovalPolicy {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ProgramStatus {
     Open,
@@ -416,6 +437,7 @@ pub enum ProgramStatus {
 /// Invariant: `deposited = available + committed + released + returned`,
 /// and `settled <= released` (settled is a part of released).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Balances {
     pub deposited: Amount,
     pub available: Amount,
@@ -438,6 +460,7 @@ impl Balances {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Program {
     pub id: Slug,
     pub title: Text,
@@ -459,6 +482,7 @@ pub struct Program {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ApplicationStatus {
     Submitted,
@@ -485,6 +509,7 @@ impl fmt::Display for ApplicationStatus {
 
 /// One organisation's vote on an application.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Vote {
     pub approve: bool,
     pub by: PublicKey,
@@ -493,6 +518,7 @@ pub struct Vote {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Application {
     pub id: Slug,
     pub program: Slug,
@@ -519,6 +545,7 @@ impl Application {
 
 /// Who receives a tranche or payment.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Recipient {
     Org(OrgId),
@@ -526,6 +553,7 @@ pub enum Recipient {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum TrancheStatus {
     /// Waiting for its condition. `held` is set while the condition holds
@@ -540,6 +568,7 @@ pub enum TrancheStatus {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tranche {
     pub id: Slug,
     pub amount: Amount,
@@ -549,6 +578,7 @@ pub struct Tranche {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Plan {
     pub id: Slug,
     pub program: Slug,
@@ -573,6 +603,7 @@ impl Plan {
 
 /// One organisation's approval of a plan without an application.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanApproval {
     pub org: OrgId,
     pub by: PublicKey,
@@ -581,6 +612,7 @@ pub struct PlanApproval {
 
 /// Where a release came from.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ReleaseSource {
     Tranche { plan: Slug, tranche: Slug },
@@ -588,6 +620,7 @@ pub enum ReleaseSource {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum SettlementStatus {
     /// The bank's amount matches the release.
@@ -598,6 +631,7 @@ pub enum SettlementStatus {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SettlementRecord {
     pub amount: Amount,
     /// SHA-256 of the bank's own payment reference.
@@ -609,6 +643,7 @@ pub struct SettlementRecord {
 
 /// A disbursement made by the contracts at the end of a block.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Release {
     pub id: u64,
     pub program: Slug,
@@ -630,6 +665,7 @@ impl Release {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum HouseholdStatus {
     Active,
@@ -639,6 +675,7 @@ pub enum HouseholdStatus {
 /// A household file. The id is a salted hash computed off-chain; no
 /// personal data is ever stored.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Household {
     pub id: Hash,
     pub region: RegionCode,
@@ -650,6 +687,7 @@ pub struct Household {
 
 /// What an attestation, an anomaly or a hold is about.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Subject {
     Household(Hash),
@@ -669,6 +707,7 @@ impl fmt::Display for Subject {
 
 /// The value of an attestation: a coded value or a hash.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AttestValue {
     Code(Slug),
@@ -703,6 +742,7 @@ impl AttestValue {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attestation {
     pub subject: Subject,
     pub claim: Slug,
@@ -713,6 +753,7 @@ pub struct Attestation {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AnomalyKind {
     ConflictingAttestation {
@@ -761,6 +802,7 @@ impl AnomalyKind {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AnomalyStatus {
     Open,
@@ -773,6 +815,7 @@ pub enum AnomalyStatus {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Anomaly {
     pub id: u64,
     pub subject: Subject,
@@ -787,6 +830,7 @@ pub struct Anomaly {
 
 /// A first reviewer's finding on an anomaly that needs two people.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnomalyReview {
     pub by: PublicKey,
     pub org: OrgId,
@@ -796,6 +840,7 @@ pub struct AnomalyReview {
 
 /// Which households an entitlement pays.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Eligibility {
     /// Every active household registered in the region.
@@ -805,6 +850,7 @@ pub enum Eligibility {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum EntitlementStatus {
     Active,
@@ -814,6 +860,7 @@ pub enum EntitlementStatus {
 /// A periodic subsidy: `amount` to each eligible household at the start of
 /// each of `periods` periods of `period_ms`, the first starting at `start`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Entitlement {
     pub id: Slug,
     pub program: Slug,
@@ -859,6 +906,7 @@ impl Entitlement {
 /// A module's name and version, pinned by genesis and changed by a
 /// scheduled upgrade. Written `name@version`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModuleVersion {
     pub name: String,
     pub version: u32,
@@ -906,6 +954,7 @@ pub fn show_modules(m: &[ModuleVersion]) -> String {
 /// A contract upgrade governance scheduled (`ScheduleUpgrade`): from block
 /// `at_height` on, each named module runs the version given.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduledUpgrade {
     pub modules: Vec<ModuleVersion>,
     pub at_height: u64,

@@ -23,7 +23,7 @@ use crate::api_types::*;
 use aidledger_node_core::{Screened, TxRefusal, Verdict};
 
 use crate::api_page::{self, Page, PageQuery, Part};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemBody, ProblemKind};
 
 use crate::admission::{AdmissionPool, Busy, Lane};
 use crate::driver::{DriverMsg, Shared};
@@ -226,15 +226,49 @@ async fn admit(
     Ok(out)
 }
 
-pub fn router(state: AppState, body_max_bytes: usize) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(openapi))
-        .route("/v1/problems", get(problems))
-        .route("/v1/status", get(status))
-        .route(
-            "/v1/txs",
+/// The routes, each registered from its `#[utoipa::path]` operation: the
+/// path and the methods come from the annotation, so the router and the
+/// OpenAPI document (`crate::openapi`) cannot name different routes. The
+/// table lists what was registered, for the route walk.
+pub(crate) struct Routes {
+    router: Router<AppState>,
+    pub(crate) table: Vec<(String, String)>,
+}
+
+impl Routes {
+    fn new() -> Routes {
+        Routes {
+            router: Router::new(),
+            table: Vec::new(),
+        }
+    }
+
+    /// Registers `handler` (a method router holding the handler of `P`)
+    /// at `P`'s path.
+    fn add<P: utoipa::Path>(mut self, handler: axum::routing::MethodRouter<AppState>) -> Routes {
+        let path = P::path();
+        for m in P::methods() {
+            let m = serde_json::to_value(&m)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            self.table.push((m, path.clone()));
+        }
+        self.router = self.router.route(&path, handler);
+        self
+    }
+}
+
+/// Every route of the API, with the table of what was registered.
+pub(crate) fn routes(state: &AppState, body_max_bytes: usize) -> Routes {
+    use crate::api_trace::{__path_application_trace, __path_household_trace};
+    Routes::new()
+        .add::<__path_health>(get(health))
+        .add::<__path_metrics>(get(metrics))
+        .add::<__path_openapi>(get(openapi))
+        .add::<__path_problems>(get(problems))
+        .add::<__path_status>(get(status))
+        .add::<__path_submit>(
             post(submit)
                 .layer(axum::middleware::from_fn_with_state(
                     body_max_bytes,
@@ -245,8 +279,7 @@ pub fn router(state: AppState, body_max_bytes: usize) -> Router {
                     lane_has_room,
                 )),
         )
-        .route(
-            "/v1/txs/batch",
+        .add::<__path_submit_batch>(
             post(submit_batch)
                 .layer(DefaultBodyLimit::max(BATCH_BODY_MAX_BYTES))
                 .layer(axum::middleware::from_fn_with_state(
@@ -258,22 +291,28 @@ pub fn router(state: AppState, body_max_bytes: usize) -> Router {
                     lane_has_room,
                 )),
         )
-        .route("/v1/txs/{id}", get(tx_status))
-        .route("/v1/blocks/latest", get(block_latest))
-        .route("/v1/blocks/{height}", get(block_at))
-        .route("/v1/accounts/{key}", get(account))
-        .route("/v1/orgs", get(orgs))
-        .route("/v1/orgs/{id}", get(org))
-        .route("/v1/programs", get(programs))
-        .route("/v1/programs/{id}", get(program))
-        .route("/v1/programs/{id}/trace", get(program_trace))
-        .route("/v1/applications/{id}", get(application))
-        .route("/v1/plans/{id}", get(plan))
-        .route("/v1/households/{id}", get(household))
-        .route("/v1/releases/{id}", get(release))
-        .route("/v1/anomalies", get(anomalies))
-        .route("/v1/admin/isolate", post(isolate))
-        .merge(crate::api_trace::routes())
+        .add::<__path_tx_status>(get(tx_status))
+        .add::<__path_block_latest>(get(block_latest))
+        .add::<__path_block_at>(get(block_at))
+        .add::<__path_account>(get(account))
+        .add::<__path_orgs>(get(orgs))
+        .add::<__path_org>(get(org))
+        .add::<__path_programs>(get(programs))
+        .add::<__path_program>(get(program))
+        .add::<__path_program_trace>(get(program_trace))
+        .add::<__path_application>(get(application))
+        .add::<__path_application_trace>(get(crate::api_trace::application_trace))
+        .add::<__path_plan>(get(plan))
+        .add::<__path_household>(get(household))
+        .add::<__path_household_trace>(get(crate::api_trace::household_trace))
+        .add::<__path_release>(get(release))
+        .add::<__path_anomalies>(get(anomalies))
+        .add::<__path_isolate>(post(isolate))
+}
+
+pub fn router(state: AppState, body_max_bytes: usize) -> Router {
+    routes(&state, body_max_bytes)
+        .router
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body_max_bytes))
@@ -298,16 +337,43 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiFa
 }
 
 /// `GET /v1/problems`: every error code the API answers with (ADR 019).
+#[utoipa::path(
+    get,
+    path = "/v1/problems",
+    tag = "node",
+    responses(
+        (status = 200, description = "every error code the API answers with, its status and title", body = [ProblemKind]),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn problems() -> Json<&'static [crate::problem::ProblemKind]> {
     Json(crate::problem::PROBLEMS)
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "node",
+    responses(
+        (status = 200, description = "the node is up", body = String, content_type = "text/plain"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn health() -> &'static str {
     "ok"
 }
 
 /// `/metrics`: OpenMetrics for a client that asks for it (Prometheus
 /// does), the Prometheus text format otherwise.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "node",
+    responses(
+        (status = 200, description = "Prometheus text format, or OpenMetrics when asked for in Accept", body = String, content_type = "text/plain"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let openmetrics = headers
         .get_all(header::ACCEPT)
@@ -335,14 +401,32 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "node",
+    responses(
+        (status = 200, description = "this document", body = Object),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::DOCUMENT,
+        crate::openapi::document(),
     )
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "node",
+    responses(
+        (status = 200, description = "height, view, leader, peers, roots", body = NodeStatus),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn status(State(s): State<AppState>) -> ApiResult<NodeStatus> {
     let snap = s
         .shared
@@ -421,6 +505,21 @@ fn resent_text(id: &Hash, height: u64, receipt: &[u8]) -> String {
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/txs/batch",
+    tag = "transactions",
+    request_body(content = BatchSubmitRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "one result per transaction, in order", body = BatchSubmitResponse),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "body over the route's limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "body not declared as JSON", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "client or account over its limit (Retry-After)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "node busy or shutting down (Retry-After)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn submit_batch(
     State(s): State<AppState>,
     client: Option<axum::Extension<ClientIp>>,
@@ -486,6 +585,23 @@ async fn submit_batch(
     Ok(Json(BatchSubmitResponse { admitted, results }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/txs",
+    tag = "transactions",
+    request_body(content = SubmitRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "committed (already, or within wait_ms)", body = TxStatus),
+        (status = 202, description = "admitted, pending", body = TxStatus),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "body over the route's limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "body not declared as JSON", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "transaction refused at admission", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "client or account over its limit (Retry-After)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "node busy or shutting down (Retry-After)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn submit(
     State(s): State<AppState>,
     client: Option<axum::Extension<ClientIp>>,
@@ -544,6 +660,18 @@ fn parse_hash(s: &str) -> Result<Hash, ApiFailure> {
     Hash::from_hex(s).map_err(|e| bad_request(e.to_string()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/txs/{id}",
+    tag = "transactions",
+    params(("id" = String, Path, description = "the transaction id (64 hex)")),
+    responses(
+        (status = 200, description = "committed with its receipt, pending, or unknown", body = TxStatus),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "node busy or shutting down (Retry-After)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn tx_status(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<TxStatus> {
     let id = parse_hash(&id)?;
     if let Some(done) = committed_status(&s.store, id)? {
@@ -611,6 +739,19 @@ fn block_view(store: &RocksStore, height: u64) -> Result<BlockView, ApiFailure> 
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/blocks/{height}",
+    tag = "blocks",
+    params(("height" = u64, Path, description = "the block height")),
+    responses(
+        (status = 200, description = "a committed block with its certificate", body = BlockView),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such record", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 410, description = "below this node's base height (it joined from a snapshot)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn block_at(State(s): State<AppState>, Path(h): Path<String>) -> ApiResult<BlockView> {
     let h: u64 = h
         .parse()
@@ -618,6 +759,16 @@ async fn block_at(State(s): State<AppState>, Path(h): Path<String>) -> ApiResult
     Ok(Json(block_view(&s.store, h)?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/blocks/latest",
+    tag = "blocks",
+    responses(
+        (status = 200, description = "the last committed block with its certificate", body = BlockView),
+        (status = 404, description = "no such record", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn block_latest(State(s): State<AppState>) -> ApiResult<BlockView> {
     let head = s
         .store
@@ -643,6 +794,18 @@ fn slug(s: &str) -> Result<Slug, ApiFailure> {
     Slug::new(s).map_err(|e| bad_request(e.to_string()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{key}",
+    tag = "registry",
+    params(("key" = String, Path, description = "the account's public key (64 hex)")),
+    responses(
+        (status = 200, description = "the account", body = Account),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such record", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn account(State(s): State<AppState>, Path(k): Path<String>) -> ApiResult<Account> {
     let key = PublicKey::from_hex(&k).map_err(|e| bad_request(e.to_string()))?;
     Ok(Json(get_record(
@@ -674,6 +837,17 @@ fn query_rejection(e: axum::extract::rejection::QueryRejection) -> ApiFailure {
 
 type PageQueryResult = Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>;
 
+#[utoipa::path(
+    get,
+    path = "/v1/orgs",
+    tag = "registry",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "a page of organisations", body = Page<Org>),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn orgs(State(s): State<AppState>, q: PageQueryResult) -> ApiResult<Page<Org>> {
     let Query(q) = q.map_err(query_rejection)?;
     Ok(Json(list_page(&s.store, keys::ORG_PREFIX, &q, |_| {
@@ -681,6 +855,18 @@ async fn orgs(State(s): State<AppState>, q: PageQueryResult) -> ApiResult<Page<O
     })?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/orgs/{id}",
+    tag = "registry",
+    params(("id" = String, Path, description = "the organisation id")),
+    responses(
+        (status = 200, description = "the organisation", body = Org),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such record", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn org(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Org> {
     let id = OrgId::new(id).map_err(|e| bad_request(e.to_string()))?;
     Ok(Json(get_record(
@@ -690,6 +876,17 @@ async fn org(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Org
     )?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/programs",
+    tag = "programs",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "a page of programs with their balances", body = Page<Program>),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn programs(State(s): State<AppState>, q: PageQueryResult) -> ApiResult<Page<Program>> {
     let Query(q) = q.map_err(query_rejection)?;
     Ok(Json(list_page(&s.store, keys::PROGRAM_PREFIX, &q, |_| {
@@ -697,6 +894,18 @@ async fn programs(State(s): State<AppState>, q: PageQueryResult) -> ApiResult<Pa
     })?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/programs/{id}",
+    tag = "programs",
+    params(("id" = String, Path, description = "the program id")),
+    responses(
+        (status = 200, description = "the program with its balances", body = Program),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such record", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn program(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Program> {
     let id = slug(&id)?;
     Ok(Json(get_record(
@@ -760,6 +969,18 @@ fn part_page<T: DeserializeOwned + serde::Serialize>(
 /// `GET /v1/programs/{id}/trace`: the program, and a page of each of its
 /// three lists (ledger entries, releases, anomalies) read in step; `next`
 /// continues all three (ADR 019).
+#[utoipa::path(
+    get,
+    path = "/v1/programs/{id}/trace",
+    tag = "programs",
+    params(("id" = String, Path, description = "the program id"), PageQuery),
+    responses(
+        (status = 200, description = "the program and a page of its ledger entries, releases and anomalies; follow next", body = ProgramTrace),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such record", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn program_trace(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -799,6 +1020,18 @@ async fn program_trace(
     .map_err(internal)?
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/applications/{id}",
+    tag = "applications",
+    params(("id" = String, Path, description = "the application id")),
+    responses(
+        (status = 200, description = "the application with its votes", body = Application),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such record", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn application(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Application> {
     let id = slug(&id)?;
     Ok(Json(get_record(
@@ -808,6 +1041,18 @@ async fn application(State(s): State<AppState>, Path(id): Path<String>) -> ApiRe
     )?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/plans/{id}",
+    tag = "applications",
+    params(("id" = String, Path, description = "the plan id")),
+    responses(
+        (status = 200, description = "the disbursement plan with its tranches", body = Plan),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such record", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn plan(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Plan> {
     let id = slug(&id)?;
     Ok(Json(get_record(
@@ -817,6 +1062,18 @@ async fn plan(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Pl
     )?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/households/{id}",
+    tag = "households",
+    params(("id" = String, Path, description = "the salted household id (64 hex)")),
+    responses(
+        (status = 200, description = "the household file (salted id, region, status; no personal data)", body = Household),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such record", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn household(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Household> {
     let id = parse_hash(&id)?;
     Ok(Json(get_record(
@@ -826,6 +1083,18 @@ async fn household(State(s): State<AppState>, Path(id): Path<String>) -> ApiResu
     )?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/releases/{id}",
+    tag = "programs",
+    params(("id" = u64, Path, description = "the release number")),
+    responses(
+        (status = 200, description = "the release and its settlement", body = Release),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such record", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn release(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Release> {
     let id: u64 = id
         .parse()
@@ -837,14 +1106,30 @@ async fn release(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult
     )?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AnomalyQuery {
+    /// Only anomalies still open.
     #[serde(default)]
     open: bool,
+    /// The `next` of the page before; absent for the first page.
     after: Option<String>,
+    /// Items on the page: 1 to 1000, 100 when absent.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/anomalies",
+    tag = "anomalies",
+    params(AnomalyQuery),
+    responses(
+        (status = 200, description = "a page of anomalies", body = Page<Anomaly>),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn anomalies(
     State(s): State<AppState>,
     q: Result<Query<AnomalyQuery>, axum::extract::rejection::QueryRejection>,
@@ -862,7 +1147,7 @@ async fn anomalies(
     )?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IsolateRequest {
     isolated: bool,
@@ -870,6 +1155,21 @@ struct IsolateRequest {
 
 /// Fault drills: cut this node off from its peers at the application layer,
 /// or heal it. Only on the (loopback) API.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/isolate",
+    tag = "admin",
+    request_body(content = IsolateRequest, content_type = "application/json"),
+    responses(
+        (status = 204, description = "isolation changed"),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "admin token missing or wrong", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "the admin API is off", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "body not declared as JSON", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "node busy or shutting down (Retry-After)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
 async fn isolate(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,

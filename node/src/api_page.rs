@@ -28,7 +28,7 @@ pub const SCAN_BUDGET: usize = 10_000;
 pub const CURSOR_MAX_CHARS: usize = 2048;
 
 /// One page of a list.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// The cursor for the next page (`?after=`); null on the last page.
@@ -36,9 +36,13 @@ pub struct Page<T> {
 }
 
 /// A page's bounds as given in the query string.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// The `next` of the page before; absent for the first page.
     pub after: Option<String>,
+    /// Items on the page: 1 to 1000, 100 when absent.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 

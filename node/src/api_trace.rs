@@ -6,11 +6,10 @@ use aidledger_audit::trace::{self, ApplicationTrace, HouseholdTrace};
 use aidledger_audit::StoreState;
 use aidledger_types::{Hash, Slug};
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 
 use crate::api::{hide_internal, AppState};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemBody};
 
 type Failure = Problem;
 
@@ -18,13 +17,19 @@ fn fail(code: &'static str, msg: impl Into<String>) -> Failure {
     Problem::new(code, msg)
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/applications/{id}/trace", get(application_trace))
-        .route("/v1/households/{id}/trace", get(household_trace))
-}
-
-async fn application_trace(
+#[utoipa::path(
+    get,
+    path = "/v1/applications/{id}/trace",
+    tag = "applications",
+    params(("id" = String, Path, description = "the application id")),
+    responses(
+        (status = 200, description = "the application with its program, plan, attestations, releases, ledger entries and anomalies", body = ApplicationTrace),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such record", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn application_trace(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ApplicationTrace>, Failure> {
@@ -40,7 +45,19 @@ async fn application_trace(
         .ok_or_else(|| fail("not-found", format!("no application {id}")))
 }
 
-async fn household_trace(
+#[utoipa::path(
+    get,
+    path = "/v1/households/{id}/trace",
+    tag = "households",
+    params(("id" = String, Path, description = "the salted household id (64 hex)")),
+    responses(
+        (status = 200, description = "the household with its attestations, releases, payments and anomalies", body = HouseholdTrace),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such record", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn household_trace(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<HouseholdTrace>, Failure> {

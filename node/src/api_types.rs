@@ -16,7 +16,7 @@ pub use aidledger_types::wire::{BatchSubmitRequest, SubmitRequest, BATCH_SUBMIT_
 /// is already on the chain is refused (a signed transaction is included at
 /// most once, ADR 010) with `included_at`, the height it is at; its
 /// receipt is at `GET /v1/txs/{id}`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchItem {
     pub id: Option<Hash>,
     pub error: Option<String>,
@@ -28,13 +28,13 @@ pub struct BatchItem {
     pub included_at: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchSubmitResponse {
     pub admitted: usize,
     pub results: Vec<BatchItem>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TxState {
     /// Admitted to this node's mempool, not yet in a block.
@@ -46,7 +46,7 @@ pub enum TxState {
 }
 
 /// Answer to `POST /v1/txs` and `GET /v1/txs/{id}`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TxStatus {
     pub id: Hash,
     pub status: TxState,
@@ -69,7 +69,7 @@ fn one() -> u64 {
 }
 
 /// `GET /v1/status`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeStatus {
     pub chain_id: String,
     pub org: OrgId,
@@ -121,7 +121,7 @@ pub struct NodeStatus {
 }
 
 /// A scheduled contract upgrade in `GET /v1/status`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpgradeInfo {
     /// The versions it switches to, as `name@version`.
     pub modules: Vec<String>,
@@ -133,7 +133,7 @@ pub struct UpgradeInfo {
 }
 
 /// One transaction in `GET /v1/blocks/{height}`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlockTx {
     pub id: Hash,
     pub kind: TxKind,
@@ -143,7 +143,7 @@ pub struct BlockTx {
 }
 
 /// `GET /v1/blocks/{height}` and `GET /v1/blocks/latest`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlockView {
     pub hash: Hash,
     pub header: BlockHeader,
@@ -155,7 +155,7 @@ pub struct BlockView {
 /// lists: money movements, releases, and anomalies about its releases and
 /// applications. Follow `next` (as `?after=`) until it is null, joining
 /// the lists, for the whole trace (ADR 019).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProgramTrace {
     pub program: Program,
     pub ledger: Vec<MoneyEvent>,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// One kind of problem: its code, its HTTP status and its title.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
 pub struct ProblemKind {
     pub code: &'static str,
     pub status: u16,
@@ -150,7 +150,7 @@ pub fn kind_of(code: &str) -> ProblemKind {
 }
 
 /// The body of every error answer (RFC 9457).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ProblemBody {
     /// `/v1/problems#<code>`: where the code is described.
     #[serde(rename = "type")]

@@ -15,6 +15,7 @@ use crate::AuditError;
 
 /// An application and everything that follows from it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApplicationTrace {
     pub application: Application,
     pub program: Option<Program>,
@@ -30,6 +31,7 @@ pub struct ApplicationTrace {
 
 /// A household file and every payment and check about it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HouseholdTrace {
     pub household: Household,
     pub attestations: Vec<Attestation>,

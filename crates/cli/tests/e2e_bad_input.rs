@@ -445,6 +445,20 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
         }
     }
     assert_eq!(&joined, whole["items"].as_array().unwrap());
+    // The served OpenAPI document is the generated one (its own tests
+    // validate it and walk every route against it).
+    let (s, _, _, doc) = get(&api, "/v1/openapi.json");
+    assert_eq!(s, 200);
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    assert!(
+        doc["paths"]["/v1/programs/{id}/trace"]["get"]["parameters"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "after")),
+        "the program trace's page parameters are documented"
+    );
     // The metrics pass Prometheus's own lint.
     promtool_finds_nothing(&api);
     // Every code the API answers with is documented.

@@ -19,6 +19,7 @@ pub const VALIDATORS_MAX: usize = 100;
 /// A block header. The block hash is the hash of this header alone; the
 /// header commits to the body through `tx_root`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlockHeader {
     /// The header format ([`HEADER_VERSION`]): a node refuses a block whose
     /// format it does not know rather than misreading it.
@@ -67,6 +68,7 @@ impl BlockHeader {
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Block {
     pub header: BlockHeader,
     pub txs: Vec<SignedTx>,
@@ -128,6 +130,7 @@ impl Block {
 
 /// One validator: the organisation that runs it and its consensus key.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Validator {
     pub org: OrgId,
     pub key: PublicKey,
@@ -137,6 +140,7 @@ pub struct Validator {
 /// the indices used in certificates. Deserialisation runs the same checks
 /// as [`ValidatorSet::new`].
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "RawValidatorSet")]
 pub struct ValidatorSet {
     validators: Vec<Validator>,
@@ -215,6 +219,7 @@ impl ValidatorSet {
 
 /// What a validator signs when it commits to a block (PBFT's COMMIT).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommitVote {
     pub chain_id: ChainId,
     pub height: u64,
@@ -228,6 +233,7 @@ pub struct CommitVote {
 /// One validator's signed commit vote inside a certificate: its index,
 /// the time it voted at, and its signature over the [`CommitVote`].
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommitSignature {
     /// Index into the validator set in force at the block's height.
     pub validator: u16,
@@ -237,6 +243,7 @@ pub struct CommitSignature {
 
 /// One validator's signature inside a prepared certificate.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidatorSignature {
     /// Index into the validator set in force at the block's height.
     pub validator: u16,
@@ -247,6 +254,7 @@ pub struct ValidatorSignature {
 /// the same (height, view, block hash). Signatures are sorted by validator
 /// index with no repeats, so a certificate has one encoding per signer set.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommitCertificate {
     pub height: u64,
     pub view: u64,

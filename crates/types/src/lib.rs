@@ -35,3 +35,6 @@ pub enum TypeError {
     #[error(transparent)]
     Codec(#[from] CodecError),
 }
+
+#[cfg(feature = "openapi")]
+mod schemas;

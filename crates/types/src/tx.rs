@@ -16,6 +16,7 @@ pub const TX_PAYLOAD_MAX_BYTES: usize = 60 * 1024;
 /// An operator's role. An account holds a set of roles; each transaction
 /// kind names the roles allowed to sign it.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     Admin,
@@ -74,6 +75,7 @@ impl fmt::Display for Role {
 /// can check the signer's role before decoding the payload. The payload
 /// types live with the contract modules that handle them.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum TxKind {
     // Governance: actions that need a threshold of organisation admins.
@@ -156,6 +158,7 @@ impl fmt::Display for TxKind {
 
 /// The unsigned body of a transaction: everything the signature covers.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TxBody {
     pub chain_id: ChainId,
     /// The signer's next nonce. Each account's nonces run 0, 1, 2, ...
@@ -177,6 +180,7 @@ impl TxBody {
 /// A signed transaction as it travels and is stored. Nothing about it is
 /// trusted until `aidledger_crypto::verify_tx` turns it into a `VerifiedTx`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedTx {
     pub body: TxBody,
     pub signature: Signature,

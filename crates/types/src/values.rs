@@ -21,6 +21,7 @@ macro_rules! checked_string {
     ($(#[$m:meta])* $name:ident, $what:literal, $check:expr) => {
         $(#[$m])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
@@ -238,6 +239,7 @@ impl fmt::Debug for Currency {
 /// An amount of money in integer minor units (for CNY: fen). There are no
 /// floats anywhere in state; all arithmetic is checked.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Amount(pub u64);
 

@@ -185,6 +185,7 @@ pub const BATCH_SUBMIT_MAX: usize = 2000;
 
 /// `POST /v1/txs`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// The canonical encoding of a `SignedTx`, in hex.
@@ -198,6 +199,7 @@ pub struct SubmitRequest {
 /// together (their signatures are batch-verified, with the same verdicts
 /// as one by one). Nothing waits for commits.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BatchSubmitRequest {
     /// Canonical encodings of `SignedTx`, in hex; at most
