@@ -261,11 +261,16 @@ impl Routes {
 
 /// Every route of the API, with the table of what was registered.
 pub(crate) fn routes(state: &AppState, body_max_bytes: usize) -> Routes {
+    use crate::api_docs::{__path_docs, __path_docs_bundle, __path_docs_css, __path_docs_init};
     use crate::api_trace::{__path_application_trace, __path_household_trace};
     Routes::new()
         .add::<__path_health>(get(health))
         .add::<__path_metrics>(get(metrics))
         .add::<__path_openapi>(get(openapi))
+        .add::<__path_docs>(get(crate::api_docs::docs))
+        .add::<__path_docs_bundle>(get(crate::api_docs::docs_bundle))
+        .add::<__path_docs_init>(get(crate::api_docs::docs_init))
+        .add::<__path_docs_css>(get(crate::api_docs::docs_css))
         .add::<__path_problems>(get(problems))
         .add::<__path_status>(get(status))
         .add::<__path_submit>(
@@ -336,7 +341,7 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiFa
     )
 }
 
-/// `GET /v1/problems`: every error code the API answers with (ADR 019).
+/// Every error code the API answers with, its status and title (ADR 019).
 #[utoipa::path(
     get,
     path = "/v1/problems",
@@ -350,6 +355,7 @@ async fn problems() -> Json<&'static [crate::problem::ProblemKind]> {
     Json(crate::problem::PROBLEMS)
 }
 
+/// Liveness: `ok` while the node runs.
 #[utoipa::path(
     get,
     path = "/health",
@@ -363,8 +369,10 @@ async fn health() -> &'static str {
     "ok"
 }
 
-/// `/metrics`: OpenMetrics for a client that asks for it (Prometheus
-/// does), the Prometheus text format otherwise.
+/// Prometheus metrics.
+///
+/// OpenMetrics for a client that asks for it (Prometheus does), the
+/// Prometheus text format otherwise.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -401,6 +409,7 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
     }
 }
 
+/// This document (OpenAPI 3.1), generated from the code.
 #[utoipa::path(
     get,
     path = "/v1/openapi.json",
@@ -418,6 +427,7 @@ async fn openapi() -> Response {
         .into_response()
 }
 
+/// The node: chain, height, view, leader, peers, roots, base, modules.
 #[utoipa::path(
     get,
     path = "/v1/status",
@@ -505,6 +515,7 @@ fn resent_text(id: &Hash, height: u64, receipt: &[u8]) -> String {
     )
 }
 
+/// Submits up to 2,000 signed transactions at once (batch-verified; does not wait).
 #[utoipa::path(
     post,
     path = "/v1/txs/batch",
@@ -585,6 +596,7 @@ async fn submit_batch(
     Ok(Json(BatchSubmitResponse { admitted, results }))
 }
 
+/// Submits one signed transaction; waits up to `wait_ms` for its commit.
 #[utoipa::path(
     post,
     path = "/v1/txs",
@@ -660,6 +672,7 @@ fn parse_hash(s: &str) -> Result<Hash, ApiFailure> {
     Hash::from_hex(s).map_err(|e| bad_request(e.to_string()))
 }
 
+/// A transaction: committed with its receipt, pending, or unknown to this node.
 #[utoipa::path(
     get,
     path = "/v1/txs/{id}",
@@ -739,6 +752,7 @@ fn block_view(store: &RocksStore, height: u64) -> Result<BlockView, ApiFailure> 
     })
 }
 
+/// A committed block with its commit certificate.
 #[utoipa::path(
     get,
     path = "/v1/blocks/{height}",
@@ -759,6 +773,7 @@ async fn block_at(State(s): State<AppState>, Path(h): Path<String>) -> ApiResult
     Ok(Json(block_view(&s.store, h)?))
 }
 
+/// The last committed block with its commit certificate.
 #[utoipa::path(
     get,
     path = "/v1/blocks/latest",
@@ -794,6 +809,7 @@ fn slug(s: &str) -> Result<Slug, ApiFailure> {
     Slug::new(s).map_err(|e| bad_request(e.to_string()))
 }
 
+/// An account: organisation, roles, next nonce, status.
 #[utoipa::path(
     get,
     path = "/v1/accounts/{key}",
@@ -837,6 +853,7 @@ fn query_rejection(e: axum::extract::rejection::QueryRejection) -> ApiFailure {
 
 type PageQueryResult = Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>;
 
+/// The member organisations, a page at a time.
 #[utoipa::path(
     get,
     path = "/v1/orgs",
@@ -855,6 +872,7 @@ async fn orgs(State(s): State<AppState>, q: PageQueryResult) -> ApiResult<Page<O
     })?))
 }
 
+/// One member organisation.
 #[utoipa::path(
     get,
     path = "/v1/orgs/{id}",
@@ -876,6 +894,7 @@ async fn org(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Org
     )?))
 }
 
+/// The fund programs with their balances, a page at a time.
 #[utoipa::path(
     get,
     path = "/v1/programs",
@@ -894,6 +913,7 @@ async fn programs(State(s): State<AppState>, q: PageQueryResult) -> ApiResult<Pa
     })?))
 }
 
+/// One fund program with its balances.
 #[utoipa::path(
     get,
     path = "/v1/programs/{id}",
@@ -966,9 +986,10 @@ fn part_page<T: DeserializeOwned + serde::Serialize>(
     Ok((items, Part::from_next(next)))
 }
 
-/// `GET /v1/programs/{id}/trace`: the program, and a page of each of its
-/// three lists (ledger entries, releases, anomalies) read in step; `next`
-/// continues all three (ADR 019).
+/// A program's money trail: ledger entries, releases and anomalies.
+///
+/// The program, and a page of each of its three lists read in step;
+/// `next` continues all three (ADR 019).
 #[utoipa::path(
     get,
     path = "/v1/programs/{id}/trace",
@@ -1020,6 +1041,7 @@ async fn program_trace(
     .map_err(internal)?
 }
 
+/// A project application with its votes.
 #[utoipa::path(
     get,
     path = "/v1/applications/{id}",
@@ -1041,6 +1063,7 @@ async fn application(State(s): State<AppState>, Path(id): Path<String>) -> ApiRe
     )?))
 }
 
+/// A disbursement plan with its tranches and their conditions.
 #[utoipa::path(
     get,
     path = "/v1/plans/{id}",
@@ -1062,6 +1085,7 @@ async fn plan(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Pl
     )?))
 }
 
+/// A household file by its salted id (no personal data).
 #[utoipa::path(
     get,
     path = "/v1/households/{id}",
@@ -1083,6 +1107,7 @@ async fn household(State(s): State<AppState>, Path(id): Path<String>) -> ApiResu
     )?))
 }
 
+/// A release (a disbursement the contracts made) and its settlement.
 #[utoipa::path(
     get,
     path = "/v1/releases/{id}",
@@ -1119,6 +1144,7 @@ struct AnomalyQuery {
     limit: Option<usize>,
 }
 
+/// The anomalies the cross-checks raised, a page at a time.
 #[utoipa::path(
     get,
     path = "/v1/anomalies",
@@ -1153,8 +1179,9 @@ struct IsolateRequest {
     isolated: bool,
 }
 
-/// Fault drills: cut this node off from its peers at the application layer,
-/// or heal it. Only on the (loopback) API.
+/// Fault drills: cuts this node off from its peers, or heals it.
+///
+/// At the application layer; needs the admin token and `api.admin = true`.
 #[utoipa::path(
     post,
     path = "/v1/admin/isolate",

@@ -17,6 +17,7 @@ fn fail(code: &'static str, msg: impl Into<String>) -> Failure {
     Problem::new(code, msg)
 }
 
+/// An application followed through the chain: program, plan, attestations, releases, ledger, anomalies.
 #[utoipa::path(
     get,
     path = "/v1/applications/{id}/trace",
@@ -45,6 +46,7 @@ pub(crate) async fn application_trace(
         .ok_or_else(|| fail("not-found", format!("no application {id}")))
 }
 
+/// A household followed through the chain: attestations, releases, payments, anomalies.
 #[utoipa::path(
     get,
     path = "/v1/households/{id}/trace",

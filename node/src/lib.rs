@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod api_docs;
 pub mod api_page;
 pub mod api_trace;
 pub mod api_types;

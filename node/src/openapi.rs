@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use utoipa::OpenApi;
 
 use crate::api::*;
+use crate::api_docs::{__path_docs, __path_docs_bundle, __path_docs_css, __path_docs_init};
 use crate::api_trace::{__path_application_trace, __path_household_trace};
 
 #[derive(OpenApi)]
@@ -28,6 +29,10 @@ use crate::api_trace::{__path_application_trace, __path_household_trace};
         health,
         metrics,
         openapi,
+        docs,
+        docs_bundle,
+        docs_init,
+        docs_css,
         problems,
         status,
         submit,
@@ -51,7 +56,7 @@ use crate::api_trace::{__path_application_trace, __path_household_trace};
         isolate,
     ),
     tags(
-        (name = "node", description = "The node itself: health, metrics, status, this document"),
+        (name = "node", description = "The node itself: health, metrics, status, this document and its viewer (/v1/docs)"),
         (name = "transactions", description = "Submitting signed transactions and reading their receipts"),
         (name = "blocks", description = "Committed blocks with their commit certificates"),
         (name = "registry", description = "Member organisations and accounts"),
@@ -158,7 +163,7 @@ mod tests {
         let registered: BTreeSet<(String, String)> =
             routes(&s, 1 << 16).table.into_iter().collect();
         let documented = documented();
-        assert!(documented.len() >= 24, "{documented:?}");
+        assert!(documented.len() >= 28, "{documented:?}");
         assert_eq!(registered, documented);
 
         let app = router(s, 1 << 16);
@@ -175,7 +180,7 @@ mod tests {
                 .unwrap();
             let r = app.clone().oneshot(req).await.unwrap();
             let status = r.status().as_u16();
-            let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+            let body = axum::body::to_bytes(r.into_body(), 8 << 20).await.unwrap();
             let text = String::from_utf8_lossy(&body);
             assert_ne!(status, 405, "{method} {uri}: {text}");
             assert!(

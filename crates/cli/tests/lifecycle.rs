@@ -14,6 +14,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_aidledger");
 
 fn run(args: &[&str]) -> Output {
@@ -215,12 +217,89 @@ fn walk(api: &str, first: &str, lists: &[&str]) -> (Vec<Vec<Value>>, usize) {
     panic!("{first}: more than 500 pages");
 }
 
+/// Every kind of answer the live chain gives, checked against the schema
+/// the node's OpenAPI document gives for it (ADR 019).
+fn answers_fit_the_document(api: &str) {
+    let doc = get(api, "/v1/openapi.json");
+    let check = |template: &str, path: &str| -> Value {
+        let v = get(api, path);
+        common::openapi::conforms(&doc, "get", template, 200, &v);
+        v
+    };
+    let mut wrong = check("/v1/status", "/v1/status");
+    // The check itself catches an answer that does not fit.
+    wrong["height"] = Value::String("tall".into());
+    assert!(
+        std::panic::catch_unwind(|| {
+            common::openapi::conforms(&doc, "get", "/v1/status", 200, &wrong)
+        })
+        .is_err(),
+        "a height that is not a number must not fit the document"
+    );
+    check("/v1/problems", "/v1/problems");
+    check("/v1/orgs", "/v1/orgs?limit=2");
+    check("/v1/anomalies", "/v1/anomalies");
+    let latest = check("/v1/blocks/latest", "/v1/blocks/latest");
+    check("/v1/blocks/{height}", "/v1/blocks/2");
+    let programs = check("/v1/programs", "/v1/programs");
+    let (mut checked_household, mut checked_application) = (false, false);
+    for p in programs["items"].as_array().unwrap() {
+        let id = p["id"].as_str().unwrap();
+        check("/v1/programs/{id}", &format!("/v1/programs/{id}"));
+        check(
+            "/v1/programs/{id}/trace",
+            &format!("/v1/programs/{id}/trace?limit=2"),
+        );
+        let whole = check(
+            "/v1/programs/{id}/trace",
+            &format!("/v1/programs/{id}/trace?limit=1000"),
+        );
+        for r in whole["releases"].as_array().unwrap() {
+            check("/v1/releases/{id}", &format!("/v1/releases/{}", r["id"]));
+            if let Some(h) = r["recipient"]["household"].as_str() {
+                check("/v1/households/{id}", &format!("/v1/households/{h}"));
+                check(
+                    "/v1/households/{id}/trace",
+                    &format!("/v1/households/{h}/trace"),
+                );
+                checked_household = true;
+            }
+            if let Some(plan) = r["source"]["tranche"]["plan"].as_str() {
+                let plan = check("/v1/plans/{id}", &format!("/v1/plans/{plan}"));
+                let app = plan["application"].as_str().unwrap();
+                check("/v1/applications/{id}", &format!("/v1/applications/{app}"));
+                check(
+                    "/v1/applications/{id}/trace",
+                    &format!("/v1/applications/{app}/trace"),
+                );
+                checked_application = true;
+            }
+        }
+    }
+    assert!(
+        checked_household && checked_application,
+        "the demo pays households and tranches"
+    );
+    let head = latest["header"]["height"].as_u64().unwrap();
+    let with_txs = (1..=head.min(40))
+        .map(|h| get(api, &format!("/v1/blocks/{h}")))
+        .find(|b| !b["txs"].as_array().unwrap().is_empty())
+        .expect("a block with transactions");
+    for tx in with_txs["txs"].as_array().unwrap().iter().take(3) {
+        let id = tx["id"].as_str().unwrap();
+        check("/v1/txs/{id}", &format!("/v1/txs/{id}"));
+        let signer = tx["signer"].as_str().unwrap();
+        check("/v1/accounts/{key}", &format!("/v1/accounts/{signer}"));
+    }
+}
+
 /// Lists and traces come in pages (ADR 019): pages of one item join to
 /// what one large page holds, and to what the CLI gathers; nothing is cut.
 fn pages_join_to_the_whole(dir: &Path) {
     let t: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("testnet.json")).unwrap()).unwrap();
     let api = t["orgs"][0]["api"].as_str().unwrap().to_string();
+    answers_fit_the_document(&api);
     let (programs, pages) = walk(&api, "/v1/programs?limit=1", &["items"]);
     assert!(!programs[0].is_empty());
     assert_eq!(
