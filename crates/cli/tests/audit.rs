@@ -205,6 +205,41 @@ fn report_and_exports_from_a_node_home() {
     }
     let csv = std::fs::read_to_string(home.join("x.csv")).unwrap();
     assert!(csv.starts_with("height,time,tx_id,program,from,to,amount,currency,type"));
+
+    // Two exports to one path at once (each through its own temporary
+    // file): both succeed, the file is one whole export, and no temporary
+    // file is left behind.
+    let same = home.join("same.json");
+    let exports: Vec<_> = (0..2)
+        .map(|_| {
+            bin()
+                .args([
+                    "audit",
+                    "export",
+                    "--home",
+                    p(home),
+                    "--format",
+                    "json",
+                    "--out",
+                ])
+                .arg(&same)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in exports {
+        assert!(c.wait().unwrap().success());
+    }
+    let whole: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&same).unwrap()).unwrap();
+    assert!(whole["movements"].as_array().is_some_and(|m| !m.is_empty()));
+    let left: Vec<_> = std::fs::read_dir(home)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     if let Some(xsd) = shared_schema() {
         match Command::new("xmllint")
             .args(["--noout", "--schema", p(&xsd), p(&home.join("x.xml"))])

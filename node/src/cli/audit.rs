@@ -121,21 +121,20 @@ pub(crate) fn write_atomically(
     let name = path
         .file_name()
         .ok_or_else(|| usage(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(".{}.partial", name.to_string_lossy()));
-    let result = (|| -> Result<()> {
-        let file =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        f(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
+    // A fresh temporary name per writer (tempfile): two exports to one
+    // path never write into each other's file. Removed if anything fails.
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
+        .suffix(".partial")
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
+    f(&mut w)?;
+    let tmp = w.into_inner().map_err(|e| e.into_error())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(std::fs::metadata(path)?.len())
 }
 
@@ -324,79 +323,100 @@ fn run_report(ctx: &Ctx) -> Result<ExitCode> {
         o.state_root.to_hex()
     );
     println!();
-    println!(
-        "{:<20} {:>4} {:>16} {:>16} {:>16} {:>16} {:>16} {:>16} {:>8} {:>10} LEDGER",
-        "PROGRAM",
-        "CUR",
-        "DEPOSITED",
-        "AVAILABLE",
-        "COMMITTED",
-        "RELEASED",
-        "SETTLED",
-        "RETURNED",
-        "OVERDUE",
-        "ANOMALIES"
+    let mut t = super::table::table(
+        &[
+            "PROGRAM",
+            "CUR",
+            "DEPOSITED",
+            "AVAILABLE",
+            "COMMITTED",
+            "RELEASED",
+            "SETTLED",
+            "RETURNED",
+            "OVERDUE",
+            "ANOMALIES",
+            "LEDGER",
+        ],
+        &[2, 3, 4, 5, 6, 7, 8, 9],
     );
     for p in &r.programs {
         let d = |v: u64| aidledger_types::Amount(v).to_decimal(u32::from(p.decimals));
-        println!(
-            "{:<20} {:>4} {:>16} {:>16} {:>16} {:>16} {:>16} {:>16} {:>8} {:>10} {}",
-            p.id,
-            p.currency,
+        t.add_row([
+            p.id.to_string(),
+            p.currency.to_string(),
             d(p.deposited),
             d(p.available),
             d(p.committed),
             d(p.released),
             d(p.settled),
             d(p.returned),
-            p.overdue_settlements,
+            p.overdue_settlements.to_string(),
             format!("{}/{}", p.anomalies_open, p.anomalies_resolved),
             if p.ledger_consistent && p.conserved {
                 "ok".to_string()
             } else {
                 format!("MISMATCH {}", p.ledger_differences.join("; "))
-            }
-        );
+            },
+        ]);
     }
+    super::table::print(&t);
     println!("(anomalies: open/resolved; every figure's ledger entries and transactions are in --output json under programs[].sources)");
     println!();
-    println!(
-        "{:<36} {:>4} {:>16} {:>16} {:>16} {:>9} {:>11} {:>8}",
-        "REGION", "CUR", "DEPOSITED", "RELEASED", "SETTLED", "RELEASES", "HOUSEHOLDS", "REACHED"
+    let mut t = super::table::table(
+        &[
+            "REGION",
+            "CUR",
+            "DEPOSITED",
+            "RELEASED",
+            "SETTLED",
+            "RELEASES",
+            "HOUSEHOLDS",
+            "REACHED",
+        ],
+        &[2, 3, 4, 5, 6, 7],
     );
     for g in &r.regions {
-        println!(
-            "{:<36} {:>4} {:>16} {:>16} {:>16} {:>9} {:>11} {:>8}",
-            g.region,
-            g.currency,
-            g.deposited,
-            g.released,
-            g.settled,
-            g.releases.len(),
-            g.households_registered,
-            g.households_reached
-        );
+        t.add_row([
+            g.region.to_string(),
+            g.currency.to_string(),
+            g.deposited.to_string(),
+            g.released.to_string(),
+            g.settled.to_string(),
+            g.releases.len().to_string(),
+            g.households_registered.to_string(),
+            g.households_reached.to_string(),
+        ]);
     }
+    super::table::print(&t);
     println!("(amounts in minor units)");
     println!();
-    println!(
-        "{:<20} {:<18} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10}",
-        "ORG", "KIND", "TXS", "APPLIED", "REJECTED", "ATTEST", "VOTES", "HOUSEHOLDS"
+    let mut table = super::table::table(
+        &[
+            "ORG",
+            "KIND",
+            "TXS",
+            "APPLIED",
+            "REJECTED",
+            "ATTEST",
+            "VOTES",
+            "HOUSEHOLDS",
+        ],
+        &[2, 3, 4, 5, 6, 7],
     );
     for g in &r.organisations {
         let t = g.txs.clone().unwrap_or_default();
-        println!(
-            "{:<20} {:<18} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10}",
-            g.id,
-            g.kind,
-            t.signed,
-            t.applied,
-            t.rejected,
-            g.attestations,
-            g.application_votes,
-            g.households_registered
-        );
+        table.add_row([
+            g.id.to_string(),
+            g.kind.to_string(),
+            t.signed.to_string(),
+            t.applied.to_string(),
+            t.rejected.to_string(),
+            g.attestations.to_string(),
+            g.application_votes.to_string(),
+            g.households_registered.to_string(),
+        ]);
     }
+    super::table::print(&table);
     println!();
     println!(
         "households     {} registered, {} active, {} reached by a release",

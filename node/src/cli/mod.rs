@@ -11,6 +11,7 @@ pub mod genesis;
 pub mod keys;
 pub mod net;
 pub mod query;
+pub mod table;
 pub mod tx;
 
 use std::path::{Path, PathBuf};
