@@ -28,8 +28,11 @@ pub enum Answer<T> {
     NotFound(String),
 }
 
+/// One client per node URL, with one HTTP agent: its connections are kept
+/// and reused across requests (the CLI's bulk commands make thousands).
 pub struct Client {
     base: String,
+    agent: ureq::Agent,
 }
 
 impl Client {
@@ -44,21 +47,18 @@ impl Client {
                 "node URL {base:?}: https is not supported; the API listens on loopback over http"
             );
         }
-        Ok(Client { base })
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .max_redirects(0)
+            .build()
+            .into();
+        Ok(Client { base, agent })
     }
 
     pub fn base(&self) -> &str {
         &self.base
-    }
-
-    fn agent(timeout: Duration) -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .max_redirects(0)
-            .build()
-            .into()
     }
 
     fn url(&self, path: &str) -> String {
@@ -109,7 +109,8 @@ impl Client {
 
     /// `GET path`, as raw JSON; a 404 is an `Answer::NotFound`.
     pub fn get_value(&self, path: &str) -> Result<Answer<serde_json::Value>> {
-        let resp = Self::agent(REQUEST_TIMEOUT)
+        let resp = self
+            .agent
             .get(&self.url(path))
             .header("accept", "application/json")
             .call()
@@ -231,9 +232,13 @@ impl Client {
         body: &B,
         timeout: Duration,
     ) -> Result<serde_json::Value> {
-        let resp = Self::agent(timeout)
+        let resp = self
+            .agent
             .post(&self.url(path))
             .header("accept", "application/json")
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
             .send_json(body)
             .map_err(|e| self.unreachable(e))?;
         match self.finish(path, resp)? {
@@ -257,8 +262,11 @@ impl Client {
 
     /// True if `GET /health` answers 2xx within a short timeout.
     pub fn healthy(&self) -> bool {
-        Self::agent(Duration::from_secs(2))
+        self.agent
             .get(&self.url("/health"))
+            .config()
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
             .call()
             .map(|r| r.status().is_success())
             .unwrap_or(false)

@@ -21,6 +21,7 @@ use crate::{netns, procs};
 use aidledger_node::cli::genesis::{node_config, Draft, DraftValidators};
 use aidledger_node::cli::keys::{create_private_dir, generate_into};
 use aidledger_node::cli::net::peer_id;
+use aidledger_node::cli::table::{print as print_table, table};
 use aidledger_node::cli::{print_json, usage, Ctx};
 use aidledger_node::client::Client;
 
@@ -485,16 +486,16 @@ fn init(
             n,
             genesis.hash().short()
         );
-        println!("{:<16} {:<10} {:<24} P2P PORT", "ORG", "ROLE", "API");
+        let mut t = table(&["ORG", "ROLE", "API", "P2P PORT"], &[3]);
         for (i, o) in file.orgs.iter().enumerate() {
-            println!(
-                "{:<16} {:<10} {:<24} {}",
-                o.id,
-                if o.validator { "validator" } else { "observer" },
-                o.api,
-                base + 2 * i as u16
-            );
+            t.add_row([
+                o.id.clone(),
+                if o.validator { "validator" } else { "observer" }.to_string(),
+                o.api.clone(),
+                (base + 2 * i as u16).to_string(),
+            ]);
         }
+        print_table(&t);
         println!("operator keys: {}", dir.join("clients").display());
         println!(
             "start it with: aidledger testnet up --dir {}",
@@ -606,16 +607,16 @@ fn up(ctx: &Ctx, dir: &Path, wait_secs: u64) -> Result<()> {
             .collect();
         print_json(&rows)?;
     } else {
-        println!("{:<16} {:<24} {:<8} VALIDATOR", "ORG", "API", "PID");
+        let mut rows = table(&["ORG", "API", "PID", "VALIDATOR"], &[2]);
         for (o, pid) in t.orgs.iter().zip(&pids) {
-            println!(
-                "{:<16} {:<24} {:<8} {}",
-                o.id,
-                o.api,
-                pid,
-                if o.validator { "yes" } else { "no" }
-            );
+            rows.add_row([
+                o.id.clone(),
+                o.api.clone(),
+                pid.to_string(),
+                if o.validator { "yes" } else { "no" }.to_string(),
+            ]);
         }
+        print_table(&rows);
     }
     Ok(())
 }
@@ -677,33 +678,41 @@ fn status(ctx: &Ctx, dir: &Path) -> Result<()> {
         print_json(&v)?;
         return Ok(());
     }
-    println!(
-        "{:<16} {:<9} {:<8} {:>7} {:>5} {:<16} {:>5}  API",
-        "ORG", "ROLE", "PID", "HEIGHT", "VIEW", "LEADER", "PEERS"
+    let mut t = table(
+        &[
+            "ORG", "ROLE", "PID", "HEIGHT", "VIEW", "LEADER", "PEERS", "API",
+        ],
+        &[2, 3, 4, 6],
     );
     for (o, pid, st) in rows {
         let pid = pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
         let role = if o.validator { "validator" } else { "observer" };
         match st {
-            Ok(s) => println!(
-                "{:<16} {:<9} {:<8} {:>7} {:>5} {:<16} {:>5}  {}",
-                o.id,
-                role,
+            Ok(s) => t.add_row([
+                o.id.clone(),
+                role.to_string(),
                 pid,
-                s.height,
-                s.view,
+                s.height.to_string(),
+                s.view.to_string(),
                 s.leader
                     .map(|l| l.to_string())
                     .unwrap_or_else(|| "-".into()),
-                s.peers,
-                o.api
-            ),
-            Err(_) => println!(
-                "{:<16} {:<9} {:<8} {:>7} {:>5} {:<16} {:>5}  {}",
-                o.id, role, pid, "down", "-", "-", "-", o.api
-            ),
-        }
+                s.peers.to_string(),
+                o.api.clone(),
+            ]),
+            Err(_) => t.add_row([
+                o.id.clone(),
+                role.to_string(),
+                pid,
+                "down".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                o.api.clone(),
+            ]),
+        };
     }
+    print_table(&t);
     Ok(())
 }
 

@@ -41,6 +41,17 @@ enum Command {
     /// Load generation and benchmarks against a testnet.
     #[command(subcommand)]
     Bench(aidledger_testnet::bench::BenchCmd),
+    /// Print a shell completion script, e.g. `aidledger completions bash >
+    /// /etc/bash_completion.d/aidledger`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (aidledger.1 and one per command) into DIR.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// Runs a parsed command line and returns the exit code.
@@ -54,6 +65,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Operator(c) => cli::run(&ctx, c),
         Command::Testnet(c) => aidledger_testnet::testnet::run(&ctx, c),
         Command::Bench(c) => aidledger_testnet::bench::run(&ctx, c),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Into memory first: clap_complete panics when its writer fails,
+            // as stdout does when closed (`... | head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "aidledger", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::from(141)),
+                other => other.map(|()| ExitCode::SUCCESS).map_err(Into::into),
+            }
+        }
+        Command::Man { out } => {
+            use clap::CommandFactory;
+            if !out.is_dir() {
+                return Err(cli::usage(format!("{} is not a directory", out.display())));
+            }
+            clap_mangen::generate_to(Cli::command(), &out)?;
+            let pages = std::fs::read_dir(&out)?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == "1"))
+                .count();
+            println!("wrote {pages} manual pages to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -119,7 +119,7 @@ fn genesis_is_composed_step_by_step() {
             "genesis", "add-org", "--file", g, "--id", "shop", "--name", "S", "--kind", "shop",
         ],
         2,
-        "expected bank",
+        "possible values: bank, development-bank",
     );
     fails(
         &[
@@ -588,4 +588,30 @@ fn testnet_init_lays_out_a_consortium() {
         1,
         "testnet init",
     );
+}
+
+/// Shell completions for every shell clap_complete knows, naming the
+/// commands; the manual pages, one per command; bad arguments refused.
+#[test]
+fn completions_and_manual_pages() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = ok(&["completions", shell]);
+        for word in ["testnet", "trace", "node"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let out = run(&["completions", "nosh"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("possible values"), "{}", stderr(&out));
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let said = ok(&["man", "--out", d]);
+    assert!(said.contains("manual pages"), "{said}");
+    for page in ["aidledger.1", "aidledger-tx.1", "aidledger-audit-export.1"] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}");
+    }
+    let out = run(&["man", "--out", &format!("{d}/missing")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

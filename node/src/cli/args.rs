@@ -79,26 +79,53 @@ pub fn role(s: &str) -> Result<Role, String> {
     Role::parse(s.trim()).map_err(|e| e.to_string())
 }
 
-/// A kebab-case enum value (org kind, status), through its serde name.
-fn named<T: serde::de::DeserializeOwned>(s: &str, expected: &str) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::String(s.trim().to_string()))
-        .map_err(|_| format!("{s:?}: expected {expected}"))
+/// A clap `ValueEnum` mirroring a contract enum the CLI does not own: the
+/// accepted values (kebab-case, as in JSON) are listed in `--help`, in
+/// errors and in shell completions, and the conversions both ways are
+/// exhaustive matches, so a new variant does not compile until it is here.
+macro_rules! value_enum {
+    ($(#[$m:meta])* $arg:ident => $ty:path { $($v:ident),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+        pub enum $arg {
+            $($v),+
+        }
+        impl From<$arg> for $ty {
+            fn from(a: $arg) -> $ty {
+                match a {
+                    $($arg::$v => <$ty>::$v),+
+                }
+            }
+        }
+        impl From<$ty> for $arg {
+            fn from(t: $ty) -> $arg {
+                match t {
+                    $(<$ty>::$v => $arg::$v),+
+                }
+            }
+        }
+    };
 }
 
-pub fn org_kind(s: &str) -> Result<aidledger_contracts::model::OrgKind, String> {
-    named(
-        s,
-        "bank, development-bank, poverty-office, finance-bureau, auditor or implementing-unit",
-    )
-}
-
-pub fn status(s: &str) -> Result<aidledger_contracts::model::Status, String> {
-    named(s, "active or suspended")
-}
-
-pub fn household_status(s: &str) -> Result<aidledger_contracts::model::HouseholdStatus, String> {
-    named(s, "active or inactive")
-}
+value_enum!(
+    /// An organisation's kind.
+    OrgKindArg => aidledger_contracts::model::OrgKind {
+        Bank,
+        DevelopmentBank,
+        PovertyOffice,
+        FinanceBureau,
+        Auditor,
+        ImplementingUnit,
+    }
+);
+value_enum!(
+    /// Whether an organisation or account may sign.
+    StatusArg => aidledger_contracts::model::Status { Active, Suspended }
+);
+value_enum!(
+    /// A household file's status.
+    HouseholdStatusArg => aidledger_contracts::model::HouseholdStatus { Active, Inactive }
+);
 
 pub fn condition(s: &str) -> Result<Condition, String> {
     condition_text::parse(s).map_err(|e| e.to_string())
@@ -130,31 +157,22 @@ pub fn recipient(s: &str) -> Result<Recipient, String> {
     }
 }
 
-/// A duration: `30d`, `12h`, `15m`, `45s`, `500ms` or plain milliseconds.
+/// A duration in milliseconds: `30d`, `12h`, `15m`, `45s`, `500ms`, a
+/// combination such as `1h 30m` (humantime), or plain milliseconds.
 pub fn duration_ms(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "ms"),
+    let ms = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>().map_err(|_| format!("{s:?}: too large"))?
+    } else {
+        let d = humantime::parse_duration(s).map_err(|e| {
+            format!("{s:?}: {e}; expected a duration such as 30d, 12h, 15m, 45s or 500ms")
+        })?;
+        u64::try_from(d.as_millis()).map_err(|_| format!("{s:?}: too large"))?
     };
-    let mult: u64 = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("{s:?}: expected a number with d, h, m, s or ms")),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number with d, h, m, s or ms"))?;
-    let v = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("{s:?}: too large"))?;
-    if v == 0 {
+    if ms == 0 {
         return Err(format!("{s:?}: must be positive"));
     }
-    Ok(v)
+    Ok(ms)
 }
 
 /// One tranche as typed, before the program's decimals are known.
@@ -439,13 +457,36 @@ mod tests {
     }
 
     #[test]
+    fn value_enums_name_each_variant_as_its_json_does() {
+        use clap::ValueEnum;
+        for v in OrgKindArg::value_variants() {
+            let name = v.to_possible_value().unwrap().get_name().to_string();
+            let kind: aidledger_contracts::model::OrgKind = (*v).into();
+            assert_eq!(serde_json::to_value(kind).unwrap(), name);
+            assert_eq!(OrgKindArg::from(kind), *v);
+        }
+        for v in StatusArg::value_variants() {
+            let name = v.to_possible_value().unwrap().get_name().to_string();
+            let s: aidledger_contracts::model::Status = (*v).into();
+            assert_eq!(serde_json::to_value(s).unwrap(), name);
+        }
+        for v in HouseholdStatusArg::value_variants() {
+            let name = v.to_possible_value().unwrap().get_name().to_string();
+            let s: aidledger_contracts::model::HouseholdStatus = (*v).into();
+            assert_eq!(serde_json::to_value(s).unwrap(), name);
+        }
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(duration_ms("30d").unwrap(), 30 * 86_400_000);
         assert_eq!(duration_ms("1500").unwrap(), 1500);
         assert_eq!(duration_ms("2h").unwrap(), 7_200_000);
         assert_eq!(duration_ms("250ms").unwrap(), 250);
         assert!(duration_ms("0").is_err());
-        assert!(duration_ms("3w").is_err());
+        assert_eq!(duration_ms("1h 30m").unwrap(), 5_400_000);
+        assert!(duration_ms("3x").is_err());
+        assert!(duration_ms("99999999999999999999d").is_err());
         assert!(duration_ms("").is_err());
     }
 

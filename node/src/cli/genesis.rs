@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aidledger_contracts::model::{ModuleVersion, OrgKind, Params};
+use aidledger_contracts::model::{ModuleVersion, Params};
 use aidledger_contracts::{Genesis, GenesisAccount, GenesisOrg};
 use aidledger_crypto::read_key_file;
 use aidledger_types::{ChainId, OrgId, PublicKey, Role, Text, Timestamp, Validator, ValidatorSet};
@@ -51,9 +51,8 @@ pub enum GenesisCmd {
         id: OrgId,
         #[arg(long, value_parser = args::text)]
         name: Text,
-        /// bank, development-bank, poverty-office, finance-bureau, auditor or implementing-unit.
-        #[arg(long, value_parser = args::org_kind)]
-        kind: OrgKind,
+        #[arg(long, value_enum)]
+        kind: args::OrgKindArg,
         /// Key of a non-validating (observer) node this organisation runs; repeatable.
         #[arg(long = "node-key", value_name = "HEX", value_parser = args::public_key)]
         node_keys: Vec<PublicKey>,
@@ -273,7 +272,7 @@ pub fn run(ctx: &Ctx, cmd: GenesisCmd) -> Result<ExitCode> {
             d.orgs.push(GenesisOrg {
                 id: id.clone(),
                 name,
-                kind,
+                kind: kind.into(),
                 node_keys,
             });
             d.write(&file)?;

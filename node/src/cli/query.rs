@@ -340,16 +340,16 @@ pub fn run(ctx: &Ctx, a: QueryArgs) -> Result<ExitCode> {
         }
         QueryCmd::Orgs => match list::<Org>(&v) {
             Some(orgs) => {
-                println!("{:<20} {:<18} {:<10} NAME", "ORG", "KIND", "STATUS");
+                let mut t = super::table::table(&["ORG", "KIND", "STATUS", "NAME"], &[]);
                 for o in orgs {
-                    println!(
-                        "{:<20} {:<18} {:<10} {}",
-                        o.id.as_str(),
+                    t.add_row([
+                        o.id.to_string(),
                         kebab(&o.kind),
                         kebab(&o.status),
-                        o.name
-                    );
+                        o.name.to_string(),
+                    ]);
                 }
+                super::table::print(&t);
             }
             None => print_json(&v)?,
         },
@@ -491,21 +491,28 @@ fn print_programs(ps: &[Program]) {
         println!("no programs");
         return;
     }
-    println!(
-        "{:<24} {:<7} {:<16} {:>20} {:>20} {:>20}",
-        "PROGRAM", "STATUS", "OWNER", "DEPOSITED", "AVAILABLE", "RELEASED"
+    let mut t = super::table::table(
+        &[
+            "PROGRAM",
+            "STATUS",
+            "OWNER",
+            "DEPOSITED",
+            "AVAILABLE",
+            "RELEASED",
+        ],
+        &[3, 4, 5],
     );
     for p in ps {
-        println!(
-            "{:<24} {:<7} {:<16} {:>20} {:>20} {:>20}",
-            p.id.as_str(),
+        t.add_row([
+            p.id.to_string(),
             kebab(&p.status),
-            p.owner.as_str(),
+            p.owner.to_string(),
             amount(p.balances.deposited, p),
             amount(p.balances.available, p),
-            amount(p.balances.released, p)
-        );
+            amount(p.balances.released, p),
+        ]);
     }
+    super::table::print(&t);
 }
 
 /// An amount with the program's decimals, or raw minor units without it.
@@ -611,25 +618,25 @@ fn print_anomalies(list: &[Anomaly]) {
         println!("no anomalies");
         return;
     }
-    println!(
-        "{:<5} {:<24} {:<10} {:<8} SUBJECT / DETAIL",
-        "ID", "KIND", "STATUS", "HEIGHT"
+    let mut t = super::table::table(
+        &["ID", "KIND", "STATUS", "HEIGHT", "SUBJECT", "DETAIL"],
+        &[0, 3],
     );
     for a in list {
         let status = match &a.status {
             AnomalyStatus::Open => "open".to_string(),
             AnomalyStatus::Resolved { org, .. } => format!("resolved by {org}"),
         };
-        println!(
-            "{:<5} {:<24} {:<10} {:<8} {}",
-            a.id,
-            a.kind.code(),
+        t.add_row([
+            a.id.to_string(),
+            a.kind.code().to_string(),
             status,
-            a.raised_height,
-            a.subject
-        );
-        println!("{:<49} {}", "", anomaly_detail(a));
+            a.raised_height.to_string(),
+            a.subject.to_string(),
+            anomaly_detail(a),
+        ]);
     }
+    super::table::print(&t);
 }
 
 fn release_source(r: &Release) -> String {

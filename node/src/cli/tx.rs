@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aidledger_contracts::model::{
-    ApprovalPolicy, AttestValue, ClaimTest, CrossCheck, Eligibility, GovAction, HouseholdStatus,
-    OrgKind, ParamValue, Status, Subject,
+    ApprovalPolicy, AttestValue, ClaimTest, CrossCheck, Eligibility, GovAction, ParamValue, Subject,
 };
 use aidledger_contracts::model::{ModuleVersion, Recipient, Release};
 use aidledger_contracts::payload::{self, Payload};
@@ -205,9 +204,8 @@ pub enum TxCmd {
         household: Hash,
         #[arg(long, value_parser = args::region)]
         region: RegionCode,
-        /// active or inactive.
-        #[arg(long, value_parser = args::household_status)]
-        status: HouseholdStatus,
+        #[arg(long, value_enum)]
+        status: args::HouseholdStatusArg,
     },
     /// Set a periodic entitlement (the program owner's program officer).
     #[command(after_help = authz::help_line(TxKind::SetEntitlement))]
@@ -309,8 +307,8 @@ pub enum GovCmd {
         id: OrgId,
         #[arg(long, value_parser = args::text)]
         name: Text,
-        #[arg(long, value_parser = args::org_kind)]
-        kind: OrgKind,
+        #[arg(long, value_enum)]
+        kind: args::OrgKindArg,
     },
     /// Change an organisation's name, kind or status.
     UpdateOrg {
@@ -318,11 +316,10 @@ pub enum GovCmd {
         id: OrgId,
         #[arg(long, value_parser = args::text)]
         name: Text,
-        #[arg(long, value_parser = args::org_kind)]
-        kind: OrgKind,
-        /// active or suspended.
-        #[arg(long, value_parser = args::status)]
-        status: Status,
+        #[arg(long, value_enum)]
+        kind: args::OrgKindArg,
+        #[arg(long, value_enum)]
+        status: args::StatusArg,
     },
     /// Add an operator account.
     AddAccount {
@@ -345,8 +342,8 @@ pub enum GovCmd {
     SetAccountStatus {
         #[arg(long, value_parser = args::public_key)]
         account: PublicKey,
-        #[arg(long, value_parser = args::status)]
-        status: Status,
+        #[arg(long, value_enum)]
+        status: args::StatusArg,
     },
     /// Move an account to a new key.
     RotateKey {
@@ -652,7 +649,11 @@ fn module_version(s: &str) -> std::result::Result<ModuleVersion, String> {
 
 fn gov_action(cmd: GovCmd) -> Result<GovAction> {
     Ok(match cmd {
-        GovCmd::AddOrg { id, name, kind } => GovAction::AddOrg { id, name, kind },
+        GovCmd::AddOrg { id, name, kind } => GovAction::AddOrg {
+            id,
+            name,
+            kind: kind.into(),
+        },
         GovCmd::UpdateOrg {
             id,
             name,
@@ -661,8 +662,8 @@ fn gov_action(cmd: GovCmd) -> Result<GovAction> {
         } => GovAction::UpdateOrg {
             id,
             name,
-            kind,
-            status,
+            kind: kind.into(),
+            status: status.into(),
         },
         GovCmd::AddAccount {
             account,
@@ -679,7 +680,7 @@ fn gov_action(cmd: GovCmd) -> Result<GovAction> {
         },
         GovCmd::SetAccountStatus { account, status } => GovAction::SetAccountStatus {
             key: account,
-            status,
+            status: status.into(),
         },
         GovCmd::RotateKey { old, new } => {
             if old == new {
@@ -926,7 +927,7 @@ fn build(env: &mut Env<'_>, cmd: TxCmd) -> Result<Payload> {
         } => Payload::UpdateHousehold(payload::UpdateHousehold {
             id: household,
             region,
-            status,
+            status: status.into(),
         }),
         TxCmd::SetEntitlement {
             id,
