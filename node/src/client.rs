@@ -260,6 +260,26 @@ impl Client {
         Ok((v, st))
     }
 
+    /// `POST /v1/txs/batch`: up to `BATCH_SUBMIT_MAX` encoded signed
+    /// transactions; one result per transaction, in order.
+    pub fn submit_batch(&self, txs: Vec<String>) -> Result<crate::api_types::BatchSubmitResponse> {
+        let n = txs.len();
+        let v = self.post(
+            "/v1/txs/batch",
+            &crate::api_types::BatchSubmitRequest { txs },
+            REQUEST_TIMEOUT + SUBMIT_SLACK,
+        )?;
+        let r: crate::api_types::BatchSubmitResponse =
+            serde_json::from_value(v).context("unexpected answer to POST /v1/txs/batch")?;
+        if r.results.len() != n {
+            bail!(
+                "the node answered {} results for {n} transactions",
+                r.results.len()
+            );
+        }
+        Ok(r)
+    }
+
     /// True if `GET /health` answers 2xx within a short timeout.
     pub fn healthy(&self) -> bool {
         self.agent

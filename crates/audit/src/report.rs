@@ -849,3 +849,81 @@ mod total_tests {
         assert!(add_to(&mut per, "CNY", Amount(1)).is_err());
     }
 }
+
+/// A county's or township's report (`aidledger audit report --region R`):
+/// the rows of every region code `R` covers (`R` and the codes under it),
+/// their totals per currency, and the households reached there with what
+/// each received.
+#[derive(Clone, Debug, Serialize)]
+pub struct RegionalReport {
+    pub as_of: AsOf,
+    pub region: String,
+    pub rows: Vec<RegionReport>,
+    /// One per currency: the sums of the rows.
+    pub totals: Vec<RegionTotal>,
+    /// Households registered in the region, over every code it covers.
+    pub households_registered: u64,
+    /// Distinct households in the region that received a release.
+    pub households_reached: u64,
+    pub households: Vec<HouseholdReach>,
+}
+
+/// The sums of a regional report's rows in one currency.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct RegionTotal {
+    pub currency: String,
+    pub deposited: u64,
+    pub released: u64,
+    pub settled: u64,
+    pub releases: u64,
+}
+
+/// Narrows a whole report to the region codes `region` covers.
+pub fn regional(
+    r: &Report,
+    region: &aidledger_types::RegionCode,
+) -> Result<RegionalReport, AuditError> {
+    let covers =
+        |code: &str| aidledger_types::RegionCode::new(code).is_ok_and(|c| region.covers(&c));
+    let rows: Vec<RegionReport> = r
+        .regions
+        .iter()
+        .filter(|g| covers(&g.region))
+        .cloned()
+        .collect();
+    let mut totals: BTreeMap<String, RegionTotal> = BTreeMap::new();
+    let mut registered: BTreeMap<&str, u64> = BTreeMap::new();
+    for g in &rows {
+        // Household counts repeat on each currency's row of a region.
+        registered.insert(&g.region, g.households_registered);
+        if g.currency.is_empty() {
+            continue;
+        }
+        let t = totals
+            .entry(g.currency.clone())
+            .or_insert_with(|| RegionTotal {
+                currency: g.currency.clone(),
+                ..RegionTotal::default()
+            });
+        total(&mut t.deposited, g.deposited, "regional totals")?;
+        total(&mut t.released, g.released, "regional totals")?;
+        total(&mut t.settled, g.settled, "regional totals")?;
+        total(&mut t.releases, g.releases.len() as u64, "regional totals")?;
+    }
+    let households: Vec<HouseholdReach> = r
+        .households
+        .reached_list
+        .iter()
+        .filter(|h| covers(&h.region))
+        .cloned()
+        .collect();
+    Ok(RegionalReport {
+        as_of: r.as_of.clone(),
+        region: region.to_string(),
+        households_registered: registered.values().sum(),
+        households_reached: households.len() as u64,
+        households,
+        totals: totals.into_values().collect(),
+        rows,
+    })
+}

@@ -56,6 +56,15 @@ enum Command {
 
 /// Runs a parsed command line and returns the exit code.
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let csv_ok = matches!(
+        cli.command,
+        Command::Operator(OperatorCmd::Audit(cli::audit::AuditCmd::Report(_)))
+    );
+    if cli.output == Output::Csv && !csv_ok {
+        return Err(cli::usage(
+            "--output csv is for `audit report`; other commands write text or json",
+        ));
+    }
     let ctx = Ctx {
         home: cli.home,
         node: cli.node,

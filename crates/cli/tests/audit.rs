@@ -279,3 +279,101 @@ fn audit_usage_errors_exit_2() {
     let o = run(&["query", "trace", "fund", "--application", "app"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
 }
+
+/// County and township reports (`audit report --region`): each row lies in
+/// the region, the totals are the rows' sums, and a province's totals are
+/// the programs' totals. The same figures as JSON, CSV and text.
+#[test]
+fn regional_reports_add_up() {
+    let b = common::built(2);
+    let home = p(b.dir.path());
+    let whole: Value = serde_json::from_str(&ok(&[
+        "audit", "report", "--home", home, "--output", "json",
+    ]))
+    .unwrap();
+    let regions: Vec<String> = whole["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["region"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!regions.is_empty(), "{whole}");
+    let province = regions[0].split('/').next().unwrap().to_string();
+    let sum = |key: &str| -> u64 {
+        whole["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[key].as_u64().unwrap())
+            .sum()
+    };
+    let regional = |region: &str| -> Value {
+        serde_json::from_str(&ok(&[
+            "audit", "report", "--home", home, "--region", region, "--output", "json",
+        ]))
+        .unwrap()
+    };
+    let g = regional(&province);
+    let totals = g["totals"].as_array().unwrap();
+    assert_eq!(totals.len(), 1, "one currency: {g}");
+    for key in ["deposited", "released", "settled"] {
+        assert_eq!(totals[0][key].as_u64().unwrap(), sum(key), "{key}: {g}");
+    }
+    // Every narrower code: its rows lie in it, and its totals are theirs.
+    for code in &regions {
+        let g = regional(code);
+        let rows = g["rows"].as_array().unwrap();
+        assert!(!rows.is_empty(), "{code}");
+        for r in rows {
+            let r_code = r["region"].as_str().unwrap();
+            assert!(
+                r_code == code || r_code.starts_with(&format!("{code}/")),
+                "{r_code} in {code}"
+            );
+        }
+        for t in g["totals"].as_array().unwrap() {
+            let cur = t["currency"].as_str().unwrap();
+            let of = |key: &str| -> u64 {
+                rows.iter()
+                    .filter(|r| r["currency"] == cur)
+                    .map(|r| r[key].as_u64().unwrap())
+                    .sum()
+            };
+            assert_eq!(t["released"].as_u64().unwrap(), of("released"), "{code}");
+            assert_eq!(t["settled"].as_u64().unwrap(), of("settled"), "{code}");
+        }
+        assert_eq!(
+            g["households_reached"].as_u64().unwrap() as usize,
+            g["households"].as_array().unwrap().len(),
+            "{code}: each household reached is listed"
+        );
+    }
+    // CSV: region rows, then a total per currency, equal to the JSON.
+    let text = ok(&[
+        "audit", "report", "--home", home, "--region", &province, "--output", "csv",
+    ]);
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(&r.headers().unwrap()[0], "level");
+    let records: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    let total = records.iter().find(|x| &x[0] == "total").unwrap();
+    assert_eq!(&total[1], province.as_str());
+    assert_eq!(total[4].parse::<u64>().unwrap(), sum("released"));
+    // Text names the total.
+    let text = ok(&["audit", "report", "--home", home, "--region", &province]);
+    assert!(text.contains(&format!("TOTAL {province}")), "{text}");
+    // A region with nothing in it, and bad arguments.
+    let g = regional("nowhere");
+    assert!(g["rows"].as_array().unwrap().is_empty());
+    let o = run(&[
+        "audit",
+        "report",
+        "--home",
+        home,
+        "--region",
+        "Not A Region",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let o = run(&["--output", "csv", "status", "--home", home]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("audit report"), "{}", err(&o));
+}

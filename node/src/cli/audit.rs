@@ -13,11 +13,11 @@ use aidledger_audit::{
     chainfile, replay, ChainSource, FileSource, Progress, ReplayOptions, ReplayOutcome, StoreSource,
 };
 use aidledger_storage::RocksStore;
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use super::{print_json, usage, Ctx};
+use super::{args, print_json, usage, Ctx, Output};
 use crate::config::NodeConfig;
 
 #[derive(Subcommand, Debug)]
@@ -51,7 +51,12 @@ pub struct ReplayArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct ReportArgs {}
+pub struct ReportArgs {
+    /// Only this region and the codes under it (a county or township
+    /// report), with totals per currency and the households reached.
+    #[arg(long, value_parser = args::region)]
+    region: Option<aidledger_types::RegionCode>,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
@@ -141,7 +146,7 @@ pub(crate) fn write_atomically(
 pub fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
     match cmd {
         AuditCmd::Replay(a) => run_replay(ctx, a),
-        AuditCmd::Report(_) => run_report(ctx),
+        AuditCmd::Report(a) => run_report(ctx, a),
         AuditCmd::Export(a) => run_export(ctx, a),
     }
 }
@@ -306,11 +311,141 @@ fn run_replay(ctx: &Ctx, a: ReplayArgs) -> Result<ExitCode> {
     }
 }
 
-fn run_report(ctx: &Ctx) -> Result<ExitCode> {
+/// One CSV row of a regional report: a region's row, or a total.
+#[derive(Serialize)]
+struct RegionCsv<'a> {
+    /// `region` or `total`.
+    level: &'static str,
+    region: &'a str,
+    currency: &'a str,
+    deposited: u64,
+    released: u64,
+    settled: u64,
+    releases: u64,
+    households_registered: Option<u64>,
+    households_reached: Option<u64>,
+}
+
+/// `audit report --region R`, or the regions of the whole chain as CSV.
+fn regional_report(
+    ctx: &Ctx,
+    r: &report::Report,
+    region: Option<&aidledger_types::RegionCode>,
+) -> Result<ExitCode> {
+    let all;
+    let region = match region {
+        Some(g) => g,
+        None => {
+            // Every code: the province-level codes' union is the chain.
+            all = r
+                .regions
+                .iter()
+                .filter_map(|g| g.region.split('/').next())
+                .filter_map(|p| aidledger_types::RegionCode::new(p).ok())
+                .collect::<std::collections::BTreeSet<_>>();
+            if all.len() != 1 {
+                return Err(usage(
+                    "--output csv needs --region R when the chain spans more than one province",
+                ));
+            }
+            all.iter().next().ok_or_else(|| anyhow!("no regions"))?
+        }
+    };
+    let g = report::regional(r, region)?;
+    match ctx.output {
+        Output::Json => print_json(&g)?,
+        Output::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout());
+            for row in &g.rows {
+                w.serialize(RegionCsv {
+                    level: "region",
+                    region: &row.region,
+                    currency: &row.currency,
+                    deposited: row.deposited,
+                    released: row.released,
+                    settled: row.settled,
+                    releases: row.releases.len() as u64,
+                    households_registered: Some(row.households_registered),
+                    households_reached: Some(row.households_reached),
+                })?;
+            }
+            for t in &g.totals {
+                w.serialize(RegionCsv {
+                    level: "total",
+                    region: &g.region,
+                    currency: &t.currency,
+                    deposited: t.deposited,
+                    released: t.released,
+                    settled: t.settled,
+                    releases: t.releases,
+                    households_registered: Some(g.households_registered),
+                    households_reached: Some(g.households_reached),
+                })?;
+            }
+            w.flush()?;
+        }
+        Output::Text => {
+            let o = &g.as_of;
+            println!(
+                "region {} as of height {} ({}), state root {}",
+                g.region,
+                o.height,
+                o.time,
+                o.state_root.to_hex()
+            );
+            println!();
+            let mut t = super::table::table(
+                &[
+                    "REGION",
+                    "CUR",
+                    "DEPOSITED",
+                    "RELEASED",
+                    "SETTLED",
+                    "RELEASES",
+                    "HOUSEHOLDS",
+                    "REACHED",
+                ],
+                &[2, 3, 4, 5, 6, 7],
+            );
+            for row in &g.rows {
+                t.add_row([
+                    row.region.clone(),
+                    row.currency.clone(),
+                    row.deposited.to_string(),
+                    row.released.to_string(),
+                    row.settled.to_string(),
+                    row.releases.len().to_string(),
+                    row.households_registered.to_string(),
+                    row.households_reached.to_string(),
+                ]);
+            }
+            for tot in &g.totals {
+                t.add_row([
+                    format!("TOTAL {}", g.region),
+                    tot.currency.clone(),
+                    tot.deposited.to_string(),
+                    tot.released.to_string(),
+                    tot.settled.to_string(),
+                    tot.releases.to_string(),
+                    g.households_registered.to_string(),
+                    g.households_reached.to_string(),
+                ]);
+            }
+            super::table::print(&t);
+            println!("(amounts in minor units; --output json lists each household reached and what it received)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_report(ctx: &Ctx, a: ReportArgs) -> Result<ExitCode> {
     let store = open_store(ctx, "audit report")?;
     let snap = report::store_snapshot(&store)?;
     let act = report::store_activity(&store)?;
     let r = report::build(&snap, Some(&act))?;
+    if a.region.is_some() || ctx.output == Output::Csv {
+        return regional_report(ctx, &r, a.region.as_ref());
+    }
     if ctx.json() {
         print_json(&r)?;
         return Ok(ExitCode::SUCCESS);

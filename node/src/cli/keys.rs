@@ -219,22 +219,7 @@ pub fn household_hash(salt: &[u8], local_id: &[u8]) -> aidledger_types::Hash {
 }
 
 pub fn household_id(ctx: &Ctx, a: HouseholdIdArgs) -> Result<ExitCode> {
-    let salt = match (a.salt, a.salt_file) {
-        (Some(s), _) => s,
-        (None, Some(f)) => {
-            let t = args::read_small(&f)?;
-            t.strip_suffix('\n')
-                .map(|s| s.strip_suffix('\r').unwrap_or(s))
-                .unwrap_or(&t)
-                .to_string()
-        }
-        (None, None) => return Err(usage("--salt or --salt-file is required")),
-    };
-    if salt.is_empty() {
-        return Err(usage(
-            "the salt must not be empty: without it the id can be guessed",
-        ));
-    }
+    let salt = super::bulk::read_salt(a.salt, a.salt_file)?;
     let local = a.local_id.as_str();
     if local.trim().is_empty() {
         return Err(usage("--local-id must not be empty"));

@@ -7,6 +7,7 @@
 pub mod args;
 pub mod audit;
 pub mod backup;
+pub mod bulk;
 pub mod genesis;
 pub mod keys;
 pub mod net;
@@ -50,6 +51,8 @@ pub fn is_usage(e: &anyhow::Error) -> bool {
 pub enum Output {
     Text,
     Json,
+    /// Only `audit report` writes CSV.
+    Csv,
 }
 
 /// The operator commands; the binary flattens them into its own list.

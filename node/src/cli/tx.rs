@@ -55,6 +55,11 @@ pub struct TxArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum TxCmd {
+    /// Register or update household files from a county's CSV file
+    /// (registrar): salted ids computed here, bad rows reported and not
+    /// sent, a re-run skips what is done, a result row per input row.
+    #[command(after_help = authz::help_line(TxKind::RegisterHousehold))]
+    ImportHouseholds(super::bulk::ImportHouseholdsArgs),
     /// Propose a governance action (admin).
     #[command(subcommand)]
     #[command(after_help = authz::help_line(TxKind::GovPropose))]
@@ -758,6 +763,9 @@ fn gov_action(cmd: GovCmd) -> Result<GovAction> {
 /// Builds the payload, asking the node only for what it must.
 fn build(env: &mut Env<'_>, cmd: TxCmd) -> Result<Payload> {
     Ok(match cmd {
+        TxCmd::ImportHouseholds(_) => {
+            return Err(anyhow!("an import is many transactions, not one"));
+        }
         TxCmd::GovPropose(g) => Payload::GovPropose(payload::GovPropose {
             action: gov_action(g)?,
         }),
@@ -1023,6 +1031,14 @@ fn outcome_text(o: &TxOutcome) -> String {
 pub fn run(ctx: &Ctx, a: TxArgs) -> Result<ExitCode> {
     if a.key.is_none() {
         return Err(usage("--key FILE is required: the signer's key file"));
+    }
+    if let TxCmd::ImportHouseholds(b) = a.kind {
+        if a.nonce.is_some() {
+            return Err(usage(
+                "--nonce does not apply to an import: it takes the account's next nonces",
+            ));
+        }
+        return super::bulk::import_households(ctx, a.key, a.chain_id, a.dry_run, b);
     }
     let mut env = Env {
         ctx,
