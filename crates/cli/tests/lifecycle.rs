@@ -293,6 +293,114 @@ fn answers_fit_the_document(api: &str) {
     }
 }
 
+/// A bank's confirmation file (`tx settle-file`): the confirmation that
+/// matches an unsettled release settles it, a wrong amount, an unknown
+/// release, a release settled under another reference and a bad row are
+/// listed and not sent, and a re-run sends nothing more.
+fn settle_file_settles_what_matches(dir: &Path) {
+    let t: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("testnet.json")).unwrap()).unwrap();
+    let bank = t["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == "state-bank")
+        .unwrap();
+    let api = bank["api"].as_str().unwrap().to_string();
+    let key = bank["clients"]["disburser"].as_str().unwrap().to_string();
+    let programs = get(&api, "/v1/programs")["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut unsettled = Vec::new();
+    let mut settled = Vec::new();
+    for p in &programs {
+        let id = p["id"].as_str().unwrap();
+        let trace = get(&api, &format!("/v1/programs/{id}/trace?limit=1000"));
+        for r in trace["releases"].as_array().unwrap() {
+            let decimals = p["decimals"].as_u64().unwrap() as u32;
+            let amount = r["amount"].as_u64().unwrap();
+            let text = format!(
+                "{}.{:0width$}",
+                amount / 10u64.pow(decimals),
+                amount % 10u64.pow(decimals),
+                width = decimals as usize
+            );
+            if r["settlement"].is_null() {
+                unsettled.push((r["id"].as_u64().unwrap(), text));
+            } else {
+                settled.push((r["id"].as_u64().unwrap(), text));
+            }
+        }
+    }
+    assert!(
+        unsettled.len() >= 2 && !settled.is_empty(),
+        "{unsettled:?} {settled:?}"
+    );
+    let (good, good_amount) = &unsettled[0];
+    let (short, _) = &unsettled[1];
+    let (done, done_amount) = &settled[0];
+    let file = dir.join("bank-confirmations.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "release,amount,bank_ref\n{good},{good_amount},BANK-REF-0001\n{short},0.01,BANK-REF-0002\n\
+             999999,1.00,BANK-REF-0003\n{done},{done_amount},BANK-REF-0004\nabc,1.00,BANK-REF-0005\n"
+        ),
+    )
+    .unwrap();
+    let result = dir.join("bank-confirmations.csv.result.csv");
+    let settle = || {
+        run(&[
+            "tx",
+            "settle-file",
+            "--node",
+            &api,
+            "--key",
+            &key,
+            "--csv",
+            file.to_str().unwrap(),
+        ])
+    };
+    let out = settle();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = || -> Vec<Vec<String>> {
+        csv::Reader::from_path(&result)
+            .unwrap()
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect()
+    };
+    let by_line = |rows: &[Vec<String>], line: &str| -> Vec<String> {
+        rows.iter().find(|r| r[0] == line).unwrap().clone()
+    };
+    let first = rows();
+    assert_eq!(first.len(), 5);
+    assert_eq!(by_line(&first, "2")[5], "done", "{first:?}");
+    assert_eq!(by_line(&first, "3")[5], "mismatch", "{first:?}");
+    assert_eq!(by_line(&first, "4")[5], "mismatch", "{first:?}");
+    assert_eq!(by_line(&first, "5")[5], "mismatch", "{first:?}");
+    assert_eq!(by_line(&first, "6")[5], "bad-row", "{first:?}");
+    let r = get(&api, &format!("/v1/releases/{good}"));
+    assert_eq!(r["settlement"]["status"], "confirmed", "{r}");
+    let r = get(&api, &format!("/v1/releases/{short}"));
+    assert!(r["settlement"].is_null(), "a mismatch is not sent: {r}");
+    // Again: the settled one is unchanged, nothing new is sent.
+    let again = settle();
+    assert_eq!(again.status.code(), Some(1));
+    let second = rows();
+    assert_eq!(by_line(&second, "2")[5], "unchanged", "{second:?}");
+    assert!(
+        second.iter().all(|r| r[6].is_empty()),
+        "nothing sent: {second:?}"
+    );
+}
+
 /// Lists and traces come in pages (ADR 019): pages of one item join to
 /// what one large page holds, and to what the CLI gathers; nothing is cut.
 fn pages_join_to_the_whole(dir: &Path) {
@@ -387,6 +495,7 @@ fn demo_runs_the_whole_fund_lifecycle() {
 
     audit_the_live_chain(&net.dir);
     pages_join_to_the_whole(&net.dir);
+    settle_file_settles_what_matches(&net.dir);
 
     // Run it again in the same directory: it reuses the consortium.
     let again = run(&[

@@ -314,6 +314,95 @@ fn wait_committed(c: &Client, ids: &[Hash], timeout: Duration) -> Result<Vec<TxS
     Ok(out)
 }
 
+/// What became of one row's transactions.
+struct Sent {
+    /// `done`, `refused`, `rejected` or `pending`.
+    result: &'static str,
+    /// The transaction ids, space-separated.
+    tx: String,
+    detail: String,
+}
+
+/// Signs each row's payloads with consecutive nonces, sends them all in
+/// one batch, and waits for them to commit. One [`Sent`] per row with
+/// payloads, in order; `true` when something was refused at admission
+/// (later nonces would then wait behind the refused one).
+fn send_rows(
+    c: &Client,
+    signer: &mut Signer,
+    rows: &[Vec<Payload>],
+    timeout: Duration,
+) -> Result<(Vec<Sent>, bool)> {
+    let signed: Vec<Vec<SignedTx>> = rows
+        .iter()
+        .map(|ps| ps.iter().map(|p| signer.sign(p)).collect())
+        .collect();
+    let all: Vec<String> = signed
+        .iter()
+        .flatten()
+        .map(|t| hex::encode(t.encode()))
+        .collect();
+    let mut refusals: BTreeMap<Hash, String> = BTreeMap::new();
+    if !all.is_empty() {
+        for item in c.submit_batch(all)?.results {
+            if let (Some(id), Some(err)) = (item.id, item.error) {
+                let code = item.code.unwrap_or_default();
+                refusals.insert(id, format!("{code}: {err}"));
+            }
+        }
+    }
+    let ids: Vec<Hash> = signed
+        .iter()
+        .flatten()
+        .map(SignedTx::id)
+        .filter(|id| !refusals.contains_key(id))
+        .collect();
+    let by_id: BTreeMap<Hash, TxStatus> = wait_committed(c, &ids, timeout)?
+        .into_iter()
+        .map(|s| (s.id, s))
+        .collect();
+    let mut out = Vec::with_capacity(signed.len());
+    for txs in &signed {
+        let mut sent = Sent {
+            result: "done",
+            tx: txs
+                .iter()
+                .map(|t| t.id().to_hex())
+                .collect::<Vec<_>>()
+                .join(" "),
+            detail: String::new(),
+        };
+        for t in txs {
+            let id = t.id();
+            if let Some(why) = refusals.get(&id) {
+                sent.result = "refused";
+                sent.detail = why.clone();
+                break;
+            }
+            match by_id.get(&id).and_then(|s| s.receipt.as_ref()) {
+                Some(rc) if rc.is_applied() => {}
+                Some(rc) => {
+                    sent.result = "rejected";
+                    sent.detail = match &rc.outcome {
+                        aidledger_contracts::TxOutcome::Rejected { code, reason } => {
+                            format!("{code}: {reason}")
+                        }
+                        aidledger_contracts::TxOutcome::Applied => String::new(),
+                    };
+                    break;
+                }
+                None => {
+                    sent.result = "pending";
+                    sent.detail = "not committed in time; re-run to check".into();
+                    break;
+                }
+            }
+        }
+        out.push(sent);
+    }
+    Ok((out, !refusals.is_empty()))
+}
+
 pub fn import_households(
     ctx: &Ctx,
     key_path: Option<PathBuf>,
@@ -406,84 +495,47 @@ pub fn import_households(
             continue;
         }
         // What each row needs.
-        let mut planned: Vec<(&Row, &'static str, Vec<SignedTx>)> = Vec::with_capacity(rows.len());
+        let mut planned: Vec<(&Row, &'static str, Vec<Payload>)> = Vec::with_capacity(rows.len());
         for r in rows {
             let on_chain: Option<Household> =
                 client.get_opt(&format!("/v1/households/{}", r.household.to_hex()))?;
             let (action, payloads) = plan(r, on_chain.as_ref());
-            let txs = if dry_run {
-                Vec::new()
-            } else {
-                payloads.iter().map(|p| signer.sign(p)).collect()
-            };
-            planned.push((r, action, txs));
+            planned.push((r, action, payloads));
         }
-        let all: Vec<String> = planned
+        let to_send: Vec<Vec<Payload>> = planned
             .iter()
-            .flat_map(|(_, _, txs)| txs.iter().map(|t| hex::encode(t.encode())))
+            .filter(|(_, _, ps)| !ps.is_empty())
+            .map(|(_, _, ps)| ps.clone())
             .collect();
-        let mut refusals: BTreeMap<Hash, String> = BTreeMap::new();
-        if !all.is_empty() {
-            let answer = client.submit_batch(all)?;
-            for item in answer.results {
-                if let (Some(id), Some(err)) = (item.id, item.error) {
-                    let code = item.code.unwrap_or_default();
-                    refusals.insert(id, format!("{code}: {err}"));
-                }
-            }
-        }
-        let ids: Vec<Hash> = planned
-            .iter()
-            .flat_map(|(_, _, txs)| txs.iter().map(SignedTx::id))
-            .filter(|id| !refusals.contains_key(id))
-            .collect();
-        let statuses = wait_committed(&client, &ids, Duration::from_millis(a.commit_timeout))?;
-        let by_id: BTreeMap<Hash, TxStatus> = statuses.into_iter().map(|s| (s.id, s)).collect();
-        for (r, action, txs) in &planned {
-            let (result, tx, detail) = if txs.is_empty() {
-                if *action == "unchanged" {
-                    (
-                        "unchanged",
-                        String::new(),
-                        "the chain already holds this file".into(),
-                    )
-                } else {
-                    (
-                        "not-sent",
-                        String::new(),
-                        format!("dry run: would {action}"),
-                    )
-                }
+        let (mut sent, refused) = if dry_run {
+            (Vec::new(), false)
+        } else {
+            send_rows(
+                &client,
+                &mut signer,
+                &to_send,
+                Duration::from_millis(a.commit_timeout),
+            )?
+        };
+        sent.reverse();
+        for (r, action, payloads) in &planned {
+            let (result, tx, detail) = if payloads.is_empty() {
+                (
+                    "unchanged",
+                    String::new(),
+                    "the chain already holds this file".to_string(),
+                )
+            } else if dry_run {
+                (
+                    "not-sent",
+                    String::new(),
+                    format!("dry run: would {action}"),
+                )
             } else {
-                let mut result = "done";
-                let mut detail = String::new();
-                for t in txs {
-                    let id = t.id();
-                    if let Some(why) = refusals.get(&id) {
-                        result = "refused";
-                        detail = why.clone();
-                        break;
-                    }
-                    match by_id.get(&id).and_then(|s| s.receipt.as_ref()) {
-                        Some(rc) if rc.is_applied() => {}
-                        Some(rc) => {
-                            result = "rejected";
-                            detail = format!("{:?}", rc.outcome);
-                            break;
-                        }
-                        None => {
-                            result = "pending";
-                            detail = "not committed in time; re-run the import to check".into();
-                            break;
-                        }
-                    }
-                }
-                let tx = txs
-                    .iter()
-                    .map(|t| t.id().to_hex())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                (result, tx, detail)
+                let s = sent
+                    .pop()
+                    .ok_or_else(|| anyhow!("a row lost its transactions"))?;
+                (s.result, s.tx, s.detail)
             };
             write(
                 Outcome {
@@ -501,7 +553,7 @@ pub fn import_households(
                 pb.inc(1);
             }
         }
-        if !refusals.is_empty() {
+        if refused {
             // Later nonces would wait behind the refused one.
             stopped = Some(
                 "not sent: an earlier transaction was refused; fix the cause and re-run".into(),
@@ -541,6 +593,378 @@ pub fn import_households(
         bail!(
             "some rows were not imported; see {} (a re-run skips what is done)",
             summary.result_file
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct SettleFileArgs {
+    /// The bank's payment-confirmation file: a header row naming `release`,
+    /// `amount` (in the program's currency, e.g. 1200.50) and `bank_ref`
+    /// (the bank's payment reference; only its SHA-256 is sent).
+    #[arg(long, value_name = "FILE")]
+    csv: PathBuf,
+    /// Where to write one result row per input row [default: FILE with
+    /// `.result.csv` added].
+    #[arg(long, value_name = "FILE")]
+    result: Option<PathBuf>,
+    /// Also send confirmations whose amount differs from the release's: the
+    /// chain then records each as disputed, with a settlement-mismatch
+    /// anomaly for an auditor. Without it they are listed and not sent.
+    #[arg(long)]
+    send_mismatches: bool,
+    /// Confirmations sent per batch (1 to 2000).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=2000))]
+    batch: u16,
+    /// How long to wait for one batch to commit.
+    #[arg(long, default_value = "120s", value_parser = args::duration_ms)]
+    commit_timeout: u64,
+}
+
+/// One checked confirmation.
+struct Confirmation {
+    line: u64,
+    release: u64,
+    amount: args::Decimal,
+    bank_ref: Hash,
+}
+
+/// One row of a settlement result file.
+#[derive(Serialize)]
+struct SettleOutcome {
+    line: u64,
+    release: String,
+    amount: String,
+    bank_ref_hash: String,
+    /// `settle` or `none`.
+    action: &'static str,
+    /// `done`, `unchanged` (already settled with this reference and
+    /// amount), `mismatch`, `bad-row`, `refused`, `rejected`, `pending` or
+    /// `not-sent`.
+    result: &'static str,
+    tx: String,
+    detail: String,
+}
+
+fn read_confirmations(path: &Path) -> Result<(Vec<Confirmation>, Vec<BadRow>)> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.len() > CSV_MAX_BYTES {
+        return Err(usage(format!(
+            "{} is larger than {CSV_MAX_BYTES} bytes: split it",
+            path.display()
+        )));
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_path(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}: no header row", path.display()))?
+        .clone();
+    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let (Some(rel), Some(amt), Some(bref)) = (col("release"), col("amount"), col("bank_ref"))
+    else {
+        return Err(usage(format!(
+            "{}: the header row must name release, amount and bank_ref; it has: {}",
+            path.display(),
+            headers.iter().collect::<Vec<_>>().join(",")
+        )));
+    };
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
+    for (i, record) in reader.records().enumerate() {
+        if i >= ROWS_MAX {
+            return Err(usage(format!(
+                "{} has more than {ROWS_MAX} rows: split it",
+                path.display()
+            )));
+        }
+        let line = record
+            .as_ref()
+            .ok()
+            .and_then(|r| r.position())
+            .map_or(i as u64 + 2, |p| p.line());
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                bad.push((line, String::new(), format!("unreadable row: {e}")));
+                continue;
+            }
+        };
+        let release_text = record.get(rel).unwrap_or_default().to_string();
+        let check = || -> std::result::Result<Confirmation, String> {
+            let release: u64 = release_text
+                .parse()
+                .map_err(|_| format!("release {release_text:?}: expected a release number"))?;
+            if let Some(first) = seen.get(&release) {
+                return Err(format!(
+                    "release {release} appears again (first at line {first})"
+                ));
+            }
+            let amount = args::decimal(record.get(amt).unwrap_or_default())
+                .map_err(|e| format!("amount: {e}"))?;
+            let r = record.get(bref).unwrap_or_default();
+            if r.is_empty() || r.len() > LOCAL_ID_MAX_BYTES {
+                return Err(format!("bank_ref must be 1 to {LOCAL_ID_MAX_BYTES} bytes"));
+            }
+            Ok(Confirmation {
+                line,
+                release,
+                amount,
+                bank_ref: aidledger_types::hash::sha256(r.as_bytes()),
+            })
+        };
+        match check() {
+            Ok(c) => {
+                seen.insert(c.release, line);
+                good.push(c);
+            }
+            Err(why) => bad.push((line, release_text, why)),
+        }
+    }
+    Ok((good, bad))
+}
+
+pub fn settle_file(
+    ctx: &Ctx,
+    key_path: Option<PathBuf>,
+    chain_id: Option<ChainId>,
+    dry_run: bool,
+    a: SettleFileArgs,
+) -> Result<ExitCode> {
+    use aidledger_contracts::model::{Program, Release};
+    let key_path =
+        key_path.ok_or_else(|| usage("--key FILE is required: the bank's settling key file"))?;
+    let (rows, bad) = read_confirmations(&a.csv)?;
+    let result_path = a.result.clone().unwrap_or_else(|| {
+        let mut p = a.csv.clone().into_os_string();
+        p.push(".result.csv");
+        PathBuf::from(p)
+    });
+    let key = read_key_file(&key_path)?;
+    let client = ctx.client()?;
+    let chain = match chain_id {
+        Some(c) => c,
+        None => client.get::<NodeStatus>("/v1/status")?.chain_id.parse()?,
+    };
+    let account: Account = client
+        .get_opt(&format!("/v1/accounts/{}", key.public().to_hex()))?
+        .ok_or_else(|| anyhow!("account {} is not on the chain", key.public()))?;
+    let mut signer = Signer {
+        key,
+        chain,
+        nonce: account.nonce,
+    };
+    let file = std::fs::File::create(&result_path)
+        .with_context(|| format!("creating {}", result_path.display()))?;
+    let mut out = csv::Writer::from_writer(file);
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut write = |o: SettleOutcome| -> Result<()> {
+        *counts.entry(o.result).or_default() += 1;
+        out.serialize(&o)?;
+        out.flush()?;
+        Ok(())
+    };
+    for (line, release, why) in &bad {
+        if !ctx.json() {
+            eprintln!("line {line}: {why}; nothing sent for it");
+        }
+        write(SettleOutcome {
+            line: *line,
+            release: release.clone(),
+            amount: String::new(),
+            bank_ref_hash: String::new(),
+            action: "none",
+            result: "bad-row",
+            tx: String::new(),
+            detail: why.clone(),
+        })?;
+    }
+    let pb = bar(rows.len() as u64, !ctx.json());
+    let mut decimals: BTreeMap<String, u8> = BTreeMap::new();
+    let mut stopped: Option<String> = None;
+    for chunk in rows.chunks(usize::from(a.batch).min(BATCH_SUBMIT_MAX)) {
+        // What each confirmation needs: (row, payload or none, result, detail).
+        let mut planned: Vec<(&Confirmation, Option<Payload>, &'static str, String)> = Vec::new();
+        for c in chunk {
+            let release: Option<Release> =
+                client.get_opt(&format!("/v1/releases/{}", c.release))?;
+            let Some(r) = release else {
+                planned.push((
+                    c,
+                    None,
+                    "mismatch",
+                    format!("release {} does not exist", c.release),
+                ));
+                continue;
+            };
+            let d = match decimals.get(r.program.as_str()) {
+                Some(d) => *d,
+                None => {
+                    let p: Program = client.get(&format!("/v1/programs/{}", r.program))?;
+                    decimals.insert(r.program.to_string(), p.decimals);
+                    p.decimals
+                }
+            };
+            let amount = match c.amount.to_amount(d) {
+                Ok(x) => x,
+                Err(e) => {
+                    planned.push((c, None, "bad-row", format!("amount: {e}")));
+                    continue;
+                }
+            };
+            if let Some(s) = &r.settlement {
+                if s.bank_ref == c.bank_ref && s.amount == amount {
+                    planned.push((
+                        c,
+                        None,
+                        "unchanged",
+                        format!("settled at height {}", s.height),
+                    ));
+                } else {
+                    planned.push((
+                        c,
+                        None,
+                        "mismatch",
+                        format!(
+                            "release {} is already settled at height {} with another reference or amount",
+                            c.release, s.height
+                        ),
+                    ));
+                }
+                continue;
+            }
+            let payload = Payload::Settle(payload::Settle {
+                release: c.release,
+                amount,
+                bank_ref: c.bank_ref,
+            });
+            if amount != r.amount {
+                let why = format!(
+                    "the bank confirms {} but release {} paid {} (minor units)",
+                    amount.minor(),
+                    c.release,
+                    r.amount.minor()
+                );
+                if a.send_mismatches {
+                    planned.push((c, Some(payload), "mismatch", why));
+                } else {
+                    planned.push((
+                        c,
+                        None,
+                        "mismatch",
+                        format!("{why}; not sent (--send-mismatches records it as disputed)"),
+                    ));
+                }
+                continue;
+            }
+            planned.push((c, Some(payload), "settle", String::new()));
+        }
+        let to_send: Vec<Vec<Payload>> = if dry_run || stopped.is_some() {
+            Vec::new()
+        } else {
+            planned
+                .iter()
+                .filter_map(|(_, p, _, _)| p.clone().map(|p| vec![p]))
+                .collect()
+        };
+        let (mut sent, refused) = if to_send.is_empty() {
+            (Vec::new(), false)
+        } else {
+            send_rows(
+                &client,
+                &mut signer,
+                &to_send,
+                Duration::from_millis(a.commit_timeout),
+            )?
+        };
+        sent.reverse();
+        for (c, payload, kind, why) in planned {
+            let mut o = SettleOutcome {
+                line: c.line,
+                release: c.release.to_string(),
+                amount: c.amount.0.clone(),
+                bank_ref_hash: c.bank_ref.to_hex(),
+                action: if payload.is_some() { "settle" } else { "none" },
+                result: kind,
+                tx: String::new(),
+                detail: why,
+            };
+            if payload.is_some() {
+                if let Some(why) = &stopped {
+                    o.result = "not-sent";
+                    o.detail = why.clone();
+                } else if dry_run {
+                    o.result = "not-sent";
+                    o.detail = "dry run: would settle".into();
+                } else {
+                    let s = sent
+                        .pop()
+                        .ok_or_else(|| anyhow!("a row lost its transaction"))?;
+                    // A sent mismatch stays a mismatch once applied.
+                    if !(kind == "mismatch" && s.result == "done") {
+                        o.result = s.result;
+                    }
+                    o.tx = s.tx;
+                    if !s.detail.is_empty() {
+                        o.detail = s.detail;
+                    }
+                }
+            }
+            write(o)?;
+            if let Some(pb) = &pb {
+                pb.inc(1);
+            }
+        }
+        if refused {
+            stopped = Some(
+                "not sent: an earlier transaction was refused; fix the cause and re-run".into(),
+            );
+        }
+    }
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    let n = |k: &str| counts.get(k).copied().unwrap_or(0);
+    if ctx.json() {
+        print_json(&serde_json::json!({
+            "rows": rows.len() + bad.len(),
+            "settled": n("done"),
+            "unchanged": n("unchanged"),
+            "mismatches": n("mismatch"),
+            "bad_rows": n("bad-row"),
+            "refused": n("refused"),
+            "rejected": n("rejected"),
+            "pending": n("pending"),
+            "not_sent": n("not-sent"),
+            "result_file": result_path.display().to_string(),
+        }))?;
+    } else {
+        println!(
+            "{} rows: {} settled, {} already settled, {} mismatches, {} bad, {} refused, {} \
+             rejected, {} pending, {} not sent",
+            rows.len() + bad.len(),
+            n("done"),
+            n("unchanged"),
+            n("mismatch"),
+            n("bad-row"),
+            n("refused"),
+            n("rejected"),
+            n("pending"),
+            n("not-sent")
+        );
+        println!("results: {}", result_path.display());
+    }
+    let failed = n("bad-row") + n("mismatch") + n("refused") + n("rejected") + n("pending");
+    if failed + if dry_run { 0 } else { n("not-sent") } > 0 {
+        bail!(
+            "some confirmations were not settled; see {} (a re-run skips what is done)",
+            result_path.display()
         );
     }
     Ok(ExitCode::SUCCESS)

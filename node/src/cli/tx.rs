@@ -60,6 +60,11 @@ pub enum TxCmd {
     /// sent, a re-run skips what is done, a result row per input row.
     #[command(after_help = authz::help_line(TxKind::RegisterHousehold))]
     ImportHouseholds(super::bulk::ImportHouseholdsArgs),
+    /// Settle releases from a bank's payment-confirmation CSV file (the
+    /// bank's settling account): matching releases are settled, mismatches
+    /// listed, a re-run skips what is settled, a result row per input row.
+    #[command(after_help = authz::help_line(TxKind::Settle))]
+    SettleFile(super::bulk::SettleFileArgs),
     /// Propose a governance action (admin).
     #[command(subcommand)]
     #[command(after_help = authz::help_line(TxKind::GovPropose))]
@@ -763,7 +768,7 @@ fn gov_action(cmd: GovCmd) -> Result<GovAction> {
 /// Builds the payload, asking the node only for what it must.
 fn build(env: &mut Env<'_>, cmd: TxCmd) -> Result<Payload> {
     Ok(match cmd {
-        TxCmd::ImportHouseholds(_) => {
+        TxCmd::ImportHouseholds(_) | TxCmd::SettleFile(_) => {
             return Err(anyhow!("an import is many transactions, not one"));
         }
         TxCmd::GovPropose(g) => Payload::GovPropose(payload::GovPropose {
@@ -1039,6 +1044,14 @@ pub fn run(ctx: &Ctx, a: TxArgs) -> Result<ExitCode> {
             ));
         }
         return super::bulk::import_households(ctx, a.key, a.chain_id, a.dry_run, b);
+    }
+    if let TxCmd::SettleFile(b) = a.kind {
+        if a.nonce.is_some() {
+            return Err(usage(
+                "--nonce does not apply to a settlement file: it takes the account's next nonces",
+            ));
+        }
+        return super::bulk::settle_file(ctx, a.key, a.chain_id, a.dry_run, b);
     }
     let mut env = Env {
         ctx,
