@@ -321,7 +321,44 @@ pub fn router(state: AppState, body_max_bytes: usize) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body_max_bytes))
+        .layer(axum::middleware::map_response(problems_only))
         .with_state(state)
+}
+
+/// Every error answer is a problem (ADR 019): one that an extractor or a
+/// layer wrote in its own shape (a path that is not UTF-8, say) is
+/// rewritten as one, its text kept as the detail.
+async fn problems_only(r: Response) -> Response {
+    let status = r.status();
+    let is_problem = r.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .starts_with(crate::problem::PROBLEM_JSON.as_bytes())
+    });
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return r;
+    }
+    let code = match status.as_u16() {
+        404 => "not-found",
+        405 => "method-not-allowed",
+        413 => "payload-too-large",
+        415 => "unsupported-media-type",
+        429 => "rate-limited",
+        503 => "unavailable",
+        s if s >= 500 => "internal",
+        _ => "bad-request",
+    };
+    let body = axum::body::to_bytes(r.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+    let detail = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else if code == "internal" {
+        hide_internal(text)
+    } else {
+        text
+    };
+    Problem::new(code, detail).into_response()
 }
 
 async fn no_route(uri: axum::http::Uri) -> ApiFailure {
@@ -867,9 +904,19 @@ type PageQueryResult = Result<Query<PageQuery>, axum::extract::rejection::QueryR
 )]
 async fn orgs(State(s): State<AppState>, q: PageQueryResult) -> ApiResult<Page<Org>> {
     let Query(q) = q.map_err(query_rejection)?;
-    Ok(Json(list_page(&s.store, keys::ORG_PREFIX, &q, |_| {
-        Ok(true)
-    })?))
+    let store = s.store.clone();
+    blocking(move || list_page(&store, keys::ORG_PREFIX, &q, |_| Ok(true))).await
+}
+
+/// Runs a page read off the async workers (it may read thousands of
+/// records).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiFailure> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(internal)?
+        .map(Json)
 }
 
 /// One member organisation.
@@ -908,9 +955,8 @@ async fn org(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Org
 )]
 async fn programs(State(s): State<AppState>, q: PageQueryResult) -> ApiResult<Page<Program>> {
     let Query(q) = q.map_err(query_rejection)?;
-    Ok(Json(list_page(&s.store, keys::PROGRAM_PREFIX, &q, |_| {
-        Ok(true)
-    })?))
+    let store = s.store.clone();
+    blocking(move || list_page(&store, keys::PROGRAM_PREFIX, &q, |_| Ok(true))).await
 }
 
 /// One fund program with its balances.
@@ -1165,12 +1211,14 @@ async fn anomalies(
         after: q.after,
         limit: q.limit,
     };
-    Ok(Json(list_page(
-        &s.store,
-        keys::ANOMALY_PREFIX,
-        &page,
-        |a: &Anomaly| Ok(!q.open || a.status == aidledger_contracts::AnomalyStatus::Open),
-    )?))
+    let open = q.open;
+    let store = s.store.clone();
+    blocking(move || {
+        list_page(&store, keys::ANOMALY_PREFIX, &page, |a: &Anomaly| {
+            Ok(!open || a.status == aidledger_contracts::AnomalyStatus::Open)
+        })
+    })
+    .await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -1,7 +1,8 @@
 //! `/v1/docs`: the interactive viewer of the OpenAPI document (Swagger UI,
 //! vendored in `node/assets/swagger-ui` and built into the binary, so it
-//! works with no internet access). Read-only: "try it out" sends requests
-//! to this node like any other client.
+//! works with no internet access). It shows the document; "try it out" is
+//! off by default, and when a reader turns it on, it sends requests to
+//! this node like any other client.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};

@@ -108,7 +108,11 @@ pub fn scan<T: DeserializeOwned + Serialize>(
     let mut from = after;
     let mut budget = SCAN_BUDGET;
     loop {
-        let n = budget.clamp(1, 1024);
+        // An unfiltered list needs one key past the page to know whether
+        // it goes on; a filtering one reads in larger steps.
+        let n = budget
+            .min(limit.saturating_sub(items.len()).saturating_add(1).max(64))
+            .clamp(1, 1024);
         let kvs = store
             .state_scan(prefix, from.as_deref(), n)
             .map_err(internal)?;

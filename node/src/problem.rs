@@ -161,9 +161,6 @@ pub struct ProblemBody {
     pub detail: String,
     /// The stable machine-readable code (one of `GET /v1/problems`).
     pub code: String,
-    /// For `already-included`: the height the transaction is at.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub included_at: Option<u64>,
 }
 
 /// An error answer: a code from [`PROBLEMS`] and its detail.
@@ -171,7 +168,6 @@ pub struct ProblemBody {
 pub struct Problem {
     pub code: &'static str,
     pub detail: String,
-    pub included_at: Option<u64>,
     /// Seconds for `Retry-After`; every 503 and 429 has one (1 s unless
     /// set).
     pub retry_after: Option<u64>,
@@ -182,7 +178,6 @@ impl Problem {
         Problem {
             code,
             detail: detail.into(),
-            included_at: None,
             retry_after: None,
         }
     }
@@ -199,7 +194,6 @@ impl Problem {
             status: k.status,
             detail: self.detail.clone(),
             code: k.code.to_string(),
-            included_at: self.included_at,
         }
     }
 }

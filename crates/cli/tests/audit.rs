@@ -233,6 +233,11 @@ fn report_and_exports_from_a_node_home() {
     let whole: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&same).unwrap()).unwrap();
     assert!(whole["movements"].as_array().is_some_and(|m| !m.is_empty()));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&same).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "an export is for others to read");
+    }
     let left: Vec<_> = std::fs::read_dir(home)
         .unwrap()
         .filter_map(|e| e.ok())

@@ -382,6 +382,13 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
         "/v1/nope",
     );
     expect(
+        "a path that is not UTF-8",
+        get(&api, "/v1/orgs/%FF%FE"),
+        400,
+        "bad-request",
+        "",
+    );
+    expect(
         "a method the route does not take",
         answer(agent().delete(&format!("{api}/v1/status")).call().unwrap()),
         405,

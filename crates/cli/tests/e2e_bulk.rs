@@ -74,6 +74,9 @@ fn a_county_file_imports_once_with_bad_rows_named_and_reruns_change_nothing() {
     text.push_str(&format!("hh-bad-status,{VILLAGE},moved\n")); // line 49
     text.push_str(&format!("hh-0003,{VILLAGE},active\n")); // line 50: repeated
     text.push_str(&format!("{},{VILLAGE},active\n", "x".repeat(300))); // line 51
+    text.push_str("local_id,region,status\n"); // line 52: a second header
+    text.push_str(&format!("hh-extra,{VILLAGE},active,surplus\n")); // line 53
+    text.push_str(",,\n"); // line 54: empty cells, skipped
     std::fs::write(&file, &text).unwrap();
     let result = dir.path().join("result.csv");
     let import = |extra: &[&str]| {
@@ -107,6 +110,8 @@ fn a_county_file_imports_once_with_bad_rows_named_and_reruns_change_nothing() {
         (49, "expected active or inactive"),
         (50, "first at line 5"),
         (51, "over 256 bytes"),
+        (52, "a second header row"),
+        (53, "unreadable row"),
     ] {
         assert!(
             stderr.contains(&format!("line {line}: ")) && stderr.contains(why),
@@ -114,9 +119,9 @@ fn a_county_file_imports_once_with_bad_rows_named_and_reruns_change_nothing() {
         );
     }
     let rows = results(&result);
-    assert_eq!(rows.len(), 50);
+    assert_eq!(rows.len(), 52, "every row but the empty one has a result");
     let bad: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[4] == "bad-row").collect();
-    assert_eq!(bad.len(), 5);
+    assert_eq!(bad.len(), 7);
     assert!(bad.iter().all(|r| r[2].is_empty() && r[5].is_empty()));
     let done: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[4] == "done").collect();
     assert_eq!(done.len(), 45, "{rows:?}");

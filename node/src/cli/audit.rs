@@ -136,6 +136,13 @@ pub(crate) fn write_atomically(
     let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
     f(&mut w)?;
     let tmp = w.into_inner().map_err(|e| e.into_error())?;
+    // tempfile creates 0600; an export is for others to read (0644, as a
+    // plain file created under the usual umask).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
     tmp.as_file().sync_all()?;
     tmp.persist(path)
         .map_err(|e| e.error)

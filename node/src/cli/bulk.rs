@@ -142,7 +142,7 @@ fn read_rows(path: &Path, salt: &[u8]) -> Result<(Vec<Row>, Vec<BadRow>)> {
     }
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .flexible(true)
+        .flexible(false)
         .from_path(path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let headers = reader
@@ -168,11 +168,11 @@ fn read_rows(path: &Path, salt: &[u8]) -> Result<(Vec<Row>, Vec<BadRow>)> {
                 path.display()
             )));
         }
-        let line = record
-            .as_ref()
-            .ok()
-            .and_then(|r| r.position())
-            .map_or(i as u64 + 2, |p| p.line());
+        let line = match &record {
+            Ok(r) => r.position(),
+            Err(e) => e.position(),
+        }
+        .map_or(i as u64 + 2, |p| p.line());
         let record = match record {
             Ok(r) => r,
             Err(e) => {
@@ -180,6 +180,14 @@ fn read_rows(path: &Path, salt: &[u8]) -> Result<(Vec<Row>, Vec<BadRow>)> {
                 continue;
             }
         };
+        // Spreadsheets end files with rows of empty cells.
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        if record == headers {
+            bad.push((line, String::new(), "a second header row".into()));
+            continue;
+        }
         let local = record.get(id_col).unwrap_or_default().to_string();
         let check = || -> std::result::Result<Row, String> {
             if local.is_empty() {
@@ -343,24 +351,58 @@ fn send_rows(
         .map(|t| hex::encode(t.encode()))
         .collect();
     let mut refusals: BTreeMap<Hash, String> = BTreeMap::new();
+    // Anything that fails from here on leaves it unknown what the node
+    // took: each row says so, and the caller sends nothing more.
+    let unknown = |why: String| -> (Vec<Sent>, bool) {
+        let rows = signed
+            .iter()
+            .map(|txs| Sent {
+                result: "unknown",
+                tx: txs
+                    .iter()
+                    .map(|t| t.id().to_hex())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                detail: format!("{why}; re-run to find out what the chain holds"),
+            })
+            .collect();
+        (rows, true)
+    };
     if !all.is_empty() {
-        for item in c.submit_batch(all)?.results {
+        let answer = match c.submit_batch(all) {
+            Ok(a) => a,
+            Err(e) => return Ok(unknown(format!("sending the batch failed: {e:#}"))),
+        };
+        for item in answer.results {
             if let (Some(id), Some(err)) = (item.id, item.error) {
                 let code = item.code.unwrap_or_default();
+                // A copy the node already holds (an earlier run that was
+                // cut off, say) is as good as sent: wait for it.
+                if code == "already-pending" || code == "already-included" {
+                    continue;
+                }
                 refusals.insert(id, format!("{code}: {err}"));
             }
         }
     }
+    // A refused nonce leaves a gap: the transactions after it cannot
+    // commit, so waiting for them only wastes the timeout.
+    let gap = signed
+        .iter()
+        .flatten()
+        .filter(|t| refusals.contains_key(&t.id()))
+        .map(|t| t.body.nonce)
+        .min();
     let ids: Vec<Hash> = signed
         .iter()
         .flatten()
+        .filter(|t| !refusals.contains_key(&t.id()) && gap.is_none_or(|g| t.body.nonce < g))
         .map(SignedTx::id)
-        .filter(|id| !refusals.contains_key(id))
         .collect();
-    let by_id: BTreeMap<Hash, TxStatus> = wait_committed(c, &ids, timeout)?
-        .into_iter()
-        .map(|s| (s.id, s))
-        .collect();
+    let by_id: BTreeMap<Hash, TxStatus> = match wait_committed(c, &ids, timeout) {
+        Ok(v) => v.into_iter().map(|s| (s.id, s)).collect(),
+        Err(e) => return Ok(unknown(format!("reading the commits failed: {e:#}"))),
+    };
     let mut out = Vec::with_capacity(signed.len());
     for txs in &signed {
         let mut sent = Sent {
@@ -389,6 +431,15 @@ fn send_rows(
                         }
                         aidledger_contracts::TxOutcome::Applied => String::new(),
                     };
+                    break;
+                }
+                None if gap.is_some_and(|g| t.body.nonce > g) => {
+                    sent.result = "pending";
+                    sent.detail = format!(
+                        "admitted, but behind the refused nonce {}: it cannot commit, and the \
+                         node drops it within a minute; re-run after that",
+                        gap.unwrap_or_default()
+                    );
                     break;
                 }
                 None => {
@@ -447,7 +498,7 @@ pub fn import_households(
             "unchanged" => summary.unchanged += 1,
             "refused" => summary.refused += 1,
             "rejected" => summary.rejected += 1,
-            "pending" => summary.pending += 1,
+            "pending" | "unknown" => summary.pending += 1,
             "not-sent" => summary.not_sent += 1,
             _ if o.action == "register" => summary.registered += 1,
             _ => summary.updated += 1,
@@ -556,7 +607,7 @@ pub fn import_households(
         if refused {
             // Later nonces would wait behind the refused one.
             stopped = Some(
-                "not sent: an earlier transaction was refused; fix the cause and re-run".into(),
+                "not sent: an earlier batch was refused, or what became of it is unknown; fix the cause and re-run".into(),
             );
         }
     }
@@ -658,7 +709,7 @@ fn read_confirmations(path: &Path) -> Result<(Vec<Confirmation>, Vec<BadRow>)> {
     }
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .flexible(true)
+        .flexible(false)
         .from_path(path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let headers = reader
@@ -684,11 +735,11 @@ fn read_confirmations(path: &Path) -> Result<(Vec<Confirmation>, Vec<BadRow>)> {
                 path.display()
             )));
         }
-        let line = record
-            .as_ref()
-            .ok()
-            .and_then(|r| r.position())
-            .map_or(i as u64 + 2, |p| p.line());
+        let line = match &record {
+            Ok(r) => r.position(),
+            Err(e) => e.position(),
+        }
+        .map_or(i as u64 + 2, |p| p.line());
         let record = match record {
             Ok(r) => r,
             Err(e) => {
@@ -696,6 +747,14 @@ fn read_confirmations(path: &Path) -> Result<(Vec<Confirmation>, Vec<BadRow>)> {
                 continue;
             }
         };
+        // Spreadsheets end files with rows of empty cells.
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        if record == headers {
+            bad.push((line, String::new(), "a second header row".into()));
+            continue;
+        }
         let release_text = record.get(rel).unwrap_or_default().to_string();
         let check = || -> std::result::Result<Confirmation, String> {
             let release: u64 = release_text
@@ -923,7 +982,7 @@ pub fn settle_file(
         }
         if refused {
             stopped = Some(
-                "not sent: an earlier transaction was refused; fix the cause and re-run".into(),
+                "not sent: an earlier batch was refused, or what became of it is unknown; fix the cause and re-run".into(),
             );
         }
     }
@@ -960,7 +1019,8 @@ pub fn settle_file(
         );
         println!("results: {}", result_path.display());
     }
-    let failed = n("bad-row") + n("mismatch") + n("refused") + n("rejected") + n("pending");
+    let failed =
+        n("bad-row") + n("mismatch") + n("refused") + n("rejected") + n("pending") + n("unknown");
     if failed + if dry_run { 0 } else { n("not-sent") } > 0 {
         bail!(
             "some confirmations were not settled; see {} (a re-run skips what is done)",
