@@ -333,6 +333,20 @@ struct RegionCsv<'a> {
     households_reached: Option<u64>,
 }
 
+/// A region's row in the text tables.
+fn region_cells(g: &report::RegionReport) -> [String; 8] {
+    [
+        g.region.clone(),
+        g.currency.clone(),
+        g.deposited.to_string(),
+        g.released.to_string(),
+        g.settled.to_string(),
+        g.releases.len().to_string(),
+        g.households_registered.to_string(),
+        g.households_reached.to_string(),
+    ]
+}
+
 /// `audit report --region R`, or the regions of the whole chain as CSV.
 fn regional_report(
     ctx: &Ctx,
@@ -415,16 +429,7 @@ fn regional_report(
                 &[2, 3, 4, 5, 6, 7],
             );
             for row in &g.rows {
-                t.add_row([
-                    row.region.clone(),
-                    row.currency.clone(),
-                    row.deposited.to_string(),
-                    row.released.to_string(),
-                    row.settled.to_string(),
-                    row.releases.len().to_string(),
-                    row.households_registered.to_string(),
-                    row.households_reached.to_string(),
-                ]);
+                t.add_row(region_cells(row));
             }
             for tot in &g.totals {
                 t.add_row([
@@ -518,16 +523,7 @@ fn run_report(ctx: &Ctx, a: ReportArgs) -> Result<ExitCode> {
         &[2, 3, 4, 5, 6, 7],
     );
     for g in &r.regions {
-        t.add_row([
-            g.region.to_string(),
-            g.currency.to_string(),
-            g.deposited.to_string(),
-            g.released.to_string(),
-            g.settled.to_string(),
-            g.releases.len().to_string(),
-            g.households_registered.to_string(),
-            g.households_reached.to_string(),
-        ]);
+        t.add_row(region_cells(g));
     }
     super::table::print(&t);
     println!("(amounts in minor units)");

@@ -44,16 +44,8 @@ pub struct ImportHouseholdsArgs {
     /// optionally `status` (active or inactive; active when absent).
     #[arg(long, value_name = "FILE")]
     csv: PathBuf,
-    /// The registrar's secret salt.
-    #[arg(
-        long,
-        conflicts_with = "salt_file",
-        required_unless_present = "salt_file"
-    )]
-    salt: Option<String>,
-    /// A file holding the salt (its trailing newline is dropped).
-    #[arg(long, value_name = "FILE")]
-    salt_file: Option<PathBuf>,
+    #[command(flatten)]
+    salt: super::keys::SaltArgs,
     /// Where to write one result row per input row [default: FILE with
     /// `.result.csv` added].
     #[arg(long, value_name = "FILE")]
@@ -106,88 +98,104 @@ struct Summary {
     result_file: String,
 }
 
-pub fn read_salt(salt: Option<String>, salt_file: Option<PathBuf>) -> Result<String> {
-    let salt = match (salt, salt_file) {
-        (Some(s), _) => s,
-        (None, Some(f)) => {
-            let t = args::read_small(&f)?;
-            t.strip_suffix('\n')
-                .map(|s| s.strip_suffix('\r').unwrap_or(s))
-                .unwrap_or(&t)
-                .to_string()
-        }
-        (None, None) => return Err(usage("--salt or --salt-file is required")),
-    };
-    if salt.is_empty() {
-        return Err(usage(
-            "the salt must not be empty: without it the id can be guessed",
-        ));
-    }
-    Ok(salt)
-}
-
-/// Reads and checks the file: the good rows, and each bad row's line and
-/// reason.
-/// A bad row: its line, its local id (possibly empty) and why.
+/// A bad row: its line, the value that names it (possibly empty) and why.
 type BadRow = (u64, String, String);
 
-fn read_rows(path: &Path, salt: &[u8]) -> Result<(Vec<Row>, Vec<BadRow>)> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if meta.len() > CSV_MAX_BYTES {
-        return Err(usage(format!(
-            "{} is larger than {CSV_MAX_BYTES} bytes: split it",
-            path.display()
-        )));
-    }
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(false)
-        .from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let headers = reader
-        .headers()
-        .with_context(|| format!("{}: no header row", path.display()))?
-        .clone();
-    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let (Some(id_col), Some(region_col)) = (col("local_id"), col("region")) else {
-        return Err(usage(format!(
-            "{}: the header row must name local_id and region (and may name status); it has: {}",
-            path.display(),
-            headers.iter().collect::<Vec<_>>().join(",")
-        )));
-    };
-    let status_col = col("status");
-    let mut good = Vec::new();
-    let mut bad = Vec::new();
-    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
-    for (i, record) in reader.records().enumerate() {
-        if i >= ROWS_MAX {
+/// A bulk input file read and split into rows: each readable row that is
+/// not empty and not a repeated header, with its line number, and the
+/// unreadable ones as bad rows. The whole file is bounded by
+/// [`CSV_MAX_BYTES`] and [`ROWS_MAX`].
+struct CsvFile {
+    headers: csv::StringRecord,
+    rows: Vec<(u64, csv::StringRecord)>,
+    bad: Vec<BadRow>,
+}
+
+impl CsvFile {
+    /// Reads `path`, whose header row must name every column in `required`
+    /// (`names` says so in the error).
+    fn read(path: &Path, required: &[&str], names: &str) -> Result<CsvFile> {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.len() > CSV_MAX_BYTES {
             return Err(usage(format!(
-                "{} has more than {ROWS_MAX} rows: split it",
+                "{} is larger than {CSV_MAX_BYTES} bytes: split it",
                 path.display()
             )));
         }
-        let line = match &record {
-            Ok(r) => r.position(),
-            Err(e) => e.position(),
-        }
-        .map_or(i as u64 + 2, |p| p.line());
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                bad.push((line, String::new(), format!("unreadable row: {e}")));
-                continue;
-            }
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .flexible(false)
+            .from_path(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let headers = reader
+            .headers()
+            .with_context(|| format!("{}: no header row", path.display()))?
+            .clone();
+        let file = CsvFile {
+            headers,
+            rows: Vec::new(),
+            bad: Vec::new(),
         };
-        // Spreadsheets end files with rows of empty cells.
-        if record.iter().all(str::is_empty) {
-            continue;
+        if required.iter().any(|c| file.col(c).is_none()) {
+            return Err(usage(format!(
+                "{}: the header row must name {names}; it has: {}",
+                path.display(),
+                file.headers.iter().collect::<Vec<_>>().join(",")
+            )));
         }
-        if record == headers {
-            bad.push((line, String::new(), "a second header row".into()));
-            continue;
+        let mut file = file;
+        for (i, record) in reader.records().enumerate() {
+            if i >= ROWS_MAX {
+                return Err(usage(format!(
+                    "{} has more than {ROWS_MAX} rows: split it",
+                    path.display()
+                )));
+            }
+            let line = match &record {
+                Ok(r) => r.position(),
+                Err(e) => e.position(),
+            }
+            .map_or(i as u64 + 2, |p| p.line());
+            match record {
+                Err(e) => file
+                    .bad
+                    .push((line, String::new(), format!("unreadable row: {e}"))),
+                // Spreadsheets end files with rows of empty cells.
+                Ok(r) if r.iter().all(str::is_empty) => {}
+                Ok(r) if r == file.headers => {
+                    file.bad
+                        .push((line, String::new(), "a second header row".into()));
+                }
+                Ok(r) => file.rows.push((line, r)),
+            }
         }
+        Ok(file)
+    }
+
+    /// The position of a column, by its name in any case.
+    fn col(&self, name: &str) -> Option<usize> {
+        self.headers
+            .iter()
+            .position(|h| h.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Reads and checks a county's file: the good rows, and each bad row's
+/// line and reason.
+fn read_rows(path: &Path, salt: &[u8]) -> Result<(Vec<Row>, Vec<BadRow>)> {
+    let file = CsvFile::read(
+        path,
+        &["local_id", "region"],
+        "local_id and region (and may name status)",
+    )?;
+    let id_col = file.col("local_id").unwrap_or_default();
+    let region_col = file.col("region").unwrap_or_default();
+    let status_col = file.col("status");
+    let mut good = Vec::new();
+    let mut bad = file.bad;
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for (line, record) in file.rows {
         let local = record.get(id_col).unwrap_or_default().to_string();
         let check = || -> std::result::Result<Row, String> {
             if local.is_empty() {
@@ -463,7 +471,7 @@ pub fn import_households(
 ) -> Result<ExitCode> {
     let key_path =
         key_path.ok_or_else(|| usage("--key FILE is required: the registrar's key file"))?;
-    let salt = read_salt(a.salt, a.salt_file)?;
+    let salt = a.salt.read()?;
     let (rows, bad) = read_rows(&a.csv, salt.as_bytes())?;
     let result_path = a.result.clone().unwrap_or_else(|| {
         let mut p = a.csv.clone().into_os_string();
@@ -699,62 +707,18 @@ struct SettleOutcome {
 }
 
 fn read_confirmations(path: &Path) -> Result<(Vec<Confirmation>, Vec<BadRow>)> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if meta.len() > CSV_MAX_BYTES {
-        return Err(usage(format!(
-            "{} is larger than {CSV_MAX_BYTES} bytes: split it",
-            path.display()
-        )));
-    }
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(false)
-        .from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let headers = reader
-        .headers()
-        .with_context(|| format!("{}: no header row", path.display()))?
-        .clone();
-    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let (Some(rel), Some(amt), Some(bref)) = (col("release"), col("amount"), col("bank_ref"))
-    else {
-        return Err(usage(format!(
-            "{}: the header row must name release, amount and bank_ref; it has: {}",
-            path.display(),
-            headers.iter().collect::<Vec<_>>().join(",")
-        )));
-    };
+    let file = CsvFile::read(
+        path,
+        &["release", "amount", "bank_ref"],
+        "release, amount and bank_ref",
+    )?;
+    let rel = file.col("release").unwrap_or_default();
+    let amt = file.col("amount").unwrap_or_default();
+    let bref = file.col("bank_ref").unwrap_or_default();
     let mut good = Vec::new();
-    let mut bad = Vec::new();
+    let mut bad = file.bad;
     let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
-    for (i, record) in reader.records().enumerate() {
-        if i >= ROWS_MAX {
-            return Err(usage(format!(
-                "{} has more than {ROWS_MAX} rows: split it",
-                path.display()
-            )));
-        }
-        let line = match &record {
-            Ok(r) => r.position(),
-            Err(e) => e.position(),
-        }
-        .map_or(i as u64 + 2, |p| p.line());
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                bad.push((line, String::new(), format!("unreadable row: {e}")));
-                continue;
-            }
-        };
-        // Spreadsheets end files with rows of empty cells.
-        if record.iter().all(str::is_empty) {
-            continue;
-        }
-        if record == headers {
-            bad.push((line, String::new(), "a second header row".into()));
-            continue;
-        }
+    for (line, record) in file.rows {
         let release_text = record.get(rel).unwrap_or_default().to_string();
         let check = || -> std::result::Result<Confirmation, String> {
             let release: u64 = release_text

@@ -51,16 +51,8 @@ pub enum KeysCmd {
 
 #[derive(Args, Debug)]
 pub struct HouseholdIdArgs {
-    /// The registrar's secret salt.
-    #[arg(
-        long,
-        conflicts_with = "salt_file",
-        required_unless_present = "salt_file"
-    )]
-    salt: Option<String>,
-    /// A file holding the salt (its trailing newline is dropped).
-    #[arg(long, value_name = "FILE")]
-    salt_file: Option<PathBuf>,
+    #[command(flatten)]
+    salt: SaltArgs,
     /// The household's local identifier (never sent anywhere).
     #[arg(long)]
     local_id: String,
@@ -210,6 +202,45 @@ pub fn run(ctx: &Ctx, cmd: KeysCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The registrar's salt, given or in a file (`household-id`,
+/// `tx import-households`).
+#[derive(Args, Debug)]
+pub struct SaltArgs {
+    /// The registrar's secret salt.
+    #[arg(
+        long,
+        conflicts_with = "salt_file",
+        required_unless_present = "salt_file"
+    )]
+    salt: Option<String>,
+    /// A file holding the salt (its trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    salt_file: Option<PathBuf>,
+}
+
+impl SaltArgs {
+    /// The salt; refused when empty (the id could then be guessed).
+    pub fn read(self) -> Result<String> {
+        let salt = match (self.salt, self.salt_file) {
+            (Some(s), _) => s,
+            (None, Some(f)) => {
+                let t = args::read_small(&f)?;
+                t.strip_suffix('\n')
+                    .map(|s| s.strip_suffix('\r').unwrap_or(s))
+                    .unwrap_or(&t)
+                    .to_string()
+            }
+            (None, None) => return Err(usage("--salt or --salt-file is required")),
+        };
+        if salt.is_empty() {
+            return Err(usage(
+                "the salt must not be empty: without it the id can be guessed",
+            ));
+        }
+        Ok(salt)
+    }
+}
+
 /// SHA-256(salt || local id), as 64 hex characters.
 pub fn household_hash(salt: &[u8], local_id: &[u8]) -> aidledger_types::Hash {
     let mut buf = Vec::with_capacity(salt.len() + local_id.len());
@@ -219,7 +250,7 @@ pub fn household_hash(salt: &[u8], local_id: &[u8]) -> aidledger_types::Hash {
 }
 
 pub fn household_id(ctx: &Ctx, a: HouseholdIdArgs) -> Result<ExitCode> {
-    let salt = super::bulk::read_salt(a.salt, a.salt_file)?;
+    let salt = a.salt.read()?;
     let local = a.local_id.as_str();
     if local.trim().is_empty() {
         return Err(usage("--local-id must not be empty"));
