@@ -297,6 +297,52 @@ fn bar(len: u64, show: bool) -> Option<indicatif::ProgressBar> {
     Some(pb)
 }
 
+/// What both bulk commands start with: the node, the signer at the
+/// account's next nonce, and the result file.
+struct Session {
+    client: Client,
+    signer: Signer,
+    result_path: PathBuf,
+    out: csv::Writer<std::fs::File>,
+}
+
+impl Session {
+    fn open(
+        ctx: &Ctx,
+        key_path: &Path,
+        chain_id: Option<ChainId>,
+        input: &Path,
+        result: Option<PathBuf>,
+    ) -> Result<Session> {
+        let result_path = result.unwrap_or_else(|| {
+            let mut p = input.to_path_buf().into_os_string();
+            p.push(".result.csv");
+            PathBuf::from(p)
+        });
+        let key = read_key_file(key_path)?;
+        let client = ctx.client()?;
+        let chain = match chain_id {
+            Some(c) => c,
+            None => client.get::<NodeStatus>("/v1/status")?.chain_id.parse()?,
+        };
+        let account: Account = client
+            .get_opt(&format!("/v1/accounts/{}", key.public().to_hex()))?
+            .ok_or_else(|| anyhow!("account {} is not on the chain", key.public()))?;
+        let file = std::fs::File::create(&result_path)
+            .with_context(|| format!("creating {}", result_path.display()))?;
+        Ok(Session {
+            client,
+            signer: Signer {
+                key,
+                chain,
+                nonce: account.nonce,
+            },
+            result_path,
+            out: csv::Writer::from_writer(file),
+        })
+    }
+}
+
 /// Waits until every transaction in `ids` is committed or `timeout`
 /// passes; the status of each.
 fn wait_committed(c: &Client, ids: &[Hash], timeout: Duration) -> Result<Vec<TxStatus>> {
@@ -473,28 +519,12 @@ pub fn import_households(
         key_path.ok_or_else(|| usage("--key FILE is required: the registrar's key file"))?;
     let salt = a.salt.read()?;
     let (rows, bad) = read_rows(&a.csv, salt.as_bytes())?;
-    let result_path = a.result.clone().unwrap_or_else(|| {
-        let mut p = a.csv.clone().into_os_string();
-        p.push(".result.csv");
-        PathBuf::from(p)
-    });
-    let key = read_key_file(&key_path)?;
-    let client = ctx.client()?;
-    let chain = match chain_id {
-        Some(c) => c,
-        None => client.get::<NodeStatus>("/v1/status")?.chain_id.parse()?,
-    };
-    let account: Account = client
-        .get_opt(&format!("/v1/accounts/{}", key.public().to_hex()))?
-        .ok_or_else(|| anyhow!("account {} is not on the chain", key.public()))?;
-    let mut signer = Signer {
-        key,
-        chain,
-        nonce: account.nonce,
-    };
-    let file = std::fs::File::create(&result_path)
-        .with_context(|| format!("creating {}", result_path.display()))?;
-    let mut out = csv::Writer::from_writer(file);
+    let Session {
+        client,
+        mut signer,
+        result_path,
+        mut out,
+    } = Session::open(ctx, &key_path, chain_id, &a.csv, a.result.clone())?;
     let mut summary = Summary {
         rows: rows.len() + bad.len(),
         result_file: result_path.display().to_string(),
@@ -764,28 +794,12 @@ pub fn settle_file(
     let key_path =
         key_path.ok_or_else(|| usage("--key FILE is required: the bank's settling key file"))?;
     let (rows, bad) = read_confirmations(&a.csv)?;
-    let result_path = a.result.clone().unwrap_or_else(|| {
-        let mut p = a.csv.clone().into_os_string();
-        p.push(".result.csv");
-        PathBuf::from(p)
-    });
-    let key = read_key_file(&key_path)?;
-    let client = ctx.client()?;
-    let chain = match chain_id {
-        Some(c) => c,
-        None => client.get::<NodeStatus>("/v1/status")?.chain_id.parse()?,
-    };
-    let account: Account = client
-        .get_opt(&format!("/v1/accounts/{}", key.public().to_hex()))?
-        .ok_or_else(|| anyhow!("account {} is not on the chain", key.public()))?;
-    let mut signer = Signer {
-        key,
-        chain,
-        nonce: account.nonce,
-    };
-    let file = std::fs::File::create(&result_path)
-        .with_context(|| format!("creating {}", result_path.display()))?;
-    let mut out = csv::Writer::from_writer(file);
+    let Session {
+        client,
+        mut signer,
+        result_path,
+        mut out,
+    } = Session::open(ctx, &key_path, chain_id, &a.csv, a.result.clone())?;
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut write = |o: SettleOutcome| -> Result<()> {
         *counts.entry(o.result).or_default() += 1;
