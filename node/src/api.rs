@@ -910,7 +910,7 @@ async fn orgs(State(s): State<AppState>, q: PageQueryResult) -> ApiResult<Page<O
 
 /// Runs a page read off the async workers (it may read thousands of
 /// records).
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiFailure> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)

@@ -8,7 +8,8 @@ use aidledger_types::{Hash, Slug};
 use axum::extract::{Path, State};
 use axum::Json;
 
-use crate::api::{hide_internal, AppState};
+use crate::api::{blocking, AppState};
+use crate::api_page::internal;
 use crate::problem::{Problem, ProblemBody};
 
 type Failure = Problem;
@@ -37,13 +38,12 @@ pub(crate) async fn application_trace(
     let id = Slug::new(id).map_err(|e| fail("bad-request", e.to_string()))?;
     // A trace reads several ranges of state: off the async workers.
     let store = s.store.clone();
-    let key = id.clone();
-    tokio::task::spawn_blocking(move || trace::application(&StoreState(store.as_ref()), &key))
-        .await
-        .map_err(|e| fail("internal", hide_internal(e)))?
-        .map_err(|e| fail("internal", hide_internal(e)))?
-        .map(Json)
-        .ok_or_else(|| fail("not-found", format!("no application {id}")))
+    blocking(move || {
+        trace::application(&StoreState(store.as_ref()), &id)
+            .map_err(internal)?
+            .ok_or_else(|| fail("not-found", format!("no application {id}")))
+    })
+    .await
 }
 
 /// A household followed through the chain: attestations, releases, payments, anomalies.
@@ -65,10 +65,10 @@ pub(crate) async fn household_trace(
 ) -> Result<Json<HouseholdTrace>, Failure> {
     let id = Hash::from_hex(&id).map_err(|e| fail("bad-request", e.to_string()))?;
     let store = s.store.clone();
-    tokio::task::spawn_blocking(move || trace::household(&StoreState(store.as_ref()), &id))
-        .await
-        .map_err(|e| fail("internal", hide_internal(e)))?
-        .map_err(|e| fail("internal", hide_internal(e)))?
-        .map(Json)
-        .ok_or_else(|| fail("not-found", "no such household"))
+    blocking(move || {
+        trace::household(&StoreState(store.as_ref()), &id)
+            .map_err(internal)?
+            .ok_or_else(|| fail("not-found", "no such household"))
+    })
+    .await
 }
