@@ -488,3 +488,54 @@ impl utoipa::PartialSchema for Condition {
 }
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for Condition {}
+
+/// One leaf of a condition (anything but `all`, `any` and `not`) and
+/// whether it holds.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LeafState {
+    /// The leaf in the condition language.
+    pub condition: String,
+    pub holds: bool,
+}
+
+/// Whether a condition holds, and which of its leaves do, as the
+/// contracts would evaluate it at `time` over `store` (through [`eval`]
+/// itself, in a throwaway overlay: nothing is written). This is what a
+/// reader is told about a tranche that waits: which part of its condition
+/// is not met yet.
+pub fn explain(
+    c: &Condition,
+    store: &dyn crate::store::StoreRead,
+    height: u64,
+    time: Timestamp,
+    env: &EvalEnv<'_>,
+) -> Result<(bool, Vec<LeafState>), ContractError> {
+    let mut overlay = crate::store::Overlay::new(store);
+    let mut ctx = Ctx::new(&mut overlay, height, time, None, crate::TX_STEP_LIMIT);
+    let holds = eval(c, &mut ctx, env)?;
+    // A leaf under an odd number of `not`s is shown negated, so that
+    // `holds` always says whether it counts for the condition.
+    let mut leaves = Vec::new();
+    let mut stack = vec![(c, false)];
+    while let Some((n, negated)) = stack.pop() {
+        match n {
+            Condition::All(cs) | Condition::Any(cs) => {
+                stack.extend(cs.iter().rev().map(|c| (c, negated)))
+            }
+            Condition::Not(inner) => stack.push((inner, !negated)),
+            leaf => leaves.push((leaf, negated)),
+        }
+    }
+    let mut out = Vec::with_capacity(leaves.len());
+    for (leaf, negated) in leaves {
+        let holds = eval(leaf, &mut ctx, env)? != negated;
+        let condition = if negated {
+            crate::condition_text::print(&Condition::Not(Box::new(leaf.clone())))
+        } else {
+            crate::condition_text::print(leaf)
+        };
+        out.push(LeafState { condition, holds });
+    }
+    Ok((holds, out))
+}

@@ -182,3 +182,65 @@ fn validation_explains_what_is_wrong() {
     assert!(e.to_string().contains("needs plans@4"), "{e}");
     v.validate(&ids, &t("a"), false, 4).expect("plans@4");
 }
+
+/// `explain` agrees with the contracts' evaluation: the whole condition's
+/// verdict is the one `all`/`any` of its leaves gives, and a negated leaf
+/// is shown negated with the verdict that counts for the condition.
+mod explain {
+    use super::*;
+    use aidledger_contracts::condition::{explain, EvalEnv};
+    use aidledger_contracts::Plan;
+    use aidledger_types::PublicKey;
+    use std::collections::BTreeMap;
+
+    fn empty_plan() -> Plan {
+        Plan {
+            id: Slug::new("p").unwrap(),
+            program: Slug::new("fund").unwrap(),
+            application: None,
+            tranches: vec![],
+            created_height: 1,
+            created_by: PublicKey([1; 32]),
+            approvals_needed: 0,
+            approvals: vec![],
+        }
+    }
+
+    fn dated() -> impl Strategy<Value = Condition> {
+        prop_oneof![
+            (0u64..100).prop_map(|t| Condition::After(Timestamp(t))),
+            (0u64..100).prop_map(|t| Condition::Before(Timestamp(t))),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_verdict_is_what_the_leaves_make(
+            leaves in proptest::collection::vec(dated(), 1..6),
+            now in 0u64..100,
+            any_of in any::<bool>(),
+        ) {
+            let plan = empty_plan();
+            let env = EvalEnv { plan: &plan, application: None };
+            let store = BTreeMap::new();
+            let c = if any_of { Condition::Any(leaves.clone()) } else { Condition::All(leaves.clone()) };
+            let (holds, states) = explain(&c, &store, 1, Timestamp(now), &env).unwrap();
+            prop_assert_eq!(states.len(), leaves.len());
+            let want = if any_of { states.iter().any(|l| l.holds) } else { states.iter().all(|l| l.holds) };
+            prop_assert_eq!(holds, want);
+            for (l, s) in leaves.iter().zip(&states) {
+                prop_assert_eq!(&s.condition, &print(l));
+            }
+            // Under `not`, every leaf is shown negated and its verdict flips.
+            let (nholds, nstates) =
+                explain(&Condition::Not(Box::new(c)), &store, 1, Timestamp(now), &env).unwrap();
+            prop_assert_eq!(nholds, !holds);
+            for (s, n) in states.iter().zip(&nstates) {
+                prop_assert_eq!(n.holds, !s.holds);
+                prop_assert!(n.condition.starts_with("not"), "{}", n.condition);
+            }
+        }
+    }
+}

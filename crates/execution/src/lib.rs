@@ -34,5 +34,6 @@ pub use exec::{
 pub use mem::MemState;
 pub use queries::{
     admission, read_modules, read_next_due, read_node_replacement, read_nodes, read_params,
-    read_retired_node, read_scheduled_upgrade, read_validator_set,
+    read_retired_node, read_scheduled_upgrade, read_tranche_checks, read_validator_set,
+    TrancheCheck,
 };

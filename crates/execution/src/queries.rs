@@ -120,3 +120,57 @@ pub fn admission(state: &dyn StateRead, body: &TxBody) -> Result<Account, ExecEr
         other => ExecError::Refused(other),
     })
 }
+
+/// Where one tranche of a plan stands: whether its condition holds and
+/// which of its leaves do (see [`contracts::condition::explain`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrancheCheck {
+    pub id: aidledger_types::Slug,
+    /// The whole condition in the condition language.
+    pub condition: String,
+    pub holds: bool,
+    pub leaves: Vec<contracts::condition::LeafState>,
+}
+
+/// Each tranche's condition of `plan`, evaluated as the contracts would at
+/// `time` (the last block's) over committed state: what a reader is told
+/// about a tranche that waits. Reads only; the plan's application, if it
+/// has one, is read from state for its approvals.
+pub fn read_tranche_checks(
+    state: &dyn StateRead,
+    height: u64,
+    time: aidledger_types::Timestamp,
+    plan: &contracts::Plan,
+) -> Result<Vec<TrancheCheck>, ExecError> {
+    let application: Option<contracts::Application> = match &plan.application {
+        Some(a) => read_opt(
+            state,
+            &contracts::keys::application(a),
+            "the plan's application",
+        )?,
+        None => None,
+    };
+    let env = contracts::condition::EvalEnv {
+        plan,
+        application: application.as_ref(),
+    };
+    let base = Base(state);
+    plan.tranches
+        .iter()
+        .map(|t| {
+            let (holds, leaves) =
+                contracts::condition::explain(&t.condition, &base, height, time, &env).map_err(
+                    |e| match e {
+                        ContractError::Storage { reason } => ExecError::Storage { reason },
+                        other => ExecError::Refused(other),
+                    },
+                )?;
+            Ok(TrancheCheck {
+                id: t.id.clone(),
+                condition: contracts::condition_text::print(&t.condition),
+                holds,
+                leaves,
+            })
+        })
+        .collect()
+}
