@@ -26,6 +26,7 @@ use crate::AuditError;
 
 /// Where the report's state stands: the block it is the state after.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AsOf {
     pub chain_id: String,
     pub height: u64,
@@ -745,33 +746,75 @@ impl ActivityCounter {
     }
 }
 
-/// The snapshot of a store's committed state, as of its head.
+/// The snapshot of a store's committed state, as of its head. On a store
+/// that a running node writes to, a commit may land while it reads; a
+/// node that serves reports reads through [`point_in_time_snapshot`].
 pub fn store_snapshot(store: &dyn aidledger_storage::Store) -> Result<Snapshot, AuditError> {
+    let head = store.head()?;
+    let head_block = match head {
+        Some(h) => Some(store.block(h.height)?),
+        None => None,
+    };
+    let root = store.accumulator()?.root();
+    snapshot_of(store, head, head_block, root, &crate::StoreState(store))
+}
+
+/// The snapshot of a RocksDB store's committed state as of one moment:
+/// head, state and root are read from one point-in-time view, so the
+/// figures of a report all come from the same block while the node goes
+/// on committing.
+pub fn point_in_time_snapshot(
+    store: &aidledger_storage::RocksStore,
+) -> Result<Snapshot, AuditError> {
+    let view = store.point_in_time();
+    let head = view.head()?;
+    let head_block = match head {
+        Some(h) => Some(view.block(h.height)?),
+        None => None,
+    };
+    let root = view.accumulator()?.root();
+    snapshot_of(
+        store,
+        head,
+        head_block,
+        root,
+        &crate::state::ViewState(&view),
+    )
+}
+
+/// A snapshot from what one consistent read gave: the head, its block (if
+/// any: `Some(None)` is a missing head block), the state root, and the
+/// state. The genesis, which never changes, is read from `store`.
+fn snapshot_of(
+    store: &dyn aidledger_storage::Store,
+    head: Option<aidledger_storage::Head>,
+    head_block: Option<Option<aidledger_types::Block>>,
+    state_root: Hash,
+    state: &dyn StateRead,
+) -> Result<Snapshot, AuditError> {
     let (_, gbytes) = store
         .genesis()?
         .ok_or_else(|| invalid("store", "holds no genesis"))?;
     let genesis: aidledger_contracts::Genesis =
         codec::decode_with_limit(&gbytes, crate::chainfile::GENESIS_MAX_BYTES)
             .map_err(|e| invalid("stored genesis", e.to_string()))?;
-    let head = store.head()?;
-    let time_ms = match head {
-        Some(h) => store
-            .block(h.height)?
+    let time_ms = match (head, head_block) {
+        (Some(h), Some(b)) => b
             .ok_or_else(|| invalid("store", format!("head block {} is missing", h.height)))?
             .header
             .timestamp
             .ms(),
-        None => genesis.genesis_time.ms(),
+        _ => genesis.genesis_time.ms(),
     };
     let as_of = AsOf {
         chain_id: genesis.chain_id.to_string(),
         height: head.map_or(0, |h| h.height),
         block_hash: head.map(|h| h.block_hash),
-        state_root: store.accumulator()?.root(),
+        state_root,
         time_ms,
         time: iso(time_ms),
     };
-    Snapshot::load(&crate::StoreState(store), as_of)
+    Snapshot::load(state, as_of)
 }
 
 /// Transactions per organisation, from every stored block and the
@@ -870,6 +913,7 @@ pub struct RegionalReport {
 
 /// The sums of a regional report's rows in one currency.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegionTotal {
     pub currency: String,
     pub deposited: u64,

@@ -27,6 +27,31 @@ impl StateRead for StoreState<'_> {
     }
 }
 
+/// Execution's read interface over a point-in-time view of a RocksDB
+/// store: every read sees the same moment.
+pub struct ViewState<'a>(pub &'a aidledger_storage::PointInTime<'a>);
+
+impl StateRead for ViewState<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        self.0.state_get(key).map_err(|e| ExecError::Storage {
+            reason: e.to_string(),
+        })
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError> {
+        self.0
+            .state_scan(prefix, start_after, limit)
+            .map_err(|e| ExecError::Storage {
+                reason: e.to_string(),
+            })
+    }
+}
+
 /// Every pair under `prefix`, in key order, page by page.
 pub fn scan_all(state: &dyn StateRead, prefix: &[u8]) -> Result<KeyValues, ExecError> {
     let mut out: KeyValues = Vec::new();

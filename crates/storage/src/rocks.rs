@@ -153,6 +153,120 @@ pub struct RocksStore {
     _cache: Cache,
 }
 
+fn head_from(bytes: Option<Vec<u8>>) -> Result<Option<Head>, StorageError> {
+    bytes
+        .map(|b| decoded(Cf::Meta, keys::HEAD, codec::decode::<Head>(&b)))
+        .transpose()
+}
+
+fn accumulator_from(bytes: Option<Vec<u8>>) -> Result<StateAccumulator, StorageError> {
+    let key = keys::ACCUMULATOR;
+    let Some(bytes) = bytes else {
+        return Ok(StateAccumulator::new());
+    };
+    let raw: AccumulatorBytes = decoded(Cf::Meta, key, codec::decode(&bytes))?;
+    StateAccumulator::from_bytes(&raw.0)
+        .ok_or_else(|| corrupt(Cf::Meta.name(), key, "accumulator has the wrong length"))
+}
+
+fn scan_start<'k>(prefix: &'k [u8], start_after: Option<&'k [u8]>) -> &'k [u8] {
+    match start_after {
+        Some(s) if s >= prefix => s,
+        _ => prefix,
+    }
+}
+
+/// The pairs of a state scan from an iterator positioned at
+/// [`scan_start`]: at most `limit` (clamped to [`SCAN_LIMIT_MAX`]) under
+/// `prefix`, strictly after `start_after`.
+fn scan_from<I>(
+    iter: I,
+    prefix: &[u8],
+    start_after: Option<&[u8]>,
+    limit: usize,
+) -> Result<KeyValues, StorageError>
+where
+    I: Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>>,
+{
+    let limit = limit.min(SCAN_LIMIT_MAX);
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    for item in iter {
+        let (k, v) = item?;
+        if !k.starts_with(prefix) {
+            break;
+        }
+        if Some(&*k) == start_after {
+            continue;
+        }
+        out.push((k.into_vec(), v.into_vec()));
+        if out.len() == limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Committed data as of one moment (a RocksDB snapshot): every read
+/// through it sees the same head, state and accumulator, whatever commits
+/// meanwhile. A reader that scans the whole state (a report) uses it so
+/// that its figures come from one block, never from two.
+pub struct PointInTime<'a> {
+    store: &'a RocksStore,
+    snap: rocksdb::Snapshot<'a>,
+}
+
+impl RocksStore {
+    /// A consistent read view of the committed data as it is now.
+    pub fn point_in_time(&self) -> PointInTime<'_> {
+        PointInTime {
+            store: self,
+            snap: self.db.snapshot(),
+        }
+    }
+}
+
+impl PointInTime<'_> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.snap.get_cf(self.store.handle(cf)?, key)?)
+    }
+
+    pub fn head(&self) -> Result<Option<Head>, StorageError> {
+        head_from(self.get(Cf::Meta, keys::HEAD)?)
+    }
+
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StorageError> {
+        let key = keys::height(height);
+        self.get(Cf::Blocks, &key)?
+            .map(|b| RocksStore::decode_block(height, &key, &b))
+            .transpose()
+    }
+
+    pub fn accumulator(&self) -> Result<StateAccumulator, StorageError> {
+        accumulator_from(self.get(Cf::Meta, keys::ACCUMULATOR)?)
+    }
+
+    pub fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(Cf::State, key)
+    }
+
+    pub fn state_scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StorageError> {
+        let start = scan_start(prefix, start_after);
+        let iter = self.snap.iterator_cf(
+            self.store.handle(Cf::State)?,
+            IteratorMode::From(start, Direction::Forward),
+        );
+        scan_from(iter, prefix, start_after, limit)
+    }
+}
+
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RocksStore")
@@ -433,10 +547,7 @@ impl RocksStore {
 
 impl Store for RocksStore {
     fn head(&self) -> Result<Option<Head>, StorageError> {
-        let key = keys::HEAD;
-        self.raw_get(Cf::Meta, key)?
-            .map(|b| decoded(Cf::Meta, key, codec::decode::<Head>(&b)))
-            .transpose()
+        head_from(self.raw_get(Cf::Meta, keys::HEAD)?)
     }
 
     fn block(&self, height: u64) -> Result<Option<Block>, StorageError> {
@@ -511,43 +622,16 @@ impl Store for RocksStore {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<KeyValues, StorageError> {
-        let limit = limit.min(SCAN_LIMIT_MAX);
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        let start = match start_after {
-            Some(s) if s >= prefix => s,
-            _ => prefix,
-        };
+        let start = scan_start(prefix, start_after);
         let iter = self.db.iterator_cf(
             self.handle(Cf::State)?,
             IteratorMode::From(start, Direction::Forward),
         );
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            if Some(&*k) == start_after {
-                continue;
-            }
-            out.push((k.into_vec(), v.into_vec()));
-            if out.len() == limit {
-                break;
-            }
-        }
-        Ok(out)
+        scan_from(iter, prefix, start_after, limit)
     }
 
     fn accumulator(&self) -> Result<StateAccumulator, StorageError> {
-        let key = keys::ACCUMULATOR;
-        let Some(bytes) = self.raw_get(Cf::Meta, key)? else {
-            return Ok(StateAccumulator::new());
-        };
-        let raw: AccumulatorBytes = decoded(Cf::Meta, key, codec::decode(&bytes))?;
-        StateAccumulator::from_bytes(&raw.0)
-            .ok_or_else(|| corrupt(Cf::Meta.name(), key, "accumulator has the wrong length"))
+        accumulator_from(self.raw_get(Cf::Meta, keys::ACCUMULATOR)?)
     }
 
     fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError> {

@@ -176,3 +176,40 @@ fn a_checkpoint_goes_only_to_a_new_directory_and_not_from_a_read_only_store() {
     let copy = RocksStore::open(&cp).unwrap();
     assert_eq!(copy.head().unwrap().unwrap().height, 1);
 }
+
+/// A point-in-time view taken between two commits reads that moment's
+/// head, accumulator and state to the end, while the store goes on.
+#[test]
+fn a_point_in_time_view_keeps_its_moment_while_blocks_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RocksStore::open(dir.path().join("db")).unwrap();
+    store_genesis(&store);
+    let mut chain = Chain::new(genesis_hash(), &initial_state());
+    for h in 1..=5 {
+        chain.commit(&store, writes_at(h), 1);
+    }
+    let view = store.point_in_time();
+    let head = store.head().unwrap();
+    let acc = store.accumulator().unwrap();
+    for h in 6..=12 {
+        chain.commit(&store, writes_at(h), 1);
+    }
+    assert_ne!(store.head().unwrap(), head, "the store moved on");
+    assert_eq!(view.head().unwrap(), head);
+    assert_eq!(view.accumulator().unwrap().root(), acc.root());
+    assert!(view.block(5).unwrap().is_some() && view.block(6).unwrap().is_none());
+    let want: Vec<(Vec<u8>, Vec<u8>)> = state_at(5)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(b"every/"))
+        .collect();
+    assert_eq!(view.state_scan(b"every/", None, usize::MAX).unwrap(), want);
+    assert_eq!(
+        view.state_get(b"ring/06").unwrap(),
+        None,
+        "height 6 wrote it after the view"
+    );
+    assert_eq!(
+        view.state_get(b"ring/05").unwrap(),
+        Some(5u64.to_be_bytes().to_vec())
+    );
+}
