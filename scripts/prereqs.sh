@@ -27,6 +27,12 @@ for extra in "$@"; do
     promtool) command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus) ;;
     # The OpenAPI document's test validates it with openapi-spec-validator.
     openapi) command -v openapi-spec-validator >/dev/null 2>&1 || need_pip+=(openapi-spec-validator) ;;
+    # The explorer's test drives Debian's Chromium through ChromeDriver.
+    browser)
+      [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+      [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+      # A Chinese font, so that the zh-CN screenshots show characters.
+      [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need_apt+=(fonts-wqy-zenhei) ;;
   esac
 done
 

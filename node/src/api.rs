@@ -44,6 +44,8 @@ pub struct AppState {
     pub pool: AdmissionPool,
     pub shared: Arc<Shared>,
     pub info: Arc<NodeInfo>,
+    /// The last report built, for the report routes (`crate::api_explore`).
+    pub reports: Arc<crate::api_explore::ReportCache>,
 }
 
 pub struct NodeInfo {
@@ -262,7 +264,11 @@ impl Routes {
 /// Every route of the API, with the table of what was registered.
 pub(crate) fn routes(state: &AppState, body_max_bytes: usize) -> Routes {
     use crate::api_docs::{__path_docs, __path_docs_bundle, __path_docs_css, __path_docs_init};
+    use crate::api_explore::{
+        __path_applications, __path_blocks, __path_program_plans, __path_region, __path_regions,
+    };
     use crate::api_trace::{__path_application_trace, __path_household_trace};
+    use crate::explorer::{__path_explorer_css, __path_explorer_js, __path_explorer_page};
     Routes::new()
         .add::<__path_health>(get(health))
         .add::<__path_metrics>(get(metrics))
@@ -298,6 +304,11 @@ pub(crate) fn routes(state: &AppState, body_max_bytes: usize) -> Routes {
         )
         .add::<__path_tx_status>(get(tx_status))
         .add::<__path_block_latest>(get(block_latest))
+        .add::<__path_blocks>(get(crate::api_explore::blocks))
+        .add::<__path_applications>(get(crate::api_explore::applications))
+        .add::<__path_program_plans>(get(crate::api_explore::program_plans))
+        .add::<__path_regions>(get(crate::api_explore::regions))
+        .add::<__path_region>(get(crate::api_explore::region))
         .add::<__path_block_at>(get(block_at))
         .add::<__path_account>(get(account))
         .add::<__path_orgs>(get(orgs))
@@ -313,6 +324,9 @@ pub(crate) fn routes(state: &AppState, body_max_bytes: usize) -> Routes {
         .add::<__path_release>(get(release))
         .add::<__path_anomalies>(get(anomalies))
         .add::<__path_isolate>(post(isolate))
+        .add::<__path_explorer_page>(get(crate::explorer::explorer_page))
+        .add::<__path_explorer_js>(get(crate::explorer::explorer_js))
+        .add::<__path_explorer_css>(get(crate::explorer::explorer_css))
 }
 
 pub fn router(state: AppState, body_max_bytes: usize) -> Router {
@@ -869,7 +883,7 @@ async fn account(State(s): State<AppState>, Path(k): Path<String>) -> ApiResult<
 }
 
 /// One page of the records under `prefix`, as the list routes answer.
-fn list_page<T: DeserializeOwned + serde::Serialize>(
+pub(crate) fn list_page<T: DeserializeOwned + serde::Serialize>(
     store: &RocksStore,
     prefix: &[u8],
     q: &PageQuery,

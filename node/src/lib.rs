@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod api;
 pub mod api_docs;
+pub mod api_explore;
 pub mod api_page;
 pub mod api_trace;
 pub mod api_types;
@@ -16,6 +17,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod driver;
+pub mod explorer;
 pub mod http_server;
 pub mod join;
 pub mod metrics;

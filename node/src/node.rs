@@ -495,6 +495,7 @@ async fn run_async(
             pool: pool.clone(),
             shared,
             info,
+            reports: Default::default(),
         },
         cfg.api.body_max_bytes,
     );

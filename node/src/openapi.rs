@@ -11,7 +11,11 @@ use utoipa::OpenApi;
 
 use crate::api::*;
 use crate::api_docs::{__path_docs, __path_docs_bundle, __path_docs_css, __path_docs_init};
+use crate::api_explore::{
+    __path_applications, __path_blocks, __path_program_plans, __path_region, __path_regions,
+};
 use crate::api_trace::{__path_application_trace, __path_household_trace};
+use crate::explorer::{__path_explorer_css, __path_explorer_js, __path_explorer_page};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,12 +44,15 @@ use crate::api_trace::{__path_application_trace, __path_household_trace};
         tx_status,
         block_latest,
         block_at,
+        blocks,
         account,
         orgs,
         org,
         programs,
         program,
         program_trace,
+        program_plans,
+        applications,
         application,
         application_trace,
         plan,
@@ -53,7 +60,12 @@ use crate::api_trace::{__path_application_trace, __path_household_trace};
         household_trace,
         release,
         anomalies,
+        regions,
+        region,
         isolate,
+        explorer_page,
+        explorer_js,
+        explorer_css,
     ),
     tags(
         (name = "node", description = "The node itself: health, metrics, status, this document and its viewer (/v1/docs)"),
@@ -64,6 +76,8 @@ use crate::api_trace::{__path_application_trace, __path_household_trace};
         (name = "applications", description = "Project applications, approvals and disbursement plans"),
         (name = "households", description = "Household files (salted ids; no personal data on chain)"),
         (name = "anomalies", description = "What the cross-checks raised"),
+        (name = "reports", description = "County and region reports, as `aidledger audit report --region` prints them"),
+        (name = "explorer", description = "The explorer web app served at / (read-only; zh-CN and English)"),
         (name = "admin", description = "Fault drills; off unless api.admin = true"),
     )
 )]
@@ -137,6 +151,7 @@ mod tests {
                 genesis_hash: Hash::ZERO,
                 admin_token: None,
             }),
+            reports: Default::default(),
         }
     }
 

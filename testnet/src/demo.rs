@@ -459,6 +459,12 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> Result<std::process::ExitCode> {
             d.started.elapsed().as_secs_f64()
         );
         if !a.stop {
+            if let Ok(o) = d.org("state-bank") {
+                println!(
+                    "open the explorer in a browser: {}/ (the state bank's node; every node serves it)",
+                    o.api
+                );
+            }
             println!(
                 "the consortium keeps running; stop it with `aidledger testnet down --dir {}`",
                 dir.display()

@@ -435,9 +435,80 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
             "bad-cursor",
             "trace",
         ),
+        // The explorer's reads (ADR 021).
+        (
+            "a block page over 100",
+            "/v1/blocks?limit=101",
+            "bad-limit",
+            "100",
+        ),
+        (
+            "a block cursor of 0",
+            "/v1/blocks?after=0",
+            "bad-cursor",
+            "height",
+        ),
+        (
+            "a block cursor past u64",
+            "/v1/blocks?after=99999999999999999999",
+            "bad-cursor",
+            "height",
+        ),
+        (
+            "a block cursor not a number",
+            "/v1/blocks?after=ff",
+            "bad-cursor",
+            "height",
+        ),
+        (
+            "a plan page over 100",
+            "/v1/programs/some-fund/plans?limit=101",
+            "bad-limit",
+            "100",
+        ),
+        (
+            "an application filter that is no program id",
+            "/v1/applications?program=Not%20A%20Slug",
+            "bad-request",
+            "",
+        ),
+        (
+            "a region report with no code",
+            "/v1/reports/region",
+            "bad-request",
+            "code",
+        ),
+        (
+            "a region code that climbs",
+            "/v1/reports/region?code=../../etc",
+            "bad-request",
+            "",
+        ),
     ] {
         expect(row, get(&api, path), 400, code, needle);
     }
+    expect(
+        "the plans of a program that does not exist",
+        get(&api, "/v1/programs/no-such-fund/plans"),
+        404,
+        "not-found",
+        "no-such-fund",
+    );
+    // The explorer is served with its policy, and its script names no
+    // other origin (the unit test reads the files; this reads the wire).
+    let page = agent().get(&format!("{api}/")).call().unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     // Pages of one organisation join to the whole list.
     let whole = get(&api, "/v1/orgs?limit=1000").3;
     assert!(whole["next"].is_null(), "{whole}");

@@ -15,6 +15,8 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod common;
+#[path = "lifecycle/explorer.rs"]
+mod explorer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_aidledger");
 
@@ -280,6 +282,49 @@ fn answers_fit_the_document(api: &str) {
         checked_household && checked_application,
         "the demo pays households and tranches"
     );
+    // The explorer's reads (ADR 021).
+    let blocks = check("/v1/blocks", "/v1/blocks?limit=3");
+    assert_eq!(blocks["items"].as_array().unwrap().len(), 3, "{blocks}");
+    let apps = check("/v1/applications", "/v1/applications");
+    assert!(!apps["items"].as_array().unwrap().is_empty(), "{apps}");
+    let mut waits = 0;
+    for p in programs["items"].as_array().unwrap() {
+        let id = p["id"].as_str().unwrap();
+        check(
+            "/v1/applications",
+            &format!("/v1/applications?program={id}"),
+        );
+        let plans = check(
+            "/v1/programs/{id}/plans",
+            &format!("/v1/programs/{id}/plans"),
+        );
+        for v in plans["items"].as_array().unwrap() {
+            let tranches = v["tranches"].as_array().unwrap();
+            assert_eq!(
+                tranches.len(),
+                v["plan"]["tranches"].as_array().unwrap().len()
+            );
+            waits += tranches
+                .iter()
+                .filter(|t| t["leaves"].as_array().is_some_and(|l| !l.is_empty()))
+                .count();
+        }
+    }
+    assert!(waits > 0, "the demo's plan has conditions to explain");
+    let regions = check("/v1/reports/regions", "/v1/reports/regions");
+    let code = regions["rows"][0]["region"].as_str().unwrap();
+    let one = check(
+        "/v1/reports/region",
+        &format!("/v1/reports/region?code={code}"),
+    );
+    assert_eq!(one["region"], code);
+    // A county (two segments) covers its townships' rows.
+    let county = code.split('/').take(2).collect::<Vec<_>>().join("/");
+    let whole = check(
+        "/v1/reports/region",
+        &format!("/v1/reports/region?code={county}"),
+    );
+    assert!(whole["rows"].as_array().unwrap().len() >= one["rows"].as_array().unwrap().len());
     let head = latest["header"]["height"].as_u64().unwrap();
     let with_txs = (1..=head.min(40))
         .map(|h| get(api, &format!("/v1/blocks/{h}")))
@@ -453,6 +498,90 @@ fn pages_join_to_the_whole(dir: &Path) {
     }
 }
 
+/// The explorer in a headless browser (`lifecycle/explorer.rs`), after a
+/// hostile signer gave a program a title that is markup.
+fn explorer_shows_the_chain(dir: &Path) {
+    if !explorer::browser_available() {
+        return;
+    }
+    let t: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("testnet.json")).unwrap()).unwrap();
+    let org = |id: &str| {
+        t["orgs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let bank = org("state-bank");
+    let api = bank["api"].as_str().unwrap();
+    let officer = org("poverty-office")["clients"]["program-officer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let title = "<img src=x onerror=\"window.__pwned=1\">";
+    ok(&[
+        "tx",
+        "create-program",
+        "--id",
+        "hostile-title",
+        "--title",
+        title,
+        "--currency",
+        "CNY",
+        "--ceiling",
+        "1000.00",
+        "--funding-orgs",
+        "state-bank",
+        "--threshold",
+        "1",
+        "--policy-orgs",
+        "poverty-office",
+        "--region-scope",
+        "gansu/linxia",
+        "--node",
+        api,
+        "--key",
+        &officer,
+        "--wait",
+    ]);
+    let home = home_of(dir, "state-bank");
+    let h = home.to_str().unwrap();
+    let report = last_json(&ok(&["--output", "json", "audit", "report", "--home", h]));
+    let region = report["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["released"].as_u64().unwrap_or(0) > 0)
+        .expect("a region that received money")["region"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The county above the region's code, so that its rows are summed.
+    let county: String = region.split('/').take(2).collect::<Vec<_>>().join("/");
+    let regional = last_json(&ok(&[
+        "--output", "json", "audit", "report", "--home", h, "--region", &county,
+    ]));
+    // The node serves a report for a few seconds before it builds a newer
+    // one (ADR 021): wait until its report is as new as the CLI's.
+    let as_of = regional["as_of"]["height"].as_u64().unwrap();
+    common::consortium::wait_until("the node's report to reach the CLI's height", 30, || {
+        get(api, "/v1/reports/regions")["as_of"]["height"]
+            .as_u64()
+            .is_some_and(|h| h >= as_of)
+    });
+    explorer::explorer_agrees_with_the_audit_report(
+        api,
+        &explorer::Expected {
+            report,
+            regional,
+            hostile: Some(("hostile-title".into(), title.into())),
+        },
+    );
+}
+
 #[test]
 fn demo_runs_the_whole_fund_lifecycle() {
     let net = Testnet::new();
@@ -496,6 +625,7 @@ fn demo_runs_the_whole_fund_lifecycle() {
     audit_the_live_chain(&net.dir);
     pages_join_to_the_whole(&net.dir);
     settle_file_settles_what_matches(&net.dir);
+    explorer_shows_the_chain(&net.dir);
 
     // Run it again in the same directory: it reuses the consortium.
     let again = run(&[
