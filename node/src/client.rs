@@ -21,6 +21,36 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Extra time allowed beyond a submission's own `wait_ms`.
 const SUBMIT_SLACK: Duration = Duration::from_secs(15);
 
+/// A refusal the node answered with a problem (any non-2xx but 404): its
+/// status, code and `Retry-After`. It is the error's source, so callers
+/// that can wait and try again (429, 503) find it with `downcast_ref`;
+/// it shows as the node's detail.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub status: u16,
+    /// The problem's code; empty when the body was not a problem.
+    pub code: String,
+    pub retry_after: Option<Duration>,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Refused {
+    /// Whether the node only asked the client to slow down (429) or come
+    /// back later (503): nothing was taken, and the same request may be
+    /// sent again after `retry_after`.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.status, 429 | 503)
+    }
+}
+
 /// The answer to a request that reached the node.
 pub enum Answer<T> {
     Ok(T),
@@ -79,6 +109,12 @@ impl Client {
         mut resp: ureq::http::Response<ureq::Body>,
     ) -> Result<Answer<serde_json::Value>> {
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let text = resp
             .body_mut()
             .with_config()
@@ -90,21 +126,27 @@ impl Client {
                 .with_context(|| format!("the answer to {path} is not JSON"))?;
             return Ok(Answer::Ok(v));
         }
-        let msg = match serde_json::from_str::<ProblemBody>(&text) {
-            Ok(e) => e.detail,
+        let (msg, code) = match serde_json::from_str::<ProblemBody>(&text) {
+            Ok(e) => (e.detail, e.code),
             Err(_) => {
                 let t: String = text.trim().chars().take(200).collect();
-                if t.is_empty() {
+                let msg = if t.is_empty() {
                     format!("HTTP {status}")
                 } else {
                     format!("HTTP {status}: {t}")
-                }
+                };
+                (msg, String::new())
             }
         };
         if status.as_u16() == 404 {
             return Ok(Answer::NotFound(msg));
         }
-        Err(anyhow!(msg))
+        Err(anyhow::Error::new(Refused {
+            status: status.as_u16(),
+            code,
+            retry_after,
+            detail: msg,
+        }))
     }
 
     /// `GET path`, as raw JSON; a 404 is an `Answer::NotFound`.

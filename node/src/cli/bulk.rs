@@ -389,6 +389,71 @@ struct Sent {
 /// one batch, and waits for them to commit. One [`Sent`] per row with
 /// payloads, in order; `true` when something was refused at admission
 /// (later nonces would then wait behind the refused one).
+/// Most times a batch, or the part of it the node was too busy to take,
+/// is sent again.
+const BUSY_RETRIES: u32 = 8;
+/// Longest wait between two tries, whatever `Retry-After` says.
+const BUSY_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// Whether a batch item was refused only because the node or the account
+/// was full for now (the same transaction may be sent again).
+fn refused_for_now(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("mempool-full" | "sender-full" | "busy" | "rate-limited")
+    )
+}
+
+/// Sends a batch, and sends again what the node refused only for being
+/// busy (a whole request answered 429 or 503, or items refused
+/// `mempool-full`, `sender-full`): after the node's `Retry-After` (or a
+/// doubling pause), at most [`BUSY_RETRIES`] times. One result per
+/// transaction, in order; what is still refused after the last try keeps
+/// its refusal.
+fn submit_patiently(c: &Client, txs: Vec<String>) -> Result<Vec<crate::api_types::BatchItem>> {
+    let mut results: Vec<Option<crate::api_types::BatchItem>> = vec![None; txs.len()];
+    let mut todo: Vec<usize> = (0..txs.len()).collect();
+    let mut pause = Duration::from_secs(1);
+    for attempt in 0..=BUSY_RETRIES {
+        let batch: Vec<String> = todo.iter().map(|&i| txs[i].clone()).collect();
+        let wait = match c.submit_batch(batch) {
+            Ok(answer) => {
+                let mut again = Vec::new();
+                for (&i, item) in todo.iter().zip(answer.results) {
+                    if item.error.is_some() && refused_for_now(item.code.as_deref()) {
+                        again.push(i);
+                    }
+                    results[i] = Some(item);
+                }
+                if again.is_empty() {
+                    break;
+                }
+                todo = again;
+                None
+            }
+            Err(e) => match e.downcast_ref::<crate::client::Refused>() {
+                Some(r) if r.is_retryable() && attempt < BUSY_RETRIES => r.retry_after,
+                _ => return Err(e),
+            },
+        };
+        if attempt == BUSY_RETRIES {
+            break;
+        }
+        let wait = wait.unwrap_or(pause).min(BUSY_WAIT_MAX);
+        pause = (pause * 2).min(BUSY_WAIT_MAX);
+        eprintln!(
+            "the node is busy: sending {} transaction(s) again in {} s",
+            todo.len(),
+            wait.as_secs().max(1)
+        );
+        std::thread::sleep(wait);
+    }
+    results
+        .into_iter()
+        .map(|r| r.ok_or_else(|| anyhow::anyhow!("the node answered no result for a transaction")))
+        .collect()
+}
+
 fn send_rows(
     c: &Client,
     signer: &mut Signer,
@@ -423,11 +488,11 @@ fn send_rows(
         (rows, true)
     };
     if !all.is_empty() {
-        let answer = match c.submit_batch(all) {
+        let results = match submit_patiently(c, all) {
             Ok(a) => a,
             Err(e) => return Ok(unknown(format!("sending the batch failed: {e:#}"))),
         };
-        for item in answer.results {
+        for item in results {
             if let (Some(id), Some(err)) = (item.id, item.error) {
                 let code = item.code.unwrap_or_default();
                 // A copy the node already holds (an earlier run that was
@@ -1006,4 +1071,122 @@ pub fn settle_file(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod busy_tests {
+    #![allow(clippy::unwrap_used)]
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A node that answers each batch request with the next scripted
+    /// answer, and records which transactions each request carried.
+    fn scripted(answers: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<Vec<String>>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            let mut answers = answers.into_iter();
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let mut r = BufReader::new(stream.try_clone().unwrap());
+                let mut w = stream;
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    let mut first = true;
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        first = false;
+                        let l = line.trim_end();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                    if first {
+                        break;
+                    }
+                    let mut body = vec![0; len];
+                    r.read_exact(&mut body).unwrap();
+                    let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let txs: Vec<String> = serde_json::from_value(req["txs"].clone()).unwrap();
+                    log.lock().unwrap().push(txs);
+                    let Some((status, text)) = answers.next() else {
+                        return;
+                    };
+                    let kind = if status == 200 {
+                        "application/json"
+                    } else {
+                        "application/problem+json"
+                    };
+                    let extra = if status == 200 {
+                        ""
+                    } else {
+                        "retry-after: 0\r\n"
+                    };
+                    let _ = write!(
+                        w,
+                        "HTTP/1.1 {status} X\r\ncontent-type: {kind}\r\n{extra}content-length: {}\r\n\r\n{text}",
+                        text.len()
+                    );
+                }
+            }
+        });
+        (url, seen)
+    }
+
+    fn item(id: u8, code: Option<&str>) -> serde_json::Value {
+        serde_json::json!({
+            "id": hex::encode([id; 32]),
+            "error": code.map(|c| format!("refused: {c}")),
+            "code": code,
+        })
+    }
+
+    #[test]
+    fn a_busy_node_gets_what_it_refused_again_and_only_that() {
+        let busy = r#"{"type":"/v1/problems#busy","title":"busy","status":503,"detail":"busy","code":"busy"}"#;
+        let first = serde_json::json!({"admitted": 1, "results": [
+            item(1, None), item(2, Some("sender-full")), item(3, Some("bad-signature"))
+        ]});
+        let second = serde_json::json!({"admitted": 1, "results": [item(2, None)]});
+        let (url, seen) = scripted(vec![
+            (503, busy.into()),
+            (200, first.to_string()),
+            (200, second.to_string()),
+        ]);
+        let c = Client::new(&url).unwrap();
+        let txs: Vec<String> = ["aa", "bb", "cc"].map(String::from).to_vec();
+        let out = submit_patiently(&c, txs).unwrap();
+        assert_eq!(out.len(), 3);
+        assert!(out[0].error.is_none() && out[1].error.is_none());
+        // A refusal that is not about load is kept, not retried.
+        assert_eq!(out[2].code.as_deref(), Some("bad-signature"));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![vec!["aa", "bb", "cc"], vec!["aa", "bb", "cc"], vec!["bb"]]
+        );
+    }
+
+    #[test]
+    fn a_refusal_that_is_not_about_load_is_not_retried() {
+        let bad = r#"{"type":"/v1/problems#bad-request","title":"bad","status":400,"detail":"no","code":"bad-request"}"#;
+        let (url, seen) = scripted(vec![(400, bad.into())]);
+        let c = Client::new(&url).unwrap();
+        let e = submit_patiently(&c, vec!["aa".into()]).unwrap_err();
+        let r = e.downcast_ref::<crate::client::Refused>().unwrap();
+        assert_eq!((r.status, r.code.as_str()), (400, "bad-request"));
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
 }
