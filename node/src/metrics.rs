@@ -18,6 +18,9 @@ pub struct PhaseLabel {
 
 pub struct Metrics {
     registry: Registry,
+    /// libp2p's own metrics (`aidledger_libp2p_*`), recorded by the
+    /// network task from its swarm events.
+    pub libp2p: std::sync::Arc<aidledger_network::Libp2pMetrics>,
     pub height: Gauge,
     pub next_due_seconds: Gauge,
     pub upgrade_missing_modules: Gauge,
@@ -119,6 +122,7 @@ impl Metrics {
             }),
             block_txs: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             registry: Registry::default(),
+            libp2p: std::sync::Arc::new(aidledger_network::Libp2pMetrics::new(&mut registry)),
         };
         let gauges: [(&str, &str, &Gauge); 8] = [
             (
@@ -346,7 +350,9 @@ fn openmetrics_to_text(om: &str) -> String {
         .collect();
     let mut out = String::with_capacity(om.len() + 16 * counters.len());
     for line in om.lines() {
-        if line == "# EOF" {
+        // The text format has no end marker and no units (libp2p's
+        // metrics declare some; the unit is in their names too).
+        if line == "# EOF" || line.starts_with("# UNIT ") {
             continue;
         }
         let head = ["# HELP ", "# TYPE "]
@@ -419,6 +425,12 @@ mod tests {
         assert!(plain.contains("# HELP aidledger_view_changes_total View changes seen"));
         assert!(plain.contains("# TYPE aidledger_height gauge\n"));
         assert!(!plain.contains("# EOF"));
+        assert!(!plain.contains("# UNIT"));
+        // libp2p's own metrics are there, with help text (checked above).
+        assert!(
+            types.keys().any(|n| n.starts_with("aidledger_libp2p_")),
+            "{text}"
+        );
         let samples = |t: &str| t.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(samples(&plain), samples(&text));
     }

@@ -402,14 +402,20 @@ async fn run_async(
         &genesis,
         members.iter().map(|(_, p)| *p).collect(),
     )?;
-    let (net, net_rx) =
-        aidledger_network::spawn(net_cfg.clone(), identity_from_seed(network_key)?)?;
-
     let shared = Arc::new(Shared {
         snapshot: RwLock::new(Snapshot::default()),
         commits: broadcast::channel(1024).0,
         metrics: Metrics::new(),
     });
+    let stats = aidledger_network::NetStats {
+        libp2p: Some(shared.metrics.libp2p.clone()),
+        ..Default::default()
+    };
+    let (net, net_rx) = aidledger_network::spawn_with_stats(
+        net_cfg.clone(),
+        identity_from_seed(network_key)?,
+        Arc::new(stats),
+    )?;
     let (driver_tx, driver_rx) = mpsc::channel(DRIVER_CHANNEL);
     let is_validator = parent.validator_set.index_of(&me).is_some();
     let info = Arc::new(NodeInfo {

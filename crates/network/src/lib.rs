@@ -218,9 +218,29 @@ enum Command {
     Shutdown(tokio::sync::oneshot::Sender<()>),
 }
 
+/// libp2p's own metrics (connections, their durations and errors,
+/// gossipsub, identify and ping events), registered once in the node's
+/// registry and kept across network restarts, as [`NetStats`] is.
+pub struct Libp2pMetrics(libp2p::metrics::Metrics);
+
+impl Libp2pMetrics {
+    /// Registers libp2p's metrics under `libp2p_` in `registry`.
+    pub fn new(registry: &mut libp2p::metrics::Registry) -> Libp2pMetrics {
+        Libp2pMetrics(libp2p::metrics::Metrics::new(registry))
+    }
+}
+
+impl std::fmt::Debug for Libp2pMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Libp2pMetrics")
+    }
+}
+
 /// Counters the node exports as metrics.
 #[derive(Debug, Default)]
 pub struct NetStats {
+    /// libp2p's own metrics, when the node exports them.
+    pub libp2p: Option<Arc<Libp2pMetrics>>,
     pub gossip_in: AtomicU64,
     pub gossip_rejected: AtomicU64,
     pub tx_gossip_dropped: AtomicU64,
@@ -484,6 +504,19 @@ fn gossip_config(
         })
         .build()
         .map_err(|e| NetError::Transport(e.to_string()))
+}
+
+/// Hands a swarm event, and the protocol events inside it, to libp2p's
+/// recorders.
+fn record(m: &libp2p::metrics::Metrics, ev: &SwarmEvent<BehaviourEvent>) {
+    use libp2p::metrics::Recorder;
+    m.record(ev);
+    match ev {
+        SwarmEvent::Behaviour(BehaviourEvent::Gossip(e) | BehaviourEvent::Cons(e)) => m.record(e),
+        SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => m.record(e),
+        SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => m.record(e),
+        _ => {}
+    }
 }
 
 /// Starts the network task on the current tokio runtime.
@@ -793,6 +826,9 @@ impl Task {
     }
 
     async fn swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) -> Result<(), ()> {
+        if let Some(m) = &self.stats.libp2p {
+            record(&m.0, &ev);
+        }
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
