@@ -385,10 +385,6 @@ struct Sent {
     detail: String,
 }
 
-/// Signs each row's payloads with consecutive nonces, sends them all in
-/// one batch, and waits for them to commit. One [`Sent`] per row with
-/// payloads, in order; `true` when something was refused at admission
-/// (later nonces would then wait behind the refused one).
 /// Most times a batch, or the part of it the node was too busy to take,
 /// is sent again.
 const BUSY_RETRIES: u32 = 8;
@@ -404,13 +400,19 @@ fn refused_for_now(code: Option<&str>) -> bool {
     )
 }
 
-/// Sends a batch, and sends again what the node refused only for being
-/// busy (a whole request answered 429 or 503, or items refused
-/// `mempool-full`, `sender-full`): after the node's `Retry-After` (or a
-/// doubling pause), at most [`BUSY_RETRIES`] times. One result per
-/// transaction, in order; what is still refused after the last try keeps
-/// its refusal.
-fn submit_patiently(c: &Client, txs: Vec<String>) -> Result<Vec<crate::api_types::BatchItem>> {
+/// Sends a batch (`txs`, the encoded transactions, and their `ids`), and
+/// sends again what the node refused only for being busy (a whole request
+/// answered 429 or 503, or items refused `mempool-full`, `sender-full`):
+/// after the node's `Retry-After` (or a doubling pause), at most
+/// [`BUSY_RETRIES`] times. One result per transaction, in order; what is
+/// still refused after the last try keeps its refusal, and what the node
+/// took on an earlier try keeps its answer. An error means the fate of the
+/// last request is unknown.
+fn submit_patiently(
+    c: &Client,
+    txs: Vec<String>,
+    ids: &[Hash],
+) -> Result<Vec<crate::api_types::BatchItem>> {
     let mut results: Vec<Option<crate::api_types::BatchItem>> = vec![None; txs.len()];
     let mut todo: Vec<usize> = (0..txs.len()).collect();
     let mut pause = Duration::from_secs(1);
@@ -432,7 +434,18 @@ fn submit_patiently(c: &Client, txs: Vec<String>) -> Result<Vec<crate::api_types
                 None
             }
             Err(e) => match e.downcast_ref::<crate::client::Refused>() {
-                Some(r) if r.is_retryable() && attempt < BUSY_RETRIES => r.retry_after,
+                // A whole request refused for load: the node took none of it.
+                Some(r) if r.is_retryable() => {
+                    for &i in &todo {
+                        results[i] = Some(crate::api_types::BatchItem {
+                            id: ids.get(i).copied(),
+                            error: Some(r.detail.clone()),
+                            code: Some(r.code.clone()),
+                            included_at: None,
+                        });
+                    }
+                    r.retry_after
+                }
                 _ => return Err(e),
             },
         };
@@ -454,6 +467,10 @@ fn submit_patiently(c: &Client, txs: Vec<String>) -> Result<Vec<crate::api_types
         .collect()
 }
 
+/// Signs each row's payloads with consecutive nonces, sends them all in
+/// one batch, and waits for them to commit. One [`Sent`] per row with
+/// payloads, in order; `true` when something was refused at admission
+/// (later nonces would then wait behind the refused one).
 fn send_rows(
     c: &Client,
     signer: &mut Signer,
@@ -488,7 +505,8 @@ fn send_rows(
         (rows, true)
     };
     if !all.is_empty() {
-        let results = match submit_patiently(c, all) {
+        let ids: Vec<Hash> = signed.iter().flatten().map(SignedTx::id).collect();
+        let results = match submit_patiently(c, all, &ids) {
             Ok(a) => a,
             Err(e) => return Ok(unknown(format!("sending the batch failed: {e:#}"))),
         };
@@ -1167,7 +1185,8 @@ mod busy_tests {
         ]);
         let c = Client::new(&url).unwrap();
         let txs: Vec<String> = ["aa", "bb", "cc"].map(String::from).to_vec();
-        let out = submit_patiently(&c, txs).unwrap();
+        let ids: Vec<Hash> = (1..=3).map(|b| Hash([b; 32])).collect();
+        let out = submit_patiently(&c, txs, &ids).unwrap();
         assert_eq!(out.len(), 3);
         assert!(out[0].error.is_none() && out[1].error.is_none());
         // A refusal that is not about load is kept, not retried.
@@ -1180,11 +1199,29 @@ mod busy_tests {
     }
 
     #[test]
+    fn a_node_busy_to_the_end_leaves_the_refusal_and_keeps_what_it_took() {
+        let busy = r#"{"type":"/v1/problems#busy","title":"busy","status":503,"detail":"busy now","code":"busy"}"#;
+        let first = serde_json::json!({"admitted": 1, "results": [
+            item(1, None), item(2, Some("sender-full"))
+        ]});
+        let mut answers = vec![(200, first.to_string())];
+        answers.extend((0..BUSY_RETRIES).map(|_| (503, busy.to_string())));
+        let (url, seen) = scripted(answers);
+        let c = Client::new(&url).unwrap();
+        let ids: Vec<Hash> = (1..=2).map(|b| Hash([b; 32])).collect();
+        let out = submit_patiently(&c, vec!["aa".into(), "bb".into()], &ids).unwrap();
+        assert!(out[0].error.is_none(), "what the node took stays taken");
+        assert_eq!(out[1].id, Some(ids[1]));
+        assert_eq!(out[1].code.as_deref(), Some("busy"));
+        assert_eq!(seen.lock().unwrap().len(), 1 + BUSY_RETRIES as usize);
+    }
+
+    #[test]
     fn a_refusal_that_is_not_about_load_is_not_retried() {
         let bad = r#"{"type":"/v1/problems#bad-request","title":"bad","status":400,"detail":"no","code":"bad-request"}"#;
         let (url, seen) = scripted(vec![(400, bad.into())]);
         let c = Client::new(&url).unwrap();
-        let e = submit_patiently(&c, vec!["aa".into()]).unwrap_err();
+        let e = submit_patiently(&c, vec!["aa".into()], &[Hash([1; 32])]).unwrap_err();
         let r = e.downcast_ref::<crate::client::Refused>().unwrap();
         assert_eq!((r.status, r.code.as_str()), (400, "bad-request"));
         assert_eq!(seen.lock().unwrap().len(), 1);
