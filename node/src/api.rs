@@ -44,8 +44,8 @@ pub struct AppState {
     pub pool: AdmissionPool,
     pub shared: Arc<Shared>,
     pub info: Arc<NodeInfo>,
-    /// The last report built, for the report routes (`crate::api_explore`).
-    pub reports: Arc<crate::api_explore::ReportCache>,
+    /// What the explorer's reads share (`crate::api_explore`).
+    pub explore: Arc<crate::api_explore::ExploreCache>,
 }
 
 pub struct NodeInfo {

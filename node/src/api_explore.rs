@@ -22,9 +22,10 @@ use crate::problem::{Problem, ProblemBody};
 
 /// Most blocks on one page of `/v1/blocks` (each is read whole).
 pub const BLOCKS_PAGE_MAX: usize = 100;
-/// Most plans on one page of a program's plans (each tranche's condition
-/// is evaluated, leaf by leaf, against state).
-pub const PLANS_PAGE_MAX: usize = 100;
+/// Most plans on one page of a program's plans (each waiting tranche's
+/// condition is evaluated, leaf by leaf, against state: at most 32
+/// tranches of at most 64 nodes each per plan).
+pub const PLANS_PAGE_MAX: usize = 20;
 /// Blocks on a page when the client does not say.
 pub const BLOCKS_PAGE_DEFAULT: usize = 20;
 /// How long a built report is served before a newer head rebuilds it.
@@ -102,6 +103,23 @@ impl SetHistory {
             genesis: genesis.validators,
             changes,
         })
+    }
+
+    /// The history, loaded once and loaded again only when a set change
+    /// was committed after the last one it holds (one key probe).
+    pub(crate) fn current(
+        store: &RocksStore,
+        cache: &ExploreCache,
+    ) -> Result<Arc<SetHistory>, Problem> {
+        if let Some(h) = locked(&cache.sets).clone() {
+            let last = h.changes.last().map_or(0, |c| c.header.height);
+            if store.set_changes(last, 1).map_err(internal)?.is_empty() {
+                return Ok(h);
+            }
+        }
+        let h = Arc::new(SetHistory::load(store)?);
+        *locked(&cache.sets) = Some(h.clone());
+        Ok(h)
     }
 
     /// The set that certified the block at `height`.
@@ -208,11 +226,12 @@ pub(crate) async fn blocks(
         ),
     };
     let store = s.store.clone();
+    let cache = s.explore.clone();
     blocking(move || {
         let head = store.head().map_err(internal)?.map_or(0, |h| h.height);
         let base = store.base().map_err(internal)?.max(1);
         let top = below.map_or(head, |b| b.saturating_sub(1).min(head));
-        let sets = SetHistory::load(&store)?;
+        let sets = SetHistory::current(&store, &cache)?;
         let mut items = Vec::with_capacity(limit);
         let mut h = top;
         while h >= base && items.len() < limit {
@@ -291,24 +310,25 @@ pub(crate) async fn applications(
 pub(crate) struct PlanPageQuery {
     /// The `next` of the page before; absent for the first page.
     after: Option<String>,
-    /// Plans on the page: 1 to 100, 100 when absent.
-    #[param(minimum = 1, maximum = 100)]
+    /// Plans on the page: 1 to 20, 20 when absent.
+    #[param(minimum = 1, maximum = 20)]
     limit: Option<usize>,
 }
 
-/// A plan with, for each tranche, whether its condition holds now and
-/// which parts of it do.
+/// A plan with, for each tranche that still waits, whether its condition
+/// holds now and which parts of it do.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PlanView {
     pub plan: Plan,
     /// Whether the plan has the approvals it needs to release.
     pub approved: bool,
-    /// One per tranche, in the plan's order.
+    /// One per pending tranche, in the plan's order (released and
+    /// cancelled tranches are not evaluated).
     pub tranches: Vec<TrancheView>,
 }
 
-/// A tranche's condition evaluated at the last block, as the contracts
-/// evaluate it (for a released tranche it no longer matters).
+/// A pending tranche's condition evaluated at the last block, as the
+/// contracts evaluate it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TrancheView {
     pub id: Slug,
@@ -345,14 +365,6 @@ pub(crate) async fn program_plans(
         ));
     }
     let program = Slug::new(id).map_err(|e| bad_request(e.to_string()))?;
-    let (height, time) = {
-        let snap = s
-            .shared
-            .snapshot
-            .read()
-            .map_err(|_| internal("the node's status is unavailable"))?;
-        (snap.height, Timestamp(snap.last_block_time_ms))
-    };
     let store = s.store.clone();
     blocking(move || {
         if store
@@ -362,12 +374,29 @@ pub(crate) async fn program_plans(
         {
             return Err(Problem::new("not-found", format!("no program {program}")));
         }
-        let plans = crate::api::list_page(&store, keys::PLAN_PREFIX, &q, |p: &Plan| {
+        let page = crate::api::list_page(&store, keys::PLAN_PREFIX, &q, |p: &Plan| {
             Ok(p.program == program)
         })?;
-        let state = aidledger_audit::StoreState(store.as_ref());
-        let mut items = Vec::with_capacity(plans.items.len());
-        for plan in plans.items {
+        // Each plan is read again, and evaluated, at one moment: the head
+        // block's height and time with the state it left.
+        let view = store.point_in_time();
+        let (height, time) = match view.head().map_err(internal)? {
+            Some(h) => {
+                let b = view
+                    .block(h.height)
+                    .map_err(internal)?
+                    .ok_or_else(|| internal(format!("head block {} is missing", h.height)))?;
+                (h.height, b.header.timestamp)
+            }
+            None => (0, Timestamp(0)),
+        };
+        let state = aidledger_audit::ViewState(&view);
+        let mut items = Vec::with_capacity(page.items.len());
+        for listed in page.items {
+            let Some(bytes) = view.state_get(&keys::plan(&listed.id)).map_err(internal)? else {
+                continue;
+            };
+            let plan: Plan = codec::decode(&bytes).map_err(internal)?;
             let checks = aidledger_execution::read_tranche_checks(&state, height, time, &plan)
                 .map_err(internal)?;
             items.push(PlanView {
@@ -386,7 +415,7 @@ pub(crate) async fn program_plans(
         }
         Ok(Page {
             items,
-            next: plans.next,
+            next: page.next,
         })
     })
     .await
@@ -394,12 +423,26 @@ pub(crate) async fn program_plans(
 
 // --------------------------------------------------------------- reports
 
-/// The last report built, shared by every request for
-/// [`REPORT_FRESH`] or until the head moves, whichever is later: a report
-/// reads the whole state, so requests must not each build one.
+/// What the explorer's reads share between requests: the last report
+/// built, and the validator-set history.
+///
+/// A report reads the whole state, so one is built at a time, in a task of
+/// its own that fills the cache whatever happens to the request that
+/// started it. While a newer one is built, readers get the last one (its
+/// `as_of` says which block it is of); only the very first report is
+/// waited for.
 #[derive(Default)]
-pub struct ReportCache {
-    slot: tokio::sync::Mutex<Option<CachedReport>>,
+pub struct ExploreCache {
+    reports: std::sync::Mutex<Reports>,
+    sets: std::sync::Mutex<Option<Arc<SetHistory>>>,
+}
+
+#[derive(Default)]
+struct Reports {
+    last: Option<CachedReport>,
+    building: bool,
+    /// Requests waiting for the first report.
+    waiting: Vec<tokio::sync::oneshot::Sender<Result<Arc<Report>, String>>>,
 }
 
 struct CachedReport {
@@ -408,30 +451,61 @@ struct CachedReport {
     report: Arc<Report>,
 }
 
-/// The report as of the head (or at most [`REPORT_FRESH`] older). One is
-/// built at a time; requests that arrive meanwhile wait for it.
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The report as of the head, or the last one built while a newer one is
+/// under way (at most [`REPORT_FRESH`] older when the head moved).
 async fn current_report(s: &AppState) -> Result<Arc<Report>, Problem> {
-    let mut slot = s.reports.slot.lock().await;
     let head = s.store.head().map_err(internal)?.map_or(0, |h| h.height);
-    if let Some(c) = slot.as_ref() {
-        if c.height == head || c.built.elapsed() < REPORT_FRESH {
-            return Ok(c.report.clone());
+    let first = {
+        let mut r = locked(&s.explore.reports);
+        if let Some(l) = r
+            .last
+            .as_ref()
+            .filter(|l| l.height >= head || l.built.elapsed() < REPORT_FRESH)
+        {
+            return Ok(l.report.clone());
         }
-    }
-    let store = s.store.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        let snap = report::point_in_time_snapshot(store.as_ref()).map_err(internal)?;
-        report::build(&snap, None).map_err(internal)
-    })
-    .await
-    .map_err(internal)??;
-    let report = Arc::new(report);
-    *slot = Some(CachedReport {
-        height: report.as_of.height,
-        built: tokio::time::Instant::now(),
-        report: report.clone(),
+        if !r.building {
+            r.building = true;
+            build_report(s.store.clone(), s.explore.clone());
+        }
+        if let Some(l) = &r.last {
+            return Ok(l.report.clone());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        r.waiting.push(tx);
+        rx
+    };
+    first
+        .await
+        .map_err(|_| internal("the report build ended without an answer"))?
+        .map_err(internal)
+}
+
+/// Builds a report from one point in time off the async workers, and puts
+/// it in the cache.
+fn build_report(store: Arc<RocksStore>, cache: Arc<ExploreCache>) {
+    tokio::task::spawn_blocking(move || {
+        let built = report::point_in_time_snapshot(store.as_ref())
+            .and_then(|snap| report::build(&snap, None))
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        let mut r = locked(&cache.reports);
+        r.building = false;
+        if let Ok(report) = &built {
+            r.last = Some(CachedReport {
+                height: report.as_of.height,
+                built: tokio::time::Instant::now(),
+                report: report.clone(),
+            });
+        }
+        for w in r.waiting.drain(..) {
+            let _ = w.send(built.clone());
+        }
     });
-    Ok(report)
 }
 
 /// One region code's totals in one currency.

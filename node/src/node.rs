@@ -501,7 +501,7 @@ async fn run_async(
             pool: pool.clone(),
             shared,
             info,
-            reports: Default::default(),
+            explore: Default::default(),
         },
         cfg.api.body_max_bytes,
     );

@@ -151,7 +151,7 @@ mod tests {
                 genesis_hash: Hash::ZERO,
                 admin_token: None,
             }),
-            reports: Default::default(),
+            explore: Default::default(),
         }
     }
 

@@ -461,10 +461,10 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
             "height",
         ),
         (
-            "a plan page over 100",
-            "/v1/programs/some-fund/plans?limit=101",
+            "a plan page over 20",
+            "/v1/programs/some-fund/plans?limit=21",
             "bad-limit",
-            "100",
+            "1 to 20",
         ),
         (
             "an application filter that is no program id",

@@ -287,7 +287,7 @@ fn answers_fit_the_document(api: &str) {
     assert_eq!(blocks["items"].as_array().unwrap().len(), 3, "{blocks}");
     let apps = check("/v1/applications", "/v1/applications");
     assert!(!apps["items"].as_array().unwrap().is_empty(), "{apps}");
-    let mut waits = 0;
+    let mut plans_seen = 0;
     for p in programs["items"].as_array().unwrap() {
         let id = p["id"].as_str().unwrap();
         check(
@@ -299,32 +299,51 @@ fn answers_fit_the_document(api: &str) {
             &format!("/v1/programs/{id}/plans"),
         );
         for v in plans["items"].as_array().unwrap() {
-            let tranches = v["tranches"].as_array().unwrap();
-            assert_eq!(
-                tranches.len(),
-                v["plan"]["tranches"].as_array().unwrap().len()
-            );
-            waits += tranches
+            plans_seen += 1;
+            // Only tranches that still wait are evaluated (the demo's have
+            // all released by now; contracts/tests/conditions.rs checks
+            // the verdicts).
+            let pending = v["plan"]["tranches"]
+                .as_array()
+                .unwrap()
                 .iter()
-                .filter(|t| t["leaves"].as_array().is_some_and(|l| !l.is_empty()))
+                .filter(|t| t["status"].get("pending").is_some())
                 .count();
+            assert_eq!(v["tranches"].as_array().unwrap().len(), pending, "{v}");
         }
     }
-    assert!(waits > 0, "the demo's plan has conditions to explain");
+    assert!(plans_seen > 0, "the demo has a plan");
+    // The block list runs down from the head to block 1 with no gap.
+    let (blocks, _) = walk(api, "/v1/blocks?limit=7", &["items"]);
+    let heights: Vec<u64> = blocks[0]
+        .iter()
+        .map(|b| b["height"].as_u64().unwrap())
+        .collect();
+    assert_eq!(heights.last(), Some(&1), "{heights:?}");
+    assert!(heights.windows(2).all(|w| w[0] == w[1] + 1), "{heights:?}");
     let regions = check("/v1/reports/regions", "/v1/reports/regions");
-    let code = regions["rows"][0]["region"].as_str().unwrap();
+    // A township's code (three segments), so that its county covers it.
+    let code = regions["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["region"].as_str())
+        .find(|r| r.split('/').count() == 3)
+        .expect("a township's row");
     let one = check(
         "/v1/reports/region",
         &format!("/v1/reports/region?code={code}"),
     );
     assert_eq!(one["region"], code);
-    // A county (two segments) covers its townships' rows.
     let county = code.split('/').take(2).collect::<Vec<_>>().join("/");
     let whole = check(
         "/v1/reports/region",
         &format!("/v1/reports/region?code={county}"),
     );
-    assert!(whole["rows"].as_array().unwrap().len() >= one["rows"].as_array().unwrap().len());
+    assert!(
+        whole["rows"].as_array().unwrap().len() > one["rows"].as_array().unwrap().len(),
+        "the county {county} has its own row and {code}'s: {whole}"
+    );
     let head = latest["header"]["height"].as_u64().unwrap();
     let with_txs = (1..=head.min(40))
         .map(|h| get(api, &format!("/v1/blocks/{h}")))

@@ -132,10 +132,12 @@ pub struct TrancheCheck {
     pub leaves: Vec<contracts::condition::LeafState>,
 }
 
-/// Each tranche's condition of `plan`, evaluated as the contracts would at
-/// `time` (the last block's) over committed state: what a reader is told
-/// about a tranche that waits. Reads only; the plan's application, if it
-/// has one, is read from state for its approvals.
+/// The condition of each tranche of `plan` that still waits (pending),
+/// evaluated as the contracts would at `time` (the last block's) over
+/// committed state: what a reader is told about a tranche that waits.
+/// Released and cancelled tranches are not evaluated. Reads only; the
+/// plan's application, if it has one, is read from state for its
+/// approvals.
 pub fn read_tranche_checks(
     state: &dyn StateRead,
     height: u64,
@@ -157,6 +159,7 @@ pub fn read_tranche_checks(
     let base = Base(state);
     plan.tranches
         .iter()
+        .filter(|t| matches!(t.status, contracts::TrancheStatus::Pending { .. }))
         .map(|t| {
             let (holds, leaves) =
                 contracts::condition::explain(&t.condition, &base, height, time, &env).map_err(

@@ -168,6 +168,7 @@ const I18N = {
     'prog.flow.none': 'No money has been deposited yet.',
     'prog.flow.note': 'Band widths are proportional to the amounts.',
     'prog.plans': 'Disbursement plans',
+    'minor.units': '{n} (minor units)',
     'prog.plans.none': 'No plans yet.',
     'prog.plans.fallback': 'This node does not yet report condition checks; plans are shown without them.',
     'prog.releases': 'Releases (disbursements)',
@@ -481,6 +482,7 @@ const I18N = {
     'prog.flow.none': '尚无资金入账。',
     'prog.flow.note': '色带宽度与金额成正比。',
     'prog.plans': '拨付计划',
+    'minor.units': '{n}（最小货币单位）',
     'prog.plans.none': '尚无拨付计划。',
     'prog.plans.fallback': '本节点暂不提供拨付条件核查结果，以下计划不含条件判断。',
     'prog.releases': '拨付记录',
@@ -1111,7 +1113,9 @@ function unitOf(programId) {
 
 function moneyOf(programId, minor) {
   const u = unitOf(programId);
-  return u ? money(minor, u.currency, u.decimals) : str(minor);
+  // Without the program's currency and decimals the amount cannot be
+  // shown as money: say it is in minor units rather than misread it.
+  return u ? money(minor, u.currency, u.decimals) : t('minor.units', { n: str(minor) });
 }
 
 /** Decimals per currency, from the programs that use it. */
@@ -1754,7 +1758,7 @@ async function loadTrace(id) {
 /** The program's plans with condition checks; on an older node, the plans
  * named in the ledger, unchecked. */
 async function loadPlans(id, trace) {
-  const r = missing.has('plans') ? { ok: false, status: 404, problem: { detail: 'no route' } } : await allPages('/v1/programs/' + encodeURIComponent(id) + '/plans', 100, LIST_PAGE_CAP);
+  const r = missing.has('plans') ? { ok: false, status: 404, problem: { detail: 'no route' } } : await allPages('/v1/programs/' + encodeURIComponent(id) + '/plans', 20, LIST_PAGE_CAP);
   if (r.ok || !routeMissing(r)) return r;
   missing.add('plans');
   const ids = new Set();
@@ -1916,7 +1920,7 @@ function ledgerTable(list, opts) {
 function anomalyDetail(kind, rel) {
   const [code, f] = tagOf(kind);
   const x = f || {};
-  const relMoney = (id, v) => { const r = rel && rel.get(str(id)); return r ? moneyOf(r.program, v) : str(v); };
+  const relMoney = (id, v) => { const r = rel && rel.get(str(id)); return r ? moneyOf(r.program, v) : t('minor.units', { n: str(v) }); };
   switch (code) {
     case 'conflicting-attestation':
       return h('span', null, t('ak.conflict', { claim: str(x.claim), a: orgName(x.first_org), va: attestText(x.first), b: orgName(x.second_org), vb: attestText(x.second) }));
@@ -1986,7 +1990,7 @@ async function pageApplications(ctx) {
   const holder = h('div');
   const cols = [t('id'), t('program'), t('app.applicant'), t('region'), { label: t('app.requested'), num: true }, t('status'), t('app.votes'), t('app.submitted')];
   const row = (x) => [appLink(x.id), programLink(x.program), orgLink(x.applicant), regionLink(x.region),
-    unitOf(x.program) ? moneyFig('requested', x.requested, unitOf(x.program).currency, unitOf(x.program).decimals, { 'data-application': str(x.id) }) : figure('requested', x.requested, str(x.requested), { 'data-application': str(x.id) }),
+    unitOf(x.program) ? moneyFig('requested', x.requested, unitOf(x.program).currency, unitOf(x.program).decimals, { 'data-application': str(x.id) }) : figure('requested', x.requested, t('minor.units', { n: str(x.requested) }), { 'data-application': str(x.id) }),
     statusBadge('appstatus', x.status), votesSummary(x), heightLink(x.submitted_height)];
   const items = Array.isArray(page.items) ? page.items : [];
   let next = page.next;
@@ -2018,7 +2022,7 @@ async function pageApplication(ctx) {
   const prog = (trace && trace.program) || programsById.get(str(app.program)) || null;
   const cur = prog ? str(prog.currency) : '';
   const dec = prog ? Number(prog.decimals) || 0 : 0;
-  const M = (v) => (prog ? money(v, cur, dec) : str(v));
+  const M = (v) => (prog ? money(v, cur, dec) : t('minor.units', { n: str(v) }));
   const head = h('header', { class: 'page-head' }, h('h1', null, t('app.title', { id: str(app.id) }), ' ', statusBadge('appstatus', app.status)), h('p', { class: 'sub' }, str(app.purpose)));
   const info = facts([
     [t('program'), programLink(app.program)],
@@ -2036,12 +2040,15 @@ async function pageApplication(ctx) {
   const policyOrgs = policy ? (policy.orgs || []).map(str) : [];
   const voters = Object.keys(votes);
   const orgsShown = policyOrgs.concat(voters.filter((o) => !policyOrgs.includes(o)));
-  const voteRows = orgsShown.map((o) => [o, votes[o] || null]);
+  // Organisation ids are ledger data: `constructor` is a valid one, so
+  // votes are read as own properties only.
+  const vote = (o) => (Object.prototype.hasOwnProperty.call(votes, o) ? votes[o] : null);
+  const voteRows = orgsShown.map((o) => [o, vote(o)]);
   let verdict;
   if (policy) {
     const need = Number(str(policy.threshold)) || 0;
-    const have = policyOrgs.filter((o) => votes[o] && votes[o].approve).length;
-    const waiting = policyOrgs.filter((o) => !votes[o]);
+    const have = policyOrgs.filter((o) => vote(o) && vote(o).approve).length;
+    const waiting = policyOrgs.filter((o) => !vote(o));
     verdict = have >= need ? note(t('app.policy.met', { have, need }), 'ok')
       : h('p', { class: 'note note-bad' }, t('app.policy.needs', { n: need - have, have, need }), ' ', join(waiting.map(orgLink)));
   } else {
@@ -2057,7 +2064,7 @@ async function pageApplication(ctx) {
     parts.push(section(t('app.money'), problemBox(tr.problem)));
   } else {
     if (trace.plan) {
-      const views = missing.has('plans') ? { ok: false } : await allPages('/v1/programs/' + encodeURIComponent(str(app.program)) + '/plans', 100, LIST_PAGE_CAP);
+      const views = missing.has('plans') ? { ok: false } : await allPages('/v1/programs/' + encodeURIComponent(str(app.program)) + '/plans', 20, LIST_PAGE_CAP);
       if (routeMissing(views)) missing.add('plans');
       const pv = views.ok ? views.items.find((x) => x.plan && str(x.plan.id) === str(trace.plan.id)) : null;
       parts.push(section(t('prog.plans'), planCard(pv || { plan: trace.plan, approved: null, tranches: null }, cur, dec)));

@@ -185,9 +185,19 @@ impl Browser {
     }
 
     async fn visit(&mut self, fragment: &str, page: &str) {
+        let here = self
+            .c
+            .execute("return location.hash", vec![])
+            .await
+            .unwrap_or(Value::Null);
         self.stale().await;
-        let url = format!("{}/#{}", self.base, fragment);
-        self.c.goto(&url).await.expect("navigate");
+        if here.as_str() == Some(&format!("#{fragment}")) {
+            // The same fragment fires no navigation: load the page again.
+            self.c.refresh().await.expect("reload");
+        } else {
+            let url = format!("{}/#{}", self.base, fragment);
+            self.c.goto(&url).await.expect("navigate");
+        }
         self.wait_page(page).await;
     }
 
@@ -251,6 +261,19 @@ impl Browser {
             .unwrap();
         self.wait_page(page).await;
     }
+}
+
+/// `1234567` as `1,234,567`: how both locales group the integer part.
+fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn u(v: &Value, k: &str) -> u64 {
@@ -347,6 +370,32 @@ async fn walk(b: &mut Browser, x: &Expected) {
         }
     }
 
+    // The amounts are shown as money, with the program's decimals, not as
+    // minor units (the check above reads the exact integers).
+    let dep = u(main, "deposited");
+    let decimals = main["decimals"].as_u64().unwrap() as u32;
+    let grouped = group_thousands(dep / 10u64.pow(decimals));
+    b.visit(&format!("/programs/{first}"), "program").await;
+    let shown = b
+        .text(&format!(
+            "main [data-figure=\"deposited\"][data-program=\"{first}\"]"
+        ))
+        .await;
+    assert!(
+        shown.contains(&format!("{grouped}.{}", "0".repeat(decimals as usize))),
+        "deposited {dep} shows as {shown:?}"
+    );
+    // No markup from a title anywhere on the list of programs either.
+    b.visit("/programs", "programs").await;
+    let injected =
+        b.c.find_all(Locator::Css("body img, main script"))
+            .await
+            .unwrap();
+    assert!(
+        injected.is_empty(),
+        "a title became markup on the programs list"
+    );
+
     // The county report: totals as `audit report --region` prints them.
     let rg = &x.regional;
     let region = rg["region"].as_str().unwrap();
@@ -386,15 +435,28 @@ async fn walk(b: &mut Browser, x: &Expected) {
         b.figure("[data-figure=\"households-reached\"]").await,
         u(rg, "households_reached")
     );
-    // A county's totals add up to what its programs released.
+    // The regions, as the explorer shows them, add up to what the
+    // programs released (the province holds every program here).
+    b.visit("/regions", "regions").await;
+    let mut shown_released = 0u64;
+    for e in
+        b.c.find_all(Locator::Css("[data-figure=\"released\"][data-region]"))
+            .await
+            .unwrap()
+    {
+        shown_released += e
+            .attr("data-minor")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+    }
     let released: u64 = programs.iter().map(|p| u(p, "released")).sum();
-    let all_regions: u64 = report["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| u(r, "released"))
-        .sum();
-    assert_eq!(released, all_regions, "regions add up to the programs");
+    assert_eq!(
+        shown_released, released,
+        "the regions add up to the programs"
+    );
 
     // A household card: what it received is what the report says.
     let hh = &report["households"]["reached_list"][0];
@@ -437,8 +499,15 @@ async fn walk(b: &mut Browser, x: &Expected) {
     b.wait_page("block").await;
     b.shot("block-en").await;
     b.search("2", "block").await;
-    let shown = b.text("main#view").await;
-    assert!(shown.contains('2'), "{shown}");
+    let count =
+        b.c.find(Locator::Css("main [data-figure=\"tx-count\"]"))
+            .await
+            .unwrap();
+    assert_eq!(
+        count.attr("data-height").await.unwrap().as_deref(),
+        Some("2"),
+        "the search for height 2 shows block 2"
+    );
     b.search(first, "program").await;
     let tx = main["sources"]["deposited"]["txs"][0]
         .as_str()
@@ -461,6 +530,22 @@ async fn walk(b: &mut Browser, x: &Expected) {
         "nav in Chinese: {nav}"
     );
     b.shot("program-zh").await;
+    let heading = b.text("main h2").await;
+    assert!(
+        heading
+            .chars()
+            .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+        "the page's sections are in Chinese: {heading}"
+    );
+    let shown = b
+        .text(&format!(
+            "main [data-figure=\"deposited\"][data-program=\"{first}\"]"
+        ))
+        .await;
+    assert!(
+        shown.contains('¥') && shown.contains(&grouped),
+        "zh-CN money: {shown:?}"
+    );
     for (frag, page) in [
         ("/", "overview"),
         ("/regions", "regions"),
