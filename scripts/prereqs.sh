@@ -31,7 +31,9 @@ for extra in "$@"; do
     browser)
       [ -x /usr/bin/chromium ] || need_apt+=(chromium)
       [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
-      # A Chinese font, so that the zh-CN screenshots show characters.
+      # Fonts (installed without recommends, Chromium would have none of
+      # its own): Latin, and Chinese so that zh-CN pages show characters.
+      [ -d /usr/share/fonts/truetype/liberation ] || need_apt+=(fonts-liberation)
       [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need_apt+=(fonts-wqy-zenhei) ;;
   esac
 done
