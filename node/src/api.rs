@@ -73,7 +73,7 @@ pub type ApiFailure = Problem;
 
 type ApiResult<T> = Result<Json<T>, ApiFailure>;
 
-fn bad_request(msg: impl Into<String>) -> ApiFailure {
+pub(crate) fn bad_request(msg: impl Into<String>) -> ApiFailure {
     Problem::new("bad-request", msg.into())
 }
 /// A body that could not be read as the route's JSON: 413 when it is over
@@ -898,7 +898,7 @@ pub(crate) fn list_page<T: DeserializeOwned + serde::Serialize>(
 }
 
 /// A query string that did not parse: 400 with the reason.
-fn query_rejection(e: axum::extract::rejection::QueryRejection) -> ApiFailure {
+pub(crate) fn query_rejection(e: axum::extract::rejection::QueryRejection) -> ApiFailure {
     bad_request(e.body_text())
 }
 

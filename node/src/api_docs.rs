@@ -43,10 +43,19 @@ const INIT: &str = r##"window.addEventListener("load", function () {
 const CACHE: &str = "public, max-age=3600";
 
 fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
+    static_file(content_type, CACHE, body)
+}
+
+/// A file built into the binary, as the viewer and the explorer serve it.
+pub(crate) fn static_file(
+    content_type: &'static str,
+    cache: &'static str,
+    body: &'static [u8],
+) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, CACHE),
+            (header::CACHE_CONTROL, cache),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         body,

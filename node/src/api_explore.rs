@@ -16,8 +16,8 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{blocking, AppState};
-use crate::api_page::{internal, Page, PageQuery};
+use crate::api::{bad_request, blocking, query_rejection, AppState};
+use crate::api_page::{internal, page_limit, Page, PageQuery};
 use crate::problem::{Problem, ProblemBody};
 
 /// Most blocks on one page of `/v1/blocks` (each is read whole).
@@ -34,14 +34,6 @@ pub const REPORT_FRESH: Duration = Duration::from_secs(5);
 const SET_CHANGE_PAGES_MAX: usize = 64;
 
 type ApiResult<T> = Result<Json<T>, Problem>;
-
-fn bad_request(msg: impl Into<String>) -> Problem {
-    Problem::new("bad-request", msg.into())
-}
-
-fn query_rejection(e: axum::extract::rejection::QueryRejection) -> Problem {
-    bad_request(e.body_text())
-}
 
 // ---------------------------------------------------------------- blocks
 
@@ -201,16 +193,7 @@ pub(crate) async fn blocks(
     q: Result<Query<BlockPageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Page<BlockSummary>> {
     let Query(q) = q.map_err(query_rejection)?;
-    let limit = match q.limit {
-        None => BLOCKS_PAGE_DEFAULT,
-        Some(n) if (1..=BLOCKS_PAGE_MAX).contains(&n) => n,
-        Some(n) => {
-            return Err(Problem::new(
-                "bad-limit",
-                format!("limit {n} is out of range: a page holds 1 to {BLOCKS_PAGE_MAX} blocks"),
-            ))
-        }
-    };
+    let limit = page_limit(q.limit, BLOCKS_PAGE_DEFAULT, BLOCKS_PAGE_MAX)?;
     let below = match q.after.as_deref() {
         None => None,
         Some(a) => Some(
@@ -306,7 +289,6 @@ pub(crate) async fn applications(
 /// A plan page's bounds.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query; the handler reads a PageQuery
 pub(crate) struct PlanPageQuery {
     /// The `next` of the page before; absent for the first page.
     after: Option<String>,
@@ -355,15 +337,13 @@ pub struct TrancheView {
 pub(crate) async fn program_plans(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<PlanPageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Page<PlanView>> {
     let Query(q) = q.map_err(query_rejection)?;
-    if q.limit.is_some_and(|n| n > PLANS_PAGE_MAX) {
-        return Err(Problem::new(
-            "bad-limit",
-            format!("a page holds 1 to {PLANS_PAGE_MAX} plans (each is evaluated)"),
-        ));
-    }
+    let q = PageQuery {
+        limit: Some(page_limit(q.limit, PLANS_PAGE_MAX, PLANS_PAGE_MAX)?),
+        after: q.after,
+    };
     let program = Slug::new(id).map_err(|e| bad_request(e.to_string()))?;
     let store = s.store.clone();
     blocking(move || {

@@ -50,14 +50,7 @@ impl PageQuery {
     /// The page size: [`PAGE_DEFAULT`] when absent, refused outside
     /// 1..=[`PAGE_MAX`].
     pub fn limit(&self) -> Result<usize, Problem> {
-        match self.limit {
-            None => Ok(PAGE_DEFAULT),
-            Some(n) if (1..=PAGE_MAX).contains(&n) => Ok(n),
-            Some(n) => Err(Problem::new(
-                "bad-limit",
-                format!("limit {n} is out of range: a page holds 1 to {PAGE_MAX} items"),
-            )),
-        }
+        page_limit(self.limit, PAGE_DEFAULT, PAGE_MAX)
     }
 
     /// The key to continue after, checked to lie in `prefix`'s range.
@@ -66,6 +59,20 @@ impl PageQuery {
             .as_deref()
             .map(|c| cursor_key(c, prefix))
             .transpose()
+    }
+}
+
+/// A page size as given (`None`: `default`), refused outside 1..=`max`.
+/// Lists whose items cost more than a key read (blocks, evaluated plans)
+/// pass a smaller `max` than [`PAGE_MAX`].
+pub fn page_limit(given: Option<usize>, default: usize, max: usize) -> Result<usize, Problem> {
+    match given {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(Problem::new(
+            "bad-limit",
+            format!("limit {n} is out of range: a page holds 1 to {max} items"),
+        )),
     }
 }
 

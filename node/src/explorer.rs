@@ -7,8 +7,8 @@
 //! shows comes from a ledger that any signing key writes to, so the app
 //! builds its DOM from text nodes only; the policy is the second wall.
 
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
 
 use crate::problem::ProblemBody;
 
@@ -22,20 +22,20 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
                        form-action 'none'; frame-ancestors 'none'";
 
 fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            // Small files: a browser asks again, so a new binary's app is
-            // seen at once.
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-        ],
-        body,
-    )
-        .into_response()
+    // Small files: a browser asks again, so a new binary's app is seen at
+    // once.
+    let mut r = crate::api_docs::static_file(content_type, "no-cache", body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r
 }
 
 /// The explorer: consortium, blocks, programs, applications, anomalies,
