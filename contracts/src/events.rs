@@ -1,6 +1,9 @@
 //! Receipts and events: every state change leaves one.
 
-use aidledger_types::{Amount, Currency, Hash, OrgId, PublicKey, Slug, Timestamp, TxKind};
+use aidledger_types::hash::{domain, hash_parts};
+use aidledger_types::{
+    codec, merkle, Amount, Currency, Hash, OrgId, PublicKey, Slug, Timestamp, TxKind,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ApplicationStatus, SettlementStatus, Subject};
@@ -276,6 +279,39 @@ pub struct Event {
     /// The transaction that caused it; `None` at the end of a block.
     pub tx: Option<Hash>,
     pub body: EventBody,
+}
+
+impl Event {
+    /// The event's leaf in its block's event tree: the domain-separated
+    /// hash of its canonical encoding (ADR 020).
+    pub fn leaf_hash(&self) -> Hash {
+        hash_parts(domain::EVENT, &[&codec::encode(self)])
+    }
+}
+
+/// The leaves of a block's event tree, in the order the header commits
+/// to: each receipt's events in transaction order, then the block's own.
+pub fn event_leaves<'a>(
+    receipts: impl IntoIterator<Item = &'a Receipt>,
+    block_events: impl IntoIterator<Item = &'a Event>,
+) -> Vec<Hash> {
+    receipts
+        .into_iter()
+        .flat_map(|r| r.events.iter())
+        .chain(block_events)
+        .map(Event::leaf_hash)
+        .collect()
+}
+
+/// The header's `event_root` and `event_count` over
+/// [`event_leaves`].
+pub fn event_root<'a>(
+    receipts: impl IntoIterator<Item = &'a Receipt>,
+    block_events: impl IntoIterator<Item = &'a Event>,
+) -> (Hash, u32) {
+    let leaves = event_leaves(receipts, block_events);
+    let count = u32::try_from(leaves.len()).unwrap_or(u32::MAX);
+    (merkle::root(&leaves), count)
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]

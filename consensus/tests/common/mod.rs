@@ -74,6 +74,8 @@ impl Net {
                 tx_root: Block::compute_tx_root(&[]),
                 tx_count: 0,
                 state_root: Hash([salt as u8; 32]),
+                event_root: Hash::ZERO,
+                event_count: 0,
                 validator_set_hash: self.vset.hash(),
                 next_validator_set_hash: self.vset.hash(),
                 parent_certificate: None,

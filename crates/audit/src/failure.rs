@@ -278,6 +278,22 @@ impl Failure {
                     computed.short()
                 ),
             ),
+            B::EventRootMismatch {
+                height,
+                header,
+                header_count,
+                computed,
+                computed_count,
+            } => Failure::at(
+                *height,
+                "event root",
+                format!(
+                    "mismatch: the header says {} over {header_count} events, the replay \
+                     computed {} over {computed_count}",
+                    header.short(),
+                    computed.short()
+                ),
+            ),
         }
     }
 }

@@ -83,7 +83,7 @@ fn decode_genesis(bytes: &[u8], recorded: &Hash) -> Result<Genesis, Failure> {
 /// works while the node runs and sees the chain as of the opening).
 ///
 /// Besides the blocks and certificates it checks, against the replay, each
-/// block's transaction index entries and receipts and, at the end, the
+/// block's transaction index entries, receipts and own events and, at the end, the
 /// head record, the stored state (every key and value) and the stored
 /// state accumulator.
 pub struct StoreSource {
@@ -217,7 +217,20 @@ impl ChainSource for StoreSource {
                 ));
             }
         }
-        Ok(())
+        // The block's own events, which payment proofs are built from.
+        let own = self
+            .store
+            .block_events(h)
+            .map_err(|e| Failure::at(h, "block events", format!("cannot be read: {e}")))?;
+        match own {
+            Some(bytes) if bytes == codec::encode(&outcome.events) => Ok(()),
+            Some(_) => Err(Failure::at(
+                h,
+                "block events",
+                "differ from the replayed ones",
+            )),
+            None => Err(Failure::at(h, "block events", "are missing from the store")),
+        }
     }
 
     fn check_end(&mut self, end: &ReplayEnd<'_>) -> Result<(), Failure> {

@@ -212,6 +212,7 @@ impl SynthChain {
             certificate: cert,
             state_writes: outcome.writes.clone(),
             receipts: outcome.receipts.iter().map(codec::encode).collect(),
+            block_events: codec::encode(&outcome.events),
             accumulator: outcome.accumulator.clone(),
             next_validator_set,
         })

@@ -549,3 +549,38 @@ fn the_first_failure_does_not_depend_on_the_thread_count() {
         );
     }
 }
+
+/// The block's own events, which payment proofs are built from, are
+/// compared with the replay's: a store that lost or altered them is
+/// named, so a node that would hand out proofs from them is caught.
+#[test]
+fn altered_or_lost_block_events_are_named() {
+    let b = built(2);
+    let none = codec::encode(&Vec::<aidledger_contracts::Event>::new());
+    let mut at = 0;
+    tamper(&b, |s| {
+        // The first block that released or paid something at its end.
+        at = (1..=b.head)
+            .find(|h| {
+                s.raw_get(Cf::BlockEvents, &skeys::height(*h))
+                    .unwrap()
+                    .is_some_and(|v| v != none)
+            })
+            .expect("a block with events of its own");
+        s.raw_put(Cf::BlockEvents, &skeys::height(at), &none)
+            .unwrap();
+    });
+    let line = failed(&audit_store(&b));
+    assert_eq!(
+        line,
+        format!("height {at}: block events differ from the replayed ones")
+    );
+    let b = built(2);
+    tamper(&b, |s| {
+        s.raw_delete(Cf::BlockEvents, &skeys::height(3)).unwrap();
+    });
+    assert_eq!(
+        failed(&audit_store(&b)),
+        "height 3: block events are missing from the store"
+    );
+}

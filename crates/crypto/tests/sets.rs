@@ -50,6 +50,8 @@ fn header(height: u64, certifier: &Set, next: &Set, chain_id: &ChainId) -> Block
         tx_root: Block::compute_tx_root(&[]),
         tx_count: 0,
         state_root: Hash([5; 32]),
+        event_root: Hash([6; 32]),
+        event_count: 0,
         validator_set_hash: certifier.set.hash(),
         next_validator_set_hash: next.set.hash(),
         parent_certificate: None,

@@ -203,6 +203,17 @@ pub enum BlockInvalid {
         header: Hash,
         computed: Hash,
     },
+    #[error(
+        "block {height}: event root mismatch: header {header} over {header_count} events, \
+         computed {computed} over {computed_count}"
+    )]
+    EventRootMismatch {
+        height: u64,
+        header: Hash,
+        header_count: u32,
+        computed: Hash,
+        computed_count: u32,
+    },
     #[error("block {height}: header format {got}, this build knows {known}")]
     HeaderVersion { height: u64, got: u32, known: u32 },
 }
@@ -515,6 +526,16 @@ pub fn execute_verified(
             computed: outcome.state_root,
         });
     }
+    let (event_root, event_count) = outcome.event_root();
+    if event_root != h.event_root || event_count != h.event_count {
+        return Err(BlockInvalid::EventRootMismatch {
+            height,
+            header: h.event_root,
+            header_count: h.event_count,
+            computed: event_root,
+            computed_count: event_count,
+        });
+    }
     let next = outcome.validator_set.hash();
     if next != h.next_validator_set_hash {
         return Err(BlockInvalid::NextValidatorSetMismatch {
@@ -567,6 +588,7 @@ pub fn build_block(
         }
     }
     let outcome = exec.finish(state, acc)?;
+    let (event_root, event_count) = outcome.event_root();
     let header = BlockHeader {
         version: aidledger_types::HEADER_VERSION,
         chain_id: ctx.chain_id.clone(),
@@ -578,6 +600,8 @@ pub fn build_block(
         tx_root: Block::compute_tx_root(&txs),
         tx_count: txs.len() as u32,
         state_root: outcome.state_root,
+        event_root,
+        event_count,
         validator_set_hash: parent.validator_set.hash(),
         next_validator_set_hash: outcome.validator_set.hash(),
         parent_certificate: parent.certificate.clone(),

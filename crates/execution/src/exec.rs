@@ -82,6 +82,14 @@ pub struct BlockOutcome {
     pub validator_set: ValidatorSet,
 }
 
+impl BlockOutcome {
+    /// The header's `event_root` and `event_count` for this outcome
+    /// (ADR 020).
+    pub fn event_root(&self) -> (Hash, u32) {
+        aidledger_contracts::events::event_root(&self.receipts, &self.events)
+    }
+}
+
 fn fatal(height: u64, e: ContractError) -> ExecError {
     match e {
         ContractError::Storage { reason } => ExecError::Storage { reason },

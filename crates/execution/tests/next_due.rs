@@ -188,6 +188,8 @@ fn an_empty_block_before_the_due_time_gets_no_vote() {
                 tx_root: Block::compute_tx_root(txs),
                 tx_count: txs.len() as u32,
                 state_root: out.state_root,
+                event_root: out.event_root().0,
+                event_count: out.event_root().1,
                 validator_set_hash: c.parent.validator_set.hash(),
                 next_validator_set_hash: out.validator_set.hash(),
                 parent_certificate: c.parent.certificate.clone(),

@@ -1463,6 +1463,7 @@ impl NodeCore {
             certificate: certificate.clone(),
             state_writes: outcome.writes.clone(),
             receipts,
+            block_events: codec::encode(&outcome.events),
             accumulator: outcome.accumulator.clone(),
             next_validator_set: (outcome.validator_set.hash() != block.header.validator_set_hash)
                 .then(|| outcome.validator_set.clone()),

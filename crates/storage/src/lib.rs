@@ -45,6 +45,9 @@ pub use aidledger_types::snapshot::{STATE_KEY_MAX_BYTES, STATE_VALUE_MAX_BYTES};
 pub const STATE_WRITES_MAX: usize = 1_000_000;
 /// Longest encoded receipt.
 pub const RECEIPT_MAX_BYTES: usize = 64 * 1024;
+/// Largest encoded list of one block's own events (ADR 020): the end of
+/// block's releases, payments and anomalies.
+pub const BLOCK_EVENTS_MAX_BYTES: usize = 256 * 1024 * 1024;
 /// Longest genesis document.
 pub const GENESIS_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Longest consensus safety state.
@@ -88,6 +91,10 @@ pub struct CommitBatch {
     /// One opaque encoded receipt per transaction, in the order of
     /// `block.txs`. Stored in the tx index next to the location.
     pub receipts: Vec<Vec<u8>>,
+    /// The block's own events (those no transaction caused), encoded and
+    /// opaque like the receipts. Kept so a node can prove one of them
+    /// under the header's `event_root` (ADR 020).
+    pub block_events: Vec<u8>,
     /// The state accumulator after this block. Persisted so a restart needs
     /// no recomputation; its root must equal `block.header.state_root`.
     pub accumulator: StateAccumulator,
@@ -111,6 +118,9 @@ pub trait Store: Send + Sync {
     /// block body is not decoded. Height 0 gives the genesis hash.
     fn block_hash(&self, height: u64) -> Result<Option<Hash>, StorageError>;
     fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>, StorageError>;
+    /// The block's own events as [`CommitBatch::block_events`] gave them;
+    /// `None` below the store's base or for a height not committed.
+    fn block_events(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError>;
     /// The location of a committed transaction and its receipt.
     fn tx_location(&self, id: &Hash) -> Result<Option<TxIndexed>, StorageError>;
     /// [`Store::tx_location`] of many transactions, one result each, in
@@ -271,6 +281,11 @@ pub(crate) fn check_commit(
         head,
         genesis,
         indexed_at,
+    )?;
+    too_large(
+        "encoded block events size in bytes",
+        batch.block_events.len(),
+        BLOCK_EVENTS_MAX_BYTES,
     )?;
     too_large(
         "certificate signature count",

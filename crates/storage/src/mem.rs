@@ -22,6 +22,7 @@ struct Inner {
     head: Option<Head>,
     blocks: BTreeMap<u64, Block>,
     certificates: BTreeMap<u64, CommitCertificate>,
+    block_events: BTreeMap<u64, Vec<u8>>,
     state: BTreeMap<Vec<u8>, Vec<u8>>,
     tx_index: BTreeMap<Hash, (TxLocation, Vec<u8>)>,
     accumulator: StateAccumulator,
@@ -111,6 +112,10 @@ impl Store for MemStore {
         Ok(inner.certificates.get(&height).map(|c| c.block_hash))
     }
 
+    fn block_events(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.read().block_events.get(&height).cloned())
+    }
+
     fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>, StorageError> {
         Ok(self.read().certificates.get(&height).cloned())
     }
@@ -185,6 +190,7 @@ impl Store for MemStore {
             certificate,
             state_writes,
             receipts,
+            block_events,
             accumulator,
             next_validator_set: _,
         } = batch;
@@ -206,6 +212,7 @@ impl Store for MemStore {
         inner.head = Some(head_of(&block));
         inner.accumulator = accumulator;
         inner.certificates.insert(height, certificate);
+        inner.block_events.insert(height, block_events);
         inner.blocks.insert(height, block);
         Ok(())
     }

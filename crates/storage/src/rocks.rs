@@ -7,6 +7,7 @@
 //! |----------------|----------------------------|-----------------------------------------|
 //! | `blocks`       | height, big-endian u64     | `codec::encode(&Block)`                 |
 //! | `certificates` | height, big-endian u64     | `codec::encode(&CommitCertificate)`     |
+//! | `block_events` | height, big-endian u64     | the block's own events, opaque          |
 //! | `state`        | the state key              | the state value, raw                    |
 //! | `tx_index`     | the 32-byte transaction id | `codec::encode` of location and receipt |
 //! | `safety`       | `safety`                   | the consensus safety state, raw         |
@@ -41,8 +42,8 @@ use crate::snapshot::{
 use crate::{
     check_block_commit, check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch,
     Head, KeyValues, StorageError, Store, TxIndexed, TxLocation, BLOCKS_RANGE_MAX,
-    CERTIFICATE_MAX_BYTES, META_VALUE_MAX_BYTES, RECEIPT_MAX_BYTES, SAFETY_STATE_MAX_BYTES,
-    SCAN_LIMIT_MAX,
+    BLOCK_EVENTS_MAX_BYTES, CERTIFICATE_MAX_BYTES, META_VALUE_MAX_BYTES, RECEIPT_MAX_BYTES,
+    SAFETY_STATE_MAX_BYTES, SCAN_LIMIT_MAX,
 };
 
 /// Shared LRU block cache for all column families.
@@ -59,6 +60,7 @@ const MAX_TOTAL_WAL_BYTES: u64 = 256 * 1024 * 1024;
 pub enum Cf {
     Blocks,
     Certificates,
+    BlockEvents,
     State,
     TxIndex,
     Safety,
@@ -66,9 +68,10 @@ pub enum Cf {
 }
 
 impl Cf {
-    pub const ALL: [Cf; 6] = [
+    pub const ALL: [Cf; 7] = [
         Cf::Blocks,
         Cf::Certificates,
+        Cf::BlockEvents,
         Cf::State,
         Cf::TxIndex,
         Cf::Safety,
@@ -79,6 +82,7 @@ impl Cf {
         match self {
             Cf::Blocks => "blocks",
             Cf::Certificates => "certificates",
+            Cf::BlockEvents => "block_events",
             Cf::State => "state",
             Cf::TxIndex => "tx_index",
             Cf::Safety => "safety",
@@ -564,6 +568,21 @@ impl Store for RocksStore {
         Ok(self.certificate(height)?.map(|c| c.block_hash))
     }
 
+    fn block_events(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let key = keys::height(height);
+        let bytes = self.raw_get(Cf::BlockEvents, &key)?;
+        if let Some(b) = &bytes {
+            if b.len() > BLOCK_EVENTS_MAX_BYTES {
+                return Err(corrupt(
+                    Cf::BlockEvents.name(),
+                    &key,
+                    "larger than the block events limit",
+                ));
+            }
+        }
+        Ok(bytes)
+    }
+
     fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>, StorageError> {
         let key = keys::height(height);
         let Some(bytes) = self.raw_get(Cf::Certificates, &key)? else {
@@ -650,6 +669,7 @@ impl Store for RocksStore {
             certificate,
             state_writes,
             receipts,
+            block_events,
             accumulator,
             next_validator_set: _,
         } = batch;
@@ -666,6 +686,7 @@ impl Store for RocksStore {
         let mut wb = WriteBatch::default();
         wb.put_cf(blocks, hkey, codec::encode(&block));
         wb.put_cf(certs, hkey, codec::encode(&certificate));
+        wb.put_cf(self.handle(Cf::BlockEvents)?, hkey, block_events);
         let writes = state_writes.len();
         for (k, v) in state_writes {
             match v {

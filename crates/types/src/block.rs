@@ -43,6 +43,15 @@ pub struct BlockHeader {
     pub tx_count: u32,
     /// The state root after executing this block.
     pub state_root: Hash,
+    /// Merkle root over every event executing this block produced, in
+    /// order: each receipt's events in transaction order, then the block's
+    /// own (an upgrade taking effect, then the end of block's releases,
+    /// payments and anomalies). A leaf is an event's domain-separated hash
+    /// (ADR 020), so one event can be proven without the rest of the block.
+    pub event_root: Hash,
+    /// The number of leaves under `event_root`; a proof is checked against
+    /// it.
+    pub event_count: u32,
     /// Hash of the validator set that must certify this block.
     pub validator_set_hash: Hash,
     /// Hash of the validator set that must certify the next block, as
@@ -58,8 +67,9 @@ pub struct BlockHeader {
     pub parent_certificate: Option<CommitCertificate>,
 }
 
-/// The header format this build writes and accepts.
-pub const HEADER_VERSION: u32 = 1;
+/// The header format this build writes and accepts. Version 2 added
+/// `event_root` and `event_count` (ADR 020).
+pub const HEADER_VERSION: u32 = 2;
 
 impl BlockHeader {
     pub fn hash(&self) -> Hash {

@@ -88,6 +88,8 @@ pub mod domain {
     pub const STATE_ELEMENT: &str = "aidledger/v1/state-element lthash16";
     pub const VALIDATOR_SET: &[u8] = b"aidledger/v1/validator-set";
     pub const GENESIS: &[u8] = b"aidledger/v1/genesis";
+    /// An event's leaf in a block's event tree (ADR 020).
+    pub const EVENT: &[u8] = b"aidledger/v1/event";
 }
 
 /// SHA-256 over a domain tag followed by length-prefixed parts.

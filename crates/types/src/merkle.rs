@@ -50,6 +50,7 @@ pub fn root(leaves: &[Hash]) -> Hash {
 
 /// Proof that a leaf sits at `index` in a tree of `leaf_count` leaves.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MerkleProof {
     pub index: u64,
     pub leaf_count: u64,

@@ -55,6 +55,7 @@ pub fn pair_cost(key: &[u8], value: &[u8]) -> usize {
 /// last block the outgoing set certified, its certificate, and the
 /// incoming set, whose hash that block's header names as the next set.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetChange {
     pub header: BlockHeader,
     pub certificate: CommitCertificate,
@@ -449,6 +450,8 @@ mod tests {
             tx_root: Block::compute_tx_root(&[]),
             tx_count: 0,
             state_root: acc.root(),
+            event_root: Hash::ZERO,
+            event_count: 0,
             validator_set_hash: Hash([3; 32]),
             next_validator_set_hash: Hash([3; 32]),
             parent_certificate: None,

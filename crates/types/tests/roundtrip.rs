@@ -84,6 +84,8 @@ fn header() -> impl Strategy<Value = BlockHeader> {
                     tx_root,
                     tx_count,
                     state_root,
+                    event_root: state_root,
+                    event_count: tx_count,
                     validator_set_hash: vsh,
                     next_validator_set_hash: next_vsh,
                     parent_certificate,

@@ -122,6 +122,7 @@ impl ChainBuilder {
                 certificate: cert.clone(),
                 state_writes: outcome.writes.clone(),
                 receipts: outcome.receipts.iter().map(codec::encode).collect(),
+                block_events: codec::encode(&outcome.events),
                 accumulator: outcome.accumulator.clone(),
                 next_validator_set: (outcome.validator_set.hash()
                     != block.header.validator_set_hash)

@@ -80,6 +80,8 @@ impl Chain {
             tx_root: Block::compute_tx_root(&txs),
             tx_count: txs.len() as u32,
             state_root: outcome.state_root,
+            event_root: outcome.event_root().0,
+            event_count: outcome.event_root().1,
             validator_set_hash: self.parent.validator_set.hash(),
             next_validator_set_hash: outcome.validator_set.hash(),
             parent_certificate: self.parent.certificate.clone(),

@@ -123,6 +123,8 @@ impl Chain {
             tx_root: Block::compute_tx_root(&txs),
             tx_count: txs.len() as u32,
             state_root: acc.root(),
+            event_root: Hash::ZERO,
+            event_count: 0,
             validator_set_hash: Hash::ZERO,
             next_validator_set_hash: Hash::ZERO,
             parent_certificate: None,
@@ -144,6 +146,7 @@ impl Chain {
             certificate,
             state_writes: writes,
             receipts,
+            block_events: Vec::new(),
             accumulator: acc,
             next_validator_set: None,
         }
