@@ -267,6 +267,7 @@ pub(crate) fn routes(state: &AppState, body_max_bytes: usize) -> Routes {
     use crate::api_explore::{
         __path_applications, __path_blocks, __path_program_plans, __path_region, __path_regions,
     };
+    use crate::api_proof::{__path_payment_proof, __path_payment_qr};
     use crate::api_trace::{__path_application_trace, __path_household_trace};
     use crate::explorer::{__path_explorer_css, __path_explorer_js, __path_explorer_page};
     Routes::new()
@@ -322,6 +323,8 @@ pub(crate) fn routes(state: &AppState, body_max_bytes: usize) -> Routes {
         .add::<__path_household>(get(household))
         .add::<__path_household_trace>(get(crate::api_trace::household_trace))
         .add::<__path_release>(get(release))
+        .add::<__path_payment_proof>(get(crate::api_proof::payment_proof))
+        .add::<__path_payment_qr>(get(crate::api_proof::payment_qr))
         .add::<__path_anomalies>(get(anomalies))
         .add::<__path_isolate>(post(isolate))
         .add::<__path_explorer_page>(get(crate::explorer::explorer_page))

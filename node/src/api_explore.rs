@@ -411,10 +411,21 @@ pub(crate) async fn program_plans(
 /// started it. While a newer one is built, readers get the last one (its
 /// `as_of` says which block it is of); only the very first report is
 /// waited for.
-#[derive(Default)]
 pub struct ExploreCache {
     reports: std::sync::Mutex<Reports>,
     sets: std::sync::Mutex<Option<Arc<SetHistory>>>,
+    /// Payment proofs being built (`api_proof`).
+    pub(crate) proofs: tokio::sync::Semaphore,
+}
+
+impl Default for ExploreCache {
+    fn default() -> Self {
+        ExploreCache {
+            reports: Default::default(),
+            sets: Default::default(),
+            proofs: tokio::sync::Semaphore::new(crate::api_proof::PROOFS_AT_ONCE),
+        }
+    }
 }
 
 #[derive(Default)]

@@ -9,6 +9,7 @@ pub mod api;
 pub mod api_docs;
 pub mod api_explore;
 pub mod api_page;
+pub mod api_proof;
 pub mod api_trace;
 pub mod api_types;
 pub mod backup;

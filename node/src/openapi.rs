@@ -14,6 +14,7 @@ use crate::api_docs::{__path_docs, __path_docs_bundle, __path_docs_css, __path_d
 use crate::api_explore::{
     __path_applications, __path_blocks, __path_program_plans, __path_region, __path_regions,
 };
+use crate::api_proof::{__path_payment_proof, __path_payment_qr};
 use crate::api_trace::{__path_application_trace, __path_household_trace};
 use crate::explorer::{__path_explorer_css, __path_explorer_js, __path_explorer_page};
 
@@ -59,6 +60,8 @@ use crate::explorer::{__path_explorer_css, __path_explorer_js, __path_explorer_p
         household,
         household_trace,
         release,
+        payment_proof,
+        payment_qr,
         anomalies,
         regions,
         region,
@@ -74,7 +77,7 @@ use crate::explorer::{__path_explorer_css, __path_explorer_js, __path_explorer_p
         (name = "registry", description = "Member organisations and accounts"),
         (name = "programs", description = "Fund programs, their ledgers and releases"),
         (name = "applications", description = "Project applications, approvals and disbursement plans"),
-        (name = "households", description = "Household files (salted ids; no personal data on chain)"),
+        (name = "households", description = "Household files (salted ids; no personal data on chain) and their payment proofs, checked offline with `aidledger proof verify`"),
         (name = "anomalies", description = "What the cross-checks raised"),
         (name = "reports", description = "County and region reports, as `aidledger audit report --region` prints them"),
         (name = "explorer", description = "The explorer web app served at / (read-only; zh-CN and English)"),
@@ -203,6 +206,39 @@ mod tests {
                 "{method} {uri} is documented but not served: {text}"
             );
         }
+    }
+
+    /// Payment proofs read a program's ledger: past the proofs being
+    /// built, a request is refused at once (503 `busy`), never queued; and
+    /// one is served again once a build ends.
+    #[tokio::test]
+    async fn proofs_past_the_limit_are_refused_not_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(dir.path());
+        let app = router(s.clone(), 1 << 16);
+        let uri = "/v1/proofs/payment?household=\
+                   0000000000000000000000000000000000000000000000000000000000000000\
+                   &program=some-fund&period=1";
+        let ask = |app: axum::Router| async move {
+            let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+            let r = app.oneshot(req).await.unwrap();
+            let status = r.status().as_u16();
+            let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+            (status, String::from_utf8_lossy(&body).to_string())
+        };
+        let held = s
+            .explore
+            .proofs
+            .try_acquire_many(crate::api_proof::PROOFS_AT_ONCE as u32)
+            .unwrap();
+        let (status, text) = ask(app.clone()).await;
+        assert_eq!(status, 503, "{text}");
+        assert!(text.contains("\"busy\""), "{text}");
+        drop(held);
+        // Free again: this store has no genesis, so the answer is the
+        // store's, not `busy`.
+        let (status, text) = ask(app).await;
+        assert_ne!(status, 503, "{text}");
     }
 
     /// Every operation has a typed success answer and describes its path

@@ -42,6 +42,11 @@ pub const PROBLEMS: &[ProblemKind] = &[
     kind("forbidden", 403, "The admin API is off on this node"),
     kind("not-found", 404, "No such resource"),
     kind(
+        "ambiguous",
+        409,
+        "More than one record matches the request: name one",
+    ),
+    kind(
         "method-not-allowed",
         405,
         "This route does not take that method",

@@ -484,9 +484,49 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
             "bad-request",
             "",
         ),
+        (
+            "a payment proof with no period",
+            "/v1/proofs/payment?household=00&program=some-fund",
+            "bad-request",
+            "period",
+        ),
+        (
+            "a payment proof for a household id that is not 64 hex",
+            "/v1/proofs/payment?household=zz&program=some-fund&period=1",
+            "bad-request",
+            "household",
+        ),
+        (
+            "a payment proof for a period past u32",
+            "/v1/proofs/payment?household=0000000000000000000000000000000000000000000000000000000000000000&program=some-fund&period=4294967296",
+            "bad-request",
+            "period",
+        ),
+        (
+            "a payment proof with an unknown parameter",
+            "/v1/proofs/payment?household=0000000000000000000000000000000000000000000000000000000000000000&program=some-fund&period=1&amount=9",
+            "bad-request",
+            "amount",
+        ),
+        (
+            "a payment proof QR code for a program id that is no slug",
+            "/v1/proofs/payment/qr.svg?household=0000000000000000000000000000000000000000000000000000000000000000&program=Not%20A%20Slug&period=1",
+            "bad-request",
+            "program",
+        ),
     ] {
         expect(row, get(&api, path), 400, code, needle);
     }
+    expect(
+        "a payment proof of a payment never made",
+        get(
+            &api,
+            "/v1/proofs/payment?household=0000000000000000000000000000000000000000000000000000000000000000&program=no-such-fund&period=1",
+        ),
+        404,
+        "not-found",
+        "no-such-fund",
+    );
     expect(
         "the plans of a program that does not exist",
         get(&api, "/v1/programs/no-such-fund/plans"),

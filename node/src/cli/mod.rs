@@ -1,5 +1,6 @@
 //! The operator commands of the `aidledger` command line: keys, genesis,
-//! init, node, tx, query, status, household-id, audit, export-blocks.
+//! init, node, tx, query, status, household-id, audit, export-blocks,
+//! backup, restore, proof.
 //! Every value is validated before anything is written or sent. The
 //! binary (`crates/cli`) adds the local-consortium tooling (`testnet`,
 //! `bench`, from `testnet/`) and parses the whole line.
@@ -11,6 +12,7 @@ pub mod bulk;
 pub mod genesis;
 pub mod keys;
 pub mod net;
+pub mod proof;
 pub mod query;
 pub mod table;
 pub mod tx;
@@ -90,6 +92,9 @@ pub enum OperatorCmd {
     /// Put a backup back into a stopped node's home. The node then catches
     /// up from its peers before it votes again.
     Restore(backup::RestoreArgs),
+    /// Payment proofs a household or county office checks offline.
+    #[command(subcommand)]
+    Proof(proof::ProofCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -223,5 +228,6 @@ pub fn run(ctx: &Ctx, cmd: OperatorCmd) -> Result<ExitCode> {
         OperatorCmd::ExportBlocks(a) => audit::export_blocks(ctx, a),
         OperatorCmd::Backup(a) => backup::backup(ctx, a),
         OperatorCmd::Restore(a) => backup::restore(ctx, a),
+        OperatorCmd::Proof(c) => proof::run(ctx, c),
     }
 }

@@ -1,0 +1,185 @@
+//! `GET /v1/proofs/payment` and `GET /v1/proofs/payment/qr.svg`: a
+//! household's payment proof (ADR 020) as a file, and its receipt code as
+//! a QR code for a printed receipt. The proof is built by
+//! `aidledger_audit::proof`, the code `aidledger proof verify` checks it
+//! with, and is checked before it is served. Nothing in it needs trusting
+//! this node: a reader checks it against the genesis alone.
+
+use aidledger_audit::proof::{self, PaymentProof, ProofError, ProofRequest};
+use aidledger_types::{Hash, Slug};
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use crate::api::{bad_request, query_rejection, AppState};
+use crate::api_page::internal;
+use crate::problem::{Problem, ProblemBody};
+
+/// Proofs built at once. Finding a payment reads its program's ledger, so
+/// requests past this are refused (503 `busy`) rather than queued.
+pub const PROOFS_AT_ONCE: usize = 2;
+
+/// Which payment: the household, the program and the period.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProofQuery {
+    /// The salted household id (64 hex).
+    household: String,
+    /// The program's id.
+    program: String,
+    /// The entitlement period paid.
+    period: u32,
+    /// The entitlement, when the household has several of the program's
+    /// paying that period.
+    entitlement: Option<String>,
+}
+
+fn request(q: ProofQuery) -> Result<ProofRequest, Problem> {
+    let household =
+        Hash::from_hex(&q.household).map_err(|e| bad_request(format!("household: {e}")))?;
+    let program = Slug::new(q.program).map_err(|e| bad_request(format!("program: {e}")))?;
+    let entitlement = q
+        .entitlement
+        .map(Slug::new)
+        .transpose()
+        .map_err(|e| bad_request(format!("entitlement: {e}")))?;
+    Ok(ProofRequest {
+        household,
+        program,
+        period: q.period,
+        entitlement,
+    })
+}
+
+async fn build(s: &AppState, req: ProofRequest) -> Result<PaymentProof, Problem> {
+    let Ok(_permit) = s.explore.proofs.try_acquire() else {
+        return Err(Problem::new(
+            "busy",
+            format!("{PROOFS_AT_ONCE} proofs are being built; try again shortly"),
+        ));
+    };
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || proof::payment_proof(store.as_ref(), &req))
+        .await
+        .map_err(internal)?
+        .map_err(|e| match e {
+            ProofError::NotFound(m) => Problem::new("not-found", m),
+            ProofError::Ambiguous(m) => Problem::new("ambiguous", m),
+            ProofError::Unavailable(m) => Problem::new("pruned", m),
+            ProofError::Store(m) => internal(m),
+        })
+}
+
+/// A payment proof: the household's entitlement payment for one period, with its Merkle path, certificate and the validator-set changes from genesis. Check it offline with `aidledger proof verify FILE --genesis genesis.json`.
+#[utoipa::path(
+    get,
+    path = "/v1/proofs/payment",
+    tag = "households",
+    params(ProofQuery),
+    responses(
+        (status = 200, description = "the proof file (ADR 020)", body = PaymentProof),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such payment", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "several entitlements paid that period: name one", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 410, description = "this node does not keep the block that paid (it joined from a snapshot)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "busy: too many proofs are being built", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn payment_proof(
+    State(s): State<AppState>,
+    q: Result<Query<ProofQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PaymentProof>, Problem> {
+    let Query(q) = q.map_err(query_rejection)?;
+    Ok(Json(build(&s, request(q)?).await?))
+}
+
+/// The payment's receipt code as a QR code (SVG), for a printed receipt.
+#[utoipa::path(
+    get,
+    path = "/v1/proofs/payment/qr.svg",
+    tag = "households",
+    params(ProofQuery),
+    responses(
+        (status = 200, description = "the receipt code as a QR code", body = String, content_type = "image/svg+xml"),
+        (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such payment", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "several entitlements paid that period: name one", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 410, description = "this node does not keep the block that paid (it joined from a snapshot)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "busy: too many proofs are being built", body = ProblemBody, content_type = "application/problem+json")
+    )
+)]
+pub(crate) async fn payment_qr(
+    State(s): State<AppState>,
+    q: Result<Query<ProofQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(q) = q.map_err(query_rejection)?;
+    let p = build(&s, request(q)?).await?;
+    let svg = qr_svg(&p.receipt_code).map_err(internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+        ],
+        svg,
+    )
+        .into_response())
+}
+
+/// The QR code of `text`, medium error correction, with its quiet zone,
+/// as an SVG at least 240 pixels wide.
+pub fn qr_svg(text: &str) -> Result<String, qrcode::types::QrError> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)?;
+    Ok(code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .quiet_zone(true)
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The QR code reads back as the receipt code: its modules, drawn as
+    /// a grey image, decoded by an independent QR reader.
+    #[test]
+    fn qr_reads_back() {
+        let text = "AIDLEDGER-PAYMENT-1;chain=demo;program=rural-min-2027;entitlement=monthly;\
+                    period=3;household=6f1c0d8e5b3a29f7c4e1d0b9a8f7e6d5c4b3a2918070605040302010f0e0d0c0;\
+                    amount=120000 CNY;release=17;height=42;\
+                    event=9a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f30211203f4e5d6c7b8a9";
+        let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+            .unwrap();
+        let width = code.width();
+        let colors = code.to_colors();
+        let scale = 4;
+        let quiet = 4;
+        let side = (width + 2 * quiet) * scale;
+        let mut img = rqrr::PreparedImage::prepare_from_greyscale(side, side, |x, y| {
+            let (mx, my) = (x / scale, y / scale);
+            if mx < quiet || my < quiet || mx >= width + quiet || my >= width + quiet {
+                return 255;
+            }
+            match colors[(my - quiet) * width + (mx - quiet)] {
+                qrcode::Color::Dark => 0,
+                qrcode::Color::Light => 255,
+            }
+        });
+        let grids = img.detect_grids();
+        assert_eq!(grids.len(), 1);
+        let (_, content) = grids[0].decode().unwrap();
+        assert_eq!(content, text);
+        // The SVG the route serves has a size, so a browser lays it out.
+        let svg = qr_svg(text).unwrap();
+        assert!(svg.starts_with("<?xml") || svg.starts_with("<svg"));
+        assert!(svg.contains("width=\"") && svg.contains("height=\""));
+        assert!(!svg.contains("<script"));
+    }
+}
