@@ -597,6 +597,7 @@ fn explorer_shows_the_chain(dir: &Path) {
             report,
             regional,
             hostile: Some(("hostile-title".into(), title.into())),
+            genesis: home.join("genesis.json"),
         },
     );
 }

@@ -2,7 +2,8 @@
  * node. Vanilla ES2020, no dependencies, no external URLs. Everything shown
  * comes from the ledger, which anyone with a signing key writes to, so the
  * DOM is only ever built with createElement + textContent (no HTML is ever parsed from data),
- * ids go into URLs through encodeURIComponent, and links are only `#/...`. */
+ * ids go into URLs through encodeURIComponent, and links are only `#/...`
+ * or, for the payment proofs' downloads, this node's own `/v1/` API. */
 'use strict';
 (() => {
 
@@ -322,6 +323,20 @@ const I18N = {
     'chart.balances': 'Balances of {p}',
     'chart.flow': 'Money flow of {p}',
     'chart.periods': 'Payments per period',
+    'proof.title': 'Payment proofs',
+    'proof.intro': 'Each proof can be checked offline, with no node and no network, by {cmd}.',
+    'proof.none': 'No entitlement payments to prove',
+    'proof.download': 'Download proof',
+    'proof.receipt': 'Printable receipt',
+    'receipt.title': 'Payment receipt',
+    'receipt.household': 'Household (salted id)',
+    'receipt.entitlement': 'Subsidy',
+    'receipt.settled': 'Settled by the bank',
+    'receipt.settled.at': 'Yes, at block {h}',
+    'receipt.unsettled': 'Not yet',
+    'receipt.qr': 'QR code holding the receipt code',
+    'receipt.code': 'Receipt code',
+    'receipt.caption': 'The QR code holds this receipt code; {cmd} checks a proof file against it.',
   },
   'zh-CN': {
     'brand': 'aidledger 资金链上查询',
@@ -636,6 +651,20 @@ const I18N = {
     'chart.balances': '{p} 的资金余额',
     'chart.flow': '{p} 的资金流向',
     'chart.periods': '按期收款',
+    'proof.title': '支付证明',
+    'proof.intro': '每份证明都可离线核验，无需节点，也无需联网：{cmd}',
+    'proof.none': '暂无可证明的补贴支付',
+    'proof.download': '下载证明',
+    'proof.receipt': '可打印回执',
+    'receipt.title': '支付回执',
+    'receipt.household': '农户（加盐编号）',
+    'receipt.entitlement': '补贴',
+    'receipt.settled': '银行结算',
+    'receipt.settled.at': '已结算，区块 {h}',
+    'receipt.unsettled': '尚未结算',
+    'receipt.qr': '含回执码的二维码',
+    'receipt.code': '回执码',
+    'receipt.caption': '二维码内容即此回执码；可用 {cmd} 据此核验证明文件。',
   },
 };
 
@@ -727,9 +756,11 @@ function addKids(el, kids) {
   }
 }
 
+/** Links go to the app's own views, or to this node's API (a path this
+ * code builds, its query values percent-encoded). */
 function safeHref(v) {
   const s = String(v);
-  return s.startsWith('#/') || s === '#view' ? s : '#/';
+  return s.startsWith('#/') || s === '#view' || s.startsWith('/v1/') ? s : '#/';
 }
 
 /** Builds an element. Attribute names come from this code only; values
@@ -2158,6 +2189,7 @@ async function pageHousehold(ctx) {
   const parts = [head, section(t('details'), info)];
   if (!tr.ok) {
     parts.push(section(t('hh.payments'), problemBox(tr.problem)));
+    parts.push(proofSection(hid, [], tr.problem));
   } else {
     const trace = tr.data;
     const releases = (trace.releases || []).slice().sort((x, y) => Number(str(x.time)) - Number(str(y.time)));
@@ -2197,9 +2229,97 @@ async function pageHousehold(ctx) {
     const rel = new Map(releases.map((r) => [str(r.id), r]));
     parts.push(section(t('hh.holds'), anyOpen ? note(t('hh.held'), 'bad') : null, anomaliesTable(anomalies, t('hh.noanom'), rel)));
     parts.push(section(t('app.attest'), attestTable(trace.attestations || [])));
+    parts.push(proofSection(hid, releases, null));
   }
-  parts.push(h('section', { 'data-section': 'proof', hidden: true, class: 'card proof' }));
   return h('div', { class: 'page household-card' }, parts);
+}
+
+// ------------------------------------------------------------------ payment proofs and receipts
+
+const PROOF_PATH = '/v1/proofs/payment';
+const QR_PATH = '/v1/proofs/payment/qr.svg';
+const VERIFY_CMD = 'aidledger proof verify FILE --genesis genesis.json';
+const RECEIPT_CMD = 'aidledger proof verify FILE --genesis genesis.json --receipt CODE';
+
+/** The query naming one subsidy payment, for the proof and its QR code. */
+function proofQuery(hid, r) {
+  const [, sv] = tagOf(r.source);
+  return { household: hid, program: str(r.program), period: str(sv.period), entitlement: str(sv.entitlement) };
+}
+
+/** The household's subsidy payments, each with its proof to download and
+ * a printable receipt; `problem` when the trace could not be read. */
+function proofSection(hid, releases, problem) {
+  const ents = releases.filter((r) => {
+    const [k, v] = tagOf(r.source);
+    return k === 'entitlement' && v && str(v.period) !== '';
+  });
+  const body = problem ? problemBox(problem)
+    : ents.length ? h('ul', { class: 'proofs' }, ents.map((r) => proofItem(hid, r))) : empty(t('proof.none'));
+  return h('section', { class: 'card proof', 'data-section': 'proof' }, h('h2', null, t('proof.title')),
+    h('p', { class: 'proof-intro' }, tn('proof.intro', { cmd: h('code', null, VERIFY_CMD) })), body);
+}
+
+function proofItem(hid, r) {
+  const rid = str(r.id);
+  const q = proofQuery(hid, r);
+  const url = withQuery(PROOF_PATH, q);
+  const holder = h('div', { class: 'receipt-holder', id: 'receipt-' + rid, 'aria-live': 'polite' });
+  const link = h('a', { href: url, class: 'proof-download', download: 'payment-proof-' + q.program + '-' + q.period + '-' + hid.slice(0, 8) + '.json', 'data-proof-download': rid },
+    t('proof.download'));
+  const btn = h('button', { type: 'button', class: 'receipt-btn', 'data-proof-receipt': rid, 'aria-expanded': 'false', 'aria-controls': 'receipt-' + rid }, t('proof.receipt'));
+  btn.addEventListener('click', async () => {
+    btn.disabled = true;
+    holder.replaceChildren(h('p', { class: 'loading' }, t('loading')));
+    let shown;
+    try {
+      const res = await api(url);
+      shown = res.ok ? receiptCard(rid, res.data, withQuery(QR_PATH, q)) : problemBox(res.problem);
+    } catch (e) {
+      shown = problemBox({ title: t('err.internal'), detail: str(e && e.message), code: 'explorer' });
+    }
+    holder.replaceChildren(shown);
+    btn.disabled = false;
+    btn.setAttribute('aria-expanded', 'true');
+  });
+  const amount = figure('proof-amount', r.amount, moneyOf(r.program, r.amount), { 'data-release': rid, 'data-period': q.period });
+  return h('li', { class: 'proof-item', 'data-proof': rid },
+    h('div', { class: 'proof-line' }, h('strong', null, programLink(r.program)), h('span', null, t('period.n', { n: q.period })),
+      amount, settlementNode(r), h('span', { class: 'muted small' }, t('release.n', { n: rid }), ' · ', heightLink(r.height))),
+    h('div', { class: 'proof-actions no-print' }, link, btn),
+    holder);
+}
+
+/** A receipt for one payment, from its proof: what was paid, where on the
+ * chain, and the code the QR image (drawn by the node) holds. */
+function receiptCard(rid, proof, qrUrl) {
+  const sm = proof.summary || {};
+  const code = str(proof.receipt_code);
+  const settled = sm.settled === true;
+  const info = facts([
+    [t('receipt.household'), hexFull(sm.household)],
+    [t('program'), programLink(sm.program)],
+    [t('receipt.entitlement'), mono(str(sm.entitlement))],
+    [t('period'), t('period.n', { n: str(sm.period) })],
+    [t('rel.id'), mono('#' + str(sm.release))],
+    [t('amount'), moneyFig('receipt-amount', sm.amount, sm.currency, sm.decimals, { 'data-release': rid })],
+    [t('tx.block'), heightLink(sm.height)],
+    [t('time'), timeEl(sm.time_ms)],
+    [t('receipt.settled'), settled
+      ? h('span', null, tn('receipt.settled.at', { h: sm.settlement_height !== null && sm.settlement_height !== undefined ? heightLink(sm.settlement_height) : '—' }))
+      : t('receipt.unsettled')],
+    [t('st.genesis'), hexFull(proof.genesis_hash)],
+  ]);
+  return h('article', { class: 'receipt', 'data-receipt': rid, 'data-settled': settled ? 'true' : 'false' },
+    h('h3', null, t('receipt.title')),
+    h('p', { class: 'receipt-chain' }, t('st.chain') + t('colon'), mono(str(proof.chain_id))),
+    h('div', { class: 'receipt-body' }, info,
+      h('figure', { class: 'receipt-qr' },
+        h('img', { src: qrUrl, alt: t('receipt.qr') + t('colon') + code, width: 200, height: 200, 'data-qr': rid }))),
+    h('p', { class: 'receipt-label' }, t('receipt.code')),
+    h('pre', { class: 'receipt-code mono', 'data-receipt-code': true }, code),
+    h('p', { class: 'receipt-caption' }, tn('receipt.caption', { cmd: h('code', null, RECEIPT_CMD) })),
+    h('p', { class: 'no-print' }, printButton()));
 }
 
 function printButton() {

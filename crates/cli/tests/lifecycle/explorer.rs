@@ -2,8 +2,10 @@
 //! driven through ChromeDriver by fantoccini, on the demo's live
 //! consortium. Pages load, navigation and search work, the figures on the
 //! pages are the ones `aidledger audit report` prints, both languages
-//! render, a hostile title stays text, and the browser's console stays
-//! clean. Screenshots go to `target/explorer-screenshots/`.
+//! render, a hostile title stays text, a household's payment proof
+//! downloads and `aidledger proof verify` checks it offline, its printable
+//! receipt shows the proof's receipt code and QR image, and the browser's
+//! console stays clean. Screenshots go to `target/explorer-screenshots/`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -288,6 +290,9 @@ pub struct Expected {
     pub regional: Value,
     /// A program created with a hostile title, and that title.
     pub hostile: Option<(String, String)>,
+    /// The consortium's `genesis.json` (a node's home holds it), which
+    /// `aidledger proof verify` checks the downloaded proofs against.
+    pub genesis: PathBuf,
 }
 
 pub fn explorer_agrees_with_the_audit_report(api: &str, expected: &Expected) {
@@ -300,7 +305,11 @@ pub fn explorer_agrees_with_the_audit_report(api: &str, expected: &Expected) {
         .unwrap();
     let result = rt.block_on(async {
         let mut b = Browser::open(driver.port, api, &work.path().join("profile"), shots).await;
-        let outcome = tokio::time::timeout(Duration::from_secs(240), walk(&mut b, expected)).await;
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(240),
+            walk(&mut b, expected, work.path()),
+        )
+        .await;
         let _ = b.c.clone().close().await;
         outcome
     });
@@ -308,7 +317,7 @@ pub fn explorer_agrees_with_the_audit_report(api: &str, expected: &Expected) {
     result.expect("the explorer walk took over 240 s");
 }
 
-async fn walk(b: &mut Browser, x: &Expected) {
+async fn walk(b: &mut Browser, x: &Expected, work: &Path) {
     let report = &x.report;
 
     // The overview: consortium, this node, the last blocks.
@@ -480,6 +489,16 @@ async fn walk(b: &mut Browser, x: &Expected) {
         "one row a payment"
     );
 
+    // A household's payment proofs: the card's link downloads the node's
+    // proof, the CLI checks it offline, and the receipt shows its code.
+    let entitled = entitled_household(&b.base, report);
+    if entitled.id != hid {
+        b.visit(&format!("/households/{}", entitled.id), "household")
+            .await;
+    }
+    let receipt = proofs_check_out(b, x, &entitled, work).await;
+    b.shot("household-receipt-en").await;
+
     // Applications and anomalies.
     b.click("[data-nav=\"applications\"]").await;
     b.wait_page("applications").await;
@@ -554,6 +573,20 @@ async fn walk(b: &mut Browser, x: &Expected) {
         b.visit(frag, page).await;
         b.shot(&format!("{page}-zh")).await;
     }
+    // The receipt in Chinese.
+    b.visit(&format!("/households/{}", entitled.id), "household")
+        .await;
+    open_receipt(b, &receipt).await;
+    let heading = b
+        .text(&format!("[data-receipt=\"{}\"] h3", receipt.release))
+        .await;
+    assert!(
+        heading
+            .chars()
+            .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+        "the receipt is in Chinese: {heading}"
+    );
+    b.shot("household-receipt-zh").await;
     // The choice is kept.
     b.c.refresh().await.unwrap();
     b.wait_page("household").await;
@@ -605,4 +638,349 @@ async fn walk(b: &mut Browser, x: &Expected) {
         })
         .collect();
     assert!(bad.is_empty(), "console errors: {bad:#?}");
+}
+
+/// A household the demo paid subsidies to, and those payments (its
+/// trace's releases whose source is an entitlement).
+struct Entitled {
+    id: String,
+    releases: Vec<Value>,
+}
+
+fn entitled_household(api: &str, report: &Value) -> Entitled {
+    for hh in report["households"]["reached_list"].as_array().unwrap() {
+        let id = hh["id"].as_str().unwrap();
+        let trace = super::get(api, &format!("/v1/households/{id}/trace"));
+        let releases: Vec<Value> = trace["releases"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a trace's releases: {trace}"))
+            .iter()
+            .filter(|r| r["source"]["entitlement"]["period"].is_u64())
+            .cloned()
+            .collect();
+        if !releases.is_empty() {
+            return Entitled {
+                id: id.to_string(),
+                releases,
+            };
+        }
+    }
+    panic!("no household received a subsidy payment: {report}");
+}
+
+/// An id from JSON, a number or a string, as text.
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `encodeURIComponent`, which the explorer builds its query strings with.
+fn encode_component(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The query naming one subsidy payment of `hid`, as the explorer writes it.
+fn proof_query(hid: &str, release: &Value) -> String {
+    let ent = &release["source"]["entitlement"];
+    format!(
+        "household={}&program={}&period={}&entitlement={}",
+        encode_component(hid),
+        encode_component(release["program"].as_str().unwrap()),
+        ent["period"].as_u64().unwrap(),
+        encode_component(ent["entitlement"].as_str().unwrap()),
+    )
+}
+
+/// A GET to the node, as anyone without a browser would do it: the body.
+fn download(url: &str) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
+/// The code the downloaded proof's receipt must show.
+struct Receipt {
+    release: String,
+    code: String,
+    amount: u64,
+}
+
+/// The proof section of the household card shown: a link a payment, the
+/// proof behind the first link checked offline by the CLI (and against its
+/// receipt code, and a wrong one refused), then its receipt opened.
+async fn proofs_check_out(b: &mut Browser, x: &Expected, hh: &Entitled, work: &Path) -> Receipt {
+    let section =
+        b.c.find(Locator::Css("main section[data-section=\"proof\"]"))
+            .await
+            .expect("the card's payment proofs");
+    assert!(
+        section.is_displayed().await.unwrap(),
+        "the payment proofs are shown"
+    );
+    let links =
+        b.c.find_all(Locator::Css("main [data-proof-download]"))
+            .await
+            .unwrap();
+    assert_eq!(
+        links.len(),
+        hh.releases.len(),
+        "a proof for every subsidy payment of {}",
+        hh.id
+    );
+    let mut first: Option<(String, String)> = None;
+    for l in &links {
+        let rid = l.attr("data-proof-download").await.unwrap().unwrap();
+        let release = hh
+            .releases
+            .iter()
+            .find(|r| text_of(&r["id"]) == rid)
+            .unwrap_or_else(|| panic!("a proof link for release {rid}, not a subsidy payment"));
+        let href = l.attr("href").await.unwrap().unwrap();
+        assert_eq!(
+            href,
+            format!("/v1/proofs/payment?{}", proof_query(&hh.id, release)),
+            "release {rid}'s proof link"
+        );
+        let ent = &release["source"]["entitlement"];
+        assert_eq!(
+            l.attr("download").await.unwrap().as_deref(),
+            Some(
+                &format!(
+                    "payment-proof-{}-{}-{}.json",
+                    release["program"].as_str().unwrap(),
+                    ent["period"].as_u64().unwrap(),
+                    &hh.id[..8]
+                )[..]
+            ),
+            "release {rid}'s proof file name"
+        );
+        if first.is_none() {
+            first = Some((rid, href));
+        }
+    }
+    let (rid, href) = first.expect("at least one proof link");
+
+    // The proof, downloaded as the link would, checked with no node.
+    let text = download(&format!("{}{href}", b.base));
+    let proof: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the proof is not JSON ({e}): {text}"));
+    let summary = &proof["summary"];
+    assert_eq!(summary["household"].as_str(), Some(&hh.id[..]), "{proof}");
+    assert_eq!(text_of(&summary["release"]), rid, "{proof}");
+    let code = proof["receipt_code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a receipt code in {proof}"))
+        .to_string();
+    assert!(!code.is_empty());
+    let amount: u64 = text_of(&summary["amount"])
+        .parse()
+        .unwrap_or_else(|_| panic!("the proof's amount: {proof}"));
+    let file = work.join(format!("payment-proof-{rid}.json"));
+    std::fs::write(&file, &text).unwrap();
+    let f = file.to_str().unwrap();
+    let g = x.genesis.to_str().unwrap();
+    let shown = |out: &std::process::Output| {
+        format!(
+            "stdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let out = super::run(&["proof", "verify", f, "--genesis", g]);
+    assert!(out.status.success(), "the proof checks: {}", shown(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&hh.id),
+        "the receipt names the household: {}",
+        shown(&out)
+    );
+    assert!(
+        stdout.contains(&code),
+        "the receipt prints its code: {}",
+        shown(&out)
+    );
+    let out = super::run(&["proof", "verify", f, "--genesis", g, "--receipt", &code]);
+    assert!(
+        out.status.success(),
+        "the proof matches its receipt code: {}",
+        shown(&out)
+    );
+    let out = super::run(&["--output", "json", "proof", "verify", f, "--genesis", g]);
+    assert!(out.status.success(), "{}", shown(&out));
+    assert_eq!(
+        super::last_json(&out)["receipt_code"].as_str(),
+        Some(&code[..]),
+        "the JSON answer's receipt code"
+    );
+    let wrong = wrong_code(&code);
+    let out = super::run(&["proof", "verify", f, "--genesis", g, "--receipt", &wrong]);
+    assert!(
+        !out.status.success(),
+        "a wrong receipt code ({wrong} for {code}) is refused: {}",
+        shown(&out)
+    );
+
+    // The CLI fetches the same proof, checks it against the genesis before
+    // it writes it, and a resent request writes the same file again.
+    let release = hh
+        .releases
+        .iter()
+        .find(|r| text_of(&r["id"]) == rid)
+        .unwrap();
+    let ent = &release["source"]["entitlement"];
+    let period = ent["period"].as_u64().unwrap().to_string();
+    let cli_file = work.join("cli-proof.json");
+    let args = [
+        "--node",
+        &b.base,
+        "proof",
+        "payment",
+        "--household",
+        &hh.id,
+        "--program",
+        release["program"].as_str().unwrap(),
+        "--period",
+        &period,
+        "--entitlement",
+        ent["entitlement"].as_str().unwrap(),
+        "--genesis",
+        g,
+        "--out",
+        cli_file.to_str().unwrap(),
+    ];
+    for _ in 0..2 {
+        let out = super::run(&args);
+        assert!(out.status.success(), "proof payment: {}", shown(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&code),
+            "proof payment prints the receipt code: {}",
+            shown(&out)
+        );
+        let written: Value =
+            serde_json::from_str(&std::fs::read_to_string(&cli_file).unwrap()).unwrap();
+        assert_eq!(written, proof, "the CLI writes the node's proof");
+    }
+    // A payment never made: a clear refusal, and no file.
+    let none = work.join("none.json");
+    let mut bad = args;
+    bad[9] = "999999";
+    bad[15] = none.to_str().unwrap();
+    let out = super::run(&bad);
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing for period 999999"),
+        "{}",
+        shown(&out)
+    );
+    assert!(!none.exists());
+
+    // The printable receipt: the proof's code, amount and QR image.
+    let receipt = Receipt {
+        release: rid,
+        code,
+        amount,
+    };
+    open_receipt(b, &receipt).await;
+    let qr =
+        b.c.find(Locator::Css(&format!(
+            "[data-receipt=\"{}\"] img[data-qr]",
+            receipt.release
+        )))
+        .await
+        .unwrap();
+    let src = qr.attr("src").await.unwrap().unwrap();
+    let query = href.split_once('?').unwrap().1;
+    assert_eq!(
+        src,
+        format!("/v1/proofs/payment/qr.svg?{query}"),
+        "the QR image is the node's for the same payment"
+    );
+    receipt
+}
+
+/// A receipt code with its last letter or digit changed (to one that no
+/// reading of the code could take for it).
+fn wrong_code(code: &str) -> String {
+    let mut chars: Vec<char> = code.chars().collect();
+    let i = chars
+        .iter()
+        .rposition(char::is_ascii_alphanumeric)
+        .unwrap_or_else(|| panic!("a receipt code with a letter or digit: {code}"));
+    chars[i] = match chars[i] {
+        '9' => '0',
+        'z' => 'a',
+        'Z' => 'A',
+        c => (c as u8 + 1) as char,
+    };
+    chars.into_iter().collect()
+}
+
+/// Opens the receipt of `r`'s payment on the shown household card, and
+/// checks it shows the proof's code and amount and that its QR image
+/// loaded.
+async fn open_receipt(b: &mut Browser, r: &Receipt) {
+    b.click(&format!("[data-proof-receipt=\"{}\"]", r.release))
+        .await;
+    let card = format!("[data-receipt=\"{}\"]", r.release);
+    if b.c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(&card))
+        .await
+        .is_err()
+    {
+        b.shot("failed-receipt").await;
+        b.drain_log("household-receipt").await;
+        let shown = b.text("main section[data-section=\"proof\"]").await;
+        panic!(
+            "no receipt for release {}: the section shows {shown}; console: {:?}",
+            r.release, b.console
+        );
+    }
+    let code = b.text(&format!("{card} [data-receipt-code]")).await;
+    assert_eq!(code.trim(), r.code, "the receipt shows the proof's code");
+    assert_eq!(
+        b.figure(&format!("{card} [data-figure=\"receipt-amount\"]"))
+            .await,
+        r.amount,
+        "the receipt's amount is the proof's"
+    );
+    let script = format!(
+        "const i = document.querySelector('{card} img[data-qr]'); \
+         if (!i) return 'no image'; \
+         i.scrollIntoView({{ block: 'center' }}); \
+         return i.complete ? i.naturalWidth : 'loading';"
+    );
+    let mut state = Value::Null;
+    for _ in 0..100 {
+        state = b.c.execute(&script, vec![]).await.unwrap();
+        if state.as_u64().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.drain_log("household-receipt").await;
+    assert!(
+        state.as_u64().is_some_and(|w| w > 0),
+        "the receipt's QR image loaded (naturalWidth {state}); console: {:?}",
+        b.console
+    );
 }
