@@ -142,9 +142,13 @@ fn checkpoints_taken_during_commits_hold_a_consistent_prefix() {
         heights.first() < heights.last(),
         "the checkpoints did not overlap the commits: {heights:?}"
     );
+    // Most were taken while the writer ran. (The last one may land after
+    // it: a checkpoint flushes every column family's memtable, and the
+    // writer goes on meanwhile.)
+    let during = heights.iter().filter(|h| **h < BLOCKS).count();
     assert!(
-        *heights.last().unwrap() < BLOCKS,
-        "all checkpoints after the writer: {heights:?}"
+        during >= CHECKPOINTS / 2,
+        "most checkpoints after the writer: {heights:?}"
     );
 }
 
