@@ -847,7 +847,7 @@ async fn block_latest(State(s): State<AppState>) -> ApiResult<BlockView> {
     Ok(Json(block_view(&s.store, head.height)?))
 }
 
-fn get_record<T: serde::Serialize + DeserializeOwned>(
+pub(crate) fn get_record<T: serde::Serialize + DeserializeOwned>(
     store: &RocksStore,
     key: &[u8],
     what: &str,
@@ -905,7 +905,8 @@ pub(crate) fn query_rejection(e: axum::extract::rejection::QueryRejection) -> Ap
     bad_request(e.body_text())
 }
 
-type PageQueryResult = Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>;
+pub(crate) type PageQueryResult =
+    Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>;
 
 /// The member organisations, a page at a time.
 #[utoipa::path(
@@ -1033,7 +1034,7 @@ fn anomaly_in_program(store: &RocksStore, a: &Anomaly, program: &Slug) -> Result
 }
 
 /// One list's page of a compound cursor, and where that list goes on.
-fn part_page<T: DeserializeOwned + serde::Serialize>(
+pub(crate) fn part_page<T: DeserializeOwned + serde::Serialize>(
     store: &RocksStore,
     prefix: &[u8],
     part: &Part,

@@ -27,6 +27,11 @@ pub struct ApplicationTrace {
     pub ledger: Vec<MoneyEvent>,
     /// Anomalies about the application or about its releases.
     pub anomalies: Vec<Anomaly>,
+    /// Through a node's API, the trace comes in pages: pass `next` back as
+    /// `after` until it is null, joining the lists (ADR 019). Built here
+    /// from state, it is whole and `next` is null.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// A household file and every payment and check about it.
@@ -41,6 +46,9 @@ pub struct HouseholdTrace {
     pub ledger: Vec<MoneyEvent>,
     /// Anomalies about the household or about its releases.
     pub anomalies: Vec<Anomaly>,
+    /// As in [`ApplicationTrace::next`].
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 fn attestations_about(
@@ -103,6 +111,7 @@ pub fn application(
         plan,
         releases,
         ledger,
+        next: None,
     }))
 }
 
@@ -131,5 +140,6 @@ pub fn household(state: &dyn StateRead, id: &Hash) -> Result<Option<HouseholdTra
         household,
         releases,
         ledger,
+        next: None,
     }))
 }

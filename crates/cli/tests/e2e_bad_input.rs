@@ -435,6 +435,18 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
             "bad-cursor",
             "trace",
         ),
+        (
+            "a household trace cursor of another trace's shape",
+            "/v1/households/0000000000000000000000000000000000000000000000000000000000000000/trace?after=-.-.-",
+            "bad-cursor",
+            "trace",
+        ),
+        (
+            "a household trace page over the limit",
+            "/v1/households/0000000000000000000000000000000000000000000000000000000000000000/trace?limit=1001",
+            "bad-limit",
+            "",
+        ),
         // The explorer's reads (ADR 021).
         (
             "a block page over 100",

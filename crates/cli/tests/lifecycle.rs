@@ -515,6 +515,66 @@ fn pages_join_to_the_whole(dir: &Path) {
             assert_eq!(cli[l], whole[l], "{id}: the CLI's {l}");
         }
     }
+
+    // The household and application traces come in pages too, joining to
+    // the whole (and to what the CLI gathers).
+    let lists = ["attestations", "releases", "ledger", "anomalies"];
+    let mut households = std::collections::BTreeSet::new();
+    for p in &programs[0] {
+        let id = p["id"].as_str().unwrap();
+        let whole = get(&api, &format!("/v1/programs/{id}/trace?limit=1000"));
+        for e in whole["ledger"].as_array().unwrap() {
+            if let Some(h) = e["to"]["household"].as_str() {
+                households.insert(h.to_string());
+            }
+        }
+    }
+    assert!(!households.is_empty(), "the demo paid households");
+    let apps: Vec<String> = get(&api, "/v1/applications?limit=100")["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!apps.is_empty(), "the demo has applications");
+    let traces = households
+        .iter()
+        .take(3)
+        .map(|h| {
+            (
+                format!("/v1/households/{h}/trace"),
+                vec!["--household", h.as_str()],
+            )
+        })
+        .chain(apps.iter().map(|a| {
+            (
+                format!("/v1/applications/{a}/trace"),
+                vec!["--application", a.as_str()],
+            )
+        }));
+    for (path, how) in traces {
+        let whole = get(&api, &format!("{path}?limit=1000"));
+        assert!(whole["next"].is_null(), "{path}: {whole}");
+        let (paged, pages) = walk(&api, &format!("{path}?limit=1"), &lists);
+        let mut items = 0;
+        for (i, l) in lists.iter().enumerate() {
+            assert_eq!(&paged[i], whole[*l].as_array().unwrap(), "{path}: {l}");
+            items += paged[i].len();
+        }
+        assert!(
+            items > 0 || path.starts_with("/v1/applications/"),
+            "{path}: a paid household with an empty trace"
+        );
+        assert!(pages > 1 || items <= lists.len(), "{path}: in pages");
+        let mut args = vec!["--output", "json", "query", "trace"];
+        args.extend(how);
+        args.extend(["--node", &api]);
+        let cli = last_json(&ok(&args));
+        for l in lists {
+            assert_eq!(cli[l], whole[l], "{path}: the CLI's {l}");
+        }
+        assert!(cli.get("next").is_none_or(Value::is_null), "{path}: {cli}");
+    }
 }
 
 /// The explorer in a headless browser (`lifecycle/explorer.rs`), after a

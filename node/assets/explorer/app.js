@@ -1772,19 +1772,30 @@ async function pagePrograms(ctx) {
 }
 
 /** A program's trace, every page up to the cap, lists joined. */
-async function loadTrace(id) {
-  const out = { ledger: [], releases: [], anomalies: [], program: null, capped: false };
+function loadTrace(id) {
+  return loadPagedTrace('/v1/programs/' + encodeURIComponent(id) + '/trace', ['ledger', 'releases', 'anomalies']);
+}
+
+/** A trace that comes in pages (ADR 019): the first page's records, and
+ * each of `lists` joined over every page up to the cap. */
+async function loadPagedTrace(path, lists) {
+  let out = null;
   let after = null;
   for (let pages = 1; ; pages++) {
-    const r = await api(withQuery('/v1/programs/' + encodeURIComponent(id) + '/trace', { limit: 1000, after }));
+    const r = await api(withQuery(path, { limit: 1000, after }));
     if (!r.ok) return Object.assign({ ok: false }, r, { partial: out });
     const d = r.data;
-    out.program = out.program || d.program;
-    for (const k of ['ledger', 'releases', 'anomalies']) if (Array.isArray(d[k])) out[k].push(...d[k]);
+    if (!out) {
+      out = Object.assign({}, d, { capped: false });
+      for (const k of lists) out[k] = Array.isArray(d[k]) ? d[k].slice() : [];
+    } else {
+      for (const k of lists) if (Array.isArray(d[k])) out[k].push(...d[k]);
+    }
     after = d.next;
     if (!after) break;
     if (pages >= LIST_PAGE_CAP) { out.capped = true; break; }
   }
+  delete out.next;
   return { ok: true, data: out };
 }
 
@@ -2049,7 +2060,7 @@ async function pageApplications(ctx) {
 async function pageApplication(ctx) {
   const id = ctx.args[0];
   ctx.title = t('app.title', { id });
-  const [ar, tr] = await Promise.all([api('/v1/applications/' + encodeURIComponent(id)), api('/v1/applications/' + encodeURIComponent(id) + '/trace'), loadOrgs(), loadPrograms()]);
+  const [ar, tr] = await Promise.all([api('/v1/applications/' + encodeURIComponent(id)), loadPagedTrace('/v1/applications/' + encodeURIComponent(id) + '/trace', ['attestations', 'releases', 'ledger', 'anomalies']), loadOrgs(), loadPrograms()]);
   const app = need(ar);
   const trace = tr.ok ? tr.data : null;
   const prog = (trace && trace.program) || programsById.get(str(app.program)) || null;
@@ -2173,7 +2184,7 @@ async function releasesFor(anomalies) {
 async function pageHousehold(ctx) {
   const id = ctx.args[0];
   ctx.title = t('hh.title');
-  const [hr, tr] = await Promise.all([api('/v1/households/' + encodeURIComponent(id)), api('/v1/households/' + encodeURIComponent(id) + '/trace'), loadPrograms(), loadOrgs()]);
+  const [hr, tr] = await Promise.all([api('/v1/households/' + encodeURIComponent(id)), loadPagedTrace('/v1/households/' + encodeURIComponent(id) + '/trace', ['attestations', 'releases', 'ledger', 'anomalies']), loadPrograms(), loadOrgs()]);
   const hh = need(hr);
   const hid = str(hh.id);
   const head = h('header', { class: 'page-head' }, h('h1', null, t('hh.title'), ' ', statusBadge('status', hh.status)),
@@ -2194,6 +2205,7 @@ async function pageHousehold(ctx) {
     parts.push(proofSection(hid, [], tr.problem));
   } else {
     const trace = tr.data;
+    if (trace.capped) parts.push(note(t('prog.trace.capped', { n: LIST_PAGE_CAP }), 'bad'));
     const releases = (trace.releases || []).slice().sort((x, y) => Number(str(x.time)) - Number(str(y.time)));
     const unit = (r) => unitOf(r.program) || { currency: '', decimals: 0 };
     // Totals per currency, and payments per period.

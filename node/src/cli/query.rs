@@ -281,6 +281,9 @@ pub fn run(ctx: &Ctx, a: QueryArgs) -> Result<ExitCode> {
             household: None,
             ..
         } => c.get_trace(&path, &["ledger", "releases", "anomalies"])?,
+        QueryCmd::Trace { .. } => {
+            c.get_trace(&path, &["attestations", "releases", "ledger", "anomalies"])?
+        }
         _ => c.get_json(&path)?,
     };
     if ctx.json() {
