@@ -948,6 +948,7 @@ fn lifecycle(d: &mut Demo) -> Result<Finish> {
         "household {}… paid both periods after anomaly {anomaly_id} was resolved",
         &held[..8]
     ));
+    payment_proof(d, &program, &ent, &held)?;
     d.end();
 
     // The trace and balances, read at two different nodes.
@@ -1008,6 +1009,54 @@ fn lifecycle(d: &mut Demo) -> Result<Finish> {
     let home = d.org("audit-office")?.home.clone();
     let audit = audit_replay(d, &home)?;
     Ok((program, balances, tv, audit))
+}
+
+/// The county office takes the proof of the held household's second
+/// payment from the poverty office's node and checks it with no node at
+/// all, against the genesis file (ADR 020).
+fn payment_proof(d: &mut Demo, program: &str, ent: &str, household: &str) -> Result<()> {
+    let node = d.org("poverty-office")?.api.clone();
+    let genesis = d.org("audit-office")?.home.join("genesis.json");
+    let file = d.dir.join(format!(
+        "payment-proof-{program}-1-{}.json",
+        &household[..8]
+    ));
+    let s = |p: &Path| p.display().to_string();
+    let wrote = d.cli(&[
+        "--node".into(),
+        node,
+        "proof".into(),
+        "payment".into(),
+        "--household".into(),
+        household.into(),
+        "--program".into(),
+        program.into(),
+        "--period".into(),
+        "1".into(),
+        "--entitlement".into(),
+        ent.into(),
+        "--out".into(),
+        s(&file),
+    ])?;
+    let checked = d.cli(&[
+        "proof".into(),
+        "verify".into(),
+        s(&file),
+        "--genesis".into(),
+        s(&genesis),
+    ])?;
+    if checked["receipt_code"] != wrote["receipt_code"]
+        || checked["summary"]["household"].as_str() != Some(household)
+    {
+        bail!("the payment proof checked, but not as the payment asked for: {checked}");
+    }
+    d.check(format!(
+        "its period-1 payment proven offline: `aidledger proof verify {} --genesis {}` (block {})",
+        s(&file),
+        s(&genesis),
+        checked["summary"]["height"]
+    ));
+    Ok(())
 }
 
 fn audit_replay(d: &mut Demo, home: &Path) -> Result<Value> {
