@@ -113,7 +113,49 @@ fn four_validators_grow_to_five_and_back_at_stated_heights_under_load() {
         status(&fifth.api).is_some_and(|s| s["validator"] == false && s["voting"] == false)
     });
 
-    // 4. The load loses nothing and applies nothing twice; every node
+    // 4. The block list names each certificate's signers from the set in
+    //    force at its height: the audit office signs only while it is a
+    //    validator, and did sign then (with one of four stopped, a quorum
+    //    of five needed it); no signer is left as a bare index.
+    let lo = at.saturating_sub(5).max(1);
+    let mut path = "/v1/blocks?limit=100".to_string();
+    let mut fifth_signed = 0;
+    for _ in 0..50 {
+        let page = common::consortium::api_get(&bank.api, &path).unwrap();
+        let items = page["items"].as_array().unwrap();
+        for b in items {
+            let h = b["height"].as_u64().unwrap();
+            let signers: Vec<&str> = b["certificate"]["signers"]
+                .as_array()
+                .unwrap_or_else(|| panic!("block {h} has its certificate: {b}"))
+                .iter()
+                .map(|x| x.as_str().unwrap())
+                .collect();
+            let known = |x: &&str| all.iter().any(|o| o.id == *x);
+            assert!(signers.iter().all(known), "block {h}: signers {signers:?}");
+            let in_five = h >= at && h < back;
+            if signers.contains(&"audit-office") {
+                assert!(
+                    in_five,
+                    "block {h}: the audit office signed outside its set"
+                );
+                fifth_signed += 1;
+            }
+            let proposer = b["proposer_org"].as_str().unwrap_or("");
+            assert!(
+                in_five || proposer != "audit-office",
+                "block {h}: proposed by the audit office outside its set"
+            );
+        }
+        let last = items.last().map_or(0, |b| b["height"].as_u64().unwrap());
+        match page["next"].as_str() {
+            Some(n) if last > lo => path = format!("/v1/blocks?limit=100&after={n}"),
+            _ => break,
+        }
+    }
+    assert!(fifth_signed > 0, "the audit office signed no certificate");
+
+    // 5. The load loses nothing and applies nothing twice; every node
     //    agrees; the replay accepts both changes.
     common::consortium::finish_load(load, &load_out);
     common::consortium::every_node_agrees(&all);
