@@ -211,6 +211,8 @@ struct Checked {
     outcome: BlockOutcome,
     /// The encoded receipts, one per transaction.
     receipts: Vec<Vec<u8>>,
+    /// The block's own events, encoded.
+    block_events: Vec<u8>,
 }
 
 /// Why this node will not vote for a block.
@@ -1096,12 +1098,19 @@ impl NodeCore {
     /// except the certificate's.
     fn storable(&self, block: &Block, outcome: BlockOutcome) -> Result<Checked, StorageError> {
         let receipts: Vec<Vec<u8>> = outcome.receipts.iter().map(codec::encode).collect();
-        self.store
-            .check_commit_block(block, &outcome.writes, &receipts, &outcome.accumulator)?;
+        let block_events = codec::encode(&outcome.events);
+        self.store.check_commit_block(
+            block,
+            &outcome.writes,
+            &receipts,
+            &block_events,
+            &outcome.accumulator,
+        )?;
         Ok(Checked {
             height: block.header.height,
             outcome,
             receipts,
+            block_events,
         })
     }
 
@@ -1453,7 +1462,10 @@ impl NodeCore {
             }
         };
         let Checked {
-            outcome, receipts, ..
+            outcome,
+            receipts,
+            block_events,
+            ..
         } = checked;
         let started = self.telemetry.clock_secs();
         let rejected = outcome.receipts.iter().filter(|r| !r.is_applied()).count();
@@ -1463,7 +1475,7 @@ impl NodeCore {
             certificate: certificate.clone(),
             state_writes: outcome.writes.clone(),
             receipts,
-            block_events: codec::encode(&outcome.events),
+            block_events,
             accumulator: outcome.accumulator.clone(),
             next_validator_set: (outcome.validator_set.hash() != block.header.validator_set_hash)
                 .then(|| outcome.validator_set.clone()),

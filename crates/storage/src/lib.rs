@@ -158,6 +158,7 @@ pub trait Store: Send + Sync {
         block: &Block,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         receipts: &[Vec<u8>],
+        block_events: &[u8],
         accumulator: &StateAccumulator,
     ) -> Result<(), StorageError>;
     /// Atomically stores the genesis document and the initial state.
@@ -275,17 +276,15 @@ pub(crate) fn check_commit(
 ) -> Result<Vec<Hash>, StorageError> {
     let ids = check_block_commit(
         &batch.block,
-        &batch.state_writes,
-        &batch.receipts,
-        &batch.accumulator,
+        Outputs {
+            state_writes: &batch.state_writes,
+            receipts: &batch.receipts,
+            block_events: &batch.block_events,
+            accumulator: &batch.accumulator,
+        },
         head,
         genesis,
         indexed_at,
-    )?;
-    too_large(
-        "encoded block events size in bytes",
-        batch.block_events.len(),
-        BLOCK_EVENTS_MAX_BYTES,
     )?;
     too_large(
         "certificate signature count",
@@ -348,18 +347,30 @@ pub(crate) fn set_change_of(batch: &CommitBatch) -> Option<SetChange> {
     })
 }
 
+/// What a block writes besides itself, as the commit checks see it.
+pub(crate) struct Outputs<'a> {
+    pub state_writes: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pub receipts: &'a [Vec<u8>],
+    pub block_events: &'a [u8],
+    pub accumulator: &'a StateAccumulator,
+}
+
 /// Everything [`check_commit`] checks except the certificate: what a
 /// validator checks before it votes, so a block it helps certify is one
 /// its store will take ([`Store::check_commit_block`]).
 pub(crate) fn check_block_commit(
     block: &Block,
-    state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    receipts: &[Vec<u8>],
-    accumulator: &StateAccumulator,
+    outputs: Outputs<'_>,
     head: Option<&Head>,
     genesis: Option<Hash>,
     indexed_at: IndexedAt<'_>,
 ) -> Result<Vec<Hash>, StorageError> {
+    let Outputs {
+        state_writes,
+        receipts,
+        block_events,
+        accumulator,
+    } = outputs;
     let genesis = genesis.ok_or(StorageError::NoGenesis)?;
     let header = &block.header;
     let height = header.height;
@@ -401,6 +412,11 @@ pub(crate) fn check_block_commit(
     for r in receipts {
         too_large("receipt size in bytes", r.len(), RECEIPT_MAX_BYTES)?;
     }
+    too_large(
+        "encoded block events size in bytes",
+        block_events.len(),
+        BLOCK_EVENTS_MAX_BYTES,
+    )?;
 
     let ids: Vec<Hash> = block.txs.iter().map(|t| t.id()).collect();
     if !block.body_matches_header() {

@@ -146,6 +146,7 @@ impl Store for MemStore {
         block: &Block,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         receipts: &[Vec<u8>],
+        block_events: &[u8],
         accumulator: &StateAccumulator,
     ) -> Result<(), StorageError> {
         let inner = self.read();
@@ -154,9 +155,12 @@ impl Store for MemStore {
         let tx_index = &inner.tx_index;
         check_block_commit(
             block,
-            state_writes,
-            receipts,
-            accumulator,
+            crate::Outputs {
+                state_writes,
+                receipts,
+                block_events,
+                accumulator,
+            },
             inner.head.as_ref(),
             genesis,
             &mut |ids| {

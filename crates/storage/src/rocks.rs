@@ -730,6 +730,7 @@ impl Store for RocksStore {
         block: &Block,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         receipts: &[Vec<u8>],
+        block_events: &[u8],
         accumulator: &StateAccumulator,
     ) -> Result<(), StorageError> {
         refuse_while_installing(self.snapshot_installing()?)?;
@@ -737,9 +738,12 @@ impl Store for RocksStore {
         let genesis = self.genesis_hash()?;
         check_block_commit(
             block,
-            state_writes,
-            receipts,
-            accumulator,
+            crate::Outputs {
+                state_writes,
+                receipts,
+                block_events,
+                accumulator,
+            },
             head.as_ref(),
             genesis,
             &mut |ids| self.indexed_heights(ids),

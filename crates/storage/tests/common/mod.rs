@@ -282,6 +282,7 @@ fn assert_refusals(store: &dyn Store, chain: &mut Chain) {
             &good.block,
             &good.state_writes,
             &good.receipts,
+            &good.block_events,
             &good.accumulator,
         )
         .expect("the pre-vote check takes a good block");
@@ -290,7 +291,13 @@ fn assert_refusals(store: &dyn Store, chain: &mut Chain) {
         // What a validator checks before it votes refuses the same blocks
         // with the same error, so a certified block always commits; only
         // the certificate, which does not exist at vote time, is left out.
-        let pre = store.check_commit_block(&b.block, &b.state_writes, &b.receipts, &b.accumulator);
+        let pre = store.check_commit_block(
+            &b.block,
+            &b.state_writes,
+            &b.receipts,
+            &b.block_events,
+            &b.accumulator,
+        );
         let err = store.commit_block(b).unwrap_err();
         assert!(want(&err), "unexpected error: {err:?}");
         match &err {
