@@ -414,8 +414,12 @@ pub(crate) async fn program_plans(
 pub struct ExploreCache {
     reports: std::sync::Mutex<Reports>,
     sets: std::sync::Mutex<Option<Arc<SetHistory>>>,
-    /// Payment proofs being built (`api_proof`).
-    pub(crate) proofs: tokio::sync::Semaphore,
+    /// Payment proofs being built (`api_proof`): a permit goes with each
+    /// build to its end, whatever happens to the request.
+    pub(crate) proofs: Arc<tokio::sync::Semaphore>,
+    /// Proofs built in the last seconds, so a receipt's QR code, asked
+    /// for right after its proof, is not built again.
+    pub(crate) proof_cache: crate::api_proof::ProofCache,
 }
 
 impl Default for ExploreCache {
@@ -423,7 +427,10 @@ impl Default for ExploreCache {
         ExploreCache {
             reports: Default::default(),
             sets: Default::default(),
-            proofs: tokio::sync::Semaphore::new(crate::api_proof::PROOFS_AT_ONCE),
+            proofs: Arc::new(tokio::sync::Semaphore::new(
+                crate::api_proof::PROOFS_AT_ONCE,
+            )),
+            proof_cache: Default::default(),
         }
     }
 }

@@ -5,6 +5,8 @@
 //! with, and is checked before it is served. Nothing in it needs trusting
 //! this node: a reader checks it against the genesis alone.
 
+use std::sync::Arc;
+
 use aidledger_audit::proof::{self, PaymentProof, ProofError, ProofRequest};
 use aidledger_types::{Hash, Slug};
 use axum::extract::{Query, State};
@@ -17,9 +19,41 @@ use crate::api::{bad_request, query_rejection, AppState};
 use crate::api_page::internal;
 use crate::problem::{Problem, ProblemBody};
 
-/// Proofs built at once. Finding a payment reads its program's ledger, so
-/// requests past this are refused (503 `busy`) rather than queued.
+/// Proofs built at once. Finding a payment without its release id reads
+/// its program's ledger, so requests past this are refused (503 `busy`)
+/// rather than queued. The permit is held by the build itself, to its
+/// end, even when the request that started it times out or hangs up.
 pub const PROOFS_AT_ONCE: usize = 2;
+/// Proofs kept after they are built, and for how long.
+const CACHED_PROOFS: usize = 32;
+const CACHED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The proofs built in the last [`CACHED_FOR`]: a receipt's QR code is
+/// asked for right after its proof, and is not built again.
+#[derive(Default)]
+pub struct ProofCache {
+    recent: std::sync::Mutex<
+        std::collections::VecDeque<(String, tokio::time::Instant, Arc<PaymentProof>)>,
+    >,
+}
+
+impl ProofCache {
+    fn get(&self, key: &str) -> Option<Arc<PaymentProof>> {
+        let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        r.retain(|(_, at, _)| at.elapsed() < CACHED_FOR);
+        r.iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, _, p)| p.clone())
+    }
+
+    fn put(&self, key: String, p: Arc<PaymentProof>) {
+        let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if r.len() >= CACHED_PROOFS {
+            r.pop_front();
+        }
+        r.push_back((key, tokio::time::Instant::now(), p));
+    }
+}
 
 /// Which payment: the household, the program and the period.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -35,6 +69,9 @@ pub(crate) struct ProofQuery {
     /// The entitlement, when the household has several of the program's
     /// paying that period.
     entitlement: Option<String>,
+    /// The release that paid, when known: the proof is then built from
+    /// its block alone. It must be the payment the other fields name.
+    release: Option<u64>,
 }
 
 fn request(q: ProofQuery) -> Result<ProofRequest, Problem> {
@@ -51,26 +88,45 @@ fn request(q: ProofQuery) -> Result<ProofRequest, Problem> {
         program,
         period: q.period,
         entitlement,
+        release: q.release,
     })
 }
 
-async fn build(s: &AppState, req: ProofRequest) -> Result<PaymentProof, Problem> {
-    let Ok(_permit) = s.explore.proofs.try_acquire() else {
+async fn build(s: &AppState, req: ProofRequest) -> Result<Arc<PaymentProof>, Problem> {
+    let key = format!(
+        "{}/{}/{}/{}/{}",
+        req.household.to_hex(),
+        req.program,
+        req.period,
+        req.entitlement.as_ref().map(Slug::as_str).unwrap_or(""),
+        req.release.map(|r| r.to_string()).unwrap_or_default()
+    );
+    if let Some(p) = s.explore.proof_cache.get(&key) {
+        return Ok(p);
+    }
+    let Ok(permit) = s.explore.proofs.clone().try_acquire_owned() else {
         return Err(Problem::new(
             "busy",
             format!("{PROOFS_AT_ONCE} proofs are being built; try again shortly"),
         ));
     };
     let store = s.store.clone();
-    tokio::task::spawn_blocking(move || proof::payment_proof(store.as_ref(), &req))
-        .await
-        .map_err(internal)?
-        .map_err(|e| match e {
-            ProofError::NotFound(m) => Problem::new("not-found", m),
-            ProofError::Ambiguous(m) => Problem::new("ambiguous", m),
-            ProofError::Unavailable(m) => Problem::new("pruned", m),
-            ProofError::Store(m) => internal(m),
-        })
+    let p = tokio::task::spawn_blocking(move || {
+        let p = proof::payment_proof(store.as_ref(), &req);
+        drop(permit);
+        p
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| match e {
+        ProofError::NotFound(m) => Problem::new("not-found", m),
+        ProofError::Ambiguous(m) => Problem::new("ambiguous", m),
+        ProofError::Unavailable(m) => Problem::new("pruned", m),
+        ProofError::Store(m) => internal(m),
+    })?;
+    let p = Arc::new(p);
+    s.explore.proof_cache.put(key, p.clone());
+    Ok(p)
 }
 
 /// A payment proof: the household's entitlement payment for one period, with its Merkle path, certificate and the validator-set changes from genesis. Check it offline with `aidledger proof verify FILE --genesis genesis.json`.
@@ -94,7 +150,7 @@ pub(crate) async fn payment_proof(
     q: Result<Query<ProofQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PaymentProof>, Problem> {
     let Query(q) = q.map_err(query_rejection)?;
-    Ok(Json(build(&s, request(q)?).await?))
+    Ok(Json(PaymentProof::clone(&*build(&s, request(q)?).await?)))
 }
 
 /// The payment's receipt code as a QR code (SVG), for a printed receipt.

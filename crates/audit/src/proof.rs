@@ -22,7 +22,7 @@
 use serde::{Deserialize, Serialize};
 
 use aidledger_contracts::events::{event_leaves, EventBody, MoneyEvent, MoneyFlow, Party, Receipt};
-use aidledger_contracts::model::{Program, Release, SettlementStatus};
+use aidledger_contracts::model::{Program, Recipient, Release, ReleaseSource, SettlementStatus};
 use aidledger_contracts::{keys, Event, Genesis};
 use aidledger_crypto::{verify_certificate, SetHistory};
 use aidledger_storage::Store;
@@ -115,6 +115,11 @@ pub struct ProofRequest {
     /// Needed only when the household has more than one entitlement of
     /// the program paying that period.
     pub entitlement: Option<Slug>,
+    /// The release that paid, when the asker knows it (the explorer
+    /// does): the proof is then built from that release's block alone,
+    /// without searching the program's ledger. It must be the payment
+    /// the other fields name.
+    pub release: Option<u64>,
 }
 
 /// Why no proof could be built.
@@ -196,19 +201,51 @@ pub fn payment_proof(store: &dyn Store, req: &ProofRequest) -> Result<PaymentPro
     let program: Program = crate::report::record(&state, &keys::program(&req.program))
         .map_err(store_err)?
         .ok_or_else(|| ProofError::NotFound(format!("no program {}", req.program)))?;
-    let payment = find_payment(store, req)?;
-    let release_id = payment
-        .release
-        .ok_or_else(|| ProofError::Store("a disbursement names no release".into()))?;
-    let release: Release = crate::report::record(&state, &keys::release(release_id))
-        .map_err(store_err)?
-        .ok_or_else(|| ProofError::Store(format!("release {release_id} is missing")))?;
-    let event = Event {
-        height: payment.height,
-        tx: payment.tx,
-        body: EventBody::Money(payment.clone()),
+    let (payment, paid, release) = match req.release {
+        Some(id) => {
+            let release: Release = crate::report::record(&state, &keys::release(id))
+                .map_err(store_err)?
+                .ok_or_else(|| ProofError::NotFound(format!("no release {id}")))?;
+            let named = release.recipient == Recipient::Household(req.household)
+                && release.program == req.program
+                && matches!(&release.source, ReleaseSource::Entitlement { entitlement, period }
+                    if *period == req.period
+                        && req.entitlement.as_ref().is_none_or(|e| e == entitlement));
+            if !named {
+                return Err(ProofError::NotFound(format!(
+                    "release {id} is not program {}'s payment to household {} for period {}",
+                    req.program,
+                    req.household.to_hex(),
+                    req.period
+                )));
+            }
+            let paid = include_where(store, release.height, |m| {
+                m.flow == MoneyFlow::Disbursement && m.release == Some(id)
+            })?;
+            let EventBody::Money(m) = &paid.event.body else {
+                return Err(ProofError::Store("the payment is not a money event".into()));
+            };
+            (m.clone(), paid, release)
+        }
+        None => {
+            let payment = find_payment(store, req)?;
+            let id = payment
+                .release
+                .ok_or_else(|| ProofError::Store("a disbursement names no release".into()))?;
+            let release: Release = crate::report::record(&state, &keys::release(id))
+                .map_err(store_err)?
+                .ok_or_else(|| ProofError::Store(format!("release {id} is missing")))?;
+            let event = Event {
+                height: payment.height,
+                tx: payment.tx,
+                body: EventBody::Money(payment.clone()),
+            };
+            let paid = include(store, &event)?;
+            (payment, paid, release)
+        }
     };
-    let paid = include(store, &event)?;
+    let release_id = release.id;
+    let event = paid.event.clone();
     let settlement = match &release.settlement {
         Some(s) if s.status == SettlementStatus::Confirmed => {
             Some(include_settlement(store, s.height, release_id)?)
@@ -248,6 +285,13 @@ pub fn payment_proof(store: &dyn Store, req: &ProofRequest) -> Result<PaymentPro
     verify_payment_proof(&proof, &genesis).map_err(|e| {
         ProofError::Store(format!("the proof this store gives does not check: {e}"))
     })?;
+    let size = serde_json::to_vec(&proof).map_err(store_err)?.len() as u64;
+    if size > PROOF_MAX_BYTES {
+        return Err(ProofError::Unavailable(format!(
+            "the proof would be {size} bytes, over the {PROOF_MAX_BYTES} a verifier reads (too \
+             many validator-set changes since genesis)"
+        )));
+    }
     Ok(proof)
 }
 
@@ -358,6 +402,12 @@ fn block_events(store: &dyn Store, height: u64) -> Result<(BlockHeader, Vec<Even
              keeps all blocks (an archive)"
         ))
     })?;
+    if height == base && base > 1 {
+        return Err(ProofError::Unavailable(format!(
+            "block {height} is this node's snapshot base; its events are not kept here: ask a \
+             node that keeps all blocks (an archive)"
+        )));
+    }
     let ids: Vec<Hash> = block.txs.iter().map(|t| t.id()).collect();
     let mut receipts: Vec<Receipt> = Vec::with_capacity(ids.len());
     for (i, found) in store.tx_locations(&ids).into_iter().enumerate() {
@@ -369,12 +419,6 @@ fn block_events(store: &dyn Store, height: u64) -> Result<(BlockHeader, Vec<Even
     let own: Vec<Event> = match store.block_events(height).map_err(store_err)? {
         Some(b) => codec::decode_with_limit(&b, aidledger_storage::BLOCK_EVENTS_MAX_BYTES)
             .map_err(store_err)?,
-        None if height == base && base > 1 => {
-            return Err(ProofError::Unavailable(format!(
-                "block {height} is this node's snapshot base; its events are not kept here: ask \
-                 a node that keeps all blocks (an archive)"
-            )))
-        }
         None => {
             return Err(ProofError::Store(format!(
                 "block {height}'s own events are missing"
@@ -422,24 +466,32 @@ fn include(store: &dyn Store, event: &Event) -> Result<EventInclusion, ProofErro
     inclusion(store, header, &events, index)
 }
 
+/// The last money event of block `height` that `wanted` picks.
+fn include_where(
+    store: &dyn Store,
+    height: u64,
+    wanted: impl Fn(&MoneyEvent) -> bool,
+) -> Result<EventInclusion, ProofError> {
+    let (header, events) = block_events(store, height)?;
+    let index = events
+        .iter()
+        .rposition(|e| matches!(&e.body, EventBody::Money(m) if wanted(m)))
+        .ok_or_else(|| {
+            ProofError::Store(format!(
+                "block {height} does not hold the money movement its release record names"
+            ))
+        })?;
+    inclusion(store, header, &events, index)
+}
+
 fn include_settlement(
     store: &dyn Store,
     height: u64,
     release: u64,
 ) -> Result<EventInclusion, ProofError> {
-    let (header, events) = block_events(store, height)?;
-    let index = events
-        .iter()
-        .rposition(|e| {
-            matches!(&e.body, EventBody::Money(m)
-                if m.flow == MoneyFlow::Expenditure && m.release == Some(release))
-        })
-        .ok_or_else(|| {
-            ProofError::Store(format!(
-                "block {height} does not hold the settlement of release {release} its record names"
-            ))
-        })?;
-    inclusion(store, header, &events, index)
+    include_where(store, height, |m| {
+        m.flow == MoneyFlow::Expenditure && m.release == Some(release)
+    })
 }
 
 /// What a proof proved.
@@ -504,6 +556,16 @@ pub fn verify_payment_proof(
         return Err(fail("payment", "the proven event is not a money movement"));
     };
     let s = &proof.summary;
+    if s.decimals > aidledger_contracts::programs::MAX_DECIMALS {
+        return Err(fail(
+            "summary",
+            format!(
+                "{} decimals; a currency has at most {}",
+                s.decimals,
+                aidledger_contracts::programs::MAX_DECIMALS
+            ),
+        ));
+    }
     let period = m.period;
     let facts_hold = m.flow == MoneyFlow::Disbursement
         && m.to == Party::Household(s.household)
@@ -642,5 +704,19 @@ pub fn parse_proof(bytes: &[u8]) -> Result<PaymentProof, ProofFailure> {
     if bytes.len() as u64 > PROOF_MAX_BYTES {
         return Err(fail("file", format!("larger than {PROOF_MAX_BYTES} bytes")));
     }
-    serde_json::from_slice(bytes).map_err(|e| fail("file", format!("not a payment proof: {e}")))
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| fail("file", format!("not JSON: {e}")))?;
+    let proof: PaymentProof = serde_json::from_value(value.clone())
+        .map_err(|e| fail("file", format!("not a payment proof: {e}")))?;
+    // Every field, at every depth, is one the proof's types write: an
+    // unknown field, or one written in another form, is refused, not
+    // ignored.
+    let again = serde_json::to_value(&proof).map_err(|e| fail("file", e.to_string()))?;
+    if again != value {
+        return Err(fail(
+            "file",
+            "it holds fields a payment proof does not have, or writes them in another form",
+        ));
+    }
+    Ok(proof)
 }

@@ -43,6 +43,7 @@ fn request(e: &MoneyEvent) -> ProofRequest {
         program: e.program.clone(),
         period: e.period.unwrap(),
         entitlement: None,
+        release: None,
     }
 }
 
@@ -194,9 +195,54 @@ fn proofs_check_offline_and_every_alteration_is_refused() {
             .step,
         "file"
     );
+    // Deep inside too.
+    let mut v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    v["payment"]["header"]["extra"] = serde_json::json!(1);
+    assert_eq!(
+        parse_proof(&serde_json::to_vec(&v).unwrap())
+            .unwrap_err()
+            .step,
+        "file"
+    );
     let big = vec![b' '; PROOF_MAX_BYTES as usize + 1];
     assert_eq!(parse_proof(&big).unwrap_err().step, "file");
     assert_eq!(parse_proof(b"{").unwrap_err().step, "file");
+
+    // Naming the release gives the same proof, from its block alone; a
+    // release that is not the payment named is refused.
+    let mut r = request(&late);
+    r.release = Some(release);
+    assert_eq!(payment_proof(&c.store, &r).unwrap(), p);
+    let mut r = request(&early);
+    r.release = Some(release);
+    assert!(matches!(
+        payment_proof(&c.store, &r),
+        Err(ProofError::NotFound(_))
+    ));
+    let mut r = request(&late);
+    r.release = Some(9_999_999);
+    assert!(matches!(
+        payment_proof(&c.store, &r),
+        Err(ProofError::NotFound(_))
+    ));
+
+    // Display decimals are not proven, but are bounded.
+    let mut x = p.clone();
+    x.summary.decimals = 64;
+    assert_eq!(step_of(&x, &g), "summary");
+
+    // The settlement's height claimed elsewhere.
+    let mut x = p.clone();
+    x.summary.settlement_height = Some(settled_block.height() + 1);
+    assert_eq!(step_of(&x, &g), "settlement");
+
+    // Another release's real, certified settlement (the road plan's
+    // tranche, settled in block 8) passed off as this payment's.
+    let mut x = p.clone();
+    let other = settlement_of_the_tranche(&c);
+    x.summary.settlement_height = Some(other.header.height);
+    x.settlement = Some(other);
+    assert_eq!(step_of(&x, &g), "settlement");
 
     // Requests for what was never paid.
     let mut r = request(&late);
@@ -252,4 +298,41 @@ fn a_store_missing_block_events_gives_no_proof() {
         payment_proof(&c.store, &request(&e)),
         Err(ProofError::Store(_))
     ));
+}
+
+/// The certified settlement of the standard chain's tranche release (a
+/// payment to an organisation, not a household), with its path.
+fn settlement_of_the_tranche(c: &common::ChainBuilder) -> aidledger_audit::proof::EventInclusion {
+    use aidledger_contracts::{Event, Receipt};
+    for h in 1..=c.parent.height {
+        let block = c.store.block(h).unwrap().unwrap();
+        let ids: Vec<_> = block.txs.iter().map(|t| t.id()).collect();
+        let receipts: Vec<Receipt> = c
+            .store
+            .tx_locations(&ids)
+            .into_iter()
+            .map(|r| codec::decode(&r.unwrap().unwrap().1).unwrap())
+            .collect();
+        let own: Vec<Event> = codec::decode(&c.store.block_events(h).unwrap().unwrap()).unwrap();
+        let events: Vec<Event> = receipts
+            .iter()
+            .flat_map(|r| r.events.iter().cloned())
+            .chain(own)
+            .collect();
+        let Some(i) = events.iter().position(|e| {
+            matches!(&e.body, EventBody::Money(m) if m.flow == MoneyFlow::Expenditure
+                && m.to != Party::Program(m.program.clone())
+                && !matches!(m.to, Party::Household(_)))
+        }) else {
+            continue;
+        };
+        let leaves: Vec<_> = events.iter().map(|e| e.leaf_hash()).collect();
+        return aidledger_audit::proof::EventInclusion {
+            event: events[i].clone(),
+            path: aidledger_types::merkle::prove(&leaves, i).unwrap(),
+            header: block.header,
+            certificate: c.store.certificate(h).unwrap().unwrap(),
+        };
+    }
+    panic!("the standard chain settles its tranche release");
 }

@@ -2258,7 +2258,7 @@ const RECEIPT_CMD = 'aidledger proof verify FILE --genesis genesis.json --receip
 /** The query naming one subsidy payment, for the proof and its QR code. */
 function proofQuery(hid, r) {
   const [, sv] = tagOf(r.source);
-  return { household: hid, program: str(r.program), period: str(sv.period), entitlement: str(sv.entitlement) };
+  return { household: hid, program: str(r.program), period: str(sv.period), entitlement: str(sv.entitlement), release: str(r.id) };
 }
 
 /** The household's subsidy payments, each with its proof to download and

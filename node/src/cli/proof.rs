@@ -39,6 +39,10 @@ pub struct PaymentArgs {
     /// The entitlement, when several of the program's paid that period.
     #[arg(long, value_parser = args::slug)]
     entitlement: Option<Slug>,
+    /// The release that paid, if you know it (`query trace --household`
+    /// lists them): the node then reads that release's block alone.
+    #[arg(long)]
+    release: Option<u64>,
     /// Where to write the proof [default: payment-proof-PROGRAM-PERIOD-HOUSEHOLD.json].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -82,6 +86,9 @@ fn payment(ctx: &Ctx, a: PaymentArgs) -> Result<ExitCode> {
     );
     if let Some(e) = &a.entitlement {
         path.push_str(&format!("&entitlement={e}"));
+    }
+    if let Some(r) = a.release {
+        path.push_str(&format!("&release={r}"));
     }
     let p: PaymentProof = ctx
         .client()?
@@ -168,7 +175,13 @@ fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<ExitCode> {
 
 fn print_receipt(v: &VerifiedPayment, receipt_checked: bool) {
     let s = &v.summary;
-    let amount = Amount(s.amount.parse().unwrap_or(0)).to_decimal(u32::from(s.decimals));
+    // The minor units are proven; the decimals (checked to be at most 8)
+    // only place the point, as the program declares its currency.
+    let amount = s
+        .amount
+        .parse::<u64>()
+        .map(|m| Amount(m).to_decimal(u32::from(s.decimals)))
+        .unwrap_or_else(|_| s.amount.clone());
     println!("payment proof: VERIFIED against the genesis file, offline");
     println!(
         "  chain          {} (genesis {})",
@@ -180,8 +193,8 @@ fn print_receipt(v: &VerifiedPayment, receipt_checked: bool) {
     println!("  entitlement    {}", s.entitlement);
     println!("  period         {}", s.period);
     println!(
-        "  amount         {amount} {} ({} minor units)",
-        s.currency, s.amount
+        "  amount         {} minor units of {} ({amount} {} at the program's {} decimals)",
+        s.amount, s.currency, s.currency, s.decimals
     );
     println!("  release        {}", s.release);
     println!(

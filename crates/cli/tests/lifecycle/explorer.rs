@@ -693,11 +693,12 @@ fn encode_component(s: &str) -> String {
 fn proof_query(hid: &str, release: &Value) -> String {
     let ent = &release["source"]["entitlement"];
     format!(
-        "household={}&program={}&period={}&entitlement={}",
+        "household={}&program={}&period={}&entitlement={}&release={}",
         encode_component(hid),
         encode_component(release["program"].as_str().unwrap()),
         ent["period"].as_u64().unwrap(),
         encode_component(ent["entitlement"].as_str().unwrap()),
+        text_of(&release["id"]),
     )
 }
 
