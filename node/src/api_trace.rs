@@ -1,8 +1,11 @@
 //! `GET /v1/applications/{id}/trace` and `GET /v1/households/{id}/trace`:
 //! one application or household followed through the chain, a page at a
 //! time (ADR 019): the record, and a page of each of its lists read in
-//! step; `next` continues all of them. Joined, the pages are the trace
-//! `aidledger_audit::trace` builds, the same code auditors run.
+//! step; `next` continues all of them. Joined, the pages hold what
+//! `aidledger_audit::trace` (the auditors' code) builds from the same
+//! state, in key order: a household's ledger entries by program, then
+//! sequence, where the audit trace sorts them by height. Like every paged
+//! list (ADR 019), pages are read as the chain grows, not from one block.
 
 use aidledger_audit::trace::{ApplicationTrace, HouseholdTrace};
 use aidledger_contracts::model::{
