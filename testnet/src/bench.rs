@@ -30,7 +30,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+pub mod budget;
 pub mod flood;
+pub mod hist;
 #[cfg(feature = "suite")]
 pub mod suite;
 
@@ -95,6 +97,19 @@ pub struct LoadArgs {
     /// Concurrent HTTP submitters.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub workers: u64,
+    /// Keep the generator, every thread of it, on these CPUs (a list as
+    /// `taskset -c` takes it: 0,2-3), so that it takes no more of the
+    /// machine than that from the nodes it measures [default: any CPU].
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus_arg)]
+    pub cpus: Option<CpuList>,
+}
+
+/// The CPUs `--cpus` names, sorted, without repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+pub fn parse_cpus_arg(s: &str) -> std::result::Result<CpuList, String> {
+    budget::parse_cpu_list(s).map(CpuList)
 }
 
 /// The result: the last line of `--output json`.
@@ -118,6 +133,12 @@ pub struct LoadReport {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Every committed transaction's submit-to-commit latency, counted
+    /// into buckets.
+    pub latency_histogram: hist::Histogram,
+    /// The CPU the generator itself used from the first submission to the
+    /// end of the drain.
+    pub generator: budget::GeneratorUse,
     pub first_height: u64,
     pub last_height: u64,
     pub program: String,
@@ -575,6 +596,29 @@ fn print_report(r: &LoadReport) {
         "submit-to-commit latency: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms
     );
+    if r.latency_histogram.total > 0 {
+        println!("latency histogram (bucket, committed transactions, cumulative share):");
+        for l in r.latency_histogram.lines(40) {
+            println!("  {l}");
+        }
+    }
+    let g = &r.generator;
+    println!(
+        "load generator: {:.0} ms of CPU, {:.1} µs per transaction, {:.2} cores on average{}",
+        g.cpu_ms,
+        g.us_per_tx,
+        g.cores,
+        match &g.cpus {
+            Some(c) => format!(
+                ", kept on CPUs {}",
+                c.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            None => String::new(),
+        }
+    );
     println!(
         "blocks {}..{} (program {})",
         r.first_height, r.last_height, r.program
@@ -649,6 +693,14 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
         })
         .collect();
     drop(signed);
+    // From here to the end of the drain the generator stays inside its
+    // budget; pre-signing above is not part of the measured run.
+    let pinned = a
+        .cpus
+        .as_ref()
+        .map(|c| budget::Pinned::to(&c.0))
+        .transpose()?;
+    let cpu0 = budget::process_cpu()?;
     let run = Arc::new(Run {
         start: Run::now(),
         txs,
@@ -859,6 +911,13 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
             dups += 1;
         }
     }
+    let generator = budget::GeneratorUse::of(
+        a.cpus.as_ref().map(|c| c.0.clone()),
+        budget::process_cpu()?.saturating_sub(cpu0),
+        run.start.elapsed(),
+        submitted,
+    );
+    drop(pinned);
     lat.sort_unstable();
     let (first, last) = run.heights.lock().map(|g| *g).unwrap_or((0, 0));
     if let Ok(g) = run.last_refusal.lock() {
@@ -885,6 +944,8 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
         p90_ms: percentile(&lat, 0.90),
         p99_ms: percentile(&lat, 0.99),
         max_ms: lat.last().copied().unwrap_or(0) as f64,
+        latency_histogram: hist::Histogram::of(&lat),
+        generator,
         first_height: first,
         last_height: last,
         program: program.to_string(),

@@ -836,6 +836,7 @@ pub fn drill(ctx: &Ctx, a: &DrillArgs) -> Result<DrillReport> {
         duration,
         drain: 90,
         workers: 8,
+        cpus: None,
     };
     let load_ctx = Ctx {
         home: None,

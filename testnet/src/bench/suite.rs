@@ -44,6 +44,8 @@ use aidledger_node::cli::{Ctx, Output};
 /// The targets of issue 8, used as the bound of figures whose limit is a
 /// target rather than a physical rate.
 const TARGET_P99_MS: f64 = 1_000.0;
+/// Issue 18's P2: p50 at half load.
+const TARGET_P50_MS: f64 = 250.0;
 const TARGET_RSS_MB: f64 = 500.0;
 const TARGET_HOUSEHOLD_LOSS_PCT: f64 = 20.0;
 /// Signatures per batch in the batch-verify measurement (the crypto crate
@@ -82,6 +84,11 @@ pub struct SuiteArgs {
     /// transaction [default: the four validators alone].
     #[arg(long)]
     pub observers: bool,
+    /// Keep the load generator on these CPUs (a list as `taskset -c` takes
+    /// it: 0,2-3) [default: any CPU]. On a machine with cores to spare, give
+    /// it its own so that it does not measure itself.
+    #[arg(long, value_name = "LIST", value_parser = crate::bench::parse_cpus_arg)]
+    pub generator_cpus: Option<crate::bench::CpuList>,
 }
 
 /// Sizes and durations of one run.
@@ -92,6 +99,9 @@ struct Sizes {
     probe_secs: u64,
     sustained_secs: u64,
     latency_secs: u64,
+    /// Latency runs at half load, back to back: issue 18's P2 asks for
+    /// its targets in every one of five.
+    latency_runs: u64,
     catchup_timeout_secs: u64,
     replay_txs: u64,
     replay_block_txs: usize,
@@ -113,6 +123,7 @@ impl Sizes {
                 probe_secs: 3,
                 sustained_secs: 5,
                 latency_secs: 5,
+                latency_runs: 1,
                 catchup_timeout_secs: 30,
                 replay_txs: 3_000,
                 replay_block_txs: 500,
@@ -129,6 +140,7 @@ impl Sizes {
                 probe_secs: 5,
                 sustained_secs: 30,
                 latency_secs: 15,
+                latency_runs: 3,
                 catchup_timeout_secs: 60,
                 replay_txs: 100_000,
                 replay_block_txs: 2_000,
@@ -145,6 +157,7 @@ impl Sizes {
                 probe_secs: 10,
                 sustained_secs: 60,
                 latency_secs: 30,
+                latency_runs: 5,
                 catchup_timeout_secs: 150,
                 replay_txs: 1_000_000,
                 replay_block_txs: 2_000,
@@ -1197,6 +1210,7 @@ fn testnet_part(
                 duration,
                 drain,
                 workers: 16,
+                cpus: a.generator_cpus.clone(),
             },
         )
     };
@@ -1267,14 +1281,44 @@ fn testnet_part(
         ),
     );
     wait_idle("sustained");
-    let lat = run_load(half, sizes.latency_secs, 30)?;
-    say(
-        json_out,
-        format!(
-            "testnet: at {half} tx/s: p50 {:.0} ms, p99 {:.0} ms",
-            lat.p50_ms, lat.p99_ms
-        ),
-    );
+    let mut lats: Vec<LoadReport> = Vec::new();
+    for i in 0..sizes.latency_runs {
+        if i > 0 {
+            wait_idle("latency");
+        }
+        let r = run_load(half, sizes.latency_secs, 30)?;
+        say(
+            json_out,
+            format!(
+                "testnet: at {half} tx/s, run {} of {}: p50 {:.0} ms, p99 {:.0} ms",
+                i + 1,
+                sizes.latency_runs,
+                r.p50_ms,
+                r.p99_ms
+            ),
+        );
+        lats.push(r);
+    }
+    // The run whose p99 is the median of the runs stands for them all; the
+    // worst and the count of runs within both targets are reported beside it.
+    let mut by_p99: Vec<&LoadReport> = lats.iter().collect();
+    by_p99.sort_by(|x, y| x.p99_ms.total_cmp(&y.p99_ms));
+    let lat = by_p99
+        .get(by_p99.len() / 2)
+        .copied()
+        .ok_or_else(|| anyhow!("no latency run"))?
+        .clone();
+    let worst_p99 = by_p99.last().map_or(0.0, |r| r.p99_ms);
+    let within = lats
+        .iter()
+        .filter(|r| r.p50_ms <= TARGET_P50_MS && r.p99_ms <= TARGET_P99_MS)
+        .count();
+    if !json_out {
+        eprintln!("[bench] latency histogram of the median run at {half} tx/s:");
+        for l in lat.latency_histogram.lines(40) {
+            eprintln!("[bench]   {l}");
+        }
+    }
     let mut rss: Vec<Value> = Vec::new();
     let mut peak_by_org: std::collections::BTreeMap<String, f64> = Default::default();
     let mut sample_rss = |after: &str| {
@@ -1325,17 +1369,48 @@ fn testnet_part(
     );
     rep.row(
         p,
-        format!("latency p50 at {half} tx/s (50%)"),
+        format!("latency p50 at {half} tx/s (50%), median run"),
         lat.p50_ms,
         "ms",
-        Some((TARGET_P99_MS, "target 1 s".into())),
+        Some((TARGET_P50_MS, "target p50 ≤ 250 ms".into())),
     );
     rep.row(
         p,
-        format!("latency p99 at {half} tx/s (50%)"),
+        format!("latency p99 at {half} tx/s (50%), median run"),
         lat.p99_ms,
         "ms",
         Some((TARGET_P99_MS, "target p99 ≤ 1 s".into())),
+    );
+    rep.row(
+        p,
+        format!(
+            "latency p99 at {half} tx/s (50%), worst of {} runs",
+            lats.len()
+        ),
+        worst_p99,
+        "ms",
+        Some((TARGET_P99_MS, "target p99 ≤ 1 s".into())),
+    );
+    rep.row(
+        p,
+        "latency runs within p50 ≤ 250 ms and p99 ≤ 1 s",
+        within as f64,
+        "runs",
+        Some((lats.len() as f64, "runs".into())),
+    );
+    rep.row(
+        p,
+        "load generator CPU per submitted tx, sustained run",
+        sustained.generator.us_per_tx,
+        "µs",
+        Some((0.0, "what measuring costs".into())),
+    );
+    rep.row(
+        p,
+        "load generator, cores kept busy in the sustained run",
+        sustained.generator.cores,
+        "cores",
+        Some((cores as f64, format!("{cores} cores"))),
     );
     rep.row(
         p,
@@ -1390,6 +1465,7 @@ fn testnet_part(
             "probe": load_json(&probe),
             "sustained": load_json(&sustained),
             "latency_at_half": load_json(&lat),
+            "latency_runs_at_half": lats.iter().map(load_json).collect::<Vec<_>>(),
             "catch_up": catchup.as_ref().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).unwrap_or_else(|e| json!({"error": format!("{e:#}")})),
             "rss": rss,
         }),

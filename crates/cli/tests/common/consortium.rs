@@ -248,8 +248,13 @@ pub fn govern(proposer: &Org, approver: &Org, action: &[&str]) -> String {
 
 /// `aidledger bench load` on the testnet in the background, bounded in
 /// rate and time, its JSON lines written to `out`.
+///
+/// The generator is kept on one CPU (`--cpus`), the first this process may
+/// use, so that its own budget is exercised; [`finish_load`] checks that
+/// the report names it.
 pub fn start_load(net: &Testnet, rate: u32, secs: u32, out: &Path) -> Child {
     let (rate, secs) = (rate.to_string(), secs.to_string());
+    let cpu = first_allowed_cpu().to_string();
     super::bin()
         .args([
             "bench",
@@ -264,6 +269,8 @@ pub fn start_load(net: &Testnet, rate: u32, secs: u32, out: &Path) -> Child {
             "90",
             "--workers",
             "4",
+            "--cpus",
+            &cpu,
             "--output",
             "json",
         ])
@@ -271,6 +278,18 @@ pub fn start_load(net: &Testnet, rate: u32, secs: u32, out: &Path) -> Child {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// The lowest CPU this process may run on (`Cpus_allowed_list` in
+/// `/proc/self/status`, such as `0-1` or `2,5-7`).
+fn first_allowed_cpu() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    list.split([',', '-']).next().unwrap().parse().unwrap()
 }
 
 /// Waits for a [`start_load`] run and checks that it lost nothing and
@@ -282,7 +301,27 @@ pub fn finish_load(mut load: Child, out: &Path) -> Value {
     let last: Value = serde_json::from_str(report.lines().last().unwrap()).unwrap();
     assert_eq!(last["lost"].as_u64(), Some(0), "{last}");
     assert_eq!(last["duplicates"].as_u64(), Some(0), "{last}");
-    assert!(last["committed"].as_u64().unwrap() > 0, "{last}");
+    let committed = last["committed"].as_u64().unwrap();
+    assert!(committed > 0, "{last}");
+    // Every committed transaction is in the latency histogram once.
+    let h = &last["latency_histogram"];
+    assert_eq!(h["total"].as_u64(), Some(committed), "{last}");
+    let counted: u64 = h["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, committed, "{last}");
+    // The generator stayed on its CPU and measured its own CPU time.
+    let g = &last["generator"];
+    assert_eq!(
+        g["cpus"],
+        serde_json::json!([first_allowed_cpu()]),
+        "{last}"
+    );
+    assert!(g["cpu_ms"].as_f64().unwrap() > 0.0, "{last}");
+    assert!(g["us_per_tx"].as_f64().unwrap() > 0.0, "{last}");
     last
 }
 
