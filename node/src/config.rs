@@ -219,7 +219,9 @@ pub struct ConsensusSection {
     /// Propose once this many transactions are pending...
     pub max_block_txs: usize,
     pub max_block_bytes: usize,
-    /// ...or once this long has passed since the last block.
+    /// ...or once this long has passed since this node proposed the last
+    /// block (since its commit when another node proposed it), and never
+    /// before that block committed here.
     pub block_interval_ms: u64,
     /// With nothing to include, propose an empty block this often anyway:
     /// block time drives date conditions and entitlement periods.

@@ -269,6 +269,9 @@ pub struct NodeCore {
     proposal: Option<PendingProposal>,
     /// Monotonic times of the last commit and of entering this height.
     last_commit_ms: u64,
+    /// The height and monotonic time of this node's last proposal: the
+    /// block interval counts from it (see `proposal_deadline`).
+    last_proposed: Option<(u64, u64)>,
     height_started_ms: u64,
     sync_in_flight: Option<(u64, u64)>,
     /// The peer each outstanding sync request went to and the height it
@@ -345,6 +348,7 @@ impl NodeCore {
             outcomes: BTreeMap::new(),
             proposal: None,
             last_commit_ms: now.mono_ms,
+            last_proposed: None,
             height_started_ms: now.mono_ms,
             sync_in_flight: None,
             sync_peers: BTreeMap::new(),
@@ -775,7 +779,20 @@ impl NodeCore {
         } else {
             c.block_interval_ms
         };
-        let mut at = self.last_commit_ms + wait;
+        // With work ready, the interval counts from this node's proposal
+        // of the parent, not from the parent's commit: a block cycle is
+        // the interval or the time consensus takes, whichever is longer,
+        // instead of their sum. Never before the parent committed here
+        // (the proposal needs its certificate), and, after anything else
+        // (a view change, another leader's block), from the commit as
+        // before. An empty block keeps the empty-block pace from the commit.
+        let mut at = paced_from(
+            self.last_proposed,
+            self.parent.height,
+            ready,
+            self.last_commit_ms,
+            wait,
+        );
         // A quiet chain (ADR 017): with nothing to include, no block before
         // the state's next due time, unless a view change happened here.
         let view = self.proposal.as_ref().map_or(0, |p| p.view);
@@ -1205,6 +1222,7 @@ impl NodeCore {
             return Ok(());
         }
         self.hold_proposal_until = None;
+        self.last_proposed = Some((p.height, self.now.mono_ms));
         self.telemetry
             .phase("propose", self.telemetry.clock_secs() - started);
         tracing::debug!(
@@ -1867,9 +1885,43 @@ pub fn amnesia_guard(
     }
 }
 
+/// When the next proposal is due, before the quiet chain's due time and
+/// holds: `wait` after this node's proposal of the parent when it proposed
+/// the parent and there is work ready, but never before the parent's
+/// commit; otherwise `wait` after the commit.
+fn paced_from(
+    last_proposed: Option<(u64, u64)>,
+    parent_height: u64,
+    ready: bool,
+    last_commit_ms: u64,
+    wait: u64,
+) -> u64 {
+    match last_proposed {
+        Some((h, t)) if ready && h == parent_height => t.saturating_add(wait).max(last_commit_ms),
+        _ => last_commit_ms.saturating_add(wait),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::amnesia_guard;
+    use super::{amnesia_guard, paced_from};
+
+    #[test]
+    fn the_block_interval_counts_from_this_nodes_proposal_of_the_parent() {
+        // Proposed height 9 at 1,000; it committed at 1,350; interval 200.
+        // The next block is due at the commit, not 200 ms after it.
+        assert_eq!(paced_from(Some((9, 1_000)), 9, true, 1_350, 200), 1_350);
+        // A fast commit: the interval still separates the proposals.
+        assert_eq!(paced_from(Some((9, 1_000)), 9, true, 1_050, 200), 1_200);
+        // Another node proposed the parent, or this node's last proposal
+        // is older: from the commit, as before.
+        assert_eq!(paced_from(Some((7, 1_000)), 9, true, 1_350, 200), 1_550);
+        assert_eq!(paced_from(None, 9, true, 1_350, 200), 1_550);
+        // Nothing ready: the empty-block pace counts from the commit.
+        assert_eq!(paced_from(Some((9, 1_000)), 9, false, 1_350, 1_000), 2_350);
+        // No overflow at the ends.
+        assert_eq!(paced_from(Some((9, u64::MAX)), 9, true, 0, 200), u64::MAX);
+    }
 
     #[test]
     fn a_validator_that_lost_its_safety_state_abstains_past_the_next_height() {
