@@ -1097,13 +1097,15 @@ fn status_of(api: &str) -> Option<NodeStatus> {
     aidledger_node::cli::query::node_status(api).ok()
 }
 
-/// Peak and current RSS of a process, in MB.
 /// CPU time (user and system, every thread) of each running node of the
-/// testnet, in seconds, from `/proc/PID/stat`.
-fn nodes_cpu_secs(t: &crate::testnet::TestnetFile) -> Vec<(String, f64)> {
+/// testnet, in seconds, from `/proc/PID/stat`, with the node's process id.
+fn nodes_cpu_secs(t: &crate::testnet::TestnetFile) -> Vec<(String, i32, f64)> {
     t.orgs
         .iter()
-        .filter_map(|o| Some((o.id.clone(), process_cpu_secs(procs::running(&o.home)?)?)))
+        .filter_map(|o| {
+            let pid = procs::running(&o.home)?;
+            Some((o.id.clone(), pid, process_cpu_secs(pid)?))
+        })
         .collect()
 }
 
@@ -1119,6 +1121,7 @@ fn process_cpu_secs(pid: i32) -> Option<f64> {
     Some((utime + stime) as f64 / tick.max(1) as f64)
 }
 
+/// Peak and current RSS of a process, in MB.
 fn rss_mb(pid: i32) -> Option<(f64, f64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
@@ -1301,14 +1304,17 @@ fn testnet_part(
     // CPU each node spent per committed transaction over the sustained run
     // (from the setup of its bench program to the end of its drain): every
     // node verifies, executes and stores every transaction.
+    // A node that restarted during the run (another process) has no figure.
     let node_cpu_us: Vec<(String, f64)> = cpu_before
         .iter()
-        .filter_map(|(org, b)| {
-            let a = cpu_after.iter().find(|(o, _)| o == org)?.1;
-            Some((
-                org.clone(),
-                (a - b) * 1e6 / sustained.committed.max(1) as f64,
-            ))
+        .filter_map(|(org, pid, b)| {
+            let a = cpu_after.iter().find(|(o, p, _)| o == org && p == pid)?.2;
+            (a >= *b).then(|| {
+                (
+                    org.clone(),
+                    (a - b) * 1e6 / sustained.committed.max(1) as f64,
+                )
+            })
         })
         .collect();
     let node_cpu_mean =
