@@ -12,7 +12,6 @@ use aidledger_types::{Hash, Slug};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 
 use crate::api::{bad_request, query_rejection, AppState};
@@ -24,21 +23,30 @@ use crate::problem::{Problem, ProblemBody};
 /// rather than queued. The permit is held by the build itself, to its
 /// end, even when the request that started it times out or hangs up.
 pub const PROOFS_AT_ONCE: usize = 2;
-/// Proofs kept after they are built, and for how long.
+/// Proofs kept after they are built, how many bytes of them at most (a
+/// proof may be up to 8 MiB), and for how long.
 const CACHED_PROOFS: usize = 32;
+const CACHED_BYTES: usize = 16 << 20;
 const CACHED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A built proof as it is served: its JSON, encoded once, and the receipt
+/// code its QR code draws.
+pub(crate) struct Built {
+    json: axum::body::Bytes,
+    receipt_code: String,
+}
+
 /// The proofs built in the last [`CACHED_FOR`]: a receipt's QR code is
-/// asked for right after its proof, and is not built again.
+/// asked for right after its proof, and is not built again. Bounded in
+/// count and in bytes.
 #[derive(Default)]
 pub struct ProofCache {
-    recent: std::sync::Mutex<
-        std::collections::VecDeque<(String, tokio::time::Instant, Arc<PaymentProof>)>,
-    >,
+    recent:
+        std::sync::Mutex<std::collections::VecDeque<(String, tokio::time::Instant, Arc<Built>)>>,
 }
 
 impl ProofCache {
-    fn get(&self, key: &str) -> Option<Arc<PaymentProof>> {
+    fn get(&self, key: &str) -> Option<Arc<Built>> {
         let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         r.retain(|(_, at, _)| at.elapsed() < CACHED_FOR);
         r.iter()
@@ -46,10 +54,17 @@ impl ProofCache {
             .map(|(_, _, p)| p.clone())
     }
 
-    fn put(&self, key: String, p: Arc<PaymentProof>) {
+    fn put(&self, key: String, p: Arc<Built>) {
+        if p.json.len() > CACHED_BYTES {
+            return;
+        }
         let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if r.len() >= CACHED_PROOFS {
-            r.pop_front();
+        let mut bytes: usize = r.iter().map(|(_, _, b)| b.json.len()).sum();
+        while r.len() >= CACHED_PROOFS || bytes + p.json.len() > CACHED_BYTES {
+            match r.pop_front() {
+                Some((_, _, old)) => bytes -= old.json.len(),
+                None => break,
+            }
         }
         r.push_back((key, tokio::time::Instant::now(), p));
     }
@@ -92,7 +107,7 @@ fn request(q: ProofQuery) -> Result<ProofRequest, Problem> {
     })
 }
 
-async fn build(s: &AppState, req: ProofRequest) -> Result<Arc<PaymentProof>, Problem> {
+async fn build(s: &AppState, req: ProofRequest) -> Result<Arc<Built>, Problem> {
     let key = format!(
         "{}/{}/{}/{}/{}",
         req.household.to_hex(),
@@ -124,7 +139,10 @@ async fn build(s: &AppState, req: ProofRequest) -> Result<Arc<PaymentProof>, Pro
         ProofError::Unavailable(m) => Problem::new("pruned", m),
         ProofError::Store(m) => internal(m),
     })?;
-    let p = Arc::new(p);
+    let p = Arc::new(Built {
+        json: serde_json::to_vec(&p).map_err(internal)?.into(),
+        receipt_code: p.receipt_code,
+    });
     s.explore.proof_cache.put(key, p.clone());
     Ok(p)
 }
@@ -148,9 +166,11 @@ async fn build(s: &AppState, req: ProofRequest) -> Result<Arc<PaymentProof>, Pro
 pub(crate) async fn payment_proof(
     State(s): State<AppState>,
     q: Result<Query<ProofQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<PaymentProof>, Problem> {
+) -> Result<Response, Problem> {
     let Query(q) = q.map_err(query_rejection)?;
-    Ok(Json(PaymentProof::clone(&*build(&s, request(q)?).await?)))
+    // Served as encoded when built: neither copied nor encoded again.
+    let p = build(&s, request(q)?).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], p.json.clone()).into_response())
 }
 
 /// The payment's receipt code as a QR code (SVG), for a printed receipt.
@@ -202,6 +222,45 @@ pub fn qr_svg(text: &str) -> Result<String, qrcode::types::QrError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn built(len: usize) -> Arc<Built> {
+        Arc::new(Built {
+            json: vec![b' '; len].into(),
+            receipt_code: String::new(),
+        })
+    }
+
+    /// The cache holds at most [`CACHED_PROOFS`] proofs and
+    /// [`CACHED_BYTES`] of them, dropping the oldest first; a proof larger
+    /// than the whole budget is served but not kept.
+    #[test]
+    fn the_cache_is_bounded_in_count_and_bytes() {
+        let c = ProofCache::default();
+        for i in 0..CACHED_PROOFS + 5 {
+            c.put(format!("k{i}"), built(10));
+        }
+        assert!(c.get("k0").is_none() && c.get("k4").is_none());
+        assert!(c.get("k5").is_some() && c.get(&format!("k{}", CACHED_PROOFS + 4)).is_some());
+        let c = ProofCache::default();
+        let big = CACHED_BYTES / 3 + 1;
+        for i in 0..3 {
+            c.put(format!("b{i}"), built(big));
+        }
+        // Three of them do not fit: the first went.
+        assert!(c.get("b0").is_none());
+        assert!(c.get("b1").is_some() && c.get("b2").is_some());
+        c.put("huge".into(), built(CACHED_BYTES + 1));
+        assert!(c.get("huge").is_none());
+        assert!(c.get("b2").is_some(), "an uncacheable proof evicts nothing");
+        let held: usize = c
+            .recent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, _, b)| b.json.len())
+            .sum();
+        assert!(held <= CACHED_BYTES);
+    }
 
     /// The QR code reads back as the receipt code: its modules, drawn as
     /// a grey image, decoded by an independent QR reader.
