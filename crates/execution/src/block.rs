@@ -274,7 +274,9 @@ pub fn validate_block(
     state: &dyn StateRead,
     acc: &StateAccumulator,
 ) -> Result<(Vec<VerifiedTx>, BlockOutcome), BlockInvalid> {
-    validate_block_with(block, parent, now_ms, max_drift_ms, state, acc, &|_| None)
+    validate_block_with(block, parent, now_ms, max_drift_ms, state, acc, &|_, _| {
+        None
+    })
 }
 
 /// [`validate_block`] for a node that has already verified some of the
@@ -290,10 +292,12 @@ pub fn validate_block_with(
     max_drift_ms: u64,
     state: &dyn StateRead,
     acc: &StateAccumulator,
-    known: &dyn Fn(&SignedTx) -> Option<VerifiedTx>,
+    known: &dyn Fn(&SignedTx, &Hash) -> Option<VerifiedTx>,
 ) -> Result<(Vec<VerifiedTx>, BlockOutcome), BlockInvalid> {
     check_header(block, parent, now_ms, max_drift_ms)?;
-    check_body(block)?;
+    // Each id once: it encodes and hashes the body.
+    let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
+    check_body_with_ids(block, &ids)?;
     if now_ms.is_some() {
         empty_block_allowed(&block.header, state)?;
     }
@@ -302,8 +306,8 @@ pub fn validate_block_with(
     let mut slots: Vec<Option<VerifiedTx>> = Vec::with_capacity(block.txs.len());
     let mut unknown = Vec::new();
     let mut unknown_at = Vec::new();
-    for (index, tx) in block.txs.iter().enumerate() {
-        match known(tx).filter(|v| v.tx() == tx && tx.body.chain_id == h.chain_id) {
+    for (index, (tx, id)) in block.txs.iter().zip(&ids).enumerate() {
+        match known(tx, id).filter(|v| v.tx() == tx && tx.body.chain_id == h.chain_id) {
             Some(v) => slots.push(Some(v)),
             None => {
                 slots.push(None);
@@ -450,6 +454,13 @@ pub fn check_header(
 /// Checks that the body is the one the header commits to: the transaction
 /// count and the Merkle root over the transactions' witness hashes.
 pub fn check_body(block: &Block) -> Result<(), BlockInvalid> {
+    let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
+    check_body_with_ids(block, &ids)
+}
+
+/// [`check_body`] with the transactions' ids known: `ids[i]` is
+/// `block.txs[i].id()`.
+fn check_body_with_ids(block: &Block, ids: &[Hash]) -> Result<(), BlockInvalid> {
     let h = &block.header;
     let height = h.height;
     if h.tx_count as usize != block.txs.len() {
@@ -459,7 +470,7 @@ pub fn check_body(block: &Block) -> Result<(), BlockInvalid> {
             body: block.txs.len(),
         });
     }
-    let root = Block::compute_tx_root(&block.txs);
+    let root = Block::tx_root_with_ids(&block.txs, ids);
     if root != h.tx_root {
         return Err(BlockInvalid::TxRoot {
             height,
@@ -571,7 +582,7 @@ pub fn build_block(
             got: ctx.height,
         });
     }
-    let base = Base(state);
+    let base = Base::new(state);
     let mut exec = BlockExec::new(&base, ctx)?;
     let mut txs = Vec::new();
     for tx in candidates {
@@ -587,7 +598,7 @@ pub fn build_block(
             Err(e) => return Err(e),
         }
     }
-    let outcome = exec.finish(state, acc)?;
+    let outcome = exec.finish(acc)?;
     let (event_root, event_count) = outcome.event_root();
     let header = BlockHeader {
         version: aidledger_types::HEADER_VERSION,

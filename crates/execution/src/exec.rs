@@ -1,6 +1,7 @@
 //! Executing a block's transactions and end-of-block step.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aidledger_contracts::{
     self as contracts, ContractError, Genesis, Overlay, Receipt, StoreRead, TxOutcome,
@@ -34,11 +35,73 @@ pub trait StateRead {
 /// Adapts committed state to the contracts' read interface. A backend
 /// failure becomes `ContractError::Storage`, which the contracts treat as
 /// fatal, and which is turned back into `ExecError::Storage` here.
-pub(crate) struct Base<'a>(pub(crate) &'a dyn StateRead);
+///
+/// It remembers what it has read, so a key read again while one block
+/// executes is answered from memory rather than from the store: the chain
+/// id, the signer's account and organisation, a program's balance are
+/// read by nearly every transaction of a block. Committed state does not
+/// move while a block executes on it (the block's own writes are in the
+/// overlays above), so a remembered answer is the store's answer. Errors
+/// are not remembered, and the memory is bounded ([`MEMO_KEYS_MAX`],
+/// [`MEMO_BYTES_MAX`]): past either bound reads go to the store again.
+pub(crate) struct Base<'a> {
+    state: &'a dyn StateRead,
+    memo: RefCell<Memo>,
+}
+
+/// Keys a [`Base`] remembers at most.
+pub(crate) const MEMO_KEYS_MAX: usize = 1 << 16;
+/// Bytes of keys and values a [`Base`] remembers at most.
+pub(crate) const MEMO_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+#[derive(Default)]
+struct Memo {
+    reads: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    bytes: usize,
+    hits: u64,
+}
+
+impl<'a> Base<'a> {
+    pub(crate) fn new(state: &'a dyn StateRead) -> Self {
+        Base {
+            state,
+            memo: RefCell::new(Memo::default()),
+        }
+    }
+
+    /// A committed value, from memory when it was read before.
+    pub(crate) fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        if let Some(v) = self.memo.borrow_mut().hit(key) {
+            return Ok(v);
+        }
+        let v = self.state.get(key)?;
+        let mut memo = self.memo.borrow_mut();
+        let size = key.len() + v.as_ref().map_or(0, Vec::len);
+        if memo.reads.len() < MEMO_KEYS_MAX && memo.bytes.saturating_add(size) <= MEMO_BYTES_MAX {
+            memo.bytes += size;
+            memo.reads.insert(key.to_vec(), v.clone());
+        }
+        Ok(v)
+    }
+
+    /// Reads answered from memory so far.
+    #[cfg(test)]
+    pub(crate) fn hits(&self) -> u64 {
+        self.memo.borrow().hits
+    }
+}
+
+impl Memo {
+    fn hit(&mut self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let v = self.reads.get(key)?.clone();
+        self.hits += 1;
+        Some(v)
+    }
+}
 
 impl StoreRead for Base<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ContractError> {
-        self.0.get(key).map_err(|e| ContractError::Storage {
+        self.read(key).map_err(|e| ContractError::Storage {
             reason: e.to_string(),
         })
     }
@@ -48,7 +111,7 @@ impl StoreRead for Base<'_> {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<contracts::store::Entries, ContractError> {
-        self.0
+        self.state
             .scan(prefix, start_after, limit)
             .map_err(|e| ContractError::Storage {
                 reason: e.to_string(),
@@ -102,6 +165,8 @@ fn fatal(height: u64, e: ContractError) -> ExecError {
 
 /// A block being executed, one transaction at a time.
 pub(crate) struct BlockExec<'a> {
+    /// Committed state, remembered reads included.
+    base: &'a Base<'a>,
     overlay: Overlay<'a>,
     ctx: BlockContext,
     receipts: Vec<Receipt>,
@@ -126,6 +191,7 @@ impl<'a> BlockExec<'a> {
             contracts::begin_block(&mut overlay, ctx.height, ctx.timestamp)
                 .map_err(|e| fatal(ctx.height, e))?;
         Ok(BlockExec {
+            base,
             overlay,
             ctx: ctx.clone(),
             receipts: Vec::new(),
@@ -202,11 +268,7 @@ impl<'a> BlockExec<'a> {
     }
 
     /// Runs the end-of-block step and computes the new state root.
-    pub(crate) fn finish(
-        mut self,
-        state: &dyn StateRead,
-        acc: &StateAccumulator,
-    ) -> Result<BlockOutcome, ExecError> {
+    pub(crate) fn finish(mut self, acc: &StateAccumulator) -> Result<BlockOutcome, ExecError> {
         let height = self.ctx.height;
         let mut events = std::mem::take(&mut self.begin_events);
         events.extend(
@@ -237,7 +299,8 @@ impl<'a> BlockExec<'a> {
         let writes = self.overlay.into_writes();
         let mut accumulator = acc.clone();
         for (k, new) in &writes {
-            let old = state.get(k)?;
+            // Most written keys were read first, so this is from memory.
+            let old = self.base.read(k)?;
             accumulator.apply(k, old.as_deref(), new.as_deref());
         }
         let state_root = accumulator.root();
@@ -263,12 +326,12 @@ pub fn apply_block(
     ctx: &BlockContext,
     txs: &[VerifiedTx],
 ) -> Result<BlockOutcome, ExecError> {
-    let base = Base(state);
+    let base = Base::new(state);
     let mut exec = BlockExec::new(&base, ctx)?;
     for tx in txs {
         exec.apply(tx)?;
     }
-    exec.finish(state, acc)
+    exec.finish(acc)
 }
 
 /// The state and accumulator genesis describes.
@@ -285,4 +348,106 @@ pub fn genesis_state(g: &Genesis) -> Result<(StateMap, StateAccumulator), ExecEr
         }
     }
     Ok((map, acc))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::cell::Cell;
+
+    /// A store whose values are `size` bytes, which counts its reads and
+    /// fails the first `fail` of them.
+    struct Store {
+        size: usize,
+        gets: Cell<u64>,
+        fail: Cell<u64>,
+    }
+
+    impl StateRead for Store {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+            self.gets.set(self.gets.get() + 1);
+            if self.fail.get() > 0 {
+                self.fail.set(self.fail.get() - 1);
+                return Err(ExecError::Storage {
+                    reason: "disk".into(),
+                });
+            }
+            Ok((key.first() != Some(&b'-')).then(|| vec![key.len() as u8; self.size]))
+        }
+        fn scan(
+            &self,
+            _: &[u8],
+            _: Option<&[u8]>,
+            _: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn store(size: usize, fail: u64) -> Store {
+        Store {
+            size,
+            gets: Cell::new(0),
+            fail: Cell::new(fail),
+        }
+    }
+
+    #[test]
+    fn a_key_read_again_is_answered_from_memory_absent_keys_too() {
+        let s = store(8, 0);
+        let base = Base::new(&s);
+        assert_eq!(base.read(b"abc").unwrap(), Some(vec![3; 8]));
+        assert_eq!(base.read(b"-gone").unwrap(), None);
+        assert_eq!(base.read(b"abc").unwrap(), Some(vec![3; 8]));
+        assert_eq!(base.read(b"-gone").unwrap(), None);
+        assert_eq!(StoreRead::get(&base, b"abc").unwrap(), Some(vec![3; 8]));
+        assert_eq!(s.gets.get(), 2);
+        assert_eq!(base.hits(), 3);
+    }
+
+    #[test]
+    fn a_failed_read_is_not_remembered() {
+        let s = store(8, 1);
+        let base = Base::new(&s);
+        assert!(base.read(b"abc").is_err());
+        assert!(matches!(
+            StoreRead::get(&base, b"abc"),
+            Ok(Some(v)) if v == vec![3; 8]
+        ));
+        assert_eq!(s.gets.get(), 2);
+        assert_eq!(base.hits(), 0);
+    }
+
+    #[test]
+    fn memory_is_bounded_in_bytes_and_in_keys() {
+        // Values of 1 MiB: past 32 MiB reads go to the store again.
+        let s = store(1 << 20, 0);
+        let base = Base::new(&s);
+        let keys: Vec<Vec<u8>> = (0..40u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        for k in &keys {
+            base.read(k).unwrap();
+        }
+        let remembered = base.memo.borrow().reads.len();
+        assert!(remembered < 32, "{remembered} values of 1 MiB remembered");
+        assert!(base.memo.borrow().bytes <= MEMO_BYTES_MAX);
+        for k in &keys {
+            assert_eq!(base.read(k).unwrap(), Some(vec![4; 1 << 20]));
+        }
+        assert_eq!(s.gets.get(), 80 - remembered as u64);
+
+        // Small values: past MEMO_KEYS_MAX keys nothing more is kept.
+        let s = store(1, 0);
+        let base = Base::new(&s);
+        for i in 0..(MEMO_KEYS_MAX as u64 + 10) {
+            base.read(&i.to_le_bytes()).unwrap();
+        }
+        assert_eq!(base.memo.borrow().reads.len(), MEMO_KEYS_MAX);
+        let before = s.gets.get();
+        base.read(&(MEMO_KEYS_MAX as u64 + 5).to_le_bytes())
+            .unwrap();
+        assert_eq!(s.gets.get(), before + 1);
+        base.read(&0u64.to_le_bytes()).unwrap();
+        assert_eq!(s.gets.get(), before + 1);
+    }
 }

@@ -113,7 +113,7 @@ pub fn read_retired_node(
 /// them out of order). A refusal is `ExecError::Refused` with the same
 /// reason a receipt would carry.
 pub fn admission(state: &dyn StateRead, body: &TxBody) -> Result<Account, ExecError> {
-    let base = Base(state);
+    let base = Base::new(state);
     let mut overlay = Overlay::new(&base);
     contracts::check_envelope(&mut overlay, body).map_err(|e| match e {
         ContractError::Storage { reason } => ExecError::Storage { reason },
@@ -156,7 +156,7 @@ pub fn read_tranche_checks(
         plan,
         application: application.as_ref(),
     };
-    let base = Base(state);
+    let base = Base::new(state);
     plan.tranches
         .iter()
         .filter(|t| matches!(t.status, contracts::TrancheStatus::Pending { .. }))

@@ -392,7 +392,8 @@ fn known_verifications_are_reused_but_never_trusted_for_other_bytes() {
     let plain = validate_block(&b, &c.parent, now, 1_000, &c.state, &c.acc).expect("valid");
     // Every transaction known: the same outcome, nothing verified again.
     let known: Vec<_> = b.txs.iter().map(|t| c.f.verified(t.clone())).collect();
-    let lookup = |tx: &aidledger_types::SignedTx| known.iter().find(|v| v.tx() == tx).cloned();
+    let lookup =
+        |tx: &aidledger_types::SignedTx, _: &Hash| known.iter().find(|v| v.tx() == tx).cloned();
     let cached =
         validate_block_with(&b, &c.parent, now, 1_000, &c.state, &c.acc, &lookup).expect("valid");
     assert_eq!(cached.1.state_root, plain.1.state_root);
@@ -404,11 +405,80 @@ fn known_verifications_are_reused_but_never_trusted_for_other_bytes() {
     bad.txs[1].signature.0[0] ^= 1;
     bad.header.tx_root = Block::compute_tx_root(&bad.txs);
     let original = known[1].clone();
-    let lying = |_: &aidledger_types::SignedTx| Some(original.clone());
+    let lying = |_: &aidledger_types::SignedTx, _: &Hash| Some(original.clone());
     let err = validate_block_with(&bad, &c.parent, now, 1_000, &c.state, &c.acc, &lying)
         .expect_err("altered signature");
     assert!(
         matches!(err, BlockInvalid::TxSignature { index: 1, .. }),
         "{err}"
     );
+}
+
+/// Committed state that counts the reads of each key.
+struct Counting<'a> {
+    inner: &'a MemState,
+    gets: std::cell::RefCell<std::collections::BTreeMap<Vec<u8>, u32>>,
+}
+
+impl aidledger_execution::StateRead for Counting<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        *self.gets.borrow_mut().entry(key.to_vec()).or_default() += 1;
+        self.inner.get(key)
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError> {
+        self.inner.scan(prefix, start_after, limit)
+    }
+}
+
+#[test]
+fn a_block_reads_each_committed_key_from_the_store_once() {
+    use aidledger_execution::StateRead;
+    let (g, keys) = dev_genesis(4, 3);
+    let (map, acc) = genesis_state(&g).expect("genesis");
+    let state = MemState::new(map);
+    let parent = ParentInfo::genesis(&g).expect("parent");
+    let mut f = TxFactory::new(&g, keys);
+    // Two workload blocks' worth from the same few signers: the chain id,
+    // accounts, organisations and programs are read by many of them.
+    let mut txs = f.workload_block(0);
+    txs.extend(f.workload_block(1));
+    let txs: Vec<_> = txs.into_iter().map(|t| f.verified(t)).collect();
+    assert!(txs.len() >= 10, "{} transactions", txs.len());
+    let ctx = BlockContext {
+        chain_id: g.chain_id.clone(),
+        height: 1,
+        timestamp: Timestamp(parent.timestamp.0 + 60_000),
+        proposer: f.keys.validators[0].1.public(),
+    };
+    let counting = Counting {
+        inner: &state,
+        gets: Default::default(),
+    };
+    let (block, out) = build_block(&parent, &ctx, 0, &txs, &counting, &acc).expect("build");
+    assert_eq!(block.txs.len(), txs.len());
+    let reads = counting.gets.borrow().clone();
+    assert!(!reads.is_empty());
+    for (key, n) in &reads {
+        assert_eq!(
+            *n,
+            1,
+            "key {:?} read {n} times",
+            String::from_utf8_lossy(key)
+        );
+    }
+    // The same block on the plain state, and validated on the counting
+    // one: the same outcome, and each key again read once.
+    let (_, plain) = validate_block(&block, &parent, None, 1_000, &state, &acc).expect("valid");
+    assert_eq!(plain.state_root, out.state_root);
+    assert_eq!(plain.receipts, out.receipts);
+    counting.gets.borrow_mut().clear();
+    let (_, again) = validate_block(&block, &parent, None, 1_000, &counting, &acc).expect("valid");
+    assert_eq!(again.state_root, out.state_root);
+    assert!(counting.gets.borrow().values().all(|n| *n == 1));
+    assert!(state.get(b"no such key").expect("get").is_none());
 }

@@ -45,6 +45,40 @@ pub trait AccountView {
     fn account(&self, key: &PublicKey) -> Option<AccountInfo>;
 }
 
+/// An [`AccountView`] that asks the view under it once per account, for
+/// the checks of one batch, where the same few signers recur: each answer
+/// is a store read and a decode. It remembers at most
+/// [`OncePerAccount::KEYS_MAX`] accounts and asks again past that.
+pub struct OncePerAccount<'a> {
+    inner: &'a dyn AccountView,
+    seen: std::cell::RefCell<std::collections::HashMap<PublicKey, Option<AccountInfo>>>,
+}
+
+impl<'a> OncePerAccount<'a> {
+    pub const KEYS_MAX: usize = 4096;
+
+    pub fn new(inner: &'a dyn AccountView) -> Self {
+        OncePerAccount {
+            inner,
+            seen: Default::default(),
+        }
+    }
+}
+
+impl AccountView for OncePerAccount<'_> {
+    fn account(&self, key: &PublicKey) -> Option<AccountInfo> {
+        if let Some(a) = self.seen.borrow().get(key) {
+            return a.clone();
+        }
+        let a = self.inner.account(key);
+        let mut seen = self.seen.borrow_mut();
+        if seen.len() < Self::KEYS_MAX {
+            seen.insert(*key, a.clone());
+        }
+        a
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct MempoolConfig {
     pub max_txs: usize,

@@ -348,3 +348,51 @@ fn only_runnable_transactions_are_offered_for_re_gossip() {
     );
     assert_eq!(p.oldest(2).len(), 2);
 }
+
+/// A view that counts how often it is asked.
+struct Asked(std::cell::Cell<u32>);
+
+impl AccountView for Asked {
+    fn account(&self, key: &PublicKey) -> Option<AccountInfo> {
+        self.0.set(self.0.get() + 1);
+        (key.0[0] != 0).then(|| AccountInfo {
+            roles: vec![Role::Attester],
+            next_nonce: u64::from(key.0[0]),
+            active: true,
+        })
+    }
+}
+
+#[test]
+fn once_per_account_asks_once_per_key_and_gives_the_same_answers() {
+    let inner = Asked(std::cell::Cell::new(0));
+    let view = OncePerAccount::new(&inner);
+    let (a, b, none) = (PublicKey([7; 32]), PublicKey([9; 32]), PublicKey([0; 32]));
+    for _ in 0..3 {
+        assert_eq!(view.account(&a), inner_answer(&a));
+        assert_eq!(view.account(&b), inner_answer(&b));
+        assert_eq!(view.account(&none), None);
+    }
+    assert_eq!(inner.0.get(), 3);
+
+    // Past the bound it asks again rather than grow.
+    let inner = Asked(std::cell::Cell::new(0));
+    let view = OncePerAccount::new(&inner);
+    let key = |i: usize| {
+        let mut k = [1u8; 32];
+        k[1..9].copy_from_slice(&(i as u64).to_le_bytes());
+        PublicKey(k)
+    };
+    for i in 0..OncePerAccount::KEYS_MAX + 5 {
+        view.account(&key(i));
+    }
+    let asked = inner.0.get();
+    view.account(&key(0));
+    assert_eq!(inner.0.get(), asked);
+    view.account(&key(OncePerAccount::KEYS_MAX + 1));
+    assert_eq!(inner.0.get(), asked + 1);
+}
+
+fn inner_answer(key: &PublicKey) -> Option<AccountInfo> {
+    Asked(std::cell::Cell::new(0)).account(key)
+}

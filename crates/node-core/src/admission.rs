@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use aidledger_crypto::{CryptoError, TxVerdictCache, VerifiedTx};
-use aidledger_mempool::{check_account, AccountView, AdmitError};
+use aidledger_mempool::{check_account, AccountView, AdmitError, OncePerAccount};
 use aidledger_storage::Store;
 use aidledger_types::{codec, ChainId, Hash, SignedTx};
 
@@ -125,14 +125,17 @@ impl Admission {
     pub fn screen(&self, txs: Vec<SignedTx>) -> Vec<Screened> {
         let accounts = StoreAccounts(self.store.clone());
         let forgetful = NoncesForgotten(&accounts);
-        let view: &dyn AccountView = if self.forget_onchain_nonces {
+        let inner: &dyn AccountView = if self.forget_onchain_nonces {
             &forgetful
         } else {
             &accounts
         };
+        // A batch's transactions come from a few signers: each account is
+        // read and decoded once per batch.
+        let view = OncePerAccount::new(inner);
         let mut seen: BTreeSet<Hash> = BTreeSet::new();
         txs.into_iter()
-            .map(|tx| match self.screen_one(&tx, view, &mut seen) {
+            .map(|tx| match self.screen_one(&tx, &view, &mut seen) {
                 Ok(()) => Screened::Pending(tx),
                 Err(e) => Screened::Refused(e),
             })

@@ -1081,7 +1081,7 @@ impl NodeCore {
         let state = StoreState(self.store.as_ref());
         // Transactions already verified on admission are not verified again.
         let mempool = &self.mempool;
-        let known = |tx: &SignedTx| mempool.get(&tx.id()).cloned();
+        let known = |_: &SignedTx, id: &Hash| mempool.get(id).cloned();
         let r = validate_block_with(
             block,
             &self.parent,

@@ -419,7 +419,7 @@ pub(crate) fn check_block_commit(
     )?;
 
     let ids: Vec<Hash> = block.txs.iter().map(|t| t.id()).collect();
-    if !block.body_matches_header() {
+    if !block.body_matches_header_with_ids(&ids) {
         return Err(StorageError::BodyMismatch { height });
     }
     if receipts.len() != ids.len() {

@@ -104,10 +104,32 @@ impl Block {
         merkle::root(&leaves)
     }
 
+    /// [`Block::compute_tx_root`] for transactions whose ids are known
+    /// already: `ids[i]` must be `txs[i].id()`. Hashing a transaction's id
+    /// encodes its body, so a caller that has the ids saves that work.
+    pub fn tx_root_with_ids(txs: &[SignedTx], ids: &[Hash]) -> Hash {
+        assert_eq!(txs.len(), ids.len(), "one id per transaction");
+        debug_assert!(txs.iter().zip(ids).all(|(t, id)| t.id() == *id));
+        let leaves: Vec<Hash> = txs
+            .iter()
+            .zip(ids)
+            .map(|(t, id)| t.witness_hash_with_id(id))
+            .collect();
+        merkle::root(&leaves)
+    }
+
     /// Checks that the body matches the header's commitment to it.
     pub fn body_matches_header(&self) -> bool {
         self.txs.len() == self.header.tx_count as usize
             && Self::compute_tx_root(&self.txs) == self.header.tx_root
+    }
+
+    /// [`Block::body_matches_header`] with the transactions' ids known:
+    /// `ids[i]` must be `self.txs[i].id()`.
+    pub fn body_matches_header_with_ids(&self, ids: &[Hash]) -> bool {
+        self.txs.len() == self.header.tx_count as usize
+            && ids.len() == self.txs.len()
+            && Self::tx_root_with_ids(&self.txs, ids) == self.header.tx_root
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Block, crate::TypeError> {

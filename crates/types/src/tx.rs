@@ -194,10 +194,13 @@ impl SignedTx {
     /// The hash of the whole signed transaction, signature included: the
     /// leaf of a block's transaction Merkle tree.
     pub fn witness_hash(&self) -> Hash {
-        hash_parts(
-            domain::TX_WITNESS,
-            &[self.id().as_bytes(), &self.signature.0],
-        )
+        self.witness_hash_with_id(&self.id())
+    }
+
+    /// [`SignedTx::witness_hash`] when the id is known already; `id` must
+    /// be `self.id()`.
+    pub fn witness_hash_with_id(&self, id: &Hash) -> Hash {
+        hash_parts(domain::TX_WITNESS, &[id.as_bytes(), &self.signature.0])
     }
 
     /// Decodes a transaction from untrusted bytes with the transaction size
