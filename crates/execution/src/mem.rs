@@ -63,4 +63,8 @@ impl StateRead for MemState {
             }
         })
     }
+    /// A map in memory: reading again is cheaper than remembering.
+    fn remember_reads(&self) -> bool {
+        false
+    }
 }

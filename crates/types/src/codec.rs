@@ -85,11 +85,34 @@ pub fn decode_with_limit<T: Serialize + DeserializeOwned>(
             trailing: reader.len(),
         });
     }
-    // Canonicality: the cheapest complete check is to re-encode and compare.
-    if encoded_len(&value) != bytes.len() || encode(&value) != bytes {
+    // Canonicality: the cheapest complete check is to re-encode and
+    // compare, here as the encoding is written, with nothing allocated.
+    let mut same = SameAs { rest: bytes };
+    if options().serialize_into(&mut same, &value).is_err() || !same.rest.is_empty() {
         return Err(CodecError::NonCanonical);
     }
     Ok(value)
+}
+
+/// A writer that takes only the bytes it expects, in order: writing
+/// anything else fails. What is left unwritten stays in `rest`.
+struct SameAs<'a> {
+    rest: &'a [u8],
+}
+
+impl std::io::Write for SameAs<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.rest.strip_prefix(buf) {
+            Some(rest) => {
+                self.rest = rest;
+                Ok(buf.len())
+            }
+            None => Err(std::io::Error::other("differs from the input")),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +147,24 @@ mod tests {
             decode::<Vec<u8>>(&b),
             Err(CodecError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_repeated_map_key_is_non_canonical_though_it_re_encodes_shorter() {
+        let mut m = BTreeMap::new();
+        m.insert(1u8, 0u8);
+        m.insert(2u8, 0u8);
+        let mut b = encode(&m);
+        // Two entries, both with key 1: decoding keeps one, which encodes
+        // to fewer bytes than the input.
+        b[10] = 1;
+        assert_eq!(
+            decode::<BTreeMap<u8, u8>>(&b),
+            Err(CodecError::NonCanonical)
+        );
+        // The same bytes with the second key set back decode as before.
+        b[10] = 2;
+        assert_eq!(decode::<BTreeMap<u8, u8>>(&b), Ok(m));
     }
 
     #[test]
