@@ -46,6 +46,14 @@ use aidledger_node::cli::{Ctx, Output};
 const TARGET_P99_MS: f64 = 1_000.0;
 /// Issue 18's P2: p50 at half load.
 const TARGET_P50_MS: f64 = 250.0;
+/// Issue 18's P8: the rate offered to the testnet past saturation.
+const OVERLOAD_RATE: u64 = 12_000;
+/// Concurrent submitters in the overload run.
+const OVERLOAD_WORKERS: u64 = 64;
+/// After the overload run, how long its transactions may take to commit.
+const OVERLOAD_DRAIN_SECS: u64 = 60;
+/// The probe's highest rate; the sustained run offers up to 3 × it.
+const PROBE_RATE_MAX: u64 = 4_000;
 /// Issue 18's P6.
 const TARGET_RSS_MB: f64 = 300.0;
 /// Issue 18's P3: node CPU per committed transaction, signatures included.
@@ -105,6 +113,9 @@ struct Sizes {
     /// Latency runs at half load, back to back: issue 18's P2 asks for
     /// its targets in every one of five.
     latency_runs: u64,
+    /// Issue 18's P8: the rate offered past saturation, and for how long.
+    overload_rate: u64,
+    overload_secs: u64,
     catchup_timeout_secs: u64,
     replay_txs: u64,
     replay_block_txs: usize,
@@ -127,6 +138,8 @@ impl Sizes {
                 sustained_secs: 5,
                 latency_secs: 5,
                 latency_runs: 1,
+                overload_rate: 3_000,
+                overload_secs: 3,
                 catchup_timeout_secs: 30,
                 replay_txs: 3_000,
                 replay_block_txs: 500,
@@ -144,6 +157,8 @@ impl Sizes {
                 sustained_secs: 30,
                 latency_secs: 15,
                 latency_runs: 3,
+                overload_rate: OVERLOAD_RATE,
+                overload_secs: 15,
                 catchup_timeout_secs: 60,
                 replay_txs: 100_000,
                 replay_block_txs: 2_000,
@@ -161,6 +176,8 @@ impl Sizes {
                 sustained_secs: 60,
                 latency_secs: 30,
                 latency_runs: 5,
+                overload_rate: OVERLOAD_RATE,
+                overload_secs: 30,
                 catchup_timeout_secs: 150,
                 replay_txs: 1_000_000,
                 replay_block_txs: 2_000,
@@ -1228,19 +1245,21 @@ fn testnet_part(
         output: Output::Json,
     };
     let node_limit = cores as f64 * l.verify_batch_per_core / t.orgs.len().max(1) as f64;
-    let run_load = |rate: u64, duration: u64, drain: u64| -> Result<LoadReport> {
-        load(
-            &quiet,
-            &LoadArgs {
-                dir: dir.clone(),
-                rate: rate.clamp(1, 200_000),
-                duration,
-                drain,
-                workers: 16,
-                cpus: a.generator_cpus.clone(),
-            },
-        )
-    };
+    let run_load_with =
+        |rate: u64, duration: u64, drain: u64, workers: u64| -> Result<LoadReport> {
+            load(
+                &quiet,
+                &LoadArgs {
+                    dir: dir.clone(),
+                    rate: rate.clamp(1, 200_000),
+                    duration,
+                    drain,
+                    workers,
+                    cpus: a.generator_cpus.clone(),
+                },
+            )
+        };
+    let run_load = |rate: u64, duration: u64, drain: u64| run_load_with(rate, duration, drain, 16);
 
     // Between runs, let the mempools empty: the next run reads account
     // nonces from committed state.
@@ -1274,8 +1293,11 @@ fn testnet_part(
     // Probe: a moderate offered load shows what the testnet sustains
     // without building a backlog that takes minutes to drain; the
     // sustained run then offers 1.3 × that (or 3 × the probe rate if the
-    // probe did not saturate), capped at the per-node verify limit.
-    let probe_rate = (node_limit as u64).clamp(200, 2_000);
+    // probe did not saturate), capped at the per-node verify limit. The
+    // probe goes up to 4,000 tx/s so that the sustained run can offer
+    // more than P1's 10,000: offering less would cap the figure it
+    // measures.
+    let probe_rate = (node_limit as u64).clamp(200, PROBE_RATE_MAX);
     say(
         json_out,
         format!(
@@ -1366,6 +1388,46 @@ fn testnet_part(
             eprintln!("[bench]   {l}");
         }
     }
+    // (P8) Overload: offered well past what the testnet commits. What
+    // cannot be admitted must be refused with back-pressure (the nodes
+    // answer busy and the generator backs off), not queued for minutes,
+    // and the load must cause no view change.
+    wait_idle("latency");
+    let views = || -> Vec<u64> {
+        t.orgs
+            .iter()
+            .map(|o| status_of(&o.api).map_or(0, |s| s.view))
+            .collect()
+    };
+    say(
+        json_out,
+        format!(
+            "testnet: overload, {} tx/s offered for {} s",
+            sizes.overload_rate, sizes.overload_secs
+        ),
+    );
+    let views_before = views();
+    let over = run_load(
+        sizes.overload_rate,
+        sizes.overload_secs,
+        OVERLOAD_DRAIN_SECS,
+    )?;
+    let views_after = views();
+    let view_changes = views_before
+        .iter()
+        .zip(&views_after)
+        .map(|(b, a)| a.saturating_sub(*b))
+        .max()
+        .unwrap_or(0);
+    say(
+        json_out,
+        format!(
+            "testnet: overload committed {:.0} tx/s, {} busy answers, {view_changes} view changes, max latency {:.0} ms",
+            over.committed_tps, over.busy_answers, over.max_ms
+        ),
+    );
+    wait_idle("overload");
+
     let mut rss: Vec<Value> = Vec::new();
     let mut peak_by_org: std::collections::BTreeMap<String, f64> = Default::default();
     let mut sample_rss = |after: &str| {
@@ -1478,6 +1540,59 @@ fn testnet_part(
         "tx/s",
         Some((half as f64, "offered rate".into())),
     );
+    let o = sizes.overload_rate;
+    rep.row(
+        p,
+        format!(
+            "overload: committed at {o} tx/s offered, {} s",
+            sizes.overload_secs
+        ),
+        over.committed_tps,
+        "tx/s",
+        Some((o as f64, "offered rate".into())),
+    );
+    rep.row(
+        p,
+        format!("overload: submitted and acknowledged, {OVERLOAD_WORKERS} submitters"),
+        over.submit_rate,
+        "tx/s",
+        Some((o as f64, "offered rate".into())),
+    );
+    rep.row(
+        p,
+        "overload: view changes during the run (most at any node)",
+        view_changes as f64,
+        "views",
+        Some((0.0, "target 0".into())),
+    );
+    rep.row(
+        p,
+        "overload: submissions answered busy (back-pressure), then retried",
+        over.busy_answers as f64,
+        "answers",
+        Some((over.submitted as f64, "transactions submitted".into())),
+    );
+    rep.row(
+        p,
+        "overload: latency p99 of what committed",
+        over.p99_ms,
+        "ms",
+        Some((60_000.0, "a minute".into())),
+    );
+    rep.row(
+        p,
+        "overload: latency max of what committed",
+        over.max_ms,
+        "ms",
+        Some((60_000.0, "a minute".into())),
+    );
+    rep.row(
+        p,
+        format!("overload: not committed {OVERLOAD_DRAIN_SECS} s after the last submission"),
+        over.lost as f64,
+        "txs",
+        Some((over.submitted as f64, "transactions submitted".into())),
+    );
     match &catchup {
         Ok(c) => {
             rep.row(
@@ -1526,6 +1641,8 @@ fn testnet_part(
             "sustained_node_cpu_us_per_tx": node_cpu_us.iter().map(|(o, u)| json!({"org": o, "us": u})).collect::<Vec<_>>(),
             "latency_at_half": load_json(&lat),
             "latency_runs_at_half": lats.iter().map(load_json).collect::<Vec<_>>(),
+            "overload": load_json(&over),
+            "overload_view_changes": view_changes,
             "catch_up": catchup.as_ref().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).unwrap_or_else(|e| json!({"error": format!("{e:#}")})),
             "rss": rss,
         }),
