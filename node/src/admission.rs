@@ -162,6 +162,46 @@ impl Queue {
         }
         Some(job)
     }
+
+    /// [`Queue::pop`], and for a client's chunk also the chunks queued
+    /// behind it in the same lane while together they stay within
+    /// [`CHUNK_TXS`]. They are verified as one batch: a client that sends
+    /// many small requests (an office submitting as it goes, the bench's
+    /// submitters of a few dozen each) costs what one request of their sum
+    /// would, as the batch's fixed cost is shared. The lane gets no more in
+    /// its turn than one full chunk, so fairness between lanes is as
+    /// before, and a bad signature among them costs only that lane.
+    fn pop_with_followers(&mut self) -> Option<Vec<Job>> {
+        let first = self.pop()?;
+        let lane = first.lane;
+        let mut units = first.units;
+        let mut jobs = vec![first];
+        if !matches!(jobs[0].work, Work::Client { .. }) {
+            return Some(jobs);
+        }
+        while let Some((queued, lane_units)) = self.lanes.get_mut(&lane) {
+            let next_fits = queued.front().is_some_and(|j| {
+                matches!(j.work, Work::Client { .. }) && units + j.units <= CHUNK_TXS
+            });
+            if !next_fits {
+                break;
+            }
+            let Some(job) = queued.pop_front() else {
+                break;
+            };
+            *lane_units -= job.units;
+            self.total -= job.units;
+            units += job.units;
+            let emptied = queued.is_empty();
+            jobs.push(job);
+            if emptied {
+                self.lanes.remove(&lane);
+                self.client_turn.retain(|l| *l != lane);
+                break;
+            }
+        }
+        Some(jobs)
+    }
 }
 
 struct Inner {
@@ -323,17 +363,17 @@ fn lower_priority() {
 fn worker(inner: &Inner) {
     lower_priority();
     loop {
-        let job = {
+        let jobs = {
             let mut q = inner
                 .queue
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             loop {
-                if let Some(job) = q.pop() {
+                if let Some(jobs) = q.pop_with_followers() {
                     if let Some(m) = &inner.metrics {
                         m.queue_txs.set(q.total as i64);
                     }
-                    break job;
+                    break jobs;
                 }
                 if q.closed {
                     return;
@@ -344,26 +384,40 @@ fn worker(inner: &Inner) {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
         };
-        match job.work {
-            Work::Client { screened, reply } => {
-                // The client may have gone; its verdicts are then unread,
-                // and nothing was admitted yet.
-                let _ = reply.send(inner.admission.verify(screened));
+        let mut clients: Vec<(usize, oneshot::Sender<Vec<Verdict>>)> = Vec::new();
+        let mut screened_all: Vec<Screened> = Vec::new();
+        let mut gossip = None;
+        for job in jobs {
+            match job.work {
+                Work::Client { screened, reply } => {
+                    clients.push((screened.len(), reply));
+                    screened_all.extend(screened);
+                }
+                Work::Gossip { batch } => gossip = Some(batch),
             }
-            Work::Gossip { batch } => {
-                let verdicts = inner.admission.gossip(batch);
-                if verdicts.is_empty() {
-                    continue;
-                }
-                // Blocks while the driver's channel is full: back-pressure
-                // that fills the lanes instead of a queue in the driver.
-                if inner
-                    .driver
-                    .blocking_send(DriverMsg::Gossiped(verdicts))
-                    .is_err()
-                {
-                    return;
-                }
+        }
+        if !clients.is_empty() {
+            // One batch for the lane's chunks; each client gets its own
+            // verdicts, in order. A client may have gone; its verdicts are
+            // then unread, and nothing was admitted yet.
+            let mut verdicts = inner.admission.verify(screened_all).into_iter();
+            for (n, reply) in clients {
+                let _ = reply.send(verdicts.by_ref().take(n).collect());
+            }
+        }
+        if let Some(batch) = gossip {
+            let verdicts = inner.admission.gossip(batch);
+            if verdicts.is_empty() {
+                continue;
+            }
+            // Blocks while the driver's channel is full: back-pressure
+            // that fills the lanes instead of a queue in the driver.
+            if inner
+                .driver
+                .blocking_send(DriverMsg::Gossiped(verdicts))
+                .is_err()
+            {
+                return;
             }
         }
     }
@@ -391,6 +445,62 @@ mod tests {
 
     fn client(n: u8) -> Lane {
         Lane::Client(IpAddr::from([127, 0, 0, n]))
+    }
+
+    fn client_job(lane: Lane, units: usize) -> Job {
+        let (reply, _) = oneshot::channel();
+        Job {
+            lane,
+            units,
+            work: Work::Client {
+                screened: Vec::new(),
+                reply,
+            },
+        }
+    }
+
+    #[test]
+    fn a_clients_small_chunks_are_taken_together_up_to_one_chunk() {
+        let mut q = Queue::default();
+        for units in [20, 20, 20, 10] {
+            q.push(client_job(client(1), units));
+        }
+        q.push(client_job(client(2), 5));
+        q.push(client_job(client(2), 5));
+        let units = |jobs: &[Job]| jobs.iter().map(|j| j.units).collect::<Vec<_>>();
+        // Client 1's first three together (60 ≤ 64; the fourth would make
+        // 70), then client 2's turn, both of its chunks, then client 1's
+        // last.
+        let first = q.pop_with_followers().expect("work");
+        assert_eq!(units(&first), vec![20, 20, 20]);
+        assert!(first.iter().all(|j| j.lane == client(1)));
+        assert_eq!(q.total, 20);
+        let second = q.pop_with_followers().expect("work");
+        assert_eq!(units(&second), vec![5, 5]);
+        assert!(second.iter().all(|j| j.lane == client(2)));
+        assert!(!q.client_turn.contains(&client(2)));
+        let third = q.pop_with_followers().expect("work");
+        assert_eq!(units(&third), vec![10]);
+        assert!(q.pop_with_followers().is_none());
+        assert_eq!(q.total, 0);
+        assert!(q.lanes.is_empty() && q.client_turn.is_empty() && q.peer_turn.is_empty());
+    }
+
+    #[test]
+    fn gossip_is_never_taken_together() {
+        let peer = Lane::Peer(PeerId::random());
+        let mut q = Queue::default();
+        q.push(job(peer, 10));
+        q.push(job(peer, 10));
+        assert_eq!(q.pop_with_followers().expect("work").len(), 1);
+        assert_eq!(q.pop_with_followers().expect("work").len(), 1);
+        assert!(q.pop_with_followers().is_none());
+        // A full chunk is taken alone.
+        q.push(client_job(client(1), CHUNK_TXS));
+        q.push(client_job(client(1), 1));
+        assert_eq!(q.pop_with_followers().expect("work").len(), 1);
+        assert_eq!(q.pop_with_followers().expect("work").len(), 1);
+        assert_eq!(q.total, 0);
     }
 
     #[test]
