@@ -577,7 +577,10 @@ impl Driver {
                 topic: Topic::Consensus,
                 data,
                 ..
-            } => self.handle(Event::Consensus(data)).await?,
+            } => {
+                self.shared.metrics.consensus_messages_in.inc();
+                self.handle(Event::Consensus(data)).await?
+            }
             NetEvent::Gossip {
                 topic: Topic::Txs,
                 author,

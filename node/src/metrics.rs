@@ -52,6 +52,10 @@ pub struct Metrics {
     /// The network task's counters, brought up to date on every sync tick
     /// (monotonic: exported as counters, so `rate()` works).
     pub net_gossip_in: Counter,
+    /// Consensus messages that reached the driver, before any check: with
+    /// `committed_blocks`, the messages per block each node receives
+    /// (issue 18's P7).
+    pub consensus_messages_in: Counter,
     pub net_gossip_rejected: Counter,
     pub net_tx_gossip_dropped: Counter,
     pub net_publish_failed: Counter,
@@ -108,6 +112,7 @@ impl Metrics {
             admission_gossip_dropped: Counter::default(),
             admission_queue_txs: Gauge::default(),
             net_gossip_in: Counter::default(),
+            consensus_messages_in: Counter::default(),
             net_gossip_rejected: Counter::default(),
             net_tx_gossip_dropped: Counter::default(),
             net_publish_failed: Counter::default(),
@@ -149,11 +154,16 @@ impl Metrics {
         for (name, help, g) in gauges {
             registry.register(name, help, g.clone());
         }
-        let counters: [(&str, &str, &Counter); 28] = [
+        let counters: [(&str, &str, &Counter); 29] = [
             (
                 "net_gossip_in",
                 "Gossip messages received from members",
                 &m.net_gossip_in,
+            ),
+            (
+                "consensus_messages_in",
+                "Consensus messages received from members, before any check",
+                &m.consensus_messages_in,
             ),
             (
                 "net_gossip_rejected",
