@@ -103,3 +103,25 @@ fn bench_suite_in_process_parts_report_positive_figures() {
     assert!(doc["machine"]["cores"].as_u64().unwrap() >= 1);
     assert!(doc["parts"].get("testnet").is_none());
 }
+
+/// A validator count outside 4 to 7 is refused before anything runs.
+#[test]
+fn bench_suite_refuses_a_validator_count_outside_four_to_seven() {
+    for bad in ["3", "8", "0", "-1", "four"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("suite.json");
+        let o = common::bin()
+            .args(["bench", "suite", "--only", "testnet", "--validators", bad])
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "--validators {bad}");
+        assert!(
+            common::stderr(&o).contains("--validators"),
+            "--validators {bad}: {}",
+            common::stderr(&o)
+        );
+        assert!(!out.exists(), "--validators {bad} wrote a result");
+    }
+}

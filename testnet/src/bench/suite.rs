@@ -95,6 +95,10 @@ pub struct SuiteArgs {
     /// transaction [default: the four validators alone].
     #[arg(long)]
     pub observers: bool,
+    /// Validators in the testnet part, 4 to 7 (issue 18's P7 compares 4
+    /// and 7 on real processes).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(4..=7))]
+    pub validators: u64,
     /// Keep the load generator on these CPUs (a list as `taskset -c` takes
     /// it: 0,2-3) [default: any CPU]. On a machine with cores to spare, give
     /// it its own so that it does not measure itself.
@@ -1114,6 +1118,21 @@ fn status_of(api: &str) -> Option<NodeStatus> {
     aidledger_node::cli::query::node_status(api).ok()
 }
 
+/// Each validator's consensus messages received and blocks committed,
+/// from its metrics (`None` for a node that did not answer).
+fn consensus_counts(t: &crate::testnet::TestnetFile) -> Vec<Option<(f64, f64)>> {
+    t.orgs
+        .iter()
+        .filter(|o| o.validator)
+        .map(|o| {
+            Some((
+                metric(&o.api, "aidledger_consensus_messages_in_total")?,
+                metric(&o.api, "aidledger_committed_blocks_total")?,
+            ))
+        })
+        .collect()
+}
+
 /// CPU time (user and system, every thread) of each running node of the
 /// testnet, in seconds, from `/proc/PID/stat`, with the node's process id.
 fn nodes_cpu_secs(t: &crate::testnet::TestnetFile) -> Vec<(String, i32, f64)> {
@@ -1194,14 +1213,17 @@ fn testnet_part(
     say(
         json_out,
         format!(
-            "testnet: 4 validators{} in {}",
+            "testnet: {} validators{} in {}",
+            a.validators,
             if a.observers { " and 2 observers" } else { "" },
             dir.display()
         ),
     );
     let exe = std::env::current_exe().context("cannot find the aidledger executable")?;
     let out = Command::new(&exe)
-        .args(["testnet", "init", "--validators", "4", "--dir"])
+        .args(["testnet", "init", "--validators"])
+        .arg(a.validators.to_string())
+        .arg("--dir")
         .arg(&dir)
         .env_remove("AIDLEDGER_HOME")
         .env_remove("AIDLEDGER_NODE")
@@ -1321,8 +1343,23 @@ fn testnet_part(
         ),
     );
     let cpu_before = nodes_cpu_secs(&t);
+    let msgs_before = consensus_counts(&t);
     let sustained = run_load(sat_rate, sizes.sustained_secs, 30)?;
     let cpu_after = nodes_cpu_secs(&t);
+    let msgs_after = consensus_counts(&t);
+    // Consensus messages each validator received per block it committed
+    // over the sustained run (P7: the message count per block against n).
+    let per_block: Vec<f64> = msgs_before
+        .iter()
+        .zip(&msgs_after)
+        .filter_map(|(b, a)| {
+            let (b, a) = (b.as_ref()?, a.as_ref()?);
+            let blocks = a.1 - b.1;
+            (blocks > 0.0 && a.0 >= b.0).then(|| (a.0 - b.0) / blocks)
+        })
+        .collect();
+    let msgs_per_block =
+        (!per_block.is_empty()).then(|| per_block.iter().sum::<f64>() / per_block.len() as f64);
     // CPU each node spent per committed transaction over the sustained run
     // (from the setup of its bench program to the end of its drain): every
     // node verifies, executes and stores every transaction.
@@ -1519,6 +1556,22 @@ fn testnet_part(
             Some((TARGET_NODE_CPU_US, "target ≤ 50 µs".into())),
         );
     }
+    if let Some(m) = msgs_per_block {
+        let n = a.validators as f64;
+        rep.row(
+            p,
+            format!(
+                "consensus messages received per block by each of {} validators, sustained run",
+                a.validators
+            ),
+            m,
+            "msgs",
+            Some((
+                2.0 * (n - 1.0),
+                "one round, 2(n − 1): from each other validator a prepare (the leader's pre-prepare standing for its own) and a commit".into(),
+            )),
+        );
+    }
     rep.row(
         p,
         "load generator CPU per submitted tx, sustained run",
@@ -1643,6 +1696,7 @@ fn testnet_part(
             "latency_runs_at_half": lats.iter().map(load_json).collect::<Vec<_>>(),
             "overload": load_json(&over),
             "overload_view_changes": view_changes,
+            "consensus_messages_per_block": msgs_per_block,
             "catch_up": catchup.as_ref().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).unwrap_or_else(|e| json!({"error": format!("{e:#}")})),
             "rss": rss,
         }),
