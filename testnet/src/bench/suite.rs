@@ -1794,13 +1794,21 @@ mod tests {
     #[test]
     fn a_process_cpu_time_is_read_from_proc() {
         let me = i32::try_from(std::process::id()).unwrap();
-        // Burn a little CPU so that the figure is above zero ticks.
+        // Burn CPU until the figure is above zero ticks: the kernel counts
+        // CPU time in ticks of 10 ms, sampled, so one fixed burn may read
+        // zero on a busy machine (it did once). Bounded: at most 100
+        // rounds of about 10 ms each.
+        let mut secs = 0.0;
         let mut x = 0u64;
-        for i in 0..50_000_000u64 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+        for _ in 0..100 {
+            for i in 0..10_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+            }
+            secs = process_cpu_secs(me).unwrap();
+            if secs > 0.0 {
+                break;
+            }
         }
-        std::hint::black_box(x);
-        let secs = process_cpu_secs(me).unwrap();
         assert!(secs > 0.0 && secs.is_finite(), "{secs}");
         // No such process: no figure, no panic.
         assert_eq!(process_cpu_secs(i32::MAX), None);
