@@ -68,6 +68,8 @@ pub(crate) const MEMO_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// A scan's arguments: prefix, start, limit.
 type ScanArgs = (Vec<u8>, Option<Vec<u8>>, usize);
 
+/// Looked up by key only, never iterated: no order of a hash map can
+/// reach state, receipts or messages.
 #[derive(Default)]
 struct Memo {
     reads: HashMap<Vec<u8>, Option<Vec<u8>>>,
@@ -90,14 +92,13 @@ impl<'a> Base<'a> {
         if !self.remember {
             return self.state.get(key);
         }
-        if let Some(v) = self.memo.borrow_mut().hit(key) {
+        if let Some(v) = self.memo.borrow_mut().hit_read(key) {
             return Ok(v);
         }
         let v = self.state.get(key)?;
         let size = key.len() + v.as_ref().map_or(0, Vec::len);
         let mut memo = self.memo.borrow_mut();
-        if memo.room_for(size) {
-            memo.bytes += size;
+        if memo.make_room(size) {
             memo.reads.insert(key.to_vec(), v.clone());
         }
         Ok(v)
@@ -114,20 +115,15 @@ impl<'a> Base<'a> {
             return self.state.scan(prefix, start_after, limit);
         }
         let args: ScanArgs = (prefix.to_vec(), start_after.map(<[u8]>::to_vec), limit);
-        {
-            let mut memo = self.memo.borrow_mut();
-            if let Some(found) = memo.scans.get(&args).cloned() {
-                memo.hits += 1;
-                return Ok(found);
-            }
+        if let Some(found) = self.memo.borrow_mut().hit_scan(&args) {
+            return Ok(found);
         }
         let found = self.state.scan(prefix, start_after, limit)?;
         let size = args.0.len()
             + args.1.as_ref().map_or(0, Vec::len)
             + found.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         let mut memo = self.memo.borrow_mut();
-        if memo.room_for(size) {
-            memo.bytes += size;
+        if memo.make_room(size) {
             memo.scans.insert(args, found.clone());
         }
         Ok(found)
@@ -141,14 +137,24 @@ impl<'a> Base<'a> {
 }
 
 impl Memo {
-    /// Whether `size` more bytes may be remembered, as one more entry.
-    fn room_for(&self, size: usize) -> bool {
-        self.reads.len() + self.scans.len() < MEMO_KEYS_MAX
-            && self.bytes.saturating_add(size) <= MEMO_BYTES_MAX
+    /// Counts `size` more bytes, as one more entry, if both bounds allow.
+    fn make_room(&mut self, size: usize) -> bool {
+        let fits = self.reads.len() + self.scans.len() < MEMO_KEYS_MAX
+            && self.bytes.saturating_add(size) <= MEMO_BYTES_MAX;
+        if fits {
+            self.bytes += size;
+        }
+        fits
     }
 
-    fn hit(&mut self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+    fn hit_read(&mut self, key: &[u8]) -> Option<Option<Vec<u8>>> {
         let v = self.reads.get(key)?.clone();
+        self.hits += 1;
+        Some(v)
+    }
+
+    fn hit_scan(&mut self, args: &ScanArgs) -> Option<contracts::store::Entries> {
+        let v = self.scans.get(args)?.clone();
         self.hits += 1;
         Some(v)
     }

@@ -51,6 +51,7 @@ pub trait AccountView {
 /// [`OncePerAccount::KEYS_MAX`] accounts and asks again past that.
 pub struct OncePerAccount<'a> {
     inner: &'a dyn AccountView,
+    /// Looked up by key only, never iterated.
     seen: std::cell::RefCell<std::collections::HashMap<PublicKey, Option<AccountInfo>>>,
 }
 

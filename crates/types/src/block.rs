@@ -100,8 +100,8 @@ impl Block {
     /// signature bytes would share one block hash, and a byzantine relay
     /// could swap a valid body for an invalid one under a certified hash.
     pub fn compute_tx_root(txs: &[SignedTx]) -> Hash {
-        let leaves: Vec<Hash> = txs.iter().map(SignedTx::witness_hash).collect();
-        merkle::root(&leaves)
+        let ids: Vec<Hash> = txs.iter().map(SignedTx::id).collect();
+        Self::tx_root_with_ids(txs, &ids)
     }
 
     /// [`Block::compute_tx_root`] for transactions whose ids are known
@@ -120,8 +120,11 @@ impl Block {
 
     /// Checks that the body matches the header's commitment to it.
     pub fn body_matches_header(&self) -> bool {
-        self.txs.len() == self.header.tx_count as usize
-            && Self::compute_tx_root(&self.txs) == self.header.tx_root
+        // The count first: a body of the wrong length is refused unhashed.
+        self.txs.len() == self.header.tx_count as usize && {
+            let ids: Vec<Hash> = self.txs.iter().map(SignedTx::id).collect();
+            self.body_matches_header_with_ids(&ids)
+        }
     }
 
     /// [`Block::body_matches_header`] with the transactions' ids known:
