@@ -11,6 +11,10 @@
 //! * Nonce window: `next_nonce <= nonce < next_nonce + nonce_window`.
 //! * Dedup: by transaction id, and one transaction per (signer, nonce).
 //! * Bounds: total count, total bytes, and count per signer.
+//! * Backlog: a client's transaction is taken only while fewer are pending
+//!   than the chain has recently committed in `backlog_ms`
+//!   ([`Mempool::backlog_refusal`], ADR 023); gossip is bounded by the
+//!   total count and bytes alone.
 //! * Gaps expire: a transaction that cannot run yet because an earlier
 //!   nonce of its signer is missing leaves after `gap_ttl_ms` (time is an
 //!   input: [`Mempool::expire_gaps`]), so a gap never holds memory, nor
@@ -27,6 +31,10 @@
 //! the account's next nonce, so every selected transaction can execute.
 
 use std::collections::BTreeMap;
+
+mod backlog;
+use backlog::DrainMeter;
+pub use backlog::RATE_WINDOW_MS;
 
 use aidledger_crypto::VerifiedTx;
 use aidledger_types::tx::TX_MAX_BYTES;
@@ -90,6 +98,12 @@ pub struct MempoolConfig {
     /// How long a transaction that cannot run yet (a nonce gap before it)
     /// may wait for the gap to fill.
     pub gap_ttl_ms: u64,
+    /// Client transactions are taken while fewer are pending than the
+    /// chain committed in this many ms at its recent rate (ADR 023).
+    pub backlog_ms: u64,
+    /// ... and always while fewer than this are pending, so a quiet chain
+    /// takes a burst that fills its blocks.
+    pub backlog_min_txs: usize,
 }
 
 impl Default for MempoolConfig {
@@ -100,6 +114,8 @@ impl Default for MempoolConfig {
             max_per_sender: 4096,
             nonce_window: 4096,
             gap_ttl_ms: 60_000,
+            backlog_ms: 5_000,
+            backlog_min_txs: 10_000,
         }
     }
 }
@@ -130,6 +146,15 @@ pub enum AdmitError {
     Full { what: &'static str },
     #[error("account has {limit} pending transactions already")]
     SenderFull { limit: usize },
+    #[error(
+        "{pending} transactions are pending, the node's backlog limit of {limit} at the \
+         chain's recent rate of {per_sec} tx/s; retry later"
+    )]
+    Backlog {
+        pending: usize,
+        limit: usize,
+        per_sec: u64,
+    },
 }
 
 impl AdmitError {
@@ -144,7 +169,7 @@ impl AdmitError {
             AdmitError::NonceTooLow { .. } => "nonce-too-low",
             AdmitError::NonceTooHigh { .. } => "nonce-too-high",
             AdmitError::NonceTaken { .. } => "nonce-taken",
-            AdmitError::Full { .. } => "mempool-full",
+            AdmitError::Full { .. } | AdmitError::Backlog { .. } => "mempool-full",
             AdmitError::SenderFull { .. } => "sender-full",
         }
     }
@@ -232,6 +257,8 @@ pub struct Mempool {
     ready_senders: usize,
     /// The last time given to [`Mempool::expire_gaps`].
     clock_ms: u64,
+    /// The transactions committed recently, for the backlog bound.
+    drained: DrainMeter,
 }
 
 impl Mempool {
@@ -245,6 +272,7 @@ impl Mempool {
             next_seq: 0,
             ready_senders: 0,
             clock_ms: 0,
+            drained: DrainMeter::default(),
         }
     }
 
@@ -464,6 +492,7 @@ impl Mempool {
     /// transaction whose nonce is now below its account's next nonce or
     /// whose account is gone. Returns how many were removed.
     pub fn on_commit(&mut self, included: &[Hash], accounts: &dyn AccountView) -> usize {
+        self.drained.record(self.clock_ms, included.len() as u64);
         let mut removed = 0;
         for id in included {
             removed += usize::from(self.remove(id).is_some());
@@ -499,10 +528,42 @@ impl Mempool {
             .sum()
     }
 
+    /// How many pending transactions the pool takes from clients now
+    /// (ADR 023): `backlog_ms` of the rate committed over the last
+    /// [`RATE_WINDOW_MS`], at least `backlog_min_txs`, at most `max_txs`.
+    pub fn backlog_limit(&self) -> usize {
+        let c = &self.config;
+        backlog::limit(
+            self.drained.committed(),
+            c.backlog_ms,
+            c.backlog_min_txs,
+            c.max_txs,
+        )
+    }
+
+    /// Transactions committed per second over the last [`RATE_WINDOW_MS`].
+    pub fn commit_rate(&self) -> u64 {
+        self.drained.committed() * 1000 / RATE_WINDOW_MS
+    }
+
+    /// Why a client's transaction must not be admitted now, if the pool
+    /// already holds its backlog ([`Mempool::backlog_limit`]). Gossip is
+    /// not asked: a peer's transaction was taken by that peer's own bound,
+    /// and dropping it would only make it come back.
+    pub fn backlog_refusal(&self) -> Option<AdmitError> {
+        let (pending, limit) = (self.entries.len(), self.backlog_limit());
+        (pending >= limit).then(|| AdmitError::Backlog {
+            pending,
+            limit,
+            per_sec: self.commit_rate(),
+        })
+    }
+
     /// Moves the pool's clock to `now_ms` (never back). Transactions
     /// admitted from now on are stamped with it.
     pub fn set_time(&mut self, now_ms: u64) {
         self.clock_ms = self.clock_ms.max(now_ms);
+        self.drained.advance(self.clock_ms);
     }
 
     /// Moves the pool's clock to `now_ms` and drops every transaction that

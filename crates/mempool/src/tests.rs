@@ -68,6 +68,8 @@ fn pool() -> Mempool {
         max_per_sender: 10,
         nonce_window: 16,
         gap_ttl_ms: 10_000,
+        backlog_ms: 5_000,
+        backlog_min_txs: 10_000,
     })
 }
 
@@ -139,6 +141,8 @@ fn bounded_by_count_bytes_and_sender() {
         max_per_sender: 10,
         nonce_window: 100,
         gap_ttl_ms: 10_000,
+        backlog_ms: 5_000,
+        backlog_min_txs: 10_000,
     });
     for n in 0..10 {
         let t = tx(1, n, TxKind::Deposit, 0);
@@ -163,6 +167,8 @@ fn bounded_by_count_bytes_and_sender() {
         max_per_sender: 10,
         nonce_window: 100,
         gap_ttl_ms: 10_000,
+        backlog_ms: 5_000,
+        backlog_min_txs: 10_000,
     });
     let t = tx(1, 0, TxKind::Deposit, 2000);
     let l = len(&t);
@@ -395,4 +401,98 @@ fn once_per_account_asks_once_per_key_and_gives_the_same_answers() {
 
 fn inner_answer(key: &PublicKey) -> Option<AccountInfo> {
     Asked(std::cell::Cell::new(0)).account(key)
+}
+
+/// A pool whose backlog bound is small enough to reach: at least 4
+/// pending, 2 s of the recent commit rate, at most 40.
+fn backlog_pool() -> Mempool {
+    Mempool::new(MempoolConfig {
+        max_txs: 40,
+        max_bytes: 1_000_000,
+        max_per_sender: 100,
+        nonce_window: 100,
+        gap_ttl_ms: 60_000,
+        backlog_ms: 2_000,
+        backlog_min_txs: 4,
+    })
+}
+
+fn fake_ids(from: u32, n: u32) -> Vec<Hash> {
+    (from..from + n)
+        .map(|i| {
+            let mut h = [0xee; 32];
+            h[..4].copy_from_slice(&i.to_be_bytes());
+            Hash(h)
+        })
+        .collect()
+}
+
+#[test]
+fn a_quiet_chain_takes_the_floor_from_clients_and_gossip_past_it() {
+    let a = Accounts::new();
+    let mut p = backlog_pool();
+    assert_eq!((p.backlog_limit(), p.commit_rate()), (4, 0));
+    for n in 0..4 {
+        assert_eq!(p.backlog_refusal(), None, "{n} pending");
+        let t = tx(1, n, TxKind::Deposit, 0);
+        let l = len(&t);
+        p.admit(t, l, &a).unwrap();
+    }
+    assert_eq!(
+        p.backlog_refusal(),
+        Some(AdmitError::Backlog {
+            pending: 4,
+            limit: 4,
+            per_sec: 0
+        })
+    );
+    assert_eq!(p.backlog_refusal().unwrap().code(), "mempool-full");
+    // The bound is the caller's to ask for a client's transaction: admit
+    // itself (gossip) still takes up to max_txs.
+    let t = tx(1, 4, TxKind::Deposit, 0);
+    let l = len(&t);
+    p.admit(t, l, &a).unwrap();
+    assert_eq!(p.len(), 5);
+}
+
+#[test]
+fn the_backlog_limit_follows_the_recent_commit_rate_and_forgets_it() {
+    let a = Accounts::new();
+    let mut p = backlog_pool();
+    // 30 transactions committed over 1 s: 3 tx/s over the 10 s window,
+    // so 2 s of backlog is 6.
+    for step in 0..3u32 {
+        p.set_time(1_000 + u64::from(step) * 400);
+        p.on_commit(&fake_ids(step * 10, 10), &a);
+    }
+    assert_eq!((p.commit_rate(), p.backlog_limit()), (3, 6));
+    // Ten times the rate: 60, but never past max_txs.
+    for step in 0..27u32 {
+        p.set_time(2_000 + u64::from(step) * 10);
+        p.on_commit(&fake_ids(30 + step * 10, 10), &a);
+    }
+    assert_eq!((p.commit_rate(), p.backlog_limit()), (30, 40));
+    // A stalled chain: once the window has passed, the floor again.
+    // The last bucket began at 2,200 ms and ends a window later.
+    p.set_time(2_300 + RATE_WINDOW_MS);
+    assert_eq!((p.commit_rate(), p.backlog_limit()), (0, 4));
+    // Empty blocks count nothing.
+    p.on_commit(&[], &a);
+    assert_eq!(p.backlog_limit(), 4);
+}
+
+#[test]
+fn the_commit_meter_holds_a_bounded_number_of_buckets() {
+    let mut m = backlog::DrainMeter::default();
+    // A block every ms for a minute (a node catching up).
+    for t in 0..60_000u64 {
+        m.record(t, 1);
+        assert!(m.buckets() <= 102, "{} buckets at {t} ms", m.buckets());
+    }
+    // Every bucket that ended a whole window ago is gone; the window holds
+    // 10 s of one tx per ms, give or take one bucket.
+    m.advance(60_000);
+    let n = m.committed();
+    assert!((9_900..=10_100).contains(&n), "{n}");
+    assert_eq!(backlog::limit(u64::MAX, u64::MAX, 1, 7), 7, "no overflow");
 }

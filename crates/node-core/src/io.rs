@@ -123,6 +123,9 @@ pub enum Count {
     CommittedBlocks,
     CommittedTxs,
     RejectedTxs,
+    /// A client's transaction refused because the mempool held its backlog
+    /// (ADR 023); also counted in `RefusedTxs`.
+    BacklogRefusedTxs,
 }
 
 /// Where the core reports what it measured. None of it feeds a decision:

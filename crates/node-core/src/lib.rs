@@ -187,6 +187,10 @@ pub struct CoreStatus {
     pub leader: Option<OrgId>,
     pub mempool_txs: usize,
     pub mempool_bytes: usize,
+    /// How many pending transactions the mempool takes from clients now,
+    /// and the commit rate it follows (ADR 023).
+    pub backlog_txs: usize,
+    pub commit_rate: u64,
     pub last_block_time_ms: u64,
     pub is_voting: bool,
     /// This node's key is in the validator set that signs the next height
@@ -563,6 +567,8 @@ impl NodeCore {
             leader,
             mempool_txs: self.mempool.len(),
             mempool_bytes: self.mempool.bytes(),
+            backlog_txs: self.mempool.backlog_limit(),
+            commit_rate: self.mempool.commit_rate(),
             last_block_time_ms: self.parent.timestamp.0,
             is_voting: self.replica.is_some(),
             is_validator: self
@@ -812,13 +818,24 @@ impl NodeCore {
 
     /// Admits what passed admission's screen and signature check (ADR
     /// 016) to the mempool: one verdict per transaction, in order, the
-    /// refusals counted. With `share`, admitted transactions queue for
-    /// gossip (gossip does not echo to the publisher).
+    /// refusals counted. With `share` (a client's transactions), the
+    /// backlog bound applies and admitted transactions queue for gossip
+    /// (gossip does not echo to the publisher).
     fn admit_batch(&mut self, txs: Vec<Verdict>, share: bool) -> Vec<Result<Hash, TxRefusal>> {
         let out = txs
             .into_iter()
             .map(|r| match r {
                 Ok(v) => {
+                    // A client's transaction waits only while the pool
+                    // holds less than its backlog (ADR 023); a peer's was
+                    // bounded by that peer.
+                    if share {
+                        if let Some(e) = self.mempool.backlog_refusal() {
+                            self.telemetry.count(Count::RefusedTxs, 1);
+                            self.telemetry.count(Count::BacklogRefusedTxs, 1);
+                            return Err(e.into());
+                        }
+                    }
                     let tx = share.then(|| v.tx().clone());
                     let len = codec::encoded_len(v.tx());
                     let res = self.admit(v, len);

@@ -1,0 +1,155 @@
+#![allow(clippy::unwrap_used)]
+//! The backlog bound (ADR 023) in the node core, over a real RocksDB
+//! store holding the development genesis: one validator of four, alone,
+//! so nothing commits (a stalled chain). Clients' transactions are taken
+//! up to the floor and refused past it with `mempool-full`; a peer's
+//! gossip is not held to it.
+
+use std::sync::Arc;
+
+use aidledger_audit::synth::{StateMode, SynthChain};
+use aidledger_contracts::payload::{self, Payload};
+use aidledger_mempool::MempoolConfig;
+use aidledger_node_core::{
+    ConsensusSettings, CoreParts, Effect, Event, Mutants, NoTelemetry, NodeCore, Now, StoreState,
+    Verdict,
+};
+use aidledger_storage::Store;
+use aidledger_types::values::Amount;
+use aidledger_types::{Hash, Role, Slug};
+
+const FLOOR: usize = 8;
+
+fn core(c: &SynthChain) -> NodeCore {
+    let store: Arc<dyn Store> = c.store.clone();
+    let key = c.validator_keys.values().next().unwrap().clone();
+    let members = aidledger_execution::read_nodes(&StoreState(store.as_ref()))
+        .unwrap()
+        .into_iter()
+        .map(|n| n.key)
+        .filter(|k| *k != key.public())
+        .collect();
+    let parts = CoreParts {
+        chain_id: c.genesis.chain_id.clone(),
+        consensus: ConsensusSettings {
+            max_block_txs: FLOOR,
+            max_block_bytes: 1 << 20,
+            block_interval_ms: 200,
+            empty_block_interval_ms: 1_000,
+            round_timeout_ms: 2_000,
+            max_clock_drift_ms: 5_000,
+            sync_batch: 16,
+        },
+        mempool: MempoolConfig {
+            max_txs: 100,
+            max_bytes: 1 << 20,
+            max_per_sender: 100,
+            nonce_window: 100,
+            gap_ttl_ms: 60_000,
+            backlog_ms: 5_000,
+            backlog_min_txs: FLOOR,
+        },
+        gossip_max_bytes: 1 << 20,
+        sync_response_max_bytes: 8 << 20,
+        key,
+        next_key: None,
+        store,
+        members,
+        parent: c.parent.clone(),
+        acc: c.acc.clone(),
+        accept_missing_safety_state: true,
+        ran_before: false,
+        restored: false,
+        telemetry: Box::new(NoTelemetry),
+        mutants: Mutants::default(),
+        module_ceiling: Vec::new(),
+    };
+    NodeCore::new(parts, now(1_000)).unwrap()
+}
+
+fn now(ms: u64) -> Now {
+    Now {
+        wall_ms: 1_700_000_000_000 + ms,
+        mono_ms: ms,
+    }
+}
+
+/// Deposits by the state bank's disburser with nonces `from..to`, checked.
+fn deposits(c: &SynthChain, from: u64, to: u64) -> Vec<Verdict> {
+    let key = c.f.keys.op("state-bank", Role::Disburser).clone();
+    let p = Payload::Deposit(payload::Deposit {
+        program: Slug::new("p").unwrap(),
+        amount: Amount(100),
+    });
+    (from..to)
+        .map(|n| Ok(c.f.verified(c.f.sign_with_nonce(&key, &p, n))))
+        .collect()
+}
+
+fn verdicts(effects: Vec<Effect>) -> Vec<Result<Hash, aidledger_node_core::TxRefusal>> {
+    effects
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::Verdicts { verdicts, .. } => Some(verdicts),
+            _ => None,
+        })
+        .expect("a verdict for the submission")
+}
+
+#[test]
+fn a_stalled_chain_takes_clients_up_to_the_floor_and_gossip_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = SynthChain::new(&dir.path().join("data"), StateMode::Store).unwrap();
+    let mut core = core(&c);
+    let s = core.status();
+    assert_eq!((s.backlog_txs, s.commit_rate), (FLOOR, 0));
+
+    // One request over the floor: taken up to it, in order, the rest
+    // refused with the code clients retry on.
+    let v = verdicts(
+        core.handle(
+            now(2_000),
+            Event::Submit {
+                ticket: 1,
+                txs: deposits(&c, 0, 12),
+            },
+        )
+        .unwrap(),
+    );
+    assert_eq!(v.len(), 12);
+    assert!(v[..FLOOR].iter().all(Result::is_ok), "{v:?}");
+    for r in &v[FLOOR..] {
+        let e = r.as_ref().unwrap_err();
+        assert_eq!(e.code, "mempool-full");
+        assert!(
+            e.reason.contains("backlog limit of 8") && e.reason.contains("0 tx/s"),
+            "{}",
+            e.reason
+        );
+    }
+    assert_eq!(core.status().mempool_txs, FLOOR);
+
+    // A resend of what was refused is refused again, and changes nothing.
+    let v = verdicts(
+        core.handle(
+            now(3_000),
+            Event::Submit {
+                ticket: 2,
+                txs: deposits(&c, 8, 12),
+            },
+        )
+        .unwrap(),
+    );
+    assert!(v
+        .iter()
+        .all(|r| r.as_ref().is_err_and(|e| e.code == "mempool-full")));
+    assert_eq!(core.status().mempool_txs, FLOOR);
+
+    // A peer's gossip was bounded by that peer: it is taken past the
+    // floor (up to the pool's own count and bytes).
+    core.handle(now(4_000), Event::Gossiped(deposits(&c, 8, 12)))
+        .unwrap();
+    let s = core.status();
+    assert_eq!(s.mempool_txs, 12);
+    assert_eq!(s.backlog_txs, FLOOR, "nothing committed, so the floor");
+}
