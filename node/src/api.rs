@@ -132,6 +132,33 @@ async fn lane_has_room(
     next.run(req).await
 }
 
+/// Refuses a request of `n` transactions whole, 503 `mempool-full`, when
+/// the driver's last snapshot shows the mempool at its backlog limit
+/// (ADR 023): a client that keeps sending while the chain cannot keep up
+/// costs no signature checks. (Before the driver's first snapshot the
+/// limit reads 0: no refusal.)
+fn backlog_has_room(s: &AppState, n: usize) -> Result<(), ApiFailure> {
+    let (pending, limit) = s
+        .shared
+        .snapshot
+        .read()
+        .map(|g| (g.mempool_txs, g.backlog_txs))
+        .map_err(|_| internal("status lock poisoned"))?;
+    if limit == 0 || pending < limit {
+        return Ok(());
+    }
+    let m = &s.shared.metrics;
+    m.refused_txs.inc_by(n as u64);
+    m.backlog_refused_txs.inc_by(n as u64);
+    Err(Problem::new(
+        "mempool-full",
+        format!(
+            "{pending} transactions are pending, the node's backlog limit of {limit} at the \
+             chain's recent commit rate; retry later"
+        ),
+    ))
+}
+
 fn busy() -> ApiFailure {
     Problem::new(
         "busy",
@@ -169,12 +196,15 @@ fn unavailable(msg: impl Into<String>) -> ApiFailure {
 /// client's lane; the mempool in the core. One verdict per transaction, in
 /// order. Refusals before the core are counted here, so a flood of them
 /// never reaches the driver. A request that does not fit the pool is
-/// refused whole: 503 busy.
+/// refused whole: 503 busy. While the mempool holds its backlog (ADR 023)
+/// a request is refused whole before any work, 503 `mempool-full`; the
+/// core checks the bound again for each transaction it admits.
 async fn admit(
     s: &AppState,
     client: Option<ClientIp>,
     txs: Vec<SignedTx>,
 ) -> Result<Vec<Result<Hash, TxRefusal>>, ApiFailure> {
+    backlog_has_room(s, txs.len())?;
     let lane = Lane::Client(client.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0));
     let screened = s.pool.admission().screen(txs);
     let verdicts: Vec<Verdict> = if screened.iter().any(Screened::is_pending) {

@@ -260,6 +260,15 @@ pub struct MempoolSection {
     /// nonce of its signer is missing, waits before it is dropped.
     #[serde(default = "default_gap_ttl_ms")]
     pub gap_ttl_ms: u64,
+    /// Clients' transactions are taken while fewer are pending than the
+    /// chain has committed in this many ms at its rate over the last 10 s
+    /// (ADR 023); past it they are answered 503 `mempool-full`.
+    #[serde(default = "default_backlog_ms")]
+    pub backlog_ms: u64,
+    /// ... and always while fewer than this many are pending, so a quiet
+    /// chain takes a burst big enough to fill its blocks.
+    #[serde(default = "default_backlog_min_txs")]
+    pub backlog_min_txs: usize,
 }
 
 impl Default for MempoolSection {
@@ -270,12 +279,20 @@ impl Default for MempoolSection {
             max_per_sender: 20_000,
             nonce_window: 20_000,
             gap_ttl_ms: default_gap_ttl_ms(),
+            backlog_ms: default_backlog_ms(),
+            backlog_min_txs: default_backlog_min_txs(),
         }
     }
 }
 
 fn default_gap_ttl_ms() -> u64 {
     60_000
+}
+fn default_backlog_ms() -> u64 {
+    5_000
+}
+fn default_backlog_min_txs() -> usize {
+    10_000
 }
 fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
@@ -401,6 +418,17 @@ impl NodeConfig {
         }
         if m.gap_ttl_ms < 1000 || m.gap_ttl_ms > 3_600_000 {
             bail!("mempool.gap_ttl_ms must be 1000 to 3600000 (1 s to 1 h)");
+        }
+        if !(1_000..=600_000).contains(&m.backlog_ms) {
+            bail!("mempool.backlog_ms must be 1000 to 600000 (1 s to 10 min)");
+        }
+        if !(self.consensus.max_block_txs..=m.max_txs).contains(&m.backlog_min_txs) {
+            bail!(
+                "mempool.backlog_min_txs must be consensus.max_block_txs ({}) to mempool.max_txs \
+                 ({}): fewer could not fill a block",
+                self.consensus.max_block_txs,
+                m.max_txs
+            );
         }
         if self.api.body_max_bytes < 1024 || self.api.body_max_bytes > 64 * 1024 * 1024 {
             bail!("api.body_max_bytes must be 1 KiB to 64 MiB");
@@ -543,7 +571,7 @@ mod tests {
             assert!(format!("{e:#}").contains("ping_interval_ms"), "{e:#}");
         }
         type Set = fn(&mut NodeConfig);
-        let limits: [(&str, Set); 13] = [
+        let limits: [(&str, Set); 17] = [
             ("request_timeout_ms", |c| c.api.request_timeout_ms = 999),
             ("request_timeout_ms", |c| c.api.request_timeout_ms = 600_001),
             ("verify_threads", |c| c.admission.verify_threads = 65),
@@ -569,6 +597,15 @@ mod tests {
             ("max_pending_outgoing", |c| {
                 c.network.max_pending_outgoing = 10_001
             }),
+            ("backlog_ms", |c| c.mempool.backlog_ms = 999),
+            ("backlog_ms", |c| c.mempool.backlog_ms = 600_001),
+            // A floor below one block could never fill one.
+            ("backlog_min_txs", |c| {
+                c.mempool.backlog_min_txs = c.consensus.max_block_txs - 1
+            }),
+            ("backlog_min_txs", |c| {
+                c.mempool.backlog_min_txs = c.mempool.max_txs + 1
+            }),
         ];
         for (name, set) in limits {
             let mut bad = sample();
@@ -589,6 +626,20 @@ mod tests {
             toml::from_str(&format!("{without}\n[admission]\nverify_threads = 3\n")).unwrap();
         assert_eq!((c.admission.threads(), c.admission.lane_txs), (3, 4096));
         assert!(AdmissionSection::default().threads() >= 1);
+        // A [mempool] section written before the backlog bound (ADR 023)
+        // still loads, with its defaults.
+        let old: String = text
+            .lines()
+            .filter(|l| !l.starts_with("backlog_"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_ne!(old, text.trim_end());
+        let c: NodeConfig = toml::from_str(&old).unwrap();
+        assert_eq!(
+            (c.mempool.backlog_ms, c.mempool.backlog_min_txs),
+            (5_000, 10_000)
+        );
+        c.check().unwrap();
 
         std::fs::write(NodeConfig::path(dir.path()), "[node]\nunknown = 1\n").unwrap();
         let e = NodeConfig::load(dir.path()).unwrap_err();

@@ -70,6 +70,8 @@ pub struct Snapshot {
     pub leader: Option<OrgId>,
     pub peers: usize,
     pub mempool_txs: usize,
+    /// The mempool's backlog limit for clients now (ADR 023).
+    pub backlog_txs: usize,
     pub last_block_time_ms: u64,
     pub voting: bool,
     pub validator: bool,
@@ -115,6 +117,7 @@ impl Telemetry for NodeTelemetry {
             Count::CommittedBlocks => &m.committed_blocks,
             Count::CommittedTxs => &m.committed_txs,
             Count::RejectedTxs => &m.rejected_txs,
+            Count::BacklogRefusedTxs => &m.backlog_refused_txs,
         };
         counter.inc_by(n);
     }
@@ -221,6 +224,8 @@ impl Driver {
                     max_per_sender: m.max_per_sender,
                     nonce_window: m.nonce_window,
                     gap_ttl_ms: m.gap_ttl_ms,
+                    backlog_ms: m.backlog_ms,
+                    backlog_min_txs: m.backlog_min_txs,
                 },
                 gossip_max_bytes: aidledger_network::GOSSIP_MAX_BYTES,
                 sync_response_max_bytes: aidledger_network::SYNC_RESPONSE_MAX_BYTES,
@@ -679,6 +684,8 @@ impl Driver {
         m.view.set(s.view as i64);
         m.mempool_txs.set(s.mempool_txs as i64);
         m.mempool_bytes.set(s.mempool_bytes as i64);
+        m.mempool_backlog_txs.set(s.backlog_txs as i64);
+        m.commit_rate.set(s.commit_rate as i64);
         if let Some(d) = s.next_due {
             m.next_due_seconds.set((d.at.0 / 1000) as i64);
         }
@@ -693,6 +700,7 @@ impl Driver {
                 leader: s.leader,
                 peers: self.net.connected_peers().len(),
                 mempool_txs: s.mempool_txs,
+                backlog_txs: s.backlog_txs,
                 last_block_time_ms: s.last_block_time_ms,
                 voting: s.is_voting,
                 validator: s.is_validator,

@@ -31,6 +31,11 @@ pub struct Metrics {
     pub rejected_txs: Counter,
     pub mempool_txs: Gauge,
     pub mempool_bytes: Gauge,
+    /// The backlog bound (ADR 023): the limit for clients now, the commit
+    /// rate it follows, and the clients' transactions it refused.
+    pub mempool_backlog_txs: Gauge,
+    pub commit_rate: Gauge,
+    pub backlog_refused_txs: Counter,
     pub peers: Gauge,
     pub admitted_txs: Counter,
     pub refused_txs: Counter,
@@ -95,6 +100,9 @@ impl Metrics {
             rejected_txs: Counter::default(),
             mempool_txs: Gauge::default(),
             mempool_bytes: Gauge::default(),
+            mempool_backlog_txs: Gauge::default(),
+            commit_rate: Gauge::default(),
+            backlog_refused_txs: Counter::default(),
             peers: Gauge::default(),
             admitted_txs: Counter::default(),
             refused_txs: Counter::default(),
@@ -129,7 +137,7 @@ impl Metrics {
             registry: Registry::default(),
             libp2p: std::sync::Arc::new(aidledger_network::Libp2pMetrics::new(&mut registry)),
         };
-        let gauges: [(&str, &str, &Gauge); 8] = [
+        let gauges: [(&str, &str, &Gauge); 10] = [
             (
                 "admission_queue_txs",
                 "Transactions queued for their signature check in the admission pool",
@@ -149,12 +157,22 @@ impl Metrics {
             ("view", "Current consensus view", &m.view),
             ("mempool_txs", "Transactions in the mempool", &m.mempool_txs),
             ("mempool_bytes", "Bytes in the mempool", &m.mempool_bytes),
+            (
+                "mempool_backlog_txs",
+                "Pending transactions up to which the mempool takes clients' transactions: mempool.backlog_ms of the commit rate, at least mempool.backlog_min_txs",
+                &m.mempool_backlog_txs,
+            ),
+            (
+                "commit_rate",
+                "Transactions committed per second over the last 10 s",
+                &m.commit_rate,
+            ),
             ("peers", "Connected consortium peers", &m.peers),
         ];
         for (name, help, g) in gauges {
             registry.register(name, help, g.clone());
         }
-        let counters: [(&str, &str, &Counter); 29] = [
+        let counters: [(&str, &str, &Counter); 30] = [
             (
                 "net_gossip_in",
                 "Gossip messages received from members",
@@ -258,6 +276,11 @@ impl Metrics {
                 "regossiped_txs",
                 "Long-pending transactions gossiped again",
                 &m.regossiped_txs,
+            ),
+            (
+                "backlog_refused_txs",
+                "Clients' transactions refused because the mempool held its backlog (also in refused_txs)",
+                &m.backlog_refused_txs,
             ),
             (
                 "resent_txs",

@@ -264,6 +264,11 @@ mod tests {
             AdmitError::NonceTaken { nonce: 1 },
             AdmitError::Full { what: "count" },
             AdmitError::SenderFull { limit: 1 },
+            AdmitError::Backlog {
+                pending: 1,
+                limit: 1,
+                per_sec: 0,
+            },
         ];
         for e in errs {
             assert!(PROBLEMS.iter().any(|k| k.code == e.code()), "{}", e.code());

@@ -155,3 +155,177 @@ fn forged_deposit(t: &Testnet, api: &str) -> String {
     signature.0[32] ^= 1;
     hex::encode(SignedTx { body, signature }.encode())
 }
+
+/// Deposits signed by a real disburser with nonces `from..to`, hex
+/// encoded (to a program that does not exist: the receipts are
+/// rejections, which is no matter to admission).
+fn deposits(t: &Testnet, api: &str, from: u64, to: u64) -> Vec<String> {
+    use aidledger_contracts::{payload, Payload};
+    use aidledger_crypto::{read_key_file, Purpose};
+    use aidledger_types::{Amount, ChainId, SignedTx, Slug, TxBody};
+
+    let key_file = t
+        .orgs()
+        .iter()
+        .find_map(|o| o.clients["disburser"].as_str().map(String::from))
+        .unwrap();
+    let key = read_key_file(std::path::Path::new(&key_file)).unwrap();
+    let status: Value = agent()
+        .get(&format!("{api}/v1/status"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let chain = ChainId::new(status["chain_id"].as_str().unwrap()).unwrap();
+    (from..to)
+        .map(|nonce| {
+            let p = Payload::Deposit(payload::Deposit {
+                program: Slug::new("no-such-program").unwrap(),
+                amount: Amount(1),
+            });
+            let body = TxBody {
+                chain_id: chain.clone(),
+                nonce,
+                signer: key.public(),
+                kind: p.kind(),
+                payload: p.encode(),
+            };
+            let signature = key.sign(&chain, Purpose::Tx, body.id().as_bytes());
+            hex::encode(SignedTx { body, signature }.encode())
+        })
+        .collect()
+}
+
+fn post_batch(api: &str, txs: &[String]) -> (u16, Option<String>, Value) {
+    let mut r = agent()
+        .post(&format!("{api}/v1/txs/batch"))
+        .send_json(json!({ "txs": txs }))
+        .unwrap();
+    let code = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    (code, retry, r.body_mut().read_json().unwrap_or(Value::Null))
+}
+
+/// ADR 023 on real processes: with the chain stalled (two of four
+/// validators stopped), a node takes clients' transactions up to its
+/// backlog limit and refuses the rest with `mempool-full`; the next
+/// request is refused whole with 503 and `Retry-After` before any work;
+/// once the chain moves again the backlog drains and the refused
+/// transactions, resent, are taken and commit.
+#[test]
+fn a_stalled_chain_refuses_clients_past_the_backlog_and_takes_them_again_once_it_moves() {
+    use common::consortium::{height, pid_of, signal, wait_exit, wait_until};
+    const FLOOR: usize = 20;
+
+    let t = Testnet::up();
+    let orgs = t.orgs();
+    let validators: Vec<_> = orgs.iter().filter(|o| o.validator).cloned().collect();
+    let x = validators[0].clone();
+    // A small backlog floor on x (and blocks no bigger than it, as the
+    // config requires).
+    let pid = pid_of(&x.home);
+    signal(pid, "-TERM");
+    wait_exit(pid, 30);
+    let config = x.home.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let small = text
+        .replace(
+            "backlog_min_txs = 10000",
+            &format!("backlog_min_txs = {FLOOR}"),
+        )
+        .replace("max_block_txs = 5000", &format!("max_block_txs = {FLOOR}"));
+    assert_ne!(small, text, "the config names the backlog floor");
+    std::fs::write(&config, small).unwrap();
+    common::ok(&["testnet", "up", "--dir", t.d()]);
+    let others = height(&validators[1].api);
+    wait_until("x back and caught up", 120, || height(&x.api) >= others);
+
+    // Stall the chain: two of four validators stopped.
+    let stopped = &validators[2..4];
+    for o in stopped {
+        let pid = pid_of(&o.home);
+        signal(pid, "-TERM");
+        wait_exit(pid, 30);
+    }
+    assert_eq!(
+        metric(&x.api, "aidledger_mempool_backlog_txs") as usize,
+        FLOOR
+    );
+
+    let key_nonce = {
+        let key_file = t
+            .orgs()
+            .iter()
+            .find_map(|o| o.clients["disburser"].as_str().map(String::from))
+            .unwrap();
+        let key = aidledger_crypto::read_key_file(std::path::Path::new(&key_file)).unwrap();
+        let a: Value = agent()
+            .get(&format!("{}/v1/accounts/{}", x.api, key.public().to_hex()))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        a["nonce"].as_u64().unwrap()
+    };
+    let txs = deposits(&t, &x.api, key_nonce, key_nonce + 30);
+    let pending = metric(&x.api, "aidledger_mempool_txs") as usize;
+    let (code, _, body) = post_batch(&x.api, &txs);
+    assert_eq!(code, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    let taken = FLOOR - pending;
+    assert_eq!(body["admitted"], json!(taken), "{body}");
+    for r in &results[taken..] {
+        assert_eq!(r["code"], "mempool-full", "{r}");
+        assert!(
+            r["error"].as_str().unwrap().contains("backlog limit"),
+            "{r}"
+        );
+    }
+
+    // The snapshot shows the pool at its limit: the next request is
+    // refused whole, before any signature work, and tells when to retry.
+    wait_until("the snapshot shows the full backlog", 10, || {
+        metric(&x.api, "aidledger_mempool_txs") as usize >= FLOOR
+    });
+    let refused_before = metric(&x.api, "aidledger_backlog_refused_txs_total");
+    let (code, retry, body) = post_batch(&x.api, &txs[taken..]);
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_eq!(body["code"], "mempool-full", "{body}");
+    let mut r = agent()
+        .post(&format!("{}/v1/txs", x.api))
+        .send_json(json!({ "tx": txs[taken] }))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let b: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(b["code"], "mempool-full", "{b}");
+    assert_eq!(
+        metric(&x.api, "aidledger_backlog_refused_txs_total") - refused_before,
+        (30 - taken + 1) as f64,
+        "both whole refusals are counted"
+    );
+
+    // The chain moves again: the backlog drains, and the refused
+    // transactions, resent, are taken and commit.
+    common::ok(&["testnet", "up", "--dir", t.d()]);
+    wait_until("x's backlog drains", 120, || {
+        metric(&x.api, "aidledger_mempool_txs") == 0.0
+    });
+    let (code, _, body) = post_batch(&x.api, &txs[taken..]);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["admitted"], json!(30 - taken), "{body}");
+    let last = body["results"][29 - taken]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_until("the last resent transaction commits", 120, || {
+        common::consortium::api_get(&x.api, &format!("/v1/txs/{last}"))
+            .is_some_and(|v| v["status"] == "committed")
+    });
+}
