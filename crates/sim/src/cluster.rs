@@ -105,6 +105,8 @@ pub struct ClusterReport {
     pub committed_txs: u64,
     pub submitted: u64,
     pub refused: u64,
+    /// Refused because the node's mempool held its backlog (ADR 023).
+    pub backlog_refused: u64,
     pub resent: u64,
     pub replayed_gossip: u64,
     /// Candidate blocks fetched by hash (a certificate came without its
@@ -139,7 +141,7 @@ impl fmt::Display for ClusterReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {}: {}; byzantine {}; height {}; {} txs committed; {} submitted, {} refused, {} resent, {} gossip replays; proposed [{}]; took effect [{}]; faults [{}]; dated tranche {}; node 3's key {}; upgrade {}; {} msgs; trace {:016x}",
+            "seed {}: {}; byzantine {}; height {}; {} txs committed; {} submitted, {} refused ({} for the backlog), {} resent, {} gossip replays; proposed [{}]; took effect [{}]; faults [{}]; dated tranche {}; node 3's key {}; upgrade {}; {} msgs; trace {:016x}",
             self.seed,
             if self.ok() { "ok" } else { "VIOLATION" },
             self.byzantine
@@ -148,6 +150,7 @@ impl fmt::Display for ClusterReport {
             self.committed_txs,
             self.submitted,
             self.refused,
+            self.backlog_refused,
             self.resent,
             self.replayed_gossip,
             self.reconfigurations.join(", "),
@@ -560,6 +563,8 @@ impl Cluster {
                 max_per_sender: 64,
                 nonce_window: 64,
                 gap_ttl_ms: 5_000,
+                backlog_ms: 5_000,
+                backlog_min_txs: 64,
             },
             gossip_max_bytes: 1 << 20,
             sync_response_max_bytes: 8 << 20,
@@ -806,8 +811,11 @@ impl Cluster {
                     _ => Vec::new(),
                 };
                 for (k, v) in verdicts.iter().enumerate() {
-                    if v.is_err() {
+                    if let Err(e) = v {
                         self.report.refused += 1;
+                        if e.code == "mempool-full" && e.reason.contains("backlog") {
+                            self.report.backlog_refused += 1;
+                        }
                     }
                     // Once only starts at the door: a copy of a transaction
                     // the node's own chain holds is refused at admission,

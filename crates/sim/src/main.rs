@@ -123,7 +123,9 @@ fn main_nodes(args: &Args) -> ExitCode {
     let mut faults: BTreeMap<String, u64> = BTreeMap::new();
     let mut byzantine: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut fetches = 0u64;
+    let mut backlog = 0u64;
     for r in &reports {
+        backlog += r.backlog_refused;
         fetches += r.block_fetches;
         if let Some((_, b)) = r.byzantine {
             *byzantine.entry(b.name()).or_default() += 1;
@@ -167,7 +169,7 @@ fn main_nodes(args: &Args) -> ExitCode {
     let bs: Vec<String> = byzantine.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let last = (args.start_seed + args.seeds).saturating_sub(1);
     println!(
-        "node cores, seeds {}..{last}: {ok} ok, {bad} violations; mutant: {}; {reconfigs} validator-set changes proposed, {took_effect} took effect; {submitted} transactions submitted ({resent} resends, {replays} gossip replays), {refused} refused at admission; {txs} committed; max height {max_height}; faults: {}; byzantine nodes: {}; {fetches} candidate blocks fetched by hash; {:.1} s",
+        "node cores, seeds {}..{last}: {ok} ok, {bad} violations; mutant: {}; {reconfigs} validator-set changes proposed, {took_effect} took effect; {submitted} transactions submitted ({resent} resends, {replays} gossip replays), {refused} refused at admission ({backlog} for the backlog); {txs} committed; max height {max_height}; faults: {}; byzantine nodes: {}; {fetches} candidate blocks fetched by hash; {:.1} s",
         args.start_seed,
         args.mutant.as_deref().unwrap_or("none"),
         fs.join(", "),
