@@ -15,5 +15,7 @@
 //! `cargo run --release -p aidledger-sim -- --seeds 1 --start-seed <S>`.
 
 pub mod cluster;
+pub mod scale;
 
 pub use cluster::{run_cluster_seed, ClusterOptions, ClusterReport};
+pub use scale::{run_scale, ScaleOptions, ScaleReport};

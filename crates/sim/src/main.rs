@@ -52,10 +52,84 @@ struct Args {
     /// Accepted for old command lines: whole node cores are the only mode.
     #[arg(long, hide = true)]
     nodes: bool,
+    /// Instead of the fault seeds: issue 18's P7, a steady load on this
+    /// many validators, each count in turn (for example 4,7,10,16), on a
+    /// full mesh with a fixed one-way delay and no faults.
+    #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
+    scale: Vec<usize>,
+    /// With --scale: one-way delay of every message, in ms (1 to 1000).
+    #[arg(long, default_value_t = 20)]
+    delay_ms: u64,
+    /// With --scale: transactions offered per virtual second (1 to 20000).
+    #[arg(long, default_value_t = 2_000)]
+    rate: u64,
+    /// With --scale: how long the load runs, in virtual seconds (1 to 120).
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
 }
 
 fn main() -> ExitCode {
-    main_nodes(&Args::parse())
+    let args = Args::parse();
+    if args.scale.is_empty() {
+        main_nodes(&args)
+    } else {
+        main_scale(&args)
+    }
+}
+
+/// Issue 18's P7: one run per validator count, a line each.
+fn main_scale(args: &Args) -> ExitCode {
+    if let Some(n) = args.scale.iter().find(|n| !(4..=64).contains(*n)) {
+        eprintln!("--scale: {n} validators is outside 4 to 64");
+        return ExitCode::from(2);
+    }
+    if !(1..=1000).contains(&args.delay_ms)
+        || !(1..=20_000).contains(&args.rate)
+        || !(1..=120).contains(&args.secs)
+    {
+        eprintln!("--delay-ms must be 1 to 1000, --rate 1 to 20000, --secs 1 to 120");
+        return ExitCode::from(2);
+    }
+    let opts: Vec<u64> = (0..args.scale.len() as u64).collect();
+    let reports = parallel(&opts, threads_of(args), |k| {
+        aidledger_sim::run_scale(&aidledger_sim::ScaleOptions {
+            validators: args.scale[k as usize],
+            delay_ms: args.delay_ms,
+            rate: args.rate,
+            secs: args.secs,
+            seed: args.start_seed,
+        })
+    });
+    println!(
+        "validators  delay  offered tx/s  committed tx/s  p50 ms  p99 ms  max ms  blocks  msgs/block  2(n-1)  highest view  refused"
+    );
+    let mut bad = 0;
+    for r in &reports {
+        println!(
+            "{:>10}  {:>5}  {:>12}  {:>14.0}  {:>6}  {:>6}  {:>6}  {:>6}  {:>10.1}  {:>6}  {:>12}  {:>7}",
+            r.validators,
+            r.delay_ms,
+            r.offered_rate,
+            r.committed_tps,
+            r.p50_ms,
+            r.p99_ms,
+            r.max_ms,
+            r.blocks,
+            r.consensus_msgs_per_block,
+            2 * (r.validators - 1),
+            r.view_changes,
+            r.refused
+        );
+        for v in &r.violations {
+            bad += 1;
+            println!("  {} validators: {v}", r.validators);
+        }
+    }
+    if bad > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn threads_of(args: &Args) -> usize {
