@@ -117,66 +117,50 @@ fn a_flood_of_bad_signatures_at_the_leader_admits_nothing_and_every_probe_commit
 /// signature has one bit of s flipped: the right shape, but it does not
 /// verify.
 fn forged_deposit(t: &Testnet, api: &str) -> String {
-    use aidledger_contracts::{payload, Payload};
-    use aidledger_crypto::{read_key_file, Purpose};
-    use aidledger_types::{Amount, ChainId, SignedTx, Slug, TxBody};
-
-    let key_file = t
-        .orgs()
-        .iter()
-        .find_map(|o| o.clients["disburser"].as_str().map(String::from))
-        .unwrap();
-    let key = read_key_file(std::path::Path::new(&key_file)).unwrap();
-    let get = |path: &str| -> Value {
-        agent()
-            .get(&format!("{api}{path}"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_json()
-            .unwrap()
-    };
-    let chain = ChainId::new(get("/v1/status")["chain_id"].as_str().unwrap()).unwrap();
-    let nonce = get(&format!("/v1/accounts/{}", key.public().to_hex()))["nonce"]
-        .as_u64()
-        .unwrap();
-    let p = Payload::Deposit(payload::Deposit {
-        program: Slug::new("no-such-program").unwrap(),
-        amount: Amount(1),
-    });
-    let body = TxBody {
-        chain_id: chain.clone(),
-        nonce,
-        signer: key.public(),
-        kind: p.kind(),
-        payload: p.encode(),
-    };
-    let mut signature = key.sign(&chain, Purpose::Tx, body.id().as_bytes());
-    signature.0[32] ^= 1;
-    hex::encode(SignedTx { body, signature }.encode())
+    let nonce = disburser_nonce(t, api);
+    let mut tx = deposits(t, api, nonce, nonce + 1).remove(0);
+    tx.signature.0[32] ^= 1;
+    hex::encode(tx.encode())
 }
 
-/// Deposits signed by a real disburser with nonces `from..to`, hex
-/// encoded (to a program that does not exist: the receipts are
-/// rejections, which is no matter to admission).
-fn deposits(t: &Testnet, api: &str, from: u64, to: u64) -> Vec<String> {
-    use aidledger_contracts::{payload, Payload};
-    use aidledger_crypto::{read_key_file, Purpose};
-    use aidledger_types::{Amount, ChainId, SignedTx, Slug, TxBody};
-
-    let key_file = t
-        .orgs()
-        .iter()
-        .find_map(|o| o.clients["disburser"].as_str().map(String::from))
-        .unwrap();
-    let key = read_key_file(std::path::Path::new(&key_file)).unwrap();
-    let status: Value = agent()
-        .get(&format!("{api}/v1/status"))
+fn get_json(url: &str) -> Value {
+    agent()
+        .get(url)
         .call()
         .unwrap()
         .body_mut()
         .read_json()
+        .unwrap()
+}
+
+/// The testnet's first disburser key.
+fn disburser(t: &Testnet) -> aidledger_crypto::Keypair {
+    let key_file = t
+        .orgs()
+        .iter()
+        .find_map(|o| o.clients["disburser"].as_str().map(String::from))
         .unwrap();
+    aidledger_crypto::read_key_file(std::path::Path::new(&key_file)).unwrap()
+}
+
+/// The disburser's next nonce, as the node at `api` has it committed.
+fn disburser_nonce(t: &Testnet, api: &str) -> u64 {
+    let key = disburser(t).public().to_hex();
+    get_json(&format!("{api}/v1/accounts/{key}"))["nonce"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Deposits signed by the disburser with nonces `from..to` (to a program
+/// that does not exist: the receipts are rejections, which is no matter
+/// to admission).
+fn deposits(t: &Testnet, api: &str, from: u64, to: u64) -> Vec<aidledger_types::SignedTx> {
+    use aidledger_contracts::{payload, Payload};
+    use aidledger_crypto::Purpose;
+    use aidledger_types::{Amount, ChainId, SignedTx, Slug, TxBody};
+
+    let key = disburser(t);
+    let status = get_json(&format!("{api}/v1/status"));
     let chain = ChainId::new(status["chain_id"].as_str().unwrap()).unwrap();
     (from..to)
         .map(|nonce| {
@@ -192,7 +176,7 @@ fn deposits(t: &Testnet, api: &str, from: u64, to: u64) -> Vec<String> {
                 payload: p.encode(),
             };
             let signature = key.sign(&chain, Purpose::Tx, body.id().as_bytes());
-            hex::encode(SignedTx { body, signature }.encode())
+            SignedTx { body, signature }
         })
         .collect()
 }
@@ -257,23 +241,11 @@ fn a_stalled_chain_refuses_clients_past_the_backlog_and_takes_them_again_once_it
         FLOOR
     );
 
-    let key_nonce = {
-        let key_file = t
-            .orgs()
-            .iter()
-            .find_map(|o| o.clients["disburser"].as_str().map(String::from))
-            .unwrap();
-        let key = aidledger_crypto::read_key_file(std::path::Path::new(&key_file)).unwrap();
-        let a: Value = agent()
-            .get(&format!("{}/v1/accounts/{}", x.api, key.public().to_hex()))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_json()
-            .unwrap();
-        a["nonce"].as_u64().unwrap()
-    };
-    let txs = deposits(&t, &x.api, key_nonce, key_nonce + 30);
+    let key_nonce = disburser_nonce(&t, &x.api);
+    let txs: Vec<String> = deposits(&t, &x.api, key_nonce, key_nonce + 30)
+        .iter()
+        .map(|tx| hex::encode(tx.encode()))
+        .collect();
     let pending = metric(&x.api, "aidledger_mempool_txs") as usize;
     let (code, _, body) = post_batch(&x.api, &txs);
     assert_eq!(code, 200, "{body}");
