@@ -28,6 +28,7 @@ use crate::problem::{Problem, ProblemBody, ProblemKind};
 use crate::admission::{AdmissionPool, Busy, Lane};
 use crate::driver::{DriverMsg, Shared};
 use crate::http_server::ClientIp;
+use aidledger_mempool::BACKLOG_SENDER_GRACE;
 
 /// Largest batch submission body. `BATCH_SUBMIT_MAX` typical transactions
 /// (about 400 hex characters each) fit easily; a batch of the largest
@@ -134,10 +135,16 @@ async fn lane_has_room(
 
 /// Refuses a request of `n` transactions whole, 503 `mempool-full`, when
 /// the driver's last snapshot shows the mempool at its backlog limit
-/// (ADR 023): a client that keeps sending while the chain cannot keep up
-/// costs no signature checks. (Before the driver's first snapshot the
-/// limit reads 0: no refusal.)
+/// (ADR 023): a client that keeps sending batches while the chain cannot
+/// keep up costs no signature checks. A request of at most
+/// [`BACKLOG_SENDER_GRACE`] goes on to the core, which takes it if its
+/// account holds fewer than that many pending: an office's few beside
+/// another's bulk import. (Before the driver's first snapshot the limit
+/// reads 0: no refusal.)
 fn backlog_has_room(s: &AppState, n: usize) -> Result<(), ApiFailure> {
+    if n <= BACKLOG_SENDER_GRACE {
+        return Ok(());
+    }
     let (pending, limit) = s
         .shared
         .snapshot

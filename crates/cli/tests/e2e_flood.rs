@@ -117,8 +117,9 @@ fn a_flood_of_bad_signatures_at_the_leader_admits_nothing_and_every_probe_commit
 /// signature has one bit of s flipped: the right shape, but it does not
 /// verify.
 fn forged_deposit(t: &Testnet, api: &str) -> String {
-    let nonce = disburser_nonce(t, api);
-    let mut tx = deposits(t, api, nonce, nonce + 1).remove(0);
+    let key = disbursers(t).remove(0);
+    let nonce = nonce_of(&key, api);
+    let mut tx = deposits(&key, api, nonce, nonce + 1).remove(0);
     tx.signature.0[32] ^= 1;
     hex::encode(tx.encode())
 }
@@ -133,33 +134,36 @@ fn get_json(url: &str) -> Value {
         .unwrap()
 }
 
-/// The testnet's first disburser key.
-fn disburser(t: &Testnet) -> aidledger_crypto::Keypair {
-    let key_file = t
-        .orgs()
+/// The testnet's disburser keys, one per organisation that has one.
+fn disbursers(t: &Testnet) -> Vec<aidledger_crypto::Keypair> {
+    t.orgs()
         .iter()
-        .find_map(|o| o.clients["disburser"].as_str().map(String::from))
-        .unwrap();
-    aidledger_crypto::read_key_file(std::path::Path::new(&key_file)).unwrap()
+        .filter_map(|o| o.clients["disburser"].as_str().map(String::from))
+        .map(|f| aidledger_crypto::read_key_file(std::path::Path::new(&f)).unwrap())
+        .collect()
 }
 
-/// The disburser's next nonce, as the node at `api` has it committed.
-fn disburser_nonce(t: &Testnet, api: &str) -> u64 {
-    let key = disburser(t).public().to_hex();
+/// `key`'s next nonce, as the node at `api` has it committed.
+fn nonce_of(key: &aidledger_crypto::Keypair, api: &str) -> u64 {
+    let key = key.public().to_hex();
     get_json(&format!("{api}/v1/accounts/{key}"))["nonce"]
         .as_u64()
         .unwrap()
 }
 
-/// Deposits signed by the disburser with nonces `from..to` (to a program
-/// that does not exist: the receipts are rejections, which is no matter
-/// to admission).
-fn deposits(t: &Testnet, api: &str, from: u64, to: u64) -> Vec<aidledger_types::SignedTx> {
+/// Deposits signed by `key` with nonces `from..to` (to a program that
+/// does not exist: the receipts are rejections, which is no matter to
+/// admission).
+fn deposits(
+    key: &aidledger_crypto::Keypair,
+    api: &str,
+    from: u64,
+    to: u64,
+) -> Vec<aidledger_types::SignedTx> {
     use aidledger_contracts::{payload, Payload};
     use aidledger_crypto::Purpose;
     use aidledger_types::{Amount, ChainId, SignedTx, Slug, TxBody};
 
-    let key = disburser(t);
     let status = get_json(&format!("{api}/v1/status"));
     let chain = ChainId::new(status["chain_id"].as_str().unwrap()).unwrap();
     (from..to)
@@ -195,15 +199,22 @@ fn post_batch(api: &str, txs: &[String]) -> (u16, Option<String>, Value) {
     (code, retry, r.body_mut().read_json().unwrap_or(Value::Null))
 }
 
+fn hexes(txs: &[aidledger_types::SignedTx]) -> Vec<String> {
+    txs.iter().map(|tx| hex::encode(tx.encode())).collect()
+}
+
 /// ADR 023 on real processes: with the chain stalled (two of four
-/// validators stopped), a node takes clients' transactions up to its
-/// backlog limit and refuses the rest with `mempool-full`; the next
-/// request is refused whole with 503 and `Retry-After` before any work;
+/// validators stopped), a node takes an account's transactions up to its
+/// backlog limit and refuses the rest with `mempool-full`; a batch from it
+/// is then refused whole with 503 and `Retry-After` before any work, and
+/// a single one by the core; another office's transaction still gets in;
 /// once the chain moves again the backlog drains and the refused
 /// transactions, resent, are taken and commit.
 #[test]
-fn a_stalled_chain_refuses_clients_past_the_backlog_and_takes_them_again_once_it_moves() {
+fn a_stalled_chain_holds_back_the_account_that_fills_the_backlog_and_takes_it_again_once_it_moves()
+{
     use common::consortium::{height, pid_of, signal, wait_exit, wait_until};
+    // Above the per-account grace (16), so the floor is what binds.
     const FLOOR: usize = 20;
 
     let t = Testnet::up();
@@ -230,8 +241,7 @@ fn a_stalled_chain_refuses_clients_past_the_backlog_and_takes_them_again_once_it
     wait_until("x back and caught up", 120, || height(&x.api) >= others);
 
     // Stall the chain: two of four validators stopped.
-    let stopped = &validators[2..4];
-    for o in stopped {
+    for o in &validators[2..4] {
         let pid = pid_of(&o.home);
         signal(pid, "-TERM");
         wait_exit(pid, 30);
@@ -240,19 +250,17 @@ fn a_stalled_chain_refuses_clients_past_the_backlog_and_takes_them_again_once_it
         metric(&x.api, "aidledger_mempool_backlog_txs") as usize,
         FLOOR
     );
+    assert_eq!(metric(&x.api, "aidledger_mempool_txs"), 0.0);
 
-    let key_nonce = disburser_nonce(&t, &x.api);
-    let txs: Vec<String> = deposits(&t, &x.api, key_nonce, key_nonce + 30)
-        .iter()
-        .map(|tx| hex::encode(tx.encode()))
-        .collect();
-    let pending = metric(&x.api, "aidledger_mempool_txs") as usize;
-    let (code, _, body) = post_batch(&x.api, &txs);
+    let keys = disbursers(&t);
+    assert!(keys.len() >= 2, "two offices with a disburser");
+    let (heavy, light) = (&keys[0], &keys[1]);
+    let n0 = nonce_of(heavy, &x.api);
+    let txs = hexes(&deposits(heavy, &x.api, n0, n0 + 40));
+    let (code, _, body) = post_batch(&x.api, &txs[..30]);
     assert_eq!(code, 200, "{body}");
-    let results = body["results"].as_array().unwrap();
-    let taken = FLOOR - pending;
-    assert_eq!(body["admitted"], json!(taken), "{body}");
-    for r in &results[taken..] {
+    assert_eq!(body["admitted"], json!(FLOOR), "{body}");
+    for r in &body["results"].as_array().unwrap()[FLOOR..] {
         assert_eq!(r["code"], "mempool-full", "{r}");
         assert!(
             r["error"].as_str().unwrap().contains("backlog limit"),
@@ -260,28 +268,39 @@ fn a_stalled_chain_refuses_clients_past_the_backlog_and_takes_them_again_once_it
         );
     }
 
-    // The snapshot shows the pool at its limit: the next request is
-    // refused whole, before any signature work, and tells when to retry.
+    // The snapshot shows the pool at its limit: the next batch is refused
+    // whole, before any signature work, and tells when to retry; a single
+    // transaction of the same account goes to the core, which refuses it.
     wait_until("the snapshot shows the full backlog", 10, || {
         metric(&x.api, "aidledger_mempool_txs") as usize >= FLOOR
     });
     let refused_before = metric(&x.api, "aidledger_backlog_refused_txs_total");
-    let (code, retry, body) = post_batch(&x.api, &txs[taken..]);
+    let (code, retry, body) = post_batch(&x.api, &txs[FLOOR..]);
     assert_eq!(code, 503, "{body}");
     assert_eq!(retry.as_deref(), Some("1"));
     assert_eq!(body["code"], "mempool-full", "{body}");
-    let mut r = agent()
-        .post(&format!("{}/v1/txs", x.api))
-        .send_json(json!({ "tx": txs[taken] }))
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 503);
-    let b: Value = r.body_mut().read_json().unwrap();
+    let submit = |tx: &str| {
+        let mut r = agent()
+            .post(&format!("{}/v1/txs", x.api))
+            .send_json(json!({ "tx": tx }))
+            .unwrap();
+        let code = r.status().as_u16();
+        (code, r.body_mut().read_json::<Value>().unwrap())
+    };
+    let (code, b) = submit(&txs[FLOOR]);
+    assert_eq!(code, 503, "{b}");
     assert_eq!(b["code"], "mempool-full", "{b}");
     assert_eq!(
         metric(&x.api, "aidledger_backlog_refused_txs_total") - refused_before,
-        (30 - taken + 1) as f64,
-        "both whole refusals are counted"
+        (txs.len() - FLOOR + 1) as f64,
+        "the whole batch and the single one are counted"
     );
+
+    // Another office submitting as it goes is not shut out.
+    let n1 = nonce_of(light, &x.api);
+    let other = hexes(&deposits(light, &x.api, n1, n1 + 1));
+    let (code, b) = submit(&other[0]);
+    assert_eq!(code, 202, "{b}");
 
     // The chain moves again: the backlog drains, and the refused
     // transactions, resent, are taken and commit.
@@ -289,10 +308,10 @@ fn a_stalled_chain_refuses_clients_past_the_backlog_and_takes_them_again_once_it
     wait_until("x's backlog drains", 120, || {
         metric(&x.api, "aidledger_mempool_txs") == 0.0
     });
-    let (code, _, body) = post_batch(&x.api, &txs[taken..]);
+    let (code, _, body) = post_batch(&x.api, &txs[FLOOR..]);
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["admitted"], json!(30 - taken), "{body}");
-    let last = body["results"][29 - taken]["id"]
+    assert_eq!(body["admitted"], json!(txs.len() - FLOOR), "{body}");
+    let last = body["results"][txs.len() - FLOOR - 1]["id"]
         .as_str()
         .unwrap()
         .to_string();

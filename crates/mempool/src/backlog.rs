@@ -9,9 +9,17 @@
 //! input, the pool's clock) and takes client transactions while fewer than
 //! `backlog_ms` of that rate are pending, and never fewer than
 //! `backlog_min_txs`, so a quiet chain still takes a burst big enough to
-//! fill its blocks and so raise the rate it is measured by.
+//! fill its blocks and so raise the rate it is measured by. Past the
+//! limit, only accounts that already hold [`BACKLOG_SENDER_GRACE`]
+//! pending transactions are refused, so one account's bulk work does not
+//! shut out another's few.
 
 use std::collections::VecDeque;
+
+/// Past the backlog limit, an account with fewer than this many
+/// transactions pending is still taken (see
+/// [`crate::Mempool::backlog_refusal`]).
+pub const BACKLOG_SENDER_GRACE: usize = 16;
 
 /// How far back the commit rate looks.
 pub const RATE_WINDOW_MS: u64 = 10_000;

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 
 mod backlog;
 use backlog::DrainMeter;
-pub use backlog::RATE_WINDOW_MS;
+pub use backlog::{BACKLOG_SENDER_GRACE, RATE_WINDOW_MS};
 
 use aidledger_crypto::VerifiedTx;
 use aidledger_types::tx::TX_MAX_BYTES;
@@ -546,13 +546,20 @@ impl Mempool {
         self.drained.committed() * 1000 / RATE_WINDOW_MS
     }
 
-    /// Why a client's transaction must not be admitted now, if the pool
-    /// already holds its backlog ([`Mempool::backlog_limit`]). Gossip is
-    /// not asked: a peer's transaction was taken by that peer's own bound,
-    /// and dropping it would only make it come back.
-    pub fn backlog_refusal(&self) -> Option<AdmitError> {
+    /// Why a client's transaction signed by `signer` must not be admitted
+    /// now, if the pool already holds its backlog
+    /// ([`Mempool::backlog_limit`]) and `signer` has at least
+    /// [`BACKLOG_SENDER_GRACE`] transactions pending: the account that
+    /// fills the backlog is held back, while one with only a few pending
+    /// (an office submitting as it goes, beside another's bulk import)
+    /// still gets in. Accounts are permissioned, so the grace adds a
+    /// bounded number at most; `max_txs` still caps the pool. Gossip is not
+    /// asked: a peer's transaction was taken by that peer's own bound, and
+    /// dropping it would only make it come back.
+    pub fn backlog_refusal(&self, signer: &PublicKey) -> Option<AdmitError> {
         let (pending, limit) = (self.entries.len(), self.backlog_limit());
-        (pending >= limit).then(|| AdmitError::Backlog {
+        let held = self.senders.get(signer).map_or(0, |s| s.by_nonce.len());
+        (pending >= limit && held >= BACKLOG_SENDER_GRACE).then(|| AdmitError::Backlog {
             pending,
             limit,
             per_sec: self.commit_rate(),

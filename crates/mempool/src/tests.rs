@@ -428,31 +428,41 @@ fn fake_ids(from: u32, n: u32) -> Vec<Hash> {
 }
 
 #[test]
-fn a_quiet_chain_takes_the_floor_from_clients_and_gossip_past_it() {
+fn past_the_floor_only_an_account_holding_its_grace_is_refused_and_gossip_is_not() {
     let a = Accounts::new();
     let mut p = backlog_pool();
     assert_eq!((p.backlog_limit(), p.commit_rate()), (4, 0));
-    for n in 0..4 {
-        assert_eq!(p.backlog_refusal(), None, "{n} pending");
+    let heavy = key(1).public();
+    let light = key(2).public();
+    // One account fills the floor, and goes on up to its grace.
+    for n in 0..BACKLOG_SENDER_GRACE as u64 {
+        assert_eq!(p.backlog_refusal(&heavy), None, "{n} pending");
         let t = tx(1, n, TxKind::Deposit, 0);
         let l = len(&t);
         p.admit(t, l, &a).unwrap();
     }
+    let e = p.backlog_refusal(&heavy).unwrap();
     assert_eq!(
-        p.backlog_refusal(),
-        Some(AdmitError::Backlog {
-            pending: 4,
+        e,
+        AdmitError::Backlog {
+            pending: BACKLOG_SENDER_GRACE,
             limit: 4,
             per_sec: 0
-        })
+        }
     );
-    assert_eq!(p.backlog_refusal().unwrap().code(), "mempool-full");
-    // The bound is the caller's to ask for a client's transaction: admit
-    // itself (gossip) still takes up to max_txs.
-    let t = tx(1, 4, TxKind::Deposit, 0);
+    assert_eq!(e.code(), "mempool-full");
+    // Another account with nothing pending still gets in.
+    assert_eq!(p.backlog_refusal(&light), None);
+    let t = tx(2, 0, TxKind::Deposit, 0);
     let l = len(&t);
     p.admit(t, l, &a).unwrap();
-    assert_eq!(p.len(), 5);
+    assert_eq!(p.backlog_refusal(&light), None, "one pending");
+    // The bound is the caller's to ask for a client's transaction: admit
+    // itself (gossip) still takes the heavy account's, up to max_txs.
+    let t = tx(1, BACKLOG_SENDER_GRACE as u64, TxKind::Deposit, 0);
+    let l = len(&t);
+    p.admit(t, l, &a).unwrap();
+    assert_eq!(p.len(), BACKLOG_SENDER_GRACE + 2);
 }
 
 #[test]

@@ -830,7 +830,7 @@ impl NodeCore {
                     // holds less than its backlog (ADR 023); a peer's was
                     // bounded by that peer.
                     if share {
-                        if let Some(e) = self.mempool.backlog_refusal() {
+                        if let Some(e) = self.mempool.backlog_refusal(&v.tx().body.signer) {
                             self.telemetry.count(Count::RefusedTxs, 1);
                             self.telemetry.count(Count::BacklogRefusedTxs, 1);
                             return Err(e.into());

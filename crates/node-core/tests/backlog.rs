@@ -1,15 +1,16 @@
 #![allow(clippy::unwrap_used)]
 //! The backlog bound (ADR 023) in the node core, over a real RocksDB
 //! store holding the development genesis: one validator of four, alone,
-//! so nothing commits (a stalled chain). Clients' transactions are taken
-//! up to the floor and refused past it with `mempool-full`; a peer's
-//! gossip is not held to it.
+//! so nothing commits (a stalled chain). Past the floor, a client's
+//! transaction is refused with `mempool-full` once its account holds its
+//! grace of pending transactions; another account's few still get in, and
+//! a peer's gossip is not held to it.
 
 use std::sync::Arc;
 
 use aidledger_audit::synth::{StateMode, SynthChain};
 use aidledger_contracts::payload::{self, Payload};
-use aidledger_mempool::MempoolConfig;
+use aidledger_mempool::{MempoolConfig, BACKLOG_SENDER_GRACE as GRACE};
 use aidledger_node_core::{
     ConsensusSettings, CoreParts, Effect, Event, Mutants, NoTelemetry, NodeCore, Now, StoreState,
     Verdict,
@@ -74,9 +75,9 @@ fn now(ms: u64) -> Now {
     }
 }
 
-/// Deposits by the state bank's disburser with nonces `from..to`, checked.
-fn deposits(c: &SynthChain, from: u64, to: u64) -> Vec<Verdict> {
-    let key = c.f.keys.op("state-bank", Role::Disburser).clone();
+/// Deposits by `org`'s disburser with nonces `from..to`, checked.
+fn deposits_by(c: &SynthChain, org: &str, from: u64, to: u64) -> Vec<Verdict> {
+    let key = c.f.keys.op(org, Role::Disburser).clone();
     let p = Payload::Deposit(payload::Deposit {
         program: Slug::new("p").unwrap(),
         amount: Amount(100),
@@ -84,6 +85,11 @@ fn deposits(c: &SynthChain, from: u64, to: u64) -> Vec<Verdict> {
     (from..to)
         .map(|n| Ok(c.f.verified(c.f.sign_with_nonce(&key, &p, n))))
         .collect()
+}
+
+/// The state bank's disburser's deposits: the heavy account.
+fn deposits(c: &SynthChain, from: u64, to: u64) -> Vec<Verdict> {
+    deposits_by(c, "state-bank", from, to)
 }
 
 fn verdicts(effects: Vec<Effect>) -> Vec<Result<Hash, aidledger_node_core::TxRefusal>> {
@@ -97,28 +103,31 @@ fn verdicts(effects: Vec<Effect>) -> Vec<Result<Hash, aidledger_node_core::TxRef
 }
 
 #[test]
-fn a_stalled_chain_takes_clients_up_to_the_floor_and_gossip_past_it() {
+fn a_stalled_chain_holds_back_the_account_that_fills_the_backlog_but_not_others() {
     let dir = tempfile::tempdir().unwrap();
     let c = SynthChain::new(&dir.path().join("data"), StateMode::Store).unwrap();
     let mut core = core(&c);
     let s = core.status();
     assert_eq!((s.backlog_txs, s.commit_rate), (FLOOR, 0));
+    // The test needs the grace above the floor.
+    const { assert!(GRACE > FLOOR) };
+    let over = GRACE as u64 + 4;
 
-    // One request over the floor: taken up to it, in order, the rest
-    // refused with the code clients retry on.
+    // One account sends more than its grace: taken up to it (past the
+    // floor), in order, the rest refused with the code clients retry on.
     let v = verdicts(
         core.handle(
             now(2_000),
             Event::Submit {
                 ticket: 1,
-                txs: deposits(&c, 0, 12),
+                txs: deposits(&c, 0, over),
             },
         )
         .unwrap(),
     );
-    assert_eq!(v.len(), 12);
-    assert!(v[..FLOOR].iter().all(Result::is_ok), "{v:?}");
-    for r in &v[FLOOR..] {
+    assert_eq!(v.len() as u64, over);
+    assert!(v[..GRACE].iter().all(Result::is_ok), "{v:?}");
+    for r in &v[GRACE..] {
         let e = r.as_ref().unwrap_err();
         assert_eq!(e.code, "mempool-full");
         assert!(
@@ -127,7 +136,7 @@ fn a_stalled_chain_takes_clients_up_to_the_floor_and_gossip_past_it() {
             e.reason
         );
     }
-    assert_eq!(core.status().mempool_txs, FLOOR);
+    assert_eq!(core.status().mempool_txs, GRACE);
 
     // A resend of what was refused is refused again, and changes nothing.
     let v = verdicts(
@@ -135,7 +144,7 @@ fn a_stalled_chain_takes_clients_up_to_the_floor_and_gossip_past_it() {
             now(3_000),
             Event::Submit {
                 ticket: 2,
-                txs: deposits(&c, 8, 12),
+                txs: deposits(&c, GRACE as u64, over),
             },
         )
         .unwrap(),
@@ -143,13 +152,30 @@ fn a_stalled_chain_takes_clients_up_to_the_floor_and_gossip_past_it() {
     assert!(v
         .iter()
         .all(|r| r.as_ref().is_err_and(|e| e.code == "mempool-full")));
-    assert_eq!(core.status().mempool_txs, FLOOR);
+    assert_eq!(core.status().mempool_txs, GRACE);
+
+    // Another office's deposit still gets in: one account's bulk work
+    // does not shut out another's few.
+    let v = verdicts(
+        core.handle(
+            now(3_500),
+            Event::Submit {
+                ticket: 3,
+                txs: deposits_by(&c, "dev-bank", 0, 1),
+            },
+        )
+        .unwrap(),
+    );
+    assert!(v[0].is_ok(), "{v:?}");
 
     // A peer's gossip was bounded by that peer: it is taken past the
     // floor (up to the pool's own count and bytes).
-    core.handle(now(4_000), Event::Gossiped(deposits(&c, 8, 12)))
-        .unwrap();
+    core.handle(
+        now(4_000),
+        Event::Gossiped(deposits(&c, GRACE as u64, over)),
+    )
+    .unwrap();
     let s = core.status();
-    assert_eq!(s.mempool_txs, 12);
+    assert_eq!(s.mempool_txs, GRACE + 1 + 4);
     assert_eq!(s.backlog_txs, FLOOR, "nothing committed, so the floor");
 }
