@@ -268,6 +268,7 @@ mod tests {
                 pending: 1,
                 limit: 1,
                 per_sec: 0,
+                held: 1,
             },
         ];
         for e in errs {

@@ -147,13 +147,15 @@ pub enum AdmitError {
     #[error("account has {limit} pending transactions already")]
     SenderFull { limit: usize },
     #[error(
-        "{pending} transactions are pending, the node's backlog limit of {limit} at the \
-         chain's recent rate of {per_sec} tx/s; retry later"
+        "{pending} transactions are pending, at or over this node's backlog limit of {limit} \
+         at the chain's recent rate of {per_sec} tx/s, and {held} of them are this account's; \
+         retry later"
     )]
     Backlog {
         pending: usize,
         limit: usize,
         per_sec: u64,
+        held: usize,
     },
 }
 
@@ -563,6 +565,7 @@ impl Mempool {
             pending,
             limit,
             per_sec: self.commit_rate(),
+            held,
         })
     }
 

@@ -447,7 +447,8 @@ fn past_the_floor_only_an_account_holding_its_grace_is_refused_and_gossip_is_not
         AdmitError::Backlog {
             pending: BACKLOG_SENDER_GRACE,
             limit: 4,
-            per_sec: 0
+            per_sec: 0,
+            held: BACKLOG_SENDER_GRACE,
         }
     );
     assert_eq!(e.code(), "mempool-full");

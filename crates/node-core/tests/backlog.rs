@@ -131,7 +131,10 @@ fn a_stalled_chain_holds_back_the_account_that_fills_the_backlog_but_not_others(
         let e = r.as_ref().unwrap_err();
         assert_eq!(e.code, "mempool-full");
         assert!(
-            e.reason.contains("backlog limit of 8") && e.reason.contains("0 tx/s"),
+            e.reason.contains("backlog limit of 8")
+                && e.reason.contains("0 tx/s")
+                && e.reason
+                    .contains(&format!("{GRACE} of them are this account's")),
             "{}",
             e.reason
         );
