@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use aidledger_mempool::MempoolConfig;
+use aidledger_node_core::ConsensusSettings;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
@@ -236,15 +238,17 @@ pub struct ConsensusSection {
 }
 
 impl Default for ConsensusSection {
+    /// The node core's defaults.
     fn default() -> Self {
+        let d = ConsensusSettings::default();
         ConsensusSection {
-            max_block_txs: 5000,
-            max_block_bytes: 8 * 1024 * 1024,
-            block_interval_ms: 200,
-            empty_block_interval_ms: 1000,
-            round_timeout_ms: 2000,
-            max_clock_drift_ms: 5000,
-            sync_batch: 200,
+            max_block_txs: d.max_block_txs,
+            max_block_bytes: d.max_block_bytes,
+            block_interval_ms: d.block_interval_ms,
+            empty_block_interval_ms: d.empty_block_interval_ms,
+            round_timeout_ms: d.round_timeout_ms,
+            max_clock_drift_ms: d.max_clock_drift_ms,
+            sync_batch: d.sync_batch,
         }
     }
 }
@@ -272,27 +276,59 @@ pub struct MempoolSection {
 }
 
 impl Default for MempoolSection {
+    /// The mempool's defaults.
     fn default() -> Self {
+        let d = MempoolConfig::default();
         MempoolSection {
-            max_txs: 200_000,
-            max_bytes: 128 * 1024 * 1024,
-            max_per_sender: 20_000,
-            nonce_window: 20_000,
-            gap_ttl_ms: default_gap_ttl_ms(),
-            backlog_ms: default_backlog_ms(),
-            backlog_min_txs: default_backlog_min_txs(),
+            max_txs: d.max_txs,
+            max_bytes: d.max_bytes,
+            max_per_sender: d.max_per_sender,
+            nonce_window: d.nonce_window,
+            gap_ttl_ms: d.gap_ttl_ms,
+            backlog_ms: d.backlog_ms,
+            backlog_min_txs: d.backlog_min_txs,
+        }
+    }
+}
+
+impl ConsensusSection {
+    /// What the node core is run with.
+    pub fn settings(&self) -> ConsensusSettings {
+        ConsensusSettings {
+            max_block_txs: self.max_block_txs,
+            max_block_bytes: self.max_block_bytes,
+            block_interval_ms: self.block_interval_ms,
+            empty_block_interval_ms: self.empty_block_interval_ms,
+            round_timeout_ms: self.round_timeout_ms,
+            max_clock_drift_ms: self.max_clock_drift_ms,
+            sync_batch: self.sync_batch,
+        }
+    }
+}
+
+impl MempoolSection {
+    /// What the mempool is built with.
+    pub fn config(&self) -> MempoolConfig {
+        MempoolConfig {
+            max_txs: self.max_txs,
+            max_bytes: self.max_bytes,
+            max_per_sender: self.max_per_sender,
+            nonce_window: self.nonce_window,
+            gap_ttl_ms: self.gap_ttl_ms,
+            backlog_ms: self.backlog_ms,
+            backlog_min_txs: self.backlog_min_txs,
         }
     }
 }
 
 fn default_gap_ttl_ms() -> u64 {
-    60_000
+    MempoolConfig::default().gap_ttl_ms
 }
 fn default_backlog_ms() -> u64 {
-    5_000
+    MempoolConfig::default().backlog_ms
 }
 fn default_backlog_min_txs() -> usize {
-    10_000
+    MempoolConfig::default().backlog_min_txs
 }
 fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
@@ -301,7 +337,7 @@ fn default_genesis() -> PathBuf {
     PathBuf::from("genesis.json")
 }
 fn default_empty_block_ms() -> u64 {
-    1000
+    ConsensusSettings::default().empty_block_interval_ms
 }
 fn default_redial_ms() -> u64 {
     1000

@@ -11,12 +11,11 @@ use std::time::Duration;
 
 use aidledger_crypto::Keypair;
 use aidledger_execution::ParentInfo;
-use aidledger_mempool::MempoolConfig;
 use aidledger_network::NetPeerId as PeerId;
 use aidledger_network::{peer_id_of, NetEvent, NetworkConfig, NetworkHandle, ReplyToken, Topic};
 use aidledger_node_core::{
-    Channel, ConsensusSettings, CoreParts, Count, Effect, Event, Mutants, NodeCore, Now, Peer,
-    Telemetry, TxRefusal, Verdict,
+    Channel, CoreParts, Count, Effect, Event, Mutants, NodeCore, Now, Peer, Telemetry, TxRefusal,
+    Verdict,
 };
 use aidledger_storage::RocksStore;
 use aidledger_types::{ChainId, Hash, OrgId, PublicKey, StateAccumulator};
@@ -195,8 +194,6 @@ pub struct DriverParts {
 
 impl Driver {
     pub fn new(p: DriverParts) -> anyhow::Result<Driver> {
-        let c = &p.cfg.consensus;
-        let m = &p.cfg.mempool;
         let started = Instant::now();
         let signing = p.key.public();
         let mut keypairs = vec![p.key.clone()];
@@ -209,24 +206,8 @@ impl Driver {
         let core = NodeCore::new(
             CoreParts {
                 chain_id: p.chain_id,
-                consensus: ConsensusSettings {
-                    max_block_txs: c.max_block_txs,
-                    max_block_bytes: c.max_block_bytes,
-                    block_interval_ms: c.block_interval_ms,
-                    empty_block_interval_ms: c.empty_block_interval_ms,
-                    round_timeout_ms: c.round_timeout_ms,
-                    max_clock_drift_ms: c.max_clock_drift_ms,
-                    sync_batch: c.sync_batch,
-                },
-                mempool: MempoolConfig {
-                    max_txs: m.max_txs,
-                    max_bytes: m.max_bytes,
-                    max_per_sender: m.max_per_sender,
-                    nonce_window: m.nonce_window,
-                    gap_ttl_ms: m.gap_ttl_ms,
-                    backlog_ms: m.backlog_ms,
-                    backlog_min_txs: m.backlog_min_txs,
-                },
+                consensus: p.cfg.consensus.settings(),
+                mempool: p.cfg.mempool.config(),
                 gossip_max_bytes: aidledger_network::GOSSIP_MAX_BYTES,
                 sync_response_max_bytes: aidledger_network::SYNC_RESPONSE_MAX_BYTES,
                 key: p.key,

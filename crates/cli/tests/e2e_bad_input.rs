@@ -16,9 +16,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use aidledger_contracts::{payload, Payload};
-use aidledger_crypto::{read_key_file, Keypair, Purpose};
-use aidledger_types::{Amount, ChainId, SignedTx, Slug, TxBody};
+use aidledger_crypto::{read_key_file, Keypair};
+use aidledger_types::{ChainId, SignedTx};
 use common::consortium::{pid_of, signal, wait_exit, wait_until, Org, Testnet};
 use common::{bin, run, stderr};
 use serde_json::{json, Value};
@@ -128,19 +127,7 @@ fn signer(t: &Testnet, api: &str, role: &str) -> Signer {
 }
 
 fn deposit(s: &Signer, chain: &ChainId, nonce: u64) -> SignedTx {
-    let p = Payload::Deposit(payload::Deposit {
-        program: Slug::new("no-such-program").unwrap(),
-        amount: Amount(1),
-    });
-    let body = TxBody {
-        chain_id: chain.clone(),
-        nonce,
-        signer: s.key.public(),
-        kind: p.kind(),
-        payload: p.encode(),
-    };
-    let signature = s.key.sign(chain, Purpose::Tx, body.id().as_bytes());
-    SignedTx { body, signature }
+    common::unfunded_deposit(&s.key, chain, nonce)
 }
 
 fn submit(api: &str, tx: &SignedTx) -> (u16, String, String, Value) {

@@ -160,28 +160,10 @@ fn deposits(
     from: u64,
     to: u64,
 ) -> Vec<aidledger_types::SignedTx> {
-    use aidledger_contracts::{payload, Payload};
-    use aidledger_crypto::Purpose;
-    use aidledger_types::{Amount, ChainId, SignedTx, Slug, TxBody};
-
     let status = get_json(&format!("{api}/v1/status"));
-    let chain = ChainId::new(status["chain_id"].as_str().unwrap()).unwrap();
+    let chain = aidledger_types::ChainId::new(status["chain_id"].as_str().unwrap()).unwrap();
     (from..to)
-        .map(|nonce| {
-            let p = Payload::Deposit(payload::Deposit {
-                program: Slug::new("no-such-program").unwrap(),
-                amount: Amount(1),
-            });
-            let body = TxBody {
-                chain_id: chain.clone(),
-                nonce,
-                signer: key.public(),
-                kind: p.kind(),
-                payload: p.encode(),
-            };
-            let signature = key.sign(&chain, Purpose::Tx, body.id().as_bytes());
-            SignedTx { body, signature }
-        })
+        .map(|nonce| common::unfunded_deposit(key, &chain, nonce))
         .collect()
 }
 

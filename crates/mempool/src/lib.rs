@@ -107,12 +107,14 @@ pub struct MempoolConfig {
 }
 
 impl Default for MempoolConfig {
+    /// The node's defaults (its config's `[mempool]` section takes them
+    /// from here).
     fn default() -> Self {
         MempoolConfig {
-            max_txs: 100_000,
-            max_bytes: 64 * 1024 * 1024,
-            max_per_sender: 4096,
-            nonce_window: 4096,
+            max_txs: 200_000,
+            max_bytes: 128 * 1024 * 1024,
+            max_per_sender: 20_000,
+            nonce_window: 20_000,
             gap_ttl_ms: 60_000,
             backlog_ms: 5_000,
             backlog_min_txs: 10_000,

@@ -78,6 +78,22 @@ pub struct ConsensusSettings {
     pub sync_batch: u64,
 }
 
+impl Default for ConsensusSettings {
+    /// The node's defaults (its config's `[consensus]` section takes them
+    /// from here).
+    fn default() -> Self {
+        ConsensusSettings {
+            max_block_txs: 5000,
+            max_block_bytes: 8 * 1024 * 1024,
+            block_interval_ms: 200,
+            empty_block_interval_ms: 1000,
+            round_timeout_ms: 2000,
+            max_clock_drift_ms: 5000,
+            sync_batch: 200,
+        }
+    }
+}
+
 /// Deliberate defects, for the simulator's mutation tests only: each must
 /// be caught by its invariants. The node never sets them.
 #[derive(Clone, Debug, Default)]

@@ -92,6 +92,16 @@ fn deposits(c: &SynthChain, from: u64, to: u64) -> Vec<Verdict> {
     deposits_by(c, "state-bank", from, to)
 }
 
+/// A client's submission at `ms`: its verdicts.
+fn submit(
+    core: &mut NodeCore,
+    ms: u64,
+    ticket: u64,
+    txs: Vec<Verdict>,
+) -> Vec<Result<Hash, aidledger_node_core::TxRefusal>> {
+    verdicts(core.handle(now(ms), Event::Submit { ticket, txs }).unwrap())
+}
+
 fn verdicts(effects: Vec<Effect>) -> Vec<Result<Hash, aidledger_node_core::TxRefusal>> {
     effects
         .into_iter()
@@ -115,16 +125,7 @@ fn a_stalled_chain_holds_back_the_account_that_fills_the_backlog_but_not_others(
 
     // One account sends more than its grace: taken up to it (past the
     // floor), in order, the rest refused with the code clients retry on.
-    let v = verdicts(
-        core.handle(
-            now(2_000),
-            Event::Submit {
-                ticket: 1,
-                txs: deposits(&c, 0, over),
-            },
-        )
-        .unwrap(),
-    );
+    let v = submit(&mut core, 2_000, 1, deposits(&c, 0, over));
     assert_eq!(v.len() as u64, over);
     assert!(v[..GRACE].iter().all(Result::is_ok), "{v:?}");
     for r in &v[GRACE..] {
@@ -142,16 +143,7 @@ fn a_stalled_chain_holds_back_the_account_that_fills_the_backlog_but_not_others(
     assert_eq!(core.status().mempool_txs, GRACE);
 
     // A resend of what was refused is refused again, and changes nothing.
-    let v = verdicts(
-        core.handle(
-            now(3_000),
-            Event::Submit {
-                ticket: 2,
-                txs: deposits(&c, GRACE as u64, over),
-            },
-        )
-        .unwrap(),
-    );
+    let v = submit(&mut core, 3_000, 2, deposits(&c, GRACE as u64, over));
     assert!(v
         .iter()
         .all(|r| r.as_ref().is_err_and(|e| e.code == "mempool-full")));
@@ -159,16 +151,7 @@ fn a_stalled_chain_holds_back_the_account_that_fills_the_backlog_but_not_others(
 
     // Another office's deposit still gets in: one account's bulk work
     // does not shut out another's few.
-    let v = verdicts(
-        core.handle(
-            now(3_500),
-            Event::Submit {
-                ticket: 3,
-                txs: deposits_by(&c, "dev-bank", 0, 1),
-            },
-        )
-        .unwrap(),
-    );
+    let v = submit(&mut core, 3_500, 3, deposits_by(&c, "dev-bank", 0, 1));
     assert!(v[0].is_ok(), "{v:?}");
 
     // A peer's gossip was bounded by that peer: it is taken past the

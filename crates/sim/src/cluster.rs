@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aidledger_consensus::{Envelope, Payload as ConsensusPayload, SafetyState, MESSAGE_MAX_BYTES};
@@ -28,8 +29,8 @@ use aidledger_crypto::{verify_certificate, Keypair};
 use aidledger_execution::testkit::{dev_genesis, TxFactory};
 use aidledger_mempool::MempoolConfig;
 use aidledger_node_core::{
-    open_chain, Admission, Channel, ConsensusSettings, CoreParts, Effect, Event, Mutants,
-    NoTelemetry, NodeCore, Now, StoreState, SyncRequest, TxGossip,
+    open_chain, Admission, Channel, ConsensusSettings, CoreParts, Count, Effect, Event, Mutants,
+    NodeCore, Now, StoreState, SyncRequest, Telemetry, TxGossip,
 };
 use aidledger_storage::{MemStore, Store};
 use aidledger_types::{
@@ -318,6 +319,21 @@ struct Cluster {
     replaced_signed: bool,
     /// Governance was asked to upgrade plans@3 to plans@4 at this height.
     upgrade_at: Option<u64>,
+    /// Clients' transactions the nodes refused for the backlog (ADR 023),
+    /// as their cores count them.
+    backlog_refused: Arc<AtomicU64>,
+}
+
+/// The core's telemetry, keeping only the backlog refusals: a count, fed
+/// to no decision.
+struct BacklogCount(Arc<AtomicU64>);
+
+impl Telemetry for BacklogCount {
+    fn count(&self, c: Count, n: u64) {
+        if matches!(c, Count::BacklogRefusedTxs) {
+            self.0.fetch_add(n, Ordering::Relaxed);
+        }
+    }
 }
 
 fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
@@ -342,6 +358,21 @@ fn org(s: &str) -> OrgId {
     OrgId::new(s).unwrap_or_else(|e| panic!("sim org {s:?}: {e}"))
 }
 
+/// The registry at the store's tip as node core `CoreParts::members`
+/// wants it: every registered key that `other` maps to another node, in
+/// registry order (the order the shell hands them to the core), with that
+/// node's index beside it.
+pub(crate) fn member_table(
+    store: &dyn Store,
+    other: impl Fn(&PublicKey) -> Option<usize>,
+) -> (Vec<PublicKey>, Vec<usize>) {
+    aidledger_execution::read_nodes(&StoreState(store))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| other(&n.key).map(|j| (n.key, j)))
+        .unzip()
+}
+
 /// Runs one seed.
 pub fn run_cluster_seed(seed: u64, opts: &ClusterOptions) -> ClusterReport {
     let mut c = Cluster::new(seed, opts.clone());
@@ -349,6 +380,7 @@ pub fn run_cluster_seed(seed: u64, opts: &ClusterOptions) -> ClusterReport {
     c.report.seed = seed;
     c.report.virtual_ms = c.now;
     c.report.trace_hash = c.trace;
+    c.report.backlog_refused = c.backlog_refused.load(Ordering::Relaxed);
     c.report
 }
 
@@ -453,6 +485,7 @@ impl Cluster {
             replacement_asked: false,
             replaced_signed: false,
             upgrade_at: None,
+            backlog_refused: Arc::new(AtomicU64::new(0)),
         };
         if c.opts.byzantine && (c.opts.byzantine_only.is_some() || c.rng.gen_bool(0.5)) {
             let node = c.rng.gen_range(0..NODES);
@@ -524,20 +557,8 @@ impl Cluster {
                 return;
             }
         };
-        // The registry at the store's tip: every registered key of another
-        // node, in the order the shell hands them to the core.
-        let registered: Vec<PublicKey> =
-            aidledger_execution::read_nodes(&StoreState(store.as_ref()))
-                .map(|ns| ns.into_iter().map(|n| n.key).collect())
-                .unwrap_or_default();
-        let mut members = Vec::new();
-        let mut table = Vec::new();
-        for k in registered {
-            if let Some(j) = self.owner_of(&k).filter(|j| *j != i) {
-                members.push(k);
-                table.push(j);
-            }
-        }
+        let (members, table) =
+            member_table(store.as_ref(), |k| self.owner_of(k).filter(|j| *j != i));
         let n = &mut self.nodes[i];
         n.live = (0..table.len()).collect();
         n.table = table;
@@ -577,7 +598,7 @@ impl Cluster {
             accept_missing_safety_state: false,
             ran_before: self.nodes[i].ran,
             restored: self.nodes[i].restored,
-            telemetry: Box::new(NoTelemetry),
+            telemetry: Box::new(BacklogCount(self.backlog_refused.clone())),
             mutants: self.opts.mutants.clone(),
             module_ceiling: Vec::new(),
         };
@@ -811,11 +832,8 @@ impl Cluster {
                     _ => Vec::new(),
                 };
                 for (k, v) in verdicts.iter().enumerate() {
-                    if let Err(e) = v {
+                    if v.is_err() {
                         self.report.refused += 1;
-                        if e.code == "mempool-full" && e.reason.contains("backlog") {
-                            self.report.backlog_refused += 1;
-                        }
                     }
                     // Once only starts at the door: a copy of a transaction
                     // the node's own chain holds is refused at admission,

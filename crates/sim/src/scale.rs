@@ -23,7 +23,7 @@ use aidledger_execution::testkit::{dev_genesis, TxFactory};
 use aidledger_mempool::MempoolConfig;
 use aidledger_node_core::{
     open_chain, Admission, Channel, ConsensusSettings, CoreParts, Effect, Event, Mutants,
-    NoTelemetry, NodeCore, Now, StoreState,
+    NoTelemetry, NodeCore, Now,
 };
 use aidledger_storage::{MemStore, Store};
 use aidledger_types::{Hash, PublicKey};
@@ -143,19 +143,6 @@ pub fn run_scale(opts: &ScaleOptions) -> ScaleReport {
     s.finish()
 }
 
-fn settings() -> ConsensusSettings {
-    // The node's defaults (node/src/config.rs).
-    ConsensusSettings {
-        max_block_txs: 5_000,
-        max_block_bytes: 8 * 1024 * 1024,
-        block_interval_ms: 200,
-        empty_block_interval_ms: 1_000,
-        round_timeout_ms: 2_000,
-        max_clock_drift_ms: 5_000,
-        sync_batch: 200,
-    }
-}
-
 impl Scale {
     fn new(opts: ScaleOptions) -> Scale {
         let (genesis, keys) = dev_genesis(opts.validators, opts.seed);
@@ -208,33 +195,13 @@ impl Scale {
         let dyn_store: Arc<dyn Store> = store.clone();
         let (parent, acc) =
             open_chain(dyn_store.as_ref(), &self.genesis).map_err(|e| format!("{e:#}"))?;
-        let registered: Vec<PublicKey> =
-            aidledger_execution::read_nodes(&StoreState(dyn_store.as_ref()))
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|n| n.key)
-                .collect();
-        let mut members = Vec::new();
-        let mut table = Vec::new();
-        for k in registered {
-            if let Some(j) = all
-                .iter()
-                .position(|a| *a == k)
-                .filter(|_| k != key.public())
-            {
-                members.push(k);
-                table.push(j);
-            }
-        }
-        let mempool = MempoolConfig {
-            max_txs: 200_000,
-            max_bytes: 128 * 1024 * 1024,
-            max_per_sender: 20_000,
-            nonce_window: 20_000,
-            gap_ttl_ms: 60_000,
-            backlog_ms: 5_000,
-            backlog_min_txs: 10_000,
-        };
+        let (members, table) = crate::cluster::member_table(dyn_store.as_ref(), |k| {
+            all.iter()
+                .position(|a| a == k)
+                .filter(|_| *k != key.public())
+        });
+        // The node's defaults.
+        let mempool = MempoolConfig::default();
         let admission = Admission::new(
             self.genesis.chain_id.clone(),
             dyn_store.clone(),
@@ -244,7 +211,7 @@ impl Scale {
         );
         let parts = CoreParts {
             chain_id: self.genesis.chain_id.clone(),
-            consensus: settings(),
+            consensus: ConsensusSettings::default(),
             mempool,
             gossip_max_bytes: 1 << 20,
             sync_response_max_bytes: 8 << 20,

@@ -133,3 +133,27 @@ pub fn deposit(api: &str, key: &str, program: &str, amount: &str) -> String {
         "--wait",
     ])
 }
+
+/// A deposit of 1 to a program that does not exist, signed by `key` for
+/// `chain` with `nonce`: a well-formed transaction for admission tests,
+/// whose receipt, if it ever commits, is a rejection.
+pub fn unfunded_deposit(
+    key: &aidledger_crypto::Keypair,
+    chain: &aidledger_types::ChainId,
+    nonce: u64,
+) -> aidledger_types::SignedTx {
+    use aidledger_contracts::{payload, Payload};
+    let p = Payload::Deposit(payload::Deposit {
+        program: aidledger_types::Slug::new("no-such-program").unwrap(),
+        amount: aidledger_types::Amount(1),
+    });
+    let body = aidledger_types::TxBody {
+        chain_id: chain.clone(),
+        nonce,
+        signer: key.public(),
+        kind: p.kind(),
+        payload: p.encode(),
+    };
+    let signature = key.sign(chain, aidledger_crypto::Purpose::Tx, body.id().as_bytes());
+    aidledger_types::SignedTx { body, signature }
+}
