@@ -197,7 +197,13 @@ impl ChainSource for StoreSource {
         for (i, (entry, receipt)) in found.into_iter().zip(&outcome.receipts).enumerate() {
             let obj = || format!("tx {i}");
             let (loc, bytes) = entry
-                .map_err(|e| Failure::at(h, obj(), format!("index entry does not decode: {e}")))?
+                .map_err(|e| {
+                    Failure::at(
+                        h,
+                        obj(),
+                        format!("index entry or receipt cannot be read: {e}"),
+                    )
+                })?
                 .ok_or_else(|| Failure::at(h, obj(), "is missing from the transaction index"))?;
             if loc.height != h || loc.index as usize != i {
                 return Err(Failure::at(

@@ -33,7 +33,7 @@ pub mod snapshot;
 
 pub use error::StorageError;
 pub use mem::MemStore;
-pub use rocks::{keys, Cf, PointInTime, RocksStore};
+pub use rocks::{keys, Cf, LegacyTxEntry, PointInTime, RocksStore};
 
 /// Most entries one `state_scan` returns; larger limits are clamped.
 pub const SCAN_LIMIT_MAX: usize = 10_000;
@@ -89,7 +89,8 @@ pub struct CommitBatch {
     /// State writes caused by the block; `None` deletes the key.
     pub state_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// One opaque encoded receipt per transaction, in the order of
-    /// `block.txs`. Stored in the tx index next to the location.
+    /// `block.txs`. Stored under the transaction's height and index; the
+    /// tx index maps its id to that location (ADR 025).
     pub receipts: Vec<Vec<u8>>,
     /// The block's own events (those no transaction caused), encoded and
     /// opaque like the receipts. Kept so a node can prove one of them

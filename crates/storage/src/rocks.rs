@@ -9,12 +9,18 @@
 //! | `certificates` | height, big-endian u64     | `codec::encode(&CommitCertificate)`     |
 //! | `block_events` | height, big-endian u64     | the block's own events, opaque          |
 //! | `state`        | the state key              | the state value, raw                    |
-//! | `tx_index`     | the 32-byte transaction id | `codec::encode` of location and receipt |
+//! | `tx_index`     | the 32-byte transaction id | `codec::encode` of the location (12 bytes) |
+//! | `receipts`     | height and index, big-endian u64 and u32 | the receipt, opaque   |
 //! | `safety`       | `safety`                   | the consensus safety state, raw         |
 //! | `meta`         | see [`keys`]               | head, genesis, accumulator, user data   |
 //!
-//! State values, the safety state and user metadata are opaque bytes owned
-//! by other crates, so they are stored as given; everything the store itself
+//! Receipts live apart from the index, keyed by where the transaction is,
+//! so the index's random keys carry 12-byte values and the receipts are
+//! written in key order (ADR 025). Stores written before that keep the
+//! receipt inside each index entry; the reader takes both forms.
+//!
+//! State values, receipts, the safety state and user metadata are opaque
+//! bytes owned by other crates, so they are stored as given; everything the store itself
 //! interprets goes through the canonical codec and its strict decoder, and a
 //! value that fails to decode is reported as [`StorageError::Corrupt`].
 
@@ -65,17 +71,19 @@ pub enum Cf {
     BlockEvents,
     State,
     TxIndex,
+    Receipts,
     Safety,
     Meta,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 7] = [
+    pub const ALL: [Cf; 8] = [
         Cf::Blocks,
         Cf::Certificates,
         Cf::BlockEvents,
         Cf::State,
         Cf::TxIndex,
+        Cf::Receipts,
         Cf::Safety,
         Cf::Meta,
     ];
@@ -87,6 +95,7 @@ impl Cf {
             Cf::BlockEvents => "block_events",
             Cf::State => "state",
             Cf::TxIndex => "tx_index",
+            Cf::Receipts => "receipts",
             Cf::Safety => "safety",
             Cf::Meta => "meta",
         }
@@ -106,6 +115,15 @@ pub mod keys {
     /// The key of a transaction in `tx_index`.
     pub fn tx(id: &Hash) -> [u8; 32] {
         id.0
+    }
+
+    /// The key of a receipt in `receipts`: the transaction's height and
+    /// index, big-endian, so byte order is chain order.
+    pub fn receipt(height: u64, index: u32) -> [u8; 12] {
+        let mut k = [0u8; 12];
+        k[..8].copy_from_slice(&height.to_be_bytes());
+        k[8..].copy_from_slice(&index.to_be_bytes());
+        k
     }
 
     /// The key of the safety state in `safety`.
@@ -139,11 +157,32 @@ pub mod keys {
     }
 }
 
-/// A transaction index entry.
+/// A transaction index entry as stores written before ADR 025 hold it:
+/// the location and the receipt together. Read, never written.
 #[derive(Serialize, Deserialize)]
-struct TxEntry {
-    location: TxLocation,
-    receipt: Vec<u8>,
+pub struct LegacyTxEntry {
+    pub location: TxLocation,
+    pub receipt: Vec<u8>,
+}
+
+/// The encoded length of a [`TxLocation`], which is what `tx_index` holds
+/// since ADR 025. An entry of the older form is at least 20 bytes.
+const LOCATION_BYTES: usize = 12;
+
+/// A decoded `tx_index` value.
+enum IndexValue {
+    /// The location; the receipt is in `receipts` under it.
+    Location(TxLocation),
+    /// An entry of the older form, receipt included.
+    Legacy(TxLocation, Vec<u8>),
+}
+
+impl IndexValue {
+    fn location(&self) -> TxLocation {
+        match self {
+            IndexValue::Location(l) | IndexValue::Legacy(l, _) => *l,
+        }
+    }
 }
 
 /// The durable store. Writes are synced; `commit_block` and `put_genesis`
@@ -353,14 +392,49 @@ fn decoded<T>(cf: Cf, key: &[u8], r: Result<T, CodecError>) -> Result<T, Storage
     r.map_err(|e| corrupt(cf.name(), key, e))
 }
 
-/// Decodes a transaction-index entry stored under `key`.
-fn tx_entry(key: &[u8], bytes: &[u8]) -> Result<TxIndexed, StorageError> {
-    let entry: TxEntry = decoded(
+/// Decodes a transaction-index value stored under `key`, in either form.
+fn index_value(key: &[u8], bytes: &[u8]) -> Result<IndexValue, StorageError> {
+    if bytes.len() == LOCATION_BYTES {
+        let location = decoded(Cf::TxIndex, key, codec::decode::<TxLocation>(bytes))?;
+        return Ok(IndexValue::Location(location));
+    }
+    let entry: LegacyTxEntry = decoded(
         Cf::TxIndex,
         key,
         codec::decode_with_limit(bytes, RECEIPT_MAX_BYTES + 64),
     )?;
-    Ok((entry.location, entry.receipt))
+    too_large_stored(Cf::TxIndex, key, entry.receipt.len())?;
+    Ok(IndexValue::Legacy(entry.location, entry.receipt))
+}
+
+/// A stored receipt longer than any commit accepts is damage.
+fn too_large_stored(cf: Cf, key: &[u8], len: usize) -> Result<(), StorageError> {
+    if len > RECEIPT_MAX_BYTES {
+        return Err(corrupt(
+            cf.name(),
+            key,
+            format!("receipt of {len} bytes, over the limit of {RECEIPT_MAX_BYTES}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The receipt stored under `location`, read as `got`; its absence is
+/// damage, since the index entry naming it was written in the same batch.
+fn receipt_at(
+    location: TxLocation,
+    got: Result<Option<Vec<u8>>, StorageError>,
+) -> Result<Vec<u8>, StorageError> {
+    let key = keys::receipt(location.height, location.index);
+    let bytes = got?.ok_or_else(|| {
+        corrupt(
+            Cf::Receipts.name(),
+            &key,
+            "the transaction index names a receipt that is not stored",
+        )
+    })?;
+    too_large_stored(Cf::Receipts, &key, bytes.len())?;
+    Ok(bytes)
 }
 
 impl RocksStore {
@@ -392,7 +466,14 @@ impl RocksStore {
         let (mut opts, cache) = options();
         opts.create_if_missing(false);
         opts.create_missing_column_families(false);
-        let db = DB::open_cf_descriptors_read_only(&opts, path, descriptors(&opts), false)?;
+        // Only the column families the store has: one written before a
+        // column family was added (`receipts`, ADR 025) opens without it,
+        // and reads that would need it report it missing.
+        let present = DB::list_cf(&opts, path)?;
+        let wanted = descriptors(&opts)
+            .into_iter()
+            .filter(|d| present.iter().any(|p| p == d.name()));
+        let db = DB::open_cf_descriptors_read_only(&opts, path, wanted, false)?;
         Ok(RocksStore {
             db,
             read_only: true,
@@ -540,11 +621,29 @@ impl RocksStore {
             .transpose()
     }
 
-    /// The heights at which `ids` are indexed, read in one `MultiGet`.
-    fn indexed_heights(&self, ids: &[Hash]) -> Result<Vec<Option<u64>>, StorageError> {
-        self.tx_locations(ids)
+    /// The `tx_index` values of `ids`, decoded, in one `MultiGet`.
+    fn index_values(
+        &self,
+        cf: &ColumnFamily,
+        ids: &[Hash],
+    ) -> Vec<Result<Option<IndexValue>, StorageError>> {
+        let keys: Vec<[u8; 32]> = ids.iter().map(keys::tx).collect();
+        self.db
+            .batched_multi_get_cf(cf, &keys, false)
             .into_iter()
-            .map(|r| r.map(|found| found.map(|(loc, _)| loc.height)))
+            .zip(&keys)
+            .map(|(r, key)| r?.map(|bytes| index_value(key, &bytes)).transpose())
+            .collect()
+    }
+
+    /// The heights at which `ids` are indexed, read in one `MultiGet` of
+    /// the index alone: the commit path's duplicate check needs no
+    /// receipt.
+    fn indexed_heights(&self, ids: &[Hash]) -> Result<Vec<Option<u64>>, StorageError> {
+        let cf = self.handle(Cf::TxIndex)?;
+        self.index_values(cf, ids)
+            .into_iter()
+            .map(|r| r.map(|found| found.map(|v| v.location().height)))
             .collect()
     }
 
@@ -617,9 +716,16 @@ impl Store for RocksStore {
 
     fn tx_location(&self, id: &Hash) -> Result<Option<TxIndexed>, StorageError> {
         let key = keys::tx(id);
-        self.raw_get(Cf::TxIndex, &key)?
-            .map(|bytes| tx_entry(&key, &bytes))
-            .transpose()
+        let Some(bytes) = self.raw_get(Cf::TxIndex, &key)? else {
+            return Ok(None);
+        };
+        match index_value(&key, &bytes)? {
+            IndexValue::Legacy(location, receipt) => Ok(Some((location, receipt))),
+            IndexValue::Location(l) => {
+                let got = self.raw_get(Cf::Receipts, &keys::receipt(l.height, l.index));
+                Ok(Some((l, receipt_at(l, got)?)))
+            }
+        }
     }
 
     /// One RocksDB `MultiGet` for the whole list: the auditor's replay
@@ -634,12 +740,45 @@ impl Store for RocksStore {
                     .collect()
             }
         };
-        let keys: Vec<[u8; 32]> = ids.iter().map(keys::tx).collect();
-        self.db
-            .batched_multi_get_cf(cf, &keys, false)
+        let values = self.index_values(cf, ids);
+        // The receipts of the entries of the current form, in one more
+        // MultiGet, in the order of the list.
+        let wanted: Vec<[u8; 12]> = values
+            .iter()
+            .filter_map(|v| match v {
+                Ok(Some(IndexValue::Location(l))) => Some(keys::receipt(l.height, l.index)),
+                _ => None,
+            })
+            .collect();
+        let mut receipts = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            match self.handle(Cf::Receipts) {
+                Ok(rcf) => self
+                    .db
+                    .batched_multi_get_cf(rcf, &wanted, false)
+                    .into_iter()
+                    .map(|r| Ok(r?.map(|p| p.to_vec())))
+                    .collect(),
+                Err(e) => wanted
+                    .iter()
+                    .map(|_| Err(StorageError::Rocks(e.to_string())))
+                    .collect(),
+            }
+        }
+        .into_iter();
+        values
             .into_iter()
-            .zip(&keys)
-            .map(|(r, key)| r?.map(|bytes| tx_entry(key, &bytes)).transpose())
+            .map(|v| match v? {
+                None => Ok(None),
+                Some(IndexValue::Legacy(l, receipt)) => Ok(Some((l, receipt))),
+                Some(IndexValue::Location(l)) => {
+                    let got = receipts.next().unwrap_or_else(|| {
+                        Err(StorageError::Rocks("receipt lookup came back short".into()))
+                    });
+                    Ok(Some((l, receipt_at(l, got)?)))
+                }
+            })
             .collect()
     }
 
@@ -687,11 +826,12 @@ impl Store for RocksStore {
         } = batch;
         let height = block.header.height;
         let new_head = head_of(&block);
-        let (blocks, certs, state, txs, meta) = (
+        let (blocks, certs, state, txs, receipt_cf, meta) = (
             self.handle(Cf::Blocks)?,
             self.handle(Cf::Certificates)?,
             self.handle(Cf::State)?,
             self.handle(Cf::TxIndex)?,
+            self.handle(Cf::Receipts)?,
             self.handle(Cf::Meta)?,
         );
         let hkey = keys::height(height);
@@ -711,11 +851,8 @@ impl Store for RocksStore {
                 height,
                 index: i as u32,
             };
-            wb.put_cf(
-                txs,
-                keys::tx(id),
-                codec::encode(&TxEntry { location, receipt }),
-            );
+            wb.put_cf(txs, keys::tx(id), codec::encode(&location));
+            wb.put_cf(receipt_cf, keys::receipt(height, location.index), receipt);
         }
         wb.put_cf(
             meta,
