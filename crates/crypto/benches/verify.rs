@@ -56,6 +56,8 @@ fn tx_bench(c: &mut Criterion) {
     g.bench_function(format!("decode_{}B", bytes.len()), |b| {
         b.iter(|| SignedTx::decode(black_box(&bytes)).unwrap())
     });
+    g.bench_function("encode", |b| b.iter(|| black_box(&tx).encode()));
+    g.bench_function("id", |b| b.iter(|| black_box(&tx).id()));
     g.bench_function("verify_single", |b| {
         b.iter_batched(
             || tx.clone(),

@@ -59,7 +59,7 @@ impl Serialize for Hash {
         if s.is_human_readable() {
             s.serialize_str(&self.to_hex())
         } else {
-            self.0.serialize(s)
+            crate::codec::words::serialize(&self.0, s)
         }
     }
 }
@@ -70,7 +70,7 @@ impl<'de> Deserialize<'de> for Hash {
             let s = String::deserialize(d)?;
             Hash::from_hex(&s).map_err(de::Error::custom)
         } else {
-            Ok(Hash(<[u8; 32]>::deserialize(d)?))
+            Ok(Hash(crate::codec::words::deserialize(d)?))
         }
     }
 }

@@ -376,7 +376,7 @@ impl Serialize for PublicKey {
         if s.is_human_readable() {
             s.serialize_str(&self.to_hex())
         } else {
-            self.0.serialize(s)
+            crate::codec::words::serialize(&self.0, s)
         }
     }
 }
@@ -386,7 +386,7 @@ impl<'de> Deserialize<'de> for PublicKey {
             let s = String::deserialize(d)?;
             PublicKey::from_hex(&s).map_err(serde::de::Error::custom)
         } else {
-            Ok(PublicKey(<[u8; 32]>::deserialize(d)?))
+            Ok(PublicKey(crate::codec::words::deserialize(d)?))
         }
     }
 }
@@ -410,12 +410,7 @@ impl Serialize for Signature {
         if s.is_human_readable() {
             s.serialize_str(&self.to_hex())
         } else {
-            use serde::ser::SerializeTuple;
-            let mut t = s.serialize_tuple(64)?;
-            for b in &self.0 {
-                t.serialize_element(b)?;
-            }
-            t.end()
+            crate::codec::words::serialize(&self.0, s)
         }
     }
 }
@@ -428,26 +423,7 @@ impl<'de> Deserialize<'de> for Signature {
                 .map_err(|_| serde::de::Error::custom("signature: expected 128 hex characters"))?;
             Ok(Signature(out))
         } else {
-            struct V;
-            impl<'de> serde::de::Visitor<'de> for V {
-                type Value = Signature;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("64 signature bytes")
-                }
-                fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                    self,
-                    mut seq: A,
-                ) -> Result<Signature, A::Error> {
-                    let mut out = [0u8; 64];
-                    for (i, b) in out.iter_mut().enumerate() {
-                        *b = seq
-                            .next_element()?
-                            .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
-                    }
-                    Ok(Signature(out))
-                }
-            }
-            d.deserialize_tuple(64, V)
+            Ok(Signature(crate::codec::words::deserialize(d)?))
         }
     }
 }
