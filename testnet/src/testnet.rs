@@ -562,10 +562,12 @@ pub fn start_selected(
             if let Some(child) = children[i].as_mut() {
                 if let Some(status) = child.try_wait()? {
                     let _ = std::fs::remove_file(procs::pid_file(&o.home));
+                    let log = procs::log_file(&o.home);
                     bail!(
-                        "the node of {} exited ({status}); see {}",
+                        "the node of {} exited ({status}); the end of its log ({}):\n{}",
                         o.id,
-                        procs::log_file(&o.home).display()
+                        log.display(),
+                        log_tail(&log)
                     );
                 }
             }
@@ -591,6 +593,34 @@ pub fn start_selected(
         );
     }
     Ok((pids, children.into_iter().flatten().collect()))
+}
+
+/// The last lines of a node's log, for an error that names it: a test's
+/// temporary directory, log included, is gone by the time anyone looks.
+/// At most 12 lines of the last 4 KiB, indented.
+fn log_tail(path: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL_BYTES: u64 = 4096;
+    let read = || -> std::io::Result<String> {
+        let mut f = std::fs::File::open(path)?;
+        let len = f.metadata()?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))?;
+        let mut buf = Vec::new();
+        f.take(TAIL_BYTES).read_to_end(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    match read() {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            let from = lines.len().saturating_sub(12);
+            lines[from..]
+                .iter()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        Err(e) => format!("  (cannot read it: {e})"),
+    }
 }
 
 fn up(ctx: &Ctx, dir: &Path, wait_secs: u64) -> Result<()> {

@@ -590,6 +590,42 @@ fn testnet_init_lays_out_a_consortium() {
     );
 }
 
+/// A node that exits while `testnet up` waits for it: the error carries the
+/// end of its log, since a test's temporary directory (log included) is
+/// gone by the time anyone reads a failed run. The nodes that did start
+/// are stopped by `testnet down`.
+#[test]
+fn a_node_that_exits_at_start_is_named_with_the_end_of_its_log() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("net");
+    let net = s(&dir);
+    ok(&["testnet", "init", "--dir", net]);
+    struct Down<'a>(&'a str);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = run(&["testnet", "down", "--dir", self.0]);
+        }
+    }
+    let _down = Down(net);
+    let config = dir.join("county-unit").join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\nthis line = = is not toml\n");
+    std::fs::write(&config, text).unwrap();
+    let out = run(&["testnet", "up", "--dir", net]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: the node of county-unit exited"),
+        "{err}"
+    );
+    let log = std::fs::read_to_string(dir.join("county-unit").join("node.log")).unwrap();
+    let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    assert!(
+        err.contains(last.trim()),
+        "the error carries the log's last line {last:?}: {err}"
+    );
+}
+
 /// Shell completions for every shell clap_complete knows, naming the
 /// commands; the manual pages, one per command; bad arguments refused.
 #[test]
