@@ -142,6 +142,10 @@ pub struct LoadReport {
     pub first_height: u64,
     pub last_height: u64,
     pub program: String,
+    /// The reason a node gave for the last transaction it refused, if any
+    /// was refused: a run that goes wrong says why in its JSON (a suite
+    /// run once had 43,018 refusals and nothing to name them).
+    pub last_refusal: Option<String>,
 }
 
 /// One signer and the nonce its next transaction carries.
@@ -788,7 +792,7 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
                             } else {
                                 run.refused.fetch_add(1, Ordering::Relaxed);
                                 if let Ok(mut g) = run.last_refusal.lock() {
-                                    *g = why;
+                                    *g = Some(why.unwrap_or_else(|| "no reason given".into()));
                                 }
                             }
                         }
@@ -920,11 +924,10 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
     drop(pinned);
     lat.sort_unstable();
     let (first, last) = run.heights.lock().map(|g| *g).unwrap_or((0, 0));
-    if let Ok(g) = run.last_refusal.lock() {
-        if let Some(w) = g.as_ref() {
-            if !ctx.json() {
-                eprintln!("last refusal: {w}");
-            }
+    let last_refusal = run.last_refusal.lock().ok().and_then(|g| g.clone());
+    if let Some(w) = &last_refusal {
+        if !ctx.json() {
+            eprintln!("last refusal: {w}");
         }
     }
     Ok(LoadReport {
@@ -949,6 +952,7 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<LoadReport> {
         first_height: first,
         last_height: last,
         program: program.to_string(),
+        last_refusal,
     })
 }
 

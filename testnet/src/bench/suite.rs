@@ -1280,6 +1280,20 @@ fn testnet_part(
                     cpus: a.generator_cpus.clone(),
                 },
             )
+            .inspect(|r| {
+                // A run that went wrong names it where the operator reads.
+                if r.refused > 0 || r.lost > 0 {
+                    say(
+                        json_out,
+                        format!(
+                            "testnet: {} refused, {} acknowledged and lost; last refusal: {}",
+                            r.refused,
+                            r.lost,
+                            r.last_refusal.as_deref().unwrap_or("none")
+                        ),
+                    );
+                }
+            })
         };
     let run_load = |rate: u64, duration: u64, drain: u64| run_load_with(rate, duration, drain, 16);
 

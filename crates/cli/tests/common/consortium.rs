@@ -301,6 +301,13 @@ pub fn finish_load(mut load: Child, out: &Path) -> Value {
     let last: Value = serde_json::from_str(report.lines().last().unwrap()).unwrap();
     assert_eq!(last["lost"].as_u64(), Some(0), "{last}");
     assert_eq!(last["duplicates"].as_u64(), Some(0), "{last}");
+    // The report names a refusal's reason exactly when it counts one.
+    assert!(last.get("last_refusal").is_some(), "{last}");
+    assert_eq!(
+        last["last_refusal"].is_null(),
+        last["refused"].as_u64() == Some(0),
+        "{last}"
+    );
     let committed = last["committed"].as_u64().unwrap();
     assert!(committed > 0, "{last}");
     // Every committed transaction is in the latency histogram once.
