@@ -85,13 +85,6 @@ fn mem_blocks_range_is_capped() {
     assert_eq!(rest.len(), 5);
 }
 
-fn assert_corrupt(r: Result<impl std::fmt::Debug, StorageError>, want_cf: &str) {
-    match r {
-        Err(StorageError::Corrupt { cf, .. }) => assert_eq!(cf, want_cf),
-        other => panic!("expected corruption in {want_cf}, got {other:?}"),
-    }
-}
-
 #[test]
 fn rocks_corrupt_bytes_are_detected() {
     let (_dir, store) = rocks();

@@ -60,13 +60,6 @@ fn to_legacy(store: &RocksStore, id: &aidledger_types::Hash, loc: TxLocation, re
         .unwrap();
 }
 
-fn assert_corrupt(r: Result<impl std::fmt::Debug, StorageError>, want_cf: &str) {
-    match r {
-        Err(StorageError::Corrupt { cf, .. }) => assert_eq!(cf, want_cf),
-        other => panic!("expected corruption in {want_cf}, got {other:?}"),
-    }
-}
-
 #[test]
 fn the_index_holds_the_location_and_the_receipt_is_stored_under_it() {
     let dir = tempfile::tempdir().unwrap();

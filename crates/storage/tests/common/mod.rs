@@ -15,6 +15,15 @@ use aidledger_types::{
     SignedTx, StateAccumulator, Timestamp, TxBody, TxKind,
 };
 
+/// Asserts that `r` failed with corruption reported in column family
+/// `want_cf`.
+pub fn assert_corrupt(r: Result<impl std::fmt::Debug, StorageError>, want_cf: &str) {
+    match r {
+        Err(StorageError::Corrupt { cf, .. }) => assert_eq!(cf, want_cf),
+        other => panic!("expected corruption in {want_cf}, got {other:?}"),
+    }
+}
+
 pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 pub type State = BTreeMap<Vec<u8>, Vec<u8>>;
 
