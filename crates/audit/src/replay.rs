@@ -13,7 +13,9 @@ use aidledger_execution::{
 use aidledger_types::{ChainId, Hash, StateAccumulator, ValidatorSet};
 use serde::Serialize;
 
-use crate::source::{ChainSource, Entry, ReplayEnd};
+use aidledger_storage::Store;
+
+use crate::source::{ChainSource, Entry, IndexEntries, ReplayEnd};
 use crate::state::for_each;
 use crate::Failure;
 
@@ -107,9 +109,11 @@ struct Pre {
     body: Result<(), BlockInvalid>,
     cert: Result<(), CryptoError>,
     txs: Result<Vec<VerifiedTx>, BlockInvalid>,
+    /// The block's index entries, read ahead from the source's store.
+    index: Option<IndexEntries>,
 }
 
-fn pre_one(e: &Entry, chain: &ChainId, set: &ValidatorSet) -> Pre {
+fn pre_one(e: &Entry, chain: &ChainId, set: &ValidatorSet, index: Option<&dyn Store>) -> Pre {
     let block = &e.block;
     let body = check_body(block);
     let cert = verify_certificate(&e.certificate, chain, set, e.height, &block.hash());
@@ -137,16 +141,37 @@ fn pre_one(e: &Entry, chain: &ChainId, set: &ValidatorSet) -> Pre {
     } else {
         Ok(Vec::new())
     };
-    Pre { body, cert, txs }
+    let index = match (&txs, index) {
+        (Ok(verified), Some(store)) if body.is_ok() => {
+            let ids: Vec<Hash> = verified.iter().map(VerifiedTx::id).collect();
+            Some(store.tx_locations(&ids))
+        }
+        _ => None,
+    };
+    Pre {
+        body,
+        cert,
+        txs,
+        index,
+    }
 }
 
 /// Verifies Merkle roots, signatures and certificates (against `set`) of
 /// `entries` on `threads` threads. Threads take blocks one at a time from
 /// a shared counter, so a few large blocks do not leave threads idle.
-fn precheck(entries: &[Entry], chain: &ChainId, set: &ValidatorSet, threads: usize) -> Vec<Pre> {
+fn precheck(
+    entries: &[Entry],
+    chain: &ChainId,
+    set: &ValidatorSet,
+    threads: usize,
+    index: Option<&dyn Store>,
+) -> Vec<Pre> {
     let threads = threads.clamp(1, entries.len().max(1));
     if threads == 1 {
-        return entries.iter().map(|e| pre_one(e, chain, set)).collect();
+        return entries
+            .iter()
+            .map(|e| pre_one(e, chain, set, index))
+            .collect();
     }
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Pre)>> = Mutex::new(Vec::with_capacity(entries.len()));
@@ -157,7 +182,7 @@ fn precheck(entries: &[Entry], chain: &ChainId, set: &ValidatorSet, threads: usi
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(e) = entries.get(i) else { break };
-                    local.push((i, pre_one(e, chain, set)));
+                    local.push((i, pre_one(e, chain, set, index)));
                 }
                 results
                     .lock()
@@ -272,7 +297,7 @@ impl Run<'_> {
             let outcome = execute_verified(&e.block, &verified, self.state, self.acc)
                 .map_err(|b| Failure::block(&b))?;
             let ids: Vec<Hash> = verified.iter().map(VerifiedTx::id).collect();
-            self.source.check_block(&e.block, &ids, &outcome)?;
+            self.source.check_block(&e.block, &ids, &outcome, p.index)?;
             self.state.apply(&outcome.writes);
             *self.acc = outcome.accumulator.clone();
             let s = &mut *self.summary;
@@ -362,7 +387,11 @@ pub fn replay(
     // overlap execution instead of alternating with it.
     let mut cur = read_window(source);
     let mut cur_spec = parent.validator_set.clone();
-    let mut cur_pre = precheck(&cur.entries, &chain, &cur_spec, threads);
+    // The store to read each block's index entries from, ahead, on the
+    // verifier threads.
+    let reader = source.index_reader();
+    let index = reader.as_deref();
+    let mut cur_pre = precheck(&cur.entries, &chain, &cur_spec, threads, index);
     let failure = loop {
         let next = (cur.pending.is_none() && !cur.ended).then(|| read_window(source));
         // The set at the start of this window is the best guess for the
@@ -375,7 +404,7 @@ pub fn replay(
             let background = next
                 .as_ref()
                 .filter(|_| threads > 1)
-                .map(|n| s.spawn(|| precheck(&n.entries, &chain, &next_spec, threads)));
+                .map(|n| s.spawn(|| precheck(&n.entries, &chain, &next_spec, threads, index)));
             let mut run = Run {
                 chain: &chain,
                 source: &mut *source,
@@ -389,7 +418,7 @@ pub fn replay(
             let next_pre = match background {
                 Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
                 None => match (&done, &next) {
-                    (Ok(()), Some(n)) => precheck(&n.entries, &chain, &next_spec, threads),
+                    (Ok(()), Some(n)) => precheck(&n.entries, &chain, &next_spec, threads, index),
                     _ => Vec::new(),
                 },
             };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aidledger_contracts::Genesis;
 use aidledger_execution::{BlockOutcome, MemState};
-use aidledger_storage::{Head, RocksStore, Store};
+use aidledger_storage::{Head, RocksStore, StorageError, Store, TxIndexed};
 use aidledger_types::{codec, Block, CommitCertificate, Hash, StateAccumulator};
 
 use crate::chainfile::{ChainReader, FileHeader, Record, GENESIS_MAX_BYTES};
@@ -31,6 +31,10 @@ pub struct ReplayEnd<'a> {
     pub accumulator: &'a StateAccumulator,
 }
 
+/// A block's transaction-index entries and receipts as a source read them
+/// ahead, one per transaction, in order (see [`ChainSource::index_reader`]).
+pub type IndexEntries = Vec<Result<Option<TxIndexed>, StorageError>>;
+
 /// A chain to replay, read in height order from 1.
 pub trait ChainSource {
     /// For messages: the path or what was opened.
@@ -46,13 +50,26 @@ pub trait ChainSource {
     /// computed, so a source can compare its own records (a store's
     /// transaction index, say). `ids` are the block's transaction ids, in
     /// order, as hashed once during verification.
+    /// `index` is what [`ChainSource::index_reader`]'s store held for
+    /// `ids`, read ahead on the verifier threads; `None` when it was not.
     fn check_block(
         &mut self,
         _block: &Block,
         _ids: &[Hash],
         _outcome: &BlockOutcome,
+        _index: Option<IndexEntries>,
     ) -> Result<(), Failure> {
         Ok(())
+    }
+    /// A store whose transaction index [`ChainSource::check_block`]
+    /// compares against, for the replay to read each block's entries ahead
+    /// of execution, on the threads that verify its signatures, instead of
+    /// on the one thread that executes. Only reading moves: every
+    /// comparison stays in `check_block`, in order, so what a failure
+    /// reports and the state at it do not change. Committed entries do not
+    /// change either, so reading them early reads the same bytes.
+    fn index_reader(&self) -> Option<Arc<dyn Store>> {
+        None
     }
     /// Called once every block verified.
     fn check_end(&mut self, _end: &ReplayEnd<'_>) -> Result<(), Failure> {
@@ -186,14 +203,22 @@ impl ChainSource for StoreSource {
         }))
     }
 
+    fn index_reader(&self) -> Option<Arc<dyn Store>> {
+        Some(self.store.clone())
+    }
+
     fn check_block(
         &mut self,
         block: &Block,
         ids: &[Hash],
         outcome: &BlockOutcome,
+        index: Option<IndexEntries>,
     ) -> Result<(), Failure> {
         let h = block.height();
-        let found = self.store.tx_locations(ids);
+        let found = match index {
+            Some(found) if found.len() == ids.len() => found,
+            _ => self.store.tx_locations(ids),
+        };
         for (i, (entry, receipt)) in found.into_iter().zip(&outcome.receipts).enumerate() {
             let obj = || format!("tx {i}");
             let (loc, bytes) = entry
