@@ -324,14 +324,13 @@ fn a_tampered_transaction_index_is_caught() {
 #[test]
 fn a_tampered_or_lost_receipt_is_caught() {
     // A block with two transactions, to move a receipt within it.
+    let b = built(2);
     let h = {
-        let b = built(2);
         let s = RocksStore::open_read_only(b.data()).unwrap();
         (1..=b.head)
             .find(|&h| get_block(&s, h).txs.len() >= 2)
             .expect("a block with two transactions")
     };
-    let b = built(2);
     tamper(&b, |s| {
         let key = skeys::receipt(h, 1);
         let mut r = s.raw_get(Cf::Receipts, &key).unwrap().unwrap();

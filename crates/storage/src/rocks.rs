@@ -621,15 +621,32 @@ impl RocksStore {
             .transpose()
     }
 
-    /// The `tx_index` values of `ids`, decoded, in one `MultiGet`.
-    fn index_values(
+    /// One `MultiGet` of `keys` in `cf`, a result per key, in order. A
+    /// column family the store lacks (a read-only store from before it
+    /// existed) fails every slot.
+    fn multi_get<K: AsRef<[u8]>>(
         &self,
-        cf: &ColumnFamily,
-        ids: &[Hash],
-    ) -> Vec<Result<Option<IndexValue>, StorageError>> {
+        cf: Cf,
+        keys: &[K],
+    ) -> Vec<Result<Option<Vec<u8>>, StorageError>> {
+        match self.handle(cf) {
+            Ok(h) => self
+                .db
+                .batched_multi_get_cf(h, keys, false)
+                .into_iter()
+                .map(|r| Ok(r?.map(|p| p.to_vec())))
+                .collect(),
+            Err(e) => keys
+                .iter()
+                .map(|_| Err(StorageError::Rocks(e.to_string())))
+                .collect(),
+        }
+    }
+
+    /// The `tx_index` values of `ids`, decoded, in one `MultiGet`.
+    fn index_values(&self, ids: &[Hash]) -> Vec<Result<Option<IndexValue>, StorageError>> {
         let keys: Vec<[u8; 32]> = ids.iter().map(keys::tx).collect();
-        self.db
-            .batched_multi_get_cf(cf, &keys, false)
+        self.multi_get(Cf::TxIndex, &keys)
             .into_iter()
             .zip(&keys)
             .map(|(r, key)| r?.map(|bytes| index_value(key, &bytes)).transpose())
@@ -640,8 +657,7 @@ impl RocksStore {
     /// the index alone: the commit path's duplicate check needs no
     /// receipt.
     fn indexed_heights(&self, ids: &[Hash]) -> Result<Vec<Option<u64>>, StorageError> {
-        let cf = self.handle(Cf::TxIndex)?;
-        self.index_values(cf, ids)
+        self.index_values(ids)
             .into_iter()
             .map(|r| r.map(|found| found.map(|v| v.location().height)))
             .collect()
@@ -715,32 +731,17 @@ impl Store for RocksStore {
     }
 
     fn tx_location(&self, id: &Hash) -> Result<Option<TxIndexed>, StorageError> {
-        let key = keys::tx(id);
-        let Some(bytes) = self.raw_get(Cf::TxIndex, &key)? else {
-            return Ok(None);
-        };
-        match index_value(&key, &bytes)? {
-            IndexValue::Legacy(location, receipt) => Ok(Some((location, receipt))),
-            IndexValue::Location(l) => {
-                let got = self.raw_get(Cf::Receipts, &keys::receipt(l.height, l.index));
-                Ok(Some((l, receipt_at(l, got)?)))
-            }
-        }
+        self.tx_locations(std::slice::from_ref(id))
+            .pop()
+            .unwrap_or(Ok(None))
     }
 
-    /// One RocksDB `MultiGet` for the whole list: the auditor's replay
-    /// checks every transaction of a block against the index.
+    /// One RocksDB `MultiGet` of the index for the whole list and one of
+    /// the receipts it names: the auditor's replay checks every
+    /// transaction of a block against the index. [`Store::tx_location`]
+    /// is this for a list of one.
     fn tx_locations(&self, ids: &[Hash]) -> Vec<Result<Option<TxIndexed>, StorageError>> {
-        let cf = match self.handle(Cf::TxIndex) {
-            Ok(cf) => cf,
-            Err(e) => {
-                return ids
-                    .iter()
-                    .map(|_| Err(StorageError::Rocks(e.to_string())))
-                    .collect()
-            }
-        };
-        let values = self.index_values(cf, ids);
+        let values = self.index_values(ids);
         // The receipts of the entries of the current form, in one more
         // MultiGet, in the order of the list.
         let wanted: Vec<[u8; 12]> = values
@@ -750,23 +751,7 @@ impl Store for RocksStore {
                 _ => None,
             })
             .collect();
-        let mut receipts = if wanted.is_empty() {
-            Vec::new()
-        } else {
-            match self.handle(Cf::Receipts) {
-                Ok(rcf) => self
-                    .db
-                    .batched_multi_get_cf(rcf, &wanted, false)
-                    .into_iter()
-                    .map(|r| Ok(r?.map(|p| p.to_vec())))
-                    .collect(),
-                Err(e) => wanted
-                    .iter()
-                    .map(|_| Err(StorageError::Rocks(e.to_string())))
-                    .collect(),
-            }
-        }
-        .into_iter();
+        let mut receipts = self.multi_get(Cf::Receipts, &wanted).into_iter();
         values
             .into_iter()
             .map(|v| match v? {
