@@ -268,6 +268,9 @@ fn net_config(
     })
 }
 
+/// How long a starting node waits for a store another process still holds.
+const STORE_LOCK_WAIT: Duration = Duration::from_secs(20);
+
 async fn run_async(
     home: &Path,
     cfg: NodeConfig,
@@ -278,8 +281,21 @@ async fn run_async(
 ) -> Result<()> {
     let data = rel(home, &cfg.node.data_dir);
     std::fs::create_dir_all(&data)?;
-    let store =
-        Arc::new(RocksStore::open(&data).with_context(|| format!("opening {}", data.display()))?);
+    // A restart (`testnet up` after a stop, systemd's Restart=) can start
+    // this process while the previous one, already past "stopped
+    // cleanly", still holds the store's lock until its last thread has
+    // gone: wait for it, bounded and said. A second node on the same home
+    // meets the same wait, then the error naming the lock.
+    let store = Arc::new(
+        RocksStore::open_waiting(&data, STORE_LOCK_WAIT, |e| {
+            tracing::warn!(
+                error = %e,
+                wait_s = STORE_LOCK_WAIT.as_secs(),
+                "the store is held by another process; waiting for it to be released"
+            )
+        })
+        .with_context(|| format!("opening {}", data.display()))?,
+    );
     let (mut parent, mut acc) = aidledger_node_core::open_chain(store.as_ref(), &genesis)?;
     if let Some(h) = store.snapshot_installing()? {
         if !opts.from_snapshot {

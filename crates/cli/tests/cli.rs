@@ -626,6 +626,42 @@ fn a_node_that_exits_at_start_is_named_with_the_end_of_its_log() {
     );
 }
 
+/// A node started while another process still holds its store (a restart
+/// racing the previous instance's exit) waits for the lock, says so in its
+/// log, and starts once it is released, instead of exiting on RocksDB's
+/// lock error.
+#[test]
+fn a_node_waits_for_a_store_another_process_still_holds() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("net");
+    let net = s(&dir);
+    ok(&["testnet", "init", "--dir", net]);
+    struct Down<'a>(&'a str);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = run(&["testnet", "down", "--dir", self.0]);
+        }
+    }
+    let _down = Down(net);
+    let home = dir.join("county-unit");
+    let data = home.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let held = aidledger_storage::RocksStore::open(&data).unwrap();
+    let up = {
+        let net = net.to_string();
+        std::thread::spawn(move || run(&["testnet", "up", "--dir", &net]))
+    };
+    let log = home.join("node.log");
+    common::consortium::wait_until("the node to say it waits for the store", 30, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("held by another process; waiting"))
+    });
+    drop(held);
+    let out = up.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = ok(&["testnet", "status", "--dir", net]);
+    assert!(status.contains("county-unit"), "{status}");
+}
+
 /// Shell completions for every shell clap_complete knows, naming the
 /// commands; the manual pages, one per command; bad arguments refused.
 #[test]

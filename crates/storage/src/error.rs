@@ -12,6 +12,14 @@ pub enum StorageError {
     Rocks(String),
     #[error("the store is open read-only")]
     ReadOnly,
+    /// Another process (or another handle in this one) holds the store's
+    /// lock: a node already running on the same data directory, or a
+    /// previous instance that has not finished exiting.
+    #[error(
+        "the store at {path} is in use by another process (is a node already running on this \
+         home?): {detail}"
+    )]
+    Locked { path: String, detail: String },
     #[error("corrupt value in column family {cf} at key {key}: {reason}")]
     Corrupt {
         cf: &'static str,

@@ -321,6 +321,22 @@ impl std::fmt::Debug for RocksStore {
     }
 }
 
+/// RocksDB reports a held lock as an I/O error on its LOCK file: "While
+/// lock file: <path>/LOCK: Resource temporarily unavailable" when another
+/// process holds it, "lock hold by current process" when this one does.
+/// Both become [`StorageError::Locked`]; anything else stays as it was.
+fn lock_or_other(path: &Path, e: rocksdb::Error) -> StorageError {
+    let detail = e.into_string();
+    if detail.contains("While lock file") || detail.contains("lock hold by current process") {
+        StorageError::Locked {
+            path: path.display().to_string(),
+            detail,
+        }
+    } else {
+        StorageError::Rocks(detail)
+    }
+}
+
 fn options() -> (Options, Cache) {
     let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
     let mut table = BlockBasedOptions::default();
@@ -443,7 +459,8 @@ impl RocksStore {
     pub fn open(path: impl AsRef<Path>) -> Result<RocksStore, StorageError> {
         let path = path.as_ref();
         let (opts, cache) = options();
-        let db = DB::open_cf_descriptors(&opts, path, descriptors(&opts))?;
+        let db = DB::open_cf_descriptors(&opts, path, descriptors(&opts))
+            .map_err(|e| lock_or_other(path, e))?;
         let store = RocksStore {
             db,
             read_only: false,
@@ -454,6 +471,38 @@ impl RocksStore {
         let head = store.check_head()?;
         debug!(path = %path.display(), height = head.map(|h| h.height), "store opened");
         Ok(store)
+    }
+
+    /// [`RocksStore::open`], waiting up to `wait` while another process
+    /// holds the store's lock: a restart can start the new process while
+    /// the old one, though it has logged its exit, still holds the lock
+    /// until its last thread has gone. `on_wait` is called once, when the
+    /// first attempt finds the lock held. After `wait` the error is
+    /// [`StorageError::Locked`], as from `open`.
+    pub fn open_waiting(
+        path: impl AsRef<Path>,
+        wait: std::time::Duration,
+        on_wait: impl FnOnce(&StorageError),
+    ) -> Result<RocksStore, StorageError> {
+        let path = path.as_ref();
+        // Counted in pauses, not read from a clock (the storage crate reads
+        // none): the wait is at least `wait`, longer by the attempts' own
+        // time.
+        const PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+        let mut pauses_left = wait.as_millis().div_ceil(PAUSE.as_millis());
+        let mut on_wait = Some(on_wait);
+        loop {
+            match RocksStore::open(path) {
+                Err(e @ StorageError::Locked { .. }) if pauses_left > 0 => {
+                    if let Some(f) = on_wait.take() {
+                        f(&e);
+                    }
+                    pauses_left -= 1;
+                    std::thread::sleep(PAUSE);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Opens the store read-only. This takes no lock, so it works while a

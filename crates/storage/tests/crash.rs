@@ -229,3 +229,92 @@ fn killed_writer_restarts_at_a_consistent_head() {
         "the child made too little progress to test anything: {heights:?}"
     );
 }
+
+/// Set only in the lock test's child: the store directory to hold open.
+const HOLD_ENV: &str = "AIDLEDGER_STORAGE_HOLD_DIR";
+const HOLD_TEST: &str = "lock_child_holds_the_store";
+
+#[test]
+fn lock_child_holds_the_store() {
+    let Some(dir) = std::env::var_os(HOLD_ENV) else {
+        return;
+    };
+    let store = RocksStore::open(&dir).unwrap();
+    println!("holding");
+    // Until the parent closes our stdin: its end of the pipe closes with
+    // it too, so a parent that dies does not leave us holding.
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest);
+    drop(store);
+}
+
+/// A store held by another process, or by another handle in this one, is
+/// `Locked` with RocksDB's reason, not a bare I/O error; `open_waiting`
+/// opens it once the holder has gone, and gives up with `Locked` after
+/// its wait while the holder stays.
+#[test]
+fn a_held_store_is_locked_and_open_waiting_gets_it_once_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(RocksStore::open(&path).unwrap());
+
+    // In this process: a second handle.
+    let first = RocksStore::open(&path).unwrap();
+    match RocksStore::open(&path) {
+        Err(aidledger_storage::StorageError::Locked { path: p, detail }) => {
+            assert_eq!(p, path.display().to_string());
+            assert!(detail.contains("lock"), "{detail}");
+        }
+        other => panic!("expected Locked, got {:?}", other.map(|_| ())),
+    }
+    drop(first);
+
+    // In another process.
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(&exe)
+        .args([HOLD_TEST, "--exact", "--nocapture", "--test-threads", "1"])
+        .env(HOLD_ENV, &path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("holding") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the child ended early"
+        );
+    }
+    let e = RocksStore::open(&path).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&e, aidledger_storage::StorageError::Locked { .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("in use by another process"), "{e}");
+    // A short wait while the holder stays: still Locked, after the wait.
+    let mut told = 0;
+    let e = RocksStore::open_waiting(&path, Duration::from_millis(300), |_| told += 1)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(e, aidledger_storage::StorageError::Locked { .. }),
+        "{e}"
+    );
+    assert_eq!(told, 1, "the wait is announced once");
+
+    // The holder goes away a moment after the wait has begun.
+    let stdin = child.stdin.take().unwrap();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(stdin);
+    });
+    let mut told = 0;
+    let store = RocksStore::open_waiting(&path, Duration::from_secs(30), |_| told += 1).unwrap();
+    assert_eq!(told, 1);
+    assert!(store.head().is_ok());
+    releaser.join().unwrap();
+    child.wait().unwrap();
+}
