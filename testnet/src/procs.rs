@@ -50,6 +50,22 @@ fn cmdline(pid: i32) -> Option<Vec<String>> {
     )
 }
 
+/// True while a process whose main thread has exited (a zombie leader)
+/// still has other threads exiting. Its files, the store's lock among
+/// them, are released only when the last of them is gone, so a node
+/// counts as stopped only then. `pid` must be one of ours, just
+/// signalled: a gone process's pid is not looked up by name here.
+pub fn still_exiting(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let zombie = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|s| s == "Z");
+    zombie && std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|d| d.count() > 1)
+}
+
 /// True if `pid` is alive and is `aidledger node run --home <home>`.
 pub fn is_our_node(pid: i32, home: &Path) -> bool {
     let Some(args) = cmdline(pid) else {
@@ -162,10 +178,9 @@ pub fn stop_all(homes: &[PathBuf], grace: Duration) -> Result<Vec<Stopped>> {
     let step = Duration::from_millis(100);
     let mut waited = Duration::ZERO;
     loop {
-        let alive = homes
-            .iter()
-            .zip(&out)
-            .any(|(h, s)| matches!(s, Stopped::Terminated(p) if is_our_node(*p, h)));
+        let alive = homes.iter().zip(&out).any(
+            |(h, s)| matches!(s, Stopped::Terminated(p) if is_our_node(*p, h) || still_exiting(*p)),
+        );
         if !alive || waited >= grace {
             break;
         }
@@ -182,10 +197,9 @@ pub fn stop_all(homes: &[PathBuf], grace: Duration) -> Result<Vec<Stopped>> {
     }
     // Give killed processes a moment to go away before their ports are reused.
     for _ in 0..20 {
-        let alive = homes
-            .iter()
-            .zip(&out)
-            .any(|(h, s)| matches!(s, Stopped::Killed(p) if is_our_node(*p, h)));
+        let alive = homes.iter().zip(&out).any(
+            |(h, s)| matches!(s, Stopped::Killed(p) if is_our_node(*p, h) || still_exiting(*p)),
+        );
         if !alive {
             break;
         }
