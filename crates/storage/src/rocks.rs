@@ -221,6 +221,32 @@ fn scan_start<'k>(prefix: &'k [u8], start_after: Option<&'k [u8]>) -> &'k [u8] {
     }
 }
 
+/// Read options for a scan under `prefix`: an upper bound just past every
+/// key that starts with it, so the iterator stops at the bound instead of
+/// seeking on to the next key of each level. Most scans on the commit path
+/// find nothing (an attestation's subject and claim seen for the first
+/// time), and for those the seek is the whole cost (`benches/scan.rs`).
+fn scan_options(prefix: &[u8]) -> rocksdb::ReadOptions {
+    let mut ro = rocksdb::ReadOptions::default();
+    if let Some(bound) = prefix_successor(prefix) {
+        ro.set_iterate_upper_bound(bound);
+    }
+    ro
+}
+
+/// The smallest key greater than every key that starts with `prefix`, or
+/// `None` when there is none (an empty prefix or all 0xff bytes).
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut bound = prefix.to_vec();
+    while let Some(last) = bound.pop() {
+        if last != u8::MAX {
+            bound.push(last + 1);
+            return Some(bound);
+        }
+    }
+    None
+}
+
 /// The pairs of a state scan from an iterator positioned at
 /// [`scan_start`]: at most `limit` (clamped to [`SCAN_LIMIT_MAX`]) under
 /// `prefix`, strictly after `start_after`.
@@ -304,8 +330,9 @@ impl PointInTime<'_> {
         limit: usize,
     ) -> Result<KeyValues, StorageError> {
         let start = scan_start(prefix, start_after);
-        let iter = self.snap.iterator_cf(
+        let iter = self.snap.iterator_cf_opt(
             self.store.handle(Cf::State)?,
+            scan_options(prefix),
             IteratorMode::From(start, Direction::Forward),
         );
         scan_from(iter, prefix, start_after, limit)
@@ -827,8 +854,9 @@ impl Store for RocksStore {
         limit: usize,
     ) -> Result<KeyValues, StorageError> {
         let start = scan_start(prefix, start_after);
-        let iter = self.db.iterator_cf(
+        let iter = self.db.iterator_cf_opt(
             self.handle(Cf::State)?,
+            scan_options(prefix),
             IteratorMode::From(start, Direction::Forward),
         );
         scan_from(iter, prefix, start_after, limit)
@@ -1165,5 +1193,34 @@ impl Store for RocksStore {
             };
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_successor;
+    use proptest::prelude::*;
+
+    #[test]
+    fn successors_of_edge_prefixes() {
+        assert_eq!(prefix_successor(b""), None);
+        assert_eq!(prefix_successor(&[0xff, 0xff]), None);
+        assert_eq!(prefix_successor(b"att/"), Some(b"att0".to_vec()));
+        assert_eq!(prefix_successor(&[1, 0xff]), Some(vec![2]));
+    }
+
+    proptest! {
+        /// A key starts with the prefix exactly when it lies in
+        /// [prefix, successor): the bound a scan uses loses no key under
+        /// the prefix and admits none outside it.
+        #[test]
+        fn the_bound_is_exactly_the_prefix(
+            prefix in proptest::collection::vec(prop_oneof![Just(0xffu8), Just(0u8), any::<u8>()], 0..4),
+            key in proptest::collection::vec(prop_oneof![Just(0xffu8), Just(0u8), any::<u8>()], 0..6),
+        ) {
+            let inside = key.as_slice() >= prefix.as_slice()
+                && prefix_successor(&prefix).is_none_or(|b| key < b);
+            prop_assert_eq!(inside, key.starts_with(&prefix));
+        }
     }
 }
