@@ -58,6 +58,10 @@ const BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
 const WRITE_BUFFERS_BYTES: usize = 64 * 1024 * 1024;
 /// Memtable size of one column family.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+/// The length of the state keys' prefix that the state's filters also
+/// hold (see `descriptors`): "att/h" and 11 bytes of a household's hash,
+/// for example.
+pub(crate) const STATE_PREFIX_BYTES: usize = 16;
 /// The memtable Bloom filter's share of the memtable's size.
 const MEMTABLE_BLOOM_RATIO: f64 = 0.1;
 const MAX_OPEN_FILES: i32 = 512;
@@ -226,11 +230,29 @@ fn scan_start<'k>(prefix: &'k [u8], start_after: Option<&'k [u8]>) -> &'k [u8] {
 /// seeking on to the next key of each level. Most scans on the commit path
 /// find nothing (an attestation's subject and claim seen for the first
 /// time), and for those the seek is the whole cost (`benches/scan.rs`).
+///
+/// A prefix of at least [`STATE_PREFIX_BYTES`] is searched in prefix mode:
+/// every key under it, and the start key (the prefix, or a `start_after`
+/// that starts with it), share their first `STATE_PREFIX_BYTES`, so the
+/// prefix filters can rule out whole memtables and files. A shorter prefix
+/// is searched in total order, as every other iterator over the state is.
 fn scan_options(prefix: &[u8]) -> rocksdb::ReadOptions {
-    let mut ro = rocksdb::ReadOptions::default();
+    let mut ro = total_order();
     if let Some(bound) = prefix_successor(prefix) {
         ro.set_iterate_upper_bound(bound);
     }
+    if prefix.len() >= STATE_PREFIX_BYTES {
+        ro.set_total_order_seek(false);
+        ro.set_prefix_same_as_start(true);
+    }
+    ro
+}
+
+/// Read options that ignore the state's prefix extractor: an iterator
+/// with them sees every key in order.
+fn total_order() -> rocksdb::ReadOptions {
+    let mut ro = rocksdb::ReadOptions::default();
+    ro.set_total_order_seek(true);
     ro
 }
 
@@ -421,7 +443,23 @@ fn options() -> (Options, Cache) {
 fn descriptors(opts: &Options) -> Vec<ColumnFamilyDescriptor> {
     Cf::ALL
         .iter()
-        .map(|cf| ColumnFamilyDescriptor::new(cf.name(), opts.clone()))
+        .map(|cf| {
+            let mut o = opts.clone();
+            if *cf == Cf::State {
+                // The state's keys are filtered by their first
+                // STATE_PREFIX_BYTES as well as whole, in memtables and
+                // table files: a scan under a prefix at least that long
+                // that finds nothing is answered by the filters, without
+                // seeking into each level (`scan_options`). Table files
+                // written before this have no prefix entries and are
+                // searched as before; RocksDB checks the extractor a file
+                // was written with before using its filter for prefixes.
+                o.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(
+                    STATE_PREFIX_BYTES,
+                ));
+            }
+            ColumnFamilyDescriptor::new(cf.name(), o)
+        })
         .collect()
 }
 
@@ -984,7 +1022,7 @@ impl Store for RocksStore {
         let state = self.handle(Cf::State)?;
         let state_empty = self
             .db
-            .iterator_cf(state, IteratorMode::Start)
+            .iterator_cf_opt(state, total_order(), IteratorMode::Start)
             .next()
             .transpose()?
             .is_none();

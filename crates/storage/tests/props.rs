@@ -69,4 +69,57 @@ proptest! {
             prop_assert_eq!(&rocks.state_scan(&prefix, after.as_deref(), limit).unwrap(), &want);
         }
     }
+
+    /// The same with keys around the length of the state's filtered prefix
+    /// (16 bytes): scans under prefixes shorter than it, as long and
+    /// longer, some keys in table files (written, then the store reopened,
+    /// which flushes) and some in the memtable, deleted ones included.
+    #[test]
+    fn scans_around_the_filtered_prefix_length_match_the_model(
+        first in btree_set(vec(0u8..3, 0..5), 0..30),
+        second in vec((vec(0u8..3, 0..5), option::of(0u8..3)), 0..20),
+        queries in vec((0usize..20, vec(0u8..3, 0..3), option::of(vec(0u8..3, 0..5)), 1usize..12), 1..16),
+    ) {
+        // 13 shared bytes, then a short random tail: keys of 13 to 17 bytes.
+        let long = |tail: &[u8]| -> Vec<u8> {
+            let mut k = b"att/h12345678".to_vec();
+            k.extend(tail.iter().map(|b| b'a' + b));
+            k
+        };
+        let mut state: State = first.iter().map(|t| (long(t), t.clone())).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let rocks = RocksStore::open(&path).unwrap();
+        genesis_with(&rocks, &state);
+        drop(rocks);
+        let rocks = RocksStore::open(&path).unwrap();
+        let mut chain = Chain::new(genesis_hash(), &state);
+        let writes: Writes = second
+            .into_iter()
+            .map(|(t, v)| (long(&t), v.map(|v| vec![v])))
+            .collect();
+        chain.commit(&rocks, writes.clone(), 1);
+        for (k, v) in writes {
+            match v {
+                Some(v) => state.insert(k, v),
+                None => state.remove(&k),
+            };
+        }
+        for (cut, tail, after, limit) in queries {
+            // A prefix of 0 to 19 bytes of a long key.
+            let full = long(&tail);
+            let prefix = full[..cut.min(full.len())].to_vec();
+            let after = after.map(|a| long(&a));
+            let want: Vec<(Vec<u8>, Vec<u8>)> = state
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            prop_assert_eq!(&rocks.state_scan(&prefix, after.as_deref(), limit).unwrap(), &want);
+            let view = rocks.point_in_time();
+            prop_assert_eq!(&view.state_scan(&prefix, after.as_deref(), limit).unwrap(), &want);
+        }
+    }
 }
