@@ -590,6 +590,15 @@ fn testnet_init_lays_out_a_consortium() {
     );
 }
 
+/// Stops a test's testnet when the test ends, passed or failed.
+struct Down<'a>(&'a str);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = run(&["testnet", "down", "--dir", self.0]);
+    }
+}
+
 /// A node that exits while `testnet up` waits for it: the error carries the
 /// end of its log, since a test's temporary directory (log included) is
 /// gone by the time anyone reads a failed run. The nodes that did start
@@ -600,12 +609,6 @@ fn a_node_that_exits_at_start_is_named_with_the_end_of_its_log() {
     let dir = d.path().join("net");
     let net = s(&dir);
     ok(&["testnet", "init", "--dir", net]);
-    struct Down<'a>(&'a str);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = run(&["testnet", "down", "--dir", self.0]);
-        }
-    }
     let _down = Down(net);
     let config = dir.join("county-unit").join("config.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
@@ -636,12 +639,6 @@ fn a_node_waits_for_a_store_another_process_still_holds() {
     let dir = d.path().join("net");
     let net = s(&dir);
     ok(&["testnet", "init", "--dir", net]);
-    struct Down<'a>(&'a str);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = run(&["testnet", "down", "--dir", self.0]);
-        }
-    }
     let _down = Down(net);
     let home = dir.join("county-unit");
     let data = home.join("data");

@@ -12,6 +12,23 @@ use proptest::collection::{btree_set, vec};
 use proptest::option;
 use proptest::prelude::*;
 
+/// A scan of the model: keys with the prefix, strictly after
+/// `start_after`, in order, at most `limit`.
+fn model_scan(
+    state: &State,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    state
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .filter(|(k, _)| after.is_none_or(|a| k.as_slice() > a))
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
@@ -58,13 +75,7 @@ proptest! {
         genesis_with(&rocks, &state);
         genesis_with(&mem, &state);
         for (prefix, after, limit) in queries {
-            let want: Vec<(Vec<u8>, Vec<u8>)> = state
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
-                .take(limit)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let want = model_scan(&state, &prefix, after.as_deref(), limit);
             prop_assert_eq!(&mem.state_scan(&prefix, after.as_deref(), limit).unwrap(), &want);
             prop_assert_eq!(&rocks.state_scan(&prefix, after.as_deref(), limit).unwrap(), &want);
         }
@@ -110,13 +121,7 @@ proptest! {
             let full = long(&tail);
             let prefix = full[..cut.min(full.len())].to_vec();
             let after = after.map(|a| long(&a));
-            let want: Vec<(Vec<u8>, Vec<u8>)> = state
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
-                .take(limit)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let want = model_scan(&state, &prefix, after.as_deref(), limit);
             prop_assert_eq!(&rocks.state_scan(&prefix, after.as_deref(), limit).unwrap(), &want);
             let view = rocks.point_in_time();
             prop_assert_eq!(&view.state_scan(&prefix, after.as_deref(), limit).unwrap(), &want);
