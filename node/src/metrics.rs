@@ -54,6 +54,12 @@ pub struct Metrics {
     pub admission_busy: Counter,
     pub admission_gossip_dropped: Counter,
     pub admission_queue_txs: Gauge,
+    /// Memory (`observe_memory`): the process's resident set and the
+    /// store's parts of it by RocksDB's accounting.
+    pub resident_bytes: Gauge,
+    pub store_memtable_bytes: Gauge,
+    pub store_block_cache_bytes: Gauge,
+    pub store_table_readers_bytes: Gauge,
     /// The network task's counters, brought up to date on every sync tick
     /// (monotonic: exported as counters, so `rate()` works).
     pub net_gossip_in: Counter,
@@ -119,6 +125,10 @@ impl Metrics {
             admission_busy: Counter::default(),
             admission_gossip_dropped: Counter::default(),
             admission_queue_txs: Gauge::default(),
+            resident_bytes: Gauge::default(),
+            store_memtable_bytes: Gauge::default(),
+            store_block_cache_bytes: Gauge::default(),
+            store_table_readers_bytes: Gauge::default(),
             net_gossip_in: Counter::default(),
             consensus_messages_in: Counter::default(),
             net_gossip_rejected: Counter::default(),
@@ -137,7 +147,27 @@ impl Metrics {
             registry: Registry::default(),
             libp2p: std::sync::Arc::new(aidledger_network::Libp2pMetrics::new(&mut registry)),
         };
-        let gauges: [(&str, &str, &Gauge); 10] = [
+        let gauges: [(&str, &str, &Gauge); 14] = [
+            (
+                "resident_bytes",
+                "Resident memory of the node process (VmRSS), sampled every few seconds",
+                &m.resident_bytes,
+            ),
+            (
+                "store_memtable_bytes",
+                "RocksDB memtables, active and immutable, all column families",
+                &m.store_memtable_bytes,
+            ),
+            (
+                "store_block_cache_bytes",
+                "RocksDB block cache in use, index and filter blocks included",
+                &m.store_block_cache_bytes,
+            ),
+            (
+                "store_table_readers_bytes",
+                "RocksDB table readers' memory outside the block cache",
+                &m.store_table_readers_bytes,
+            ),
             (
                 "admission_queue_txs",
                 "Transactions queued for their signature check in the admission pool",
@@ -336,6 +366,17 @@ impl Metrics {
 
     /// Brings the network counters up to the network task's: each rises
     /// by what the task counted since the last call.
+    /// Sets the memory gauges from the store's accounting and the
+    /// process's resident set (0 where /proc cannot be read).
+    pub fn observe_memory(&self, store: &aidledger_storage::StoreMemory, resident: u64) {
+        self.resident_bytes.set(resident as i64);
+        self.store_memtable_bytes.set(store.memtable_bytes as i64);
+        self.store_block_cache_bytes
+            .set(store.block_cache_bytes as i64);
+        self.store_table_readers_bytes
+            .set(store.table_readers_bytes as i64);
+    }
+
     pub fn observe_network(&self, s: &aidledger_network::NetStats) {
         use std::sync::atomic::Ordering::Relaxed;
         let g = |x: &std::sync::atomic::AtomicU64| x.load(Relaxed);

@@ -268,6 +268,22 @@ fn net_config(
     })
 }
 
+/// How often the memory gauges are sampled.
+const MEMORY_SAMPLE_EVERY: Duration = Duration::from_secs(2);
+
+/// The process's resident set in bytes (VmRSS from /proc/self/status), or
+/// 0 if it cannot be read.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or(0)
+}
+
 /// How long a starting node waits for a store another process still holds.
 const STORE_LOCK_WAIT: Duration = Duration::from_secs(20);
 
@@ -423,6 +439,27 @@ async fn run_async(
         commits: broadcast::channel(1024).0,
         metrics: Metrics::new(),
     });
+    let memory_task = {
+        let (shared, store) = (shared.clone(), store.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(MEMORY_SAMPLE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let (store, shared) = (store.clone(), shared.clone());
+                // RocksDB's properties take its mutex; off the runtime.
+                let sampled = tokio::task::spawn_blocking(move || {
+                    shared
+                        .metrics
+                        .observe_memory(&store.memory(), resident_bytes());
+                })
+                .await;
+                if sampled.is_err() {
+                    return;
+                }
+            }
+        })
+    };
     let stats = aidledger_network::NetStats {
         libp2p: Some(shared.metrics.libp2p.clone()),
         ..Default::default()
@@ -560,6 +597,7 @@ async fn run_async(
         t.abort();
         let _ = std::fs::remove_file(home.join(crate::backup::CONTROL_SOCKET));
     }
+    memory_task.abort();
     pool.close();
     net.shutdown().await;
     let _ = api_task.await;

@@ -576,6 +576,25 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
             .is_some_and(|ps| ps.iter().any(|p| p["name"] == "after")),
         "the program trace's page parameters are documented"
     );
+    // The memory gauges: the process's resident set, and the store's
+    // memtables (never empty: an empty memtable holds its arena).
+    let text = agent()
+        .get(&format!("{api}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let gauge = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert!(gauge("aidledger_resident_bytes") > 10e6, "{text}");
+    assert!(gauge("aidledger_store_memtable_bytes") > 0.0, "{text}");
+    gauge("aidledger_store_block_cache_bytes");
+    gauge("aidledger_store_table_readers_bytes");
     // The metrics pass Prometheus's own lint.
     promtool_finds_nothing(&api);
     // Every code the API answers with is documented.

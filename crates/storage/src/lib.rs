@@ -33,7 +33,7 @@ pub mod snapshot;
 
 pub use error::StorageError;
 pub use mem::MemStore;
-pub use rocks::{keys, Cf, LegacyTxEntry, PointInTime, RocksStore};
+pub use rocks::{keys, Cf, LegacyTxEntry, PointInTime, RocksStore, StoreMemory};
 
 /// Most entries one `state_scan` returns; larger limits are clamped.
 pub const SCAN_LIMIT_MAX: usize = 10_000;

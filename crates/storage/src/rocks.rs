@@ -198,7 +198,8 @@ pub struct RocksStore {
     /// `put_genesis`, so two writers cannot both extend the same head.
     write_lock: Mutex<()>,
     path: PathBuf,
-    // Held so the cache's lifetime visibly covers the database's.
+    // Held so the cache's lifetime visibly covers the database's, and
+    // read for its usage (`memory`).
     _cache: Cache,
 }
 
@@ -370,6 +371,19 @@ impl std::fmt::Debug for RocksStore {
     }
 }
 
+/// A store's memory, from [`RocksStore::memory`], in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// Active and immutable memtables, all column families.
+    pub memtable_bytes: u64,
+    /// The block cache's usage, pinned entries included.
+    pub block_cache_bytes: u64,
+    /// Of that, entries pinned (top-level indexes and filters, L0's).
+    pub block_cache_pinned_bytes: u64,
+    /// Table readers' memory outside the block cache.
+    pub table_readers_bytes: u64,
+}
+
 /// RocksDB reports a held lock as an I/O error on its LOCK file: "While
 /// lock file: <path>/LOCK: Resource temporarily unavailable" when another
 /// process holds it, "lock hold by current process" when this one does.
@@ -536,6 +550,33 @@ impl RocksStore {
         let head = store.check_head()?;
         debug!(path = %path.display(), height = head.map(|h| h.height), "store opened");
         Ok(store)
+    }
+
+    /// What the store holds in memory now, by RocksDB's own accounting:
+    /// the memtables of every column family (bounded by
+    /// `WRITE_BUFFERS_BYTES` plus those being flushed), the shared block
+    /// cache (bounded by `BLOCK_CACHE_BYTES`, index and filter blocks
+    /// included) and the table readers outside it. A property RocksDB
+    /// cannot give counts as 0.
+    pub fn memory(&self) -> StoreMemory {
+        let mut m = StoreMemory {
+            block_cache_bytes: self._cache.get_usage() as u64,
+            block_cache_pinned_bytes: self._cache.get_pinned_usage() as u64,
+            ..StoreMemory::default()
+        };
+        for cf in Cf::ALL {
+            let Ok(h) = self.handle(cf) else { continue };
+            let prop = |name: &str| {
+                self.db
+                    .property_int_value_cf(h, name)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            };
+            m.memtable_bytes += prop("rocksdb.cur-size-all-mem-tables");
+            m.table_readers_bytes += prop("rocksdb.estimate-table-readers-mem");
+        }
+        m
     }
 
     /// [`RocksStore::open`], waiting up to `wait` while another process

@@ -318,3 +318,30 @@ fn a_held_store_is_locked_and_open_waiting_gets_it_once_released() {
     releaser.join().unwrap();
     child.wait().unwrap();
 }
+
+/// The store's memory by RocksDB's accounting: memtables that grow with
+/// writes, and a block cache within its bound.
+#[test]
+fn memory_accounting_sees_the_memtables_and_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RocksStore::open(dir.path().join("db")).unwrap();
+    store_genesis(&store);
+    let before = store.memory();
+    assert!(before.memtable_bytes > 0, "{before:?}");
+    let mut chain = new_chain();
+    for h in 1..=20 {
+        let b = chain.build(writes_at(h), txs_at(h));
+        store.commit_block(b.clone()).unwrap();
+        chain.apply(&b);
+    }
+    let after = store.memory();
+    assert!(
+        after.memtable_bytes > before.memtable_bytes,
+        "{before:?} {after:?}"
+    );
+    assert!(after.block_cache_bytes <= 64 * 1024 * 1024, "{after:?}");
+    assert!(
+        after.block_cache_pinned_bytes <= after.block_cache_bytes,
+        "{after:?}"
+    );
+}
