@@ -657,6 +657,14 @@ fn a_node_waits_for_a_store_another_process_still_holds() {
     assert!(out.status.success(), "{}", stderr(&out));
     let status = ok(&["testnet", "status", "--dir", net]);
     assert!(status.contains("county-unit"), "{status}");
+    // The node runs with glibc's malloc settings (procs.rs, the operator
+    // guide): the caller's own values, or the testnet's.
+    let pid = std::fs::read_to_string(home.join("node.pid")).unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    for var in ["MALLOC_ARENA_MAX=", "MALLOC_MMAP_THRESHOLD_="] {
+        assert!(environ.split('\0').any(|v| v.starts_with(var)), "{var}");
+    }
 }
 
 /// Shell completions for every shell clap_complete knows, naming the
