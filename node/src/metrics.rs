@@ -364,8 +364,6 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Brings the network counters up to the network task's: each rises
-    /// by what the task counted since the last call.
     /// Sets the memory gauges from the store's accounting and the
     /// process's resident set (0 where /proc cannot be read).
     pub fn observe_memory(&self, store: &aidledger_storage::StoreMemory, resident: u64) {
@@ -377,6 +375,8 @@ impl Metrics {
             .set(store.table_readers_bytes as i64);
     }
 
+    /// Brings the network counters up to the network task's: each rises
+    /// by what the task counted since the last call.
     pub fn observe_network(&self, s: &aidledger_network::NetStats) {
         use std::sync::atomic::Ordering::Relaxed;
         let g = |x: &std::sync::atomic::AtomicU64| x.load(Relaxed);

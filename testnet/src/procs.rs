@@ -33,12 +33,22 @@ pub fn read_pid(home: &Path) -> Option<i32> {
         .filter(|p| *p > 1)
 }
 
-/// The process's arguments, or `None` if it is gone or a zombie.
-fn cmdline(pid: i32) -> Option<Vec<String>> {
+/// The process's state letter from `/proc/<pid>/stat` (`R`, `S`, `Z`, ...),
+/// or `None` if there is no such process.
+fn state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The state follows the parenthesised command name.
-    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
-    if state == "Z" || state == "X" {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// How many threads of the process are left (0 if it is gone).
+fn threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
+}
+
+/// The process's arguments, or `None` if it is gone or a zombie.
+fn cmdline(pid: i32) -> Option<Vec<String>> {
+    if matches!(state(pid)?, 'Z' | 'X') {
         return None;
     }
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -56,14 +66,23 @@ fn cmdline(pid: i32) -> Option<Vec<String>> {
 /// counts as stopped only then. `pid` must be one of ours, just
 /// signalled: a gone process's pid is not looked up by name here.
 pub fn still_exiting(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let zombie = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .is_some_and(|s| s == "Z");
-    zombie && std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|d| d.count() > 1)
+    state(pid) == Some('Z') && threads(pid) > 1
+}
+
+/// True once no thread of the process is left: it is gone, or a zombie
+/// (or dead) main thread alone, which holds no files any more.
+pub fn gone(pid: i32) -> bool {
+    match state(pid) {
+        None => true,
+        Some('Z' | 'X') => threads(pid) <= 1,
+        Some(_) => false,
+    }
+}
+
+/// Our node in `home` as `pid`, or what is left of it, still holds its
+/// files (the store's lock, its ports).
+fn holds_on(pid: i32, home: &Path) -> bool {
+    is_our_node(pid, home) || still_exiting(pid)
 }
 
 /// True if `pid` is alive and is `aidledger node run --home <home>`.
@@ -189,9 +208,10 @@ pub fn stop_all(homes: &[PathBuf], grace: Duration) -> Result<Vec<Stopped>> {
     let step = Duration::from_millis(100);
     let mut waited = Duration::ZERO;
     loop {
-        let alive = homes.iter().zip(&out).any(
-            |(h, s)| matches!(s, Stopped::Terminated(p) if is_our_node(*p, h) || still_exiting(*p)),
-        );
+        let alive = homes
+            .iter()
+            .zip(&out)
+            .any(|(h, s)| matches!(s, Stopped::Terminated(p) if holds_on(*p, h)));
         if !alive || waited >= grace {
             break;
         }
@@ -208,9 +228,10 @@ pub fn stop_all(homes: &[PathBuf], grace: Duration) -> Result<Vec<Stopped>> {
     }
     // Give killed processes a moment to go away before their ports are reused.
     for _ in 0..20 {
-        let alive = homes.iter().zip(&out).any(
-            |(h, s)| matches!(s, Stopped::Killed(p) if is_our_node(*p, h) || still_exiting(*p)),
-        );
+        let alive = homes
+            .iter()
+            .zip(&out)
+            .any(|(h, s)| matches!(s, Stopped::Killed(p) if holds_on(*p, h)));
         if !alive {
             break;
         }
@@ -222,4 +243,29 @@ pub fn stop_all(homes: &[PathBuf], grace: Duration) -> Result<Vec<Stopped>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{gone, still_exiting};
+
+    /// A running process is neither gone nor exiting; one that has exited
+    /// but is not yet reaped (a zombie with its one thread) is gone; so is
+    /// one reaped.
+    #[test]
+    fn a_zombie_with_no_thread_left_is_gone() {
+        let me = std::process::id() as i32;
+        assert!(!gone(me) && !still_exiting(me));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let mut waited = 0;
+        while !gone(pid) {
+            assert!(waited < 500, "`true` never exited");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            waited += 1;
+        }
+        assert!(!still_exiting(pid));
+        child.wait().unwrap();
+        assert!(gone(pid));
+    }
 }

@@ -591,12 +591,23 @@ fn testnet_init_lays_out_a_consortium() {
 }
 
 /// Stops a test's testnet when the test ends, passed or failed.
-struct Down<'a>(&'a str);
+struct Down(String);
 
-impl Drop for Down<'_> {
+impl Drop for Down {
     fn drop(&mut self) {
-        let _ = run(&["testnet", "down", "--dir", self.0]);
+        let _ = run(&["testnet", "down", "--dir", &self.0]);
     }
+}
+
+/// A testnet laid out by `testnet init` in a temporary directory: the
+/// directory (removed when dropped), the testnet's path, and the guard
+/// that stops its nodes (declared last, so dropped first).
+fn initialised_testnet() -> (tempfile::TempDir, PathBuf, Down) {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("net");
+    ok(&["testnet", "init", "--dir", s(&dir)]);
+    let down = Down(s(&dir).to_string());
+    (d, dir, down)
 }
 
 /// A node that exits while `testnet up` waits for it: the error carries the
@@ -605,11 +616,8 @@ impl Drop for Down<'_> {
 /// are stopped by `testnet down`.
 #[test]
 fn a_node_that_exits_at_start_is_named_with_the_end_of_its_log() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("net");
+    let (_d, dir, _down) = initialised_testnet();
     let net = s(&dir);
-    ok(&["testnet", "init", "--dir", net]);
-    let _down = Down(net);
     let config = dir.join("county-unit").join("config.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("\nthis line = = is not toml\n");
@@ -635,11 +643,8 @@ fn a_node_that_exits_at_start_is_named_with_the_end_of_its_log() {
 /// lock error.
 #[test]
 fn a_node_waits_for_a_store_another_process_still_holds() {
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("net");
+    let (_d, dir, _down) = initialised_testnet();
     let net = s(&dir);
-    ok(&["testnet", "init", "--dir", net]);
-    let _down = Down(net);
     let home = dir.join("county-unit");
     let data = home.join("data");
     std::fs::create_dir_all(&data).unwrap();

@@ -147,6 +147,17 @@ fn block_hash(api: &str, h: u64) -> Option<String> {
     (s == 200).then(|| v["hash"].as_str().unwrap_or_default().to_string())
 }
 
+/// The node's `/metrics`, as text.
+fn metrics_text(api: &str) -> String {
+    agent()
+        .get(&format!("{api}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
 /// `promtool check metrics` on a live node's `/metrics`: every metric has
 /// help text, counters are counters. Skipped, with a notice, where
 /// promtool is absent (`scripts/prereqs.sh promtool` installs it).
@@ -162,13 +173,7 @@ fn promtool_finds_nothing(api: &str) {
         eprintln!("NOTICE: promtool is absent; skipping the metrics lint");
         return;
     };
-    let text = agent()
-        .get(&format!("{api}/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let text = metrics_text(api);
     assert!(text.contains("aidledger_net_gossip_in_total"), "{text}");
     child
         .stdin
@@ -578,13 +583,7 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
     );
     // The memory gauges: the process's resident set, and the store's
     // memtables (never empty: an empty memtable holds its arena).
-    let text = agent()
-        .get(&format!("{api}/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let text = metrics_text(&api);
     let gauge = |name: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))

@@ -200,7 +200,7 @@ pub struct RocksStore {
     path: PathBuf,
     // Held so the cache's lifetime visibly covers the database's, and
     // read for its usage (`memory`).
-    _cache: Cache,
+    cache: Cache,
 }
 
 fn head_from(bytes: Option<Vec<u8>>) -> Result<Option<Head>, StorageError> {
@@ -352,13 +352,8 @@ impl PointInTime<'_> {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<KeyValues, StorageError> {
-        let start = scan_start(prefix, start_after);
-        let iter = self.snap.iterator_cf_opt(
-            self.store.handle(Cf::State)?,
-            scan_options(prefix),
-            IteratorMode::From(start, Direction::Forward),
-        );
-        scan_from(iter, prefix, start_after, limit)
+        self.store
+            .scan_state(Some(&self.snap), prefix, start_after, limit)
     }
 }
 
@@ -545,11 +540,31 @@ impl RocksStore {
             read_only: false,
             write_lock: Mutex::new(()),
             path: path.to_path_buf(),
-            _cache: cache,
+            cache,
         };
         let head = store.check_head()?;
         debug!(path = %path.display(), height = head.map(|h| h.height), "store opened");
         Ok(store)
+    }
+
+    /// A state scan of the committed state, or of `snap`'s view of it.
+    fn scan_state(
+        &self,
+        snap: Option<&rocksdb::Snapshot<'_>>,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StorageError> {
+        let mut ro = scan_options(prefix);
+        if let Some(snap) = snap {
+            ro.set_snapshot(snap);
+        }
+        let iter = self.db.iterator_cf_opt(
+            self.handle(Cf::State)?,
+            ro,
+            IteratorMode::From(scan_start(prefix, start_after), Direction::Forward),
+        );
+        scan_from(iter, prefix, start_after, limit)
     }
 
     /// What the store holds in memory now, by RocksDB's own accounting:
@@ -560,8 +575,8 @@ impl RocksStore {
     /// cannot give counts as 0.
     pub fn memory(&self) -> StoreMemory {
         let mut m = StoreMemory {
-            block_cache_bytes: self._cache.get_usage() as u64,
-            block_cache_pinned_bytes: self._cache.get_pinned_usage() as u64,
+            block_cache_bytes: self.cache.get_usage() as u64,
+            block_cache_pinned_bytes: self.cache.get_pinned_usage() as u64,
             ..StoreMemory::default()
         };
         for cf in Cf::ALL {
@@ -634,7 +649,7 @@ impl RocksStore {
             read_only: true,
             write_lock: Mutex::new(()),
             path: path.to_path_buf(),
-            _cache: cache,
+            cache,
         })
     }
 
@@ -932,13 +947,7 @@ impl Store for RocksStore {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<KeyValues, StorageError> {
-        let start = scan_start(prefix, start_after);
-        let iter = self.db.iterator_cf_opt(
-            self.handle(Cf::State)?,
-            scan_options(prefix),
-            IteratorMode::From(start, Direction::Forward),
-        );
-        scan_from(iter, prefix, start_after, limit)
+        self.scan_state(None, prefix, start_after, limit)
     }
 
     fn accumulator(&self) -> Result<StateAccumulator, StorageError> {

@@ -121,17 +121,12 @@ pub fn signal(pid: i32, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
-/// Waits until the process is gone (or a zombie with no thread left).
-///
-/// Gone means no thread left: a zombie main thread whose other threads are
-/// still exiting holds the process's files, the store's lock among them.
+/// Waits until no thread of the process is left: a zombie main thread
+/// whose other threads are still exiting holds the process's files, the
+/// store's lock among them.
 pub fn wait_exit(pid: i32, secs: u64) {
     wait_until(&format!("pid {pid} to exit"), secs, || {
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z "))
-            .unwrap_or(true);
-        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
-        !Path::new(&format!("/proc/{pid}")).exists() || (zombie && threads <= 1)
+        aidledger_testnet::procs::gone(pid)
     });
 }
 
