@@ -335,10 +335,14 @@ pub fn chain_id(store: &dyn StoreRead) -> Result<ChainId, ContractError> {
     })
 }
 
-/// The signer's account, of any status, for a transaction of this chain.
-fn signer_account(ctx: &mut Ctx<'_, '_>, body: &TxBody) -> Result<Account, ContractError> {
-    let chain = chain_id(ctx.store)?;
-    if body.chain_id != chain {
+/// The signer's account, of any status, for a transaction of `chain` (the
+/// chain id recorded at genesis, which nothing changes afterwards).
+fn signer_account(
+    ctx: &mut Ctx<'_, '_>,
+    chain: &ChainId,
+    body: &TxBody,
+) -> Result<Account, ContractError> {
+    if &body.chain_id != chain {
         return Err(ContractError::WrongChain {
             expected: chain.to_string(),
             got: body.chain_id.to_string(),
@@ -351,12 +355,24 @@ fn signer_account(ctx: &mut Ctx<'_, '_>, body: &TxBody) -> Result<Account, Contr
 /// that need no payload: chain id, known and active account and
 /// organisation, and role. The nonce is returned for the caller to check.
 pub fn check_envelope(store: &mut Overlay<'_>, body: &TxBody) -> Result<Account, ContractError> {
+    let chain = chain_id(store)?;
     let mut ctx = Ctx::new(store, 0, Timestamp(0), None, TX_STEP_LIMIT);
-    let account = signer_account(&mut ctx, body)?;
+    let account = signer_account(&mut ctx, &chain, body)?;
+    check_signer(&mut ctx, body, &account)?;
+    Ok(account)
+}
+
+/// The envelope checks on the signer's account as it stands: active, of
+/// an active organisation, holding a role that may sign the kind.
+fn check_signer(
+    ctx: &mut Ctx<'_, '_>,
+    body: &TxBody,
+    account: &Account,
+) -> Result<(), ContractError> {
     if account.status != Status::Active {
         return Err(ContractError::AccountSuspended { key: body.signer });
     }
-    gov::active_org(&mut ctx, &account.org)?;
+    gov::active_org(ctx, &account.org)?;
     let allowed = body.kind.allowed_roles();
     if !account.roles.iter().any(|r| allowed.contains(r)) {
         return Err(ContractError::RoleNotAllowed {
@@ -366,7 +382,7 @@ pub fn check_envelope(store: &mut Overlay<'_>, body: &TxBody) -> Result<Account,
             held: account.roles.clone(),
         });
     }
-    Ok(account)
+    Ok(())
 }
 
 /// The inclusion rule (docs/adr/010-transaction-inclusion.md): a
@@ -375,36 +391,46 @@ pub fn check_envelope(store: &mut Overlay<'_>, body: &TxBody) -> Result<Account,
 /// has an account, and its nonce is that account's next nonce. A block
 /// holding a transaction that breaks the rule is invalid as a whole.
 ///
-/// On success the signer's nonce is consumed in `store`, whatever the
-/// transaction's outcome: an included transaction, applied or rejected,
-/// can never be included again, and a rejected one can never apply later.
-/// Returns the account as it was before the nonce moved. On `Err` nothing
-/// was written; a non-fatal error means the transaction is not includable
-/// here (its code is `wrong-chain`, `unknown-account`, `wrong-nonce` or
+/// `chain` is the chain id recorded at genesis ([`chain_id`]); block
+/// execution reads it once per block. On success the signer's nonce is
+/// consumed in `store`, whatever the transaction's outcome: an included
+/// transaction, applied or rejected, can never be included again, and a
+/// rejected one can never apply later. Returns the account as written,
+/// with its nonce moved: what [`execute_tx`] takes. On `Err` nothing was
+/// written; a non-fatal error means the transaction is not includable here
+/// (its code is `wrong-chain`, `unknown-account`, `wrong-nonce` or
 /// `overflow`).
-pub fn consume_nonce(store: &mut Overlay<'_>, body: &TxBody) -> Result<Account, ContractError> {
+pub fn consume_nonce(
+    store: &mut Overlay<'_>,
+    chain: &ChainId,
+    body: &TxBody,
+) -> Result<Account, ContractError> {
     let mut ctx = Ctx::new(store, 0, Timestamp(0), None, TX_STEP_LIMIT);
-    let account = signer_account(&mut ctx, body)?;
+    let account = signer_account(&mut ctx, chain, body)?;
     if body.nonce != account.nonce {
         return Err(ContractError::WrongNonce {
             expected: account.nonce,
             got: body.nonce,
         });
     }
-    let mut next = account.clone();
-    next.nonce = account
+    let mut next = account;
+    next.nonce = next
         .nonce
         .checked_add(1)
         .ok_or(ContractError::Overflow { what: "nonce" })?;
     ctx.put(keys::account(&next.key), &next)?;
-    Ok(account)
+    Ok(next)
 }
 
 /// Executes one included transaction whose nonce [`consume_nonce`] has
 /// already taken: the envelope checks (active account and organisation,
-/// role), strict payload decoding, then the owning module. On `Err` the
-/// caller must discard every write this call made (execution runs it on
-/// an overlay of its own), but the nonce stays consumed.
+/// role), strict payload decoding, then the owning module. `account` is
+/// what [`consume_nonce`] returned for this transaction, which is the
+/// signer's account in `store`: the account as it stands after the nonce
+/// moved, so an action that rewrites this very account (a key rotation)
+/// keeps the new nonce. On `Err` the caller must discard every write this
+/// call made (execution runs it on an overlay of its own), but the nonce
+/// stays consumed.
 pub fn execute_tx(
     modules: &Modules,
     store: &mut Overlay<'_>,
@@ -412,15 +438,17 @@ pub fn execute_tx(
     time: Timestamp,
     body: &TxBody,
     id: Hash,
+    account: Account,
 ) -> Result<Vec<Event>, ContractError> {
-    // The account is read after the nonce moved, so an action that
-    // rewrites this very account (a key rotation) keeps the new nonce.
-    let account = check_envelope(store, body)?;
+    {
+        let mut ctx = Ctx::new(store, 0, Timestamp(0), None, TX_STEP_LIMIT);
+        check_signer(&mut ctx, body, &account)?;
+    }
     let payload = Payload::decode(body.kind, &body.payload)?;
     let signer = Signer {
         key: account.key,
-        org: account.org.clone(),
-        roles: account.roles.clone(),
+        org: account.org,
+        roles: account.roles,
     };
     let mut ctx = Ctx::new(store, height, time, Some((id, signer)), TX_STEP_LIMIT);
     modules.for_kind(body.kind)?.apply(&mut ctx, &payload)?;
@@ -439,8 +467,9 @@ pub fn apply_tx(
     id: Hash,
 ) -> Result<Vec<Event>, ContractError> {
     let modules = Modules::resolve(&Modules::versions_in(store)?, height)?;
-    consume_nonce(store, body)?;
-    execute_tx(&modules, store, height, time, body, id)
+    let chain = chain_id(store)?;
+    let account = consume_nonce(store, &chain, body)?;
+    execute_tx(&modules, store, height, time, body, id, account)
 }
 
 /// Runs every module's end-of-block step. Its work is bounded by the

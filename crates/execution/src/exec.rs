@@ -285,11 +285,12 @@ impl<'a> BlockExec<'a> {
         if self.seen.contains(&id) {
             return Err(excluded(ContractError::DuplicateTx { id }));
         }
-        match contracts::consume_nonce(&mut self.overlay, body) {
-            Ok(_) => {}
+        // The block's chain id is the state's (checked in `new`).
+        let account = match contracts::consume_nonce(&mut self.overlay, &self.ctx.chain_id, body) {
+            Ok(a) => a,
             Err(e) if e.is_fatal() => return Err(fatal(height, e)),
             Err(e) => return Err(excluded(e)),
-        }
+        };
         self.seen.insert(id);
         let mut tx_overlay = Overlay::new(&self.overlay);
         let result = contracts::execute_tx(
@@ -299,6 +300,7 @@ impl<'a> BlockExec<'a> {
             self.ctx.timestamp,
             body,
             id,
+            account,
         )
         .map(|events| (events, tx_overlay.into_writes()));
         let (outcome, events) = match result {
