@@ -20,10 +20,18 @@ fn invalid(what: &'static str, reason: impl Into<String>) -> TypeError {
 macro_rules! checked_string {
     ($(#[$m:meta])* $name:ident, $what:literal, $check:expr) => {
         $(#[$m])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-        #[serde(try_from = "String", into = "String")]
+        #[serde(try_from = "String")]
         pub struct $name(String);
+
+        // Written as the string it holds, without the copy that serde's
+        // `into = "String"` makes on every encoding.
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
 
         impl $name {
             pub fn new(s: impl Into<String>) -> Result<Self, TypeError> {
@@ -185,9 +193,16 @@ pub fn is_disguising(c: char) -> bool {
 }
 
 /// An ISO-4217-style currency code: three uppercase ASCII letters.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Currency([u8; 3]);
+
+// Written as its three letters, without a `String` per encoding.
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 impl Currency {
     pub fn new(s: &str) -> Result<Self, TypeError> {
