@@ -30,8 +30,8 @@ mod verify;
 pub use keys::{read_key_file, write_key_file, KeyFile, Keypair, KEY_TYPE_ED25519};
 pub use sets::SetHistory;
 pub use verify::{
-    is_usable_public_key, verify, verify_batch, verify_certificate, verify_tx, verify_txs, SigItem,
-    TxVerdictCache, VerifiedTx,
+    is_usable_public_key, verify, verify_batch, verify_certificate, verify_tx, verify_txs,
+    HashedTx, SigItem, TxVerdictCache, VerifiedTx,
 };
 
 use aidledger_types::{ChainId, Hash};

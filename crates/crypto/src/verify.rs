@@ -262,6 +262,44 @@ impl VerifiedTx {
     }
 }
 
+/// A transaction with its id and witness hash, each computed once when it
+/// is made. Admission carries these from decoding through the screen, the
+/// verdict cache and the signature check: each hash encodes the body, and
+/// each stage used to compute its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashedTx {
+    tx: SignedTx,
+    id: Hash,
+    witness: Hash,
+}
+
+impl HashedTx {
+    pub fn new(tx: SignedTx) -> HashedTx {
+        let id = tx.id();
+        let witness = tx.witness_hash_with_id(&id);
+        HashedTx { tx, id, witness }
+    }
+    pub fn tx(&self) -> &SignedTx {
+        &self.tx
+    }
+    pub fn id(&self) -> Hash {
+        self.id
+    }
+    /// [`SignedTx::witness_hash`]: the id and the signature.
+    pub fn witness(&self) -> Hash {
+        self.witness
+    }
+    pub fn into_inner(self) -> SignedTx {
+        self.tx
+    }
+}
+
+impl From<SignedTx> for HashedTx {
+    fn from(tx: SignedTx) -> HashedTx {
+        HashedTx::new(tx)
+    }
+}
+
 fn check_chain(tx: &SignedTx, id: Hash, chain_id: &ChainId) -> Result<(), CryptoError> {
     if &tx.body.chain_id != chain_id {
         return Err(CryptoError::WrongChain {
@@ -293,15 +331,30 @@ pub fn verify_txs(
     txs: Vec<SignedTx>,
     chain_id: &ChainId,
 ) -> Vec<Result<VerifiedTx, (SignedTx, CryptoError)>> {
-    let ids: Vec<Hash> = txs.iter().map(SignedTx::id).collect();
-    let bytes: Vec<Vec<u8>> = ids
+    let txs: Vec<(SignedTx, Hash)> = txs
+        .into_iter()
+        .map(|tx| {
+            let id = tx.id();
+            (tx, id)
+        })
+        .collect();
+    verify_with_ids(txs, chain_id)
+}
+
+/// [`verify_txs`] over transactions whose ids are computed; private, so
+/// that every id here is one this crate computed from its transaction.
+fn verify_with_ids(
+    txs: Vec<(SignedTx, Hash)>,
+    chain_id: &ChainId,
+) -> Vec<Result<VerifiedTx, (SignedTx, CryptoError)>> {
+    let bytes: Vec<Vec<u8>> = txs
         .iter()
-        .map(|id| signing_bytes(chain_id, Purpose::Tx, id.as_bytes()))
+        .map(|(_, id)| signing_bytes(chain_id, Purpose::Tx, id.as_bytes()))
         .collect();
     let items: Vec<SigItem<'_>> = txs
         .iter()
         .zip(&bytes)
-        .map(|(tx, b)| SigItem {
+        .map(|((tx, _), b)| SigItem {
             public: &tx.body.signer,
             signed_bytes: b,
             signature: &tx.signature,
@@ -309,7 +362,6 @@ pub fn verify_txs(
         .collect();
     let verdicts = verify_batch(&items);
     txs.into_iter()
-        .zip(ids)
         .zip(verdicts)
         .map(|((tx, id), v)| {
             if let Err(e) = check_chain(&tx, id, chain_id) {
@@ -366,10 +418,12 @@ impl TxVerdictCache {
     }
 
     /// The remembered refusal of `tx`'s signature, if it was judged bad.
-    pub fn known_bad(&self, tx: &SignedTx) -> Option<CryptoError> {
-        let key = tx.witness_hash();
+    pub fn known_bad(&self, tx: &HashedTx) -> Option<CryptoError> {
         let g = self.inner.lock().ok()?;
-        let v = g.current.get(&key).or_else(|| g.previous.get(&key))?;
+        let v = g
+            .current
+            .get(&tx.witness)
+            .or_else(|| g.previous.get(&tx.witness))?;
         v.clone()
     }
 
@@ -379,7 +433,14 @@ impl TxVerdictCache {
         &self,
         txs: Vec<SignedTx>,
     ) -> Vec<Result<VerifiedTx, (SignedTx, CryptoError)>> {
-        let keys: Vec<Hash> = txs.iter().map(SignedTx::witness_hash).collect();
+        self.verify_hashed(txs.into_iter().map(HashedTx::new).collect())
+    }
+
+    /// [`TxVerdictCache::verify_txs`] for transactions already hashed.
+    pub fn verify_hashed(
+        &self,
+        txs: Vec<HashedTx>,
+    ) -> Vec<Result<VerifiedTx, (SignedTx, CryptoError)>> {
         let mut out: Vec<Option<Result<VerifiedTx, (SignedTx, CryptoError)>>> =
             Vec::with_capacity(txs.len());
         let mut fresh = Vec::new();
@@ -389,12 +450,15 @@ impl TxVerdictCache {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            for (tx, key) in txs.into_iter().zip(&keys) {
-                let known = g.current.get(key).or_else(|| g.previous.get(key)).cloned();
+            for HashedTx { tx, id, witness } in txs {
+                let known = g
+                    .current
+                    .get(&witness)
+                    .or_else(|| g.previous.get(&witness))
+                    .cloned();
                 match known {
                     Some(None) => {
                         g.hits += 1;
-                        let id = tx.id();
                         out.push(Some(Ok(VerifiedTx { tx, id })));
                     }
                     Some(Some(e)) => {
@@ -402,20 +466,20 @@ impl TxVerdictCache {
                         out.push(Some(Err((tx, e))));
                     }
                     None => {
-                        fresh_at.push(out.len());
+                        fresh_at.push((out.len(), witness));
                         out.push(None);
-                        fresh.push(tx);
+                        fresh.push((tx, id));
                     }
                 }
             }
         }
         if !fresh.is_empty() {
-            let verdicts = verify_txs(fresh, &self.chain_id);
+            let verdicts = verify_with_ids(fresh, &self.chain_id);
             let mut g = match self.inner.lock() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            for (slot, v) in fresh_at.into_iter().zip(verdicts) {
+            for ((slot, witness), v) in fresh_at.into_iter().zip(verdicts) {
                 let remembered = match &v {
                     Ok(_) => None,
                     Err((_, e)) => Some(e.clone()),
@@ -423,7 +487,7 @@ impl TxVerdictCache {
                 if g.current.len() >= self.capacity {
                     g.previous = std::mem::take(&mut g.current);
                 }
-                g.current.insert(keys[slot], remembered);
+                g.current.insert(witness, remembered);
                 out[slot] = Some(v);
             }
         }
@@ -519,6 +583,61 @@ mod tests {
     use super::*;
     use curve25519_dalek::constants::EIGHT_TORSION;
     use proptest::prelude::*;
+
+    fn signed(key: &crate::Keypair, chain: &ChainId, nonce: u64) -> SignedTx {
+        let body = aidledger_types::TxBody {
+            chain_id: chain.clone(),
+            nonce,
+            signer: key.public(),
+            kind: aidledger_types::TxKind::RegisterHousehold,
+            payload: vec![7; 40],
+        };
+        let signature = key.sign(chain, Purpose::Tx, body.id().as_bytes());
+        SignedTx { body, signature }
+    }
+
+    /// A hashed transaction carries its own id and witness hash, and the
+    /// cache's hashed path gives each transaction the verdict of
+    /// `verify_tx`, from the curve and from memory alike, with the id
+    /// computed from that transaction.
+    #[test]
+    fn hashed_transactions_keep_their_hashes_and_verdicts() {
+        let chain = ChainId::new("hashed-test").unwrap();
+        let other = ChainId::new("hashed-other").unwrap();
+        let key = crate::Keypair::from_seed([3; 32]);
+        let good = signed(&key, &chain, 0);
+        let mut forged = signed(&key, &chain, 1);
+        forged.body.nonce = 2;
+        let foreign = signed(&key, &other, 3);
+        let txs = vec![good, forged, foreign];
+        for tx in &txs {
+            let h = HashedTx::new(tx.clone());
+            assert_eq!(h.id(), tx.id());
+            assert_eq!(h.witness(), tx.witness_hash());
+            assert_eq!(h.tx(), tx);
+        }
+        let cache = TxVerdictCache::new(chain.clone(), 16);
+        for round in 0..2 {
+            let got = cache.verify_hashed(txs.iter().cloned().map(HashedTx::from).collect());
+            for (tx, v) in txs.iter().zip(got) {
+                let single = verify_tx(tx.clone(), &chain);
+                match (v, single) {
+                    (Ok(a), Ok(b)) => assert_eq!((a.id(), a.tx()), (b.id(), b.tx())),
+                    (Err((t, a)), Err(b)) => {
+                        assert_eq!(&t, tx);
+                        assert_eq!(a.to_string(), b.to_string(), "round {round}");
+                    }
+                    (a, b) => panic!("round {round}: cache {a:?}, single {b:?}"),
+                }
+            }
+            assert!(
+                cache.known_bad(&HashedTx::new(txs[1].clone())).is_some(),
+                "the forged signature is remembered as bad"
+            );
+            assert!(cache.known_bad(&HashedTx::new(txs[0].clone())).is_none());
+        }
+        assert_eq!(cache.hits(), 3, "the second round came from memory");
+    }
 
     /// The rule as first written: decompress, re-compress, compare.
     fn reference_strict_point(bytes: &[u8; 32]) -> Option<EdwardsPoint> {

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use aidledger_crypto::{CryptoError, TxVerdictCache, VerifiedTx};
+use aidledger_crypto::{CryptoError, HashedTx, TxVerdictCache, VerifiedTx};
 use aidledger_mempool::{check_account, AccountView, AdmitError, OncePerAccount};
 use aidledger_storage::Store;
 use aidledger_types::{codec, ChainId, Hash, SignedTx};
@@ -71,7 +71,7 @@ pub enum Screened {
     /// Refused before any signature work; the reason.
     Refused(TxRefusal),
     /// Passed the cheap checks; its signature is still to be checked.
-    Pending(SignedTx),
+    Pending(HashedTx),
 }
 
 impl Screened {
@@ -123,6 +123,11 @@ impl Admission {
     /// same request, and a signature already judged bad. One result per
     /// transaction, in order.
     pub fn screen(&self, txs: Vec<SignedTx>) -> Vec<Screened> {
+        self.screen_hashed(txs.into_iter().map(HashedTx::new).collect())
+    }
+
+    /// [`Admission::screen`] for transactions already hashed.
+    pub fn screen_hashed(&self, txs: Vec<HashedTx>) -> Vec<Screened> {
         let accounts = StoreAccounts(self.store.clone());
         let forgetful = NoncesForgotten(&accounts);
         let inner: &dyn AccountView = if self.forget_onchain_nonces {
@@ -144,13 +149,14 @@ impl Admission {
 
     fn screen_one(
         &self,
-        tx: &SignedTx,
+        hashed: &HashedTx,
         view: &dyn AccountView,
         seen: &mut BTreeSet<Hash>,
     ) -> Result<(), TxRefusal> {
+        let tx = hashed.tx();
         tx.check_limits()
             .map_err(|e| TxRefusal::new("over-limit", e.to_string()))?;
-        let id = tx.id();
+        let id = hashed.id();
         if tx.body.chain_id != self.chain_id {
             return Err(CryptoError::WrongChain {
                 id,
@@ -163,7 +169,7 @@ impl Admission {
         if !seen.insert(id) {
             return Err(AdmitError::Duplicate(id).into());
         }
-        if let Some(e) = self.cache.known_bad(tx) {
+        if let Some(e) = self.cache.known_bad(hashed) {
             return Err(e.into());
         }
         Ok(())
@@ -186,7 +192,7 @@ impl Admission {
                 }
             }
         }
-        for (slot, r) in slots.into_iter().zip(self.cache.verify_txs(pending)) {
+        for (slot, r) in slots.into_iter().zip(self.cache.verify_hashed(pending)) {
             out[slot] = Some(r.map_err(|(_, e)| e.into()));
         }
         out.into_iter().flatten().collect()
@@ -200,7 +206,7 @@ impl Admission {
     /// Decodes transaction gossip messages (each within the gossip limit;
     /// an undecodable one is skipped) into their transactions, a
     /// transaction gossiped twice in the batch taken once.
-    pub fn decode_gossip(&self, batch: Vec<Vec<u8>>) -> Vec<SignedTx> {
+    pub fn decode_gossip(&self, batch: Vec<Vec<u8>>) -> Vec<HashedTx> {
         let mut txs = Vec::new();
         let mut seen = BTreeSet::new();
         for data in batch {
@@ -214,7 +220,8 @@ impl Admission {
             txs.extend(
                 msg.txs
                     .into_iter()
-                    .filter(|tx| seen.insert(tx.witness_hash())),
+                    .map(HashedTx::new)
+                    .filter(|tx| seen.insert(tx.witness())),
             );
         }
         txs
@@ -222,6 +229,6 @@ impl Admission {
 
     /// Everything for a batch of gossip messages: decode, screen, verify.
     pub fn gossip(&self, batch: Vec<Vec<u8>>) -> Vec<Verdict> {
-        self.check(self.decode_gossip(batch))
+        self.verify(self.screen_hashed(self.decode_gossip(batch)))
     }
 }

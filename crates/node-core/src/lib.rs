@@ -26,7 +26,9 @@ use aidledger_execution::{
     build_block, empty_block_allowed, validate_block_with, BlockContext, BlockInvalid,
     BlockOutcome, ExecError, ParentInfo,
 };
-use aidledger_mempool::{AccountInfo, AccountView, AdmitError, Mempool, MempoolConfig};
+use aidledger_mempool::{
+    AccountInfo, AccountView, AdmitError, Mempool, MempoolConfig, OncePerAccount,
+};
 use aidledger_storage::{CommitBatch, StorageError, Store};
 use aidledger_types::{
     codec, Block, ChainId, CommitCertificate, Hash, OrgId, PublicKey, SignedTx, StateAccumulator,
@@ -233,6 +235,8 @@ struct Checked {
     receipts: Vec<Vec<u8>>,
     /// The block's own events, encoded.
     block_events: Vec<u8>,
+    /// The block's transaction ids, in order, from its validation.
+    ids: Vec<Hash>,
 }
 
 /// Why this node will not vote for a block.
@@ -838,6 +842,17 @@ impl NodeCore {
     /// backlog bound applies and admitted transactions queue for gossip
     /// (gossip does not echo to the publisher).
     fn admit_batch(&mut self, txs: Vec<Verdict>, share: bool) -> Vec<Result<Hash, TxRefusal>> {
+        // Committed state cannot move during this call (commits run on
+        // this task): each signer's account is read and decoded once per
+        // batch, not once per transaction.
+        let accounts = StoreAccounts(self.store.clone());
+        let forgetful = NoncesForgotten(&accounts);
+        let inner: &dyn AccountView = if self.mutants.admission_without_onchain_check {
+            &forgetful
+        } else {
+            &accounts
+        };
+        let view = OncePerAccount::new(inner);
         let out = txs
             .into_iter()
             .map(|r| match r {
@@ -854,7 +869,8 @@ impl NodeCore {
                     }
                     let tx = share.then(|| v.tx().clone());
                     let len = codec::encoded_len(v.tx());
-                    let res = self.admit(v, len);
+                    let res =
+                        Self::admit(&mut self.mempool, self.telemetry.as_ref(), v, len, &view);
                     if let (Ok(_), Some(tx)) = (&res, tx) {
                         self.gossip_out.push(tx);
                     }
@@ -872,23 +888,22 @@ impl NodeCore {
         out
     }
 
-    fn admit(&mut self, v: VerifiedTx, len: usize) -> Result<Hash, TxRefusal> {
-        let accounts = StoreAccounts(self.store.clone());
-        let forgetful = NoncesForgotten(&accounts);
-        let view: &dyn AccountView = if self.mutants.admission_without_onchain_check {
-            &forgetful
-        } else {
-            &accounts
-        };
-        match self.mempool.admit(v, len, view) {
+    fn admit(
+        mempool: &mut Mempool,
+        telemetry: &dyn Telemetry,
+        v: VerifiedTx,
+        len: usize,
+        view: &dyn AccountView,
+    ) -> Result<Hash, TxRefusal> {
+        match mempool.admit(v, len, view) {
             Ok(id) => {
-                self.telemetry.count(Count::AdmittedTxs, 1);
+                telemetry.count(Count::AdmittedTxs, 1);
                 Ok(id)
             }
             Err(e) => {
-                self.telemetry.count(Count::RefusedTxs, 1);
+                telemetry.count(Count::RefusedTxs, 1);
                 if matches!(e, AdmitError::NonceTooLow { .. }) {
-                    self.telemetry.count(Count::ResentTxs, 1);
+                    telemetry.count(Count::ResentTxs, 1);
                 }
                 Err(e.into())
             }
@@ -1130,12 +1145,15 @@ impl NodeCore {
                 ..
             }) => Err(Refusal::Store(reason)),
             Err(e) => Err(Refusal::Invalid(e.to_string())),
-            Ok((_, outcome)) => self.storable(block, outcome).map_err(|e| match e {
-                StorageError::Rocks(_) | StorageError::Corrupt { .. } | StorageError::ReadOnly => {
-                    Refusal::Store(e.to_string())
-                }
-                e => Refusal::Invalid(format!("the store would refuse it: {e}")),
-            }),
+            Ok((verified, outcome)) => {
+                let ids = verified.iter().map(VerifiedTx::id).collect();
+                self.storable(block, outcome, ids).map_err(|e| match e {
+                    StorageError::Rocks(_)
+                    | StorageError::Corrupt { .. }
+                    | StorageError::ReadOnly => Refusal::Store(e.to_string()),
+                    e => Refusal::Invalid(format!("the store would refuse it: {e}")),
+                })
+            }
         };
         self.telemetry
             .phase("validate", self.telemetry.clock_secs() - started);
@@ -1145,8 +1163,17 @@ impl NodeCore {
     }
 
     /// Encodes the receipts and runs every check `commit_block` makes
-    /// except the certificate's.
-    fn storable(&self, block: &Block, outcome: BlockOutcome) -> Result<Checked, StorageError> {
+    /// except the certificate's. `ids` are the block's transaction ids, in
+    /// order; [`NodeCore::commit`] uses them instead of hashing again. Ids
+    /// from a body other than the one committed would still be right: the
+    /// store commits a body only if it matches the header's transaction
+    /// root, and so did the body they came from.
+    fn storable(
+        &self,
+        block: &Block,
+        outcome: BlockOutcome,
+        ids: Vec<Hash>,
+    ) -> Result<Checked, StorageError> {
         let receipts: Vec<Vec<u8>> = outcome.receipts.iter().map(codec::encode).collect();
         let block_events = codec::encode(&outcome.events);
         self.store.check_commit_block(
@@ -1161,6 +1188,7 @@ impl NodeCore {
             outcome,
             receipts,
             block_events,
+            ids,
         })
     }
 
@@ -1216,7 +1244,8 @@ impl NodeCore {
         // nothing, so no acknowledged transaction is lost to a bad read.
         let mut attempts = 0;
         let checked = loop {
-            match self.storable(&block, outcome) {
+            let ids = block.txs.iter().map(SignedTx::id).collect();
+            match self.storable(&block, outcome, ids) {
                 Ok(c) => break c,
                 Err(e) => {
                     attempts += 1;
@@ -1516,20 +1545,52 @@ impl NodeCore {
             outcome,
             receipts,
             block_events,
+            ids,
             ..
         } = checked;
         let started = self.telemetry.clock_secs();
         let rejected = outcome.receipts.iter().filter(|r| !r.is_applied()).count();
-        let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
+        // Everything read from the block and its writes is taken before
+        // they move into the batch: the store takes them without a copy.
+        let next_due = match outcome
+            .writes
+            .get(aidledger_execution::contracts::keys::NEXT_DUE)
+        {
+            Some(Some(bytes)) => Some(codec::decode(bytes).ok()),
+            _ => None,
+        };
+        // The writes are sorted: one probe at the prefix, not a pass over
+        // every key the block wrote.
+        let node_prefix = aidledger_execution::contracts::keys::NODE_PREFIX;
+        let registry_changed = outcome
+            .writes
+            .range(node_prefix.to_vec()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(node_prefix));
+        let vset_changed = outcome.validator_set != self.parent.validator_set;
+        let modules_changed = outcome.writes.contains_key(contracts::keys::MODULES)
+            || outcome
+                .writes
+                .contains_key(contracts::keys::UPGRADE_SCHEDULED);
+        let parent = self
+            .parent
+            .child(&block, &outcome, Some(certificate.clone()));
+        let BlockOutcome {
+            writes,
+            accumulator,
+            validator_set,
+            ..
+        } = outcome;
+        let next_validator_set =
+            (validator_set.hash() != block.header.validator_set_hash).then_some(validator_set);
         let batch = CommitBatch {
-            block: block.clone(),
-            certificate: certificate.clone(),
-            state_writes: outcome.writes.clone(),
+            block,
+            certificate,
+            state_writes: writes,
             receipts,
             block_events,
-            accumulator: outcome.accumulator.clone(),
-            next_validator_set: (outcome.validator_set.hash() != block.header.validator_set_hash)
-                .then(|| outcome.validator_set.clone()),
+            accumulator: accumulator.clone(),
+            next_validator_set,
         };
         self.store.commit_block(batch).map_err(|e| {
             anyhow::anyhow!(
@@ -1548,28 +1609,12 @@ impl NodeCore {
         t.count(Count::CommittedTxs, ids.len() as u64);
         t.count(Count::RejectedTxs, rejected as u64);
         t.block_txs(ids.len());
-        if let Some(Some(bytes)) = outcome
-            .writes
-            .get(aidledger_execution::contracts::keys::NEXT_DUE)
-        {
-            self.next_due = codec::decode(bytes).ok();
+        if let Some(due) = next_due {
+            self.next_due = due;
         }
         self.hold_proposal_until = None;
-        // The writes are sorted: one probe at the prefix, not a pass over
-        // every key the block wrote.
-        let node_prefix = aidledger_execution::contracts::keys::NODE_PREFIX;
-        let registry_changed = outcome
-            .writes
-            .range(node_prefix.to_vec()..)
-            .next()
-            .is_some_and(|(k, _)| k.starts_with(node_prefix));
-        let vset_changed = outcome.validator_set != self.parent.validator_set;
-        let modules_changed = outcome.writes.contains_key(contracts::keys::MODULES)
-            || outcome
-                .writes
-                .contains_key(contracts::keys::UPGRADE_SCHEDULED);
-        self.parent = self.parent.child(&block, &outcome, Some(certificate));
-        self.acc = outcome.accumulator;
+        self.parent = parent;
+        self.acc = accumulator;
         self.outcomes.retain(|_, c| c.height > height);
         self.proposal = None;
         self.last_block_full = ids.len() >= self.cfg.max_block_txs;

@@ -6,7 +6,7 @@
 
 use aidledger_audit::synth::{StateMode, SynthChain};
 use aidledger_contracts::payload::{self, Payload};
-use aidledger_crypto::{verify_tx, Keypair};
+use aidledger_crypto::{verify_tx, HashedTx, Keypair};
 use aidledger_node_core::{Admission, Mutants, Screened, TxGossip, TxRefusal};
 use aidledger_types::values::Amount;
 use aidledger_types::{codec, ChainId, Role, Signature, SignedTx, Slug};
@@ -151,10 +151,16 @@ fn verdicts_equal_single_verification_with_or_without_the_cache() {
                 chunk
                     .iter()
                     .cloned()
-                    .map(Screened::Pending)
+                    .map(|tx| Screened::Pending(HashedTx::new(tx)))
                     .collect::<Vec<_>>(),
             );
-            let b = fresh.verify(chunk.iter().cloned().map(Screened::Pending).collect());
+            let b = fresh.verify(
+                chunk
+                    .iter()
+                    .cloned()
+                    .map(|tx| Screened::Pending(tx.into()))
+                    .collect(),
+            );
             for ((tx, x), y) in chunk.iter().zip(a).zip(b) {
                 let single = verify_tx(tx.clone(), &c.genesis.chain_id).map_err(TxRefusal::from);
                 assert_eq!(x, single, "round {round}: cached verdict");
