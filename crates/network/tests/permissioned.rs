@@ -292,6 +292,59 @@ async fn nodes_on_the_previous_and_the_current_wire_version_gossip_and_sync() {
 /// of its bytes and drops repeats for two minutes, so each consensus
 /// publish carries a counter of its own: every resend arrives, and the
 /// receiver gets the payload without the counter.
+/// Publishes on `topic` until the other side sees it, as
+/// [`publish_until_seen`] does for transaction gossip.
+async fn publish_on_until_seen(
+    from: &NetworkHandle,
+    to: &mut Receiver<NetEvent>,
+    topic: Topic,
+    data: &[u8],
+) -> bool {
+    for round in 0..40u32 {
+        let mut d = data.to_vec();
+        d.extend_from_slice(&round.to_le_bytes());
+        from.publish(topic, d).await.unwrap();
+        let seen = wait_for(to, 1, |ev| match ev {
+            NetEvent::Gossip {
+                data: got,
+                topic: t,
+                ..
+            } if *t == topic && got.starts_with(data) => Some(()),
+            _ => None,
+        })
+        .await;
+        if seen.is_some() {
+            return true;
+        }
+    }
+    false
+}
+
+/// A member with no link to a message's publisher still gets it, through
+/// a member that has it: transaction and consensus gossip alike. Three
+/// members in a line, 1 - 2 - 3: 1 and 3 are members to each other, but
+/// neither has the other's address (ADR 009, the change tried without
+/// forwarding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_reaches_a_member_with_no_link_to_its_publisher() {
+    let a = start(1, &[2, 3], vec![], None).await;
+    let mut b = start(2, &[1, 3], vec![a.addr.clone()], None).await;
+    let mut c = start(3, &[1, 2], vec![b.addr.clone()], None).await;
+    // Both links are up before anything is published.
+    assert!(publish_until_seen(&a.handle, &mut b.events, b"warm-up-ab").await);
+    assert!(publish_until_seen(&c.handle, &mut b.events, b"warm-up-cb").await);
+    assert!(
+        publish_until_seen(&a.handle, &mut c.events, b"tx batch from 1").await,
+        "transaction gossip from 1 never reached 3 through 2"
+    );
+    assert!(
+        publish_on_until_seen(&a.handle, &mut c.events, Topic::Consensus, b"vote from 1").await,
+        "consensus gossip from 1 never reached 3 through 2"
+    );
+    // 1 and 3 were never connected: what 3 got came through 2.
+    assert!(!a.handle.connected_peers().contains(&peer(3)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resent_consensus_message_arrives_every_time() {
     let mut a = start(1, &[2], vec![], None).await;
