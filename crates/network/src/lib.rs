@@ -470,6 +470,13 @@ const TX_QUEUE_LEN: usize = 2_000;
 /// The same for consensus gossip, which has its own streams.
 const CONSENSUS_QUEUE_LEN: usize = 5_000;
 
+/// Most message ids in one IHAVE or IWANT per topic. 200 ids of 32
+/// bytes, with their framing, take about 7 KB, so the IHAVEs for a
+/// behaviour's two topics (this wire version's and the previous one's)
+/// stay within the 16 KiB of control messages that gossipsub accepts in
+/// one RPC by default.
+const IHAVE_IDS_MAX: usize = 200;
+
 /// The gossipsub configuration shared by the two behaviours, with the
 /// protocol id prefix that keeps their streams apart.
 fn gossip_config(
@@ -491,6 +498,17 @@ fn gossip_config(
         .mesh_n(8)
         .mesh_n_high(16)
         .mesh_outbound_min(0)
+        // libp2p's defaults send IHAVEs of up to 5,000 message ids
+        // (about 170 KB) but accept control messages of only 16 KiB in
+        // one RPC, and a member that receives more drops the whole
+        // inbound stream, with the messages on it. IHAVEs go to peers
+        // outside the mesh: after a reconnect, or from a node of another
+        // release. Ours name at most IHAVE_IDS_MAX ids, and we accept
+        // control messages up to the RPC size limit, so a node of an
+        // older release (which does not bound its IHAVEs) cannot make us
+        // drop its stream (ADR 009 amendment).
+        .max_control_messages_sent(IHAVE_IDS_MAX)
+        .max_control_message_size(max)
         .flood_publish(true)
         .duplicate_cache_time(Duration::from_secs(120))
         // The topic is part of the id: the same bytes published on two
@@ -1102,4 +1120,28 @@ pub fn psk_fingerprint(psk: &[u8; 32]) -> String {
 #[doc(hidden)]
 pub fn hex_peer(p: &PeerId) -> String {
     hex::encode(p.to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Bytes an id takes in an IHAVE: 32 bytes of SHA-256 and its
+    /// protobuf tag and length.
+    const ID_WIRE_BYTES: usize = 34;
+    /// gossipsub's default limit on the control messages of one RPC, which
+    /// older releases of this node still apply to what they receive.
+    const DEFAULT_CONTROL_BYTES: usize = 16 * 1024;
+
+    /// Our IHAVEs for both of a behaviour's topics fit what any member
+    /// accepts, and we accept control messages up to the RPC size, so
+    /// neither side drops the other's stream over gossip about ids.
+    #[test]
+    fn ihave_gossip_fits_what_every_member_accepts() {
+        let c = gossip_config(GOSSIP_MAX_BYTES, "/test/meshsub", 100).unwrap();
+        assert_eq!(c.max_control_messages_sent(), IHAVE_IDS_MAX);
+        assert!(2 * c.max_control_messages_sent() * ID_WIRE_BYTES < DEFAULT_CONTROL_BYTES);
+        assert_eq!(c.max_control_message_size(), GOSSIP_MAX_BYTES);
+    }
 }
