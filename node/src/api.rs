@@ -20,6 +20,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api_types::*;
+use aidledger_crypto::HashedTx;
 use aidledger_node_core::{Screened, TxRefusal, Verdict};
 
 use crate::api_page::{self, Page, PageQuery, Part};
@@ -209,11 +210,11 @@ fn unavailable(msg: impl Into<String>) -> ApiFailure {
 async fn admit(
     s: &AppState,
     client: Option<ClientIp>,
-    txs: Vec<SignedTx>,
+    txs: Vec<HashedTx>,
 ) -> Result<Vec<Result<Hash, TxRefusal>>, ApiFailure> {
     backlog_has_room(s, txs.len())?;
     let lane = Lane::Client(client.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0));
-    let screened = s.pool.admission().screen(txs);
+    let screened = s.pool.admission().screen_hashed(txs);
     let verdicts: Vec<Verdict> = if screened.iter().any(Screened::is_pending) {
         let chunks = s.pool.submit(lane, screened).map_err(|Busy| busy())?;
         let mut all = Vec::new();
@@ -633,9 +634,12 @@ async fn submit_batch(
     let mut txs = Vec::new();
     let mut slots = Vec::new();
     for (i, h) in req.txs.iter().enumerate() {
+        // Each transaction's id and witness hash are computed here, once,
+        // for the answer, the index look-up and admission.
         let decoded = hex::decode(h.trim())
             .map_err(|_| ("bad-request", "tx must be hex".to_string()))
-            .and_then(|b| SignedTx::decode(&b).map_err(|e| ("bad-request", format!("tx: {e}"))));
+            .and_then(|b| SignedTx::decode(&b).map_err(|e| ("bad-request", format!("tx: {e}"))))
+            .map(HashedTx::new);
         match decoded {
             Ok(tx) => {
                 results.push(BatchItem {
@@ -657,7 +661,7 @@ async fn submit_batch(
     }
     // Transactions already on the chain get their height, not a queue
     // slot: one index read for the whole batch.
-    let ids: Vec<Hash> = txs.iter().map(SignedTx::id).collect();
+    let ids: Vec<Hash> = txs.iter().map(HashedTx::id).collect();
     let mut fresh_txs = Vec::with_capacity(txs.len());
     let mut fresh_slots = Vec::with_capacity(txs.len());
     for ((tx, slot), found) in txs.into_iter().zip(slots).zip(s.store.tx_locations(&ids)) {
@@ -712,7 +716,7 @@ async fn submit(
 ) -> Result<(StatusCode, Json<TxStatus>), ApiFailure> {
     let Json(req) = body.map_err(json_rejection)?;
     let bytes = hex::decode(req.tx.trim()).map_err(|_| bad_request("tx must be hex"))?;
-    let tx = SignedTx::decode(&bytes).map_err(|e| bad_request(format!("tx: {e}")))?;
+    let tx = HashedTx::new(SignedTx::decode(&bytes).map_err(|e| bad_request(format!("tx: {e}")))?);
     let id = tx.id();
     if let Some(done) = committed_status(&s.store, id)? {
         return Ok((StatusCode::OK, Json(done)));

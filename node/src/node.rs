@@ -271,17 +271,29 @@ fn net_config(
 /// How often the memory gauges are sampled.
 const MEMORY_SAMPLE_EVERY: Duration = Duration::from_secs(2);
 
-/// The process's resident set in bytes (VmRSS from /proc/self/status), or
-/// 0 if it cannot be read.
+/// The `kB` fields named in `fields` (such as `VmRSS` or `VmHWM`) from
+/// `/proc/<pid>/status`, or this process's with `pid` `None`, in bytes, in
+/// the order asked; `None` if the file or any field cannot be read.
+pub fn proc_status_bytes<const N: usize>(pid: Option<i32>, fields: [&str; N]) -> Option<[u64; N]> {
+    let path = pid.map_or_else(
+        || "/proc/self/status".to_string(),
+        |p| format!("/proc/{p}/status"),
+    );
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut out = [0u64; N];
+    for (slot, name) in out.iter_mut().zip(fields) {
+        let line = text
+            .lines()
+            .find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(':')))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        *slot = kb.saturating_mul(1024);
+    }
+    Some(out)
+}
+
+/// The process's resident set in bytes (VmRSS), or 0 if it cannot be read.
 fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kb * 1024)
-        })
-        .unwrap_or(0)
+    proc_status_bytes(None, ["VmRSS"]).map_or(0, |[rss]| rss)
 }
 
 /// How long a starting node waits for a store another process still holds.
@@ -611,8 +623,23 @@ async fn run_async(
 
 #[cfg(test)]
 mod tests {
-    use super::read_psk;
+    use super::{proc_status_bytes, read_psk};
     use std::os::unix::fs::PermissionsExt;
+
+    /// The status fields are read whole, by name: this process's peak and
+    /// current resident set, the same through its pid; a field that is
+    /// only a prefix of one, or absent, or a process that is gone, reads
+    /// as nothing.
+    #[test]
+    fn proc_status_fields_are_read_by_their_whole_name() {
+        let [hwm, rss] = proc_status_bytes(None, ["VmHWM", "VmRSS"]).unwrap();
+        assert!(rss > 1024 * 1024 && hwm >= rss, "{hwm} {rss}");
+        let pid = i32::try_from(std::process::id()).unwrap();
+        assert!(proc_status_bytes(Some(pid), ["VmHWM"]).unwrap()[0] >= hwm);
+        assert_eq!(proc_status_bytes(None, ["VmRS"]), None);
+        assert_eq!(proc_status_bytes(None, ["NoSuchField"]), None);
+        assert_eq!(proc_status_bytes(Some(i32::MAX), ["VmRSS"]), None);
+    }
 
     /// A pre-shared key readable by others is refused, like a key file.
     #[test]

@@ -1159,15 +1159,9 @@ fn process_cpu_secs(pid: i32) -> Option<f64> {
 
 /// Peak and current RSS of a process, in MB.
 fn rss_mb(pid: i32) -> Option<(f64, f64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-    };
-    Some((field("VmHWM:")?, field("VmRSS:")?))
+    let [hwm, rss] = aidledger_node::node::proc_status_bytes(Some(pid), ["VmHWM", "VmRSS"])?;
+    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+    Some((mb(hwm), mb(rss)))
 }
 
 fn metric(api: &str, name: &str) -> Option<f64> {
