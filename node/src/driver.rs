@@ -112,6 +112,7 @@ impl Telemetry for NodeTelemetry {
             Count::ExpiredTxs => &m.expired_txs,
             Count::RegossipedTxs => &m.regossiped_txs,
             Count::SyncedBlocks => &m.synced_blocks,
+            Count::SyncPreverifiedTxs => &m.sync_preverified_txs,
             Count::ViewChanges => &m.view_changes,
             Count::CommittedBlocks => &m.committed_blocks,
             Count::CommittedTxs => &m.committed_txs,

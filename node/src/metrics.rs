@@ -43,6 +43,7 @@ pub struct Metrics {
     pub resent_txs: Counter,
     pub expired_txs: Counter,
     pub synced_blocks: Counter,
+    pub sync_preverified_txs: Counter,
     /// The API server's refusals (node/src/http_server.rs).
     pub api_connections_refused: Counter,
     pub api_requests_shed: Counter,
@@ -116,6 +117,7 @@ impl Metrics {
             resent_txs: Counter::default(),
             expired_txs: Counter::default(),
             synced_blocks: Counter::default(),
+            sync_preverified_txs: Counter::default(),
             api_connections_refused: Counter::default(),
             api_requests_shed: Counter::default(),
             api_timeouts: Counter::default(),
@@ -202,7 +204,7 @@ impl Metrics {
         for (name, help, g) in gauges {
             registry.register(name, help, g.clone());
         }
-        let counters: [(&str, &str, &Counter); 30] = [
+        let counters: [(&str, &str, &Counter); 31] = [
             (
                 "net_gossip_in",
                 "Gossip messages received from members",
@@ -326,6 +328,11 @@ impl Metrics {
                 "synced_blocks",
                 "Blocks committed through catch-up",
                 &m.synced_blocks,
+            ),
+            (
+                "sync_preverified_txs",
+                "Transactions of synced blocks whose signatures were verified ahead, on a second thread",
+                &m.sync_preverified_txs,
             ),
             (
                 "api_connections_refused",

@@ -119,6 +119,9 @@ pub enum Count {
     ExpiredTxs,
     RegossipedTxs,
     SyncedBlocks,
+    /// Transactions of synced blocks whose signatures were verified
+    /// ahead, on a second thread.
+    SyncPreverifiedTxs,
     ViewChanges,
     CommittedBlocks,
     CommittedTxs,
