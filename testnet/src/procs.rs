@@ -123,15 +123,19 @@ pub struct InNamespace {
 ///   contention an arena of its own, up to eight per core, and keeps what
 ///   they once held. Two cut a loaded node's peak RSS by about 50 MB
 ///   (14 %) at the same CPU per transaction;
-/// - a fixed mmap threshold of 128 KiB: by default glibc raises it each
+/// - a fixed mmap threshold of 256 KiB: by default glibc raises it each
 ///   time a large block is freed, up to 32 MiB, so a node's large
 ///   buffers (blocks, their encodings, sync answers) come from the heap
 ///   and leave holes it never gives back. After a load, a validator's
-///   heap held 89 MB free of 208 MB; with the fixed threshold, 14 of 59
+///   heap held 89 MB free of 208 MB; with a fixed 128 KiB threshold, 14
+///   of 59. 256 KiB, not 128: the signature library's tables for a batch
+///   of under about 95 signatures take up to about 240 KB, and at 128 KiB
+///   every such batch cost an mmap, its page faults and a munmap (a batch
+///   of 64 verified 12 % slower); the peak RSS did not move
 ///   (docs/benchmarks.md).
 const MALLOC_ENV: [(&str, &str); 2] = [
     ("MALLOC_ARENA_MAX", "2"),
-    ("MALLOC_MMAP_THRESHOLD_", "131072"),
+    ("MALLOC_MMAP_THRESHOLD_", "262144"),
 ];
 
 /// [`spawn_node`], optionally inside a network namespace.
