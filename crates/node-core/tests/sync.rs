@@ -226,3 +226,31 @@ fn nothing_is_verified_ahead_under_a_certificate_the_validators_did_not_sign() {
         "only the block below the bad certificate was verified ahead"
     );
 }
+
+#[test]
+fn only_the_run_of_blocks_that_extends_the_tip_is_taken_from_a_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, head) = source(dir.path());
+    let c = SynthChain::new(&dir.path().join("dst"), StateMode::Store).unwrap();
+    let ahead = Ahead::default();
+    let mut core = wiped_validator(&c, &ahead);
+    let out = core.handle(now(1_010), Event::Peers(vec![0])).unwrap();
+    let (tag, _) = sync_request(&out).unwrap();
+
+    // Heights 1, 2, 4, 3: a gap after 2. Heights 1 and 2 commit, and
+    // nothing after the gap is verified ahead or taken.
+    let mut resp = blocks(&src, 1, head);
+    resp.swap(2, 3);
+    let first_two = (resp[0].0.txs.len() + resp[1].0.txs.len()) as u64;
+    answer(&mut core, 1_020, tag, head, resp);
+    assert_eq!(core.status().height, 2);
+    assert_eq!(ahead.get(), first_two);
+
+    // Then a response that repeats what this node holds and goes on.
+    let out = core.handle(now(12_000), Event::Tick).unwrap();
+    let (tag, from) = sync_request(&out).unwrap();
+    assert_eq!(from, 3);
+    answer(&mut core, 12_010, tag, head, blocks(&src, 1, head));
+    assert_eq!(core.status().height, head);
+    assert_eq!(core.status().state_root, src.accumulator().unwrap().root());
+}
