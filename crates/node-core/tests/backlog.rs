@@ -6,40 +6,25 @@
 //! grace of pending transactions; another account's few still get in, and
 //! a peer's gossip is not held to it.
 
-use std::sync::Arc;
+mod common;
 
 use aidledger_audit::synth::{StateMode, SynthChain};
 use aidledger_contracts::payload::{self, Payload};
 use aidledger_mempool::{MempoolConfig, BACKLOG_SENDER_GRACE as GRACE};
-use aidledger_node_core::{
-    ConsensusSettings, CoreParts, Effect, Event, Mutants, NoTelemetry, NodeCore, Now, StoreState,
-    Verdict,
-};
-use aidledger_storage::Store;
+use aidledger_node_core::{ConsensusSettings, CoreParts, Effect, Event, NodeCore, Verdict};
 use aidledger_types::values::Amount;
 use aidledger_types::{Hash, Role, Slug};
+use common::now;
 
 const FLOOR: usize = 8;
 
 fn core(c: &SynthChain) -> NodeCore {
-    let store: Arc<dyn Store> = c.store.clone();
-    let key = c.validator_keys.values().next().unwrap().clone();
-    let members = aidledger_execution::read_nodes(&StoreState(store.as_ref()))
-        .unwrap()
-        .into_iter()
-        .map(|n| n.key)
-        .filter(|k| *k != key.public())
-        .collect();
+    let base = common::parts(c);
     let parts = CoreParts {
-        chain_id: c.genesis.chain_id.clone(),
         consensus: ConsensusSettings {
             max_block_txs: FLOOR,
             max_block_bytes: 1 << 20,
-            block_interval_ms: 200,
-            empty_block_interval_ms: 1_000,
-            round_timeout_ms: 2_000,
-            max_clock_drift_ms: 5_000,
-            sync_batch: 16,
+            ..base.consensus
         },
         mempool: MempoolConfig {
             max_txs: 100,
@@ -50,29 +35,9 @@ fn core(c: &SynthChain) -> NodeCore {
             backlog_ms: 5_000,
             backlog_min_txs: FLOOR,
         },
-        gossip_max_bytes: 1 << 20,
-        sync_response_max_bytes: 8 << 20,
-        key,
-        next_key: None,
-        store,
-        members,
-        parent: c.parent.clone(),
-        acc: c.acc.clone(),
-        accept_missing_safety_state: true,
-        ran_before: false,
-        restored: false,
-        telemetry: Box::new(NoTelemetry),
-        mutants: Mutants::default(),
-        module_ceiling: Vec::new(),
+        ..base
     };
     NodeCore::new(parts, now(1_000)).unwrap()
-}
-
-fn now(ms: u64) -> Now {
-    Now {
-        wall_ms: 1_700_000_000_000 + ms,
-        mono_ms: ms,
-    }
 }
 
 /// Deposits by `org`'s disburser with nonces `from..to`, checked.

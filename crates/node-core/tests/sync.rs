@@ -5,25 +5,20 @@
 //! blocks' checks. A certified block with a bad signature is still
 //! refused, with the blocks before it committed and nothing of it.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use aidledger_audit::synth::StateMode;
-use aidledger_audit::synth::{build_chain, certificate, SynthChain};
+use aidledger_audit::synth::{build_chain, certificate, StateMode, SynthChain};
 use aidledger_mempool::MempoolConfig;
 use aidledger_node_core::{
-    ConsensusSettings, CoreParts, Count, Effect, Event, Mutants, NodeCore, Now, StoreState,
-    SyncRequest, SyncResponse, Telemetry,
+    ConsensusSettings, CoreParts, Count, Effect, Event, NodeCore, SyncRequest, SyncResponse,
+    Telemetry,
 };
 use aidledger_storage::{RocksStore, Store};
 use aidledger_types::{codec, Block, CommitCertificate};
-
-fn now(ms: u64) -> Now {
-    Now {
-        wall_ms: 1_700_000_000_000 + ms,
-        mono_ms: ms,
-    }
-}
+use common::now;
 
 /// Counts the transactions whose signatures were verified ahead.
 #[derive(Clone, Default)]
@@ -45,40 +40,18 @@ impl Ahead {
 /// chain before, over `c`'s store holding only the genesis: it catches up
 /// by sync without voting.
 fn wiped_validator(c: &SynthChain, ahead: &Ahead) -> NodeCore {
-    let store: Arc<dyn Store> = c.store.clone();
-    let key = c.validator_keys.values().next().unwrap().clone();
-    let members = aidledger_execution::read_nodes(&StoreState(store.as_ref()))
-        .unwrap()
-        .into_iter()
-        .map(|n| n.key)
-        .filter(|k| *k != key.public())
-        .collect();
+    let base = common::parts(c);
     let parts = CoreParts {
-        chain_id: c.genesis.chain_id.clone(),
         consensus: ConsensusSettings {
-            max_block_txs: 1_000,
-            max_block_bytes: 4 << 20,
-            block_interval_ms: 200,
-            empty_block_interval_ms: 1_000,
-            round_timeout_ms: 2_000,
-            max_clock_drift_ms: 5_000,
             sync_batch: 200,
+            ..base.consensus
         },
         mempool: MempoolConfig::default(),
-        gossip_max_bytes: 1 << 20,
         sync_response_max_bytes: 48 << 20,
-        key,
-        next_key: None,
-        store,
-        members,
-        parent: c.parent.clone(),
-        acc: c.acc.clone(),
         accept_missing_safety_state: false,
         ran_before: true,
-        restored: false,
         telemetry: Box::new(ahead.clone()),
-        mutants: Mutants::default(),
-        module_ceiling: Vec::new(),
+        ..base
     };
     NodeCore::new(parts, now(1_000)).unwrap()
 }
@@ -131,126 +104,142 @@ fn source(dir: &std::path::Path) -> (RocksStore, u64) {
     (RocksStore::open(dir.join("src")).unwrap(), built.blocks)
 }
 
-#[test]
-fn a_wiped_validator_asks_at_once_and_catches_up_with_signatures_verified_ahead() {
+/// A source chain, a wiped validator over a store holding only the
+/// genesis, and the sync request it sent when a peer connected.
+struct Setup {
+    _dir: tempfile::TempDir,
+    src: RocksStore,
+    head: u64,
+    c: SynthChain,
+    ahead: Ahead,
+    core: NodeCore,
+    tag: u64,
+}
+
+fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (src, head) = source(dir.path());
     let c = SynthChain::new(&dir.path().join("dst"), StateMode::Store).unwrap();
     let ahead = Ahead::default();
     let mut core = wiped_validator(&c, &ahead);
-
     // A peer connects: the request goes out now, not at the sync tick.
     let out = core.handle(now(1_010), Event::Peers(vec![0])).unwrap();
     let (tag, from) = sync_request(&out).expect("a sync request as soon as a peer connects");
     assert_eq!(from, 1);
+    Setup {
+        _dir: dir,
+        src,
+        head,
+        c,
+        ahead,
+        core,
+        tag,
+    }
+}
 
-    answer(&mut core, 1_020, tag, head, blocks(&src, 1, head));
-    let s = core.status();
-    assert_eq!(s.height, head, "every block of the response committed");
-    assert_eq!(s.state_root, src.accumulator().unwrap().root());
-    assert_eq!(c.store.head().unwrap().unwrap().height, head);
+impl Setup {
+    /// Answers the request in flight with `blocks`.
+    fn answer(&mut self, ms: u64, blocks: Vec<(Block, CommitCertificate)>) {
+        answer(&mut self.core, ms, self.tag, self.head, blocks);
+    }
+
+    /// After a refusal at `refused`: the next sync tick asks from there,
+    /// an honest answer from `from` on brings the node to the source's
+    /// head and state, so the refusal changed nothing.
+    fn recovers_from(&mut self, refused: u64, from: u64) {
+        let out = self.core.handle(now(12_000), Event::Tick).unwrap();
+        let (tag, asked) = sync_request(&out).expect("asks again at the next sync tick");
+        assert_eq!(asked, refused);
+        self.tag = tag;
+        self.answer(12_010, blocks(&self.src, from, self.head));
+        assert_eq!(self.core.status().height, self.head);
+        assert_eq!(
+            self.core.status().state_root,
+            self.src.accumulator().unwrap().root()
+        );
+    }
+}
+
+#[test]
+fn a_wiped_validator_asks_at_once_and_catches_up_with_signatures_verified_ahead() {
+    let mut s = setup();
+    s.answer(1_020, blocks(&s.src, 1, s.head));
+    let st = s.core.status();
+    assert_eq!(st.height, s.head, "every block of the response committed");
+    assert_eq!(st.state_root, s.src.accumulator().unwrap().root());
+    assert_eq!(s.c.store.head().unwrap().unwrap().height, s.head);
     assert!(
-        !s.is_voting,
+        !st.is_voting,
         "caught up after an empty start: abstains first"
     );
+    let txs: u64 = (1..=s.head)
+        .map(|h| s.src.block(h).unwrap().unwrap().txs.len() as u64)
+        .sum();
+    assert_eq!(s.ahead.get(), txs, "every signature verified ahead");
 }
 
 #[test]
 fn a_certified_block_with_a_bad_signature_is_refused_after_the_good_ones_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let (src, head) = source(dir.path());
-    let c = SynthChain::new(&dir.path().join("dst"), StateMode::Store).unwrap();
-    let ahead = Ahead::default();
-    let mut core = wiped_validator(&c, &ahead);
-    let out = core.handle(now(1_010), Event::Peers(vec![0])).unwrap();
-    let (tag, _) = sync_request(&out).unwrap();
-
+    let mut s = setup();
     // Height 3 with one signature spoiled, its transaction root remade and
     // certified by a quorum of the validators' keys: only the node's own
     // signature check can refuse it.
-    let mut resp = blocks(&src, 1, head);
+    let mut resp = blocks(&s.src, 1, s.head);
     let (bad, _) = &mut resp[2];
     bad.txs[150].signature.0[10] ^= 0x40;
     bad.header.tx_root = Block::compute_tx_root(&bad.txs);
-    let set = &c.parent.validator_set;
+    let set = &s.c.parent.validator_set;
     resp[2].1 = certificate(
-        &c.genesis.chain_id,
+        &s.c.genesis.chain_id,
         set,
-        &c.validator_keys,
+        &s.c.validator_keys,
         &resp[2].0,
         set.quorum(),
     )
     .unwrap();
-    let spoiled_root = src.accumulator().unwrap().root();
 
-    answer(&mut core, 1_020, tag, head, resp);
-    assert_eq!(core.status().height, 2, "the blocks before it committed");
-    assert_eq!(c.store.head().unwrap().unwrap().height, 2);
+    s.answer(1_020, resp);
+    assert_eq!(s.core.status().height, 2, "the blocks before it committed");
+    assert_eq!(s.c.store.head().unwrap().unwrap().height, 2);
     assert!(
-        c.store.block(3).unwrap().is_none(),
+        s.c.store.block(3).unwrap().is_none(),
         "nothing of the refused block is stored"
     );
-
-    // The honest blocks from another peer: the refusal changed nothing.
-    let out = core.handle(now(12_000), Event::Tick).unwrap();
-    let (tag, from) = sync_request(&out).expect("asks again at the next sync tick");
-    assert_eq!(from, 3);
-    answer(&mut core, 12_010, tag, head, blocks(&src, 3, head));
-    assert_eq!(core.status().height, head);
-    assert_eq!(core.status().state_root, spoiled_root);
+    s.recovers_from(3, 3);
 }
 
 #[test]
 fn nothing_is_verified_ahead_under_a_certificate_the_validators_did_not_sign() {
-    let dir = tempfile::tempdir().unwrap();
-    let (src, head) = source(dir.path());
-    let c = SynthChain::new(&dir.path().join("dst"), StateMode::Store).unwrap();
-    let ahead = Ahead::default();
-    let mut core = wiped_validator(&c, &ahead);
-    let out = core.handle(now(1_010), Event::Peers(vec![0])).unwrap();
-    let (tag, _) = sync_request(&out).unwrap();
-
+    let mut s = setup();
     // A hostile peer: height 2 (300 transactions) carries height 3's
     // certificate, and heights 3 and 4 follow it. No quorum certified
     // height 2 as sent, so nothing from it on is verified ahead: the
     // peer cannot buy this node's signature work with a bad certificate.
-    let mut resp = blocks(&src, 1, head);
+    let mut resp = blocks(&s.src, 1, s.head);
     resp[1].1 = resp[2].1.clone();
     let setup_txs = resp[0].0.txs.len() as u64;
 
-    answer(&mut core, 1_020, tag, head, resp);
-    assert_eq!(core.status().height, 1, "refused at the bad certificate");
+    s.answer(1_020, resp);
+    assert_eq!(s.core.status().height, 1, "refused at the bad certificate");
     assert_eq!(
-        ahead.get(),
+        s.ahead.get(),
         setup_txs,
         "only the block below the bad certificate was verified ahead"
     );
+    s.recovers_from(2, 2);
 }
 
 #[test]
 fn only_the_run_of_blocks_that_extends_the_tip_is_taken_from_a_response() {
-    let dir = tempfile::tempdir().unwrap();
-    let (src, head) = source(dir.path());
-    let c = SynthChain::new(&dir.path().join("dst"), StateMode::Store).unwrap();
-    let ahead = Ahead::default();
-    let mut core = wiped_validator(&c, &ahead);
-    let out = core.handle(now(1_010), Event::Peers(vec![0])).unwrap();
-    let (tag, _) = sync_request(&out).unwrap();
-
+    let mut s = setup();
     // Heights 1, 2, 4, 3: a gap after 2. Heights 1 and 2 commit, and
     // nothing after the gap is verified ahead or taken.
-    let mut resp = blocks(&src, 1, head);
+    let mut resp = blocks(&s.src, 1, s.head);
     resp.swap(2, 3);
     let first_two = (resp[0].0.txs.len() + resp[1].0.txs.len()) as u64;
-    answer(&mut core, 1_020, tag, head, resp);
-    assert_eq!(core.status().height, 2);
-    assert_eq!(ahead.get(), first_two);
-
+    s.answer(1_020, resp);
+    assert_eq!(s.core.status().height, 2);
+    assert_eq!(s.ahead.get(), first_two);
     // Then a response that repeats what this node holds and goes on.
-    let out = core.handle(now(12_000), Event::Tick).unwrap();
-    let (tag, from) = sync_request(&out).unwrap();
-    assert_eq!(from, 3);
-    answer(&mut core, 12_010, tag, head, blocks(&src, 1, head));
-    assert_eq!(core.status().height, head);
-    assert_eq!(core.status().state_root, src.accumulator().unwrap().root());
+    s.recovers_from(3, 1);
 }
