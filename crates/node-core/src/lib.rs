@@ -15,7 +15,7 @@
 //! (`crates/sim`) both run this code.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use aidledger_consensus::{
@@ -33,7 +33,7 @@ use aidledger_mempool::{
 use aidledger_storage::{CommitBatch, StorageError, Store};
 use aidledger_types::{
     codec, Block, ChainId, CommitCertificate, Hash, OrgId, PublicKey, SignedTx, StateAccumulator,
-    Timestamp,
+    Timestamp, ValidatorSet,
 };
 
 mod admission;
@@ -308,7 +308,7 @@ pub struct NodeCore {
     /// Signatures of the synced block being checked, verified ahead on
     /// another thread (see [`NodeCore::on_sync_response`]): at most one
     /// block's transactions, taken by the check that uses them.
-    preverified: HashMap<Hash, VerifiedTx>,
+    preverified: BTreeMap<Hash, VerifiedTx>,
     /// The peer each outstanding sync request went to and the height it
     /// asked from, by tag (bounded).
     sync_peers: BTreeMap<u64, (Peer, u64)>,
@@ -386,7 +386,7 @@ impl NodeCore {
             last_proposed: None,
             height_started_ms: now.mono_ms,
             sync_in_flight: None,
-            preverified: HashMap::new(),
+            preverified: BTreeMap::new(),
             sync_peers: BTreeMap::new(),
             catching_up: None,
             ran_before: p.ran_before,
@@ -1909,7 +1909,7 @@ impl NodeCore {
         &mut self,
         block: Block,
         cert: CommitCertificate,
-        pre: HashMap<Hash, VerifiedTx>,
+        pre: BTreeMap<Hash, VerifiedTx>,
     ) -> anyhow::Result<bool> {
         let h = block.header.height;
         if let Err(e) = verify_certificate(
@@ -1977,7 +1977,7 @@ impl NodeCore {
         let txs: usize = blocks.iter().map(|(b, _)| b.txs.len()).sum();
         if txs < PREVERIFY_MIN_TXS {
             for (block, cert) in blocks {
-                if !self.apply_synced(block, cert, HashMap::new())? {
+                if !self.apply_synced(block, cert, BTreeMap::new())? {
                     break;
                 }
             }
@@ -2003,27 +2003,7 @@ impl NodeCore {
                 s.spawn(move || {
                     let mut set = Some(set);
                     for (block, cert) in blocks {
-                        let certified = set.as_ref().is_some_and(|s| {
-                            block.header.validator_set_hash == s.hash()
-                                && verify_certificate(
-                                    &cert,
-                                    &chain_id,
-                                    s,
-                                    block.header.height,
-                                    &block.hash(),
-                                )
-                                .is_ok()
-                        });
-                        let pre: HashMap<Hash, VerifiedTx> = if certified {
-                            verify_txs(block.txs.clone(), &chain_id)
-                                .into_iter()
-                                .flatten()
-                                .map(|v| (v.id(), v))
-                                .collect()
-                        } else {
-                            set = None;
-                            HashMap::new()
-                        };
+                        let pre = verify_ahead(&mut set, &chain_id, &block, &cert);
                         if ahead.send((block, cert, pre)).is_err() {
                             return; // The checker stopped at a bad block.
                         }
@@ -2045,6 +2025,33 @@ impl NodeCore {
         }
         Ok(())
     }
+}
+
+/// The signatures of a synced block, verified ahead of its check: those
+/// that verify, by id. Only under a certificate from `set`, the set at the
+/// tip, for a block whose header names that set; otherwise nothing, and
+/// `set` becomes `None` so that no later block of the response is verified
+/// ahead either (past a set change the thread cannot know the set).
+fn verify_ahead(
+    set: &mut Option<ValidatorSet>,
+    chain_id: &ChainId,
+    block: &Block,
+    cert: &CommitCertificate,
+) -> BTreeMap<Hash, VerifiedTx> {
+    let h = &block.header;
+    let certified = set.as_ref().is_some_and(|vs| {
+        h.validator_set_hash == vs.hash()
+            && verify_certificate(cert, chain_id, vs, h.height, &block.hash()).is_ok()
+    });
+    if !certified {
+        *set = None;
+        return BTreeMap::new();
+    }
+    verify_txs(block.txs.clone(), chain_id)
+        .into_iter()
+        .flatten()
+        .map(|v| (v.id(), v))
+        .collect()
 }
 
 /// The highest height a restarted validator must not vote at, if any. A
