@@ -37,6 +37,8 @@ use aidledger_mempool::BACKLOG_SENDER_GRACE;
 const BATCH_BODY_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Longest a submit may wait for its commit.
 const WAIT_MAX_MS: u64 = 120_000;
+/// Longest a block read may wait for its block (`?wait_ms`).
+pub(crate) const BLOCK_WAIT_MAX_MS: u64 = 60_000;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -847,25 +849,84 @@ fn block_view(store: &RocksStore, height: u64) -> Result<BlockView, ApiFailure> 
     })
 }
 
-/// A committed block with its commit certificate.
+/// `GET /v1/blocks/{height}`'s query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BlockWaitQuery {
+    /// For a block not committed yet: wait up to this many milliseconds
+    /// (at most 60000) and answer as soon as it commits, instead of 404 at
+    /// once. A follower of the chain asks for the next height with a wait
+    /// instead of polling. Absent or 0: answer at once.
+    #[param(maximum = 60000)]
+    pub wait_ms: Option<u64>,
+}
+
+/// A committed block with its commit certificate; with `wait_ms`, a block
+/// about to commit as soon as it does.
 #[utoipa::path(
     get,
     path = "/v1/blocks/{height}",
     tag = "blocks",
-    params(("height" = u64, Path, description = "the block height")),
+    params(("height" = u64, Path, description = "the block height"), BlockWaitQuery),
     responses(
         (status = 200, description = "a committed block with its certificate", body = BlockView),
         (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, description = "no such record", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such record (with wait_ms: not committed within the wait)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 410, description = "below this node's base height (it joined from a snapshot)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
     )
 )]
-async fn block_at(State(s): State<AppState>, Path(h): Path<String>) -> ApiResult<BlockView> {
+async fn block_at(
+    State(s): State<AppState>,
+    Path(h): Path<String>,
+    q: Result<Query<BlockWaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<BlockView> {
     let h: u64 = h
         .parse()
         .map_err(|_| bad_request("height must be a number or `latest`"))?;
-    Ok(Json(block_view(&s.store, h)?))
+    let Query(q) = q.map_err(query_rejection)?;
+    let wait_ms = q.wait_ms.unwrap_or(0);
+    if wait_ms > BLOCK_WAIT_MAX_MS {
+        return Err(bad_request(format!(
+            "wait_ms must be 0 to {BLOCK_WAIT_MAX_MS}"
+        )));
+    }
+    if wait_ms > 0 {
+        wait_for_height(&s, h, Duration::from_millis(wait_ms)).await?;
+    }
+    let store = s.store.clone();
+    blocking(move || block_view(&store, h)).await
+}
+
+/// Returns once block `height` is committed here, or after `wait`,
+/// whichever is first; the caller then reads the store either way.
+async fn wait_for_height(s: &AppState, height: u64, wait: Duration) -> Result<(), ApiFailure> {
+    // Subscribe before looking, so a commit between the look and the wait
+    // is not missed. A notice is sent after its block is stored.
+    let mut commits = s.shared.commits.subscribe();
+    let committed = |store: &RocksStore| -> Result<bool, ApiFailure> {
+        Ok(store
+            .head()
+            .map_err(internal)?
+            .is_some_and(|hd| hd.height >= height))
+    };
+    if committed(&s.store)? {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, commits.recv()).await {
+            Ok(Ok(n)) if n.height >= height => return Ok(()),
+            Ok(Ok(_)) => {}
+            // Lagged: notices were missed; the store tells where it is.
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                if committed(&s.store)? {
+                    return Ok(());
+                }
+            }
+            Ok(Err(_)) | Err(_) => return Ok(()),
+        }
+    }
 }
 
 /// The last committed block with its commit certificate.

@@ -87,6 +87,8 @@ pub struct Snapshot {
 /// A committed block's transactions, for waiters.
 #[derive(Clone, Debug)]
 pub struct CommitNotice {
+    /// The committed block's height: it is in the store when this is sent.
+    pub height: u64,
     pub txs: Vec<Hash>,
 }
 
@@ -475,7 +477,10 @@ impl Driver {
             Effect::Committed { height, txs } => {
                 self.shared.metrics.height.set(height as i64);
                 self.snapshots.committed(height);
-                let _ = self.shared.commits.send(Arc::new(CommitNotice { txs }));
+                let _ = self
+                    .shared
+                    .commits
+                    .send(Arc::new(CommitNotice { height, txs }));
             }
             Effect::Members { table, live } => self.set_members(&table, &live).await,
             Effect::Keys { signing, network } => self.keys_moved(signing, network),

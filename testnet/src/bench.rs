@@ -492,17 +492,29 @@ fn presign(
     Ok(out)
 }
 
+/// How long the watcher's request for the next block waits for it to
+/// commit (`GET /v1/blocks/{h}?wait_ms=`): the node answers as the block
+/// commits, so the time recorded is the commit's, not the next poll's.
+const WATCH_WAIT_MS: u64 = 1_000;
+/// A node that has not given the next block for this long (down, or
+/// behind) is left for the next one.
+const WATCH_SWITCH_AFTER: Duration = Duration::from_secs(5);
+
 /// Follows committed blocks on whichever node answers, recording commits.
 fn watch(run: &Run) {
     let agent = agent();
     let mut h = run.heights.lock().map(|g| g.0).unwrap_or(1);
     let mut node = 0usize;
-    let mut fails = 0u32;
+    let mut since = Run::now();
     loop {
         if run.stop_watch.load(Ordering::Relaxed) {
             return;
         }
-        let url = format!("{}/v1/blocks/{h}", run.nodes[node % run.nodes.len()]);
+        let url = format!(
+            "{}/v1/blocks/{h}?wait_ms={WATCH_WAIT_MS}",
+            run.nodes[node % run.nodes.len()]
+        );
+        let asked = Run::now();
         let got = agent.get(&url).call().ok().and_then(|mut r| {
             if r.status().is_success() {
                 r.body_mut()
@@ -516,7 +528,7 @@ fn watch(run: &Run) {
         });
         match got {
             Some(b) => {
-                fails = 0;
+                since = Run::now();
                 let t = run.elapsed_ms();
                 for tx in &b.txs {
                     if let Some(&i) = run.by_id.get(&tx.id) {
@@ -532,13 +544,17 @@ fn watch(run: &Run) {
                 h += 1;
             }
             None => {
-                fails += 1;
-                // Not there yet, or the node is down: after a while try
-                // another node.
-                if fails.is_multiple_of(50) {
+                // Not committed within the wait, or the node is down:
+                // after a while try another node. An answer that came at
+                // once (a refused connection, a node of a release without
+                // the wait) is retried after a pause, not at once.
+                if since.elapsed() >= WATCH_SWITCH_AFTER {
                     node += 1;
+                    since = Run::now();
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                if asked.elapsed() < Duration::from_millis(20) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
         }
     }

@@ -91,6 +91,11 @@ fn declared(api: &str, path: &str, len: u64) -> (u16, String, String, Value) {
     (status, code, error, v)
 }
 
+#[allow(clippy::disallowed_methods)] // a row checks that a wait was waited
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 fn get(api: &str, path: &str) -> (u16, String, String, Value) {
     answer(agent().get(&format!("{api}{path}")).call().unwrap())
 }
@@ -365,6 +370,38 @@ fn every_bad_input_gets_a_clear_answer_and_changes_nothing() {
         "not-found",
         "",
     );
+    for (row, path, needle) in [
+        (
+            "a wait that is not a number",
+            "/v1/blocks/1?wait_ms=soon",
+            "wait_ms",
+        ),
+        ("a negative wait", "/v1/blocks/1?wait_ms=-1", "wait_ms"),
+        (
+            "a wait over the most",
+            "/v1/blocks/1?wait_ms=60001",
+            "0 to 60000",
+        ),
+    ] {
+        expect(row, get(&api, path), 400, "bad-request", needle);
+    }
+    // A wait for a block that does not come ends with the same 404, after
+    // the wait and not before it; a committed block is answered at once.
+    let t0 = now();
+    expect(
+        "a block not made within the wait",
+        get(&api, "/v1/blocks/99999999?wait_ms=300"),
+        404,
+        "not-found",
+        "",
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t0.elapsed()
+    );
+    // (Were it to wait, the agent's 40 s timeout would fail the call.)
+    assert_eq!(get(&api, "/v1/blocks/1?wait_ms=60000").0, 200);
     expect("a bad id", get(&api, "/v1/txs/xyz"), 400, "bad-request", "");
     expect(
         "no such route",
