@@ -39,6 +39,11 @@ const BATCH_BODY_MAX_BYTES: usize = 16 * 1024 * 1024;
 const WAIT_MAX_MS: u64 = 120_000;
 /// Longest a block read may wait for its block (`?wait_ms`).
 pub(crate) const BLOCK_WAIT_MAX_MS: u64 = 60_000;
+/// Most block reads waiting at once. A wait costs nothing but its request
+/// slot, and anyone may ask for one, so without this bound a few hundred
+/// waits would hold every slot of `api.max_requests` (256 by default) for
+/// a minute; past it a read is answered at once, as without `wait_ms`.
+pub(crate) const BLOCK_WAITS_AT_ONCE: usize = 32;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -856,7 +861,8 @@ pub struct BlockWaitQuery {
     /// For a block not committed yet: wait up to this many milliseconds
     /// (at most 60000) and answer as soon as it commits, instead of 404 at
     /// once. A follower of the chain asks for the next height with a wait
-    /// instead of polling. Absent or 0: answer at once.
+    /// instead of polling. Absent or 0: answer at once. At most 32 reads
+    /// wait at once; past them a read is answered at once.
     #[param(maximum = 60000)]
     pub wait_ms: Option<u64>,
 }
@@ -892,7 +898,9 @@ async fn block_at(
         )));
     }
     if wait_ms > 0 {
-        wait_for_height(&s, h, Duration::from_millis(wait_ms)).await?;
+        if let Ok(_permit) = s.explore.block_waits.clone().try_acquire_owned() {
+            wait_for_height(&s, h, Duration::from_millis(wait_ms)).await?;
+        }
     }
     let store = s.store.clone();
     blocking(move || block_view(&store, h)).await

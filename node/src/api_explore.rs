@@ -420,6 +420,10 @@ pub struct ExploreCache {
     /// Proofs built in the last seconds, so a receipt's QR code, asked
     /// for right after its proof, is not built again.
     pub(crate) proof_cache: crate::api_proof::ProofCache,
+    /// Block reads waiting for their block (`?wait_ms`): a permit each, so
+    /// waits cannot take every request slot; past them a read is answered
+    /// at once.
+    pub(crate) block_waits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Default for ExploreCache {
@@ -431,6 +435,7 @@ impl Default for ExploreCache {
                 crate::api_proof::PROOFS_AT_ONCE,
             )),
             proof_cache: Default::default(),
+            block_waits: Arc::new(tokio::sync::Semaphore::new(crate::api::BLOCK_WAITS_AT_ONCE)),
         }
     }
 }

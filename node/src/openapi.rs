@@ -241,6 +241,32 @@ mod tests {
         assert_ne!(status, 503, "{text}");
     }
 
+    /// Waiting block reads are bounded: with every wait taken, a read that
+    /// asks to wait is answered at once (here 404: the block is not made),
+    /// so waits never hold every request slot.
+    #[tokio::test]
+    async fn block_waits_past_the_limit_are_answered_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(dir.path());
+        let app = router(s.clone(), 1 << 16);
+        let held = s
+            .explore
+            .block_waits
+            .try_acquire_many(crate::api::BLOCK_WAITS_AT_ONCE as u32)
+            .unwrap();
+        let req = Request::builder()
+            .uri("/v1/blocks/5?wait_ms=60000")
+            .body(Body::empty())
+            .unwrap();
+        // Were it to wait, it would take the whole minute.
+        let r = tokio::time::timeout(std::time::Duration::from_secs(20), app.oneshot(req))
+            .await
+            .expect("a read past the waits was made to wait")
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+        drop(held);
+    }
+
     /// Every operation has a typed success answer and describes its path
     /// parameters (the hand-written document did not).
     #[test]
