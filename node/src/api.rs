@@ -38,7 +38,7 @@ const BATCH_BODY_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Longest a submit may wait for its commit.
 const WAIT_MAX_MS: u64 = 120_000;
 /// Longest a block read may wait for its block (`?wait_ms`).
-pub(crate) const BLOCK_WAIT_MAX_MS: u64 = 60_000;
+const BLOCK_WAIT_MAX_MS: u64 = 60_000;
 /// Most block reads waiting at once. A wait costs nothing but its request
 /// slot, and anyone may ask for one, so without this bound a few hundred
 /// waits would hold every slot of `api.max_requests` (256 by default) for
@@ -729,7 +729,7 @@ async fn submit(
         return Ok((StatusCode::OK, Json(done)));
     }
     // Subscribe before submitting so a fast commit is not missed.
-    let mut commits = s.shared.commits.subscribe();
+    let commits = s.shared.commits.subscribe();
     match admit(&s, client.map(|c| c.0), vec![tx])
         .await?
         .pop()
@@ -749,21 +749,13 @@ async fn submit(
     if req.wait_ms == 0 {
         return Ok((StatusCode::ACCEPTED, Json(pending)));
     }
-    let wait = Duration::from_millis(req.wait_ms.min(WAIT_MAX_MS));
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        match tokio::time::timeout_at(deadline, commits.recv()).await {
-            Ok(Ok(n)) if n.txs.contains(&id) => break,
-            Ok(Ok(_)) => continue,
-            // Lagged: we may have missed it; the store will tell.
-            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
-                if committed_status(&s.store, id)?.is_some() {
-                    break;
-                }
-            }
-            Ok(Err(_)) | Err(_) => return Ok((StatusCode::ACCEPTED, Json(pending))),
-        }
-    }
+    until_committed(
+        commits,
+        Duration::from_millis(req.wait_ms.min(WAIT_MAX_MS)),
+        |n| n.txs.contains(&id),
+        || Ok(committed_status(&s.store, id)?.is_some()),
+    )
+    .await?;
     match committed_status(&s.store, id)? {
         Some(done) => Ok((StatusCode::OK, Json(done))),
         None => Ok((StatusCode::ACCEPTED, Json(pending))),
@@ -910,25 +902,37 @@ async fn block_at(
 /// whichever is first; the caller then reads the store either way.
 async fn wait_for_height(s: &AppState, height: u64, wait: Duration) -> Result<(), ApiFailure> {
     // Subscribe before looking, so a commit between the look and the wait
-    // is not missed. A notice is sent after its block is stored.
-    let mut commits = s.shared.commits.subscribe();
-    let committed = |store: &RocksStore| -> Result<bool, ApiFailure> {
-        Ok(store
+    // is not missed.
+    let commits = s.shared.commits.subscribe();
+    let stored = || -> Result<bool, ApiFailure> {
+        Ok(s.store
             .head()
             .map_err(internal)?
             .is_some_and(|hd| hd.height >= height))
     };
-    if committed(&s.store)? {
+    if stored()? {
         return Ok(());
     }
+    until_committed(commits, wait, |n| n.height >= height, stored).await
+}
+
+/// Waits on `commits` (subscribed before the caller last looked at the
+/// store) until a notice `is_it`, or `wait` passes. A notice is sent after
+/// its block is stored. When notices were missed (the receiver lagged),
+/// `in_store` says whether the store already has what is waited for.
+async fn until_committed(
+    mut commits: tokio::sync::broadcast::Receiver<Arc<crate::driver::CommitNotice>>,
+    wait: Duration,
+    is_it: impl Fn(&crate::driver::CommitNotice) -> bool,
+    in_store: impl Fn() -> Result<bool, ApiFailure>,
+) -> Result<(), ApiFailure> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, commits.recv()).await {
-            Ok(Ok(n)) if n.height >= height => return Ok(()),
+            Ok(Ok(n)) if is_it(&n) => return Ok(()),
             Ok(Ok(_)) => {}
-            // Lagged: notices were missed; the store tells where it is.
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
-                if committed(&s.store)? {
+                if in_store()? {
                     return Ok(());
                 }
             }
