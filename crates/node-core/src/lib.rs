@@ -94,7 +94,7 @@ impl Default for ConsensusSettings {
         ConsensusSettings {
             max_block_txs: 5000,
             max_block_bytes: 8 * 1024 * 1024,
-            block_interval_ms: 200,
+            block_interval_ms: 100,
             empty_block_interval_ms: 1000,
             round_timeout_ms: 2000,
             max_clock_drift_ms: 5000,

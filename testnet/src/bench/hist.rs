@@ -7,7 +7,8 @@
 use serde::Serialize;
 
 /// Upper bounds of the buckets, in milliseconds: fine where commits land
-/// on a healthy consortium (a block time is 200 ms), coarser in the tail.
+/// on a healthy consortium (a block every 100 ms under load), coarser in
+/// the tail.
 /// A latency above the last bound falls in a final, open bucket.
 const BOUNDS_MS: &[u64] = &[
     10, 25, 50, 75, 100, 125, 150, 175, 200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 900,
