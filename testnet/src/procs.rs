@@ -90,11 +90,25 @@ pub fn is_our_node(pid: i32, home: &Path) -> bool {
     let Some(args) = cmdline(pid) else {
         return false;
     };
+    let own = std::env::current_exe().ok();
+    looks_like_our_node(&args, home, own.as_deref())
+}
+
+/// Whether a command line is a node in `home` that this tool may signal:
+/// `node run --home <home>`, run by a program called aidledger or by this
+/// very program. The nodes a testnet starts run this program's path
+/// (`spawn_node`), so a binary installed or copied under another name still
+/// stops what it started; without the second case it found "no node
+/// running", and a caller that then removed the node's data did so under
+/// a live node.
+fn looks_like_our_node(args: &[String], home: &Path, own_exe: Option<&Path>) -> bool {
+    let Some(program) = args.first() else {
+        return false;
+    };
+    let ours = program.contains("aidledger") || own_exe.is_some_and(|e| Path::new(program) == e);
     let joined = args.join(" ");
     let home = home.display().to_string();
-    args.first().is_some_and(|a| a.contains("aidledger"))
-        && joined.contains("node run")
-        && args.windows(2).any(|w| w[0] == "--home" && w[1] == home)
+    ours && joined.contains("node run") && args.windows(2).any(|w| w[0] == "--home" && w[1] == home)
 }
 
 /// The pid of the running node in `home`, if there is one.
@@ -251,7 +265,39 @@ pub fn stop_all(homes: &[PathBuf], grace: Duration) -> Result<Vec<Stopped>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{gone, still_exiting};
+    use super::{gone, looks_like_our_node, still_exiting};
+    use std::path::Path;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split(' ').map(str::to_string).collect()
+    }
+
+    /// A node started by a binary under another name is still ours when
+    /// that name is this program's path; nothing else without
+    /// "aidledger" in its name is.
+    #[test]
+    fn a_node_of_this_program_is_ours_whatever_its_name() {
+        let home = Path::new("/tmp/tn/state-bank");
+        let own = Some(Path::new("/opt/bin/ledger-b"));
+        let node = |program: &str| args(&format!("{program} node run --home /tmp/tn/state-bank"));
+        assert!(looks_like_our_node(&node("/usr/bin/aidledger"), home, own));
+        assert!(looks_like_our_node(&node("/opt/bin/ledger-b"), home, own));
+        assert!(!looks_like_our_node(&node("/opt/bin/ledger-b"), home, None));
+        assert!(!looks_like_our_node(&node("/usr/bin/other"), home, own));
+        assert!(!looks_like_our_node(&node("/opt/bin/ledger-b2"), home, own));
+        // Another node's home, or not a node at all.
+        assert!(!looks_like_our_node(
+            &args("/opt/bin/ledger-b node run --home /tmp/tn/dev-bank"),
+            home,
+            own
+        ));
+        assert!(!looks_like_our_node(
+            &args("/opt/bin/ledger-b status --home /tmp/tn/state-bank"),
+            home,
+            own
+        ));
+        assert!(!looks_like_our_node(&[], home, own));
+    }
 
     /// A running process is neither gone nor exiting; one that has exited
     /// but is not yet reaped (a zombie with its one thread) is gone; so is

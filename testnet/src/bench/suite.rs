@@ -1732,6 +1732,15 @@ fn catch_up(t: &crate::testnet::TestnetFile, sizes: &Sizes, json_out: bool) -> R
         .find(|o| o.validator)
         .ok_or_else(|| anyhow!("no validator"))?;
     procs::stop_all(std::slice::from_ref(&victim.home), Duration::from_secs(10))?;
+    // A node this tool could not recognise as its own was not signalled:
+    // wiping its data under it would time nothing but its answers.
+    if status_of(&victim.api).is_some() {
+        bail!(
+            "{} still answers at {} after being stopped; its data is left as it is",
+            victim.id,
+            victim.api
+        );
+    }
     let target = t
         .orgs
         .iter()
