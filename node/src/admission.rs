@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::driver::DriverMsg;
 use crate::metrics::Metrics;
@@ -42,15 +43,21 @@ pub const MAX_LANES: usize = 1024;
 /// A gossip message counts as one transaction per this many bytes (its
 /// transactions are not decoded until a worker takes it).
 const GOSSIP_BYTES_PER_TX: usize = 256;
+/// Most units of one peer's queued gossip a worker takes together, as one
+/// signature batch: about one batch chunk (256 signatures), where the
+/// batch equation's cost per signature has levelled off.
+const GOSSIP_FOLLOW_UNITS: usize = 256;
 /// The nice value of the workers (Linux).
 const WORKER_NICE: i32 = 10;
 
 /// The pool's metrics (`aidledger_admission_*`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PoolMetrics {
     pub busy: Counter,
     pub gossip_dropped: Counter,
     pub queue_txs: Gauge,
+    /// Transactions per signature batch.
+    pub batch_txs: Histogram,
 }
 
 impl PoolMetrics {
@@ -59,6 +66,7 @@ impl PoolMetrics {
             busy: m.admission_busy.clone(),
             gossip_dropped: m.admission_gossip_dropped.clone(),
             queue_txs: m.admission_queue_txs.clone(),
+            batch_txs: m.admission_batch_txs.clone(),
         }
     }
 }
@@ -171,17 +179,26 @@ impl Queue {
     /// would, as the batch's fixed cost is shared. The lane gets no more in
     /// its turn than one full chunk, so fairness between lanes is as
     /// before, and a bad signature among them costs only that lane.
+    ///
+    /// A peer's gossip is taken together the same way, up to
+    /// [`GOSSIP_FOLLOW_UNITS`]: when the workers fall behind, a peer's
+    /// messages queue up one per publication (about 20 ms of its clients'
+    /// transactions, a few dozen at moderate load), and each verified
+    /// alone pays a small batch's higher cost per signature.
     fn pop_with_followers(&mut self) -> Option<Vec<Job>> {
         let first = self.pop()?;
         let lane = first.lane;
         let mut units = first.units;
+        let gossip = matches!(first.work, Work::Gossip { .. });
+        let limit = if gossip {
+            GOSSIP_FOLLOW_UNITS
+        } else {
+            CHUNK_TXS
+        };
         let mut jobs = vec![first];
-        if !matches!(jobs[0].work, Work::Client { .. }) {
-            return Some(jobs);
-        }
         while let Some((queued, lane_units)) = self.lanes.get_mut(&lane) {
             let next_fits = queued.front().is_some_and(|j| {
-                matches!(j.work, Work::Client { .. }) && units + j.units <= CHUNK_TXS
+                matches!(j.work, Work::Gossip { .. }) == gossip && units + j.units <= limit
             });
             if !next_fits {
                 break;
@@ -196,7 +213,7 @@ impl Queue {
             jobs.push(job);
             if emptied {
                 self.lanes.remove(&lane);
-                self.client_turn.retain(|l| *l != lane);
+                self.turn_of(lane).retain(|l| *l != lane);
                 break;
             }
         }
@@ -393,13 +410,16 @@ fn worker(inner: &Inner) {
                     clients.push((screened.len(), reply));
                     screened_all.extend(screened);
                 }
-                Work::Gossip { batch } => gossip = Some(batch),
+                Work::Gossip { batch } => gossip.get_or_insert_with(Vec::new).extend(batch),
             }
         }
         if !clients.is_empty() {
             // One batch for the lane's chunks; each client gets its own
             // verdicts, in order. A client may have gone; its verdicts are
             // then unread, and nothing was admitted yet.
+            if let Some(m) = &inner.metrics {
+                m.batch_txs.observe(screened_all.len() as f64);
+            }
             let mut verdicts = inner.admission.verify(screened_all).into_iter();
             for (n, reply) in clients {
                 let _ = reply.send(verdicts.by_ref().take(n).collect());
@@ -407,6 +427,9 @@ fn worker(inner: &Inner) {
         }
         if let Some(batch) = gossip {
             let verdicts = inner.admission.gossip(batch);
+            if let Some(m) = &inner.metrics {
+                m.batch_txs.observe(verdicts.len() as f64);
+            }
             if verdicts.is_empty() {
                 continue;
             }
@@ -487,14 +510,27 @@ mod tests {
     }
 
     #[test]
-    fn gossip_is_never_taken_together() {
-        let peer = Lane::Peer(PeerId::random());
+    fn a_peers_gossip_is_taken_together_up_to_one_batch() {
+        let units = |jobs: &[Job]| jobs.iter().map(|j| j.units).collect::<Vec<_>>();
+        let (peer, other) = (Lane::Peer(PeerId::random()), Lane::Peer(PeerId::random()));
         let mut q = Queue::default();
         q.push(job(peer, 10));
+        q.push(job(other, 10));
         q.push(job(peer, 10));
-        assert_eq!(q.pop_with_followers().expect("work").len(), 1);
-        assert_eq!(q.pop_with_followers().expect("work").len(), 1);
+        q.push(job(peer, GOSSIP_FOLLOW_UNITS - 20));
+        q.push(job(peer, 1));
+        // The peer's first three fill the limit exactly; the other peer's
+        // message is never mixed in, and what would pass the limit waits.
+        let first = q.pop_with_followers().expect("work");
+        assert!(first.iter().all(|j| j.lane == peer));
+        assert_eq!(units(&first), vec![10, 10, GOSSIP_FOLLOW_UNITS - 20]);
+        assert_eq!(units(&q.pop_with_followers().expect("work")), vec![10]);
+        let last = q.pop_with_followers().expect("work");
+        assert!(last.iter().all(|j| j.lane == peer));
+        assert_eq!(units(&last), vec![1]);
         assert!(q.pop_with_followers().is_none());
+        assert_eq!(q.total, 0);
+        assert!(q.lanes.is_empty() && q.peer_turn.is_empty());
         // A full chunk is taken alone.
         q.push(client_job(client(1), CHUNK_TXS));
         q.push(client_job(client(1), 1));

@@ -79,6 +79,7 @@ pub struct Metrics {
     pub net_wire_refused: Counter,
     pub phase_seconds: Family<PhaseLabel, Histogram>,
     pub block_txs: Histogram,
+    pub admission_batch_txs: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -146,6 +147,7 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
             block_txs: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
+            admission_batch_txs: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             registry: Registry::default(),
             libp2p: std::sync::Arc::new(aidledger_network::Libp2pMetrics::new(&mut registry)),
         };
@@ -367,6 +369,11 @@ impl Metrics {
             "block_txs",
             "Transactions per committed block",
             m.block_txs.clone(),
+        );
+        registry.register(
+            "admission_batch_txs",
+            "Transactions per signature batch of the admission pool: a client's chunks taken together, or a peer's gossip taken together",
+            m.admission_batch_txs.clone(),
         );
         Metrics { registry, ..m }
     }
