@@ -189,17 +189,15 @@ impl Queue {
         let first = self.pop()?;
         let lane = first.lane;
         let mut units = first.units;
-        let gossip = matches!(first.work, Work::Gossip { .. });
-        let limit = if gossip {
-            GOSSIP_FOLLOW_UNITS
-        } else {
-            CHUNK_TXS
+        // A lane's jobs are all of its kind: a peer's are gossip, a
+        // client's are its requests.
+        let limit = match lane {
+            Lane::Peer(_) => GOSSIP_FOLLOW_UNITS,
+            Lane::Client(_) => CHUNK_TXS,
         };
         let mut jobs = vec![first];
         while let Some((queued, lane_units)) = self.lanes.get_mut(&lane) {
-            let next_fits = queued.front().is_some_and(|j| {
-                matches!(j.work, Work::Gossip { .. }) == gossip && units + j.units <= limit
-            });
+            let next_fits = queued.front().is_some_and(|j| units + j.units <= limit);
             if !next_fits {
                 break;
             }
