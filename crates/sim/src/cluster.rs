@@ -896,8 +896,10 @@ impl Cluster {
     }
 
     /// What an honest node sends: votes only in views it has not left,
-    /// and, for the height in flight, as its own index in that height's
-    /// validator set (a stale replica would sign with an old index).
+    /// and, for the height in flight, in no view above its live replica's
+    /// and as its own index in that height's validator set (a stale
+    /// replica would have joined a view the live one has not, or sign with
+    /// an old index).
     fn check_sent(&mut self, i: usize, data: &[u8]) {
         let Ok(env) = Envelope::decode(data, MESSAGE_MAX_BYTES) else {
             self.violation(format!("node {i} sent an undecodable consensus message"));
@@ -1035,23 +1037,35 @@ impl Cluster {
         let Some(core) = self.nodes[i].core.as_ref() else {
             return;
         };
-        if h == core.parent().height + 1 {
-            let me = core.status().node_key;
-            if i == 3 && me == self.replacement_key {
-                self.replaced_signed = true;
-            }
-            let signer = core
-                .parent()
-                .validator_set
-                .validators()
-                .get(usize::from(env.from))
-                .map(|v| v.key);
-            if signer != Some(me) {
-                self.violation(format!(
-                    "node {i} sent a {kind} for height {h} as validator {}, which is not its index in that height's set",
-                    env.from
-                ));
-            }
+        if h != core.parent().height + 1 {
+            return;
+        }
+        let status = core.status();
+        let signer = core
+            .parent()
+            .validator_set
+            .validators()
+            .get(usize::from(env.from))
+            .map(|v| v.key);
+        let me = status.node_key;
+        if i == 3 && me == self.replacement_key {
+            self.replaced_signed = true;
+        }
+        // A replica signs nothing for a view above its own: its view only
+        // rises within a height, and this is read after the whole step. A
+        // message above it came from a replica the node no longer runs (an
+        // old validator set's, issue 13).
+        if status.is_voting && v > status.view {
+            self.violation(format!(
+                "node {i} sent a {kind} for view {v} at height {h}, above its replica's view {}",
+                status.view
+            ));
+        }
+        if signer != Some(me) {
+            self.violation(format!(
+                "node {i} sent a {kind} for height {h} as validator {}, which is not its index in that height's set",
+                env.from
+            ));
         }
     }
 
