@@ -305,6 +305,11 @@ pub struct NodeCore {
     last_proposed: Option<(u64, u64)>,
     height_started_ms: u64,
     sync_in_flight: Option<(u64, u64)>,
+    /// Set while the blocks of one sync response are applied: they are
+    /// stored without waiting for the disk, and synced once at the end.
+    defer_sync: bool,
+    /// Blocks stored that way since the last sync.
+    unsynced_blocks: u64,
     /// Signatures of the synced block being checked, verified ahead on
     /// another thread (see [`NodeCore::on_sync_response`]): at most one
     /// block's transactions, taken by the check that uses them.
@@ -386,6 +391,8 @@ impl NodeCore {
             last_proposed: None,
             height_started_ms: now.mono_ms,
             sync_in_flight: None,
+            defer_sync: false,
+            unsynced_blocks: 0,
             preverified: BTreeMap::new(),
             sync_peers: BTreeMap::new(),
             catching_up: None,
@@ -1617,7 +1624,17 @@ impl NodeCore {
             accumulator: accumulator.clone(),
             next_validator_set,
         };
-        self.store.commit_block(batch).map_err(|e| {
+        // A synced block (catch-up) is written without waiting for the
+        // disk; the end of its sync response syncs them all, once (ADR 007
+        // amendment). Any synced write in between, such as the safety state
+        // a replica persists on entering the next height, syncs it too.
+        let stored = if self.defer_sync {
+            self.unsynced_blocks += 1;
+            self.store.commit_block_deferred(batch)
+        } else {
+            self.store.commit_block(batch)
+        };
+        stored.map_err(|e| {
             anyhow::anyhow!(
                 "height {height}: writing certified block {hash} failed: {e}. The node stops; \
                  nothing of this block was written. Fix the cause (disk space, permissions, I/O \
@@ -1974,6 +1991,30 @@ impl NodeCore {
                 fits
             })
             .collect();
+        self.defer_sync = true;
+        let applied = self.apply_response(blocks);
+        self.defer_sync = false;
+        if self.unsynced_blocks > 0 {
+            let n = std::mem::take(&mut self.unsynced_blocks);
+            self.store.sync_writes().map_err(|e| {
+                anyhow::anyhow!(
+                    "syncing the {n} blocks just stored to disk failed: {e}. The node stops; \
+                     at worst it holds fewer blocks when it starts again and fetches them again. \
+                     Fix the cause (disk space, I/O errors in the system log) and start it again"
+                )
+            })?;
+        }
+        applied?;
+        self.note_catch_up_report(asked, head, first);
+        if more {
+            self.request_sync(self.parent.height + 1, None);
+        }
+        Ok(())
+    }
+
+    /// Checks, executes and commits the blocks of one sync response that
+    /// extend the tip, in order, until one fails.
+    fn apply_response(&mut self, blocks: Vec<(Block, CommitCertificate)>) -> anyhow::Result<()> {
         let txs: usize = blocks.iter().map(|(b, _)| b.txs.len()).sum();
         if txs < PREVERIFY_MIN_TXS {
             for (block, cert) in blocks {
@@ -2018,10 +2059,6 @@ impl NodeCore {
                 }
                 Ok(())
             })?;
-        }
-        self.note_catch_up_report(asked, head, first);
-        if more {
-            self.request_sync(self.parent.height + 1, None);
         }
         Ok(())
     }

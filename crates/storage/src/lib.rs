@@ -150,6 +150,19 @@ pub trait Store: Send + Sync {
     /// accumulator's root is the header's state root, no transaction is
     /// already indexed and everything is within the limits.
     fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError>;
+    /// [`Store::commit_block`], with the same checks and the same atomic
+    /// batch, without waiting for the disk: the block is readable at once
+    /// and survives the process's death, but a power loss may take it,
+    /// with every later block committed this way, until the next synced
+    /// write or [`Store::sync_writes`] (ADR 007 amendment, 2026-12-06).
+    /// Only for certified blocks another node can serve again: catch-up.
+    fn commit_block_deferred(&self, batch: CommitBatch) -> Result<(), StorageError> {
+        self.commit_block(batch)
+    }
+    /// Makes every write so far durable, as a synced write would.
+    fn sync_writes(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
     /// Every check [`Store::commit_block`] makes, except those on the
     /// certificate, without writing. A validator runs it before it votes
     /// for a block, so a block it certifies always commits unless the

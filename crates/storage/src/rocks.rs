@@ -774,6 +774,77 @@ impl RocksStore {
         }
     }
 
+    /// Stores a block as [`Store::commit_block`] does, with `wo`.
+    fn commit_block_with(&self, batch: CommitBatch, wo: &WriteOptions) -> Result<(), StorageError> {
+        self.writable()?;
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        refuse_while_installing(self.snapshot_installing()?)?;
+        let head = self.head()?;
+        let genesis = self.genesis_hash()?;
+        let ids = check_commit(&batch, head.as_ref(), genesis, &mut |ids| {
+            self.indexed_heights(ids)
+        })?;
+        let set_change = crate::set_change_of(&batch);
+
+        let CommitBatch {
+            block,
+            certificate,
+            state_writes,
+            receipts,
+            block_events,
+            accumulator,
+            next_validator_set: _,
+        } = batch;
+        let height = block.header.height;
+        let new_head = head_of(&block);
+        let (blocks, certs, state, txs, receipt_cf, meta) = (
+            self.handle(Cf::Blocks)?,
+            self.handle(Cf::Certificates)?,
+            self.handle(Cf::State)?,
+            self.handle(Cf::TxIndex)?,
+            self.handle(Cf::Receipts)?,
+            self.handle(Cf::Meta)?,
+        );
+        let hkey = keys::height(height);
+        let mut wb = WriteBatch::default();
+        wb.put_cf(blocks, hkey, codec::encode(&block));
+        wb.put_cf(certs, hkey, codec::encode(&certificate));
+        wb.put_cf(self.handle(Cf::BlockEvents)?, hkey, block_events);
+        let writes = state_writes.len();
+        for (k, v) in state_writes {
+            match v {
+                Some(v) => wb.put_cf(state, k, v),
+                None => wb.delete_cf(state, k),
+            }
+        }
+        for (i, (id, receipt)) in ids.iter().zip(receipts).enumerate() {
+            let location = TxLocation {
+                height,
+                index: i as u32,
+            };
+            wb.put_cf(txs, keys::tx(id), codec::encode(&location));
+            wb.put_cf(receipt_cf, keys::receipt(height, location.index), receipt);
+        }
+        wb.put_cf(
+            meta,
+            keys::ACCUMULATOR,
+            codec::encode(&AccumulatorBytes(accumulator.to_bytes())),
+        );
+        wb.put_cf(meta, keys::HEAD, codec::encode(&new_head));
+        if let Some(c) = set_change {
+            wb.put_cf(meta, keys::set_change(height), codec::encode(&c));
+        }
+        self.db.write_opt(wb, wo)?;
+        debug!(
+            height,
+            txs = ids.len(),
+            writes,
+            block = %new_head.block_hash.short(),
+            "block stored"
+        );
+        Ok(())
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
         Ok(self.db.write_opt(batch, &synced())?)
     }
@@ -955,73 +1026,18 @@ impl Store for RocksStore {
     }
 
     fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError> {
-        self.writable()?;
-        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        refuse_while_installing(self.snapshot_installing()?)?;
-        let head = self.head()?;
-        let genesis = self.genesis_hash()?;
-        let ids = check_commit(&batch, head.as_ref(), genesis, &mut |ids| {
-            self.indexed_heights(ids)
-        })?;
-        let set_change = crate::set_change_of(&batch);
+        self.commit_block_with(batch, &synced())
+    }
 
-        let CommitBatch {
-            block,
-            certificate,
-            state_writes,
-            receipts,
-            block_events,
-            accumulator,
-            next_validator_set: _,
-        } = batch;
-        let height = block.header.height;
-        let new_head = head_of(&block);
-        let (blocks, certs, state, txs, receipt_cf, meta) = (
-            self.handle(Cf::Blocks)?,
-            self.handle(Cf::Certificates)?,
-            self.handle(Cf::State)?,
-            self.handle(Cf::TxIndex)?,
-            self.handle(Cf::Receipts)?,
-            self.handle(Cf::Meta)?,
-        );
-        let hkey = keys::height(height);
-        let mut wb = WriteBatch::default();
-        wb.put_cf(blocks, hkey, codec::encode(&block));
-        wb.put_cf(certs, hkey, codec::encode(&certificate));
-        wb.put_cf(self.handle(Cf::BlockEvents)?, hkey, block_events);
-        let writes = state_writes.len();
-        for (k, v) in state_writes {
-            match v {
-                Some(v) => wb.put_cf(state, k, v),
-                None => wb.delete_cf(state, k),
-            }
-        }
-        for (i, (id, receipt)) in ids.iter().zip(receipts).enumerate() {
-            let location = TxLocation {
-                height,
-                index: i as u32,
-            };
-            wb.put_cf(txs, keys::tx(id), codec::encode(&location));
-            wb.put_cf(receipt_cf, keys::receipt(height, location.index), receipt);
-        }
-        wb.put_cf(
-            meta,
-            keys::ACCUMULATOR,
-            codec::encode(&AccumulatorBytes(accumulator.to_bytes())),
-        );
-        wb.put_cf(meta, keys::HEAD, codec::encode(&new_head));
-        if let Some(c) = set_change {
-            wb.put_cf(meta, keys::set_change(height), codec::encode(&c));
-        }
-        self.write(wb)?;
-        debug!(
-            height,
-            txs = ids.len(),
-            writes,
-            block = %new_head.block_hash.short(),
-            "block stored"
-        );
-        Ok(())
+    fn commit_block_deferred(&self, batch: CommitBatch) -> Result<(), StorageError> {
+        self.commit_block_with(batch, &WriteOptions::default())
+    }
+
+    fn sync_writes(&self) -> Result<(), StorageError> {
+        self.writable()?;
+        // One write-ahead log for every column family: syncing it makes
+        // every earlier write durable, in order.
+        Ok(self.db.flush_wal(true)?)
     }
 
     fn check_commit_block(

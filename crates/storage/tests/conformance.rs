@@ -61,6 +61,51 @@ fn rocks_store_keeps_everything_across_reopen() {
     assert_matches_model(&store, &chain);
 }
 
+/// Deferred commits (catch-up, ADR 007 amendment of 2026-12-06) make the
+/// same checks, store the same things and are readable at once; a sync
+/// and a reopen keep them, and a synced write after them keeps its place.
+#[test]
+fn deferred_commits_check_and_store_what_synced_commits_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let chain = {
+        let store = RocksStore::open(&path).unwrap();
+        let mut chain = populated(&store, 2);
+        for h in 3..=6u64 {
+            let v = h.to_string();
+            let txs = chain.fresh_txs(3);
+            let b = chain.build(w(&[("k", Some(v.as_str()))]), txs);
+            // A block for the wrong height is refused as commit_block
+            // refuses it, and nothing of it is written.
+            let mut wrong = b.clone();
+            wrong.block.header.height += 1;
+            assert!(store.commit_block_deferred(wrong).is_err());
+            assert_eq!(store.head().unwrap(), chain.head());
+            store.commit_block_deferred(b.clone()).unwrap();
+            chain.apply(&b);
+            assert_matches_model(&store, &chain);
+            // The same block twice: refused, as a synced commit would be.
+            assert!(store.commit_block_deferred(b).is_err());
+        }
+        store.sync_writes().unwrap();
+        store
+            .put_safety_state(b"after the deferred blocks")
+            .unwrap();
+        chain.commit(&store, w(&[("k", Some("7"))]), 1);
+        chain
+    };
+    let store = RocksStore::open(&path).unwrap();
+    assert_matches_model(&store, &chain);
+    assert_eq!(
+        store.safety_state().unwrap(),
+        Some(b"after the deferred blocks".to_vec())
+    );
+    // A read-only store cannot sync, as it cannot write.
+    drop(store);
+    let ro = RocksStore::open_read_only(&path).unwrap();
+    assert!(ro.sync_writes().is_err());
+}
+
 #[test]
 fn mem_snapshot_is_a_deep_copy() {
     let store = MemStore::new();
