@@ -305,11 +305,10 @@ pub struct NodeCore {
     last_proposed: Option<(u64, u64)>,
     height_started_ms: u64,
     sync_in_flight: Option<(u64, u64)>,
-    /// Set while the blocks of one sync response are applied: they are
-    /// stored without waiting for the disk, and synced once at the end.
-    defer_sync: bool,
-    /// Blocks stored that way since the last sync.
-    unsynced_blocks: u64,
+    /// While the blocks of one sync response are applied: how many were
+    /// stored without waiting for the disk; they are synced once at the
+    /// end of the response. `None` otherwise: blocks are synced one by one.
+    unsynced_blocks: Option<u64>,
     /// Signatures of the synced block being checked, verified ahead on
     /// another thread (see [`NodeCore::on_sync_response`]): at most one
     /// block's transactions, taken by the check that uses them.
@@ -391,8 +390,7 @@ impl NodeCore {
             last_proposed: None,
             height_started_ms: now.mono_ms,
             sync_in_flight: None,
-            defer_sync: false,
-            unsynced_blocks: 0,
+            unsynced_blocks: None,
             preverified: BTreeMap::new(),
             sync_peers: BTreeMap::new(),
             catching_up: None,
@@ -1628,11 +1626,9 @@ impl NodeCore {
         // disk; the end of its sync response syncs them all, once (ADR 007
         // amendment). Any synced write in between, such as the safety state
         // a replica persists on entering the next height, syncs it too.
-        let stored = if self.defer_sync {
-            self.unsynced_blocks += 1;
-            self.store.commit_block_deferred(batch)
-        } else {
-            self.store.commit_block(batch)
+        let stored = match &mut self.unsynced_blocks {
+            Some(n) => self.store.commit_block_deferred(batch).map(|()| *n += 1),
+            None => self.store.commit_block(batch),
         };
         stored.map_err(|e| {
             anyhow::anyhow!(
@@ -1991,11 +1987,10 @@ impl NodeCore {
                 fits
             })
             .collect();
-        self.defer_sync = true;
+        self.unsynced_blocks = Some(0);
         let applied = self.apply_response(blocks);
-        self.defer_sync = false;
-        if self.unsynced_blocks > 0 {
-            let n = std::mem::take(&mut self.unsynced_blocks);
+        let n = self.unsynced_blocks.take().unwrap_or(0);
+        if n > 0 {
             self.store.sync_writes().map_err(|e| {
                 anyhow::anyhow!(
                     "syncing the {n} blocks just stored to disk failed: {e}. The node stops; \
