@@ -3,12 +3,15 @@
 //! was wiped asks a peer for blocks as soon as one connects, and a large
 //! response has its signatures verified on a second thread ahead of the
 //! blocks' checks. A certified block with a bad signature is still
-//! refused, with the blocks before it committed and nothing of it.
+//! refused, with the blocks before it committed and nothing of it. The
+//! blocks of one response are stored without waiting for the disk and
+//! synced once, at the response's end.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use aidledger_audit::synth::{build_chain, certificate, StateMode, SynthChain};
 use aidledger_mempool::MempoolConfig;
@@ -16,8 +19,11 @@ use aidledger_node_core::{
     ConsensusSettings, CoreParts, Count, Effect, Event, NodeCore, SyncRequest, SyncResponse,
     Telemetry,
 };
-use aidledger_storage::{RocksStore, Store};
-use aidledger_types::{codec, Block, CommitCertificate};
+use aidledger_storage::{
+    CommitBatch, Head, KeyValues, RocksStore, StateView, StorageError, Store, TxIndexed,
+};
+use aidledger_types::snapshot::{SetChange, SnapshotManifest};
+use aidledger_types::{codec, Block, CommitCertificate, Hash, StateAccumulator};
 use common::now;
 
 /// Counts the transactions whose signatures were verified ahead.
@@ -36,12 +42,170 @@ impl Ahead {
     }
 }
 
+/// What a [`Journal`] saw the core ask its store to make durable, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Write {
+    /// `commit_block` of this height: a synced write.
+    Synced(u64),
+    /// `commit_block_deferred` of this height.
+    Deferred(u64),
+    /// `sync_writes`.
+    Sync,
+}
+
+/// A store that forwards everything to another and notes every commit and
+/// sync, to check when the core makes what it stores durable.
+struct Journal {
+    inner: Arc<dyn Store>,
+    writes: Arc<Mutex<Vec<Write>>>,
+}
+
+impl Journal {
+    fn note(&self, w: Write) {
+        self.writes.lock().unwrap().push(w);
+    }
+}
+
+impl Store for Journal {
+    fn head(&self) -> Result<Option<Head>, StorageError> {
+        self.inner.head()
+    }
+    fn block(&self, height: u64) -> Result<Option<Block>, StorageError> {
+        self.inner.block(height)
+    }
+    fn block_hash(&self, height: u64) -> Result<Option<Hash>, StorageError> {
+        self.inner.block_hash(height)
+    }
+    fn certificate(&self, height: u64) -> Result<Option<CommitCertificate>, StorageError> {
+        self.inner.certificate(height)
+    }
+    fn block_events(&self, height: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.block_events(height)
+    }
+    fn tx_location(&self, id: &Hash) -> Result<Option<TxIndexed>, StorageError> {
+        self.inner.tx_location(id)
+    }
+    fn tx_locations(&self, ids: &[Hash]) -> Vec<Result<Option<TxIndexed>, StorageError>> {
+        self.inner.tx_locations(ids)
+    }
+    fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.state_get(key)
+    }
+    fn state_scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StorageError> {
+        self.inner.state_scan(prefix, start_after, limit)
+    }
+    fn state_view(&self) -> Box<dyn StateView + '_> {
+        self.inner.state_view()
+    }
+    fn accumulator(&self) -> Result<StateAccumulator, StorageError> {
+        self.inner.accumulator()
+    }
+    fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError> {
+        let h = batch.block.header.height;
+        self.inner.commit_block(batch)?;
+        self.note(Write::Synced(h));
+        Ok(())
+    }
+    fn commit_block_deferred(&self, batch: CommitBatch) -> Result<(), StorageError> {
+        let h = batch.block.header.height;
+        self.inner.commit_block_deferred(batch)?;
+        self.note(Write::Deferred(h));
+        Ok(())
+    }
+    fn sync_writes(&self) -> Result<(), StorageError> {
+        self.inner.sync_writes()?;
+        self.note(Write::Sync);
+        Ok(())
+    }
+    fn check_commit_block(
+        &self,
+        block: &Block,
+        state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        receipts: &[Vec<u8>],
+        block_events: &[u8],
+        accumulator: &StateAccumulator,
+    ) -> Result<(), StorageError> {
+        self.inner
+            .check_commit_block(block, state_writes, receipts, block_events, accumulator)
+    }
+    fn put_genesis(
+        &self,
+        genesis_hash: Hash,
+        genesis_bytes: Vec<u8>,
+        initial_state: BTreeMap<Vec<u8>, Vec<u8>>,
+        accumulator: StateAccumulator,
+    ) -> Result<(), StorageError> {
+        self.inner
+            .put_genesis(genesis_hash, genesis_bytes, initial_state, accumulator)
+    }
+    fn genesis(&self) -> Result<Option<(Hash, Vec<u8>)>, StorageError> {
+        self.inner.genesis()
+    }
+    fn put_safety_state(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.inner.put_safety_state(bytes)
+    }
+    fn safety_state(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.safety_state()
+    }
+    fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.meta_get(key)
+    }
+    fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.inner.meta_put(key, value)
+    }
+    fn base(&self) -> Result<u64, StorageError> {
+        self.inner.base()
+    }
+    fn snapshot_begin(
+        &self,
+        genesis_hash: Hash,
+        genesis_bytes: Vec<u8>,
+        height: u64,
+    ) -> Result<(), StorageError> {
+        self.inner
+            .snapshot_begin(genesis_hash, genesis_bytes, height)
+    }
+    fn snapshot_put_chunk(
+        &self,
+        height: u64,
+        pairs: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), StorageError> {
+        self.inner.snapshot_put_chunk(height, pairs)
+    }
+    fn snapshot_finish(
+        &self,
+        manifest: &SnapshotManifest,
+        set_changes: &[SetChange],
+    ) -> Result<Head, StorageError> {
+        self.inner.snapshot_finish(manifest, set_changes)
+    }
+    fn set_changes(&self, after: u64, limit: usize) -> Result<Vec<SetChange>, StorageError> {
+        self.inner.set_changes(after, limit)
+    }
+    fn snapshot_installing(&self) -> Result<Option<u64>, StorageError> {
+        self.inner.snapshot_installing()
+    }
+    fn blocks_range(&self, from: u64, to_inclusive: u64) -> Result<Vec<Block>, StorageError> {
+        self.inner.blocks_range(from, to_inclusive)
+    }
+}
+
 /// A core for a validator of the development consortium that ran on this
 /// chain before, over `c`'s store holding only the genesis: it catches up
 /// by sync without voting.
-fn wiped_validator(c: &SynthChain, ahead: &Ahead) -> NodeCore {
+fn wiped_validator(c: &SynthChain, ahead: &Ahead, writes: &Arc<Mutex<Vec<Write>>>) -> NodeCore {
     let base = common::parts(c);
+    let store: Arc<dyn Store> = Arc::new(Journal {
+        inner: base.store.clone(),
+        writes: writes.clone(),
+    });
     let parts = CoreParts {
+        store,
         consensus: ConsensusSettings {
             sync_batch: 200,
             ..base.consensus
@@ -112,6 +276,8 @@ struct Setup {
     head: u64,
     c: SynthChain,
     ahead: Ahead,
+    /// Every commit and sync the core asked of its store.
+    writes: Arc<Mutex<Vec<Write>>>,
     core: NodeCore,
     tag: u64,
 }
@@ -121,7 +287,8 @@ fn setup() -> Setup {
     let (src, head) = source(dir.path());
     let c = SynthChain::new(&dir.path().join("dst"), StateMode::Store).unwrap();
     let ahead = Ahead::default();
-    let mut core = wiped_validator(&c, &ahead);
+    let writes = Arc::default();
+    let mut core = wiped_validator(&c, &ahead, &writes);
     // A peer connects: the request goes out now, not at the sync tick.
     let out = core.handle(now(1_010), Event::Peers(vec![0])).unwrap();
     let (tag, from) = sync_request(&out).expect("a sync request as soon as a peer connects");
@@ -132,6 +299,7 @@ fn setup() -> Setup {
         head,
         c,
         ahead,
+        writes,
         core,
         tag,
     }
@@ -141,6 +309,11 @@ impl Setup {
     /// Answers the request in flight with `blocks`.
     fn answer(&mut self, ms: u64, blocks: Vec<(Block, CommitCertificate)>) {
         answer(&mut self.core, ms, self.tag, self.head, blocks);
+    }
+
+    /// The commits and syncs since the last call.
+    fn writes(&self) -> Vec<Write> {
+        std::mem::take(&mut *self.writes.lock().unwrap())
     }
 
     /// After a refusal at `refused`: the next sync tick asks from there,
@@ -176,6 +349,21 @@ fn a_wiped_validator_asks_at_once_and_catches_up_with_signatures_verified_ahead(
         .map(|h| s.src.block(h).unwrap().unwrap().txs.len() as u64)
         .sum();
     assert_eq!(s.ahead.get(), txs, "every signature verified ahead");
+    assert_eq!(
+        s.writes(),
+        deferred_then_sync(1, s.head),
+        "the response's blocks stored without waiting for the disk, then one sync"
+    );
+}
+
+/// What the core asks of its store for a sync response whose blocks
+/// `from..=to` it takes: each stored deferred, then one sync at the end
+/// (ADR 007 amendment of 2026-12-06).
+fn deferred_then_sync(from: u64, to: u64) -> Vec<Write> {
+    (from..=to)
+        .map(Write::Deferred)
+        .chain([Write::Sync])
+        .collect()
 }
 
 #[test]
@@ -205,7 +393,13 @@ fn a_certified_block_with_a_bad_signature_is_refused_after_the_good_ones_commit(
         s.c.store.block(3).unwrap().is_none(),
         "nothing of the refused block is stored"
     );
+    assert_eq!(
+        s.writes(),
+        deferred_then_sync(1, 2),
+        "the blocks before the refused one are synced all the same"
+    );
     s.recovers_from(3, 3);
+    assert_eq!(s.writes(), deferred_then_sync(3, s.head));
 }
 
 #[test]
@@ -226,7 +420,9 @@ fn nothing_is_verified_ahead_under_a_certificate_the_validators_did_not_sign() {
         setup_txs,
         "only the block below the bad certificate was verified ahead"
     );
+    assert_eq!(s.writes(), deferred_then_sync(1, 1));
     s.recovers_from(2, 2);
+    assert_eq!(s.writes(), deferred_then_sync(2, s.head));
 }
 
 #[test]
@@ -240,6 +436,9 @@ fn only_the_run_of_blocks_that_extends_the_tip_is_taken_from_a_response() {
     s.answer(1_020, resp);
     assert_eq!(s.core.status().height, 2);
     assert_eq!(s.ahead.get(), first_two);
-    // Then a response that repeats what this node holds and goes on.
+    assert_eq!(s.writes(), deferred_then_sync(1, 2));
+    // Then a response that repeats what this node holds and goes on: the
+    // blocks it holds are neither stored nor synced again.
     s.recovers_from(3, 1);
+    assert_eq!(s.writes(), deferred_then_sync(3, s.head));
 }
