@@ -164,6 +164,11 @@ pub fn household_from_region_key(k: &[u8]) -> Option<Hash> {
 }
 
 // --- attestations: `att/` ------------------------------------------------------------
+// The store's filters follow this layout for household subjects: a key
+// under "att/h" is filtered by everything up to the `/` after its claim
+// (`STATE_LONG_PREFIXES` in crates/storage/src/rocks.rs, ADR 007). A
+// change here costs only speed until that table follows it, never a
+// wrong answer.
 pub const ATTESTATION_PREFIX: &[u8] = b"att/";
 
 fn subject_bytes(s: &Subject) -> Vec<u8> {

@@ -46,7 +46,7 @@ pub mod trace;
 pub use failure::Failure;
 pub use replay::{replay, Progress, ReplayOptions, ReplayOutcome, ReplaySummary, NO_PROGRESS};
 pub use source::{ChainSource, Entry, FileSource, ReplayEnd, StoreSource};
-pub use state::{scan_all, StoreState, ViewState};
+pub use state::{scan_all, StoreState, StoreView, ViewState};
 
 /// Errors that stop an audit before it can give a verdict: the input
 /// cannot be opened or read at all. A chain that can be read but does not

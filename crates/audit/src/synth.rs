@@ -32,7 +32,7 @@ use aidledger_types::{
     Role, SignedTx, Slug, StateAccumulator, Timestamp, ValidatorSet,
 };
 
-use crate::{AuditError, StoreState};
+use crate::{AuditError, StoreState, StoreView};
 
 fn invalid(what: &str, reason: impl std::fmt::Display) -> AuditError {
     AuditError::Invalid {
@@ -169,7 +169,7 @@ impl SynthChain {
         txs: &[VerifiedTx],
     ) -> Result<(Block, BlockOutcome), AuditError> {
         let (ctx, view) = self.context(time);
-        let store_state = StoreState(self.store.as_ref());
+        let store_state = StoreView::new(self.store.as_ref());
         let state: &dyn StateRead = match &self.state {
             Some(m) => m,
             None => &store_state,

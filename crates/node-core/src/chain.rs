@@ -10,7 +10,7 @@ use aidledger_types::{codec, PublicKey, StateAccumulator};
 
 /// Execution's read access to committed state, through the store (one
 /// adapter for the node, the simulator and the auditor).
-pub use aidledger_audit::StoreState;
+pub use aidledger_audit::{StoreState, StoreView};
 /// The mempool's read access to committed accounts.
 pub struct StoreAccounts(pub Arc<dyn Store>);
 

@@ -42,7 +42,7 @@ mod io;
 mod timers;
 
 pub use admission::{Admission, Screened, TxRefusal, Verdict, VERDICT_CACHE};
-pub use chain::{choose_keys, open_chain, KeyChoice, StoreAccounts, StoreState};
+pub use chain::{choose_keys, open_chain, KeyChoice, StoreAccounts, StoreState, StoreView};
 pub use io::{
     CandidateResponse, Channel, Count, Effect, Event, NoTelemetry, Now, Peer, SyncRequest,
     SyncResponse, Telemetry, TxGossip,
@@ -1149,7 +1149,8 @@ impl NodeCore {
             return Ok(());
         }
         let started = self.telemetry.clock_secs();
-        let state = StoreState(self.store.as_ref());
+        // Nothing commits until the check is done: one view for the block.
+        let state = StoreView::new(self.store.as_ref());
         // Transactions already verified on admission, or ahead for a
         // synced block, are not verified again.
         let mempool = &self.mempool;
@@ -1169,6 +1170,7 @@ impl NodeCore {
             &self.acc,
             &known,
         );
+        drop(state);
         let checked = match r {
             Err(BlockInvalid::Execution {
                 source: ExecError::Storage { reason },
@@ -1261,7 +1263,8 @@ impl NodeCore {
             proposer: self.key.public(),
         };
         let store = self.store.clone();
-        let state = StoreState(store.as_ref());
+        // Nothing commits while the block is built: one view for it.
+        let state = StoreView::new(store.as_ref());
         let (mut block, mut outcome) =
             build_block(&self.parent, &ctx, p.view, &txs, &state, &self.acc)?;
         let mut candidates = txs;

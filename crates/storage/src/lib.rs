@@ -33,7 +33,7 @@ pub mod snapshot;
 
 pub use error::StorageError;
 pub use mem::MemStore;
-pub use rocks::{keys, Cf, LegacyTxEntry, PointInTime, RocksStore, StoreMemory};
+pub use rocks::{keys, Cf, LegacyTxEntry, PointInTime, RocksStateView, RocksStore, StoreMemory};
 
 /// Most entries one `state_scan` returns; larger limits are clamped.
 pub const SCAN_LIMIT_MAX: usize = 10_000;
@@ -107,6 +107,39 @@ pub struct CommitBatch {
     pub next_validator_set: Option<ValidatorSet>,
 }
 
+/// Reads of the committed state through a [`Store::state_view`].
+pub trait StateView {
+    /// As [`Store::state_get`].
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    /// As [`Store::state_scan`].
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StorageError>;
+}
+
+/// The view of a store that keeps nothing: every read goes to the store as
+/// it is now. Right for a store whose reads cost no more one at a time (a
+/// map in memory).
+struct LiveView<'a, S: ?Sized>(&'a S);
+
+impl<S: Store + ?Sized> StateView for LiveView<'_, S> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.0.state_get(key)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StorageError> {
+        self.0.state_scan(prefix, start_after, limit)
+    }
+}
+
 /// A transaction's place in the chain and its encoded receipt.
 pub type TxIndexed = (TxLocation, Vec<u8>);
 
@@ -139,6 +172,19 @@ pub trait Store: Send + Sync {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<KeyValues, StorageError>;
+    /// A view of the committed state for many reads in a row while
+    /// nothing commits, as one block's execution makes: its reads answer
+    /// as [`Store::state_get`] and [`Store::state_scan`] do. What a view
+    /// sees of a commit made while it lives depends on the store (a
+    /// RocksDB view reads at a snapshot and sees none; the default view
+    /// reads the store as it is), so a caller drops its view before it
+    /// commits. A store may keep what makes reads cheap inside it (RocksDB:
+    /// one iterator, sought again for each scan, instead of a new iterator
+    /// for every scan), so a view is for one task and a short time: it
+    /// holds the files and memtables of its moment until dropped.
+    fn state_view(&self) -> Box<dyn StateView + '_> {
+        Box::new(LiveView(self))
+    }
     /// The accumulator of the current state; the empty accumulator when
     /// nothing is stored.
     fn accumulator(&self) -> Result<StateAccumulator, StorageError>;

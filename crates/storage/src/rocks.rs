@@ -24,13 +24,14 @@
 //! interprets goes through the canonical codec and its strict decoder, and a
 //! value that fails to decode is reported as [`StorageError::Corrupt`].
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
-    IteratorMode, Options, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
+    DBRawIterator, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
 use serde::{Deserialize, Serialize};
 use tracing::debug;
@@ -58,10 +59,50 @@ const BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
 const WRITE_BUFFERS_BYTES: usize = 64 * 1024 * 1024;
 /// Memtable size of one column family.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
-/// The length of the state keys' prefix that the state's filters also
-/// hold (see `descriptors`): "att/h" and 11 bytes of a household's hash,
+/// The length of the prefix the state's filters hold for most keys (see
+/// [`state_filter_prefix`]): "hh-region/" and 6 bytes of a region code,
 /// for example.
 pub(crate) const STATE_PREFIX_BYTES: usize = 16;
+/// Keys under these leads have a longer filtered prefix: up to and
+/// including their first `/` at or after the offset given. An attestation
+/// about a household is keyed "att/h", the household's 32-byte hash (any
+/// bytes, `/` included), the claim, "/" and the attesting organisation;
+/// its filtered prefix is everything but the organisation. So the scan
+/// for earlier attesters of one claim, which nearly always finds nothing,
+/// is answered by the filters even when the household holds attestations
+/// of other claims; with the first 16 bytes alone it seeked into every
+/// memtable and level (docs/benchmarks.md, 2026-12-06). This is the
+/// contracts' key layout (`contracts/src/keys.rs`) used for speed only:
+/// whatever the layout, a scan seeks in prefix mode only when its prefix
+/// fixes the filtered prefix of every key under it.
+const STATE_LONG_PREFIXES: &[(&[u8], usize)] = &[(b"att/h", 37)];
+/// The state's prefix extractor's name: RocksDB keeps it with each table
+/// file and uses a file's prefix filter only under the same name.
+const STATE_PREFIX_EXTRACTOR: &str = "aidledger.state-prefix.1";
+
+/// The prefix of a state key that the state's filters hold, or `None` for
+/// a key outside the extractor's domain (held by the whole-key filters
+/// only). It depends on no byte after it: every key that starts with the
+/// returned prefix has that same filtered prefix, which is what makes a
+/// prefix-mode seek under any key it returns `Some` for exact.
+pub(crate) fn state_filter_prefix(key: &[u8]) -> Option<&[u8]> {
+    for (lead, from) in STATE_LONG_PREFIXES {
+        if key.starts_with(lead) {
+            let slash = key.get(*from..)?.iter().position(|b| *b == b'/')?;
+            return key.get(..from + slash + 1);
+        }
+    }
+    key.get(..STATE_PREFIX_BYTES)
+}
+
+/// [`state_filter_prefix`] as RocksDB calls it: only on keys in the domain.
+fn state_prefix_transform(key: &[u8]) -> &[u8] {
+    state_filter_prefix(key).unwrap_or(key)
+}
+
+fn state_prefix_in_domain(key: &[u8]) -> bool {
+    state_filter_prefix(key).is_some()
+}
 /// The memtable Bloom filter's share of the memtable's size.
 const MEMTABLE_BLOOM_RATIO: f64 = 0.1;
 const MAX_OPEN_FILES: i32 = 512;
@@ -232,21 +273,42 @@ fn scan_start<'k>(prefix: &'k [u8], start_after: Option<&'k [u8]>) -> &'k [u8] {
 /// find nothing (an attestation's subject and claim seen for the first
 /// time), and for those the seek is the whole cost (`benches/scan.rs`).
 ///
-/// A prefix of at least [`STATE_PREFIX_BYTES`] is searched in prefix mode:
-/// every key under it, and the start key (the prefix, or a `start_after`
-/// that starts with it), share their first `STATE_PREFIX_BYTES`, so the
-/// prefix filters can rule out whole memtables and files. A shorter prefix
-/// is searched in total order, as every other iterator over the state is.
+/// A prefix that fixes a filtered prefix ([`state_filter_prefix`]) is
+/// searched in prefix mode: every key under it, and the start key (the
+/// prefix, or a `start_after` that starts with it), have that filtered
+/// prefix, so the filters can rule out whole memtables and files. Any
+/// other prefix is searched in total order, as every other iterator over
+/// the state is.
 fn scan_options(prefix: &[u8]) -> rocksdb::ReadOptions {
     let mut ro = total_order();
     if let Some(bound) = prefix_successor(prefix) {
         ro.set_iterate_upper_bound(bound);
     }
-    if prefix.len() >= STATE_PREFIX_BYTES {
-        ro.set_total_order_seek(false);
-        ro.set_prefix_same_as_start(true);
+    if seeks_by_prefix(prefix) {
+        prefix_mode(&mut ro);
     }
     ro
+}
+
+/// Whether a scan under `prefix` seeks in prefix mode.
+fn seeks_by_prefix(prefix: &[u8]) -> bool {
+    state_filter_prefix(prefix).is_some()
+}
+
+/// Whether a scan under `prefix` after `start_after` can find nothing
+/// whatever is stored: the start is past every key under the prefix. Such
+/// a scan is answered without seeking (a prefix-mode seek to a start with
+/// another filtered prefix would be searched under that one).
+fn past_prefix(prefix: &[u8], start_after: Option<&[u8]>) -> bool {
+    start_after.is_some_and(|s| s > prefix && !s.starts_with(prefix))
+}
+
+/// Seeks search only the files and memtables whose prefix filter may hold
+/// the sought key's filtered prefix, and the iterator ends where that
+/// prefix changes.
+fn prefix_mode(ro: &mut rocksdb::ReadOptions) {
+    ro.set_total_order_seek(false);
+    ro.set_prefix_same_as_start(true);
 }
 
 /// Read options that ignore the state's prefix extractor: an iterator
@@ -357,6 +419,91 @@ impl PointInTime<'_> {
     }
 }
 
+/// [`Store::state_view`] of a RocksDB store: every read at one snapshot,
+/// and scans through iterators made once and sought again for each scan,
+/// instead of a new iterator for every scan. Building an iterator (a
+/// merging iterator over every memtable and level) was 89 % of an
+/// attestation's scan for earlier attesters, which nearly always finds
+/// nothing (docs/benchmarks.md). Two iterators, made when first needed:
+/// one in prefix mode for prefixes that fix a filtered prefix
+/// ([`state_filter_prefix`]), one in total order for the others. Neither has an upper bound (it
+/// cannot change between seeks); a scan stops at its first key outside
+/// the prefix, as [`scan_from`] does.
+pub struct RocksStateView<'a> {
+    // Both iterators read at `snap`: declared before it, they are dropped
+    // before it is released.
+    prefixed: RefCell<Option<DBRawIterator<'a>>>,
+    ordered: RefCell<Option<DBRawIterator<'a>>>,
+    snap: rocksdb::Snapshot<'a>,
+    store: &'a RocksStore,
+}
+
+impl<'a> RocksStateView<'a> {
+    fn new(store: &'a RocksStore) -> Self {
+        RocksStateView {
+            prefixed: RefCell::new(None),
+            ordered: RefCell::new(None),
+            snap: store.db.snapshot(),
+            store,
+        }
+    }
+
+    fn iterator(&self, prefixed: bool) -> Result<DBRawIterator<'a>, StorageError> {
+        let mut ro = total_order();
+        if prefixed {
+            prefix_mode(&mut ro);
+        }
+        ro.set_snapshot(&self.snap);
+        let store: &'a RocksStore = self.store;
+        Ok(store.db.raw_iterator_cf_opt(store.handle(Cf::State)?, ro))
+    }
+}
+
+impl crate::StateView for RocksStateView<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.snap.get_cf(self.store.handle(Cf::State)?, key)?)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyValues, StorageError> {
+        let limit = limit.min(SCAN_LIMIT_MAX);
+        let mut out = Vec::new();
+        if limit == 0 || past_prefix(prefix, start_after) {
+            return Ok(out);
+        }
+        let prefixed = seeks_by_prefix(prefix);
+        let cell = if prefixed {
+            &self.prefixed
+        } else {
+            &self.ordered
+        };
+        let mut slot = cell.borrow_mut();
+        let iter = match &mut *slot {
+            Some(iter) => iter,
+            None => slot.insert(self.iterator(prefixed)?),
+        };
+        iter.seek(scan_start(prefix, start_after));
+        while let Some((k, v)) = iter.item() {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if Some(k) != start_after {
+                out.push((k.to_vec(), v.to_vec()));
+                if out.len() == limit {
+                    break;
+                }
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+}
+
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RocksStore")
@@ -455,16 +602,19 @@ fn descriptors(opts: &Options) -> Vec<ColumnFamilyDescriptor> {
         .map(|cf| {
             let mut o = opts.clone();
             if *cf == Cf::State {
-                // The state's keys are filtered by their first
-                // STATE_PREFIX_BYTES as well as whole, in memtables and
-                // table files: a scan under a prefix at least that long
-                // that finds nothing is answered by the filters, without
+                // The state's keys are filtered by a prefix
+                // (`state_filter_prefix`) as well as whole, in memtables
+                // and table files: a scan under a prefix that fixes it and
+                // finds nothing is answered by the filters, without
                 // seeking into each level (`scan_options`). Table files
-                // written before this have no prefix entries and are
-                // searched as before; RocksDB checks the extractor a file
-                // was written with before using its filter for prefixes.
-                o.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(
-                    STATE_PREFIX_BYTES,
+                // written under another extractor (the first 16 bytes
+                // before 2026-12-06, or none) are searched as before:
+                // RocksDB checks the extractor's name a file was written
+                // with before using its filter for prefixes.
+                o.set_prefix_extractor(rocksdb::SliceTransform::create(
+                    STATE_PREFIX_EXTRACTOR,
+                    state_prefix_transform,
+                    Some(state_prefix_in_domain),
                 ));
             }
             ColumnFamilyDescriptor::new(cf.name(), o)
@@ -555,6 +705,9 @@ impl RocksStore {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<KeyValues, StorageError> {
+        if past_prefix(prefix, start_after) {
+            return Ok(Vec::new());
+        }
         let mut ro = scan_options(prefix);
         if let Some(snap) = snap {
             ro.set_snapshot(snap);
@@ -1021,6 +1174,10 @@ impl Store for RocksStore {
         self.scan_state(None, prefix, start_after, limit)
     }
 
+    fn state_view(&self) -> Box<dyn crate::StateView + '_> {
+        Box::new(RocksStateView::new(self))
+    }
+
     fn accumulator(&self) -> Result<StateAccumulator, StorageError> {
         accumulator_from(self.raw_get(Cf::Meta, keys::ACCUMULATOR)?)
     }
@@ -1302,8 +1459,39 @@ impl Store for RocksStore {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_successor;
+    use super::{prefix_successor, state_filter_prefix, STATE_PREFIX_BYTES};
     use proptest::prelude::*;
+
+    /// A household attestation's key: "att/h", the hash, claim, "/", org.
+    fn attestation(hash: [u8; 32], claim: &str, org: &str) -> Vec<u8> {
+        let mut k = b"att/h".to_vec();
+        k.extend_from_slice(&hash);
+        k.extend_from_slice(claim.as_bytes());
+        k.push(b'/');
+        k.extend_from_slice(org.as_bytes());
+        k
+    }
+
+    #[test]
+    fn filtered_prefixes_of_the_state_layout() {
+        // A hash full of '/' bytes: the claim's slash is the one after it.
+        let hash = [b'/'; 32];
+        let key = attestation(hash, "income", "civil-affairs");
+        let scan = &key[..key.len() - "civil-affairs".len()];
+        assert_eq!(state_filter_prefix(&key), Some(scan));
+        assert_eq!(state_filter_prefix(scan), Some(scan));
+        // The household alone, or a claim cut short, fixes nothing.
+        assert_eq!(state_filter_prefix(&key[..37]), None);
+        assert_eq!(state_filter_prefix(&key[..40]), None);
+        // Any other key: its first 16 bytes, if it has them.
+        let region = b"hh-region/530102/abc";
+        assert_eq!(
+            state_filter_prefix(region),
+            Some(&region[..STATE_PREFIX_BYTES])
+        );
+        assert_eq!(state_filter_prefix(b"gov/params"), None);
+        assert_eq!(state_filter_prefix(b""), None);
+    }
 
     #[test]
     fn successors_of_edge_prefixes() {
@@ -1325,6 +1513,25 @@ mod tests {
             let inside = key.as_slice() >= prefix.as_slice()
                 && prefix_successor(&prefix).is_none_or(|b| key < b);
             prop_assert_eq!(inside, key.starts_with(&prefix));
+        }
+
+        /// The filtered prefix depends on no byte after it: a key's
+        /// filtered prefix is a prefix of the key, is its own filtered
+        /// prefix, and is every longer key's that starts with it. This is
+        /// what makes a prefix-mode seek under such a prefix exact.
+        #[test]
+        fn the_filtered_prefix_depends_on_nothing_after_it(
+            lead in prop_oneof![Just(b"att/h".to_vec()), Just(b"att/a".to_vec()), Just(b"att/".to_vec()), Just(Vec::new())],
+            body in proptest::collection::vec(prop_oneof![Just(b'/'), Just(b'a'), any::<u8>()], 0..48),
+            tail in proptest::collection::vec(prop_oneof![Just(b'/'), any::<u8>()], 0..8),
+        ) {
+            let key = [lead, body].concat();
+            if let Some(p) = state_filter_prefix(&key) {
+                prop_assert!(key.starts_with(p));
+                prop_assert_eq!(state_filter_prefix(p), Some(p));
+                let longer = [key.as_slice(), tail.as_slice()].concat();
+                prop_assert_eq!(state_filter_prefix(&longer), Some(p));
+            }
         }
     }
 }

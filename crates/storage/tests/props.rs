@@ -74,15 +74,23 @@ proptest! {
         let mem = MemStore::new();
         genesis_with(&rocks, &state);
         genesis_with(&mem, &state);
+        // One view of each store serves every query, as a block's
+        // execution uses it: its iterators are sought again each time.
+        let (mem_view, rocks_view) = (mem.state_view(), rocks.state_view());
         for (prefix, after, limit) in queries {
             let want = model_scan(&state, &prefix, after.as_deref(), limit);
             prop_assert_eq!(&mem.state_scan(&prefix, after.as_deref(), limit).unwrap(), &want);
             prop_assert_eq!(&rocks.state_scan(&prefix, after.as_deref(), limit).unwrap(), &want);
+            prop_assert_eq!(&mem_view.scan(&prefix, after.as_deref(), limit).unwrap(), &want);
+            prop_assert_eq!(&rocks_view.scan(&prefix, after.as_deref(), limit).unwrap(), &want);
+            if let Some(key) = after.as_deref() {
+                prop_assert_eq!(rocks_view.get(key).unwrap(), state.get(key).cloned());
+            }
         }
     }
 
     /// The same with keys around the length of the state's filtered prefix
-    /// (16 bytes): scans under prefixes shorter than it, as long and
+    /// for most keys (16 bytes): scans under prefixes shorter than it, as long and
     /// longer, some keys in table files (written, then the store reopened,
     /// which flushes) and some in the memtable, deleted ones included.
     #[test]
@@ -93,7 +101,7 @@ proptest! {
     ) {
         // 13 shared bytes, then a short random tail: keys of 13 to 17 bytes.
         let long = |tail: &[u8]| -> Vec<u8> {
-            let mut k = b"att/h12345678".to_vec();
+            let mut k = b"anomaly-open/".to_vec();
             k.extend(tail.iter().map(|b| b'a' + b));
             k
         };
@@ -116,6 +124,8 @@ proptest! {
             .map(|(t, v)| (long(&t), v.map(|v| vec![v])))
             .collect();
         chain.commit(&rocks, writes, 1);
+        // Taken after the commit; reused by every query, in both modes.
+        let state_view = rocks.state_view();
         for (cut, tail, after, limit) in queries {
             // A prefix of 0 to 19 bytes of a long key.
             let full = long(&tail);
@@ -125,6 +135,60 @@ proptest! {
             prop_assert_eq!(&rocks.state_scan(&prefix, after.as_deref(), limit).unwrap(), &want);
             let view = rocks.point_in_time();
             prop_assert_eq!(&view.state_scan(&prefix, after.as_deref(), limit).unwrap(), &want);
+            prop_assert_eq!(&state_view.scan(&prefix, after.as_deref(), limit).unwrap(), &want);
+            prop_assert_eq!(state_view.get(&full).unwrap(), chain.state.get(&full).cloned());
+        }
+    }
+
+    /// The same with household attestations, whose filtered prefix runs
+    /// to the slash after the claim: hashes of bytes that include '/',
+    /// claims that share a beginning, keys in table files and in the
+    /// memtable, scans under every cut of a key (the household alone, a
+    /// claim cut short, a whole claim, a whole key) through the store and
+    /// through one state view.
+    #[test]
+    fn attestation_scans_match_the_model(
+        first in btree_set((0usize..3, 0usize..3, 0usize..2), 0..12),
+        second in vec(((0usize..3, 0usize..3, 0usize..2), option::of(0u8..3)), 0..12),
+        queries in vec(((0usize..3, 0usize..3, 0usize..2), 0usize..50, option::of((0usize..3, 0usize..3, 0usize..2)), 1usize..6), 1..16),
+    ) {
+        const HASHES: [[u8; 32]; 3] = [[b'/'; 32], [7; 32], {
+            let mut h = [b'/'; 32];
+            h[31] = 9;
+            h
+        }];
+        const CLAIMS: [&str; 3] = ["in", "income", "disability"];
+        const ORGS: [&str; 2] = ["civil-affairs", "tax"];
+        let key = |(h, c, o): (usize, usize, usize)| -> Vec<u8> {
+            let mut k = b"att/h".to_vec();
+            k.extend_from_slice(&HASHES[h]);
+            k.extend_from_slice(CLAIMS[c].as_bytes());
+            k.push(b'/');
+            k.extend_from_slice(ORGS[o].as_bytes());
+            k
+        };
+        let initial: State = first.iter().map(|t| (key(*t), vec![1])).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let rocks = RocksStore::open(&path).unwrap();
+        genesis_with(&rocks, &initial);
+        drop(rocks);
+        // Reopening flushes the initial state into a table file.
+        let rocks = RocksStore::open(&path).unwrap();
+        let mut chain = Chain::new(genesis_hash(), &initial);
+        let writes: Writes = second
+            .into_iter()
+            .map(|(t, v)| (key(t), v.map(|v| vec![v])))
+            .collect();
+        chain.commit(&rocks, writes, 1);
+        let state_view = rocks.state_view();
+        for (of, cut, after, limit) in queries {
+            let full = key(of);
+            let prefix = &full[..cut.min(full.len())];
+            let after = after.map(key);
+            let want = model_scan(&chain.state, prefix, after.as_deref(), limit);
+            prop_assert_eq!(&rocks.state_scan(prefix, after.as_deref(), limit).unwrap(), &want);
+            prop_assert_eq!(&state_view.scan(prefix, after.as_deref(), limit).unwrap(), &want);
         }
     }
 }
