@@ -77,7 +77,11 @@ pub(crate) const STATE_PREFIX_BYTES: usize = 16;
 /// fixes the filtered prefix of every key under it.
 const STATE_LONG_PREFIXES: &[(&[u8], usize)] = &[(b"att/h", 37)];
 /// The state's prefix extractor's name: RocksDB keeps it with each table
-/// file and uses a file's prefix filter only under the same name.
+/// file and uses a file's prefix filter only under the same name. It must
+/// change whenever [`state_filter_prefix`] does: under the old name, the
+/// filters of files written before would be asked about prefixes they
+/// never held, and scans would miss keys in them (a test reuses the fixed
+/// extractor's name and loses keys).
 const STATE_PREFIX_EXTRACTOR: &str = "aidledger.state-prefix.1";
 
 /// The prefix of a state key that the state's filters hold, or `None` for
@@ -1470,6 +1474,94 @@ mod tests {
         k.push(b'/');
         k.extend_from_slice(org.as_bytes());
         k
+    }
+
+    /// A store written by a build before 2026-12-06, whose state filters
+    /// held the first 16 bytes of each key, then opened by this build:
+    /// RocksDB must not use the old files' filters for the new prefixes.
+    /// Every scan under every cut of every key, through the store and a
+    /// view, over old files, new files and the memtable, is exact.
+    #[test]
+    fn scans_are_exact_over_files_written_under_the_16_byte_extractor() {
+        use crate::Store;
+        use rocksdb::{ColumnFamilyDescriptor, SliceTransform, DB};
+        use std::collections::BTreeMap;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let hashes = [
+            [b'/'; 32],
+            [7; 32],
+            [b'/', 1, 2, b'/'].repeat(8).try_into().unwrap(),
+        ];
+        let all: Vec<Vec<u8>> = hashes
+            .iter()
+            .flat_map(|h| {
+                ["in", "income", "disability"]
+                    .into_iter()
+                    .flat_map(move |c| ["a", "tax"].into_iter().map(move |o| attestation(*h, c, o)))
+            })
+            .collect();
+        // A third each: old files, new files, the memtable.
+        let part = |i: usize| all.iter().skip(i).step_by(3).cloned().collect::<Vec<_>>();
+        let mut model = BTreeMap::new();
+        {
+            let (opts, _cache) = super::options();
+            let legacy: Vec<ColumnFamilyDescriptor> = super::Cf::ALL
+                .iter()
+                .map(|cf| {
+                    let mut o = opts.clone();
+                    if *cf == super::Cf::State {
+                        o.set_prefix_extractor(SliceTransform::create_fixed_prefix(16));
+                    }
+                    ColumnFamilyDescriptor::new(cf.name(), o)
+                })
+                .collect();
+            let db = DB::open_cf_descriptors(&opts, &path, legacy).unwrap();
+            let cf = db.cf_handle(super::Cf::State.name()).unwrap();
+            for k in part(0) {
+                db.put_cf(cf, &k, b"old").unwrap();
+                model.insert(k, b"old".to_vec());
+            }
+            db.flush_cf(cf).unwrap();
+        }
+        let store = super::RocksStore::open(&path).unwrap();
+        for k in part(1) {
+            store.raw_put(super::Cf::State, &k, b"new").unwrap();
+            model.insert(k, b"new".to_vec());
+        }
+        store
+            .db
+            .flush_cf(store.handle(super::Cf::State).unwrap())
+            .unwrap();
+        for k in part(2) {
+            store.raw_put(super::Cf::State, &k, b"mem").unwrap();
+            model.insert(k, b"mem".to_vec());
+        }
+        let files = std::fs::read_dir(&path)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "sst")
+            })
+            .count();
+        assert!(files >= 2, "old and new table files: {files}");
+        let view = store.state_view();
+        for key in &all {
+            for cut in [0, 5, 36, 37, 38, 40, 41, 42, 43, 44, 47, key.len()] {
+                let prefix = &key[..cut.min(key.len())];
+                let want: Vec<(Vec<u8>, Vec<u8>)> = model
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(prefix))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                assert_eq!(store.state_scan(prefix, None, 100).unwrap(), want);
+                assert_eq!(view.scan(prefix, None, 100).unwrap(), want);
+            }
+        }
     }
 
     #[test]
