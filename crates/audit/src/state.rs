@@ -1,16 +1,21 @@
 //! Reading state, from a store or from the replay's own memory.
 
 use aidledger_execution::{ExecError, StateRead};
-use aidledger_storage::{KeyValues, StateView, Store, SCAN_LIMIT_MAX};
+use aidledger_storage::{KeyValues, StateView, StorageError, Store, SCAN_LIMIT_MAX};
+
+/// A store's failure as execution reports it.
+fn exec_error(e: StorageError) -> ExecError {
+    ExecError::Storage {
+        reason: e.to_string(),
+    }
+}
 
 /// Execution's read interface over a store's committed state.
 pub struct StoreState<'a>(pub &'a dyn Store);
 
 impl StateRead for StoreState<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
-        self.0.state_get(key).map_err(|e| ExecError::Storage {
-            reason: e.to_string(),
-        })
+        self.0.state_get(key).map_err(exec_error)
     }
 
     fn scan(
@@ -21,9 +26,7 @@ impl StateRead for StoreState<'_> {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError> {
         self.0
             .state_scan(prefix, start_after, limit)
-            .map_err(|e| ExecError::Storage {
-                reason: e.to_string(),
-            })
+            .map_err(exec_error)
     }
 }
 
@@ -40,9 +43,7 @@ impl<'a> StoreView<'a> {
 
 impl StateRead for StoreView<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
-        self.0.get(key).map_err(|e| ExecError::Storage {
-            reason: e.to_string(),
-        })
+        self.0.get(key).map_err(exec_error)
     }
 
     fn scan(
@@ -51,11 +52,7 @@ impl StateRead for StoreView<'_> {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError> {
-        self.0
-            .scan(prefix, start_after, limit)
-            .map_err(|e| ExecError::Storage {
-                reason: e.to_string(),
-            })
+        self.0.scan(prefix, start_after, limit).map_err(exec_error)
     }
 }
 
@@ -65,9 +62,7 @@ pub struct ViewState<'a>(pub &'a aidledger_storage::PointInTime<'a>);
 
 impl StateRead for ViewState<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
-        self.0.state_get(key).map_err(|e| ExecError::Storage {
-            reason: e.to_string(),
-        })
+        self.0.state_get(key).map_err(exec_error)
     }
 
     fn scan(
@@ -78,9 +73,7 @@ impl StateRead for ViewState<'_> {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError> {
         self.0
             .state_scan(prefix, start_after, limit)
-            .map_err(|e| ExecError::Storage {
-                reason: e.to_string(),
-            })
+            .map_err(exec_error)
     }
 }
 
