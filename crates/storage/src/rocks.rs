@@ -104,7 +104,9 @@ fn state_prefix_transform(key: &[u8]) -> &[u8] {
     state_filter_prefix(key).unwrap_or(key)
 }
 
-fn state_prefix_in_domain(key: &[u8]) -> bool {
+/// Whether `key` has a filtered prefix: RocksDB's domain of the
+/// extractor, and the prefixes a scan seeks under in prefix mode.
+fn has_filtered_prefix(key: &[u8]) -> bool {
     state_filter_prefix(key).is_some()
 }
 /// The memtable Bloom filter's share of the memtable's size.
@@ -288,15 +290,10 @@ fn scan_options(prefix: &[u8]) -> rocksdb::ReadOptions {
     if let Some(bound) = prefix_successor(prefix) {
         ro.set_iterate_upper_bound(bound);
     }
-    if seeks_by_prefix(prefix) {
+    if has_filtered_prefix(prefix) {
         prefix_mode(&mut ro);
     }
     ro
-}
-
-/// Whether a scan under `prefix` seeks in prefix mode.
-fn seeks_by_prefix(prefix: &[u8]) -> bool {
-    state_filter_prefix(prefix).is_some()
 }
 
 /// Whether a scan under `prefix` after `start_after` can find nothing
@@ -336,36 +333,35 @@ fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// The pairs of a state scan from an iterator positioned at
-/// [`scan_start`]: at most `limit` (clamped to [`SCAN_LIMIT_MAX`]) under
-/// `prefix`, strictly after `start_after`.
-fn scan_from<I>(
-    iter: I,
+/// The pairs of a state scan through `iter`, sought to [`scan_start`]:
+/// at most `limit` (clamped to [`SCAN_LIMIT_MAX`]) under `prefix`,
+/// strictly after `start_after`. Both a scan's own iterator and a state
+/// view's reused one go through here.
+fn scan_with(
+    iter: &mut DBRawIterator<'_>,
     prefix: &[u8],
     start_after: Option<&[u8]>,
     limit: usize,
-) -> Result<KeyValues, StorageError>
-where
-    I: Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>>,
-{
+) -> Result<KeyValues, StorageError> {
     let limit = limit.min(SCAN_LIMIT_MAX);
     let mut out = Vec::new();
-    if limit == 0 {
+    if limit == 0 || past_prefix(prefix, start_after) {
         return Ok(out);
     }
-    for item in iter {
-        let (k, v) = item?;
+    iter.seek(scan_start(prefix, start_after));
+    while let Some((k, v)) = iter.item() {
         if !k.starts_with(prefix) {
             break;
         }
-        if Some(&*k) == start_after {
-            continue;
+        if Some(k) != start_after {
+            out.push((k.to_vec(), v.to_vec()));
+            if out.len() == limit {
+                break;
+            }
         }
-        out.push((k.into_vec(), v.into_vec()));
-        if out.len() == limit {
-            break;
-        }
+        iter.next();
     }
+    iter.status()?;
     Ok(out)
 }
 
@@ -432,7 +428,7 @@ impl PointInTime<'_> {
 /// one in prefix mode for prefixes that fix a filtered prefix
 /// ([`state_filter_prefix`]), one in total order for the others. Neither has an upper bound (it
 /// cannot change between seeks); a scan stops at its first key outside
-/// the prefix, as [`scan_from`] does.
+/// the prefix ([`scan_with`]).
 pub struct RocksStateView<'a> {
     // Both iterators read at `snap`: declared before it, they are dropped
     // before it is released.
@@ -474,12 +470,7 @@ impl crate::StateView for RocksStateView<'_> {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<KeyValues, StorageError> {
-        let limit = limit.min(SCAN_LIMIT_MAX);
-        let mut out = Vec::new();
-        if limit == 0 || past_prefix(prefix, start_after) {
-            return Ok(out);
-        }
-        let prefixed = seeks_by_prefix(prefix);
+        let prefixed = has_filtered_prefix(prefix);
         let cell = if prefixed {
             &self.prefixed
         } else {
@@ -490,21 +481,7 @@ impl crate::StateView for RocksStateView<'_> {
             Some(iter) => iter,
             None => slot.insert(self.iterator(prefixed)?),
         };
-        iter.seek(scan_start(prefix, start_after));
-        while let Some((k, v)) = iter.item() {
-            if !k.starts_with(prefix) {
-                break;
-            }
-            if Some(k) != start_after {
-                out.push((k.to_vec(), v.to_vec()));
-                if out.len() == limit {
-                    break;
-                }
-            }
-            iter.next();
-        }
-        iter.status()?;
-        Ok(out)
+        scan_with(iter, prefix, start_after, limit)
     }
 }
 
@@ -618,7 +595,7 @@ fn descriptors(opts: &Options) -> Vec<ColumnFamilyDescriptor> {
                 o.set_prefix_extractor(rocksdb::SliceTransform::create(
                     STATE_PREFIX_EXTRACTOR,
                     state_prefix_transform,
-                    Some(state_prefix_in_domain),
+                    Some(has_filtered_prefix),
                 ));
             }
             ColumnFamilyDescriptor::new(cf.name(), o)
@@ -709,19 +686,12 @@ impl RocksStore {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<KeyValues, StorageError> {
-        if past_prefix(prefix, start_after) {
-            return Ok(Vec::new());
-        }
         let mut ro = scan_options(prefix);
         if let Some(snap) = snap {
             ro.set_snapshot(snap);
         }
-        let iter = self.db.iterator_cf_opt(
-            self.handle(Cf::State)?,
-            ro,
-            IteratorMode::From(scan_start(prefix, start_after), Direction::Forward),
-        );
-        scan_from(iter, prefix, start_after, limit)
+        let mut iter = self.db.raw_iterator_cf_opt(self.handle(Cf::State)?, ro);
+        scan_with(&mut iter, prefix, start_after, limit)
     }
 
     /// What the store holds in memory now, by RocksDB's own accounting:
