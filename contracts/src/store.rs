@@ -103,40 +103,58 @@ impl StoreRead for Overlay<'_> {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Entries, ContractError> {
-        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        if limit == 0 {
-            return Ok(out);
+        scan_over(&self.writes, prefix, start_after, limit, &mut |p, a, l| {
+            self.base.scan(p, a, l)
+        })
+    }
+}
+
+/// A base state's scan, for [`scan_over`]: prefix, start, limit.
+pub type BaseScan<'a, E> = dyn FnMut(&[u8], Option<&[u8]>, usize) -> Result<Entries, E> + 'a;
+
+/// A scan of the state that `writes` (`None` deletes) leave over a base
+/// whose own scan is `base`: up to `limit` pairs under `prefix`, in key
+/// order, strictly after `start_after`. The base is read a page at a time;
+/// when a page is full, only keys up to its last are known to be complete,
+/// so the writes beyond it wait for the next page.
+pub fn scan_over<E>(
+    writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    prefix: &[u8],
+    start_after: Option<&[u8]>,
+    limit: usize,
+    base: &mut BaseScan<'_, E>,
+) -> Result<Entries, E> {
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    let mut cursor: Option<Vec<u8>> = start_after.map(<[u8]>::to_vec);
+    loop {
+        let page = base(prefix, cursor.as_deref(), limit)?;
+        let upper: Option<Vec<u8>> = if page.len() == limit {
+            page.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            page.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        for (k, v) in range_after(writes, prefix, cursor.as_deref()) {
+            if upper.as_ref().is_some_and(|u| k > u) {
+                break;
+            }
+            merged.insert(k.clone(), v.clone());
         }
-        let mut cursor: Option<Vec<u8>> = start_after.map(<[u8]>::to_vec);
-        loop {
-            let base = self.base.scan(prefix, cursor.as_deref(), limit)?;
-            // When the base returned a full page, only keys up to its last
-            // key are known to be complete; beyond it we fetch another page.
-            let upper: Option<Vec<u8>> = if base.len() == limit {
-                base.last().map(|(k, _)| k.clone())
-            } else {
-                None
-            };
-            let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
-                base.into_iter().map(|(k, v)| (k, Some(v))).collect();
-            for (k, v) in range_after(&self.writes, prefix, cursor.as_deref()) {
-                if upper.as_ref().is_some_and(|u| k > u) {
-                    break;
-                }
-                merged.insert(k.clone(), v.clone());
-            }
-            for (k, v) in merged {
-                if let Some(v) = v {
-                    out.push((k, v));
-                    if out.len() == limit {
-                        return Ok(out);
-                    }
+        for (k, v) in merged {
+            if let Some(v) = v {
+                out.push((k, v));
+                if out.len() == limit {
+                    return Ok(out);
                 }
             }
-            match upper {
-                Some(u) => cursor = Some(u),
-                None => return Ok(out),
-            }
+        }
+        match upper {
+            Some(u) => cursor = Some(u),
+            None => return Ok(out),
         }
     }
 }

@@ -171,7 +171,7 @@ impl Failure {
             B::HeaderVersion { height, got, known } => Failure::at(
                 *height,
                 "block",
-                format!("has header format {got}; this auditor knows format {known}"),
+                format!("has header format {got}; this auditor knows formats {known}"),
             ),
             B::TooManyTxs {
                 height,

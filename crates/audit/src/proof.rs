@@ -30,6 +30,7 @@ use aidledger_types::merkle::{self, MerkleProof};
 use aidledger_types::snapshot::{SetChange, SET_CHANGES_MAX};
 use aidledger_types::{
     codec, BlockHeader, ChainId, CommitCertificate, Currency, Hash, Slug, HEADER_VERSION,
+    HEADER_VERSION_PIPELINED,
 };
 
 use crate::state::StoreState;
@@ -656,11 +657,12 @@ fn check_inclusion<'a>(
     if &h.chain_id != chain {
         return Err(fail(step, format!("its block is for chain {}", h.chain_id)));
     }
-    if h.version != HEADER_VERSION {
+    if h.version != HEADER_VERSION && h.version != HEADER_VERSION_PIPELINED {
         return Err(fail(
             step,
             format!(
-                "its block has header format {}, this build checks {HEADER_VERSION}",
+                "its block has header format {}, this build checks {HEADER_VERSION} and \
+                 {HEADER_VERSION_PIPELINED}",
                 h.version
             ),
         ));

@@ -24,6 +24,9 @@ pub struct ParentInfo {
     pub height: u64,
     /// The previous header's hash; the genesis hash for height 1.
     pub hash: Hash,
+    /// The previous header's parent hash (`Hash::ZERO` for genesis): the
+    /// block a pipelined header's certificate commits (ADR 022).
+    pub grand_hash: Hash,
     pub timestamp: Timestamp,
     /// The set that must certify the next block (the previous block's
     /// `BlockOutcome::validator_set`, or genesis's).
@@ -34,10 +37,12 @@ pub struct ParentInfo {
     /// genesis). The next block's `parent_certificate` is checked
     /// against it.
     pub certifiers: ValidatorSet,
-    /// The parent's commit certificate as this node holds it, for the
-    /// header of the next block it proposes. `None` for the genesis, and
-    /// for callers that only validate (validation reads the certificate
-    /// from the block).
+    /// The certificate the next block's header will carry, as this node
+    /// holds it: the parent's, or the grandparent's for a block proposed
+    /// before its parent committed (ADR 022; see
+    /// [`ParentInfo::header_version`]). `None` for the genesis, and for
+    /// callers that only validate (validation reads the certificate from
+    /// the block).
     pub certificate: Option<CommitCertificate>,
 }
 
@@ -49,6 +54,7 @@ impl ParentInfo {
             chain_id: g.chain_id.clone(),
             height: 0,
             hash: g.hash(),
+            grand_hash: Hash::ZERO,
             timestamp: g.genesis_time,
             validator_set: g.validators.clone(),
             state_root: acc.root(),
@@ -69,11 +75,23 @@ impl ParentInfo {
             chain_id: block.header.chain_id.clone(),
             height: block.header.height,
             hash: block.hash(),
+            grand_hash: block.header.parent_hash,
             timestamp: block.header.timestamp,
             validator_set: outcome.validator_set.clone(),
             state_root: outcome.state_root,
             certifiers: self.validator_set.clone(),
             certificate,
+        }
+    }
+
+    /// The header format of the next block built on this parent: pipelined
+    /// when the certificate it carries is the grandparent's.
+    pub fn header_version(&self) -> u32 {
+        match &self.certificate {
+            Some(c) if c.height.saturating_add(1) == self.height => {
+                aidledger_types::HEADER_VERSION_PIPELINED
+            }
+            _ => aidledger_types::HEADER_VERSION,
         }
     }
 
@@ -114,14 +132,14 @@ pub enum BlockInvalid {
     },
     #[error(
         "block {height}: timestamp {got} is below its floor {floor}, the median commit time \
-         in the parent's certificate"
+         in the certificate its header carries"
     )]
     TimestampBelowFloor {
         height: u64,
         floor: Timestamp,
         got: Timestamp,
     },
-    #[error("block {height}: the parent's certificate in the header is invalid: {reason}")]
+    #[error("block {height}: the ancestor's certificate in the header is invalid: {reason}")]
     ParentCertificate { height: u64, reason: String },
     #[error("block {height}: timestamp {got} is more than {max_drift_ms} ms ahead of local time {now_ms}")]
     TimestampTooFarAhead {
@@ -215,7 +233,11 @@ pub enum BlockInvalid {
         computed_count: u32,
     },
     #[error("block {height}: header format {got}, this build knows {known}")]
-    HeaderVersion { height: u64, got: u32, known: u32 },
+    HeaderVersion {
+        height: u64,
+        got: u32,
+        known: &'static str,
+    },
 }
 
 /// The quiet chain's rule (ADR 017, part 6): a block without
@@ -225,7 +247,9 @@ pub enum BlockInvalid {
 /// before it proposes; a live validator checks it before it votes, like
 /// the drift bound: with at most f byzantine validators, no quorum certifies
 /// an early empty block. A state written before the rule (no due time)
-/// allows every block.
+/// allows every block. "A view change at this height" is read from the
+/// certificate the header carries: in a pipelined header that is the
+/// grandparent's, so a view above the grandparent's commit view counts.
 pub fn empty_block_allowed(
     header: &aidledger_types::BlockHeader,
     state: &dyn StateRead,
@@ -374,7 +398,24 @@ pub fn check_header(
             got: h.timestamp,
         });
     }
-    let floor = match (&h.parent_certificate, parent.height) {
+    // Which ancestor the header's certificate commits: the parent, or in a
+    // pipelined header the grandparent (ADR 022). The grandparent's
+    // certificate is checked against the set that certified the parent:
+    // a proposer pipelines only where one set certified both.
+    let (certified, certified_hash) = match h.version {
+        aidledger_types::HEADER_VERSION => (parent.height, parent.hash),
+        aidledger_types::HEADER_VERSION_PIPELINED if parent.height >= 2 => {
+            (parent.height - 1, parent.grand_hash)
+        }
+        got => {
+            return Err(BlockInvalid::HeaderVersion {
+                height,
+                got,
+                known: "2, or 3 from height 3",
+            })
+        }
+    };
+    let floor = match (&h.parent_certificate, certified) {
         (None, 0) => parent.timestamp,
         (Some(_), 0) => {
             return Err(BlockInvalid::ParentCertificate {
@@ -393,8 +434,8 @@ pub fn check_header(
                 c,
                 &parent.chain_id,
                 &parent.certifiers,
-                parent.height,
-                &parent.hash,
+                certified,
+                &certified_hash,
             )
             .map_err(|e| BlockInvalid::ParentCertificate {
                 height,
@@ -424,13 +465,6 @@ pub fn check_header(
         return Err(BlockInvalid::UnknownProposer {
             height,
             proposer: h.proposer,
-        });
-    }
-    if h.version != aidledger_types::HEADER_VERSION {
-        return Err(BlockInvalid::HeaderVersion {
-            height,
-            got: h.version,
-            known: aidledger_types::HEADER_VERSION,
         });
     }
     let vs_hash = parent.validator_set.hash();
@@ -601,7 +635,7 @@ pub fn build_block(
     let outcome = exec.finish(acc)?;
     let (event_root, event_count) = outcome.event_root();
     let header = BlockHeader {
-        version: aidledger_types::HEADER_VERSION,
+        version: parent.header_version(),
         chain_id: ctx.chain_id.clone(),
         height: ctx.height,
         view,

@@ -31,7 +31,7 @@ pub use error::ExecError;
 pub use exec::{
     apply_block, genesis_state, BlockContext, BlockOutcome, StateMap, StateRead, Writes,
 };
-pub use mem::MemState;
+pub use mem::{MemState, Speculative};
 pub use queries::{
     admission, read_modules, read_next_due, read_node_replacement, read_nodes, read_params,
     read_retired_node, read_scheduled_upgrade, read_tranche_checks, read_validator_set,

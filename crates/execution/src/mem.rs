@@ -68,3 +68,48 @@ impl StateRead for MemState {
         false
     }
 }
+
+/// A state with one block's writes over it that have not committed yet
+/// (ADR 022): what a block proposed before its parent committed executes
+/// on. `writes` are the parent's (`None` deletes); `base` is the state the
+/// parent executed on. The parent's outcome is exact once it commits,
+/// because the child's hash covers the parent's, so the child's outcome
+/// is too.
+pub struct Speculative<'a> {
+    base: &'a dyn StateRead,
+    writes: &'a Writes,
+}
+
+impl<'a> Speculative<'a> {
+    pub fn new(base: &'a dyn StateRead, writes: &'a Writes) -> Self {
+        Speculative { base, writes }
+    }
+}
+
+impl StateRead for Speculative<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecError> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.get(key),
+        }
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ExecError> {
+        aidledger_contracts::store::scan_over(
+            self.writes,
+            prefix,
+            start_after,
+            limit,
+            &mut |p, a, l| self.base.scan(p, a, l),
+        )
+    }
+
+    fn remember_reads(&self) -> bool {
+        self.base.remember_reads()
+    }
+}

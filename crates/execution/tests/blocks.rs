@@ -105,7 +105,7 @@ fn each_header_check_has_its_own_failure() {
         ),
         (
             "header version",
-            Box::new(|b| b.header.version = aidledger_types::HEADER_VERSION + 1),
+            Box::new(|b| b.header.version = aidledger_types::HEADER_VERSION_PIPELINED + 1),
             None,
             |e| matches!(e, BlockInvalid::HeaderVersion { .. }),
         ),

@@ -16,14 +16,28 @@ pub struct StoreAccounts(pub Arc<dyn Store>);
 
 impl AccountView for StoreAccounts {
     fn account(&self, key: &PublicKey) -> Option<AccountInfo> {
-        let bytes = self.0.state_get(&keys::account(key)).ok()??;
-        let a: Account = codec::decode(&bytes).ok()?;
-        Some(AccountInfo {
-            roles: a.roles,
-            next_nonce: a.nonce,
-            active: a.status == aidledger_contracts::Status::Active,
-        })
+        account_info(&self.0.state_get(&keys::account(key)).ok()??)
     }
+}
+
+/// The mempool's read access to accounts in any state: a block's
+/// post-state, before it commits, when the next block is built on it
+/// (pipelining, ADR 022).
+pub struct StateAccounts<'a>(pub &'a dyn StateRead);
+
+impl AccountView for StateAccounts<'_> {
+    fn account(&self, key: &PublicKey) -> Option<AccountInfo> {
+        account_info(&self.0.get(&keys::account(key)).ok()??)
+    }
+}
+
+fn account_info(bytes: &[u8]) -> Option<AccountInfo> {
+    let a: Account = codec::decode(bytes).ok()?;
+    Some(AccountInfo {
+        roles: a.roles,
+        next_nonce: a.nonce,
+        active: a.status == aidledger_contracts::Status::Active,
+    })
 }
 
 /// Opens the chain: writes genesis into an empty store, or checks that the
@@ -96,6 +110,7 @@ pub fn open_chain(
             chain_id: genesis.chain_id.clone(),
             height: head.height,
             hash: head.block_hash,
+            grand_hash: block.header.parent_hash,
             timestamp: block.header.timestamp,
             validator_set: validators,
             state_root: head.state_root,

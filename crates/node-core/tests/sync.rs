@@ -122,16 +122,23 @@ impl Store for Journal {
         self.note(Write::Sync);
         Ok(())
     }
-    fn check_commit_block(
+    fn check_commit_block_on(
         &self,
         block: &Block,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         receipts: &[Vec<u8>],
         block_events: &[u8],
         accumulator: &StateAccumulator,
+        pending: Option<&aidledger_storage::PendingParent<'_>>,
     ) -> Result<(), StorageError> {
-        self.inner
-            .check_commit_block(block, state_writes, receipts, block_events, accumulator)
+        self.inner.check_commit_block_on(
+            block,
+            state_writes,
+            receipts,
+            block_events,
+            accumulator,
+            pending,
+        )
     }
     fn put_genesis(
         &self,

@@ -220,6 +220,29 @@ pub trait Store: Send + Sync {
         receipts: &[Vec<u8>],
         block_events: &[u8],
         accumulator: &StateAccumulator,
+    ) -> Result<(), StorageError> {
+        self.check_commit_block_on(
+            block,
+            state_writes,
+            receipts,
+            block_events,
+            accumulator,
+            None,
+        )
+    }
+    /// [`Store::check_commit_block`] for a block whose parent is `pending`,
+    /// checked but not committed yet (ADR 022): the checks
+    /// [`Store::commit_block`] will make once the parent has committed on
+    /// top of the head. `None` checks against the head, as
+    /// `check_commit_block` does.
+    fn check_commit_block_on(
+        &self,
+        block: &Block,
+        state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        receipts: &[Vec<u8>],
+        block_events: &[u8],
+        accumulator: &StateAccumulator,
+        pending: Option<&PendingParent<'_>>,
     ) -> Result<(), StorageError>;
     /// Atomically stores the genesis document and the initial state.
     /// Idempotent with the same hash; refused with a different one. The
@@ -345,6 +368,7 @@ pub(crate) fn check_commit(
         head,
         genesis,
         indexed_at,
+        None,
     )?;
     too_large(
         "certificate signature count",
@@ -418,12 +442,23 @@ pub(crate) struct Outputs<'a> {
 /// Everything [`check_commit`] checks except the certificate: what a
 /// validator checks before it votes, so a block it helps certify is one
 /// its store will take ([`Store::check_commit_block`]).
+/// A block checked on top of the head but not committed yet, which the
+/// block being checked extends (ADR 022).
+#[derive(Clone, Copy, Debug)]
+pub struct PendingParent<'a> {
+    pub height: u64,
+    pub hash: Hash,
+    /// Its transaction ids: the child may not hold them again.
+    pub ids: &'a [Hash],
+}
+
 pub(crate) fn check_block_commit(
     block: &Block,
     outputs: Outputs<'_>,
     head: Option<&Head>,
     genesis: Option<Hash>,
     indexed_at: IndexedAt<'_>,
+    pending: Option<&PendingParent<'_>>,
 ) -> Result<Vec<Hash>, StorageError> {
     let Outputs {
         state_writes,
@@ -434,10 +469,20 @@ pub(crate) fn check_block_commit(
     let genesis = genesis.ok_or(StorageError::NoGenesis)?;
     let header = &block.header;
     let height = header.height;
-    let (expected_height, expected_parent) = match head {
+    let (mut expected_height, mut expected_parent) = match head {
         Some(h) => (h.height.saturating_add(1), h.block_hash),
         None => (1, genesis),
     };
+    if let Some(p) = pending {
+        // The pending parent must itself be the head's child.
+        if p.height != expected_height {
+            return Err(StorageError::HeightMismatch {
+                expected: expected_height.saturating_add(1),
+                got: header.height,
+            });
+        }
+        (expected_height, expected_parent) = (p.height.saturating_add(1), p.hash);
+    }
     if height != expected_height {
         return Err(StorageError::HeightMismatch {
             expected: expected_height,
@@ -518,7 +563,14 @@ pub(crate) fn check_block_commit(
             reason: format!("{} answers for {} ids", found.len(), ids.len()),
         });
     }
+    let in_pending: std::collections::BTreeSet<&Hash> =
+        pending.map(|p| p.ids.iter().collect()).unwrap_or_default();
     for (id, at) in ids.iter().zip(found) {
+        let at = at.or_else(|| {
+            pending
+                .filter(|_| in_pending.contains(id))
+                .map(|p| p.height)
+        });
         if let Some(existing_height) = at {
             return Err(StorageError::DuplicateTx {
                 id: *id,

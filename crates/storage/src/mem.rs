@@ -141,13 +141,14 @@ impl Store for MemStore {
         Ok(self.read().accumulator.clone())
     }
 
-    fn check_commit_block(
+    fn check_commit_block_on(
         &self,
         block: &Block,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         receipts: &[Vec<u8>],
         block_events: &[u8],
         accumulator: &StateAccumulator,
+        pending: Option<&crate::PendingParent<'_>>,
     ) -> Result<(), StorageError> {
         let inner = self.read();
         refuse_while_installing(inner.installing)?;
@@ -169,6 +170,7 @@ impl Store for MemStore {
                     .map(|id| tx_index.get(id).map(|(loc, _)| loc.height))
                     .collect())
             },
+            pending,
         )
         .map(|_| ())
     }

@@ -1171,13 +1171,14 @@ impl Store for RocksStore {
         Ok(self.db.flush_wal(true)?)
     }
 
-    fn check_commit_block(
+    fn check_commit_block_on(
         &self,
         block: &Block,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         receipts: &[Vec<u8>],
         block_events: &[u8],
         accumulator: &StateAccumulator,
+        pending: Option<&crate::PendingParent<'_>>,
     ) -> Result<(), StorageError> {
         refuse_while_installing(self.snapshot_installing()?)?;
         let head = self.head()?;
@@ -1193,6 +1194,7 @@ impl Store for RocksStore {
             head.as_ref(),
             genesis,
             &mut |ids| self.indexed_heights(ids),
+            pending,
         )
         .map(|_| ())
     }

@@ -60,16 +60,24 @@ pub struct BlockHeader {
     /// of headers and certificates names every set change and whoever
     /// holds the genesis set can follow them without executing a block.
     pub next_validator_set_hash: Hash,
-    /// The parent's commit certificate, as the proposer holds it (`None`
-    /// for block 1, whose parent is the genesis). Its signed commit times
-    /// set this block's time floor; any quorum of valid votes for the
-    /// parent will do, and the header's hash covers the one chosen.
+    /// A commit certificate of an ancestor, as the proposer holds it: the
+    /// parent's in a header of [`HEADER_VERSION`], the grandparent's in a
+    /// pipelined header ([`HEADER_VERSION_PIPELINED`], proposed before its
+    /// parent committed, ADR 022). `None` for block 1, whose parent is the
+    /// genesis. Its signed commit times set this block's time floor; any
+    /// quorum of valid votes will do, and the header's hash covers the one
+    /// chosen.
     pub parent_certificate: Option<CommitCertificate>,
 }
 
-/// The header format this build writes and accepts. Version 2 added
-/// `event_root` and `event_count` (ADR 020).
+/// The header format this build writes when the parent has committed, and
+/// accepts. Version 2 added `event_root` and `event_count` (ADR 020).
 pub const HEADER_VERSION: u32 = 2;
+
+/// The header format of a block proposed while its parent was still being
+/// agreed (ADR 022): the same fields as [`HEADER_VERSION`], but
+/// `parent_certificate` is the grandparent's. Accepted from height 3 on.
+pub const HEADER_VERSION_PIPELINED: u32 = 3;
 
 impl BlockHeader {
     pub fn hash(&self) -> Hash {

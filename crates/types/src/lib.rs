@@ -18,7 +18,7 @@ pub mod wire;
 
 pub use block::{
     Block, BlockHeader, CommitCertificate, CommitSignature, CommitVote, Validator, ValidatorSet,
-    ValidatorSignature, HEADER_VERSION,
+    ValidatorSignature, HEADER_VERSION, HEADER_VERSION_PIPELINED,
 };
 pub use codec::CodecError;
 pub use hash::Hash;
