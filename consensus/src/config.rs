@@ -48,6 +48,13 @@ pub struct Config {
     /// an idle consortium does not change views. After a view change at
     /// the height the timer runs as usual.
     pub wait_for_work: bool,
+    /// Pipelining (ADR 022, docs/consensus.md "Pipelined heights"): a
+    /// window of two heights. The primary pre-prepares the next height on
+    /// the block it pre-prepared at the height in flight, and backups
+    /// validate and prepare it there; commit votes still wait for the
+    /// parent to commit. Replicas with and without it agree with each
+    /// other: one without only buffers the next height's messages.
+    pub pipeline: bool,
     /// PLANTED BUG for the simulator's self-test: accept one vote fewer than
     /// a quorum (2f instead of 2f+1) for prepared and committed. Never set
     /// outside tests.
@@ -62,6 +69,12 @@ pub struct Config {
     /// one. Never set outside tests.
     #[doc(hidden)]
     pub bug_ignore_highest_prepared: bool,
+    /// PLANTED BUG (mutation tests, pipelining): on committing a height,
+    /// the next one starts in the certificate's view even below a view
+    /// this replica already prepared the next height in (P5 left out).
+    /// Never set outside tests.
+    #[doc(hidden)]
+    pub bug_fall_below_ahead_votes: bool,
 }
 
 impl Config {
@@ -80,9 +93,11 @@ impl Config {
             sync_retry_ms: 1_000,
             message_max_bytes: MESSAGE_MAX_BYTES,
             wait_for_work: false,
+            pipeline: false,
             bug_accept_2f_votes: false,
             bug_view_change_without_cert: false,
             bug_ignore_highest_prepared: false,
+            bug_fall_below_ahead_votes: false,
         }
     }
 

@@ -33,4 +33,4 @@ pub use error::ConsensusError;
 pub use io::{Input, Output, TimeoutKind};
 pub use message::{Envelope, NewView, Payload, PreparedCert, SignedViewChange, ViewChange};
 pub use replica::{CommittedTip, Replica};
-pub use safety::SafetyState;
+pub use safety::{AheadVotes, SafetyState};

@@ -236,6 +236,19 @@ impl Envelope {
                 match (&nv.reproposal, &self.block) {
                     (None, None) => Ok(()),
                     (Some((h, _)), Some(b)) if b.hash() == *h => Ok(()),
+                    // No re-proposal because the highest certificate's
+                    // block extends a parent that lost (pipelining, P7):
+                    // that block goes along; the replica checks the rest.
+                    (None, Some(b))
+                        if nv.view_changes.iter().any(|s| {
+                            s.view_change
+                                .prepared
+                                .as_ref()
+                                .is_some_and(|p| p.block_hash == b.hash())
+                        }) =>
+                    {
+                        Ok(())
+                    }
                     _ => Err(ConsensusError::invalid("new-view block mismatch")),
                 }
             }

@@ -10,7 +10,8 @@ use aidledger_types::{
 
 use crate::io::Output;
 use crate::message::{sign_payload, Payload, PreparedCert};
-use crate::replica::{CommittedTip, Replica, Validation, SYNC_BUFFER_MAX};
+use crate::replica::{AheadSlot, CommittedTip, Replica, Validation, SYNC_BUFFER_MAX};
+use crate::safety::AheadVotes;
 use crate::ConsensusError;
 
 type Res = Result<(), ConsensusError>;
@@ -24,15 +25,7 @@ impl Replica {
         sig: Signature,
         block: Option<Block>,
     ) -> Res {
-        let expected = self.leader(view);
-        if from != expected {
-            return Err(ConsensusError::WrongLeader {
-                view,
-                expected,
-                got: from,
-            });
-        }
-        let block = block.ok_or_else(|| ConsensusError::invalid("pre-prepare without block"))?;
+        let block = self.primarys_block(from, view, block)?;
         self.check_block(&block, view, true)?;
         if view == self.s.view {
             // The primary proposed: there is work at this height.
@@ -64,6 +57,25 @@ impl Replica {
         Ok(())
     }
 
+    /// A pre-prepare's block, if `from` is the primary of `view` and the
+    /// block came with it.
+    fn primarys_block(
+        &self,
+        from: u16,
+        view: u64,
+        block: Option<Block>,
+    ) -> Result<Block, ConsensusError> {
+        let expected = self.leader(view);
+        if from != expected {
+            return Err(ConsensusError::WrongLeader {
+                view,
+                expected,
+                got: from,
+            });
+        }
+        block.ok_or_else(|| ConsensusError::invalid("pre-prepare without block"))
+    }
+
     /// The block must be validated by the driver before this replica
     /// prepares it (the state root in its header is checked by execution).
     pub(crate) fn request_validation(&mut self, hash: Hash) {
@@ -83,6 +95,9 @@ impl Replica {
     }
 
     pub(crate) fn on_block_validated(&mut self, height: u64, hash: Hash, valid: bool) -> Res {
+        if height == self.s.height + 1 {
+            return self.on_ahead_validated(hash, valid);
+        }
         if height != self.s.height {
             return Err(ConsensusError::Ignored {
                 reason: "validation for another height",
@@ -202,6 +217,210 @@ impl Replica {
         self.try_prepare();
         self.try_commit_vote();
         self.try_decide();
+        self.try_ahead();
+    }
+
+    // ----- pipelining (ADR 022; docs/consensus.md, "Pipelined heights") ----
+
+    /// A pre-prepare for the height after the one in flight (already
+    /// signature-checked). Taken only in the current, active view, from its
+    /// primary; its parent is checked when it is validated and prepared.
+    pub(crate) fn on_ahead_pre_prepare(
+        &mut self,
+        from: u16,
+        view: u64,
+        hash: Hash,
+        sig: Signature,
+        block: Option<Block>,
+    ) -> Res {
+        if view != self.s.view || !self.s.view_active {
+            return Err(ConsensusError::Ignored {
+                reason: "pre-prepare ahead outside the current view",
+            });
+        }
+        let block = self.primarys_block(from, view, block)?;
+        let height = self.s.height + 1;
+        if let Some(a) = self.ahead.as_ref().filter(|a| a.view == view) {
+            if a.hash != hash {
+                return Err(ConsensusError::ConflictingPrePrepare {
+                    view,
+                    height,
+                    have: a.hash,
+                    got: hash,
+                });
+            }
+            if a.block.is_some() {
+                return Ok(());
+            }
+        }
+        self.check_block_at(&block, view, true, height)?;
+        self.ahead = Some(AheadSlot {
+            view,
+            hash,
+            pre_prepare_sig: sig,
+            block: Some(block),
+            validation: None,
+            my_prepare: None,
+        });
+        self.try_ahead();
+        Ok(())
+    }
+
+    fn on_ahead_validated(&mut self, hash: Hash, valid: bool) -> Res {
+        let Some(a) = self
+            .ahead
+            .as_mut()
+            .filter(|a| a.hash == hash && a.validation == Some(Validation::Pending))
+        else {
+            return Err(ConsensusError::Ignored {
+                reason: "validation ahead not requested",
+            });
+        };
+        if valid {
+            a.validation = Some(Validation::Valid);
+        } else {
+            // Checked again on its committed parent once the height is in
+            // flight (the pre-prepare is buffered for it).
+            a.validation = None;
+            a.block = None;
+        }
+        self.try_ahead();
+        Ok(())
+    }
+
+    /// The block pre-prepared at the height in flight in the current view,
+    /// validated: the only parent the next height may extend (P2).
+    fn ahead_parent(&self) -> Option<Hash> {
+        let (hash, _) = self.slots.get(&self.s.view)?.pre_prepare?;
+        (self.validation.get(&hash) == Some(&Validation::Valid)).then_some(hash)
+    }
+
+    /// The next height's work in the current view: the primary asks its
+    /// driver for the block once its own block at the height in flight is
+    /// out; a backup has the pre-prepared block validated on its parent
+    /// and prepares it (P1, P2). Nothing here sends a commit vote: that
+    /// waits until the parent has committed (P3).
+    pub(crate) fn try_ahead(&mut self) {
+        if !self.cfg.pipeline || !self.s.view_active {
+            return;
+        }
+        let v = self.s.view;
+        let height = self.s.height + 1;
+        let Some(parent) = self.ahead_parent() else {
+            return;
+        };
+        let votes = self.s.ahead.unwrap_or_default();
+        if self.leader(v) == self.me {
+            let proposed = votes.pre_prepared.is_some_and(|(pv, _)| pv == v);
+            if !proposed
+                && self.awaiting_ahead != Some(v)
+                && self.s.pre_prepared == Some((v, parent))
+            {
+                self.awaiting_ahead = Some(v);
+                self.out.push(Output::RequestProposal {
+                    height,
+                    view: v,
+                    parent_hash: parent,
+                    now_ms: self.now_ms,
+                });
+            }
+            return;
+        }
+        let Some(a) = self.ahead.as_mut().filter(|a| a.view == v) else {
+            return;
+        };
+        let Some(block) = a.block.as_ref().filter(|b| b.header.parent_hash == parent) else {
+            return;
+        };
+        match a.validation {
+            None => {
+                a.validation = Some(Validation::Pending);
+                let block = block.clone();
+                self.out.push(Output::ValidateBlock {
+                    view: v,
+                    block,
+                    now_ms: self.now_ms,
+                });
+                return;
+            }
+            Some(Validation::Pending) => return,
+            Some(Validation::Valid) => {}
+        }
+        if a.my_prepare.is_some() {
+            return;
+        }
+        let x = a.hash;
+        // Never two prepares at one (height, view): the persisted vote
+        // first, as at the height in flight.
+        if votes
+            .prepare_vote
+            .is_some_and(|(pv, ph)| pv == v && ph != x)
+        {
+            return;
+        }
+        self.s.ahead = Some(AheadVotes {
+            prepare_vote: Some((v, x)),
+            ..votes
+        });
+        self.dirty = true;
+        let env = self.sign(
+            Payload::Prepare {
+                view: v,
+                height,
+                block_hash: x,
+            },
+            None,
+        );
+        if let Some(a) = self.ahead.as_mut() {
+            a.my_prepare = Some(env.signature);
+        }
+        self.broadcast(env);
+    }
+
+    /// The primary's block for the next height, built on its block at the
+    /// height in flight.
+    fn on_ahead_proposal_ready(&mut self, block: Block) -> Res {
+        let view = block.header.view;
+        let votes = self.s.ahead.unwrap_or_default();
+        let parent = self.ahead_parent();
+        if self.awaiting_ahead != Some(view)
+            || view != self.s.view
+            || !self.s.view_active
+            || votes.pre_prepared.is_some_and(|(pv, _)| pv == view)
+            || parent.is_none()
+            || parent != Some(block.header.parent_hash)
+        {
+            return Err(ConsensusError::Ignored {
+                reason: "no proposal ahead requested for this view and parent",
+            });
+        }
+        let height = self.s.height + 1;
+        self.check_block_at(&block, view, true, height)?;
+        let hash = block.hash();
+        self.awaiting_ahead = None;
+        self.s.ahead = Some(AheadVotes {
+            pre_prepared: Some((view, hash)),
+            ..votes
+        });
+        self.dirty = true;
+        let env = self.sign(
+            Payload::PrePrepare {
+                view,
+                height,
+                block_hash: hash,
+            },
+            Some(block.clone()),
+        );
+        self.ahead = Some(AheadSlot {
+            view,
+            hash,
+            pre_prepare_sig: env.signature,
+            block: Some(block),
+            validation: Some(Validation::Valid),
+            my_prepare: None,
+        });
+        self.broadcast(env);
+        Ok(())
     }
 
     /// prepared(m, v, n, i) (§4.2): the pre-prepare plus `quorum - 1`
@@ -386,6 +605,9 @@ impl Replica {
     /// The primary's block, built and executed by the driver (§4.2: the
     /// primary assigns a sequence number and multicasts a pre-prepare).
     pub(crate) fn on_proposal_ready(&mut self, block: Block) -> Res {
+        if block.header.height == self.s.height + 1 {
+            return self.on_ahead_proposal_ready(block);
+        }
         let view = block.header.view;
         if self.awaiting_proposal != Some(view)
             || view != self.s.view

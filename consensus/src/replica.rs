@@ -7,7 +7,7 @@ use aidledger_types::{Block, CommitCertificate, Hash, Signature, Timestamp};
 use crate::config::Config;
 use crate::io::{Input, Output, TimeoutKind};
 use crate::message::{Envelope, Payload, SignedViewChange};
-use crate::safety::SafetyState;
+use crate::safety::{AheadVotes, SafetyState};
 use crate::ConsensusError;
 
 type Res = Result<(), ConsensusError>;
@@ -57,6 +57,24 @@ pub(crate) struct Slot {
     pub(crate) commits: BTreeMap<u16, (Hash, Timestamp, Signature)>,
 }
 
+/// Pipelining (ADR 022): the pre-prepare accepted for the height after the
+/// one in flight, in the current view, with its block and the driver's
+/// verdict on it, executed on its parent: the block pre-prepared at the
+/// height in flight, not committed yet.
+#[derive(Debug)]
+pub(crate) struct AheadSlot {
+    pub(crate) view: u64,
+    pub(crate) hash: Hash,
+    pub(crate) pre_prepare_sig: Signature,
+    /// Dropped when the driver refuses it: the pre-prepare stays buffered
+    /// for the height itself, where the block is checked again on its
+    /// committed parent.
+    pub(crate) block: Option<Block>,
+    pub(crate) validation: Option<Validation>,
+    /// This replica's prepare for it, once sent.
+    pub(crate) my_prepare: Option<Signature>,
+}
+
 /// One PBFT replica. See the crate docs for the driver's contract.
 pub struct Replica {
     pub(crate) cfg: Config,
@@ -78,6 +96,11 @@ pub struct Replica {
     /// Certified blocks from catch-up, by height, waiting for validation.
     pub(crate) synced: BTreeMap<u64, (Block, CommitCertificate)>,
     pub(crate) awaiting_proposal: Option<u64>,
+    /// Pipelining: the next height's pre-prepare in the current view.
+    pub(crate) ahead: Option<AheadSlot>,
+    /// Pipelining: the view in which this primary asked for the next
+    /// height's block.
+    pub(crate) awaiting_ahead: Option<u64>,
     pub(crate) my_new_view: Option<Envelope>,
     /// This replica's own view changes at the height in flight, by view,
     /// to resend to stragglers (bounded by the view window).
@@ -139,6 +162,8 @@ impl Replica {
             future: BTreeMap::new(),
             synced: BTreeMap::new(),
             awaiting_proposal: None,
+            ahead: None,
+            awaiting_ahead: None,
             my_new_view: None,
             my_view_changes: BTreeMap::new(),
             last_resend_ms: BTreeMap::new(),
@@ -175,6 +200,13 @@ impl Replica {
             }
             r.s = safety;
             r.dirty = false;
+        } else if safety.height == tip.height {
+            // The state is about the tip's height, committed since: start
+            // the next one fresh, keeping the votes this replica cast there
+            // ahead (pipelining, ADR 022); it must never contradict them.
+            if let Some(ahead) = safety.ahead {
+                r.enter_with(tip.height + 1, tip.view.max(ahead.top_view()), Some(ahead));
+            }
         } else if safety.height > tip.height + 1 {
             // The driver persists commits before the safety state of the
             // next height, so this means committed blocks were lost.
@@ -345,16 +377,42 @@ impl Replica {
 
     // ----- entering heights and views --------------------------------------
 
-    /// §4.2: sequence numbers advance after a commit. The next height starts
-    /// in the view of the certificate that committed this one.
-    pub(crate) fn enter_height(&mut self, height: u64, view: u64) {
+    /// A fresh safety state for `height` in `view`, with the votes this
+    /// replica already cast there while it was the next height.
+    fn enter_with(&mut self, height: u64, view: u64, ahead: Option<AheadVotes>) {
         self.s = SafetyState::fresh(height, view);
+        if let Some(a) = ahead {
+            self.s.pre_prepared = a.pre_prepared;
+            self.s.prepare_vote = a.prepare_vote;
+        }
         self.dirty = true;
+    }
+
+    /// §4.2: sequence numbers advance after a commit. The next height starts
+    /// in the view of the certificate that committed this one, or, with
+    /// pipelining, in the highest view this replica already voted at that
+    /// height, if higher (docs/consensus.md, P5). The pre-prepare this
+    /// replica accepted ahead, if it extends the block just committed,
+    /// becomes the height's, with the driver's verdict.
+    pub(crate) fn enter_height(&mut self, height: u64, view: u64) {
+        let votes = self.s.ahead.take();
+        let view = match votes {
+            Some(a) if !self.cfg.bug_fall_below_ahead_votes => view.max(a.top_view()),
+            _ => view,
+        };
+        let carried = self.ahead.take().filter(|a| {
+            a.view == view
+                && a.block
+                    .as_ref()
+                    .is_some_and(|b| b.header.parent_hash == self.tip.hash)
+        });
+        self.enter_with(height, view, votes);
         self.slots.clear();
         self.blocks.clear();
         self.validation.clear();
         self.view_changes.clear();
         self.awaiting_proposal = None;
+        self.awaiting_ahead = None;
         self.my_new_view = None;
         self.my_view_changes.clear();
         self.far_views.clear();
@@ -362,7 +420,28 @@ impl Replica {
         self.future.retain(|h, _| *h >= height);
         self.synced.retain(|h, _| *h >= height);
         let buffered = self.future.remove(&height).unwrap_or_default();
+        if let Some(a) = carried {
+            let slot = self.slots.entry(view).or_default();
+            slot.pre_prepare = Some((a.hash, a.pre_prepare_sig));
+            if let Some(sig) = a.my_prepare {
+                slot.prepares.insert(self.me, (a.hash, sig));
+            }
+            if let Some(v) = a.validation.filter(|v| *v == Validation::Valid) {
+                self.validation.insert(a.hash, v);
+            }
+            if let Some(b) = a.block {
+                self.blocks.insert(a.hash, b);
+            }
+        }
         self.start_round();
+        if self
+            .slots
+            .get(&view)
+            .is_some_and(|s| s.pre_prepare.is_some())
+        {
+            // A pre-prepare carried over: there is work at this height.
+            self.wake();
+        }
         for env in buffered {
             if self.s.height != height {
                 break;
@@ -529,6 +608,25 @@ impl Replica {
             if h > current + self.cfg.height_window {
                 return Err(ConsensusError::FutureHeight { got: h, current });
             }
+            if h == current + 1 && self.cfg.pipeline {
+                if let Payload::PrePrepare {
+                    view, block_hash, ..
+                } = env.payload
+                {
+                    // Pipelining: validated and prepared now, on its parent
+                    // at this height; also buffered below for the height
+                    // itself.
+                    if let Err(e) = self.on_ahead_pre_prepare(
+                        env.from,
+                        view,
+                        block_hash,
+                        env.signature,
+                        env.block.clone(),
+                    ) {
+                        tracing::trace!(error = %e, "pre-prepare ahead not taken");
+                    }
+                }
+            }
             let cap = self.cfg.future_cap();
             let q = self.future.entry(h).or_default();
             if q.len() >= cap {
@@ -611,6 +709,12 @@ impl Replica {
         self.blocks
             .get(hash)
             .or_else(|| self.s.prepared_block.as_ref().filter(|b| b.hash() == *hash))
+            .or_else(|| {
+                self.ahead
+                    .as_ref()
+                    .filter(|a| a.hash == *hash)
+                    .and_then(|a| a.block.as_ref())
+            })
     }
 
     /// The buffered messages for later heights, encoded, emptying the
@@ -698,16 +802,25 @@ impl Replica {
     /// blocks were proposed in `view` by its primary; re-proposed ones come
     /// from an earlier view, through a new-view.
     pub(crate) fn check_block(&self, block: &Block, view: u64, fresh: bool) -> Res {
+        if block.header.parent_hash != self.tip.hash {
+            return Err(ConsensusError::BadBlock {
+                reason: "parent is not the committed tip".into(),
+            });
+        }
+        self.check_block_at(block, view, fresh, self.s.height)
+    }
+
+    /// [`Replica::check_block`] at `height`, leaving the parent to the
+    /// caller: a block for the next height (pipelining) extends a block
+    /// not committed yet.
+    pub(crate) fn check_block_at(&self, block: &Block, view: u64, fresh: bool, height: u64) -> Res {
         let h = &block.header;
         let bad = |r: String| ConsensusError::BadBlock { reason: r };
         if h.chain_id != self.cfg.chain_id {
             return Err(bad("wrong chain id".into()));
         }
-        if h.height != self.s.height {
-            return Err(bad(format!("height {} != {}", h.height, self.s.height)));
-        }
-        if h.parent_hash != self.tip.hash {
-            return Err(bad("parent is not the committed tip".into()));
+        if h.height != height {
+            return Err(bad(format!("height {} != {}", h.height, height)));
         }
         if h.validator_set_hash != self.vset_hash {
             return Err(bad("wrong validator set".into()));

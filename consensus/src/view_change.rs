@@ -101,6 +101,10 @@ impl Replica {
         self.s.view_active = active;
         self.dirty = true;
         self.awaiting_proposal = None;
+        // The next height's work was for the view left; the votes cast
+        // there stay in the safety state.
+        self.ahead = None;
+        self.awaiting_ahead = None;
         self.my_new_view = None;
         let lo = view.saturating_sub(self.cfg.view_lookback);
         self.slots.retain(|v, _| *v >= lo);
@@ -404,14 +408,25 @@ impl Replica {
                     self.fetch_prepared_block(w, hash);
                     return;
                 };
-                if self
-                    .s
-                    .pre_prepared
-                    .is_some_and(|(v, h)| v == w && h != hash)
-                {
-                    return;
+                if block.header.parent_hash != self.tip.hash {
+                    // Prepared ahead on a parent that lost (pipelining):
+                    // then nothing committed at this height (P7), and the
+                    // primary proposes afresh. The block goes with the
+                    // new-view so backups can see its parent.
+                    if self.s.pre_prepared.is_some_and(|(v, _)| v == w) {
+                        return;
+                    }
+                    (None, Some(block))
+                } else {
+                    if self
+                        .s
+                        .pre_prepared
+                        .is_some_and(|(v, h)| v == w && h != hash)
+                    {
+                        return;
+                    }
+                    (Some((hash, self.sign_pre_prepare(w, hash))), Some(block))
                 }
-                (Some((hash, self.sign_pre_prepare(w, hash))), Some(block))
             }
             None => {
                 if self.s.pre_prepared.is_some_and(|(v, _)| v == w) {
@@ -513,6 +528,14 @@ impl Replica {
                     .map_err(|_| bad("bad re-proposal signature"))?;
                 self.check_block(b, w, false)?;
             }
+            // The highest certificate's block extends a parent that lost
+            // (prepared ahead, pipelining): nothing committed at this
+            // height, and the primary proposes afresh (P7). The block's
+            // hash binds its parent.
+            (Some(x), None, Some(b))
+                if b.hash() == x
+                    && b.header.height == self.s.height
+                    && b.header.parent_hash != self.tip.hash => {}
             _ => return Err(bad("does not re-propose the highest prepared block")),
         }
         // Accept: enter view w.
