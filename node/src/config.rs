@@ -235,6 +235,15 @@ pub struct ConsensusSection {
     pub max_clock_drift_ms: u64,
     /// Blocks per sync request.
     pub sync_batch: u64,
+    /// Pipelining (ADR 022): the leader proposes, and validators check and
+    /// prepare, the next block while the one before it is still being
+    /// agreed. Validators with and without it agree with each other.
+    #[serde(default = "default_pipeline")]
+    pub pipeline: bool,
+}
+
+fn default_pipeline() -> bool {
+    ConsensusSettings::default().pipeline
 }
 
 impl Default for ConsensusSection {
@@ -249,6 +258,7 @@ impl Default for ConsensusSection {
             round_timeout_ms: d.round_timeout_ms,
             max_clock_drift_ms: d.max_clock_drift_ms,
             sync_batch: d.sync_batch,
+            pipeline: d.pipeline,
         }
     }
 }
@@ -302,6 +312,7 @@ impl ConsensusSection {
             round_timeout_ms: self.round_timeout_ms,
             max_clock_drift_ms: self.max_clock_drift_ms,
             sync_batch: self.sync_batch,
+            pipeline: self.pipeline,
         }
     }
 }

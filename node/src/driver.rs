@@ -120,6 +120,7 @@ impl Telemetry for NodeTelemetry {
             Count::CommittedTxs => &m.committed_txs,
             Count::RejectedTxs => &m.rejected_txs,
             Count::BacklogRefusedTxs => &m.backlog_refused_txs,
+            Count::PipelinedProposals => &m.pipelined_proposals,
         };
         counter.inc_by(n);
     }

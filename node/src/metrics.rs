@@ -36,6 +36,7 @@ pub struct Metrics {
     pub mempool_backlog_txs: Gauge,
     pub commit_rate: Gauge,
     pub backlog_refused_txs: Counter,
+    pub pipelined_proposals: Counter,
     pub peers: Gauge,
     pub admitted_txs: Counter,
     pub refused_txs: Counter,
@@ -111,6 +112,7 @@ impl Metrics {
             mempool_backlog_txs: Gauge::default(),
             commit_rate: Gauge::default(),
             backlog_refused_txs: Counter::default(),
+            pipelined_proposals: Counter::default(),
             peers: Gauge::default(),
             admitted_txs: Counter::default(),
             refused_txs: Counter::default(),
@@ -206,7 +208,7 @@ impl Metrics {
         for (name, help, g) in gauges {
             registry.register(name, help, g.clone());
         }
-        let counters: [(&str, &str, &Counter); 31] = [
+        let counters: [(&str, &str, &Counter); 32] = [
             (
                 "net_gossip_in",
                 "Gossip messages received from members",
@@ -315,6 +317,11 @@ impl Metrics {
                 "backlog_refused_txs",
                 "Clients' transactions refused because the mempool held its backlog (also in refused_txs)",
                 &m.backlog_refused_txs,
+            ),
+            (
+                "pipelined_proposals",
+                "Blocks this node proposed before their parent committed (ADR 022)",
+                &m.pipelined_proposals,
             ),
             (
                 "resent_txs",

@@ -129,6 +129,9 @@ pub enum Count {
     /// A client's transaction refused because the mempool held its backlog
     /// (ADR 023); also counted in `RefusedTxs`.
     BacklogRefusedTxs,
+    /// Blocks this node proposed before their parent committed
+    /// (pipelining, ADR 022).
+    PipelinedProposals,
 }
 
 /// Where the core reports what it measured. None of it feeds a decision:

@@ -25,12 +25,12 @@ use aidledger_crypto::{verify_certificate, verify_txs, Keypair, VerifiedTx};
 use aidledger_execution::contracts::{self, ModuleVersion};
 use aidledger_execution::{
     build_block, empty_block_allowed, validate_block_with, BlockContext, BlockInvalid,
-    BlockOutcome, ExecError, ParentInfo,
+    BlockOutcome, ExecError, ParentInfo, Speculative, StateRead,
 };
 use aidledger_mempool::{
     AccountInfo, AccountView, AdmitError, Mempool, MempoolConfig, OncePerAccount,
 };
-use aidledger_storage::{CommitBatch, StorageError, Store};
+use aidledger_storage::{CommitBatch, PendingParent, StorageError, Store};
 use aidledger_types::{
     codec, Block, ChainId, CommitCertificate, Hash, OrgId, PublicKey, SignedTx, StateAccumulator,
     Timestamp, ValidatorSet,
@@ -42,7 +42,9 @@ mod io;
 mod timers;
 
 pub use admission::{Admission, Screened, TxRefusal, Verdict, VERDICT_CACHE};
-pub use chain::{choose_keys, open_chain, KeyChoice, StoreAccounts, StoreState, StoreView};
+pub use chain::{
+    choose_keys, open_chain, KeyChoice, StateAccounts, StoreAccounts, StoreState, StoreView,
+};
 pub use io::{
     CandidateResponse, Channel, Count, Effect, Event, NoTelemetry, Now, Peer, SyncRequest,
     SyncResponse, Telemetry, TxGossip,
@@ -85,6 +87,9 @@ pub struct ConsensusSettings {
     pub round_timeout_ms: u64,
     pub max_clock_drift_ms: u64,
     pub sync_batch: u64,
+    /// Pipelining (ADR 022): propose, check and prepare the next block
+    /// while the one before it is still being agreed.
+    pub pipeline: bool,
 }
 
 impl Default for ConsensusSettings {
@@ -99,6 +104,7 @@ impl Default for ConsensusSettings {
             round_timeout_ms: 2000,
             max_clock_drift_ms: 5000,
             sync_batch: 200,
+            pipeline: true,
         }
     }
 }
@@ -119,6 +125,10 @@ pub struct Mutants {
     /// The safety state is written after the call's messages are handed
     /// out (at the start of the next call) instead of before them.
     pub persist_after_send: bool,
+    /// Pipelining: on committing a height, the next starts in the
+    /// certificate's view even below a view this replica already prepared
+    /// it in (docs/consensus.md, P5, left out).
+    pub fall_below_ahead_votes: bool,
     /// Admission without the on-chain nonce check: a resend of a
     /// transaction the chain already holds is accepted into the mempool
     /// (and answered as accepted) instead of refused.
@@ -237,6 +247,12 @@ pub struct CoreStatus {
 /// committing it will write.
 struct Checked {
     height: u64,
+    /// What the next block is checked against, once this one commits, or
+    /// on top of it before (pipelining; its certificate is not known yet).
+    as_parent: ParentInfo,
+    /// It changes the validator set, the node registry or the modules: no
+    /// block is built or checked on it before it commits (P9).
+    reconfigures: bool,
     outcome: BlockOutcome,
     /// The encoded receipts, one per transaction.
     receipts: Vec<Vec<u8>>,
@@ -628,6 +644,26 @@ impl NodeCore {
     }
 
     /// The committed tip.
+    /// A block checked here at the height in flight and not committed
+    /// yet, as the next block would be built on it (pipelining, ADR 022):
+    /// what to check that block against (its header carries the tip's
+    /// certificate), and the block's writes and accumulator, to execute
+    /// on over committed state (`Speculative`).
+    pub fn pending_parent(
+        &self,
+        hash: &Hash,
+    ) -> Option<(ParentInfo, &aidledger_execution::Writes, &StateAccumulator)> {
+        let c = self
+            .outcomes
+            .get(hash)
+            .filter(|c| c.height == self.parent.height + 1)?;
+        let parent = ParentInfo {
+            certificate: self.parent.certificate.clone(),
+            ..c.as_parent.clone()
+        };
+        Some((parent, &c.outcome.writes, &c.outcome.accumulator))
+    }
+
     pub fn parent(&self) -> &ParentInfo {
         &self.parent
     }
@@ -702,7 +738,9 @@ impl NodeCore {
         core.bug_view_change_without_cert = self.mutants.view_change_without_cert;
         core.bug_ignore_highest_prepared = self.mutants.ignore_highest_prepared;
         core.bug_accept_2f_votes = self.mutants.accept_2f_votes;
+        core.bug_fall_below_ahead_votes = self.mutants.fall_below_ahead_votes;
         core.wait_for_work = true;
+        core.pipeline = self.cfg.pipeline;
         let tip = CommittedTip {
             height: self.parent.height,
             hash: self.parent.hash,
@@ -812,8 +850,31 @@ impl NodeCore {
     }
 
     fn proposal_deadline(&self) -> Option<u64> {
-        self.proposal.as_ref()?;
+        let p = self.proposal.as_ref()?;
         let c = &self.cfg;
+        if p.height == self.parent.height + 2 {
+            // Pipelining: a block on this node's own block not committed
+            // yet, paced from that block's proposal, and only while the
+            // pool holds more than that block took (its transactions stay
+            // in the pool until it commits).
+            let taken = self
+                .outcomes
+                .get(&p.parent_hash)
+                .map_or(usize::MAX, |c| c.ids.len());
+            if self.mempool.len() <= taken {
+                return None;
+            }
+            let from = match self.last_proposed {
+                Some((h, t)) if h + 1 == p.height => t,
+                _ => self.now.mono_ms,
+            };
+            let full = self.mempool.len() >= taken.saturating_add(c.max_block_txs);
+            return Some(if full {
+                self.now.mono_ms
+            } else {
+                from.saturating_add(c.block_interval_ms)
+            });
+        }
         // A full mempool proposes at once, but only while blocks come out
         // full: pending transactions that cannot execute yet (a nonce gap)
         // must not make the leader propose a stream of empty blocks.
@@ -1148,9 +1209,41 @@ impl NodeCore {
         if self.outcomes.contains_key(&hash) {
             return Ok(());
         }
+        // Pipelining (ADR 022): a block on a parent checked here but not
+        // committed yet executes on the parent's writes over committed
+        // state. Its outcome is exact once the parent commits: its hash
+        // covers the parent's.
+        let pending = if block.header.parent_hash == self.parent.hash {
+            None
+        } else {
+            let Some(p) = self
+                .outcomes
+                .get(&block.header.parent_hash)
+                .filter(|p| p.height == self.parent.height + 1)
+            else {
+                return Err(Refusal::Invalid(
+                    "its parent is neither the committed tip nor a block checked here".into(),
+                ));
+            };
+            if p.reconfigures {
+                return Err(Refusal::Invalid(
+                    "its parent changes the validator set, the node registry or the modules; \
+                     the block above it waits for it to commit"
+                        .into(),
+                ));
+            }
+            Some(block.header.parent_hash)
+        };
         let started = self.telemetry.clock_secs();
         // Nothing commits until the check is done: one view for the block.
-        let state = StoreView::new(self.store.as_ref());
+        let view = StoreView::new(self.store.as_ref());
+        let parent_checked = pending.and_then(|h| self.outcomes.get(&h));
+        let speculative = parent_checked.map(|p| Speculative::new(&view, &p.outcome.writes));
+        let (state, parent, acc): (&dyn StateRead, &ParentInfo, &StateAccumulator) =
+            match (&speculative, parent_checked) {
+                (Some(s), Some(p)) => (s, &p.as_parent, &p.outcome.accumulator),
+                _ => (&view, &self.parent, &self.acc),
+            };
         // Transactions already verified on admission, or ahead for a
         // synced block, are not verified again.
         let mempool = &self.mempool;
@@ -1163,14 +1256,15 @@ impl NodeCore {
         };
         let r = validate_block_with(
             block,
-            &self.parent,
+            parent,
             now,
             self.cfg.max_clock_drift_ms,
-            &state,
-            &self.acc,
+            state,
+            acc,
             &known,
         );
-        drop(state);
+        let parent = parent.clone();
+        drop(view);
         let checked = match r {
             Err(BlockInvalid::Execution {
                 source: ExecError::Storage { reason },
@@ -1179,12 +1273,13 @@ impl NodeCore {
             Err(e) => Err(Refusal::Invalid(e.to_string())),
             Ok((verified, outcome)) => {
                 let ids = verified.iter().map(VerifiedTx::id).collect();
-                self.storable(block, outcome, ids).map_err(|e| match e {
-                    StorageError::Rocks(_)
-                    | StorageError::Corrupt { .. }
-                    | StorageError::ReadOnly => Refusal::Store(e.to_string()),
-                    e => Refusal::Invalid(format!("the store would refuse it: {e}")),
-                })
+                self.storable(block, &parent, outcome, ids)
+                    .map_err(|e| match e {
+                        StorageError::Rocks(_)
+                        | StorageError::Corrupt { .. }
+                        | StorageError::ReadOnly => Refusal::Store(e.to_string()),
+                        e => Refusal::Invalid(format!("the store would refuse it: {e}")),
+                    })
             }
         };
         self.telemetry
@@ -1195,28 +1290,52 @@ impl NodeCore {
     }
 
     /// Encodes the receipts and runs every check `commit_block` makes
-    /// except the certificate's. `ids` are the block's transaction ids, in
-    /// order; [`NodeCore::commit`] uses them instead of hashing again. Ids
-    /// from a body other than the one committed would still be right: the
-    /// store commits a body only if it matches the header's transaction
-    /// root, and so did the body they came from.
+    /// except the certificate's, on top of the committed head or, for a
+    /// block whose parent is checked but not committed yet, on top of that
+    /// parent. `ids` are the block's transaction ids, in order;
+    /// [`NodeCore::commit`] uses them instead of hashing again. Ids from a
+    /// body other than the one committed would still be right: the store
+    /// commits a body only if it matches the header's transaction root,
+    /// and so did the body they came from.
     fn storable(
         &self,
         block: &Block,
+        parent: &ParentInfo,
         outcome: BlockOutcome,
         ids: Vec<Hash>,
     ) -> Result<Checked, StorageError> {
         let receipts: Vec<Vec<u8>> = outcome.receipts.iter().map(codec::encode).collect();
         let block_events = codec::encode(&outcome.events);
-        self.store.check_commit_block(
+        let pending = if parent.height == self.parent.height {
+            None
+        } else {
+            let p = self
+                .outcomes
+                .get(&parent.hash)
+                .ok_or(StorageError::HeightMismatch {
+                    expected: self.parent.height + 1,
+                    got: block.header.height,
+                })?;
+            Some(PendingParent {
+                height: parent.height,
+                hash: parent.hash,
+                ids: &p.ids,
+            })
+        };
+        self.store.check_commit_block_on(
             block,
             &outcome.writes,
             &receipts,
             &block_events,
             &outcome.accumulator,
+            pending.as_ref(),
         )?;
+        let as_parent = parent.child(block, &outcome, None);
+        let reconfigures = reconfigures(&outcome, &parent.validator_set);
         Ok(Checked {
             height: block.header.height,
+            as_parent,
+            reconfigures,
             outcome,
             receipts,
             block_events,
@@ -1234,39 +1353,81 @@ impl NodeCore {
         self.outcomes.insert(hash, checked);
     }
 
+    /// Whether the next block may be built on `hash`, this node's own
+    /// block at the height in flight, checked but not committed
+    /// (pipelining, ADR 022): it changes nothing the next block is checked
+    /// against beyond state (P9), and one validator set certified the tip
+    /// and certifies its child, so the tip's certificate, which the next
+    /// header carries, checks against the child's certifiers.
+    fn can_build_on_pending(&self, hash: &Hash) -> bool {
+        self.cfg.pipeline
+            && self.parent.height >= 1
+            && self.parent.certificate.is_some()
+            && self.parent.validator_set == self.parent.certifiers
+            && self
+                .outcomes
+                .get(hash)
+                .is_some_and(|c| c.height == self.parent.height + 1 && !c.reconfigures)
+    }
+
     fn propose(&mut self) -> anyhow::Result<()> {
         let Some(p) = self.proposal.take() else {
             return Ok(());
         };
-        if p.height != self.parent.height + 1 || p.parent_hash != self.parent.hash {
+        let on_pending = if p.height == self.parent.height + 1 && p.parent_hash == self.parent.hash
+        {
+            false
+        } else if p.height == self.parent.height + 2 && self.can_build_on_pending(&p.parent_hash) {
+            true
+        } else {
             return Ok(());
-        }
+        };
         let started = self.telemetry.clock_secs();
-        let c = &self.cfg;
-        let accounts = StoreAccounts(self.store.clone());
-        let txs = self
-            .mempool
-            .select(c.max_block_txs, c.max_block_bytes, &accounts);
-        // The clock's time, unless the parent's certificate says the quorum
-        // was already later (ADR 014): then this clock lags, and the floor
-        // is the earliest time the validators accept.
+        // The clock's time, unless the certificate the header carries says
+        // the quorum was already later (ADR 014): then this clock lags, and
+        // the floor is the earliest time the validators accept.
         anyhow::ensure!(
             self.parent.height == 0 || self.parent.certificate.is_some(),
             "height {}: the parent's certificate is not at hand; cannot propose",
             p.height
         );
-        let timestamp = Timestamp(self.now.wall_ms).max(self.parent.next_time_floor());
+        let store = self.store.clone();
+        // Nothing commits while the block is built: one view for it.
+        let view = StoreView::new(store.as_ref());
+        let pending = on_pending
+            .then(|| self.outcomes.get(&p.parent_hash))
+            .flatten();
+        let speculative = pending.map(|c| Speculative::new(&view, &c.outcome.writes));
+        let (state, acc): (&dyn StateRead, &StateAccumulator) = match (&speculative, pending) {
+            (Some(s), Some(c)) => (s, &c.outcome.accumulator),
+            _ => (&view, &self.acc),
+        };
+        // The pending block's certificate does not exist yet: the header
+        // carries the tip's, the grandparent's (header v3).
+        let parent = match self.pending_parent(&p.parent_hash).filter(|_| on_pending) {
+            Some((parent, _, _)) => parent,
+            None => self.parent.clone(),
+        };
+        let c = &self.cfg;
+        let txs = match pending {
+            Some(_) => {
+                self.mempool
+                    .select(c.max_block_txs, c.max_block_bytes, &StateAccounts(state))
+            }
+            None => self.mempool.select(
+                c.max_block_txs,
+                c.max_block_bytes,
+                &StoreAccounts(self.store.clone()),
+            ),
+        };
+        let timestamp = Timestamp(self.now.wall_ms).max(parent.next_time_floor());
         let ctx = BlockContext {
             chain_id: self.chain_id.clone(),
             height: p.height,
             timestamp,
             proposer: self.key.public(),
         };
-        let store = self.store.clone();
-        // Nothing commits while the block is built: one view for it.
-        let state = StoreView::new(store.as_ref());
-        let (mut block, mut outcome) =
-            build_block(&self.parent, &ctx, p.view, &txs, &state, &self.acc)?;
+        let (mut block, mut outcome) = build_block(&parent, &ctx, p.view, &txs, state, acc)?;
         let mut candidates = txs;
         // Never propose what this store could not commit. Execution rules
         // out every known cause (ADR 010), so this is a damaged index, a
@@ -1278,7 +1439,7 @@ impl NodeCore {
         let mut attempts = 0;
         let checked = loop {
             let ids = block.txs.iter().map(SignedTx::id).collect();
-            match self.storable(&block, outcome, ids) {
+            match self.storable(&block, &parent, outcome, ids) {
                 Ok(c) => break c,
                 Err(e) => {
                     attempts += 1;
@@ -1301,29 +1462,38 @@ impl NodeCore {
                             )
                         }
                     }
-                    (block, outcome) =
-                        build_block(&self.parent, &ctx, p.view, &candidates, &state, &self.acc)?;
+                    (block, outcome) = build_block(&parent, &ctx, p.view, &candidates, state, acc)?;
                 }
             }
         };
+        if on_pending && block.txs.is_empty() {
+            // Nothing beyond the pending block's transactions: the request
+            // is asked again once that block commits.
+            return Ok(());
+        }
         // Nothing made it into the block and nothing is due: a block now
         // would be refused (ADR 017). Keep the request and look again after
         // the empty-block pace, or at the due time if that comes first.
-        if let Err(e) = empty_block_allowed(&block.header, &state) {
+        if let Err(e) = empty_block_allowed(&block.header, state) {
             tracing::debug!(height = p.height, view = p.view, error = %e, "not proposing an empty block yet");
             let retry = self.now.mono_ms + self.cfg.empty_block_interval_ms.max(1);
             self.hold_proposal_until = Some(self.due_mono().map_or(retry, |d| d.min(retry)));
             self.proposal = Some(p);
             return Ok(());
         }
+        drop(view);
         self.hold_proposal_until = None;
         self.last_proposed = Some((p.height, self.now.mono_ms));
+        if on_pending {
+            self.telemetry.count(Count::PipelinedProposals, 1);
+        }
         self.telemetry
             .phase("propose", self.telemetry.clock_secs() - started);
         tracing::debug!(
             height = p.height,
             view = p.view,
             txs = block.txs.len(),
+            pipelined = on_pending,
             "proposing"
         );
         self.remember(block.hash(), checked);
@@ -1656,7 +1826,11 @@ impl NodeCore {
         self.hold_proposal_until = None;
         self.parent = parent;
         self.acc = accumulator;
-        self.outcomes.retain(|_, c| c.height > height);
+        // What is left was checked on this block (pipelining); blocks
+        // checked on a sibling of it lost with it: their outcome was on
+        // another state.
+        self.outcomes
+            .retain(|_, c| c.height == height + 1 && c.as_parent.grand_hash == hash);
         self.proposal = None;
         self.last_block_full = ids.len() >= self.cfg.max_block_txs;
         self.last_commit_ms = self.now.mono_ms;
@@ -2114,6 +2288,24 @@ pub fn amnesia_guard(
         Some(h) if h < tip && validator_at_tip => Some(tip + 1),
         Some(_) => None,
     }
+}
+
+/// Whether a block with this outcome changes what the next block is
+/// checked against beyond its state: the validator set, the node
+/// registry (members and keys) or the contract modules (pipelining: no
+/// block is built or checked on such a block before it commits, P9).
+fn reconfigures(outcome: &BlockOutcome, validators: &ValidatorSet) -> bool {
+    let node_prefix = contracts::keys::NODE_PREFIX;
+    outcome.validator_set != *validators
+        || outcome
+            .writes
+            .range(node_prefix.to_vec()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(node_prefix))
+        || outcome.writes.contains_key(contracts::keys::MODULES)
+        || outcome
+            .writes
+            .contains_key(contracts::keys::UPGRADE_SCHEDULED)
 }
 
 /// When the next proposal is due, before the quiet chain's due time and

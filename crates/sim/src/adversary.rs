@@ -11,7 +11,7 @@ use aidledger_consensus::{
     MESSAGE_MAX_BYTES,
 };
 use aidledger_crypto::{verify_txs, VerifiedTx};
-use aidledger_execution::{build_block, BlockContext, ParentInfo};
+use aidledger_execution::{build_block, BlockContext, ParentInfo, Speculative};
 use aidledger_node_core::{Channel, StoreState};
 use aidledger_storage::Store;
 use aidledger_types::{Block, Hash, Signature, Timestamp};
@@ -209,27 +209,37 @@ impl Cluster {
 
     /// A block node `i` builds itself on its own tip, as primary of
     /// `view`, at `timestamp(parent)`, from `txs`; `None` when it cannot.
+    /// Another block at `height` on `on`: the committed tip, or with
+    /// pipelining the node's own block at the height in flight, not
+    /// committed yet (so an equivocator forks inside the window too).
     fn byz_block(
         &self,
         i: usize,
         view: u64,
         height: u64,
+        on: Hash,
         timestamp: impl FnOnce(&ParentInfo) -> Timestamp,
         txs: &[VerifiedTx],
     ) -> Option<Block> {
-        let parent = self.nodes[i].core.as_ref()?.parent().clone();
+        let core = self.nodes[i].core.as_ref()?;
         let store = self.nodes[i].store.clone();
-        let acc = store.accumulator().ok()?;
-        let ctx = BlockContext {
+        let committed = StoreState(store.as_ref());
+        let ctx = |parent: &ParentInfo| BlockContext {
             chain_id: self.genesis.chain_id.clone(),
             height,
-            timestamp: timestamp(&parent),
+            timestamp: timestamp(parent),
             proposer: self.nodes[i].key.public(),
         };
-        let state = StoreState(store.as_ref());
-        build_block(&parent, &ctx, view, txs, &state, &acc)
-            .ok()
-            .map(|(b, _)| b)
+        let built = if on == core.parent().hash {
+            let acc = store.accumulator().ok()?;
+            let parent = core.parent();
+            build_block(parent, &ctx(parent), view, txs, &committed, &acc)
+        } else {
+            let (parent, writes, acc) = core.pending_parent(&on)?;
+            let state = Speculative::new(&committed, writes);
+            build_block(&parent, &ctx(&parent), view, txs, &state, acc)
+        };
+        built.ok().map(|(b, _)| b)
     }
 
     fn equivocate(&mut self, i: usize, env: Envelope, view: u64, height: u64, data: Vec<u8>) {
@@ -251,7 +261,8 @@ impl Cluster {
                 p.timestamp.saturating_add_ms(1)
             }
         };
-        let Some(alt) = self.byz_block(i, view, height, at, &[]) else {
+        let on = orig.header.parent_hash;
+        let Some(alt) = self.byz_block(i, view, height, on, at, &[]) else {
             return self.byz_send(i, None, data);
         };
         let alt_hash = alt.hash();
@@ -307,7 +318,8 @@ impl Cluster {
             .filter_map(Result::ok)
             .collect();
         let at = |p: &ParentInfo| p.timestamp.saturating_add_ms(1);
-        let Some(old) = self.byz_block(i, view, height, at, &txs) else {
+        let on = orig.header.parent_hash;
+        let Some(old) = self.byz_block(i, view, height, on, at, &txs) else {
             return self.byz_send(i, None, data);
         };
         let hash = old.hash();

@@ -95,6 +95,9 @@ pub struct ClusterOptions {
     pub byzantine: bool,
     /// This behaviour in every seed instead (with `byzantine`).
     pub byzantine_only: Option<Byz>,
+    /// Every node pipelines (ADR 022): the leader proposes the next block
+    /// before the one in flight commits.
+    pub pipeline: bool,
     pub debug: bool,
 }
 
@@ -127,6 +130,9 @@ pub struct ClusterReport {
     pub dated_release: Option<String>,
     /// Node 3 replaced its own key while running (ADR 017).
     pub key_replaced: bool,
+    /// Decided blocks proposed before their parent committed (header v3,
+    /// ADR 022).
+    pub pipelined_blocks: u64,
     /// The contract upgrade to plans@4 governance scheduled, and whether
     /// the cluster reached its height (ADR 017, contract upgrades).
     pub upgrade: Option<(u64, bool)>,
@@ -243,6 +249,11 @@ struct SimNode {
     /// Per height, the highest view this node asked to move to (sent a
     /// view change for): it must never vote below it there again.
     left: BTreeMap<u64, u64>,
+    /// Per height, the highest view this node signed a pre-prepare,
+    /// prepare or commit in: views of its votes at a height never fall
+    /// (docs/consensus.md, Lemma 1), votes cast ahead (pipelining)
+    /// included.
+    voted: BTreeMap<u64, u64>,
     /// Crash right after the next step that sends a consensus message
     /// (a power cut between send and whatever comes next).
     crash_after_send: bool,
@@ -448,6 +459,7 @@ impl Cluster {
                 restored: false,
                 signed_before_restore: None,
                 left: BTreeMap::new(),
+                voted: BTreeMap::new(),
                 signed: BTreeMap::new(),
                 crash_after_send: false,
                 owed: BTreeMap::new(),
@@ -572,11 +584,15 @@ impl Cluster {
             consensus: ConsensusSettings {
                 max_block_txs: 64,
                 max_block_bytes: 1 << 20,
-                block_interval_ms: 150,
+                // Pipelined runs pace blocks faster than a round takes
+                // here (three hops of 1 to 25 ms, sometimes 300), so
+                // that the leader proposes before the parent commits.
+                block_interval_ms: if self.opts.pipeline { 20 } else { 150 },
                 empty_block_interval_ms: 600,
                 round_timeout_ms: ROUND_TIMEOUT_MS,
                 max_clock_drift_ms: 10_000,
                 sync_batch: 16,
+                pipeline: self.opts.pipeline,
             },
             mempool: MempoolConfig {
                 max_txs: 2_000,
@@ -948,14 +964,21 @@ impl Cluster {
                     .map(|p| p.view)
                     .max();
                 if let Some(top) = top {
-                    let ok = nv.reproposal.is_some_and(|(hash, _)| {
+                    let top_cert = |hash: Hash| {
                         nv.view_changes.iter().any(|s| {
                             s.view_change
                                 .prepared
                                 .as_ref()
                                 .is_some_and(|p| p.view == top && p.block_hash == hash)
                         })
-                    });
+                    };
+                    // Or, with pipelining, no re-proposal when that block
+                    // extends a parent that lost: it goes along so backups
+                    // can see its parent (P7; they check it).
+                    let ok = match nv.reproposal {
+                        Some((hash, _)) => top_cert(hash),
+                        None => env.block.as_ref().is_some_and(|b| top_cert(b.hash())),
+                    };
                     if !ok {
                         self.violation(format!(
                             "node {i} sent a new-view for view {v} at height {h} that does not re-propose the highest prepared block (prepared in view {top})"
@@ -1030,6 +1053,19 @@ impl Cluster {
                     self.violation(format!(
                         "node {i} sent a {kind} in view {v} at height {h} after moving to view {left}"
                     ));
+                }
+                let n = &mut self.nodes[i];
+                let top = n.voted.entry(h).or_insert(v);
+                if v < *top && undecided && !n.amnesic {
+                    let top = *top;
+                    self.violation(format!(
+                        "node {i} sent a {kind} in view {v} at height {h} after voting there in view {top}"
+                    ));
+                } else {
+                    *top = (*top).max(v);
+                    while n.voted.len() > 64 {
+                        n.voted.pop_first();
+                    }
                 }
             }
             ConsensusPayload::NewView(_) => {}
@@ -1133,6 +1169,9 @@ impl Cluster {
             None => {
                 self.decided.insert(height, hash);
                 if let Ok(Some(b)) = self.nodes[i].store.block(height) {
+                    if b.header.version == aidledger_types::HEADER_VERSION_PIPELINED {
+                        self.report.pipelined_blocks += 1;
+                    }
                     let set = b.header.validator_set_hash;
                     if self.current_set != Some(set) {
                         if self.current_set.is_some() {
@@ -1175,10 +1214,12 @@ impl Cluster {
     }
 
     /// ADR 014's guarantee, checked from outside: the time of block
-    /// `height` is not below every honest clock that voted for its parent.
-    /// The header carries a valid certificate of the decided parent, and
-    /// the time is at least the earliest commit time an honest signer of
-    /// that certificate wrote (the byzantine node's times do not count).
+    /// `height` is not below every honest clock that voted for the
+    /// ancestor whose certificate its header carries: the decided parent,
+    /// or in a pipelined header (ADR 022) the decided grandparent. The
+    /// certificate is valid, and the time is at least the earliest commit
+    /// time an honest signer of it wrote (the byzantine node's times do
+    /// not count).
     fn check_time_floor(&mut self, i: usize, height: u64) {
         if height < 2 {
             return;
@@ -1191,11 +1232,23 @@ impl Cluster {
                 "block {height} carries no certificate of its parent"
             ));
         };
-        if let Some(set) = self.validators_before(i, height - 1) {
-            let parent = block.header.parent_hash;
-            if let Err(e) =
-                verify_certificate(&cert, &self.genesis.chain_id, &set, height - 1, &parent)
-            {
+        let (certified, certified_hash) =
+            if block.header.version == aidledger_types::HEADER_VERSION_PIPELINED {
+                let Ok(Some(parent)) = self.nodes[i].store.block(height - 1) else {
+                    return;
+                };
+                (height - 2, parent.header.parent_hash)
+            } else {
+                (height - 1, block.header.parent_hash)
+            };
+        if let Some(set) = self.validators_before(i, certified) {
+            if let Err(e) = verify_certificate(
+                &cert,
+                &self.genesis.chain_id,
+                &set,
+                certified,
+                &certified_hash,
+            ) {
                 return self.violation(format!(
                     "block {height} carries a bad certificate of its parent: {e}"
                 ));
@@ -1412,7 +1465,11 @@ impl Cluster {
             Ev::DatedPlan => self.dated_plan(),
             Ev::Client => {
                 self.client();
-                let next = self.now + self.rng.gen_range(100..400);
+                // Pipelined runs submit more often, so that work arrives
+                // while a block is in flight and the next one is built on
+                // it before it commits.
+                let gap = if self.opts.pipeline { 20..80 } else { 100..400 };
+                let next = self.now + self.rng.gen_range(gap);
                 self.push(next, Ev::Client);
             }
             Ev::Fault => {

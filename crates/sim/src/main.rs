@@ -39,8 +39,8 @@ struct Args {
     /// Plant a defect that the simulator must catch (stale-outputs,
     /// no-send-nonce, view-change-without-cert, ignore-highest-prepared,
     /// persist-after-send, admission-without-onchain-check,
-    /// accept-2f-votes, ignore-next-due, ignore-restored-marker, ignore-key-replacement); violations
-    /// expected.
+    /// accept-2f-votes, ignore-next-due, ignore-restored-marker, ignore-key-replacement,
+    /// fall-below-ahead-votes, which also pipelines); violations expected.
     #[arg(long)]
     mutant: Option<String>,
     /// Worker threads (seeds are independent; output is in seed order).
@@ -66,6 +66,10 @@ struct Args {
     /// With --scale: how long the load runs, in virtual seconds (1 to 120).
     #[arg(long, default_value_t = 10)]
     secs: u64,
+    /// Every node pipelines (ADR 022): the leader proposes the next block
+    /// before the one in flight commits.
+    #[arg(long)]
+    pipeline: bool,
 }
 
 fn main() -> ExitCode {
@@ -98,6 +102,7 @@ fn main_scale(args: &Args) -> ExitCode {
             rate: args.rate,
             secs: args.secs,
             seed: args.start_seed,
+            pipeline: args.pipeline,
         })
     });
     println!(
@@ -147,6 +152,7 @@ fn main_nodes(args: &Args) -> ExitCode {
         reconfig: !args.no_reconfig,
         debug: args.debug,
         byzantine: !args.no_byzantine,
+        pipeline: args.pipeline,
         ..ClusterOptions::default()
     };
     if let Some(name) = &args.byzantine {
@@ -173,6 +179,10 @@ fn main_nodes(args: &Args) -> ExitCode {
         Some("ignore-restored-marker") => opts.mutants.ignore_restored_marker = true,
         Some("ignore-key-replacement") => opts.mutants.ignore_key_replacement = true,
         Some("accept-2f-votes") => opts.mutants.accept_2f_votes = true,
+        Some("fall-below-ahead-votes") => {
+            opts.pipeline = true;
+            opts.mutants.fall_below_ahead_votes = true
+        }
         Some("admission-without-onchain-check") => {
             opts.mutants.admission_without_onchain_check = true
         }
@@ -180,8 +190,8 @@ fn main_nodes(args: &Args) -> ExitCode {
             eprintln!(
                 "unknown mutant {other:?}: expected stale-outputs, no-send-nonce, \
                  view-change-without-cert, ignore-highest-prepared, persist-after-send, \
-                 admission-without-onchain-check, accept-2f-votes, ignore-next-due or \
-                 ignore-restored-marker"
+                 admission-without-onchain-check, accept-2f-votes, ignore-next-due, \
+                 ignore-restored-marker, ignore-key-replacement or fall-below-ahead-votes"
             );
             return ExitCode::from(2);
         }
@@ -198,8 +208,10 @@ fn main_nodes(args: &Args) -> ExitCode {
     let mut byzantine: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut fetches = 0u64;
     let mut backlog = 0u64;
+    let mut pipelined = 0u64;
     for r in &reports {
         backlog += r.backlog_refused;
+        pipelined += r.pipelined_blocks;
         fetches += r.block_fetches;
         if let Some((_, b)) = r.byzantine {
             *byzantine.entry(b.name()).or_default() += 1;
@@ -230,8 +242,9 @@ fn main_nodes(args: &Args) -> ExitCode {
             bad += 1;
             println!("seed {} FAILED: {:?}", r.seed, r.violations);
             println!(
-                "  reproduce: cargo run --release -p aidledger-sim -- --seeds 1 --start-seed {}{}",
+                "  reproduce: cargo run --release -p aidledger-sim -- --seeds 1 --start-seed {}{}{}",
                 r.seed,
+                if args.pipeline { " --pipeline" } else { "" },
                 args.mutant
                     .as_ref()
                     .map(|m| format!(" --mutant {m}"))
@@ -243,7 +256,7 @@ fn main_nodes(args: &Args) -> ExitCode {
     let bs: Vec<String> = byzantine.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let last = (args.start_seed + args.seeds).saturating_sub(1);
     println!(
-        "node cores, seeds {}..{last}: {ok} ok, {bad} violations; mutant: {}; {reconfigs} validator-set changes proposed, {took_effect} took effect; {submitted} transactions submitted ({resent} resends, {replays} gossip replays), {refused} refused at admission ({backlog} for the backlog); {txs} committed; max height {max_height}; faults: {}; byzantine nodes: {}; {fetches} candidate blocks fetched by hash; {:.1} s",
+        "node cores, seeds {}..{last}: {ok} ok, {bad} violations; mutant: {}; {reconfigs} validator-set changes proposed, {took_effect} took effect; {submitted} transactions submitted ({resent} resends, {replays} gossip replays), {refused} refused at admission ({backlog} for the backlog); {txs} committed; max height {max_height}; faults: {}; byzantine nodes: {}; {fetches} candidate blocks fetched by hash; {pipelined} blocks proposed before their parent committed; {:.1} s",
         args.start_seed,
         args.mutant.as_deref().unwrap_or("none"),
         fs.join(", "),

@@ -46,6 +46,8 @@ pub struct ScaleOptions {
     /// How long the load runs, in virtual seconds.
     pub secs: u64,
     pub seed: u64,
+    /// Every validator pipelines (ADR 022).
+    pub pipeline: bool,
 }
 
 /// What one run measured.
@@ -211,7 +213,10 @@ impl Scale {
         );
         let parts = CoreParts {
             chain_id: self.genesis.chain_id.clone(),
-            consensus: ConsensusSettings::default(),
+            consensus: ConsensusSettings {
+                pipeline: self.opts.pipeline,
+                ..ConsensusSettings::default()
+            },
             mempool,
             gossip_max_bytes: 1 << 20,
             sync_response_max_bytes: 8 << 20,

@@ -39,6 +39,15 @@ fn run_many(
     v
 }
 
+fn assert_no_violations(reports: &[ClusterReport]) {
+    let bad: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.ok())
+        .map(|r| format!("seed {}: {:?}", r.seed, r.violations))
+        .collect();
+    assert!(bad.is_empty(), "violations:\n{}", bad.join("\n"));
+}
+
 /// Seeds of 500 in which the plans@4 upgrade must take effect.
 const UPGRADED_MIN: usize = 400;
 
@@ -55,12 +64,7 @@ fn all_faults() -> ClusterOptions {
 fn five_hundred_seeds_of_node_cores_keep_every_invariant() {
     let reports = run_many(0..500, &all_faults(), |_| false);
     assert_eq!(reports.len(), 500);
-    let bad: Vec<String> = reports
-        .iter()
-        .filter(|r| !r.ok())
-        .map(|r| format!("seed {}: {:?}", r.seed, r.violations))
-        .collect();
-    assert!(bad.is_empty(), "violations:\n{}", bad.join("\n"));
+    assert_no_violations(&reports);
     // The runs did what they claim: sets changed, clients resent and
     // replayed, every fault kind happened, money moved.
     let changes: usize = reports.iter().map(|r| r.set_changes.len()).sum();
@@ -169,6 +173,33 @@ fn five_hundred_seeds_of_node_cores_keep_every_invariant() {
     println!(
         "500 seeds: {changes} validator-set changes, {resent} resends, {replays} gossip replays, {committed} transactions committed"
     );
+}
+
+#[test]
+fn pipelined_seeds_keep_every_invariant() {
+    // ADR 022: every node proposes, checks and prepares the next block
+    // before the one in flight commits; the same faults, set changes and
+    // byzantine nodes (an equivocating primary forks inside the window).
+    let opts = ClusterOptions {
+        pipeline: true,
+        ..all_faults()
+    };
+    let reports = run_many(0..40, &opts, |_| false);
+    assert_no_violations(&reports);
+    let pipelined: u64 = reports.iter().map(|r| r.pipelined_blocks).sum();
+    let committed: u64 = reports.iter().map(|r| r.committed_txs).sum();
+    let changes: usize = reports.iter().map(|r| r.set_changes.len()).sum();
+    assert!(
+        pipelined >= 1_500 && committed >= 30_000 && changes >= 100,
+        "{pipelined} pipelined blocks, {committed} transactions, {changes} set changes"
+    );
+    let equivocating = ClusterOptions {
+        byzantine_only: Some(Byz::Equivocator),
+        ..opts
+    };
+    let reports = run_many(100..110, &equivocating, |_| false);
+    assert_no_violations(&reports);
+    println!("40 pipelined seeds: {pipelined} blocks proposed before their parent committed, {committed} transactions");
 }
 
 #[test]

@@ -15,6 +15,7 @@ fn opts(validators: usize) -> ScaleOptions {
         rate: 400,
         secs: 2,
         seed: 7,
+        pipeline: false,
     }
 }
 

@@ -38,6 +38,7 @@ pub fn parts(c: &SynthChain) -> CoreParts {
             round_timeout_ms: 2_000,
             max_clock_drift_ms: 5_000,
             sync_batch: 16,
+            pipeline: false,
         },
         mempool: MempoolConfig::default(),
         gossip_max_bytes: 1 << 20,
