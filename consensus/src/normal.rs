@@ -249,7 +249,7 @@ impl Replica {
                     got: hash,
                 });
             }
-            if a.block.is_some() {
+            if a.block.is_some() || a.refused {
                 return Ok(());
             }
         }
@@ -260,6 +260,7 @@ impl Replica {
             pre_prepare_sig: sig,
             block: Some(block),
             validation: None,
+            refused: false,
             my_prepare: None,
         });
         self.try_ahead();
@@ -283,6 +284,7 @@ impl Replica {
             // flight (the pre-prepare is buffered for it).
             a.validation = None;
             a.block = None;
+            a.refused = true;
         }
         self.try_ahead();
         Ok(())
@@ -417,6 +419,7 @@ impl Replica {
             pre_prepare_sig: env.signature,
             block: Some(block),
             validation: Some(Validation::Valid),
+            refused: false,
             my_prepare: None,
         });
         self.broadcast(env);

@@ -71,6 +71,9 @@ pub(crate) struct AheadSlot {
     /// committed parent.
     pub(crate) block: Option<Block>,
     pub(crate) validation: Option<Validation>,
+    /// The driver refused it once: copies of it are not checked again
+    /// ahead (each check executes the block), only at the height itself.
+    pub(crate) refused: bool,
     /// This replica's prepare for it, once sent.
     pub(crate) my_prepare: Option<Signature>,
 }

@@ -121,6 +121,15 @@ fn a_next_block_on_another_parent_is_neither_checked_nor_prepared_ahead() {
     let outs = r.handle(3, validated(&b1, false));
     assert!(validations(&outs).is_empty());
     assert!(sent(&outs).is_empty());
+    // A next-height block the driver refused is not executed again ahead
+    // when its primary sends it again (each check executes it).
+    let mut r = piped(&net, 1, false);
+    r.handle(1, net.pre_prepare(0, &b1));
+    r.handle(2, net.pre_prepare(0, &b2));
+    r.handle(3, validated(&b1, true));
+    r.handle(4, validated(&b2, false));
+    let outs = r.handle(5, net.pre_prepare(0, &b2));
+    assert!(validations(&outs).is_empty());
 }
 
 #[test]
