@@ -81,6 +81,10 @@ pub struct ExportBlocksArgs {
     out: PathBuf,
 }
 
+/// Reads of a running node's store before a vanished table file counts
+/// as a failure (`audit replay`).
+const LIVE_STORE_ATTEMPTS: u32 = 3;
+
 /// The data directory of a node home: config.toml's `node.data_dir`, else
 /// `HOME/data`.
 pub fn data_dir(home: &Path) -> Result<PathBuf> {
@@ -224,31 +228,33 @@ fn run_replay(ctx: &Ctx, a: ReplayArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
-    let mut source: Box<dyn ChainSource> = match &a.blocks {
-        Some(file) => {
-            if !file.is_file() {
-                return Err(usage(format!("{} is not a file", file.display())));
-            }
-            Box::new(FileSource::open(file)?)
-        }
-        None => {
-            let home = ctx.home("audit replay (or give --blocks FILE)")?;
-            let dir = data_dir(home)?;
-            {
-                use aidledger_storage::Store;
-                let store = aidledger_storage::RocksStore::open_read_only(&dir)?;
-                let base = store.base()?;
-                if base > 1 {
-                    anyhow::bail!(
-                        "this node's history starts at height {base}: it joined from a snapshot \
-                         (a pruned node), so a replay from genesis cannot run on it. Replay on \
-                         a node that keeps all history, or from an export of one \
-                         (aidledger export-blocks)"
-                    );
+    let open_source = || -> anyhow::Result<Box<dyn ChainSource>> {
+        Ok(match &a.blocks {
+            Some(file) => {
+                if !file.is_file() {
+                    return Err(usage(format!("{} is not a file", file.display())));
                 }
+                Box::new(FileSource::open(file)?)
             }
-            Box::new(StoreSource::open_read_only(&dir)?)
-        }
+            None => {
+                let home = ctx.home("audit replay (or give --blocks FILE)")?;
+                let dir = data_dir(home)?;
+                {
+                    use aidledger_storage::Store;
+                    let store = aidledger_storage::RocksStore::open_read_only(&dir)?;
+                    let base = store.base()?;
+                    if base > 1 {
+                        anyhow::bail!(
+                            "this node's history starts at height {base}: it joined from a \
+                             snapshot (a pruned node), so a replay from genesis cannot run on \
+                             it. Replay on a node that keeps all history, or from an export of \
+                             one (aidledger export-blocks)"
+                        );
+                    }
+                }
+                Box::new(StoreSource::open_read_only(&dir)?)
+            }
+        })
     };
     let opts = ReplayOptions {
         threads: match a.threads {
@@ -260,7 +266,30 @@ fn run_replay(ctx: &Ctx, a: ReplayArgs) -> Result<ExitCode> {
     };
     let bar = Bar::new(!ctx.json());
     let started = now();
-    let out: ReplayOutcome = replay(source.as_mut(), &opts, &bar);
+    // A running node's store is read as of the moment it was opened; the
+    // node's compactions may delete a table file that view still lists
+    // (RocksDB reports the file missing). That is the source moving, not
+    // the chain failing: read it again from a fresh view, a bounded number
+    // of times. A file that stays missing is reported as a failure.
+    let mut attempts = 0;
+    let out: ReplayOutcome = loop {
+        let mut source = open_source()?;
+        let out = replay(source.as_mut(), &opts, &bar);
+        attempts += 1;
+        let vanished = a.blocks.is_none()
+            && out
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.to_string().contains("No such file or directory"));
+        if vanished && attempts < LIVE_STORE_ATTEMPTS {
+            eprintln!(
+                "a table file of the node's store went away while it was read (a compaction \
+                 of the running node); reading again"
+            );
+            continue;
+        }
+        break out;
+    };
     let elapsed = started.elapsed();
     let elapsed_ms = elapsed.as_millis() as u64;
     let secs = elapsed.as_secs_f64();
