@@ -1213,7 +1213,7 @@ impl NodeCore {
         // committed yet executes on the parent's writes over committed
         // state. Its outcome is exact once the parent commits: its hash
         // covers the parent's.
-        let pending = if block.header.parent_hash == self.parent.hash {
+        let parent_checked = if block.header.parent_hash == self.parent.hash {
             None
         } else {
             let Some(p) = self
@@ -1232,12 +1232,11 @@ impl NodeCore {
                         .into(),
                 ));
             }
-            Some(block.header.parent_hash)
+            Some(p)
         };
         let started = self.telemetry.clock_secs();
         // Nothing commits until the check is done: one view for the block.
         let view = StoreView::new(self.store.as_ref());
-        let parent_checked = pending.and_then(|h| self.outcomes.get(&h));
         let speculative = parent_checked.map(|p| Speculative::new(&view, &p.outcome.writes));
         let (state, parent, acc): (&dyn StateRead, &ParentInfo, &StateAccumulator) =
             match (&speculative, parent_checked) {
@@ -1331,7 +1330,7 @@ impl NodeCore {
             pending.as_ref(),
         )?;
         let as_parent = parent.child(block, &outcome, None);
-        let reconfigures = reconfigures(&outcome, &parent.validator_set);
+        let reconfigures = Changes::of(&outcome, &parent.validator_set).any();
         Ok(Checked {
             height: block.header.height,
             as_parent,
@@ -1762,19 +1761,11 @@ impl NodeCore {
             Some(Some(bytes)) => Some(codec::decode(bytes).ok()),
             _ => None,
         };
-        // The writes are sorted: one probe at the prefix, not a pass over
-        // every key the block wrote.
-        let node_prefix = aidledger_execution::contracts::keys::NODE_PREFIX;
-        let registry_changed = outcome
-            .writes
-            .range(node_prefix.to_vec()..)
-            .next()
-            .is_some_and(|(k, _)| k.starts_with(node_prefix));
-        let vset_changed = outcome.validator_set != self.parent.validator_set;
-        let modules_changed = outcome.writes.contains_key(contracts::keys::MODULES)
-            || outcome
-                .writes
-                .contains_key(contracts::keys::UPGRADE_SCHEDULED);
+        let Changes {
+            validators: vset_changed,
+            registry: registry_changed,
+            modules: modules_changed,
+        } = Changes::of(&outcome, &self.parent.validator_set);
         let parent = self
             .parent
             .child(&block, &outcome, Some(certificate.clone()));
@@ -2290,22 +2281,38 @@ pub fn amnesia_guard(
     }
 }
 
-/// Whether a block with this outcome changes what the next block is
-/// checked against beyond its state: the validator set, the node
-/// registry (members and keys) or the contract modules (pipelining: no
-/// block is built or checked on such a block before it commits, P9).
-fn reconfigures(outcome: &BlockOutcome, validators: &ValidatorSet) -> bool {
-    let node_prefix = contracts::keys::NODE_PREFIX;
-    outcome.validator_set != *validators
-        || outcome
-            .writes
-            .range(node_prefix.to_vec()..)
-            .next()
-            .is_some_and(|(k, _)| k.starts_with(node_prefix))
-        || outcome.writes.contains_key(contracts::keys::MODULES)
-        || outcome
-            .writes
-            .contains_key(contracts::keys::UPGRADE_SCHEDULED)
+/// What a block with this outcome changes beyond state, for the block
+/// after it: the validator set, the node registry (members and keys), the
+/// contract modules. The core reconfigures after committing such a block,
+/// and (pipelining, P9) builds and checks nothing on it before.
+struct Changes {
+    validators: bool,
+    registry: bool,
+    modules: bool,
+}
+
+impl Changes {
+    fn of(outcome: &BlockOutcome, validators: &ValidatorSet) -> Changes {
+        // The writes are sorted: one probe at the prefix, not a pass over
+        // every key the block wrote.
+        let node_prefix = contracts::keys::NODE_PREFIX;
+        Changes {
+            validators: outcome.validator_set != *validators,
+            registry: outcome
+                .writes
+                .range(node_prefix.to_vec()..)
+                .next()
+                .is_some_and(|(k, _)| k.starts_with(node_prefix)),
+            modules: outcome.writes.contains_key(contracts::keys::MODULES)
+                || outcome
+                    .writes
+                    .contains_key(contracts::keys::UPGRADE_SCHEDULED),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.validators || self.registry || self.modules
+    }
 }
 
 /// When the next proposal is due, before the quiet chain's due time and
