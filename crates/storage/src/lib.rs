@@ -33,7 +33,9 @@ pub mod snapshot;
 
 pub use error::StorageError;
 pub use mem::MemStore;
-pub use rocks::{keys, Cf, LegacyTxEntry, PointInTime, RocksStateView, RocksStore, StoreMemory};
+pub use rocks::{
+    is_vanished_file, keys, Cf, LegacyTxEntry, PointInTime, RocksStateView, RocksStore, StoreMemory,
+};
 
 /// Most entries one `state_scan` returns; larger limits are clamped.
 pub const SCAN_LIMIT_MAX: usize = 10_000;

@@ -511,6 +511,16 @@ pub struct StoreMemory {
 /// lock file: <path>/LOCK: Resource temporarily unavailable" when another
 /// process holds it, "lock hold by current process" when this one does.
 /// Both become [`StorageError::Locked`]; anything else stays as it was.
+/// Opens of a store a running node may be compacting before a table file
+/// that went missing counts as a failure.
+pub const READ_ONLY_OPEN_ATTEMPTS: u32 = 5;
+
+/// Whether RocksDB's error names a file that is not there: for a store a
+/// running node holds open, a table file its compaction just deleted.
+pub fn is_vanished_file(detail: &str) -> bool {
+    detail.contains("No such file or directory")
+}
+
 fn lock_or_other(path: &Path, e: rocksdb::Error) -> StorageError {
     let detail = e.into_string();
     if detail.contains("While lock file") || detail.contains("lock hold by current process") {
@@ -758,8 +768,31 @@ impl RocksStore {
     /// it opened (reopen to see more). Writes return
     /// [`StorageError::ReadOnly`]. The head is not checked here, so an
     /// auditor can open a damaged store and report what is wrong itself.
+    ///
+    /// A running node's compaction may delete a table file between the
+    /// moment the open reads the MANIFEST and the moment it opens that
+    /// file (RocksDB then reports the file missing and the MANIFEST
+    /// "may be corrupted"). That is the store moving, not damage: the open
+    /// is tried again from a fresh MANIFEST, at most
+    /// [`READ_ONLY_OPEN_ATTEMPTS`] times; a file that stays missing is
+    /// reported.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<RocksStore, StorageError> {
         let path = path.as_ref();
+        let mut attempt = 1;
+        loop {
+            match RocksStore::open_read_only_once(path) {
+                Err(StorageError::Rocks(detail))
+                    if attempt < READ_ONLY_OPEN_ATTEMPTS && is_vanished_file(&detail) =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_read_only_once(path: &Path) -> Result<RocksStore, StorageError> {
         let (mut opts, cache) = options();
         opts.create_if_missing(false);
         opts.create_missing_column_families(false);

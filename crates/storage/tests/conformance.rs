@@ -333,6 +333,37 @@ fn rocks_read_only_opens_while_a_writer_is_open() {
     assert_matches_model(&ro2, &chain);
 }
 
+/// The read-only open tries again when a table file is missing (a running
+/// node's compaction may delete one the MANIFEST it read still lists), but
+/// a file that stays missing is reported, named, not taken as an empty
+/// store.
+#[test]
+fn rocks_read_only_reports_a_table_file_that_stays_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let writer = RocksStore::open(&path).unwrap();
+        populated(&writer, 3);
+    }
+    // Reopening replays the log into table files.
+    drop(RocksStore::open(&path).unwrap());
+    let table = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "sst"))
+        .expect("the reopened store has a table file");
+    std::fs::remove_file(&table).unwrap();
+
+    let detail = match RocksStore::open_read_only(&path) {
+        Err(StorageError::Rocks(detail)) => detail,
+        Err(e) => panic!("{e:?}"),
+        Ok(_) => panic!("a store missing a table file opened"),
+    };
+    assert!(aidledger_storage::is_vanished_file(&detail), "{detail}");
+    let name = table.file_name().unwrap().to_str().unwrap();
+    assert!(detail.contains(name), "{detail}");
+}
+
 #[test]
 fn rocks_read_only_of_a_missing_store_fails() {
     let dir = tempfile::tempdir().unwrap();

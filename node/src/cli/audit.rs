@@ -280,7 +280,7 @@ fn run_replay(ctx: &Ctx, a: ReplayArgs) -> Result<ExitCode> {
             && out
                 .failure
                 .as_ref()
-                .is_some_and(|f| f.to_string().contains("No such file or directory"));
+                .is_some_and(|f| aidledger_storage::is_vanished_file(&f.to_string()));
         if vanished && attempts < LIVE_STORE_ATTEMPTS {
             eprintln!(
                 "a table file of the node's store went away while it was read (a compaction \
