@@ -78,6 +78,7 @@ pub struct Metrics {
     pub net_wire_previous_in: Counter,
     pub net_wire_current_in: Counter,
     pub net_wire_refused: Counter,
+    pub net_refused_by_peer: Counter,
     pub phase_seconds: Family<PhaseLabel, Histogram>,
     pub block_txs: Histogram,
     pub admission_batch_txs: Histogram,
@@ -145,6 +146,7 @@ impl Metrics {
             net_wire_previous_in: Counter::default(),
             net_wire_current_in: Counter::default(),
             net_wire_refused: Counter::default(),
+            net_refused_by_peer: Counter::default(),
             phase_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
@@ -208,7 +210,7 @@ impl Metrics {
         for (name, help, g) in gauges {
             registry.register(name, help, g.clone());
         }
-        let counters: [(&str, &str, &Counter); 32] = [
+        let counters: [(&str, &str, &Counter); 33] = [
             (
                 "net_gossip_in",
                 "Gossip messages received from members",
@@ -265,6 +267,11 @@ impl Metrics {
                 "net_wire_refused",
                 "Members disconnected because they speak no wire version this node speaks",
                 &m.net_wire_refused,
+            ),
+            (
+                "net_refused_by_peer",
+                "Connections this node dialled that the other side closed before confirming them (its allow-list refuses this node)",
+                &m.net_refused_by_peer,
             ),
             (
                 "api_header_timeouts",
@@ -411,6 +418,7 @@ impl Metrics {
         catch_up(&self.net_wire_previous_in, g(&s.wire_previous_in));
         catch_up(&self.net_wire_current_in, g(&s.wire_current_in));
         catch_up(&self.net_wire_refused, g(&s.wire_refused));
+        catch_up(&self.net_refused_by_peer, g(&s.refused_by_peer));
     }
 
     /// The metrics in the Prometheus text format (0.0.4), for scrapers and

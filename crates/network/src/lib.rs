@@ -38,7 +38,7 @@
 
 mod codec;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -260,6 +260,10 @@ pub struct NetStats {
     /// Members disconnected because they speak no wire version this node
     /// speaks.
     pub wire_refused: AtomicU64,
+    /// Connections this node dialled that the other side closed before
+    /// confirming them (its allow-list refused this node: not, or no
+    /// longer, in its node registry).
+    pub refused_by_peer: AtomicU64,
 }
 
 /// The node's handle on the network task. Cheap to clone.
@@ -684,6 +688,8 @@ pub fn spawn_with_stats(
         pending: Default::default(),
         blocked: BTreeSet::new(),
         publish_seq: config_seq_start,
+        confirmed: BTreeSet::new(),
+        refusals: BTreeMap::new(),
     };
     tokio::spawn(task.run(cmd_rx));
     Ok((handle, ev_rx))
@@ -703,7 +709,29 @@ struct Task {
     blocked: BTreeSet<PeerId>,
     /// The next consensus publish's frame counter.
     publish_seq: u64,
+    /// Peers counted as connected: an open connection the other side has
+    /// confirmed by answering on it (identify or ping). A member whose
+    /// allow-list refuses this node completes the transport handshake and
+    /// then closes the connection at once; until confirmed, a connection
+    /// is not a peer, so such a member is never reported, even briefly.
+    confirmed: BTreeSet<PeerId>,
+    /// Bootstrap peers that closed this node's last connections before
+    /// confirming them, and when to dial them next (bounded by the
+    /// bootstrap list).
+    refusals: BTreeMap<PeerId, Refusal>,
 }
+
+/// A bootstrap peer refusing this node: how many connections in a row it
+/// closed unconfirmed, and the earliest next dial.
+#[derive(Clone, Copy, Debug)]
+struct Refusal {
+    streak: u32,
+    next_dial: tokio::time::Instant,
+}
+
+/// The longest back-off of a refusing peer's redials, in redial
+/// intervals (1, 2, 4, then 8 intervals between dials).
+const REFUSED_BACKOFF_MAX_SHIFT: u32 = 3;
 
 impl Task {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -737,9 +765,14 @@ impl Task {
             let Some(peer) = peer_of_addr(&addr) else {
                 continue;
             };
+            let backing_off = self
+                .refusals
+                .get(&peer)
+                .is_some_and(|r| tokio::time::Instant::now() < r.next_dial);
             if peer == *self.swarm.local_peer_id()
                 || connected.contains(&peer)
                 || self.blocked.contains(&peer)
+                || backing_off
             {
                 continue;
             }
@@ -857,22 +890,23 @@ impl Task {
                 num_established,
                 ..
             } if num_established.get() == 1 => {
-                if let Ok(mut p) = self.peers.lock() {
-                    p.insert(peer_id);
-                }
-                tracing::info!(peer = %peer_id, "peer connected");
-                self.emit(NetEvent::PeerConnected(peer_id)).await?;
+                tracing::debug!(peer = %peer_id, "connection open; a peer once it answers on it");
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
+                endpoint,
                 ..
             } => {
-                if let Ok(mut p) = self.peers.lock() {
-                    p.remove(&peer_id);
+                if self.confirmed.remove(&peer_id) {
+                    if let Ok(mut p) = self.peers.lock() {
+                        p.remove(&peer_id);
+                    }
+                    tracing::info!(peer = %peer_id, "peer disconnected");
+                    self.emit(NetEvent::PeerDisconnected(peer_id)).await?;
+                } else if endpoint.is_dialer() {
+                    self.refused(peer_id);
                 }
-                tracing::info!(peer = %peer_id, "peer disconnected");
-                self.emit(NetEvent::PeerDisconnected(peer_id)).await?;
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 self.stats
@@ -925,7 +959,19 @@ impl Task {
                 peer_id,
                 info,
                 ..
-            })) => self.check_wire(peer_id, &info.agent_version),
+            })) => {
+                // The wire check may disconnect (a side effect): not a
+                // match guard.
+                let kept = self.check_wire(peer_id, &info.agent_version);
+                if kept {
+                    self.confirm(peer_id).await?;
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(_),
+                ..
+            })) => self.confirm(peer).await?,
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
@@ -942,10 +988,64 @@ impl Task {
         Ok(())
     }
 
+    /// Counts a peer as connected once it has answered on an open
+    /// connection (its identify, or a ping), and tells the node.
+    async fn confirm(&mut self, peer: PeerId) -> Result<(), ()> {
+        if !self.swarm.is_connected(&peer) || !self.confirmed.insert(peer) {
+            return Ok(());
+        }
+        self.refusals.remove(&peer);
+        if let Ok(mut p) = self.peers.lock() {
+            p.insert(peer);
+        }
+        tracing::info!(%peer, "peer connected");
+        self.emit(NetEvent::PeerConnected(peer)).await
+    }
+
+    /// A connection this node dialled was closed before the other side
+    /// confirmed it: the member refuses this node (not, or no longer, in
+    /// its registry; or no shared wire version). Said once per streak,
+    /// and the redials of that peer back off (1, 2, 4, 8 redial
+    /// intervals), so a refused node does not cost each member a
+    /// handshake every interval.
+    fn refused(&mut self, peer: PeerId) {
+        self.stats.refused_by_peer.fetch_add(1, Ordering::Relaxed);
+        let known = self
+            .config
+            .bootstrap
+            .iter()
+            .any(|a| peer_of_addr(a) == Some(peer));
+        if !known {
+            tracing::debug!(%peer, "connection closed before the peer confirmed it");
+            return;
+        }
+        let streak = self.refusals.get(&peer).map_or(0, |r| r.streak) + 1;
+        let wait =
+            self.config.redial_interval * (1u32 << (streak - 1).min(REFUSED_BACKOFF_MAX_SHIFT));
+        self.refusals.insert(
+            peer,
+            Refusal {
+                streak,
+                next_dial: tokio::time::Instant::now() + wait,
+            },
+        );
+        if streak == 1 {
+            tracing::info!(
+                %peer,
+                "the member closed this node's connection before confirming it: this node is \
+                 not (or no longer) in its node registry, or they share no wire version; \
+                 dialing it again, backing off"
+            );
+        } else {
+            tracing::debug!(%peer, streak, ?wait, "refused again; backing off");
+        }
+    }
+
     /// Disconnects a member that speaks no wire version this node speaks
     /// (it announces its range in its identify agent string; one that
-    /// announces none predates versioning and speaks version 1).
-    fn check_wire(&mut self, peer: PeerId, agent: &str) {
+    /// announces none predates versioning and speaks version 1). Returns
+    /// whether the member is kept.
+    fn check_wire(&mut self, peer: PeerId, agent: &str) -> bool {
         let theirs = aidledger_types::wire::parse_agent_wire(agent).unwrap_or((1, 1));
         let ours = (self.config.wire_min, self.config.wire_max);
         if !aidledger_types::wire::ranges_overlap(ours, theirs) {
@@ -959,7 +1059,9 @@ impl Task {
                  older of the two nodes (the operator guide's upgrades section)"
             );
             let _ = self.swarm.disconnect_peer_id(peer);
+            return false;
         }
+        true
     }
 
     /// A gossip message that arrived through the behaviour for `via`:

@@ -517,6 +517,47 @@ async fn set_members_admits_a_new_member_and_closes_a_removed_ones_connection() 
     let _ = b;
 }
 
+/// A member that refuses this node completes the transport handshake and
+/// closes the connection at once. The refused node never counts it as a
+/// peer, not even for that instant (it is a peer once it answers on the
+/// connection), says so in a counter, and backs its redials off instead
+/// of costing the member a handshake every interval; once admitted, it
+/// connects within the longest back-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_member_is_never_a_peer_and_its_redials_back_off() {
+    let a = start(1, &[2], vec![], None).await;
+    // Node 9 allows node 1 and redials it (every 200 ms without back-off).
+    let mut outsider = start(9, &[1], vec![a.addr.clone()], None).await;
+    let counted = wait_for(&mut outsider.events, 4, |ev| match ev {
+        NetEvent::PeerConnected(p) => Some(*p),
+        _ => None,
+    })
+    .await;
+    assert_eq!(counted, None, "a member that refused node 9 was its peer");
+    assert!(outsider.handle.connected_peers().is_empty());
+    let refused = outsider.handle.stats.refused_by_peer.load(Relaxed);
+    let denied = a.handle.stats.denied_connections.load(Relaxed);
+    assert!(
+        refused >= 1 && denied >= 1,
+        "refused {refused}, denied {denied}"
+    );
+    // Without back-off, 4 s of 200 ms redials are 20 handshakes; with it
+    // (200, 400, 800, 1600, 1600 ms...) at most 6.
+    assert!(
+        denied <= 8,
+        "{denied} handshakes refused in 4 s: no back-off"
+    );
+
+    a.handle.set_members(vec![peer(2), peer(9)]).await.unwrap();
+    let admitted = wait_for(&mut outsider.events, 10, |ev| match ev {
+        NetEvent::PeerConnected(p) if *p == peer(1) => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(admitted.is_some(), "node 9 did not connect once admitted");
+    assert_eq!(outsider.handle.connected_peers(), vec![peer(1)]);
+}
+
 async fn listening(events: &mut Receiver<NetEvent>) -> Option<()> {
     wait_for(events, 10, |ev| match ev {
         NetEvent::Listening(_) => Some(()),

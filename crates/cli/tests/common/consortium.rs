@@ -3,7 +3,7 @@
 //! stop every node when the test ends, pass or fail.
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -61,6 +61,23 @@ impl Drop for Testnet {
             let _ = c.wait();
         }
         let _ = run(&["testnet", "down", "--dir", self.dir.to_str().unwrap_or("")]);
+        // A failed test's consortium (logs, stores) is kept for a post
+        // mortem when AIDLEDGER_TEST_KEEP names a directory to copy it to.
+        if let (true, Some(to)) = (
+            std::thread::panicking(),
+            std::env::var_os("AIDLEDGER_TEST_KEEP"),
+        ) {
+            let to = std::path::Path::new(&to).join(format!("consortium-{}", std::process::id()));
+            let copied = Command::new("cp")
+                .arg("-a")
+                .arg(self.tmp.path())
+                .arg(&to)
+                .status();
+            eprintln!(
+                "the failed test's consortium is kept at {} ({copied:?})",
+                to.display()
+            );
+        }
     }
 }
 
