@@ -238,12 +238,14 @@ pub struct ConsensusSection {
     /// Pipelining (ADR 022): the leader proposes, and validators check and
     /// prepare, the next block while the one before it is still being
     /// agreed. Validators with and without it agree with each other.
-    #[serde(default = "default_pipeline")]
+    /// New configs (`init`, `testnet init`) say `true`; a config without
+    /// the key, written by a build from before pipelining, keeps one
+    /// block in flight, so a rolling upgrade never has an upgraded leader
+    /// propose blocks the validators still on the earlier build refuse
+    /// (the operator guide's "Upgrading to the first build with
+    /// pipelining").
+    #[serde(default)]
     pub pipeline: bool,
-}
-
-fn default_pipeline() -> bool {
-    ConsensusSettings::default().pipeline
 }
 
 impl Default for ConsensusSection {
@@ -687,6 +689,23 @@ mod tests {
             (5_000, 10_000)
         );
         c.check().unwrap();
+        // A new config turns pipelining on and says so; one written before
+        // the key existed keeps one block in flight (a rolling upgrade
+        // from an earlier build must not pipeline before all run it).
+        assert!(sample().consensus.pipeline);
+        assert!(text.contains("pipeline = true"), "{text}");
+        let old: String = text
+            .lines()
+            .filter(|l| !l.starts_with("pipeline"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c: NodeConfig = toml::from_str(&old).unwrap();
+        assert!(!c.consensus.pipeline);
+        assert!(!c.consensus.settings().pipeline);
+        let e =
+            toml::from_str::<NodeConfig>(&text.replace("pipeline = true", "pipeline = \"yes\""))
+                .unwrap_err();
+        assert!(e.to_string().contains("pipeline"), "{e}");
 
         std::fs::write(NodeConfig::path(dir.path()), "[node]\nunknown = 1\n").unwrap();
         let e = NodeConfig::load(dir.path()).unwrap_err();

@@ -104,7 +104,7 @@ impl Default for ConsensusSettings {
             round_timeout_ms: 2000,
             max_clock_drift_ms: 5000,
             sync_batch: 200,
-            pipeline: false,
+            pipeline: true,
         }
     }
 }
