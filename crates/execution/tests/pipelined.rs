@@ -66,15 +66,7 @@ fn a_block_on_a_pending_parent_checks_the_same_before_and_after_the_parent_commi
     assert_eq!(before.state_root, b4.header.state_root);
     // Block 3 commits; block 4 is checked as any block on the tip, as an
     // auditor's replay checks it.
-    c.state.apply(&o3.writes);
-    c.acc = o3.accumulator.clone();
-    let cert3 = c.f.keys.certify(
-        &c.genesis.chain_id,
-        &c.parent.validator_set,
-        &b3,
-        b3.header.timestamp,
-    );
-    c.parent = c.parent.child(&b3, &o3, Some(cert3));
+    c.commit(&b3, &o3);
     let (_, after) = validate_block(&b4, &c.parent, None, 1_000, &c.state, &c.acc).unwrap();
     assert_eq!(after.state_root, before.state_root);
     assert_eq!(after.receipts, before.receipts);

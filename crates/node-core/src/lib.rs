@@ -649,19 +649,8 @@ impl NodeCore {
     /// what to check that block against (its header carries the tip's
     /// certificate), and the block's writes and accumulator, to execute
     /// on over committed state (`Speculative`).
-    pub fn pending_parent(
-        &self,
-        hash: &Hash,
-    ) -> Option<(ParentInfo, &aidledger_execution::Writes, &StateAccumulator)> {
-        let c = self
-            .outcomes
-            .get(hash)
-            .filter(|c| c.height == self.parent.height + 1)?;
-        let parent = ParentInfo {
-            certificate: self.parent.certificate.clone(),
-            ..c.as_parent.clone()
-        };
-        Some((parent, &c.outcome.writes, &c.outcome.accumulator))
+    pub fn pending_parent(&self, hash: &Hash) -> Option<Pending<'_>> {
+        pending_on(&self.parent, &self.outcomes, hash)
     }
 
     pub fn parent(&self) -> &ParentInfo {
@@ -1321,7 +1310,7 @@ impl NodeCore {
                 ids: &p.ids,
             })
         };
-        self.store.check_commit_block_on(
+        self.store.check_commit_block(
             block,
             &outcome.writes,
             &receipts,
@@ -1393,22 +1382,21 @@ impl NodeCore {
         let store = self.store.clone();
         // Nothing commits while the block is built: one view for it.
         let view = StoreView::new(store.as_ref());
+        // On a pending block: its writes over committed state, and the
+        // header carries the tip's certificate, the grandparent's (v3).
         let pending = on_pending
-            .then(|| self.outcomes.get(&p.parent_hash))
+            .then(|| pending_on(&self.parent, &self.outcomes, &p.parent_hash))
             .flatten();
-        let speculative = pending.map(|c| Speculative::new(&view, &c.outcome.writes));
-        let (state, acc): (&dyn StateRead, &StateAccumulator) = match (&speculative, pending) {
-            (Some(s), Some(c)) => (s, &c.outcome.accumulator),
-            _ => (&view, &self.acc),
-        };
-        // The pending block's certificate does not exist yet: the header
-        // carries the tip's, the grandparent's (header v3).
-        let parent = match self.pending_parent(&p.parent_hash).filter(|_| on_pending) {
-            Some((parent, _, _)) => parent,
-            None => self.parent.clone(),
-        };
+        let speculative = pending
+            .as_ref()
+            .map(|(_, writes, _)| Speculative::new(&view, writes));
+        let (state, acc, parent): (&dyn StateRead, &StateAccumulator, ParentInfo) =
+            match (&speculative, pending) {
+                (Some(s), Some((parent, _, acc))) => (s, acc, parent),
+                _ => (&view, &self.acc, self.parent.clone()),
+            };
         let c = &self.cfg;
-        let txs = match pending {
+        let txs = match speculative {
             Some(_) => {
                 self.mempool
                     .select(c.max_block_txs, c.max_block_bytes, &StateAccounts(state))
@@ -2279,6 +2267,30 @@ pub fn amnesia_guard(
         Some(h) if h < tip && validator_at_tip => Some(tip + 1),
         Some(_) => None,
     }
+}
+
+/// A block checked at the height in flight, as the next block is built
+/// and checked on it before it commits: what that block is checked
+/// against, and the pending block's writes and accumulator.
+pub type Pending<'a> = (
+    ParentInfo,
+    &'a aidledger_execution::Writes,
+    &'a StateAccumulator,
+);
+
+/// [`NodeCore::pending_parent`] on the fields it reads, so that the
+/// proposer can hold it while it changes the mempool.
+fn pending_on<'a>(
+    tip: &ParentInfo,
+    outcomes: &'a BTreeMap<Hash, Checked>,
+    hash: &Hash,
+) -> Option<Pending<'a>> {
+    let c = outcomes.get(hash).filter(|c| c.height == tip.height + 1)?;
+    let parent = ParentInfo {
+        certificate: tip.certificate.clone(),
+        ..c.as_parent.clone()
+    };
+    Some((parent, &c.outcome.writes, &c.outcome.accumulator))
 }
 
 /// What a block with this outcome changes beyond state, for the block

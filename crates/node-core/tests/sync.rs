@@ -122,7 +122,7 @@ impl Store for Journal {
         self.note(Write::Sync);
         Ok(())
     }
-    fn check_commit_block_on(
+    fn check_commit_block(
         &self,
         block: &Block,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
@@ -131,7 +131,7 @@ impl Store for Journal {
         accumulator: &StateAccumulator,
         pending: Option<&aidledger_storage::PendingParent<'_>>,
     ) -> Result<(), StorageError> {
-        self.inner.check_commit_block_on(
+        self.inner.check_commit_block(
             block,
             state_writes,
             receipts,

@@ -214,30 +214,11 @@ pub trait Store: Send + Sync {
     /// Every check [`Store::commit_block`] makes, except those on the
     /// certificate, without writing. A validator runs it before it votes
     /// for a block, so a block it certifies always commits unless the
-    /// disk itself fails (ADR 010).
+    /// disk itself fails (ADR 010). `pending: None` checks the block on
+    /// the head; `Some` on a parent checked but not committed yet
+    /// (ADR 022): the checks `commit_block` will make once that parent has
+    /// committed on top of the head.
     fn check_commit_block(
-        &self,
-        block: &Block,
-        state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-        receipts: &[Vec<u8>],
-        block_events: &[u8],
-        accumulator: &StateAccumulator,
-    ) -> Result<(), StorageError> {
-        self.check_commit_block_on(
-            block,
-            state_writes,
-            receipts,
-            block_events,
-            accumulator,
-            None,
-        )
-    }
-    /// [`Store::check_commit_block`] for a block whose parent is `pending`,
-    /// checked but not committed yet (ADR 022): the checks
-    /// [`Store::commit_block`] will make once the parent has committed on
-    /// top of the head. `None` checks against the head, as
-    /// `check_commit_block` does.
-    fn check_commit_block_on(
         &self,
         block: &Block,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,

@@ -141,7 +141,7 @@ impl Store for MemStore {
         Ok(self.read().accumulator.clone())
     }
 
-    fn check_commit_block_on(
+    fn check_commit_block(
         &self,
         block: &Block,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,

@@ -1204,7 +1204,7 @@ impl Store for RocksStore {
         Ok(self.db.flush_wal(true)?)
     }
 
-    fn check_commit_block_on(
+    fn check_commit_block(
         &self,
         block: &Block,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,

@@ -239,20 +239,17 @@ fn run_replay(ctx: &Ctx, a: ReplayArgs) -> Result<ExitCode> {
             None => {
                 let home = ctx.home("audit replay (or give --blocks FILE)")?;
                 let dir = data_dir(home)?;
-                {
-                    use aidledger_storage::Store;
-                    let store = aidledger_storage::RocksStore::open_read_only(&dir)?;
-                    let base = store.base()?;
-                    if base > 1 {
-                        anyhow::bail!(
-                            "this node's history starts at height {base}: it joined from a \
-                             snapshot (a pruned node), so a replay from genesis cannot run on \
-                             it. Replay on a node that keeps all history, or from an export of \
-                             one (aidledger export-blocks)"
-                        );
-                    }
+                let source = StoreSource::open_read_only(&dir)?;
+                let base = source.store().base()?;
+                if base > 1 {
+                    anyhow::bail!(
+                        "this node's history starts at height {base}: it joined from a \
+                         snapshot (a pruned node), so a replay from genesis cannot run on \
+                         it. Replay on a node that keeps all history, or from an export of \
+                         one (aidledger export-blocks)"
+                    );
                 }
-                Box::new(StoreSource::open_read_only(&dir)?)
+                Box::new(source)
             }
         })
     };

@@ -90,14 +90,12 @@ impl Chain {
         let (_, again) = self.validate(&block, time).expect("validate_block");
         assert_eq!(again.state_root, outcome.state_root);
         assert_eq!(again.receipts, outcome.receipts);
-        self.state.apply(&outcome.writes);
-        self.acc = outcome.accumulator.clone();
+        self.commit(&block, &outcome);
         assert_eq!(
             self.state.accumulator(),
             self.acc,
             "incremental accumulator drifted"
         );
-        self.commit(&block, &outcome);
         self.blocks.push(block);
         outcome
     }
@@ -158,16 +156,16 @@ impl Chain {
             .expect("a built block validates");
         assert_eq!(again.state_root, outcome.state_root);
         assert_eq!(again.receipts, outcome.receipts);
-        self.state.apply(&outcome.writes);
-        self.acc = outcome.accumulator.clone();
         self.commit(&block, &outcome);
         self.blocks.push(block.clone());
         (block, outcome)
     }
 
-    /// Moves the tip to `block`, certified by the validators voting at
-    /// the block's own time.
-    fn commit(&mut self, block: &Block, outcome: &BlockOutcome) {
+    /// Moves the tip to `block`: its writes and accumulator applied, and
+    /// certified by the validators voting at the block's own time.
+    pub fn commit(&mut self, block: &Block, outcome: &BlockOutcome) {
+        self.state.apply(&outcome.writes);
+        self.acc = outcome.accumulator.clone();
         let cert = self.f.keys.certify(
             &self.genesis.chain_id,
             &self.parent.validator_set,

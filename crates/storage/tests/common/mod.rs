@@ -293,6 +293,7 @@ fn assert_refusals(store: &dyn Store, chain: &mut Chain) {
             &good.receipts,
             &good.block_events,
             &good.accumulator,
+            None,
         )
         .expect("the pre-vote check takes a good block");
     assert_eq!(fingerprint(store), before, "the pre-vote check wrote");
@@ -306,6 +307,7 @@ fn assert_refusals(store: &dyn Store, chain: &mut Chain) {
             &b.receipts,
             &b.block_events,
             &b.accumulator,
+            None,
         );
         let err = store.commit_block(b).unwrap_err();
         assert!(want(&err), "unexpected error: {err:?}");
