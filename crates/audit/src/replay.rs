@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use aidledger_contracts::{keys, Genesis};
 use aidledger_crypto::{verify_certificate, verify_txs, CryptoError, VerifiedTx};
 use aidledger_execution::{
-    check_body, check_header, empty_block_allowed, execute_verified, genesis_state, BlockInvalid,
-    MemState, ParentInfo,
+    check_body, check_body_verified, check_header, empty_block_allowed, execute_verified,
+    genesis_state, BlockInvalid, MemState, ParentInfo,
 };
 use aidledger_types::{ChainId, Hash, StateAccumulator, ValidatorSet};
 use serde::Serialize;
@@ -115,31 +115,35 @@ struct Pre {
 
 fn pre_one(e: &Entry, chain: &ChainId, set: &ValidatorSet, index: Option<&dyn Store>) -> Pre {
     let block = &e.block;
-    let body = check_body(block);
     let cert = verify_certificate(&e.certificate, chain, set, e.height, &block.hash());
-    let txs = if body.is_ok() {
-        let mut out = Vec::with_capacity(block.txs.len());
-        let mut failed = None;
-        for (index, r) in verify_txs(block.txs.clone(), chain).into_iter().enumerate() {
-            match r {
-                Ok(v) => out.push(v),
-                Err((tx, err)) => {
-                    failed = Some(BlockInvalid::TxSignature {
-                        height: e.height,
-                        index,
-                        id: tx.id(),
-                        reason: err.to_string(),
-                    });
-                    break;
-                }
+    // Signatures first, so the body check takes the ids their check hashed
+    // (each id encodes and hashes a whole transaction). The verdicts are
+    // reported as before: a body that is not the header's is the block's
+    // failure even where a signature also fails.
+    let mut out = Vec::with_capacity(block.txs.len());
+    let mut failed = None;
+    for (index, r) in verify_txs(block.txs.clone(), chain).into_iter().enumerate() {
+        match r {
+            Ok(v) => out.push(v),
+            Err((tx, err)) => {
+                failed = Some(BlockInvalid::TxSignature {
+                    height: e.height,
+                    index,
+                    id: tx.id(),
+                    reason: err.to_string(),
+                });
+                break;
             }
         }
-        match failed {
-            Some(f) => Err(f),
-            None => Ok(out),
-        }
-    } else {
-        Ok(Vec::new())
+    }
+    let body = match failed {
+        None => check_body_verified(block, &out),
+        Some(_) => check_body(block),
+    };
+    let txs = match (&body, failed) {
+        (Err(_), _) => Ok(Vec::new()),
+        (Ok(()), Some(f)) => Err(f),
+        (Ok(()), None) => Ok(out),
     };
     let index = match (&txs, index) {
         (Ok(verified), Some(store)) if body.is_ok() => {

@@ -168,6 +168,26 @@ fn a_flipped_byte_in_a_stored_block_is_caught_at_its_height() {
 }
 
 #[test]
+fn a_bad_signature_in_a_body_the_header_does_not_commit_to_is_reported_as_the_body() {
+    // A changed signature also changes the transaction's witness hash, so
+    // the body no longer matches the header's tx root. The replay checks
+    // signatures first (the body check reuses the ids they hashed), but
+    // the block's failure is still its body, as before that order changed.
+    let b = built(2);
+    tamper(&b, |s| {
+        let mut blk = get_block(s, 1);
+        let last = blk.txs.len() - 1;
+        blk.txs[last].signature.0[0] ^= 0x01;
+        put_block(s, &blk);
+    });
+    let o = audit_store(&b);
+    let f = o.failure.clone().unwrap();
+    assert_eq!(f.height, Some(1), "{f}");
+    assert_eq!(f.object, "tx root", "{f}");
+    assert_eq!(o.summary.blocks, 0, "nothing after genesis verified");
+}
+
+#[test]
 fn reordered_transactions_are_caught_by_the_tx_root() {
     let b = built(2);
     tamper(&b, |s| {

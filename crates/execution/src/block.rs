@@ -492,6 +492,22 @@ pub fn check_body(block: &Block) -> Result<(), BlockInvalid> {
     check_body_with_ids(block, &ids)
 }
 
+/// [`check_body`] for a block whose transactions were verified:
+/// `verified[i]` is `block.txs[i]` verified, and carries the id the crypto
+/// crate hashed when it checked the signature, so no id is hashed again
+/// (it encodes and hashes the whole body). A verified transaction that is
+/// not exactly the block's at its index is not trusted for its id: the
+/// check then hashes every id itself, as [`check_body`] does.
+pub fn check_body_verified(block: &Block, verified: &[VerifiedTx]) -> Result<(), BlockInvalid> {
+    let matches = verified.len() == block.txs.len()
+        && verified.iter().zip(&block.txs).all(|(v, t)| v.tx() == t);
+    if !matches {
+        return check_body(block);
+    }
+    let ids: Vec<Hash> = verified.iter().map(VerifiedTx::id).collect();
+    check_body_with_ids(block, &ids)
+}
+
 /// [`check_body`] with the transactions' ids known: `ids[i]` is
 /// `block.txs[i].id()`.
 fn check_body_with_ids(block: &Block, ids: &[Hash]) -> Result<(), BlockInvalid> {

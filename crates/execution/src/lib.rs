@@ -24,8 +24,8 @@ pub mod testkit;
 pub use aidledger_contracts as contracts;
 pub use aidledger_contracts::{Event, Genesis, Receipt, TxOutcome};
 pub use block::{
-    build_block, check_body, check_header, empty_block_allowed, execute_verified, validate_block,
-    validate_block_with, BlockInvalid, ParentInfo,
+    build_block, check_body, check_body_verified, check_header, empty_block_allowed,
+    execute_verified, validate_block, validate_block_with, BlockInvalid, ParentInfo,
 };
 pub use error::ExecError;
 pub use exec::{
