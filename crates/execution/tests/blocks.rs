@@ -414,6 +414,32 @@ fn known_verifications_are_reused_but_never_trusted_for_other_bytes() {
     );
 }
 
+#[test]
+fn the_body_check_takes_ids_only_from_the_blocks_own_verified_transactions() {
+    use aidledger_execution::{check_body, check_body_verified};
+    let mut c = Chain::new();
+    let b = built(&mut c);
+    let verified: Vec<_> = b.txs.iter().map(|t| c.f.verified(t.clone())).collect();
+    check_body_verified(&b, &verified).expect("the block's own verified transactions");
+
+    // Verified transactions in another order, or too few: not the block's,
+    // so their ids are not used; the block itself is still whole.
+    let mut swapped = verified.clone();
+    swapped.swap(0, 1);
+    check_body_verified(&b, &swapped).expect("ids hashed from the block");
+    check_body_verified(&b, &verified[..1]).expect("ids hashed from the block");
+
+    // A body the header does not commit to fails as check_body fails it,
+    // whichever verified transactions come with it.
+    let mut bad = b.clone();
+    bad.txs.swap(0, 1);
+    let expected = check_body(&bad).expect_err("reordered");
+    for v in [&verified[..], &swapped[..]] {
+        let got = check_body_verified(&bad, v).expect_err("reordered");
+        assert_eq!(got.to_string(), expected.to_string());
+    }
+}
+
 /// Committed state that counts the reads of each key.
 struct Counting<'a> {
     inner: &'a MemState,
