@@ -111,6 +111,16 @@ async fn wait_for<T>(
     }
 }
 
+/// Whether `who` connects (a `PeerConnected` event) within `secs`.
+async fn connects(events: &mut Receiver<NetEvent>, who: PeerId, secs: u64) -> bool {
+    wait_for(events, secs, |ev| match ev {
+        NetEvent::PeerConnected(p) if *p == who => Some(()),
+        _ => None,
+    })
+    .await
+    .is_some()
+}
+
 /// Publishes transaction gossip until the other side sees it: gossipsub
 /// needs a heartbeat or two after a connection before the mesh carries
 /// messages.
@@ -475,12 +485,8 @@ async fn set_members_admits_a_new_member_and_closes_a_removed_ones_connection() 
     let b = start(2, &[1], vec![a.addr.clone()], None).await;
     // Node 3 knows node 1 and redials it every 200 ms.
     let c = start(3, &[1], vec![a.addr.clone()], None).await;
-    let refused = wait_for(&mut a.events, 3, |ev| match ev {
-        NetEvent::PeerConnected(p) if *p == peer(3) => Some(()),
-        _ => None,
-    })
-    .await;
-    assert!(refused.is_none(), "node 3 connected before it was a member");
+    let refused = connects(&mut a.events, peer(3), 3).await;
+    assert!(!refused, "node 3 connected before it was a member");
     let denied = |n: &Node| {
         n.handle
             .stats
@@ -490,12 +496,8 @@ async fn set_members_admits_a_new_member_and_closes_a_removed_ones_connection() 
     assert!(denied(&a) > 0, "node 3's dials were not refused");
 
     a.handle.set_members(vec![peer(2), peer(3)]).await.unwrap();
-    let admitted = wait_for(&mut a.events, 10, |ev| match ev {
-        NetEvent::PeerConnected(p) if *p == peer(3) => Some(()),
-        _ => None,
-    })
-    .await;
-    assert!(admitted.is_some(), "node 3 was not admitted");
+    let admitted = connects(&mut a.events, peer(3), 10).await;
+    assert!(admitted, "node 3 was not admitted");
     assert!(publish_until_seen(&c.handle, &mut a.events, b"from-3").await);
 
     a.handle.set_members(vec![peer(2)]).await.unwrap();
@@ -549,12 +551,8 @@ async fn a_refusing_member_is_never_a_peer_and_its_redials_back_off() {
     );
 
     a.handle.set_members(vec![peer(2), peer(9)]).await.unwrap();
-    let admitted = wait_for(&mut outsider.events, 10, |ev| match ev {
-        NetEvent::PeerConnected(p) if *p == peer(1) => Some(()),
-        _ => None,
-    })
-    .await;
-    assert!(admitted.is_some(), "node 9 did not connect once admitted");
+    let admitted = connects(&mut outsider.events, peer(1), 10).await;
+    assert!(admitted, "node 9 did not connect once admitted");
     assert_eq!(outsider.handle.connected_peers(), vec![peer(1)]);
 }
 
@@ -595,12 +593,10 @@ async fn a_node_restarts_under_a_new_identity_on_the_same_address() {
     listening(&mut old_events)
         .await
         .expect("the old identity listens");
-    wait_for(&mut member.events, 10, |ev| match ev {
-        NetEvent::PeerConnected(p) if *p == peer(2) => Some(()),
-        _ => None,
-    })
-    .await
-    .expect("the old identity connects");
+    assert!(
+        connects(&mut member.events, peer(2), 10).await,
+        "the old identity connects"
+    );
     let stats = old.stats.clone();
     // Its events are never read: shutdown must not wait on them.
     timeout(Duration::from_secs(10), old.shutdown())
@@ -617,11 +613,9 @@ async fn a_node_restarts_under_a_new_identity_on_the_same_address() {
         .expect("the new identity listens on the same address");
     assert_eq!(new.local_peer_id, peer(3));
     assert!(std::sync::Arc::ptr_eq(&new.stats, &stats));
-    wait_for(&mut member.events, 10, |ev| match ev {
-        NetEvent::PeerConnected(p) if *p == peer(3) => Some(()),
-        _ => None,
-    })
-    .await
-    .expect("the new identity connects");
+    assert!(
+        connects(&mut member.events, peer(3), 10).await,
+        "the new identity connects"
+    );
     drop(old_events);
 }
