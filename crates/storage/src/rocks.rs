@@ -563,16 +563,6 @@ fn options() -> (Options, Cache) {
     opts.set_block_based_table_factory(&table);
     opts.set_db_write_buffer_size(WRITE_BUFFERS_BYTES);
     opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
-    // A Bloom filter over each memtable's whole keys (a tenth of its
-    // size). Most point reads on the commit path look for keys that are
-    // not there: every transaction id of a block in the index, before it
-    // is stored, and a new household or attestation before it is
-    // written. Without it, each such read walked a skiplist of some
-    // hundred thousand entries to learn nothing. That walk, for hits and
-    // misses, was 7 % of a validator's CPU under load (perf,
-    // docs/benchmarks.md).
-    opts.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
-    opts.set_memtable_whole_key_filtering(true);
     opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
     opts.set_keep_log_file_num(4);
     opts.set_max_log_file_size(8 * 1024 * 1024);
@@ -592,6 +582,19 @@ fn descriptors(opts: &Options) -> Vec<ColumnFamilyDescriptor> {
         .iter()
         .map(|cf| {
             let mut o = opts.clone();
+            if memtable_filtered(*cf) {
+                // A Bloom filter over the memtable's whole keys (a tenth
+                // of its size). Most point reads on the commit path look
+                // for keys that are not there: every transaction id of a
+                // block in the index, before it is stored, and a new
+                // household or attestation before it is written. Without
+                // it, each such read walked a skiplist of some hundred
+                // thousand entries to learn nothing. That walk, for hits
+                // and misses, was 7 % of a validator's CPU under load
+                // (perf, docs/benchmarks.md).
+                o.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
+                o.set_memtable_whole_key_filtering(true);
+            }
             if *cf == Cf::State {
                 // The state's keys are filtered by a prefix
                 // (`state_filter_prefix`) as well as whole, in memtables
@@ -612,6 +615,22 @@ fn descriptors(opts: &Options) -> Vec<ColumnFamilyDescriptor> {
         })
         .collect()
 }
+
+/// Whether a column family's memtables carry a Bloom filter: only those
+/// read by key for keys that are often absent, the state and the
+/// transaction index. The others are read by height for what was written
+/// (blocks, certificates, receipts, block events) or hold a few keys
+/// (safety state, meta); there every write paid a hash into a filter that
+/// no read consulted (ADR 007, amendment of 2026-12-06).
+fn memtable_filtered(cf: Cf) -> bool {
+    matches!(cf, Cf::State | Cf::TxIndex)
+}
+
+/// RocksDB's option that holds back rewriting a bottommost table file
+/// only to zero its sequence numbers (compaction reason
+/// "BottommostFiles"), in seconds. Set to the largest value it takes, no
+/// file is ever old enough: see [`RocksStore::open`].
+const NO_SEQNO_ZEROING: (&str, &str) = ("bottommost_file_compaction_delay", "4294967295");
 
 fn synced() -> WriteOptions {
     let mut wo = WriteOptions::default();
@@ -676,6 +695,23 @@ impl RocksStore {
         let (opts, cache) = options();
         let db = DB::open_cf_descriptors(&opts, path, descriptors(&opts))
             .map_err(|e| lock_or_other(path, e))?;
+        // A flushed table file whose keys are below every stored key (the
+        // blocks, certificates, receipts and block events, written by
+        // height) lands at the bottommost level, and RocksDB then rewrites
+        // it whole only to zero its sequence numbers, as soon as no
+        // snapshot covers them. That doubled what a validator wrote for
+        // those families, and 17 of the 18 compactions of a loaded
+        // validator were such rewrites (docs/benchmarks.md). Sequence
+        // numbers left in place cost a few bytes a key on disk; merges of
+        // overlapping files, which the state and the index need, are
+        // unchanged. The option is not in RocksDB's C API as an option
+        // setter, so it is set on the open database, for each family.
+        for cf in Cf::ALL {
+            let h = db.cf_handle(cf.name()).ok_or_else(|| {
+                StorageError::Rocks(format!("column family {} is missing", cf.name()))
+            })?;
+            db.set_options_cf(h, &[NO_SEQNO_ZEROING])?;
+        }
         let store = RocksStore {
             db,
             read_only: false,
@@ -1630,5 +1666,127 @@ mod tests {
                 prop_assert_eq!(state_filter_prefix(&longer), Some(p));
             }
         }
+    }
+
+    /// The names of `db`'s table files in column family `cf`.
+    fn table_files(db: &rocksdb::DB, cf: super::Cf) -> Vec<String> {
+        let mut v: Vec<String> = db
+            .live_files()
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.column_family_name == cf.name())
+            .map(|f| f.name)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Waits (at most 20 s) until `db` has no compaction scheduled or
+    /// running, without flushing.
+    fn quiet(db: &rocksdb::DB) {
+        let mut o = rocksdb::WaitForCompactOptions::default();
+        o.set_timeout(20_000_000);
+        db.wait_for_compact(&o).unwrap();
+    }
+
+    /// A flushed file of blocks lies below everything else stored, so it
+    /// is at the bottommost level. RocksDB, left to its default, rewrites
+    /// such a file whole only to zero its sequence numbers once a snapshot
+    /// newer than it is released (shown here first, on a database opened
+    /// with the store's options alone); the
+    /// store turns that off, and the file it flushed stays as written.
+    #[test]
+    fn a_flushed_bottommost_file_is_not_rewritten_to_zero_its_sequence_numbers() {
+        use super::{Cf, RocksStore};
+        use rocksdb::DB;
+
+        // Writes 50 blocks and flushes them under a snapshot, as a node
+        // reads through one per block; RocksDB reconsiders bottommost
+        // files when one is released. Returns the table files as flushed.
+        let blocks = |db: &DB| {
+            let cf = db.cf_handle(Cf::Blocks.name()).unwrap();
+            for h in 1u64..=50 {
+                db.put_cf(cf, super::keys::height(h), [h as u8; 1000])
+                    .unwrap();
+            }
+            let held = db.snapshot();
+            db.flush_cf(cf).unwrap();
+            let flushed = table_files(db, Cf::Blocks);
+            assert_eq!(flushed.len(), 1, "one flushed file: {flushed:?}");
+            db.put_cf(cf, b"later", b"x").unwrap();
+            drop(held);
+            drop(db.snapshot());
+            // The rewrite, if any, is scheduled by now.
+            quiet(db);
+            flushed
+        };
+
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (opts, _cache) = super::options();
+            let path = dir.path().join("plain");
+            let db = DB::open_cf_descriptors(&opts, path, super::descriptors(&opts)).unwrap();
+            let flushed = blocks(&db);
+            assert_ne!(
+                table_files(&db, Cf::Blocks),
+                flushed,
+                "RocksDB's default rewrites the bottommost file (the case this guards against)"
+            );
+        }
+
+        let store = RocksStore::open(dir.path().join("store")).unwrap();
+        let flushed = blocks(&store.db);
+        assert_eq!(table_files(&store.db, Cf::Blocks), flushed);
+        // The data is all there, by the store's own reads.
+        let cf = store.handle(Cf::Blocks).unwrap();
+        for h in 1u64..=50 {
+            let v = store
+                .db
+                .get_cf(cf, super::keys::height(h))
+                .unwrap()
+                .unwrap();
+            assert_eq!(v, vec![h as u8; 1000]);
+        }
+    }
+
+    /// Every family has the delay, and only the state's and the index's
+    /// memtables carry a Bloom filter (every family had one before). Both
+    /// settings are in the options file RocksDB writes, read back here.
+    #[test]
+    fn options_file_names_the_delay_and_memtable_filters_only_where_absent_keys_are_read() {
+        use super::{Cf, RocksStore};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        drop(RocksStore::open(&path).unwrap());
+        let latest = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("OPTIONS-"))
+            .max_by_key(|n| n["OPTIONS-".len()..].parse::<u64>().unwrap())
+            .unwrap();
+        let text = std::fs::read_to_string(path.join(latest)).unwrap();
+        for cf in Cf::ALL {
+            let section = text
+                .split("[CFOptions \"")
+                .find(|s| s.starts_with(&format!("{}\"]", cf.name())))
+                .unwrap_or_else(|| panic!("no options for {}", cf.name()));
+            let ratio = section
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("memtable_prefix_bloom_size_ratio="))
+                .unwrap();
+            let ratio: f64 = ratio.parse().unwrap();
+            assert_eq!(
+                ratio > 0.0,
+                super::memtable_filtered(cf),
+                "{}: {ratio}",
+                cf.name()
+            );
+            let delay = section
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("bottommost_file_compaction_delay="))
+                .unwrap();
+            assert_eq!(delay, super::NO_SEQNO_ZEROING.1, "{}", cf.name());
+        }
+        assert!(super::memtable_filtered(Cf::State) && super::memtable_filtered(Cf::TxIndex));
     }
 }
