@@ -695,11 +695,11 @@ impl RocksStore {
         let (opts, cache) = options();
         let db = DB::open_cf_descriptors(&opts, path, descriptors(&opts))
             .map_err(|e| lock_or_other(path, e))?;
-        // A flushed table file whose keys are below every stored key (the
+        // A flushed table file whose keys overlap no older file (the
         // blocks, certificates, receipts and block events, written by
-        // height) lands at the bottommost level, and RocksDB then rewrites
-        // it whole only to zero its sequence numbers, as soon as no
-        // snapshot covers them. That doubled what a validator wrote for
+        // height, each file after the last) is bottommost for its keys,
+        // and RocksDB then rewrites it whole only to zero its sequence
+        // numbers, as soon as no snapshot covers them. That doubled what a validator wrote for
         // those families, and 17 of the 18 compactions of a loaded
         // validator were such rewrites (docs/benchmarks.md). Sequence
         // numbers left in place cost a few bytes a key on disk; merges of
@@ -1689,12 +1689,12 @@ mod tests {
         db.wait_for_compact(&o).unwrap();
     }
 
-    /// A flushed file of blocks lies below everything else stored, so it
-    /// is at the bottommost level. RocksDB, left to its default, rewrites
-    /// such a file whole only to zero its sequence numbers once a snapshot
-    /// newer than it is released (shown here first, on a database opened
-    /// with the store's options alone); the
-    /// store turns that off, and the file it flushed stays as written.
+    /// A flushed file of blocks overlaps no older file, so it is
+    /// bottommost for its keys. RocksDB, left to its default, rewrites such
+    /// a file whole only to zero its sequence numbers once a snapshot newer
+    /// than it is released (shown here first, on a database opened with
+    /// the store's options alone); the store turns that off, and the file
+    /// it flushed stays as written.
     #[test]
     fn a_flushed_bottommost_file_is_not_rewritten_to_zero_its_sequence_numbers() {
         use super::{Cf, RocksStore};
