@@ -706,12 +706,6 @@ impl RocksStore {
         // overlapping files, which the state and the index need, are
         // unchanged. The option is not in RocksDB's C API as an option
         // setter, so it is set on the open database, for each family.
-        for cf in Cf::ALL {
-            let h = db.cf_handle(cf.name()).ok_or_else(|| {
-                StorageError::Rocks(format!("column family {} is missing", cf.name()))
-            })?;
-            db.set_options_cf(h, &[NO_SEQNO_ZEROING])?;
-        }
         let store = RocksStore {
             db,
             read_only: false,
@@ -719,6 +713,11 @@ impl RocksStore {
             path: path.to_path_buf(),
             cache,
         };
+        for cf in Cf::ALL {
+            store
+                .db
+                .set_options_cf(store.handle(cf)?, &[NO_SEQNO_ZEROING])?;
+        }
         let head = store.check_head()?;
         debug!(path = %path.display(), height = head.map(|h| h.height), "store opened");
         Ok(store)
@@ -1747,6 +1746,32 @@ mod tests {
                 .unwrap();
             assert_eq!(v, vec![h as u8; 1000]);
         }
+    }
+
+    /// RocksDB writes an options file at every open and option change;
+    /// the store takes its options from code, never from that file, so a
+    /// damaged one (a careless edit, a bad disk block) neither stops the
+    /// store from opening nor changes what it holds.
+    #[test]
+    fn a_damaged_options_file_does_not_stop_the_store_or_change_it() {
+        use super::{Cf, RocksStore};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = RocksStore::open(&path).unwrap();
+            store.raw_put(Cf::Meta, b"k", b"v").unwrap();
+        }
+        let mut damaged = 0;
+        for e in std::fs::read_dir(&path).unwrap() {
+            let e = e.unwrap();
+            if e.file_name().to_string_lossy().starts_with("OPTIONS-") {
+                std::fs::write(e.path(), b"\x00 not an options file [CFOptions \"").unwrap();
+                damaged += 1;
+            }
+        }
+        assert!(damaged > 0, "the store wrote an options file");
+        let store = RocksStore::open(&path).unwrap();
+        assert_eq!(store.raw_get(Cf::Meta, b"k").unwrap().unwrap(), b"v");
     }
 
     /// Every family has the delay, and only the state's and the index's
