@@ -28,8 +28,8 @@ use aidledger_execution::{
 use aidledger_storage::{CommitBatch, RocksStore, Store};
 use aidledger_types::hash::hash_parts;
 use aidledger_types::{
-    codec, Amount, Block, ChainId, CommitCertificate, CommitSignature, Hash, OrgId, RegionCode,
-    Role, SignedTx, Slug, StateAccumulator, Timestamp, ValidatorSet,
+    codec, Amount, Block, ChainId, CommitCertificate, CommitSignature, Hash, IdentifiedBlock,
+    OrgId, RegionCode, Role, SignedTx, Slug, StateAccumulator, Timestamp, ValidatorSet,
 };
 
 use crate::{AuditError, StoreState, StoreView};
@@ -207,6 +207,10 @@ impl SynthChain {
         )?;
         let next_validator_set = (outcome.validator_set.hash() != block.header.validator_set_hash)
             .then(|| outcome.validator_set.clone());
+        let block = IdentifiedBlock::new(block).map_err(|b| AuditError::Invalid {
+            what: format!("synthetic block {}", b.header.height),
+            reason: "its body does not match its header".into(),
+        })?;
         Ok(CommitBatch {
             block,
             certificate: cert,
@@ -224,10 +228,12 @@ impl SynthChain {
         batch: CommitBatch,
         outcome: BlockOutcome,
     ) -> Result<(), AuditError> {
-        let parent = self
-            .parent
-            .child(&batch.block, &outcome, Some(batch.certificate.clone()));
-        let txs = batch.block.txs.len() as u64;
+        let parent = self.parent.child(
+            batch.block.block(),
+            &outcome,
+            Some(batch.certificate.clone()),
+        );
+        let txs = batch.block.ids().len() as u64;
         self.store.commit_block(batch)?;
         if let Some(m) = self.state.as_mut() {
             m.apply(&outcome.writes);

@@ -7,8 +7,8 @@ use aidledger_contracts::Genesis;
 use aidledger_crypto::{verify_certificate, verify_txs, VerifiedTx};
 use aidledger_types::block::BLOCK_MAX_TXS;
 use aidledger_types::{
-    Block, BlockHeader, ChainId, CommitCertificate, Hash, PublicKey, SignedTx, StateAccumulator,
-    Timestamp, ValidatorSet,
+    Block, BlockHeader, ChainId, CommitCertificate, Hash, IdentifiedBlock, PublicKey, SignedTx,
+    StateAccumulator, Timestamp, ValidatorSet,
 };
 
 use crate::exec::{
@@ -322,6 +322,35 @@ pub fn validate_block_with(
     // Each id once: it encodes and hashes the body.
     let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
     check_body_with_ids(block, &ids)?;
+    validate_body_checked(block, &ids, now_ms, state, acc, known)
+}
+
+/// [`validate_block_with`] for a block whose body was checked against its
+/// header already ([`IdentifiedBlock`], ADR 026): the same checks and
+/// verdicts, without hashing the ids and the transaction root again.
+pub fn validate_identified_with(
+    block: &IdentifiedBlock,
+    parent: &ParentInfo,
+    now_ms: Option<u64>,
+    max_drift_ms: u64,
+    state: &dyn StateRead,
+    acc: &StateAccumulator,
+    known: &dyn Fn(&SignedTx, &Hash) -> Option<VerifiedTx>,
+) -> Result<(Vec<VerifiedTx>, BlockOutcome), BlockInvalid> {
+    check_header(block.block(), parent, now_ms, max_drift_ms)?;
+    validate_body_checked(block.block(), block.ids(), now_ms, state, acc, known)
+}
+
+/// The rest of [`validate_block_with`] once the header is checked and the
+/// body matches it: `ids[i]` is `block.txs[i].id()`.
+fn validate_body_checked(
+    block: &Block,
+    ids: &[Hash],
+    now_ms: Option<u64>,
+    state: &dyn StateRead,
+    acc: &StateAccumulator,
+    known: &dyn Fn(&SignedTx, &Hash) -> Option<VerifiedTx>,
+) -> Result<(Vec<VerifiedTx>, BlockOutcome), BlockInvalid> {
     if now_ms.is_some() {
         empty_block_allowed(&block.header, state)?;
     }
@@ -330,7 +359,7 @@ pub fn validate_block_with(
     let mut slots: Vec<Option<VerifiedTx>> = Vec::with_capacity(block.txs.len());
     let mut unknown = Vec::new();
     let mut unknown_at = Vec::new();
-    for (index, (tx, id)) in block.txs.iter().zip(&ids).enumerate() {
+    for (index, (tx, id)) in block.txs.iter().zip(ids).enumerate() {
         match known(tx, id).filter(|v| v.tx() == tx && tx.body.chain_id == h.chain_id) {
             Some(v) => slots.push(Some(v)),
             None => {

@@ -25,7 +25,8 @@ pub use aidledger_contracts as contracts;
 pub use aidledger_contracts::{Event, Genesis, Receipt, TxOutcome};
 pub use block::{
     build_block, check_body, check_body_verified, check_header, empty_block_allowed,
-    execute_verified, validate_block, validate_block_with, BlockInvalid, ParentInfo,
+    execute_verified, validate_block, validate_block_with, validate_identified_with, BlockInvalid,
+    ParentInfo,
 };
 pub use error::ExecError;
 pub use exec::{

@@ -24,7 +24,7 @@ use aidledger_consensus::{
 use aidledger_crypto::{verify_certificate, verify_txs, Keypair, VerifiedTx};
 use aidledger_execution::contracts::{self, ModuleVersion};
 use aidledger_execution::{
-    build_block, empty_block_allowed, validate_block_with, BlockContext, BlockInvalid,
+    build_block, empty_block_allowed, validate_identified_with, BlockContext, BlockInvalid,
     BlockOutcome, ExecError, ParentInfo, Speculative, StateRead,
 };
 use aidledger_mempool::{
@@ -32,8 +32,8 @@ use aidledger_mempool::{
 };
 use aidledger_storage::{CommitBatch, PendingParent, StorageError, Store};
 use aidledger_types::{
-    codec, Block, ChainId, CommitCertificate, Hash, OrgId, PublicKey, SignedTx, StateAccumulator,
-    Timestamp, ValidatorSet,
+    codec, Block, ChainId, CommitCertificate, Hash, IdentifiedBlock, OrgId, PublicKey, SignedTx,
+    StateAccumulator, Timestamp, ValidatorSet,
 };
 
 mod admission;
@@ -258,8 +258,9 @@ struct Checked {
     receipts: Vec<Vec<u8>>,
     /// The block's own events, encoded.
     block_events: Vec<u8>,
-    /// The block's transaction ids, in order, from its validation.
-    ids: Vec<Hash>,
+    /// The block itself, its body checked once, with its transaction ids
+    /// (ADR 026): what the commit stores.
+    block: IdentifiedBlock,
 }
 
 /// Why this node will not vote for a block.
@@ -849,7 +850,7 @@ impl NodeCore {
             let taken = self
                 .outcomes
                 .get(&p.parent_hash)
-                .map_or(usize::MAX, |c| c.ids.len());
+                .map_or(usize::MAX, |c| c.block.ids().len());
             if self.mempool.len() <= taken {
                 return None;
             }
@@ -1153,7 +1154,7 @@ impl NodeCore {
             Output::ValidateBlock { block, now_ms, .. } => {
                 let height = block.header.height;
                 let block_hash = block.hash();
-                let valid = self.validate(&block, Some(now_ms));
+                let valid = self.validate(block, Some(now_ms));
                 return Ok(Some(Input::BlockValidated {
                     height,
                     block_hash,
@@ -1179,21 +1180,22 @@ impl NodeCore {
     /// store would take it; caches the outcome. Both must hold before this
     /// validator votes, so a block it helps certify always commits here
     /// (ADR 010).
-    fn validate(&mut self, block: &Block, now: Option<u64>) -> bool {
+    fn validate(&mut self, block: Block, now: Option<u64>) -> bool {
+        let (height, hash) = (block.header.height, block.hash());
         match self.check_block(block, now) {
             Ok(()) => true,
             Err(Refusal::Store(e)) => {
-                tracing::error!(height = block.header.height, block = %block.hash().short(), error = %e, "cannot check the block against the store; not voting");
+                tracing::error!(height, block = %hash.short(), error = %e, "cannot check the block against the store; not voting");
                 false
             }
             Err(Refusal::Invalid(e)) => {
-                tracing::warn!(height = block.header.height, block = %block.hash().short(), error = %e, "block refused");
+                tracing::warn!(height, block = %hash.short(), error = %e, "block refused");
                 false
             }
         }
     }
 
-    fn check_block(&mut self, block: &Block, now: Option<u64>) -> Result<(), Refusal> {
+    fn check_block(&mut self, block: Block, now: Option<u64>) -> Result<(), Refusal> {
         let hash = block.hash();
         if self.outcomes.contains_key(&hash) {
             return Ok(());
@@ -1224,6 +1226,16 @@ impl NodeCore {
             Some(p)
         };
         let started = self.telemetry.clock_secs();
+        // The body is hashed here once; execution, the store's checks and
+        // the commit take its ids from this value (ADR 026).
+        let block = IdentifiedBlock::new(block).map_err(|b| {
+            Refusal::Invalid(format!(
+                "its body ({} transactions) does not match the header's transaction count \
+                 ({}) and root",
+                b.txs.len(),
+                b.header.tx_count
+            ))
+        })?;
         // Nothing commits until the check is done: one view for the block.
         let view = StoreView::new(self.store.as_ref());
         let speculative = parent_checked.map(|p| Speculative::new(&view, &p.outcome.writes));
@@ -1242,8 +1254,8 @@ impl NodeCore {
                 .cloned()
                 .or_else(|| pre.borrow_mut().remove(id))
         };
-        let r = validate_block_with(
-            block,
+        let r = validate_identified_with(
+            &block,
             parent,
             now,
             self.cfg.max_clock_drift_ms,
@@ -1259,16 +1271,12 @@ impl NodeCore {
                 ..
             }) => Err(Refusal::Store(reason)),
             Err(e) => Err(Refusal::Invalid(e.to_string())),
-            Ok((verified, outcome)) => {
-                let ids = verified.iter().map(VerifiedTx::id).collect();
-                self.storable(block, &parent, outcome, ids)
-                    .map_err(|e| match e {
-                        StorageError::Rocks(_)
-                        | StorageError::Corrupt { .. }
-                        | StorageError::ReadOnly => Refusal::Store(e.to_string()),
-                        e => Refusal::Invalid(format!("the store would refuse it: {e}")),
-                    })
-            }
+            Ok((_, outcome)) => self.storable(block, &parent, outcome).map_err(|e| match e {
+                StorageError::Rocks(_) | StorageError::Corrupt { .. } | StorageError::ReadOnly => {
+                    Refusal::Store(e.to_string())
+                }
+                e => Refusal::Invalid(format!("the store would refuse it: {e}")),
+            }),
         };
         self.telemetry
             .phase("validate", self.telemetry.clock_secs() - started);
@@ -1280,17 +1288,13 @@ impl NodeCore {
     /// Encodes the receipts and runs every check `commit_block` makes
     /// except the certificate's, on top of the committed head or, for a
     /// block whose parent is checked but not committed yet, on top of that
-    /// parent. `ids` are the block's transaction ids, in order;
-    /// [`NodeCore::commit`] uses them instead of hashing again. Ids from a
-    /// body other than the one committed would still be right: the store
-    /// commits a body only if it matches the header's transaction root,
-    /// and so did the body they came from.
+    /// parent. The result keeps the block for [`NodeCore::commit`], which
+    /// stores it with the ids its body check computed (ADR 026).
     fn storable(
         &self,
-        block: &Block,
+        block: IdentifiedBlock,
         parent: &ParentInfo,
         outcome: BlockOutcome,
-        ids: Vec<Hash>,
     ) -> Result<Checked, StorageError> {
         let receipts: Vec<Vec<u8>> = outcome.receipts.iter().map(codec::encode).collect();
         let block_events = codec::encode(&outcome.events);
@@ -1302,32 +1306,32 @@ impl NodeCore {
                 .get(&parent.hash)
                 .ok_or(StorageError::HeightMismatch {
                     expected: self.parent.height + 1,
-                    got: block.header.height,
+                    got: block.height(),
                 })?;
             Some(PendingParent {
                 height: parent.height,
                 hash: parent.hash,
-                ids: &p.ids,
+                ids: p.block.ids(),
             })
         };
         self.store.check_commit_block(
-            block,
+            &block,
             &outcome.writes,
             &receipts,
             &block_events,
             &outcome.accumulator,
             pending.as_ref(),
         )?;
-        let as_parent = parent.child(block, &outcome, None);
+        let as_parent = parent.child(block.block(), &outcome, None);
         let reconfigures = Changes::of(&outcome, &parent.validator_set).any();
         Ok(Checked {
-            height: block.header.height,
+            height: block.height(),
             as_parent,
             reconfigures,
             outcome,
             receipts,
             block_events,
-            ids,
+            block,
         })
     }
 
@@ -1414,7 +1418,8 @@ impl NodeCore {
             timestamp,
             proposer: self.key.public(),
         };
-        let (mut block, mut outcome) = build_block(&parent, &ctx, p.view, &txs, state, acc)?;
+        let built = build_block(&parent, &ctx, p.view, &txs, state, acc)?;
+        let (mut block, mut outcome) = (identified(built.0)?, built.1);
         let mut candidates = txs;
         // Never propose what this store could not commit. Execution rules
         // out every known cause (ADR 010), so this is a damaged index, a
@@ -1425,14 +1430,14 @@ impl NodeCore {
         // nothing, so no acknowledged transaction is lost to a bad read.
         let mut attempts = 0;
         let checked = loop {
-            let ids = block.txs.iter().map(SignedTx::id).collect();
-            match self.storable(&block, &parent, outcome, ids) {
+            let txs = block.ids().len();
+            match self.storable(block, &parent, outcome) {
                 Ok(c) => break c,
                 Err(e) => {
                     attempts += 1;
                     tracing::error!(
                         height = p.height,
-                        txs = block.txs.len(),
+                        txs,
                         error = %e,
                         "the block built here would not commit"
                     );
@@ -1441,7 +1446,7 @@ impl NodeCore {
                             self.mempool.drop_txs(&[id]);
                             candidates.retain(|v| v.id() != id);
                         }
-                        _ if !block.txs.is_empty() => candidates.clear(),
+                        _ if txs > 0 => candidates.clear(),
                         e => {
                             anyhow::bail!(
                                 "height {}: even an empty block would not commit here: {e}",
@@ -1449,10 +1454,12 @@ impl NodeCore {
                             )
                         }
                     }
-                    (block, outcome) = build_block(&parent, &ctx, p.view, &candidates, state, acc)?;
+                    let built = build_block(&parent, &ctx, p.view, &candidates, state, acc)?;
+                    (block, outcome) = (identified(built.0)?, built.1);
                 }
             }
         };
+        let block = checked.block.block();
         if on_pending && block.txs.is_empty() {
             // Nothing beyond the pending block's transactions: the request
             // is asked again once that block commits.
@@ -1483,6 +1490,9 @@ impl NodeCore {
             pipelined = on_pending,
             "proposing"
         );
+        // The replica gets its own copy; the outcome keeps the identified
+        // block for the commit.
+        let block = block.clone();
         self.remember(block.hash(), checked);
         self.feed(Input::ProposalReady { block })
     }
@@ -1707,37 +1717,48 @@ impl NodeCore {
             "asked to commit height {height} on top of {}",
             self.parent.height
         );
-        let checked = match self.outcomes.remove(&hash) {
-            Some(c) => c,
-            None => {
-                match self.check_block(&block, None) {
-                    Ok(()) => {}
-                    Err(Refusal::Store(e)) => anyhow::bail!(
-                        "height {height}: cannot read the store to check certified block {hash}: \
-                         {e}. The node stops; nothing of this block was written. Fix the disk \
-                         and start the node again"
-                    ),
-                    Err(Refusal::Invalid(e)) => anyhow::bail!(
-                        "height {height}: certified block {hash} cannot be committed here: {e}. \
-                         A quorum certified it, so this node's state or store differs from the \
-                         consortium's; the node stops rather than diverge. Check the disk, then \
-                         resync this node from its peers (wipe its data directory) or restore a \
-                         backup"
-                    ),
-                }
-                match self.outcomes.remove(&hash) {
-                    Some(c) => c,
-                    None => anyhow::bail!("height {height}: validated outcome vanished"),
-                }
+        if !self.outcomes.contains_key(&hash) {
+            match self.check_block(block, None) {
+                Ok(()) => {}
+                Err(Refusal::Store(e)) => anyhow::bail!(
+                    "height {height}: cannot read the store to check certified block {hash}: \
+                     {e}. The node stops; nothing of this block was written. Fix the disk \
+                     and start the node again"
+                ),
+                Err(Refusal::Invalid(e)) => anyhow::bail!(
+                    "height {height}: certified block {hash} cannot be committed here: {e}. \
+                     A quorum certified it, so this node's state or store differs from the \
+                     consortium's; the node stops rather than diverge. Check the disk, then \
+                     resync this node from its peers (wipe its data directory) or restore a \
+                     backup"
+                ),
             }
+        }
+        self.commit_checked(hash, certificate)
+    }
+
+    /// Commits the block with this hash, checked here before: the block
+    /// stored is the one checked. Its header is the certified block's (the
+    /// same hash), and both bodies match that header's transaction root,
+    /// so they are the same body (ADR 026).
+    fn commit_checked(&mut self, hash: Hash, certificate: CommitCertificate) -> anyhow::Result<()> {
+        let Some(checked) = self.outcomes.remove(&hash) else {
+            anyhow::bail!("block {hash}: validated outcome vanished");
         };
+        let height = checked.height;
+        anyhow::ensure!(
+            height == self.parent.height + 1,
+            "asked to commit height {height} on top of {}",
+            self.parent.height
+        );
         let Checked {
             outcome,
             receipts,
             block_events,
-            ids,
+            block,
             ..
         } = checked;
+        let ids = block.ids().to_vec();
         let started = self.telemetry.clock_secs();
         let rejected = outcome.receipts.iter().filter(|r| !r.is_applied()).count();
         // Everything read from the block and its writes is taken before
@@ -1756,7 +1777,7 @@ impl NodeCore {
         } = Changes::of(&outcome, &self.parent.validator_set);
         let parent = self
             .parent
-            .child(&block, &outcome, Some(certificate.clone()));
+            .child(block.block(), &outcome, Some(certificate.clone()));
         let BlockOutcome {
             writes,
             accumulator,
@@ -2080,14 +2101,10 @@ impl NodeCore {
         cert: CommitCertificate,
         pre: BTreeMap<Hash, VerifiedTx>,
     ) -> anyhow::Result<bool> {
-        let h = block.header.height;
-        if let Err(e) = verify_certificate(
-            &cert,
-            &self.chain_id,
-            &self.parent.validator_set,
-            h,
-            &block.hash(),
-        ) {
+        let (h, hash) = (block.header.height, block.hash());
+        if let Err(e) =
+            verify_certificate(&cert, &self.chain_id, &self.parent.validator_set, h, &hash)
+        {
             tracing::warn!(height = h, error = %e, "synced block has a bad certificate");
             return Ok(false);
         }
@@ -2099,8 +2116,8 @@ impl NodeCore {
                 certificate: cert,
             })
             .map(|()| self.parent.height >= h) // else buffered: wait for more
-        } else if self.validate(&block, None) {
-            self.commit(block, cert).map(|()| true)
+        } else if self.validate(block, None) {
+            self.commit_checked(hash, cert).map(|()| true)
         } else {
             Ok(false)
         };
@@ -2277,6 +2294,17 @@ pub type Pending<'a> = (
     &'a aidledger_execution::Writes,
     &'a StateAccumulator,
 );
+
+/// A block this node built: its body matches its header by construction,
+/// so a mismatch is a fault here, not a peer's.
+fn identified(block: Block) -> anyhow::Result<IdentifiedBlock> {
+    IdentifiedBlock::new(block).map_err(|b| {
+        anyhow::anyhow!(
+            "height {}: the block built here does not match its own header",
+            b.header.height
+        )
+    })
+}
 
 /// [`NodeCore::pending_parent`] on the fields it reads, so that the
 /// proposer can hold it while it changes the mempool.

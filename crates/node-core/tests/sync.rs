@@ -23,7 +23,7 @@ use aidledger_storage::{
     CommitBatch, Head, KeyValues, RocksStore, StateView, StorageError, Store, TxIndexed,
 };
 use aidledger_types::snapshot::{SetChange, SnapshotManifest};
-use aidledger_types::{codec, Block, CommitCertificate, Hash, StateAccumulator};
+use aidledger_types::{codec, Block, CommitCertificate, Hash, IdentifiedBlock, StateAccumulator};
 use common::now;
 
 /// Counts the transactions whose signatures were verified ahead.
@@ -124,7 +124,7 @@ impl Store for Journal {
     }
     fn check_commit_block(
         &self,
-        block: &Block,
+        block: &IdentifiedBlock,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         receipts: &[Vec<u8>],
         block_events: &[u8],
@@ -204,9 +204,18 @@ impl Store for Journal {
 
 /// A core for a validator of the development consortium that ran on this
 /// chain before, over `c`'s store holding only the genesis: it catches up
-/// by sync without voting.
-fn wiped_validator(c: &SynthChain, ahead: &Ahead, writes: &Arc<Mutex<Vec<Write>>>) -> NodeCore {
-    let base = common::parts(c);
+/// by sync without voting. With `observer`, the core's key is no
+/// validator's: it follows the chain without a replica.
+fn wiped_validator(
+    c: &SynthChain,
+    ahead: &Ahead,
+    writes: &Arc<Mutex<Vec<Write>>>,
+    observer: bool,
+) -> NodeCore {
+    let mut base = common::parts(c);
+    if observer {
+        base.key = aidledger_crypto::Keypair::generate();
+    }
     let store: Arc<dyn Store> = Arc::new(Journal {
         inner: base.store.clone(),
         writes: writes.clone(),
@@ -220,7 +229,7 @@ fn wiped_validator(c: &SynthChain, ahead: &Ahead, writes: &Arc<Mutex<Vec<Write>>
         mempool: MempoolConfig::default(),
         sync_response_max_bytes: 48 << 20,
         accept_missing_safety_state: false,
-        ran_before: true,
+        ran_before: !observer,
         telemetry: Box::new(ahead.clone()),
         ..base
     };
@@ -290,12 +299,16 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_as(false)
+}
+
+fn setup_as(observer: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (src, head) = source(dir.path());
     let c = SynthChain::new(&dir.path().join("dst"), StateMode::Store).unwrap();
     let ahead = Ahead::default();
     let writes = Arc::default();
-    let mut core = wiped_validator(&c, &ahead, &writes);
+    let mut core = wiped_validator(&c, &ahead, &writes, observer);
     // A peer connects: the request goes out now, not at the sync tick.
     let out = core.handle(now(1_010), Event::Peers(vec![0])).unwrap();
     let (tag, from) = sync_request(&out).expect("a sync request as soon as a peer connects");
@@ -407,6 +420,33 @@ fn a_certified_block_with_a_bad_signature_is_refused_after_the_good_ones_commit(
     );
     s.recovers_from(3, 3);
     assert_eq!(s.writes(), deferred_then_sync(3, s.head));
+}
+
+/// A peer serves block 3 with its certified header and another body: two
+/// of its transactions swapped. The header, hash and certificate are the
+/// genuine ones. A validator (whose replica checks the body against the
+/// header) and an observer (whose core checks it once, ADR 026, before
+/// executing; execution would refuse this body too, as its receipts and
+/// state differ) both refuse it, keep the blocks before it, store nothing
+/// of it, and take the genuine block after.
+#[test]
+fn a_certified_header_with_another_body_is_refused_by_a_validator_and_an_observer() {
+    for observer in [false, true] {
+        let mut s = setup_as(observer);
+        let mut resp = blocks(&s.src, 1, s.head);
+        let genuine = resp[2].0.hash();
+        resp[2].0.txs.swap(10, 200);
+        assert_eq!(resp[2].0.hash(), genuine, "the same header");
+        s.answer(1_020, resp);
+        assert_eq!(s.core.status().height, 2, "observer {observer}");
+        assert_eq!(s.c.store.head().unwrap().unwrap().height, 2);
+        assert!(
+            s.c.store.block(3).unwrap().is_none(),
+            "nothing of the refused block is stored (observer {observer})"
+        );
+        s.recovers_from(3, 3);
+        assert_eq!(s.c.store.block(3).unwrap().unwrap().hash(), genuine);
+    }
 }
 
 #[test]

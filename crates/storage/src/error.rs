@@ -52,8 +52,6 @@ pub enum StorageError {
         cert_height: u64,
         cert_block: Hash,
     },
-    #[error("block at height {height}: the body does not match the header's tx_count and tx_root")]
-    BodyMismatch { height: u64 },
     #[error("block at height {height}: {receipts} receipts for {txs} transactions")]
     ReceiptCountMismatch {
         height: u64,

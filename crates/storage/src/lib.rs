@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use aidledger_types::block::{BLOCK_MAX_BYTES, BLOCK_MAX_TXS, VALIDATORS_MAX};
 use aidledger_types::snapshot::{SetChange, SnapshotManifest};
-use aidledger_types::{codec, Block, CommitCertificate, Hash, StateAccumulator, ValidatorSet};
+use aidledger_types::{
+    codec, Block, CommitCertificate, Hash, IdentifiedBlock, StateAccumulator, ValidatorSet,
+};
 
 mod error;
 mod mem;
@@ -86,7 +88,9 @@ pub struct TxLocation {
 /// [`Store::commit_block`].
 #[derive(Clone, Debug)]
 pub struct CommitBatch {
-    pub block: Block,
+    /// The block, its body checked against its header once, by whoever
+    /// made the batch (ADR 026): the store takes the ids from it.
+    pub block: IdentifiedBlock,
     pub certificate: CommitCertificate,
     /// State writes caused by the block; `None` deletes the key.
     pub state_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
@@ -220,7 +224,7 @@ pub trait Store: Send + Sync {
     /// committed on top of the head.
     fn check_commit_block(
         &self,
-        block: &Block,
+        block: &IdentifiedBlock,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         receipts: &[Vec<u8>],
         block_events: &[u8],
@@ -333,14 +337,13 @@ pub(crate) type IndexedAt<'a> =
 
 /// Checks a commit batch against the current head and genesis, without
 /// writing. `indexed_at` reports where transaction ids are already indexed.
-/// Returns the transaction ids, in block order, for the index.
 pub(crate) fn check_commit(
     batch: &CommitBatch,
     head: Option<&Head>,
     genesis: Option<Hash>,
     indexed_at: IndexedAt<'_>,
-) -> Result<Vec<Hash>, StorageError> {
-    let ids = check_block_commit(
+) -> Result<(), StorageError> {
+    check_block_commit(
         &batch.block,
         Outputs {
             state_writes: &batch.state_writes,
@@ -358,9 +361,9 @@ pub(crate) fn check_commit(
         batch.certificate.signatures.len(),
         VALIDATORS_MAX,
     )?;
-    let height = batch.block.header.height;
+    let height = batch.block.height();
     check_next_set(&batch.block.header, batch.next_validator_set.as_ref())?;
-    let block_hash = batch.block.header.hash();
+    let block_hash = batch.block.hash();
     let cert = &batch.certificate;
     if cert.height != height || cert.block_hash != block_hash {
         return Err(StorageError::CertificateMismatch {
@@ -370,7 +373,7 @@ pub(crate) fn check_commit(
             cert_block: cert.block_hash,
         });
     }
-    Ok(ids)
+    Ok(())
 }
 
 /// A batch carries the next validator set exactly when its block is the
@@ -436,13 +439,13 @@ pub struct PendingParent<'a> {
 }
 
 pub(crate) fn check_block_commit(
-    block: &Block,
+    block: &IdentifiedBlock,
     outputs: Outputs<'_>,
     head: Option<&Head>,
     genesis: Option<Hash>,
     indexed_at: IndexedAt<'_>,
     pending: Option<&PendingParent<'_>>,
-) -> Result<Vec<Hash>, StorageError> {
+) -> Result<(), StorageError> {
     let Outputs {
         state_writes,
         receipts,
@@ -480,10 +483,14 @@ pub(crate) fn check_block_commit(
         });
     }
 
-    too_large("block transaction count", block.txs.len(), BLOCK_MAX_TXS)?;
+    too_large(
+        "block transaction count",
+        block.block().txs.len(),
+        BLOCK_MAX_TXS,
+    )?;
     too_large(
         "encoded block size in bytes",
-        codec::encoded_len(block),
+        codec::encoded_len(block.block()),
         BLOCK_MAX_BYTES,
     )?;
     too_large(
@@ -506,10 +513,9 @@ pub(crate) fn check_block_commit(
         BLOCK_EVENTS_MAX_BYTES,
     )?;
 
-    let ids: Vec<Hash> = block.txs.iter().map(|t| t.id()).collect();
-    if !block.body_matches_header_with_ids(&ids) {
-        return Err(StorageError::BodyMismatch { height });
-    }
+    // The body matches the header, and these are its ids: the type says
+    // so (ADR 026).
+    let ids = block.ids();
     if receipts.len() != ids.len() {
         return Err(StorageError::ReceiptCountMismatch {
             height,
@@ -529,7 +535,7 @@ pub(crate) fn check_block_commit(
     // A repeated id would overwrite the earlier location in the index and
     // break the promise that an id names one committed transaction.
     let mut seen = std::collections::BTreeSet::new();
-    for id in &ids {
+    for id in ids {
         if !seen.insert(*id) {
             return Err(StorageError::DuplicateTx {
                 id: *id,
@@ -538,7 +544,7 @@ pub(crate) fn check_block_commit(
             });
         }
     }
-    let found = indexed_at(&ids)?;
+    let found = indexed_at(ids)?;
     if found.len() != ids.len() {
         return Err(StorageError::Corrupt {
             cf: "tx_index",
@@ -562,7 +568,7 @@ pub(crate) fn check_block_commit(
             });
         }
     }
-    Ok(ids)
+    Ok(())
 }
 
 /// Checks a genesis call's sizes and that the accumulator is the initial

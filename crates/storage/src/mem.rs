@@ -5,7 +5,7 @@ use std::ops::Bound;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use aidledger_types::snapshot::{SetChange, SnapshotManifest, SET_CHANGES_MAX};
-use aidledger_types::{Block, CommitCertificate, Hash, StateAccumulator};
+use aidledger_types::{Block, CommitCertificate, Hash, IdentifiedBlock, StateAccumulator};
 
 use crate::snapshot::{
     check_finish, check_installing, check_pairs, check_set_changes, refuse_while_installing,
@@ -143,7 +143,7 @@ impl Store for MemStore {
 
     fn check_commit_block(
         &self,
-        block: &Block,
+        block: &IdentifiedBlock,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         receipts: &[Vec<u8>],
         block_events: &[u8],
@@ -172,22 +172,21 @@ impl Store for MemStore {
             },
             pending,
         )
-        .map(|_| ())
     }
 
     fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError> {
         let mut inner = self.write();
         refuse_while_installing(inner.installing)?;
         let genesis = inner.genesis.as_ref().map(|g| g.0);
-        let ids = {
+        {
             let tx_index = &inner.tx_index;
             check_commit(&batch, inner.head.as_ref(), genesis, &mut |ids| {
                 Ok(ids
                     .iter()
                     .map(|id| tx_index.get(id).map(|(loc, _)| loc.height))
                     .collect())
-            })?
-        };
+            })?;
+        }
         if let Some(c) = crate::set_change_of(&batch) {
             inner.set_changes.insert(c.header.height, c);
         }
@@ -200,6 +199,7 @@ impl Store for MemStore {
             accumulator,
             next_validator_set: _,
         } = batch;
+        let (block, ids) = block.into_parts();
         let height = block.header.height;
         // Nothing below can fail, so the write is all or nothing.
         for (i, (id, receipt)) in ids.into_iter().zip(receipts).enumerate() {

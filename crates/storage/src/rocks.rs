@@ -39,7 +39,7 @@ use tracing::debug;
 use aidledger_types::codec::{self, CodecError};
 use aidledger_types::snapshot::{SetChange, SnapshotManifest, SET_CHANGES_MAX};
 use aidledger_types::state_root::AccumulatorBytes;
-use aidledger_types::{Block, CommitCertificate, Hash, StateAccumulator};
+use aidledger_types::{Block, CommitCertificate, Hash, IdentifiedBlock, StateAccumulator};
 
 use crate::error::corrupt;
 use crate::snapshot::{
@@ -976,7 +976,7 @@ impl RocksStore {
         refuse_while_installing(self.snapshot_installing()?)?;
         let head = self.head()?;
         let genesis = self.genesis_hash()?;
-        let ids = check_commit(&batch, head.as_ref(), genesis, &mut |ids| {
+        check_commit(&batch, head.as_ref(), genesis, &mut |ids| {
             self.indexed_heights(ids)
         })?;
         let set_change = crate::set_change_of(&batch);
@@ -990,6 +990,7 @@ impl RocksStore {
             accumulator,
             next_validator_set: _,
         } = batch;
+        let (block, ids) = block.into_parts();
         let height = block.header.height;
         let new_head = head_of(&block);
         let (blocks, certs, state, txs, receipt_cf, meta) = (
@@ -1241,7 +1242,7 @@ impl Store for RocksStore {
 
     fn check_commit_block(
         &self,
-        block: &Block,
+        block: &IdentifiedBlock,
         state_writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         receipts: &[Vec<u8>],
         block_events: &[u8],
@@ -1264,7 +1265,6 @@ impl Store for RocksStore {
             &mut |ids| self.indexed_heights(ids),
             pending,
         )
-        .map(|_| ())
     }
 
     fn put_genesis(

@@ -70,12 +70,12 @@ fn check_copy(dir: &std::path::Path, chain: &Chain) -> u64 {
     assert_eq!(head.block_hash, batch.block.hash());
     for b in &chain.batches[..h as usize] {
         let height = b.block.header.height;
-        assert_eq!(copy.block(height).unwrap().as_ref(), Some(&b.block));
+        assert_eq!(copy.block(height).unwrap().as_ref(), Some(b.block.block()));
         assert_eq!(
             copy.certificate(height).unwrap().as_ref(),
             Some(&b.certificate)
         );
-        for (i, t) in b.block.txs.iter().enumerate() {
+        for (i, t) in b.block.block().txs.iter().enumerate() {
             let (loc, r) = copy.tx_location(&t.id()).unwrap().unwrap();
             assert_eq!((loc.height, loc.index as usize), (height, i));
             assert_eq!(r, receipt(height, i));

@@ -146,7 +146,7 @@ fn deferred_commits_check_and_store_what_synced_commits_do() {
             // A block for the wrong height is refused as commit_block
             // refuses it, and nothing of it is written.
             let mut wrong = b.clone();
-            wrong.block.header.height += 1;
+            rewrite(&mut wrong, |blk| blk.header.height += 1);
             assert!(store.commit_block_deferred(wrong).is_err());
             assert_eq!(store.head().unwrap(), chain.head());
             store.commit_block_deferred(b.clone()).unwrap();
@@ -191,7 +191,7 @@ fn mem_blocks_range_is_capped() {
     let chain = populated(&store, BLOCKS_RANGE_MAX as u64 + 5);
     let got = store.blocks_range(1, u64::MAX).unwrap();
     assert_eq!(got.len(), BLOCKS_RANGE_MAX);
-    assert_eq!(got[0], chain.batches[0].block);
+    assert_eq!(&got[0], chain.batches[0].block.block());
     let rest = store
         .blocks_range(BLOCKS_RANGE_MAX as u64 + 1, u64::MAX)
         .unwrap();

@@ -137,7 +137,7 @@ fn check_store(store: &RocksStore, model: &mut Chain, acknowledged: u64) -> u64 
             stored.header.parent_hash, parent,
             "parents do not chain at {h}"
         );
-        assert_eq!(stored, b.block);
+        assert_eq!(&stored, b.block.block());
         let cert = store.certificate(h).unwrap().expect("certificate missing");
         assert_eq!(cert.block_hash, stored.hash());
         for (i, t) in stored.txs.iter().enumerate() {

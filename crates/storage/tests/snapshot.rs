@@ -292,7 +292,9 @@ fn changing(
 ) -> aidledger_storage::CommitBatch {
     let txs = chain.fresh_txs(1);
     let mut b = chain.build(Writes::new(), txs);
-    b.block.header.next_validator_set_hash = next.hash();
+    rewrite(&mut b, |blk| {
+        blk.header.next_validator_set_hash = next.hash()
+    });
     b.certificate.block_hash = b.block.hash();
     b.next_validator_set = Some(next.clone());
     b
@@ -322,7 +324,9 @@ fn keeps_set_changes(store: &dyn Store, joiner: &dyn Store) {
     chain.commit(store, writes_at(3), 1);
     let mut later = changing(&mut chain, &a_set(5));
     // It leaves the set the first change brought in.
-    later.block.header.validator_set_hash = next.hash();
+    rewrite(&mut later, |blk| {
+        blk.header.validator_set_hash = next.hash()
+    });
     later.certificate.block_hash = later.block.hash();
     store.commit_block(later.clone()).unwrap();
     chain.apply(&later);

@@ -171,6 +171,66 @@ impl Block {
     }
 }
 
+/// A block whose body matches its header, with its transactions' ids
+/// (ADR 026). Only [`IdentifiedBlock::new`] makes one, and it checks the
+/// body against the header's transaction count and root; nothing can
+/// change the block afterwards, so whoever holds one knows, without
+/// hashing again, that `ids()[i]` is `block().txs[i].id()` and that the
+/// body is the one the header (and so the block hash) commits to.
+///
+/// A validator checks a block's body once, when it first executes the
+/// block, and hands this value on: to execution, to the store's checks
+/// before its vote, and to the commit.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct IdentifiedBlock {
+    block: Block,
+    ids: Vec<Hash>,
+}
+
+impl IdentifiedBlock {
+    /// Hashes every transaction's id and checks the body against the
+    /// header: the count first (a body of the wrong length is refused
+    /// unhashed), then the transaction root. A body that does not match
+    /// comes back unchanged, as the error.
+    pub fn new(block: Block) -> Result<IdentifiedBlock, Box<Block>> {
+        if block.txs.len() != block.header.tx_count as usize {
+            return Err(Box::new(block));
+        }
+        let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
+        if !block.body_matches_header_with_ids(&ids) {
+            return Err(Box::new(block));
+        }
+        Ok(IdentifiedBlock { block, ids })
+    }
+
+    pub fn block(&self) -> &Block {
+        &self.block
+    }
+
+    /// The transactions' ids, in block order.
+    pub fn ids(&self) -> &[Hash] {
+        &self.ids
+    }
+
+    /// The block and its ids, apart: the guarantee ends here.
+    pub fn into_parts(self) -> (Block, Vec<Hash>) {
+        (self.block, self.ids)
+    }
+
+    pub fn into_block(self) -> Block {
+        self.block
+    }
+}
+
+/// Read access to the block; there is no mutable access.
+impl std::ops::Deref for IdentifiedBlock {
+    type Target = Block;
+
+    fn deref(&self) -> &Block {
+        &self.block
+    }
+}
+
 /// One validator: the organisation that runs it and its consensus key.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -17,8 +17,8 @@ pub mod values;
 pub mod wire;
 
 pub use block::{
-    Block, BlockHeader, CommitCertificate, CommitSignature, CommitVote, Validator, ValidatorSet,
-    ValidatorSignature, HEADER_VERSION, HEADER_VERSION_PIPELINED,
+    Block, BlockHeader, CommitCertificate, CommitSignature, CommitVote, IdentifiedBlock, Validator,
+    ValidatorSet, ValidatorSignature, HEADER_VERSION, HEADER_VERSION_PIPELINED,
 };
 pub use codec::CodecError;
 pub use hash::Hash;

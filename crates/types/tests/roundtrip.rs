@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 //! Canonical encoding: decode(encode(x)) == x, and encode(decode(b)) == b
-//! for every byte string that decodes at all.
+//! for every byte string that decodes at all. And the one body check a
+//! validator makes of a block ([`IdentifiedBlock::new`], ADR 026).
 
 use aidledger_types::codec::{self, CodecError};
 use aidledger_types::*;
@@ -163,6 +164,39 @@ proptest! {
         if let Ok(back) = codec::decode::<SignedTx>(&bytes) {
             prop_assert_eq!(codec::encode(&back), bytes);
         }
+    }
+
+    /// A body that matches its header is identified with its ids; any
+    /// change to the body (a transaction dropped, added, changed in one
+    /// byte of its signature or payload, or two swapped) is refused, and
+    /// the block comes back as it was given.
+    #[test]
+    fn a_block_is_identified_exactly_when_its_body_matches_its_header(
+        b in block(),
+        extra in tx(),
+        change in 0u8..5,
+        pos in any::<prop::sample::Index>(),
+    ) {
+        let mut b = b;
+        b.header.tx_count = b.txs.len() as u32;
+        b.header.tx_root = Block::compute_tx_root(&b.txs);
+        let ids: Vec<Hash> = b.txs.iter().map(SignedTx::id).collect();
+        let ib = IdentifiedBlock::new(b.clone()).unwrap();
+        prop_assert_eq!(ib.ids(), &ids[..]);
+        prop_assert_eq!(ib.block(), &b);
+        prop_assert_eq!(ib.hash(), b.hash());
+        let mut bad = b.clone();
+        let n = bad.txs.len();
+        match change {
+            0 => bad.txs.push(extra),
+            1 if n > 0 => { bad.txs.remove(pos.index(n)); }
+            2 if n > 0 => bad.txs[pos.index(n)].signature.0[7] ^= 1,
+            3 if n > 0 => bad.txs[pos.index(n)].body.nonce ^= 1,
+            4 if n > 1 && ids[0] != ids[n - 1] => bad.txs.swap(0, n - 1),
+            _ => bad.header.tx_count += 1,
+        }
+        let back = IdentifiedBlock::new(bad.clone()).unwrap_err();
+        prop_assert_eq!(*back, bad);
     }
 
     #[test]

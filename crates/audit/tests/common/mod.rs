@@ -118,7 +118,7 @@ impl ChainBuilder {
         );
         self.store
             .commit_block(CommitBatch {
-                block: block.clone(),
+                block: aidledger_types::IdentifiedBlock::new(block.clone()).unwrap(),
                 certificate: cert.clone(),
                 state_writes: outcome.writes.clone(),
                 receipts: outcome.receipts.iter().map(codec::encode).collect(),

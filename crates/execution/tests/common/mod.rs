@@ -8,8 +8,8 @@ use aidledger_contracts::payload::{self, Payload};
 use aidledger_contracts::{keys, Account, Application, EventBody, Plan, Program, Release};
 use aidledger_execution::testkit::{dev_genesis, TxFactory, DEV_GENESIS_TIME};
 use aidledger_execution::{
-    apply_block, build_block, genesis_state, validate_block, BlockContext, BlockInvalid,
-    BlockOutcome, Genesis, MemState, ParentInfo, StateRead,
+    apply_block, build_block, genesis_state, validate_block, validate_identified_with,
+    BlockContext, BlockInvalid, BlockOutcome, Genesis, MemState, ParentInfo, StateRead,
 };
 use aidledger_types::{
     codec, Block, BlockHeader, Hash, PublicKey, Role, SignedTx, StateAccumulator, Timestamp,
@@ -111,19 +111,37 @@ impl Chain {
         block: &Block,
         time: Timestamp,
     ) -> Result<(Vec<aidledger_crypto::VerifiedTx>, BlockOutcome), BlockInvalid> {
-        match validate_block(
-            block,
-            &self.parent,
-            Some(time.0),
-            10_000,
-            &self.state,
-            &self.acc,
-        ) {
-            Err(BlockInvalid::EmptyBeforeDue { .. }) => {
-                validate_block(block, &self.parent, None, 10_000, &self.state, &self.acc)
-            }
-            r => r,
+        let mut now = Some(time.0);
+        let mut r = validate_block(block, &self.parent, now, 10_000, &self.state, &self.acc);
+        if matches!(r, Err(BlockInvalid::EmptyBeforeDue { .. })) {
+            now = None;
+            r = validate_block(block, &self.parent, now, 10_000, &self.state, &self.acc);
         }
+        // A validator checks the body once and validates the identified
+        // block (ADR 026): the same verdict on every block the tests make.
+        match aidledger_types::IdentifiedBlock::new(block.clone()) {
+            Ok(ib) => {
+                let other = validate_identified_with(
+                    &ib,
+                    &self.parent,
+                    now,
+                    10_000,
+                    &self.state,
+                    &self.acc,
+                    &|_, _| None,
+                );
+                assert_eq!(
+                    format!("{other:?}"),
+                    format!("{r:?}"),
+                    "validate_identified_with and validate_block differ"
+                );
+            }
+            Err(_) => assert!(
+                r.is_err(),
+                "a body that does not match its header validated"
+            ),
+        }
+        r
     }
 
     /// The context of the next block, one second after the previous one.
