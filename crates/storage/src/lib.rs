@@ -197,10 +197,12 @@ pub trait Store: Send + Sync {
     /// Atomically stores a block with everything it writes and moves the
     /// head. Refuses, changing nothing, unless the block's height is
     /// head + 1 (1 when empty), its parent is the head's hash (the genesis
-    /// hash for height 1), the certificate is for this block, the body
-    /// matches the header, there is one receipt per transaction, the
+    /// hash for height 1), the certificate is for this block, there is one
+    /// receipt per transaction, the
     /// accumulator's root is the header's state root, no transaction is
-    /// already indexed and everything is within the limits.
+    /// already indexed and everything is within the limits. That the body
+    /// matches the header is the batch's type's guarantee
+    /// ([`IdentifiedBlock`], ADR 026).
     fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError>;
     /// [`Store::commit_block`], with the same checks and the same atomic
     /// batch, without waiting for the disk: the block is readable at once
