@@ -272,6 +272,52 @@ fn synced_block_is_committed_only_with_a_valid_certificate() {
     assert_eq!(r.height(), 2);
 }
 
+/// A synced block whose certified header is genuine but whose body is not
+/// the one the header commits to is refused before the driver sees it
+/// (ADR 026: the consensus core is where bytes from a peer become a
+/// block); the genuine body is then taken.
+#[test]
+fn a_synced_block_with_another_body_under_its_certified_header_is_refused() {
+    let net = Net::new(4);
+    let a = net.block(0, 1);
+    let (mut r, _) = net.replica(3);
+    let cert = net.certificate(0, &a, &[0, 1, 2]);
+    let mut other = a.clone();
+    other.txs.push(aidledger_types::SignedTx {
+        body: aidledger_types::TxBody {
+            chain_id: a.header.chain_id.clone(),
+            nonce: 0,
+            signer: a.header.proposer,
+            kind: aidledger_types::TxKind::ALL[0],
+            payload: vec![1, 2, 3],
+        },
+        signature: aidledger_types::Signature([7; 64]),
+    });
+    assert_eq!(other.hash(), a.hash(), "the same header");
+    let outs = r.handle(
+        1,
+        Input::Synced {
+            block: other,
+            certificate: cert.clone(),
+        },
+    );
+    assert!(validations(&outs).is_empty() && committed(&outs).is_none());
+    assert!(matches!(
+        r.last_rejection(),
+        Some(ConsensusError::BadBlock { .. })
+    ));
+    let outs = r.handle(
+        2,
+        Input::Synced {
+            block: a.clone(),
+            certificate: cert,
+        },
+    );
+    assert_eq!(validations(&outs).len(), 1);
+    let outs = r.handle(3, validated(&a, true));
+    assert!(committed(&outs).is_some());
+}
+
 #[test]
 fn a_body_found_invalid_is_dropped_and_a_good_copy_is_still_accepted() {
     // A block hash covers tx ids, not tx signatures: the same pre-prepare

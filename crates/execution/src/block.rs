@@ -664,6 +664,7 @@ pub fn build_block(
     let base = Base::new(state);
     let mut exec = BlockExec::new(&base, ctx)?;
     let mut txs = Vec::new();
+    let mut ids = Vec::new();
     for tx in candidates {
         if txs.len() >= BLOCK_MAX_TXS {
             break;
@@ -672,7 +673,10 @@ pub fn build_block(
             continue;
         }
         match exec.apply(tx) {
-            Ok(()) => txs.push(tx.tx().clone()),
+            Ok(()) => {
+                txs.push(tx.tx().clone());
+                ids.push(tx.id());
+            }
             Err(ExecError::NotIncludable { .. }) => continue,
             Err(e) => return Err(e),
         }
@@ -687,7 +691,8 @@ pub fn build_block(
         parent_hash: parent.hash,
         timestamp: ctx.timestamp,
         proposer: ctx.proposer,
-        tx_root: Block::compute_tx_root(&txs),
+        // The ids its verification hashed: each once.
+        tx_root: Block::tx_root_with_ids(&txs, &ids),
         tx_count: txs.len() as u32,
         state_root: outcome.state_root,
         event_root,

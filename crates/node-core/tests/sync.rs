@@ -202,18 +202,28 @@ impl Store for Journal {
     }
 }
 
+/// How the core in [`setup_as`] follows the chain.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Follower {
+    /// A validator that ran on this chain before, on a wiped store: it
+    /// catches up without a replica and without voting.
+    WipedValidator,
+    /// A node whose key is no validator's: no replica.
+    Observer,
+}
+
 /// A core for a validator of the development consortium that ran on this
 /// chain before, over `c`'s store holding only the genesis: it catches up
-/// by sync without voting. With `observer`, the core's key is no
-/// validator's: it follows the chain without a replica.
+/// by sync without voting. Or, by `follower`, a fresh validator or an
+/// observer over the same store.
 fn wiped_validator(
     c: &SynthChain,
     ahead: &Ahead,
     writes: &Arc<Mutex<Vec<Write>>>,
-    observer: bool,
+    follower: Follower,
 ) -> NodeCore {
     let mut base = common::parts(c);
-    if observer {
+    if follower == Follower::Observer {
         base.key = aidledger_crypto::Keypair::generate();
     }
     let store: Arc<dyn Store> = Arc::new(Journal {
@@ -229,7 +239,7 @@ fn wiped_validator(
         mempool: MempoolConfig::default(),
         sync_response_max_bytes: 48 << 20,
         accept_missing_safety_state: false,
-        ran_before: !observer,
+        ran_before: follower == Follower::WipedValidator,
         telemetry: Box::new(ahead.clone()),
         ..base
     };
@@ -299,16 +309,16 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    setup_as(false)
+    setup_as(Follower::WipedValidator)
 }
 
-fn setup_as(observer: bool) -> Setup {
+fn setup_as(follower: Follower) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (src, head) = source(dir.path());
     let c = SynthChain::new(&dir.path().join("dst"), StateMode::Store).unwrap();
     let ahead = Ahead::default();
     let writes = Arc::default();
-    let mut core = wiped_validator(&c, &ahead, &writes, observer);
+    let mut core = wiped_validator(&c, &ahead, &writes, follower);
     // A peer connects: the request goes out now, not at the sync tick.
     let out = core.handle(now(1_010), Event::Peers(vec![0])).unwrap();
     let (tag, from) = sync_request(&out).expect("a sync request as soon as a peer connects");
@@ -424,25 +434,27 @@ fn a_certified_block_with_a_bad_signature_is_refused_after_the_good_ones_commit(
 
 /// A peer serves block 3 with its certified header and another body: two
 /// of its transactions swapped. The header, hash and certificate are the
-/// genuine ones. A validator (whose replica checks the body against the
-/// header) and an observer (whose core checks it once, ADR 026, before
+/// genuine ones. A wiped validator catching up and an observer, both
+/// without a replica (their cores check the body once, ADR 026, before
 /// executing; execution would refuse this body too, as its receipts and
-/// state differ) both refuse it, keep the blocks before it, store nothing
-/// of it, and take the genuine block after.
+/// state differ), refuse it, keep the blocks before it, store nothing of
+/// it, and take the genuine block after. A replica's own check of a synced
+/// body is `consensus/tests/normal_case.rs`.
 #[test]
-fn a_certified_header_with_another_body_is_refused_by_a_validator_and_an_observer() {
-    for observer in [false, true] {
-        let mut s = setup_as(observer);
+fn a_certified_header_with_another_body_is_refused_without_a_replica() {
+    for follower in [Follower::WipedValidator, Follower::Observer] {
+        let mut s = setup_as(follower);
+        assert!(!s.core.status().is_voting, "no replica for {follower:?}");
         let mut resp = blocks(&s.src, 1, s.head);
         let genuine = resp[2].0.hash();
         resp[2].0.txs.swap(10, 200);
         assert_eq!(resp[2].0.hash(), genuine, "the same header");
         s.answer(1_020, resp);
-        assert_eq!(s.core.status().height, 2, "observer {observer}");
+        assert_eq!(s.core.status().height, 2, "{follower:?}");
         assert_eq!(s.c.store.head().unwrap().unwrap().height, 2);
         assert!(
             s.c.store.block(3).unwrap().is_none(),
-            "nothing of the refused block is stored (observer {observer})"
+            "nothing of the refused block is stored ({follower:?})"
         );
         s.recovers_from(3, 3);
         assert_eq!(s.c.store.block(3).unwrap().unwrap().hash(), genuine);

@@ -167,8 +167,9 @@ proptest! {
     }
 
     /// A body that matches its header is identified with its ids; any
-    /// change to the body (a transaction dropped, added, changed in one
-    /// byte of its signature or payload, or two swapped) is refused, and
+    /// change to the body (a transaction dropped or added, one bit of a
+    /// signature or of a nonce changed, two transactions swapped) or to
+    /// the header's count is refused, and
     /// the block comes back as it was given.
     #[test]
     fn a_block_is_identified_exactly_when_its_body_matches_its_header(
