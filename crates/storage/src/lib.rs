@@ -198,9 +198,9 @@ pub trait Store: Send + Sync {
     /// head. Refuses, changing nothing, unless the block's height is
     /// head + 1 (1 when empty), its parent is the head's hash (the genesis
     /// hash for height 1), the certificate is for this block, there is one
-    /// receipt per transaction, the
-    /// accumulator's root is the header's state root, no transaction is
-    /// already indexed and everything is within the limits. That the body
+    /// receipt per transaction, the accumulator's root is the header's
+    /// state root, no transaction is already indexed and everything is
+    /// within the limits. That the body
     /// matches the header is the batch's type's guarantee
     /// ([`IdentifiedBlock`], ADR 026).
     fn commit_block(&self, batch: CommitBatch) -> Result<(), StorageError>;
@@ -485,11 +485,7 @@ pub(crate) fn check_block_commit(
         });
     }
 
-    too_large(
-        "block transaction count",
-        block.block().txs.len(),
-        BLOCK_MAX_TXS,
-    )?;
+    too_large("block transaction count", block.txs.len(), BLOCK_MAX_TXS)?;
     too_large(
         "encoded block size in bytes",
         codec::encoded_len(block.block()),

@@ -128,11 +128,17 @@ impl Block {
 
     /// Checks that the body matches the header's commitment to it.
     pub fn body_matches_header(&self) -> bool {
-        // The count first: a body of the wrong length is refused unhashed.
-        self.txs.len() == self.header.tx_count as usize && {
-            let ids: Vec<Hash> = self.txs.iter().map(SignedTx::id).collect();
-            self.body_matches_header_with_ids(&ids)
+        self.ids_if_body_matches().is_some()
+    }
+
+    /// The transactions' ids, if the body matches the header. The count
+    /// first: a body of the wrong length is refused unhashed.
+    fn ids_if_body_matches(&self) -> Option<Vec<Hash>> {
+        if self.txs.len() != self.header.tx_count as usize {
+            return None;
         }
+        let ids: Vec<Hash> = self.txs.iter().map(SignedTx::id).collect();
+        self.body_matches_header_with_ids(&ids).then_some(ids)
     }
 
     /// [`Block::body_matches_header`] with the transactions' ids known:
@@ -193,14 +199,10 @@ impl IdentifiedBlock {
     /// unhashed), then the transaction root. A body that does not match
     /// comes back unchanged, as the error.
     pub fn new(block: Block) -> Result<IdentifiedBlock, Box<Block>> {
-        if block.txs.len() != block.header.tx_count as usize {
-            return Err(Box::new(block));
+        match block.ids_if_body_matches() {
+            Some(ids) => Ok(IdentifiedBlock { block, ids }),
+            None => Err(Box::new(block)),
         }
-        let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
-        if !block.body_matches_header_with_ids(&ids) {
-            return Err(Box::new(block));
-        }
-        Ok(IdentifiedBlock { block, ids })
     }
 
     pub fn block(&self) -> &Block {
@@ -215,10 +217,6 @@ impl IdentifiedBlock {
     /// The block and its ids, apart: the guarantee ends here.
     pub fn into_parts(self) -> (Block, Vec<Hash>) {
         (self.block, self.ids)
-    }
-
-    pub fn into_block(self) -> Block {
-        self.block
     }
 }
 
