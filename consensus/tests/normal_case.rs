@@ -7,6 +7,7 @@ mod common;
 
 use aidledger_consensus::{ConsensusError, Input, Output, Payload};
 use aidledger_crypto::verify_certificate;
+use aidledger_types::Block;
 use common::*;
 
 #[test]
@@ -272,6 +273,43 @@ fn synced_block_is_committed_only_with_a_valid_certificate() {
     assert_eq!(r.height(), 2);
 }
 
+/// `block` with one more transaction: the same header, so the same hash
+/// and signatures over it, but a body the header does not commit to.
+fn with_another_body(block: &Block) -> Block {
+    let mut other = block.clone();
+    other.txs.push(aidledger_types::SignedTx {
+        body: aidledger_types::TxBody {
+            chain_id: block.header.chain_id.clone(),
+            nonce: 0,
+            signer: block.header.proposer,
+            kind: aidledger_types::TxKind::ALL[0],
+            payload: vec![1, 2, 3],
+        },
+        signature: aidledger_types::Signature([7; 64]),
+    });
+    assert_eq!(other.hash(), block.hash(), "the same header");
+    other
+}
+
+/// The leader's signed pre-prepare for a genuine header, relayed with
+/// another body, is refused before the driver sees the body (ADR 026);
+/// the genuine body is then validated.
+#[test]
+fn a_pre_prepare_with_another_body_under_its_header_is_refused() {
+    let net = Net::new(4);
+    let a = net.block(0, 1);
+    let (mut r, _) = net.replica(1);
+    let outs = r.handle(1, net.pre_prepare(0, &with_another_body(&a)));
+    assert!(validations(&outs).is_empty() && sent(&outs).is_empty());
+    assert!(matches!(
+        r.last_rejection(),
+        Some(ConsensusError::BadBlock { .. })
+    ));
+    let outs = r.handle(2, net.pre_prepare(0, &a));
+    assert_eq!(validations(&outs).len(), 1);
+    assert_eq!(validations(&outs)[0].hash(), a.hash());
+}
+
 /// A synced block whose certified header is genuine but whose body is not
 /// the one the header commits to is refused before the driver sees it
 /// (ADR 026: the consensus core is where bytes from a peer become a
@@ -282,22 +320,10 @@ fn a_synced_block_with_another_body_under_its_certified_header_is_refused() {
     let a = net.block(0, 1);
     let (mut r, _) = net.replica(3);
     let cert = net.certificate(0, &a, &[0, 1, 2]);
-    let mut other = a.clone();
-    other.txs.push(aidledger_types::SignedTx {
-        body: aidledger_types::TxBody {
-            chain_id: a.header.chain_id.clone(),
-            nonce: 0,
-            signer: a.header.proposer,
-            kind: aidledger_types::TxKind::ALL[0],
-            payload: vec![1, 2, 3],
-        },
-        signature: aidledger_types::Signature([7; 64]),
-    });
-    assert_eq!(other.hash(), a.hash(), "the same header");
     let outs = r.handle(
         1,
         Input::Synced {
-            block: other,
+            block: with_another_body(&a),
             certificate: cert.clone(),
         },
     );
