@@ -28,10 +28,17 @@ fn key(label: &str, i: u64) -> Keypair {
 /// bytes, the size of a real `RegisterHousehold` payload (a 32-byte id and a
 /// length-prefixed 22-byte region path), so the encoded transaction is the size of a real one.
 fn txs(n: usize) -> Vec<SignedTx> {
+    txs_from(n, n)
+}
+
+/// `n` signed transactions from `keys` signers taking turns, as a
+/// consortium's few operators sign most of its transactions.
+fn txs_from(n: usize, keys: usize) -> Vec<SignedTx> {
     let chain_id = chain();
+    let signers: Vec<Keypair> = (0..keys.max(1) as u64).map(|i| key("signer", i)).collect();
     (0..n as u64)
         .map(|i| {
-            let kp = key("signer", i);
+            let kp = &signers[i as usize % signers.len()];
             let mut payload = sha256(&i.to_le_bytes()).as_bytes().to_vec();
             payload.extend_from_slice(&[b'x'; 30]);
             let body = TxBody {
@@ -74,10 +81,22 @@ fn tx_bench(c: &mut Criterion) {
 fn batch_bench(c: &mut Criterion) {
     let chain_id = chain();
     let mut g = c.benchmark_group("verify_txs");
-    for n in [64usize, 512] {
-        let all = txs(n);
+    // Distinct signers, then 16 signers taking turns (an operator mix).
+    for (n, keys) in [
+        (64usize, 64usize),
+        (512, 512),
+        (64, 16),
+        (256, 16),
+        (512, 16),
+    ] {
+        let all = txs_from(n, keys);
+        let name = if keys == n {
+            format!("batch_{n}")
+        } else {
+            format!("batch_{n}_keys{keys}")
+        };
         g.throughput(Throughput::Elements(n as u64));
-        g.bench_function(format!("batch_{n}"), |b| {
+        g.bench_function(name, |b| {
             b.iter_batched(
                 || all.clone(),
                 |v| {

@@ -285,3 +285,48 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A few keys signing many messages, as a consortium's operators do, so
+    /// the batch equation merges each key's terms into one: every per-item
+    /// verdict still equals the single verdict, whether the bad items share
+    /// a key with good ones or not, and wherever they sit in the batch.
+    #[test]
+    fn batch_equals_single_when_few_keys_sign_many(
+        picks in proptest::collection::vec((0u8..4, any::<u16>(), 0u8..8, any::<u16>()), 2..80)
+    ) {
+        let adv = adversarial_cases();
+        let batch: Vec<Case> = picks.iter().map(|&(key, msg, kind, flip)| {
+            match kind {
+                // A bit of the signature flipped.
+                0 => {
+                    let mut c = valid_case(key, &msg.to_le_bytes());
+                    let bit = flip as usize % 512;
+                    c.sig.0[bit / 8] ^= 1 << (bit % 8);
+                    c
+                }
+                // The key's signature of another message.
+                1 => {
+                    let mut c = valid_case(key, &msg.to_le_bytes());
+                    c.sig = valid_case(key, &msg.wrapping_add(1).to_le_bytes()).sig;
+                    c
+                }
+                // Another key's signature of this message.
+                2 => {
+                    let mut c = valid_case(key, &msg.to_le_bytes());
+                    c.sig = valid_case((key + 1) % 4, &msg.to_le_bytes()).sig;
+                    c
+                }
+                3 => adv[flip as usize % adv.len()].clone(),
+                _ => valid_case(key, &msg.to_le_bytes()),
+            }
+        }).collect();
+        let items: Vec<SigItem<'_>> = batch.iter().map(item).collect();
+        let verdicts = verify_batch(&items);
+        for (c, v) in batch.iter().zip(&verdicts) {
+            prop_assert_eq!(v.is_ok(), single(c), "case {}", c.name);
+        }
+    }
+}
