@@ -353,7 +353,7 @@ impl Driver {
             );
         };
         let identity = aidledger_network::identity_from_seed(pair.secret_seed())?;
-        let old = self.net.local_peer_id;
+        let old = self.net.local_peer_id();
         self.net.shutdown().await;
         let mut cfg = self.net_cfg.clone();
         cfg.allowed = self.allowed.clone();
@@ -378,7 +378,7 @@ impl Driver {
         };
         tracing::warn!(
             old_peer_id = %old,
-            new_peer_id = %net.local_peer_id,
+            new_peer_id = %net.local_peer_id(),
             "the network restarted under this node's new identity"
         );
         self.net = net;
@@ -404,7 +404,7 @@ impl Driver {
             }
             self.signing = signing;
         }
-        if peer_id_of(&network).ok() != Some(self.net.local_peer_id) {
+        if peer_id_of(&network).ok() != Some(self.net.local_peer_id()) {
             self.switch_to = Some(network);
         }
     }
@@ -686,7 +686,7 @@ impl Driver {
                 state_root: s.state_root,
                 view: s.view,
                 leader: s.leader,
-                peers: self.net.connected_peers().len(),
+                peers: self.net.connected_peer_count(),
                 mempool_txs: s.mempool_txs,
                 backlog_txs: s.backlog_txs,
                 last_block_time_ms: s.last_block_time_ms,
@@ -694,7 +694,7 @@ impl Driver {
                 validator: s.is_validator,
                 next_due: s.next_due,
                 node_key: Some(s.node_key),
-                peer_id: self.net.local_peer_id.to_string(),
+                peer_id: self.net.local_peer_text().to_owned(),
                 modules: Some(s.modules),
                 upgrade: s.upgrade,
             };

@@ -273,7 +273,10 @@ pub struct NetworkHandle {
     peers: Arc<Mutex<BTreeSet<PeerId>>>,
     next_request: Arc<AtomicU64>,
     pub stats: Arc<NetStats>,
-    pub local_peer_id: PeerId,
+    local_peer_id: PeerId,
+    /// `local_peer_id` in base58, formatted once: the node publishes its
+    /// status after every event, and the encoding is not free.
+    local_peer_text: Arc<str>,
 }
 
 impl NetworkHandle {
@@ -336,6 +339,21 @@ impl NetworkHandle {
         if self.commands.send(Command::Shutdown(done)).await.is_ok() {
             let _ = stopped.await;
         }
+    }
+
+    /// The peer id this network runs under.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// [`NetworkHandle::local_peer_id`] as text.
+    pub fn local_peer_text(&self) -> &str {
+        &self.local_peer_text
+    }
+
+    /// How many peers are connected now, without copying their ids.
+    pub fn connected_peer_count(&self) -> usize {
+        self.peers.lock().map(|p| p.len()).unwrap_or(0)
     }
 
     pub fn connected_peers(&self) -> Vec<PeerId> {
@@ -675,6 +693,7 @@ pub fn spawn_with_stats(
         next_request: Arc::new(AtomicU64::new(1)),
         stats,
         local_peer_id,
+        local_peer_text: local_peer_id.to_string().into(),
     };
     let config_seq_start = config.publish_seq_start;
     let task = Task {

@@ -611,7 +611,9 @@ async fn a_node_restarts_under_a_new_identity_on_the_same_address() {
     listening(&mut new_events)
         .await
         .expect("the new identity listens on the same address");
-    assert_eq!(new.local_peer_id, peer(3));
+    assert_eq!(new.local_peer_id(), peer(3));
+    // The status page's text follows the identity the handle runs under.
+    assert_eq!(new.local_peer_text(), peer(3).to_string());
     assert!(std::sync::Arc::ptr_eq(&new.stats, &stats));
     assert!(
         connects(&mut member.events, peer(3), 10).await,
