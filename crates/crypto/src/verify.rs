@@ -207,16 +207,7 @@ fn verify_chunk(items: &[SigItem<'_>]) -> Vec<Result<(), CryptoError>> {
 /// coefficients are deterministic, so every node reaches the same verdict,
 /// and unpredictable to anyone who has not fixed the whole batch first.
 fn check_combined(items: &[&Prepared]) -> bool {
-    let mut transcript = Sha512::new();
-    transcript.update(b"aidledger/v1/batch-verify");
-    transcript.update((items.len() as u64).to_le_bytes());
-    for p in items {
-        transcript.update(p.r_bytes);
-        transcript.update(p.a_bytes);
-        transcript.update(p.s_bytes);
-        transcript.update(p.k.as_bytes());
-    }
-    let seed: [u8; 64] = transcript.finalize().into();
+    let seed = batch_seed(items);
 
     // One term per R, one per distinct key, one for B. The signatures of a
     // batch come from few keys (a consortium's operators), so the items
@@ -231,13 +222,7 @@ fn check_combined(items: &[&Prepared]) -> bool {
     let mut key_slot: BTreeMap<[u8; 32], usize> = BTreeMap::new();
     let mut b_coeff = Scalar::ZERO;
     for (i, p) in items.iter().enumerate() {
-        let mut h = Sha512::new();
-        h.update(seed);
-        h.update((i as u64).to_le_bytes());
-        let d: [u8; 64] = h.finalize().into();
-        let mut z_bytes = [0u8; 32];
-        z_bytes[..16].copy_from_slice(&d[..16]);
-        let z = Scalar::from_bytes_mod_order(z_bytes);
+        let z = coefficient(&seed, i);
         b_coeff += z * p.s;
         scalars.push(-z);
         points.push(p.r);
@@ -256,6 +241,31 @@ fn check_combined(items: &[&Prepared]) -> bool {
     EdwardsPoint::vartime_multiscalar_mul(scalars, points)
         .mul_by_cofactor()
         .is_identity()
+}
+
+/// The hash of every input of a batch, from which its coefficients come.
+fn batch_seed(items: &[&Prepared]) -> [u8; 64] {
+    let mut transcript = Sha512::new();
+    transcript.update(b"aidledger/v1/batch-verify");
+    transcript.update((items.len() as u64).to_le_bytes());
+    for p in items {
+        transcript.update(p.r_bytes);
+        transcript.update(p.a_bytes);
+        transcript.update(p.s_bytes);
+        transcript.update(p.k.as_bytes());
+    }
+    transcript.finalize().into()
+}
+
+/// The 128-bit coefficient `z_i` of a batch's item `i`.
+fn coefficient(seed: &[u8; 64], i: usize) -> Scalar {
+    let mut h = Sha512::new();
+    h.update(seed);
+    h.update((i as u64).to_le_bytes());
+    let d: [u8; 64] = h.finalize().into();
+    let mut z_bytes = [0u8; 32];
+    z_bytes[..16].copy_from_slice(&d[..16]);
+    Scalar::from_bytes_mod_order(z_bytes)
 }
 
 /// A transaction whose signature and chain id have been checked. The only
@@ -700,28 +710,15 @@ mod tests {
     }
 
     /// The combined equation as first written, one key term per item.
+    /// Same seed and coefficients as [`check_combined`]: what differs is
+    /// only the merging of key terms, which is what it is compared for.
     fn reference_combined(items: &[&Prepared]) -> bool {
-        let mut transcript = Sha512::new();
-        transcript.update(b"aidledger/v1/batch-verify");
-        transcript.update((items.len() as u64).to_le_bytes());
-        for p in items {
-            transcript.update(p.r_bytes);
-            transcript.update(p.a_bytes);
-            transcript.update(p.s_bytes);
-            transcript.update(p.k.as_bytes());
-        }
-        let seed: [u8; 64] = transcript.finalize().into();
+        let seed = batch_seed(items);
         let mut scalars = Vec::new();
         let mut points = Vec::new();
         let mut b_coeff = Scalar::ZERO;
         for (i, p) in items.iter().enumerate() {
-            let mut h = Sha512::new();
-            h.update(seed);
-            h.update((i as u64).to_le_bytes());
-            let d: [u8; 64] = h.finalize().into();
-            let mut z_bytes = [0u8; 32];
-            z_bytes[..16].copy_from_slice(&d[..16]);
-            let z = Scalar::from_bytes_mod_order(z_bytes);
+            let z = coefficient(&seed, i);
             b_coeff += z * p.s;
             scalars.push(-z);
             points.push(p.r);
