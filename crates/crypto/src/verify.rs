@@ -218,21 +218,16 @@ fn check_combined(items: &[&Prepared]) -> bool {
     // is up to half as long.
     let mut scalars = Vec::with_capacity(2 * items.len() + 1);
     let mut points = Vec::with_capacity(2 * items.len() + 1);
-    let mut key_terms: Vec<(Scalar, EdwardsPoint)> = Vec::with_capacity(items.len());
-    let mut key_slot: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+    let mut key_terms: BTreeMap<[u8; 32], (Scalar, EdwardsPoint)> = BTreeMap::new();
     let mut b_coeff = Scalar::ZERO;
     for (i, p) in items.iter().enumerate() {
         let z = coefficient(&seed, i);
         b_coeff += z * p.s;
         scalars.push(-z);
         points.push(p.r);
-        let slot = *key_slot.entry(p.a_bytes).or_insert_with(|| {
-            key_terms.push((Scalar::ZERO, p.a));
-            key_terms.len() - 1
-        });
-        key_terms[slot].0 -= z * p.k;
+        key_terms.entry(p.a_bytes).or_insert((Scalar::ZERO, p.a)).0 -= z * p.k;
     }
-    for (c, a) in key_terms {
+    for (c, a) in key_terms.into_values() {
         scalars.push(c);
         points.push(a);
     }
