@@ -127,9 +127,92 @@ fn scan_bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// The duplicate check of a block's transaction ids against an index of
+/// `INDEXED` committed ones: every id is absent, so the cost is the
+/// filters of each table file.
+fn tx_index_bench(c: &mut Criterion) {
+    const INDEXED_BLOCKS: u64 = 300;
+    const TXS_PER_BLOCK: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = RocksStore::open(dir.path().join("db")).unwrap();
+    store_genesis(&store);
+    let mut chain = Chain::new(genesis_hash(), &initial_state());
+    for _ in 0..INDEXED_BLOCKS {
+        chain.commit(&store, Writes::new(), TXS_PER_BLOCK);
+        chain.batches.clear();
+    }
+    let next = chain.build(Writes::new(), chain.clone_fresh(TXS_PER_BLOCK));
+    let ids: Vec<aidledger_types::Hash> = next.block.ids().to_vec();
+    let mut g = c.benchmark_group("tx_index");
+    g.bench_function(format!("absent_{TXS_PER_BLOCK}"), |b| {
+        b.iter(|| {
+            let found = store.tx_locations(black_box(&ids));
+            assert!(found.iter().all(|f| matches!(f, Ok(None))));
+        })
+    });
+    g.bench_function(format!("check_commit_block_{TXS_PER_BLOCK}"), |b| {
+        b.iter(|| {
+            store
+                .check_commit_block(
+                    black_box(&next.block),
+                    &next.state_writes,
+                    &next.receipts,
+                    &next.block_events,
+                    &next.accumulator,
+                    None,
+                )
+                .unwrap();
+        })
+    });
+    // Storing a block: its index entries go into a memtable that already
+    // holds those of earlier blocks. Deferred (no fsync), so the disk's
+    // latency does not drown the CPU's work.
+    g.bench_function(format!("commit_deferred_{TXS_PER_BLOCK}"), |b| {
+        b.iter_batched(
+            || {
+                let txs = chain.fresh_txs(TXS_PER_BLOCK);
+                let batch = chain.build(Writes::new(), txs);
+                chain.apply(&batch);
+                chain.batches.clear();
+                batch
+            },
+            |batch| store.commit_block_deferred(batch).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    // What a validator does with each block: the check before its vote,
+    // then the commit.
+    g.bench_function(format!("check_and_commit_deferred_{TXS_PER_BLOCK}"), |b| {
+        b.iter_batched(
+            || {
+                let txs = chain.fresh_txs(TXS_PER_BLOCK);
+                let batch = chain.build(Writes::new(), txs);
+                chain.apply(&batch);
+                chain.batches.clear();
+                batch
+            },
+            |batch| {
+                store
+                    .check_commit_block(
+                        &batch.block,
+                        &batch.state_writes,
+                        &batch.receipts,
+                        &batch.block_events,
+                        &batch.accumulator,
+                        None,
+                    )
+                    .unwrap();
+                store.commit_block_deferred(batch).unwrap()
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = scan_bench
+    targets = scan_bench, tx_index_bench
 }
 criterion_main!(benches);

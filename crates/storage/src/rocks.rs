@@ -244,10 +244,60 @@ pub struct RocksStore {
     /// Serialises the read-validate-write of `commit_block` and
     /// `put_genesis`, so two writers cannot both extend the same head.
     write_lock: Mutex<()>,
+    /// Blocks whose transaction ids [`Store::check_commit_block`] found in
+    /// no index entry, with the parent the check required
+    /// ([`IndexChecked`]).
+    index_checked: Mutex<IndexChecked>,
     path: PathBuf,
     // Held so the cache's lifetime visibly covers the database's, and
     // read for its usage (`memory`).
     cache: Cache,
+}
+
+/// Blocks remembered by [`IndexChecked`]: a pipelined validator checks at
+/// most two heights ahead of its head (ADR 022), and views may propose
+/// several candidates at one height.
+const INDEX_CHECKED_MAX: usize = 16;
+
+/// What the pre-vote check learnt about the transaction index, so the
+/// commit that follows need not read it again for the same ids.
+///
+/// [`Store::check_commit_block`] of a block `B` reads the head `H`, then
+/// every id of `B` from the index, and finds none; it also requires `B`'s
+/// parent to be `H`, or the pending block `P` checked on `H`, and no id of
+/// `B` to be among `P`'s. The index it read held at least the entries of
+/// the chain up to `H` (only commits add entries, one block at a time on
+/// the head). At `B`'s commit the head must be `B`'s parent (checked there
+/// as always), so the index holds the chain up to `H`, plus `P`'s ids when
+/// `P` is the parent: none of them is an id of `B`, and the commit skips
+/// the read. A head never moves back; a snapshot install, the only other
+/// writer of heads, forgets every entry.
+#[derive(Default)]
+struct IndexChecked {
+    /// (block hash, its parent's hash), oldest first.
+    blocks: std::collections::VecDeque<(Hash, Hash)>,
+}
+
+impl IndexChecked {
+    fn remember(&mut self, block: Hash, parent: Hash) {
+        if self.blocks.iter().any(|(b, _)| *b == block) {
+            return;
+        }
+        if self.blocks.len() >= INDEX_CHECKED_MAX {
+            self.blocks.pop_front();
+        }
+        self.blocks.push_back((block, parent));
+    }
+
+    /// Whether `block`, to be committed on `head`, was checked with `head`
+    /// as its parent; the entry is used up either way.
+    fn take(&mut self, block: Hash, head: Option<Hash>) -> bool {
+        let Some(i) = self.blocks.iter().position(|(b, _)| *b == block) else {
+            return false;
+        };
+        let (_, parent) = self.blocks.remove(i).unwrap_or((block, Hash::ZERO));
+        head == Some(parent)
+    }
 }
 
 fn head_from(bytes: Option<Vec<u8>>) -> Result<Option<Head>, StorageError> {
@@ -710,6 +760,7 @@ impl RocksStore {
             db,
             read_only: false,
             write_lock: Mutex::new(()),
+            index_checked: Mutex::default(),
             path: path.to_path_buf(),
             cache,
         };
@@ -843,6 +894,7 @@ impl RocksStore {
             db,
             read_only: true,
             write_lock: Mutex::new(()),
+            index_checked: Mutex::default(),
             path: path.to_path_buf(),
             cache,
         })
@@ -976,8 +1028,20 @@ impl RocksStore {
         refuse_while_installing(self.snapshot_installing()?)?;
         let head = self.head()?;
         let genesis = self.genesis_hash()?;
+        let checked = self
+            .index_checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(batch.block.hash(), head.as_ref().map(|h| h.block_hash));
         check_commit(&batch, head.as_ref(), genesis, &mut |ids| {
-            self.indexed_heights(ids)
+            if checked {
+                // Absent at the pre-vote check, and nothing has been
+                // indexed since but what that check allowed for
+                // (`IndexChecked`).
+                Ok(vec![None; ids.len()])
+            } else {
+                self.indexed_heights(ids)
+            }
         })?;
         let set_change = crate::set_change_of(&batch);
 
@@ -1013,13 +1077,22 @@ impl RocksStore {
                 None => wb.delete_cf(state, k),
             }
         }
-        for (i, (id, receipt)) in ids.iter().zip(receipts).enumerate() {
-            let location = TxLocation {
-                height,
-                index: i as u32,
-            };
-            wb.put_cf(txs, keys::tx(id), codec::encode(&location));
-            wb.put_cf(receipt_cf, keys::receipt(height, location.index), receipt);
+        // Index entries in key order: the memtable's skip list then finds
+        // each entry's place from the previous one's instead of searching
+        // from the top (transaction ids are random, so in block order each
+        // insert searched the whole list). Receipts are keyed by height and
+        // index, in order already.
+        let mut index: Vec<([u8; 32], u32)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (keys::tx(id), i as u32))
+            .collect();
+        index.sort_unstable_by_key(|e| e.0);
+        for (key, index) in index {
+            wb.put_cf(txs, key, codec::encode(&TxLocation { height, index }));
+        }
+        for (i, receipt) in receipts.into_iter().enumerate() {
+            wb.put_cf(receipt_cf, keys::receipt(height, i as u32), receipt);
         }
         wb.put_cf(
             meta,
@@ -1098,6 +1171,14 @@ impl RocksStore {
             .into_iter()
             .map(|r| r.map(|found| found.map(|v| v.location().height)))
             .collect()
+    }
+
+    fn forget_index_checks(&self) {
+        self.index_checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .blocks
+            .clear();
     }
 
     fn decode_block(height: u64, key: &[u8], bytes: &[u8]) -> Result<Block, StorageError> {
@@ -1264,7 +1345,12 @@ impl Store for RocksStore {
             genesis,
             &mut |ids| self.indexed_heights(ids),
             pending,
-        )
+        )?;
+        self.index_checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remember(block.hash(), block.header.parent_hash);
+        Ok(())
     }
 
     fn put_genesis(
@@ -1386,6 +1472,7 @@ impl Store for RocksStore {
     ) -> Result<Head, StorageError> {
         self.writable()?;
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.forget_index_checks();
         let height = manifest.height();
         check_installing(self.snapshot_installing()?, height)?;
         check_set_changes(set_changes, height)?;
@@ -1503,8 +1590,50 @@ impl Store for RocksStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{prefix_successor, state_filter_prefix, STATE_PREFIX_BYTES};
+    use super::{
+        prefix_successor, state_filter_prefix, IndexChecked, INDEX_CHECKED_MAX, STATE_PREFIX_BYTES,
+    };
+    use aidledger_types::Hash;
     use proptest::prelude::*;
+
+    fn h(i: u8) -> Hash {
+        Hash([i; 32])
+    }
+
+    #[test]
+    fn a_remembered_check_counts_only_on_its_parent_and_only_once() {
+        let mut c = IndexChecked::default();
+        c.remember(h(1), h(0));
+        // Another head: not used, and used up.
+        assert!(!c.take(h(1), Some(h(9))));
+        assert!(!c.take(h(1), Some(h(0))));
+        // No head at all (an empty store).
+        c.remember(h(1), h(0));
+        assert!(!c.take(h(1), None));
+        // The parent as head: used once.
+        c.remember(h(2), h(1));
+        c.remember(h(2), h(1));
+        assert!(c.take(h(2), Some(h(1))));
+        assert!(!c.take(h(2), Some(h(1))));
+        // Never checked.
+        assert!(!c.take(h(3), Some(h(2))));
+    }
+
+    #[test]
+    fn remembered_checks_are_bounded_oldest_first() {
+        let mut c = IndexChecked::default();
+        let n = INDEX_CHECKED_MAX as u8 + 4;
+        for i in 1..=n {
+            c.remember(h(i), h(i - 1));
+        }
+        assert_eq!(c.blocks.len(), INDEX_CHECKED_MAX);
+        for i in 1..=4 {
+            assert!(!c.take(h(i), Some(h(i - 1))), "block {i} was forgotten");
+        }
+        for i in 5..=n {
+            assert!(c.take(h(i), Some(h(i - 1))));
+        }
+    }
 
     /// A household attestation's key: "att/h", the hash, claim, "/", org.
     fn attestation(hash: [u8; 32], claim: &str, org: &str) -> Vec<u8> {

@@ -425,3 +425,101 @@ fn batched_index_reads_give_what_single_reads_give() {
     assert_corrupt(first, "tx_index");
     assert!(second.unwrap().is_some());
 }
+
+/// What a validator does: check a block before its vote (on the head, or
+/// on the pending block before it), then commit it. A checked block
+/// commits without its ids being read again (RocksDB); a check never lets
+/// an id through a later commit that the commit's own check would refuse.
+fn checked_blocks_commit_and_repeats_stay_refused(store: &dyn Store) {
+    let mut chain = populated(store, 2);
+    let check = |b: &aidledger_storage::CommitBatch,
+                 pending: Option<&aidledger_storage::PendingParent<'_>>| {
+        store.check_commit_block(
+            &b.block,
+            &b.state_writes,
+            &b.receipts,
+            &b.block_events,
+            &b.accumulator,
+            pending,
+        )
+    };
+    // A pending block and its child, both checked before either commits.
+    let txs = chain.fresh_txs(3);
+    let p = chain.build(w(&[("k", Some("3"))]), txs);
+    check(&p, None).unwrap();
+    let child_txs = chain.fresh_txs(2);
+    let mut model = chain.clone();
+    model.apply(&p);
+    let pending = aidledger_storage::PendingParent {
+        height: 3,
+        hash: p.block.hash(),
+        ids: p.block.ids(),
+    };
+    let child = model.build(w(&[("k", Some("4"))]), child_txs.clone());
+    check(&child, Some(&pending)).unwrap();
+    // A child repeating one of the pending block's transactions fails.
+    let repeat = model.build(
+        w(&[("k", Some("4"))]),
+        vec![p.block.txs[0].clone(), child_txs[0].clone()],
+    );
+    assert!(matches!(
+        check(&repeat, Some(&pending)),
+        Err(StorageError::DuplicateTx { .. })
+    ));
+    store.commit_block(p.clone()).unwrap();
+    chain.apply(&p);
+    store.commit_block(child.clone()).unwrap();
+    chain.apply(&child);
+    assert_matches_model(store, &chain);
+    // The repeat, checked and refused above, is refused at commit too.
+    assert!(store.commit_block(repeat).is_err());
+
+    // A block checked on the head, then another at its height committed
+    // instead (a view change), which repeats one of its transactions.
+    let shared = chain.fresh_txs(1);
+    let mut txs = shared.clone();
+    txs.extend(chain.fresh_txs(1));
+    let abandoned = chain.build(w(&[("k", Some("5"))]), txs);
+    check(&abandoned, None).unwrap();
+    let mut txs = shared.clone();
+    txs.extend(chain.fresh_txs(1));
+    let winner = chain.build(w(&[("k", Some("5b"))]), txs);
+    store.commit_block(winner.clone()).unwrap();
+    chain.apply(&winner);
+    // The abandoned block no longer extends the head.
+    assert!(store.commit_block(abandoned).is_err());
+    // A block repeating the shared transaction: refused by the check and
+    // by the commit, whatever was checked before.
+    let mut txs = shared;
+    txs.extend(chain.fresh_txs(1));
+    let late = chain.build(w(&[("k", Some("6"))]), txs);
+    assert!(matches!(
+        check(&late, None),
+        Err(StorageError::DuplicateTx { .. })
+    ));
+    assert!(matches!(
+        store.commit_block(late),
+        Err(StorageError::DuplicateTx { .. })
+    ));
+    assert_matches_model(store, &chain);
+    // The same block checked twice, then committed, then sent again.
+    let txs = chain.fresh_txs(2);
+    let again = chain.build(w(&[("k", Some("6"))]), txs);
+    check(&again, None).unwrap();
+    check(&again, None).unwrap();
+    store.commit_block(again.clone()).unwrap();
+    chain.apply(&again);
+    assert!(store.commit_block(again).is_err());
+    assert_matches_model(store, &chain);
+}
+
+#[test]
+fn checked_blocks_commit_and_repeats_stay_refused_mem() {
+    checked_blocks_commit_and_repeats_stay_refused(&MemStore::new());
+}
+
+#[test]
+fn checked_blocks_commit_and_repeats_stay_refused_rocks() {
+    let (_dir, store) = rocks();
+    checked_blocks_commit_and_repeats_stay_refused(&store);
+}
