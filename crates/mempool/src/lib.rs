@@ -30,7 +30,7 @@
 //! sender's transactions go in nonce order and only while contiguous from
 //! the account's next nonce, so every selected transaction can execute.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 mod backlog;
 use backlog::DrainMeter;
@@ -251,7 +251,11 @@ impl Sender {
 /// The pool. Not thread-safe by itself; the node owns it in one task.
 pub struct Mempool {
     config: MempoolConfig,
-    entries: BTreeMap<Hash, Entry>,
+    /// By id. Never iterated, so a hash map: a B-tree's nodes shifted
+    /// their entries (a transaction each, some 200 bytes) on every insert
+    /// and removal. Keyed per process by std's random SipHash keys, so
+    /// nobody can choose ids that collide in it.
+    entries: HashMap<Hash, Entry>,
     senders: BTreeMap<PublicKey, Sender>,
     /// Admission order, for re-gossiping the longest-pending.
     by_seq: BTreeMap<u64, Hash>,
@@ -269,7 +273,7 @@ impl Mempool {
     pub fn new(config: MempoolConfig) -> Mempool {
         Mempool {
             config,
-            entries: BTreeMap::new(),
+            entries: HashMap::new(),
             senders: BTreeMap::new(),
             by_seq: BTreeMap::new(),
             bytes: 0,
@@ -605,9 +609,18 @@ impl Mempool {
         for id in &expired {
             self.remove(id);
         }
+        // A hash map keeps its largest capacity: after a burst drains,
+        // give the memory back (this runs about once a second).
+        let len = self.entries.len();
+        if self.entries.capacity() > 4 * len.max(SHRINK_FLOOR) {
+            self.entries.shrink_to(2 * len.max(SHRINK_FLOOR));
+        }
         expired
     }
 }
+
+/// Entries below which the pool's table is never shrunk.
+const SHRINK_FLOOR: usize = 1_024;
 
 #[cfg(test)]
 mod tests;

@@ -507,3 +507,42 @@ fn the_commit_meter_holds_a_bounded_number_of_buckets() {
     assert!((9_900..=10_100).contains(&n), "{n}");
     assert_eq!(backlog::limit(u64::MAX, u64::MAX, 1, 7), 7, "no overflow");
 }
+
+#[test]
+fn the_table_gives_memory_back_once_a_burst_has_drained() {
+    let accounts = Accounts::new();
+    let mut p = Mempool::new(MempoolConfig {
+        max_txs: 100_000,
+        max_bytes: 100_000_000,
+        max_per_sender: 10_000,
+        nonce_window: 10_000,
+        gap_ttl_ms: 10_000,
+        backlog_ms: 5_000,
+        backlog_min_txs: 100_000,
+    });
+    let burst: Vec<VerifiedTx> = (0..4 * SHRINK_FLOOR as u64)
+        .map(|n| tx(1 + (n % 4) as u8, n / 4, TxKind::Deposit, 8))
+        .collect();
+    let ids: Vec<Hash> = burst
+        .into_iter()
+        .map(|t| {
+            let l = len(&t);
+            p.admit(t, l, &accounts).unwrap()
+        })
+        .collect();
+    let grown = p.entries.capacity();
+    assert!(grown >= 4 * SHRINK_FLOOR);
+    // Still full: nothing to give back.
+    p.expire_gaps(1);
+    assert_eq!(p.entries.capacity(), grown);
+    assert_eq!(p.on_commit(&ids, &accounts), ids.len());
+    assert!(p.is_empty());
+    p.expire_gaps(2);
+    assert!(p.entries.capacity() < grown);
+    assert!(p.entries.capacity() >= 2 * SHRINK_FLOOR);
+    // The pool still works after shrinking.
+    let t = tx(2, 0, TxKind::Deposit, 8);
+    let l = len(&t);
+    p.admit(t, l, &accounts).unwrap();
+    assert_eq!(p.len(), 1);
+}
