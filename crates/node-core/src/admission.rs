@@ -4,13 +4,13 @@
 //! HTTP task and a bounded worker pool, the simulator inline) and hand the
 //! core [`Verdict`]s; the core only admits to the mempool.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use aidledger_crypto::{CryptoError, HashedTx, TxVerdictCache, VerifiedTx};
-use aidledger_mempool::{check_account, AccountView, AdmitError, OncePerAccount};
+use aidledger_mempool::{check_account, AccountInfo, AccountView, AdmitError, OncePerAccount};
 use aidledger_storage::Store;
-use aidledger_types::{codec, ChainId, Hash, SignedTx};
+use aidledger_types::{codec, ChainId, Hash, PublicKey, SignedTx};
 
 use crate::chain::StoreAccounts;
 use crate::io::TxGossip;
@@ -18,6 +18,58 @@ use crate::{Mutants, NoncesForgotten};
 
 /// Signature verdicts remembered per generation (two generations).
 pub const VERDICT_CACHE: usize = 65_536;
+/// Accounts the screen remembers between batches, for one committed head.
+pub const SCREEN_ACCOUNTS_MAX: usize = 4_096;
+
+/// The accounts the screen read from the store, and the committed head
+/// they were read at. A block's commit is the only thing that changes an
+/// account, and it moves the head: a batch that finds another head than
+/// the one these were read at forgets them all.
+#[derive(Default)]
+struct ScreenAccounts {
+    head: Option<Hash>,
+    accounts: HashMap<PublicKey, Option<AccountInfo>>,
+}
+
+/// The store's accounts through [`ScreenAccounts`], for a batch that read
+/// the committed head `head` before any account.
+struct CachedAccounts<'a> {
+    cache: &'a Mutex<ScreenAccounts>,
+    head: Option<Hash>,
+    store: &'a dyn AccountView,
+}
+
+impl CachedAccounts<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ScreenAccounts> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl AccountView for CachedAccounts<'_> {
+    fn account(&self, key: &PublicKey) -> Option<AccountInfo> {
+        {
+            let mut c = self.lock();
+            if c.head != self.head {
+                c.accounts.clear();
+                c.head = self.head;
+            } else if let Some(a) = c.accounts.get(key) {
+                return a.clone();
+            }
+        }
+        // Read after this batch read its head, so at that head or a later
+        // one. Kept only under the head the cache still holds: a batch on
+        // a newer head has cleared it, and one on an older head never
+        // stores what it reads in a newer head's cache.
+        let a = self.store.account(key);
+        let mut c = self.lock();
+        if c.head == self.head && c.accounts.len() < SCREEN_ACCOUNTS_MAX {
+            c.accounts.insert(*key, a.clone());
+        }
+        a
+    }
+}
 
 /// One transaction's verdict after the screen and the signature check:
 /// verified, or refused with the reason the client is told.
@@ -89,6 +141,7 @@ pub struct Admission {
     gossip_max_bytes: usize,
     forget_onchain_nonces: bool,
     cache: TxVerdictCache,
+    accounts: Mutex<ScreenAccounts>,
 }
 
 impl Admission {
@@ -109,6 +162,7 @@ impl Admission {
             nonce_window,
             gossip_max_bytes,
             forget_onchain_nonces: mutants.admission_without_onchain_check,
+            accounts: Mutex::default(),
         }
     }
 
@@ -128,12 +182,24 @@ impl Admission {
 
     /// [`Admission::screen`] for transactions already hashed.
     pub fn screen_hashed(&self, txs: Vec<HashedTx>) -> Vec<Screened> {
-        let accounts = StoreAccounts(self.store.clone());
-        let forgetful = NoncesForgotten(&accounts);
+        let store = StoreAccounts(self.store.clone());
+        // Accounts read by earlier batches at the same committed head
+        // are taken from memory (a store read and a decode each). Without
+        // a head to key them by (the store failed to say), none are.
+        let cached = self.store.head().ok().map(|head| CachedAccounts {
+            cache: &self.accounts,
+            head: head.map(|h| h.block_hash),
+            store: &store,
+        });
+        let accounts: &dyn AccountView = match &cached {
+            Some(c) => c,
+            None => &store,
+        };
+        let forgetful = NoncesForgotten(accounts);
         let inner: &dyn AccountView = if self.forget_onchain_nonces {
             &forgetful
         } else {
-            &accounts
+            accounts
         };
         // A batch's transactions come from a few signers: each account is
         // read and decoded once per batch.
@@ -230,5 +296,78 @@ impl Admission {
     /// Everything for a batch of gossip messages: decode, screen, verify.
     pub fn gossip(&self, batch: Vec<Vec<u8>>) -> Vec<Verdict> {
         self.verify(self.screen_hashed(self.decode_gossip(batch)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// An account view that counts its reads and answers `nonce`.
+    struct Counting {
+        reads: Cell<usize>,
+        nonce: u64,
+    }
+
+    impl AccountView for Counting {
+        fn account(&self, _: &PublicKey) -> Option<AccountInfo> {
+            self.reads.set(self.reads.get() + 1);
+            Some(AccountInfo {
+                roles: Vec::new(),
+                next_nonce: self.nonce,
+                active: true,
+            })
+        }
+    }
+
+    fn view<'a>(
+        cache: &'a Mutex<ScreenAccounts>,
+        head: u8,
+        store: &'a Counting,
+    ) -> CachedAccounts<'a> {
+        CachedAccounts {
+            cache,
+            head: Some(Hash([head; 32])),
+            store,
+        }
+    }
+
+    #[test]
+    fn screen_accounts_live_for_one_head_and_never_move_to_another() {
+        let cache = Mutex::default();
+        let key = PublicKey([1; 32]);
+        let old = Counting {
+            reads: Cell::new(0),
+            nonce: 1,
+        };
+        // Read once at head 1, then remembered.
+        assert_eq!(view(&cache, 1, &old).account(&key).unwrap().next_nonce, 1);
+        assert_eq!(view(&cache, 1, &old).account(&key).unwrap().next_nonce, 1);
+        assert_eq!(old.reads.get(), 1);
+        // Head 2: read again.
+        let new = Counting {
+            reads: Cell::new(0),
+            nonce: 2,
+        };
+        assert_eq!(view(&cache, 2, &new).account(&key).unwrap().next_nonce, 2);
+        assert_eq!(new.reads.get(), 1);
+        // A batch still on head 1 (it read the head before the commit)
+        // clears the cache for its own head, and what it reads is not
+        // seen by a batch on head 2.
+        let other = PublicKey([2; 32]);
+        assert_eq!(view(&cache, 1, &old).account(&other).unwrap().next_nonce, 1);
+        assert_eq!(view(&cache, 2, &new).account(&other).unwrap().next_nonce, 2);
+        // The bound.
+        let many = Counting {
+            reads: Cell::new(0),
+            nonce: 3,
+        };
+        for i in 0..SCREEN_ACCOUNTS_MAX as u32 + 10 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            view(&cache, 3, &many).account(&PublicKey(k));
+        }
+        assert_eq!(cache.lock().unwrap().accounts.len(), SCREEN_ACCOUNTS_MAX);
     }
 }

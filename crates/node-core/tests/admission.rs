@@ -224,3 +224,24 @@ fn the_admission_mutant_forgets_the_on_chain_nonce_in_the_screen_too() {
     );
     assert!(mutant.screen(vec![tx])[0].is_pending());
 }
+
+/// The screen remembers the accounts it read between batches, for one
+/// committed head: a commit that uses a nonce makes the next batch refuse
+/// it, as if nothing were remembered.
+#[test]
+fn the_screen_never_answers_from_accounts_read_before_a_commit() {
+    let (_d, mut c) = chain();
+    let a = admission(&c, &Mutants::default());
+    let tx = deposit(&mut c, 0);
+    // Read (and remembered) at the genesis head: nonce 0 is next.
+    assert!(a.screen(vec![tx.clone()])[0].is_pending());
+    assert!(a.screen(vec![tx.clone()])[0].is_pending());
+    let v = c.f.verified(tx.clone());
+    let t = c.time().saturating_add_ms(1_000);
+    c.block_at(t, &[v]).unwrap();
+    let out = a.screen(vec![tx.clone()]);
+    assert!(refusal(&out[0]).contains("already used"), "{:?}", out[0]);
+    // And the next nonce now passes, read at the new head.
+    let next = deposit(&mut c, 1);
+    assert!(a.screen(vec![next])[0].is_pending());
+}
