@@ -182,7 +182,7 @@ impl Queue {
     ///
     /// A peer's gossip is taken together the same way, up to
     /// [`GOSSIP_FOLLOW_UNITS`]: when the workers fall behind, a peer's
-    /// messages queue up one per publication (about 20 ms of its clients'
+    /// messages queue up one per publication (about 50 ms of its clients'
     /// transactions, a few dozen at moderate load), and each verified
     /// alone pays a small batch's higher cost per signature.
     fn pop_with_followers(&mut self) -> Option<Vec<Job>> {
