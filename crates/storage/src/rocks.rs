@@ -567,6 +567,12 @@ pub const READ_ONLY_OPEN_ATTEMPTS: u32 = 5;
 
 /// Whether RocksDB's error names a file that is not there: for a store a
 /// running node holds open, a table file its compaction just deleted.
+/// Whether a failed open's `detail` names an old info log file (`LOG.old.*`)
+/// that vanished: another process holding the store purged it first.
+fn vanished_info_log(detail: &str) -> bool {
+    is_vanished_file(detail) && detail.contains("/LOG.old.")
+}
+
 pub fn is_vanished_file(detail: &str) -> bool {
     detail.contains("No such file or directory")
 }
@@ -837,10 +843,20 @@ impl RocksStore {
         let mut on_wait = Some(on_wait);
         loop {
             match RocksStore::open(path) {
+                // While the holder runs, an open can also fail on the
+                // holder's own housekeeping: RocksDB deletes old info logs
+                // (`LOG.old.*`) on open, and one the holder deleted first
+                // is gone (seen in CI). Waited out like the lock.
                 Err(e @ StorageError::Locked { .. }) if pauses_left > 0 => {
                     if let Some(f) = on_wait.take() {
                         f(&e);
                     }
+                    pauses_left -= 1;
+                    std::thread::sleep(PAUSE);
+                }
+                Err(StorageError::Rocks(detail))
+                    if pauses_left > 0 && vanished_info_log(&detail) =>
+                {
                     pauses_left -= 1;
                     std::thread::sleep(PAUSE);
                 }
@@ -1598,6 +1614,19 @@ mod tests {
 
     fn h(i: u8) -> Hash {
         Hash([i; 32])
+    }
+
+    #[test]
+    fn only_a_vanished_old_info_log_is_waited_out() {
+        let ci = "IO error: No such file or directory: while unlink() file: \
+                  /tmp/x/data/LOG.old.1796636128789500: No such file or directory";
+        assert!(super::vanished_info_log(ci));
+        // A missing table file is damage, not housekeeping.
+        assert!(!super::vanished_info_log(
+            "IO error: No such file or directory: While open a file for random read: \
+             /tmp/x/data/000123.sst: No such file or directory"
+        ));
+        assert!(!super::vanished_info_log("Corruption: LOG.old.1 is bad"));
     }
 
     #[test]
