@@ -295,8 +295,9 @@ impl IndexChecked {
         let Some(i) = self.blocks.iter().position(|(b, _)| *b == block) else {
             return false;
         };
-        let (_, parent) = self.blocks.remove(i).unwrap_or((block, Hash::ZERO));
-        head == Some(parent)
+        self.blocks
+            .remove(i)
+            .is_some_and(|(_, parent)| head == Some(parent))
     }
 }
 

@@ -121,11 +121,6 @@ impl Chain {
             .collect()
     }
 
-    /// `n` fresh transactions, without using them up.
-    pub fn clone_fresh(&self, n: usize) -> Vec<SignedTx> {
-        (1..=n as u64).map(|i| tx(self.next_nonce + i)).collect()
-    }
-
     /// A valid batch for the next height; does not advance the model.
     pub fn build(&self, writes: Writes, txs: Vec<SignedTx>) -> CommitBatch {
         let mut acc = self.acc.clone();
