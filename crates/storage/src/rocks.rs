@@ -1170,6 +1170,54 @@ impl RocksStore {
         }
     }
 
+    /// Like [`RocksStore::multi_get`] for `keys` in strictly ascending
+    /// order, with one forward iterator: each key is taken where the
+    /// iterator already stands and sought only when it is not there. A
+    /// block's receipts are stored under consecutive keys, so reading them
+    /// for its transactions seeks once; a `MultiGet` searched the filter,
+    /// the index and the data block again for every key (most of the
+    /// replay's index check, perf, docs/benchmarks.md). Keys out of order
+    /// go to `multi_get`.
+    fn ascending_get<K: AsRef<[u8]>>(
+        &self,
+        cf: Cf,
+        keys: &[K],
+    ) -> Vec<Result<Option<Vec<u8>>, StorageError>> {
+        let ascending = keys.windows(2).all(|w| w[0].as_ref() < w[1].as_ref());
+        let (Some(first), Some(last), true) = (keys.first(), keys.last(), ascending) else {
+            return self.multi_get(cf, keys);
+        };
+        let h = match self.handle(cf) {
+            Ok(h) => h,
+            Err(_) => return self.multi_get(cf, keys),
+        };
+        let mut ro = total_order();
+        // Nothing past the last key is read ahead or decoded.
+        let mut bound = last.as_ref().to_vec();
+        bound.push(0);
+        ro.set_iterate_upper_bound(bound);
+        let mut iter = self.db.raw_iterator_cf_opt(h, ro);
+        iter.seek(first.as_ref());
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let k = k.as_ref();
+            if !(iter.valid() && iter.key() == Some(k)) {
+                iter.seek(k);
+            }
+            match (iter.valid(), iter.key(), iter.value()) {
+                (true, Some(found), Some(v)) if found == k => {
+                    out.push(Ok(Some(v.to_vec())));
+                    iter.next();
+                }
+                _ => match iter.status() {
+                    Ok(()) => out.push(Ok(None)),
+                    Err(e) => out.push(Err(e.into())),
+                },
+            }
+        }
+        out
+    }
+
     /// The `tx_index` values of `ids`, decoded, in one `MultiGet`.
     fn index_values(&self, ids: &[Hash]) -> Vec<Result<Option<IndexValue>, StorageError>> {
         let keys: Vec<[u8; 32]> = ids.iter().map(keys::tx).collect();
@@ -1286,7 +1334,7 @@ impl Store for RocksStore {
                 _ => None,
             })
             .collect();
-        let mut receipts = self.multi_get(Cf::Receipts, &wanted).into_iter();
+        let mut receipts = self.ascending_get(Cf::Receipts, &wanted).into_iter();
         values
             .into_iter()
             .map(|v| match v? {
@@ -1628,6 +1676,61 @@ mod tests {
              /tmp/x/data/000123.sst: No such file or directory"
         ));
         assert!(!super::vanished_info_log("Corruption: LOG.old.1 is bad"));
+    }
+
+    /// The iterator's answers are `MultiGet`'s, key for key: present and
+    /// absent keys, runs and gaps, before the first and after the last
+    /// stored key, over a memtable and a table file at once; out-of-order
+    /// lists go to `MultiGet` itself.
+    #[test]
+    fn reading_ascending_keys_answers_like_multi_get() {
+        use super::{Cf, RocksStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path().join("db")).unwrap();
+        let key = |h: u64, i: u32| super::keys::receipt(h, i);
+        // Heights 1..=6, indices with gaps; the even heights flushed to a
+        // table file, the odd ones left in the memtable.
+        for h in 1..=6u64 {
+            for i in (0..40u32).filter(|i| i % 7 != 3) {
+                store
+                    .raw_put(Cf::Receipts, &key(h, i), &[h as u8, i as u8])
+                    .unwrap();
+            }
+            if h % 2 == 0 {
+                store
+                    .db
+                    .flush_cf(store.handle(Cf::Receipts).unwrap())
+                    .unwrap();
+            }
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..300 {
+            let n = (next() % 50) as usize;
+            let mut keys: Vec<[u8; 12]> = (0..n)
+                .map(|_| key(next() % 8, (next() % 45) as u32))
+                .collect();
+            if round % 3 != 0 {
+                keys.sort();
+                keys.dedup();
+            }
+            if round % 5 == 0 {
+                // One block's receipts in a run, as the replay asks.
+                let h = next() % 8;
+                keys = (0..40).map(|i| key(h, i)).collect();
+            }
+            let got = store.ascending_get(Cf::Receipts, &keys);
+            let want = store.multi_get(Cf::Receipts, &keys);
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.as_ref().unwrap(), w.as_ref().unwrap(), "keys {keys:?}");
+            }
+        }
     }
 
     #[test]
