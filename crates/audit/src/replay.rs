@@ -160,9 +160,67 @@ fn pre_one(e: &Entry, chain: &ChainId, set: &ValidatorSet, index: Option<&dyn St
     }
 }
 
-/// Verifies Merkle roots, signatures and certificates (against `set`) of
-/// `entries` on `threads` threads. Threads take blocks one at a time from
-/// a shared counter, so a few large blocks do not leave threads idle.
+/// The parallel checks of one window: Merkle roots, signatures and
+/// certificates (against `set`) of `entries`. Any number of threads call
+/// [`Precheck::work`]; each takes blocks one at a time from a shared
+/// counter, so a few large blocks do not leave threads idle, and a thread
+/// that arrives late (the one that executed the previous window) takes
+/// what is left.
+struct Precheck<'a> {
+    entries: &'a [Entry],
+    chain: &'a ChainId,
+    set: &'a ValidatorSet,
+    index: Option<&'a dyn Store>,
+    next: AtomicUsize,
+    results: Mutex<Vec<(usize, Pre)>>,
+}
+
+impl<'a> Precheck<'a> {
+    fn new(
+        entries: &'a [Entry],
+        chain: &'a ChainId,
+        set: &'a ValidatorSet,
+        index: Option<&'a dyn Store>,
+    ) -> Precheck<'a> {
+        Precheck {
+            entries,
+            chain,
+            set,
+            index,
+            next: AtomicUsize::new(0),
+            results: Mutex::new(Vec::with_capacity(entries.len())),
+        }
+    }
+
+    /// Checks blocks until none is left.
+    fn work(&self) {
+        let mut local = Vec::new();
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(e) = self.entries.get(i) else { break };
+            local.push((i, pre_one(e, self.chain, self.set, self.index)));
+        }
+        self.results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(local);
+    }
+
+    /// Leaves the blocks no thread has taken unchecked.
+    fn stop(&self) {
+        self.next.store(self.entries.len(), Ordering::Relaxed);
+    }
+
+    /// The verdicts in block order, once every caller of `work` returned.
+    fn finish(self) -> Vec<Pre> {
+        let mut all = self.results.into_inner().unwrap_or_else(|p| p.into_inner());
+        all.sort_by_key(|(i, _)| *i);
+        assert_eq!(all.len(), self.entries.len(), "every block was prechecked");
+        all.into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+/// [`Precheck`] of `entries` on `threads` threads, this one among them.
 fn precheck(
     entries: &[Entry],
     chain: &ChainId,
@@ -170,35 +228,15 @@ fn precheck(
     threads: usize,
     index: Option<&dyn Store>,
 ) -> Vec<Pre> {
-    let threads = threads.clamp(1, entries.len().max(1));
-    if threads == 1 {
-        return entries
-            .iter()
-            .map(|e| pre_one(e, chain, set, index))
-            .collect();
-    }
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, Pre)>> = Mutex::new(Vec::with_capacity(entries.len()));
+    let job = Precheck::new(entries, chain, set, index);
+    let helpers = threads.clamp(1, entries.len().max(1)) - 1;
     std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut local = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(e) = entries.get(i) else { break };
-                    local.push((i, pre_one(e, chain, set, index)));
-                }
-                results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(local);
-            });
+        for _ in 0..helpers {
+            s.spawn(|| job.work());
         }
+        job.work();
     });
-    let mut all = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    all.sort_by_key(|(i, _)| *i);
-    assert_eq!(all.len(), entries.len(), "every block was prechecked");
-    all.into_iter().map(|(_, p)| p).collect()
+    job.finish()
 }
 
 fn count(state: &MemState, prefix: &[u8]) -> u64 {
@@ -386,9 +424,10 @@ pub fn replay(
     let threads = summary.threads;
     // The window being executed, checked against the validator set in
     // force at its start. The next window is read first (the source is
-    // also needed by `check_block`), then verified on the worker threads
-    // (with more than one) while this one executes, so signature checks
-    // overlap execution instead of alternating with it.
+    // also needed by `check_block`), then verified by `threads - 1` other
+    // threads while this one executes, so signature checks overlap
+    // execution instead of alternating with it; this thread joins them
+    // when its window is done.
     let mut cur = read_window(source);
     let mut cur_spec = parent.validator_set.clone();
     // The store to read each block's index entries from, ahead, on the
@@ -404,11 +443,20 @@ pub fn replay(
         let next_spec = parent.validator_set.clone();
         let entries = std::mem::take(&mut cur.entries);
         let pre = std::mem::take(&mut cur_pre);
-        let (done, next_pre) = std::thread::scope(|s| {
-            let background = next
-                .as_ref()
-                .filter(|_| threads > 1)
-                .map(|n| s.spawn(|| precheck(&n.entries, &chain, &next_spec, threads, index)));
+        let job = next
+            .as_ref()
+            .map(|n| Precheck::new(&n.entries, &chain, &next_spec, index));
+        let done = std::thread::scope(|s| {
+            // While this window executes, `threads - 1` threads verify the
+            // next one: with `threads` cores, one more would only take
+            // turns with the executing thread, which alone cannot be
+            // parallel. Once it is done, the executing thread checks what
+            // the others have not reached.
+            if let Some(job) = &job {
+                for _ in 1..threads {
+                    s.spawn(|| job.work());
+                }
+            }
             let mut run = Run {
                 chain: &chain,
                 source: &mut *source,
@@ -419,15 +467,20 @@ pub fn replay(
                 summary: &mut summary,
             };
             let done = run.window(entries, pre, &cur_spec);
-            let next_pre = match background {
-                Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                None => match (&done, &next) {
-                    (Ok(()), Some(n)) => precheck(&n.entries, &chain, &next_spec, threads, index),
-                    _ => Vec::new(),
-                },
-            };
-            (done, next_pre)
+            if let Some(job) = &job {
+                match &done {
+                    Ok(()) => job.work(),
+                    // The replay stops here: the others finish the block
+                    // they hold and take no other.
+                    Err(_) => job.stop(),
+                }
+            }
+            done
         });
+        let next_pre = match (&done, job) {
+            (Ok(()), Some(job)) => job.finish(),
+            _ => Vec::new(),
+        };
         if let Err(f) = done {
             break Some(f);
         }

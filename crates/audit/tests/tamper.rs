@@ -659,3 +659,59 @@ fn altered_or_lost_block_events_are_named() {
         "height 3: block events are missing from the store"
     );
 }
+
+/// A chain longer than one of the replay's windows (256 blocks): the
+/// window after the first is verified while the first executes, by the
+/// other threads and then by the executing one. Every thread count gives
+/// the same summary untouched, and the same first failure, with the same
+/// blocks verified before it, whether the damage is in the first window,
+/// in the second, or in both (the first window's failure stops the
+/// replay before the second's is reported).
+#[test]
+fn a_chain_of_several_windows_gives_one_verdict_for_every_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let built = aidledger_audit::synth::build_chain(&data, 300, 1, 2).unwrap();
+    assert!(built.blocks > 256, "{} blocks", built.blocks);
+    let run = |threads: usize| {
+        let mut src = StoreSource::open_read_only(&data).unwrap();
+        let o = replay(
+            &mut src,
+            &ReplayOptions {
+                threads,
+                expected_genesis: None,
+            },
+            &NO_PROGRESS,
+        );
+        (o.failure.as_ref().map(ToString::to_string), o.summary)
+    };
+    for threads in [1, 2, 3] {
+        let (failure, s) = run(threads);
+        assert_eq!(failure, None, "{threads} threads");
+        assert_eq!(s.blocks, built.blocks, "{threads} threads");
+        assert_eq!(s.txs, built.txs, "{threads} threads");
+        assert_eq!(s.state_root, Some(built.head_state_root));
+    }
+    let drop_signature = |h: u64| {
+        let store = RocksStore::open(&data).unwrap();
+        let mut c = get_cert(&store, h);
+        c.signatures.pop();
+        put_cert(&store, &c);
+    };
+    // In the second window only.
+    drop_signature(280);
+    for threads in [1, 2, 3] {
+        let (failure, s) = run(threads);
+        let failure = failure.unwrap_or_else(|| panic!("{threads} threads verified"));
+        assert!(failure.starts_with("height 280: certificate"), "{failure}");
+        assert_eq!(s.blocks, 279, "{threads} threads");
+    }
+    // And in the first: that one is reported, after the blocks below it.
+    drop_signature(100);
+    for threads in [1, 2, 3] {
+        let (failure, s) = run(threads);
+        let failure = failure.unwrap_or_else(|| panic!("{threads} threads verified"));
+        assert!(failure.starts_with("height 100: certificate"), "{failure}");
+        assert_eq!(s.blocks, 99, "{threads} threads");
+    }
+}
