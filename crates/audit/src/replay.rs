@@ -1,8 +1,8 @@
 //! The replay: verify everything from genesis, in parallel where the
 //! checks are independent, and execute every block in order.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use aidledger_contracts::{keys, Genesis};
 use aidledger_crypto::{verify_certificate, verify_txs, CryptoError, VerifiedTx};
@@ -19,13 +19,14 @@ use crate::source::{ChainSource, Entry, IndexEntries, ReplayEnd};
 use crate::state::for_each;
 use crate::Failure;
 
-/// Most blocks verified together before executing them.
+/// Most blocks read from the source at a time (a window).
 const WINDOW_BLOCKS: usize = 256;
-/// Most transactions verified together before executing them.
+/// Most transactions read from the source at a time.
 const WINDOW_TXS: usize = 50_000;
 /// Most encoded block bytes held in one window (a chain file's blocks may
 /// each be large; this bounds what is decoded before it is checked). Two
-/// windows are held at once, one executing and one being verified.
+/// windows are held at once: the one executing, whose blocks may still be
+/// checked, and the next, being checked.
 const WINDOW_BYTES: usize = 128 * 1024 * 1024;
 
 /// Told about progress; implemented by the CLI's progress bar.
@@ -160,83 +161,172 @@ fn pre_one(e: &Entry, chain: &ChainId, set: &ValidatorSet, index: Option<&dyn St
     }
 }
 
-/// The parallel checks of one window: Merkle roots, signatures and
-/// certificates (against `set`) of `entries`. Any number of threads call
-/// [`Precheck::work`]; each takes blocks one at a time from a shared
-/// counter, so a few large blocks do not leave threads idle, and a thread
-/// that arrives late (the one that executed the previous window) takes
-/// what is left.
-struct Precheck<'a> {
-    entries: &'a [Entry],
+/// One window of blocks in the verification queue: read, and checked
+/// (against `spec`, the validator set when it was read) block by block by
+/// whichever thread claims each block first.
+struct Job {
+    seq: u64,
+    entries: Arc<Vec<Entry>>,
+    spec: Arc<ValidatorSet>,
+    /// Blocks claimed by some thread, from the first.
+    claimed: usize,
+    /// Each block's verdicts once its thread is done, until taken.
+    pres: Vec<Option<Pre>>,
+}
+
+struct Queue {
+    /// In height order; the first is the window executing.
+    jobs: VecDeque<Job>,
+    pushed: u64,
+    /// The replay stopped: nothing more is claimed.
+    closed: bool,
+}
+
+/// A claimed block: its window's entries and set, and where it is.
+struct Claim {
+    seq: u64,
+    entries: Arc<Vec<Entry>>,
+    spec: Arc<ValidatorSet>,
+    index: usize,
+}
+
+/// The replay's parallel checks: Merkle roots, signatures and
+/// certificates of each block, and its index entries read ahead. Worker
+/// threads claim blocks in height order across the queued windows; the
+/// executing thread takes each block's verdicts in order and, when the
+/// next one is not ready, claims and checks a block itself instead of
+/// waiting. So no thread waits while a block is left unchecked, and
+/// nothing waits at a window's end for the slowest block of the next.
+struct Checks<'a> {
     chain: &'a ChainId,
-    set: &'a ValidatorSet,
     index: Option<&'a dyn Store>,
-    next: AtomicUsize,
-    results: Mutex<Vec<(usize, Pre)>>,
+    queue: Mutex<Queue>,
+    ready: Condvar,
 }
 
-impl<'a> Precheck<'a> {
-    fn new(
-        entries: &'a [Entry],
-        chain: &'a ChainId,
-        set: &'a ValidatorSet,
-        index: Option<&'a dyn Store>,
-    ) -> Precheck<'a> {
-        Precheck {
-            entries,
+impl<'a> Checks<'a> {
+    fn new(chain: &'a ChainId, index: Option<&'a dyn Store>) -> Checks<'a> {
+        Checks {
             chain,
-            set,
             index,
-            next: AtomicUsize::new(0),
-            results: Mutex::new(Vec::with_capacity(entries.len())),
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                pushed: 0,
+                closed: false,
+            }),
+            ready: Condvar::new(),
         }
     }
 
-    /// Checks blocks until none is left.
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a window read from the source.
+    fn push(&self, entries: Vec<Entry>, spec: ValidatorSet) {
+        let n = entries.len();
+        let mut q = self.lock();
+        let seq = q.pushed;
+        q.pushed += 1;
+        q.jobs.push_back(Job {
+            seq,
+            entries: Arc::new(entries),
+            spec: Arc::new(spec),
+            claimed: 0,
+            pres: (0..n).map(|_| None).collect(),
+        });
+        drop(q);
+        self.ready.notify_all();
+    }
+
+    /// The oldest block no thread has claimed.
+    fn claim(q: &mut Queue) -> Option<Claim> {
+        if q.closed {
+            return None;
+        }
+        let job = q.jobs.iter_mut().find(|j| j.claimed < j.entries.len())?;
+        let index = job.claimed;
+        job.claimed += 1;
+        Some(Claim {
+            seq: job.seq,
+            entries: job.entries.clone(),
+            spec: job.spec.clone(),
+            index,
+        })
+    }
+
+    /// Checks a claimed block, outside the lock, and files its verdicts.
+    /// Its window is still queued unless the replay stopped: a window
+    /// leaves the queue only once every one of its blocks was taken.
+    fn check(&self, c: Claim) {
+        let pre = pre_one(&c.entries[c.index], self.chain, &c.spec, self.index);
+        let mut q = self.lock();
+        if let Some(job) = q.jobs.iter_mut().find(|j| j.seq == c.seq) {
+            job.pres[c.index] = Some(pre);
+        }
+        drop(q);
+        self.ready.notify_all();
+    }
+
+    /// A worker: checks blocks until the replay stops.
     fn work(&self) {
-        let mut local = Vec::new();
         loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(e) = self.entries.get(i) else { break };
-            local.push((i, pre_one(e, self.chain, self.set, self.index)));
+            let claim = {
+                let mut q = self.lock();
+                loop {
+                    if q.closed {
+                        return;
+                    }
+                    if let Some(c) = Self::claim(&mut q) {
+                        break c;
+                    }
+                    q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            self.check(claim);
         }
-        self.results
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(local);
     }
 
-    /// Leaves the blocks no thread has taken unchecked.
-    fn stop(&self) {
-        self.next.store(self.entries.len(), Ordering::Relaxed);
+    /// The executing window's entries and the set they were checked
+    /// against.
+    fn front(&self) -> Option<(Arc<Vec<Entry>>, Arc<ValidatorSet>)> {
+        let q = self.lock();
+        q.jobs.front().map(|j| (j.entries.clone(), j.spec.clone()))
     }
 
-    /// The verdicts in block order, once every caller of `work` returned.
-    fn finish(self) -> Vec<Pre> {
-        let mut all = self.results.into_inner().unwrap_or_else(|p| p.into_inner());
-        all.sort_by_key(|(i, _)| *i);
-        assert_eq!(all.len(), self.entries.len(), "every block was prechecked");
-        all.into_iter().map(|(_, p)| p).collect()
-    }
-}
-
-/// [`Precheck`] of `entries` on `threads` threads, this one among them.
-fn precheck(
-    entries: &[Entry],
-    chain: &ChainId,
-    set: &ValidatorSet,
-    threads: usize,
-    index: Option<&dyn Store>,
-) -> Vec<Pre> {
-    let job = Precheck::new(entries, chain, set, index);
-    let helpers = threads.clamp(1, entries.len().max(1)) - 1;
-    std::thread::scope(|s| {
-        for _ in 0..helpers {
-            s.spawn(|| job.work());
+    /// The verdicts of block `index` of the executing window; while they
+    /// are not ready, this thread checks blocks no one has claimed.
+    fn take(&self, index: usize) -> Pre {
+        let mut q = self.lock();
+        loop {
+            let ready = q
+                .jobs
+                .front_mut()
+                .and_then(|j| j.pres.get_mut(index))
+                .and_then(Option::take);
+            if let Some(pre) = ready {
+                return pre;
+            }
+            match Self::claim(&mut q) {
+                Some(c) => {
+                    drop(q);
+                    self.check(c);
+                    q = self.lock();
+                }
+                None => q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner()),
+            }
         }
-        job.work();
-    });
-    job.finish()
+    }
+
+    /// The executing window is done: it leaves the queue.
+    fn pop(&self) {
+        self.lock().jobs.pop_front();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
 }
 
 fn count(state: &MemState, prefix: &[u8]) -> u64 {
@@ -306,59 +396,52 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Checks headers, takes the parallel verdicts and executes `entries`
-    /// in order; `speculative` is the validator set their certificates
-    /// were checked against.
-    fn window(
-        &mut self,
-        entries: Vec<Entry>,
-        pre: Vec<Pre>,
-        speculative: &ValidatorSet,
-    ) -> Result<(), Failure> {
-        for (e, p) in entries.into_iter().zip(pre) {
-            let h = e.height;
-            check_header(&e.block, self.parent, None, 0).map_err(|b| Failure::block(&b))?;
-            let cert = if &self.parent.validator_set == speculative {
-                p.cert
-            } else {
-                verify_certificate(
-                    &e.certificate,
-                    self.chain,
-                    &self.parent.validator_set,
-                    h,
-                    &e.block.hash(),
-                )
-            };
-            cert.map_err(|c| Failure::certificate(h, &c))?;
-            p.body.map_err(|b| Failure::block(&b))?;
-            let verified = p.txs.map_err(|b| Failure::block(&b))?;
-            // The quiet chain's rule (ADR 017): honest validators vote for
-            // no early empty block, so a certified one means more than f
-            // of them did.
-            empty_block_allowed(&e.block.header, self.state).map_err(|b| Failure::block(&b))?;
-            let outcome = execute_verified(&e.block, &verified, self.state, self.acc)
-                .map_err(|b| Failure::block(&b))?;
-            let ids: Vec<Hash> = verified.iter().map(VerifiedTx::id).collect();
-            self.source.check_block(&e.block, &ids, &outcome, p.index)?;
-            self.state.apply(&outcome.writes);
-            *self.acc = outcome.accumulator.clone();
-            let s = &mut *self.summary;
-            if outcome.validator_set != self.parent.validator_set {
-                s.validator_set_changes += 1;
-            }
-            let applied = outcome.receipts.iter().filter(|r| r.is_applied()).count() as u64;
-            s.blocks += 1;
-            s.txs += e.block.txs.len() as u64;
-            s.txs_applied += applied;
-            s.txs_rejected += e.block.txs.len() as u64 - applied;
-            s.first_block_time_ms
-                .get_or_insert(e.block.header.timestamp.ms());
-            s.last_block_time_ms = Some(e.block.header.timestamp.ms());
-            *self.parent = self.parent.child(&e.block, &outcome, None);
-            s.head_hash = Some(self.parent.hash);
-            s.state_root = Some(outcome.state_root);
-            self.progress.block_done(h, e.block.txs.len());
+    /// Checks a block's header, takes its parallel verdicts and executes
+    /// it; `speculative` is the validator set its certificate was checked
+    /// against.
+    fn block(&mut self, e: &Entry, p: Pre, speculative: &ValidatorSet) -> Result<(), Failure> {
+        let h = e.height;
+        check_header(&e.block, self.parent, None, 0).map_err(|b| Failure::block(&b))?;
+        let cert = if &self.parent.validator_set == speculative {
+            p.cert
+        } else {
+            verify_certificate(
+                &e.certificate,
+                self.chain,
+                &self.parent.validator_set,
+                h,
+                &e.block.hash(),
+            )
+        };
+        cert.map_err(|c| Failure::certificate(h, &c))?;
+        p.body.map_err(|b| Failure::block(&b))?;
+        let verified = p.txs.map_err(|b| Failure::block(&b))?;
+        // The quiet chain's rule (ADR 017): honest validators vote for
+        // no early empty block, so a certified one means more than f
+        // of them did.
+        empty_block_allowed(&e.block.header, self.state).map_err(|b| Failure::block(&b))?;
+        let outcome = execute_verified(&e.block, &verified, self.state, self.acc)
+            .map_err(|b| Failure::block(&b))?;
+        let ids: Vec<Hash> = verified.iter().map(VerifiedTx::id).collect();
+        self.source.check_block(&e.block, &ids, &outcome, p.index)?;
+        self.state.apply(&outcome.writes);
+        *self.acc = outcome.accumulator.clone();
+        let s = &mut *self.summary;
+        if outcome.validator_set != self.parent.validator_set {
+            s.validator_set_changes += 1;
         }
+        let applied = outcome.receipts.iter().filter(|r| r.is_applied()).count() as u64;
+        s.blocks += 1;
+        s.txs += e.block.txs.len() as u64;
+        s.txs_applied += applied;
+        s.txs_rejected += e.block.txs.len() as u64 - applied;
+        s.first_block_time_ms
+            .get_or_insert(e.block.header.timestamp.ms());
+        s.last_block_time_ms = Some(e.block.header.timestamp.ms());
+        *self.parent = self.parent.child(&e.block, &outcome, None);
+        s.head_hash = Some(self.parent.hash);
+        s.state_root = Some(outcome.state_root);
+        self.progress.block_done(h, e.block.txs.len());
         Ok(())
     }
 }
@@ -422,41 +505,42 @@ pub fn replay(
 
     let chain = genesis.chain_id.clone();
     let threads = summary.threads;
-    // The window being executed, checked against the validator set in
-    // force at its start. The next window is read first (the source is
-    // also needed by `check_block`), then verified by `threads - 1` other
-    // threads while this one executes, so signature checks overlap
-    // execution instead of alternating with it; this thread joins them
-    // when its window is done.
-    let mut cur = read_window(source);
-    let mut cur_spec = parent.validator_set.clone();
     // The store to read each block's index entries from, ahead, on the
-    // verifier threads.
+    // checking threads.
     let reader = source.index_reader();
-    let index = reader.as_deref();
-    let mut cur_pre = precheck(&cur.entries, &chain, &cur_spec, threads, index);
-    let failure = loop {
-        let next = (cur.pending.is_none() && !cur.ended).then(|| read_window(source));
-        // The set at the start of this window is the best guess for the
-        // next one; if governance changes it here, the next window's
-        // later certificates are checked again, sequentially, below.
-        let next_spec = parent.validator_set.clone();
-        let entries = std::mem::take(&mut cur.entries);
-        let pre = std::mem::take(&mut cur_pre);
-        let job = next
-            .as_ref()
-            .map(|n| Precheck::new(&n.entries, &chain, &next_spec, index));
-        let done = std::thread::scope(|s| {
-            // While this window executes, `threads - 1` threads verify the
-            // next one: with `threads` cores, one more would only take
-            // turns with the executing thread, which alone cannot be
-            // parallel. Once it is done, the executing thread checks what
-            // the others have not reached.
-            if let Some(job) = &job {
-                for _ in 1..threads {
-                    s.spawn(|| job.work());
-                }
+    let checks = Checks::new(&chain, reader.as_deref());
+    // Windows are read in order on this thread (the source is also needed
+    // by `check_block`) and queued for checking, at most two at a time:
+    // the one executing and the next. Each is checked against the
+    // validator set in force when it was read, the best guess for its
+    // blocks; a certificate after a change of the set is checked again,
+    // sequentially, in `Run::block`.
+    let mut windows: VecDeque<(Option<Failure>, bool)> = VecDeque::new();
+    let read_next = |source: &mut dyn ChainSource,
+                     windows: &mut VecDeque<(Option<Failure>, bool)>,
+                     set: &ValidatorSet| {
+        let w = read_window(source);
+        checks.push(w.entries, set.clone());
+        windows.push_back((w.pending, w.ended));
+    };
+    let failure = std::thread::scope(|s| {
+        // `threads - 1` workers beside this thread, which checks blocks
+        // itself whenever the next one to execute is not ready: one
+        // thread per core, none left idle while a block is unchecked.
+        for _ in 1..threads {
+            s.spawn(|| checks.work());
+        }
+        read_next(&mut *source, &mut windows, &parent.validator_set);
+        let failure = loop {
+            let Some(&(ref pending, ended)) = windows.front() else {
+                break None;
+            };
+            if pending.is_none() && !ended && windows.len() < 2 {
+                read_next(&mut *source, &mut windows, &parent.validator_set);
             }
+            let Some((entries, spec)) = checks.front() else {
+                break None;
+            };
             let mut run = Run {
                 chain: &chain,
                 source: &mut *source,
@@ -466,47 +550,35 @@ pub fn replay(
                 parent: &mut parent,
                 summary: &mut summary,
             };
-            let done = run.window(entries, pre, &cur_spec);
-            if let Some(job) = &job {
-                match &done {
-                    Ok(()) => job.work(),
-                    // The replay stops here: the others finish the block
-                    // they hold and take no other.
-                    Err(_) => job.stop(),
+            let mut done = Ok(());
+            for (i, e) in entries.iter().enumerate() {
+                let pre = checks.take(i);
+                done = run.block(e, pre, &spec);
+                if done.is_err() {
+                    break;
                 }
             }
-            done
-        });
-        let next_pre = match (&done, job) {
-            (Ok(()), Some(job)) => job.finish(),
-            _ => Vec::new(),
-        };
-        if let Err(f) = done {
-            break Some(f);
-        }
-        if let Some(f) = cur.pending.take() {
-            break Some(f);
-        }
-        if cur.ended {
-            let end = ReplayEnd {
-                height: parent.height,
-                block_hash: parent.hash,
-                state: &state,
-                accumulator: &acc,
-            };
-            break source.check_end(&end).err();
-        }
-        match next {
-            Some(n) => {
-                cur = n;
-                cur_spec = next_spec;
-                cur_pre = next_pre;
+            checks.pop();
+            let (pending, ended) = windows.pop_front().unwrap_or((None, true));
+            if let Err(f) = done {
+                break Some(f);
             }
-            // Unreachable: without a pending failure or the end, a next
-            // window was read.
-            None => break None,
-        }
-    };
+            if let Some(f) = pending {
+                break Some(f);
+            }
+            if ended {
+                let end = ReplayEnd {
+                    height: parent.height,
+                    block_hash: parent.hash,
+                    state: &state,
+                    accumulator: &acc,
+                };
+                break source.check_end(&end).err();
+            }
+        };
+        checks.close();
+        failure
+    });
     progress.finish();
     fill_counts(&mut summary, &state);
     ReplayOutcome {
