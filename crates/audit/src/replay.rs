@@ -269,6 +269,10 @@ impl<'a> Checks<'a> {
 
     /// A worker: checks blocks until the replay stops.
     fn work(&self) {
+        // A worker that panics closes the queue as it unwinds, so the
+        // executing thread stops waiting for the block it held (and the
+        // panic reaches the caller when the scope joins it).
+        let _closes = CloseOnDrop(self);
         loop {
             let claim = {
                 let mut q = self.lock();
@@ -306,6 +310,9 @@ impl<'a> Checks<'a> {
             if let Some(pre) = ready {
                 return pre;
             }
+            // Only a worker's panic closes the queue while this thread
+            // still takes verdicts.
+            assert!(!q.closed, "a thread checking the replay's blocks panicked");
             match Self::claim(&mut q) {
                 Some(c) => {
                     drop(q);
@@ -325,6 +332,17 @@ impl<'a> Checks<'a> {
     fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_all();
+    }
+}
+
+/// Closes the queue when dropped, also while unwinding: a scope joins its
+/// threads before it returns or rethrows a panic, and workers waiting for
+/// blocks would otherwise wait forever.
+struct CloseOnDrop<'c, 'a>(&'c Checks<'a>);
+
+impl Drop for CloseOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -532,6 +550,7 @@ pub fn replay(
         for _ in 1..threads {
             s.spawn(|| checks.work());
         }
+        let _closes = CloseOnDrop(&checks);
         read_next(&mut *source, &mut windows, &parent.validator_set);
         let failure = loop {
             let Some(&(ref pending, ended)) = windows.front() else {
@@ -578,7 +597,6 @@ pub fn replay(
                 break source.check_end(&end).err();
             }
         };
-        checks.close();
         failure
     });
     progress.finish();

@@ -715,3 +715,232 @@ fn a_chain_of_several_windows_gives_one_verdict_for_every_thread_count() {
         assert_eq!(s.blocks, 99, "{threads} threads");
     }
 }
+
+/// A store that answers like the one it wraps, except that its `n`th
+/// read of index entries panics: a fault inside the replay's checks, on
+/// whichever thread checks that block.
+struct PanicsOnIndexRead {
+    inner: std::sync::Arc<dyn Store>,
+    calls: std::sync::atomic::AtomicUsize,
+    n: usize,
+}
+
+/// A source that reads like the store source it wraps, except that its
+/// check of block `at` panics: a fault on the executing thread while the
+/// other threads wait for blocks to check.
+struct PanicsInCheckBlock {
+    inner: StoreSource,
+    at: u64,
+}
+
+impl aidledger_audit::ChainSource for PanicsInCheckBlock {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn genesis(&mut self) -> Result<aidledger_contracts::Genesis, aidledger_audit::Failure> {
+        self.inner.genesis()
+    }
+    fn expected_blocks(&self) -> Option<u64> {
+        self.inner.expected_blocks()
+    }
+    fn next_entry(&mut self) -> Option<Result<aidledger_audit::Entry, aidledger_audit::Failure>> {
+        self.inner.next_entry()
+    }
+    fn check_block(
+        &mut self,
+        block: &Block,
+        ids: &[aidledger_types::Hash],
+        outcome: &aidledger_execution::BlockOutcome,
+        index: Option<
+            Vec<Result<Option<aidledger_storage::TxIndexed>, aidledger_storage::StorageError>>,
+        >,
+    ) -> Result<(), aidledger_audit::Failure> {
+        assert!(
+            block.height() != self.at,
+            "injected fault at height {}",
+            self.at
+        );
+        self.inner.check_block(block, ids, outcome, index)
+    }
+    fn index_reader(&self) -> Option<std::sync::Arc<dyn Store>> {
+        self.inner.index_reader()
+    }
+    fn check_end(
+        &mut self,
+        end: &aidledger_audit::ReplayEnd<'_>,
+    ) -> Result<(), aidledger_audit::Failure> {
+        self.inner.check_end(end)
+    }
+}
+
+mod delegate {
+    use super::PanicsOnIndexRead;
+    use aidledger_storage::{
+        CommitBatch, Head, KeyValues, PendingParent, StorageError, Store, TxIndexed,
+    };
+    use aidledger_types::snapshot::{SetChange, SnapshotManifest};
+    use aidledger_types::{Block, CommitCertificate, Hash, IdentifiedBlock, StateAccumulator};
+    use std::collections::BTreeMap;
+    use std::sync::atomic::Ordering;
+
+    type R<T> = Result<T, StorageError>;
+
+    impl Store for PanicsOnIndexRead {
+        fn tx_locations(&self, ids: &[Hash]) -> Vec<R<Option<TxIndexed>>> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            assert!(call != self.n, "injected fault in index read {call}");
+            self.inner.tx_locations(ids)
+        }
+        fn head(&self) -> R<Option<Head>> {
+            self.inner.head()
+        }
+        fn block(&self, h: u64) -> R<Option<Block>> {
+            self.inner.block(h)
+        }
+        fn block_hash(&self, h: u64) -> R<Option<Hash>> {
+            self.inner.block_hash(h)
+        }
+        fn certificate(&self, h: u64) -> R<Option<CommitCertificate>> {
+            self.inner.certificate(h)
+        }
+        fn block_events(&self, h: u64) -> R<Option<Vec<u8>>> {
+            self.inner.block_events(h)
+        }
+        fn tx_location(&self, id: &Hash) -> R<Option<TxIndexed>> {
+            self.inner.tx_location(id)
+        }
+        fn state_get(&self, key: &[u8]) -> R<Option<Vec<u8>>> {
+            self.inner.state_get(key)
+        }
+        fn state_scan(&self, p: &[u8], a: Option<&[u8]>, l: usize) -> R<KeyValues> {
+            self.inner.state_scan(p, a, l)
+        }
+        fn accumulator(&self) -> R<StateAccumulator> {
+            self.inner.accumulator()
+        }
+        fn commit_block(&self, b: CommitBatch) -> R<()> {
+            self.inner.commit_block(b)
+        }
+        fn check_commit_block(
+            &self,
+            block: &IdentifiedBlock,
+            writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+            receipts: &[Vec<u8>],
+            events: &[u8],
+            acc: &StateAccumulator,
+            pending: Option<&PendingParent<'_>>,
+        ) -> R<()> {
+            self.inner
+                .check_commit_block(block, writes, receipts, events, acc, pending)
+        }
+        fn put_genesis(
+            &self,
+            hash: Hash,
+            bytes: Vec<u8>,
+            state: BTreeMap<Vec<u8>, Vec<u8>>,
+            acc: StateAccumulator,
+        ) -> R<()> {
+            self.inner.put_genesis(hash, bytes, state, acc)
+        }
+        fn genesis(&self) -> R<Option<(Hash, Vec<u8>)>> {
+            self.inner.genesis()
+        }
+        fn put_safety_state(&self, bytes: &[u8]) -> R<()> {
+            self.inner.put_safety_state(bytes)
+        }
+        fn safety_state(&self) -> R<Option<Vec<u8>>> {
+            self.inner.safety_state()
+        }
+        fn meta_get(&self, key: &str) -> R<Option<Vec<u8>>> {
+            self.inner.meta_get(key)
+        }
+        fn meta_put(&self, key: &str, value: &[u8]) -> R<()> {
+            self.inner.meta_put(key, value)
+        }
+        fn base(&self) -> R<u64> {
+            self.inner.base()
+        }
+        fn snapshot_begin(&self, hash: Hash, bytes: Vec<u8>, height: u64) -> R<()> {
+            self.inner.snapshot_begin(hash, bytes, height)
+        }
+        fn snapshot_put_chunk(&self, height: u64, pairs: &[(Vec<u8>, Vec<u8>)]) -> R<()> {
+            self.inner.snapshot_put_chunk(height, pairs)
+        }
+        fn snapshot_finish(&self, m: &SnapshotManifest, c: &[SetChange]) -> R<Head> {
+            self.inner.snapshot_finish(m, c)
+        }
+        fn set_changes(&self, after: u64, limit: usize) -> R<Vec<SetChange>> {
+            self.inner.set_changes(after, limit)
+        }
+        fn snapshot_installing(&self) -> R<Option<u64>> {
+            self.inner.snapshot_installing()
+        }
+    }
+}
+
+/// A panic inside the replay's checks, on whichever thread meets it, ends
+/// the replay with that panic: no thread is left waiting for a block the
+/// panicking one held, nor for more blocks once the executing thread
+/// panicked (the replay runs on its own thread here, so a hang fails the
+/// test after a minute instead of holding the suite).
+#[test]
+fn a_panic_while_checking_a_block_ends_the_replay_instead_of_hanging_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    aidledger_audit::synth::build_chain(&data, 300, 1, 2).unwrap();
+    // A fault in an index read, in the first window and in the second, on
+    // whichever thread checks that block; and one on the executing thread
+    // (`check_block`), in each window.
+    for (threads, n, in_check_block) in [
+        (1, 5, false),
+        (2, 5, false),
+        (2, 270, false),
+        (3, 120, false),
+        (2, 3, true),
+        (2, 280, true),
+        (3, 3, true),
+    ] {
+        let data = data.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::spawn(move || {
+            let store: std::sync::Arc<dyn Store> =
+                std::sync::Arc::new(RocksStore::open_read_only(&data).unwrap());
+            let mut src: Box<dyn aidledger_audit::ChainSource> = if in_check_block {
+                Box::new(PanicsInCheckBlock {
+                    inner: StoreSource::new(store, "faulty".into()),
+                    at: n as u64,
+                })
+            } else {
+                let faulty = PanicsOnIndexRead {
+                    inner: store,
+                    calls: std::sync::atomic::AtomicUsize::new(0),
+                    n,
+                };
+                Box::new(StoreSource::new(
+                    std::sync::Arc::new(faulty),
+                    "faulty".into(),
+                ))
+            };
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                replay(
+                    src.as_mut(),
+                    &ReplayOptions {
+                        threads,
+                        expected_genesis: None,
+                    },
+                    &NO_PROGRESS,
+                )
+                .summary
+                .blocks
+            }));
+            let _ = tx.send(r.is_err());
+        });
+        let panicked = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{threads} threads, fault {n} (in check_block: {in_check_block}): the replay hung"));
+        assert!(
+            panicked,
+            "{threads} threads, fault {n} (in check_block: {in_check_block}): no panic"
+        );
+    }
+}
