@@ -44,7 +44,9 @@ pub mod synth;
 pub mod trace;
 
 pub use failure::Failure;
-pub use replay::{replay, Progress, ReplayOptions, ReplayOutcome, ReplaySummary, NO_PROGRESS};
+pub use replay::{
+    replay, Progress, ReplayOptions, ReplayOutcome, ReplaySummary, NO_PROGRESS, REPLAY_THREADS_MAX,
+};
 pub use source::{ChainSource, Entry, FileSource, ReplayEnd, StoreSource};
 pub use state::{scan_all, StoreState, StoreView, ViewState};
 

@@ -28,6 +28,11 @@ const WINDOW_TXS: usize = 50_000;
 /// checked, and the next, being checked.
 const WINDOW_BYTES: usize = 128 * 1024 * 1024;
 
+/// Most threads a replay runs: more cannot help a check of a few hundred
+/// blocks at a time, and each is an OS thread. Larger requests are
+/// clamped (the summary reports the count used); the CLI refuses them.
+pub const REPLAY_THREADS_MAX: usize = 256;
+
 /// Told about progress; implemented by the CLI's progress bar.
 pub trait Progress: Sync {
     /// `blocks` is what the source says it holds, if it knows.
@@ -475,7 +480,7 @@ pub fn replay(
 ) -> ReplayOutcome {
     let mut summary = ReplaySummary {
         source: source.describe(),
-        threads: opts.threads.max(1),
+        threads: opts.threads.clamp(1, REPLAY_THREADS_MAX),
         ..ReplaySummary::default()
     };
     let fail = |summary: ReplaySummary, f: Failure, state, genesis| ReplayOutcome {

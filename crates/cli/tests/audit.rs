@@ -267,6 +267,18 @@ fn audit_usage_errors_exit_2() {
     assert!(err(&o).contains("no data directory"), "{}", err(&o));
     let o = run(&["audit", "replay", "--blocks", p(&dir.path().join("none"))]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    for threads in ["0", "257", "100000"] {
+        let o = run(&[
+            "audit",
+            "replay",
+            "--home",
+            p(dir.path()),
+            "--threads",
+            threads,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+        assert!(err(&o).contains("--threads"), "{}", err(&o));
+    }
     let o = run(&[
         "audit",
         "export",

@@ -45,7 +45,8 @@ pub struct ReplayArgs {
     /// exactly this one.
     #[arg(long, value_name = "FILE")]
     genesis: Option<PathBuf>,
-    /// Threads for the parallel checks [default: the number of cores].
+    /// Threads for the parallel checks, at most 256 [default: the number
+    /// of cores].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
 }
@@ -256,6 +257,12 @@ fn run_replay(ctx: &Ctx, a: ReplayArgs) -> Result<ExitCode> {
     let opts = ReplayOptions {
         threads: match a.threads {
             Some(0) => return Err(usage("--threads must be at least 1")),
+            Some(n) if n > aidledger_audit::REPLAY_THREADS_MAX => {
+                return Err(usage(format!(
+                    "--threads {n} is more than the replay runs (at most {})",
+                    aidledger_audit::REPLAY_THREADS_MAX
+                )))
+            }
             Some(n) => n,
             None => ReplayOptions::default().threads,
         },
