@@ -2,6 +2,7 @@
 //! checks are independent, and execute every block in order.
 
 use std::collections::VecDeque;
+use std::ops::Bound;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use aidledger_contracts::{keys, Genesis};
@@ -169,26 +170,27 @@ fn pre_one(e: &Entry, chain: &ChainId, set: &ValidatorSet, index: Option<&dyn St
 /// (against `spec`, the validator set when it was read) block by block by
 /// whichever thread claims each block first.
 struct Job {
-    seq: u64,
     entries: Arc<Vec<Entry>>,
     spec: Arc<ValidatorSet>,
     /// Blocks claimed by some thread, from the first.
     claimed: usize,
     /// Each block's verdicts once its thread is done, until taken.
     pres: Vec<Option<Pre>>,
+    /// What stopped the reading after these entries (the window's own);
+    /// only the executing thread looks.
+    pending: Option<Failure>,
+    ended: bool,
 }
 
 struct Queue {
     /// In height order; the first is the window executing.
     jobs: VecDeque<Job>,
-    pushed: u64,
     /// The replay stopped: nothing more is claimed.
     closed: bool,
 }
 
 /// A claimed block: its window's entries and set, and where it is.
 struct Claim {
-    seq: u64,
     entries: Arc<Vec<Entry>>,
     spec: Arc<ValidatorSet>,
     index: usize,
@@ -215,7 +217,6 @@ impl<'a> Checks<'a> {
             index,
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
-                pushed: 0,
                 closed: false,
             }),
             ready: Condvar::new(),
@@ -227,20 +228,27 @@ impl<'a> Checks<'a> {
     }
 
     /// Queues a window read from the source.
-    fn push(&self, entries: Vec<Entry>, spec: ValidatorSet) {
-        let n = entries.len();
-        let mut q = self.lock();
-        let seq = q.pushed;
-        q.pushed += 1;
-        q.jobs.push_back(Job {
-            seq,
-            entries: Arc::new(entries),
+    fn push(&self, w: Window, spec: ValidatorSet) {
+        let job = Job {
+            pres: (0..w.entries.len()).map(|_| None).collect(),
+            entries: Arc::new(w.entries),
             spec: Arc::new(spec),
             claimed: 0,
-            pres: (0..n).map(|_| None).collect(),
-        });
-        drop(q);
+            pending: w.pending,
+            ended: w.ended,
+        };
+        self.lock().jobs.push_back(job);
         self.ready.notify_all();
+    }
+
+    /// Whether another window should be read: fewer than two are queued
+    /// and the last one's reading stopped at neither a failure nor the end.
+    fn wants_next(&self) -> bool {
+        let q = self.lock();
+        q.jobs.len() < 2
+            && q.jobs
+                .back()
+                .is_some_and(|j| j.pending.is_none() && !j.ended)
     }
 
     /// The oldest block no thread has claimed.
@@ -252,7 +260,6 @@ impl<'a> Checks<'a> {
         let index = job.claimed;
         job.claimed += 1;
         Some(Claim {
-            seq: job.seq,
             entries: job.entries.clone(),
             spec: job.spec.clone(),
             index,
@@ -265,7 +272,11 @@ impl<'a> Checks<'a> {
     fn check(&self, c: Claim) {
         let pre = pre_one(&c.entries[c.index], self.chain, &c.spec, self.index);
         let mut q = self.lock();
-        if let Some(job) = q.jobs.iter_mut().find(|j| j.seq == c.seq) {
+        if let Some(job) = q
+            .jobs
+            .iter_mut()
+            .find(|j| Arc::ptr_eq(&j.entries, &c.entries))
+        {
             job.pres[c.index] = Some(pre);
         }
         drop(q);
@@ -329,9 +340,13 @@ impl<'a> Checks<'a> {
         }
     }
 
-    /// The executing window is done: it leaves the queue.
-    fn pop(&self) {
-        self.lock().jobs.pop_front();
+    /// The executing window is done: it leaves the queue, with what
+    /// stopped its reading (a failure to report after it, the end).
+    fn pop(&self) -> (Option<Failure>, bool) {
+        self.lock()
+            .jobs
+            .pop_front()
+            .map_or((None, true), |j| (j.pending, j.ended))
     }
 
     fn close(&self) {
@@ -356,10 +371,7 @@ impl Drop for CloseOnDrop<'_, '_> {
 fn count(state: &MemState, prefix: &[u8]) -> u64 {
     state
         .map()
-        .range::<[u8], _>((
-            std::ops::Bound::Included(prefix),
-            std::ops::Bound::Unbounded,
-        ))
+        .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
         .take_while(|(k, _)| k.starts_with(prefix))
         .count() as u64
 }
@@ -540,14 +552,6 @@ pub fn replay(
     // validator set in force when it was read, the best guess for its
     // blocks; a certificate after a change of the set is checked again,
     // sequentially, in `Run::block`.
-    let mut windows: VecDeque<(Option<Failure>, bool)> = VecDeque::new();
-    let read_next = |source: &mut dyn ChainSource,
-                     windows: &mut VecDeque<(Option<Failure>, bool)>,
-                     set: &ValidatorSet| {
-        let w = read_window(source);
-        checks.push(w.entries, set.clone());
-        windows.push_back((w.pending, w.ended));
-    };
     let failure = std::thread::scope(|s| {
         // `threads - 1` workers beside this thread, which checks blocks
         // itself whenever the next one to execute is not ready: one
@@ -556,13 +560,10 @@ pub fn replay(
             s.spawn(|| checks.work());
         }
         let _closes = CloseOnDrop(&checks);
-        read_next(&mut *source, &mut windows, &parent.validator_set);
-        let failure = loop {
-            let Some(&(ref pending, ended)) = windows.front() else {
-                break None;
-            };
-            if pending.is_none() && !ended && windows.len() < 2 {
-                read_next(&mut *source, &mut windows, &parent.validator_set);
+        checks.push(read_window(source), parent.validator_set.clone());
+        loop {
+            if checks.wants_next() {
+                checks.push(read_window(source), parent.validator_set.clone());
             }
             let Some((entries, spec)) = checks.front() else {
                 break None;
@@ -576,16 +577,11 @@ pub fn replay(
                 parent: &mut parent,
                 summary: &mut summary,
             };
-            let mut done = Ok(());
-            for (i, e) in entries.iter().enumerate() {
-                let pre = checks.take(i);
-                done = run.block(e, pre, &spec);
-                if done.is_err() {
-                    break;
-                }
-            }
-            checks.pop();
-            let (pending, ended) = windows.pop_front().unwrap_or((None, true));
+            let done = entries
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, e)| run.block(e, checks.take(i), &spec));
+            let (pending, ended) = checks.pop();
             if let Err(f) = done {
                 break Some(f);
             }
@@ -601,8 +597,7 @@ pub fn replay(
                 };
                 break source.check_end(&end).err();
             }
-        };
-        failure
+        }
     });
     progress.finish();
     fill_counts(&mut summary, &state);

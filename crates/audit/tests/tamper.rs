@@ -17,8 +17,12 @@ use aidledger_types::{codec, Block, CommitCertificate};
 use common::{built, certificate, vote_signature, Built};
 
 fn opts() -> ReplayOptions {
+    with_threads(2)
+}
+
+fn with_threads(threads: usize) -> ReplayOptions {
     ReplayOptions {
-        threads: 2,
+        threads,
         expected_genesis: None,
     }
 }
@@ -609,14 +613,7 @@ fn the_first_failure_does_not_depend_on_the_thread_count() {
     });
     for threads in [1, 2, 3, 8] {
         let mut src = StoreSource::open_read_only(&b.data()).unwrap();
-        let o = replay(
-            &mut src,
-            &ReplayOptions {
-                threads,
-                expected_genesis: None,
-            },
-            &NO_PROGRESS,
-        );
+        let o = replay(&mut src, &with_threads(threads), &NO_PROGRESS);
         assert_eq!(
             failed(&o),
             "height 3: certificate has 2 of 3 required signatures",
@@ -675,14 +672,7 @@ fn a_chain_of_several_windows_gives_one_verdict_for_every_thread_count() {
     assert!(built.blocks > 256, "{} blocks", built.blocks);
     let run = |threads: usize| {
         let mut src = StoreSource::open_read_only(&data).unwrap();
-        let o = replay(
-            &mut src,
-            &ReplayOptions {
-                threads,
-                expected_genesis: None,
-            },
-            &NO_PROGRESS,
-        );
+        let o = replay(&mut src, &with_threads(threads), &NO_PROGRESS);
         (o.failure.as_ref().map(ToString::to_string), o.summary)
     };
     for threads in [1, 2, 3] {
@@ -922,16 +912,9 @@ fn a_panic_while_checking_a_block_ends_the_replay_instead_of_hanging_it() {
                 ))
             };
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                replay(
-                    src.as_mut(),
-                    &ReplayOptions {
-                        threads,
-                        expected_genesis: None,
-                    },
-                    &NO_PROGRESS,
-                )
-                .summary
-                .blocks
+                replay(src.as_mut(), &with_threads(threads), &NO_PROGRESS)
+                    .summary
+                    .blocks
             }));
             let _ = tx.send(r.is_err());
         });
