@@ -178,6 +178,43 @@ pub trait Store: Send + Sync {
         start_after: Option<&[u8]>,
         limit: usize,
     ) -> Result<KeyValues, StorageError>;
+    /// Calls `f` on every state pair with `from <= key < to` (to the last
+    /// key when `to` is `None`), in key order, until `f` returns false: a
+    /// walk over a whole range, as an auditor's final comparison makes. A
+    /// store may lend `f` its own bytes instead of copying each pair (RocksDB:
+    /// one iterator over the range, which leaves the block cache as it
+    /// was). `f` must not call the store. This default reads
+    /// [`Store::state_scan`]'s pages.
+    fn state_walk(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        let below_end = |k: &[u8]| to.is_none_or(|t| k < t);
+        if !below_end(from) {
+            return Ok(());
+        }
+        // `from` itself, then the pages strictly after it.
+        if let Some(v) = self.state_get(from)? {
+            if !f(from, &v) {
+                return Ok(());
+            }
+        }
+        let mut after = from.to_vec();
+        loop {
+            let page = self.state_scan(b"", Some(&after), SCAN_LIMIT_MAX)?;
+            for (k, v) in &page {
+                if !below_end(k) || !f(k, v) {
+                    return Ok(());
+                }
+            }
+            match page.into_iter().last() {
+                Some((k, _)) => after = k,
+                None => return Ok(()),
+            }
+        }
+    }
     /// A view of the committed state for many reads in a row while
     /// nothing commits, as one block's execution makes: its reads answer
     /// as [`Store::state_get`] and [`Store::state_scan`] do. What a view

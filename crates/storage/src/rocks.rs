@@ -1369,6 +1369,31 @@ impl Store for RocksStore {
         Box::new(RocksStateView::new(self))
     }
 
+    fn state_walk(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        let mut ro = total_order();
+        // A walk reads each block once: caching them would only evict what
+        // the node's reads keep there.
+        ro.fill_cache(false);
+        if let Some(to) = to {
+            ro.set_iterate_upper_bound(to.to_vec());
+        }
+        let mut iter = self.db.raw_iterator_cf_opt(self.handle(Cf::State)?, ro);
+        iter.seek(from);
+        while let Some((k, v)) = iter.item() {
+            if !f(k, v) {
+                return Ok(());
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(())
+    }
+
     fn accumulator(&self) -> Result<StateAccumulator, StorageError> {
         accumulator_from(self.raw_get(Cf::Meta, keys::ACCUMULATOR)?)
     }

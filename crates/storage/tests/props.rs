@@ -89,6 +89,55 @@ proptest! {
         }
     }
 
+    /// A walk over `[from, to)` gives the model's pairs in that range, in
+    /// order, and stops where its callback says: on RocksDB (one iterator,
+    /// keys in a table file and in the memtable, deletions included) and
+    /// on the default built on pages of scans (the memory store).
+    #[test]
+    fn walks_match_the_model(
+        first in btree_set(vec(0u8..3, 0..4), 0..30),
+        second in vec((vec(0u8..3, 0..4), option::of(0u8..3)), 0..20),
+        queries in vec((vec(0u8..3, 0..4), option::of(vec(0u8..3, 0..4)), 1usize..40), 1..16),
+    ) {
+        let initial: State = first.iter().map(|k| (k.clone(), k.clone())).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let rocks = RocksStore::open(&path).unwrap();
+        genesis_with(&rocks, &initial);
+        // Reopening flushes the genesis state into a table file.
+        drop(rocks);
+        let rocks = RocksStore::open(&path).unwrap();
+        let mem = MemStore::new();
+        genesis_with(&mem, &initial);
+        let mut chain = Chain::new(genesis_hash(), &initial);
+        let writes: Writes = second.into_iter().map(|(k, v)| (k, v.map(|v| vec![v]))).collect();
+        let txs = chain.fresh_txs(1);
+        let b = chain.build(writes, txs);
+        mem.commit_block(b.clone()).unwrap();
+        rocks.commit_block(b.clone()).unwrap();
+        chain.apply(&b);
+        for (from, to, stop) in queries {
+            let want: Vec<(Vec<u8>, Vec<u8>)> = chain
+                .state
+                .iter()
+                .filter(|(k, _)| k.as_slice() >= from.as_slice())
+                .filter(|(k, _)| to.as_ref().is_none_or(|t| k < &t))
+                .take(stop)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for store in [&mem as &dyn Store, &rocks] {
+                let mut got = Vec::new();
+                store
+                    .state_walk(&from, to.as_deref(), &mut |k, v| {
+                        got.push((k.to_vec(), v.to_vec()));
+                        got.len() < stop
+                    })
+                    .unwrap();
+                prop_assert_eq!(&got, &want);
+            }
+        }
+    }
+
     /// The same with keys around the length of the state's filtered prefix
     /// for most keys (16 bytes): scans under prefixes shorter than it, as long and
     /// longer, some keys in table files (written, then the store reopened,
