@@ -12,8 +12,10 @@ use aidledger_types::{
 };
 
 use crate::exec::{
-    apply_block, genesis_state, Base, BlockContext, BlockExec, BlockOutcome, StateRead,
+    apply_block, apply_block_into, genesis_state, Base, BlockContext, BlockExec, BlockOutcome,
+    StateRead,
 };
+use crate::mem::{MemState, Undo};
 use crate::ExecError;
 
 /// What a block is checked against: the previous block (or genesis).
@@ -571,6 +573,36 @@ pub fn execute_verified(
     state: &dyn StateRead,
     acc: &StateAccumulator,
 ) -> Result<BlockOutcome, BlockInvalid> {
+    let ctx = before_execution(block, verified)?;
+    let outcome = apply_block(state, acc, &ctx, verified).map_err(|e| execution_failed(&ctx, e))?;
+    check_outcome(block, &outcome)?;
+    Ok(outcome)
+}
+
+/// [`execute_verified`] on a state in memory, which takes the block's
+/// writes ([`apply_block_into`]) when the block is valid and is left as
+/// it was when it is not. The [`Undo`] takes the writes back
+/// ([`MemState::undo`]) should the caller refuse the block for a reason
+/// of its own.
+pub fn execute_verified_into(
+    block: &Block,
+    verified: &[VerifiedTx],
+    state: &mut MemState,
+    acc: &StateAccumulator,
+) -> Result<(BlockOutcome, Undo), BlockInvalid> {
+    let ctx = before_execution(block, verified)?;
+    let (outcome, undo) =
+        apply_block_into(state, acc, &ctx, verified).map_err(|e| execution_failed(&ctx, e))?;
+    if let Err(e) = check_outcome(block, &outcome) {
+        state.undo(&outcome.writes, undo);
+        return Err(e);
+    }
+    Ok((outcome, undo))
+}
+
+/// What [`execute_verified`] checks before executing: the transactions
+/// are the block's and none repeats. Gives the block's context.
+fn before_execution(block: &Block, verified: &[VerifiedTx]) -> Result<BlockContext, BlockInvalid> {
     assert!(
         verified.len() == block.txs.len()
             && verified.iter().zip(&block.txs).all(|(v, t)| v.tx() == t),
@@ -588,13 +620,16 @@ pub fn execute_verified(
             });
         }
     }
-    let ctx = BlockContext {
+    Ok(BlockContext {
         chain_id: h.chain_id.clone(),
         height,
         timestamp: h.timestamp,
         proposer: h.proposer,
-    };
-    let outcome = apply_block(state, acc, &ctx, verified).map_err(|source| match source {
+    })
+}
+
+fn execution_failed(ctx: &BlockContext, source: ExecError) -> BlockInvalid {
+    match source {
         ExecError::NotIncludable {
             height,
             index,
@@ -607,8 +642,17 @@ pub fn execute_verified(
             code: reason.code().to_string(),
             reason: reason.to_string(),
         },
-        source => BlockInvalid::Execution { height, source },
-    })?;
+        source => BlockInvalid::Execution {
+            height: ctx.height,
+            source,
+        },
+    }
+}
+
+/// The header's commitments against what executing the block gave.
+fn check_outcome(block: &Block, outcome: &BlockOutcome) -> Result<(), BlockInvalid> {
+    let h = &block.header;
+    let height = h.height;
     if outcome.state_root != h.state_root {
         return Err(BlockInvalid::StateRootMismatch {
             height,
@@ -634,7 +678,7 @@ pub fn execute_verified(
             computed: next,
         });
     }
-    Ok(outcome)
+    Ok(())
 }
 
 /// Assembles a block for a proposer from candidate transactions, in order.

@@ -9,6 +9,7 @@ use aidledger_contracts::{
 use aidledger_crypto::VerifiedTx;
 use aidledger_types::{codec, ChainId, Hash, PublicKey, StateAccumulator, Timestamp, ValidatorSet};
 
+use crate::mem::{MemState, Undo};
 use crate::ExecError;
 
 /// A block's writes: `None` deletes the key.
@@ -330,7 +331,21 @@ impl<'a> BlockExec<'a> {
     }
 
     /// Runs the end-of-block step and computes the new state root.
-    pub(crate) fn finish(mut self, acc: &StateAccumulator) -> Result<BlockOutcome, ExecError> {
+    pub(crate) fn finish(self, acc: &StateAccumulator) -> Result<BlockOutcome, ExecError> {
+        let base = self.base;
+        let done = self.finish_writes()?;
+        let mut accumulator = acc.clone();
+        for (k, new) in &done.writes {
+            // Most written keys were read first, so this is from memory.
+            let old = base.read(k)?;
+            accumulator.apply(k, old.as_deref(), new.as_deref());
+        }
+        Ok(done.into_outcome(accumulator))
+    }
+
+    /// Runs the end-of-block step: everything of the outcome but the
+    /// accumulator, which needs each written key's old value.
+    fn finish_writes(mut self) -> Result<Finished, ExecError> {
         let height = self.ctx.height;
         let mut events = std::mem::take(&mut self.begin_events);
         events.extend(
@@ -358,22 +373,34 @@ impl<'a> BlockExec<'a> {
                 },
             )
         })?;
-        let writes = self.overlay.into_writes();
-        let mut accumulator = acc.clone();
-        for (k, new) in &writes {
-            // Most written keys were read first, so this is from memory.
-            let old = self.base.read(k)?;
-            accumulator.apply(k, old.as_deref(), new.as_deref());
-        }
-        let state_root = accumulator.root();
-        Ok(BlockOutcome {
-            writes,
+        Ok(Finished {
+            writes: self.overlay.into_writes(),
             receipts: self.receipts,
             events,
-            accumulator,
-            state_root,
             validator_set,
         })
+    }
+}
+
+/// A block executed up to its writes: a [`BlockOutcome`] without the
+/// accumulator.
+struct Finished {
+    writes: Writes,
+    receipts: Vec<Receipt>,
+    events: Vec<aidledger_contracts::Event>,
+    validator_set: ValidatorSet,
+}
+
+impl Finished {
+    fn into_outcome(self, accumulator: StateAccumulator) -> BlockOutcome {
+        BlockOutcome {
+            state_root: accumulator.root(),
+            writes: self.writes,
+            receipts: self.receipts,
+            events: self.events,
+            accumulator,
+            validator_set: self.validator_set,
+        }
     }
 }
 
@@ -394,6 +421,35 @@ pub fn apply_block(
         exec.apply(tx)?;
     }
     exec.finish(acc)
+}
+
+/// [`apply_block`] on a state in memory, which takes the block's writes
+/// at once: each written key's old value, which the accumulator needs,
+/// comes out of the tree as the new value goes in, one search instead of
+/// a read and then a write. On an error the state is as it was; on
+/// success it is the state after the block, and the returned [`Undo`]
+/// puts it back ([`MemState::undo`]) should the caller refuse the block
+/// for a reason of its own.
+pub fn apply_block_into(
+    state: &mut MemState,
+    acc: &StateAccumulator,
+    ctx: &BlockContext,
+    txs: &[VerifiedTx],
+) -> Result<(BlockOutcome, Undo), ExecError> {
+    let done = {
+        let base = Base::new(&*state);
+        let mut exec = BlockExec::new(&base, ctx)?;
+        for tx in txs {
+            exec.apply(tx)?;
+        }
+        exec.finish_writes()?
+    };
+    let undo = state.apply_undoable(&done.writes);
+    let mut accumulator = acc.clone();
+    for ((k, new), old) in done.writes.iter().zip(undo.olds()) {
+        accumulator.apply(k, old.as_deref(), new.as_deref());
+    }
+    Ok((done.into_outcome(accumulator), undo))
 }
 
 /// The state and accumulator genesis describes.

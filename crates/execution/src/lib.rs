@@ -25,14 +25,15 @@ pub use aidledger_contracts as contracts;
 pub use aidledger_contracts::{Event, Genesis, Receipt, TxOutcome};
 pub use block::{
     build_block, check_body, check_body_verified, check_header, empty_block_allowed,
-    execute_verified, validate_block, validate_block_with, validate_identified_with, BlockInvalid,
-    ParentInfo,
+    execute_verified, execute_verified_into, validate_block, validate_block_with,
+    validate_identified_with, BlockInvalid, ParentInfo,
 };
 pub use error::ExecError;
 pub use exec::{
-    apply_block, genesis_state, BlockContext, BlockOutcome, StateMap, StateRead, Writes,
+    apply_block, apply_block_into, genesis_state, BlockContext, BlockOutcome, StateMap, StateRead,
+    Writes,
 };
-pub use mem::{MemState, Speculative};
+pub use mem::{MemState, Speculative, Undo};
 pub use queries::{
     admission, read_modules, read_next_due, read_node_replacement, read_nodes, read_params,
     read_retired_node, read_scheduled_upgrade, read_tranche_checks, read_validator_set,

@@ -32,6 +32,43 @@ impl MemState {
         }
     }
 
+    /// [`MemState::apply`], keeping each written key's old value (`None`
+    /// where there was none), in the writes' order: what
+    /// [`MemState::undo`] needs to put the state back.
+    pub fn apply_undoable(&mut self, writes: &Writes) -> Undo {
+        let olds = writes
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => self.map.insert(k.clone(), v.clone()),
+                None => self.map.remove(k),
+            })
+            .collect();
+        Undo { olds }
+    }
+
+    /// Takes back `writes` applied by [`MemState::apply_undoable`], which
+    /// gave `undo`: the state is again what it was before them.
+    ///
+    /// # Panics
+    /// When `undo` is not from these writes (it holds another count).
+    pub fn undo(&mut self, writes: &Writes, undo: Undo) {
+        assert_eq!(
+            writes.len(),
+            undo.olds.len(),
+            "an undo is for the writes that gave it"
+        );
+        for (k, old) in writes.keys().zip(undo.olds) {
+            match old {
+                Some(v) => {
+                    self.map.insert(k.clone(), v);
+                }
+                None => {
+                    self.map.remove(k);
+                }
+            }
+        }
+    }
+
     pub fn map(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
         &self.map
     }
@@ -44,6 +81,19 @@ impl MemState {
             a.insert(k, v);
         }
         a
+    }
+}
+
+/// What a block's writes replaced in a [`MemState`], to take them back.
+#[derive(Debug)]
+pub struct Undo {
+    olds: Vec<Option<Vec<u8>>>,
+}
+
+impl Undo {
+    /// Each written key's old value, in the writes' (key) order.
+    pub fn olds(&self) -> &[Option<Vec<u8>>] {
+        &self.olds
     }
 }
 

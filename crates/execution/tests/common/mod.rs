@@ -8,8 +8,9 @@ use aidledger_contracts::payload::{self, Payload};
 use aidledger_contracts::{keys, Account, Application, EventBody, Plan, Program, Release};
 use aidledger_execution::testkit::{dev_genesis, TxFactory, DEV_GENESIS_TIME};
 use aidledger_execution::{
-    apply_block, build_block, genesis_state, validate_block, validate_identified_with,
-    BlockContext, BlockInvalid, BlockOutcome, Genesis, MemState, ParentInfo, StateRead,
+    apply_block, build_block, execute_verified_into, genesis_state, validate_block,
+    validate_identified_with, BlockContext, BlockInvalid, BlockOutcome, Genesis, MemState,
+    ParentInfo, StateRead,
 };
 use aidledger_types::{
     codec, Block, BlockHeader, Hash, PublicKey, Role, SignedTx, StateAccumulator, Timestamp,
@@ -87,6 +88,7 @@ impl Chain {
             parent_certificate: self.parent.certificate.clone(),
         };
         let block = Block { header, txs };
+        self.check_execution_into(&block, &verified, &outcome);
         let (_, again) = self.validate(&block, time).expect("validate_block");
         assert_eq!(again.state_root, outcome.state_root);
         assert_eq!(again.receipts, outcome.receipts);
@@ -98,6 +100,41 @@ impl Chain {
         );
         self.blocks.push(block);
         outcome
+    }
+
+    /// The replay's way to execute (`execute_verified_into`), on a copy of
+    /// the state: the outcome `apply_block` gave, the state the writes
+    /// make, and the undo puts it back; a header whose state root is not
+    /// the block's leaves the state untouched.
+    fn check_execution_into(
+        &self,
+        block: &Block,
+        verified: &[aidledger_crypto::VerifiedTx],
+        outcome: &BlockOutcome,
+    ) {
+        let before = self.state.clone();
+        let mut into = before.clone();
+        let (got, undo) = execute_verified_into(block, verified, &mut into, &self.acc)
+            .expect("execute_verified_into");
+        assert_eq!(got.state_root, outcome.state_root);
+        assert_eq!(got.accumulator, outcome.accumulator);
+        assert_eq!(got.writes, outcome.writes);
+        assert_eq!(got.receipts, outcome.receipts);
+        assert_eq!(got.events, outcome.events);
+        let mut applied = before.clone();
+        applied.apply(&outcome.writes);
+        assert_eq!(into, applied, "the state after execute_verified_into");
+        assert_eq!(undo.olds().len(), got.writes.len());
+        into.undo(&got.writes, undo);
+        assert_eq!(into, before, "the state after the undo");
+        let mut other = block.clone();
+        other.header.state_root = Hash([0xee; 32]);
+        let mut into = before.clone();
+        assert!(matches!(
+            execute_verified_into(&other, verified, &mut into, &self.acc),
+            Err(BlockInvalid::StateRootMismatch { .. })
+        ));
+        assert_eq!(into, before, "a refused block leaves the state as it was");
     }
 
     /// Validates `block` as a voting validator whose clock reads `time`
