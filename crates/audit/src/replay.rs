@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use aidledger_contracts::{keys, Genesis};
 use aidledger_crypto::{verify_certificate, verify_txs, CryptoError, VerifiedTx};
 use aidledger_execution::{
-    check_body, check_body_verified, check_header, empty_block_allowed, execute_verified,
+    check_body, check_body_verified, check_header, empty_block_allowed, execute_verified_into,
     genesis_state, BlockInvalid, MemState, ParentInfo,
 };
 use aidledger_types::{ChainId, Hash, StateAccumulator, ValidatorSet};
@@ -457,11 +457,16 @@ impl Run<'_> {
         // no early empty block, so a certified one means more than f
         // of them did.
         empty_block_allowed(&e.block.header, self.state).map_err(|b| Failure::block(&b))?;
-        let outcome = execute_verified(&e.block, &verified, self.state, self.acc)
+        // The state takes the block's writes as it executes; they are
+        // taken back if the source's own records of the block differ, so
+        // a failure always reports the state after the last good block.
+        let (outcome, undo) = execute_verified_into(&e.block, &verified, self.state, self.acc)
             .map_err(|b| Failure::block(&b))?;
         let ids: Vec<Hash> = verified.iter().map(VerifiedTx::id).collect();
-        self.source.check_block(&e.block, &ids, &outcome, p.index)?;
-        self.state.apply(&outcome.writes);
+        if let Err(f) = self.source.check_block(&e.block, &ids, &outcome, p.index) {
+            self.state.undo(&outcome.writes, undo);
+            return Err(f);
+        }
         *self.acc = outcome.accumulator.clone();
         let s = &mut *self.summary;
         if outcome.validator_set != self.parent.validator_set {
@@ -594,6 +599,7 @@ pub fn replay(
                     block_hash: parent.hash,
                     state: &state,
                     accumulator: &acc,
+                    threads,
                 };
                 break source.check_end(&end).err();
             }

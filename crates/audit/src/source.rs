@@ -1,5 +1,6 @@
 //! Where a replay reads the chain from.
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,7 +11,6 @@ use aidledger_types::{codec, Block, CommitCertificate, Hash, StateAccumulator};
 
 use crate::chainfile::{ChainReader, FileHeader, Record, GENESIS_MAX_BYTES};
 use crate::failure::show_key;
-use crate::state::{for_each, StoreState};
 use crate::{AuditError, Failure};
 
 /// One height of the chain as the source holds it.
@@ -29,6 +29,9 @@ pub struct ReplayEnd<'a> {
     pub block_hash: Hash,
     pub state: &'a MemState,
     pub accumulator: &'a StateAccumulator,
+    /// Threads the source may use for its own end checks: the replay's
+    /// count, whose checking threads have nothing left to do by then.
+    pub threads: usize,
 }
 
 /// A block's transaction-index entries and receipts as a source read them
@@ -294,59 +297,7 @@ impl ChainSource for StoreSource {
             }
         }
         // The stored state, key by key, against the replay's.
-        let mut replayed = end.state.map().iter().peekable();
-        let mut diff: Option<Failure> = None;
-        let state = StoreState(self.store.as_ref());
-        let scanned = for_each(&state, b"", |k, v| {
-            if let Some((rk, _)) = replayed.peek() {
-                if rk.as_slice() < k {
-                    diff = Some(Failure::at(
-                        h,
-                        "state",
-                        format!("key {} is missing from the stored state", show_key(rk)),
-                    ));
-                    return false;
-                }
-            }
-            match replayed.next() {
-                Some((rk, rv)) if rk.as_slice() == k => {
-                    if rv.as_slice() != v {
-                        diff = Some(Failure::at(
-                            h,
-                            "state",
-                            format!(
-                                "key {}: stored value differs from the replayed value",
-                                show_key(k)
-                            ),
-                        ));
-                        return false;
-                    }
-                    true
-                }
-                _ => {
-                    diff = Some(Failure::at(
-                        h,
-                        "state",
-                        format!(
-                            "key {} is stored but not in the replayed state",
-                            show_key(k)
-                        ),
-                    ));
-                    false
-                }
-            }
-        });
-        scanned.map_err(|e| Failure::at(h, "state", format!("cannot be read: {e}")))?;
-        if let Some(f) = diff {
-            return Err(f);
-        }
-        if let Some((rk, _)) = replayed.next() {
-            return Err(Failure::at(
-                h,
-                "state",
-                format!("key {} is missing from the stored state", show_key(rk)),
-            ));
-        }
+        compare_state(self.store.as_ref(), end.state, h, end.threads)?;
         let acc = self
             .store
             .accumulator()
@@ -360,6 +311,130 @@ impl ChainSource for StoreSource {
         }
         Ok(())
     }
+}
+
+/// Keys the stored state is walked in, at least, per thread: a smaller
+/// state is compared on one.
+const STATE_PART_MIN_KEYS: usize = 50_000;
+
+/// The stored state against the replayed one, every key and value. The
+/// failure is the first difference in key order, however many threads
+/// compare: each compares its own range of keys, split at the replayed
+/// state's keys, and the lowest range that differs is reported.
+fn compare_state(
+    store: &dyn Store,
+    replayed: &MemState,
+    h: u64,
+    threads: usize,
+) -> Result<(), Failure> {
+    compare_state_in_parts(store, replayed, h, threads, STATE_PART_MIN_KEYS)
+}
+
+/// [`compare_state`] with at least `part_min_keys` replayed keys a thread.
+fn compare_state_in_parts(
+    store: &dyn Store,
+    replayed: &MemState,
+    h: u64,
+    threads: usize,
+    part_min_keys: usize,
+) -> Result<(), Failure> {
+    let keys = replayed.map().len();
+    let parts = threads.min(keys / part_min_keys.max(1)).max(1);
+    if parts == 1 {
+        return compare_range(store, replayed, h, b"", None);
+    }
+    // Range i is [bounds[i], bounds[i + 1]); the first starts at the
+    // smallest key, the last has no end.
+    let step = keys.div_ceil(parts);
+    let mut bounds: Vec<&[u8]> = vec![b""];
+    bounds.extend(
+        replayed
+            .map()
+            .keys()
+            .step_by(step)
+            .skip(1)
+            .map(Vec::as_slice),
+    );
+    let range = |i: usize| compare_range(store, replayed, h, bounds[i], bounds.get(i + 1).copied());
+    std::thread::scope(|s| {
+        let others: Vec<_> = (1..bounds.len())
+            .map(|i| s.spawn(move || range(i)))
+            .collect();
+        let first = range(0);
+        let mut verdicts = vec![first];
+        for t in others {
+            verdicts.push(t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        verdicts.into_iter().collect::<Result<(), Failure>>()
+    })
+}
+
+/// [`compare_state`] over the keys `from <= key < to` (to the last key
+/// when `to` is `None`).
+fn compare_range(
+    store: &dyn Store,
+    replayed: &MemState,
+    h: u64,
+    from: &[u8],
+    to: Option<&[u8]>,
+) -> Result<(), Failure> {
+    let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+    let mut replayed = replayed
+        .map()
+        .range::<[u8], _>((Bound::Included(from), upper))
+        .peekable();
+    let mut diff: Option<Failure> = None;
+    let walked = store.state_walk(from, to, &mut |k, v| {
+        if let Some((rk, _)) = replayed.peek() {
+            if rk.as_slice() < k {
+                diff = Some(Failure::at(
+                    h,
+                    "state",
+                    format!("key {} is missing from the stored state", show_key(rk)),
+                ));
+                return false;
+            }
+        }
+        match replayed.next() {
+            Some((rk, rv)) if rk.as_slice() == k => {
+                if rv.as_slice() != v {
+                    diff = Some(Failure::at(
+                        h,
+                        "state",
+                        format!(
+                            "key {}: stored value differs from the replayed value",
+                            show_key(k)
+                        ),
+                    ));
+                    return false;
+                }
+                true
+            }
+            _ => {
+                diff = Some(Failure::at(
+                    h,
+                    "state",
+                    format!(
+                        "key {} is stored but not in the replayed state",
+                        show_key(k)
+                    ),
+                ));
+                false
+            }
+        }
+    });
+    walked.map_err(|e| Failure::at(h, "state", format!("cannot be read: {e}")))?;
+    if let Some(f) = diff {
+        return Err(f);
+    }
+    if let Some((rk, _)) = replayed.next() {
+        return Err(Failure::at(
+            h,
+            "state",
+            format!("key {} is missing from the stored state", show_key(rk)),
+        ));
+    }
+    Ok(())
 }
 
 /// A chain file written by [`crate::chainfile::write_chain_file`].
@@ -457,6 +532,105 @@ impl ChainSource for FileSource {
             Err(f) => {
                 self.done = true;
                 Some(Err(f))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use aidledger_execution::MemState;
+    use aidledger_storage::{RocksStore, Store};
+    use aidledger_types::{Hash, StateAccumulator};
+
+    use super::compare_state_in_parts;
+    use crate::Failure;
+
+    fn key(i: usize) -> Vec<u8> {
+        format!("k/{i:05}").into_bytes()
+    }
+
+    /// Whatever the number of threads, and wherever the ranges split, the
+    /// comparison reports the first difference in key order: a key missing
+    /// on either side or a value that differs, alone or with another
+    /// difference further on, at the first key, at a range's first key,
+    /// inside ranges and at the last key.
+    #[test]
+    fn the_state_comparison_reports_the_first_difference_whatever_the_threads() {
+        const KEYS: usize = 120;
+        let stored: BTreeMap<Vec<u8>, Vec<u8>> =
+            (0..KEYS).map(|i| (key(i), vec![i as u8])).collect();
+        let mut acc = StateAccumulator::new();
+        for (k, v) in &stored {
+            acc.insert(k, v);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(dir.path().join("db")).unwrap();
+        store
+            .put_genesis(Hash([7; 32]), b"genesis".to_vec(), stored.clone(), acc)
+            .unwrap();
+        // 120 keys in parts of at least 10: up to 12 ranges, split every
+        // 10 to 60 keys, so these land on and beside the splits.
+        let places = [0, 1, 9, 10, 11, 19, 20, 29, 30, 40, 59, 60, 61, 89, 90, 119];
+        // 0: the replay lacks the key; 1: it holds a value the store does
+        // not; 2: the replay holds an extra key just after it (the store
+        // lacks it).
+        let tamper = |m: &mut BTreeMap<Vec<u8>, Vec<u8>>, at: usize, kind: u8| match kind {
+            0 => {
+                m.remove(&key(at));
+            }
+            1 => {
+                m.insert(key(at), b"other".to_vec());
+            }
+            _ => {
+                let mut k = key(at);
+                k.push(b'+');
+                m.insert(k, b"extra".to_vec());
+            }
+        };
+        let verdict = |replayed: &MemState, threads: usize| {
+            compare_state_in_parts(&store, replayed, 5, threads, 10)
+        };
+        let detail = |f: Failure| f.to_string();
+        let mut cases = vec![(None, None)];
+        for &a in &places {
+            for kind in 0..3u8 {
+                cases.push((Some((a, kind)), None));
+                for &b in places.iter().filter(|&&b| b > a + 1).take(3) {
+                    cases.push((Some((a, kind)), Some((b, (kind + 1) % 3))));
+                }
+            }
+        }
+        for (first, second) in cases {
+            let mut m = stored.clone();
+            for (at, kind) in first.into_iter().chain(second) {
+                tamper(&mut m, at, kind);
+            }
+            let replayed = MemState::new(m);
+            let one = verdict(&replayed, 1).map_err(detail);
+            match first {
+                None => assert_eq!(one, Ok(()), "untouched"),
+                Some((at, kind)) => {
+                    let e = one.clone().unwrap_err();
+                    let name = String::from_utf8(key(at)).unwrap();
+                    assert!(e.contains(&name), "{first:?}: {e}");
+                    match kind {
+                        0 => assert!(e.contains("is stored but not in the replayed state"), "{e}"),
+                        1 => assert!(e.contains("stored value differs"), "{e}"),
+                        _ => assert!(e.contains("is missing from the stored state"), "{e}"),
+                    }
+                }
+            }
+            for threads in 2..=13 {
+                assert_eq!(
+                    verdict(&replayed, threads).map_err(detail),
+                    one,
+                    "{first:?} {second:?} on {threads} threads"
+                );
             }
         }
     }

@@ -70,6 +70,18 @@ fn failed(o: &ReplayOutcome) -> String {
         .to_string()
 }
 
+/// The state a failed replay hands back is the one after the last block
+/// that verified: its root is the summary's, even where the failing
+/// block had executed before the store's records of it were compared.
+fn state_is_the_last_verified_blocks(o: &ReplayOutcome) {
+    let state = o.state.as_ref().expect("a replayed state");
+    assert_eq!(
+        Some(state.accumulator().root()),
+        o.summary.state_root,
+        "the state handed back is not the last verified block's"
+    );
+}
+
 #[test]
 fn an_untouched_chain_verifies_following_the_validator_set_change() {
     let b = built(3);
@@ -337,10 +349,13 @@ fn a_tampered_transaction_index_is_caught() {
         let tx = get_block(s, 2).txs[0].id();
         s.raw_delete(Cf::TxIndex, &skeys::tx(&tx)).unwrap();
     });
+    let o = audit_store(&b);
     assert_eq!(
-        failed(&audit_store(&b)),
+        failed(&o),
         "height 2: tx 0 is missing from the transaction index"
     );
+    assert_eq!(o.summary.blocks, 1);
+    state_is_the_last_verified_blocks(&o);
 }
 
 /// Receipts live apart from the index (ADR 025): one altered, one lost and
@@ -362,10 +377,12 @@ fn a_tampered_or_lost_receipt_is_caught() {
         r[last] ^= 0x01;
         s.raw_put(Cf::Receipts, &key, &r).unwrap();
     });
+    let o = audit_store(&b);
     assert_eq!(
-        failed(&audit_store(&b)),
+        failed(&o),
         format!("height {h}: tx 1 stored receipt differs from the replayed receipt")
     );
+    state_is_the_last_verified_blocks(&o);
 
     let b = built(2);
     tamper(&b, |s| {
@@ -435,11 +452,13 @@ fn a_certified_block_with_a_bad_signature_or_state_root_is_caught() {
         blk.header.state_root = aidledger_types::Hash([9; 32]);
         certify(s, &blk);
     });
+    let o = audit_store(&b2);
     assert!(
-        failed(&audit_store(&b2)).starts_with(&format!("height {h}: state root mismatch")),
+        failed(&o).starts_with(&format!("height {h}: state root mismatch")),
         "{}",
-        failed(&audit_store(&b2))
+        failed(&o)
     );
+    state_is_the_last_verified_blocks(&o);
 }
 
 /// A byzantine quorum certifies a block that holds a transaction already
