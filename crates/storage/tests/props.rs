@@ -29,6 +29,16 @@ fn model_scan(
         .collect()
 }
 
+/// A RocksDB store at `path` holding the test genesis with `initial` as
+/// its state, reopened once: reopening flushes what the write-ahead log
+/// held into a table file, so later writes land beside it in the memtable.
+fn rocks_with_genesis_in_a_table_file(path: &std::path::Path, initial: &State) -> RocksStore {
+    let rocks = RocksStore::open(path).unwrap();
+    genesis_with(&rocks, initial);
+    drop(rocks);
+    RocksStore::open(path).unwrap()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
@@ -102,11 +112,7 @@ proptest! {
         let initial: State = first.iter().map(|k| (k.clone(), k.clone())).collect();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let rocks = RocksStore::open(&path).unwrap();
-        genesis_with(&rocks, &initial);
-        // Reopening flushes the genesis state into a table file.
-        drop(rocks);
-        let rocks = RocksStore::open(&path).unwrap();
+        let rocks = rocks_with_genesis_in_a_table_file(&path, &initial);
         let mem = MemStore::new();
         genesis_with(&mem, &initial);
         let mut chain = Chain::new(genesis_hash(), &initial);
@@ -157,11 +163,7 @@ proptest! {
         let initial: State = first.iter().map(|t| (long(t), t.clone())).collect();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let rocks = RocksStore::open(&path).unwrap();
-        genesis_with(&rocks, &initial);
-        drop(rocks);
-        let rocks = RocksStore::open(&path).unwrap();
-        // Reopening flushed what the write-ahead log held into a table file.
+        let rocks = rocks_with_genesis_in_a_table_file(&path, &initial);
         let tables = std::fs::read_dir(&path)
             .unwrap()
             .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sst"))
