@@ -554,6 +554,50 @@ mod tests {
         format!("k/{i:05}").into_bytes()
     }
 
+    /// A damaged table file under the stored state: every thread count
+    /// reports that the state cannot be read, never a verified state.
+    #[test]
+    fn a_damaged_state_table_is_reported_as_unreadable_on_every_thread_count() {
+        let stored: BTreeMap<Vec<u8>, Vec<u8>> =
+            (0..120).map(|i| (key(i), vec![i as u8; 64])).collect();
+        let mut acc = StateAccumulator::new();
+        for (k, v) in &stored {
+            acc.insert(k, v);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = RocksStore::open(&path).unwrap();
+            store
+                .put_genesis(Hash([7; 32]), b"genesis".to_vec(), stored.clone(), acc)
+                .unwrap();
+        }
+        // Reopening flushed the state into a table file; flip a byte in
+        // the data blocks at the start of every table file.
+        drop(RocksStore::open(&path).unwrap());
+        let mut damaged = 0;
+        for e in std::fs::read_dir(&path).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "sst") {
+                let mut bytes = std::fs::read(&p).unwrap();
+                bytes[40] ^= 0x5a;
+                std::fs::write(&p, bytes).unwrap();
+                damaged += 1;
+            }
+        }
+        assert!(damaged > 0, "no table file to damage");
+        let store = RocksStore::open_read_only(&path).unwrap();
+        let replayed = MemState::new(stored);
+        for threads in 1..=4 {
+            let f = compare_state_in_parts(&store, &replayed, 5, threads, 10).unwrap_err();
+            assert_eq!(f.object, "state", "{f}");
+            assert!(
+                f.reason.starts_with("cannot be read"),
+                "{threads} threads: {f}"
+            );
+        }
+    }
+
     /// Whatever the number of threads, and wherever the ranges split, the
     /// comparison reports the first difference in key order: a key missing
     /// on either side or a value that differs, alone or with another
