@@ -34,6 +34,7 @@ pub mod chainfile;
 pub mod export;
 mod failure;
 pub mod iati;
+mod index;
 pub mod proof;
 mod replay;
 pub mod report;

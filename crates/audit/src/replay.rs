@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use aidledger_storage::Store;
 
-use crate::source::{ChainSource, Entry, IndexEntries, ReplayEnd};
+use crate::source::{receipts_as_entries, ChainSource, Entry, IndexEntries, ReplayEnd};
 use crate::Failure;
 
 /// Most blocks read from the source at a time (a window).
@@ -119,7 +119,15 @@ struct Pre {
     index: Option<IndexEntries>,
 }
 
-fn pre_one(e: &Entry, chain: &ChainId, set: &ValidatorSet, index: Option<&dyn Store>) -> Pre {
+/// Where a block's records are read ahead from: the index by id, or the
+/// receipts by height ([`ChainSource::receipts_by_height`]).
+#[derive(Clone, Copy)]
+struct Reader<'a> {
+    store: &'a dyn Store,
+    by_height: bool,
+}
+
+fn pre_one(e: &Entry, chain: &ChainId, set: &ValidatorSet, index: Option<Reader<'_>>) -> Pre {
     let block = &e.block;
     let cert = verify_certificate(&e.certificate, chain, set, e.height, &block.hash());
     // Signatures first, so the body check takes the ids their check hashed
@@ -152,9 +160,16 @@ fn pre_one(e: &Entry, chain: &ChainId, set: &ValidatorSet, index: Option<&dyn St
         (Ok(()), None) => Ok(out),
     };
     let index = match (&txs, index) {
-        (Ok(verified), Some(store)) if body.is_ok() => {
+        (Ok(verified), Some(r)) if body.is_ok() && r.by_height => {
+            let n = u32::try_from(verified.len()).unwrap_or(u32::MAX);
+            Some(receipts_as_entries(
+                e.height,
+                r.store.receipts_at(e.height, n),
+            ))
+        }
+        (Ok(verified), Some(r)) if body.is_ok() => {
             let ids: Vec<Hash> = verified.iter().map(VerifiedTx::id).collect();
-            Some(store.tx_locations(&ids))
+            Some(r.store.tx_locations(&ids))
         }
         _ => None,
     };
@@ -205,13 +220,13 @@ struct Claim {
 /// nothing waits at a window's end for the slowest block of the next.
 struct Checks<'a> {
     chain: &'a ChainId,
-    index: Option<&'a dyn Store>,
+    index: Option<Reader<'a>>,
     queue: Mutex<Queue>,
     ready: Condvar,
 }
 
 impl<'a> Checks<'a> {
-    fn new(chain: &'a ChainId, index: Option<&'a dyn Store>) -> Checks<'a> {
+    fn new(chain: &'a ChainId, index: Option<Reader<'a>>) -> Checks<'a> {
         Checks {
             chain,
             index,
@@ -490,7 +505,29 @@ impl Run<'_> {
 
 /// Replays `source` from genesis. Never panics on bad input: whatever is
 /// wrong with the chain comes back as the outcome's `failure`.
+///
+/// A source that checks some of its records for the whole chain at once
+/// (a store's transaction index, ADR 008) cannot say where such a check
+/// failed; after any failure the replay runs again on the source's
+/// block-by-block form ([`ChainSource::again_block_by_block`]), so the
+/// outcome is always what a block-by-block check finds.
 pub fn replay(
+    source: &mut dyn ChainSource,
+    opts: &ReplayOptions,
+    progress: &dyn Progress,
+) -> ReplayOutcome {
+    let mut out = replay_once(source, opts, progress);
+    if out.failure.is_some() {
+        if let Some(mut again) = source.again_block_by_block() {
+            // The progress starts over: this run goes as far as the first.
+            out = replay_once(again.as_mut(), opts, progress);
+        }
+    }
+    progress.finish();
+    out
+}
+
+fn replay_once(
     source: &mut dyn ChainSource,
     opts: &ReplayOptions,
     progress: &dyn Progress,
@@ -547,10 +584,15 @@ pub fn replay(
 
     let chain = genesis.chain_id.clone();
     let threads = summary.threads;
-    // The store to read each block's index entries from, ahead, on the
-    // checking threads.
+    source.begin(threads);
+    // The store to read each block's index entries (or receipts) from,
+    // ahead, on the checking threads.
     let reader = source.index_reader();
-    let checks = Checks::new(&chain, reader.as_deref());
+    let by_height = source.receipts_by_height();
+    let checks = Checks::new(
+        &chain,
+        reader.as_deref().map(|store| Reader { store, by_height }),
+    );
     // Windows are read in order on this thread (the source is also needed
     // by `check_block`) and queued for checking, at most two at a time:
     // the one executing and the next. Each is checked against the
@@ -605,7 +647,6 @@ pub fn replay(
             }
         }
     });
-    progress.finish();
     fill_counts(&mut summary, &state);
     ReplayOutcome {
         summary,

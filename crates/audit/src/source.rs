@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use aidledger_contracts::Genesis;
 use aidledger_execution::{BlockOutcome, MemState};
-use aidledger_storage::{Head, RocksStore, StorageError, Store, TxIndexed};
+use aidledger_storage::{Head, RocksStore, StorageError, Store, TxIndexed, TxLocation};
 use aidledger_types::{codec, Block, CommitCertificate, Hash, StateAccumulator};
 
 use crate::chainfile::{ChainReader, FileHeader, Record, GENESIS_MAX_BYTES};
 use crate::failure::show_key;
+use crate::index::{walk_index, SetSum, Walked};
 use crate::{AuditError, Failure};
 
 /// One height of the chain as the source holds it.
@@ -78,6 +79,61 @@ pub trait ChainSource {
     fn check_end(&mut self, _end: &ReplayEnd<'_>) -> Result<(), Failure> {
         Ok(())
     }
+    /// Called once the genesis is read, before the first block: a source
+    /// may prepare its own checks, on up to `threads` threads.
+    fn begin(&mut self, _threads: usize) {}
+    /// Whether [`ChainSource::index_reader`]'s store is read ahead for each
+    /// block's receipts by height ([`Store::receipts_at`], given to
+    /// `check_block` as entries at the block's own locations) instead of
+    /// for its index entries by id.
+    fn receipts_by_height(&self) -> bool {
+        false
+    }
+    /// When this source checks some of its records for the whole chain at
+    /// once (the transaction index, ADR 008), a source that checks them
+    /// block by block. After any failure the replay runs again on it, so
+    /// the report names the first failure, and hands back the state at it,
+    /// exactly as a block-by-block check finds them.
+    fn again_block_by_block(&self) -> Option<Box<dyn ChainSource>> {
+        None
+    }
+}
+
+/// A block's receipts read by height, as index entries at the block's own
+/// locations (what `check_block` compares when the index is checked whole).
+pub(crate) fn receipts_as_entries(
+    height: u64,
+    receipts: Vec<Result<Option<Vec<u8>>, StorageError>>,
+) -> IndexEntries {
+    receipts
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.map(|found| {
+                found.map(|bytes| {
+                    let index = u32::try_from(i).unwrap_or(u32::MAX);
+                    (TxLocation { height, index }, bytes)
+                })
+            })
+        })
+        .collect()
+}
+
+/// How a store source checks the transaction index.
+enum IndexCheck {
+    /// Before [`ChainSource::begin`]: entry by entry.
+    Undecided,
+    /// As one set: each block adds its transactions to a set hash,
+    /// compared at the end with the hash of the walk over the whole index;
+    /// receipts are read by height.
+    Whole { walked: Walked },
+    /// Entry by entry, as each block is checked, and at the end what the
+    /// walk found beyond the chain (`None`: the store has no walk). For a
+    /// store with entries of the form before ADR 025, when asked for, and
+    /// after a failure of the whole check.
+    PerBlock {
+        walked: Option<Result<Walked, StorageError>>,
+    },
 }
 
 fn decode_genesis(bytes: &[u8], recorded: &Hash) -> Result<Genesis, Failure> {
@@ -111,6 +167,13 @@ pub struct StoreSource {
     label: String,
     head: Option<Head>,
     next: u64,
+    index: IndexCheck,
+    /// Check the index entry by entry whatever the store holds.
+    per_block_only: bool,
+    /// The transactions of the blocks checked so far, and (checking the
+    /// index whole) their set hash.
+    chain_txs: u64,
+    chain_sum: SetSum,
 }
 
 impl StoreSource {
@@ -138,6 +201,59 @@ impl StoreSource {
             label,
             head: None,
             next: 1,
+            index: IndexCheck::Undecided,
+            per_block_only: false,
+            chain_txs: 0,
+            chain_sum: SetSum::default(),
+        }
+    }
+
+    /// A source that checks the transaction index entry by entry, as each
+    /// block is checked, whatever the store holds: what a replay that
+    /// checked it whole runs again on after a failure.
+    pub fn checking_index_per_block(store: Arc<dyn Store>, label: String) -> StoreSource {
+        StoreSource {
+            per_block_only: true,
+            ..StoreSource::new(store, label)
+        }
+    }
+
+    /// The end's check of the index: the whole set, or what a walk found
+    /// beyond the entries checked one by one.
+    fn check_index_end(&self) -> Result<(), Failure> {
+        let failure = |reason: String| Failure {
+            height: None,
+            object: "transaction index".into(),
+            reason,
+        };
+        match &self.index {
+            IndexCheck::Undecided | IndexCheck::PerBlock { walked: None } => Ok(()),
+            IndexCheck::Whole { walked, .. } => {
+                if walked.entries == self.chain_txs && walked.sum == self.chain_sum {
+                    Ok(())
+                } else {
+                    Err(failure("differs from the chain's transactions".into()))
+                }
+            }
+            IndexCheck::PerBlock {
+                walked: Some(Err(e)),
+            } => Err(failure(format!("cannot be read whole: {e}"))),
+            IndexCheck::PerBlock {
+                walked: Some(Ok(w)),
+            } => {
+                // Every transaction of the chain has its entry (each block
+                // checked them), and ids are unique keys: what is over
+                // the chain's count is entries for nothing in the chain.
+                if w.entries == self.chain_txs {
+                    Ok(())
+                } else {
+                    Err(failure(format!(
+                        "holds entries for transactions not in the chain: {} entries for {} \
+                         transactions",
+                        w.entries, self.chain_txs
+                    )))
+                }
+            }
         }
     }
 
@@ -218,9 +334,25 @@ impl ChainSource for StoreSource {
         index: Option<IndexEntries>,
     ) -> Result<(), Failure> {
         let h = block.height();
-        let found = match index {
-            Some(found) if found.len() == ids.len() => found,
-            _ => self.store.tx_locations(ids),
+        self.chain_txs += ids.len() as u64;
+        let whole = matches!(self.index, IndexCheck::Whole { .. });
+        let found = match (whole, index) {
+            (true, index) => {
+                for (i, id) in ids.iter().enumerate() {
+                    self.chain_sum
+                        .add(id, h, u32::try_from(i).unwrap_or(u32::MAX));
+                }
+                match index {
+                    Some(found) if found.len() == ids.len() => found,
+                    _ => receipts_as_entries(
+                        h,
+                        self.store
+                            .receipts_at(h, u32::try_from(ids.len()).unwrap_or(u32::MAX)),
+                    ),
+                }
+            }
+            (false, Some(found)) if found.len() == ids.len() => found,
+            (false, _) => self.store.tx_locations(ids),
         };
         for (i, (entry, receipt)) in found.into_iter().zip(&outcome.receipts).enumerate() {
             let obj = || format!("tx {i}");
@@ -267,7 +399,34 @@ impl ChainSource for StoreSource {
         }
     }
 
+    fn begin(&mut self, threads: usize) {
+        let walked = walk_index(self.store.as_ref(), threads);
+        self.index = match walked {
+            Some(Ok(walked)) if walked.receipts_inline == 0 && !self.per_block_only => {
+                IndexCheck::Whole { walked }
+            }
+            walked => IndexCheck::PerBlock { walked },
+        };
+    }
+
+    fn receipts_by_height(&self) -> bool {
+        matches!(self.index, IndexCheck::Whole { .. })
+    }
+
+    fn again_block_by_block(&self) -> Option<Box<dyn ChainSource>> {
+        match self.index {
+            IndexCheck::Whole { .. } => Some(Box::new(StoreSource::checking_index_per_block(
+                self.store.clone(),
+                self.label.clone(),
+            ))),
+            _ => None,
+        }
+    }
+
     fn check_end(&mut self, end: &ReplayEnd<'_>) -> Result<(), Failure> {
+        // The index first: checked block by block, it would have failed
+        // before any of the end's checks.
+        self.check_index_end()?;
         let h = end.height;
         let above = h.saturating_add(1);
         match self.store.block(above) {

@@ -946,3 +946,141 @@ fn a_panic_while_checking_a_block_ends_the_replay_instead_of_hanging_it() {
         );
     }
 }
+
+/// The replay checks a store's transaction index as one set (ADR 008,
+/// "the index as one set") and, after any failure, replays again block by
+/// block. Whatever was done to the index and the receipts, alone or
+/// beside another fault, the outcome is the block-by-block replay's: the
+/// same failure, the same summary and the same state handed back.
+#[test]
+fn the_index_checked_whole_gives_the_block_by_block_verdict() {
+    use aidledger_audit::ChainSource;
+    use aidledger_storage::TxLocation;
+    use std::sync::Arc;
+
+    let at = |h: u64, index: u32| codec::encode(&TxLocation { height: h, index });
+    let stranger = aidledger_types::Hash([0x5a; 32]);
+    type Tamper = Box<dyn Fn(&RocksStore)>;
+    let cases: Vec<(&str, Tamper, Option<&str>)> = vec![
+        ("untouched", Box::new(|_s: &RocksStore| {}), None),
+        (
+            "an entry deleted",
+            Box::new(|s: &RocksStore| {
+                let id = get_block(s, 2).txs[0].id();
+                s.raw_delete(Cf::TxIndex, &skeys::tx(&id)).unwrap();
+            }),
+            Some("height 2: tx 0 is missing from the transaction index"),
+        ),
+        (
+            "an entry pointing elsewhere",
+            Box::new(move |s: &RocksStore| {
+                let id = get_block(s, 3).txs[0].id();
+                s.raw_put(Cf::TxIndex, &skeys::tx(&id), &at(2, 0)).unwrap();
+            }),
+            Some("height 3: tx 0 is indexed at height 2 index 0 instead"),
+        ),
+        (
+            "an entry deleted below an altered receipt",
+            Box::new(|s: &RocksStore| {
+                let id = get_block(s, 2).txs[0].id();
+                s.raw_delete(Cf::TxIndex, &skeys::tx(&id)).unwrap();
+                let key = skeys::receipt(4, 0);
+                let mut r = s.raw_get(Cf::Receipts, &key).unwrap().unwrap();
+                r[0] ^= 1;
+                s.raw_put(Cf::Receipts, &key, &r).unwrap();
+            }),
+            Some("height 2: tx 0 is missing from the transaction index"),
+        ),
+        (
+            "an entry for a transaction not in the chain",
+            Box::new(move |s: &RocksStore| {
+                s.raw_put(Cf::TxIndex, &skeys::tx(&stranger), &at(2, 0))
+                    .unwrap();
+            }),
+            Some("transaction index holds entries for transactions not in the chain"),
+        ),
+        (
+            "an undecodable entry for a transaction not in the chain",
+            Box::new(move |s: &RocksStore| {
+                s.raw_put(Cf::TxIndex, &skeys::tx(&stranger), b"\x01\x02")
+                    .unwrap();
+            }),
+            Some("transaction index cannot be read whole"),
+        ),
+        (
+            "an undecodable entry of the chain",
+            Box::new(|s: &RocksStore| {
+                let id = get_block(s, 3).txs[0].id();
+                s.raw_put(Cf::TxIndex, &skeys::tx(&id), b"\x01\x02")
+                    .unwrap();
+            }),
+            Some("height 3: tx 0 index entry or receipt cannot be read"),
+        ),
+    ];
+    for (what, f, expected) in cases {
+        let b = built(2);
+        tamper(&b, f);
+        let store: Arc<dyn Store> = Arc::new(RocksStore::open_read_only(b.data()).unwrap());
+        let label = b.data().display().to_string();
+        // A store of the current form is checked whole.
+        let mut probe = StoreSource::new(store.clone(), label.clone());
+        probe.begin(2);
+        let whole = probe.receipts_by_height();
+        let mut src = StoreSource::new(store.clone(), label.clone());
+        let fast = replay(&mut src, &opts(), &NO_PROGRESS);
+        let mut src = StoreSource::checking_index_per_block(store, label);
+        let slow = replay(&mut src, &opts(), &NO_PROGRESS);
+        let line = |o: &ReplayOutcome| o.failure.as_ref().map(ToString::to_string);
+        match expected {
+            None => {
+                assert!(whole, "{what}: not checked whole");
+                assert_eq!(line(&fast), None, "{what}");
+            }
+            Some(e) => {
+                let got = line(&fast).unwrap_or_else(|| panic!("{what}: verified"));
+                assert!(got.starts_with(e), "{what}: {got}");
+            }
+        }
+        assert_eq!(line(&fast), line(&slow), "{what}");
+        assert_eq!(fast.summary, slow.summary, "{what}");
+        assert_eq!(
+            fast.state.as_ref().map(|s| s.accumulator().root()),
+            slow.state.as_ref().map(|s| s.accumulator().root()),
+            "{what}"
+        );
+        state_is_the_last_verified_blocks(&fast);
+    }
+}
+
+/// A store upgraded in place holds index entries of the form before
+/// ADR 025 (the receipt inside the entry): its index is checked entry by
+/// entry, and it verifies.
+#[test]
+fn a_store_with_entries_of_the_older_form_is_checked_entry_by_entry() {
+    use aidledger_audit::ChainSource;
+    use aidledger_storage::{LegacyTxEntry, TxLocation};
+    use std::sync::Arc;
+
+    let b = built(2);
+    tamper(&b, |s| {
+        let id = get_block(s, 2).txs[0].id();
+        let key = skeys::receipt(2, 0);
+        let receipt = s.raw_get(Cf::Receipts, &key).unwrap().unwrap();
+        let entry = LegacyTxEntry {
+            location: TxLocation {
+                height: 2,
+                index: 0,
+            },
+            receipt,
+        };
+        s.raw_put(Cf::TxIndex, &skeys::tx(&id), &codec::encode(&entry))
+            .unwrap();
+        s.raw_delete(Cf::Receipts, &key).unwrap();
+    });
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open_read_only(b.data()).unwrap());
+    let mut src = StoreSource::new(store, "upgraded".into());
+    src.begin(2);
+    assert!(!src.receipts_by_height());
+    let o = audit_store(&b);
+    assert!(o.verified(), "{:?}", o.failure);
+}

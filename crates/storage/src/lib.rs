@@ -149,6 +149,16 @@ impl<S: Store + ?Sized> StateView for LiveView<'_, S> {
 /// A transaction's place in the chain and its encoded receipt.
 pub type TxIndexed = (TxLocation, Vec<u8>);
 
+/// One transaction-index entry as [`Store::index_walk`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub id: Hash,
+    pub location: TxLocation,
+    /// The entry holds its receipt itself: the form written before
+    /// receipts were stored by height (ADR 025).
+    pub receipt_inline: bool,
+}
+
 /// The storage interface. Both implementations validate identically.
 pub trait Store: Send + Sync {
     /// The last committed block, or `None` before block 1 is committed.
@@ -167,6 +177,26 @@ pub trait Store: Send + Sync {
     /// order. A store may read them in one batch.
     fn tx_locations(&self, ids: &[Hash]) -> Vec<Result<Option<TxIndexed>, StorageError>> {
         ids.iter().map(|id| self.tx_location(id)).collect()
+    }
+    /// Calls `f` on every transaction-index entry with `from <= id < to`
+    /// (to the last id when `to` is `None`), in id order, until `f` returns
+    /// false: an auditor's check of the whole index at once (ADR 008). An
+    /// entry that does not decode is an error. `None` when the store has no
+    /// such walk (this default); a caller then reads entries by id.
+    fn index_walk(
+        &self,
+        _from: &Hash,
+        _to: Option<&Hash>,
+        _f: &mut dyn FnMut(&IndexEntry) -> bool,
+    ) -> Option<Result<(), StorageError>> {
+        None
+    }
+    /// The receipts stored by height (ADR 025) of block `height`'s
+    /// transactions `0..count`, one result each, in order; `None` where
+    /// none is stored by height (this default, and entries of the older
+    /// form, which hold their receipt in the index).
+    fn receipts_at(&self, _height: u64, count: u32) -> Vec<Result<Option<Vec<u8>>, StorageError>> {
+        (0..count).map(|_| Ok(None)).collect()
     }
     fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
     /// Ordered scan of keys starting with `prefix`, strictly after

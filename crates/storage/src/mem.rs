@@ -12,8 +12,8 @@ use crate::snapshot::{
 };
 use crate::{
     check_block_commit, check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch,
-    Head, KeyValues, StorageError, Store, TxIndexed, TxLocation, SAFETY_STATE_MAX_BYTES,
-    SCAN_LIMIT_MAX,
+    Head, IndexEntry, KeyValues, StorageError, Store, TxIndexed, TxLocation,
+    SAFETY_STATE_MAX_BYTES, SCAN_LIMIT_MAX,
 };
 
 #[derive(Clone, Default)]
@@ -122,6 +122,28 @@ impl Store for MemStore {
 
     fn tx_location(&self, id: &Hash) -> Result<Option<TxIndexed>, StorageError> {
         Ok(self.read().tx_index.get(id).cloned())
+    }
+
+    /// Every entry holds its receipt here, as the index's older form did.
+    fn index_walk(
+        &self,
+        from: &Hash,
+        to: Option<&Hash>,
+        f: &mut dyn FnMut(&IndexEntry) -> bool,
+    ) -> Option<Result<(), StorageError>> {
+        let inner = self.read();
+        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+        for (id, (location, _)) in inner.tx_index.range((Bound::Included(from), upper)) {
+            let entry = IndexEntry {
+                id: *id,
+                location: *location,
+                receipt_inline: true,
+            };
+            if !f(&entry) {
+                break;
+            }
+        }
+        Some(Ok(()))
     }
 
     fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {

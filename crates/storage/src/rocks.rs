@@ -48,7 +48,7 @@ use crate::snapshot::{
 };
 use crate::{
     check_block_commit, check_commit, check_genesis, check_meta, head_of, too_large, CommitBatch,
-    Head, KeyValues, StorageError, Store, TxIndexed, TxLocation, BLOCKS_RANGE_MAX,
+    Head, IndexEntry, KeyValues, StorageError, Store, TxIndexed, TxLocation, BLOCKS_RANGE_MAX,
     BLOCK_EVENTS_MAX_BYTES, CERTIFICATE_MAX_BYTES, META_VALUE_MAX_BYTES, RECEIPT_MAX_BYTES,
     SAFETY_STATE_MAX_BYTES, SCAN_LIMIT_MAX,
 };
@@ -1348,6 +1348,61 @@ impl Store for RocksStore {
                     });
                     Ok(Some((l, receipt_at(l, got)?)))
                 }
+            })
+            .collect()
+    }
+
+    /// One iterator over the index's key range, which leaves the block
+    /// cache as it was.
+    fn index_walk(
+        &self,
+        from: &Hash,
+        to: Option<&Hash>,
+        f: &mut dyn FnMut(&IndexEntry) -> bool,
+    ) -> Option<Result<(), StorageError>> {
+        let mut walk = || -> Result<(), StorageError> {
+            let mut ro = total_order();
+            ro.fill_cache(false);
+            if let Some(to) = to {
+                ro.set_iterate_upper_bound(keys::tx(to).to_vec());
+            }
+            let mut iter = self.db.raw_iterator_cf_opt(self.handle(Cf::TxIndex)?, ro);
+            iter.seek(keys::tx(from));
+            while let Some((k, v)) = iter.item() {
+                let id = <[u8; 32]>::try_from(k)
+                    .map_err(|_| corrupt(Cf::TxIndex.name(), k, "a key that is not an id"))?;
+                let (location, receipt_inline) = match index_value(k, v)? {
+                    IndexValue::Location(l) => (l, false),
+                    IndexValue::Legacy(l, _) => (l, true),
+                };
+                let entry = IndexEntry {
+                    id: Hash(id),
+                    location,
+                    receipt_inline,
+                };
+                if !f(&entry) {
+                    return Ok(());
+                }
+                iter.next();
+            }
+            iter.status()?;
+            Ok(())
+        };
+        Some(walk())
+    }
+
+    /// One forward iterator over the block's consecutive keys.
+    fn receipts_at(&self, height: u64, count: u32) -> Vec<Result<Option<Vec<u8>>, StorageError>> {
+        let wanted: Vec<[u8; 12]> = (0..count).map(|i| keys::receipt(height, i)).collect();
+        self.ascending_get(Cf::Receipts, &wanted)
+            .into_iter()
+            .zip(&wanted)
+            .map(|(got, key)| {
+                let got = got?;
+                if let Some(bytes) = &got {
+                    too_large_stored(Cf::Receipts, key, bytes.len())?;
+                }
+                Ok(got)
             })
             .collect()
     }

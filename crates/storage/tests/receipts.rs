@@ -211,3 +211,93 @@ fn a_missing_or_oversized_receipt_is_reported_as_corruption_in_its_own_slot() {
     let again = chain.build(w(&[]), vec![tx]);
     assert_corrupt(store.commit_block(again), "tx_index");
 }
+
+/// The auditor's whole-index walk (ADR 008) and receipts read by height:
+/// every entry once, in id order, within the bounds asked, with its form;
+/// a caller that stops early stops the walk; the receipts of a block in
+/// order, absent where an entry holds its own.
+#[test]
+fn the_index_walks_whole_in_id_order_and_receipts_read_by_height() {
+    use aidledger_storage::{IndexEntry, MemStore};
+    use aidledger_types::Hash;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = RocksStore::open(dir.path().join("db")).unwrap();
+    let chain = populated(&store, 4, 3);
+    let mut all = committed(&chain);
+    // One entry of the older form.
+    let (old_id, old_loc, old_receipt) = all[4].clone();
+    to_legacy(&store, &old_id, old_loc, &old_receipt);
+    all.sort_by_key(|(id, _, _)| *id);
+    let expect = |from: &Hash, to: Option<&Hash>| -> Vec<IndexEntry> {
+        all.iter()
+            .filter(|(id, _, _)| id >= from && to.is_none_or(|t| id < t))
+            .map(|(id, loc, _)| IndexEntry {
+                id: *id,
+                location: *loc,
+                receipt_inline: *id == old_id,
+            })
+            .collect()
+    };
+    let walk = |s: &dyn Store, from: &Hash, to: Option<&Hash>, stop: usize| {
+        let mut seen = Vec::new();
+        s.index_walk(from, to, &mut |e| {
+            seen.push(*e);
+            seen.len() < stop
+        })
+        .expect("a walk")
+        .unwrap();
+        seen
+    };
+    let zero = Hash([0; 32]);
+    assert_eq!(walk(&store, &zero, None, usize::MAX), expect(&zero, None));
+    let (a, b) = (all[3].0, all[9].0);
+    assert_eq!(walk(&store, &a, Some(&b), usize::MAX), expect(&a, Some(&b)));
+    assert_eq!(walk(&store, &b, Some(&a), usize::MAX), Vec::new());
+    assert_eq!(
+        walk(&store, &zero, None, 2),
+        expect(&zero, None)[..2].to_vec()
+    );
+
+    // Receipts by height: block 2 in order; the older-form entry's is in
+    // the index, not under its height.
+    let of = |h: u64| -> Vec<Option<Vec<u8>>> {
+        committed(&chain)
+            .into_iter()
+            .filter(|(_, l, _)| l.height == h)
+            .map(|(id, _, r)| (id != old_id).then_some(r))
+            .collect()
+    };
+    for h in 1..=4 {
+        let got: Vec<_> = store
+            .receipts_at(h, 3)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, of(h), "height {h}");
+    }
+    assert_eq!(
+        store
+            .receipts_at(9, 2)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>(),
+        vec![None, None]
+    );
+
+    // An entry that does not decode ends the walk with an error.
+    store
+        .raw_put(Cf::TxIndex, &keys::tx(&Hash([0xff; 32])), b"\x01")
+        .unwrap();
+    assert!(store
+        .index_walk(&zero, None, &mut |_| true)
+        .unwrap()
+        .is_err());
+
+    // The in-memory store's entries hold their receipts.
+    let mem = MemStore::new();
+    let chain = populated(&mem, 2, 2);
+    let seen = walk(&mem, &zero, None, usize::MAX);
+    assert_eq!(seen.len(), committed(&chain).len());
+    assert!(seen.iter().all(|e| e.receipt_inline));
+}
