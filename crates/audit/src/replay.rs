@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use aidledger_storage::Store;
 
-use crate::source::{receipts_as_entries, ChainSource, Entry, IndexEntries, ReplayEnd};
+use crate::source::{block_records, ChainSource, Entry, IndexEntries, ReplayEnd};
 use crate::Failure;
 
 /// Most blocks read from the source at a time (a window).
@@ -160,16 +160,9 @@ fn pre_one(e: &Entry, chain: &ChainId, set: &ValidatorSet, index: Option<Reader<
         (Ok(()), None) => Ok(out),
     };
     let index = match (&txs, index) {
-        (Ok(verified), Some(r)) if body.is_ok() && r.by_height => {
-            let n = u32::try_from(verified.len()).unwrap_or(u32::MAX);
-            Some(receipts_as_entries(
-                e.height,
-                r.store.receipts_at(e.height, n),
-            ))
-        }
         (Ok(verified), Some(r)) if body.is_ok() => {
             let ids: Vec<Hash> = verified.iter().map(VerifiedTx::id).collect();
-            Some(r.store.tx_locations(&ids))
+            Some(block_records(r.store, r.by_height, e.height, &ids))
         }
         _ => None,
     };

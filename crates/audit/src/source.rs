@@ -99,38 +99,40 @@ pub trait ChainSource {
     }
 }
 
-/// A block's receipts read by height, as index entries at the block's own
-/// locations (what `check_block` compares when the index is checked whole).
-pub(crate) fn receipts_as_entries(
+/// What `check_block` compares a block's transactions against, one entry
+/// each: read by id from the index, or (`by_height`, the index checked
+/// whole) the receipts read by height as entries at the block's own
+/// locations. Read ahead on the verifier threads, or by `check_block`
+/// when they did not. A failure found on receipts read by height is never
+/// reported as it stands: the replay runs again reading by id
+/// ([`ChainSource::again_block_by_block`]).
+pub(crate) fn block_records(
+    store: &dyn Store,
+    by_height: bool,
     height: u64,
-    receipts: Vec<Result<Option<Vec<u8>>, StorageError>>,
+    ids: &[Hash],
 ) -> IndexEntries {
-    receipts
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.map(|found| {
-                found.map(|bytes| {
-                    let index = u32::try_from(i).unwrap_or(u32::MAX);
-                    (TxLocation { height, index }, bytes)
-                })
-            })
-        })
+    if !by_height {
+        return store.tx_locations(ids);
+    }
+    let count = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+    (0..count)
+        .zip(store.receipts_at(height, count))
+        .map(|(index, r)| r.map(|found| found.map(|bytes| (TxLocation { height, index }, bytes))))
         .collect()
 }
 
 /// How a store source checks the transaction index.
 enum IndexCheck {
-    /// Before [`ChainSource::begin`]: entry by entry.
-    Undecided,
     /// As one set: each block adds its transactions to a set hash,
     /// compared at the end with the hash of the walk over the whole index;
     /// receipts are read by height.
     Whole { walked: Walked },
     /// Entry by entry, as each block is checked, and at the end what the
-    /// walk found beyond the chain (`None`: the store has no walk). For a
-    /// store with entries of the form before ADR 025, when asked for, and
-    /// after a failure of the whole check.
+    /// walk found beyond the chain (`None`: no walk, before
+    /// [`ChainSource::begin`] or for a store that has none). For a store
+    /// with entries of the form before ADR 025, when asked for, and after
+    /// a failure of the whole check.
     PerBlock {
         walked: Option<Result<Walked, StorageError>>,
     },
@@ -201,7 +203,7 @@ impl StoreSource {
             label,
             head: None,
             next: 1,
-            index: IndexCheck::Undecided,
+            index: IndexCheck::PerBlock { walked: None },
             per_block_only: false,
             chain_txs: 0,
             chain_sum: SetSum::default(),
@@ -227,7 +229,7 @@ impl StoreSource {
             reason,
         };
         match &self.index {
-            IndexCheck::Undecided | IndexCheck::PerBlock { walked: None } => Ok(()),
+            IndexCheck::PerBlock { walked: None } => Ok(()),
             IndexCheck::Whole { walked, .. } => {
                 if walked.entries == self.chain_txs && walked.sum == self.chain_sum {
                     Ok(())
@@ -335,24 +337,15 @@ impl ChainSource for StoreSource {
     ) -> Result<(), Failure> {
         let h = block.height();
         self.chain_txs += ids.len() as u64;
-        let whole = matches!(self.index, IndexCheck::Whole { .. });
-        let found = match (whole, index) {
-            (true, index) => {
-                for (i, id) in ids.iter().enumerate() {
-                    self.chain_sum
-                        .add(id, h, u32::try_from(i).unwrap_or(u32::MAX));
-                }
-                match index {
-                    Some(found) if found.len() == ids.len() => found,
-                    _ => receipts_as_entries(
-                        h,
-                        self.store
-                            .receipts_at(h, u32::try_from(ids.len()).unwrap_or(u32::MAX)),
-                    ),
-                }
+        let whole = self.receipts_by_height();
+        if whole {
+            for (i, id) in (0u32..).zip(ids) {
+                self.chain_sum.add(id, h, i);
             }
-            (false, Some(found)) if found.len() == ids.len() => found,
-            (false, _) => self.store.tx_locations(ids),
+        }
+        let found = match index {
+            Some(found) if found.len() == ids.len() => found,
+            _ => block_records(self.store.as_ref(), whole, h, ids),
         };
         for (i, (entry, receipt)) in found.into_iter().zip(&outcome.receipts).enumerate() {
             let obj = || format!("tx {i}");

@@ -728,6 +728,10 @@ fn too_large_stored(cf: Cf, key: &[u8], len: usize) -> Result<(), StorageError> 
 
 /// The receipt stored under `location`, read as `got`; its absence is
 /// damage, since the index entry naming it was written in the same batch.
+/// What [`RocksStore::walk_cf`] calls on each pair: whether to go on, or
+/// what stops the walk as an error.
+type WalkFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StorageError> + 'a;
+
 fn receipt_at(
     location: TxLocation,
     got: Result<Option<Vec<u8>>, StorageError>,
@@ -1248,6 +1252,35 @@ impl RocksStore {
             .clear();
     }
 
+    /// Calls `f` on every pair of `cf` with `from <= key < to`, in key
+    /// order, until it answers false or fails: one bounded iterator that
+    /// lends `f` its bytes. A walk reads each block once, so it leaves the
+    /// block cache alone (caching would only evict what the node's reads
+    /// keep there). A read error ends the walk as an error, never early.
+    fn walk_cf(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: Option<&[u8]>,
+        f: &mut WalkFn<'_>,
+    ) -> Result<(), StorageError> {
+        let mut ro = total_order();
+        ro.fill_cache(false);
+        if let Some(to) = to {
+            ro.set_iterate_upper_bound(to.to_vec());
+        }
+        let mut iter = self.db.raw_iterator_cf_opt(self.handle(cf)?, ro);
+        iter.seek(from);
+        while let Some((k, v)) = iter.item() {
+            if !f(k, v)? {
+                return Ok(());
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(())
+    }
+
     fn decode_block(height: u64, key: &[u8], bytes: &[u8]) -> Result<Block, StorageError> {
         let block = Block::decode(bytes).map_err(|e| corrupt(Cf::Blocks.name(), key, e))?;
         if block.header.height != height {
@@ -1352,43 +1385,32 @@ impl Store for RocksStore {
             .collect()
     }
 
-    /// One iterator over the index's key range, which leaves the block
-    /// cache as it was.
+    /// [`RocksStore::walk_cf`] over the index, decoding each entry.
     fn index_walk(
         &self,
         from: &Hash,
         to: Option<&Hash>,
         f: &mut dyn FnMut(&IndexEntry) -> bool,
     ) -> Option<Result<(), StorageError>> {
-        let mut walk = || -> Result<(), StorageError> {
-            let mut ro = total_order();
-            ro.fill_cache(false);
-            if let Some(to) = to {
-                ro.set_iterate_upper_bound(keys::tx(to).to_vec());
-            }
-            let mut iter = self.db.raw_iterator_cf_opt(self.handle(Cf::TxIndex)?, ro);
-            iter.seek(keys::tx(from));
-            while let Some((k, v)) = iter.item() {
+        let to = to.map(keys::tx);
+        Some(self.walk_cf(
+            Cf::TxIndex,
+            &keys::tx(from),
+            to.as_ref().map(|t| &t[..]),
+            &mut |k, v| {
                 let id = <[u8; 32]>::try_from(k)
                     .map_err(|_| corrupt(Cf::TxIndex.name(), k, "a key that is not an id"))?;
                 let (location, receipt_inline) = match index_value(k, v)? {
                     IndexValue::Location(l) => (l, false),
                     IndexValue::Legacy(l, _) => (l, true),
                 };
-                let entry = IndexEntry {
+                Ok(f(&IndexEntry {
                     id: Hash(id),
                     location,
                     receipt_inline,
-                };
-                if !f(&entry) {
-                    return Ok(());
-                }
-                iter.next();
-            }
-            iter.status()?;
-            Ok(())
-        };
-        Some(walk())
+                }))
+            },
+        ))
     }
 
     /// One forward iterator over the block's consecutive keys.
@@ -1424,29 +1446,14 @@ impl Store for RocksStore {
         Box::new(RocksStateView::new(self))
     }
 
+    /// [`RocksStore::walk_cf`] over the state.
     fn state_walk(
         &self,
         from: &[u8],
         to: Option<&[u8]>,
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StorageError> {
-        let mut ro = total_order();
-        // A walk reads each block once: caching them would only evict what
-        // the node's reads keep there.
-        ro.fill_cache(false);
-        if let Some(to) = to {
-            ro.set_iterate_upper_bound(to.to_vec());
-        }
-        let mut iter = self.db.raw_iterator_cf_opt(self.handle(Cf::State)?, ro);
-        iter.seek(from);
-        while let Some((k, v)) = iter.item() {
-            if !f(k, v) {
-                return Ok(());
-            }
-            iter.next();
-        }
-        iter.status()?;
-        Ok(())
+        self.walk_cf(Cf::State, from, to, &mut |k, v| Ok(f(k, v)))
     }
 
     fn accumulator(&self) -> Result<StateAccumulator, StorageError> {
