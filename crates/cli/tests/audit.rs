@@ -119,6 +119,70 @@ fn replay_names_the_first_failing_height_and_exits_1() {
     assert_eq!(v["message"], "height 4: block missing");
 }
 
+/// The index is checked as one set, and a failure is placed by a second,
+/// entry-by-entry run (ADR 008): through the command, an index entry for
+/// no transaction of the chain fails at the end, and an entry deleted
+/// below a later altered receipt is still named at its own block.
+#[test]
+fn replay_checks_the_transaction_index_whole_and_names_its_first_failure() {
+    let b = common::built(2);
+    let stranger = aidledger_types::Hash([0x5a; 32]);
+    {
+        let s = RocksStore::open(b.data()).unwrap();
+        let location = aidledger_storage::TxLocation {
+            height: 2,
+            index: 0,
+        };
+        s.raw_put(
+            Cf::TxIndex,
+            &skeys::tx(&stranger),
+            &aidledger_types::codec::encode(&location),
+        )
+        .unwrap();
+    }
+    let o = run(&["audit", "replay", "--home", p(b.dir.path())]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let e = err(&o);
+    assert!(
+        e.trim_end().starts_with(
+            "error: audit failed: transaction index holds entries for transactions not in the chain:"
+        ),
+        "{e}"
+    );
+    assert!(
+        out(&o).contains(&format!("blocks         {}", b.head)),
+        "{}",
+        out(&o)
+    );
+
+    let b = common::built(2);
+    {
+        let s = RocksStore::open(b.data()).unwrap();
+        let block = aidledger_storage::Store::block(&s, 2).unwrap().unwrap();
+        s.raw_delete(Cf::TxIndex, &skeys::tx(&block.txs[0].id()))
+            .unwrap();
+        let key = skeys::receipt(4, 0);
+        let mut r = s.raw_get(Cf::Receipts, &key).unwrap().unwrap();
+        r[0] ^= 1;
+        s.raw_put(Cf::Receipts, &key, &r).unwrap();
+    }
+    let o = run(&[
+        "audit",
+        "replay",
+        "--home",
+        p(b.dir.path()),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(
+        v["message"],
+        "height 2: tx 0 is missing from the transaction index"
+    );
+    assert_eq!(v["summary"]["blocks"], 1);
+}
+
 #[test]
 fn export_blocks_then_replay_the_file_offline() {
     let b = common::built(2);
