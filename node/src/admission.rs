@@ -229,10 +229,13 @@ struct Inner {
 }
 
 /// The pool; cloning shares it. Dropping the last clone does not stop the
-/// workers: [`AdmissionPool::close`] does.
+/// workers: [`AdmissionPool::close`] does, and [`AdmissionPool::join`]
+/// waits for them.
 #[derive(Clone)]
 pub struct AdmissionPool {
     inner: Arc<Inner>,
+    /// The workers, until [`AdmissionPool::join`] takes them.
+    workers: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }
 
 impl AdmissionPool {
@@ -252,13 +255,31 @@ impl AdmissionPool {
             driver,
             metrics,
         });
+        let mut workers = Vec::new();
         for i in 0..cfg.threads.max(1) {
-            let inner = inner.clone();
-            std::thread::Builder::new()
+            let shared = inner.clone();
+            let spawned = std::thread::Builder::new()
                 .name(format!("admission-{i}"))
-                .spawn(move || worker(&inner))?;
+                .spawn(move || worker(&shared));
+            match spawned {
+                Ok(w) => workers.push(w),
+                Err(e) => {
+                    // The workers already started must not outlive the
+                    // failed start: they hold the store.
+                    let pool = AdmissionPool {
+                        inner,
+                        workers: Arc::new(Mutex::new(workers)),
+                    };
+                    pool.close();
+                    pool.join();
+                    return Err(e);
+                }
+            }
         }
-        Ok(AdmissionPool { inner })
+        Ok(AdmissionPool {
+            inner,
+            workers: Arc::new(Mutex::new(workers)),
+        })
     }
 
     pub fn admission(&self) -> &Arc<Admission> {
@@ -342,6 +363,28 @@ impl AdmissionPool {
     pub fn close(&self) {
         self.lock().closed = true;
         self.inner.ready.notify_all();
+    }
+
+    /// Waits, after [`AdmissionPool::close`], for every worker to finish
+    /// the queue and stop; later calls return at once. Blocking: from the
+    /// runtime, call it on a blocking thread.
+    ///
+    /// A node's shutdown needs it: the workers hold the store, and a
+    /// worker still running when the process exits would close RocksDB
+    /// while its static state is torn down (a crash after "stopped
+    /// cleanly", and the store's lock held until then).
+    pub fn join(&self) {
+        let workers = std::mem::take(
+            &mut *self
+                .workers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for w in workers {
+            if w.join().is_err() {
+                tracing::error!("an admission worker panicked");
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {

@@ -751,6 +751,7 @@ async fn submit(
     }
     until_committed(
         commits,
+        s.shared.stopping.subscribe(),
         Duration::from_millis(req.wait_ms.min(WAIT_MAX_MS)),
         |n| n.txs.contains(&id),
         || Ok(committed_status(&s.store, id)?.is_some()),
@@ -913,22 +914,37 @@ async fn wait_for_height(s: &AppState, height: u64, wait: Duration) -> Result<()
     if stored()? {
         return Ok(());
     }
-    until_committed(commits, wait, |n| n.height >= height, stored).await
+    let stopping = s.shared.stopping.subscribe();
+    until_committed(commits, stopping, wait, |n| n.height >= height, stored).await
 }
 
 /// Waits on `commits` (subscribed before the caller last looked at the
-/// store) until a notice `is_it`, or `wait` passes. A notice is sent after
-/// its block is stored. When notices were missed (the receiver lagged),
-/// `in_store` says whether the store already has what is waited for.
+/// store) until a notice `is_it`, or `wait` passes, or the node is
+/// stopping (`stopping` turns true: no commit will come). A notice is sent
+/// after its block is stored. When notices were missed (the receiver
+/// lagged), `in_store` says whether the store already has what is waited
+/// for.
 async fn until_committed(
     mut commits: tokio::sync::broadcast::Receiver<Arc<crate::driver::CommitNotice>>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
     wait: Duration,
     is_it: impl Fn(&crate::driver::CommitNotice) -> bool,
     in_store: impl Fn() -> Result<bool, ApiFailure>,
 ) -> Result<(), ApiFailure> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        match tokio::time::timeout_at(deadline, commits.recv()).await {
+        if *stopping.borrow_and_update() {
+            return Ok(());
+        }
+        let notice = tokio::select! {
+            n = tokio::time::timeout_at(deadline, commits.recv()) => n,
+            changed = stopping.changed() => match changed {
+                Ok(()) => continue,
+                // The node's state is gone: it is stopping too.
+                Err(_) => return Ok(()),
+            },
+        };
+        match notice {
             Ok(Ok(n)) if is_it(&n) => return Ok(()),
             Ok(Ok(_)) => {}
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
@@ -1452,5 +1468,94 @@ mod hidden_errors {
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
         let r = bad_request("no").into_response();
         assert!(r.headers().get(header::RETRY_AFTER).is_none());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn channels() -> (
+        tokio::sync::broadcast::Sender<Arc<crate::driver::CommitNotice>>,
+        tokio::sync::watch::Sender<bool>,
+    ) {
+        (
+            tokio::sync::broadcast::channel(16).0,
+            tokio::sync::watch::channel(false).0,
+        )
+    }
+
+    /// Ends the test rather than wait out a ten-minute wait.
+    async fn ended<F: std::future::Future>(f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("the wait did not end")
+    }
+
+    /// A request waiting for a commit is answered once the node stops,
+    /// not at the end of its wait (ten minutes here): no commit will come.
+    /// A request that begins to wait when the node is already stopping,
+    /// or once the node's state is gone, does not wait. A commit still
+    /// ends the wait as before, and only the one waited for.
+    #[tokio::test]
+    async fn a_wait_for_a_commit_ends_when_the_node_stops() {
+        let wait = Duration::from_secs(600);
+        let none = || Ok(false);
+        let (commits, stopping) = channels();
+        let waiting = tokio::spawn(until_committed(
+            commits.subscribe(),
+            stopping.subscribe(),
+            wait,
+            |n| n.height >= 7,
+            none,
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished());
+        stopping.send_replace(true);
+        ended(waiting).await.unwrap().unwrap();
+        ended(until_committed(
+            commits.subscribe(),
+            stopping.subscribe(),
+            wait,
+            |_| false,
+            none,
+        ))
+        .await
+        .unwrap();
+
+        let (commits, stopping) = channels();
+        let waiting = tokio::spawn(until_committed(
+            commits.subscribe(),
+            stopping.subscribe(),
+            wait,
+            |n| n.height >= 7,
+            none,
+        ));
+        let notice = |height| {
+            Arc::new(crate::driver::CommitNotice {
+                height,
+                txs: Vec::new(),
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        commits.send(notice(6)).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "height 6 is not the one waited for");
+        commits.send(notice(7)).unwrap();
+        ended(waiting).await.unwrap().unwrap();
+
+        let (commits, stopping) = channels();
+        let rx = stopping.subscribe();
+        drop(stopping);
+        ended(until_committed(
+            commits.subscribe(),
+            rx,
+            wait,
+            |_| false,
+            none,
+        ))
+        .await
+        .unwrap();
     }
 }

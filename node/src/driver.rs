@@ -96,6 +96,10 @@ pub struct Shared {
     pub snapshot: RwLock<Snapshot>,
     pub commits: broadcast::Sender<Arc<CommitNotice>>,
     pub metrics: Metrics,
+    /// True once the node is stopping: the API stops taking connections,
+    /// and a request waiting for a commit is answered at once with what
+    /// there is, since no commit will come.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// The core's measurements, exported as Prometheus metrics.

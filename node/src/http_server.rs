@@ -141,9 +141,15 @@ pub async fn serve(
         }
     }));
     let mut accepted_count: u64 = 0;
+    // Every connection's task: at shutdown, each has a moment to finish,
+    // and the rest are ended, so that none outlives the server with the
+    // app and what the app holds (the store).
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
-            _ = stop.changed() => break,
+            biased;
+            () = stopping(&mut stop) => break,
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
@@ -177,7 +183,7 @@ pub async fn serve(
         let header_timeout = limits.header_timeout;
         let mut stop = stop.clone();
         let header_timeouts = counters.header_timeouts.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -192,14 +198,39 @@ pub async fn serve(
                         header_timeouts.inc();
                     }
                 }
-                _ = stop.changed() => {
+                // A connection accepted as the node began to stop sees
+                // it at once: `wait_for` looks at the value first.
+                () = stopping(&mut stop) => {
                     conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                    let _ = tokio::time::timeout(CONNECTION_DRAIN, conn).await;
                 }
             }
         });
     }
+    let drained = tokio::time::timeout(CONNECTION_DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        // A client that keeps its connection busy (a request body still
+        // coming, a response it does not read) is cut off.
+        tracing::info!(
+            open = connections.len(),
+            "API connections not finished within the shutdown's drain are closed"
+        );
+    }
+    connections.shutdown().await;
 }
+
+/// Returns once `stop` is true (at once if it already is) or its sender
+/// is gone.
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// How long the API's connections may finish their requests once the
+/// node stops.
+const CONNECTION_DRAIN: Duration = Duration::from_secs(2);
 
 /// The per-request bounds: the request limit (but for health and
 /// metrics) and the request deadline.
@@ -305,6 +336,65 @@ mod tests {
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
+    }
+
+    /// Once the node stops, `serve` returns only after every connection's
+    /// task has ended: a request in flight that finishes within the drain
+    /// is answered, one that would run on is cut off, and nothing the app
+    /// holds (on a node, the store) outlives the server.
+    #[test]
+    fn serve_returns_only_once_every_connection_has_ended() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        // A stand-in for the store: each handler holds a clone.
+        let held = Arc::new(());
+        let (quick_held, stuck_held) = (held.clone(), held.clone());
+        let app = Router::new()
+            .route(
+                "/quick",
+                get(move || {
+                    let h = quick_held.clone();
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        drop(h);
+                        "quick"
+                    }
+                }),
+            )
+            .route(
+                "/stuck",
+                get(move || {
+                    let h = stuck_held.clone();
+                    async move {
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                        drop(h);
+                        "never"
+                    }
+                }),
+            );
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (stop, rx) = watch::channel(false);
+        let server = rt.spawn(serve(listener, app, limits(8), Counters::default(), rx));
+        let ask = |path: &'static str| {
+            let a = addr.clone();
+            std::thread::spawn(move || {
+                request(&a, &format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"))
+            })
+        };
+        let (quick, stuck) = (ask("/quick"), ask("/stuck"));
+        std::thread::sleep(Duration::from_millis(150));
+        stop.send_replace(true);
+        rt.block_on(server).unwrap();
+        assert_eq!(
+            Arc::strong_count(&held),
+            1,
+            "a connection's task outlived the server"
+        );
+        let quick = quick.join().unwrap();
+        assert!(quick.starts_with("HTTP/1.1 200"), "{quick}");
+        assert!(quick.ends_with("quick"), "{quick}");
+        let stuck = stuck.join().unwrap();
+        assert!(!stuck.contains("never"), "{stuck}");
     }
 
     #[test]

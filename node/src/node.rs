@@ -310,10 +310,12 @@ async fn run_async(
     let data = rel(home, &cfg.node.data_dir);
     std::fs::create_dir_all(&data)?;
     // A restart (`testnet up` after a stop, systemd's Restart=) can start
-    // this process while the previous one, already past "stopped
-    // cleanly", still holds the store's lock until its last thread has
-    // gone: wait for it, bounded and said. A second node on the same home
-    // meets the same wait, then the error naming the lock.
+    // this process while the previous one is still stopping: a node
+    // closes its store before it says "stopped cleanly", but a stop may
+    // take seconds (the API's connections drain, the admission queue
+    // empties). Wait for the store's lock, bounded and said. A second
+    // node on the same home meets the same wait, then the error naming
+    // the lock.
     let store = Arc::new(
         RocksStore::open_waiting(&data, STORE_LOCK_WAIT, |e| {
             tracing::warn!(
@@ -450,6 +452,7 @@ async fn run_async(
         snapshot: RwLock::new(Snapshot::default()),
         commits: broadcast::channel(1024).0,
         metrics: Metrics::new(),
+        stopping: tokio::sync::watch::channel(false).0,
     });
     let memory_task = {
         let (shared, store) = (shared.clone(), store.clone());
@@ -564,13 +567,13 @@ async fn run_async(
             store: store.clone(),
             driver: driver_tx.clone(),
             pool: pool.clone(),
-            shared,
+            shared: shared.clone(),
             info,
             explore: Default::default(),
         },
         cfg.api.body_max_bytes,
     );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_rx = shared.stopping.subscribe();
     crate::http_server::raise_open_file_limit();
     let limits = crate::http_server::Limits {
         max_connections: crate::http_server::connection_cap(cfg.api.max_connections),
@@ -597,7 +600,7 @@ async fn run_async(
         _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
         r = &mut driver_task => Some(r),
     };
-    let _ = stop_tx.send(true);
+    shared.stopping.send_replace(true);
     let result = match driver_result {
         Some(r) => r.context("driver task panicked")?,
         None => {
@@ -607,18 +610,44 @@ async fn run_async(
     };
     if let Some(t) = control_task {
         t.abort();
+        let _ = t.await;
         let _ = std::fs::remove_file(home.join(crate::backup::CONTROL_SOCKET));
     }
     memory_task.abort();
+    let _ = memory_task.await;
     pool.close();
     net.shutdown().await;
     let _ = api_task.await;
-    drop(store);
+    // The API has answered its last request; the admission workers finish
+    // what is queued and stop. Then nothing holds the store but this task.
+    let workers = pool.clone();
+    let _ = tokio::task::spawn_blocking(move || workers.join()).await;
+    drop(pool);
+    close_store(store).await;
     match &result {
         Ok(()) => tracing::info!("stopped cleanly"),
         Err(e) => tracing::error!(error = %format!("{e:#}"), "stopped on a fatal error"),
     }
     result
+}
+
+/// Closes the store before the node says it stopped: RocksDB flushes
+/// nothing more and releases its lock here, not when the process exits.
+/// Every task and thread that read it has ended by now; should one still
+/// hold it, the store closes when that one ends, before the runtime is
+/// gone, and the log says so.
+async fn close_store(store: Arc<RocksStore>) {
+    match Arc::try_unwrap(store) {
+        // Closing waits for RocksDB's background work: off the runtime.
+        Ok(store) => {
+            let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+            tracing::info!("store closed");
+        }
+        Err(store) => tracing::warn!(
+            holders = Arc::strong_count(&store) - 1,
+            "the store is still held at shutdown; it closes when its last holder ends"
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -146,6 +146,7 @@ mod tests {
                 snapshot: RwLock::new(Snapshot::default()),
                 commits: tokio::sync::broadcast::channel(16).0,
                 metrics: Metrics::new(),
+                stopping: tokio::sync::watch::channel(false).0,
             }),
             info: Arc::new(NodeInfo {
                 chain_id: "openapi-test".into(),

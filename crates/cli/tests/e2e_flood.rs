@@ -113,6 +113,41 @@ fn a_flood_of_bad_signatures_at_the_leader_admits_nothing_and_every_probe_commit
     assert_eq!(b1["code"], "bad-signature", "{b1}");
 }
 
+/// Nodes stopped in the middle of a load, with admission, gossip and
+/// commits all busy, stop by themselves within `testnet down`'s grace,
+/// and each closes its store before it says "stopped cleanly". No
+/// admission worker, API connection or task holds the store past the
+/// shutdown, so no RocksDB work is left as the process exits. A node
+/// whose admission workers still held it crashed there now and then,
+/// after saying it had stopped cleanly.
+#[test]
+fn nodes_stopped_under_load_close_their_store_before_they_say_they_stopped() {
+    let mut t = Testnet::up();
+    let load = bin()
+        .args([
+            "bench",
+            "load",
+            "--dir",
+            t.d(),
+            "--rate",
+            "6000",
+            "--duration",
+            "60",
+            "--drain",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    t.extra.push(load);
+    let api = t.orgs()[0].api.clone();
+    common::consortium::wait_until("the load commits", 90, || {
+        common::consortium::metric(&api, "aidledger_committed_txs_total").unwrap_or(0.0) >= 3_000.0
+    });
+    t.down_cleanly();
+}
+
 /// A deposit in a real disburser's name with its next nonce, whose
 /// signature has one bit of s flipped: the right shape, but it does not
 /// verify.

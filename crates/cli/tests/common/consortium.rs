@@ -49,6 +49,40 @@ impl Testnet {
         self.dir.to_str().unwrap()
     }
 
+    /// Stops every node with `testnet down` and checks how each stopped:
+    /// by itself within the grace (not killed), with its store closed
+    /// before it said "stopped cleanly", and nothing holding the store
+    /// past the shutdown.
+    pub fn down_cleanly(&self) {
+        let out = ok(&["--output", "json", "testnet", "down", "--dir", self.d()]);
+        let stopped: Value = serde_json::from_str(out.trim()).unwrap();
+        for o in self.orgs() {
+            let result = stopped
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["id"] == o.id.as_str())
+                .and_then(|r| r["result"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            assert!(result.starts_with("stopped"), "{}: {result}", o.id);
+            let log = std::fs::read_to_string(o.home.join("node.log")).unwrap();
+            let tail: String = log.lines().rev().take(12).collect::<Vec<_>>().join("\n");
+            let closed = log.rfind("store closed");
+            let said = log.rfind("stopped cleanly");
+            assert!(
+                closed.is_some() && said.is_some() && closed < said,
+                "{}: the store is closed before the node says it stopped; the log ends (last line first):\n{tail}",
+                o.id
+            );
+            assert!(
+                !log.contains("still held at shutdown"),
+                "{}: the store was still held at shutdown:\n{tail}",
+                o.id
+            );
+        }
+    }
+
     pub fn orgs(&self) -> Vec<Org> {
         orgs(&self.dir)
     }
