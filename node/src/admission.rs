@@ -387,6 +387,12 @@ impl AdmissionPool {
         }
     }
 
+    /// A guard that closes the pool and waits for its workers when
+    /// dropped: see [`StopOnDrop`].
+    pub fn stop_on_drop(&self) -> StopOnDrop {
+        StopOnDrop(self.clone())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.inner
             .queue
@@ -405,6 +411,20 @@ impl AdmissionPool {
         if let Some(m) = &self.inner.metrics {
             m.queue_txs.set(total as i64);
         }
+    }
+}
+
+/// Closes the pool and joins its workers when dropped (blocking). A node
+/// holds one from the pool's start, so that a start failing after it (the
+/// API's port in use, say) leaves no worker holding the store. Its
+/// shutdown joins the workers first and then drops the guard, which has
+/// nothing left to wait for.
+pub struct StopOnDrop(AdmissionPool);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+        self.0.join();
     }
 }
 
@@ -490,6 +510,43 @@ fn worker(inner: &Inner) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pool whose guard is dropped (a node's start failing after the
+    /// pool began) leaves no worker holding the store: the store is closed
+    /// once the caller lets go of it, and opens again at once.
+    #[test]
+    fn a_dropped_stop_guard_leaves_no_worker_holding_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let store = Arc::new(aidledger_storage::RocksStore::open(&path).expect("open"));
+        let weak = Arc::downgrade(&store);
+        let (driver, _rx) = mpsc::channel(16);
+        let admission = Arc::new(Admission::new(
+            aidledger_types::ChainId::new("stop-test").expect("chain id"),
+            store,
+            64,
+            1 << 20,
+            &aidledger_node_core::Mutants::default(),
+        ));
+        let pool = AdmissionPool::start(
+            admission,
+            PoolConfig {
+                threads: 3,
+                ..cfg()
+            },
+            driver,
+            None,
+        )
+        .expect("pool");
+        let guard = pool.stop_on_drop();
+        drop(pool);
+        drop(guard);
+        assert!(
+            weak.upgrade().is_none(),
+            "an admission worker still holds the store"
+        );
+        aidledger_storage::RocksStore::open(&path).expect("the store opens again");
+    }
 
     fn cfg() -> PoolConfig {
         PoolConfig {

@@ -1486,6 +1486,20 @@ mod tests {
         )
     }
 
+    /// A request's wait for height 7, up to ten minutes, on its own task.
+    fn waiting_for_7(
+        commits: &tokio::sync::broadcast::Sender<Arc<crate::driver::CommitNotice>>,
+        stopping: &tokio::sync::watch::Sender<bool>,
+    ) -> tokio::task::JoinHandle<Result<(), ApiFailure>> {
+        tokio::spawn(until_committed(
+            commits.subscribe(),
+            stopping.subscribe(),
+            Duration::from_secs(600),
+            |n| n.height >= 7,
+            || Ok(false),
+        ))
+    }
+
     /// Ends the test rather than wait out a ten-minute wait.
     async fn ended<F: std::future::Future>(f: F) -> F::Output {
         tokio::time::timeout(Duration::from_secs(60), f)
@@ -1503,13 +1517,7 @@ mod tests {
         let wait = Duration::from_secs(600);
         let none = || Ok(false);
         let (commits, stopping) = channels();
-        let waiting = tokio::spawn(until_committed(
-            commits.subscribe(),
-            stopping.subscribe(),
-            wait,
-            |n| n.height >= 7,
-            none,
-        ));
+        let waiting = waiting_for_7(&commits, &stopping);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!waiting.is_finished());
         stopping.send_replace(true);
@@ -1525,13 +1533,7 @@ mod tests {
         .unwrap();
 
         let (commits, stopping) = channels();
-        let waiting = tokio::spawn(until_committed(
-            commits.subscribe(),
-            stopping.subscribe(),
-            wait,
-            |n| n.height >= 7,
-            none,
-        ));
+        let waiting = waiting_for_7(&commits, &stopping);
         let notice = |height| {
             Arc::new(crate::driver::CommitNotice {
                 height,

@@ -522,6 +522,7 @@ async fn run_async(
         Some(crate::admission::PoolMetrics::of(&shared.metrics)),
     )
     .context("starting the admission pool")?;
+    let pool_stop = pool.stop_on_drop();
     tracing::info!(
         threads = pool_cfg.threads,
         queue_txs = pool_cfg.queue_txs,
@@ -622,6 +623,7 @@ async fn run_async(
     // what is queued and stop. Then nothing holds the store but this task.
     let workers = pool.clone();
     let _ = tokio::task::spawn_blocking(move || workers.join()).await;
+    drop(pool_stop);
     drop(pool);
     close_store(store).await;
     match &result {
