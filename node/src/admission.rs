@@ -416,9 +416,8 @@ impl AdmissionPool {
 
 /// Closes the pool and joins its workers when dropped (blocking). A node
 /// holds one from the pool's start, so that a start failing after it (the
-/// API's port in use, say) leaves no worker holding the store. Its
-/// shutdown joins the workers first and then drops the guard, which has
-/// nothing left to wait for.
+/// API's port in use, say) leaves no worker holding the store; its
+/// shutdown drops the guard on a blocking thread to the same end.
 pub struct StopOnDrop(AdmissionPool);
 
 impl Drop for StopOnDrop {

@@ -347,30 +347,21 @@ mod tests {
         let rt = tokio::runtime::Runtime::new().unwrap();
         // A stand-in for the store: each handler holds a clone.
         let held = Arc::new(());
-        let (quick_held, stuck_held) = (held.clone(), held.clone());
+        // A handler that answers `body` after `delay`, holding its clone.
+        let holding = |delay: Duration, body: &'static str| {
+            let held = held.clone();
+            get(move || {
+                let h = held.clone();
+                async move {
+                    tokio::time::sleep(delay).await;
+                    drop(h);
+                    body
+                }
+            })
+        };
         let app = Router::new()
-            .route(
-                "/quick",
-                get(move || {
-                    let h = quick_held.clone();
-                    async move {
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                        drop(h);
-                        "quick"
-                    }
-                }),
-            )
-            .route(
-                "/stuck",
-                get(move || {
-                    let h = stuck_held.clone();
-                    async move {
-                        tokio::time::sleep(Duration::from_secs(600)).await;
-                        drop(h);
-                        "never"
-                    }
-                }),
-            );
+            .route("/quick", holding(Duration::from_millis(300), "quick"))
+            .route("/stuck", holding(Duration::from_secs(600), "never"));
         let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (stop, rx) = watch::channel(false);

@@ -620,10 +620,9 @@ async fn run_async(
     net.shutdown().await;
     let _ = api_task.await;
     // The API has answered its last request; the admission workers finish
-    // what is queued and stop. Then nothing holds the store but this task.
-    let workers = pool.clone();
-    let _ = tokio::task::spawn_blocking(move || workers.join()).await;
-    drop(pool_stop);
+    // what is queued and stop (the guard closes and joins the pool). Then
+    // nothing holds the store but this task.
+    let _ = tokio::task::spawn_blocking(move || drop(pool_stop)).await;
     drop(pool);
     close_store(store).await;
     match &result {

@@ -42,6 +42,14 @@ fn ok(args: &[&str]) -> String {
     out(&o)
 }
 
+/// `audit replay --home home --output json` that fails with status 1:
+/// its JSON report.
+fn failed_replay_json(home: &Path) -> Value {
+    let o = run(&["audit", "replay", "--home", p(home), "--output", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    serde_json::from_str(&out(&o)).unwrap()
+}
+
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -103,16 +111,7 @@ fn replay_names_the_first_failing_height_and_exits_1() {
     );
     assert!(out(&o).contains("blocks         3"), "{}", out(&o));
 
-    let o = run(&[
-        "audit",
-        "replay",
-        "--home",
-        p(b.dir.path()),
-        "--output",
-        "json",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    let v = failed_replay_json(b.dir.path());
     assert_eq!(v["verified"], false);
     assert_eq!(v["failure"]["height"], 4);
     assert_eq!(v["failure"]["object"], "block");
@@ -166,16 +165,7 @@ fn replay_checks_the_transaction_index_whole_and_names_its_first_failure() {
         r[0] ^= 1;
         s.raw_put(Cf::Receipts, &key, &r).unwrap();
     }
-    let o = run(&[
-        "audit",
-        "replay",
-        "--home",
-        p(b.dir.path()),
-        "--output",
-        "json",
-    ]);
-    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
-    let v: Value = serde_json::from_str(&out(&o)).unwrap();
+    let v = failed_replay_json(b.dir.path());
     assert_eq!(
         v["message"],
         "height 2: tx 0 is missing from the transaction index"
