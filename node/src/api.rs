@@ -749,6 +749,8 @@ async fn submit(
     if req.wait_ms == 0 {
         return Ok((StatusCode::ACCEPTED, Json(pending)));
     }
+    // However the wait ends, even by the node's stop, a transaction not
+    // committed yet is pending: it was admitted here, and gossiped.
     until_committed(
         commits,
         s.shared.stopping.subscribe(),
@@ -872,6 +874,7 @@ pub struct BlockWaitQuery {
         (status = 400, description = "malformed request, id, cursor or limit", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such record (with wait_ms: not committed within the wait)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 410, description = "below this node's base height (it joined from a snapshot)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "with wait_ms: the node is shutting down before the block committed (Retry-After)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "internal error (an error id only)", body = ProblemBody, content_type = "application/problem+json")
     )
 )]
@@ -915,7 +918,26 @@ async fn wait_for_height(s: &AppState, height: u64, wait: Duration) -> Result<()
         return Ok(());
     }
     let stopping = s.shared.stopping.subscribe();
-    until_committed(commits, stopping, wait, |n| n.height >= height, stored).await
+    let end = until_committed(commits, stopping, wait, |n| n.height >= height, &stored).await?;
+    // A wait cut short by the stop is not a block that failed to come:
+    // the client should ask again, here after the restart or elsewhere.
+    if end == WaitEnd::Stopping && !stored()? {
+        return Err(unavailable(format!(
+            "the node is shutting down before block {height} committed here; ask again after \
+             its restart, or ask another member"
+        )));
+    }
+    Ok(())
+}
+
+/// How a wait for a commit ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WaitEnd {
+    /// What was waited for committed, or the wait ran out: the caller
+    /// looks at the store.
+    Over,
+    /// The node is stopping, so no commit will come.
+    Stopping,
 }
 
 /// Waits on `commits` (subscribed before the caller last looked at the
@@ -930,29 +952,33 @@ async fn until_committed(
     wait: Duration,
     is_it: impl Fn(&crate::driver::CommitNotice) -> bool,
     in_store: impl Fn() -> Result<bool, ApiFailure>,
-) -> Result<(), ApiFailure> {
+) -> Result<WaitEnd, ApiFailure> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         if *stopping.borrow_and_update() {
-            return Ok(());
+            return Ok(WaitEnd::Stopping);
         }
         let notice = tokio::select! {
             n = tokio::time::timeout_at(deadline, commits.recv()) => n,
             changed = stopping.changed() => match changed {
                 Ok(()) => continue,
                 // The node's state is gone: it is stopping too.
-                Err(_) => return Ok(()),
+                Err(_) => return Ok(WaitEnd::Stopping),
             },
         };
         match notice {
-            Ok(Ok(n)) if is_it(&n) => return Ok(()),
+            Ok(Ok(n)) if is_it(&n) => return Ok(WaitEnd::Over),
             Ok(Ok(_)) => {}
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
                 if in_store()? {
-                    return Ok(());
+                    return Ok(WaitEnd::Over);
                 }
             }
-            Ok(Err(_)) | Err(_) => return Ok(()),
+            // The commits' sender is gone: the node is stopping.
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                return Ok(WaitEnd::Stopping)
+            }
+            Err(_) => return Ok(WaitEnd::Over),
         }
     }
 }
@@ -1490,7 +1516,7 @@ mod tests {
     fn waiting_for_7(
         commits: &tokio::sync::broadcast::Sender<Arc<crate::driver::CommitNotice>>,
         stopping: &tokio::sync::watch::Sender<bool>,
-    ) -> tokio::task::JoinHandle<Result<(), ApiFailure>> {
+    ) -> tokio::task::JoinHandle<Result<WaitEnd, ApiFailure>> {
         tokio::spawn(until_committed(
             commits.subscribe(),
             stopping.subscribe(),
@@ -1507,30 +1533,41 @@ mod tests {
             .expect("the wait did not end")
     }
 
+    /// How a wait of `wait` for a commit nobody makes ends.
+    async fn waited_for_nothing(
+        commits: tokio::sync::broadcast::Receiver<Arc<crate::driver::CommitNotice>>,
+        stopping: tokio::sync::watch::Receiver<bool>,
+        wait: Duration,
+    ) -> WaitEnd {
+        ended(until_committed(
+            commits,
+            stopping,
+            wait,
+            |_| false,
+            || Ok(false),
+        ))
+        .await
+        .unwrap()
+    }
+
     /// A request waiting for a commit is answered once the node stops,
     /// not at the end of its wait (ten minutes here): no commit will come.
     /// A request that begins to wait when the node is already stopping,
-    /// or once the node's state is gone, does not wait. A commit still
-    /// ends the wait as before, and only the one waited for.
+    /// or once the node's state (or its commits' sender) is gone, does not
+    /// wait. A commit still ends the wait as before, and only the one
+    /// waited for; so does a wait that runs out, which is not a stop.
     #[tokio::test]
     async fn a_wait_for_a_commit_ends_when_the_node_stops() {
         let wait = Duration::from_secs(600);
-        let none = || Ok(false);
         let (commits, stopping) = channels();
         let waiting = waiting_for_7(&commits, &stopping);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!waiting.is_finished());
         stopping.send_replace(true);
-        ended(waiting).await.unwrap().unwrap();
-        ended(until_committed(
-            commits.subscribe(),
-            stopping.subscribe(),
-            wait,
-            |_| false,
-            none,
-        ))
-        .await
-        .unwrap();
+        assert_eq!(ended(waiting).await.unwrap().unwrap(), WaitEnd::Stopping);
+        let begun_while_stopping =
+            waited_for_nothing(commits.subscribe(), stopping.subscribe(), wait).await;
+        assert_eq!(begun_while_stopping, WaitEnd::Stopping);
 
         let (commits, stopping) = channels();
         let waiting = waiting_for_7(&commits, &stopping);
@@ -1545,19 +1582,23 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished(), "height 6 is not the one waited for");
         commits.send(notice(7)).unwrap();
-        ended(waiting).await.unwrap().unwrap();
+        assert_eq!(ended(waiting).await.unwrap().unwrap(), WaitEnd::Over);
 
         let (commits, stopping) = channels();
         let rx = stopping.subscribe();
         drop(stopping);
-        ended(until_committed(
-            commits.subscribe(),
-            rx,
-            wait,
-            |_| false,
-            none,
-        ))
-        .await
-        .unwrap();
+        let state_gone = waited_for_nothing(commits.subscribe(), rx, wait).await;
+        assert_eq!(state_gone, WaitEnd::Stopping);
+
+        let (commits, stopping) = channels();
+        let rx = commits.subscribe();
+        drop(commits);
+        let no_commits = waited_for_nothing(rx, stopping.subscribe(), wait).await;
+        assert_eq!(no_commits, WaitEnd::Stopping);
+
+        let (commits, stopping) = channels();
+        let short = Duration::from_millis(50);
+        let ran_out = waited_for_nothing(commits.subscribe(), stopping.subscribe(), short).await;
+        assert_eq!(ran_out, WaitEnd::Over);
     }
 }

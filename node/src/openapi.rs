@@ -268,6 +268,44 @@ mod tests {
         drop(held);
     }
 
+    /// A block read waiting for a commit while the node stops is told so,
+    /// 503 with Retry-After, not the 404 of a wait that ran out: the client
+    /// asks again after the restart or asks another member. Without a wait
+    /// the answer stays 404.
+    #[tokio::test]
+    async fn a_block_wait_cut_by_the_stop_is_503_not_404() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state(dir.path());
+        let app = router(s.clone(), 1 << 16);
+        let get = |uri: &str| {
+            let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+            let app = app.clone();
+            async move {
+                tokio::time::timeout(std::time::Duration::from_secs(20), app.oneshot(req))
+                    .await
+                    .expect("the read waited on past the stop")
+                    .unwrap()
+            }
+        };
+        let waiting = tokio::spawn(get("/v1/blocks/5?wait_ms=60000"));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            !waiting.is_finished(),
+            "block 5 is not made: the read waits"
+        );
+        s.shared.stopping.send_replace(true);
+        let r = waiting.await.unwrap();
+        assert_eq!(r.status().as_u16(), 503);
+        assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("shutting down before block 5"), "{text}");
+        // A read begun while stopping does not wait either.
+        let r = get("/v1/blocks/5?wait_ms=60000").await;
+        assert_eq!(r.status().as_u16(), 503);
+        assert_eq!(get("/v1/blocks/5").await.status().as_u16(), 404);
+    }
+
     /// Every operation has a typed success answer and describes its path
     /// parameters (the hand-written document did not).
     #[test]

@@ -515,6 +515,8 @@ fn watch(run: &Run) {
             run.nodes[node % run.nodes.len()]
         );
         let asked = Run::now();
+        // 503: the node is stopping (or busy); the next one is asked at once.
+        let mut unavailable = false;
         let got = agent.get(&url).call().ok().and_then(|mut r| {
             if r.status().is_success() {
                 r.body_mut()
@@ -523,6 +525,7 @@ fn watch(run: &Run) {
                     .read_json::<BlockView>()
                     .ok()
             } else {
+                unavailable = r.status().as_u16() == 503;
                 None
             }
         });
@@ -545,10 +548,11 @@ fn watch(run: &Run) {
             }
             None => {
                 // Not committed within the wait, or the node is down:
-                // after a while try another node. An answer that came at
+                // after a while (at once if it said it is stopping) try
+                // another node. An answer that came at
                 // once (a refused connection, a node of a release without
                 // the wait) is retried after a pause, not at once.
-                if since.elapsed() >= WATCH_SWITCH_AFTER {
+                if unavailable || since.elapsed() >= WATCH_SWITCH_AFTER {
                     node += 1;
                     since = Run::now();
                 }
