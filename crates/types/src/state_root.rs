@@ -57,8 +57,9 @@ fn element(key: &[u8], value: &[u8]) -> [u8; LANES * 2] {
     bytes
 }
 
-/// An element's lanes, in order.
-fn lanes_of(bytes: &[u8; LANES * 2]) -> impl Iterator<Item = u16> + '_ {
+/// The little-endian 16-bit lanes of `bytes`, in order: an element's, or
+/// a stored accumulator's.
+fn lanes_of(bytes: &[u8]) -> impl Iterator<Item = u16> + '_ {
     bytes
         .chunks_exact(2)
         .map(|c| u16::from_le_bytes([c[0], c[1]]))
@@ -121,8 +122,8 @@ impl StateAccumulator {
             return None;
         }
         let mut lanes = Box::new([0u16; LANES]);
-        for (lane, chunk) in lanes.iter_mut().zip(bytes.chunks_exact(2)) {
-            *lane = u16::from_le_bytes([chunk[0], chunk[1]]);
+        for (lane, value) in lanes.iter_mut().zip(lanes_of(bytes)) {
+            *lane = value;
         }
         Some(StateAccumulator { lanes })
     }
